@@ -1,0 +1,219 @@
+"""The Typer app: options, overrides and help. Imports nothing heavy.
+
+Every command turns its options into a config (Hydra overrides + CLI values),
+then hands it to `segcli.commands.<name>.run(cfg)`. Heavy modules (torch,
+lightning, smp, cv2, even Hydra) are imported only inside the command bodies,
+so `segcli --help` stays as fast as Typer itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from segcli import __version__
+
+app = typer.Typer(
+    name="segcli",
+    help="Semantic segmentation from the command line: prepare → train → eval → predict → export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+prepare_app = typer.Typer(
+    help="Convert a dataset into segcli's canonical layout with a dataset card (dataset.yaml).",
+    no_args_is_help=True,
+)
+app.add_typer(prepare_app, name="prepare")
+
+_MODULES = {"eval": "evaluate"}  # command name → module under segcli.commands
+OVERRIDES_HELP = "Hydra overrides, e.g. model.arch=fpn trainer.max_epochs=30 loss=ce."
+ConfigDir = typer.Option(None, "--config-dir", help="Extra directory of config groups searched before the packaged conf/.")
+PrintCfg = typer.Option(False, "--cfg", help="Print the composed config and exit.")
+Overrides = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"segcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """segcli: semantic segmentation from the command line."""
+
+
+def _execute(command: str, overrides: list[str] | None, values: dict, config_dir: Path | None, print_cfg: bool):
+    """Compose the config for `command` and run it (lazy imports live here)."""
+    from segcli.config import compose, to_yaml
+
+    cfg = compose(command, list(overrides or []), values=values, config_dir=config_dir)
+    if print_cfg:
+        sys.stdout.write(to_yaml(cfg))
+        return None
+    import importlib
+
+    module = importlib.import_module(f"segcli.commands.{_MODULES.get(command, command)}")
+    return module.run(cfg)
+
+
+# ----------------------------------------------------------------------------- prepare
+@prepare_app.command("synthetic")
+def prepare_synthetic(
+    out: Path = typer.Option(..., "--out", help="Output dataset directory."),
+    num_images: int = typer.Option(None, "--num-images", help="Number of scenes (default from conf/prepare.yaml)."),
+    seed: int = typer.Option(None, "--seed", help="Random seed; the same seed gives the same dataset."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
+    overrides: Optional[List[str]] = Overrides,
+    config_dir: Optional[Path] = ConfigDir,
+    print_cfg: bool = PrintCfg,
+) -> None:
+    """Generate the built-in procedural street-scene dataset."""
+    values = {"format": "synthetic", "out": out, "overwrite": overwrite,
+              "synthetic.num_images": num_images, "seed": seed}
+    _execute("prepare", overrides, values, config_dir, print_cfg)
+
+
+@prepare_app.command("camvid")
+def prepare_camvid(
+    src: Path = typer.Option(..., "--src", help="CamVid in the SegNet layout (train/, trainannot/, val/, ...)."),
+    out: Path = typer.Option(..., "--out", help="Output dataset directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
+    overrides: Optional[List[str]] = Overrides,
+    config_dir: Optional[Path] = ConfigDir,
+    print_cfg: bool = PrintCfg,
+) -> None:
+    """Convert CamVid (SegNet layout, 11 classes + Unlabelled → ignore)."""
+    values = {"format": "camvid", "src": src, "out": out, "overwrite": overwrite}
+    _execute("prepare", overrides, values, config_dir, print_cfg)
+
+
+@prepare_app.command("folder")
+def prepare_folder(
+    images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
+    masks: Path = typer.Option(..., "--masks", help="Folder of class-id PNG masks, matched to images by relative stem."),
+    out: Path = typer.Option(..., "--out", help="Output dataset directory."),
+    classes: str = typer.Option(None, "--classes", help="Class names 'a,b,c' or a file with one name per line."),
+    ignore_index: int = typer.Option(None, "--ignore-index", help="Mask value that means 'not labelled' (default 255)."),
+    val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the random split."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
+    overrides: Optional[List[str]] = Overrides,
+    config_dir: Optional[Path] = ConfigDir,
+    print_cfg: bool = PrintCfg,
+) -> None:
+    """Convert a plain images/ + masks/ folder pair (masks hold class ids)."""
+    values = {"format": "folder", "images": images, "masks": masks, "out": out, "overwrite": overwrite,
+              "classes": classes, "ignore_index": ignore_index, "val_fraction": val_fraction, "seed": seed}
+    _execute("prepare", overrides, values, config_dir, print_cfg)
+
+
+# ----------------------------------------------------------------------------- train
+@app.command("train")
+def train(
+    overrides: Optional[List[str]] = Overrides,
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>)."),
+    config_dir: Optional[Path] = ConfigDir,
+    print_cfg: bool = PrintCfg,
+) -> None:
+    """Train a model; the last stdout line is the run directory."""
+    _execute("train", overrides, {"run_dir": run_dir}, config_dir, print_cfg)
+
+
+# ----------------------------------------------------------------------------- eval
+@app.command("eval")
+def evaluate(
+    ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to evaluate."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the checkpoint's own)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to FILE, or '-' for stdout."),
+    overrides: Optional[List[str]] = Overrides,
+    config_dir: Optional[Path] = ConfigDir,
+    print_cfg: bool = PrintCfg,
+) -> None:
+    """Per-class IoU/Acc/Dice and mIoU/mAcc/aAcc of a model on a dataset split."""
+    values = {"ckpt": ckpt, "data": data, "split": split, "json": json_out}
+    _execute("eval", overrides, values, config_dir, print_cfg)
+
+
+# ----------------------------------------------------------------------------- predict
+@app.command("predict")
+def predict(
+    inputs: Optional[List[str]] = typer.Argument(None, help="Image files or folders, then optional key=value overrides.", show_default=False),
+    ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with."),
+    out: Path = typer.Option(..., "--out", help="Output directory: <rel>/<stem>.png masks and overlays/."),
+    config_dir: Optional[Path] = ConfigDir,
+    print_cfg: bool = PrintCfg,
+) -> None:
+    """Predict class-id masks (and colour overlays) for images of any size."""
+    paths, overrides = _split_inputs(inputs or [])
+    values = {"ckpt": ckpt, "out": out, "inputs": paths}
+    _execute("predict", overrides, values, config_dir, print_cfg)
+
+
+def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
+    """Arguments that look like `key=value` (and are no existing path) are overrides."""
+    paths, overrides = [], []
+    for arg in args:
+        looks_like_override = "=" in arg or arg.startswith("~")
+        (overrides if looks_like_override and not os.path.exists(arg) else paths).append(arg)
+    return paths, overrides
+
+
+# ----------------------------------------------------------------------------- export
+@app.command("export")
+def export(
+    ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to export."),
+    fmt: str = typer.Option(None, "--format", help="Export format: onnx."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: next to the checkpoint)."),
+    verify_images: Optional[Path] = typer.Option(None, "--verify-images", help="Images to verify on (default: the checkpoint's val split)."),
+    overrides: Optional[List[str]] = Overrides,
+    config_dir: Optional[Path] = ConfigDir,
+    print_cfg: bool = PrintCfg,
+) -> None:
+    """Export to ONNX and verify it against the PyTorch model on real images."""
+    values = {"ckpt": ckpt, "format": fmt, "out": out, "verify_images": verify_images}
+    _execute("export", overrides, values, config_dir, print_cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn segcli errors into one line + exit code."""
+    from segcli.errors import EXIT_INTERRUPTED, SegcliError
+
+    debug = os.environ.get("SEGCLI_DEBUG", "") not in ("", "0")
+    try:
+        app(args=argv, prog_name="segcli", standalone_mode=False)
+    except SegcliError as err:
+        if debug:
+            raise
+        sys.stderr.write(f"segcli: error: {err.message}\n")
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("segcli: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
+    except _click_exceptions() as err:  # usage errors from Typer/Click
+        if isinstance(err, _click_abort()):
+            sys.stderr.write("segcli: interrupted\n")
+            sys.exit(EXIT_INTERRUPTED)
+        err.show()
+        sys.exit(getattr(err, "exit_code", 2))
+
+
+def _click_exceptions():
+    import click
+
+    return (click.exceptions.ClickException, click.exceptions.Abort)
+
+
+def _click_abort():
+    import click
+
+    return click.exceptions.Abort

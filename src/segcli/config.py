@@ -1,0 +1,139 @@
+"""Find conf/, compose a command's config from it with Hydra, validate overrides.
+
+`compose("train", ["model.arch=fpn"], values={"run_dir": "runs/x"})` returns an
+OmegaConf DictConfig. Unknown keys, groups and options fail with a one-line
+ConfigError that suggests the closest valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from segcli.errors import ConfigError
+
+
+def conf_dir() -> Path:
+    """The packaged conf/: inside the wheel (segcli/conf) or at the source tree's root."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parents[1] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise ConfigError(f"segcli's conf/ directory is missing next to {here}; reinstall segcli")
+
+
+def _groups(dirs: list[Path]) -> dict[str, list[str]]:
+    """Config group → sorted option names, over the search directories."""
+    groups: dict[str, set[str]] = {}
+    for root in dirs:
+        for yaml in root.glob("*/*.yaml"):
+            groups.setdefault(yaml.parent.name, set()).add(yaml.stem)
+    return {g: sorted(o) for g, o in groups.items()}
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _flat_keys(node: Any, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            keys.extend(_flat_keys(node._get_node(k), full + "."))
+    return keys
+
+
+def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as err:  # hydra's grammar errors are multi-line
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"cannot parse overrides {overrides}: {first}. Quote values with spaces or commas: key='a b'")
+    for ov in parsed:
+        key = ov.key_or_group
+        if key in groups and not ov.is_delete():
+            value = ov.value()
+            for option in value if isinstance(value, list) else [value]:
+                if str(option) not in groups[key]:
+                    raise ConfigError(
+                        f"unknown option '{option}' for config group '{key}'{_suggest(str(option), groups[key])}; "
+                        f"choose from {', '.join(groups[key])}"
+                    )
+
+
+def compose(command: str, overrides: list[str], values: dict | None = None, config_dir: Path | None = None):
+    """Compose conf/<command>.yaml with `overrides`, then set `values` (CLI options; None = not given).
+
+    `config_dir` is searched before the packaged conf/, so a user's own group
+    options (e.g. DIR/model/mine.yaml) and primary configs take precedence.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    search = [conf_dir()]
+    if config_dir is not None:
+        config_dir = Path(config_dir).expanduser().resolve()
+        if not config_dir.is_dir():
+            raise ConfigError(f"--config-dir {config_dir} is not a directory")
+        search.insert(0, config_dir)
+    _check_groups(overrides, _groups(search))
+
+    extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(search[-1]), version_base="1.3", job_name=f"segcli-{command}"):
+        try:
+            cfg = hydra_compose(config_name=command, overrides=overrides + extra)
+        except Exception as err:
+            raise _explain(err, command, overrides, extra, hydra_compose) from None
+    if values:
+        with open_dict(cfg):
+            for key, value in values.items():
+                if value is not None:
+                    OmegaConf.update(cfg, key, str(value) if isinstance(value, Path) else value, merge=False)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _explain(err: Exception, command: str, overrides: list[str], extra: list[str], hydra_compose) -> ConfigError:
+    """Turn Hydra's multi-line composition error into one line with suggestions."""
+    import re
+
+    text = str(err)
+    match = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    if match:
+        key = match.group(1)
+        # Suggest from the config composed with only the group-selecting overrides that did work.
+        try:
+            base = hydra_compose(config_name=command, overrides=[o for o in overrides if "." not in o.split("=")[0]] + extra)
+        except Exception:
+            base = hydra_compose(config_name=command, overrides=extra)
+        keys = _flat_keys(base)
+        return ConfigError(
+            f"unknown config key '{key}' for 'segcli {command}'{_suggest(key, keys)}; "
+            f"see `segcli {command} --cfg` for all keys, or prefix with + to add a new key"
+        )
+    first = next((line for line in text.splitlines() if line.strip()), text)
+    return ConfigError(f"invalid configuration for 'segcli {command}': {first}")
+
+
+def to_yaml(cfg) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_container(cfg) -> dict:
+    """Plain python dict of a config (resolved), for checkpoints and JSON."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
