@@ -1,0 +1,1 @@
+"""Datasets: native formats → canonical layout + card; loading for training."""

@@ -1,0 +1,70 @@
+"""The dataset card, DIR/dataset.yaml: what every later stage reads about a dataset.
+
+    name: str
+    classes: [str, ...]              # list index = class id
+    palette: [[r, g, b], ...]        # one colour per class
+    ignore_index: int                # mask value that counts nowhere
+    splits: {split: [{image: rel/path, mask: rel/path}, ...]}
+    stats:
+      mean: [r, g, b]                # per-channel mean of the train images, in [0, 1]
+      std: [r, g, b]                 # per-channel std of the train images, in [0, 1]
+      class_pixels: {split: [int per class id]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from segcli.errors import ConfigError, DataError
+
+CARD_NAME = "dataset.yaml"
+
+
+@dataclass
+class DatasetCard:
+    root: Path
+    name: str
+    classes: list[str]
+    palette: list[list[int]]
+    ignore_index: int
+    splits: dict[str, list[dict[str, str]]]
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def pairs(self, split: str) -> list[tuple[Path, Path]]:
+        """Absolute (image, mask) paths of a split; a one-line error lists the splits if unknown."""
+        if split not in self.splits:
+            raise ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}")
+        return [(self.root / p["image"], self.root / p["mask"]) for p in self.splits[split]]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "classes": list(self.classes), "palette": [list(map(int, c)) for c in self.palette],
+                "ignore_index": int(self.ignore_index), "splits": self.splits, "stats": self.stats}
+
+
+def load_card(root: str | Path) -> DatasetCard:
+    """Read DIR/dataset.yaml (DIR may also be the card file itself)."""
+    root = Path(root)
+    path = root if root.suffix in (".yaml", ".yml") else root / CARD_NAME
+    if not path.is_file():
+        raise DataError(f"{path}: no dataset card; prepare the dataset first, e.g. `segcli prepare synthetic --out {path.parent}`")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        card = DatasetCard(root=path.parent, name=raw.get("name", path.parent.name), classes=list(raw["classes"]),
+                           palette=[list(c) for c in raw["palette"]], ignore_index=int(raw["ignore_index"]),
+                           splits=dict(raw["splits"]), stats=dict(raw.get("stats") or {}))
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
+        raise DataError(f"{path}: invalid dataset card ({type(err).__name__}: {err}); re-run `segcli prepare`")
+    if len(card.palette) != len(card.classes):
+        raise DataError(f"{path}: {len(card.palette)} palette colours for {len(card.classes)} classes; give one colour per class")
+    return card
+
+
+def dump_card(card: DatasetCard) -> str:
+    return yaml.safe_dump(card.to_dict(), sort_keys=False, default_flow_style=None, width=120)

@@ -1,0 +1,1 @@
+"""The one inference path: preprocess → forward (torch or onnxruntime) → postprocess."""

@@ -1,0 +1,107 @@
+"""Reading images and masks, and writing outputs atomically (temp file + rename).
+
+Images are returned as (H, W, 3) uint8 RGB whatever is on disk (grayscale,
+RGBA, 16-bit, EXIF-rotated JPEG); masks as (H, W) integer class ids.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segcli.errors import DataError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _imread(path: Path, flags: int) -> np.ndarray:
+    """cv2.imread that copes with non-ASCII paths and reports failures as DataError."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions")
+    array = cv2.imdecode(data, flags) if data.size else None
+    if array is None:
+        raise DataError(f"{path}: not a readable image (corrupt, truncated or unsupported format); replace or remove it")
+    return array
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB, EXIF orientation applied.
+
+    Grayscale is repeated to 3 channels, alpha is dropped, 16-bit is scaled to 8-bit.
+    """
+    path = Path(path)
+    array = _imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
+    if array.dtype == np.uint16:
+        array = (array / 257.0 + 0.5).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a class-id mask as (H, W) uint8 or uint16 exactly as stored (no colour conversion)."""
+    path = Path(path)
+    array = _imread(path, cv2.IMREAD_UNCHANGED)
+    if array.ndim == 3:
+        channels = array.shape[2]
+        if channels >= 3 and not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])):
+            raise DataError(f"{path}: mask has {channels} different colour channels but class ids are expected; "
+                            "store one channel of ids, or convert colours with a palette")
+        array = array[..., 0]
+    if array.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{path}: mask dtype {array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
+    return array
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """Image files under `root` (recursive), sorted; `root` may also be a single file."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same directory and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Write a (H, W) id mask or (H, W, 3) RGB image as PNG, atomically."""
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise DataError(f"{path}: could not encode PNG")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def colorize(mask: np.ndarray, palette: list[list[int]], ignore_index: int) -> np.ndarray:
+    """(H, W) ids → (H, W, 3) uint8 RGB; ids outside the palette (ignore) are black."""
+    lut = np.zeros((max(65536 if mask.dtype == np.uint16 else 256, len(palette)), 3), np.uint8)
+    lut[: len(palette)] = np.asarray(palette, np.uint8)
+    return lut[mask]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: list[list[int]], ignore_index: int, alpha: float = 0.5) -> np.ndarray:
+    """Blend class colours onto an (H, W, 3) uint8 RGB image with opacity `alpha`."""
+    colour = colorize(mask, palette, ignore_index)
+    return cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0)

@@ -1,0 +1,95 @@
+"""The shared predictor used by eval, predict, export verification and training validation.
+
+Preprocess: (H, W, 3) uint8 RGB → (N, 3, H, W) float32, x/255 normalised by mean/std.
+Forward: pad bottom/right with zeros to the model's size multiple, run the backend, crop back.
+Postprocess: (N, K, H, W) float32 logits → argmax → (H, W) uint8/uint16 class ids.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(N, C, H, W) uint8 (or float in 0..255) → float32 (x/255 - mean) / std."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean_t) / std_t
+
+
+def forward_padded(forward: Forward, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Run `forward` on (N, C, H, W) x zero-padded to multiples of `multiple`; return (N, K, H, W) logits."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    logits = forward(x)
+    return logits[..., :h, :w]
+
+
+def to_ids(logits: torch.Tensor) -> np.ndarray:
+    """(N, K, H, W) logits → (N, H, W) uint8 ids (uint16 when K > 256)."""
+    ids = logits.argmax(1).cpu().numpy()
+    return ids.astype(np.uint8 if logits.shape[1] <= 256 else np.uint16)
+
+
+class Predictor:
+    """Images in, logits or class ids out, for any backend that maps (N, C, H, W) float32 → logits.
+
+    meta: the self-description stored in checkpoints and exported models
+    (classes, palette, ignore_index, mean, std, size_multiple, ...).
+    """
+
+    def __init__(self, forward: Forward, meta: dict, device: torch.device | str = "cpu", batch_size: int = 4):
+        self.forward = forward
+        self.meta = meta
+        self.device = torch.device(device)
+        self.batch_size = max(1, int(batch_size))
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def palette(self) -> list[list[int]]:
+        return [list(c) for c in self.meta["palette"]]
+
+    @property
+    def ignore_index(self) -> int:
+        return int(self.meta["ignore_index"])
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size (H, W, 3) uint8 RGB images → (N, 3, H, W) normalised float32 on the device."""
+        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2)
+        return normalize(batch, self.meta["mean"], self.meta["std"])
+
+    @torch.inference_mode()
+    def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size images → (N, K, H, W) float32 logits at the input resolution."""
+        return forward_padded(self.forward, self.preprocess(images), int(self.meta["size_multiple"])).float()
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Same-size images → list of (H, W) class-id arrays."""
+        return list(to_ids(self.logits(images)))
+
+    def predict_stream(self, items: Iterable[tuple[object, np.ndarray]]) -> Iterator[tuple[object, np.ndarray, np.ndarray]]:
+        """(key, image) pairs → (key, image, ids), batching consecutive same-size images."""
+        pending: list[tuple[object, np.ndarray]] = []
+        for key, image in items:
+            if pending and (len(pending) == self.batch_size or pending[0][1].shape != image.shape):
+                yield from self._flush(pending)
+                pending = []
+            pending.append((key, image))
+        if pending:
+            yield from self._flush(pending)
+
+    def _flush(self, pending):
+        masks = self.predict([image for _, image in pending])
+        for (key, image), mask in zip(pending, masks):
+            yield key, image, mask
