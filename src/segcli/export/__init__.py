@@ -1,0 +1,1 @@
+"""Export trained models (ONNX) and verify them against the PyTorch model."""

@@ -1,0 +1,1 @@
+"""Models: smp architecture/encoder factory, losses, and the LightningModule."""

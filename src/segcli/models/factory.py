@@ -1,0 +1,129 @@
+"""Build smp models and losses from plain config values, with errors that list valid choices.
+
+`build_model(arch="unet", encoder="resnet18", encoder_weights=None, in_channels=3, classes=12)`
+returns an smp SegmentationModel mapping (N, in_channels, H, W) float32 to (N, classes, H, W) logits.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from segcli.errors import ConfigError, DataError
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def _choices(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word.lower(), options, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"{hint}; choose from {', '.join(options)}"
+
+
+def architectures() -> list[str]:
+    import segmentation_models_pytorch as smp
+
+    return list(smp.MODEL_ARCHITECTURES_MAPPING)
+
+
+def _check_encoder(encoder: str) -> None:
+    import segmentation_models_pytorch as smp
+
+    if encoder.startswith("tu-"):
+        return  # any timm encoder; timm itself validates the name
+    names = smp.encoders.get_encoder_names()
+    if encoder not in names:
+        close = difflib.get_close_matches(encoder, names, n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown model.encoder '{encoder}'{hint}; see smp's encoder list, or use a timm encoder as tu-<name>")
+
+
+def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
+    """The constructor arguments stored in checkpoints: enough to rebuild the network."""
+    return {"arch": str(model_cfg["arch"]).lower(), "encoder": model_cfg["encoder"],
+            "in_channels": int(model_cfg.get("in_channels", 3)), "classes": int(num_classes),
+            "kwargs": dict(model_cfg.get("kwargs") or {})}
+
+
+def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, encoder_weights: str | None = None,
+                kwargs: dict | None = None) -> nn.Module:
+    """An smp model; `encoder_weights` is None, a named set (downloaded by smp), or a local weights file."""
+    import segmentation_models_pytorch as smp
+
+    archs = architectures()
+    if arch.lower() not in archs:
+        raise ConfigError(f"unknown model.arch '{arch}'{_choices(arch, archs)}")
+    _check_encoder(encoder)
+    local = encoder_weights is not None and (Path(str(encoder_weights)).suffix in WEIGHT_SUFFIXES
+                                             or Path(str(encoder_weights)).exists())
+    named = None if (encoder_weights is None or local) else str(encoder_weights)
+    try:
+        model = smp.create_model(arch.lower(), encoder_name=encoder, encoder_weights=named, in_channels=in_channels,
+                                 classes=classes, **(kwargs or {}))
+    except (KeyError, ValueError, TypeError) as err:
+        raise ConfigError(f"cannot build {arch}/{encoder}: {err}") from None
+    except OSError as err:  # download failed (offline), hub unreachable, ...
+        raise ConfigError(f"could not download encoder weights '{named}' for {encoder} ({type(err).__name__}); offline? "
+                          f"pass a local file: model.encoder_weights=/path/to/{encoder}.pth, or model.encoder_weights=null") from None
+    if local:
+        load_encoder_weights(model, Path(str(encoder_weights)))
+    return model
+
+
+def load_encoder_weights(model: nn.Module, path: Path) -> None:
+    """Load a local .pth/.safetensors state dict into model.encoder, reporting matched/missing keys on stderr."""
+    if not path.is_file():
+        raise DataError(f"{path}: encoder weights file not found; check model.encoder_weights")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DataError(f"{path}: cannot load encoder weights ({type(err).__name__}); give a state-dict .pth or .safetensors file") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    own = model.encoder.state_dict()
+    usable = {k.removeprefix("encoder."): v for k, v in state.items()}
+    matched = {k: v for k, v in usable.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise DataError(f"{path}: none of its {len(usable)} tensors match encoder '{type(model.encoder).__name__}'; "
+                        "is it for the same model.encoder?")
+    model.encoder.load_state_dict(matched, strict=False)
+    missing = len(own) - len(matched)
+    sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing, "
+                     f"{len(usable) - len(matched)} unused\n")
+
+
+def size_multiple(model: nn.Module) -> int:
+    """Input height and width must be multiples of this (the encoder's output stride)."""
+    return int(getattr(getattr(model, "encoder", None), "output_stride", 32) or 32)
+
+
+class WeightedLoss(nn.Module):
+    """Weighted sum of segmentation losses on (N, C, H, W) logits and (N, H, W) int64 targets."""
+
+    def __init__(self, terms: dict[str, float], ignore_index: int):
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        makers = {
+            "ce": lambda: nn.CrossEntropyLoss(ignore_index=ignore_index),
+            "dice": lambda: smp.losses.DiceLoss(mode="multiclass", ignore_index=ignore_index),
+        }
+        unknown = [t for t in terms if t not in makers]
+        if unknown:
+            raise ConfigError(f"unknown loss term '{unknown[0]}'{_choices(unknown[0], list(makers))}")
+        self.weights = {name: float(w) for name, w in terms.items() if float(w) != 0.0}
+        if not self.weights:
+            raise ConfigError("loss.terms gives every term weight 0; give at least one a positive weight")
+        self.terms = nn.ModuleDict({name: makers[name]() for name in self.weights})
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())

@@ -1,0 +1,48 @@
+"""Run directories, the saved resolved config, and the self-description stored with models."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from segcli import __version__
+from segcli.inference.io import atomic_write_bytes
+
+
+def make_run_dir(run_dir: str | None, command: str) -> Path:
+    """The given directory, or runs/<command>/<YYYYmmdd-HHMMSS>[-N] (never an existing one)."""
+    if run_dir:
+        path = Path(run_dir)
+    else:
+        base = Path("runs") / command / time.strftime("%Y%m%d-%H%M%S")
+        path, n = base, 1
+        while path.exists():
+            path, n = Path(f"{base}-{n}"), n + 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def save_config(run_dir: Path, cfg) -> Path:
+    """Write the resolved config as run_dir/config.yaml."""
+    from segcli.config import to_yaml
+
+    path = run_dir / "config.yaml"
+    atomic_write_bytes(path, to_yaml(cfg).encode("utf-8"))
+    return path
+
+
+def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, val_split: str) -> dict:
+    """What a checkpoint or exported model carries so that it can be used with nothing else."""
+    stats = card.stats or {}
+    return {
+        "segcli_version": __version__,
+        "classes": list(card.classes),
+        "palette": [list(map(int, c)) for c in card.palette],
+        "ignore_index": int(card.ignore_index),
+        "mean": list(stats.get("mean", [0.485, 0.456, 0.406])),
+        "std": list(stats.get("std", [0.229, 0.224, 0.225])),
+        "input": "float32 NCHW RGB, (x / 255 - mean) / std",
+        "size_multiple": int(size_multiple),
+        "model": model_kwargs,
+        "dataset": {"name": card.name, "root": str(Path(dataset_root).resolve()), "val_split": val_split},
+    }
