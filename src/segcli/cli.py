@@ -23,10 +23,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain Click help: importing rich for help would triple start-up time
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 prepare_app = typer.Typer(
     help="Convert a dataset into segcli's canonical layout with a dataset card (dataset.yaml).",
+    rich_markup_mode=None,
     no_args_is_help=True,
 )
 app.add_typer(prepare_app, name="prepare")
