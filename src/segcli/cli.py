@@ -187,35 +187,32 @@ def export(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn segcli errors into one line + exit code."""
-    from segcli.errors import EXIT_INTERRUPTED, SegcliError
+    """Entry point: run the app and turn failures into one line on stderr + a documented exit code."""
+    from segcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, SegcliError
 
     debug = os.environ.get("SEGCLI_DEBUG", "") not in ("", "0")
     try:
-        app(args=argv, prog_name="segcli", standalone_mode=False)
+        code = app(args=argv, prog_name="segcli", standalone_mode=False)
     except SegcliError as err:
         if debug:
             raise
-        sys.stderr.write(f"segcli: error: {err.message}\n")
-        sys.exit(err.exit_code)
+        _fail(err.message, err.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("segcli: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
-    except _click_exceptions() as err:  # usage errors from Typer/Click
-        if isinstance(err, _click_abort()):
-            sys.stderr.write("segcli: interrupted\n")
-            sys.exit(EXIT_INTERRUPTED)
-        err.show()
-        sys.exit(getattr(err, "exit_code", 2))
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as err:
+        if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
+            err.show()
+            sys.exit(err.exit_code)
+        if debug:
+            raise
+        if isinstance(err, OSError) and err.filename:
+            _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
+        _fail(f"internal error: {type(err).__name__}: {err} (rerun with SEGCLI_DEBUG=1 for the traceback)", EXIT_INTERNAL)
+    if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
+        _fail("interrupted", EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-def _click_exceptions():
-    import click
-
-    return (click.exceptions.ClickException, click.exceptions.Abort)
-
-
-def _click_abort():
-    import click
-
-    return click.exceptions.Abort
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"segcli: error: {message}\n" if code != 130 else "segcli: interrupted\n")
+    sys.exit(code)

@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # lint errors, an eval gate, export verification
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_DATA = 3  # input data error (unreadable or invalid files)
+EXIT_INTERNAL = 4  # an unexpected failure inside segcli (a bug): please report it
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT
 
 

@@ -49,7 +49,12 @@ def run(cfg) -> Path:
     trainer = L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
                         logger=CSVLogger(str(run_dir), name="", version=""), enable_model_summary=False)
     torch.set_float32_matmul_precision("high")
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     if trainer.interrupted:
         raise KeyboardInterrupt
 
