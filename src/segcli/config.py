@@ -32,7 +32,8 @@ def _groups(dirs: list[Path]) -> dict[str, list[str]]:
     return {g: sorted(o) for g, o in groups.items()}
 
 
-def _suggest(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' (did you mean a, b?)' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
@@ -64,7 +65,7 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
             for option in value if isinstance(value, list) else [value]:
                 if str(option) not in groups[key]:
                     raise ConfigError(
-                        f"unknown option '{option}' for config group '{key}'{_suggest(str(option), groups[key])}; "
+                        f"unknown option '{option}' for config group '{key}'{did_you_mean(str(option), groups[key])}; "
                         f"choose from {', '.join(groups[key])}"
                     )
 
@@ -119,7 +120,7 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
             base = hydra_compose(config_name=command, overrides=extra)
         keys = _flat_keys(base)
         return ConfigError(
-            f"unknown config key '{key}' for 'segcli {command}'{_suggest(key, keys)}; "
+            f"unknown config key '{key}' for 'segcli {command}'{did_you_mean(key, keys)}; "
             f"see `segcli {command} --cfg` for all keys, or prefix with + to add a new key"
         )
     first = next((line for line in text.splitlines() if line.strip()), text)

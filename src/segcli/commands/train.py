@@ -28,14 +28,15 @@ def run(cfg) -> Path:
     warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
+    kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
+    probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
+    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.root, cfg.data.val_split)
+    del probe
+    for split in (cfg.data.train_split, cfg.data.val_split):
+        card.pairs(split)  # an unknown split fails here, before the run directory exists
     run_dir = make_run_dir(cfg.run_dir, "train")
     save_config(run_dir, cfg)
     info(f"train: run directory {run_dir}")
-
-    kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
-    probe = build_model(**kwargs)  # validates arch/encoder before any data loading, gives the stride
-    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.root, cfg.data.val_split)
-    del probe
     module = SegModule(meta, to_container(cfg.loss), to_container(cfg.optim), to_container(cfg.sched),
                        encoder_weights=cfg.model.encoder_weights, channels_last=bool(cfg.channels_last))
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card)

@@ -6,22 +6,20 @@ returns an smp SegmentationModel mapping (N, in_channels, H, W) float32 to (N, c
 
 from __future__ import annotations
 
-import difflib
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from segcli.config import did_you_mean
 from segcli.errors import ConfigError, DataError
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
 def _choices(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word.lower(), options, n=3, cutoff=0.5)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return f"{hint}; choose from {', '.join(options)}"
+    return f"{did_you_mean(word.lower(), options)}; choose from {', '.join(options)}"
 
 
 def architectures() -> list[str]:
@@ -37,9 +35,7 @@ def _check_encoder(encoder: str) -> None:
         return  # any timm encoder; timm itself validates the name
     names = smp.encoders.get_encoder_names()
     if encoder not in names:
-        close = difflib.get_close_matches(encoder, names, n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown model.encoder '{encoder}'{hint}; see smp's encoder list, or use a timm encoder as tu-<name>")
+        raise ConfigError(f"unknown model.encoder '{encoder}'{did_you_mean(encoder, names)}; see smp's encoder list, or use a timm encoder as tu-<name>")
 
 
 def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
