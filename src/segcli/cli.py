@@ -70,7 +70,7 @@ def _execute(command: str, overrides: list[str] | None, values: dict, config_dir
 # ----------------------------------------------------------------------------- prepare
 @prepare_app.command("synthetic")
 def prepare_synthetic(
-    out: Path = typer.Option(..., "--out", help="Output dataset directory."),
+    out: Path = typer.Option(None, "--out", help="Output dataset directory."),
     num_images: int = typer.Option(None, "--num-images", help="Number of scenes (default from conf/prepare.yaml)."),
     seed: int = typer.Option(None, "--seed", help="Random seed; the same seed gives the same dataset."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
@@ -87,7 +87,7 @@ def prepare_synthetic(
 @prepare_app.command("camvid")
 def prepare_camvid(
     src: Path = typer.Option(..., "--src", help="CamVid in the SegNet layout (train/, trainannot/, val/, ...)."),
-    out: Path = typer.Option(..., "--out", help="Output dataset directory."),
+    out: Path = typer.Option(None, "--out", help="Output dataset directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
     overrides: Optional[List[str]] = Overrides,
     config_dir: Optional[Path] = ConfigDir,
@@ -102,7 +102,7 @@ def prepare_camvid(
 def prepare_folder(
     images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
     masks: Path = typer.Option(..., "--masks", help="Folder of class-id PNG masks, matched to images by relative stem."),
-    out: Path = typer.Option(..., "--out", help="Output dataset directory."),
+    out: Path = typer.Option(None, "--out", help="Output dataset directory."),
     classes: str = typer.Option(None, "--classes", help="Class names 'a,b,c' or a file with one name per line."),
     ignore_index: int = typer.Option(None, "--ignore-index", help="Mask value that means 'not labelled' (default 255)."),
     val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation."),
@@ -151,7 +151,7 @@ def evaluate(
 def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image files or folders, then optional key=value overrides.", show_default=False),
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with."),
-    out: Path = typer.Option(..., "--out", help="Output directory: <rel>/<stem>.png masks and overlays/."),
+    out: Path = typer.Option(None, "--out", help="Output directory: <rel>/<stem>.png masks and overlays/."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:

@@ -1,0 +1,131 @@
+"""The command-line surface: help, version, usage errors, lazy imports, the console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import HEAVY_MODULES, assert_ok, describe, run_cli
+
+import segcli
+
+COMMANDS = ("prepare", "train", "eval", "predict", "export")
+
+HELP_ARGV = [
+    ["--help"],
+    ["train", "--help"],
+    ["prepare", "--help"],
+    ["eval", "--help"],
+    ["predict", "--help"],
+    ["export", "--help"],
+    ["prepare", "synthetic", "--help"],
+]
+
+_PROBE = """
+import json, sys
+argv, modules = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+from segcli.cli import main
+sys.argv = ["segcli", *argv]
+try:
+    main()
+    code = 0
+except SystemExit as exit:
+    code = exit.code or 0
+heavy = [m for m in modules if m in sys.modules]
+print("PROBE " + json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def _probe(argv: list[str], cwd: Path) -> dict:
+    """Run segcli's main() with `argv` in a fresh interpreter; report its exit code and heavy modules loaded."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv), json.dumps(HEAVY_MODULES)],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
+    assert lines, describe(proc)
+    return json.loads(lines[-1][len("PROBE "):])
+
+
+@pytest.mark.parametrize("argv", HELP_ARGV, ids=lambda a: " ".join(a))
+def test_help_exits_zero_and_imports_nothing_heavy(argv, tmp_path):
+    proc = assert_ok(run_cli(*argv, cwd=tmp_path))
+    assert "Usage:" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    probe = _probe(argv, tmp_path)
+    assert probe["code"] == 0
+    assert probe["heavy"] == [], f"`segcli {' '.join(argv)}` imported {probe['heavy']}"
+
+
+def test_top_level_help_lists_every_command(tmp_path):
+    out = assert_ok(run_cli("--help", cwd=tmp_path)).stdout
+    for command in COMMANDS:
+        assert command in out
+
+
+def test_prepare_help_lists_formats(tmp_path):
+    out = assert_ok(run_cli("prepare", "--help", cwd=tmp_path)).stdout
+    for fmt in ("synthetic", "camvid", "folder"):
+        assert fmt in out
+
+
+def test_train_help_mentions_overrides_and_cfg(tmp_path):
+    out = assert_ok(run_cli("train", "--help", cwd=tmp_path)).stdout
+    assert "--cfg" in out and "--config-dir" in out and "--run-dir" in out
+    assert "override" in out.lower()
+
+
+def test_version_matches_package(tmp_path):
+    proc = assert_ok(run_cli("--version", cwd=tmp_path))
+    assert proc.stdout.strip() == f"segcli {segcli.__version__}"
+    assert proc.stdout.strip() == "segcli 0.1.0"
+    assert dist_version("segcli") == segcli.__version__  # pyproject and __init__ agree
+
+
+def test_version_imports_nothing_heavy(tmp_path):
+    probe = _probe(["--version"], tmp_path)
+    assert probe == {"code": 0, "heavy": []}
+
+
+def test_console_script_entry_point(tmp_path):
+    script = Path(sys.executable).parent / "segcli"
+    if not script.exists():
+        pytest.skip(f"no console script next to {sys.executable}")
+    proc = subprocess.run([str(script), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.strip() == f"segcli {segcli.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["nosuchcommand"], ["train", "--no-such-option"], ["prepare", "folder"],
+                                  ["prepare", "nosuchformat"]],
+                         ids=["unknown-command", "unknown-option", "missing-required-option", "unknown-format"])
+def test_usage_errors_exit_2_without_traceback(argv, tmp_path):
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert proc.returncode == 2, describe(proc)
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert "Error" in proc.stderr or "error" in proc.stderr
+
+
+def test_missing_required_option_is_named(tmp_path):
+    proc = run_cli("prepare", "folder", "--masks", "m", "--out", "o", cwd=tmp_path)
+    assert proc.returncode == 2, describe(proc)
+    assert "--images" in proc.stderr
+
+
+def test_cfg_output_is_yaml_on_stdout_only(tmp_path):
+    proc = assert_ok(run_cli("train", "--cfg", cwd=tmp_path))
+    cfg = yaml.safe_load(proc.stdout)
+    assert isinstance(cfg, dict) and "model" in cfg
+    assert not (tmp_path / "runs").exists()  # --cfg prints and exits: no run directory
+
+
+def test_cfg_loads_hydra_but_not_torch(tmp_path):
+    """A positive control for the probe above: composing a config does import Hydra, and nothing of torch."""
+    probe = _probe(["train", "--cfg"], tmp_path)
+    assert probe["code"] == 0
+    assert "hydra" in probe["heavy"]
+    assert not {"torch", "lightning", "segmentation_models_pytorch", "cv2"} & set(probe["heavy"])

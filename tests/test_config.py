@@ -1,0 +1,207 @@
+"""Config composition: primary configs, every group option, overrides, suggestions, --config-dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, assert_error, assert_ok, run_cli
+
+from segcli.config import compose, conf_dir, to_container
+from segcli.errors import ConfigError
+
+CONF = REPO / "conf"
+
+
+def _train_groups() -> list[str]:
+    """Config groups that conf/train.yaml selects in its defaults list."""
+    defaults = yaml.safe_load((CONF / "train.yaml").read_text())["defaults"]
+    return [next(iter(item)) for item in defaults if isinstance(item, dict)]
+
+
+def _group_options() -> list[tuple[str, str]]:
+    return [(path.parent.name, path.stem) for path in sorted(CONF.glob("*/*.yaml"))]
+
+
+PRIMARY = {
+    "train": (["train"], {"data", "model", "loss", "optim", "sched", "augment", "trainer", "inference", "seed", "run_dir"}),
+    "eval": (["eval"], {"ckpt", "data", "split", "json", "device", "inference"}),
+    "predict": (["predict", "--out", "masks"], {"ckpt", "inputs", "out", "overlay", "alpha", "device", "inference"}),
+    "export": (["export"], {"ckpt", "format", "out", "opset", "verify", "verify_images"}),
+    "prepare": (["prepare", "synthetic", "--out", "ds"], {"format", "out", "overwrite", "seed", "synthetic"}),
+}
+
+
+def test_conf_dir_is_the_repo_conf():
+    assert conf_dir().resolve() == CONF.resolve()
+
+
+@pytest.mark.parametrize("command", sorted(PRIMARY))
+def test_primary_config_prints_with_cfg(command, tmp_path):
+    argv, keys = PRIMARY[command]
+    proc = assert_ok(run_cli(*argv, "--cfg", cwd=tmp_path))
+    cfg = yaml.safe_load(proc.stdout)
+    assert isinstance(cfg, dict)
+    assert keys <= set(cfg), f"missing {keys - set(cfg)}"
+    assert proc.stderr.strip() == ""
+    assert list(tmp_path.iterdir()) == []  # --cfg writes nothing
+    if "--out" in argv:
+        assert cfg["out"] == argv[argv.index("--out") + 1]
+
+
+def test_prepare_cfg_carries_cli_options(tmp_path):
+    proc = assert_ok(run_cli("prepare", "synthetic", "--out", "ds", "--num-images", "7", "--seed", "3", "--cfg",
+                             cwd=tmp_path))
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["format"] == "synthetic"
+    assert cfg["out"] == "ds"
+    assert cfg["synthetic"]["num_images"] == 7
+    assert cfg["seed"] == 3
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict", "export", "prepare"])
+def test_primary_config_composes_in_process(command):
+    cfg = to_container(compose(command, []))
+    expected = yaml.safe_load((CONF / f"{command}.yaml").read_text())
+    for key, value in expected.items():
+        if key != "defaults":
+            assert cfg[key] == value, key
+
+
+@pytest.mark.parametrize("group,option", _group_options(), ids=lambda x: str(x))
+def test_every_group_option_composes(group, option):
+    if group not in _train_groups():
+        pytest.skip(f"group {group} is not used by train")
+    cfg = to_container(compose("train", [f"{group}={option}"]))
+    expected = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+    assert cfg[group] == expected
+
+
+def test_every_group_is_used_by_some_command():
+    """A group directory that no primary config selects would be unreachable."""
+    used = set(_train_groups())
+    for command in ("eval", "predict", "export", "prepare"):
+        for item in yaml.safe_load((CONF / f"{command}.yaml").read_text()).get("defaults", []):
+            if isinstance(item, dict):
+                used.update(item)
+    groups = {path.parent.name for path in CONF.glob("*/*.yaml")}
+    assert groups <= used, f"unused groups: {groups - used}"
+
+
+def test_overrides_appear_in_cfg(tmp_path):
+    proc = assert_ok(run_cli("train", "model.arch=fpn", "trainer.max_epochs=3", "--cfg", cwd=tmp_path))
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["model"]["arch"] == "fpn"
+    assert cfg["trainer"]["max_epochs"] == 3
+    assert cfg["model"]["encoder"] == "resnet18"  # the rest of the group is untouched
+
+
+def test_group_selection_appears_in_cfg(tmp_path):
+    proc = assert_ok(run_cli("train", "loss=ce", "sched=cosine", "augment=none", "--cfg", cwd=tmp_path))
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["loss"]["terms"] == {"ce": 1.0}
+    assert cfg["sched"]["name"] == "cosine"
+    assert cfg["augment"]["crop_size"] is None
+
+
+def test_list_override(tmp_path):
+    proc = assert_ok(run_cli("train", "augment.crop_size=[64,96]", "--cfg", cwd=tmp_path))
+    assert yaml.safe_load(proc.stdout)["augment"]["crop_size"] == [64, 96]
+
+
+def test_new_key_with_plus_prefix(tmp_path):
+    """The unknown-key error advises `+key=value`; that has to work."""
+    proc = assert_ok(run_cli("train", "+trainer.benchmark=true", "--cfg", cwd=tmp_path))
+    assert yaml.safe_load(proc.stdout)["trainer"]["benchmark"] is True
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    line = assert_error(run_cli("train", "trainer.max_epoch=3", cwd=tmp_path), 2)
+    assert "did you mean" in line
+    assert "trainer.max_epochs" in line
+    assert "trainer.max_epoch'" in line  # names the offending key
+
+
+def test_unknown_top_level_key(tmp_path):
+    line = assert_error(run_cli("train", "sed=1", cwd=tmp_path), 2)
+    assert "sed" in line and "did you mean" in line and "seed" in line
+
+
+def test_unknown_key_in_other_commands(tmp_path):
+    line = assert_error(run_cli("eval", "splitt=val", cwd=tmp_path), 2)
+    assert "did you mean" in line and "split" in line
+
+
+def test_unknown_group_option_suggests(tmp_path):
+    line = assert_error(run_cli("train", "loss=cee", cwd=tmp_path), 2)
+    assert "did you mean" in line
+    assert "'cee'" in line
+    for option in ("ce", "ce_dice", "dice"):
+        assert option in line
+
+
+def test_unknown_group_option_in_process():
+    with pytest.raises(ConfigError, match="did you mean"):
+        compose("train", ["model=unnet"])
+
+
+def test_unparsable_override(tmp_path):
+    assert_error(run_cli("train", "model.arch=[fpn", cwd=tmp_path), 2)
+
+
+def _write_user_model(root: Path) -> Path:
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "mine.yaml").write_text(
+        "arch: fpn\nencoder: resnet34\nencoder_weights: null\nin_channels: 3\nkwargs: {decoder_dropout: 0.1}\n")
+    return root
+
+
+def test_config_dir_user_group_option(tmp_path):
+    user = _write_user_model(tmp_path / "myconf")
+    proc = assert_ok(run_cli("train", "--config-dir", user, "model=mine", "--cfg", cwd=tmp_path))
+    model = yaml.safe_load(proc.stdout)["model"]
+    assert model["arch"] == "fpn"
+    assert model["encoder"] == "resnet34"
+    assert model["kwargs"] == {"decoder_dropout": 0.1}
+
+
+def test_config_dir_keeps_packaged_options(tmp_path):
+    user = _write_user_model(tmp_path / "myconf")
+    proc = assert_ok(run_cli("train", "--config-dir", user, "model=unet", "loss=dice", "--cfg", cwd=tmp_path))
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["model"]["arch"] == "unet"
+    assert cfg["loss"]["terms"] == {"dice": 1.0}
+
+
+def test_config_dir_option_needs_the_dir(tmp_path):
+    """Without --config-dir the user option is unknown (and the error lists the packaged ones)."""
+    _write_user_model(tmp_path / "myconf")
+    line = assert_error(run_cli("train", "model=mine", cwd=tmp_path), 2)
+    assert "mine" in line and "unet" in line
+
+
+def test_config_dir_in_process(tmp_path):
+    user = _write_user_model(tmp_path / "myconf")
+    cfg = compose("train", ["model=mine", "trainer.max_epochs=2"], config_dir=user)
+    assert cfg.model.arch == "fpn" and cfg.model.encoder == "resnet34"
+    assert cfg.trainer.max_epochs == 2
+
+
+def test_config_dir_missing_is_a_usage_error(tmp_path):
+    line = assert_error(run_cli("train", "--config-dir", tmp_path / "nope", "--cfg", cwd=tmp_path), 2)
+    assert "nope" in line
+
+
+def test_cli_values_override_config(tmp_path):
+    cfg = compose("eval", ["split=train"], values={"ckpt": Path("a/b.ckpt"), "split": None, "json": "-"})
+    assert cfg.ckpt == "a/b.ckpt"  # paths become strings
+    assert cfg.split == "train"  # None means "not given": the override stands
+    assert cfg.json == "-"
+
+
+def test_composed_config_is_struct():
+    cfg = compose("train", [])
+    with pytest.raises(Exception):
+        cfg.trainer.max_epoch = 3  # a typo must not silently add a key

@@ -1,0 +1,177 @@
+"""Failure modes a user meets: one line on stderr, the documented exit code, no traceback (unless SEGCLI_DEBUG=1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_error, assert_ok, describe, run_cli
+
+from segcli.errors import EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+
+def test_documented_exit_codes():
+    assert (EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED) == (0, 1, 2, 3, 130)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_missing_checkpoint(tmp_path):
+    missing = tmp_path / "nope" / "best.ckpt"
+    line = assert_error(run_cli("eval", "--ckpt", missing, cwd=tmp_path), 3)
+    assert str(missing) in line
+
+
+def test_truncated_checkpoint(synthetic_run, tmp_path):
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(synthetic_run.best.read_bytes()[:1000])
+    line = assert_error(run_cli("eval", "--ckpt", truncated, cwd=tmp_path), 3)
+    assert str(truncated) in line
+
+
+def test_text_file_as_checkpoint(tmp_path):
+    fake = tmp_path / "x.ckpt"
+    fake.write_text("this is not a checkpoint\n")
+    line = assert_error(run_cli("eval", "--ckpt", fake, cwd=tmp_path), 3)
+    assert str(fake) in line
+
+
+def test_truncated_checkpoint_for_predict_and_export(synthetic_run, tmp_path):
+    truncated = tmp_path / "t.ckpt"
+    truncated.write_bytes(synthetic_run.best.read_bytes()[:1000])
+    image = synthetic_run.data / synthetic_run.card["splits"]["val"][0]["image"]
+    assert_error(run_cli("predict", image, "--ckpt", truncated, "--out", tmp_path / "p", cwd=tmp_path), 3)
+    assert not (tmp_path / "p").exists()
+    assert_error(run_cli("export", "--ckpt", truncated, "--format", "onnx", "--out", tmp_path / "m.onnx",
+                         cwd=tmp_path), 3)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_eval_without_ckpt_is_a_usage_error(tmp_path):
+    assert_error(run_cli("eval", cwd=tmp_path), 2)
+
+
+# ----------------------------------------------------------------------------- datasets
+@pytest.fixture(scope="module")
+def other_classes_dataset(tmp_path_factory) -> Path:
+    """A tiny folder dataset with classes cat, dog: not what the synthetic model was trained on."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("other_classes")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        for kind, array in (("images", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)),
+                            ("masks", rng.integers(0, 2, (64, 64), dtype=np.uint8))):
+            (root / kind).mkdir(exist_ok=True)
+            cv2.imwrite(str(root / kind / f"img{i}.png"), array)
+    out = root / "ds"
+    assert_ok(run_cli("prepare", "folder", "--images", root / "images", "--masks", root / "masks", "--out", out,
+                      "--classes", "cat,dog", "--val-fraction", "0.34", cwd=root))
+    return out
+
+
+def test_eval_on_dataset_with_other_classes(synthetic_run, other_classes_dataset, tmp_path):
+    line = assert_error(run_cli("eval", "--ckpt", synthetic_run.best, "--data", other_classes_dataset, cwd=tmp_path), 2)
+    assert "classes" in line
+
+
+def test_eval_unknown_split(synthetic_run, tmp_path):
+    line = assert_error(run_cli("eval", "--ckpt", synthetic_run.best, "--split", "tset", cwd=tmp_path), 2)
+    assert "tset" in line and "val" in line
+
+
+def test_train_missing_dataset_hints_prepare(tmp_path):
+    line = assert_error(run_cli("train", "data.root=/nonexistent", cwd=tmp_path), 3)
+    assert "/nonexistent" in line
+    assert "segcli prepare" in line
+    assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- predict inputs
+def test_predict_missing_input(synthetic_run, tmp_path):
+    missing = tmp_path / "no_such_image.png"
+    line = assert_error(run_cli("predict", missing, "--ckpt", synthetic_run.best, "--out", tmp_path / "out",
+                                cwd=tmp_path), 3)
+    assert str(missing) in line
+
+
+def test_predict_corrupt_image(synthetic_run, tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes())
+    line = assert_error(run_cli("predict", corrupt, "--ckpt", synthetic_run.best, "--out", tmp_path / "out",
+                                cwd=tmp_path), 3)
+    assert str(corrupt) in line
+    assert not list(tmp_path.glob("out/**/*.png"))  # no mask for an image that could not be read
+
+
+def test_predict_empty_folder(synthetic_run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = assert_error(run_cli("predict", empty, "--ckpt", synthetic_run.best, "--out", tmp_path / "out",
+                                cwd=tmp_path), 3)
+    assert str(empty) in line
+
+
+# ----------------------------------------------------------------------------- model config
+def test_unknown_architecture_suggests(synthetic_data, tmp_path):
+    line = assert_error(run_cli("train", f"data.root={synthetic_data}", "model.arch=unett", cwd=tmp_path), 2)
+    assert "did you mean unet" in line
+    assert "unett" in line
+    assert not (tmp_path / "runs").exists()  # nothing is created for a config error
+
+
+def test_debug_shows_traceback(synthetic_data, tmp_path):
+    proc = run_cli("train", f"data.root={synthetic_data}", "model.arch=unett", cwd=tmp_path,
+                   env={"SEGCLI_DEBUG": "1"})
+    assert proc.returncode != 0, describe(proc)
+    assert "Traceback" in proc.stderr
+    assert "ConfigError" in proc.stderr and "unett" in proc.stderr
+
+
+def test_debug_traceback_for_data_errors(tmp_path):
+    proc = run_cli("eval", "--ckpt", tmp_path / "missing.ckpt", cwd=tmp_path, env={"SEGCLI_DEBUG": "1"})
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "DataError" in proc.stderr
+
+
+def test_debug_zero_means_off(tmp_path):
+    proc = run_cli("eval", "--ckpt", tmp_path / "missing.ckpt", cwd=tmp_path, env={"SEGCLI_DEBUG": "0"})
+    assert_error(proc, 3)
+
+
+def test_export_unknown_format(synthetic_run, tmp_path):
+    line = assert_error(run_cli("export", "--ckpt", synthetic_run.best, "--format", "tflite", cwd=tmp_path), 2)
+    assert "tflite" in line and "onnx" in line
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+def test_interrupted_prepare_exits_130_and_leaves_nothing(tmp_path):
+    """Ctrl-C in the middle of writing a dataset: exit 130, and neither --out nor its staging dir remains."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = tmp_path / "outs"
+    out = parent / "ds"
+    proc = subprocess.Popen([sys.executable, "-m", "segcli", "prepare", "synthetic", "--num-images", "100000",
+                             "--out", str(out)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not (parent.exists() and list(parent.glob(".ds.partial-*/masks/train/*.png"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "prepare never started writing"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("segcli:") and "interrupt" in stderr.strip().splitlines()[-1]
+    assert stdout == ""
+    assert not out.exists()
+    assert list(parent.iterdir()) == []
