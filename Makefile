@@ -37,9 +37,9 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	@echo "== 1/5 prepare: synthetic dataset → $(DEMO_DATA)"
 	$(SEGCLI) prepare synthetic --out $(DEMO_DATA) --overwrite
-	@echo "== 2/5 train: FPN/resnet18 on 2 CPU cores (about 3 minutes) → $(DEMO_RUN)"
+	@echo "== 2/5 train: Unet/resnet18 on the CPU (at most 4 minutes) → $(DEMO_RUN)"
 	rm -rf $(DEMO_RUN)
-	$(SEGCLI) train data.root=$(DEMO_DATA) model=fpn trainer.max_epochs=12 trainer.max_time=00:00:05:00 --run-dir $(DEMO_RUN)
+	$(SEGCLI) train data.root=$(DEMO_DATA) trainer.max_epochs=10 trainer.max_time=00:00:04:00 --run-dir $(DEMO_RUN)
 	@echo "== 3/5 eval: per-class IoU on the val split → $(DEMO_OUT)/eval.json"
 	mkdir -p $(DEMO_OUT)
 	$(SEGCLI) eval --ckpt $(DEMO_RUN)/checkpoints/best.ckpt --json $(DEMO_OUT)/eval.json
