@@ -95,7 +95,7 @@ def run(cfg):
                              keep_going=bool(cfg.keep_going), max_size=cfg.max_size, workers=int(cfg.workers),
                              progress=_progress)
     report = prepared.report
-    report.print_summary()
+    report.print_summary(headline=prepared.card is not None)
     if prepared.card is None:
         _fail(report, prepared.lint_path)
     card = prepared.card
@@ -121,7 +121,7 @@ def lint(cfg):
     path = Path(cfg.src).resolve()
     path = (path.parent if path.is_file() else path) / LINT_NAME
     atomic_write_bytes(path, report.to_json().encode("utf-8"))
-    report.print_summary()
+    report.print_summary(headline=report.passed)
     result(str(path))
     if not report.passed:
         raise CheckFailed(f"{report.headline()}; every finding is in {path}")

@@ -46,18 +46,21 @@ class DatasetCard:
             raise ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}")
         return [(self.root / p["image"], self.root / p["mask"]) for p in self.splits[split]]
 
-    def fold_pairs(self, split: str, fold: int, held_out: bool) -> list[tuple[Path, Path]]:
-        """The pairs of `split` in fold `fold` (held_out=True) or in every other fold (held_out=False)."""
-        entries = self.splits.get(split)
-        if entries is None:
+    def indices(self, split: str, fold: int | None = None, held_out: bool = False) -> list[int]:
+        """Positions in splits[split]: all of them, or (fold given) those in fold `fold` (held_out=True)
+        or in every other fold (held_out=False)."""
+        if split not in self.splits:
             raise ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}")
+        entries = self.splits[split]
+        if fold is None:
+            return list(range(len(entries)))
         folds = {p.get("fold") for p in entries}
         if None in folds:
             raise ConfigError(f"{self.root / CARD_NAME}: split '{split}' has no fold assignment; "
                               "prepare with --folds K, or set data.fold=null")
         if fold not in folds:
             raise ConfigError(f"data.fold={fold}: split '{split}' has folds {', '.join(map(str, sorted(folds)))}")
-        return [(self.root / p["image"], self.root / p["mask"]) for p in entries if (p["fold"] == fold) == held_out]
+        return [i for i, p in enumerate(entries) if (p["fold"] == fold) == held_out]
 
     def to_dict(self) -> dict:
         return {"name": self.name, "classes": list(self.classes), "palette": [list(map(int, c)) for c in self.palette],

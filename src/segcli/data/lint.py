@@ -95,8 +95,10 @@ class LintReport:
         return (f"lint: {self.errors} error(s), {self.warnings} warning(s) in {self.pairs} pair(s){dropped}"
                 f"{' (--strict: warnings fail)' if self.strict and self.warnings else ''}")
 
-    def print_summary(self) -> None:
-        """A table per kind on stderr: severity, count, first file, its detail."""
+    def print_summary(self, headline: bool = True) -> None:
+        """A table per kind on stderr: severity, count, first file, its detail; then the headline."""
+        import os
+
         from rich.markup import escape
         from rich.table import Table
 
@@ -104,7 +106,12 @@ class LintReport:
 
         console = stderr_console()
         if self.findings:
-            table = Table(title=f"lint: {self.dataset}", title_justify="left", expand=False)
+            files = [f.file for f in self.findings if os.path.isabs(f.file)]
+            base = os.path.commonpath(files) if len(files) > 1 else ""
+            base = base if os.path.isdir(base) else os.path.dirname(base)
+            shown = lambda path: os.path.relpath(path, base) if base and os.path.isabs(path) else path  # noqa: E731
+            table = Table(title=f"lint: {self.dataset}", title_justify="left", expand=False,
+                          caption=f"files relative to {base}" if base else None, caption_justify="left")
             for column in ("severity", "kind", "count", "first file", "detail"):
                 table.add_column(column, overflow="fold", justify="right" if column == "count" else "left")
             counts = Counter((f.severity, f.kind) for f in self.findings)
@@ -113,7 +120,8 @@ class LintReport:
                 firsts.setdefault((f.severity, f.kind), f)
             for (severity, kind), first in sorted(firsts.items(), key=lambda kv: (kv[0][0] != ERROR, kv[0][1])):
                 style = "red" if severity == ERROR else "yellow"
-                table.add_row(f"[{style}]{severity}[/]", kind, str(counts[severity, kind]), escape(first.file),
+                table.add_row(f"[{style}]{severity}[/]", kind, str(counts[severity, kind]), escape(shown(first.file)),
                               escape(first.detail))
             console.print(table)
-        console.print(self.headline(), highlight=False, markup=False)
+        if headline:
+            console.print(self.headline(), highlight=False, markup=False)

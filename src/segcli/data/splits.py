@@ -46,7 +46,7 @@ def from_lists(stems: list[str], lists: dict[str, list[str]], where: dict[str, s
         for stem in listed:
             if stem not in known:
                 findings.append(error("split_entry", where[split], f"lists '{stem}', which has no image/mask pair",
-                                      split=split))
+                                      split=split, stem=stem))
             elif stem in assigned and assigned[stem] != split:
                 overlap.add(stem)
                 findings.append(error("split_overlap", where[split], f"'{stem}' is also listed in split "

@@ -94,6 +94,9 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     findings: list[Finding] = []
     image_map = _by_stem(Path(images), "images", findings)
     mask_map = _by_stem(Path(masks), "masks", findings)
+    ambiguous = {f.stem for f in findings}  # duplicate stems: already reported, their counterparts are not orphans
+    image_map = {s: p for s, p in image_map.items() if s not in ambiguous}
+    mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
     for stem in sorted(set(image_map) - set(mask_map)):
         findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}' in {masks}", stem=stem))
     for stem in sorted(set(mask_map) - set(image_map)):
