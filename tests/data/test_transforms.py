@@ -1,9 +1,10 @@
 """Image and mask stay aligned through every augmentation preset; masks never get values they did not have.
 
-The known pattern: 16-px blocks of class 0 (grey 100 in the image) and class 1 (grey 225). After any
-correct geometric transform, a pixel whose image value is still exactly 100 or 225 (not blended with
-a neighbour) must carry that class in the mask, and a pixel of the padding/rotation fill (0) must be
-ignore. A one-pixel shift between image and mask breaks this at every block edge.
+The known pattern: 16-px blocks of class 0 (red (200, 40, 40) in the image) and class 1 (blue
+(40, 40, 200)). No blend of the two colours and the fill (0, 0, 0) equals either colour, so after any
+correct geometric transform a pixel that still shows exactly a class colour must carry that class in
+the mask, and a pixel of the padding/rotation fill must be ignore. A one-pixel shift between image
+and mask breaks this at every block edge.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import yaml
 from torchvision import tv_tensors
 
 from segcli.config import conf_dir
-from segcli.data.transforms import ClassAwareCrop, RandomScale, train_transform
+from segcli.data.transforms import RandomScaleCrop, RandomScale, train_transform
 
 PRESETS = ["none", "light", "strong", "robust"]
 PHOTOMETRIC = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0,
                "noise": {"p": 0}, "blur": {"p": 0}, "jpeg": {"p": 0}, "fog": {"p": 0}}
 IGNORE = 255
-GREY = {0: 100, 1: 225}
+COLOUR = {0: (200, 40, 40), 1: (40, 40, 200)}
 
 
 def preset(name: str, **changes) -> dict:
@@ -32,23 +33,24 @@ def preset(name: str, **changes) -> dict:
 def pattern(h: int = 200, w: int = 260, seed: int = 0) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
     grid = np.random.default_rng(seed).integers(0, 2, (h // 16 + 1, w // 16 + 1))
     mask = np.kron(grid, np.ones((16, 16), np.int64))[:h, :w].astype(np.uint8)
-    image = np.repeat(np.where(mask == 1, GREY[1], GREY[0]).astype(np.uint8)[None], 3, 0)
+    image = np.array([COLOUR[0], COLOUR[1]], np.uint8)[mask].transpose(2, 0, 1).copy()
     return tv_tensors.Image(torch.from_numpy(image)), tv_tensors.Mask(torch.from_numpy(mask))
 
 
 def exact_violations(image: torch.Tensor, mask: torch.Tensor) -> int:
-    """Pixels whose unblended image value names another class than the mask (fill 0 must be ignore)."""
-    grey = image[0].to(torch.int64)
-    same = (image[0] == image[1]) & (image[1] == image[2])
-    bad = same & (grey == GREY[0]) & (mask != 0)
-    bad |= same & (grey == GREY[1]) & (mask != 1)
-    bad |= same & (grey == 0) & (mask != IGNORE)
+    """Pixels whose unblended colour names another class than the mask (fill (0, 0, 0) must be ignore)."""
+    def shows(rgb) -> torch.Tensor:
+        return (image == torch.tensor(rgb, dtype=image.dtype).view(3, 1, 1)).all(0)
+
+    bad = shows(COLOUR[0]) & (mask != 0)
+    bad |= shows(COLOUR[1]) & (mask != 1)
+    bad |= shows((0, 0, 0)) & (mask != IGNORE)
     return int(bad.sum())
 
 
 def interior_agreement(image: torch.Tensor, mask: torch.Tensor) -> float:
-    """Share of labelled pixels away from block edges whose brightness (thresholded) matches their class."""
-    lum = image.float().mean(0)
+    """Share of labelled pixels away from block edges whose redness (R - B, thresholded) matches their class."""
+    lum = image[2].float() - image[0].float()  # high for class 1 (blue)
     m = mask.float()[None, None]
     interior = (F.max_pool2d(m, 5, 1, 2) == -F.max_pool2d(-m, 5, 1, 2))[0, 0] & (mask != IGNORE)
     if not ((mask == 0) & interior).any() or not ((mask == 1) & interior).any():
@@ -90,11 +92,13 @@ def test_downscaled_mask_stays_centred_on_its_image():
     torch.manual_seed(0)
     out_image, out_mask = RandomScale((0.25, 0.25))(image, mask)
     assert out_mask.shape == (50, 65) and exact_violations(out_image, out_mask) == 0
+    out_image, out_mask = RandomScaleCrop((40, 40), IGNORE, scale=(0.25, 0.25))(image, mask)
+    assert out_mask.shape == (40, 40) and exact_violations(out_image, out_mask) == 0
 
 
 def test_crop_pads_image_with_0_and_mask_with_ignore():
     image, mask = pattern(40, 50)
-    out_image, out_mask = ClassAwareCrop((64, 80), IGNORE)(image, mask)
+    out_image, out_mask = RandomScaleCrop((64, 80), IGNORE)(image, mask)
     assert out_mask.shape == (64, 80)
     assert int((out_mask == IGNORE).sum()) == 64 * 80 - 40 * 50
     assert bool((out_image[:, out_mask == IGNORE] == 0).all())
@@ -117,7 +121,7 @@ def test_class_aware_crop_favours_crops_with_several_classes():
 
     def share_with_rare(ratio: float) -> float:
         torch.manual_seed(0)
-        crop = ClassAwareCrop((64, 64), IGNORE, cat_max_ratio=ratio)
+        crop = RandomScaleCrop((64, 64), IGNORE, cat_max_ratio=ratio)
         return sum(bool((crop(image, mask_t)[1] == 1).any()) for _ in range(200)) / 200
 
     assert share_with_rare(0.75) > 2 * share_with_rare(1.0)

@@ -44,20 +44,25 @@ class RandomScale(v2.Transform):
         return self._call_kernel(TF.resize, inpt, params["size"], interpolation=mode, antialias=True)
 
 
-class ClassAwareCrop(v2.Transform):
-    """Random (H, W) crop, padded with 0 (image) / ignore_index (mask) where the input is smaller.
+class RandomScaleCrop(v2.Transform):
+    """Random rescale by a factor in `scale`, then a random (H, W) crop: what RandomScale followed by a
+    crop gives, computed by cutting the matching window out of the source and resizing only that window
+    (image bilinear, mask nearest at pixel centres). Where the window leaves the image, it is padded
+    with 0 (image) / ignore_index (mask).
 
     With cat_max_ratio < 1, up to `tries` positions are drawn until no single class covers more
-    than cat_max_ratio of the crop's labelled pixels (and at least two classes are in it), as
+    than cat_max_ratio of the window's labelled pixels (and at least two classes are in it), as
     mmsegmentation's cat_max_ratio; if none qualifies, the least dominated one is kept. Crops that
     show rare classes next to dominant ones are favoured.
     """
 
-    def __init__(self, size: tuple[int, int], ignore_index: int, cat_max_ratio: float = 1.0, tries: int = 10):
+    def __init__(self, size: tuple[int, int], ignore_index: int, cat_max_ratio: float = 1.0,
+                 scale: tuple[float, float] = (1.0, 1.0), tries: int = 10):
         super().__init__()
         self.size = (int(size[0]), int(size[1]))
         self.ignore_index = int(ignore_index)
         self.cat_max_ratio = float(cat_max_ratio)
+        self.low, self.high = float(scale[0]), float(scale[1])
         self.tries = int(tries)
 
     def _dominance(self, mask: np.ndarray) -> float:
@@ -70,7 +75,8 @@ class ClassAwareCrop(v2.Transform):
 
     def make_params(self, flat_inputs: list) -> dict:
         h, w = v2.query_size(flat_inputs)
-        ch, cw = self.size
+        factor = 1.0 if self.low == self.high == 1.0 else _uniform(self.low, self.high)
+        ch, cw = (max(1, round(side / factor)) for side in self.size)  # the window, in source pixels
         pad_h, pad_w = max(ch - h, 0), max(cw - w, 0)
         pad_top, pad_left = int(torch.randint(pad_h + 1, ())), int(torch.randint(pad_w + 1, ()))
         mask = next((x for x in flat_inputs if isinstance(x, tv_tensors.Mask)), None)
@@ -89,13 +95,18 @@ class ClassAwareCrop(v2.Transform):
                 best, best_share = (top, left), share
             if share < self.cat_max_ratio:
                 break
-        return {"padding": [pad_left, pad_top, pad_w - pad_left, pad_h - pad_top], "top": best[0], "left": best[1]}
+        return {"padding": [pad_left, pad_top, pad_w - pad_left, pad_h - pad_top], "top": best[0],
+                "left": best[1], "window": (ch, cw)}
 
     def transform(self, inpt, params: dict):
+        is_mask = isinstance(inpt, tv_tensors.Mask)
         if any(params["padding"]):
-            fill = self.ignore_index if isinstance(inpt, tv_tensors.Mask) else 0
-            inpt = self._call_kernel(TF.pad, inpt, padding=params["padding"], fill=fill)
-        return self._call_kernel(TF.crop, inpt, params["top"], params["left"], *self.size)
+            inpt = self._call_kernel(TF.pad, inpt, padding=params["padding"], fill=self.ignore_index if is_mask else 0)
+        inpt = self._call_kernel(TF.crop, inpt, params["top"], params["left"], *params["window"])
+        if params["window"] == self.size:
+            return inpt
+        mode = v2.InterpolationMode.NEAREST_EXACT if is_mask else v2.InterpolationMode.BILINEAR
+        return self._call_kernel(TF.resize, inpt, list(self.size), interpolation=mode, antialias=True)
 
 
 class _ImageOnly(v2.Transform):
@@ -197,22 +208,24 @@ def _rotation_window(crop: tuple[int, int], degrees: float) -> tuple[int, int]:
 def train_transform(augment: dict, ignore_index: int) -> v2.Compose:
     """(image, mask) → (image, mask) callable for the training split, from an augment preset."""
     steps: list[v2.Transform] = []
-    scale = tuple(augment.get("scale") or (1.0, 1.0))
-    if tuple(map(float, scale)) != (1.0, 1.0):
-        steps.append(RandomScale(scale))
+    scale = tuple(float(f) for f in augment.get("scale") or (1.0, 1.0))
     degrees = float(augment.get("rotate") or 0)
     rotate = v2.RandomRotation(degrees, interpolation=v2.InterpolationMode.BILINEAR,
                                fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}) if degrees > 0 else None
     crop = tuple(int(c) for c in augment.get("crop_size") or ())
     ratio = float(augment.get("cat_max_ratio") or 1.0)
     if crop and rotate:
-        # Rotate only a window that holds every rotation of the crop, then cut the crop from its centre:
-        # the same result as rotating the whole image first, at a fraction of the cost.
-        steps += [ClassAwareCrop(_rotation_window(crop, degrees), ignore_index, ratio), rotate, v2.CenterCrop(crop)]
+        # Scale and rotate only a window that holds every rotation of the crop, then cut the crop from
+        # its centre: the same result as transforming the whole image first, at a fraction of the cost.
+        steps += [RandomScaleCrop(_rotation_window(crop, degrees), ignore_index, ratio, scale), rotate,
+                  v2.CenterCrop(crop)]
     elif crop:
-        steps.append(ClassAwareCrop(crop, ignore_index, ratio))
-    elif rotate:
-        steps.append(rotate)
+        steps.append(RandomScaleCrop(crop, ignore_index, ratio, scale))
+    else:
+        if scale != (1.0, 1.0):
+            steps.append(RandomScale(scale))
+        if rotate:
+            steps.append(rotate)
     if float(augment.get("hflip") or 0) > 0:
         steps.append(v2.RandomHorizontalFlip(float(augment["hflip"])))
     jitter = {k: float(augment.get(k) or 0) for k in ("brightness", "contrast", "saturation", "hue")}
