@@ -15,8 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import paired  # noqa: E402  (benchmarks/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 
 NUM_IMAGES, HEIGHT, WIDTH = 24, 360, 480
 PRESET = "light"
@@ -26,6 +25,7 @@ def bench_data(runs: int) -> dict:
     import cv2
     import torch
     import yaml
+    from run import paired  # imported here, so that run.py may import this module at its top
 
     from segcli.config import conf_dir
     from segcli.data.dataset import SegDataset

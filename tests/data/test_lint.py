@@ -138,6 +138,9 @@ def test_binary_masks_pass_once_declared(tmp_path, rng, run_cli):
         write_grey(tmp_path / "masks" / f"b{i}.png", blocks(rng, 16, 16, [0, 255], block=4).astype(np.uint8))
     base = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--val-fraction", "0"]
     assert run_cli(*base, "--out", tmp_path / "o1")[0] == 1
+    assert run_cli(*base, "--out", tmp_path / "o3", "--keep-going")[0] == 1  # every pair dropped: train is empty
+    assert "all 3 pair(s)" in next(f["detail"] for f in read_lint(tmp_path / "o3" / "lint.json")["findings"]
+                                   if f["kind"] == "empty_split")
     assert run_cli(*base, "--out", tmp_path / "o2", "--remap", "255=1")[0] == 0
     import yaml
 

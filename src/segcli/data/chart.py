@@ -23,13 +23,16 @@ def class_frequency_chart(classes: list[str], class_pixels: dict[str, list[int]]
     row_h = bar_h * max(1, len(splits)) + gap
     label_w = 16 + 7 * max((len(c) for c in classes), default=4)
     plot_w, top = 560, 56
-    width, height = label_w + plot_w + 90, top + row_h * len(classes) + 30
+    width = max(label_w + plot_w + 90, label_w + 110 * len(splits) + 380)
+    height = top + row_h * len(classes) + 30
     image = np.full((height, width, 3), 255, np.uint8)
 
     def x_of(share: float) -> int:
         frac = (max(math.log10(share), _LOW) - _LOW) / -_LOW if share > 0 else 0.0
         return label_w + int(round(frac * plot_w))
 
+    caption = "share of each split's labelled pixels (log scale)"
+    cv2.putText(image, caption, (label_w + 110 * len(splits), 21), _FONT, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
     for i, split in enumerate(splits):  # legend
         colour = SPLIT_COLOURS[i % len(SPLIT_COLOURS)]
         x = label_w + 110 * i

@@ -117,9 +117,11 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     stats: dict[str, SplitStats] = {}
     presence: dict[str, list[list[int]]] = {}
     seen: set[tuple[str, str]] = set()
+    listed: dict[str, int] = {}  # pairs per split, usable or not
     for pair in _checked(source, workers):
         sample = pair.sample
         report.pairs += 1
+        listed[sample.split] = listed.get(sample.split, 0) + 1
         if (sample.split, sample.stem) in seen:
             pair.findings.append(error("duplicate_stem", str(sample.image), f"a second pair with stem '{sample.stem}' in "
                                        f"split '{sample.split}'", split=sample.split, stem=sample.stem))
@@ -150,7 +152,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
         top = max((s.max_id(ignore) for s in stats.values()), default=-1)
         classes = [f"class_{i}" for i in range(top + 1)] or ["class_0"]
     palette = source.palette if len(source.palette) >= len(classes) else _default_palette(len(classes))
-    _split_findings(report, source.splits, splits, stats, classes)
+    _split_findings(report, source.splits, listed, splits, stats, classes)
     card = DatasetCard(root=root, name=source.name, classes=list(classes),
                        palette=[list(map(int, c)) for c in palette[: len(classes)]], ignore_index=int(ignore),
                        splits=splits, stats=card_stats(stats, len(classes)))
@@ -163,12 +165,18 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     return card
 
 
-def _split_findings(report: LintReport, expected: list[str], splits: dict[str, list], stats: dict[str, SplitStats],
-                    classes: list[str]) -> None:
-    """Split-level lint: empty splits (train included), classes with zero pixels in a split."""
-    for split in dict.fromkeys([*expected, "train", *splits]):
-        if not splits.get(split):
-            report.findings.append(error("empty_split", split, f"split '{split}' has no usable pair", split=split))
+def _split_findings(report: LintReport, expected: list[str], listed: dict[str, int], splits: dict[str, list],
+                    stats: dict[str, SplitStats], classes: list[str]) -> None:
+    """Split-level lint: empty splits (train included), classes with zero pixels in a split.
+
+    A split is empty when no pair is assigned to it, or, with --keep-going, when every pair was dropped.
+    """
+    for split in dict.fromkeys([*expected, "train", *listed]):
+        if not listed.get(split):
+            report.findings.append(error("empty_split", split, f"split '{split}' has no pair", split=split))
+        elif report.keep_going and not splits.get(split):
+            report.findings.append(error("empty_split", split, f"split '{split}': all {listed[split]} pair(s) "
+                                         "have errors and would be dropped", split=split))
     for split, split_stats in stats.items():
         pixels = split_stats.to_dict(len(classes))["class_pixels"]
         missing = [f"{i} {classes[i]}" for i, n in enumerate(pixels) if n == 0]

@@ -85,8 +85,8 @@ def read_source_mask(path: Path) -> RawMask:
             raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err})")
     array = _decode(data, cv2.IMREAD_UNCHANGED, path)
     lossy = data.startswith(JPEG_MAGIC)
-    if array.ndim == 2:
-        return RawMask(array, "ids", lossy)
+    if array.ndim == 2 or array.shape[2] == 2:  # one channel, or grey + alpha
+        return RawMask(np.ascontiguousarray(array if array.ndim == 2 else array[..., 0]), "ids", lossy)
     colour = array[..., :3]
     if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
         return RawMask(np.ascontiguousarray(colour[..., 0]), "grey3", lossy)

@@ -205,7 +205,7 @@ def _rotation_window(crop: tuple[int, int], degrees: float) -> tuple[int, int]:
     return int(np.ceil(h * c + w * s)) + 2, int(np.ceil(w * c + h * s)) + 2
 
 
-def train_transform(augment: dict, ignore_index: int) -> v2.Compose:
+def train_transform(augment: dict, ignore_index: int) -> v2.Transform:
     """(image, mask) → (image, mask) callable for the training split, from an augment preset."""
     steps: list[v2.Transform] = []
     scale = tuple(float(f) for f in augment.get("scale") or (1.0, 1.0))
