@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from conftest import blocks, kinds, random_image, read_lint, write_grey, write_image
 from PIL import Image
+
+from segcli.data.lint import KINDS
 
 GOOD = ["good_0", "good_1", "good_2", "good_3"]
 BAD = {  # stem → the finding its pair must produce
@@ -90,6 +91,7 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
                        "missing_mask", "missing_image", "duplicate_stem", "split_entry", "split_overlap", "empty_split"}
     assert expected_errors <= kinds(report, "error")
     assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
+    assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour"}  # tested on its own
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])

@@ -118,6 +118,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     presence: dict[str, list[list[int]]] = {}
     seen: set[tuple[str, str]] = set()
     listed: dict[str, int] = {}  # pairs per split, usable or not
+    failing = any(report.fails(f) for f in report.findings)  # once true (without --keep-going), only lint
     for pair in _checked(source, workers):
         sample = pair.sample
         report.pairs += 1
@@ -128,11 +129,12 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
         seen.add((sample.split, sample.stem))
         report.findings.extend(pair.findings)
         if any(report.fails(f) for f in pair.findings):
+            failing = True
             report.dropped.append({"split": sample.split, "stem": sample.stem,
                                    "kinds": sorted({f.kind for f in pair.findings if report.fails(f)})})
             continue
         image, ids = _downscale(pair.image, pair.ids, max_size)
-        if root is not None and (report.keep_going or not any(report.fails(f) for f in report.findings)):
+        if root is not None and (report.keep_going or not failing):
             entry = _write_pair(root, pair, image, ids, resized=image is not pair.image)
         else:
             entry = {"image": "", "mask": ""}

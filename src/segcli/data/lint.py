@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 ERROR, WARNING = "error", "warning"
 
-KINDS = {  # kind → what it means (README and the summary table use these)
+KINDS = {  # every kind the lint reports → what it means (data/README.md documents each)
     "unreadable": "image or mask cannot be read, is empty or truncated",
     "size_mismatch": "mask size differs from its image (after EXIF orientation)",
     "out_of_range": "mask values that are neither class ids nor the ignore index",
