@@ -203,6 +203,9 @@ def test_folder_rgb_palette_masks(tmp_path, rng, run_cli):
         write_image(tmp_path / "images" / f"f{i}.jpg", random_image(rng, 20, 30))
         write_image(tmp_path / "masks" / f"f{i}.png", table[ids])
         truth[f"f{i}"] = np.where(ids == 3, 255, ids)
+    write_image(tmp_path / "images" / "f4.jpg", random_image(rng, 20, 30))  # all black: 3 equal channels, still colours
+    write_image(tmp_path / "masks" / "f4.png", np.zeros((20, 30, 3), np.uint8))
+    truth["f4"] = np.full((20, 30), 255, np.uint8)
     out = tmp_path / "out"
     assert run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
                    "--out", out, "--palette", palette_file, "--val-fraction", "0.25")[0] == 0

@@ -141,6 +141,8 @@ class MaskDecoder:
             findings.append(error("lossy_mask", where, "mask stored as JPEG: compression invents values at every edge; "
                                   "export masks as PNG"))
         values = raw.array
+        if raw.kind == "grey3" and self.colours is not None and self.colours.knows_all_greys(raw.array):
+            raw = RawMask(np.repeat(raw.array[..., None], 3, axis=-1), "rgb", raw.lossy)  # grey colours of the palette
         if raw.kind == "rgb":
             if self.colours is None:
                 findings.append(error("rgb_mask", where, "mask holds RGB colours but class ids are expected; store one "

@@ -77,6 +77,11 @@ class ColourMap:
         self.values = np.asarray(values, np.int64)[order]
         self.dtype = np.uint8 if max(values) < 256 else np.uint16
 
+    def knows_all_greys(self, grey: np.ndarray) -> bool:
+        """True when every grey level in (H, W) `grey` is a palette colour (r = g = b)."""
+        levels = np.flatnonzero(np.bincount(grey.ravel().astype(np.int64)))
+        return bool(np.isin(levels.astype(np.uint32) * 0x010101, self.keys).all())
+
     def to_values(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """(H, W, 3) uint8 RGB → ((H, W) values, '' or a description of the colours that are not in the palette)."""
         codes = _codes(rgb)
