@@ -68,53 +68,108 @@ def _execute(command: str, overrides: list[str] | None, values: dict, config_dir
 
 
 # ----------------------------------------------------------------------------- prepare
+Out = typer.Option(None, "--out", help="Output dataset directory.")
+Overwrite = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset.")
+Strict = typer.Option(False, "--strict", help="Lint warnings fail the run too.")
+KeepGoing = typer.Option(False, "--keep-going", help="Drop pairs with lint errors (listed in lint.json) instead of failing.")
+MaxSize = typer.Option(None, "--max-size", help="Store images whose longer side exceeds PX downscaled (masks nearest-neighbour).")
+Seed = typer.Option(None, "--seed", help="Random seed (default 0).")
+
+
+def _prepare(fmt: str, out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg, **values) -> None:
+    flags = {"overwrite": overwrite, "strict": strict, "keep_going": keep_going}  # False = leave the config's value
+    values = {"format": fmt, "out": out, "max_size": max_size, **{k: v or None for k, v in flags.items()}, **values}
+    _execute("prepare", overrides, values, config_dir, print_cfg)
+
+
+def _pairs(option: str, items: list[str] | None, as_int: bool = False) -> dict | None:
+    """['a=b', ...] → {'a': 'b', ...} (ints with as_int); a one-line usage error otherwise."""
+    if not items:
+        return None
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise typer.BadParameter(f"{item!r}: write KEY=VALUE", param_hint=option)
+        try:
+            result[int(key) if as_int else key] = int(value) if as_int else value
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: both sides must be integers", param_hint=option) from None
+    return result
+
+
 @prepare_app.command("synthetic")
 def prepare_synthetic(
-    out: Path = typer.Option(None, "--out", help="Output dataset directory."),
+    out: Path = Out,
     num_images: int = typer.Option(None, "--num-images", help="Number of scenes (default from conf/prepare.yaml)."),
     seed: int = typer.Option(None, "--seed", help="Random seed; the same seed gives the same dataset."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
-    overrides: Optional[List[str]] = Overrides,
-    config_dir: Optional[Path] = ConfigDir,
-    print_cfg: bool = PrintCfg,
+    overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
+    overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
     """Generate the built-in procedural street-scene dataset."""
-    values = {"format": "synthetic", "out": out, "overwrite": overwrite,
-              "synthetic.num_images": num_images, "seed": seed}
-    _execute("prepare", overrides, values, config_dir, print_cfg)
+    _prepare("synthetic", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
+             **{"synthetic.num_images": num_images, "seed": seed})
 
 
-@prepare_app.command("camvid")
-def prepare_camvid(
-    src: Path = typer.Option(..., "--src", help="CamVid in the SegNet layout (train/, trainannot/, val/, ...)."),
-    out: Path = typer.Option(None, "--out", help="Output dataset directory."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
-    overrides: Optional[List[str]] = Overrides,
-    config_dir: Optional[Path] = ConfigDir,
-    print_cfg: bool = PrintCfg,
-) -> None:
-    """Convert CamVid (SegNet layout, 11 classes + Unlabelled → ignore)."""
-    values = {"format": "camvid", "src": src, "out": out, "overwrite": overwrite}
-    _execute("prepare", overrides, values, config_dir, print_cfg)
+def _native(fmt: str, help_src: str, doc: str):
+    """A `prepare <fmt> --src DIR --out DIR` command for a dataset with a fixed native layout."""
+
+    def command(
+        src: Path = typer.Option(..., "--src", help=help_src),
+        out: Path = Out,
+        split: Optional[List[str]] = typer.Option(None, "--split", help="Native split to convert (repeatable; default: the format's own)."),
+        overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
+        overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+    ) -> None:
+        _prepare(fmt, out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
+                 src=src, splits=list(split) if split else None)
+
+    command.__doc__ = doc
+    prepare_app.command(fmt)(command)
+
+
+_native("camvid", "CamVid in the SegNet layout (train/, trainannot/, val/, ...).",
+        "Convert CamVid (SegNet layout, 11 classes + Unlabelled → ignore).")
+_native("voc", "VOCdevkit/VOC2012 (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/), or a folder holding it.",
+        "Convert PASCAL VOC 2012 segmentation (21 classes, palette PNGs, 255 borders → ignore).")
+_native("cityscapes", "Folder holding leftImg8bit/ and gtFine/.",
+        "Convert Cityscapes fine annotations (*_gtFine_labelIds.png → the 19 train ids, the rest → ignore).")
+_native("ade20k", "ADEChallengeData2016/ (images/ and annotations/, training/ and validation/).",
+        "Convert ADE20K scene parsing (150 classes; 0 = other → ignore, ids shifted down by one).")
 
 
 @prepare_app.command("folder")
 def prepare_folder(
     images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
-    masks: Path = typer.Option(..., "--masks", help="Folder of class-id PNG masks, matched to images by relative stem."),
-    out: Path = typer.Option(None, "--out", help="Output dataset directory."),
+    masks: Path = typer.Option(..., "--masks", help="Folder of masks matched to images by relative stem: class ids, or RGB with --palette."),
+    out: Path = Out,
     classes: str = typer.Option(None, "--classes", help="Class names 'a,b,c' or a file with one name per line."),
+    palette: Optional[Path] = typer.Option(None, "--palette", help="File of 'name R G B' lines: classes, colours, RGB-mask mapping."),
     ignore_index: int = typer.Option(None, "--ignore-index", help="Mask value that means 'not labelled' (default 255)."),
-    val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation."),
-    seed: int = typer.Option(None, "--seed", help="Seed of the random split."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset."),
-    overrides: Optional[List[str]] = Overrides,
-    config_dir: Optional[Path] = ConfigDir,
-    print_cfg: bool = PrintCfg,
+    remap: Optional[List[str]] = typer.Option(None, "--remap", help="Map a raw mask value to a class id, e.g. 255=1 (repeatable)."),
+    split_file: Optional[List[str]] = typer.Option(None, "--split-file", help="SPLIT=FILE listing the stems of a split (repeatable)."),
+    val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation (random split)."),
+    test_fraction: float = typer.Option(None, "--test-fraction", help="Fraction of pairs held out for testing (random split)."),
+    folds: int = typer.Option(None, "--folds", help="Assign train pairs to K cross-validation folds (train with data.fold=k)."),
+    seed: int = Seed,
+    overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
+    overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
-    """Convert a plain images/ + masks/ folder pair (masks hold class ids)."""
-    values = {"format": "folder", "images": images, "masks": masks, "out": out, "overwrite": overwrite,
-              "classes": classes, "ignore_index": ignore_index, "val_fraction": val_fraction, "seed": seed}
+    """Convert a plain images/ + masks/ folder pair (class-id or RGB-palette masks)."""
+    _prepare("folder", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
+             images=images, masks=masks, classes=classes, palette=palette, ignore_index=ignore_index,
+             remap=_pairs("--remap", remap, as_int=True), split_files=_pairs("--split-file", split_file),
+             val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, seed=seed)
+
+
+@prepare_app.command("lint")
+def prepare_lint(
+    directory: Path = typer.Argument(..., help="A prepared dataset directory (holds dataset.yaml).", show_default=False),
+    strict: bool = Strict,
+    overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+) -> None:
+    """Lint an existing prepared dataset; writes DIR/lint.json, exit 1 on errors."""
+    values = {"format": "lint", "src": directory, "strict": strict or None}
     _execute("prepare", overrides, values, config_dir, print_cfg)
 
 

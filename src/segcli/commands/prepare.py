@@ -1,64 +1,128 @@
-"""segcli prepare: native dataset → canonical layout + dataset card."""
+"""segcli prepare: native dataset → lint → canonical layout + dataset card; `prepare lint DIR` lints only.
+
+stdout: the path of DIR/dataset.yaml, or of the lint report when the lint failed (exit 1).
+stderr: progress and the lint summary.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from segcli.console import info, result
-from segcli.data.card import DatasetCard
-from segcli.errors import ConfigError
+from segcli.errors import CheckFailed, ConfigError
+
+FORMATS = ("synthetic", "camvid", "folder", "voc", "cityscapes", "ade20k")
 
 
-def run(cfg) -> DatasetCard:
-    """Convert the dataset that `cfg.format` names; print the card's path on stdout."""
-    from segcli.data.layout import write_dataset
+def _splits(cfg) -> list[str] | None:
+    return [str(s) for s in cfg.splits] if cfg.splits else None
 
-    if not cfg.out:
-        raise ConfigError("no output directory; pass --out DIR")
+
+def _synthetic(cfg):
+    from segcli.data.formats import synthetic
+    from segcli.data.masks import MaskDecoder
+    from segcli.data.source import Sample, Source
+
+    n = int(cfg.synthetic.num_images)
+    if n < 2:
+        raise ConfigError(f"--num-images {n}: need at least 2 (train and val)")
+    num_val = max(1, n // 5)
+
+    def scenes():
+        for i, (stem, image, mask) in enumerate(synthetic.generate(n, cfg.seed, cfg.synthetic.height, cfg.synthetic.width)):
+            yield Sample("val" if i >= n - num_val else "train", stem, image, mask)
+
+    return Source(name="synthetic", classes=synthetic.CLASSES, palette=synthetic.PALETTE,
+                  ignore_index=synthetic.IGNORE_INDEX, samples=scenes(),
+                  decoder=MaskDecoder(len(synthetic.CLASSES), synthetic.IGNORE_INDEX), splits=["train", "val"])
+
+
+def _needs_src(cfg, what: str) -> Path:
+    if not cfg.src:
+        raise ConfigError(f"{cfg.format} needs --src DIR ({what})")
+    return Path(cfg.src)
+
+
+def _source(cfg):
+    """The Source that cfg.format names (readers imported lazily)."""
     fmt = cfg.format
     if fmt == "synthetic":
-        from segcli.data.formats import synthetic
-        from segcli.data.layout import Sample
-
-        n = int(cfg.synthetic.num_images)
-        if n < 2:
-            raise ConfigError(f"--num-images {n}: need at least 2 (train and val)")
-        num_val = max(1, n // 5)
-
-        def scenes():
-            for i, (stem, image, mask) in enumerate(synthetic.generate(n, cfg.seed, cfg.synthetic.height, cfg.synthetic.width)):
-                yield Sample("val" if i >= n - num_val else "train", stem, image, mask)
-
-        args = dict(name="synthetic", classes=synthetic.CLASSES, palette=synthetic.PALETTE,
-                    ignore_index=synthetic.IGNORE_INDEX, samples=scenes())
-    elif fmt == "camvid":
-        from segcli.data.formats import camvid
-
-        if not cfg.src:
-            raise ConfigError("camvid needs --src DIR (the SegNet-layout CamVid folder)")
-        args = dict(name="camvid", classes=camvid.CLASSES, palette=camvid.PALETTE, ignore_index=camvid.IGNORE_INDEX,
-                    samples=camvid.samples(cfg.src), label_map=camvid.label_map)
-    elif fmt == "folder":
+        return _synthetic(cfg)
+    if fmt == "folder":
         from segcli.data.formats import folder
 
         if not cfg.images or not cfg.masks:
             raise ConfigError("folder needs --images DIR and --masks DIR")
-        pairs = folder.collect(cfg.images, cfg.masks, float(cfg.val_fraction), int(cfg.seed))
-        classes = folder.parse_classes(cfg.classes, [] if cfg.classes else folder.ids_found(pairs, int(cfg.ignore_index)))
-        args = dict(name=Path(cfg.out).name, classes=classes, palette=folder.default_palette(len(classes)),
-                    ignore_index=int(cfg.ignore_index), samples=pairs)
-    else:
-        raise ConfigError(f"unknown dataset format '{fmt}'; choose from synthetic, camvid, folder")
+        return folder.collect(cfg.images, cfg.masks, name=Path(cfg.out).name, classes=cfg.classes, palette=cfg.palette,
+                              ignore_index=cfg.ignore_index, remap=cfg.remap, split_files=cfg.split_files,
+                              val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed,
+                              folds=cfg.folds)
+    where = {"camvid": "the SegNet-layout CamVid folder", "voc": "VOCdevkit/VOC2012 or a folder holding it",
+             "cityscapes": "the folder holding leftImg8bit/ and gtFine/", "ade20k": "ADEChallengeData2016/"}
+    if fmt in where:
+        import importlib
 
-    count = [0]
+        module = importlib.import_module(f"segcli.data.formats.{fmt}")
+        return module.collect(_needs_src(cfg, where[fmt]), _splits(cfg))
+    from segcli.config import did_you_mean
 
-    def progress(_sample) -> None:
-        count[0] += 1
-        if count[0] % 100 == 0:
-            info(f"prepare: {count[0]} pairs written")
+    raise ConfigError(f"unknown dataset format '{fmt}'{did_you_mean(str(fmt), list(FORMATS))}; choose from {', '.join(FORMATS)}")
 
-    card = write_dataset(cfg.out, overwrite=bool(cfg.overwrite), progress=progress, **args)
+
+def _progress(count: int) -> None:
+    if count % 200 == 0:
+        info(f"prepare: {count} pairs checked")
+
+
+def _fail(report, lint_path: Path) -> None:
+    result(str(lint_path))
+    hint = "; --keep-going drops the bad pairs" if report.errors and not report.keep_going else ""
+    raise CheckFailed(f"{report.headline()}: nothing written; every finding is in {lint_path}{hint}")
+
+
+def run(cfg):
+    """Prepare (or, for format 'lint', only lint) the dataset that cfg names; returns the card or the report."""
+    if cfg.format == "lint":
+        return lint(cfg)
+    from segcli.data.layout import write_dataset
+
+    if not cfg.out:
+        raise ConfigError("no output directory; pass --out DIR")
+    if cfg.max_size is not None and int(cfg.max_size) < 32:
+        raise ConfigError(f"--max-size {cfg.max_size}: give the longest side in pixels (>= 32)")
+    source = _source(cfg)
+    prepared = write_dataset(cfg.out, source, overwrite=bool(cfg.overwrite), strict=bool(cfg.strict),
+                             keep_going=bool(cfg.keep_going), max_size=cfg.max_size, workers=int(cfg.workers),
+                             progress=_progress)
+    report = prepared.report
+    report.print_summary(headline=prepared.card is not None)
+    if prepared.card is None:
+        _fail(report, prepared.lint_path)
+    card = prepared.card
+    if report.dropped:
+        info(f"prepare: --keep-going dropped {len(report.dropped)} pair(s) with "
+             f"{'findings' if report.strict else 'errors'}; they are listed under 'dropped' in {prepared.lint_path}")
     sizes = ", ".join(f"{split} {len(items)}" for split, items in card.splits.items())
     info(f"prepare: {card.name}: {card.num_classes} classes, {sizes} → {card.root}")
     result(str(card.root / "dataset.yaml"))
     return card
+
+
+def lint(cfg):
+    """Lint an existing prepared dataset; writes DIR/lint.json, exit 1 when it fails."""
+    from segcli.data.formats import canonical
+    from segcli.data.layout import LINT_NAME, lint_source
+    from segcli.inference.io import atomic_write_bytes
+
+    if not cfg.src:
+        raise ConfigError("lint needs the dataset directory: segcli prepare lint DIR")
+    source = canonical.collect(cfg.src)
+    report = lint_source(source, strict=bool(cfg.strict), workers=int(cfg.workers), progress=_progress)
+    path = Path(cfg.src).resolve()
+    path = (path.parent if path.is_file() else path) / LINT_NAME
+    atomic_write_bytes(path, report.to_json().encode("utf-8"))
+    report.print_summary(headline=report.passed)
+    result(str(path))
+    if not report.passed:
+        raise CheckFailed(f"{report.headline()}; every finding is in {path}")
+    return report

@@ -4,11 +4,14 @@
     classes: [str, ...]              # list index = class id
     palette: [[r, g, b], ...]        # one colour per class
     ignore_index: int                # mask value that counts nowhere
-    splits: {split: [{image: rel/path, mask: rel/path}, ...]}
+    splits: {split: [{image: rel/path, mask: rel/path, fold: int (only with --folds)}, ...]}
     stats:
-      mean: [r, g, b]                # per-channel mean of the train images, in [0, 1]
+      mean: [r, g, b]                # per-channel mean of the train images, in [0, 1] (the model's normalisation)
       std: [r, g, b]                 # per-channel std of the train images, in [0, 1]
-      class_pixels: {split: [int per class id]}
+      class_weights: [float, ...]    # median-frequency balancing weights from train (loss.class_weights=auto)
+      splits:
+        <split>: {images: int, pixels: int, mean: [r, g, b], std: [r, g, b],
+                  class_pixels: [int per class id], class_images: [int per class id]}
 """
 
 from __future__ import annotations
@@ -42,6 +45,22 @@ class DatasetCard:
         if split not in self.splits:
             raise ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}")
         return [(self.root / p["image"], self.root / p["mask"]) for p in self.splits[split]]
+
+    def indices(self, split: str, fold: int | None = None, held_out: bool = False) -> list[int]:
+        """Positions in splits[split]: all of them, or (fold given) those in fold `fold` (held_out=True)
+        or in every other fold (held_out=False)."""
+        if split not in self.splits:
+            raise ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}")
+        entries = self.splits[split]
+        if fold is None:
+            return list(range(len(entries)))
+        folds = {p.get("fold") for p in entries}
+        if None in folds:
+            raise ConfigError(f"{self.root / CARD_NAME}: split '{split}' has no fold assignment; "
+                              "prepare with --folds K, or set data.fold=null")
+        if fold not in folds:
+            raise ConfigError(f"data.fold={fold}: split '{split}' has folds {', '.join(map(str, sorted(folds)))}")
+        return [i for i, p in enumerate(entries) if (p["fold"] == fold) == held_out]
 
     def to_dict(self) -> dict:
         return {"name": self.name, "classes": list(self.classes), "palette": [list(map(int, c)) for c in self.palette],

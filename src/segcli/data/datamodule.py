@@ -1,4 +1,8 @@
-"""LightningDataModule reading a dataset card: cropped, augmented training batches; full-size validation."""
+"""LightningDataModule reading a dataset card: cropped, augmented training batches; full-size validation.
+
+data.fold=k (a card prepared with --folds K) trains on the train split's other folds and validates on
+fold k; data.rare_class_sampling oversamples training images that contain rare classes.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,18 @@ import torch
 
 from segcli.data.card import DatasetCard, load_card
 from segcli.data.dataset import SegDataset
+from segcli.data.sampler import rare_class_sampler
 from segcli.data.transforms import train_transform
 
 
 def _seed_worker(worker_id: int) -> None:
+    """Per-worker seeds for python/numpy (torch's is set by the DataLoader); one OpenCV thread per worker."""
     import random
 
+    import cv2
     import numpy as np
 
+    cv2.setNumThreads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -26,21 +34,33 @@ class SegDataModule(L.LightningDataModule):
         self.data_cfg = data_cfg
         self.augment_cfg = augment_cfg
         self.card = card or load_card(data_cfg["root"])
+        self.sampler = None
 
     def setup(self, stage: str | None = None) -> None:
-        card = self.card
-        self.train_set = SegDataset(card, self.data_cfg["train_split"], train_transform(self.augment_cfg, card.ignore_index))
-        self.val_set = SegDataset(card, self.data_cfg["val_split"])
+        card, cfg = self.card, self.data_cfg
+        fold = cfg.get("fold")
+        if fold is None:
+            train_split, val_split = cfg["train_split"], cfg["val_split"]
+            train_idx, val_idx = card.indices(train_split), card.indices(val_split)
+        else:  # cross-validation inside the train split
+            train_split = val_split = cfg["train_split"]
+            train_idx = card.indices(train_split, int(fold), held_out=False)
+            val_idx = card.indices(train_split, int(fold), held_out=True)
+        self.train_set = SegDataset(card, train_split, train_transform(self.augment_cfg, card.ignore_index), train_idx)
+        self.val_set = SegDataset(card, val_split, indices=val_idx)
+        if cfg.get("rare_class_sampling"):
+            self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)))
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> torch.utils.data.DataLoader:
+    def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> torch.utils.data.DataLoader:
         workers = int(self.data_cfg["num_workers"])
         return torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > batch_size,
-            num_workers=workers, persistent_workers=workers > 0, worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available(),
+            dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            drop_last=shuffle and len(dataset) > batch_size, num_workers=workers, persistent_workers=workers > 0,
+            worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self):
-        return self._loader(self.train_set, int(self.data_cfg["batch_size"]), shuffle=True)
+        return self._loader(self.train_set, int(self.data_cfg["batch_size"]), shuffle=True, sampler=self.sampler)
 
     def val_dataloader(self):
         return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False)

@@ -16,14 +16,20 @@ from segcli.inference.io import read_image, read_mask
 class SegDataset(torch.utils.data.Dataset):
     """Item i → {"image": (3, H, W) uint8, "mask": (H, W) int64 ids, "index": i}.
 
-    Images stay uint8 here; normalisation happens on the device (segcli.inference.predictor.normalize),
-    so training, validation and inference normalise in exactly one place.
+    Images are decoded with OpenCV (BGR → RGB, EXIF orientation applied) and stay uint8 here;
+    normalisation happens on the device (segcli.inference.predictor.normalize), so training,
+    validation and inference normalise in exactly one place. `indices` picks entries of the split
+    (e.g. one cross-validation fold); None = all of them.
     """
 
-    def __init__(self, card: DatasetCard, split: str, transform: Callable | None = None):
-        self.pairs = card.pairs(split)
+    def __init__(self, card: DatasetCard, split: str, transform: Callable | None = None,
+                 indices: list[int] | None = None):
+        pairs = card.pairs(split)
+        self.indices = list(range(len(pairs))) if indices is None else list(indices)
+        self.pairs = [pairs[i] for i in self.indices]
         if not self.pairs:
-            raise DataError(f"{card.root / 'dataset.yaml'}: split '{split}' is empty")
+            raise DataError(f"{card.root / 'dataset.yaml'}: split '{split}' is empty"
+                            f"{'' if indices is None else ' for the selected fold'}")
         self.transform = transform
 
     def __len__(self) -> int:
@@ -34,9 +40,11 @@ class SegDataset(torch.utils.data.Dataset):
         image = read_image(image_path)
         mask = read_mask(mask_path)
         if image.shape[:2] != mask.shape:
-            raise DataError(f"{mask_path}: size {mask.shape[::-1]} differs from its image {image_path}; re-run segcli prepare")
-        image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
-        mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64)))
+            raise DataError(f"{mask_path}: size {mask.shape[::-1]} differs from its image {image_path}; run "
+                            "`segcli prepare lint` on the dataset")
+        image_t = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))  # channels-last memory: fast uint8 resize
+        mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64) if mask.dtype == np.uint16 else mask))
         if self.transform is not None:
             image_t, mask_t = self.transform(image_t, mask_t)
-        return {"image": image_t.as_subclass(torch.Tensor), "mask": mask_t.as_subclass(torch.Tensor), "index": index}
+        return {"image": image_t.as_subclass(torch.Tensor), "mask": mask_t.as_subclass(torch.Tensor).long(),
+                "index": index}

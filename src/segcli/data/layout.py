@@ -1,128 +1,229 @@
-"""Write a dataset into the canonical layout, atomically, with its card and statistics.
+"""Lint a source dataset and write it into the canonical layout, atomically, with its card and statistics.
 
-    DIR/images/<split>/<stem>.<ext>   images (copied byte for byte, or PNG when generated)
+    DIR/images/<split>/<stem>.<ext>   images (copied byte for byte; re-encoded only when --max-size shrinks them)
     DIR/masks/<split>/<stem>.png      class ids (8-bit, 16-bit when there are > 255 ids)
     DIR/dataset.yaml                  the card (see segcli.data.card)
+    DIR/lint.json                     every lint finding (see segcli.data.lint)
+    DIR/class_frequencies.png         bar chart of class frequencies per split
+    DIR/class_presence.json           per split, the class ids present in each pair (rare-class sampling)
 
-Everything is written into a temporary sibling directory that replaces DIR only
-when every pair has been read, checked and written: a failure or Ctrl-C leaves
-DIR as it was.
+Everything is written into a temporary sibling directory that replaces DIR only when the lint
+passed: a lint failure, any other error or Ctrl-C leaves DIR as it was. A failed lint still leaves
+its report: DIR/lint.json when DIR holds no dataset (DIR is created for it), else DIR.lint.json
+beside it, so that an existing dataset is never touched.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 
 from segcli.data.card import CARD_NAME, DatasetCard, dump_card
-from segcli.errors import ConfigError, DataError
-from segcli.inference.io import atomic_write_bytes, read_image, read_mask, write_png
+from segcli.data.chart import class_frequency_chart
+from segcli.data.check import CheckedPair, check_pair
+from segcli.data.lint import LintReport, error, warning
+from segcli.data.source import Source
+from segcli.data.stats import SplitStats, card_stats
+from segcli.errors import ConfigError
+from segcli.inference.io import atomic_write_bytes, write_png
+
+LINT_NAME = "lint.json"
+CHART_NAME = "class_frequencies.png"
+PRESENCE_NAME = "class_presence.json"
 
 
 @dataclass
-class Sample:
-    """One image/mask pair of a native dataset.
+class Prepared:
+    """What `write_dataset` did: card is None when the lint failed; lint_path is where the report went."""
 
-    image: a file to copy, or an (H, W, 3) uint8 RGB array to write as PNG.
-    mask: a file holding ids, or an (H, W) integer array of ids.
-    """
-
-    split: str
-    stem: str
-    image: Path | np.ndarray
-    mask: Path | np.ndarray
+    card: DatasetCard | None
+    report: LintReport
+    lint_path: Path
 
 
-def _mask_array(sample: Sample, label_map: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
-    mask = read_mask(sample.mask) if isinstance(sample.mask, Path) else sample.mask
-    return label_map(mask) if label_map is not None else mask
-
-
-def _check_values(mask: np.ndarray, num_classes: int, ignore_index: int, where: object) -> np.ndarray:
-    counts = np.bincount(mask.ravel(), minlength=num_classes)
-    bad = [v for v in np.flatnonzero(counts) if v >= num_classes and v != ignore_index]
-    if bad:
-        shown = ", ".join(str(v) for v in bad[:8])
-        raise DataError(f"{where}: mask values {shown} are not class ids 0..{num_classes - 1} nor ignore {ignore_index}; "
-                        "fix the mask, add classes, or set --ignore-index")
-    return counts[:num_classes]
-
-
-def write_dataset(out: str | Path, name: str, classes: list[str], palette: list[list[int]], ignore_index: int,
-                  samples: Iterable[Sample], label_map: Callable[[np.ndarray], np.ndarray] | None = None,
-                  overwrite: bool = False, progress: Callable[[Sample], None] | None = None) -> DatasetCard:
-    """Check and write every sample, compute statistics, and put the result at `out`."""
-    out = Path(out).resolve()
-    if out.exists() and any(out.iterdir()) and not overwrite:
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """A non-empty DIR is replaced only with --overwrite (a DIR holding just a failed run's lint.json is empty)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory; choose another --out")
+    if out.exists() and any(p.name != LINT_NAME for p in out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+
+
+def write_dataset(out: str | Path, source: Source, overwrite: bool = False, strict: bool = False,
+                  keep_going: bool = False, max_size: int | None = None, workers: int = 0,
+                  progress: Callable[[int], None] | None = None) -> Prepared:
+    """Lint every pair of `source`, write the good ones, and put the result at `out` if the lint passed."""
+    out = Path(out).resolve()
+    check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    report = LintReport(source.name, findings=list(source.findings), strict=strict, keep_going=keep_going)
     try:
-        card = _write_all(staging, name, classes, palette, ignore_index, samples, label_map, progress)
-        _swap_into_place(staging, out)
+        card = _process(staging, source, report, max_size, workers, progress)
+        if report.passed:
+            atomic_write_bytes(staging / LINT_NAME, report.to_json().encode("utf-8"))
+            _swap_into_place(staging, out)
+            card.root = out
+            return Prepared(card, report, out / LINT_NAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    card.root = out
-    return card
+    lint_path = out.parent / f"{out.name}.{LINT_NAME}" if (out / CARD_NAME).exists() else out / LINT_NAME
+    atomic_write_bytes(lint_path, report.to_json().encode("utf-8"))
+    return Prepared(None, report, lint_path)
 
 
-def _write_all(root, name, classes, palette, ignore_index, samples, label_map, progress) -> DatasetCard:
-    num_classes = len(classes)
-    splits: dict[str, list[dict[str, str]]] = {}
-    class_pixels: dict[str, np.ndarray] = {}
-    channel_sum = np.zeros(3)
-    channel_sq = np.zeros(3)
-    train_pixels = 0
+def _checked(source: Source, workers: int) -> Iterator[CheckedPair]:
+    """check_pair over the samples, in order, on a few threads (OpenCV and NumPy release the GIL).
+
+    At most 2 × workers pairs are in flight, so decoded images never pile up in memory.
+    """
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1:
+        yield from (check_pair(s, source.decoder) for s in source.samples)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for sample in source.samples:
+            pending.append(pool.submit(check_pair, sample, source.decoder))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def lint_source(source: Source, strict: bool = False, workers: int = 0,
+                progress: Callable[[int], None] | None = None) -> LintReport:
+    """Lint every pair of `source` and its splits without writing anything."""
+    report = LintReport(source.name, findings=list(source.findings), strict=strict)
+    _process(None, source, report, None, workers, progress)
+    return report
+
+
+def _process(root: Path | None, source: Source, report: LintReport, max_size: int | None, workers: int,
+             progress: Callable[[int], None] | None) -> DatasetCard:
+    """Lint each pair and (root given) write the ones that pass into root; then the split-level lint and the card."""
+    ignore = source.ignore_index
+    splits: dict[str, list[dict]] = {}
+    stats: dict[str, SplitStats] = {}
+    presence: dict[str, list[list[int]]] = {}
     seen: set[tuple[str, str]] = set()
-    for sample in samples:
+    listed: dict[str, int] = {}  # pairs per split, usable or not
+    failing = any(report.fails(f) for f in report.findings)  # once true (without --keep-going), only lint
+    for pair in _checked(source, workers):
+        sample = pair.sample
+        report.pairs += 1
+        listed[sample.split] = listed.get(sample.split, 0) + 1
         if (sample.split, sample.stem) in seen:
-            raise DataError(f"{sample.image}: duplicate stem '{sample.stem}' in split '{sample.split}'; rename one of the files")
+            pair.findings.append(error("duplicate_stem", str(sample.image), f"a second pair with stem '{sample.stem}' in "
+                                       f"split '{sample.split}'", split=sample.split, stem=sample.stem))
         seen.add((sample.split, sample.stem))
-        image = read_image(sample.image) if isinstance(sample.image, Path) else sample.image
-        mask = _mask_array(sample, label_map)
-        where = sample.mask if isinstance(sample.mask, Path) else sample.stem
-        if image.shape[:2] != mask.shape[:2]:
-            raise DataError(f"{where}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {sample.image} is "
-                            f"{image.shape[1]}x{image.shape[0]}; masks must match their image's size")
-        counts = _check_values(mask, num_classes, ignore_index, where)
-        class_pixels[sample.split] = class_pixels.get(sample.split, 0) + counts
-
-        ext = sample.image.suffix.lower() if isinstance(sample.image, Path) else ".png"
-        image_rel = f"images/{sample.split}/{sample.stem}{ext}"
-        mask_rel = f"masks/{sample.split}/{sample.stem}.png"
-        if isinstance(sample.image, Path):
-            target = root / image_rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sample.image, target)
+        report.findings.extend(pair.findings)
+        if any(report.fails(f) for f in pair.findings):
+            failing = True
+            report.dropped.append({"split": sample.split, "stem": sample.stem,
+                                   "kinds": sorted({f.kind for f in pair.findings if report.fails(f)})})
+            continue
+        image, ids = _downscale(pair.image, pair.ids, max_size)
+        if root is not None and (report.keep_going or not failing):
+            entry = _write_pair(root, pair, image, ids, resized=image is not pair.image)
         else:
-            write_png(root / image_rel, image)
-        write_png(root / mask_rel, mask.astype(np.uint8 if max(num_classes - 1, ignore_index) < 256 else np.uint16))
-        splits.setdefault(sample.split, []).append({"image": image_rel, "mask": mask_rel})
-        if sample.split == "train":
-            pixels = image.reshape(-1, 3).astype(np.float64) / 255.0
-            channel_sum += pixels.sum(0)
-            channel_sq += (pixels**2).sum(0)
-            train_pixels += pixels.shape[0]
+            entry = {"image": "", "mask": ""}
+        if sample.fold is not None:
+            entry["fold"] = int(sample.fold)
+        splits.setdefault(sample.split, []).append(entry)
+        counts = np.bincount(ids.ravel())
+        mean, std = cv2.meanStdDev(image)
+        stats.setdefault(sample.split, SplitStats()).add(counts, ignore, mean.ravel()[:3] / 255.0, std.ravel()[:3] / 255.0)
+        presence.setdefault(sample.split, []).append([int(v) for v in np.flatnonzero(counts) if v != ignore])
         if progress:
-            progress(sample)
-    if not splits:
-        raise DataError("no image/mask pairs found; check the source paths")
-    if train_pixels == 0:
-        raise DataError(f"no 'train' split among {', '.join(splits)}; a dataset needs training images")
-    mean = channel_sum / train_pixels
-    std = np.sqrt(np.maximum(channel_sq / train_pixels - mean**2, 1e-12))
-    stats = {"mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std],
-             "class_pixels": {s: [int(v) for v in c] for s, c in class_pixels.items()}}
-    card = DatasetCard(root=root, name=name, classes=list(classes), palette=[list(map(int, c)) for c in palette],
-                       ignore_index=int(ignore_index), splits=splits, stats=stats)
-    atomic_write_bytes(root / CARD_NAME, dump_card(card).encode("utf-8"))
+            progress(report.pairs)
+    if not report.keep_going:
+        report.dropped.clear()  # nothing is "dropped" when nothing gets written
+    classes = source.classes
+    if classes is None:  # class table from the ids found (folder without --classes)
+        top = max((s.max_id(ignore) for s in stats.values()), default=-1)
+        classes = [f"class_{i}" for i in range(top + 1)] or ["class_0"]
+    palette = source.palette if len(source.palette) >= len(classes) else _default_palette(len(classes))
+    _split_findings(report, source.splits, listed, splits, stats, classes)
+    card = DatasetCard(root=root, name=source.name, classes=list(classes),
+                       palette=[list(map(int, c)) for c in palette[: len(classes)]], ignore_index=int(ignore),
+                       splits=splits, stats=card_stats(stats, len(classes)))
+    if root is not None and report.passed:
+        atomic_write_bytes(root / CARD_NAME, dump_card(card).encode("utf-8"))
+        atomic_write_bytes(root / PRESENCE_NAME, json.dumps(presence, separators=(",", ":")).encode("utf-8"))
+        split_pixels = {name: s["class_pixels"] for name, s in card.stats["splits"].items()}
+        if split_pixels:
+            write_png(root / CHART_NAME, class_frequency_chart(card.classes, split_pixels))
     return card
+
+
+def _split_findings(report: LintReport, expected: list[str], listed: dict[str, int], splits: dict[str, list],
+                    stats: dict[str, SplitStats], classes: list[str]) -> None:
+    """Split-level lint: empty splits (train included), classes with zero pixels in a split.
+
+    A split is empty when no pair is assigned to it, or, with --keep-going, when every pair was dropped.
+    """
+    for split in dict.fromkeys([*expected, "train", *listed]):
+        if not listed.get(split):
+            report.findings.append(error("empty_split", split, f"split '{split}' has no pair", split=split))
+        elif report.keep_going and not splits.get(split):
+            report.findings.append(error("empty_split", split, f"split '{split}': all {listed[split]} pair(s) "
+                                         "have errors and would be dropped", split=split))
+    for split, split_stats in stats.items():
+        pixels = split_stats.to_dict(len(classes))["class_pixels"]
+        missing = [f"{i} {classes[i]}" for i, n in enumerate(pixels) if n == 0]
+        if missing:
+            shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+            report.findings.append(warning("class_missing", split, f"{len(missing)} class(es) with zero pixels in "
+                                           f"split '{split}': {shown}", split=split))
+
+
+def _downscale(image: np.ndarray, ids: np.ndarray, max_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink so that the longer side is at most `max_size`: area-averaged image, nearest-neighbour mask."""
+    h, w = image.shape[:2]
+    if not max_size or max(h, w) <= max_size:
+        return image, ids
+    scale = max_size / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST))  # nearest: never an id absent from the source
+
+
+def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarray, resized: bool) -> dict:
+    sample = pair.sample
+    ext = sample.image.suffix.lower() if isinstance(sample.image, Path) else ".png"
+    image_rel = f"images/{sample.split}/{sample.stem}{ext}"
+    mask_rel = f"masks/{sample.split}/{sample.stem}.png"
+    target = root / image_rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if pair.data is not None and not resized:
+        target.write_bytes(pair.data)
+    else:
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
+        ok, encoded = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            image_rel = image_rel[: -len(ext)] + ".png"
+            target = root / image_rel
+        target.write_bytes(encoded.tobytes())
+    write_png(root / mask_rel, ids)
+    return {"image": image_rel, "mask": mask_rel}
+
+
+def _default_palette(num_classes: int) -> list[list[int]]:
+    from segcli.data.formats.folder import default_palette
+
+    return default_palette(num_classes)
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:

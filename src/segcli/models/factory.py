@@ -102,15 +102,48 @@ def size_multiple(model: nn.Module) -> int:
     return int(getattr(getattr(model, "encoder", None), "output_stride", 32) or 32)
 
 
-class WeightedLoss(nn.Module):
-    """Weighted sum of segmentation losses on (N, C, H, W) logits and (N, H, W) int64 targets."""
+def resolve_class_weights(spec, num_classes: int, dataset_root: str | None) -> list[float] | None:
+    """loss.class_weights → one cross-entropy weight per class, or None.
 
-    def __init__(self, terms: dict[str, float], ignore_index: int):
+    spec: null (unweighted), 'auto' (the dataset card's median-frequency weights, stats.class_weights),
+    or a list of num_classes non-negative numbers.
+    """
+    if spec is None or (isinstance(spec, str) and spec.lower() in ("none", "null", "")):
+        return None
+    if isinstance(spec, str):
+        if spec.lower() != "auto":
+            raise ConfigError(f"loss.class_weights={spec!r}: give auto, null, or a list of {num_classes} numbers")
+        from segcli.data.card import load_card
+
+        card = load_card(dataset_root)
+        weights = (card.stats or {}).get("class_weights")
+        if not weights:
+            raise ConfigError(f"loss.class_weights=auto: {card.root / 'dataset.yaml'} has no stats.class_weights; "
+                              "re-run `segcli prepare` to compute them")
+        spec = weights
+    try:
+        weights = [float(w) for w in spec]
+    except (TypeError, ValueError):
+        raise ConfigError(f"loss.class_weights={spec!r}: give auto, null, or a list of {num_classes} numbers") from None
+    if len(weights) != num_classes or min(weights) < 0 or not any(weights):
+        raise ConfigError(f"loss.class_weights has {len(weights)} values for {num_classes} classes; give one "
+                          "non-negative weight per class (not all 0), or auto")
+    return weights
+
+
+class WeightedLoss(nn.Module):
+    """Weighted sum of segmentation losses on (N, C, H, W) logits and (N, H, W) int64 targets.
+
+    class_weights: per-class weights of the cross-entropy term (None = unweighted).
+    """
+
+    def __init__(self, terms: dict[str, float], ignore_index: int, class_weights: list[float] | None = None):
         super().__init__()
         import segmentation_models_pytorch as smp
 
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         makers = {
-            "ce": lambda: nn.CrossEntropyLoss(ignore_index=ignore_index),
+            "ce": lambda: nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index),
             "dice": lambda: smp.losses.DiceLoss(mode="multiclass", ignore_index=ignore_index),
         }
         unknown = [t for t in terms if t not in makers]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from segcli.inference.predictor import forward_padded, normalize
 from segcli.metrics import ConfusionMatrix, compute_metrics
-from segcli.models.factory import WeightedLoss, build_model
+from segcli.models.factory import WeightedLoss, build_model, resolve_class_weights
 
 
 class SegModule(L.LightningModule):
@@ -25,7 +25,8 @@ class SegModule(L.LightningModule):
         self.save_hyperparameters()
         self.meta = meta
         self.model = build_model(**meta["model"], encoder_weights=encoder_weights)
-        self.loss_fn = WeightedLoss(dict(loss["terms"]), int(meta["ignore_index"]))
+        weights = resolve_class_weights(loss.get("class_weights"), len(meta["classes"]), meta["dataset"]["root"])
+        self.loss_fn = WeightedLoss(dict(loss["terms"]), int(meta["ignore_index"]), class_weights=weights)
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

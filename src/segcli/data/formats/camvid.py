@@ -1,17 +1,16 @@
 """CamVid in the SegNet layout: train/ trainannot/ val/ valannot/ test/ testannot/.
 
-Masks hold ids 0..10 for 11 classes and 11 for Unlabelled, which becomes the
-ignore index (255).
+Masks hold ids 0..10 for 11 classes and 11 for Unlabelled, which becomes the ignore index (255).
+Any other value is reported by the lint (never silently mapped).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
-
-from segcli.data.layout import Sample
+from segcli.data.lint import error
+from segcli.data.masks import MaskDecoder, value_lut
+from segcli.data.source import Sample, Source
 from segcli.errors import DataError
 from segcli.inference.io import list_images
 
@@ -23,27 +22,35 @@ UNLABELLED = 11
 SPLITS = ("train", "val", "test")
 
 
-def label_map(mask: np.ndarray) -> np.ndarray:
-    """SegNet ids → segcli ids: Unlabelled (11) → 255, others unchanged (out-of-range values are kept, and rejected later)."""
-    mask = mask.copy()
-    mask[mask == UNLABELLED] = IGNORE_INDEX
-    return mask
+def decoder() -> MaskDecoder:
+    """SegNet ids → segcli ids: 0..10 unchanged, Unlabelled (11) → 255, anything else invalid."""
+    lut = value_lut({**{i: i for i in range(len(CLASSES))}, UNLABELLED: IGNORE_INDEX})
+    return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=lut, raw_name="CamVid ids (0..11 valid)")
 
 
-def samples(src: str | Path) -> Iterator[Sample]:
-    """Every (image, annotation) pair of the splits present under `src`."""
+def collect(src: str | Path, splits: list[str] | None = None) -> Source:
+    """Every (image, annotation) pair of the splits present under `src` (or of `splits`)."""
     src = Path(src)
     if not src.is_dir():
         raise DataError(f"{src}: CamVid source directory not found; pass --src pointing at the folder holding train/ and trainannot/")
-    present = [s for s in SPLITS if (src / s).is_dir()]
+    present = [s for s in (splits or SPLITS) if (src / s).is_dir()]
     if "train" not in present:
         raise DataError(f"{src}: no train/ folder; expected the SegNet layout (train/, trainannot/, val/, valannot/, test/, testannot/)")
+    samples, findings = [], []
     for split in present:
         annot_dir = src / f"{split}annot"
         if not annot_dir.is_dir():
             raise DataError(f"{annot_dir}: missing annotation folder for {src / split}")
         masks = {p.stem: p for p in list_images(annot_dir)}
-        for image in list_images(src / split):
-            if image.stem not in masks:
-                raise DataError(f"{image}: no annotation {annot_dir / (image.stem + '.png')}; add it or remove the image")
-            yield Sample(split=split, stem=image.stem, image=image, mask=masks[image.stem])
+        images = {p.stem: p for p in list_images(src / split)}
+        for stem in sorted(images):
+            if stem in masks:
+                samples.append(Sample(split=split, stem=stem, image=images[stem], mask=masks[stem]))
+            else:
+                findings.append(error("missing_mask", str(images[stem]), f"no annotation {annot_dir / (stem + '.png')}",
+                                      split=split, stem=stem))
+        for stem in sorted(set(masks) - set(images)):
+            findings.append(error("missing_image", str(masks[stem]), f"no image {stem}.* in {src / split}",
+                                  split=split, stem=stem))
+    return Source(name="camvid", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
+                  decoder=decoder(), splits=present, findings=findings)

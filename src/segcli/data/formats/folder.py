@@ -1,43 +1,53 @@
-"""A plain pair of folders: images/ and masks/ holding class ids, matched by relative stem.
+"""A plain pair of folders: images/ and masks/, matched by relative stem.
 
-Nested folders are allowed (`a/b/x.jpg` pairs with `a/b/x.png`). Without split
-lists, a seeded random fraction of the pairs becomes the val split.
+Nested folders are allowed (`a/b/x.jpg` pairs with `a/b/x.png`). Masks hold class ids (8/16-bit PNG,
+palette-mode PNGs are read as their indices), or RGB colours mapped through `--palette FILE`.
+Splits come from split lists (`--split-file train=FILE ...`) or a seeded random split; `--folds K`
+adds a k-fold assignment of the train split.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from segcli.data.layout import Sample
+from segcli.data.lint import Finding, error
+from segcli.data.masks import MaskDecoder
+from segcli.data.palette import ColourMap, parse_palette
+from segcli.data.source import Sample, Source
+from segcli.data.splits import assign_folds, from_lists, random_split, read_split_list
 from segcli.errors import ConfigError, DataError
-from segcli.inference.io import list_images, read_mask
+from segcli.inference.io import list_images
+
+DEFAULT_IGNORE = 255
 
 
-def _by_stem(root: Path, kind: str) -> dict[str, Path]:
+def _by_stem(root: Path, kind: str, findings: list[Finding]) -> dict[str, Path]:
+    """relative stem → file; stems held by two files are reported and left out (the pair would be ambiguous)."""
     if not root.is_dir():
         raise DataError(f"{root}: {kind} folder not found; check --{kind}")
-    found: dict[str, Path] = {}
+    found: dict[str, list[Path]] = {}
     for path in list_images(root):
-        stem = path.relative_to(root).with_suffix("").as_posix()
-        if stem in found:
-            raise DataError(f"{path}: duplicate stem '{stem}' (also {found[stem]}); keep one file per stem")
-        found[stem] = path
+        found.setdefault(path.relative_to(root).with_suffix("").as_posix(), []).append(path)
     if not found:
         raise DataError(f"{root}: no images found in the {kind} folder")
-    return found
+    for stem, paths in found.items():
+        if len(paths) > 1:
+            findings.append(error("duplicate_stem", str(paths[1]), f"{kind[:-1]} stem '{stem}' is held by "
+                                  f"{', '.join(p.name for p in paths)}; keep one file per stem", stem=stem))
+    return {stem: paths[0] for stem, paths in found.items() if len(paths) == 1}
 
 
-def parse_classes(spec: str | None, ids_found: list[int]) -> list[str]:
-    """'a,b,c' or a file with one name per line; None → class_<id> for ids 0..max found."""
+def parse_classes(spec: str | None) -> list[str] | None:
+    """'a,b,c' or a file with one name per line; None stays None (names come from the ids found)."""
     if spec is None:
-        return [f"class_{i}" for i in range(max(ids_found) + 1 if ids_found else 1)]
+        return None
     path = Path(spec)
-    names = path.read_text(encoding="utf-8").splitlines() if path.is_file() else spec.split(",")
+    names = path.read_text(encoding="utf-8").splitlines() if path.is_file() else str(spec).split(",")
     names = [n.strip() for n in names if n.strip()]
     if not names:
         raise ConfigError(f"--classes {spec!r} names no classes; give 'a,b,c' or a file with one name per line")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--classes {spec!r}: a class name is repeated")
     return names
 
 
@@ -56,31 +66,65 @@ def default_palette(num_classes: int) -> list[list[int]]:
     return palette
 
 
-def collect(images: str | Path, masks: str | Path, val_fraction: float, seed: int) -> list[Sample]:
-    """Match pairs and assign train/val splits."""
-    image_map, mask_map = _by_stem(Path(images), "images"), _by_stem(Path(masks), "masks")
-    missing = sorted(set(image_map) - set(mask_map))
-    if missing:
-        raise DataError(f"{image_map[missing[0]]}: no mask with stem '{missing[0]}' in {masks} "
-                        f"({len(missing)} image(s) without a mask); add the masks or remove the images")
-    orphans = sorted(set(mask_map) - set(image_map))
-    if orphans:
-        raise DataError(f"{mask_map[orphans[0]]}: no image with stem '{orphans[0]}' in {images} ({len(orphans)} mask(s) without an image)")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"--val-fraction {val_fraction} must be in [0, 1)")
-    stems = sorted(image_map)
-    order = np.random.default_rng(seed).permutation(len(stems))
-    num_val = int(round(val_fraction * len(stems)))
-    if val_fraction > 0 and len(stems) > 1:
-        num_val = min(max(num_val, 1), len(stems) - 1)
-    val = {stems[i] for i in order[:num_val]}
-    return [Sample(split="val" if s in val else "train", stem=s, image=image_map[s], mask=mask_map[s]) for s in stems]
+def parse_remap(remap: dict | None) -> dict[int, int]:
+    """{255: 1} or {'255': '1'} → {255: 1}."""
+    try:
+        return {int(k): int(v) for k, v in (remap or {}).items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"remap {remap}: give integer pairs, e.g. --remap 255=1") from None
 
 
-def ids_found(samples: list[Sample], ignore_index: int) -> list[int]:
-    """Sorted class ids present in the masks (ignore excluded)."""
-    present: set[int] = set()
-    for sample in samples:
-        present.update(int(v) for v in np.unique(read_mask(sample.mask)))
-    present.discard(ignore_index)
-    return sorted(present)
+def _splits(stems: list[str], split_files: dict | None, val_fraction: float, test_fraction: float, seed: int,
+            findings: list[Finding]) -> tuple[dict[str, str], list[str]]:
+    """stem → split, and the splits that must not end up empty."""
+    if split_files:
+        lists = {str(split): read_split_list(path) for split, path in split_files.items()}
+        assigned, list_findings = from_lists(stems, lists, {str(k): str(v) for k, v in split_files.items()})
+        findings.extend(list_findings)
+        return assigned, list(lists)
+    assigned = random_split(stems, val_fraction, test_fraction, seed)
+    expected = ["train"] + [name for name, f in (("val", val_fraction), ("test", test_fraction)) if f > 0]
+    return assigned, expected
+
+
+def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | None = None, palette: str | None = None,
+            ignore_index: int | None = None, remap: dict | None = None, split_files: dict | None = None,
+            val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0, folds: int | None = None) -> Source:
+    """Pair the files, assign splits and folds, and describe how masks decode."""
+    findings: list[Finding] = []
+    image_map = _by_stem(Path(images), "images", findings)
+    mask_map = _by_stem(Path(masks), "masks", findings)
+    ambiguous = {f.stem for f in findings}  # duplicate stems: already reported, their counterparts are not orphans
+    image_map = {s: p for s, p in image_map.items() if s not in ambiguous}
+    mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
+    for stem in sorted(set(image_map) - set(mask_map)):
+        findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}' in {masks}", stem=stem))
+    for stem in sorted(set(mask_map) - set(image_map)):
+        findings.append(error("missing_image", str(mask_map[stem]), f"no image with stem '{stem}' in {images}", stem=stem))
+    stems = sorted(set(image_map) & set(mask_map))
+
+    names = parse_classes(classes)
+    colours = None
+    ignore = DEFAULT_IGNORE if ignore_index is None else int(ignore_index)
+    palette_colours: list[list[int]] = []
+    if palette:
+        table = parse_palette(palette)
+        if names is not None and len(names) != len(table.classes):
+            raise ConfigError(f"--classes names {len(names)} classes but --palette {palette} has {len(table.classes)}")
+        names = names or table.classes
+        palette_colours = table.colours
+        colours = ColourMap(table.colours, table.ignore_colours, ignore)
+    if names is not None and ignore < len(names):
+        raise ConfigError(f"--ignore-index {ignore} is also the id of class '{names[ignore]}'; pick a value >= {len(names)}")
+    decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
+                          ignore_declared=ignore_index is not None, remap=parse_remap(remap))
+
+    assigned, expected = _splits(stems, split_files, float(val_fraction), float(test_fraction), int(seed), findings)
+    fold_of = {}
+    if folds:
+        fold_of = assign_folds([s for s in stems if assigned.get(s) == "train"], int(folds), int(seed))
+    samples = [Sample(split=assigned[s], stem=s, image=image_map[s], mask=mask_map[s], fold=fold_of.get(s))
+               for s in stems if s in assigned]
+    palette_out = palette_colours or default_palette(len(names) if names else 256)
+    return Source(name=name, classes=names, palette=palette_out, ignore_index=ignore, samples=samples,
+                  decoder=decoder, splits=expected, findings=findings)

@@ -1,0 +1,37 @@
+"""A dataset already in segcli's canonical layout (DIR/dataset.yaml), as a Source for `prepare lint DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segcli.data.card import load_card
+from segcli.data.lint import error
+from segcli.data.masks import MaskDecoder
+from segcli.data.source import Sample, Source
+
+
+def collect(root: str | Path) -> Source:
+    """The card's pairs; missing files and pairs listed twice become findings."""
+    card = load_card(root)
+    samples, findings = [], []
+    owner: dict[str, str] = {}
+    for split, entries in card.splits.items():
+        for entry in entries:
+            image, mask = card.root / entry["image"], card.root / entry["mask"]
+            stem = Path(entry["image"]).relative_to("images", split).with_suffix("").as_posix() \
+                if entry["image"].startswith(f"images/{split}/") else Path(entry["image"]).stem
+            where = dict(split=split, stem=stem)
+            if entry["image"] in owner:
+                findings.append(error("duplicate_stem", str(image), f"listed in split '{owner[entry['image']]}' and "
+                                      f"again in '{split}'; a pair belongs to one split", **where))
+                continue
+            owner[entry["image"]] = split
+            if not image.is_file():
+                findings.append(error("missing_image", str(mask), f"its image {image} does not exist", **where))
+            elif not mask.is_file():
+                findings.append(error("missing_mask", str(image), f"its mask {mask} does not exist", **where))
+            else:
+                samples.append(Sample(split=split, stem=stem, image=image, mask=mask))
+    decoder = MaskDecoder(card.num_classes, card.ignore_index)
+    return Source(name=card.name, classes=card.classes, palette=card.palette, ignore_index=card.ignore_index,
+                  samples=samples, decoder=decoder, splits=list(card.splits), findings=findings)

@@ -1,0 +1,65 @@
+"""Cityscapes fine annotations: leftImg8bit/<split>/<city>/*_leftImg8bit.png + gtFine/<split>/<city>/*_gtFine_labelIds.png.
+
+The 34 label ids (0..33) become the 19 official train ids (cityscapesScripts `labels.py`); every
+label with trainId 255 or -1 becomes the ignore index 255. Any other value is a lint error.
+Splits: train and val by default (the public test annotations are all 'unlabeled').
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segcli.data.lint import error
+from segcli.data.masks import MaskDecoder, value_lut
+from segcli.data.source import Sample, Source
+from segcli.errors import DataError
+
+# (train id, name, colour) in train-id order; LABEL_TO_TRAIN: label id → train id for these 19.
+CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+           "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
+PALETTE = [[128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153], [153, 153, 153],
+           [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60], [255, 0, 0],
+           [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 80, 100], [0, 0, 230], [119, 11, 32]]
+LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
+                  27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+NUM_LABEL_IDS = 34  # 0 unlabeled … 33 bicycle; all others (ego vehicle, parking, guard rail, caravan, …) → ignore
+IGNORE_INDEX = 255
+DEFAULT_SPLITS = ["train", "val"]
+IMAGE_SUFFIX, MASK_SUFFIX = "_leftImg8bit", "_gtFine_labelIds"
+
+
+def decoder() -> MaskDecoder:
+    mapping = {label: LABEL_TO_TRAIN.get(label, IGNORE_INDEX) for label in range(NUM_LABEL_IDS)}
+    return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=value_lut(mapping), raw_name="Cityscapes label ids (0..33 valid)")
+
+
+def find_root(src: Path) -> Path:
+    for root in (src, src / "cityscapes"):
+        if (root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir():
+            return root
+    raise DataError(f"{src}: not a Cityscapes folder; expected leftImg8bit/ and gtFine/ in it")
+
+
+def collect(src: str | Path, splits: list[str] | None = None) -> Source:
+    root = find_root(Path(src))
+    wanted = list(splits or DEFAULT_SPLITS)
+    samples, findings = [], []
+    for split in wanted:
+        image_dir, mask_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+        if not image_dir.is_dir():
+            raise DataError(f"{image_dir}: split folder not found")
+        images = {p.relative_to(image_dir).as_posix()[: -len(IMAGE_SUFFIX + ".png")]: p
+                  for p in sorted(image_dir.rglob(f"*{IMAGE_SUFFIX}.png"))}
+        masks = {p.relative_to(mask_dir).as_posix()[: -len(MASK_SUFFIX + ".png")]: p
+                 for p in sorted(mask_dir.rglob(f"*{MASK_SUFFIX}.png"))} if mask_dir.is_dir() else {}
+        for stem, image in images.items():
+            if stem in masks:
+                samples.append(Sample(split=split, stem=stem, image=image, mask=masks[stem]))
+            else:
+                findings.append(error("missing_mask", str(image), f"no {mask_dir / (stem + MASK_SUFFIX + '.png')}",
+                                      split=split, stem=stem))
+        for stem in sorted(set(masks) - set(images)):
+            findings.append(error("missing_image", str(masks[stem]), f"no {image_dir / (stem + IMAGE_SUFFIX + '.png')}",
+                                  split=split, stem=stem))
+    return Source(name="cityscapes", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
+                  decoder=decoder(), splits=wanted, findings=findings)

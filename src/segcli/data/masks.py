@@ -1,0 +1,191 @@
+"""Reading source images and masks for `prepare`, and turning raw mask values into class ids.
+
+Source masks come in many encodings: 8/16-bit grey ids, palette-mode PNGs (VOC), RGB colours,
+sometimes (wrongly) JPEG. `read_source_mask` says which; a `MaskDecoder` maps the raw values of a
+format to segcli's ids and reports, as lint findings, every value or colour it cannot map.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segcli.data.lint import Finding, error, warning
+from segcli.data.palette import ColourMap
+from segcli.errors import DataError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8"
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file, checked for truncation (PNG without IEND, JPEG without its end marker)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions")
+    if not data:
+        raise DataError(f"{path}: empty file")
+    if data.startswith(PNG_MAGIC) and b"IEND" not in data[-16:]:
+        raise DataError(f"{path}: truncated PNG (no IEND chunk at the end); re-export or re-download it")
+    if data.startswith(JPEG_MAGIC) and b"\xff\xd9" not in data[-64:]:
+        raise DataError(f"{path}: truncated JPEG (no end-of-image marker); re-export or re-download it")
+    return data
+
+
+def _decode(data: bytes, flags: int, path: Path) -> np.ndarray:
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if array is None:
+        raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
+    return array
+
+
+def decode_image_bytes(data: bytes, path: Path) -> np.ndarray:
+    """An image file's bytes → (H, W, 3) uint8 RGB, EXIF orientation applied, 16-bit scaled to 8-bit, alpha dropped."""
+    array = _decode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR, path)
+    if array.dtype == np.uint16:
+        array = (array / 257.0 + 0.5).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class RawMask:
+    """A mask as stored. array: (H, W) raw values, or (H, W, 3) uint8 RGB when kind == 'rgb'.
+
+    kind: 'ids' (one channel), 'palette' (palette-mode PNG, array = palette indices),
+    'grey3' (three identical channels, array = one of them), 'rgb' (colours).
+    lossy: stored as JPEG.
+    """
+
+    array: np.ndarray
+    kind: str
+    lossy: bool
+
+
+def _is_palette_png(data: bytes) -> bool:
+    return data.startswith(PNG_MAGIC) and len(data) > 25 and data[25] == 3  # IHDR colour type 3 = indexed
+
+
+def read_source_mask(path: Path) -> RawMask:
+    """Read a mask without interpreting it (raises DataError when unreadable)."""
+    data = read_bytes(path)
+    if _is_palette_png(data):
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False)
+        except Exception as err:
+            raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err})")
+    array = _decode(data, cv2.IMREAD_UNCHANGED, path)
+    lossy = data.startswith(JPEG_MAGIC)
+    if array.ndim == 2 or array.shape[2] == 2:  # one channel, or grey + alpha
+        return RawMask(np.ascontiguousarray(array if array.ndim == 2 else array[..., 0]), "ids", lossy)
+    colour = array[..., :3]
+    if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
+        return RawMask(np.ascontiguousarray(colour[..., 0]), "grey3", lossy)
+    if colour.dtype != np.uint8:
+        colour = (colour / 257.0 + 0.5).astype(np.uint8)
+    return RawMask(cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), "rgb", lossy)
+
+
+def id_dtype(num_classes: int, ignore_index: int) -> type:
+    """uint8 when every id and the ignore index fit, else uint16."""
+    return np.uint8 if max(num_classes - 1, ignore_index) < 256 else np.uint16
+
+
+@dataclass
+class MaskDecoder:
+    """Raw mask values → class ids, with findings for what cannot be mapped.
+
+    lut: raw value → id (an id in 0..num_classes-1 or ignore_index), -1 = not a valid raw value;
+        None = the raw values are the ids themselves.
+    num_classes: None while the class table is unknown (folder without --classes): every value but
+        the ignore index is then a class id.
+    colours: maps RGB masks to raw values (folder --palette, VOC masks saved as RGB); None = RGB is an error.
+    ignore_declared: False when nobody said what 255 means: a mask holding only 0 and 255 is then
+        flagged as a likely binary mask (its foreground would silently become 'ignore').
+    raw_name: how the raw values are called in messages.
+    remap: raw value → id applied before the checks when there is no lut (folder --remap 255=1).
+    """
+
+    num_classes: int | None
+    ignore_index: int
+    lut: np.ndarray | None = None
+    colours: ColourMap | None = None
+    ignore_declared: bool = True
+    raw_name: str = "mask values"
+    remap: dict[int, int] = field(default_factory=dict)
+
+    def _is_class(self, value: int) -> bool:
+        return value != self.ignore_index and (self.num_classes is None or value < self.num_classes)
+
+    def _target(self, value: int) -> int:
+        """The id a raw value maps to, or -1."""
+        if self.lut is not None:
+            return int(self.lut[value]) if value < len(self.lut) else -1
+        value = self.remap.get(value, value)
+        return value if (self._is_class(value) or value == self.ignore_index) else -1
+
+    def decode(self, raw: RawMask, where: Path | str) -> tuple[np.ndarray | None, list[Finding]]:
+        """(H, W) ids (uint8/uint16) and the findings; ids is None when the mask cannot be used at all."""
+        findings: list[Finding] = []
+        where = str(where)
+        if raw.lossy:
+            findings.append(error("lossy_mask", where, "mask stored as JPEG: compression invents values at every edge; "
+                                  "export masks as PNG"))
+        values = raw.array
+        if raw.kind == "grey3" and self.colours is not None and self.colours.knows_all_greys(raw.array):
+            raw = RawMask(np.repeat(raw.array[..., None], 3, axis=-1), "rgb", raw.lossy)  # grey colours of the palette
+        if raw.kind == "rgb":
+            if self.colours is None:
+                findings.append(error("rgb_mask", where, "mask holds RGB colours but class ids are expected; store one "
+                                      "channel of ids, or pass --palette FILE to map colours to classes"))
+                return None, findings
+            values, unknown = self.colours.to_values(raw.array)
+            if unknown:
+                findings.append(error("unknown_colour", where, f"colours not in the palette: {unknown}; add them to "
+                                      "--palette (a line 'ignore R G B' maps a colour to the ignore index)"))
+        elif raw.kind == "grey3":
+            findings.append(warning("rgb_mask", where, "mask stored with 3 identical channels; read as ids, "
+                                    "but store a single channel"))
+        present = np.flatnonzero(np.bincount(values.ravel()))
+        targets = {int(v): self._target(int(v)) for v in present}
+        bad = [v for v, t in targets.items() if t < 0]
+        t255 = targets.get(255, -1)
+        if set(targets) == {0, 255} and not (t255 >= 0 and self._is_class(t255)) and not (
+                self.ignore_declared and t255 == self.ignore_index):
+            findings.append(error("binary_mask", where, "values are only 0 and 255: looks like a binary mask whose "
+                                  "foreground would be lost; pass --remap 255=1 to make 255 class 1, or "
+                                  "--ignore-index 255 to declare that 255 means 'not labelled'"))
+        elif bad:
+            shown = ", ".join(str(v) for v in bad[:8]) + (" …" if len(bad) > 8 else "")
+            findings.append(error("out_of_range", where, f"{self.raw_name} {shown} are neither class ids "
+                                  f"{self._describe()} nor the ignore index {self.ignore_index}; fix the masks, "
+                                  "add classes, or map them with --remap / --ignore-index"))
+        if self.lut is None and not self.remap and not bad:
+            ids = values
+        else:
+            lut = np.full(int(present.max()) + 1 if len(present) else 1, self.ignore_index, np.int64)
+            for v, t in targets.items():
+                lut[v] = t if t >= 0 else self.ignore_index
+            ids = lut[values]
+        top = max(self.ignore_index, int(ids.max()) if ids.size else 0)
+        return ids.astype(np.uint8 if top < 256 else np.uint16, copy=False), findings
+
+    def _describe(self) -> str:
+        return "(any)" if self.num_classes is None else f"0..{self.num_classes - 1}"
+
+
+def value_lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:
+    """A lut for MaskDecoder: `mapping` raw value → id, every other raw value invalid (-1)."""
+    lut = np.full(size, -1, np.int64)
+    for raw, target in mapping.items():
+        lut[int(raw)] = int(target)
+    return lut

@@ -1,0 +1,51 @@
+"""What a format reader hands to the layout writer: pairs, class table, mask decoder, pairing findings.
+
+Every reader in segcli.data.formats returns a `Source`; segcli.data.layout lints and writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from segcli.data.lint import Finding
+from segcli.data.masks import MaskDecoder
+
+
+@dataclass
+class Sample:
+    """One image/mask pair of a native dataset.
+
+    image: a file to copy, or an (H, W, 3) uint8 RGB array to write as PNG.
+    mask: a file holding the format's raw mask values, or an (H, W) integer array of them.
+    fold: cross-validation fold of a train pair (None without --folds).
+    """
+
+    split: str
+    stem: str
+    image: Path | np.ndarray
+    mask: Path | np.ndarray
+    fold: int | None = None
+
+
+@dataclass
+class Source:
+    """A native dataset, ready to be linted and written.
+
+    classes: names in id order; None = named class_<id> after the ids found (folder without --classes).
+    splits: the splits this source is expected to fill; an empty one is a lint error.
+    findings: problems found while pairing files (missing counterparts, duplicate stems, split lists);
+        the pairs they concern are not in `samples`.
+    """
+
+    name: str
+    classes: list[str] | None
+    palette: list[list[int]]
+    ignore_index: int
+    samples: Iterable[Sample]
+    decoder: MaskDecoder
+    splits: list[str]
+    findings: list[Finding] = field(default_factory=list)

@@ -1,0 +1,81 @@
+"""Dataset-card statistics, accumulated pair by pair.
+
+Per split: number of images, pixels, per-class pixel and image counts, image mean/std. From the
+train split: the normalisation mean/std and median-frequency class weights (Eigen & Fergus 2015):
+freq(c) = pixels of c / labelled pixels of the images that contain c; weight(c) = median(freq) / freq(c).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _grow(array: np.ndarray, size: int) -> np.ndarray:
+    return array if len(array) >= size else np.concatenate([array, np.zeros(size - len(array), array.dtype)])
+
+
+class SplitStats:
+    """Running totals of one split; `add` takes one pair."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.pixels = 0
+        self.counts = np.zeros(0, np.int64)  # pixels per mask value (ids and the ignore index)
+        self.images_with = np.zeros(0, np.int64)  # images containing each value
+        self.context = np.zeros(0, np.int64)  # labelled pixels of the images containing each value
+        self.channel_sum = np.zeros(3)
+        self.channel_sq = np.zeros(3)
+
+    def add(self, counts: np.ndarray, ignore_index: int, mean: np.ndarray, std: np.ndarray) -> None:
+        """counts: np.bincount of one mask; mean, std: (3,) per-channel image statistics in [0, 1]."""
+        size = max(len(counts), len(self.counts))
+        self.counts, self.images_with, self.context = (_grow(a, size) for a in (self.counts, self.images_with, self.context))
+        counts = _grow(counts.astype(np.int64), size)
+        pixels = int(counts.sum())
+        labelled = pixels - (int(counts[ignore_index]) if ignore_index < size else 0)
+        present = counts > 0
+        self.counts += counts
+        self.images_with += present
+        self.context += present * labelled
+        self.images += 1
+        self.pixels += pixels
+        self.channel_sum += mean * pixels
+        self.channel_sq += (std**2 + mean**2) * pixels
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        if not self.pixels:
+            return [0.0] * 3, [0.0] * 3
+        mean = self.channel_sum / self.pixels
+        std = np.sqrt(np.maximum(self.channel_sq / self.pixels - mean**2, 1e-12))
+        return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+
+    def max_id(self, ignore_index: int) -> int:
+        """Largest class id present (ignore excluded), -1 if none."""
+        ids = [v for v in np.flatnonzero(self.counts) if v != ignore_index]
+        return int(max(ids)) if ids else -1
+
+    def to_dict(self, num_classes: int) -> dict:
+        mean, std = self.mean_std()
+        return {"images": self.images, "pixels": self.pixels, "mean": mean, "std": std,
+                "class_pixels": [int(v) for v in _grow(self.counts, num_classes)[:num_classes]],
+                "class_images": [int(v) for v in _grow(self.images_with, num_classes)[:num_classes]]}
+
+
+def median_frequency_weights(stats: SplitStats, num_classes: int) -> list[float]:
+    """One weight per class; 0.0 for a class absent from the split."""
+    pixels = _grow(stats.counts, num_classes)[:num_classes].astype(np.float64)
+    context = _grow(stats.context, num_classes)[:num_classes].astype(np.float64)
+    present = (pixels > 0) & (context > 0)
+    if not present.any():
+        return [0.0] * num_classes
+    freq = np.where(present, pixels / np.maximum(context, 1), 0.0)
+    median = float(np.median(freq[present]))
+    return [round(float(median / f), 4) if p else 0.0 for f, p in zip(freq, present)]
+
+
+def card_stats(splits: dict[str, SplitStats], num_classes: int, train_split: str = "train") -> dict:
+    """The card's `stats`: normalisation and class weights from `train_split`, and every split's figures."""
+    train = splits.get(train_split, SplitStats())
+    mean, std = train.mean_std()
+    return {"mean": mean, "std": std, "class_weights": median_frequency_weights(train, num_classes),
+            "splits": {name: s.to_dict(num_classes) for name, s in splits.items()}}

@@ -1,0 +1,270 @@
+"""Each format converts a fixture written in its real on-disk conventions; ids and statistics are exact."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from conftest import blocks, random_image, read_lint, write_grey, write_image
+
+from segcli.data.formats import ade20k, cityscapes, voc
+from segcli.data.formats.camvid import CLASSES as CAMVID_CLASSES
+
+
+def load(out: Path) -> dict:
+    return yaml.safe_load((out / "dataset.yaml").read_text())
+
+
+def mask_of(out: Path, card: dict, split: str, stem: str) -> np.ndarray:
+    entry = next(e for e in card["splits"][split] if e["mask"] == f"masks/{split}/{stem}.png")
+    return cv2.imread(str(out / entry["mask"]), cv2.IMREAD_UNCHANGED)
+
+
+def check_stats(out: Path, card: dict) -> None:
+    """The card's per-split counts equal a direct np.bincount of the written masks."""
+    k = len(card["classes"])
+    for split, entries in card["splits"].items():
+        counts, images = np.zeros(65536, np.int64), np.zeros(65536, np.int64)
+        for e in entries:
+            c = np.bincount(cv2.imread(str(out / e["mask"]), cv2.IMREAD_UNCHANGED).ravel(), minlength=65536)
+            counts += c
+            images += c > 0
+        stats = card["stats"]["splits"][split]
+        assert stats["images"] == len(entries)
+        assert stats["class_pixels"] == counts[:k].tolist()
+        assert stats["class_images"] == images[:k].tolist()
+        assert stats["pixels"] == int(counts.sum())
+    assert len(card["stats"]["class_weights"]) == k
+    assert (out / "class_frequencies.png").is_file() and (out / "lint.json").is_file()
+
+
+def test_voc_palette_masks_and_borders(voc_src, tmp_path, run_cli):
+    src, truth = voc_src
+    out = tmp_path / "voc"
+    code, stdout, _ = run_cli("prepare", "voc", "--src", src, "--out", out)
+    assert code == 0 and stdout.strip() == str(out / "dataset.yaml")
+    card = load(out)
+    assert card["classes"] == voc.CLASSES and len(card["classes"]) == 21
+    assert card["palette"][1] == [128, 0, 0] and card["palette"][15] == [192, 128, 128]
+    assert card["ignore_index"] == 255
+    assert {s: len(e) for s, e in card["splits"].items()} == {"train": 3, "val": 2}  # trainval is not a split
+    for split in ("train", "val"):
+        for entry in card["splits"][split]:
+            stem = Path(entry["image"]).stem
+            assert np.array_equal(mask_of(out, card, split, stem), truth[stem])  # indices kept, 255 borders kept
+    check_stats(out, card)
+
+
+def test_voc_masks_saved_as_rgb_map_back(voc_src, tmp_path, run_cli):
+    src, truth = voc_src
+    stem = "2007_000032"
+    palette = np.array(voc.PALETTE + [[0, 0, 0]] * (255 - 21) + [voc.BORDER_COLOUR], np.uint8)
+    write_image(src / "VOC2012" / "SegmentationClass" / f"{stem}.png", palette[truth[stem]])
+    out = tmp_path / "voc"
+    assert run_cli("prepare", "voc", "--src", src, "--out", out)[0] == 0
+    assert np.array_equal(mask_of(out, load(out), "train", stem), truth[stem])
+
+
+def test_cityscapes_label_ids_to_train_ids(cityscapes_src, tmp_path, run_cli):
+    src, truth = cityscapes_src
+    out = tmp_path / "cs"
+    assert run_cli("prepare", "cityscapes", "--src", src, "--out", out)[0] == 0
+    card = load(out)
+    assert card["classes"] == cityscapes.CLASSES and len(card["classes"]) == 19
+    official = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+                26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+    lut = np.full(256, 255, np.uint8)
+    for label, train_id in official.items():
+        lut[label] = train_id
+    assert len(truth) == 6
+    for stem, label_ids in truth.items():
+        split = "val" if stem.startswith("frankfurt") else "train"
+        assert np.array_equal(mask_of(out, card, split, stem), lut[label_ids])
+    check_stats(out, card)
+
+
+def test_cityscapes_unknown_label_id_is_a_lint_error(cityscapes_src, tmp_path, run_cli):
+    src, truth = cityscapes_src
+    stem = next(iter(truth))
+    bad = truth[stem].copy()
+    bad[0, 0] = 40
+    city, name = stem.split("/")
+    write_grey(src / "gtFine" / "train" / city / f"{name}_gtFine_labelIds.png", bad)
+    code, _, _ = run_cli("prepare", "cityscapes", "--src", src, "--out", tmp_path / "cs")
+    report = read_lint(tmp_path / "cs" / "lint.json")
+    assert code == 1 and "out_of_range" in {f["kind"] for f in report["findings"]}
+    assert "40" in next(f["detail"] for f in report["findings"] if f["kind"] == "out_of_range")
+
+
+def test_ade20k_reduce_zero_label(ade_src, tmp_path, run_cli):
+    src, truth = ade_src
+    out = tmp_path / "ade"
+    assert run_cli("prepare", "ade20k", "--src", src.parent, "--out", out)[0] == 0  # the parent folder works too
+    card = load(out)
+    assert card["classes"] == ade20k.CLASSES and len(card["classes"]) == 150 and card["classes"][0] == "wall"
+    assert {s: len(e) for s, e in card["splits"].items()} == {"train": 3, "val": 2}
+    for stem, raw in truth.items():
+        split = "train" if "train" in stem else "val"
+        expected = np.where(raw == 0, 255, raw.astype(np.int64) - 1)
+        assert np.array_equal(mask_of(out, card, split, stem), expected)
+    check_stats(out, card)
+
+
+def test_camvid_unlabelled_to_ignore(camvid_src, tmp_path, run_cli):
+    src, truth = camvid_src
+    out = tmp_path / "camvid"
+    assert run_cli("prepare", "camvid", "--src", src, "--out", out)[0] == 0
+    card = load(out)
+    assert card["classes"] == CAMVID_CLASSES
+    for stem, ids in truth.items():
+        split = "train" if "_train_" in stem else "val"
+        assert np.array_equal(mask_of(out, card, split, stem), np.where(ids == 11, 255, ids))
+    check_stats(out, card)
+
+
+CAMVID_MINI = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid-mini"
+CAMVID_FULL = Path(os.environ.get("SEGCLI_CAMVID_FULL", "/tmp/camvid-full/CamVid"))
+
+
+def _camvid_counts_exact(src: Path, out: Path, run_cli) -> dict:
+    assert run_cli("prepare", "camvid", "--src", src, "--out", out)[0] == 0
+    card = load(out)
+    for split, entries in card["splits"].items():
+        direct = np.zeros(256, np.int64)
+        for path in sorted((src / f"{split}annot").glob("*.png")):
+            direct += np.bincount(cv2.imread(str(path), cv2.IMREAD_UNCHANGED).ravel(), minlength=256)
+        assert card["stats"]["splits"][split]["class_pixels"] == direct[:11].tolist()
+        assert direct[12:].sum() == 0
+        assert card["stats"]["splits"][split]["pixels"] == int(direct.sum())
+    return card
+
+
+@pytest.mark.skipif(not CAMVID_MINI.is_dir(), reason="camvid-mini not available")
+def test_camvid_mini_exact_counts(tmp_path, run_cli):
+    card = _camvid_counts_exact(CAMVID_MINI, tmp_path / "camvid", run_cli)
+    assert {s: len(e) for s, e in card["splits"].items()} == {"train": 24, "val": 8}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CAMVID_FULL.is_dir(), reason="full CamVid not available (set SEGCLI_CAMVID_FULL)")
+def test_full_camvid_exact_counts(tmp_path, run_cli):
+    card = _camvid_counts_exact(CAMVID_FULL, tmp_path / "camvid", run_cli)
+    assert {s: len(e) for s, e in card["splits"].items()} == {"train": 367, "val": 101, "test": 233}
+
+
+# ----------------------------------------------------------------------------- folder
+def make_folder(tmp_path: Path, rng, n: int = 6, nested: bool = True, values=(0, 1, 2), dtype=np.uint8):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for i in range(n):
+        rel = f"{'sub/' if nested and i % 2 else ''}img_{i}"
+        write_image(images / f"{rel}.{'jpg' if i % 3 == 0 else 'png'}", random_image(rng, 20, 30))
+        write_grey(masks / f"{rel}.png", blocks(rng, 20, 30, list(values), block=5).astype(dtype))
+    return images, masks
+
+
+def test_folder_ids_nested_and_random_split(tmp_path, rng, run_cli):
+    images, masks = make_folder(tmp_path, rng, n=10)
+    out = tmp_path / "out"
+    code, _, _ = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                         "--classes", "bg,a,b", "--val-fraction", "0.2", "--test-fraction", "0.1", "--seed", "3")
+    assert code == 0
+    card = load(out)
+    assert card["classes"] == ["bg", "a", "b"] and card["ignore_index"] == 255
+    assert {s: len(e) for s, e in card["splits"].items()} == {"train": 7, "val": 2, "test": 1}
+    assert any(e["image"].startswith("images/train/sub/") or e["image"].startswith("images/val/sub/")
+               for es in card["splits"].values() for e in es)
+    check_stats(out, card)
+
+
+def test_folder_16bit_ids_and_default_names(tmp_path, rng, run_cli):
+    images, masks = make_folder(tmp_path, rng, n=4, values=(0, 1, 300), dtype=np.uint16)
+    out = tmp_path / "out"
+    assert run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                   "--ignore-index", "65535")[0] == 0
+    card = load(out)
+    assert len(card["classes"]) == 301 and card["classes"][300] == "class_300"
+    written = cv2.imread(str(out / card["splits"]["train"][0]["mask"]), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16 and set(np.unique(written)) <= {0, 1, 300}
+
+
+def test_folder_rgb_palette_masks(tmp_path, rng, run_cli):
+    colours = {"road": [128, 64, 128], "car": [0, 0, 142], "sky": [70, 130, 180]}
+    palette_file = tmp_path / "palette.txt"
+    palette_file.write_text("# name R G B\nroad 128 64 128\ncar, 0, 0, 142\nsky #4682b4\nignore 0 0 0\n")
+    table = np.array(list(colours.values()) + [[0, 0, 0]], np.uint8)
+    truth = {}
+    for i in range(4):
+        ids = blocks(rng, 20, 30, [0, 1, 2, 3], block=5)
+        write_image(tmp_path / "images" / f"f{i}.jpg", random_image(rng, 20, 30))
+        write_image(tmp_path / "masks" / f"f{i}.png", table[ids])
+        truth[f"f{i}"] = np.where(ids == 3, 255, ids)
+    write_image(tmp_path / "images" / "f4.jpg", random_image(rng, 20, 30))  # all black: 3 equal channels, still colours
+    write_image(tmp_path / "masks" / "f4.png", np.zeros((20, 30, 3), np.uint8))
+    truth["f4"] = np.full((20, 30), 255, np.uint8)
+    out = tmp_path / "out"
+    assert run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                   "--out", out, "--palette", palette_file, "--val-fraction", "0.25")[0] == 0
+    card = load(out)
+    assert card["classes"] == ["road", "car", "sky"] and card["palette"] == list(colours.values())
+    for split, entries in card["splits"].items():
+        for e in entries:
+            stem = Path(e["mask"]).stem
+            assert np.array_equal(cv2.imread(str(out / e["mask"]), cv2.IMREAD_UNCHANGED), truth[stem])
+
+
+def test_folder_unknown_colour_is_listed_with_location(tmp_path, rng, run_cli):
+    (tmp_path / "palette.txt").write_text("a 255 0 0\nb 0 255 0\n")
+    mask = np.zeros((10, 12, 3), np.uint8)
+    mask[:] = [255, 0, 0]
+    mask[4, 7] = [1, 2, 3]
+    write_image(tmp_path / "images" / "x.png", random_image(rng, 10, 12))
+    write_image(tmp_path / "masks" / "x.png", mask)
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--out", tmp_path / "out", "--palette", tmp_path / "palette.txt", "--val-fraction", "0")
+    finding = next(f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "unknown_colour")
+    assert code == 1 and "(1, 2, 3) × 1 px, first at x=7 y=4" in finding["detail"]
+    assert finding["file"].endswith("x.png") and "unknown_colour" in err
+
+
+def test_folder_split_files_and_folds(tmp_path, rng, run_cli):
+    images, masks = make_folder(tmp_path, rng, n=8, nested=False)
+    (tmp_path / "train.txt").write_text("img_0\nimg_1.jpg\n./img_2\nimg_3\nimg_4\nimg_5\n")
+    (tmp_path / "val.txt").write_text("# held out\nimg_6\nimg_7\n")
+    out = tmp_path / "out"
+    assert run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--classes", "a,b,c",
+                   "--split-file", f"train={tmp_path / 'train.txt'}", "--split-file", f"val={tmp_path / 'val.txt'}",
+                   "--folds", "3")[0] == 0
+    card = load(out)
+    assert sorted(Path(e["image"]).stem for e in card["splits"]["val"]) == ["img_6", "img_7"]
+    folds = [e["fold"] for e in card["splits"]["train"]]
+    assert sorted(folds) == [0, 0, 1, 1, 2, 2] and all("fold" not in e for e in card["splits"]["val"])
+
+
+def test_max_size_downscales_with_nearest_ids(tmp_path, rng, run_cli):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for i in range(3):
+        write_image(images / f"p{i}.jpg", random_image(rng, 120, 200))
+        write_grey(masks / f"p{i}.png", blocks(rng, 120, 200, [0, 3, 7, 255], block=3).astype(np.uint8))
+    out = tmp_path / "out"
+    assert run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--max-size", "64",
+                   "--classes", ",".join(f"c{i}" for i in range(8)), "--val-fraction", "0")[0] == 0
+    card = load(out)
+    for e in card["splits"]["train"]:
+        image = cv2.imread(str(out / e["image"]))
+        mask = cv2.imread(str(out / e["mask"]), cv2.IMREAD_UNCHANGED)
+        assert image.shape[:2] == mask.shape == (38, 64)
+        assert set(np.unique(mask)) <= {0, 3, 7, 255}  # never an id that was not in the source
+
+
+def test_prepare_lint_passes_on_a_prepared_dataset(camvid_src, tmp_path, run_cli):
+    out = tmp_path / "camvid"
+    assert run_cli("prepare", "camvid", "--src", camvid_src[0], "--out", out)[0] == 0
+    before = (out / "dataset.yaml").read_bytes()
+    code, stdout, _ = run_cli("prepare", "lint", out)
+    assert code == 0 and stdout.strip() == str(out / "lint.json")
+    assert json.loads((out / "lint.json").read_text())["passed"] and (out / "dataset.yaml").read_bytes() == before

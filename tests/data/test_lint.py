@@ -1,0 +1,190 @@
+"""A crafted bad dataset yields every lint finding, exit 1 and nothing written; --keep-going and --strict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import blocks, kinds, random_image, read_lint, write_grey, write_image
+from PIL import Image
+
+from segcli.data.lint import KINDS
+
+GOOD = ["good_0", "good_1", "good_2", "good_3"]
+BAD = {  # stem → the finding its pair must produce
+    "trunc_img": "unreadable", "trunc_mask": "unreadable", "size": "size_mismatch", "exif": "size_mismatch",
+    "range": "out_of_range", "binary": "binary_mask", "lossy": "lossy_mask", "rgb": "rgb_mask",
+}
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+
+
+@pytest.fixture
+def bad_folder(tmp_path, rng):
+    """images/ + masks/ + split lists holding one instance of every problem the lint knows."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    ids = lambda: blocks(rng, 20, 30, [0, 1, 2], block=5).astype(np.uint8)  # noqa: E731
+    for stem in GOOD:
+        write_image(images / f"{stem}.png", random_image(rng, 20, 30))
+        write_grey(masks / f"{stem}.png", ids())
+    write_image(images / "trunc_img.jpg", random_image(rng, 20, 30))
+    _truncate(images / "trunc_img.jpg")
+    write_grey(masks / "trunc_img.png", ids())
+    write_image(images / "trunc_mask.png", random_image(rng, 20, 30))
+    write_grey(masks / "trunc_mask.png", ids())
+    _truncate(masks / "trunc_mask.png")
+    write_image(images / "size.png", random_image(rng, 20, 30))
+    write_grey(masks / "size.png", ids()[:, :28])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display: the image is 30x20 once oriented, its mask 20x30
+    Image.fromarray(random_image(rng, 20, 30)).save(images / "exif.jpg", exif=exif.tobytes())
+    write_grey(masks / "exif.png", ids())
+    write_image(images / "range.png", random_image(rng, 20, 30))
+    write_grey(masks / "range.png", np.where(ids() == 2, 7, ids()).astype(np.uint8))
+    write_image(images / "binary.png", random_image(rng, 20, 30))
+    write_grey(masks / "binary.png", (ids() > 0).astype(np.uint8) * 255)
+    write_image(images / "lossy.png", random_image(rng, 20, 30))
+    write_grey(masks / "lossy.jpg", ids())
+    write_image(images / "rgb.png", random_image(rng, 20, 30))
+    write_image(masks / "rgb.png", np.stack([ids() * 60, ids() * 20, ids()], -1).astype(np.uint8))
+    write_image(images / "grey3.png", random_image(rng, 20, 30))  # a warning only: 3 identical channels
+    write_image(masks / "grey3.png", np.repeat(ids()[..., None], 3, -1))
+    write_image(images / "nomask.png", random_image(rng, 20, 30))  # missing_mask
+    write_grey(masks / "noimage.png", ids())  # missing_image
+    write_image(images / "dup.png", random_image(rng, 20, 30))  # duplicate_stem: dup.png and dup.jpg
+    write_image(images / "dup.jpg", random_image(rng, 20, 30))
+    write_grey(masks / "dup.png", ids())
+    write_image(images / "unlisted.png", random_image(rng, 20, 30))  # unassigned (warning)
+    write_grey(masks / "unlisted.png", ids())
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("\n".join(GOOD[:3] + list(BAD) + ["grey3", "ghost"]) + "\n")  # ghost: split_entry
+    (lists / "val.txt").write_text("good_3\ngood_0\n")  # good_0 in two splits: split_overlap
+    (lists / "test.txt").write_text("# nothing\n")  # empty_split
+    return tmp_path
+
+
+def _args(root: Path, out: Path, *extra: str, test_list: bool = True) -> list:
+    args = ["prepare", "folder", "--images", root / "images", "--masks", root / "masks", "--out", out,
+            "--classes", "a,b,c,d", "--split-file", f"train={root / 'lists/train.txt'}",
+            "--split-file", f"val={root / 'lists/val.txt'}"]
+    if test_list:
+        args += ["--split-file", f"test={root / 'lists/test.txt'}"]
+    return args + list(extra)
+
+
+def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
+    out = bad_folder / "out"
+    code, stdout, stderr = run_cli(*_args(bad_folder, out))
+    assert code == 1
+    assert stdout.strip() == str(out / "lint.json")
+    assert sorted(p.name for p in out.iterdir()) == ["lint.json"]  # nothing of the canonical layout
+    assert not list(bad_folder.glob(".out.partial-*"))
+    report = read_lint(out / "lint.json")
+    assert not report["passed"] and report["errors"] > 0
+    expected_errors = {"unreadable", "size_mismatch", "out_of_range", "binary_mask", "lossy_mask", "rgb_mask",
+                       "missing_mask", "missing_image", "duplicate_stem", "split_entry", "split_overlap", "empty_split"}
+    assert expected_errors <= kinds(report, "error")
+    assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
+    assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour"}  # tested on its own
+    by_stem = {}
+    for f in report["findings"]:
+        by_stem.setdefault(f["stem"], set()).add(f["kind"])
+    for stem, kind in BAD.items():
+        assert kind in by_stem[stem], (stem, by_stem.get(stem))
+    assert all(set(f) == {"severity", "kind", "file", "detail", "split", "stem"} for f in report["findings"])
+    exif = next(f for f in report["findings"] if f["stem"] == "exif")
+    assert "EXIF" in exif["detail"]
+    missing = next(f for f in report["findings"] if f["kind"] == "class_missing" and f["split"] == "train")
+    assert "3 d" in missing["detail"]
+    assert "lint:" in stderr and "error" in stderr and "binary_mask" in stderr  # the summary table
+    assert "segcli: error: lint:" in stderr and "--keep-going" in stderr
+
+
+def test_keep_going_still_fails_on_split_level_errors(bad_folder, run_cli):
+    out = bad_folder / "out"
+    code, _, _ = run_cli(*_args(bad_folder, out, "--keep-going"))
+    assert code == 1 and not (out / "dataset.yaml").exists()
+    assert "empty_split" in kinds(read_lint(out / "lint.json"), "error")
+
+
+def test_keep_going_drops_bad_pairs_and_says_so(bad_folder, run_cli):
+    out = bad_folder / "out"
+    code, stdout, stderr = run_cli(*_args(bad_folder, out, "--keep-going", test_list=False))
+    assert code == 0 and stdout.strip() == str(out / "dataset.yaml")
+    report = read_lint(out / "lint.json")
+    assert report["passed"] and {d["stem"] for d in report["dropped"]} == set(BAD)
+    assert "dropped 8 pair(s)" in stderr
+    import yaml
+
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert sorted(Path(e["image"]).stem for e in card["splits"]["train"]) == ["good_1", "good_2", "grey3"]
+    assert [Path(e["image"]).stem for e in card["splits"]["val"]] == ["good_3"]
+
+
+def test_strict_makes_warnings_fail(bad_folder, run_cli):
+    out = bad_folder / "out"
+    code, _, stderr = run_cli(*_args(bad_folder, out, "--keep-going", "--strict", test_list=False))
+    assert code == 1 and not (out / "dataset.yaml").exists()  # class_missing is split-level: cannot be dropped
+    assert "--strict" in stderr
+
+
+def test_binary_masks_pass_once_declared(tmp_path, rng, run_cli):
+    for i in range(3):
+        write_image(tmp_path / "images" / f"b{i}.png", random_image(rng, 16, 16))
+        write_grey(tmp_path / "masks" / f"b{i}.png", blocks(rng, 16, 16, [0, 255], block=4).astype(np.uint8))
+    base = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--val-fraction", "0"]
+    assert run_cli(*base, "--out", tmp_path / "o1")[0] == 1
+    assert run_cli(*base, "--out", tmp_path / "o3", "--keep-going")[0] == 1  # every pair dropped: train is empty
+    assert "all 3 pair(s)" in next(f["detail"] for f in read_lint(tmp_path / "o3" / "lint.json")["findings"]
+                                   if f["kind"] == "empty_split")
+    assert run_cli(*base, "--out", tmp_path / "o2", "--remap", "255=1")[0] == 0
+    import yaml
+
+    card = yaml.safe_load((tmp_path / "o2" / "dataset.yaml").read_text())
+    assert card["classes"] == ["class_0", "class_1"] and card["stats"]["splits"]["train"]["class_pixels"][1] > 0
+
+
+def test_failed_rerun_leaves_an_existing_dataset_untouched(bad_folder, camvid_src, run_cli):
+    out = bad_folder / "out"
+    assert run_cli("prepare", "camvid", "--src", camvid_src[0], "--out", out)[0] == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, stdout, _ = run_cli(*_args(bad_folder, out, "--overwrite"))
+    assert code == 1 and stdout.strip() == str(bad_folder / "out.lint.json")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not read_lint(bad_folder / "out.lint.json")["passed"]
+
+
+def test_prepare_lint_on_a_damaged_dataset(camvid_src, tmp_path, run_cli):
+    out = tmp_path / "camvid"
+    assert run_cli("prepare", "camvid", "--src", camvid_src[0], "--out", out)[0] == 0
+    card = __import__("yaml").safe_load((out / "dataset.yaml").read_text())
+    write_grey(out / card["splits"]["train"][0]["mask"], np.full((24, 32), 42, np.uint8))
+    (out / card["splits"]["val"][0]["image"]).unlink()
+    code, stdout, stderr = run_cli("prepare", "lint", out)
+    report = json.loads((out / "lint.json").read_text())
+    assert code == 1 and stdout.strip() == str(out / "lint.json")
+    assert {"out_of_range", "missing_image"} <= kinds(report, "error")
+
+
+@pytest.mark.parametrize("extra, code", [
+    (["--val-fraction", "1.5"], 2), (["--remap", "x=1"], 2), (["--classes", "a,b", "--ignore-index", "1"], 2),
+])
+def test_bad_options_exit_2(tmp_path, rng, run_cli, extra, code):
+    write_image(tmp_path / "images" / "a.png", random_image(rng, 8, 8))
+    write_grey(tmp_path / "masks" / "a.png", np.zeros((8, 8), np.uint8))
+    args = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--out", tmp_path / "o"]
+    assert run_cli(*args, *extra)[0] == code
+
+
+def test_unreadable_source_directory_exit_3(tmp_path, run_cli):
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "nope", "--masks", tmp_path / "nope",
+                              "--out", tmp_path / "o")
+    assert code == 3 and "images folder not found" in stderr
+    assert run_cli("prepare", "voc", "--src", tmp_path, "--out", tmp_path / "o")[0] == 3
+    assert run_cli("prepare", "lint", tmp_path / "nothing")[0] == 3

@@ -1,0 +1,73 @@
+"""Rare-class sampling, cross-validation folds in the data module, and loss.class_weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import blocks, random_image, write_grey, write_image
+
+from segcli.data.card import load_card
+from segcli.data.sampler import class_presence, repeat_factors
+from segcli.errors import ConfigError
+
+
+def test_repeat_factors():
+    presence = [[0]] * 18 + [[0, 1]] * 2  # class 1 in 10 % of the images
+    weights = repeat_factors(presence, 2, threshold=0.4)
+    assert np.allclose(weights[:18], 1.0) and np.allclose(weights[18:], 2.0)  # sqrt(0.4 / 0.1)
+    assert np.allclose(repeat_factors(presence, 2, threshold=0.05), 1.0)  # nothing is rare below the threshold
+
+
+@pytest.fixture
+def folded(tmp_path, rng, run_cli):
+    """A prepared folder dataset: 12 pairs, class 2 only in 2 of them, 3 folds."""
+    for i in range(12):
+        values = [0, 1, 2] if i in (4, 9) else [0, 1]
+        write_image(tmp_path / "images" / f"i{i:02d}.png", random_image(rng, 16, 16))
+        write_grey(tmp_path / "masks" / f"i{i:02d}.png", blocks(rng, 16, 16, values, block=4).astype(np.uint8))
+    out = tmp_path / "out"
+    code, _, _ = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                         "--out", out, "--classes", "a,b,rare", "--val-fraction", "0.25", "--folds", "3")
+    assert code == 0
+    return load_card(out)
+
+
+def test_presence_file_matches_the_masks(folded):
+    stored = class_presence(folded, "train")
+    (folded.root / "class_presence.json").unlink()
+    assert class_presence(folded, "train") == stored
+
+
+def test_datamodule_folds_and_rare_sampling(folded):
+    from segcli.data.datamodule import SegDataModule
+
+    augment = {"crop_size": [8, 8], "scale": [1.0, 1.0], "hflip": 0.5}
+    data = {"root": str(folded.root), "train_split": "train", "val_split": "val", "batch_size": 2,
+            "val_batch_size": 1, "num_workers": 0, "fold": 1, "rare_class_sampling": True, "rare_class_threshold": 0.5}
+    module = SegDataModule(data, augment, card=folded)
+    module.setup()
+    folds = [e["fold"] for e in folded.splits["train"]]
+    assert len(module.val_set) == folds.count(1) and len(module.train_set) == len(folds) - folds.count(1)
+    assert not set(module.val_set.pairs) & set(module.train_set.pairs)
+    batch = next(iter(module.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 8, 8) and batch["mask"].dtype == torch.int64
+    assert module.sampler is not None and len(list(module.sampler)) == len(module.train_set)
+    with pytest.raises(ConfigError, match="data.fold=7"):
+        SegDataModule({**data, "fold": 7}, augment, card=folded).setup()
+
+
+def test_class_weights_auto_list_and_errors(folded):
+    from segcli.models.factory import WeightedLoss, resolve_class_weights
+
+    auto = resolve_class_weights("auto", 3, str(folded.root))
+    assert auto == folded.stats["class_weights"] and auto[2] > auto[0]  # the rare class weighs most
+    assert resolve_class_weights(None, 3, None) is None
+    assert resolve_class_weights([1, 2, 3], 3, None) == [1.0, 2.0, 3.0]
+    for bad in ([1, 2], "often", [-1, 1, 1]):
+        with pytest.raises(ConfigError, match="class_weights"):
+            resolve_class_weights(bad, 3, str(folded.root))
+    loss = WeightedLoss({"ce": 1.0}, 255, class_weights=[0.0, 0.0, 1.0])
+    logits = torch.zeros(1, 3, 2, 2)
+    target = torch.tensor([[[0, 0], [1, 2]]])
+    assert torch.isclose(loss(logits, target), torch.tensor(np.log(3.0), dtype=torch.float32))  # only class 2 counts
