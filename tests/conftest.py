@@ -61,6 +61,18 @@ def assert_error(proc: subprocess.CompletedProcess, code: int) -> str:
     return lines[0]
 
 
+def assert_lint_failed(proc: subprocess.CompletedProcess) -> str:
+    """Lint errors: exit 1, the summary table on stderr, then one `segcli: error: ...` line; no traceback.
+
+    Returns the error line.
+    """
+    assert proc.returncode == 1, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("segcli: error: lint:"), describe(proc)
+    assert "Traceback" not in proc.stderr
+    return lines[-1]
+
+
 def stdout_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stdout.splitlines() if line.strip()]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SYNTHETIC_PREPARE, assert_error, assert_ok, describe, load_yaml, run_cli, stdout_lines
+from conftest import SYNTHETIC_PREPARE, assert_error, assert_lint_failed, assert_ok, describe, load_yaml, run_cli, stdout_lines
 
 SYNTHETIC_CLASSES = ["background", "road", "building", "vegetation", "vehicle", "pole", "sign"]
 CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
@@ -304,17 +304,18 @@ def test_folder_split_is_seeded(folder_src, tmp_path):
 
 
 def _assert_nothing_written(out: Path) -> None:
-    assert not out.exists(), sorted(p.name for p in out.iterdir())
+    """Lint errors leave only the report, OUT/lint.json: no dataset, no partial folders next to OUT."""
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == ["lint.json"], sorted(p.name for p in out.iterdir())
     parent = out.parent
-    assert not parent.exists() or list(parent.iterdir()) == [], "leftovers next to --out"
+    assert not parent.exists() or [p.name for p in parent.iterdir()] in ([], [out.name]), "leftovers next to --out"
 
 
 def test_folder_image_without_mask(folder_src, tmp_path):
     images, masks = folder_src
     (masks / "a" / "b" / "x2.png").unlink()
     out = tmp_path / "outs" / "ds"
-    line = assert_error(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
-                                cwd=tmp_path), 3)
+    line = assert_lint_failed(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                                cwd=tmp_path))
     assert str(image_of(images, "a/b/x2")) in line
     _assert_nothing_written(out)
 
@@ -326,8 +327,8 @@ def test_folder_mask_value_outside_classes(folder_src, tmp_path):
     mask[5, 5] = 7
     cv2.imwrite(str(bad), mask)
     out = tmp_path / "outs" / "ds"
-    line = assert_error(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
-                                "--classes", "a,b,c", cwd=tmp_path), 3)
+    line = assert_lint_failed(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                                "--classes", "a,b,c", cwd=tmp_path))
     assert str(bad) in line
     assert "7" in line.replace(str(bad), "")
     _assert_nothing_written(out)
@@ -352,8 +353,8 @@ def test_folder_size_mismatch(folder_src, tmp_path):
     bad = masks / "a" / "x1.png"
     cv2.imwrite(str(bad), np.zeros((10, 12), np.uint8))
     out = tmp_path / "outs" / "ds"
-    line = assert_error(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
-                                cwd=tmp_path), 3)
+    line = assert_lint_failed(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                                cwd=tmp_path))
     assert "x1" in line
     _assert_nothing_written(out)
 
@@ -370,9 +371,10 @@ def test_folder_failure_keeps_existing_dataset(folder_src, tmp_path):
     cv2.imwrite(str(bad), mask)
     proc = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--classes", "a,b,c",
                    "--overwrite", cwd=tmp_path)
-    assert_error(proc, 3)
+    assert_lint_failed(proc)
     assert snapshot(out) == before
-    assert sorted(p.name for p in out.parent.iterdir()) == ["ds"], describe(proc)
+    # the lint report of the failed run goes beside the untouched dataset
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ds", "ds.lint.json"], describe(proc)
 
 
 def test_folder_missing_images_dir(tmp_path):

@@ -77,7 +77,9 @@ def _progress(count: int) -> None:
 def _fail(report, lint_path: Path) -> None:
     result(str(lint_path))
     hint = "; --keep-going drops the bad pairs" if report.errors and not report.keep_going else ""
-    raise CheckFailed(f"{report.headline()}: nothing written; every finding is in {lint_path}{hint}")
+    first = next((f for f in report.findings if report.fails(f)), None)
+    shown = f"; first: {first.file}: {first.detail}" if first else ""
+    raise CheckFailed(f"{report.headline()}{shown}; nothing written, every finding is in {lint_path}{hint}")
 
 
 def run(cfg):

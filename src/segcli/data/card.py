@@ -9,6 +9,7 @@
       mean: [r, g, b]                # per-channel mean of the train images, in [0, 1] (the model's normalisation)
       std: [r, g, b]                 # per-channel std of the train images, in [0, 1]
       class_weights: [float, ...]    # median-frequency balancing weights from train (loss.class_weights=auto)
+      class_pixels: {split: [int per class id]}   # the same counts as splits.<split>.class_pixels
       splits:
         <split>: {images: int, pixels: int, mean: [r, g, b], std: [r, g, b],
                   class_pixels: [int per class id], class_images: [int per class id]}

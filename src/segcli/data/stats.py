@@ -77,5 +77,7 @@ def card_stats(splits: dict[str, SplitStats], num_classes: int, train_split: str
     """The card's `stats`: normalisation and class weights from `train_split`, and every split's figures."""
     train = splits.get(train_split, SplitStats())
     mean, std = train.mean_std()
+    per_split = {name: s.to_dict(num_classes) for name, s in splits.items()}
     return {"mean": mean, "std": std, "class_weights": median_frequency_weights(train, num_classes),
-            "splits": {name: s.to_dict(num_classes) for name, s in splits.items()}}
+            "class_pixels": {name: d["class_pixels"] for name, d in per_split.items()},  # the foundation's schema
+            "splits": per_split}
