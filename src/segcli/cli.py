@@ -151,13 +151,14 @@ def evaluate(
 def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image files or folders, then optional key=value overrides.", show_default=False),
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with."),
+    model: Path = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt."),
     out: Path = typer.Option(..., "--out", help="Output directory: <rel>/<stem>.png masks and overlays/."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
     """Predict class-id masks (and colour overlays) for images of any size."""
     paths, overrides = _split_inputs(inputs or [])
-    values = {"ckpt": ckpt, "out": out, "inputs": paths}
+    values = {"ckpt": ckpt, "model": model, "out": out, "inputs": paths}
     _execute("predict", overrides, values, config_dir, print_cfg)
 
 
