@@ -34,7 +34,7 @@ def test_one_flipped_pixel():
     parity = compare(_predictor(ref), _predictor(cand), [np.zeros((2, 2, 3), np.uint8)])
     assert parity.max_abs_logit_diff == pytest.approx(2.0)
     assert parity.argmax_agreement == pytest.approx(0.75)
-    assert parity.miou == pytest.approx((0.75 + 0.0) / 2)  # class 0 IoU 3/4, class 1 IoU 0, class 2 absent
+    assert parity.miou == pytest.approx(0.75)  # class 0 IoU 3/4; class 1 (only the candidate predicts it) is left out
     failed = parity.failures(1e-4, 0.9999, 0.99)
     assert len(failed) == 3 and failed[0].startswith("max |logit diff|")
 
