@@ -35,12 +35,9 @@ def _check_options(cfg) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("--half exports float16 for a GPU and is verified there, but no CUDA device is available; "
                               "export float32 (without --half)")
-        if cfg.format == "onnx":
-            import onnxruntime as ort
-
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ConfigError("--half --format onnx is verified with onnxruntime's CUDA provider, which this "
-                                  "onnxruntime lacks; install onnxruntime-gpu, or use --format torchscript")
+        if cfg.format == "onnx" and not _ort_has_cuda():
+            raise ConfigError("--half --format onnx is verified with onnxruntime's CUDA provider, which this "
+                              "onnxruntime lacks; install onnxruntime-gpu, or use --format torchscript")
 
 
 def _verification_images(cfg, meta: dict) -> list:
@@ -90,22 +87,27 @@ def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> N
                           f"not written. Tolerances are {key}.* (see `segcli export --cfg`)")
 
 
+def _ort_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def _benchmark(cfg, model, meta: dict, path: Path, images: list) -> None:
     """Time torch eager vs the exported file on CPU (and on CUDA when present); print the table to stdout."""
     import copy
 
     import torch
-    import torch.nn.functional as F
 
-    from segcli.export.benchmark import benchmark_table, paired
+    from segcli.export.benchmark import benchmark_input, benchmark_table, paired
     from segcli.inference.backends import eager_predictor
 
-    multiple = int(meta["size_multiple"])
-    first = images[0]
-    size = tuple(int(v) for v in cfg.benchmark.size) if cfg.benchmark.size else first.shape[:2]
-    size = tuple(-(-s // multiple) * multiple for s in size)  # rounded up to the size multiple, as the Predictor pads
+    size = tuple(int(v) for v in cfg.benchmark.size) if cfg.benchmark.size else None  # None: the image's own size
     batch = int(cfg.benchmark.batch_size)
     devices = ([] if cfg.half else ["cpu"]) + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and cfg.format == "onnx" and not _ort_has_cuda():
+        info("export: benchmark on CPU only: onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
+        devices.remove("cuda")
     rows = []
     for device in devices:
         eager_model = copy.deepcopy(model)
@@ -113,14 +115,13 @@ def _benchmark(cfg, model, meta: dict, path: Path, images: list) -> None:
             eager_model = eager_model.half()
         torch_eager = eager_predictor(eager_model, meta, device)
         exported = _load_exported(path, cfg.format, device, cfg)
-        x = torch_eager.preprocess([first])
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).repeat(batch, 1, 1, 1)
+        x = benchmark_input(torch_eager, images[0], size, batch)
         x = x.half() if cfg.half else x
         name = "onnxruntime" if cfg.format == "onnx" else "torchscript"
         info(f"export: benchmarking torch eager vs {name} on {device}, {cfg.benchmark.runs} alternating runs")
         timings, ratios = paired({"torch eager": torch_eager.forward, name: exported.forward}, x, int(cfg.benchmark.runs))
         rows.append((device, timings, ratios))
-    stdout_console().print(benchmark_table(rows, size, batch))
+    stdout_console().print(benchmark_table(rows, tuple(x.shape[-2:]), batch))
 
 
 def run(cfg) -> Path:

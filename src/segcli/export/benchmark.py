@@ -25,6 +25,20 @@ class Timing:
         return self.batch / self.latency_s
 
 
+def benchmark_input(predictor, image, size: tuple[int, int] | None, batch: int = 1) -> torch.Tensor:
+    """What the Predictor feeds a backend for `image` ((H, W, 3) uint8 RGB), resized to `size` ([H, W]) when
+    given: (batch, C, H', W') normalised float32, zero-padded bottom/right to the size multiple."""
+    import cv2
+    import torch.nn.functional as F
+
+    if size:
+        image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+    multiple = int(predictor.meta["size_multiple"])
+    x = predictor.preprocess([image])
+    x = F.pad(x, (0, (-x.shape[-1]) % multiple, 0, (-x.shape[-2]) % multiple))
+    return x.repeat(batch, 1, 1, 1)
+
+
 def _timed(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device) -> float:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
