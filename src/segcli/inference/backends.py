@@ -78,7 +78,7 @@ def load_torch_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def eager_predictor(model: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", batch_size: int = 4) -> Predictor:
-    """A Predictor over an eager torch model (channels-last: faster convolutions on CPU and GPU)."""
+    """A Predictor over an eager torch model, moved (in place) to `device` and channels-last (faster convolutions)."""
     dev = torch.device(device)
     model = model.eval().to(dev, memory_format=torch.channels_last)
 
