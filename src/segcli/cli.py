@@ -206,13 +206,14 @@ def evaluate(
 def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image files or folders, then optional key=value overrides.", show_default=False),
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with."),
+    model: Path = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt."),
     out: Path = typer.Option(None, "--out", help="Output directory: <rel>/<stem>.png masks and overlays/."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
     """Predict class-id masks (and colour overlays) for images of any size."""
     paths, overrides = _split_inputs(inputs or [])
-    values = {"ckpt": ckpt, "out": out, "inputs": paths}
+    values = {"ckpt": ckpt, "model": model, "out": out, "inputs": paths}
     _execute("predict", overrides, values, config_dir, print_cfg)
 
 
@@ -229,15 +230,20 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
 @app.command("export")
 def export(
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to export."),
-    fmt: str = typer.Option(None, "--format", help="Export format: onnx."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: next to the checkpoint)."),
+    fmt: str = typer.Option(None, "--format", help="Export format: onnx (default) or torchscript."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: next to the checkpoint, .onnx or .pt)."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 17)."),
+    half: bool = typer.Option(False, "--half", help="Export float16 for a GPU (needs a CUDA device)."),
+    argmax: bool = typer.Option(False, "--argmax", help="Bake the argmax into the model: uint8 class ids out instead of logits."),
     verify_images: Optional[Path] = typer.Option(None, "--verify-images", help="Images to verify on (default: the checkpoint's val split)."),
+    benchmark: bool = typer.Option(False, "--benchmark", help="Also time torch eager vs the exported model at the training resolution."),
     overrides: Optional[List[str]] = Overrides,
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
-    """Export to ONNX and verify it against the PyTorch model on real images."""
-    values = {"ckpt": ckpt, "format": fmt, "out": out, "verify_images": verify_images}
+    """Export to ONNX or TorchScript and verify it against the PyTorch model on real images."""
+    values = {"ckpt": ckpt, "format": fmt, "out": out, "opset": opset, "verify_images": verify_images,
+              "half": half or None, "argmax": argmax or None, "benchmark.enabled": benchmark or None}
     _execute("export", overrides, values, config_dir, print_cfg)
 
 

@@ -1,64 +1,161 @@
-"""segcli export: checkpoint → ONNX, verified on real images before it is put in place."""
+"""segcli export: checkpoint → ONNX or TorchScript, verified on real images before it is put in place.
+
+Order: check the options, load the checkpoint, export to a hidden staging file next to --out, load
+that file back through the shared Predictor and compare it with the checkpoint's torch model on real
+images; only when it is within the tolerances is it renamed to --out. Then, with --benchmark, time
+torch eager against the exported model.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from segcli.console import info, result
+from segcli.console import info, result, stdout_console
 from segcli.errors import CheckFailed, ConfigError, DataError
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # format → default suffix of --out
+
+
+def _check_options(cfg) -> None:
+    """Fail fast (exit 2) on options that cannot work, before anything is loaded or written."""
+    import torch
+
+    if not cfg.ckpt:
+        raise ConfigError("no checkpoint given; pass --ckpt RUN_DIR/checkpoints/best.ckpt")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"unknown --format '{cfg.format}'; choose from {', '.join(FORMATS)}")
+    if cfg.out:
+        suffix = Path(cfg.out).suffix.lower()
+        if cfg.format == "onnx" and suffix != ".onnx":
+            raise ConfigError(f"--out {cfg.out}: an ONNX file must end in .onnx (that is how `segcli predict --model` recognises it)")
+        if cfg.format == "torchscript" and suffix in (".onnx", ".ckpt"):
+            raise ConfigError(f"--out {cfg.out}: a TorchScript file must not end in {suffix}; use .pt")
+    if cfg.half:
+        if not torch.cuda.is_available():
+            raise ConfigError("--half exports float16 for a GPU and is verified there, but no CUDA device is available; "
+                              "export float32 (without --half)")
+        if cfg.format == "onnx" and not _ort_has_cuda():
+            raise ConfigError("--half --format onnx is verified with onnxruntime's CUDA provider, which this "
+                              "onnxruntime lacks; install onnxruntime-gpu, or use --format torchscript")
 
 
 def _verification_images(cfg, meta: dict) -> list:
+    """(H, W, 3) uint8 RGB images: --verify-images DIR, else the checkpoint dataset's val split."""
     from segcli.data.card import load_card
     from segcli.inference.io import list_images, read_image
 
     limit = int(cfg.verify_max_images)
     if cfg.verify_images:
+        if not Path(cfg.verify_images).exists():
+            raise DataError(f"--verify-images {cfg.verify_images}: not found; pass a folder of images")
         paths = list_images(cfg.verify_images)
         source = str(cfg.verify_images)
     else:
         dataset = meta.get("dataset", {})
         root = dataset.get("root")
         if not root or not (Path(root) / "dataset.yaml").is_file():
-            raise ConfigError(f"the checkpoint's dataset {root} is not available to verify on; pass --verify-images DIR")
-        paths = [image for image, _ in load_card(root).pairs(dataset.get("val_split", "val"))]
-        source = f"{root} ({dataset.get('val_split', 'val')})"
+            raise ConfigError(f"the checkpoint's dataset {root} is not available to verify the export on; "
+                              "pass --verify-images DIR (a few real images)")
+        split = dataset.get("val_split", "val")
+        paths = [image for image, _ in load_card(root).pairs(split)]
+        source = f"{root} ({split})"
     if not paths:
-        raise DataError(f"{source}: no images to verify the export on")
+        raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
     info(f"export: verifying on {min(limit, len(paths))} images from {source}")
     return [read_image(p) for p in paths[:limit]]
 
 
-def run(cfg) -> Path:
-    from segcli.export.onnx import export_onnx
-    from segcli.export.verify import compare
-    from segcli.inference.backends import load_torch_model, onnx_predictor
-    from segcli.inference.predictor import Predictor
+def _load_exported(path: Path, fmt: str, device: str, cfg):
+    from segcli.inference.backends import onnx_predictor, torchscript_predictor
 
-    if not cfg.ckpt:
-        raise ConfigError("no checkpoint given; pass --ckpt RUN_DIR/checkpoints/best.ckpt")
-    if cfg.format != "onnx":
-        raise ConfigError(f"unknown --format '{cfg.format}'; choose from onnx")
+    if fmt == "onnx":
+        return onnx_predictor(path, device, 1, str(cfg.onnxruntime.graph_optimization), int(cfg.onnxruntime.intra_op_threads))
+    return torchscript_predictor(path, device, 1)
+
+
+def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> None:
+    from segcli.export.verify import compare
+
+    parity = compare(reference, candidate, images)
+    info(f"export: {parity.summary()}")
+    tol = cfg.verify_half if half else cfg.verify
+    failed = parity.failures(float(tol.max_abs_logit_diff), float(tol.min_argmax_agreement), float(tol.min_miou))
+    if failed:
+        key = "verify_half" if half else "verify"
+        raise CheckFailed(f"{out}: the exported model disagrees with the checkpoint ({'; '.join(failed)}); the file was "
+                          f"not written. Tolerances are {key}.* (see `segcli export --cfg`)")
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _benchmark(cfg, model, meta: dict, path: Path, images: list) -> None:
+    """Time torch eager vs the exported file on CPU (and on CUDA when present); print the table to stdout."""
+    import copy
+
+    import torch
+
+    from segcli.export.benchmark import benchmark_input, benchmark_table, paired
+    from segcli.inference.backends import eager_predictor
+
+    size = tuple(int(v) for v in cfg.benchmark.size) if cfg.benchmark.size else None  # None: the image's own size
+    batch = int(cfg.benchmark.batch_size)
+    devices = ([] if cfg.half else ["cpu"]) + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and cfg.format == "onnx" and not _ort_has_cuda():
+        info("export: benchmark on CPU only: onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
+        devices.remove("cuda")
+    rows = []
+    for device in devices:
+        eager_model = copy.deepcopy(model)
+        if cfg.half:
+            eager_model = eager_model.half()
+        torch_eager = eager_predictor(eager_model, meta, device)
+        exported = _load_exported(path, cfg.format, device, cfg)
+        x = benchmark_input(torch_eager, images[0], size, batch)
+        x = x.half() if cfg.half else x
+        name = "onnxruntime" if cfg.format == "onnx" else "torchscript"
+        info(f"export: benchmarking torch eager vs {name} on {device}, {cfg.benchmark.runs} alternating runs")
+        timings, ratios = paired({"torch eager": torch_eager.forward, name: exported.forward}, x, int(cfg.benchmark.runs))
+        rows.append((device, timings, ratios))
+    stdout_console().print(benchmark_table(rows, tuple(x.shape[-2:]), batch))
+
+
+def run(cfg) -> Path:
+    """Export, verify, put in place, optionally benchmark; returns (and prints as the last stdout line) the file."""
+    from segcli.export.metadata import export_meta
+    from segcli.inference.backends import eager_predictor, load_torch_model
+
+    _check_options(cfg)
+    half, fmt = bool(cfg.half), str(cfg.format)
     model, meta = load_torch_model(cfg.ckpt)
-    out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).with_suffix(".onnx")
+    out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).with_suffix(FORMATS[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
     images = _verification_images(cfg, meta)
+    meta_out = export_meta(meta, cfg.ckpt, fmt, bool(cfg.argmax), half, int(cfg.opset) if fmt == "onnx" else None)
+    device = "cuda" if half else "cpu"  # fp32 is verified on the CPU: exact arithmetic, no TF32
 
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    staging = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
     try:
-        export_onnx(model, meta, staging, opset=int(cfg.opset))
-        reference = Predictor(model, meta, "cpu", batch_size=1)
-        parity = compare(reference, onnx_predictor(staging, batch_size=1), images)
-        info(f"export: max |logit diff| {parity.max_abs_logit_diff:.2e}, argmax agreement "
-             f"{parity.argmax_agreement * 100:.4f}% over {parity.images} images")
-        tol = cfg.verify
-        if not parity.ok(float(tol.max_abs_logit_diff), float(tol.min_argmax_agreement)):
-            raise CheckFailed(f"{out}: exported model disagrees with the checkpoint (max |logit diff| "
-                              f"{parity.max_abs_logit_diff:.2e} > {tol.max_abs_logit_diff} or agreement "
-                              f"{parity.argmax_agreement:.6f} < {tol.min_argmax_agreement}); the file was not written")
+        info(f"export: {fmt}, output {meta_out['output']}, {meta_out['dtype']}"
+             + (f", opset {cfg.opset}" if fmt == "onnx" else "") + f" → {out}")
+        if fmt == "onnx":
+            from segcli.export.onnx import export_onnx
+
+            export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device)
+        else:
+            from segcli.export.torchscript import export_torchscript
+
+            export_torchscript(model, meta_out, staging, device=device)
+        reference = eager_predictor(model, meta, "cpu", batch_size=1)
+        _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), images, half, out)
         os.replace(staging, out)
     finally:
         staging.unlink(missing_ok=True)
+    if cfg.benchmark.enabled:
+        _benchmark(cfg, model, meta, out, images)
     result(str(out.resolve()))
     return out

@@ -36,14 +36,17 @@ def run(cfg) -> list[Path]:
     from segcli.inference.backends import load_predictor
     from segcli.inference.io import overlay, read_image, write_png
 
-    if not cfg.ckpt:
-        raise ConfigError("no model given; pass --ckpt RUN_DIR/checkpoints/best.ckpt")
+    if cfg.ckpt and cfg.model:
+        raise ConfigError("both --ckpt and --model given; pass one of them")
+    model = cfg.model or cfg.ckpt
+    if not model:
+        raise ConfigError("no model given; pass --ckpt RUN_DIR/checkpoints/best.ckpt or --model FILE.onnx|FILE.pt")
     if not cfg.out:
         raise ConfigError("no output directory; pass --out DIR")
     if not cfg.inputs:
         raise ConfigError("no inputs; pass image files or folders")
     items = collect_inputs(list(cfg.inputs))
-    predictor = load_predictor(cfg.ckpt, cfg.device, cfg.inference.batch_size)
+    predictor = load_predictor(model, cfg.device, cfg.inference.batch_size)
     out = Path(cfg.out)
     written = []
 

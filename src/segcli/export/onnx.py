@@ -8,29 +8,37 @@ from pathlib import Path
 
 import torch
 
+from segcli.errors import ConfigError
+from segcli.export.heads import exportable
 from segcli.inference.backends import META_KEY
 
 
-def export_onnx(model: torch.nn.Module, meta: dict, path: Path, opset: int = 17, sample_hw: tuple[int, int] | None = None) -> None:
-    """Write `model` ((N, C, H, W) normalised float32 → (N, K, H, W) logits) to `path` as ONNX.
+def export_onnx(model: torch.nn.Module, meta: dict, path: str | Path, opset: int = 17, device: str = "cpu") -> None:
+    """Write `model` to `path` as ONNX, with `meta` (see segcli.export.metadata) as JSON in metadata_props["segcli"].
 
-    Input "input" and output "logits" have dynamic batch, height and width; the
-    JSON `meta` (classes, palette, normalisation, size multiple, ...) is stored
-    under metadata_props["segcli"].
+    Input "input": (N, C, H, W) normalised float32 (float16 when meta["dtype"] says so). Output "logits":
+    (N, K, H, W) of the same type, or "ids": (N, H, W) uint8 when meta["output"] == "ids". Batch, height
+    and width are dynamic; height and width must be multiples of meta["size_multiple"].
     """
     import onnx
 
-    multiple = int(meta["size_multiple"])
-    h, w = sample_hw or (2 * max(multiple, 32), 3 * max(multiple, 32))
-    dummy = torch.zeros(1, int(meta["model"]["in_channels"]), h, w)
-    model = model.eval().to(memory_format=torch.contiguous_format)
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["logits"], opset_version=opset,
-                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                                        "logits": {0: "batch", 2: "height", 3: "width"}},
-                          dynamo=False)
+    net, example = exportable(model, meta, device)
+    output = "ids" if meta.get("output") == "ids" else "logits"
+    out_axes = {0: "batch", 1: "height", 2: "width"} if output == "ids" else {0: "batch", 2: "height", 3: "width"}
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example,), str(path), input_names=["input"], output_names=[output],
+                              opset_version=int(opset), dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                                                                      output: out_axes},
+                              dynamo=False)
+    except (ValueError, RuntimeError, torch.onnx.errors.OnnxExporterError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot export {meta['model']['arch']}/{meta['model']['encoder']} to ONNX opset {opset}: "
+                          f"{first}; try another --opset (e.g. 17) or --format torchscript") from None
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
+    proto.doc_string = f"segcli {meta['model']['arch']}/{meta['model']['encoder']}: {len(meta['classes'])} classes, output {output}"
+    onnx.checker.check_model(proto)
     onnx.save(proto, str(path))

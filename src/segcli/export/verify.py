@@ -1,4 +1,4 @@
-"""Compare an exported model with the PyTorch model on real images, through the shared predictor."""
+"""Compare an exported model with the PyTorch model on real images, both through the shared Predictor."""
 
 from __future__ import annotations
 
@@ -9,21 +9,62 @@ import numpy as np
 
 @dataclass
 class Parity:
-    images: int
-    max_abs_logit_diff: float
-    argmax_agreement: float  # fraction of pixels with the same predicted class
+    """How closely an exported model follows the torch model over `images` images.
 
-    def ok(self, max_abs_logit_diff: float, min_argmax_agreement: float) -> bool:
-        return self.max_abs_logit_diff <= max_abs_logit_diff and self.argmax_agreement >= min_argmax_agreement
+    max_abs_logit_diff: worst |torch - exported| logit (None when the export returns ids).
+    argmax_agreement: fraction of pixels with the same class id.
+    miou: mIoU of the exported ids scored against the torch ids as ground truth (segcli.metrics), over
+        the classes torch predicts somewhere: a class only the export predicts, on a pixel or two, lowers
+        the IoU of the class torch saw there instead of adding a 0 that would swing the mean.
+    """
+
+    images: int
+    max_abs_logit_diff: float | None
+    argmax_agreement: float
+    miou: float
+
+    def failures(self, max_abs_logit_diff: float, min_argmax_agreement: float, min_miou: float) -> list[str]:
+        """The tolerances this parity is outside of, as short phrases (empty when it passes)."""
+        failed = []
+        if self.max_abs_logit_diff is not None and not self.max_abs_logit_diff <= max_abs_logit_diff:
+            failed.append(f"max |logit diff| {self.max_abs_logit_diff:.2e} > {max_abs_logit_diff:g}")
+        if not self.argmax_agreement >= min_argmax_agreement:
+            failed.append(f"argmax agreement {self.argmax_agreement:.6f} < {min_argmax_agreement:g}")
+        if not self.miou >= min_miou:
+            failed.append(f"mIoU vs torch {self.miou:.6f} < {min_miou:g}")
+        return failed
+
+    def summary(self) -> str:
+        diff = "n/a (ids output)" if self.max_abs_logit_diff is None else f"{self.max_abs_logit_diff:.2e}"
+        return (f"max |logit diff| {diff}, argmax agreement {self.argmax_agreement * 100:.4f}%, "
+                f"mIoU vs torch {self.miou * 100:.4f}% over {self.images} images")
 
 
 def compare(reference, candidate, images: list[np.ndarray]) -> Parity:
-    """Run both Predictors image by image (any sizes) → worst logit difference and pixel agreement."""
-    worst, same, total = 0.0, 0, 0
+    """Run both Predictors image by image (any sizes: padding and cropping are the Predictor's).
+
+    reference: a logits Predictor (the checkpoint in torch). candidate: the exported model's Predictor,
+    returning logits or ids (then only the ids are compared). images: (H, W, 3) uint8 RGB arrays.
+    """
+    import torch
+
+    from segcli.metrics import ConfusionMatrix, compute_metrics
+
+    num_classes = len(reference.classes)
+    matrix = ConfusionMatrix(num_classes, ignore_index=-1)  # nothing is ignored: torch ids are the "ground truth"
+    worst: float | None = None if candidate.outputs_ids else 0.0
+    same = total = 0
     for image in images:
         a = reference.logits([image]).cpu()
-        b = candidate.logits([image]).cpu()
-        worst = max(worst, float((a - b).abs().max()))
-        same += int((a.argmax(1) == b.argmax(1)).sum())
-        total += a.shape[0] * a.shape[2] * a.shape[3]
-    return Parity(len(images), worst, same / max(total, 1))
+        ref_ids = a.argmax(1)
+        if candidate.outputs_ids:
+            ids = torch.from_numpy(candidate.ids([image]).astype(np.int64))
+        else:
+            b = candidate.logits([image]).cpu()
+            worst = max(worst, float((a - b).abs().max()))
+            ids = b.argmax(1)
+        same += int((ids == ref_ids).sum())
+        total += ref_ids.numel()
+        matrix.update(ids, ref_ids)
+    ious = [c["iou"] for c in compute_metrics(matrix.matrix)["classes"] if c["gt_pixels"] > 0]
+    return Parity(len(images), worst, same / max(total, 1), float(np.mean(ious)) if ious else 1.0)

@@ -1,8 +1,15 @@
-"""Load a model file into a Predictor: a segcli checkpoint (.ckpt, torch) or an exported .onnx (onnxruntime)."""
+"""Load a model file into a Predictor, whatever it is: a segcli checkpoint (.ckpt, torch eager),
+an exported TorchScript file (.pt, torch.jit) or an exported ONNX file (.onnx, onnxruntime).
+
+Exported files carry the same self-description as checkpoints (see segcli.export.metadata):
+as JSON in ONNX metadata_props["segcli"] or in the TorchScript extra file "segcli.json".
+"""
 
 from __future__ import annotations
 
 import json
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -11,6 +18,9 @@ from segcli.errors import ConfigError, DataError
 from segcli.inference.predictor import Predictor
 
 META_KEY = "segcli"  # ONNX metadata_props key holding the JSON self-description
+TORCHSCRIPT_META = "segcli.json"  # TorchScript extra file holding the same JSON
+ORT_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                    "all": "ORT_ENABLE_ALL"}  # config value → onnxruntime GraphOptimizationLevel
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -20,6 +30,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     if str(name).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu")
     return torch.device(name)
+
+
+def model_kind(path: str | Path) -> str:
+    """'onnx', 'torchscript' or 'checkpoint', from the suffix (.onnx) or the archive's content."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found; pass a .ckpt checkpoint or a file written by `segcli export`")
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(name.endswith("/constants.pkl") for name in archive.namelist()):
+                return "torchscript"
+    return "checkpoint"
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -53,10 +77,10 @@ def load_torch_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), meta
 
 
-def torch_predictor(path: str | Path, device: str = "auto", batch_size: int = 4) -> Predictor:
-    dev = resolve_device(device)
-    model, meta = load_torch_model(path)
-    model = model.to(dev, memory_format=torch.channels_last)
+def eager_predictor(model: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", batch_size: int = 4) -> Predictor:
+    """A Predictor over an eager torch model, moved (in place) to `device` and channels-last (faster convolutions)."""
+    dev = torch.device(device)
+    model = model.eval().to(dev, memory_format=torch.channels_last)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         return model(x.contiguous(memory_format=torch.channels_last))
@@ -64,30 +88,109 @@ def torch_predictor(path: str | Path, device: str = "auto", batch_size: int = 4)
     return Predictor(forward, meta, dev, batch_size)
 
 
-def onnx_predictor(path: str | Path, batch_size: int = 4) -> Predictor:
-    """An onnxruntime session behind the same Predictor (CPU provider; CUDA when available)."""
+def torch_predictor(path: str | Path, device: str = "auto", batch_size: int = 4) -> Predictor:
+    """A Predictor for a segcli checkpoint (.ckpt)."""
+    model, meta = load_torch_model(path)
+    return eager_predictor(model, meta, resolve_device(device), batch_size)
+
+
+def _half_device(path: Path, meta: dict, device: torch.device) -> None:
+    if meta.get("dtype") == "float16" and device.type != "cuda":
+        raise ConfigError(f"{path}: a float16 (--half) export runs on a CUDA device only, and none is selected or "
+                          "available; use device=cuda, or export without --half")
+
+
+def torchscript_predictor(path: str | Path, device: str = "auto", batch_size: int = 4) -> Predictor:
+    """A Predictor for a TorchScript file written by `segcli export --format torchscript`."""
+    path = Path(path)
+    dev = resolve_device(device)
+    extra = {TORCHSCRIPT_META: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated": not actionable for our users
+            module = torch.jit.load(str(path), map_location=dev, _extra_files=extra)
+    except Exception as err:
+        raise DataError(f"{path}: torch.jit cannot load it ({type(err).__name__}); re-export with `segcli export`") from None
+    meta = _parse_meta(path, extra[TORCHSCRIPT_META], f"extra file '{TORCHSCRIPT_META}'")
+    _half_device(path, meta, dev)
+    dtype = torch.float16 if meta.get("dtype") == "float16" else torch.float32
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = module(x.to(dtype))
+        return out.float() if out.is_floating_point() else out
+
+    return Predictor(forward, meta, dev, batch_size)
+
+
+def _parse_meta(path: Path, raw: str | bytes | None, where: str) -> dict:
+    if not raw:
+        raise DataError(f"{path}: no segcli metadata ({where} is missing), so its classes, palette and normalisation "
+                        "are unknown; export the model with `segcli export --ckpt CKPT`")
+    try:
+        meta = json.loads(raw)
+        for key in ("classes", "palette", "ignore_index", "mean", "std", "size_multiple"):
+            meta[key]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{path}: its segcli metadata ({where}) is invalid ({type(err).__name__}: {err}); "
+                        "re-export with `segcli export`") from None
+    return meta
+
+
+def ort_session(path: str | Path, device: str = "cpu", graph_optimization: str = "all", intra_op_threads: int = 0):
+    """An onnxruntime InferenceSession on the CPU provider, or CUDA (+ CPU fallback) when device is cuda.
+
+    intra_op_threads: 0 keeps onnxruntime's default (one thread per physical core).
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if graph_optimization not in ORT_OPTIMIZATION:
+        raise ConfigError(f"unknown onnxruntime graph optimisation '{graph_optimization}'; choose from {', '.join(ORT_OPTIMIZATION)}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION[graph_optimization])
+    options.intra_op_num_threads = int(intra_op_threads)
+    options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for our users
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(f"device={device} but onnxruntime has no CUDA provider; install onnxruntime-gpu or use device=cpu")
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise DataError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {first}); re-export with `segcli export`") from None
+
+
+def onnx_predictor(path: str | Path, device: str = "auto", batch_size: int = 4, graph_optimization: str = "all",
+                   intra_op_threads: int = 0) -> Predictor:
+    """An onnxruntime session behind the same Predictor (CUDA provider when device is cuda, or auto and present)."""
     import onnxruntime as ort
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: ONNX model not found")
-    try:
-        session = ort.InferenceSession(str(path), providers=ort.get_available_providers())
-    except Exception as err:
-        raise DataError(f"{path}: onnxruntime cannot load it ({type(err).__name__}); re-export with `segcli export`") from None
-    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
-    if raw is None:
-        raise DataError(f"{path}: ONNX file has no segcli metadata; export it with `segcli export`")
-    meta = json.loads(raw)
-    input_name = session.get_inputs()[0].name
+    if device in (None, "auto"):
+        device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available() else "cpu"
+    session = ort_session(path, device, graph_optimization, intra_op_threads)
+    meta = _parse_meta(path, session.get_modelmeta().custom_metadata_map.get(META_KEY), f"metadata_props['{META_KEY}']")
+    _half_device(path, meta, torch.device("cuda" if str(device).startswith("cuda") else "cpu"))
+    model_input = session.get_inputs()[0]
+    np_dtype = "float16" if model_input.type == "tensor(float16)" else "float32"
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        (out,) = session.run(None, {input_name: x.detach().cpu().contiguous().numpy()})
-        return torch.from_numpy(out)
+        (out,) = session.run(None, {model_input.name: x.detach().cpu().contiguous().numpy().astype(np_dtype, copy=False)})
+        out = torch.from_numpy(out)
+        return out.float() if out.is_floating_point() else out
 
     return Predictor(forward, meta, "cpu", batch_size)
 
 
 def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 4) -> Predictor:
-    """A Predictor for a .ckpt or .onnx file."""
-    return onnx_predictor(path, batch_size) if str(path).lower().endswith(".onnx") else torch_predictor(path, device, batch_size)
+    """A Predictor for a segcli checkpoint (.ckpt), an exported .onnx or an exported TorchScript file."""
+    kind = model_kind(path)
+    if kind == "onnx":
+        return onnx_predictor(path, device, batch_size)
+    if kind == "torchscript":
+        return torchscript_predictor(path, device, batch_size)
+    return torch_predictor(path, device, batch_size)

@@ -3,6 +3,7 @@
 Preprocess: (H, W, 3) uint8 RGB → (N, 3, H, W) float32, x/255 normalised by mean/std.
 Forward: pad bottom/right with zeros to the model's size multiple, run the backend, crop back.
 Postprocess: (N, K, H, W) float32 logits → argmax → (H, W) uint8/uint16 class ids.
+A model exported with the argmax baked in (meta["output"] == "ids") returns (N, H, W) ids directly.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ def to_ids(logits: torch.Tensor) -> np.ndarray:
 
 
 class Predictor:
-    """Images in, logits or class ids out, for any backend that maps (N, C, H, W) float32 → logits.
+    """Images in, logits or class ids out, for any backend that maps (N, C, H, W) float32 → logits
+    ((N, K, H, W) float) or, when meta["output"] == "ids", → class ids ((N, H, W) integer).
 
     meta: the self-description stored in checkpoints and exported models
-    (classes, palette, ignore_index, mean, std, size_multiple, ...).
+    (classes, palette, ignore_index, mean, std, size_multiple, output, ...).
     """
 
     def __init__(self, forward: Forward, meta: dict, device: torch.device | str = "cpu", batch_size: int = 4):
@@ -69,14 +71,32 @@ class Predictor:
         batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2)
         return normalize(batch, self.meta["mean"], self.meta["std"])
 
+    @property
+    def outputs_ids(self) -> bool:
+        """True for a model that returns class ids (exported with the argmax baked in), not logits."""
+        return self.meta.get("output", "logits") == "ids"
+
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size images → (N, K, H, W) float32 logits at the input resolution."""
+        if self.outputs_ids:
+            from segcli.errors import ConfigError
+
+            raise ConfigError("this model returns class ids (exported with --argmax), not logits; "
+                              "export without --argmax to get logits")
         return forward_padded(self.forward, self.preprocess(images), int(self.meta["size_multiple"])).float()
+
+    @torch.inference_mode()
+    def ids(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Same-size images → (N, H, W) uint8 class ids (uint16 when there are more than 256 classes)."""
+        if not self.outputs_ids:
+            return to_ids(self.logits(images))
+        ids = forward_padded(self.forward, self.preprocess(images), int(self.meta["size_multiple"]))
+        return ids.cpu().numpy().astype(np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Same-size images → list of (H, W) class-id arrays."""
-        return list(to_ids(self.logits(images)))
+        return list(self.ids(images))
 
     def predict_stream(self, items: Iterable[tuple[object, np.ndarray]]) -> Iterator[tuple[object, np.ndarray, np.ndarray]]:
         """(key, image) pairs → (key, image, ids), batching consecutive same-size images."""

@@ -1,0 +1,48 @@
+"""The self-description stored in every exported model, so that it can be used with nothing else.
+
+It is the checkpoint's `meta` (classes, palette, ignore_index, mean, std, size_multiple, model,
+dataset; see segcli.runs.model_meta) plus what the exported file itself is:
+
+    channel_order      "RGB"  (input channels, after (x / 255 - mean) / std)
+    input              a one-line description of the input tensor
+    output             "logits": (N, classes, H, W) float; "ids": (N, H, W) uint8 class ids (--argmax)
+    dtype              "float32" | "float16" (--half): the input and logits type
+    format             "onnx" | "torchscript"; opset (ONNX only)
+    segcli_version     the segcli that exported it (trained_with_segcli: the one that trained it)
+    checkpoint_sha256  sha256 of the exported checkpoint file
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from segcli import __version__
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_meta(meta: dict, checkpoint: str | Path, fmt: str, argmax: bool, half: bool, opset: int | None = None) -> dict:
+    """The checkpoint's `meta` extended with what an exported file needs to describe itself."""
+    dtype = "float16" if half else "float32"
+    out = dict(meta)
+    out.update({
+        "segcli_version": __version__,
+        "trained_with_segcli": meta.get("segcli_version"),
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "format": fmt,
+        "channel_order": "RGB",
+        "dtype": dtype,
+        "input": f"{dtype} NCHW RGB, (x / 255 - mean) / std, H and W multiples of size_multiple",
+        "output": "ids" if argmax else "logits",
+    })
+    if opset is not None:
+        out["opset"] = int(opset)
+    return out

@@ -1,0 +1,165 @@
+"""segcli export: both formats, self-description, verification failures, predict --model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segcli.errors import ConfigError
+from segcli.export.metadata import sha256_file
+from segcli.inference.backends import TORCHSCRIPT_META, load_predictor
+from segcli.inference.io import list_images, read_mask
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWarning")  # tests call torch.jit directly
+KINDS = ["onnx", "torchscript", "onnx-argmax", "torchscript-argmax"]
+META_KEYS = {"classes", "palette", "ignore_index", "mean", "std", "channel_order", "size_multiple", "segcli_version",
+             "checkpoint_sha256", "output", "dtype", "format", "model"}
+
+
+def _stored_meta(path) -> dict:
+    """The segcli JSON read straight from the file, without segcli's loaders."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["segcli"])
+    extra = {TORCHSCRIPT_META: ""}
+    torch.jit.load(str(path), _extra_files=extra)
+    return json.loads(extra[TORCHSCRIPT_META])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_metadata_round_trip(kind, exported, ckpt):
+    from segcli import __version__
+    from segcli.inference.backends import read_checkpoint
+
+    meta = _stored_meta(exported[kind])
+    trained = read_checkpoint(ckpt)["hyper_parameters"]["meta"]
+    assert META_KEYS <= set(meta)
+    for key in ("classes", "palette", "ignore_index", "mean", "std", "size_multiple", "model"):
+        assert meta[key] == trained[key], key
+    assert meta["channel_order"] == "RGB" and meta["dtype"] == "float32" and meta["segcli_version"] == __version__
+    assert meta["checkpoint_sha256"] == sha256_file(ckpt)
+    assert meta["format"] == kind.split("-")[0]
+    assert meta["output"] == ("ids" if kind.endswith("argmax") else "logits")
+    assert load_predictor(exported[kind], "cpu").meta == meta  # what the backends read is what was stored
+
+
+def test_onnx_axes_are_dynamic(onnx_file, onnx_ids_file):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    assert session.get_outputs()[0].shape[0] == "batch" and session.get_outputs()[0].shape[2:] == ["height", "width"]
+    assert json.loads(session.get_modelmeta().custom_metadata_map["segcli"])["opset"] == 17
+    ids = ort.InferenceSession(str(onnx_ids_file), providers=["CPUExecutionProvider"]).get_outputs()[0]
+    assert ids.name == "ids" and ids.type == "tensor(uint8)" and ids.shape == ["batch", "height", "width"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_any_batch_and_size(kind, exported):
+    """Sizes and batches other than the export's example input (64 × 96, batch 1)."""
+    predictor = load_predictor(exported[kind], "cpu")
+    classes = len(predictor.classes)
+    for shape in [(2, 3, 96, 128), (3, 3, 32, 160)]:
+        out = predictor.forward(torch.zeros(shape))
+        if predictor.outputs_ids:
+            assert out.dtype == torch.uint8 and tuple(out.shape) == (shape[0], *shape[2:])
+        else:
+            assert out.dtype == torch.float32 and tuple(out.shape) == (shape[0], classes, *shape[2:])
+
+
+@pytest.mark.parametrize("kind", ["onnx-argmax", "torchscript-argmax"])
+def test_argmax_export_returns_ids(kind, exported, dataset):
+    predictor = load_predictor(exported[kind], "cpu")
+    image = np.zeros((72, 100, 3), np.uint8)
+    ids = predictor.ids([image, image])
+    assert ids.dtype == np.uint8 and ids.shape == (2, 72, 100) and ids.max() < len(predictor.classes)
+    with pytest.raises(ConfigError, match="class ids"):
+        predictor.logits([image])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_model_matches_ckpt(kind, exported, ckpt, dataset, tmp_path, cli):
+    images = dataset / "images" / "val"
+    code, out, err = cli("predict", "--ckpt", ckpt, images, "--out", tmp_path / "ckpt")
+    assert code == 0, err
+    code, out, err = cli("predict", "--model", exported[kind], images, "--out", tmp_path / "model")
+    assert code == 0, err
+    same = total = 0
+    for image in list_images(images):
+        a = read_mask(tmp_path / "ckpt" / f"{image.stem}.png")
+        b = read_mask(tmp_path / "model" / f"{image.stem}.png")
+        assert a.shape == b.shape == (72, 100)
+        same, total = same + int((a == b).sum()), total + a.size
+    assert total and same / total >= 0.9999
+
+
+def test_failing_tolerance_exits_1_and_writes_nothing(ckpt, tmp_path, cli):
+    out = tmp_path / "model.onnx"
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out, "verify.min_miou=1.5")
+    assert code == 1
+    assert "disagrees with the checkpoint" in err and "mIoU" in err and "not written" in err
+    assert stdout == "" and not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no staging file left behind either
+
+
+def test_onnx_without_segcli_metadata_exits_3(onnx_file, dataset, tmp_path, cli):
+    import onnx
+
+    proto = onnx.load(str(onnx_file))
+    del proto.metadata_props[:]
+    plain = tmp_path / "plain.onnx"
+    onnx.save(proto, str(plain))
+    code, out, err = cli("predict", "--model", plain, dataset / "images" / "val", "--out", tmp_path / "pred")
+    assert code == 3
+    assert "no segcli metadata" in err and "segcli export" in err and len(err.strip().splitlines()) == 1
+
+
+def test_torchscript_without_segcli_metadata_exits_3(dataset, tmp_path, cli):
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.trace(torch.nn.Conv2d(3, 2, 1), torch.zeros(1, 3, 8, 8)), str(plain))
+    code, out, err = cli("predict", "--model", plain, dataset / "images" / "val", "--out", tmp_path / "pred")
+    assert code == 3 and "no segcli metadata" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_half_without_gpu_exits_2(ckpt, tmp_path, cli):
+    code, out, err = cli("export", "--ckpt", ckpt, "--out", tmp_path / "m.onnx", "--half")
+    assert code == 2
+    assert err.startswith("segcli: error: --half") and "CUDA" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "tflite"], "choose from onnx, torchscript"),
+    (["--format", "onnx", "--out", "model.pt"], "must end in .onnx"),
+    (["--format", "torchscript", "--out", "model.onnx"], "must not end in .onnx"),
+])
+def test_bad_options_exit_2(args, message, ckpt, tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("export", "--ckpt", ckpt, *args)
+    assert code == 2 and message in err
+
+
+def test_missing_dataset_then_verify_images_and_benchmark(ckpt, dataset, tmp_path, cli):
+    """A checkpoint whose dataset moved asks for --verify-images; with it, export verifies and benchmarks."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["meta"]["dataset"]["root"] = str(tmp_path / "gone")
+    moved = tmp_path / "moved.ckpt"
+    torch.save(state, moved)
+    out = tmp_path / "out" / "model.pt"
+    code, stdout, err = cli("export", "--ckpt", moved, "--format", "torchscript", "--out", out)
+    assert code == 2 and "--verify-images" in err and not out.exists()
+
+    images = dataset / "images" / "val"
+    code, stdout, err = cli("export", "--ckpt", moved, "--format", "torchscript", "--out", out, "--verify-images", images,
+                            "--benchmark", "benchmark.runs=1", "benchmark.size=[40,60]")
+    assert code == 0, err
+    assert f"from {images}" in err and "argmax agreement 100.0000%" in err
+    lines = stdout.strip().splitlines()
+    assert lines[-1] == str(out.resolve())  # the path stays the last stdout line
+    table = "\n".join(lines[:-1])
+    assert "64×64" in table and "torch eager" in table and "torchscript" in table and "images/s" in table

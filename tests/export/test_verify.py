@@ -1,0 +1,47 @@
+"""segcli.export.verify on hand-made predictors: no model, no files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segcli.export.verify import compare
+from segcli.inference.predictor import Predictor
+
+META = {"classes": ["a", "b", "c"], "palette": [[0, 0, 0]] * 3, "ignore_index": 255, "mean": [0, 0, 0],
+        "std": [1, 1, 1], "size_multiple": 1}
+
+
+def _predictor(logits: torch.Tensor, output: str = "logits") -> Predictor:
+    """A Predictor whose backend ignores its input and returns `logits` (or their argmax as ids)."""
+    result = logits.argmax(1).to(torch.uint8) if output == "ids" else logits
+    return Predictor(lambda x: result, {**META, "output": output})
+
+
+def test_identical_models_agree_fully():
+    logits = torch.randn(1, 3, 4, 5)
+    parity = compare(_predictor(logits), _predictor(logits.clone()), [np.zeros((4, 5, 3), np.uint8)])
+    assert parity.max_abs_logit_diff == 0 and parity.argmax_agreement == 1 and parity.miou == 1
+    assert parity.failures(0.0, 1.0, 1.0) == []
+
+
+def test_one_flipped_pixel():
+    ref = torch.zeros(1, 3, 2, 2)
+    ref[0, 0] = 1.0  # every pixel is class 0
+    cand = ref.clone()
+    cand[0, 1, 0, 0] = 2.0  # one pixel becomes class 1: diff 2, 3 of 4 pixels agree
+    parity = compare(_predictor(ref), _predictor(cand), [np.zeros((2, 2, 3), np.uint8)])
+    assert parity.max_abs_logit_diff == pytest.approx(2.0)
+    assert parity.argmax_agreement == pytest.approx(0.75)
+    assert parity.miou == pytest.approx(0.75)  # class 0 IoU 3/4; class 1 (only the candidate predicts it) is left out
+    failed = parity.failures(1e-4, 0.9999, 0.99)
+    assert len(failed) == 3 and failed[0].startswith("max |logit diff|")
+
+
+def test_ids_output_skips_the_logit_check():
+    logits = torch.randn(1, 3, 4, 5)
+    parity = compare(_predictor(logits), _predictor(logits, "ids"), [np.zeros((4, 5, 3), np.uint8)])
+    assert parity.max_abs_logit_diff is None and parity.argmax_agreement == 1
+    assert parity.failures(-1.0, 1.0, 1.0) == []  # no logits to compare, so no logit tolerance applies
+    assert "n/a" in parity.summary()
