@@ -65,7 +65,11 @@ def main() -> None:
     parser.add_argument("--out", default="BENCHMARKS.md")
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    results = [bench_startup(args.runs), bench_metrics(args.runs)]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_data import bench_data
+    from bench_export import bench_export
+
+    results = [bench_startup(args.runs), bench_metrics(args.runs), bench_data(args.runs), bench_export(args.runs)]
     lines = ["# Benchmarks", "", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
              f"Python {platform.python_version()}. Date: {datetime.date.today()}. Produced by `make bench`.", "",
              "Medians of alternating runs; ratio = median of the per-pair ratios.", "",
