@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HEAVY_MODULES, assert_ok, describe, run_cli
+from helpers_cli import HEAVY_MODULES, assert_ok, describe, run_cli
 
 import segcli
 

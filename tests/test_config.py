@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, assert_error, assert_ok, run_cli
+from helpers_cli import REPO, assert_error, assert_ok, run_cli
 
 from segcli.config import compose, conf_dir, to_container
 from segcli.errors import ConfigError

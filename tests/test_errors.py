@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_error, assert_ok, describe, run_cli
+from helpers_cli import assert_error, assert_ok, describe, run_cli
 
 from segcli.errors import EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 

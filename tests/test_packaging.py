@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, assert_ok, describe, run_cli
+from helpers_cli import REPO, assert_ok, describe, run_cli
 
 import segcli
 

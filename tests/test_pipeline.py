@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import Run, assert_ok, describe, load_yaml, read_metrics_csv, run_cli, stdout_lines
+from helpers_cli import Run, assert_ok, describe, load_yaml, read_metrics_csv, run_cli, stdout_lines
 
 RATE_KEYS = ("iou", "acc", "dice")
 

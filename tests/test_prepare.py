@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SYNTHETIC_PREPARE, assert_error, assert_lint_failed, assert_ok, describe, load_yaml, run_cli, stdout_lines
+from helpers_cli import SYNTHETIC_PREPARE, assert_error, assert_lint_failed, assert_ok, describe, load_yaml, run_cli, stdout_lines
 
 SYNTHETIC_CLASSES = ["background", "road", "building", "vegetation", "vehicle", "pole", "sign"]
 CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",

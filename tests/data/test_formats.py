@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import blocks, random_image, read_lint, write_grey, write_image
+from helpers_data import blocks, random_image, read_lint, write_grey, write_image
 
 from segcli.data.formats import ade20k, cityscapes, voc
 from segcli.data.formats.camvid import CLASSES as CAMVID_CLASSES

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import blocks, kinds, random_image, read_lint, write_grey, write_image
+from helpers_data import blocks, kinds, random_image, read_lint, write_grey, write_image
 from PIL import Image
 
 from segcli.data.lint import KINDS

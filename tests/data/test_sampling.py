@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import blocks, random_image, write_grey, write_image
+from helpers_data import blocks, random_image, write_grey, write_image
 
 from segcli.data.card import load_card
 from segcli.data.sampler import class_presence, repeat_factors
