@@ -139,11 +139,25 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def compute_metrics(matrix, class_names: list[str] | None = None) -> dict:
+def _vector(values, c: int, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    v = np.asarray(values).astype(np.int64)
+    if v.shape[0] != c or (v < 0).any():
+        raise ValueError(f"{name} needs {c} rows of counts >= 0, got shape {v.shape}")
+    return v
+
+
+def compute_metrics(matrix, class_names: list[str] | None = None, image_support=None, boundary=None) -> dict:
     """Metrics from a (C, C) confusion matrix (torch tensor on any device, numpy array
     or nested list; rows = ground truth). Returns {"mIoU", "mAcc", "mDice", "aAcc",
     "fwIoU", "classes": [{"id", "name", "iou", "acc", "dice", "precision",
-    "gt_pixels", "pred_pixels"}]}; rates are floats in [0, 1] or None, counts ints."""
+    "gt_pixels", "pred_pixels"}]}; rates are floats in [0, 1] or None, counts ints.
+
+    image_support: optional (C,) counts of images whose ground truth holds each class → "images" per class.
+    boundary: optional (C, 2) [intersection, union] pixel counts of the boundary bands
+    (segcli.evaluation.boundary) → "biou" per class (None when the union is 0) and "mBIoU".
+    """
     if isinstance(matrix, torch.Tensor):
         matrix = matrix.detach().cpu().numpy()
     mi = np.asarray(matrix).astype(np.int64)
@@ -163,8 +177,19 @@ def compute_metrics(matrix, class_names: list[str] | None = None) -> dict:
     classes = [{"id": i, "name": names[i], "iou": iou[i], "acc": acc[i], "dice": dice[i],
                 "precision": prec[i], "gt_pixels": int(gt_n[i]), "pred_pixels": int(pr_n[i])}
                for i in range(c)]
-    return {"mIoU": _mean(iou), "mAcc": _mean(acc), "mDice": _mean(dice),
-            "aAcc": float(tp.sum() / total) if total else None, "fwIoU": fw, "classes": classes}
+    out = {"mIoU": _mean(iou), "mAcc": _mean(acc), "mDice": _mean(dice),
+           "aAcc": float(tp.sum() / total) if total else None, "fwIoU": fw, "classes": classes}
+    if image_support is not None:
+        support = _vector(image_support, c, "image_support")
+        for row, n in zip(classes, support):
+            row["images"] = int(n)
+    if boundary is not None:
+        counts = _vector(boundary, c, "boundary")
+        biou = _rate(counts[:, 0].astype(np.float64), counts[:, 1].astype(np.float64))
+        for row, v in zip(classes, biou):
+            row["biou"] = v
+        out["mBIoU"] = _mean(biou)
+    return out
 
 
 def format_value(v: float | None, digits: int = 2) -> str:
