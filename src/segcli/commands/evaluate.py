@@ -121,6 +121,8 @@ def run(cfg) -> dict:
     thresholds = parse_gate(cfg.fail_under, card.classes)
     pairs = split_pairs(card, cfg.split)
     shard = distributed.shard(pairs)
+    if distributed.active():
+        info(f"eval: process {distributed.rank()} of {distributed.world_size()} scores {len(shard)} of {len(pairs)} images")
 
     items = (prediction_items(Path(cfg.predictions), cfg.split, shard) if predictor is None
              else model_items(predictor, shard))

@@ -1,7 +1,7 @@
 """The CI gate: `--fail-under mIoU=0.60 --fail-under class:road=0.90 --fail-under class:road:biou=0.5`.
 
 A threshold names an aggregate (mIoU, mAcc, mDice, aAcc, fwIoU, mBIoU) or a class and one of its
-rates (iou by default; acc, dice, precision, biou) and a fraction in [0, 1] (or a percentage "90%").
+rates (iou by default; acc (alias recall), dice (f1), precision, biou) and a fraction in [0, 1] (or a percentage "90%").
 The gate fails when a value is below its threshold, or is null (absent class: nothing to vouch for).
 """
 
@@ -15,6 +15,7 @@ from segcli.metrics import format_value
 
 AGGREGATES = ("mIoU", "mAcc", "mDice", "aAcc", "fwIoU", "mBIoU")
 CLASS_METRICS = ("iou", "acc", "dice", "precision", "biou")
+ALIASES = {"recall": "acc", "f1": "dice", "prec": "precision", "boundary_iou": "biou"}
 _LABEL = {"iou": "IoU", "acc": "Acc", "dice": "Dice", "precision": "Precision", "biou": "BIoU"}
 
 
@@ -61,10 +62,11 @@ def _fraction(spec: str, text: str) -> float:
 def _class_key(rest: str, class_names: list[str]) -> tuple[str, str]:
     """'road' → (road, iou); 'road:acc' → (road, acc); a class name may itself contain ':'."""
     head, sep, tail = rest.rpartition(":")
-    if sep and tail.lower() in CLASS_METRICS:
-        return head, tail.lower()
+    metric = ALIASES.get(tail.lower(), tail.lower())
+    if sep and metric in CLASS_METRICS:
+        return head, metric
     if sep and any(head.lower() == c.lower() for c in class_names):
-        return head, _match(tail.lower(), CLASS_METRICS, "class metric")
+        return head, _match(metric, CLASS_METRICS + tuple(ALIASES), "class metric")
     return rest, "iou"
 
 
