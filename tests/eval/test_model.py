@@ -45,6 +45,17 @@ def test_predict_then_model_free_equals_checkpoint_eval(ckpt_report, trained, tm
     assert without_source(model_free) == without_source(ckpt_report)  # exactly, every number
 
 
+def test_predict_and_eval_share_the_inference_options(trained, tmp_path, capsys):
+    opts = ["inference=slide", "inference.tta=flip"]
+    code, _, err = run_cli(["predict", "--ckpt", trained["ckpt"], trained["data"] / "images" / "val", "--out",
+                            tmp_path / "p", "overlay=false", *opts], capsys)
+    assert code == 0, err
+    run_cli(["eval", "--predictions", tmp_path / "p", "--data", trained["data"], "--json", tmp_path / "mf.json"], capsys)
+    code, _, err = run_cli(["eval", "--ckpt", trained["ckpt"], "--json", tmp_path / "ck.json", *opts], capsys)
+    assert code == 0, err
+    assert without_source(load_json(tmp_path / "mf.json")) == without_source(load_json(tmp_path / "ck.json"))
+
+
 def test_onnx_model(trained, ckpt_report, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     onnx = tmp_path / "model.onnx"
