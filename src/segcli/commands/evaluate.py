@@ -79,9 +79,27 @@ def _load_model(cfg, device: str):
     return predictor.configure(cfg.inference), str(Path(path).resolve())
 
 
+def _open(cfg, mode: str, device: str):
+    """(predictor or None, dataset card, report fields naming the source) for the chosen mode."""
+    from segcli.data.card import load_card
+
+    if mode == "predictions":
+        if not Path(cfg.predictions).is_dir():
+            raise DataError(f"{cfg.predictions}: --predictions folder not found")
+        return None, load_card(cfg.data), {"predictions": str(Path(cfg.predictions).resolve())}
+    predictor, model_path = _load_model(cfg, device)
+    root = cfg.data or predictor.meta.get("dataset", {}).get("root")
+    if not root:
+        raise ConfigError(f"{model_path}: the model names no dataset; pass --data DIR")
+    card = load_card(root)
+    if list(predictor.classes) != list(card.classes):
+        raise ConfigError(f"{card.root / 'dataset.yaml'}: its classes {card.classes} differ from the model's "
+                          f"{predictor.classes}; evaluate on the dataset the model was trained for")
+    return predictor, card, {"model": model_path, "inference": predictor.options.describe()}
+
+
 def run(cfg) -> dict:
     """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
-    from segcli.data.card import load_card
     from segcli.evaluation import distributed
     from segcli.evaluation.compare import deltas, load_report
     from segcli.evaluation.corruptions import parse_corruptions, parse_severities
@@ -101,23 +119,7 @@ def run(cfg) -> dict:
         raise ConfigError("--worst K writes figures; pass --out DIR too")
     old = load_report(cfg.compare) if cfg.compare else None
     ratio = float(cfg.boundary.dilation_ratio) if cfg.boundary.enabled else None
-    device = distributed.setup(cfg.device)
-
-    if mode == "predictions":
-        predictor, source = None, {"predictions": str(Path(cfg.predictions).resolve())}
-        if not Path(cfg.predictions).is_dir():
-            raise DataError(f"{cfg.predictions}: --predictions folder not found")
-        card = load_card(cfg.data)
-    else:
-        predictor, model_path = _load_model(cfg, device)
-        root = cfg.data or predictor.meta.get("dataset", {}).get("root")
-        if not root:
-            raise ConfigError(f"{model_path}: the model names no dataset; pass --data DIR")
-        card = load_card(root)
-        if list(predictor.classes) != list(card.classes):
-            raise ConfigError(f"{card.root / 'dataset.yaml'}: its classes {card.classes} differ from the model's "
-                              f"{predictor.classes}; evaluate on the dataset the model was trained for")
-        source = {"model": model_path, "inference": predictor.options.describe()}
+    predictor, card, source = _open(cfg, mode, distributed.setup(cfg.device))
     thresholds = parse_gate(cfg.fail_under, card.classes)
     pairs = split_pairs(card, cfg.split)
     shard = distributed.shard(pairs)
@@ -150,7 +152,7 @@ def run(cfg) -> dict:
     if distributed.is_main():
         from segcli.evaluation.output import emit
 
-        emit(cfg, report, acc, card, predictor)
+        emit(cfg, report, acc, card)
     if shortfalls:
         raise CheckFailed("eval gate failed: " + "; ".join(shortfalls))
     return report

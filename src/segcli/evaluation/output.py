@@ -34,7 +34,7 @@ def print_wide(console, renderable) -> None:
         console.width = width
 
 
-def emit(cfg, report: dict, acc, card, predictor) -> None:
+def emit(cfg, report: dict, acc, card) -> None:
     """Print the report and write every requested file (rank 0 only)."""
     from segcli.reports import compare_table, corruption_table, metrics_table
 

@@ -89,12 +89,10 @@ class Predictor:
         the model's logits for a single pass (whole or slide), log of the averaged probabilities with TTA/scales."""
         x = self.preprocess(images)
         opts = self.options
-        if opts.plain:
+        passes = [(s, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
+        if passes == [(1.0, False)]:  # one pass, whole or slide: the model's logits themselves
             return self._run(x).float()
         h, w = x.shape[-2:]
-        passes = [(s, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
-        if passes == [(1.0, False)]:
-            return self._run(x).float()
         probs = None
         for scale, flip in passes:
             xs = x
