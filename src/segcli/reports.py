@@ -115,7 +115,7 @@ def markdown(report: dict, title: str = "") -> str:
         lines += ["", "| corruption | severity | mIoU | drop (points) | drop (relative) |", "|---|---|---|---|---|"]
         for r in report["corruptions"]:
             lines.append(f"| {r['corruption']} | {r['severity']} | {format_value(r['mIoU'])} | "
-                         f"{_signed(r['drop'])} | {format_value(r['relative_drop'], 1)}% |")
+                         f"{format_value(r['drop'])} | {format_value(r['relative_drop'], 1)}% |")
     if report.get("compare"):
         agg = report["compare"]["aggregates"]
         lines += ["", "Compared with `" + str(report["compare"]["against"]) + "`: "
@@ -136,7 +136,7 @@ def corruption_table(rows: list[dict], clean_miou: float | None):
     for name in ("corruption", "severity", "mIoU", "drop (pts)", "drop (rel %)"):
         table.add_column(name, justify="left" if name == "corruption" else "right")
     for r in rows:
-        table.add_row(r["corruption"], str(r["severity"]), format_value(r["mIoU"]), _signed(r["drop"]),
+        table.add_row(r["corruption"], str(r["severity"]), format_value(r["mIoU"]), format_value(r["drop"]),
                       format_value(r["relative_drop"], 1))
     return table
 
