@@ -13,10 +13,13 @@ def test_two_processes_equal_one(crafted, tmp_path, capsys):
     code, _, err = run_cli(args + ["--out", tmp_path / "one"], capsys)
     assert code == 0, err
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "segcli", *args, "--out", str(tmp_path / "two")],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "segcli", *args, "--out", str(tmp_path / "two")]
+    for _attempt in range(2):  # the launcher's free-port pick can race with other jobs on a shared machine
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            break
+    assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = load_json(tmp_path / "one" / "report.json"), load_json(tmp_path / "two" / "report.json")
     assert one == two  # counts are summed, rows gathered in split order, worst images merged
     for name in ("per_image.csv", "per_class.csv", "confusion.csv", "report.md"):
