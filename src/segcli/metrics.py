@@ -4,7 +4,8 @@
 prediction) with a single vectorised `torch.bincount` per update, on whatever
 device the inputs live on. `compute_metrics` turns a matrix into IoU / Acc /
 Dice / precision per class plus mIoU, mAcc, mDice, aAcc and fwIoU (float64;
-a rate whose denominator is zero is None and is left out of every mean).
+a rate whose denominator is zero is None and is left out of every mean), and,
+when given, image support and boundary IoU (mBIoU) per class.
 Training validation, `eval` and reports all use these functions.
 """
 
