@@ -249,3 +249,26 @@ def test_reduce_matrix(tmp_path):
     finally:
         dist.destroy_process_group()
     assert out is not m and torch.equal(out, m)
+
+
+@pytest.mark.parametrize("ignore, tdt", [(255, np.uint8), (65535, np.uint16), (-1, np.int64), (1000, np.int32)])
+def test_dense_and_masked_paths_agree(ignore, tdt):
+    """Small value ranges are counted in one (target, pred) table, large ones by masking: same matrix,
+    same errors (out-of-range ids at ignored pixels are fine, elsewhere they are named)."""
+    rng = np.random.default_rng(abs(ignore))
+    c = 6
+    target = rng.integers(0, c, (3, 20, 30)).astype(tdt)
+    target[rng.random(target.shape) < 0.2] = ignore
+    pred = rng.integers(0, c, target.shape).astype(np.uint8)
+    pred[target == ignore] = 200  # out of range, but only where the ground truth is ignored
+    cm = ConfusionMatrix(c, ignore_index=ignore)
+    cm.update(torch.from_numpy(pred), torch.from_numpy(target))
+    expected = naive(np.where(target == ignore, 0, pred), target.astype(np.int64), c, ignore)
+    np.testing.assert_array_equal(cm.matrix.numpy(), expected)
+    bad = target.copy()
+    bad[0, 0, 0] = 9
+    with pytest.raises(LabelRangeError, match=r"\[9\]"):
+        cm.update(torch.from_numpy(pred), torch.from_numpy(bad))
+    pred[0, 0, 0], target[0, 0, 0] = 7, 1
+    with pytest.raises(ValueError, match=r"\[7\]"):
+        cm.update(torch.from_numpy(pred), torch.from_numpy(target))

@@ -189,15 +189,25 @@ def train(
 @app.command("eval")
 def evaluate(
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to evaluate."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the checkpoint's own)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Exported model (.onnx) to evaluate instead of a checkpoint."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs named like the split's masks: score them without a model (needs --data)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png here."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to FILE, or '-' for stdout."),
+    worst: Optional[int] = typer.Option(None, "--worst", help="Side-by-side panels of the K lowest-mIoU images in OUT/worst/."),
+    corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Also evaluate under corruptions: brightness,contrast,gaussian_noise,motion_blur,jpeg,fog or all."),
+    severity: Optional[str] = typer.Option(None, "--severity", help="Corruption severity 1..5, or a list such as 1,3,5 (default 3)."),
+    fail_under: Optional[List[str]] = typer.Option(None, "--fail-under", help="Gate, repeatable: mIoU=0.60, class:road=0.90, class:road:biou=0.5. Exit 1 when one falls short."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="An earlier report.json: print per-class deltas against it."),
     overrides: Optional[List[str]] = Overrides,
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
-    """Per-class IoU/Acc/Dice and mIoU/mAcc/aAcc of a model on a dataset split."""
-    values = {"ckpt": ckpt, "data": data, "split": split, "json": json_out}
+    """Per-class IoU/BIoU/Acc/Precision/Dice, mIoU & co. of a model or of predictions on a dataset split."""
+    values = {"ckpt": ckpt, "model": model, "predictions": predictions, "data": data, "split": split, "json": json_out,
+              "out": out, "worst": worst, "corruptions": corruptions.split(",") if corruptions else None,
+              "severity": severity, "fail_under": list(fail_under) if fail_under else None, "compare": compare}
     _execute("eval", overrides, values, config_dir, print_cfg)
 
 

@@ -31,8 +31,11 @@ def save_config(run_dir: Path, cfg) -> Path:
     return path
 
 
-def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, val_split: str) -> dict:
-    """What a checkpoint or exported model carries so that it can be used with nothing else."""
+def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, val_split: str,
+               train_crop: list[int] | None = None) -> dict:
+    """What a checkpoint or exported model carries so that it can be used with nothing else.
+
+    train_crop: the [H, W] crop it was trained on (sliding-window inference defaults its tile to it)."""
     stats = card.stats or {}
     return {
         "segcli_version": __version__,
@@ -43,6 +46,7 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, 
         "std": list(stats.get("std", [0.229, 0.224, 0.225])),
         "input": "float32 NCHW RGB, (x / 255 - mean) / std",
         "size_multiple": int(size_multiple),
+        "train_crop": [int(v) for v in train_crop] if train_crop else None,
         "model": model_kwargs,
         "dataset": {"name": card.name, "root": str(Path(dataset_root).resolve()), "val_split": val_split},
     }

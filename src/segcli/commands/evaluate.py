@@ -1,58 +1,172 @@
-"""segcli eval: score a model on a prepared split through the shared predictor."""
+"""segcli eval: score a model (checkpoint or exported) or a folder of predictions on a prepared split.
+
+    sources (model through the shared predictor | PNG predictions) → EvalAccumulator (confusion
+    matrix, boundary counts, per-image IoU, worst K) → metrics → reports (stdout, --out DIR files)
+    → gate (--fail-under: exit 1)
+
+Python users can call `run(cfg)` with the composed `eval` config, or `score(items, ...)` directly.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
-from segcli.console import info, stdout_console
-from segcli.errors import ConfigError
+from segcli.console import info
+from segcli.errors import CheckFailed, ConfigError, DataError
 
 
-def evaluate_split(predictor, card, split: str) -> tuple[dict, int]:
-    """Accumulate the confusion matrix of `predictor` over a split → (metrics dict, number of images)."""
-    import torch
+def score(items: Iterable, num_classes: int, ignore_index: int, boundary_ratio: float | None = 0.02, worst: int = 0,
+          keep_images: bool = True, progress: str = ""):
+    """Accumulate `Item`s (segcli.evaluation.sources) → EvalAccumulator reduced over all processes.
 
-    from segcli.inference.io import read_image, read_mask
-    from segcli.metrics import ConfusionMatrix, compute_metrics
+    Label values outside the class range are a DataError naming the mask (or prediction) file."""
+    from segcli.evaluation.accumulate import EvalAccumulator
+    from segcli.metrics import LabelRangeError
 
+    acc = EvalAccumulator(num_classes, ignore_index, boundary_ratio, worst, keep_images)
+    for item in _progress(items, progress):
+        try:
+            acc.add(item.index, item.key, item.pred, item.target)
+        except LabelRangeError as err:
+            raise DataError(f"{item.mask_path}: ground truth {err.message}") from None
+        except ValueError as err:
+            if item.pred_path is None:
+                raise
+            raise DataError(f"{item.pred_path}: {err}; predictions must hold class ids 0..{num_classes - 1} "
+                            "(any value where the ground truth is ignored)") from None
+    acc.reduce()
+    return acc
+
+
+def _progress(items: Iterable, label: str):
+    """Yield `items`, counting them on stderr every 25 (silent when label is empty)."""
+    n = 0
+    for n, item in enumerate(items, 1):
+        if label and n % 25 == 0:
+            info(f"eval: {label}: {n} images")
+        yield item
+
+
+def _mode(cfg) -> str:
+    given = [name for name in ("ckpt", "model", "predictions") if cfg.get(name)]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(f"--{g}" for g in given)
+        raise ConfigError(f"eval needs exactly one of --ckpt CKPT, --model FILE.onnx or --predictions DIR (got {what})")
+    if given[0] == "predictions" and not cfg.data:
+        raise ConfigError("--predictions DIR needs --data DIR: the prepared dataset holding the ground truth")
+    return given[0]
+
+
+def _fill_train_crop(meta: dict, model_path: str) -> None:
+    """Checkpoints written before meta recorded `train_crop`: read it from the run's config.yaml, if present."""
+    if "train_crop" in meta:
+        return
+    config = Path(model_path).resolve().parent.parent / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        crop = ((yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("augment") or {}).get("crop_size")
+        meta["train_crop"] = crop
+
+
+def _load_model(cfg, device: str):
+    from segcli.inference.backends import load_predictor
+
+    path = cfg.ckpt or cfg.model
+    predictor = load_predictor(path, device, cfg.inference.batch_size)
+    _fill_train_crop(predictor.meta, path)
+    return predictor.configure(cfg.inference), str(Path(path).resolve())
+
+
+def _open(cfg, mode: str, device: str):
+    """(predictor or None, dataset card, report fields naming the source) for the chosen mode."""
+    from segcli.data.card import load_card
+
+    if mode == "predictions":
+        if not Path(cfg.predictions).is_dir():
+            raise DataError(f"{cfg.predictions}: --predictions folder not found")
+        return None, load_card(cfg.data), {"predictions": str(Path(cfg.predictions).resolve())}
+    predictor, model_path = _load_model(cfg, device)
+    root = cfg.data or predictor.meta.get("dataset", {}).get("root")
+    if not root:
+        raise ConfigError(f"{model_path}: the model names no dataset; pass --data DIR")
+    card = load_card(root)
     if list(predictor.classes) != list(card.classes):
-        raise ConfigError(f"{card.root / 'dataset.yaml'}: its classes {card.classes} differ from the model's {predictor.classes}; "
-                          "evaluate on the dataset the model was trained for")
-    pairs = card.pairs(split)
-    cm = ConfusionMatrix(card.num_classes, card.ignore_index)
-    masks = {}
-
-    def images():
-        for image_path, mask_path in pairs:
-            masks[image_path] = mask_path
-            yield image_path, read_image(image_path)
-
-    for image_path, _image, pred in predictor.predict_stream(images()):
-        target = read_mask(masks.pop(image_path))
-        cm.update(torch.from_numpy(pred.astype("int64")), torch.from_numpy(target.astype("int64")))
-    return compute_metrics(cm.matrix, card.classes), len(pairs)
+        raise ConfigError(f"{card.root / 'dataset.yaml'}: its classes {card.classes} differ from the model's "
+                          f"{predictor.classes}; evaluate on the dataset the model was trained for")
+    return predictor, card, {"model": model_path, "inference": predictor.options.describe()}
 
 
 def run(cfg) -> dict:
-    from segcli.data.card import load_card
-    from segcli.inference.backends import load_predictor
-    from segcli.inference.io import atomic_write_bytes
-    from segcli.reports import metrics_table, report_json
+    """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
+    from segcli.evaluation import distributed
+    from segcli.evaluation.compare import deltas, load_report
+    from segcli.evaluation.corruptions import parse_corruptions, parse_severities
+    from segcli.evaluation.gate import failures, parse_gate
+    from segcli.evaluation.sources import model_items, prediction_items, split_pairs
+    from segcli.reports import report_dict
 
-    if not cfg.ckpt:
-        raise ConfigError("no model given; pass --ckpt RUN_DIR/checkpoints/best.ckpt")
-    predictor = load_predictor(cfg.ckpt, cfg.device, cfg.inference.batch_size)
-    root = cfg.data or predictor.meta.get("dataset", {}).get("root")
-    if not root:
-        raise ConfigError(f"{cfg.ckpt}: the model names no dataset; pass --data DIR")
-    card = load_card(root)
-    metrics, count = evaluate_split(predictor, card, cfg.split)
-    report = report_json(metrics, cfg.split, count, extra={"model": str(Path(cfg.ckpt).resolve()), "data": str(card.root)})
-    if cfg.json == "-":
-        print(report, end="")
-    else:
-        stdout_console().print(metrics_table(metrics, title=f"{card.name} / {cfg.split}: {count} images"))
-        if cfg.json:
-            atomic_write_bytes(cfg.json, report.encode("utf-8"))
-            info(f"eval: report written to {cfg.json}")
-    return metrics
+    mode = _mode(cfg)
+    corruptions = parse_corruptions(cfg.corruptions)
+    severities = parse_severities(cfg.severity)
+    if corruptions and mode == "predictions":
+        raise ConfigError("--corruptions needs a model (--ckpt or --model): fixed predictions cannot see corrupted images")
+    worst = int(cfg.worst or 0)
+    if worst < 0:
+        raise ConfigError(f"--worst {worst}: give a number of images >= 0")
+    if worst and not cfg.out:
+        raise ConfigError("--worst K writes figures; pass --out DIR too")
+    old = load_report(cfg.compare) if cfg.compare else None
+    ratio = float(cfg.boundary.dilation_ratio) if cfg.boundary.enabled else None
+    predictor, card, source = _open(cfg, mode, distributed.setup(cfg.device))
+    thresholds = parse_gate(cfg.fail_under, card.classes)
+    pairs = split_pairs(card, cfg.split)
+    shard = distributed.shard(pairs)
+    if distributed.active():
+        info(f"eval: process {distributed.rank()} of {distributed.world_size()} scores {len(shard)} of {len(pairs)} images")
+
+    items = (prediction_items(Path(cfg.predictions), cfg.split, shard) if predictor is None
+             else model_items(predictor, shard))
+    acc = score(items, card.num_classes, card.ignore_index, ratio, worst, progress=cfg.split)
+    metrics = acc.metrics(card.classes)
+
+    robustness = []
+    for name in corruptions:
+        for severity in severities:
+            robustness.append(_corrupted(predictor, shard, card, name, severity, int(cfg.seed), metrics["mIoU"]))
+
+    extra = {"mode": mode, **source, "data": str(card.root), "boundary": {"dilation_ratio": ratio} if ratio else None}
+    if robustness:
+        extra["corruptions"] = robustness
+    if worst:
+        from segcli.evaluation.output import worst_entries
+
+        extra["worst"] = worst_entries(acc)
+    if old is not None:
+        extra["compare"] = deltas(old, metrics, str(cfg.compare))
+    shortfalls = failures(thresholds, metrics)
+    if thresholds:
+        extra["gate"] = {"thresholds": [t.spec for t in thresholds], "passed": not shortfalls, "failures": shortfalls}
+    report = report_dict(metrics, cfg.split, len(pairs), extra)
+    if distributed.is_main():
+        from segcli.evaluation.output import emit
+
+        emit(cfg, report, acc, card)
+    if shortfalls:
+        raise CheckFailed("eval gate failed: " + "; ".join(shortfalls))
+    return report
+
+
+def _corrupted(predictor, shard, card, name: str, severity: int, seed: int, clean: float | None) -> dict:
+    """mIoU of the model on the corrupted split, and its drop from clean (points and relative)."""
+    from segcli.evaluation.corruptions import corrupter
+    from segcli.evaluation.sources import model_items
+
+    items = model_items(predictor, shard, corrupter(name, severity, seed))
+    acc = score(items, card.num_classes, card.ignore_index, None, 0, keep_images=False, progress=f"{name}@{severity}")
+    miou = acc.metrics(card.classes)["mIoU"]
+    drop = None if miou is None or clean is None else clean - miou
+    info(f"eval: {name} severity {severity}: mIoU {miou if miou is None else round(100 * miou, 2)}")
+    return {"corruption": name, "severity": severity, "mIoU": miou, "drop": drop,
+            "relative_drop": drop / clean if drop is not None and clean else None}

@@ -46,7 +46,7 @@ def run(cfg) -> list[Path]:
     if not cfg.inputs:
         raise ConfigError("no inputs; pass image files or folders")
     items = collect_inputs(list(cfg.inputs))
-    predictor = load_predictor(model, cfg.device, cfg.inference.batch_size)
+    predictor = load_predictor(model, cfg.device, cfg.inference.batch_size).configure(cfg.inference)  # whole/slide, TTA
     out = Path(cfg.out)
     written = []
 

@@ -30,7 +30,8 @@ def run(cfg) -> Path:
     card = load_card(cfg.data.root)
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
     probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
-    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.root, cfg.data.val_split)
+    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.root, cfg.data.val_split,
+                      train_crop=cfg.augment.get("crop_size"))
     del probe
     for split in (cfg.data.train_split, cfg.data.val_split):
         card.pairs(split)  # an unknown split fails here, before the run directory exists

@@ -1,7 +1,10 @@
 """The shared predictor used by eval, predict, export verification and training validation.
 
 Preprocess: (H, W, 3) uint8 RGB → (N, 3, H, W) float32, x/255 normalised by mean/std.
-Forward: pad bottom/right with zeros to the model's size multiple, run the backend, crop back.
+Forward: pad bottom/right with zeros to the model's size multiple, run the backend, crop back
+(`inference.mode=whole`), or do that per overlapping window and blend (`inference.mode=slide`,
+see segcli.inference.sliding). With TTA (horizontal flip) and/or several scales, the softmax
+probabilities of all passes are averaged.
 Postprocess: (N, K, H, W) float32 logits → argmax → (H, W) uint8/uint16 class ids.
 A model exported with the argmax baked in (meta["output"] == "ids") returns (N, H, W) ids directly.
 """
@@ -13,6 +16,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from segcli.inference.options import InferenceOptions
+from segcli.inference.sliding import slide_logits
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,13 +52,21 @@ class Predictor:
 
     meta: the self-description stored in checkpoints and exported models
     (classes, palette, ignore_index, mean, std, size_multiple, output, ...).
+    options: whole/slide, TTA and scales (default: one whole-image pass, raw logits).
     """
 
-    def __init__(self, forward: Forward, meta: dict, device: torch.device | str = "cpu", batch_size: int = 4):
+    def __init__(self, forward: Forward, meta: dict, device: torch.device | str = "cpu", batch_size: int = 4,
+                 options: InferenceOptions | None = None):
         self.forward = forward
         self.meta = meta
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
+        self.options = options or InferenceOptions()
+
+    def configure(self, inference_cfg) -> "Predictor":
+        """Set `options` from an `inference` config group (tile defaults to meta's training crop); returns self."""
+        self.options = InferenceOptions.from_config(inference_cfg, self.meta)
+        return self
 
     @property
     def classes(self) -> list[str]:
@@ -78,13 +92,41 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Same-size images → (N, K, H, W) float32 logits at the input resolution."""
+        """Same-size images → (N, K, H, W) float32 scores at the input resolution whose argmax is the prediction:
+        the model's logits for a single pass (whole or slide), log of the averaged probabilities with TTA/scales."""
         if self.outputs_ids:
             from segcli.errors import ConfigError
 
             raise ConfigError("this model returns class ids (exported with --argmax), not logits; "
                               "export without --argmax to get logits")
-        return forward_padded(self.forward, self.preprocess(images), int(self.meta["size_multiple"])).float()
+        x = self.preprocess(images)
+        opts = self.options
+        passes = [(s, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
+        if passes == [(1.0, False)]:  # one pass, whole or slide: the model's logits themselves
+            return self._run(x).float()
+        h, w = x.shape[-2:]
+        probs = None
+        for scale, flip in passes:
+            xs = x
+            if scale != 1.0:
+                size = (max(1, round(h * scale)), max(1, round(w * scale)))
+                xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
+            out = self._run(xs.flip(-1) if flip else xs).float()
+            out = out.flip(-1) if flip else out
+            if out.shape[-2:] != (h, w):
+                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+            p = out.softmax(1)
+            probs = p if probs is None else probs.add_(p)
+        return (probs / len(passes)).clamp_min_(1e-12).log_()
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """One pass over a normalised (N, C, H, W) batch: whole image or sliding window → (N, K, H, W) logits."""
+        multiple = int(self.meta["size_multiple"])
+        if self.options.mode == "slide":
+            run = lambda crop: forward_padded(self.forward, crop, multiple)  # noqa: E731
+            return slide_logits(run, x, self.options.tile, self.options.stride(), self.options.blend,
+                                max(1, self.batch_size // x.shape[0]))
+        return forward_padded(self.forward, x, multiple)
 
     @torch.inference_mode()
     def ids(self, images: Sequence[np.ndarray]) -> np.ndarray:

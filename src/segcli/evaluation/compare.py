@@ -1,0 +1,52 @@
+"""`--compare OLD.json`: per-class and aggregate differences between an earlier report and this one.
+
+Classes are matched by name; a class only in one report, or a value null in either, has a null delta.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from segcli.errors import DataError
+
+AGGREGATES = ("mIoU", "mAcc", "mDice", "aAcc", "fwIoU", "mBIoU")
+CLASS_RATES = ("iou", "biou", "acc", "precision", "dice")
+
+
+def load_report(path: str | Path) -> dict:
+    """Read a report.json written by `segcli eval` (DataError naming the file otherwise)."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: report to compare with not found; pass a report.json from `segcli eval --out DIR`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable JSON report ({type(err).__name__}); pass a report.json from `segcli eval`") from None
+    if not isinstance(report, dict) or not isinstance(report.get("classes"), list) or \
+            not all(isinstance(r, dict) and "name" in r for r in report["classes"]):
+        raise DataError(f"{path}: not a segcli eval report (no classes list); pass a report.json from `segcli eval`")
+    return report
+
+
+def _delta(new, old):
+    return None if new is None or old is None else float(new) - float(old)
+
+
+def deltas(old: dict, new: dict, source: str = "") -> dict:
+    """{"against": source, "aggregates": {name: {"old", "new", "delta"}}, "classes": [{"name", "old_iou", "iou", "delta_iou", ...}]}."""
+    aggregates = {k: {"old": old.get(k), "new": new.get(k), "delta": _delta(new.get(k), old.get(k))}
+                  for k in AGGREGATES if k in new or k in old}
+    old_rows = {r["name"]: r for r in old["classes"]}
+    new_names = [r["name"] for r in new["classes"]]
+    rows = []
+    for row in new["classes"] + [r for r in old["classes"] if r["name"] not in new_names]:
+        before = old_rows.get(row["name"], {}) if row["name"] in new_names else row
+        after = row if row["name"] in new_names else {}
+        entry = {"name": row["name"]}
+        for rate in CLASS_RATES:
+            entry[f"old_{rate}"] = before.get(rate)
+            entry[rate] = after.get(rate)
+            entry[f"delta_{rate}"] = _delta(after.get(rate), before.get(rate))
+        rows.append(entry)
+    return {"against": source, "aggregates": aggregates, "classes": rows}

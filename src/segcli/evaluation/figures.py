@@ -1,0 +1,132 @@
+"""Figures drawn with OpenCV/numpy only: the row-normalised confusion matrix and the `--worst` panels.
+
+Both return (H, W, 3) uint8 RGB arrays (written with segcli.inference.io.write_png).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from segcli.inference.io import colorize
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (128, 128, 128)
+FP_COLOUR, FN_COLOUR, OTHER_COLOUR = (255, 40, 40), (40, 120, 255), (255, 210, 0)
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _text_size(text: str, scale: float) -> tuple[int, int]:
+    (w, h), base = cv2.getTextSize(_ascii(text), FONT, scale, 1)
+    return w, h + base
+
+
+def _put(canvas: np.ndarray, text: str, x: int, y: int, scale: float, colour=BLACK) -> None:
+    """Text with its top-left corner at (x, y)."""
+    _, h = _text_size(text, scale)
+    cv2.putText(canvas, _ascii(text), (int(x), int(y + h * 0.75)), FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+def _text_strip(names: list[str], cell: int, scale: float) -> np.ndarray:
+    """Names left-aligned one per `cell`-high row on white: (len(names) * cell, max width + 8, 3)."""
+    width = max(_text_size(n, scale)[0] for n in names) + 8
+    strip = np.full((len(names) * cell, width, 3), 255, np.uint8)
+    for i, name in enumerate(names):
+        _, h = _text_size(name, scale)
+        _put(strip, name, 4, i * cell + (cell - h) // 2, scale)
+    return strip
+
+
+def row_normalised(matrix: np.ndarray) -> np.ndarray:
+    """(C, C) counts → (C, C) float64 rows summing to 1; NaN rows where a class has no ground truth."""
+    m = np.asarray(matrix, np.float64)
+    totals = m.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, m / np.where(totals > 0, totals, 1), np.nan)
+
+
+def confusion_image(matrix, class_names: list[str]) -> np.ndarray:
+    """Heat map of the row-normalised confusion matrix (rows: ground truth, columns: prediction), class
+    names on both axes, the percentage in each cell when cells are large enough; grey rows: no ground truth."""
+    norm = row_normalised(np.asarray(matrix))
+    c = norm.shape[0]
+    cell = int(np.clip(640 // max(c, 1), 8, 44))
+    scale = 0.4 if cell >= 16 else 0.3
+    values = np.nan_to_num(norm, nan=0.0)
+    heat = cv2.applyColorMap((values * 255).round().astype(np.uint8), cv2.COLORMAP_VIRIDIS)[..., ::-1]
+    heat = np.repeat(np.repeat(heat, cell, 0), cell, 1).copy()
+    for i in np.flatnonzero(np.isnan(norm[:, 0])):
+        heat[i * cell:(i + 1) * cell] = (200, 200, 200)
+    if cell >= 28:
+        for i in range(c):
+            for j in range(c):
+                if not np.isnan(norm[i, j]):
+                    text = f"{norm[i, j] * 100:.0f}"
+                    w, h = _text_size(text, 0.35)
+                    colour = BLACK if norm[i, j] > 0.6 else WHITE
+                    _put(heat, text, j * cell + (cell - w) // 2, i * cell + (cell - h) // 2, 0.35, colour)
+    for k in range(c + 1):  # grid lines
+        heat[min(k * cell, c * cell - 1), :] = WHITE
+        heat[:, min(k * cell, c * cell - 1)] = WHITE
+    rows = _text_strip(class_names, cell, scale)  # left: ground-truth classes
+    cols = np.rot90(_text_strip(class_names, cell, scale)).copy()  # top: predicted classes, read bottom-up
+    title_h, pad = 26, 8
+    axis_w = _text_size("ground truth", 0.45)[1] + 8
+    title = "confusion, row-normalised (%): rows = ground truth, columns = prediction"
+    height = title_h + cols.shape[0] + heat.shape[0] + pad
+    width = max(axis_w + rows.shape[1] + heat.shape[1] + pad, _text_size(title, 0.45)[0] + 8)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    top, left = title_h + cols.shape[0], axis_w + rows.shape[1]
+    canvas[top:top + heat.shape[0], left:left + heat.shape[1]] = heat
+    canvas[top:top + rows.shape[0], axis_w:axis_w + rows.shape[1]] = rows
+    canvas[title_h:title_h + cols.shape[0], left:left + cols.shape[1]] = cols
+    _put(canvas, title, 4, 4, 0.45)
+    label = np.full((axis_w, heat.shape[0], 3), 255, np.uint8)
+    w, _ = _text_size("ground truth", 0.45)
+    _put(label, "ground truth", max(0, (heat.shape[0] - w) // 2), 2, 0.45)
+    canvas[top:top + heat.shape[0], 0:axis_w] = np.rot90(label)
+    return canvas
+
+
+def error_map(image: np.ndarray, target: np.ndarray, pred: np.ndarray, focus: int | None, ignore_index: int) -> np.ndarray:
+    """(H, W, 3) uint8: correct pixels as a dimmed grey image, ignore black; for the `focus` class false
+    positives red and false negatives blue; other misclassified pixels yellow."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    out = np.repeat((grey // 2)[..., None], 3, axis=2)
+    valid = target != ignore_index
+    wrong = valid & (pred != target)
+    out[wrong] = OTHER_COLOUR
+    if focus is not None:
+        out[wrong & (pred == focus)] = FP_COLOUR
+        out[wrong & (target == focus)] = FN_COLOUR
+    out[~valid] = BLACK
+    return out
+
+
+def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette: list[list[int]], ignore_index: int,
+                class_names: list[str], iou: list[float | None], title: str) -> np.ndarray:
+    """Side by side: image | ground truth | prediction | error map, with a header naming each panel.
+    The error map focuses on the class with the lowest IoU in this image."""
+    defined = [(v, c) for c, v in enumerate(iou) if v is not None]
+    focus = min(defined)[1] if defined else None
+    gt_rgb = colorize(target, palette, ignore_index)
+    pred_rgb = colorize(pred, palette, ignore_index)
+    errors = error_map(image, target, pred, focus, ignore_index)
+    h, w = image.shape[:2]
+    gap, header, footer, scale = 4, 44, 24, 0.4
+    labels = ["image", "ground truth", "prediction",
+              f"errors: {class_names[focus]} ({iou[focus] * 100:.1f})" if focus is not None else "errors"]
+    legend = (f"error map: red = false positives of {class_names[focus]}, blue = its false negatives, "
+              "yellow = other errors, black = ignore" if focus is not None else "error map: yellow = errors, black = ignore")
+    width = max(4 * w + 3 * gap, _text_size(legend, scale)[0] + 8, _text_size(title, scale)[0] + 8)
+    canvas = np.full((h + header + footer, width, 3), 255, np.uint8)
+    for k, (panel, label) in enumerate(zip((image, gt_rgb, pred_rgb, errors), labels)):
+        x = k * (w + gap)
+        canvas[header:header + h, x:x + w] = panel
+        _put(canvas, label, x + 2, 24, scale)
+    _put(canvas, title, 2, 4, scale)
+    _put(canvas, legend, 2, header + h + 6, scale)
+    return canvas

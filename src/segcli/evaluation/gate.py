@@ -1,0 +1,98 @@
+"""The CI gate: `--fail-under mIoU=0.60 --fail-under class:road=0.90 --fail-under class:road:biou=0.5`.
+
+A threshold names an aggregate (mIoU, mAcc, mDice, aAcc, fwIoU, mBIoU) or a class and one of its
+rates (iou by default; acc (alias recall), dice (f1), precision, biou) and a fraction in [0, 1] (or a percentage "90%").
+The gate fails when a value is below its threshold, or is null (absent class: nothing to vouch for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segcli.config import did_you_mean
+from segcli.errors import ConfigError
+from segcli.metrics import format_value
+
+AGGREGATES = ("mIoU", "mAcc", "mDice", "aAcc", "fwIoU", "mBIoU")
+CLASS_METRICS = ("iou", "acc", "dice", "precision", "biou")
+ALIASES = {"recall": "acc", "f1": "dice", "prec": "precision", "boundary_iou": "biou"}
+_LABEL = {"iou": "IoU", "acc": "Acc", "dice": "Dice", "precision": "Precision", "biou": "BIoU"}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    spec: str  # as given, e.g. "class:road=0.90"
+    metric: str  # aggregate name, or a class metric when cls is set
+    minimum: float  # fraction in [0, 1]
+    cls: str | None = None  # class name
+
+    @property
+    def label(self) -> str:
+        return f"class:{self.cls} {_LABEL[self.metric]}" if self.cls is not None else self.metric
+
+    def value(self, metrics: dict) -> float | None:
+        if self.cls is None:
+            return metrics.get(self.metric)
+        row = next(r for r in metrics["classes"] if r["name"] == self.cls)
+        return row.get(self.metric)
+
+
+def _match(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
+    """`word` itself, or its unique case-insensitive match; else a ConfigError suggesting close names."""
+    if word in choices:
+        return word
+    folded = [c for c in choices if c.lower() == word.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise ConfigError(f"--fail-under: unknown {what} '{word}'{did_you_mean(word, list(choices))}; "
+                      f"choose from {', '.join(choices)}")
+
+
+def _fraction(spec: str, text: str) -> float:
+    text = text.strip()
+    try:
+        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ConfigError(f"--fail-under {spec}: '{text}' is not a number; write e.g. mIoU=0.60 or mIoU=60%") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"--fail-under {spec}: thresholds are fractions in [0, 1] (or percentages), e.g. mIoU=0.60")
+    return value
+
+
+def _class_key(rest: str, class_names: list[str]) -> tuple[str, str]:
+    """'road' → (road, iou); 'road:acc' → (road, acc); a class name may itself contain ':'."""
+    head, sep, tail = rest.rpartition(":")
+    metric = ALIASES.get(tail.lower(), tail.lower())
+    if sep and metric in CLASS_METRICS:
+        return head, metric
+    if sep and any(head.lower() == c.lower() for c in class_names):
+        return head, _match(metric, CLASS_METRICS + tuple(ALIASES), "class metric")
+    return rest, "iou"
+
+
+def parse_gate(specs, class_names: list[str]) -> list[Threshold]:
+    """Parse and validate `METRIC=V` / `class:NAME[:METRIC]=V` specs against the model's classes."""
+    out = []
+    for spec in (str(s) for s in specs or []):
+        if "=" not in spec:
+            raise ConfigError(f"--fail-under {spec}: expected METRIC=VALUE or class:NAME[:METRIC]=VALUE, e.g. mIoU=0.60")
+        key, value = spec.rsplit("=", 1)
+        minimum = _fraction(spec, value)
+        if key.startswith("class:"):
+            name, metric = _class_key(key[len("class:"):], class_names)
+            out.append(Threshold(spec, metric, minimum, _match(name, class_names, "class")))
+        else:
+            out.append(Threshold(spec, _match(key, AGGREGATES, "metric"), minimum))
+    return out
+
+
+def failures(thresholds: list[Threshold], metrics: dict) -> list[str]:
+    """'mIoU 55.21 < 60.00' for each threshold not met (a null value never meets one)."""
+    out = []
+    for t in thresholds:
+        value = t.value(metrics)
+        if value is None:
+            out.append(f"{t.label} null (not measurable) < {format_value(t.minimum)}%")
+        elif value < t.minimum:
+            out.append(f"{t.label} {format_value(value)}% < {format_value(t.minimum)}%")
+    return out

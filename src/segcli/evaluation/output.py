@@ -1,0 +1,95 @@
+"""Where an eval report goes: tables on stdout (or JSON with --json -), files under --out DIR.
+
+    DIR/report.json     the report (segcli.reports.report_dict)
+    DIR/per_class.csv   one row per class          DIR/per_image.csv   IoU per class per image
+    DIR/report.md       Markdown for PR comments   DIR/confusion.csv   raw pixel counts
+    DIR/confusion.png   row-normalised heat map    DIR/worst/NN_<stem>.png   --worst K panels
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from segcli.console import info, stdout_console
+from segcli.inference.io import atomic_write_bytes, write_png
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def print_wide(console, renderable) -> None:
+    """Print a table at its natural width when stdout is not a terminal (files and pipes get whole class names)."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(width=10_000), renderable).maximum
+    width, console.width = console.width, max(console.width, natural)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
+def emit(cfg, report: dict, acc, card) -> None:
+    """Print the report and write every requested file (rank 0 only)."""
+    from segcli.reports import compare_table, corruption_table, metrics_table
+
+    text = json.dumps(report, indent=2) + "\n"
+    if cfg.json == "-":
+        print(text, end="")
+    else:
+        console = stdout_console()
+        print_wide(console, metrics_table(report, title=f"{card.name} / {cfg.split}: {report['num_images']} images"))
+        if report.get("corruptions"):
+            print_wide(console, corruption_table(report["corruptions"], report["mIoU"]))
+        if report.get("compare"):
+            print_wide(console, compare_table(report["compare"]))
+        for entry in report.get("worst") or []:
+            console.print(f"worst: {entry['image']}  mIoU {entry['mIoU'] * 100:.2f}  {entry['file']}")
+    if cfg.json and cfg.json != "-":
+        _write_text(Path(cfg.json), text)
+        info(f"eval: report written to {cfg.json}")
+    if cfg.out:
+        write_files(Path(cfg.out), report, acc, card, cfg.split, text)
+        info(f"eval: report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png"
+             f"{', worst/' if acc.worst_k else ''} written to {cfg.out}")
+
+
+def worst_entries(acc) -> list[dict]:
+    """The report's `worst` list: image key, its mIoU and the panel file under --out."""
+    return [{"image": key, "mIoU": miou, "file": f"worst/{rank:02d}_{key.replace('/', '__')}.png"}
+            for rank, (key, _index, miou, _pred) in enumerate(acc.worst(), 1)]
+
+
+def write_files(out: Path, report: dict, acc, card, split: str, report_text: str) -> None:
+    """Write every report file into `out` (each atomically)."""
+    from segcli.evaluation.figures import confusion_image
+    from segcli.reports import confusion_csv, markdown, per_class_csv, per_image_csv
+
+    matrix = acc.cm.matrix.numpy()
+    _write_text(out / "report.json", report_text)
+    _write_text(out / "per_class.csv", per_class_csv(report))
+    _write_text(out / "per_image.csv", per_image_csv(acc.images, card.classes))
+    _write_text(out / "report.md", markdown(report, f"{card.name} / {split}"))
+    _write_text(out / "confusion.csv", confusion_csv(matrix, card.classes))
+    write_png(out / "confusion.png", confusion_image(matrix, card.classes))
+    if acc.worst_k:
+        write_worst(out, acc, card, split)
+
+
+def write_worst(out: Path, acc, card, split: str) -> None:
+    """Side-by-side panels of the K lowest-mIoU images."""
+    from segcli.evaluation.figures import worst_panel
+    from segcli.inference.io import read_image, read_mask
+
+    pairs = card.pairs(split)
+    ious = {s.index: s.iou for s in acc.images}
+    for entry, (key, index, miou, pred) in zip(worst_entries(acc), acc.worst()):
+        image_path, mask_path = pairs[index]
+        panel = worst_panel(read_image(image_path), read_mask(mask_path), pred, card.palette, card.ignore_index,
+                            card.classes, ious[index], f"{key}: mIoU {miou * 100:.2f}")
+        write_png(out / entry["file"], panel)

@@ -1,0 +1,93 @@
+"""Where eval's predictions come from: a model through the shared predictor, or a folder of PNGs.
+
+Both yield `Item`s in split order (this process's shard of it) with checked shapes, so scoring
+never has to know which one it got.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from segcli.errors import DataError
+
+
+@dataclass
+class Item:
+    index: int  # position in the split
+    key: str  # relative stem (posix), e.g. "seq1/0001": names the image in reports and predictions
+    image_path: Path
+    mask_path: Path
+    pred: np.ndarray  # (H, W) integer class ids
+    target: np.ndarray  # (H, W) uint8/uint16 class ids (+ ignore)
+    pred_path: Path | None = None  # the PNG it was read from (model-free mode)
+
+
+def relative_stem(card, split: str, image_path: Path, mask_path: Path) -> str:
+    """The pair's path relative to masks/<split>/ (else images/<split>/) without suffix, e.g. "seq1/0001"."""
+    for path, folder in ((mask_path, card.root / "masks" / split), (image_path, card.root / "images" / split)):
+        try:
+            return path.relative_to(folder).with_suffix("").as_posix()
+        except ValueError:
+            continue
+    return mask_path.stem
+
+
+def split_pairs(card, split: str) -> list[tuple[str, Path, Path]]:
+    """(key, image path, mask path) for every pair of the split, in the card's order."""
+    pairs = card.pairs(split)
+    if not pairs:
+        raise DataError(f"{card.root / 'dataset.yaml'}: split '{split}' is empty")
+    return [(relative_stem(card, split, image, mask), image, mask) for image, mask in pairs]
+
+
+def _target(mask_path: Path, shape: tuple[int, int], image_path: Path) -> np.ndarray:
+    from segcli.inference.io import read_mask
+
+    target = read_mask(mask_path)
+    if target.shape != shape:
+        raise DataError(f"{mask_path}: mask is {target.shape[1]}x{target.shape[0]} but its image {image_path} is "
+                        f"{shape[1]}x{shape[0]}; re-run segcli prepare")
+    return target
+
+
+def model_items(predictor, shard: list[tuple[int, tuple[str, Path, Path]]],
+                corrupt: Callable[[np.ndarray, int], np.ndarray] | None = None) -> Iterator[Item]:
+    """Predict every image of `shard` ((index, (key, image, mask)) pairs), optionally corrupted first."""
+    from segcli.inference.io import read_image
+
+    def images():
+        for index, (key, image_path, mask_path) in shard:
+            image = read_image(image_path)
+            yield (index, key, image_path, mask_path), (corrupt(image, index) if corrupt else image)
+
+    for (index, key, image_path, mask_path), image, pred in predictor.predict_stream(images()):
+        yield Item(index, key, image_path, mask_path, pred, _target(mask_path, image.shape[:2], image_path))
+
+
+def prediction_path(pred_dir: Path, split: str, key: str) -> Path:
+    """DIR/<key>.png, or DIR/<split>/<key>.png when predictions of a whole images/ tree were written."""
+    direct = pred_dir / f"{key}.png"
+    if not direct.is_file() and (pred_dir / split / f"{key}.png").is_file():
+        return pred_dir / split / f"{key}.png"
+    return direct
+
+
+def prediction_items(pred_dir: Path, split: str, shard: list[tuple[int, tuple[str, Path, Path]]]) -> Iterator[Item]:
+    """Read DIR/<key>.png class-id predictions for every pair of `shard`; missing or mis-sized ones are errors."""
+    from segcli.inference.io import read_mask
+
+    for index, (key, image_path, mask_path) in shard:
+        path = prediction_path(pred_dir, split, key)
+        if not path.is_file():
+            raise DataError(f"{path}: prediction missing for {image_path.name}; --predictions must hold a class-id PNG "
+                            "per image, named like the split's masks (<relative stem>.png)")
+        pred = read_mask(path)
+        target = read_mask(mask_path)
+        if pred.shape != target.shape:
+            raise DataError(f"{path}: prediction is {pred.shape[1]}x{pred.shape[0]} but the ground truth {mask_path} is "
+                            f"{target.shape[1]}x{target.shape[0]}; predictions must have the image's exact size")
+        yield Item(index, key, image_path, mask_path, pred, target, pred_path=path)

@@ -1,0 +1,90 @@
+"""How the shared predictor runs a model over an image: whole or sliding window, with or without TTA.
+
+`InferenceOptions.from_config(cfg.inference, meta)` turns the `inference` config group into
+options, filling the sliding-window tile from the crop the model was trained on (`meta["train_crop"]`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from segcli.errors import ConfigError
+
+MODES = ("whole", "slide")
+BLENDS = ("gaussian", "constant")
+TTAS = ("none", "flip")
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """mode: whole | slide; tile: (h, w) window of `slide`; overlap: fraction of the tile shared by
+    neighbouring windows, in [0, 1); blend: gaussian | constant weights of overlapping windows;
+    tta: none | flip (horizontal); scales: input scales whose probabilities are averaged."""
+
+    mode: str = "whole"
+    tile: tuple[int, int] | None = None
+    overlap: float = 0.5
+    blend: str = "gaussian"
+    tta: str = "none"
+    scales: tuple[float, ...] = field(default=(1.0,))
+
+    @property
+    def plain(self) -> bool:
+        """True when inference is one whole-image forward pass (raw logits come back unchanged)."""
+        return self.mode == "whole" and self.tta == "none" and self.scales == (1.0,)
+
+    def stride(self) -> tuple[int, int]:
+        """Step between sliding windows, (sh, sw) >= 1."""
+        assert self.tile is not None
+        return tuple(max(1, int(round(t * (1.0 - self.overlap)))) for t in self.tile)  # type: ignore[return-value]
+
+    def describe(self) -> dict:
+        """Plain dict for reports."""
+        out = asdict(self)
+        out["tile"] = list(self.tile) if self.tile else None
+        out["scales"] = list(self.scales)
+        return out
+
+    @classmethod
+    def from_config(cls, cfg, meta: dict | None = None) -> "InferenceOptions":
+        """Options from the `inference` config group (mode, tile, overlap, blend, tta, scales)."""
+        get = (lambda k, d=None: cfg.get(k, d)) if cfg is not None else (lambda k, d=None: d)
+        mode = str(get("mode", "whole"))
+        _choice("inference.mode", mode, MODES)
+        blend = str(get("blend", "gaussian"))
+        _choice("inference.blend", blend, BLENDS)
+        tta = str(get("tta", "none") or "none")
+        _choice("inference.tta", tta, TTAS)
+        overlap = float(get("overlap", 0.5))
+        if not 0.0 <= overlap < 1.0:
+            raise ConfigError(f"inference.overlap={overlap} must be in [0, 1), e.g. 0.5")
+        scales = get("scales", None) or [1.0]
+        scales = tuple(float(s) for s in ([scales] if isinstance(scales, (int, float, str)) else scales))
+        if any(s <= 0 for s in scales):
+            raise ConfigError(f"inference.scales={list(scales)} must all be > 0, e.g. [0.75,1.0,1.25]")
+        tile = get("tile", None)
+        if mode == "slide":
+            tile = _tile(tile, meta)
+        return cls(mode=mode, tile=tile, overlap=overlap, blend=blend, tta=tta, scales=scales)
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        from segcli.config import did_you_mean
+
+        raise ConfigError(f"unknown {key} '{value}'{did_you_mean(value, list(choices))}; choose from {', '.join(choices)}")
+
+
+def _tile(tile, meta: dict | None) -> tuple[int, int]:
+    """The sliding-window size: inference.tile if given, else the model's training crop."""
+    if tile is None:
+        tile = (meta or {}).get("train_crop")
+        if not tile:
+            raise ConfigError("inference.mode=slide needs a tile size, and this model records no training crop; "
+                              "set inference.tile=[H,W], e.g. inference.tile=[512,512]")
+    if isinstance(tile, (int, float)):
+        tile = [tile, tile]
+    tile = [int(v) for v in tile]
+    if len(tile) != 2 or min(tile) < 1:
+        raise ConfigError(f"inference.tile={tile} must be [H, W] with positive sizes, e.g. [512,512]")
+    return tile[0], tile[1]

@@ -1,0 +1,219 @@
+"""Acceptance: model-free eval of crafted predictions, every number checked against a hand computation.
+
+The crafted split (conftest.CRAFTED, classes sky road car sign tree, 2x4 images) has ignore pixels,
+an absent class (tree), a class only predicted (sign, also predicted on ignore pixels where it must
+not count), a class present in only some images (car, image seq1/b), and a prediction of 255 on an
+ignore pixel (allowed: ignored pixels count nowhere).
+
+Pairs (ground truth, prediction) over non-ignored pixels:
+  seq1/a: (0,0) (0,1) (1,1) (1,1) | (0,0) (1,1) (1,3)           7 pixels
+  seq1/b: (2,2) (2,0) (0,0) (0,0) | (1,1) (1,2)                 6 pixels
+  c:      (0,0) x3                 | (1,1) x4                    7 pixels
+Confusion matrix (rows ground truth):
+  sky  [7, 1, 0, 0, 0]   GT 8   PRED 8   TP 7  → FP 1 FN 1
+  road [0, 8, 1, 1, 0]   GT 10  PRED 9   TP 8  → FP 1 FN 2
+  car  [1, 0, 1, 0, 0]   GT 2   PRED 2   TP 1  → FP 1 FN 1
+  sign [0, 0, 0, 0, 0]   GT 0   PRED 1   TP 0  → FP 1 FN 0
+  tree [0, 0, 0, 0, 0]   GT 0   PRED 0   absent
+"""
+
+from fractions import Fraction as F
+
+import numpy as np
+import pytest
+
+from helpers_eval import CLASSES, load_json, run_cli
+
+EXPECTED_MATRIX = [[7, 1, 0, 0, 0], [0, 8, 1, 1, 0], [1, 0, 1, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+IOU = [F(7, 9), F(8, 11), F(1, 3), F(0), None]
+ACC = [F(7, 8), F(8, 10), F(1, 2), None, None]
+PREC = [F(7, 8), F(8, 9), F(1, 2), F(0), None]
+DICE = [F(14, 16), F(16, 19), F(2, 4), F(0), None]
+GT_PX, PRED_PX, IMAGES = [8, 10, 2, 0, 0], [8, 9, 2, 1, 0], [3, 3, 1, 0, 0]
+MIOU = (F(7, 9) + F(8, 11) + F(1, 3) + 0) / 4
+MACC = (F(7, 8) + F(8, 10) + F(1, 2)) / 3
+MDICE = (F(7, 8) + F(16, 19) + F(1, 2) + 0) / 4
+AACC = F(16, 20)
+FWIOU = F(8, 20) * F(7, 9) + F(10, 20) * F(8, 11) + F(2, 20) * F(1, 3)
+# per image: IoU = TP / (GT + PRED - TP) of that image alone; None where the class is in neither map.
+PER_IMAGE = {
+    "seq1/a": [F(2, 3), F(3, 5), None, F(0), None],  # sky 2/(3+2-2); road 3/(4+4-3); sign predicted once
+    "seq1/b": [F(2, 3), F(1, 2), F(1, 3), None, None],  # sign only predicted on ignore pixels → absent
+    "c": [F(1), F(1), None, None, None],
+}
+
+
+def near(x):
+    return None if x is None else pytest.approx(float(x), abs=1e-12)
+
+
+def image_mean(values):
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals)
+
+
+@pytest.fixture()
+def report(crafted, tmp_path, capsys):
+    root, preds = crafted
+    # dilation_ratio=1: the boundary band covers whole images, so boundary IoU must equal IoU.
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--out", tmp_path / "out", "--worst", "1",
+                              "boundary.dilation_ratio=1.0"], capsys)
+    assert code == 0, err
+    return load_json(tmp_path / "out" / "report.json"), out, tmp_path / "out"
+
+
+def test_every_number_matches_the_hand_computation(report):
+    rep, _, _ = report
+    assert rep["num_images"] == 3 and rep["split"] == "val" and rep["mode"] == "predictions"
+    assert rep["mIoU"] == near(MIOU) and rep["mAcc"] == near(MACC) and rep["mDice"] == near(MDICE)
+    assert rep["aAcc"] == near(AACC) and rep["fwIoU"] == near(FWIOU)
+    assert rep["mBIoU"] == near(MIOU)
+    for c, row in enumerate(rep["classes"]):
+        assert row["id"] == c and row["name"] == CLASSES[c]
+        assert row["iou"] == near(IOU[c]) and row["acc"] == near(ACC[c])
+        assert row["precision"] == near(PREC[c]) and row["dice"] == near(DICE[c])
+        assert row["biou"] == near(IOU[c])
+        assert (row["gt_pixels"], row["pred_pixels"], row["images"]) == (GT_PX[c], PRED_PX[c], IMAGES[c])
+
+
+def test_absent_and_predicted_only_classes(report):
+    rep, out, _ = report
+    tree, sign = rep["classes"][4], rep["classes"][3]
+    assert all(tree[k] is None for k in ("iou", "biou", "acc", "precision", "dice"))  # absent: null everywhere
+    assert sign["iou"] == 0.0 and sign["acc"] is None  # predicted only: IoU 0 counts, Acc has no denominator
+    assert "—" in out and "tree" in out
+
+
+def test_csv_files(report):
+    _, _, out = report
+    confusion = [line.split(",") for line in (out / "confusion.csv").read_text().splitlines()]
+    assert confusion[0] == ["gt \\ pred"] + CLASSES
+    assert [[int(v) for v in row[1:]] for row in confusion[1:]] == EXPECTED_MATRIX
+    per_class = [line.split(",") for line in (out / "per_class.csv").read_text().splitlines()]
+    assert per_class[0] == ["id", "name", "iou", "biou", "acc", "precision", "dice", "gt_pixels", "pred_pixels", "images"]
+    assert per_class[5][2:7] == ["", "", "", "", ""] and per_class[4][4] == ""  # tree all empty, sign acc empty
+    assert float(per_class[2][2]) == pytest.approx(8 / 11, abs=1e-6)
+    per_image = [line.split(",") for line in (out / "per_image.csv").read_text().splitlines()]
+    assert per_image[0] == ["image", "mIoU"] + CLASSES
+    rows = {r[0]: r[1:] for r in per_image[1:]}
+    assert list(rows) == ["seq1/a", "seq1/b", "c"]
+    for key, expected in PER_IMAGE.items():
+        assert float(rows[key][0]) == pytest.approx(float(image_mean(expected)), abs=1e-6)
+        for cell, value in zip(rows[key][1:], expected):
+            assert cell == "" if value is None else float(cell) == pytest.approx(float(value), abs=1e-6)
+
+
+def test_markdown_png_and_worst(report):
+    import cv2
+
+    rep, out, files = report
+    md = (files / "report.md").read_text()
+    assert "| class | IoU | BIoU | Acc | Prec | Dice | gt px | pred px | images |" in md
+    assert "| road | 72.73 |" in md and "| tree | — |" in md
+    png = cv2.imread(str(files / "confusion.png"))
+    assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
+    # worst image: seq1/a (mIoU (2/3 + 3/5 + 0) / 3 = 19/45) below seq1/b (1/2) and c (1)
+    assert rep["worst"] == [{"image": "seq1/a", "mIoU": pytest.approx(19 / 45), "file": "worst/01_seq1__a.png"}]
+    panel = cv2.imread(str(files / "worst" / "01_seq1__a.png"))
+    assert panel is not None and panel.shape[1] >= 4 * 4
+    assert "worst: seq1/a" in out
+
+
+def test_json_to_stdout_is_only_json(crafted, capsys):
+    import json
+
+    root, preds = crafted
+    code, out, _ = run_cli(["eval", "--predictions", preds, "--data", root, "--json", "-"], capsys)
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["mIoU"] == near(MIOU) and rep["boundary"] == {"dilation_ratio": 0.02}
+
+
+def test_gate_exit_codes(crafted, capsys):
+    root, preds = crafted
+    base = ["eval", "--predictions", preds, "--data", root]
+    # mIoU = 0.4596..., road IoU = 0.7272...
+    code, _, err = run_cli(base + ["--fail-under", "mIoU=0.45", "--fail-under", "class:road=0.72"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(base + ["--fail-under", "mIoU=0.50", "--fail-under", "class:road=0.72",
+                                   "--fail-under", "class:car:acc=0.6"], capsys)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == ("segcli: error: eval gate failed: mIoU 45.96% < 50.00%; "
+                                            "class:car Acc 50.00% < 60.00%")
+    code, _, err = run_cli(base + ["--fail-under", "class:sign:acc=0.1"], capsys)  # null never passes
+    assert code == 1 and "class:sign Acc null" in err
+    code, _, err = run_cli(base + ["--fail-under", "class:tree=0.1"], capsys)
+    assert code == 1 and "class:tree IoU null" in err
+
+
+def test_gate_usage_errors(crafted, capsys):
+    root, preds = crafted
+    base = ["eval", "--predictions", preds, "--data", root]
+    code, _, err = run_cli(base + ["--fail-under", "mIOU=0.4"], capsys)  # case-insensitive unique match is fine
+    assert code == 0, err
+    for spec, hint in (("miou0.5", "expected METRIC=VALUE"), ("mIU=0.5", "did you mean mIoU"),
+                       ("class:rod=0.9", "did you mean road"), ("class:road:recal=0.9", "did you mean"),
+                       ("mIoU=60", "fractions in [0, 1]"), ("mIoU=abc", "not a number")):
+        code, _, err = run_cli(base + ["--fail-under", spec], capsys)
+        assert code == 2 and hint in err and len(err.strip().splitlines()) == 1, (spec, err)
+
+
+def test_compare_prints_deltas(crafted, tmp_path, capsys):
+    import json
+
+    root, preds = crafted
+    old = tmp_path / "old.json"
+    run_cli(["eval", "--predictions", preds, "--data", root, "--json", old], capsys)
+    rep = json.loads(old.read_text())
+    rep["mIoU"] -= 0.1
+    rep["classes"][1]["iou"] = 0.5
+    old.write_text(json.dumps(rep))
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old, "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    cmp = load_json(tmp_path / "o" / "report.json")["compare"]
+    assert cmp["aggregates"]["mIoU"]["delta"] == pytest.approx(0.1)
+    road = next(r for r in cmp["classes"] if r["name"] == "road")
+    assert road["delta_iou"] == pytest.approx(8 / 11 - 0.5) and road["old_iou"] == 0.5
+    assert "+22.73" in out  # (8/11 - 1/2) in points
+    assert "Δ IoU" in (tmp_path / "o" / "report.md").read_text()
+    old.write_text("{not json")
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)
+    assert code == 3 and "old.json" in err
+
+
+def test_prediction_errors_name_the_file(crafted, capsys):
+    from segcli.inference.io import write_png
+
+    root, preds = crafted
+    base = ["eval", "--predictions", preds, "--data", root]
+    (preds / "c.png").unlink()
+    code, _, err = run_cli(base, capsys)
+    assert code == 3 and "c.png" in err and "missing" in err
+    write_png(preds / "c.png", np.zeros((3, 4), np.uint8))
+    code, _, err = run_cli(base, capsys)
+    assert code == 3 and "c.png" in err and "4x3" in err and "4x2" in err
+    write_png(preds / "c.png", np.full((2, 4), 9, np.uint8))  # class id 9 at non-ignored pixels
+    code, _, err = run_cli(base, capsys)
+    assert code == 3 and "c.png" in err and "[9]" in err
+
+
+def test_ground_truth_out_of_range_is_a_data_error(crafted, capsys):
+    from segcli.inference.io import write_png
+
+    root, preds = crafted
+    write_png(root / "masks" / "val" / "seq1" / "b.png", np.array([[2, 2, 0, 0], [1, 7, IG, IG]], np.uint8))
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root], capsys)
+    assert code == 3 and "b.png" in err and "[7]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_mode_usage_errors(crafted, tmp_path, capsys):
+    root, preds = crafted
+    for args, hint in ((["eval"], "exactly one of"), (["eval", "--predictions", preds], "needs --data"),
+                       (["eval", "--predictions", preds, "--data", root, "--corruptions", "fog"], "needs a model"),
+                       (["eval", "--predictions", preds, "--data", root, "--worst", "2"], "--out"),
+                       (["eval", "--predictions", preds, "--data", root, "--split", "tset"], "no split 'tset'")):
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and hint in err, (args, err)
+
+
+IG = 255
