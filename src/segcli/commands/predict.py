@@ -174,6 +174,8 @@ def _predict_images(items, predictor, state, torch) -> None:
         try:
             for index, image, error in decode([item.path for item in items], int(cfg.workers)):
                 if error is not None:
+                    if batch:  # everything before the bad input is finished, whatever on_error says
+                        flush(pool)
                     progress(1)
                     state.fail(error)
                     continue
