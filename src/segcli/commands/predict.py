@@ -68,9 +68,17 @@ class Run:
 
 
 def run(cfg):
+    """Load the model named by cfg.ckpt / cfg.model and predict cfg's inputs (see predict_with)."""
+    from segcli.inference.backends import load_predictor
+
+    model = _check(cfg)
+    return predict_with(cfg, load_predictor(model, cfg.device, cfg.inference.batch_size))
+
+
+def predict_with(cfg, predictor) -> list[Path]:
+    """Predict cfg's inputs with a loaded Predictor; → the mask paths (outputs as cfg.save says)."""
     import torch
 
-    from segcli.inference.backends import load_predictor
     from segcli.inference.outputs import Outputs, parse_save
     from segcli.inference.sources import collect, parse_shard, shard
     from segcli.inference.tables import table_name, write_areas, write_uncertainty
@@ -81,7 +89,6 @@ def run(cfg):
     if not cfg.overlay:
         save = tuple(k for k in save if k != "overlay") or ("mask",)
     items = shard(collect(list(cfg.inputs), cfg.list), shard_spec)
-    predictor = load_predictor(model, cfg.device, cfg.inference.batch_size)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
     if (outputs.needs_probs or float(cfg.smooth) > 0) and predictor.outputs_ids:
