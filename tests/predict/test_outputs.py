@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CLASSES, scene, write_images
+from predict_helpers import CLASSES, scene, write_images
 
 
 def _odd_inputs(folder: Path) -> dict[str, tuple[int, int]]:

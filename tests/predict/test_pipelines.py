@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from conftest import subprocess_cli, write_images
+from predict_helpers import subprocess_cli, write_images
 
 
 def _masks(folder: Path) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ import json
 
 import cv2
 import numpy as np
-from conftest import scene
+from predict_helpers import scene
 
 FRAMES, HEIGHT, WIDTH = 10, 64, 96
 
