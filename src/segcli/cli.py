@@ -214,16 +214,31 @@ def evaluate(
 # ----------------------------------------------------------------------------- predict
 @app.command("predict")
 def predict(
-    inputs: Optional[List[str]] = typer.Argument(None, help="Image files or folders, then optional key=value overrides.", show_default=False),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional key=value overrides.", show_default=False),
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with."),
     model: Path = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt."),
-    out: Path = typer.Option(None, "--out", help="Output directory: <rel>/<stem>.png masks and overlays/."),
+    out: Path = typer.Option(None, "--out", help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
+    list_file: Optional[Path] = typer.Option(None, "--list", help="Text file with one input path per line."),
+    save: Optional[str] = typer.Option(None, "--save", help="Outputs, comma-separated: mask,overlay,prob,uncertainty,areas (default mask,overlay)."),
+    palette_png: bool = typer.Option(False, "--palette-png", help="Indexed PNG masks: ids stored, palette colours shown by viewers."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Overlay opacity of the class colours, 0..1 (default 0.5)."),
+    legend: bool = typer.Option(False, "--legend", help="Draw the present classes' colours and names on overlays."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON line per image (input, outputs, class fractions) instead of mask paths."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (resume a killed run)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process every N-th input starting at I (0-based), for job arrays."),
+    on_error: Optional[str] = typer.Option(None, "--on-error", help="skip (default): report unreadable inputs, continue, exit 3 at the end; fail: stop at once."),
+    smooth: Optional[float] = typer.Option(None, "--smooth", help="Videos: EMA weight A of the previous frames' class probabilities, 0..1 (0 = off)."),
+    frame_masks: bool = typer.Option(False, "--frame-masks", help="Videos: also write a mask PNG per frame under OUT/<video>/."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
-    """Predict class-id masks (and colour overlays) for images of any size."""
+    """Predict class-id masks, overlays, probabilities, uncertainty and class areas for images and videos."""
     paths, overrides = _split_inputs(inputs or [])
-    values = {"ckpt": ckpt, "model": model, "out": out, "inputs": paths}
+    flags = {"palette_png": palette_png, "legend": legend, "jsonl": jsonl, "skip_existing": skip_existing,
+             "video.masks": frame_masks}
+    values = {"ckpt": ckpt, "model": model, "out": out, "inputs": paths, "list": list_file,
+              "save": save.split(",") if save else None, "alpha": alpha, "shard": shard, "on_error": on_error,
+              "smooth": smooth, **{k: v or None for k, v in flags.items()}}
     _execute("predict", overrides, values, config_dir, print_cfg)
 
 

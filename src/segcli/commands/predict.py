@@ -1,7 +1,16 @@
-"""segcli predict: class-id masks (and colour overlays) for image files and folders of any size."""
+"""segcli predict: masks, overlays, probabilities, uncertainty and area reports for images, folders and videos.
+
+Flow: sources.collect → shard → skip finished → decode in DataLoader workers (loader.decode) →
+batches of same-size images through the shared Predictor → outputs written by a background thread
+pool (outputs.Outputs) → areas.csv / uncertainty.csv (tables) and a summary line on stderr.
+stdout: one mask path per image, or one JSON line per image with --jsonl.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from collections import deque
 from pathlib import Path
 
 from segcli.console import info, result
@@ -9,33 +18,13 @@ from segcli.errors import ConfigError, DataError
 
 
 def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
-    """(image path, output-relative path without suffix) for each input image; folders are searched recursively."""
-    from segcli.inference.io import list_images
+    """(image path, output-relative path without suffix) for each input; kept for callers of the old API."""
+    from segcli.inference.sources import collect
 
-    items: list[tuple[Path, Path]] = []
-    for entry in inputs:
-        root = Path(entry)
-        if not root.exists():
-            raise DataError(f"{root}: input not found; pass image files or folders")
-        if root.is_file():
-            items.append((root, Path(root.stem)))
-            continue
-        found = list_images(root)
-        if not found:
-            raise DataError(f"{root}: no images found in this folder")
-        items.extend((path, path.relative_to(root).with_suffix("")) for path in found)
-    seen: dict[Path, Path] = {}
-    for path, rel in items:
-        if rel in seen:
-            raise ConfigError(f"{path} and {seen[rel]} would both write {rel}.png; predict them into separate --out folders")
-        seen[rel] = path
-    return items
+    return [(item.path, item.rel) for item in collect(inputs)]
 
 
-def run(cfg) -> list[Path]:
-    from segcli.inference.backends import load_predictor
-    from segcli.inference.io import overlay, read_image, write_png
-
+def _check(cfg) -> str:
     if cfg.ckpt and cfg.model:
         raise ConfigError("both --ckpt and --model given; pass one of them")
     model = cfg.model or cfg.ckpt
@@ -43,24 +32,186 @@ def run(cfg) -> list[Path]:
         raise ConfigError("no model given; pass --ckpt RUN_DIR/checkpoints/best.ckpt or --model FILE.onnx|FILE.pt")
     if not cfg.out:
         raise ConfigError("no output directory; pass --out DIR")
-    if not cfg.inputs:
-        raise ConfigError("no inputs; pass image files or folders")
-    items = collect_inputs(list(cfg.inputs))
-    predictor = load_predictor(model, cfg.device, cfg.inference.batch_size).configure(cfg.inference)  # whole/slide, TTA
-    out = Path(cfg.out)
-    written = []
+    if not cfg.inputs and not cfg.list:
+        raise ConfigError("no inputs; pass image or video files, folders, globs, --list FILE or - for stdin")
+    if cfg.on_error not in ("skip", "fail"):
+        raise ConfigError(f"on_error={cfg.on_error}: choose skip or fail")
+    if not 0.0 <= float(cfg.smooth) < 1.0:
+        raise ConfigError(f"smooth={cfg.smooth}: the EMA weight of the previous frames must be in [0, 1)")
+    if not 0.0 <= float(cfg.alpha) <= 1.0:
+        raise ConfigError(f"alpha={cfg.alpha}: the overlay opacity must be in [0, 1]")
+    return str(model)
 
-    def images():
-        for path, rel in items:
-            yield (path, rel), read_image(path)
 
-    for (path, rel), image, mask in predictor.predict_stream(images()):
-        mask_path = out / rel.with_suffix(".png")
-        write_png(mask_path, mask)
-        if cfg.overlay:
-            write_png(out / "overlays" / rel.with_suffix(".png"),
-                      overlay(image, mask, predictor.palette, predictor.ignore_index, float(cfg.alpha)))
-        written.append(mask_path)
-        result(str(mask_path))
-    info(f"predict: {len(written)} masks written to {out}" + (f", overlays under {out / 'overlays'}" if cfg.overlay else ""))
-    return written
+class Run:
+    """State of one predict run: the emitted records, the failures, and how results reach stdout."""
+
+    def __init__(self, cfg, outputs, classes: list[str]):
+        self.cfg, self.outputs, self.classes = cfg, outputs, classes
+        self.records = []
+        self.failed: list[str] = []
+        self.skipped = 0
+
+    def emit(self, record) -> None:
+        self.records.append(record)
+        if self.cfg.jsonl:
+            result(json.dumps(record.to_json(self.classes)))
+        elif "video" not in record.outputs:  # a video's path is printed once, when it is complete
+            outputs = record.outputs
+            result(outputs.get("mask") or next(iter(outputs.values()), record.input))
+
+    def fail(self, message: str) -> None:
+        self.failed.append(message)
+        info(f"segcli: warning: {message}")
+        if self.cfg.on_error == "fail":
+            raise DataError(f"{message} (on_error=fail: stopped; rerun with --skip-existing to resume)")
+
+
+def run(cfg):
+    """Load the model named by cfg.ckpt / cfg.model and predict cfg's inputs (see predict_with)."""
+    from segcli.inference.backends import load_predictor
+
+    model = _check(cfg)
+    return predict_with(cfg, load_predictor(model, cfg.device, cfg.inference.batch_size).configure(cfg.inference))
+
+
+def predict_with(cfg, predictor) -> list[Path]:
+    """Predict cfg's inputs with a loaded Predictor; → the mask paths (outputs as cfg.save says)."""
+    import torch
+
+    from segcli.inference.outputs import Outputs, parse_save
+    from segcli.inference.sources import collect, parse_shard, shard
+    from segcli.inference.tables import table_name, write_areas, write_uncertainty
+
+    model = _check(cfg)
+    shard_spec = parse_shard(cfg.shard)
+    save = parse_save(cfg.save)
+    if not cfg.overlay:
+        save = tuple(k for k in save if k != "overlay") or ("mask",)
+    items = shard(collect(list(cfg.inputs), cfg.list), shard_spec)
+    outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
+                      float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
+    if (outputs.needs_probs or float(cfg.smooth) > 0) and predictor.outputs_ids:
+        raise ConfigError(f"{model}: this model returns class ids (exported with --argmax), so prob, uncertainty and "
+                          "smooth are unavailable; export without --argmax")
+    state = Run(cfg, outputs, predictor.classes)
+    start = time.perf_counter()
+    images = [item for item in items if not item.is_video]
+    videos = [item for item in items if item.is_video]
+    try:
+        todo = _skip_finished(images, state) if cfg.skip_existing else images
+        _predict_images(todo, predictor, state, torch)
+        for item in videos:
+            from segcli.inference.video import predict_video
+
+            try:
+                video = predict_video(item, predictor, outputs, float(cfg.smooth), bool(cfg.video.masks),
+                                      cfg.video.codec, state.emit, bool(cfg.skip_existing))
+                if video is not None and not cfg.jsonl:
+                    result(str(video))
+            except DataError as err:
+                state.fail(err.message)
+    finally:
+        if "areas" in save:
+            write_areas(outputs.out / table_name("areas", shard_spec), state.records, predictor.classes)
+        if "uncertainty" in save:
+            write_uncertainty(outputs.out / table_name("uncertainty", shard_spec), state.records)
+    seconds = time.perf_counter() - start
+    done = len(state.records) - state.skipped
+    info(f"predict: {done} predicted, {state.skipped} skipped (done before), {len(state.failed)} failed "
+         f"of {len(items)} inputs in {seconds:.1f}s ({done / seconds if seconds else 0:.1f}/s) → {outputs.out}")
+    if state.failed:
+        raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
+                        "the others were predicted")
+    return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
+
+
+def _skip_finished(images, state) -> list:
+    """Emit the records of images whose outputs all exist; return the rest."""
+    reread = state.cfg.jsonl or "areas" in state.outputs.save or "uncertainty" in state.outputs.save
+    todo = []
+    for item in images:
+        if not state.outputs.done(item.rel):
+            todo.append(item)
+            continue
+        record = state.outputs.reread(str(item.path), item.rel) if reread else _bare(item, state.outputs)
+        state.skipped += 1
+        state.emit(record)
+    if state.skipped:
+        info(f"predict: {state.skipped} inputs already done in {state.outputs.out}, skipped")
+    return todo
+
+
+def _bare(item, outputs):
+    from segcli.inference.outputs import Record
+
+    return Record(str(item.path), {k: str(p) for k, p in outputs.paths(item.rel).items()}, [], skipped=True)
+
+
+def _predict_images(items, predictor, state, torch) -> None:
+    """Decode (workers) → batch same-size images → forward → write in background threads, results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segcli.inference.loader import decode
+    from segcli.inference.predictor import to_ids
+
+    cfg, outputs = state.cfg, state.outputs
+    pending: deque = deque()
+    batch: list = []
+    progress = _progress(len(items))
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            state.emit(pending.popleft().result())
+            progress(1)
+
+    def flush(pool) -> None:
+        images = [image for _, image in batch]
+        if outputs.needs_probs:
+            logits = predictor.logits(images)
+            ids, probs = to_ids(logits), torch.softmax(logits, 1).cpu().numpy()
+        else:
+            ids, probs = predictor.ids(images), [None] * len(images)
+        for (item, image), mask, prob in zip(batch, ids, probs):
+            pending.append(pool.submit(outputs.write, str(item.path), item.rel, image, mask, prob))
+        batch.clear()
+        drain(2 * max(1, int(cfg.writers)) + predictor.batch_size)
+
+    with ThreadPoolExecutor(max_workers=max(1, int(cfg.writers)), thread_name_prefix="segcli-write") as pool:
+        try:
+            for index, image, error in decode([item.path for item in items], int(cfg.workers)):
+                if error is not None:
+                    if batch:  # everything before the bad input is finished, whatever on_error says
+                        flush(pool)
+                    progress(1)
+                    state.fail(error)
+                    continue
+                if batch and (len(batch) == predictor.batch_size or batch[0][1].shape != image.shape):
+                    flush(pool)
+                batch.append((items[index], image))
+            if batch:
+                flush(pool)
+        finally:
+            drain(0)
+
+
+def _progress(total: int):
+    """A callable advancing a progress bar on stderr (only when stderr is a terminal)."""
+    import sys
+
+    if not sys.stderr.isatty() or total == 0:
+        return lambda n: None
+    from rich.progress import Progress
+
+    from segcli.console import stderr_console
+
+    bar = Progress(console=stderr_console(), transient=True)
+    bar.start()
+    task = bar.add_task("predict", total=total)
+
+    def advance(n: int) -> None:
+        bar.advance(task, n)
+        if bar.finished:
+            bar.stop()
+
+    return advance

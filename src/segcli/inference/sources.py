@@ -1,0 +1,127 @@
+"""What `segcli predict` reads: files, folders, globs, list files and stdin → an ordered list of Items.
+
+Every input becomes an Item(path, rel): `rel` is the output-relative path without suffix, so that
+outputs mirror the input tree and their names are deterministic:
+- a file given by name            → its stem
+- a folder (recursive, images)    → the path relative to the folder
+- a glob ("photos/**/*.jpg")      → the path relative to the glob's fixed leading folder
+- a list file (--list FILE) or `-` (one path per line on stdin)
+                                  → the path relative to the listed files' common folder
+Videos (mp4/avi/mov/mkv/m4v) are taken from files, globs and lists; folders give images only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from segcli.errors import ConfigError, DataError
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: an image or a video file, and its output-relative path without suffix."""
+
+    path: Path
+    rel: Path
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _is_glob(entry: str) -> bool:
+    return any(c in entry for c in "*?[")
+
+
+def _media(path: Path) -> bool:
+    from segcli.inference.io import IMAGE_EXTENSIONS
+
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS
+
+
+def _from_glob(pattern: str) -> list[Item]:
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if _is_glob(part)), len(parts))
+    base = Path(*parts[:fixed]) if fixed else Path(".")
+    found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if _media(Path(p)) and Path(p).is_file())
+    if not found:
+        raise DataError(f"{pattern}: the glob matches no image or video files; check the pattern (quote it for the shell)")
+    return [Item(p, p.relative_to(base).with_suffix("")) for p in found]
+
+
+def _from_list(lines: list[str], where: str) -> list[Item]:
+    paths = [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not paths:
+        raise DataError(f"{where}: no paths listed; give one image or video path per line")
+    base = Path(os.path.commonpath([str(p.parent.absolute()) for p in paths]))
+    return [Item(p, p.absolute().relative_to(base).with_suffix("")) for p in paths]
+
+
+def _from_entry(entry: str) -> list[Item]:
+    from segcli.inference.io import list_images
+
+    root = Path(entry)
+    if root.is_file():
+        return [Item(root, Path(root.stem))]
+    if root.is_dir():
+        found = list_images(root)
+        if not found:
+            raise DataError(f"{root}: no images found in this folder")
+        return [Item(path, path.relative_to(root).with_suffix("")) for path in found]
+    if _is_glob(entry):
+        return _from_glob(entry)
+    raise DataError(f"{root}: input not found; pass image or video files, folders, globs, --list FILE or - for stdin")
+
+
+def collect(inputs: list[str], list_file: str | None = None, stdin=None) -> list[Item]:
+    """Inputs in the order given (folders and globs sorted), checked for output-name collisions."""
+    items: list[Item] = []
+    for entry in inputs:
+        if entry == "-":
+            items.extend(_from_list((stdin or sys.stdin).read().splitlines(), "stdin"))
+        else:
+            items.extend(_from_entry(entry))
+    if list_file:
+        path = Path(list_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise DataError(f"{path}: cannot read the list file ({err.strerror}); pass a text file of paths") from None
+        items.extend(_from_list(lines, str(path)))
+    seen: dict[Path, Path] = {}
+    for item in items:
+        if item.rel in seen and seen[item.rel] != item.path:
+            raise ConfigError(f"{item.path} and {seen[item.rel]} would both write {item.rel}.png; "
+                              "predict them into separate --out folders")
+        seen[item.rel] = item.path
+    unique = list(dict.fromkeys(items))  # the same file named twice is predicted once
+    return unique
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' → (I, N) with 0 ≤ I < N; None → None."""
+    if text in (None, ""):
+        return None
+    index, sep, count = str(text).partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = -1
+    if not sep or n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard={text!r}: write I/N with 0 <= I < N, e.g. --shard 0/4 for the first of 4 jobs")
+    return i, n
+
+
+def shard(items: list[Item], spec: tuple[int, int] | None) -> list[Item]:
+    """Every N-th item starting at I (the inputs' order is deterministic, so shards partition them)."""
+    if spec is None:
+        return items
+    i, n = spec
+    return items[i::n]

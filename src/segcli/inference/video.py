@@ -1,0 +1,113 @@
+"""Videos, frame by frame: an overlay video out, optional per-frame masks, optional temporal smoothing.
+
+OUT/overlays/REL.<ext>   the overlay video (same size and frame rate; .mp4 for mp4/mov/m4v inputs with
+                         the mp4v codec, .avi with MJPG otherwise), written to a temp name and renamed
+OUT/REL/NNNNNN.png       per-frame class-id masks (video.masks=true), NNNNNN = frame index from 0
+Smoothing (smooth = A > 0): p_t = A · p_(t-1) + (1 − A) · softmax(logits_t), masks = argmax p_t.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from segcli.errors import DataError
+from segcli.inference.outputs import Outputs, Record
+
+CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+def overlay_path(outputs: Outputs, rel: Path, source: Path) -> Path:
+    ext = ".mp4" if source.suffix.lower() in (".mp4", ".mov", ".m4v") else ".avi"
+    return outputs.out / "overlays" / rel.with_suffix(ext)
+
+
+def frames(path: Path, batch_size: int):
+    """Batches of consecutive (H, W, 3) uint8 RGB frames, and the capture's fps."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(f"{path}: OpenCV cannot open this video (corrupt or unsupported codec); re-encode it as H.264 mp4")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+
+    def batches():
+        try:
+            batch = []
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        finally:
+            capture.release()
+
+    return fps, batches()
+
+
+def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks: bool, codec: str | None,
+                  emit: Callable[[Record], None], skip_existing: bool = False) -> Path | None:
+    """Predict every frame of `item.path`; emit one Record per frame ("clip.mp4#000012"); → the overlay video
+    (None when skipped)."""
+    import cv2
+    import torch
+
+    from segcli.inference.io import write_png
+    from segcli.inference.predictor import to_ids
+
+    target = overlay_path(outputs, item.rel, item.path)
+    if skip_existing and target.is_file():
+        return None
+    fps, batches = frames(item.path, predictor.batch_size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
+    writer = None
+    previous = None
+    index = 0
+    try:
+        for batch in batches:
+            if smooth > 0 or outputs.needs_probs:
+                probs = torch.softmax(predictor.logits(batch), 1)
+                if smooth > 0:
+                    for i in range(probs.shape[0]):
+                        if previous is not None:
+                            probs[i] = smooth * previous + (1.0 - smooth) * probs[i]
+                        previous = probs[i].clone()
+                ids = to_ids(probs)
+            else:
+                ids = predictor.ids(batch)
+            for frame, mask in zip(batch, ids):
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    fourcc = cv2.VideoWriter_fourcc(*(codec or CODECS[target.suffix]))
+                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
+                    if not writer.isOpened():
+                        raise DataError(f"{target}: OpenCV cannot write this video (codec {codec or CODECS[target.suffix]}); "
+                                        "set video.codec to a FourCC your OpenCV supports")
+                writer.write(cv2.cvtColor(outputs.overlay(frame, mask), cv2.COLOR_RGB2BGR))
+                name = f"{item.path}#{index:06d}"
+                paths = {}
+                if frame_masks:
+                    paths["mask"] = outputs.out / item.rel / f"{index:06d}.png"
+                    outputs.write_mask(paths["mask"], mask)
+                pixels = np.bincount(mask.ravel(), minlength=len(outputs.classes))[: len(outputs.classes)].tolist()
+                emit(Record(name, {**{k: str(p) for k, p in paths.items()}, "video": str(target)}, pixels))
+                index += 1
+        if writer is None:
+            raise DataError(f"{item.path}: no frames could be read from this video; check that it plays")
+        writer.release()
+        writer = None
+        os.replace(tmp, target)
+        return target
+    finally:
+        if writer is not None:
+            writer.release()
+        tmp.unlink(missing_ok=True)

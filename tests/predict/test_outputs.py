@@ -1,0 +1,129 @@
+"""predict outputs: exact sizes for odd inputs, masks = the shared predictor's, areas, JSON lines, prob, uncertainty."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from predict_helpers import CLASSES, scene, write_images
+
+
+def _odd_inputs(folder: Path) -> dict[str, tuple[int, int]]:
+    """Inputs of awkward kinds → the (H, W) their masks must have."""
+    from PIL import Image
+
+    folder.mkdir()
+    rgb = scene(97, 131, 1)
+    cv2.imwrite(str(folder / "rgb.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "gray.png"), rgb[..., 0])
+    cv2.imwrite(str(folder / "rgba.png"), np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)]))
+    cv2.imwrite(str(folder / "deep.png"), rgb.astype(np.uint16) * 257)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.fromarray(rgb).save(folder / "rotated.jpg", exif=exif.tobytes())
+    return {"rgb": (97, 131), "gray": (97, 131), "rgba": (97, 131), "deep": (97, 131), "rotated": (131, 97)}
+
+
+def test_odd_sizes_and_kinds_round_trip_exactly(ckpt, cli, tmp_path):
+    from segcli.inference.backends import load_predictor
+    from segcli.inference.io import read_image
+
+    expected = _odd_inputs(tmp_path / "in")
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "workers=0")
+    assert code == 0, err
+    assert sorted(Path(line).name for line in out.split()) == sorted(f"{stem}.png" for stem in expected)
+    predictor = load_predictor(ckpt, "cpu")
+    for stem, shape in expected.items():
+        mask = cv2.imread(str(tmp_path / "out" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == shape and mask.dtype == np.uint8, stem
+        source = next((tmp_path / "in").glob(f"{stem}.*"))
+        assert np.array_equal(mask, predictor.predict([read_image(source)])[0]), stem  # the one inference path
+        assert cv2.imread(str(tmp_path / "out" / "overlays" / f"{stem}.png")).shape == (*shape, 3)
+
+
+def test_areas_csv_and_jsonl_fractions_sum_to_one(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 3, 50, 70)
+    write_images(tmp_path / "in" / "sub", 2, 33, 45)
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask,areas",
+                         "--jsonl")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 5
+    for line in lines:
+        assert set(line["fractions"]) == set(CLASSES)
+        assert sum(line["fractions"].values()) == pytest.approx(1.0)
+        mask = cv2.imread(line["outputs"]["mask"], cv2.IMREAD_UNCHANGED)
+        assert list(line["pixels"].values()) == np.bincount(mask.ravel(), minlength=len(CLASSES)).tolist()
+        assert Path(line["input"]).is_file()
+    assert (tmp_path / "out" / "sub" / "img_000.png").is_file()  # the output tree mirrors the input tree
+    assert not (tmp_path / "out" / "overlays").exists()
+    sums, rows = defaultdict(float), defaultdict(int)
+    with open(tmp_path / "out" / "areas.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            sums[row["input"]] += float(row["fraction"])
+            rows[row["input"]] += 1
+    assert len(sums) == 5 and set(rows.values()) == {len(CLASSES)}
+    assert all(s == pytest.approx(1.0, abs=1e-5) for s in sums.values())
+
+
+def test_prob_and_uncertainty(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 4, 40, 52)
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out",
+                         "--save", "mask,prob,uncertainty", "workers=0")
+    assert code == 0, err
+    for i in range(4):
+        stored = np.load(tmp_path / "out" / "probs" / f"img_{i:03d}.npz")
+        prob = stored["prob"]
+        assert prob.dtype == np.uint8 and prob.shape == (len(CLASSES), 40, 52)
+        assert list(stored["classes"]) == CLASSES
+        assert np.all(np.abs(prob.astype(int).sum(0) - 255) <= len(CLASSES))  # quantised probabilities sum to ~1
+        mask = cv2.imread(str(tmp_path / "out" / f"img_{i:03d}.png"), cv2.IMREAD_UNCHANGED)
+        top = np.take_along_axis(prob, mask[None].astype(np.int64), 0)[0]
+        assert np.all(top.astype(int) >= prob.max(0).astype(int) - 1)  # the mask is the argmax, up to quantisation
+        entropy = cv2.imread(str(tmp_path / "out" / "uncertainty" / f"img_{i:03d}.png"), cv2.IMREAD_UNCHANGED)
+        assert entropy.shape == (40, 52) and entropy.dtype == np.uint8
+    with open(tmp_path / "out" / "uncertainty.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)  # least certain first: the review queue
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_palette_png_keeps_ids(ckpt, cli, tmp_path):
+    from PIL import Image
+
+    write_images(tmp_path / "in", 2, 40, 52)
+    assert cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "plain", "--save", "mask")[0] == 0
+    assert cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "pal", "--save", "mask",
+               "--palette-png")[0] == 0
+    for i in range(2):
+        with Image.open(tmp_path / "pal" / f"img_{i:03d}.png") as indexed:
+            assert indexed.mode == "P"
+            assert indexed.getpalette()[:6] == [0, 0, 0, 128, 64, 128]
+            ids = np.asarray(indexed)
+        assert np.array_equal(ids, cv2.imread(str(tmp_path / "plain" / f"img_{i:03d}.png"), cv2.IMREAD_UNCHANGED))
+
+
+def test_legend_and_alpha(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 1, 120, 160)
+    assert cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "a", "--alpha", "0")[0] == 0
+    assert cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "b", "--alpha", "0", "--legend")[0] == 0
+    image = scene(120, 160, 0)
+    plain = cv2.cvtColor(cv2.imread(str(tmp_path / "a" / "overlays" / "img_000.png")), cv2.COLOR_BGR2RGB)
+    assert np.abs(plain.astype(int) - image).max() <= 1  # alpha 0: the image itself
+    legend = cv2.cvtColor(cv2.imread(str(tmp_path / "b" / "overlays" / "img_000.png")), cv2.COLOR_BGR2RGB)
+    assert not np.array_equal(legend, plain)
+
+
+def test_bad_options_are_usage_errors(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 1)
+    for args, words in ((["--save", "mask,colour"], "colour"), (["--shard", "4/4"], "I/N"),
+                        (["--on-error", "maybe"], "skip or fail"), (["--smooth", "1.5"], "smooth")):
+        code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", *args)
+        assert code == 2 and words in err and out == "", (args, err)

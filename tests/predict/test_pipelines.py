@@ -1,0 +1,101 @@
+"""predict in pipelines: globs, list files and stdin; --shard; unreadable inputs; kill and --skip-existing resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from predict_helpers import subprocess_cli, write_images
+
+
+def _masks(folder: Path) -> dict[str, np.ndarray]:
+    found = {}
+    for path in sorted(folder.rglob("*.png")):
+        if "overlays" in path.parts:
+            continue
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert mask is not None, f"{path} does not decode"
+        found[str(path.relative_to(folder))] = mask
+    return found
+
+
+def test_glob_list_file_and_stdin(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in" / "a", 2)
+    write_images(tmp_path / "in" / "b", 2, suffix=".jpg")
+    code, out, err = cli("predict", str(tmp_path / "in" / "**" / "*.jpg"), "--ckpt", ckpt, "--out", tmp_path / "glob")
+    assert code == 0, err
+    assert sorted(_masks(tmp_path / "glob")) == ["b/img_000.png", "b/img_001.png"]
+    listed = sorted((tmp_path / "in").rglob("img_00*"))
+    (tmp_path / "list.txt").write_text("\n".join(map(str, listed)) + "\n")
+    code, out, err = cli("predict", "--list", tmp_path / "list.txt", "--ckpt", ckpt, "--out", tmp_path / "list")
+    assert code == 0, err
+    assert sorted(_masks(tmp_path / "list")) == ["a/img_000.png", "a/img_001.png", "b/img_000.png", "b/img_001.png"]
+    proc = subprocess_cli("predict", "-", "--ckpt", ckpt, "--out", tmp_path / "stdin", "--save", "mask",
+                          cwd=tmp_path, stdin="\n".join(map(str, listed)))
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 4
+    assert sorted(_masks(tmp_path / "stdin")) == sorted(_masks(tmp_path / "list"))
+
+
+def test_shards_partition_the_inputs(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 7, 32, 32)
+    seen = []
+    for i in range(3):
+        code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--shard", f"{i}/3",
+                             "--save", "mask,areas", "workers=0")
+        assert code == 0, err
+        seen.append(set(out.split()))
+        assert (tmp_path / "out" / f"areas.shard-{i}-of-3.csv").is_file()
+    assert [len(s) for s in seen] == [3, 2, 2]
+    assert set.union(*seen) == {str(tmp_path / "out" / f"img_{i:03d}.png") for i in range(7)}
+    assert sum(map(len, seen)) == 7  # disjoint
+
+
+def test_unreadable_input_skip_then_exit_3(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 3, 32, 32)
+    (tmp_path / "in" / "img_001b.png").write_bytes(b"not an image")
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask")
+    assert code == 3
+    assert "img_001b.png" in err and "1 of 4 inputs" in err
+    assert len(out.split()) == 3 and len(_masks(tmp_path / "out")) == 3  # the others were predicted
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "fail", "--save", "mask",
+                         "--on-error", "fail", "inference.batch_size=1", "workers=0")
+    assert code == 3 and "on_error=fail" in err
+    assert len(_masks(tmp_path / "fail")) == 2  # stopped at once: the image after the bad one is not predicted
+
+
+def test_killed_run_resumes_to_identical_masks(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 40, 160, 192)
+    args = ["predict", tmp_path / "in", "--ckpt", ckpt, "--save", "mask,overlay", "inference.batch_size=2"]
+    assert cli(*args, "--out", tmp_path / "full")[0] == 0
+    full = _masks(tmp_path / "full")
+    assert len(full) == 40
+
+    out = tmp_path / "killed"
+    env = {k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"}
+    proc = subprocess.Popen([sys.executable, "-m", "segcli", *map(str, args), "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list(out.glob("*.png"))) < 4:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _masks(out)  # every PNG there decodes: nothing half-written
+    assert 4 <= len(partial) < 40
+    for name, mask in partial.items():
+        assert np.array_equal(mask, full[name])
+
+    code, stdout, err = cli(*args, "--out", out, "--skip-existing")
+    assert code == 0, err
+    assert f"{len(partial)} skipped" in err
+    resumed = _masks(out)
+    assert resumed.keys() == full.keys()
+    assert all(np.array_equal(resumed[name], full[name]) for name in full)
+    assert len(stdout.split()) == 40

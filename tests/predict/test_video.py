@@ -1,0 +1,87 @@
+"""predict on videos: a playable overlay video, per-frame masks, EMA smoothing of class probabilities."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+from predict_helpers import scene
+
+FRAMES, HEIGHT, WIDTH = 10, 64, 96
+
+
+def _write_video(path, fourcc: str) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (WIDTH, HEIGHT))
+    assert writer.isOpened()
+    for i in range(FRAMES):
+        writer.write(cv2.cvtColor(scene(HEIGHT, WIDTH, i % 2), cv2.COLOR_RGB2BGR))  # flickers between two scenes
+    writer.release()
+
+
+def _count_frames(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), path
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def _read_frames(path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+
+def test_video_gives_playable_overlay_video_and_frame_masks(ckpt, cli, tmp_path):
+    for suffix, fourcc in ((".mp4", "mp4v"), (".avi", "MJPG")):
+        clip = tmp_path / f"clip{suffix}"
+        _write_video(clip, fourcc)
+        code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out", "--frame-masks",
+                             "--save", "mask,overlay,areas")
+        assert code == 0, err
+        video = tmp_path / "out" / "overlays" / f"clip{suffix}"
+        assert out.split() == [str(video)]
+        assert _count_frames(video) == FRAMES
+        capture = cv2.VideoCapture(str(video))
+        assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (WIDTH, HEIGHT)
+        masks = sorted((tmp_path / "out" / "clip").glob("*.png"))
+        assert [m.name for m in masks] == [f"{i:06d}.png" for i in range(FRAMES)]
+        assert cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED).shape == (HEIGHT, WIDTH)
+    assert not list((tmp_path / "out" / "overlays").glob(".*"))  # no temp files left
+
+
+def test_smooth_is_an_ema_of_probabilities(ckpt, cli, tmp_path):
+    import torch
+
+    from segcli.inference.backends import load_predictor
+
+    clip = tmp_path / "clip.avi"
+    _write_video(clip, "MJPG")
+    code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out", "--frame-masks", "--smooth", "0.7",
+                         "--jsonl", "--save", "mask,overlay,areas")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["input"] for line in lines] == [f"{clip}#{i:06d}" for i in range(FRAMES)]
+    predictor = load_predictor(ckpt, "cpu")
+    previous = None
+    changed_smooth = changed_raw = 0
+    last_smooth = last_raw = None
+    for i, frame in enumerate(_read_frames(clip)):
+        probs = torch.softmax(predictor.logits([frame]), 1)[0]
+        raw = probs.argmax(0).numpy()
+        previous = probs if previous is None else 0.7 * previous + 0.3 * probs
+        expected = previous.argmax(0).numpy()
+        mask = cv2.imread(str(tmp_path / "out" / "clip" / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(mask, expected), i
+        if last_smooth is not None:
+            changed_smooth += int((mask != last_smooth).sum())
+            changed_raw += int((raw != last_raw).sum())
+        last_smooth, last_raw = mask, raw
+    assert changed_smooth < changed_raw  # less flicker
