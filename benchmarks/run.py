@@ -68,8 +68,10 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_data import bench_data
     from bench_export import bench_export
+    from bench_predict import bench_predict
 
-    results = [bench_startup(args.runs), bench_metrics(args.runs), bench_data(args.runs), bench_export(args.runs)]
+    results = [bench_startup(args.runs), bench_metrics(args.runs), bench_data(args.runs), bench_export(args.runs),
+               bench_predict(max(3, args.runs // 5))]
     lines = ["# Benchmarks", "", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
              f"Python {platform.python_version()}. Date: {datetime.date.today()}. Produced by `make bench`.", "",
              "Medians of alternating runs; ratio = median of the per-pair ratios.", "",
