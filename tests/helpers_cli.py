@@ -163,3 +163,28 @@ def camvid_run(camvid_data, tmp_path_factory) -> Run:
     """Two training batches on camvid-mini, then validation on all 8 full 360x480 val frames."""
     cwd = tmp_path_factory.mktemp("camvid_train")
     return _train("camvid", camvid_data, CAMVID_TRAIN, cwd)
+
+
+def run_in_process(args: list) -> int:
+    """Run `segcli ARGS` in this process (faster than a subprocess: torch is imported once); return the exit code."""
+    from segcli.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
+
+
+@pytest.fixture
+def cli(capsys):
+    """cli(*args) → (exit code, stdout, stderr) of `segcli ARGS` run in this process."""
+
+    def call(*args):
+        capsys.readouterr()
+        code = run_in_process(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+

@@ -6,36 +6,14 @@ from pathlib import Path
 
 import pytest
 
-
-def run_cli(args: list[str]) -> int:
-    """Run `segcli ARGS` in this process; return its exit code (output goes to pytest's capture)."""
-    from segcli.cli import main
-
-    try:
-        main([str(a) for a in args])
-    except SystemExit as done:
-        return int(done.code or 0)
-    return 0
-
-
-@pytest.fixture
-def cli(capsys):
-    """cli(*args) → (exit code, stdout, stderr) of `segcli ARGS` run in this process."""
-
-    def call(*args):
-        capsys.readouterr()
-        code = run_cli(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+from helpers_cli import run_in_process
 
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     """A prepared synthetic dataset: 10 scenes of 72 × 100 (not multiples of 32: padding is exercised)."""
     root = tmp_path_factory.mktemp("export") / "syn"
-    assert run_cli(["prepare", "synthetic", "--out", root, "--num-images", 10,
+    assert run_in_process(["prepare", "synthetic", "--out", root, "--num-images", 10,
                     "synthetic.height=72", "synthetic.width=100"]) == 0
     return root
 
@@ -44,7 +22,7 @@ def dataset(tmp_path_factory) -> Path:
 def ckpt(dataset, tmp_path_factory) -> Path:
     """A Unet/resnet18 checkpoint trained for one epoch on `dataset`."""
     run = tmp_path_factory.mktemp("export") / "run"
-    assert run_cli(["train", f"data.root={dataset}", "trainer.max_epochs=1", "data.num_workers=0", "data.batch_size=4",
+    assert run_in_process(["train", f"data.root={dataset}", "trainer.max_epochs=1", "data.num_workers=0", "data.batch_size=4",
                     "augment.crop_size=[64,64]", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "--run-dir", run]) == 0
     path = run / "checkpoints" / "best.ckpt"
     assert path.is_file()
@@ -52,7 +30,7 @@ def ckpt(dataset, tmp_path_factory) -> Path:
 
 
 def _export(ckpt: Path, out: Path, *args) -> Path:
-    assert run_cli(["export", "--ckpt", ckpt, "--out", out, *args]) == 0
+    assert run_in_process(["export", "--ckpt", ckpt, "--out", out, *args]) == 0
     assert out.is_file()
     return out
 

@@ -12,6 +12,8 @@ import pytest
 
 from predict_helpers import CLASSES, PALETTE
 
+from helpers_cli import run_in_process
+
 
 @pytest.fixture(scope="session")
 def ckpt(tmp_path_factory) -> Path:
@@ -28,28 +30,5 @@ def ckpt(tmp_path_factory) -> Path:
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
                 "hyper_parameters": {"meta": meta}}, path)
     return path
-
-
-def run_cli(args: list) -> int:
-    from segcli.cli import main
-
-    try:
-        main([str(a) for a in args])
-    except SystemExit as done:
-        return int(done.code or 0)
-    return 0
-
-
-@pytest.fixture
-def cli(capsys):
-    """cli(*args) → (exit code, stdout, stderr) of `segcli ARGS` run in this process."""
-
-    def call(*args):
-        capsys.readouterr()
-        code = run_cli(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 

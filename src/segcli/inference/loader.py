@@ -1,11 +1,16 @@
-"""Image decoding in DataLoader worker processes, so the model never waits on disk.
+"""Image decoding ahead of the model, so the forward pass never waits on disk.
 
-Each worker has one torch and one OpenCV thread; the main process keeps every core for the
-forward pass. Images arrive in input order; an unreadable one arrives as its error message.
+Decoding runs in a small pool of threads: OpenCV's imdecode/cvtColor release the GIL, so threads
+decode in parallel with the forward pass. Threads rather than forked DataLoader processes: a
+process forked from one whose OpenCV thread pool has already run can deadlock inside OpenCV
+(seen here when predict ran after other OpenCV work in the same process). Images arrive in input
+order; an unreadable one arrives as its error message.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -14,38 +19,30 @@ from segcli.errors import DataError
 from segcli.inference.io import read_image
 
 
-class DecodeDataset:
-    """Map-style dataset: index → (index, (H, W, 3) uint8 RGB image or None, error message or None)."""
-
-    def __init__(self, paths: Sequence):
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        try:
-            return index, read_image(self.paths[index]), None
-        except DataError as err:
-            return index, None, err.message
-
-
-def _init_worker(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
+def _read(path) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return read_image(path), None
+    except DataError as err:
+        return None, err.message
 
 
 def decode(paths: Sequence, workers: int = 2, prefetch: int = 4) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
-    """(index, image, error) for each path, in order; decoded by `workers` processes (0: in this one)."""
-    dataset = DecodeDataset(paths)
-    if workers <= 0 or len(dataset) <= 1:
-        for index in range(len(dataset)):
-            yield dataset[index]
-        return
-    from torch.utils.data import DataLoader
+    """(index, (H, W, 3) uint8 RGB image or None, error message or None) for each path, in order.
 
-    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(dataset)),
-                        prefetch_factor=prefetch, worker_init_fn=_init_worker)
-    for index, image, error in loader:  # images come back as tensors in shared memory
-        yield int(index), (image.numpy() if image is not None else None), error
+    `workers` threads decode up to `workers * prefetch` images ahead (0: decode in the calling thread).
+    """
+    paths = list(paths)
+    if workers <= 0 or len(paths) <= 1:
+        for index, path in enumerate(paths):
+            yield (index, *_read(path))
+        return
+    ahead = max(1, workers * prefetch)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segcli-decode") as pool:
+        pending: deque = deque()
+        next_index = 0
+        while next_index < len(paths) or pending:
+            while next_index < len(paths) and len(pending) < ahead:
+                pending.append((next_index, pool.submit(_read, paths[next_index])))
+                next_index += 1
+            index, future = pending.popleft()
+            yield (index, *future.result())
