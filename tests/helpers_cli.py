@@ -61,6 +61,16 @@ def assert_error(proc: subprocess.CompletedProcess, code: int) -> str:
     return lines[0]
 
 
+def assert_error_after_report(proc: subprocess.CompletedProcess, code: int) -> str:
+    """Commands that report per-item problems first (predict's unreadable inputs): exit `code`, the last
+    stderr line is `segcli: error: ...`, no traceback. Returns that line."""
+    assert proc.returncode == code, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("segcli: error: "), describe(proc)
+    assert "Traceback" not in proc.stderr
+    return lines[-1]
+
+
 def assert_lint_failed(proc: subprocess.CompletedProcess) -> str:
     """Lint errors: exit 1, the summary table on stderr, then one `segcli: error: ...` line; no traceback.
 

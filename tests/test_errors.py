@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_cli import assert_error, assert_ok, describe, run_cli
+from helpers_cli import assert_error, assert_error_after_report, assert_ok, describe, run_cli
 
 from segcli.errors import EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
@@ -98,8 +98,8 @@ def test_predict_missing_input(synthetic_run, tmp_path):
 def test_predict_corrupt_image(synthetic_run, tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes())
-    line = assert_error(run_cli("predict", corrupt, "--ckpt", synthetic_run.best, "--out", tmp_path / "out",
-                                cwd=tmp_path), 3)
+    line = assert_error_after_report(run_cli("predict", corrupt, "--ckpt", synthetic_run.best, "--out", tmp_path / "out",
+                                             cwd=tmp_path), 3)
     assert str(corrupt) in line
     assert not list(tmp_path.glob("out/**/*.png"))  # no mask for an image that could not be read
 
