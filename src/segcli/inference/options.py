@@ -13,13 +13,15 @@ from segcli.errors import ConfigError
 MODES = ("whole", "slide")
 BLENDS = ("gaussian", "constant")
 TTAS = ("none", "flip")
+AMPS = ("none", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class InferenceOptions:
     """mode: whole | slide; tile: (h, w) window of `slide`; overlap: fraction of the tile shared by
     neighbouring windows, in [0, 1); blend: gaussian | constant weights of overlapping windows;
-    tta: none | flip (horizontal); scales: input scales whose probabilities are averaged."""
+    tta: none | flip (horizontal); scales: input scales whose probabilities are averaged;
+    amp: none | bf16 | fp16 autocast of the forward pass on CUDA (ignored on the CPU)."""
 
     mode: str = "whole"
     tile: tuple[int, int] | None = None
@@ -27,6 +29,7 @@ class InferenceOptions:
     blend: str = "gaussian"
     tta: str = "none"
     scales: tuple[float, ...] = field(default=(1.0,))
+    amp: str = "none"
 
     @property
     def plain(self) -> bool:
@@ -65,7 +68,9 @@ class InferenceOptions:
         tile = get("tile", None)
         if mode == "slide":
             tile = _tile(tile, meta)
-        return cls(mode=mode, tile=tile, overlap=overlap, blend=blend, tta=tta, scales=scales)
+        amp = str(get("amp", "none") or "none")
+        _choice("inference.amp", amp, AMPS)
+        return cls(mode=mode, tile=tile, overlap=overlap, blend=blend, tta=tta, scales=scales, amp=amp)
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -120,7 +120,17 @@ class Predictor:
         return (probs / len(passes)).clamp_min_(1e-12).log_()
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """One pass over a normalised (N, C, H, W) batch: whole image or sliding window → (N, K, H, W) logits."""
+        """One pass over a normalised (N, C, H, W) batch: whole image or sliding window → (N, K, H, W) logits.
+
+        With inference.amp=bf16|fp16 on a CUDA device the forward pass runs under torch.autocast."""
+        amp = self.options.amp
+        if amp != "none" and self.device.type == "cuda":
+            dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+            with torch.autocast(device_type="cuda", dtype=dtype):
+                return self._run_once(x).float()
+        return self._run_once(x)
+
+    def _run_once(self, x: torch.Tensor) -> torch.Tensor:
         multiple = int(self.meta["size_multiple"])
         if self.options.mode == "slide":
             run = lambda crop: forward_padded(self.forward, crop, multiple)  # noqa: E731
