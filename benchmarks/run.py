@@ -78,7 +78,7 @@ def main() -> None:
              "| figure | A median | B median | ratio | goal | reproduce |", "|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['name']} | {r['a'] * 1000:.1f} ms | {r['b'] * 1000:.1f} ms | {r['ratio']:.2f} "
-                     f"{'✓' if r['ok'] else '✗'} | {r['goal']} | `{r['cmd']}` |")
+                     f"{'' if r['ok'] is None else '✓' if r['ok'] else '✗'} | {r['goal']} | `{r['cmd']}` |")
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text, encoding="utf-8")
     sys.stdout.write(text)
