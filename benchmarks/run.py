@@ -71,7 +71,7 @@ def main() -> None:
     from bench_predict import bench_predict
 
     results = [bench_startup(args.runs), bench_metrics(args.runs), bench_data(args.runs), bench_export(args.runs),
-               bench_predict(max(3, args.runs // 5))]
+               bench_predict(max(5, args.runs // 3))]
     lines = ["# Benchmarks", "", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
              f"Python {platform.python_version()}. Date: {datetime.date.today()}. Produced by `make bench`.", "",
              "Medians of alternating runs; ratio = median of the per-pair ratios.", "",
