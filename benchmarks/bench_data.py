@@ -76,10 +76,7 @@ def bench_data(runs: int) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run import standalone
 
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=15)
-    result = bench_data(parser.parse_args().runs)
-    print(f"{result['name']}\n  pipeline {result['a'] * 1000:.1f} ms, decode {result['b'] * 1000:.1f} ms per pass; "
-          f"ratio {result['ratio']:.2f} (goal {result['goal']}: {'ok' if result['ok'] else 'NOT met'})")
+    standalone(bench_data)

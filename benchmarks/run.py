@@ -60,6 +60,16 @@ def bench_metrics(runs: int) -> dict:
             "ratio": speed, "goal": "≥ 1.0", "ok": speed >= 1.0, "cmd": "segcli.metrics.ConfusionMatrix.update vs np.bincount"}
 
 
+def standalone(bench) -> None:
+    """`python benchmarks/bench_X.py [--runs N]`: run one benchmark function and print its figure."""
+    parser = argparse.ArgumentParser(description=sys.modules[bench.__module__].__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    r = bench(parser.parse_args().runs)
+    verdict = "no goal" if r["ok"] is None else "ok" if r["ok"] else "NOT met"
+    print(f"{r['name']}\n  A {r['a'] * 1000:.1f} ms, B {r['b'] * 1000:.1f} ms per pass; ratio {r['ratio']:.2f} "
+          f"(goal {r['goal']}: {verdict})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="BENCHMARKS.md")
