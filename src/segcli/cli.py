@@ -189,7 +189,7 @@ def train(
 @app.command("eval")
 def evaluate(
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to evaluate."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Exported model (.onnx) to evaluate instead of a checkpoint."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs named like the split's masks: score them without a model (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
