@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
-from segcli.data.lint import Finding
+from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder
 
 
@@ -49,3 +49,22 @@ class Source:
     decoder: MaskDecoder
     splits: list[str]
     findings: list[Finding] = field(default_factory=list)
+
+
+def pair_by_stem(split: str, images: dict[str, Path], masks: dict[str, Path], no_mask: Callable[[str], str],
+                 no_image: Callable[[str], str]) -> tuple[list[Sample], list[Finding]]:
+    """Pair one split's images and masks by stem, in the order of `images`.
+
+    An image without a mask and a mask without an image (in sorted stem order) each become an error finding
+    whose detail is no_mask(stem) / no_image(stem).
+    """
+    samples, findings = [], []
+    for stem, image in images.items():
+        if stem in masks:
+            samples.append(Sample(split=split, stem=stem, image=image, mask=masks[stem]))
+        else:
+            findings.append(error("missing_mask", str(image), no_mask(stem), split=split, stem=stem))
+    for stem in sorted(set(masks) - set(images)):
+        findings.append(error("missing_image", str(masks[stem]), no_image(stem), split=split, stem=stem))
+    return samples, findings
+

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.lint import error
 from segcli.data.masks import MaskDecoder, value_lut
-from segcli.data.source import Sample, Source
+from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
 from segcli.inference.io import list_images
 
@@ -84,13 +83,9 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
             raise DataError(f"{image_dir}: split folder not found")
         images = {p.relative_to(image_dir).with_suffix("").as_posix(): p for p in list_images(image_dir)}
         masks = {p.relative_to(mask_dir).with_suffix("").as_posix(): p for p in list_images(mask_dir)} if mask_dir.is_dir() else {}
-        for stem, image in images.items():
-            if stem in masks:
-                samples.append(Sample(split=split, stem=stem, image=image, mask=masks[stem]))
-            else:
-                findings.append(error("missing_mask", str(image), f"no {mask_dir / (stem + '.png')}", split=split, stem=stem))
-        for stem in sorted(set(masks) - set(images)):
-            findings.append(error("missing_image", str(masks[stem]), f"no image {stem}.* in {image_dir}",
-                                  split=split, stem=stem))
+        pairs, missing = pair_by_stem(split, images, masks, lambda stem: f"no {mask_dir / (stem + '.png')}",
+                                      lambda stem: f"no image {stem}.* in {image_dir}")
+        samples += pairs
+        findings += missing
     return Source(name="ade20k", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
                   decoder=decoder(), splits=wanted, findings=findings)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.lint import error
 from segcli.data.masks import MaskDecoder, value_lut
-from segcli.data.source import Sample, Source
+from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
 from segcli.inference.io import list_images
 
@@ -43,14 +42,10 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
             raise DataError(f"{annot_dir}: missing annotation folder for {src / split}")
         masks = {p.stem: p for p in list_images(annot_dir)}
         images = {p.stem: p for p in list_images(src / split)}
-        for stem in sorted(images):
-            if stem in masks:
-                samples.append(Sample(split=split, stem=stem, image=images[stem], mask=masks[stem]))
-            else:
-                findings.append(error("missing_mask", str(images[stem]), f"no annotation {annot_dir / (stem + '.png')}",
-                                      split=split, stem=stem))
-        for stem in sorted(set(masks) - set(images)):
-            findings.append(error("missing_image", str(masks[stem]), f"no image {stem}.* in {src / split}",
-                                  split=split, stem=stem))
+        pairs, missing = pair_by_stem(split, {stem: images[stem] for stem in sorted(images)}, masks,
+                                      lambda stem: f"no annotation {annot_dir / (stem + '.png')}",
+                                      lambda stem: f"no image {stem}.* in {src / split}")
+        samples += pairs
+        findings += missing
     return Source(name="camvid", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
                   decoder=decoder(), splits=present, findings=findings)

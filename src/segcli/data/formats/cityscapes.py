@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.lint import error
 from segcli.data.masks import MaskDecoder, value_lut
-from segcli.data.source import Sample, Source
+from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
 
 # (train id, name, colour) in train-id order; LABEL_TO_TRAIN: label id → train id for these 19.
@@ -52,14 +51,10 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
                   for p in sorted(image_dir.rglob(f"*{IMAGE_SUFFIX}.png"))}
         masks = {p.relative_to(mask_dir).as_posix()[: -len(MASK_SUFFIX + ".png")]: p
                  for p in sorted(mask_dir.rglob(f"*{MASK_SUFFIX}.png"))} if mask_dir.is_dir() else {}
-        for stem, image in images.items():
-            if stem in masks:
-                samples.append(Sample(split=split, stem=stem, image=image, mask=masks[stem]))
-            else:
-                findings.append(error("missing_mask", str(image), f"no {mask_dir / (stem + MASK_SUFFIX + '.png')}",
-                                      split=split, stem=stem))
-        for stem in sorted(set(masks) - set(images)):
-            findings.append(error("missing_image", str(masks[stem]), f"no {image_dir / (stem + IMAGE_SUFFIX + '.png')}",
-                                  split=split, stem=stem))
+        pairs, missing = pair_by_stem(split, images, masks,
+                                      lambda stem: f"no {mask_dir / (stem + MASK_SUFFIX + '.png')}",
+                                      lambda stem: f"no {image_dir / (stem + IMAGE_SUFFIX + '.png')}")
+        samples += pairs
+        findings += missing
     return Source(name="cityscapes", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
                   decoder=decoder(), splits=wanted, findings=findings)
