@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 from segcli.metrics import format_value
 
@@ -63,11 +62,6 @@ def report_dict(metrics: dict, split: str, num_images: int, extra: dict | None =
     if extra:
         report.update(extra)
     return report
-
-
-def report_json(metrics: dict, split: str, num_images: int, extra: dict | None = None) -> str:
-    """report_dict as indented JSON text (trailing newline)."""
-    return json.dumps(report_dict(metrics, split, num_images, extra), indent=2) + "\n"
 
 
 def _csv(rows: list[list]) -> str:

@@ -60,7 +60,6 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
     import cv2
     import torch
 
-    from segcli.inference.io import write_png
     from segcli.inference.predictor import to_ids
 
     target = overlay_path(outputs, item.rel, item.path)

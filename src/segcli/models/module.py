@@ -75,7 +75,7 @@ class SegModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        optim, sched = self.hparams.optim, self.hparams.sched
+        optim = self.hparams.optim
         if optim["name"] != "adamw":
             from segcli.errors import ConfigError
 
