@@ -35,12 +35,13 @@ def run(cfg) -> Path:
     del probe
     for split in (cfg.data.train_split, cfg.data.val_split):
         card.pairs(split)  # an unknown split fails here, before the run directory exists
-    run_dir = make_run_dir(cfg.run_dir, "train")
-    save_config(run_dir, cfg)
-    info(f"train: run directory {run_dir}")
+    # Loss (class weights), encoder weights and data settings fail here too, before anything is written.
     module = SegModule(meta, to_container(cfg.loss), to_container(cfg.optim), to_container(cfg.sched),
                        encoder_weights=cfg.model.encoder_weights, channels_last=bool(cfg.channels_last))
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card)
+    run_dir = make_run_dir(cfg.run_dir, "train")
+    save_config(run_dir, cfg)
+    info(f"train: run directory {run_dir}")
 
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
                                  save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
