@@ -28,6 +28,20 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def input_scale(data_cfg: dict) -> float:
+    """data.input_scale as a float in (0, 4]: the model works on images resized by this factor."""
+    from segcli.errors import ConfigError
+
+    try:
+        scale = float(data_cfg.get("input_scale") or 1.0)
+    except (TypeError, ValueError):
+        scale = -1.0
+    if not 0.0 < scale <= 4.0:
+        raise ConfigError(f"data.input_scale={data_cfg.get('input_scale')!r}: give a number in (0, 4], e.g. 0.5 to "
+                          "train and predict at half resolution")
+    return scale
+
+
 class SegDataModule(L.LightningDataModule):
     def __init__(self, data_cfg: dict, augment_cfg: dict, card: DatasetCard | None = None):
         super().__init__()
@@ -46,7 +60,8 @@ class SegDataModule(L.LightningDataModule):
             train_split = val_split = cfg["train_split"]
             train_idx = card.indices(train_split, int(fold), held_out=False)
             val_idx = card.indices(train_split, int(fold), held_out=True)
-        self.train_set = SegDataset(card, train_split, train_transform(self.augment_cfg, card.ignore_index), train_idx)
+        self.train_set = SegDataset(card, train_split, train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg)),
+                                   train_idx)
         self.val_set = SegDataset(card, val_split, indices=val_idx)
         if cfg.get("rare_class_sampling"):
             self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)))

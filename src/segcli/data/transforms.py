@@ -205,10 +205,13 @@ def _rotation_window(crop: tuple[int, int], degrees: float) -> tuple[int, int]:
     return int(np.ceil(h * c + w * s)) + 2, int(np.ceil(w * c + h * s)) + 2
 
 
-def train_transform(augment: dict, ignore_index: int) -> v2.Transform:
-    """(image, mask) → (image, mask) callable for the training split, from an augment preset."""
+def train_transform(augment: dict, ignore_index: int, input_scale: float = 1.0) -> v2.Transform:
+    """(image, mask) → (image, mask) callable for the training split, from an augment preset.
+
+    input_scale: the model's working resolution as a fraction of the dataset's (data.input_scale); it
+    multiplies the preset's random scale range, so crops are cut from the image at that resolution."""
     steps: list[v2.Transform] = []
-    scale = tuple(float(f) for f in augment.get("scale") or (1.0, 1.0))
+    scale = tuple(float(f) * float(input_scale) for f in augment.get("scale") or (1.0, 1.0))
     degrees = float(augment.get("rotate") or 0)
     rotate = v2.RandomRotation(degrees, interpolation=v2.InterpolationMode.BILINEAR,
                                fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}) if degrees > 0 else None

@@ -1,6 +1,8 @@
 """The shared predictor used by eval, predict, export verification and training validation.
 
 Preprocess: (H, W, 3) uint8 RGB → (N, 3, H, W) float32, x/255 normalised by mean/std.
+Scale: a model trained at a fraction of the dataset's resolution (meta["input_scale"], e.g. 0.5) sees
+its input resized by that factor, and its logits are resized back to the input's size.
 Forward: pad bottom/right with zeros to the model's size multiple, run the backend, crop back
 (`inference.mode=whole`), or do that per overlapping window and blend (`inference.mode=slide`,
 see segcli.inference.sliding). With TTA (horizontal flip) and/or several scales, the softmax
@@ -38,6 +40,28 @@ def forward_padded(forward: Forward, x: torch.Tensor, multiple: int) -> torch.Te
         x = F.pad(x, (0, pad_w, 0, pad_h))
     logits = forward(x)
     return logits[..., :h, :w]
+
+
+def resize(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """(N, C, H, W) float → resized by `scale` (bilinear, antialiased when shrinking); unchanged for scale 1."""
+    if scale == 1.0:
+        return x
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
+
+
+def forward_scaled(forward: Forward, x: torch.Tensor, multiple: int, scale: float = 1.0) -> torch.Tensor:
+    """forward_padded at `scale` × the input size, logits resized back: (N, C, H, W) → (N, K, H, W)."""
+    if scale == 1.0:
+        return forward_padded(forward, x, multiple)
+    logits = forward_padded(forward, resize(x, scale), multiple)
+    return F.interpolate(logits.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def input_scale(meta: dict) -> float:
+    """The factor a model's input is resized by (meta["input_scale"], 1.0 when absent)."""
+    return float(meta.get("input_scale") or 1.0)
 
 
 def to_ids(logits: torch.Tensor) -> np.ndarray:
@@ -101,16 +125,17 @@ class Predictor:
                               "export without --argmax to get logits")
         x = self.preprocess(images)
         opts = self.options
-        passes = [(s, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
+        base = input_scale(self.meta)
+        passes = [(s * base, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
         if passes == [(1.0, False)]:  # one pass, whole or slide: the model's logits themselves
             return self._run(x).float()
+        if len(passes) == 1 and not passes[0][1]:  # one pass at the model's own scale: its logits, resized back
+            return F.interpolate(self._run(resize(x, passes[0][0])).float(), size=x.shape[-2:], mode="bilinear",
+                                 align_corners=False)
         h, w = x.shape[-2:]
         probs = None
         for scale, flip in passes:
-            xs = x
-            if scale != 1.0:
-                size = (max(1, round(h * scale)), max(1, round(w * scale)))
-                xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
+            xs = resize(x, scale)
             out = self._run(xs.flip(-1) if flip else xs).float()
             out = out.flip(-1) if flip else out
             if out.shape[-2:] != (h, w):
@@ -143,7 +168,10 @@ class Predictor:
         """Same-size images → (N, H, W) uint8 class ids (uint16 when there are more than 256 classes)."""
         if not self.outputs_ids:
             return to_ids(self.logits(images))
-        ids = forward_padded(self.forward, self.preprocess(images), int(self.meta["size_multiple"]))
+        x = self.preprocess(images)
+        ids = forward_padded(self.forward, resize(x, input_scale(self.meta)), int(self.meta["size_multiple"]))
+        if ids.shape[-2:] != x.shape[-2:]:  # a model run at input_scale != 1: nearest-neighbour back to the input size
+            ids = F.interpolate(ids[:, None].float(), size=x.shape[-2:], mode="nearest-exact")[:, 0].long()
         return ids.cpu().numpy().astype(np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
