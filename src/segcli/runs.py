@@ -32,10 +32,11 @@ def save_config(run_dir: Path, cfg) -> Path:
 
 
 def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, val_split: str,
-               train_crop: list[int] | None = None) -> dict:
+               train_crop: list[int] | None = None, input_scale: float = 1.0) -> dict:
     """What a checkpoint or exported model carries so that it can be used with nothing else.
 
-    train_crop: the [H, W] crop it was trained on (sliding-window inference defaults its tile to it)."""
+    train_crop: the [H, W] crop it was trained on (sliding-window inference defaults its tile to it).
+    input_scale: the factor images are resized by before the network (data.input_scale)."""
     stats = card.stats or {}
     return {
         "segcli_version": __version__,
@@ -47,6 +48,7 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, 
         "input": "float32 NCHW RGB, (x / 255 - mean) / std",
         "size_multiple": int(size_multiple),
         "train_crop": [int(v) for v in train_crop] if train_crop else None,
+        "input_scale": float(input_scale),
         "model": model_kwargs,
         "dataset": {"name": card.name, "root": str(Path(dataset_root).resolve()), "val_split": val_split},
     }

@@ -17,7 +17,7 @@ def run(cfg) -> Path:
     from lightning.pytorch.loggers import CSVLogger
 
     from segcli.data.card import load_card
-    from segcli.data.datamodule import SegDataModule
+    from segcli.data.datamodule import SegDataModule, input_scale
     from segcli.models.factory import build_model, model_kwargs, size_multiple
     from segcli.models.module import SegModule
     from segcli.reports import metrics_table
@@ -31,7 +31,7 @@ def run(cfg) -> Path:
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
     probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
     meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.root, cfg.data.val_split,
-                      train_crop=cfg.augment.get("crop_size"))
+                      train_crop=cfg.augment.get("crop_size"), input_scale=input_scale(cfg.data))
     del probe
     for split in (cfg.data.train_split, cfg.data.val_split):
         card.pairs(split)  # an unknown split fails here, before the run directory exists

@@ -33,7 +33,8 @@ def input_scale(data_cfg: dict) -> float:
     from segcli.errors import ConfigError
 
     try:
-        scale = float(data_cfg.get("input_scale") or 1.0)
+        value = data_cfg.get("input_scale")
+        scale = 1.0 if value is None else float(value)
     except (TypeError, ValueError):
         scale = -1.0
     if not 0.0 < scale <= 4.0:

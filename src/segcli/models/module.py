@@ -13,7 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from segcli.inference.predictor import forward_padded, normalize
+from segcli.inference.predictor import forward_scaled, input_scale, normalize
 from segcli.metrics import ConfusionMatrix, compute_metrics
 from segcli.models.factory import WeightedLoss, build_model, resolve_class_weights
 
@@ -41,9 +41,9 @@ class SegModule(L.LightningModule):
         return self.model(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) uint8 → (N, K, H, W) float32 logits, any H, W."""
+        """(N, 3, H, W) uint8 → (N, K, H, W) float32 logits, any H, W (run at meta's input_scale, resized back)."""
         x = normalize(images, self.meta["mean"], self.meta["std"])
-        return forward_padded(self._net, x, int(self.meta["size_multiple"]))
+        return forward_scaled(self._net, x, int(self.meta["size_multiple"]), input_scale(self.meta))
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
