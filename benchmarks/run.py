@@ -78,10 +78,12 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_data import bench_data
     from bench_export import bench_export
+    from bench_gpu import GPU_MD
     from bench_predict import bench_predict
+    from bench_train import bench_train
 
     results = [bench_startup(args.runs), bench_metrics(args.runs), bench_data(args.runs), bench_export(args.runs),
-               bench_predict(max(5, args.runs // 3))]
+               bench_predict(max(5, args.runs // 3)), bench_train(max(3, args.runs // 5))]
     lines = ["# Benchmarks", "", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
              f"Python {platform.python_version()}. Date: {datetime.date.today()}. Produced by `make bench`.", "",
              "Medians of alternating runs; ratio = median of the per-pair ratios.", "",
@@ -89,6 +91,13 @@ def main() -> None:
     for r in results:
         lines.append(f"| {r['name']} | {r['a'] * 1000:.1f} ms | {r['b'] * 1000:.1f} ms | {r['ratio']:.2f} "
                      f"{'' if r['ok'] is None else '✓' if r['ok'] else '✗'} | {r['goal']} | `{r['cmd']}` |")
+    lines += ["", "## GPU", ""]
+    if GPU_MD.is_file():  # written by benchmarks/bench_gpu.py on a machine with CUDA
+        lines.append(GPU_MD.read_text(encoding="utf-8").strip())
+    else:
+        lines.append("Never run: no GPU machine has been available to this project yet. On one, "
+                     "`python benchmarks/bench_gpu.py` measures bf16 train images/s, predict images/s at 1024×2048 "
+                     "and GPU utilisation into benchmarks/gpu.md, which this section then shows with its date.")
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text, encoding="utf-8")
     sys.stdout.write(text)

@@ -1,0 +1,109 @@
+"""Train throughput: images/s of `segcli train` vs a bare PyTorch training loop, same model and data.
+
+A: `segcli train` as the CLI runs it (segcli.commands.train.run on the composed config: Lightning
+Trainer, DataLoader workers decoding PNGs, progress bar, CSV logging, last.ckpt every epoch), with
+validation and the end-of-training evaluation switched off. B: a bare loop over the same images held
+in memory as one uint8 tensor: normalise, forward, loss, backward, AdamW step — same model
+(Unet/resnet18, random init, channels-last), batch, resolution, loss (cross-entropy) and fp32.
+Per-epoch time = (time of a 3-epoch run − time of a 1-epoch run) / 2 for both, so one-time start-up
+(model construction, worker start) cancels out and what remains is the training loop itself.
+ratio = A images/s ÷ B images/s.
+
+Run alone: `python benchmarks/bench_train.py [--runs N]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+
+NUM_IMAGES, HEIGHT, WIDTH, BATCH = 64, 128, 160, 8
+SHORT, LONG = 1, 3
+
+
+def _prepare(root: Path) -> None:
+    subprocess.run([sys.executable, "-m", "segcli", "prepare", "synthetic", "--out", str(root),
+                    f"synthetic.num_images={NUM_IMAGES * 5 // 4}", f"synthetic.height={HEIGHT}",
+                    f"synthetic.width={WIDTH}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def bench_train(runs: int) -> dict:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from segcli.commands import train
+    from segcli.config import compose
+    from segcli.data.card import load_card
+    from segcli.inference.io import read_image, read_mask
+    from segcli.inference.predictor import normalize
+    from segcli.models.factory import build_model
+
+    with tempfile.TemporaryDirectory(prefix="segcli-bench-train-") as tmp:
+        root = Path(tmp, "data")
+        _prepare(root)
+        card = load_card(root)
+        pairs = card.pairs("train")
+        num_images = len(pairs)
+        images = torch.from_numpy(np.stack([read_image(i) for i, _ in pairs])).permute(0, 3, 1, 2).contiguous()
+        masks = torch.from_numpy(np.stack([read_mask(m) for _, m in pairs]).astype(np.int64))
+        classes, ignore = card.num_classes, card.ignore_index
+        mean, std = card.stats["mean"], card.stats["std"]
+        overrides = [f"data.root={root}", "model=unet", "model.encoder=resnet18", "loss=ce", "augment=none",
+                     f"data.batch_size={BATCH}", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
+                     "final_eval=false", "seed=0"]
+
+        def cli(epochs: int) -> None:
+            cfg = compose("train", overrides + [f"trainer.max_epochs={epochs}"],
+                          values={"run_dir": str(Path(tempfile.mkdtemp(dir=tmp), "run"))})
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                train.run(cfg)
+
+        def bare(epochs: int) -> None:
+            torch.manual_seed(0)
+            model = build_model(arch="unet", encoder="resnet18", classes=classes).to(memory_format=torch.channels_last)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+            model.train()
+            for _ in range(epochs):
+                order = torch.randperm(num_images)
+                for i in range(0, num_images, BATCH):
+                    idx = order[i:i + BATCH]
+                    x = normalize(images[idx], mean, std).contiguous(memory_format=torch.channels_last)
+                    loss = F.cross_entropy(model(x), masks[idx], ignore_index=ignore)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+
+        def timed(fn, epochs: int) -> float:
+            t0 = time.perf_counter()
+            fn(epochs)
+            return time.perf_counter() - t0
+
+        cli(SHORT), bare(SHORT)  # warm-up: imports, first-call allocations
+        per_a, per_b, ratios = [], [], []
+        for _ in range(runs):
+            a1, b1, a3, b3 = timed(cli, SHORT), timed(bare, SHORT), timed(cli, LONG), timed(bare, LONG)
+            a, b = (a3 - a1) / (LONG - SHORT), (b3 - b1) / (LONG - SHORT)
+            per_a.append(a), per_b.append(b), ratios.append(b / a)
+    a, b = statistics.median(per_a), statistics.median(per_b)
+    ratio = statistics.median(ratios)
+    return {"name": f"Train throughput ({num_images} PNG {HEIGHT}×{WIDTH}, Unet/resnet18, batch {BATCH}, CE, fp32, CPU): "
+                    f"segcli train {num_images / a:.1f} images/s vs bare PyTorch loop {num_images / b:.1f} images/s "
+                    "(per-epoch time, start-up excluded); ratio = train / bare speed",
+            "a": a, "b": b, "ratio": ratio, "goal": "≥ 0.95", "ok": ratio >= 0.95,
+            "cmd": "python benchmarks/bench_train.py (segcli train, 3 epochs − 1 epoch, vs the same bare loop)"}
+
+
+if __name__ == "__main__":
+    from run import standalone
+
+    standalone(bench_train)
