@@ -2,6 +2,7 @@
 
 data.fold=k (a card prepared with --folds K) trains on the train split's other folds and validates on
 fold k; data.rare_class_sampling oversamples training images that contain rare classes.
+Images are read with the channel count of the model they feed (its meta["model"]["in_channels"]).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import lightning as L
 import torch
 
 from segcli.data.card import DatasetCard, load_card
+from segcli.data.channels import check_augment
 from segcli.data.dataset import SegDataset
 from segcli.data.sampler import rare_class_sampler
 from segcli.data.transforms import train_transform
@@ -29,8 +31,13 @@ def _seed_worker(worker_id: int) -> None:
 
 
 class SegDataModule(L.LightningDataModule):
-    def __init__(self, data_cfg: dict, augment_cfg: dict, card: DatasetCard | None = None):
+    def __init__(self, data_cfg: dict, augment_cfg: dict, card: DatasetCard | None = None, channels: int | None = None):
+        """channels: image channels to read (3 RGB, 1 grayscale, C multispectral); None = the attached
+        LightningModule's meta["model"]["in_channels"] (3 when there is none)."""
         super().__init__()
+        self.channels = channels
+        if channels is not None:
+            check_augment(augment_cfg, int(channels))  # fails before anything is written
         self.data_cfg = data_cfg
         self.augment_cfg = augment_cfg
         self.card = card or load_card(data_cfg["root"])
@@ -38,6 +45,8 @@ class SegDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         card, cfg = self.card, self.data_cfg
+        channels = self._channels()
+        check_augment(self.augment_cfg, channels)
         fold = cfg.get("fold")
         if fold is None:
             train_split, val_split = cfg["train_split"], cfg["val_split"]
@@ -46,10 +55,18 @@ class SegDataModule(L.LightningDataModule):
             train_split = val_split = cfg["train_split"]
             train_idx = card.indices(train_split, int(fold), held_out=False)
             val_idx = card.indices(train_split, int(fold), held_out=True)
-        self.train_set = SegDataset(card, train_split, train_transform(self.augment_cfg, card.ignore_index), train_idx)
-        self.val_set = SegDataset(card, val_split, indices=val_idx)
+        self.train_set = SegDataset(card, train_split, train_transform(self.augment_cfg, card.ignore_index), train_idx,
+                                    channels=channels)
+        self.val_set = SegDataset(card, val_split, indices=val_idx, channels=channels)
         if cfg.get("rare_class_sampling"):
             self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)))
+
+    def _channels(self) -> int:
+        if self.channels is not None:
+            return int(self.channels)
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        meta = getattr(module, "meta", None) or {}
+        return int(meta.get("model", {}).get("in_channels", 3))
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> torch.utils.data.DataLoader:
         workers = int(self.data_cfg["num_workers"])
