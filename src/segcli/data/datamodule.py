@@ -80,4 +80,13 @@ class SegDataModule(L.LightningDataModule):
         return self._loader(self.train_set, int(self.data_cfg["batch_size"]), shuffle=True, sampler=self.sampler)
 
     def val_dataloader(self):
-        return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False)
+        sampler = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Each val image exactly once over all processes: Lightning's default DistributedSampler pads
+            # the split with repeated images to an equal count per process, which would bias the summed
+            # confusion matrix. A DistributedSampler subclass is left alone by Lightning.
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.trainer.world_size,
+                                                   rank=self.trainer.global_rank, shuffle=False)
+        return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False, sampler=sampler)
