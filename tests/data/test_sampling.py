@@ -58,7 +58,7 @@ def test_datamodule_folds_and_rare_sampling(folded):
 
 
 def test_class_weights_auto_list_and_errors(folded):
-    from segcli.models.factory import WeightedLoss, resolve_class_weights
+    from segcli.models.losses import WeightedLoss, resolve_class_weights
 
     auto = resolve_class_weights("auto", 3, str(folded.root))
     assert auto == folded.stats["class_weights"] and auto[2] > auto[0]  # the rare class weighs most

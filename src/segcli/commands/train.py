@@ -17,9 +17,12 @@ def run(cfg) -> Path:
     from lightning.pytorch.loggers import CSVLogger
 
     from segcli.data.card import load_card
+    from segcli.data.channels import fit_normalization
     from segcli.data.datamodule import SegDataModule, input_scale
     from segcli.models.factory import build_model, model_kwargs, size_multiple
     from segcli.models.module import SegModule
+    from segcli.models.trainer_args import check as check_trainer
+    from segcli.models.trainer_args import lightning_config_errors
     from segcli.reports import metrics_table
     from segcli.runs import make_run_dir, model_meta, save_config
 
@@ -32,25 +35,30 @@ def run(cfg) -> Path:
     probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
     meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.root, cfg.data.val_split,
                       train_crop=cfg.augment.get("crop_size"), input_scale=input_scale(cfg.data))
+    meta = fit_normalization(meta, card, cfg.data.train_split)
     del probe
     for split in (cfg.data.train_split, cfg.data.val_split):
         card.pairs(split)  # an unknown split fails here, before the run directory exists
     # Loss (class weights), encoder weights and data settings fail here too, before anything is written.
     module = SegModule(meta, to_container(cfg.loss), to_container(cfg.optim), to_container(cfg.sched),
-                       encoder_weights=cfg.model.encoder_weights, channels_last=bool(cfg.channels_last))
-    datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card)
+                       encoder_weights=cfg.model.encoder_weights, channels_last=bool(cfg.channels_last),
+                       compile=bool(cfg.model.get("compile", False)))
+    datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card,
+                               channels=int(cfg.model.in_channels))
+    trainer_args = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
+    check_trainer(trainer_args)
     run_dir = make_run_dir(cfg.run_dir, "train")
     save_config(run_dir, cfg)
     info(f"train: run directory {run_dir}")
 
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
                                  save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
-    trainer_args = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
     callbacks = [checkpoint]
     if trainer_args.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(leave=True, console_kwargs={"stderr": True}))  # stdout is for results
-    trainer = L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
-                        logger=CSVLogger(str(run_dir), name="", version=""), enable_model_summary=False)
+    with lightning_config_errors():
+        trainer = L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
+                            logger=CSVLogger(str(run_dir), name="", version=""), enable_model_summary=False)
     torch.set_float32_matmul_precision("high")
     try:
         trainer.fit(module, datamodule=datamodule)

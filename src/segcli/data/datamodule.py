@@ -2,6 +2,7 @@
 
 data.fold=k (a card prepared with --folds K) trains on the train split's other folds and validates on
 fold k; data.rare_class_sampling oversamples training images that contain rare classes.
+Images are read with the channel count of the model they feed (its meta["model"]["in_channels"]).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import lightning as L
 import torch
 
 from segcli.data.card import DatasetCard, load_card
+from segcli.data.channels import check_augment
 from segcli.data.dataset import SegDataset
 from segcli.data.sampler import rare_class_sampler
 from segcli.data.transforms import train_transform
@@ -44,8 +46,13 @@ def input_scale(data_cfg: dict) -> float:
 
 
 class SegDataModule(L.LightningDataModule):
-    def __init__(self, data_cfg: dict, augment_cfg: dict, card: DatasetCard | None = None):
+    def __init__(self, data_cfg: dict, augment_cfg: dict, card: DatasetCard | None = None, channels: int | None = None):
+        """channels: image channels to read (3 RGB, 1 grayscale, C multispectral); None = the attached
+        LightningModule's meta["model"]["in_channels"] (3 when there is none)."""
         super().__init__()
+        self.channels = channels
+        if channels is not None:
+            check_augment(augment_cfg, int(channels))  # fails before anything is written
         self.data_cfg = data_cfg
         self.augment_cfg = augment_cfg
         self.card = card or load_card(data_cfg["root"])
@@ -53,6 +60,8 @@ class SegDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         card, cfg = self.card, self.data_cfg
+        channels = self._channels()
+        check_augment(self.augment_cfg, channels)
         fold = cfg.get("fold")
         if fold is None:
             train_split, val_split = cfg["train_split"], cfg["val_split"]
@@ -61,11 +70,19 @@ class SegDataModule(L.LightningDataModule):
             train_split = val_split = cfg["train_split"]
             train_idx = card.indices(train_split, int(fold), held_out=False)
             val_idx = card.indices(train_split, int(fold), held_out=True)
-        self.train_set = SegDataset(card, train_split, train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg)),
-                                   train_idx)
-        self.val_set = SegDataset(card, val_split, indices=val_idx)
+        self.train_set = SegDataset(card, train_split,
+                                    train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg)), train_idx,
+                                    channels=channels)
+        self.val_set = SegDataset(card, val_split, indices=val_idx, channels=channels)
         if cfg.get("rare_class_sampling"):
             self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)))
+
+    def _channels(self) -> int:
+        if self.channels is not None:
+            return int(self.channels)
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        meta = getattr(module, "meta", None) or {}
+        return int(meta.get("model", {}).get("in_channels", 3))
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> torch.utils.data.DataLoader:
         workers = int(self.data_cfg["num_workers"])
@@ -79,4 +96,13 @@ class SegDataModule(L.LightningDataModule):
         return self._loader(self.train_set, int(self.data_cfg["batch_size"]), shuffle=True, sampler=self.sampler)
 
     def val_dataloader(self):
-        return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False)
+        sampler = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Each val image exactly once over all processes: Lightning's default DistributedSampler pads
+            # the split with repeated images to an equal count per process, which would bias the summed
+            # confusion matrix. A DistributedSampler subclass is left alone by Lightning.
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.trainer.world_size,
+                                                   rank=self.trainer.global_rank, shuffle=False)
+        return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False, sampler=sampler)

@@ -14,7 +14,8 @@ from segcli.inference.io import read_image, read_mask
 
 
 class SegDataset(torch.utils.data.Dataset):
-    """Item i → {"image": (3, H, W) uint8, "mask": (H, W) int64 ids, "index": i}.
+    """Item i → {"image": (C, H, W) uint8, "mask": (H, W) int64 ids, "index": i}; C = `channels`
+    (3 = RGB, 1 = grayscale, other = multispectral as stored, see segcli.inference.io.read_image).
 
     Images are decoded with OpenCV (BGR → RGB, EXIF orientation applied) and stay uint8 here;
     normalisation happens on the device (segcli.inference.predictor.normalize), so training,
@@ -23,7 +24,7 @@ class SegDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, card: DatasetCard, split: str, transform: Callable | None = None,
-                 indices: list[int] | None = None):
+                 indices: list[int] | None = None, channels: int = 3):
         pairs = card.pairs(split)
         self.indices = list(range(len(pairs))) if indices is None else list(indices)
         self.pairs = [pairs[i] for i in self.indices]
@@ -31,13 +32,14 @@ class SegDataset(torch.utils.data.Dataset):
             raise DataError(f"{card.root / 'dataset.yaml'}: split '{split}' is empty"
                             f"{'' if indices is None else ' for the selected fold'}")
         self.transform = transform
+        self.channels = int(channels)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
         image_path, mask_path = self.pairs[index]
-        image = read_image(image_path)
+        image = read_image(image_path, self.channels)
         mask = read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise DataError(f"{mask_path}: size {mask.shape[::-1]} differs from its image {image_path}; run "

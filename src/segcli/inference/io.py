@@ -1,7 +1,8 @@
 """Reading images and masks, and writing outputs atomically (temp file + rename).
 
 Images are returned as (H, W, 3) uint8 RGB whatever is on disk (grayscale,
-RGBA, 16-bit, EXIF-rotated JPEG); masks as (H, W) integer class ids.
+RGBA, 16-bit, EXIF-rotated JPEG), or with another channel count on request (read_image(channels=...):
+1 = grayscale, C = multispectral as stored); masks as (H, W) integer class ids.
 """
 
 from __future__ import annotations
@@ -32,18 +33,51 @@ def _imread(path: Path, flags: int) -> np.ndarray:
     return array
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB, EXIF orientation applied.
 
     Grayscale is repeated to 3 channels, alpha is dropped, 16-bit is scaled to 8-bit.
+    channels=1: (H, W, 1) luma of that RGB image (a grayscale file comes back unchanged).
+    Other counts (multispectral): (H, W, C) uint8 with the channels as stored (a 4-channel PNG/TIFF:
+    R, G, B, 4th), no EXIF rotation; a file with another channel count is a DataError.
     """
     path = Path(path)
+    if channels not in (1, 3):
+        return _read_channels(path, channels)
     array = _imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
     if array.dtype == np.uint16:
         array = (array / 257.0 + 0.5).astype(np.uint8)
     elif array.dtype != np.uint8:
         array = np.clip(array, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    return rgb if channels == 3 else to_channels(rgb, 1)
+
+
+def _read_channels(path: Path, channels: int) -> np.ndarray:
+    array = _imread(path, cv2.IMREAD_UNCHANGED)
+    found = 1 if array.ndim == 2 else array.shape[2]
+    if found != channels:
+        raise DataError(f"{path}: {found} channel(s), but the model takes {channels} (model.in_channels); "
+                        "give images with that many channels")
+    if array.dtype == np.uint16:
+        array = (array / 257.0 + 0.5).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if channels >= 3:  # OpenCV stores colour as BGR(A): put the first three in RGB order
+        array = np.ascontiguousarray(np.concatenate([array[..., 2::-1], array[..., 3:]], axis=2))
+    return array
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """An (H, W, C) uint8 image with `channels` channels: as is when C already matches, (H, W, 3) RGB → (H, W, 1)
+    luma (OpenCV's RGB→GRAY, what read_image(channels=1) gives); anything else is a DataError."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[2] == channels:
+        return image
+    if channels == 1 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
+    raise DataError(f"an image with {image.shape[2]} channels cannot feed a model with {channels} input channels")
 
 
 def read_mask(path: str | Path) -> np.ndarray:

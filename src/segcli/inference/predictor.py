@@ -104,9 +104,23 @@ class Predictor:
     def ignore_index(self) -> int:
         return int(self.meta["ignore_index"])
 
+    @property
+    def channels(self) -> int:
+        """Input channels of the model (one normalisation mean per channel): 3 RGB, 1 grayscale, C multispectral."""
+        return len(self.meta["mean"])
+
+    @property
+    def read_channels(self) -> int:
+        """Channels to read images with: RGB for RGB and grayscale models (preprocess converts), else as stored."""
+        return 3 if self.channels in (1, 3) else self.channels
+
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Same-size (H, W, 3) uint8 RGB images → (N, 3, H, W) normalised float32 on the device."""
-        batch = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2)
+        """Same-size (H, W, C) uint8 images (RGB, or the model's channel count) → (N, C, H, W) normalised
+        float32 on the device; RGB becomes luma for a grayscale model (segcli.inference.io.to_channels)."""
+        from segcli.inference.io import to_channels
+
+        batch = torch.from_numpy(np.stack([to_channels(image, self.channels) for image in images]))
+        batch = batch.to(self.device).permute(0, 3, 1, 2)
         return normalize(batch, self.meta["mean"], self.meta["std"])
 
     @property

@@ -1,4 +1,4 @@
-"""Build smp models and losses from plain config values, with errors that list valid choices.
+"""Build smp models from plain config values, with errors that list valid choices (losses: models/losses.py).
 
 `build_model(arch="unet", encoder="resnet18", encoder_weights=None, in_channels=3, classes=12)`
 returns an smp SegmentationModel mapping (N, in_channels, H, W) float32 to (N, classes, H, W) logits.
@@ -98,61 +98,7 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
 
 
 def size_multiple(model: nn.Module) -> int:
-    """Input height and width must be multiples of this (the encoder's output stride)."""
-    return int(getattr(getattr(model, "encoder", None), "output_stride", 32) or 32)
-
-
-def resolve_class_weights(spec, num_classes: int, dataset_root: str | None) -> list[float] | None:
-    """loss.class_weights → one cross-entropy weight per class, or None.
-
-    spec: null (unweighted), 'auto' (the dataset card's median-frequency weights, stats.class_weights),
-    or a list of num_classes non-negative numbers.
-    """
-    if spec is None or (isinstance(spec, str) and spec.lower() in ("none", "null", "")):
-        return None
-    if isinstance(spec, str):
-        if spec.lower() != "auto":
-            raise ConfigError(f"loss.class_weights={spec!r}: give auto, null, or a list of {num_classes} numbers")
-        from segcli.data.card import load_card
-
-        card = load_card(dataset_root)
-        weights = (card.stats or {}).get("class_weights")
-        if not weights:
-            raise ConfigError(f"loss.class_weights=auto: {card.root / 'dataset.yaml'} has no stats.class_weights; "
-                              "re-run `segcli prepare` to compute them")
-        spec = weights
-    try:
-        weights = [float(w) for w in spec]
-    except (TypeError, ValueError):
-        raise ConfigError(f"loss.class_weights={spec!r}: give auto, null, or a list of {num_classes} numbers") from None
-    if len(weights) != num_classes or min(weights) < 0 or not any(weights):
-        raise ConfigError(f"loss.class_weights has {len(weights)} values for {num_classes} classes; give one "
-                          "non-negative weight per class (not all 0), or auto")
-    return weights
-
-
-class WeightedLoss(nn.Module):
-    """Weighted sum of segmentation losses on (N, C, H, W) logits and (N, H, W) int64 targets.
-
-    class_weights: per-class weights of the cross-entropy term (None = unweighted).
-    """
-
-    def __init__(self, terms: dict[str, float], ignore_index: int, class_weights: list[float] | None = None):
-        super().__init__()
-        import segmentation_models_pytorch as smp
-
-        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
-        makers = {
-            "ce": lambda: nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index),
-            "dice": lambda: smp.losses.DiceLoss(mode="multiclass", ignore_index=ignore_index),
-        }
-        unknown = [t for t in terms if t not in makers]
-        if unknown:
-            raise ConfigError(f"unknown loss term '{unknown[0]}'{_choices(unknown[0], list(makers))}")
-        self.weights = {name: float(w) for name, w in terms.items() if float(w) != 0.0}
-        if not self.weights:
-            raise ConfigError("loss.terms gives every term weight 0; give at least one a positive weight")
-        self.terms = nn.ModuleDict({name: makers[name]() for name in self.weights})
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())
+    """Input height and width must be multiples of this: the encoder's output stride, twice that for DPT
+    (its decoder also reassembles the patch grid at half resolution, so the grid must be even)."""
+    stride = int(getattr(getattr(model, "encoder", None), "output_stride", 32) or 32)
+    return 2 * stride if type(model).__name__ == "DPT" else stride

@@ -1,4 +1,5 @@
-"""The LightningModule: any smp model, a weighted loss, AdamW + poly/cosine, per-class val IoU.
+"""The LightningModule: any smp model, a weighted loss (models/losses.py), the optimiser and lr schedule
+of models/optim.py, per-class val IoU summed over processes.
 
 Everything needed to use the trained network later is saved in the checkpoint's
 hyper-parameters under `meta` (see segcli.runs.model_meta); nothing downstream reads the training config.
@@ -6,7 +7,6 @@ hyper-parameters under `meta` (see segcli.runs.model_meta); nothing downstream r
 
 from __future__ import annotations
 
-import math
 import time
 
 import lightning as L
@@ -15,21 +15,32 @@ import torch.nn.functional as F
 
 from segcli.inference.predictor import forward_scaled, input_scale, normalize
 from segcli.metrics import ConfusionMatrix, compute_metrics
-from segcli.models.factory import WeightedLoss, build_model, resolve_class_weights
+from segcli.models.factory import build_model
+from segcli.models.losses import build_loss
+from segcli.models.optim import build_optimizer, build_scheduler, training_progress
 
 
 class SegModule(L.LightningModule):
+    """meta: segcli.runs.model_meta (its mean/std are refitted here when model.in_channels is not 3);
+    loss/optim/sched: the config groups; compile: torch.compile the network (cfg.model.compile)."""
+
     def __init__(self, meta: dict, loss: dict, optim: dict, sched: dict, encoder_weights: str | None = None,
-                 channels_last: bool = True):
+                 channels_last: bool = True, compile: bool = False):
         super().__init__()
+        if len(meta["mean"]) != int(meta["model"].get("in_channels", 3)):
+            from segcli.data.card import load_card
+            from segcli.data.channels import fit_normalization
+
+            meta = fit_normalization(meta, load_card(meta["dataset"]["root"]))
         self.save_hyperparameters()
         self.meta = meta
         self.model = build_model(**meta["model"], encoder_weights=encoder_weights)
-        weights = resolve_class_weights(loss.get("class_weights"), len(meta["classes"]), meta["dataset"]["root"])
-        self.loss_fn = WeightedLoss(dict(loss["terms"]), int(meta["ignore_index"]), class_weights=weights)
+        self.loss_fn = build_loss(loss, len(meta["classes"]), int(meta["ignore_index"]), meta["dataset"]["root"])
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # A compiled forward function, not a registered module: checkpoint keys stay those of self.model.
+        self._forward = torch.compile(self.model.forward) if compile else self.model.forward
         self.val_cm = ConfusionMatrix(len(meta["classes"]), int(meta["ignore_index"]))
         self.last_val_metrics: dict | None = None
         self._fit_start = time.monotonic()
@@ -38,10 +49,11 @@ class SegModule(L.LightningModule):
     def _net(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return self._forward(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) uint8 → (N, K, H, W) float32 logits, any H, W (run at meta's input_scale, resized back)."""
+        """(N, C, H, W) uint8 (C = in_channels) → (N, K, H, W) float32 logits, any H, W (run at meta's input_scale,
+        resized back)."""
         x = normalize(images, self.meta["mean"], self.meta["std"])
         return forward_scaled(self._net, x, int(self.meta["size_multiple"]), input_scale(self.meta))
 
@@ -75,45 +87,10 @@ class SegModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        optim = self.hparams.optim
-        if optim["name"] != "adamw":
-            from segcli.errors import ConfigError
-
-            raise ConfigError(f"unknown optim.name '{optim['name']}'; choose from adamw")
-        optimizer = torch.optim.AdamW(self.parameters(), lr=float(optim["lr"]), weight_decay=float(optim["weight_decay"]),
-                                      betas=tuple(optim.get("betas", (0.9, 0.999))))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        optimizer = build_optimizer(self, self.hparams.optim)
+        scheduler = build_scheduler(optimizer, self.hparams.sched,
+                                    lambda step: training_progress(self._trainer, step, self._fit_start))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_start(self) -> None:
         self._fit_start = time.monotonic()
-
-    def _progress(self, step: int) -> float:
-        """Fraction of training done: by steps when the step budget is finite, else by wall-clock (max_time)."""
-        total = self.trainer.estimated_stepping_batches
-        if math.isfinite(total) and total > 0:
-            return min(step / total, 1.0)
-        from lightning.pytorch.callbacks import Timer
-
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        budget = timer._duration if timer is not None else None
-        return min((time.monotonic() - self._fit_start) / budget, 1.0) if budget else 0.0
-
-    def _lr_factor(self, step: int) -> float:
-        sched = self.hparams.sched
-        warmup = int(sched.get("warmup_steps", 0))
-        if step < warmup:
-            return (step + 1) / warmup
-        if self._trainer is None:
-            return 1.0
-        t = self._progress(step)
-        floor = float(sched.get("min_lr_ratio", 0.0))
-        if sched["name"] == "poly":
-            decay = (1.0 - t) ** float(sched.get("power", 0.9))
-        elif sched["name"] == "cosine":
-            decay = 0.5 * (1.0 + math.cos(math.pi * t))
-        else:
-            from segcli.errors import ConfigError
-
-            raise ConfigError(f"unknown sched.name '{sched['name']}'; choose from poly, cosine")
-        return floor + (1.0 - floor) * decay

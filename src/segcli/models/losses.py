@@ -1,0 +1,101 @@
+"""Segmentation losses from config: a weighted sum of smp / torch terms, all honouring ignore_index.
+
+`build_loss({"terms": {"ce": 1.0, "dice": 1.0}, "class_weights": None, "params": {}}, num_classes, ignore_index, root)`
+→ a module mapping (N, C, H, W) float logits and (N, H, W) int64 targets to a scalar loss. Pixels whose
+target is ignore_index contribute nothing to any term (value or gradient).
+
+Terms (multiclass mode): ce (torch CrossEntropyLoss), dice, focal, lovasz, tversky, jaccard (smp.losses).
+class_weights reach the terms that weight per class pixel-wise: ce and focal.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from segcli.config import did_you_mean
+from segcli.errors import ConfigError
+
+TERMS = ("ce", "dice", "focal", "lovasz", "tversky", "jaccard")
+WEIGHTED_TERMS = ("ce", "focal")  # the terms that use loss.class_weights
+
+
+def _term(name: str, ignore_index: int, weights: list[float] | None, params: dict) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    mode = "multiclass"
+    if name == "ce":
+        weight = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
+        return nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index, **params)
+    if name == "focal":
+        return smp.losses.FocalLoss(mode, ignore_index=ignore_index, class_weights=weights, **params)
+    if name == "lovasz":
+        return smp.losses.LovaszLoss(mode, ignore_index=ignore_index, **params)
+    makers = {"dice": smp.losses.DiceLoss, "tversky": smp.losses.TverskyLoss, "jaccard": smp.losses.JaccardLoss}
+    return makers[name](mode, ignore_index=ignore_index, **params)
+
+
+class WeightedLoss(nn.Module):
+    """Weighted sum of segmentation losses on (N, C, H, W) logits and (N, H, W) int64 targets.
+
+    terms: term name → weight (terms with weight 0 are dropped); class_weights: per-class weights of
+    the ce and focal terms (None = unweighted); params: term name → extra keyword arguments of its class
+    (e.g. {"focal": {"gamma": 2.0}, "tversky": {"alpha": 0.3, "beta": 0.7}}).
+    """
+
+    def __init__(self, terms: dict[str, float], ignore_index: int, class_weights: list[float] | None = None,
+                 params: dict[str, dict] | None = None):
+        super().__init__()
+        params = dict(params or {})
+        for name in [*terms, *params]:
+            if name not in TERMS:
+                raise ConfigError(f"unknown loss term '{name}'{did_you_mean(name, list(TERMS))}; choose from {', '.join(TERMS)}")
+        self.weights = {name: float(w) for name, w in terms.items() if float(w) != 0.0}
+        if not self.weights:
+            raise ConfigError("loss.terms gives every term weight 0; give at least one a positive weight")
+        modules = {}
+        for name in self.weights:
+            try:
+                modules[name] = _term(name, int(ignore_index), class_weights, dict(params.get(name) or {}))
+            except TypeError as err:
+                raise ConfigError(f"loss.params.{name}: {err}") from None
+        self.terms = nn.ModuleDict(modules)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # the smp terms' softmax and sums are fragile in half precision
+        return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())
+
+
+def resolve_class_weights(spec, num_classes: int, dataset_root: str | None) -> list[float] | None:
+    """loss.class_weights → one weight per class, or None.
+
+    spec: null (unweighted), 'auto' (the dataset card's median-frequency weights, stats.class_weights),
+    or a list of num_classes non-negative numbers.
+    """
+    if spec is None or (isinstance(spec, str) and spec.lower() in ("none", "null", "")):
+        return None
+    if isinstance(spec, str):
+        if spec.lower() != "auto":
+            raise ConfigError(f"loss.class_weights={spec!r}: give auto, null, or a list of {num_classes} numbers")
+        from segcli.data.card import load_card
+
+        card = load_card(dataset_root)
+        weights = (card.stats or {}).get("class_weights")
+        if not weights:
+            raise ConfigError(f"loss.class_weights=auto: {card.root / 'dataset.yaml'} has no stats.class_weights; "
+                              "re-run `segcli prepare` to compute them")
+        spec = weights
+    try:
+        weights = [float(w) for w in spec]
+    except (TypeError, ValueError):
+        raise ConfigError(f"loss.class_weights={spec!r}: give auto, null, or a list of {num_classes} numbers") from None
+    if len(weights) != num_classes or min(weights) < 0 or not any(weights):
+        raise ConfigError(f"loss.class_weights has {len(weights)} values for {num_classes} classes; give one "
+                          "non-negative weight per class (not all 0), or auto")
+    return weights
+
+
+def build_loss(loss_cfg: dict, num_classes: int, ignore_index: int, dataset_root: str | None) -> WeightedLoss:
+    """The `loss` config group → WeightedLoss."""
+    weights = resolve_class_weights(loss_cfg.get("class_weights"), num_classes, dataset_root)
+    return WeightedLoss(dict(loss_cfg["terms"]), ignore_index, class_weights=weights, params=loss_cfg.get("params"))

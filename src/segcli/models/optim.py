@@ -1,0 +1,120 @@
+"""Optimiser and learning-rate schedule from the `optim` and `sched` config groups.
+
+Optimisers: adamw, sgd (momentum, nesterov). With optim.no_decay_norm_bias, the parameters of
+normalisation layers and every bias get weight_decay 0 (a second parameter group).
+
+Schedules, stepped every optimiser step as a factor of the peak lr (torch LambdaLR): poly, cosine,
+onecycle (the lr shape of torch's OneCycleLR: cosine rise from peak/div_factor to the peak over
+pct_start of training, cosine fall to peak/(div_factor*final_div_factor); momentum is not cycled),
+constant; a linear warm-up (sched.warmup_steps optimiser steps, or sched.warmup_fraction of training)
+precedes poly/cosine/constant. "Training done" is measured in optimiser steps when the step budget is
+finite, else by wall clock against trainer.max_time (see `training_progress`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from segcli.config import did_you_mean
+from segcli.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("poly", "cosine", "onecycle", "constant")
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
+               *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+
+
+def _unknown(key: str, value: str, choices: tuple[str, ...]) -> ConfigError:
+    return ConfigError(f"unknown {key} '{value}'{did_you_mean(str(value), list(choices))}; choose from {', '.join(choices)}")
+
+
+def param_groups(module: nn.Module, weight_decay: float, no_decay_norm_bias: bool = True) -> list[dict]:
+    """Trainable parameters as optimiser groups: [decayed], or [decayed, no-decay (norm layers and biases)]."""
+    if not no_decay_norm_bias:
+        return [{"params": [p for p in module.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    decay, no_decay, seen = [], [], set()
+    for owner in module.modules():
+        for name, param in owner.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if isinstance(owner, NORM_LAYERS) or name.endswith("bias") else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(module: nn.Module, optim: dict) -> torch.optim.Optimizer:
+    """`optim` group → torch optimiser over module's trainable parameters."""
+    name = str(optim.get("name", "adamw")).lower()
+    if name not in OPTIMIZERS:
+        raise _unknown("optim.name", name, OPTIMIZERS)
+    lr, decay = float(optim["lr"]), float(optim.get("weight_decay", 0.0))
+    groups = param_groups(module, decay, bool(optim.get("no_decay_norm_bias", True)))
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=decay, betas=tuple(optim.get("betas", (0.9, 0.999))))
+    momentum, nesterov = float(optim.get("momentum", 0.9)), bool(optim.get("nesterov", False))
+    if nesterov and momentum <= 0:
+        raise ConfigError("optim.nesterov=true needs optim.momentum > 0")
+    return torch.optim.SGD(groups, lr=lr, weight_decay=decay, momentum=momentum, nesterov=nesterov)
+
+
+def lr_factor(sched: dict, step: int, progress: float) -> float:
+    """Factor of the peak lr at optimiser step `step`, `progress` (0..1) of training done."""
+    name = str(sched.get("name", "poly")).lower()
+    if name not in SCHEDULES:
+        raise _unknown("sched.name", name, SCHEDULES)
+    t = min(max(progress, 0.0), 1.0)
+    if name == "onecycle":
+        pct = float(sched.get("pct_start", 0.3))
+        start = 1.0 / float(sched.get("div_factor", 25.0))
+        end = start / float(sched.get("final_div_factor", 1e4))
+        if t < pct:
+            return start + (1.0 - start) * 0.5 * (1.0 - math.cos(math.pi * t / pct))
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * (t - pct) / max(1.0 - pct, 1e-12)))
+    warmup_steps = int(sched.get("warmup_steps", 0) or 0)
+    warmup_fraction = float(sched.get("warmup_fraction", 0.0) or 0.0)
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if warmup_steps <= 0 and warmup_fraction > 0 and t < warmup_fraction:
+        return max(t / warmup_fraction, 1e-3)
+    floor = float(sched.get("min_lr_ratio", 0.0))
+    if name == "poly":
+        decay = (1.0 - t) ** float(sched.get("power", 0.9))
+    elif name == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * t))
+    else:
+        decay = 1.0
+    return floor + (1.0 - floor) * decay
+
+
+def training_progress(trainer, step: int, fit_start: float) -> float:
+    """Fraction of training done: by optimiser steps when the step budget is finite, else by wall clock
+    (time since `fit_start`, a time.monotonic() value, over trainer.max_time); 0.0 when neither is known."""
+    if trainer is None:
+        return 0.0
+    total = trainer.estimated_stepping_batches
+    if math.isfinite(total) and total > 0:
+        return min(step / total, 1.0)
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    budget = timer._duration if timer is not None else None
+    return min((time.monotonic() - fit_start) / budget, 1.0) if budget else 0.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict,
+                    progress: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR stepping `lr_factor`; progress(step) → fraction of training done."""
+    lr_factor(sched, 0, 0.0)  # an unknown sched.name fails here, with the choices
+
+    def factor(step: int) -> float:  # a plain function: LambdaLR's state_dict then stores no reference to it
+        return lr_factor(sched, step, progress(step))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

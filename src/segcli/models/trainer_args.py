@@ -1,0 +1,66 @@
+"""Checks of the `trainer` config group before lightning.Trainer is built: one-line ConfigErrors
+instead of Lightning's tracebacks for a GPU preset on a machine without one, an unknown precision, ...
+
+Usage (commands/train.py): `check(trainer_args)` before `L.Trainer(**trainer_args, ...)`, and build the
+Trainer inside `with lightning_config_errors():` for what Lightning alone can tell.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from segcli.config import did_you_mean
+from segcli.errors import ConfigError
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64")
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check(trainer: dict) -> None:
+    """Raise ConfigError when trainer.accelerator / devices / precision cannot run on this machine."""
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"unknown trainer.accelerator '{accelerator}'{did_you_mean(accelerator, list(ACCELERATORS))}; "
+                          f"choose from {', '.join(ACCELERATORS)}")
+    precision = str(trainer.get("precision", "32-true")).lower()
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown trainer.precision '{precision}'{did_you_mean(precision, list(PRECISIONS))}; "
+                          "choose from 32-true, 16-mixed, bf16-mixed (or 16-true, bf16-true, 64-true)")
+    if accelerator in ("gpu", "cuda"):
+        gpus = _gpu_count()
+        if gpus == 0:
+            raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine; "
+                              "use trainer=cpu (or trainer.accelerator=cpu)")
+        devices = trainer.get("devices", "auto")
+        wanted = int(devices) if str(devices).isdigit() else len(devices) if isinstance(devices, (list, tuple)) else None
+        if wanted is not None and wanted > gpus:
+            raise ConfigError(f"trainer.devices={devices} but this machine has {gpus} GPU(s); set trainer.devices={gpus}")
+        if precision.startswith("bf16"):
+            import torch
+
+            if not torch.cuda.is_bf16_supported():
+                raise ConfigError(f"trainer.precision={precision}: this GPU has no bfloat16 support; "
+                                  "use trainer.precision=16-mixed")
+    if accelerator == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise ConfigError("trainer.accelerator=mps but Apple's MPS backend is not available; use trainer=cpu")
+
+
+@contextmanager
+def lightning_config_errors():
+    """Turn Lightning's configuration exceptions (raised while building the Trainer) into one-line ConfigErrors."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except (MisconfigurationException, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"trainer: {first}") from None

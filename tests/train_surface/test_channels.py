@@ -1,0 +1,64 @@
+"""Grayscale and multispectral models train end to end; eval/predict of them use the same normalisation."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import torch
+from helpers_surface import QUICK, segcli
+
+
+def _meta(run):
+    return torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]["meta"]
+
+
+def _last_val_miou(run) -> str:
+    import csv
+
+    rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/mIoU")]
+    return rows[-1]["val/mIoU"]
+
+
+def test_grayscale_trains_evaluates_and_predicts(tiny_data, tmp_path):
+    run = tmp_path / "gray"
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model.in_channels=1", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = _meta(run)
+    assert len(meta["mean"]) == len(meta["std"]) == 1 and 0 < meta["std"][0] < 1
+    out = tmp_path / "eval"
+    proc = segcli("eval", "--ckpt", run / "checkpoints" / "best.ckpt", "--data", tiny_data, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    miou = report.get("mIoU", report.get("summary", {}).get("mIoU"))
+    assert miou is not None and abs(float(miou) - float(_last_val_miou(run))) < 1e-4 * max(1, abs(float(miou)))
+    proc = segcli("predict", tiny_data / "images" / "val", "--ckpt", run / "checkpoints" / "best.ckpt", "--out",
+                  tmp_path / "pred")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    masks = sorted((tmp_path / "pred").glob("*.png"))
+    assert masks and cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED).ndim == 2
+
+
+def test_four_channel_png_dataset_trains_and_evaluates(tiny_data, tmp_path):
+    root = tmp_path / "ms"
+    shutil.copytree(tiny_data, root)
+    for path in root.glob("images/*/*.png"):  # R, G, B + a 4th band (here: an inverted green as stand-in for NIR)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        cv2.imwrite(str(path), np.dstack([bgr, 255 - bgr[..., 1]]))
+    run = tmp_path / "run"
+    proc = segcli("train", f"data.root={root}", *QUICK, "model.in_channels=4", "--run-dir", run)
+    assert proc.returncode == 2 and "augment.brightness=0 augment.contrast=0" in proc.stderr
+    proc = segcli("train", f"data.root={root}", *QUICK, "model.in_channels=4", "augment.brightness=0",
+                  "augment.contrast=0", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = _meta(run)
+    assert len(meta["mean"]) == 4
+    assert abs(meta["mean"][3] - (1 - meta["mean"][1])) < 0.02  # the 4th band is measured, not assumed
+    proc = segcli("eval", "--ckpt", run / "checkpoints" / "best.ckpt", "--data", root, "--out", tmp_path / "eval")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model.in_channels=4", "augment.brightness=0",
+                  "augment.contrast=0", "--run-dir", tmp_path / "rgb")
+    assert proc.returncode == 3 and "3 channel(s), but the model takes 4" in proc.stderr

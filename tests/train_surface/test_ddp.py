@@ -1,0 +1,40 @@
+"""`trainer=ddp trainer.accelerator=cpu trainer.devices=2` (gloo) reports the same val mIoU as one process.
+
+Training differs between 1 and 2 processes, so the runs are arranged to validate identical weights:
+optim.lr=0 (no parameter moves) on a train split of ONE image with batch size 1, no augmentation.
+DDP's sampler pads that split so each rank trains on the same image: BatchNorm running statistics
+(the only state training still changes) are then the same as in the 1-process run (sync_batchnorm off,
+so every rank computes them over the same batch as the single process). Validation runs on an odd
+number of images (5), so a sampler that padded the val split with a repeated image would count it twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import yaml
+from helpers_surface import segcli
+
+COMMON = ["trainer.max_epochs=1", "data.num_workers=0", "augment=none", "trainer.enable_progress_bar=false",
+          "data.batch_size=1", "optim.lr=0", "trainer.precision=32-true", "trainer.sync_batchnorm=false", "model=fpn"]
+
+
+def _val(run) -> dict:
+    rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/mIoU")]
+    return {k: rows[-1][k] for k in ("val/mIoU", "val/mAcc", "val/aAcc")}
+
+
+def test_two_processes_equal_one(tiny_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    card = yaml.safe_load((root / "dataset.yaml").read_text())
+    pool = card["splits"]["train"] + card["splits"]["val"]
+    card["splits"] = {"train": pool[:1], "val": pool[1:6]}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    one = segcli("train", f"data.root={root}", *COMMON, "trainer=cpu", "--run-dir", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = segcli("train", f"data.root={root}", *COMMON, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                 "--run-dir", tmp_path / "two", timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert _val(tmp_path / "one") == _val(tmp_path / "two")

@@ -1,0 +1,106 @@
+"""Every smp architecture builds, runs forward and one training step; encoder weights: named offline, local files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segcli.errors import ConfigError, DataError
+from segcli.models.factory import build_model, size_multiple
+from segcli.models.losses import WeightedLoss
+from segcli.models.optim import build_optimizer
+
+# arch → (encoder, extra kwargs, input side): resnet18 where the arch takes it; DPT needs a timm ViT
+# (random init, offline; dynamic_img_size lifts its fixed 224x224); PAN pools to 1/128 so needs 128 px.
+ARCHS = {
+    "unet": ("resnet18", {}, 64), "unetplusplus": ("resnet18", {}, 64), "fpn": ("resnet18", {}, 64),
+    "pspnet": ("resnet18", {}, 64), "deeplabv3": ("resnet18", {}, 64), "deeplabv3plus": ("resnet18", {}, 64),
+    "linknet": ("resnet18", {}, 64), "manet": ("resnet18", {}, 64), "pan": ("resnet18", {}, 128),
+    "upernet": ("resnet18", {}, 64), "segformer": ("resnet18", {}, 64),
+    "dpt": ("tu-vit_tiny_patch16_224", {"dynamic_img_size": True}, 64),
+}
+
+
+def test_every_smp_architecture_is_covered():
+    import segmentation_models_pytorch as smp
+
+    assert set(ARCHS) == set(smp.MODEL_ARCHITECTURES_MAPPING)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_forward_and_one_training_step(arch):
+    torch.manual_seed(0)
+    encoder, kwargs, side = ARCHS[arch]
+    model = build_model(arch, encoder, classes=3, in_channels=3, kwargs=kwargs)
+    assert side % size_multiple(model) == 0
+    x = torch.randn(2, 3, side, side)
+    target = torch.randint(0, 3, (2, side, side))
+    target[:, :4] = 255
+    loss_fn = WeightedLoss({"ce": 1.0, "dice": 1.0}, 255)
+    optimizer = build_optimizer(model, {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4})
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    loss = loss_fn(model(x), target)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    model.eval()
+    with torch.no_grad():
+        assert model(x[:1]).shape == (1, 3, side, side)
+
+
+def test_dpt_size_multiple_is_twice_the_patch():
+    model = build_model("dpt", "tu-vit_tiny_patch16_224", classes=2, kwargs={"dynamic_img_size": True}).eval()
+    assert size_multiple(model) == 32
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 96, 64)).shape[-2:] == (96, 64)
+
+
+def test_unknown_arch_and_encoder_list_choices():
+    with pytest.raises(ConfigError, match="choose from .*deeplabv3plus"):
+        build_model("deeplab", "resnet18", classes=2)
+    with pytest.raises(ConfigError, match="resnet18"):
+        build_model("unet", "resnet19", classes=2)
+
+
+def test_named_weights_offline_say_how_to_pass_a_file(monkeypatch):
+    import segmentation_models_pytorch.encoders as encoders
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(encoders, "load_state_dict_from_url", offline, raising=False)
+    monkeypatch.setattr(encoders, "hf_hub_download", offline, raising=False)
+    with pytest.raises(ConfigError) as err:
+        build_model("unet", "resnet18", classes=2, encoder_weights="imagenet")
+    message = str(err.value)
+    assert "\n" not in message and "model.encoder_weights=/path/to/resnet18.pth" in message
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_local_weights_load_with_a_report(tmp_path, capsys, suffix):
+    source = build_model("fpn", "resnet18", classes=2)
+    state = {f"encoder.{k}": v for k, v in source.encoder.state_dict().items() if not k.startswith("layer4")}
+    state["unrelated.weight"] = torch.zeros(3)
+    path = tmp_path / f"enc{suffix}"
+    if suffix == ".pth":
+        torch.save(state, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    model = build_model("fpn", "resnet18", classes=2, encoder_weights=str(path))
+    assert torch.equal(model.encoder.conv1.weight, source.encoder.conv1.weight)
+    assert not torch.equal(model.encoder.layer4[0].conv1.weight, source.encoder.layer4[0].conv1.weight)
+    own = len(source.encoder.state_dict())
+    loaded = len(state) - 1
+    report = capsys.readouterr().err
+    assert f"{loaded} tensors loaded, {own - loaded} missing, 1 unused" in report
+
+
+def test_local_weights_of_another_encoder_fail(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"foo.weight": torch.zeros(2)}, path)
+    with pytest.raises(DataError, match="none of its 1 tensors match"):
+        build_model("unet", "resnet18", classes=2, encoder_weights=str(path))

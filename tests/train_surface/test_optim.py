@@ -1,0 +1,111 @@
+"""Optimisers, no-decay parameter groups, lr schedules, gradient clipping and accumulation."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from segcli.errors import ConfigError
+from segcli.models.optim import build_optimizer, build_scheduler, lr_factor, param_groups
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1, bias=False), nn.GroupNorm(2, 4),
+                         nn.Conv2d(4, 2, 1))
+
+
+def test_norm_layers_and_biases_get_no_weight_decay():
+    net = _net()
+    decay, no_decay = param_groups(net, 1e-4)
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == ["0.weight", "2.weight", "4.weight"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == ["0.bias", "1.bias", "1.weight", "3.bias", "3.weight",
+                                                                "4.bias"]
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (1e-4, 0.0)
+    (single,) = param_groups(net, 1e-4, no_decay_norm_bias=False)
+    assert len(single["params"]) == 9
+
+
+def test_optimizers():
+    adamw = build_optimizer(_net(), {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01})
+    assert isinstance(adamw, torch.optim.AdamW) and [g["weight_decay"] for g in adamw.param_groups] == [0.01, 0.0]
+    sgd = build_optimizer(_net(), {"name": "sgd", "lr": 0.01, "weight_decay": 1e-4, "momentum": 0.9, "nesterov": True})
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    with pytest.raises(ConfigError, match="choose from adamw, sgd"):
+        build_optimizer(_net(), {"name": "adam", "lr": 1e-3})
+
+
+def test_schedule_shapes():
+    poly = {"name": "poly", "power": 1.0}
+    assert lr_factor(poly, 0, 0.0) == 1.0 and lr_factor(poly, 50, 0.5) == 0.5
+    cosine = {"name": "cosine", "min_lr_ratio": 0.1}
+    assert math.isclose(lr_factor(cosine, 50, 0.5), 0.55) and math.isclose(lr_factor(cosine, 99, 1.0), 0.1)
+    warm = {"name": "cosine", "warmup_steps": 10}
+    assert lr_factor(warm, 0, 0.0) == 0.1 and lr_factor(warm, 4, 0.04) == 0.5
+    frac = {"name": "poly", "warmup_fraction": 0.2, "power": 1.0}
+    assert math.isclose(lr_factor(frac, 10, 0.1), 0.5) and math.isclose(lr_factor(frac, 30, 0.3), 0.7)
+    one = {"name": "onecycle", "pct_start": 0.25, "div_factor": 25.0, "final_div_factor": 1e4}
+    assert math.isclose(lr_factor(one, 0, 0.0), 1 / 25) and math.isclose(lr_factor(one, 25, 0.25), 1.0)
+    assert math.isclose(lr_factor(one, 100, 1.0), 1 / 25 / 1e4)
+    assert lr_factor({"name": "constant"}, 5, 0.7) == 1.0
+    with pytest.raises(ConfigError, match="choose from poly, cosine, onecycle, constant"):
+        lr_factor({"name": "cosin"}, 0, 0.0)
+
+
+def test_onecycle_matches_torch_onecycle_lr():
+    params = [nn.Parameter(torch.zeros(1))]
+    total = 40
+    ours = build_scheduler(torch.optim.SGD(params, lr=0.1), {"name": "onecycle", "pct_start": 0.3},
+                           lambda step: step / total)
+    theirs_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(theirs_opt, max_lr=0.1, total_steps=total + 1, pct_start=0.3,
+                                                 anneal_strategy="cos", cycle_momentum=False,
+                                                 three_phase=False)
+    for _ in range(total):  # same start, peak and end; in between within a step's offset of the phase boundary
+        a, b = ours.get_last_lr()[0], theirs.get_last_lr()[0]
+        assert abs(a - b) < 0.012, (a, b)
+        ours.optimizer.step(), ours.step(), theirs_opt.step(), theirs.step()
+
+
+def _fit(tmp_path, **trainer_args) -> L.LightningModule:
+    """Fit a tiny regression with lr 0.1 SGD on 4 batches; returns the module (steps taken, start weights)."""
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(2, 1)
+            self.start = [p.detach().clone() for p in self.layer.parameters()]
+            self.steps = 0
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return ((self.layer(x) - y) ** 2).mean() * 1000
+
+        def on_before_optimizer_step(self, optimizer):
+            self.steps += 1
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+    module = Tiny()
+    L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=str(tmp_path), **trainer_args).fit(
+        module, torch.utils.data.DataLoader(data, batch_size=2))
+    return module
+
+
+def test_accumulation_steps_the_optimizer_every_n_batches(tmp_path):
+    assert _fit(tmp_path).steps == 4
+    assert _fit(tmp_path, accumulate_grad_batches=2).steps == 2
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    free, clipped = _fit(tmp_path), _fit(tmp_path, gradient_clip_val=0.01)
+    move = lambda m: float(torch.cat([(p - s).flatten() for p, s in zip(m.layer.parameters(), m.start)]).norm())  # noqa: E731
+    assert move(clipped) <= 4 * 0.1 * 0.01 + 1e-6 < move(free)  # 4 SGD steps of lr 0.1 on gradients of norm <= 0.01

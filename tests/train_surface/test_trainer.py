@@ -1,0 +1,59 @@
+"""Trainer presets, checks that turn unrunnable settings into one-line ConfigErrors, torch.compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segcli.config import compose, to_container
+from segcli.errors import ConfigError
+from segcli.models.trainer_args import check, lightning_config_errors
+
+
+@pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp"])
+def test_presets_compose_with_the_same_keys(preset):
+    cpu = to_container(compose("train", ["trainer=cpu"]).trainer)
+    trainer = to_container(compose("train", [f"trainer={preset}"]).trainer)
+    assert set(trainer) == set(cpu)
+    if preset == "ddp":
+        assert trainer["strategy"] == "ddp" and trainer["sync_batchnorm"] is True
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+@pytest.mark.parametrize("preset", ["gpu", "ddp"])
+def test_gpu_preset_without_a_gpu_is_a_config_error(preset):
+    trainer = to_container(compose("train", [f"trainer={preset}"]).trainer)
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible.*trainer=cpu"):
+        check(trainer)
+
+
+def test_precision_and_accelerator_are_checked():
+    check({"accelerator": "cpu", "precision": "bf16-mixed"})
+    with pytest.raises(ConfigError, match="choose from 32-true, 16-mixed, bf16-mixed"):
+        check({"accelerator": "cpu", "precision": "bf16"[:3] + "x"})
+    with pytest.raises(ConfigError, match="choose from cpu, gpu"):
+        check({"accelerator": "tpux"})
+
+
+def test_lightning_errors_become_one_line():
+    import lightning as L
+
+    with pytest.raises(ConfigError) as err, lightning_config_errors():
+        L.Trainer(accelerator="cpu", precision="bogus", logger=False)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow  # torch.compile on CPU: about 3 minutes here
+def test_compiled_module_step():
+    from segcli.models.module import SegModule
+
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"}, compile=True)
+    assert not any("_orig_mod" in k for k in module.state_dict())  # checkpoint keys unchanged
+    batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
+    module.log = lambda *a, **k: None
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
