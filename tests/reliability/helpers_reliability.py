@@ -53,7 +53,7 @@ def leftovers(*roots: Path) -> list[str]:
                 text = os.fsdecode(name)
                 if any(marker in text for marker in TEMP_MARKERS):
                     found.append(os.fsdecode(os.path.join(dirpath, name)))
-            if not dirnames and not filenames:
+            if not dirnames and not filenames and dirpath != os.fsencode(root):
                 found.append(os.fsdecode(dirpath) + "/ (empty)")
     return found
 
