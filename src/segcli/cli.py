@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("SEGCLI_DEBUG", "") not in ("", "0")
     try:
         code = app(args=argv, prog_name="segcli", standalone_mode=False)
+        sys.stdout.flush()  # a full disk or a closed pipe behind stdout fails here, not at interpreter exit
     except SegcliError as err:
         if debug:
             raise
@@ -293,10 +294,15 @@ def main(argv: list[str] | None = None) -> None:
             raise
         if isinstance(err, OSError) and err.filename:
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
         _fail(f"internal error: {type(err).__name__}: {err} (rerun with SEGCLI_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
         _fail("interrupted", EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+_WRITE_ERRNOS = {28, 122, 30, 32}  # ENOSPC, EDQUOT, EROFS, EPIPE: writing results failed, not segcli
 
 
 def _fail(message: str, code: int) -> None:

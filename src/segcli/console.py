@@ -25,5 +25,9 @@ def info(message: str) -> None:
 
 def result(line: str) -> None:
     """A line a pipeline consumes (stdout)."""
-    sys.stdout.write(f"{line}\n")
+    try:
+        sys.stdout.write(f"{line}\n")
+    except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): print its original bytes
+        sys.stdout.flush()
+        sys.stdout.buffer.write(f"{line}\n".encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
     sys.stdout.flush()

@@ -66,7 +66,27 @@ def worst_entries(acc) -> list[dict]:
 
 
 def write_files(out: Path, report: dict, acc, card, split: str, report_text: str) -> None:
-    """Write every report file into `out` (each atomically)."""
+    """Write every report file into `out`: all of them into a hidden staging folder first, then each renamed
+    into place, so that a failure (a full disk) leaves no partial report."""
+    import os
+    import shutil
+
+    created = not out.exists()
+    staging = out / f".report.partial-{os.getpid()}"
+    try:
+        _write_all(staging, report, acc, card, split, report_text)
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = out / path.relative_to(staging)
+                target.parent.mkdir(exist_ok=True)
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def _write_all(out: Path, report: dict, acc, card, split: str, report_text: str) -> None:
     from segcli.evaluation.figures import confusion_image
     from segcli.reports import confusion_csv, markdown, per_class_csv, per_image_csv
 

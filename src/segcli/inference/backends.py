@@ -54,11 +54,23 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        refused = unsafe_global(err)
+        if refused:
+            raise DataError(f"{path}: refused to load: it pickles {refused}, which could run code (segcli loads only "
+                            "tensors and plain data); use a checkpoint written by `segcli train`") from None
         raise DataError(f"{path}: not a readable checkpoint ({type(err).__name__}); it may be truncated or not a segcli .ckpt") from None
     meta = (ckpt.get("hyper_parameters") or {}).get("meta") if isinstance(ckpt, dict) else None
     if not meta or "state_dict" not in ckpt:
         raise DataError(f"{path}: not a segcli checkpoint (no segcli metadata); train it with `segcli train`")
     return ckpt
+
+
+def unsafe_global(err: Exception) -> str | None:
+    """The name of the Python object a weights_only torch.load refused to unpickle, or None for other failures."""
+    import re
+
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    return match.group(1) if match else None
 
 
 def load_torch_model(path: str | Path) -> tuple[torch.nn.Module, dict]:

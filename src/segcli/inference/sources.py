@@ -60,8 +60,9 @@ def _from_list(lines: list[str], where: str) -> list[Item]:
     paths = [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not paths:
         raise DataError(f"{where}: no paths listed; give one image or video path per line")
-    base = Path(os.path.commonpath([str(p.parent.absolute()) for p in paths]))
-    return [Item(p, p.absolute().relative_to(base).with_suffix("")) for p in paths]
+    absolute = [Path(os.path.abspath(p)) for p in paths]  # abspath also folds "..", so no rel can climb out of --out
+    base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    return [Item(p, a.relative_to(base).with_suffix("")) for p, a in zip(paths, absolute)]
 
 
 def _from_entry(entry: str) -> list[Item]:
@@ -97,6 +98,10 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None) -> list
         items.extend(_from_list(lines, str(path)))
     seen: dict[Path, Path] = {}
     for item in items:
+        rel = os.path.normpath(item.rel)
+        if os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
+            raise ConfigError(f"{item.path}: its output name {rel} would leave --out; name the files without '..' "
+                              "after a wildcard, or give their folder")
         if item.rel in seen and seen[item.rel] != item.path:
             raise ConfigError(f"{item.path} and {seen[item.rel]} would both write {item.rel}.png; "
                               "predict them into separate --out folders")

@@ -1,0 +1,221 @@
+"""Bad inputs: missing and empty folders, corrupt and truncated files, mismatched sizes, label values out
+of range, binary 0/255 masks, and image encodings that must just work (RGBA, 16-bit, grayscale)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers_reliability import (assert_clean, error_line, files_under, folder_pairs, ids, noise, only_error,
+                                 write_image)
+
+
+# ----------------------------------------------------------------------------- missing / empty inputs
+@pytest.mark.parametrize("which", ["images", "masks"])
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_prepare_folder_without_inputs(cli, tmp_path, which, state):
+    images, masks = folder_pairs(tmp_path / "src", {"a": ids()})
+    bad = tmp_path / "src" / f"other_{which}"
+    if state == "empty":
+        bad.mkdir()
+    paths = {"images": images, "masks": masks, which: bad}
+    code, out, err = cli("prepare", "folder", "--images", paths["images"], "--masks", paths["masks"],
+                         "--out", tmp_path / "out" / "ds", "--classes", "a,b")
+    only_error(code, err, 3, bad)
+    assert out == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_on_empty_dataset_dir(cli, tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("train", f"data.root={empty}", "--run-dir", tmp_path / "run")
+    only_error(code, err, 3, empty / "dataset.yaml")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
+def test_eval_on_empty_dataset_dir(cli, model_ckpt, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli("eval", "--ckpt", model_ckpt, "--data", empty, "--out", tmp_path / "report")
+    only_error(code, err, 3, empty / "dataset.yaml")
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_predict_without_inputs(cli, model_ckpt, tmp_path, state):
+    folder = tmp_path / "in"
+    if state == "empty":
+        folder.mkdir()
+    code, out, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "out")
+    only_error(code, err, 3, folder)
+    assert out == "" and not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- corrupt / truncated files
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _garbage(path: Path) -> Path:
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)  # PNG magic, then nonsense
+    return path
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage], ids=["truncated", "corrupt"])
+@pytest.mark.parametrize("which", ["images", "masks"])
+def test_prepare_lints_damaged_files(cli, tmp_path, which, damage):
+    images, masks = folder_pairs(tmp_path / "src", {f"p{i}": ids(seed=i) for i in range(4)})
+    bad = damage((images if which == "images" else masks) / "p1.png")
+    out = tmp_path / "ds"
+    code, stdout, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                            "--classes", "a,b", "--val-fraction", "0.25")
+    line = error_line(code, err, 1, bad)
+    assert ("truncated" in line or "not a readable" in line) and str(out / "lint.json") in line
+    assert stdout.strip() == str(out.resolve() / "lint.json")
+    assert [p.name for p in files_under(out)] == ["lint.json"]  # the report only: no half-written dataset
+    assert_clean(tmp_path)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage], ids=["truncated", "corrupt"])
+@pytest.mark.parametrize("which", ["image", "mask"])
+def test_eval_on_damaged_files(cli, model_ckpt, dataset_copy, tmp_path, which, damage):
+    from segcli.data.card import load_card
+
+    image, mask = load_card(dataset_copy).pairs("val")[0]
+    bad = damage(image if which == "image" else mask)
+    code, out, err = cli("eval", "--ckpt", model_ckpt, "--data", dataset_copy, "--out", tmp_path / "report")
+    only_error(code, err, 3, bad)
+    assert out == "" and not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage], ids=["truncated", "corrupt"])
+def test_predict_damaged_image_is_reported_and_the_rest_predicted(cli, model_ckpt, tmp_path, damage):
+    folder = tmp_path / "in"
+    for i in range(3):
+        write_image(folder / f"img{i}.png", noise(40, 56, seed=i))
+    bad = damage(folder / "img1.png")
+    code, out, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "out", "--save", "mask")
+    line = error_line(code, err, 3, bad)
+    assert "1 of 3 inputs" in line
+    assert sorted(p.name for p in files_under(tmp_path / "out")) == ["img0.png", "img2.png"]
+    assert len(out.split()) == 2
+    assert_clean(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- sizes and values
+def test_prepare_size_mismatch(cli, tmp_path):
+    masks = {f"p{i}": ids(seed=i) for i in range(4)}
+    images, mask_dir = folder_pairs(tmp_path / "src", masks, images={"p2": noise(30, 32)})
+    out = tmp_path / "ds"
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", mask_dir, "--out", out, "--classes", "a,b")
+    line = error_line(code, err, 1, mask_dir / "p2.png")
+    assert "32x32" in line and "32x30" in line
+    assert [p.name for p in files_under(out)] == ["lint.json"]
+
+
+def test_eval_size_mismatch(cli, model_ckpt, dataset_copy, tmp_path):
+    from segcli.data.card import load_card
+
+    image, mask = load_card(dataset_copy).pairs("val")[0]
+    write_image(mask, np.zeros((20, 20), np.uint8))
+    code, _, err = cli("eval", "--ckpt", model_ckpt, "--data", dataset_copy, "--out", tmp_path / "report")
+    only_error(code, err, 3, mask, image)
+    assert not (tmp_path / "report").exists()
+
+
+def test_prepare_label_out_of_range(cli, tmp_path):
+    masks = {f"p{i}": ids(seed=i) for i in range(4)}
+    masks["p3"][0, 0] = 7
+    images, mask_dir = folder_pairs(tmp_path / "src", masks)
+    out = tmp_path / "ds"
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", mask_dir, "--out", out, "--classes", "a,b")
+    line = error_line(code, err, 1, mask_dir / "p3.png")
+    assert "7 are neither class ids" in line and "0..1" in line
+    assert [p.name for p in files_under(out)] == ["lint.json"]
+
+
+def test_eval_label_out_of_range(cli, model_ckpt, dataset_copy, tmp_path):
+    from segcli.data.card import load_card
+
+    card = load_card(dataset_copy)
+    image, mask = card.pairs("val")[0]
+    from segcli.inference.io import read_mask
+
+    bad = read_mask(mask).copy()
+    bad[0, 0] = card.num_classes + 3  # neither a class id nor the ignore index
+    write_image(mask, bad)
+    code, _, err = cli("eval", "--ckpt", model_ckpt, "--data", dataset_copy, "--out", tmp_path / "report")
+    line = only_error(code, err, 3, mask)
+    assert str(card.num_classes + 3) in line
+    assert not (tmp_path / "report").exists()
+
+
+def test_binary_masks_need_a_decision(cli, tmp_path):
+    """0/255 masks: prepare refuses to guess (255 = ignore would drop the foreground); --remap 255=1 works."""
+    masks = {f"p{i}": (ids(seed=i) * 255).astype(np.uint8) for i in range(4)}
+    images, mask_dir = folder_pairs(tmp_path / "src", masks)
+    out = tmp_path / "ds"
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", mask_dir, "--out", out,
+                       "--classes", "background,object", "--val-fraction", "0.25")
+    line = error_line(code, err, 1, mask_dir)
+    assert "only 0 and 255" in line and "--remap 255=1" in line
+    code, out_text, err = cli("prepare", "folder", "--images", images, "--masks", mask_dir, "--out", out,
+                              "--classes", "background,object", "--val-fraction", "0.25", "--remap", "255=1")
+    assert code == 0, err
+    from segcli.inference.io import read_mask
+
+    written = [read_mask(p) for p in files_under(out / "masks")]
+    assert len(written) == 4 and all(set(np.unique(m)) == {0, 1} for m in written)
+    assert_clean(tmp_path)
+
+
+# ----------------------------------------------------------------------------- encodings that must work
+ENCODINGS = {
+    "rgba": lambda: noise(40, 56, 4, seed=1),
+    "16bit": lambda: noise(40, 56, 3, seed=2, dtype=np.uint16),
+    "grey": lambda: noise(40, 56, 1, seed=3),
+    "grey16": lambda: noise(40, 56, 1, seed=4, dtype=np.uint16),
+}
+
+
+def test_predict_rgba_16bit_and_grey_images(cli, model_ckpt, tmp_path):
+    from segcli.inference.io import read_image, read_mask
+
+    folder = tmp_path / "in"
+    for name, make in ENCODINGS.items():
+        write_image(folder / f"{name}.png", make())
+    code, out, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert len(out.split()) == len(ENCODINGS)
+    for name in ENCODINGS:
+        mask = read_mask(tmp_path / "out" / f"{name}.png")
+        assert mask.shape == (40, 56)
+        assert read_image(tmp_path / "out" / "overlays" / f"{name}.png").shape == (40, 56, 3)
+    assert_clean(tmp_path / "out")
+
+
+def test_prepare_and_train_read_rgba_16bit_and_grey_images(cli, tmp_path):
+    """prepare keeps the files as they are, and the dataset reads them as (H, W, 3) uint8 RGB."""
+    from segcli.data.card import load_card
+    from segcli.inference.io import read_image
+
+    masks = {name: ids(40, 56, seed=i) for i, name in enumerate(ENCODINGS)}
+    images, mask_dir = folder_pairs(tmp_path / "src", masks, images={k: make() for k, make in ENCODINGS.items()})
+    out = tmp_path / "ds"
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", mask_dir, "--out", out,
+                       "--classes", "a,b", "--val-fraction", "0.25")
+    assert code == 0, err
+    card = load_card(out)
+    pairs = card.pairs("train") + card.pairs("val")
+    assert len(pairs) == len(ENCODINGS)
+    for image, _ in pairs:
+        array = read_image(image)
+        assert array.shape == (40, 56, 3) and array.dtype == np.uint8
+    mean = card.stats["mean"]
+    assert len(mean) == 3 and all(0 <= v <= 1 for v in mean)

@@ -1,0 +1,260 @@
+"""Where outputs go when things go wrong: an unwritable --out, a full disk, inputs whose output names would
+leave --out (.., absolute paths, symlinks, list files, eval --worst keys), non-UTF-8 and spaced file names."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers_reliability import assert_clean, error_line, files_under, noise, only_error, write_image
+
+
+def _inputs(folder: Path, count: int = 3) -> Path:
+    for i in range(count):
+        write_image(folder / f"img{i}.png", noise(32, 40, seed=i))
+    return folder
+
+
+# ----------------------------------------------------------------------------- unwritable --out
+def _commands(tmp_path: Path, ckpt: Path, data: Path, out: Path) -> dict[str, list]:
+    images = _inputs(tmp_path / "in")
+    return {
+        "predict": ["predict", images, "--ckpt", ckpt, "--out", out],
+        "eval": ["eval", "--ckpt", ckpt, "--out", out],
+        "export": ["export", "--ckpt", ckpt, "--out", out / "m.onnx"],
+        "prepare": ["prepare", "synthetic", "--num-images", "2", "synthetic.height=32", "synthetic.width=32", "--out", out],
+        "train": ["train", f"data.root={data}", "trainer.max_epochs=1", "--run-dir", out],
+    }
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "export", "prepare", "train"])
+def test_output_under_a_regular_file(cli, model_ckpt, tiny_data, tmp_path, monkeypatch, command):
+    """--out below a regular file cannot be created (works as root too): exit 3 naming the path, nothing written."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*_commands(tmp_path, model_ckpt, tiny_data, blocker / "out")[command])
+    only_error(code, err, 3, blocker)
+    assert (out == "" or command == "eval") and blocker.read_text() == "a file, not a folder\n"  # eval prints, then writes
+    assert not (tmp_path / "runs").exists()
+    assert_clean(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes through chmod 0o555")
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_read_only_output_dir(cli, model_ckpt, tiny_data, tmp_path, command):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, _, err = cli(*_commands(tmp_path, model_ckpt, tiny_data, locked / "out")[command])
+        only_error(code, err, 3, locked)
+    finally:
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- disk full
+@pytest.fixture
+def disk_full(monkeypatch):
+    """disk_full(DIR, after=0): after `after` more files, every write to a file opened by os.fdopen under DIR
+    fails with ENOSPC (what the atomic writer's temp files get from a full disk)."""
+    real = os.fdopen
+    budget = [0]
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    def install(root: Path, after: int = 0):
+        root = str(Path(root).resolve())
+        budget[0] = after
+
+        def fdopen(fd, *args, **kwargs):
+            handle = real(fd, *args, **kwargs)
+            target = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
+            if not target.startswith(root):
+                return handle
+            budget[0] -= 1
+            return Full(handle) if budget[0] < 0 else handle
+
+        monkeypatch.setattr(os, "fdopen", fdopen)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    return install
+
+
+def test_disk_full_during_predict(cli, model_ckpt, tmp_path, disk_full):
+    out = tmp_path / "out"
+    disk_full(tmp_path)
+    code, stdout, err = cli("predict", _inputs(tmp_path / "in"), "--ckpt", model_ckpt, "--out", out)
+    line = only_error(code, err, 3, out)
+    assert "No space left on device" in line
+    assert stdout == "" and files_under(out) == []
+    assert_clean(tmp_path)
+
+
+@pytest.mark.parametrize("after", [0, 2])
+def test_disk_full_during_eval_leaves_no_partial_report(cli, model_ckpt, tmp_path, disk_full, after):
+    """The disk fills up before the first report file, or after two of them: no report files at all."""
+    out = tmp_path / "report"
+    disk_full(tmp_path, after)
+    code, _, err = cli("eval", "--ckpt", model_ckpt, "--out", out, "--worst", "1")
+    line = error_line(code, err, 3, out)
+    assert "No space left on device" in line
+    assert not out.exists() or files_under(out) == []
+    assert_clean(tmp_path)
+
+
+def test_disk_full_on_dev_full(model_ckpt, tmp_path):
+    """A real ENOSPC from the kernel: the JSON report goes to a stdout on /dev/full."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:  # stdout on a full device: the report cannot be delivered
+        proc = subprocess.run([sys.executable, "-m", "segcli", "eval", "--ckpt", str(model_ckpt), "--json", "-"],
+                              cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
+                              env={k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"})
+    error_line(proc.returncode, proc.stderr, 3, "No space left on device")
+
+
+# ----------------------------------------------------------------------------- outputs stay under --out
+def _outside_files(tmp_path: Path, out: Path, before: set[Path]) -> list[Path]:
+    return [p for p in files_under(tmp_path) if p not in before and out.resolve() not in p.resolve().parents]
+
+
+def test_list_entries_with_dotdot_stay_under_out(cli, model_ckpt, tmp_path, monkeypatch):
+    work = tmp_path / "a" / "b"
+    _inputs(work, 1)
+    _inputs(tmp_path / "other", 1)
+    listing = work / "list.txt"
+    listing.write_text("img0.png\n../../other/img0.png\n")
+    monkeypatch.chdir(work)
+    before = set(files_under(tmp_path))
+    out = tmp_path / "x" / "out"
+    code, stdout, err = cli("predict", "--list", listing, "--ckpt", model_ckpt, "--out", out, "--save", "mask")
+    assert code == 0, err
+    assert _outside_files(tmp_path, out, before) == []
+    assert sorted(p.relative_to(out).as_posix() for p in files_under(out)) == ["a/b/img0.png", "other/img0.png"]
+
+
+def test_glob_climbing_out_of_its_base_is_refused(cli, model_ckpt, tmp_path):
+    _inputs(tmp_path / "in" / "sub", 1)
+    _inputs(tmp_path / "outside", 1)
+    pattern = f"{tmp_path}/in/*/../../outside/*.png"
+    code, _, err = cli("predict", pattern, "--ckpt", model_ckpt, "--out", tmp_path / "out")
+    only_error(code, err, 2, "outside")
+    assert not (tmp_path / "out").exists()
+
+
+def test_absolute_dotdot_and_symlinked_inputs_stay_under_out(cli, model_ckpt, tmp_path, monkeypatch):
+    _inputs(tmp_path / "elsewhere", 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "linked.png").symlink_to(tmp_path / "elsewhere" / "img0.png")
+    (folder / "linked_dir").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.png"
+    victim.write_text("must survive\n")
+    (out / "img1.png").symlink_to(victim)  # an output name that is a symlink out of --out
+    monkeypatch.chdir(folder)
+    before = set(files_under(tmp_path))
+    code, _, err = cli("predict", folder, "../elsewhere/img1.png", str(tmp_path / "elsewhere" / "img0.png"),
+                       "--ckpt", model_ckpt, "--out", out, "--save", "mask")
+    assert code == 0, err
+    assert victim.read_text() == "must survive\n"
+    assert not (out / "img1.png").is_symlink()
+    assert _outside_files(tmp_path, out, before) == []
+
+
+def test_eval_worst_names_stay_under_out(cli, model_ckpt, dataset_copy, tmp_path):
+    """A card entry whose mask path climbs out of masks/<split>/: the --worst panel is still written in OUT/worst/."""
+    import shutil
+
+    import yaml
+
+    card_path = dataset_copy / "dataset.yaml"
+    card = yaml.safe_load(card_path.read_text())
+    entry = card["splits"]["val"][0]
+    escape = tmp_path / "escape"
+    escape.mkdir()
+    shutil.copy(dataset_copy / entry["mask"], escape / "m.png")
+    entry["mask"] = f"masks/val/../../../{escape.name}/m.png"
+    card_path.write_text(yaml.safe_dump(card, sort_keys=False))
+    out = tmp_path / "report"
+    before = set(files_under(tmp_path))
+    code, _, err = cli("eval", "--ckpt", model_ckpt, "--data", dataset_copy, "--out", out, "--worst", "1")
+    assert code == 0, err
+    assert _outside_files(tmp_path, out, before) == []
+    assert len(list((out / "worst").iterdir())) == 1
+
+
+# ----------------------------------------------------------------------------- file names
+ODD_NAMES = [b"\xff\xfe odd.png", b"with space.png", "caf\u00e9 \u00fc.png".encode()]
+
+
+def _bytes_cli(*args, cwd) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"}
+    env["PYTHONIOENCODING"] = "utf-8:strict"  # what an en_US.UTF-8 terminal gets (C.UTF-8 escapes surrogates)
+    return subprocess.run([sys.executable, "-m", "segcli", *map(os.fsencode, map(str, args))], cwd=cwd, env=env,
+                          capture_output=True, timeout=300)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8 need a POSIX file system")
+def test_predict_non_utf8_and_spaced_names(model_ckpt, tmp_path):
+    folder = tmp_path / "in dir"
+    folder.mkdir()
+    for i, name in enumerate(ODD_NAMES):
+        write_image(Path(os.fsdecode(os.path.join(os.fsencode(folder), name))), noise(32, 40, seed=i))
+    out = tmp_path / "out dir"
+    proc = _bytes_cli("predict", folder, "--ckpt", model_ckpt, "--out", out, "--save", "mask", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"Traceback" not in proc.stderr
+    printed = sorted(proc.stdout.splitlines())
+    expected = sorted(os.path.join(os.fsencode(out), name) for name in ODD_NAMES)
+    assert printed == expected  # the exact bytes of each mask path, one per line
+    assert sorted(os.listdir(os.fsencode(out))) == sorted(ODD_NAMES)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8 need a POSIX file system")
+def test_prepare_non_utf8_and_spaced_names(cli, model_ckpt, tmp_path):
+    """Names that are not UTF-8 survive prepare (the card escapes them) and the dataset reads back; spaces too."""
+    from helpers_reliability import ids
+    from segcli.data.card import load_card
+    from segcli.inference.io import read_image, read_mask
+
+    images, masks = tmp_path / "src" / "images", tmp_path / "src" / "masks"
+    stems = [b"\xff\xfe odd", b"with space", "caf\u00e9 \u00fc".encode(), b"plain0", b"plain1", b"plain2"]
+    for i, stem in enumerate(stems):
+        for folder, array in ((images, noise(32, 32, seed=i)), (masks, ids(seed=i))):
+            write_image(Path(os.fsdecode(os.path.join(os.fsencode(folder), stem + b".png"))), array)
+    out = tmp_path / "ds"
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--classes", "a,b",
+                       "--val-fraction", "0.34")
+    assert code == 0, err
+    card = load_card(out)
+    pairs = [pair for split in card.splits for pair in card.pairs(split)]
+    assert sorted(os.fsencode(image.stem) for image, _ in pairs) == sorted(stems)
+    for image, mask in pairs:
+        assert read_image(image).shape == (32, 32, 3) and read_mask(mask).shape == (32, 32)
+    code, _, err = cli("eval", "--ckpt", model_ckpt, "--data", out, "--split", "train")
+    assert code == 2 and "classes" in err  # readable up to the class check: the model is for other classes
+    assert_clean(tmp_path)
