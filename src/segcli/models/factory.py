@@ -82,6 +82,12 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        from segcli.inference.backends import unsafe_global
+
+        refused = unsafe_global(err)
+        if refused:
+            raise DataError(f"{path}: refused to load: it pickles {refused}, which could run code; give a plain "
+                            "state-dict .pth (tensors only) or a .safetensors file") from None
         raise DataError(f"{path}: cannot load encoder weights ({type(err).__name__}); give a state-dict .pth or .safetensors file") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
