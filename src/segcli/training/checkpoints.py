@@ -4,13 +4,17 @@ Lightning's own writer goes through an fsspec transaction whose temp file lives 
 directory; when that is another filesystem than the run directory, the final move is a copy into the
 old file, and a SIGKILL during it leaves a truncated last.ckpt. Here a checkpoint is written in full
 next to its target, flushed to disk and `os.replace`d over it: the previous file stays valid until
-the new one is complete.
+the new one is complete. A Ctrl-C during the write is held until the file is in place (torch's zip
+writer interrupted half-way raises a RuntimeError that would hide the interrupt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -22,6 +26,25 @@ LAST = "last"  # checkpoints/last.ckpt: where --resume continues from
 MONITOR = "val/mIoU"
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold SIGINT until the block is done, then deliver it to the previous handler (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO whose save is temp file + fsync + os.replace in the same directory."""
 
@@ -31,15 +54,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _sigint_deferred():
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    torch.save(checkpoint, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
 
 def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:

@@ -2,7 +2,7 @@
 
 Hydra's override grammar and BasicSweeper expand the sweep (`key=a,b`, `key=range(1,4)`,
 `key=choice(a,b)`, `group=unet,fpn`; the cartesian product over several swept keys, in command-line
-order). Jobs run one after another in this process, each in SWEEP_DIR/<index>-<swept values>/ (a normal
+order). Jobs run one after another, each as its own `segcli train` process in SWEEP_DIR/<index>-<swept values>/ (a normal
 run directory). A failing job is recorded and the sweep goes on; at the end the summary table goes to
 stdout, summary.csv and summary.json to SWEEP_DIR, and the exit code is 1 when any job failed.
 """
@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from segcli.console import info, result, stdout_console
-from segcli.errors import CheckFailed, ConfigError, SegcliError
+from segcli.errors import CheckFailed, ConfigError
 from segcli.inference.io import atomic_write_bytes
 
 FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
@@ -101,24 +101,47 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
 
 
 def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_dir, total: int) -> dict:
-    from segcli.commands.train import fit
-    from segcli.config import compose
+    """Run one job as its own `segcli train` process (isolated memory, CUDA and data-loader workers; a crash or
+    an out-of-memory kill fails only that job). Its stderr is passed through; the result is read from its run dir."""
+    import subprocess
+    import sys
 
     name = job_name(index, job, swept)
+    run_dir = root / name
     row = {"job": index, "overrides": " ".join(o for o in job if o.partition("=")[0] in swept), "status": "ok",
-           "best_val_mIoU": None, "final_mIoU": None, "epochs": None, "run_dir": str(root / name), "error": ""}
+           "best_val_mIoU": None, "final_mIoU": None, "epochs": None, "run_dir": str(run_dir), "error": ""}
     info(f"train: sweep job {index + 1}/{total}: {' '.join(job)}")
-    try:
-        cfg = compose("train", job, values={"run_dir": str(root / name)}, config_dir=config_dir)
-        done = fit(cfg, announce=False)
-        row.update(best_val_mIoU=done.best_miou, final_mIoU=done.final_miou, epochs=done.epochs)
-    except SegcliError as err:
-        row.update(status=f"failed (exit {err.exit_code})", error=err.message)
-    except Exception as err:  # a bug in one job must not lose the others
-        row.update(status="failed (exit 4)", error=f"internal error: {type(err).__name__}: {err}")
-    if row["error"]:
-        info(f"train: sweep job {index} failed: {row['error']}")
+    args = [sys.executable, "-m", "segcli", "train", *job, "--run-dir", str(run_dir)]
+    if config_dir:
+        args += ["--config-dir", str(config_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    last = ""
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        last = line.strip() or last
+    code = proc.wait()
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        error = last.removeprefix("segcli: error: ") if last.startswith("segcli: error: ") else f"exit {code}: {last}"
+        row.update(status=f"failed (exit {code})", error=error)
+        info(f"train: sweep job {index} failed: {error}")
+    row.update(run_results(run_dir))
     return row
+
+
+def run_results(run_dir: Path) -> dict:
+    """best_val_mIoU and epochs from RUN_DIR/metrics.csv, final_mIoU from RUN_DIR/eval/report.json (None if absent)."""
+    out = {}
+    metrics = run_dir / "metrics.csv"
+    if metrics.is_file():
+        with open(metrics, newline="") as handle:
+            vals = [float(r["val/mIoU"]) for r in csv.DictReader(handle) if r.get("val/mIoU")]
+        out.update(best_val_mIoU=max(vals) if vals else None, epochs=len(vals))
+    report = run_dir / "eval" / "report.json"
+    if report.is_file():
+        out["final_mIoU"] = json.loads(report.read_text(encoding="utf-8")).get("mIoU")
+    return out
 
 
 def _pct(value) -> str:
