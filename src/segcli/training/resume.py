@@ -14,7 +14,6 @@ import io
 from pathlib import Path
 
 from segcli.errors import ConfigError, DataError
-from segcli.inference.io import atomic_write_bytes
 
 # Overrides accepted with --resume: key → why it is safe. trainer.max_epochs may only be raised.
 RESUMABLE = {
@@ -49,6 +48,10 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise DataError(f"{saved}: not found; --resume needs a run directory written by `segcli train`")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise DataError(f"{last}: no last.ckpt to resume from; the run stopped before its first epoch ended "
+                        "(start it again without --resume)")
     cfg = OmegaConf.load(saved)
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
@@ -73,6 +76,8 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
 
 def trim_metrics(run_dir: Path, global_step: int) -> None:
     """Keep only the metrics.csv rows logged before optimiser step `global_step` (atomically)."""
+    from segcli.inference.io import atomic_write_bytes
+
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return

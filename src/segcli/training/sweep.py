@@ -15,9 +15,8 @@ import json
 import re
 from pathlib import Path
 
-from segcli.console import info, result, stdout_console
+from segcli.console import info, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
 from segcli.errors import CheckFailed, ConfigError
-from segcli.inference.io import atomic_write_bytes
 
 FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
 
@@ -166,6 +165,8 @@ def print_summary(rows: list[dict]) -> None:
 
 def write_summary(root: Path, rows: list[dict]) -> None:
     """SWEEP_DIR/summary.csv and summary.json (mIoU as fractions), atomically."""
+    from segcli.inference.io import atomic_write_bytes
+
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
