@@ -76,6 +76,8 @@ def test_resume_config_refuses_other_overrides(tmp_path):
     from segcli.training.resume import resume_config
 
     (tmp_path / "config.yaml").write_text("trainer: {max_epochs: 5, max_time: null}\nrun_dir: null\nmodel: {arch: unet}\n")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     cfg = resume_config(tmp_path, ["trainer.max_epochs=8", "trainer.max_time=00:00:10:00"])
     assert cfg.trainer.max_epochs == 8 and cfg.run_dir == str(tmp_path.resolve())
     for bad in (["model.arch=fpn"], ["trainer.max_epochs=4"], ["trainer.max_epochs=6,7"]):
