@@ -177,11 +177,39 @@ def prepare_lint(
 @app.command("train")
 def train(
     overrides: Optional[List[str]] = Overrides,
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml; only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers and final_eval may be overridden."),
+    multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
-    """Train a model; the last stdout line is the run directory."""
+    """Train a model; the last stdout line is the run directory (with -m: a summary table, then the sweep directory)."""
+    overrides = list(overrides or [])
+    if resume is not None:
+        if run_dir is not None or multirun or config_dir is not None:
+            from segcli.errors import ConfigError
+
+            raise ConfigError("--resume RUN_DIR continues that run with its own config; drop --run-dir, -m and --config-dir")
+        from segcli.training.resume import resume_config
+
+        cfg = resume_config(resume, overrides)
+        if print_cfg:
+            from segcli.config import to_yaml
+
+            sys.stdout.write(to_yaml(cfg))
+            return
+        from segcli.commands.train import run
+
+        run(cfg, resume=True)
+        return
+    if multirun:
+        from segcli.training.sweep import sweep
+
+        sweep(overrides, run_dir, config_dir, print_cfg)
+        return
+    from segcli.training.sweep import refuse_sweep
+
+    refuse_sweep(overrides)
     _execute("train", overrides, {"run_dir": run_dir}, config_dir, print_cfg)
 
 

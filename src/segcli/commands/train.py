@@ -1,20 +1,41 @@
-"""segcli train: compose data + model + loss + optimiser + trainer, fit, keep best/last checkpoints."""
+"""segcli train: compose data + model + loss + optimiser + trainer, fit, keep best/last checkpoints.
+
+    config → dataset card, model meta, SegModule, SegDataModule (all validated before anything is written)
+    → run directory (config.yaml) → Lightning fit (segcli.training: atomic best/last checkpoints, lr and
+    throughput, RNG state, early stopping, CSV/TensorBoard logs) → curves.png → final evaluation of
+    best.ckpt through `segcli eval`'s code (RUN_DIR/eval/) → the run directory on stdout.
+
+Python users call `run(cfg)` with the composed `train` config; `run(resume_config(DIR, []), resume=True)`
+continues a run (segcli.training.resume).
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from segcli.config import to_container
 from segcli.console import info, result, stderr_console
 
 
-def run(cfg) -> Path:
-    """Train; returns (and prints as the last stdout line) the run directory."""
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_miou: float | None  # best val mIoU during training (fraction), None when no validation ran
+    epochs: int  # completed epochs
+    final_miou: float | None  # mIoU of best.ckpt from the final evaluation, None when skipped
+
+
+def run(cfg, resume: bool = False) -> Path:
+    """Train (or, with resume, continue cfg.run_dir); returns and prints (last stdout line) the run directory."""
+    return fit(cfg, resume=resume, announce=True).run_dir
+
+
+def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
+    """Train as configured; `announce` prints the run directory on stdout (sweeps print a table instead)."""
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
 
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
@@ -22,13 +43,12 @@ def run(cfg) -> Path:
     from segcli.models.factory import build_model, model_kwargs, size_multiple
     from segcli.models.module import SegModule
     from segcli.models.trainer_args import check as check_trainer
-    from segcli.models.trainer_args import lightning_config_errors
-    from segcli.reports import metrics_table
     from segcli.runs import make_run_dir, model_meta, save_config
+    from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
 
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-    warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")
+    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
+                    ".*Checkpoint directory .* exists and is not empty.*"):
+        warnings.filterwarnings("ignore", pattern)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
@@ -45,35 +65,86 @@ def run(cfg) -> Path:
                        compile=bool(cfg.model.get("compile", False)))
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card,
                                channels=int(cfg.model.in_channels))
-    trainer_args = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
-    check_trainer(trainer_args)
-    run_dir = make_run_dir(cfg.run_dir, "train")
-    save_config(run_dir, cfg)
-    info(f"train: run directory {run_dir}")
+    check_trainer({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
+    callbacks = _callbacks(cfg)  # config errors (early_stopping) before the run directory too
 
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
-                                 save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
-    callbacks = [checkpoint]
-    if trainer_args.get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar(leave=True, console_kwargs={"stderr": True}))  # stdout is for results
-    with lightning_config_errors():
-        trainer = L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
-                            logger=CSVLogger(str(run_dir), name="", version=""), enable_model_summary=False)
+    ckpt_path = None
+    if resume:
+        from segcli.training.resume import last_checkpoint, trim_metrics
+
+        run_dir = Path(cfg.run_dir)
+        ckpt_path, step = last_checkpoint(run_dir)
+        trim_metrics(run_dir, step)
+        info(f"train: resuming {run_dir} from {ckpt_path.name} (step {step})")
+    else:
+        run_dir = make_run_dir(cfg.run_dir, "train")
+        info(f"train: run directory {run_dir}")
+    save_config(run_dir, cfg)
+
+    best = best_checkpoint(run_dir / "checkpoints")
+    callbacks += [best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"))]
+    trainer = _trainer(cfg, run_dir, callbacks)
     torch.set_float32_matmul_precision("high")
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
     if trainer.interrupted:
         raise KeyboardInterrupt
+    return _finish(cfg, trainer, module, best, run_dir, card, announce)
 
+
+def _callbacks(cfg) -> list:
+    from segcli.training.callbacks import RngState, SpeedAndLR, early_stopping
+
+    callbacks = [SpeedAndLR(), RngState()]
+    stopper = early_stopping(to_container(cfg.get("early_stopping") or {}))
+    if stopper is not None:
+        callbacks.append(stopper)
+    if cfg.trainer.get("enable_progress_bar", True):
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True, console_kwargs={"stderr": True}))  # stdout is for results
+    return callbacks
+
+
+def _trainer(cfg, run_dir: Path, callbacks: list):
+    import lightning as L
+
+    from segcli.models.trainer_args import lightning_config_errors
+    from segcli.training.checkpoints import AtomicCheckpointIO
+    from segcli.training.loggers import make_loggers
+
+    trainer_args = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
+    with lightning_config_errors():
+        return L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
+                         logger=make_loggers(run_dir), plugins=[AtomicCheckpointIO()], enable_model_summary=False)
+
+
+def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> TrainResult:
+    """After fit: curves.png, the final evaluation of best.ckpt, the per-class table, the summary lines."""
+    from segcli.reports import metrics_table
+    from segcli.training.curves import write_curves
+    from segcli.training.final_eval import final_eval
+
+    trainer.strategy.barrier()
+    report = None
+    if cfg.get("final_eval", True):
+        report = final_eval(cfg, run_dir, run_dir / "checkpoints" / "best.ckpt")  # every rank: eval shards over them
+    score = best.best_model_score
     if trainer.is_global_zero:
-        if module.last_val_metrics is not None:
+        curves = write_curves(run_dir)
+        if report is None and module.last_val_metrics is not None:
             stderr_console().print(metrics_table(module.last_val_metrics, title=f"val ({card.name}), last epoch"))
-        best = checkpoint.best_model_score
-        info(f"train: best val mIoU {float(best) * 100:.2f} → {checkpoint.best_model_path}" if best is not None
+        info(f"train: best val mIoU {float(score) * 100:.2f} → {best.best_model_path}" if score is not None
              else "train: no validation ran; only last.ckpt was written")
-        result(str(run_dir))
-    return run_dir
+        if report is not None:
+            info(f"train: final evaluation mIoU {report['mIoU'] * 100:.2f} → {run_dir / 'eval' / 'report.json'}")
+        if curves is not None:
+            info(f"train: training curves → {curves}")
+        if announce:
+            result(str(run_dir))
+    return TrainResult(run_dir, float(score) if score is not None else None, int(trainer.current_epoch),
+                       report["mIoU"] if report else None)

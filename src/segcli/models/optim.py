@@ -96,7 +96,9 @@ def lr_factor(sched: dict, step: int, progress: float) -> float:
 
 def training_progress(trainer, step: int, fit_start: float) -> float:
     """Fraction of training done: by optimiser steps when the step budget is finite, else by wall clock
-    (time since `fit_start`, a time.monotonic() value, over trainer.max_time); 0.0 when neither is known."""
+    (the Timer's training time over trainer.max_time — restored on --resume, so a resumed run continues
+    its schedule; time since `fit_start`, a time.monotonic() value, if the Timer has not started); 0.0
+    when neither is known."""
     if trainer is None:
         return 0.0
     total = trainer.estimated_stepping_batches
@@ -106,7 +108,11 @@ def training_progress(trainer, step: int, fit_start: float) -> float:
 
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     budget = timer._duration if timer is not None else None
-    return min((time.monotonic() - fit_start) / budget, 1.0) if budget else 0.0
+    if not budget:
+        return 0.0
+    started = timer.start_time("train") is not None
+    elapsed = timer.time_elapsed("train") if started else time.monotonic() - fit_start
+    return min(elapsed / budget, 1.0)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict,

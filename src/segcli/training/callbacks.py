@@ -1,0 +1,93 @@
+"""Callbacks of `segcli train`: learning rate and throughput on the progress bar and in metrics.csv,
+RNG state in every checkpoint (so a resumed run draws the same random numbers), early stopping."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+from segcli.training.checkpoints import MONITOR
+
+
+class SpeedAndLR(Callback):
+    """Logs per optimiser step `train/lr` (first parameter group) and `train/images_per_s` (images of the batch
+    over the wall time since the previous batch ended, data loading included); per epoch
+    `train/epoch_images_per_s` (all training images of the epoch over its wall time, validation excluded)."""
+
+    def __init__(self):
+        self._last = None  # time the previous batch ended (or the epoch started); None during validation
+        self._epoch_time = 0.0
+        self._epoch_images = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._last = time.perf_counter()
+        self._epoch_time, self._epoch_images = 0.0, 0
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self._last is not None and not trainer.sanity_checking:
+            self._epoch_time += time.perf_counter() - self._last
+            self._last = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        images = int(batch["image"].shape[0])
+        if self._last is not None:
+            elapsed = max(now - self._last, 1e-9)
+            self._epoch_time += elapsed
+            self._epoch_images += images
+            pl_module.log("train/images_per_s", images / elapsed, on_step=True, on_epoch=False, prog_bar=True)
+        self._last = now
+        if trainer.optimizers:
+            lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+            pl_module.log("train/lr", lr, on_step=True, on_epoch=False, prog_bar=True)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._last is not None:
+            self._epoch_time += time.perf_counter() - self._last
+            self._last = None
+        if self._epoch_images and self._epoch_time > 0:
+            pl_module.log("train/epoch_images_per_s", self._epoch_images / self._epoch_time, on_step=False, on_epoch=True)
+
+
+class RngState(Callback):
+    """Saves the python, numpy, torch (and CUDA) RNG states in each checkpoint and restores them on resume.
+
+    Lightning restores weights, optimiser, scheduler, loops and callbacks but not the random generators;
+    without them a resumed run would shuffle and augment differently from an uninterrupted one. Stored as
+    plain ints and tensors, so checkpoints still load with torch.load(weights_only=True)."""
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+                 "torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def early_stopping(cfg: dict) -> EarlyStopping | None:
+    """Stop when val/mIoU has not risen by more than `min_delta` for `patience` validations (None: off)."""
+    patience = cfg.get("patience")
+    if patience is None:
+        return None
+    from segcli.errors import ConfigError
+
+    if int(patience) < 1:
+        raise ConfigError(f"early_stopping.patience={patience}: give a number of validations >= 1, or null for off")
+    return EarlyStopping(monitor=MONITOR, mode="max", patience=int(patience), min_delta=float(cfg.get("min_delta") or 0.0),
+                         check_finite=True, verbose=False)

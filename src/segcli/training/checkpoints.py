@@ -1,0 +1,92 @@
+"""Checkpoints that survive a kill: written to a temp file beside the target, then renamed.
+
+Lightning's own writer goes through an fsspec transaction whose temp file lives in the system temp
+directory; when that is another filesystem than the run directory, the final move is a copy into the
+old file, and a SIGKILL during it leaves a truncated last.ckpt. Here a checkpoint is written in full
+next to its target, flushed to disk and `os.replace`d over it: the previous file stays valid until
+the new one is complete. A Ctrl-C during the write is held until the file is in place (torch's zip
+writer interrupted half-way raises a RuntimeError that would hide the interrupt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+BEST = "best"  # checkpoints/best.ckpt: highest val/mIoU
+LAST = "last"  # checkpoints/last.ckpt: where --resume continues from
+MONITOR = "val/mIoU"
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold SIGINT until the block is done, then deliver it to the previous handler (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO whose save is temp file + fsync + os.replace in the same directory."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if "://" in str(path):  # a remote URL: Lightning's own transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with _sigint_deferred():
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    torch.save(checkpoint, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+
+def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
+    """checkpoints/best.ckpt, rewritten whenever val/mIoU reaches a new maximum."""
+    return ModelCheckpoint(dirpath=ckpt_dir, filename=BEST, monitor=MONITOR, mode="max", save_top_k=1,
+                           enable_version_counter=False, auto_insert_metric_name=False)
+
+
+class LastCheckpoint(Callback):
+    """checkpoints/last.ckpt at every epoch end (after validation, so early-stopping and best-score state are
+    in it) and, with `every_n_steps`, every N optimiser steps. Resuming from an epoch-end checkpoint continues
+    exactly; from a mid-epoch one, the interrupted epoch's data order starts over."""
+
+    def __init__(self, ckpt_dir: Path, every_n_steps: int | None = None):
+        self.path = Path(ckpt_dir) / f"{LAST}.ckpt"
+        self.every_n_steps = int(every_n_steps or 0)
+        self._saved_step = -1  # with gradient accumulation several batches share one step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step and step % self.every_n_steps == 0 and step != self._saved_step:
+            self._saved_step = step
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)

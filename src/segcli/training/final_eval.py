@@ -1,0 +1,46 @@
+"""The end-of-training evaluation: `segcli eval --ckpt RUN_DIR/checkpoints/best.ckpt --out RUN_DIR/eval`
+run in-process through segcli.commands.evaluate, with the run's `inference` settings.
+
+It is eval's own code path (shared predictor, full-size val images, same metrics and report files),
+so RUN_DIR/eval/report.json holds the number `segcli eval` reports for that checkpoint. Its tables go
+to stderr: the stdout of `segcli train` stays the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from segcli.console import info
+
+
+def eval_config(run_cfg, ckpt: Path, out: Path):
+    """The composed `eval` config for `ckpt` on the run's dataset and val split, with the run's inference group."""
+    from omegaconf import OmegaConf, open_dict
+
+    from segcli.config import compose
+
+    device = "cpu" if str(run_cfg.trainer.get("accelerator", "auto")) == "cpu" else "auto"
+    cfg = compose("eval", [], values={"ckpt": str(ckpt), "out": str(out), "data": str(run_cfg.data.root),
+                                      "split": str(run_cfg.data.val_split), "device": device})
+    with open_dict(cfg):
+        cfg.inference = OmegaConf.create(OmegaConf.to_container(run_cfg.inference, resolve=True))
+    return cfg
+
+
+def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
+    """Evaluate `ckpt` into RUN_DIR/eval/ (report.json, per_class.csv, …); the report, or None when skipped."""
+    from segcli.commands import evaluate
+
+    if run_cfg.data.get("fold") is not None:
+        info("train: final evaluation skipped: data.fold validates on a fold of the train split, which "
+             "`segcli eval` cannot select")
+        return None
+    if not ckpt.is_file():
+        info("train: final evaluation skipped: no best.ckpt (no validation ran)")
+        return None
+    info(f"train: evaluating {ckpt.name} on the full-size '{run_cfg.data.val_split}' images (segcli eval)")
+    cfg = eval_config(run_cfg, ckpt, run_dir / "eval")
+    with contextlib.redirect_stdout(sys.stderr):  # the per-class table is for people
+        return evaluate.run(cfg)

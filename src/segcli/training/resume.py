@@ -1,0 +1,92 @@
+"""`segcli train --resume RUN_DIR`: continue a run from RUN_DIR/checkpoints/last.ckpt with its own config.
+
+The run's saved config.yaml is the configuration; the command line may only change what does not
+alter the experiment (RESUMABLE). Lightning restores weights, optimiser, scheduler, epoch/step counters,
+the callbacks' state (best score, early-stopping patience, the max_time clock) and segcli's RngState
+restores the random generators. metrics.csv is cut back to the rows logged before the checkpoint, so
+rows of a killed epoch that will be run again are not duplicated.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from segcli.errors import ConfigError, DataError
+
+# Overrides accepted with --resume: key → why it is safe. trainer.max_epochs may only be raised.
+RESUMABLE = {
+    "trainer.max_epochs": "train for more epochs (never fewer than the saved value)",
+    "trainer.max_time": "change the wall-clock budget (counted over all sessions of the run)",
+    "trainer.enable_progress_bar": "show or hide the progress bar",
+    "data.num_workers": "loader processes (the data are the same; augmentation random streams differ)",
+    "final_eval": "evaluate best.ckpt at the end or not",
+}
+
+
+def last_checkpoint(run_dir: Path) -> tuple[Path, int]:
+    """(RUN_DIR/checkpoints/last.ckpt, its global step), checked to be a readable segcli checkpoint."""
+    from segcli.inference.backends import read_checkpoint
+    from segcli.training.checkpoints import LAST
+
+    path = run_dir / "checkpoints" / f"{LAST}.ckpt"
+    if not path.is_file():
+        raise DataError(f"{path}: no last.ckpt to resume from; the run stopped before its first epoch ended "
+                        "(start it again without --resume)")
+    return path, int(read_checkpoint(path).get("global_step", 0))
+
+
+def resume_config(run_dir: str | Path, overrides: list[str]):
+    """The run's saved config.yaml with the allowed `overrides` applied, run_dir set to RUN_DIR."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: --resume needs an existing run directory (the one `segcli train` printed)")
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise DataError(f"{saved}: not found; --resume needs a run directory written by `segcli train`")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise DataError(f"{last}: no last.ckpt to resume from; the run stopped before its first epoch ended "
+                        "(start it again without --resume)")
+    cfg = OmegaConf.load(saved)
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as err:
+        raise ConfigError(f"cannot parse overrides {overrides}: {str(err).strip().splitlines()[0]}") from None
+    with open_dict(cfg):
+        for ov in parsed:
+            key = ov.key_or_group
+            if key not in RESUMABLE or ov.is_sweep_override() or ov.is_delete():
+                raise ConfigError(f"--resume reuses {saved}; '{ov.input_line}' cannot change it. Only "
+                                  f"{', '.join(RESUMABLE)} may be given (start a new run to change anything else)")
+            value = ov.value()
+            if key == "trainer.max_epochs" and OmegaConf.select(cfg, key) is not None \
+                    and (value is None or int(value) < int(OmegaConf.select(cfg, key))):
+                raise ConfigError(f"--resume: trainer.max_epochs={value} is below the run's "
+                                  f"{OmegaConf.select(cfg, key)}; it may only be raised")
+            OmegaConf.update(cfg, key, value, merge=False)
+        cfg.run_dir = str(run_dir)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def trim_metrics(run_dir: Path, global_step: int) -> None:
+    """Keep only the metrics.csv rows logged before optimiser step `global_step` (atomically)."""
+    from segcli.inference.io import atomic_write_bytes
+
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        rows = [r for r in reader if r.get("step") not in (None, "") and int(float(r["step"])) < global_step]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))

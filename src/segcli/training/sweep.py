@@ -1,0 +1,175 @@
+"""`segcli train -m key=a,b ...`: one training run per combination, Hydra's multirun semantics.
+
+Hydra's override grammar and BasicSweeper expand the sweep (`key=a,b`, `key=range(1,4)`,
+`key=choice(a,b)`, `group=unet,fpn`; the cartesian product over several swept keys, in command-line
+order). Jobs run one after another, each as its own `segcli train` process in SWEEP_DIR/<index>-<swept values>/ (a normal
+run directory). A failing job is recorded and the sweep goes on; at the end the summary table goes to
+stdout, summary.csv and summary.json to SWEEP_DIR, and the exit code is 1 when any job failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+from segcli.console import info, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
+from segcli.errors import CheckFailed, ConfigError
+
+FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
+
+
+def _parse(overrides: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as err:  # hydra's grammar errors are multi-line
+        raise ConfigError(f"cannot parse overrides {overrides}: {str(err).strip().splitlines()[0]}") from None
+
+
+def refuse_sweep(overrides: list[str]) -> None:
+    """A single run given `key=a,b`: a one-line usage error pointing at -m."""
+    for ov in _parse(overrides):
+        if ov.is_sweep_override():
+            raise ConfigError(f"'{ov.input_line}' is a sweep; add -m to run one job per value, or quote a single "
+                              f"value that contains commas: key='a,b'")
+
+
+def expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
+    """(one override list per job, the swept keys) from a multirun command line."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = _parse(overrides)
+    try:
+        jobs = BasicSweeper.split_arguments(parsed, None)[0]
+    except Exception as err:
+        raise ConfigError(f"cannot expand sweep {overrides}: {str(err).strip().splitlines()[0]}") from None
+    swept = [ov.get_key_element() for ov in parsed if ov.is_sweep_override()]
+    return jobs, swept
+
+
+def job_name(index: int, job: list[str], swept: list[str]) -> str:
+    """'<index>-<tail of each swept key>=<value>,…', filesystem-safe and at most ~80 characters."""
+    parts = []
+    for item in job:
+        key, _, value = item.partition("=")
+        if key in swept:
+            parts.append(f"{key.lstrip('+~').split('.')[-1]}={value}")
+    short = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", ",".join(parts))[:72].strip("_") or "job"
+    return f"{index}-{short}"
+
+
+def sweep_dir(run_dir) -> Path:
+    """The given --run-dir, or runs/sweep/<YYYYmmdd-HHMMSS>[-N]."""
+    from segcli.runs import make_run_dir
+
+    return make_run_dir(str(run_dir) if run_dir else None, "sweep")
+
+
+def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool = False) -> list[dict]:
+    """Run every job of the sweep; rows of the summary (also printed and written). Raises CheckFailed if one failed."""
+    from segcli.config import compose, to_yaml
+
+    jobs, swept = expand(overrides)
+    if not swept:
+        raise ConfigError("-m needs at least one swept override, e.g. optim.lr=1e-3,3e-4 or model=unet,fpn")
+    if print_cfg:
+        for job in jobs:
+            result(f"# {' '.join(job)}")
+            result(to_yaml(compose("train", job, config_dir=config_dir)))
+        return []
+    root = sweep_dir(run_dir)
+    info(f"train: sweep of {len(jobs)} jobs in {root}")
+    rows = []
+    try:
+        for index, job in enumerate(jobs):
+            rows.append(_run_job(index, job, swept, root, config_dir, len(jobs)))
+            write_summary(root, rows)
+    finally:
+        write_summary(root, rows)
+    print_summary(rows)
+    result(str(root))
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        raise CheckFailed(f"sweep: {len(failed)} of {len(rows)} jobs failed ({', '.join(str(r['job']) for r in failed)}); "
+                          f"see {root / 'summary.csv'}")
+    return rows
+
+
+def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_dir, total: int) -> dict:
+    """Run one job as its own `segcli train` process (isolated memory, CUDA and data-loader workers; a crash or
+    an out-of-memory kill fails only that job). Its stderr is passed through; the result is read from its run dir."""
+    import subprocess
+    import sys
+
+    name = job_name(index, job, swept)
+    run_dir = root / name
+    row = {"job": index, "overrides": " ".join(o for o in job if o.partition("=")[0] in swept), "status": "ok",
+           "best_val_mIoU": None, "final_mIoU": None, "epochs": None, "run_dir": str(run_dir), "error": ""}
+    info(f"train: sweep job {index + 1}/{total}: {' '.join(job)}")
+    args = [sys.executable, "-m", "segcli", "train", *job, "--run-dir", str(run_dir)]
+    if config_dir:
+        args += ["--config-dir", str(config_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    last = ""
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        last = line.strip() or last
+    code = proc.wait()
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        error = last.removeprefix("segcli: error: ") if last.startswith("segcli: error: ") else f"exit {code}: {last}"
+        row.update(status=f"failed (exit {code})", error=error)
+        info(f"train: sweep job {index} failed: {error}")
+    row.update(run_results(run_dir))
+    return row
+
+
+def run_results(run_dir: Path) -> dict:
+    """best_val_mIoU and epochs from RUN_DIR/metrics.csv, final_mIoU from RUN_DIR/eval/report.json (None if absent)."""
+    out = {}
+    metrics = run_dir / "metrics.csv"
+    if metrics.is_file():
+        with open(metrics, newline="") as handle:
+            vals = [float(r["val/mIoU"]) for r in csv.DictReader(handle) if r.get("val/mIoU")]
+        out.update(best_val_mIoU=max(vals) if vals else None, epochs=len(vals))
+    report = run_dir / "eval" / "report.json"
+    if report.is_file():
+        out["final_mIoU"] = json.loads(report.read_text(encoding="utf-8")).get("mIoU")
+    return out
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{value * 100:.2f}"
+
+
+def print_summary(rows: list[dict]) -> None:
+    """The summary table on stdout: one row per job."""
+    from rich.table import Table
+
+    from segcli.evaluation.output import print_wide
+
+    table = Table(title="sweep summary")
+    for name, justify in (("job", "right"), ("overrides", "left"), ("status", "left"), ("best val mIoU", "right"),
+                          ("final mIoU", "right"), ("epochs", "right"), ("run dir", "left")):
+        table.add_column(name, justify=justify)
+    for r in rows:
+        table.add_row(str(r["job"]), r["overrides"], r["status"], _pct(r["best_val_mIoU"]), _pct(r["final_mIoU"]),
+                      "—" if r["epochs"] is None else str(r["epochs"]), r["run_dir"])
+    print_wide(stdout_console(), table)
+
+
+def write_summary(root: Path, rows: list[dict]) -> None:
+    """SWEEP_DIR/summary.csv and summary.json (mIoU as fractions), atomically."""
+    from segcli.inference.io import atomic_write_bytes
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS} for r in rows])
+    atomic_write_bytes(root / "summary.csv", buffer.getvalue().encode("utf-8"))
+    atomic_write_bytes(root / "summary.json", (json.dumps({"jobs": rows}, indent=2) + "\n").encode("utf-8"))

@@ -1,0 +1,46 @@
+"""Seeded runs are reproducible on the CPU (0 and 2 loader workers); early stopping and max_time stop a run."""
+
+from __future__ import annotations
+
+from helpers_train import epochs_run, popen, segcli, tiny, val_rows
+
+
+def test_same_seed_same_metrics_in_process(tiny_data, reference_run, tmp_path, capsys):
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "final_eval=false"),
+                           "--run-dir", tmp_path / "again"], capsys)
+    assert code == 0, err
+    assert val_rows(tmp_path / "again") == val_rows(reference_run)
+
+
+def test_same_seed_same_metrics_with_two_workers(tiny_data, tmp_path):
+    # Subprocesses: forking loader workers from this long-lived test process (which has used OpenCV's
+    # thread pool in earlier in-process runs) can deadlock, as it can in any forking program.
+    runs = []
+    for name in ("a", "b"):
+        proc = popen(["train", *tiny(tiny_data, "data.num_workers=2", "trainer.max_epochs=2", "final_eval=false"),
+                      "--run-dir", tmp_path / name], tmp_path, tmp_path / f"{name}.err")
+        assert proc.wait(timeout=600) == 0, (tmp_path / f"{name}.err").read_text()[-2000:]
+        runs.append(val_rows(tmp_path / name))
+    assert runs[0] == runs[1] and len(runs[0]) == 2
+
+
+def test_early_stopping_stops_when_val_miou_does_not_improve(tiny_data, tmp_path, capsys):
+    # lr 0: val mIoU never changes, so patience 1 stops after the second validation.
+    code, _, err = segcli(["train", *tiny(tiny_data, "optim.lr=0", "trainer.max_epochs=6", "early_stopping.patience=1",
+                                          "final_eval=false"), "--run-dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert epochs_run(tmp_path / "run") == 2
+
+
+def test_max_time_stops_training(tiny_data, tmp_path, capsys):
+    code, out, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=10000", "trainer.max_time=00:00:00:03",
+                                            "final_eval=false"), "--run-dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert 1 <= epochs_run(tmp_path / "run") < 10000
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_bad_patience_is_a_usage_error_before_the_run_dir(tiny_data, tmp_path, capsys):
+    code, _, err = segcli(["train", *tiny(tiny_data, "early_stopping.patience=0"), "--run-dir", tmp_path / "run"], capsys)
+    assert code == 2 and "early_stopping.patience" in err
+    assert not (tmp_path / "run").exists()

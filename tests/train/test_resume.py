@@ -1,0 +1,72 @@
+"""--resume: a run killed with SIGKILL (or stopped with Ctrl-C) continues from last.ckpt to the same end."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from helpers_train import epochs_run, popen, segcli, tiny, val_rows
+
+
+def _start_and_wait_for_last(args, run_dir, tmp_path):
+    proc = popen(["train", *args, "--run-dir", run_dir], tmp_path, tmp_path / "stderr.txt")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file():
+        assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+        assert time.monotonic() < deadline, "no last.ckpt after 300 s"
+        time.sleep(0.05)
+    return proc
+
+
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tiny_data, reference_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    proc = _start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=3"), run_dir, tmp_path)
+    proc.send_signal(signal.SIGKILL)  # last.ckpt exists (epoch 1 done); the kill may land during a later write
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    code, out, err = segcli(["train", "--resume", run_dir], capsys)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str(run_dir.resolve())
+    assert epochs_run(run_dir) == 3
+    assert val_rows(run_dir) == val_rows(reference_run)  # same seed → same validation results, epoch by epoch
+    code, out, err = segcli(["eval", "--ckpt", run_dir / "checkpoints" / "best.ckpt", "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["mIoU"] == json.loads((run_dir / "eval" / "report.json").read_text())["mIoU"]
+
+
+def test_sigint_exits_130_and_the_run_resumes(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    proc = _start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=50", "trainer.max_time=00:00:10:00",
+                                         "final_eval=false"), run_dir, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert (tmp_path / "stderr.txt").read_text().strip().splitlines()[-1] == "segcli: interrupted"
+    done = epochs_run(run_dir)
+    assert done < 50
+    # max_time counts over all sessions of the run: a 1 s budget, already spent, ends the resumed part at once.
+    code, out, err = segcli(["train", "--resume", run_dir, "trainer.max_time=00:00:00:01"], capsys)
+    assert code == 0, err
+    assert "resuming" in err and done <= epochs_run(run_dir) < 50
+    epochs = [int(e) for e, _, _ in val_rows(run_dir)]
+    assert epochs == list(range(len(epochs)))  # each epoch validated once: no duplicated rows after the resume
+
+
+@pytest.mark.parametrize("setup, args, code, text", [
+    ("none", [], 3, "existing run directory"),
+    ("config", [], 3, "no last.ckpt"),
+    ("last", ["model.arch=fpn"], 2, "cannot change"),
+    ("last", ["trainer.max_epochs=1"], 2, "may only be raised"),
+])
+def test_resume_errors_are_one_line(tmp_path, capsys, setup, args, code, text):
+    if setup in ("config", "last"):
+        (tmp_path / "config.yaml").write_text("trainer: {max_epochs: 5}\nrun_dir: null\nfinal_eval: false\n")
+    if setup == "last":  # the override checks come before the checkpoint is read
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    got, out, err = segcli(["train", "--resume", tmp_path / "nope" if setup == "none" else tmp_path, *args], capsys)
+    assert got == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segcli: error: ") and text in lines[0]

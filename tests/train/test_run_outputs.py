@@ -1,0 +1,47 @@
+"""What a finished run leaves: metrics.csv with lr and throughput, curves.png, RUN_DIR/eval equal to `segcli eval`."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+
+from helpers_train import rows, segcli, val_rows
+
+
+def test_metrics_csv_logs_lr_throughput_loss_and_val_per_epoch(reference_run):
+    table = rows(reference_run)
+    steps = [r for r in table if r.get("train/lr")]
+    assert len(steps) == 6  # 3 epochs x 2 steps, logged every step
+    assert all(float(r["train/images_per_s"]) > 0 for r in steps)
+    assert all(r["train/loss_step"] for r in steps)
+    assert float(steps[0]["train/lr"]) > float(steps[-1]["train/lr"])  # the poly schedule decays
+    epoch_rows = [r for r in table if r.get("train/epoch_images_per_s")]
+    assert len(epoch_rows) == 3 and all(r["train/loss_epoch"] for r in epoch_rows)
+    assert [e for e, _, _ in val_rows(reference_run)] == ["0", "1", "2"]
+
+
+def test_curves_png_is_written(reference_run):
+    image = cv2.imread(str(reference_run / "curves.png"))
+    assert image is not None and image.shape[0] > 100 and image.shape[1] > image.shape[0]
+    assert not list(reference_run.glob(".curves.png.*"))  # no temp file left
+
+
+def test_final_eval_equals_segcli_eval(reference_run, capsys):
+    report = json.loads((reference_run / "eval" / "report.json").read_text())
+    assert (reference_run / "eval" / "per_class.csv").is_file()
+    code, out, err = segcli(["eval", "--ckpt", reference_run / "checkpoints" / "best.ckpt", "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["mIoU"] == report["mIoU"]
+    assert report["inference"]["mode"] == "whole"
+
+
+def test_stdout_is_the_run_dir_only(tiny_data, tmp_path, capsys):
+    from helpers_train import tiny
+
+    code, out, err = segcli(["train", *tiny(tiny_data, "trainer.limit_train_batches=1", "final_eval=false"),
+                             "--run-dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert out.strip().splitlines() == [str(tmp_path / "run")]
+    assert "mIoU" in err and "IoU" in err  # per-class table and summary lines on stderr
+    assert (tmp_path / "run" / "curves.png").is_file() and not (tmp_path / "run" / "eval").exists()

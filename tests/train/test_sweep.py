@@ -1,0 +1,30 @@
+"""segcli train -m: one run dir per job, a summary table on stdout, a failing job reported without stopping the rest."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from helpers_train import segcli, tiny
+
+
+def test_sweep_runs_every_job_and_reports_a_failure(tiny_data, tmp_path, capsys):
+    sweep_dir = tmp_path / "sweep"
+    code, out, err = segcli(["train", "-m", *tiny(tiny_data, "trainer.limit_train_batches=1", "final_eval=false"),
+                             "model.encoder=resnet18,no_such_encoder", "--run-dir", sweep_dir], capsys)
+    assert code == 1, err
+    assert err.strip().splitlines()[-1].startswith("segcli: error: sweep: 1 of 2 jobs failed")
+    assert out.strip().splitlines()[-1] == str(sweep_dir.resolve())
+    assert "sweep summary" in out and "encoder=resnet18" in out and "failed (exit 2)" in out
+    with open(sweep_dir / "summary.csv", newline="") as handle:
+        jobs = list(csv.DictReader(handle))
+    assert [j["status"] for j in jobs] == ["ok", "failed (exit 2)"]
+    assert float(jobs[0]["best_val_mIoU"]) > 0 and jobs[0]["epochs"] == "1"
+    assert (sweep_dir / "0-encoder=resnet18" / "checkpoints" / "best.ckpt").is_file()
+    assert "no_such_encoder" in jobs[1]["error"]
+    assert len(json.loads((sweep_dir / "summary.json").read_text())["jobs"]) == 2
+
+
+def test_a_sweep_without_m_is_refused(tiny_data, capsys):
+    code, _, err = segcli(["train", *tiny(tiny_data), "optim.lr=0.1,0.2"], capsys)
+    assert code == 2 and "add -m" in err

@@ -1,0 +1,112 @@
+"""Small parts: atomic checkpoint writes, RNG state, CSV appending, loggers, curves, sweep expansion, experiments."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from segcli.errors import ConfigError
+
+
+def test_atomic_checkpoint_keeps_the_old_file_when_a_write_dies(tmp_path, monkeypatch):
+    from segcli.training import checkpoints
+
+    path = tmp_path / "last.ckpt"
+    io = checkpoints.AtomicCheckpointIO()
+    io.save_checkpoint({"a": torch.zeros(3)}, path)
+
+    def dies(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # as if killed mid-write
+
+    monkeypatch.setattr(checkpoints.torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"a": torch.ones(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    from segcli.training.callbacks import RngState
+
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    torch.save({"rng": RngState().state_dict()}, tmp_path / "c.ckpt")
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    state = torch.load(tmp_path / "c.ckpt", weights_only=True)["rng"]
+    RngState().load_state_dict(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_csv_logger_appends_to_an_existing_metrics_csv(tmp_path):
+    from segcli.training.loggers import RunCSVLogger
+
+    (tmp_path / "metrics.csv").write_text("epoch,step,val/mIoU\n0,1,0.5\n")
+    logger = RunCSVLogger(tmp_path)
+    logger.log_metrics({"epoch": 1, "val/mIoU": 0.6}, step=3)
+    logger.save()
+    lines = (tmp_path / "metrics.csv").read_text().split()
+    assert lines[0] == "epoch,step,val/mIoU" and lines[1] == "0,1,0.5" and lines[2].startswith("1,3,0.6")
+
+
+def test_tensorboard_logger_only_when_installed(tmp_path, monkeypatch):
+    from segcli.training import loggers
+
+    monkeypatch.setattr(loggers, "tensorboard_available", lambda: False)
+    assert [type(x).__name__ for x in loggers.make_loggers(tmp_path)] == ["RunCSVLogger"]
+    monkeypatch.undo()
+    pytest.importorskip("tensorboard")
+    assert [type(x).__name__ for x in loggers.make_loggers(tmp_path)] == ["RunCSVLogger", "TensorBoardLogger"]
+
+
+def test_curves_from_metrics_csv(tmp_path):
+    from segcli.training.curves import read_series, write_curves
+
+    assert write_curves(tmp_path) is None
+    (tmp_path / "metrics.csv").write_text(
+        "epoch,step,train/loss_epoch,train/loss_step,val/mIoU\n0,0,,2.0,\n0,1,,1.5,\n0,1,,,0.25\n0,1,1.7,,\n1,3,,,0.5\n")
+    series = read_series(tmp_path / "metrics.csv")
+    assert series["loss_step"] == [(0.0, 2.0), (1.0, 1.5)] and series["miou"] == [(1.0, 25.0), (2.0, 50.0)]
+    assert write_curves(tmp_path).is_file()
+
+
+def test_resume_config_refuses_other_overrides(tmp_path):
+    from segcli.training.resume import resume_config
+
+    (tmp_path / "config.yaml").write_text("trainer: {max_epochs: 5, max_time: null}\nrun_dir: null\nmodel: {arch: unet}\n")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    cfg = resume_config(tmp_path, ["trainer.max_epochs=8", "trainer.max_time=00:00:10:00"])
+    assert cfg.trainer.max_epochs == 8 and cfg.run_dir == str(tmp_path.resolve())
+    for bad in (["model.arch=fpn"], ["trainer.max_epochs=4"], ["trainer.max_epochs=6,7"]):
+        with pytest.raises(ConfigError):
+            resume_config(tmp_path, bad)
+
+
+def test_sweep_expansion_uses_hydra_grammar():
+    from segcli.training.sweep import expand, job_name, refuse_sweep
+
+    jobs, swept = expand(["optim.lr=0.1,0.2", "trainer.max_epochs=range(1,3)", "seed=3"])
+    assert swept == ["optim.lr", "trainer.max_epochs"]
+    assert jobs == [["optim.lr=0.1", "trainer.max_epochs=1", "seed=3"], ["optim.lr=0.1", "trainer.max_epochs=2", "seed=3"],
+                    ["optim.lr=0.2", "trainer.max_epochs=1", "seed=3"], ["optim.lr=0.2", "trainer.max_epochs=2", "seed=3"]]
+    assert job_name(3, jobs[3], swept) == "3-lr=0.2,max_epochs=2"
+    refuse_sweep(["augment.crop_size=[64,64]", "model.encoder=resnet18"])  # lists are not sweeps
+    with pytest.raises(ConfigError, match="-m"):
+        refuse_sweep(["optim.lr=0.1,0.2"])
+
+
+def test_experiment_bundles_resolve_from_conf_experiment(tmp_path):
+    from segcli.config import compose
+
+    cfg = compose("train", ["experiment=smoke", "trainer.max_epochs=2"])
+    assert cfg.augment.crop_size == [64, 64] and cfg.data.num_workers == 0 and cfg.trainer.max_epochs == 2
+    (tmp_path / "experiment").mkdir()  # a recipe such as conf/experiment/camvid.yaml resolves the same way
+    (tmp_path / "experiment" / "camvid.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: fpn\n"
+                                                         "trainer:\n  max_epochs: 7\n")
+    cfg = compose("train", ["experiment=camvid"], config_dir=tmp_path)
+    assert cfg.trainer.max_epochs == 7 and cfg.model.arch == "fpn"
+    with pytest.raises(ConfigError, match="smoke"):
+        compose("train", ["experiment=smok"])
