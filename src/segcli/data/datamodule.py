@@ -45,6 +45,19 @@ def input_scale(data_cfg: dict) -> float:
     return scale
 
 
+def worker_context(workers: int):
+    """Start method for DataLoader workers: forkserver, whose server process imports the data pipeline once
+    and has never run OpenCV's thread pool. Forking the training process itself deadlocks a worker in
+    OpenCV when the parent had used OpenCV's threads before (e.g. a second run in one Python process)."""
+    import multiprocessing
+
+    if workers <= 0 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["segcli.data.datamodule"])  # takes effect when the server starts
+    return context
+
+
 class SegDataModule(L.LightningDataModule):
     def __init__(self, data_cfg: dict, augment_cfg: dict, card: DatasetCard | None = None, channels: int | None = None):
         """channels: image channels to read (3 RGB, 1 grayscale, C multispectral); None = the attached
@@ -89,7 +102,7 @@ class SegDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size, num_workers=workers, persistent_workers=workers > 0,
-            worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available(),
+            worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available(), multiprocessing_context=worker_context(workers),
         )
 
     def train_dataloader(self):
