@@ -62,6 +62,10 @@ def test_class_weights_auto_list_and_errors(folded):
 
     auto = resolve_class_weights("auto", 3, str(folded.root))
     assert auto == folded.stats["class_weights"] and auto[2] > auto[0]  # the rare class weighs most
+    soft = resolve_class_weights("auto", 3, str(folded.root), power=0.5)
+    assert soft == pytest.approx([w ** 0.5 for w in auto])  # loss.class_weight_power=0.5: square roots
+    with pytest.raises(ConfigError, match="class_weight_power"):
+        resolve_class_weights("auto", 3, str(folded.root), power="strong")
     assert resolve_class_weights(None, 3, None) is None
     assert resolve_class_weights([1, 2, 3], 3, None) == [1.0, 2.0, 3.0]
     for bad in ([1, 2], "often", [-1, 1, 1]):

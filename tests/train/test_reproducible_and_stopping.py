@@ -40,6 +40,17 @@ def test_max_time_stops_training(tiny_data, tmp_path, capsys):
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
 
 
+def test_max_time_validates_the_weights_it_stops_with(tiny_data, tmp_path, capsys):
+    """A time budget that ends between check_val_every_n_epoch epochs still validates the final weights."""
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=10000", "trainer.max_time=00:00:00:03",
+                                          "trainer.check_val_every_n_epoch=1000", "final_eval=false"),
+                           "--run-dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    rows = val_rows(tmp_path / "run")
+    assert len(rows) == 1 and int(rows[0][0]) < 999  # validated once, at the epoch the budget ran out
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
 def test_bad_patience_is_a_usage_error_before_the_run_dir(tiny_data, tmp_path, capsys):
     code, _, err = segcli(["train", *tiny(tiny_data, "early_stopping.patience=0"), "--run-dir", tmp_path / "run"], capsys)
     assert code == 2 and "early_stopping.patience" in err

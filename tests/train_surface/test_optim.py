@@ -109,3 +109,25 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     free, clipped = _fit(tmp_path), _fit(tmp_path, gradient_clip_val=0.01)
     move = lambda m: float(torch.cat([(p - s).flatten() for p, s in zip(m.layer.parameters(), m.start)]).norm())  # noqa: E731
     assert move(clipped) <= 4 * 0.1 * 0.01 + 1e-6 < move(free)  # 4 SGD steps of lr 0.1 on gradients of norm <= 0.01
+
+
+@pytest.mark.parametrize("steps_done, seconds, expected", [
+    (100, 10.0, 0.1),     # 100 of 45,000 steps, 10 s of a 100 s budget: the clock runs out first
+    (40_500, 10.0, 0.9),  # the step budget runs out first
+    (0, 250.0, 1.0),      # past the budget: clamped
+])
+def test_progress_follows_whichever_budget_runs_out_first(steps_done, seconds, expected):
+    """max_epochs=1000 with trainer.max_time: a finite but unreachable step budget must not freeze the schedule."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from segcli.models.optim import training_progress
+
+    timer = Timer(duration="00:00:01:40")
+    timer.start_time = lambda stage="train": 0.0
+    timer.time_elapsed = lambda stage="train": seconds
+    trainer = SimpleNamespace(estimated_stepping_batches=45_000, callbacks=[timer])
+    assert training_progress(trainer, steps_done, fit_start=0.0) == pytest.approx(expected)
+    no_clock = SimpleNamespace(estimated_stepping_batches=45_000, callbacks=[])
+    assert training_progress(no_clock, steps_done, fit_start=0.0) == pytest.approx(steps_done / 45_000)

@@ -66,11 +66,11 @@ class WeightedLoss(nn.Module):
         return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())
 
 
-def resolve_class_weights(spec, num_classes: int, dataset_root: str | None) -> list[float] | None:
+def resolve_class_weights(spec, num_classes: int, dataset_root: str | None, power: float = 1.0) -> list[float] | None:
     """loss.class_weights → one weight per class, or None.
 
-    spec: null (unweighted), 'auto' (the dataset card's median-frequency weights, stats.class_weights),
-    or a list of num_classes non-negative numbers.
+    spec: null (unweighted), 'auto' (the dataset card's median-frequency weights, stats.class_weights,
+    each raised to `power`), or a list of num_classes non-negative numbers.
     """
     if spec is None or (isinstance(spec, str) and spec.lower() in ("none", "null", "")):
         return None
@@ -84,7 +84,13 @@ def resolve_class_weights(spec, num_classes: int, dataset_root: str | None) -> l
         if not weights:
             raise ConfigError(f"loss.class_weights=auto: {card.root / 'dataset.yaml'} has no stats.class_weights; "
                               "re-run `segcli prepare` to compute them")
-        spec = weights
+        try:
+            exponent = float(power)
+        except (TypeError, ValueError):
+            exponent = -1.0
+        if not 0.0 <= exponent <= 4.0:
+            raise ConfigError(f"loss.class_weight_power={power!r}: give a number in [0, 4] (1 = median frequency, 0.5 = softer)")
+        spec = [float(w) ** exponent for w in weights]
     try:
         weights = [float(w) for w in spec]
     except (TypeError, ValueError):
@@ -97,5 +103,6 @@ def resolve_class_weights(spec, num_classes: int, dataset_root: str | None) -> l
 
 def build_loss(loss_cfg: dict, num_classes: int, ignore_index: int, dataset_root: str | None) -> WeightedLoss:
     """The `loss` config group → WeightedLoss."""
-    weights = resolve_class_weights(loss_cfg.get("class_weights"), num_classes, dataset_root)
+    weights = resolve_class_weights(loss_cfg.get("class_weights"), num_classes, dataset_root,
+                                    loss_cfg.get("class_weight_power", 1.0))
     return WeightedLoss(dict(loss_cfg["terms"]), ignore_index, class_weights=weights, params=loss_cfg.get("params"))

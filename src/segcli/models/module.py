@@ -70,6 +70,13 @@ class SegModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
 
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        # Runs after the callbacks' hooks: when the Timer (trainer.max_time) has just asked to stop between two
+        # check_val_every_n_epoch epochs, validate anyway, so best.ckpt can hold the weights training ended with.
+        trainer = self.trainer
+        if trainer.should_stop and trainer.check_val_every_n_epoch not in (None, 1):
+            trainer.check_val_every_n_epoch = 1
+
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
         self.val_cm.reset()

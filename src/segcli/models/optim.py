@@ -95,24 +95,25 @@ def lr_factor(sched: dict, step: int, progress: float) -> float:
 
 
 def training_progress(trainer, step: int, fit_start: float) -> float:
-    """Fraction of training done: by optimiser steps when the step budget is finite, else by wall clock
-    (the Timer's training time over trainer.max_time — restored on --resume, so a resumed run continues
-    its schedule; time since `fit_start`, a time.monotonic() value, if the Timer has not started); 0.0
-    when neither is known."""
+    """Fraction of training done, by whichever budget runs out first: optimiser steps (when finite) or wall
+    clock (the Timer's training time over trainer.max_time — restored on --resume, so a resumed run continues
+    its schedule; time since `fit_start`, a time.monotonic() value, before the Timer starts). 0.0 when
+    neither is known."""
     if trainer is None:
         return 0.0
+    done = 0.0
     total = trainer.estimated_stepping_batches
     if math.isfinite(total) and total > 0:
-        return min(step / total, 1.0)
+        done = step / total
     from lightning.pytorch.callbacks import Timer
 
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     budget = timer._duration if timer is not None else None
-    if not budget:
-        return 0.0
-    started = timer.start_time("train") is not None
-    elapsed = timer.time_elapsed("train") if started else time.monotonic() - fit_start
-    return min(elapsed / budget, 1.0)
+    if budget:
+        started = timer.start_time("train") is not None
+        elapsed = timer.time_elapsed("train") if started else time.monotonic() - fit_start
+        done = max(done, elapsed / budget)
+    return min(done, 1.0)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict,
