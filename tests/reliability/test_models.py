@@ -166,3 +166,23 @@ def test_encoder_weights_with_pickled_code_are_refused(cli, tiny_data, tmp_path,
     assert not marker.exists(), "loading the encoder weights ran their pickled code"
     assert not (tmp_path / "runs").exists()
     assert_clean(tmp_path)
+
+
+def test_resume_from_a_checkpoint_with_pickled_code_is_refused(cli, model_ckpt, tiny_data, tmp_path):
+    """`train --resume` reads last.ckpt with weights_only=True before Lightning touches it."""
+    import torch
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    code, config, _ = cli("train", f"data.root={tiny_data}", "trainer.max_epochs=2", "data.num_workers=0", "--cfg")
+    assert code == 0
+    (run_dir / "config.yaml").write_text(config)
+    marker = tmp_path / "MARKER"
+    ckpt = torch.load(model_ckpt, map_location="cpu", weights_only=True)
+    ckpt["payload"] = _Payload(marker)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    torch.save(ckpt, last)
+    code, _, err = cli("train", "--resume", run_dir)
+    assert "refused" in only_error(code, err, 3, last)
+    assert not marker.exists(), "resuming ran the checkpoint's pickled code"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml"]
