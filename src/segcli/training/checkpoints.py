@@ -21,6 +21,9 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 BEST = "best"  # checkpoints/best.ckpt: highest val/mIoU
 LAST = "last"  # checkpoints/last.ckpt: where --resume continues from
 MONITOR = "val/mIoU"
@@ -54,6 +57,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a checkpoint gets the usual permissions
         with _sigint_deferred():
             try:
                 with os.fdopen(fd, "wb") as handle:
@@ -67,9 +71,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
-    """checkpoints/best.ckpt, rewritten whenever val/mIoU reaches a new maximum."""
+    """checkpoints/best.ckpt, rewritten whenever val/mIoU reaches a new maximum: weights and meta only (eval,
+    predict and export need nothing else; resuming uses last.ckpt), a third of a checkpoint with AdamW state."""
     return ModelCheckpoint(dirpath=ckpt_dir, filename=BEST, monitor=MONITOR, mode="max", save_top_k=1,
-                           enable_version_counter=False, auto_insert_metric_name=False)
+                           save_weights_only=True, enable_version_counter=False, auto_insert_metric_name=False)
 
 
 class LastCheckpoint(Callback):
