@@ -35,7 +35,7 @@ app.add_typer(prepare_app, name="prepare")
 
 _MODULES = {"eval": "evaluate"}  # command name → module under segcli.commands
 OVERRIDES_HELP = "Hydra overrides, e.g. model.arch=fpn trainer.max_epochs=30 loss=ce."
-ConfigDir = typer.Option(None, "--config-dir", help="Extra directory of config groups searched before the packaged conf/.")
+ConfigDir = typer.Option(None, "--config-dir", help="Extra directory of config groups (DIR/model/mine.yaml, DIR/experiment/mine.yaml, ...) added to the packaged conf/.")
 PrintCfg = typer.Option(False, "--cfg", help="Print the composed config and exit.")
 Overrides = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)
 

@@ -70,11 +70,19 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
                     )
 
 
+def _check_shadowing(config_dir: Path) -> None:
+    """A user's DIR/<group>/<name>.yaml must not share its name with a packaged option."""
+    for path in sorted(config_dir.glob("*/*.yaml")):
+        if (conf_dir() / path.parent.name / path.name).is_file():
+            raise ConfigError(f"{path}: a packaged {path.parent.name} option is named '{path.stem}' too, and it would "
+                              f"be used instead of yours; rename your file (e.g. {path.stem}_mine.yaml)")
+
+
 def compose(command: str, overrides: list[str], values: dict | None = None, config_dir: Path | None = None):
     """Compose conf/<command>.yaml with `overrides`, then set `values` (CLI options; None = not given).
 
-    `config_dir` is searched before the packaged conf/, so a user's own group
-    options (e.g. DIR/model/mine.yaml) and primary configs take precedence.
+    `config_dir` adds group options (e.g. DIR/model/mine.yaml, DIR/experiment/mine.yaml) to the packaged
+    conf/; a file named like a packaged option is refused (Hydra would silently keep the packaged one).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -87,6 +95,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         if not config_dir.is_dir():
             raise ConfigError(f"--config-dir {config_dir} is not a directory")
         search.insert(0, config_dir)
+        _check_shadowing(config_dir)
     _check_groups(overrides, _groups(search))
 
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []

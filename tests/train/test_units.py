@@ -103,10 +103,15 @@ def test_experiment_bundles_resolve_from_conf_experiment(tmp_path):
 
     cfg = compose("train", ["experiment=smoke", "trainer.max_epochs=2"])
     assert cfg.augment.crop_size == [64, 64] and cfg.data.num_workers == 0 and cfg.trainer.max_epochs == 2
-    (tmp_path / "experiment").mkdir()  # a recipe such as conf/experiment/camvid.yaml resolves the same way
-    (tmp_path / "experiment" / "camvid.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: fpn\n"
-                                                         "trainer:\n  max_epochs: 7\n")
-    cfg = compose("train", ["experiment=camvid"], config_dir=tmp_path)
+    cfg = compose("train", ["experiment=camvid"])  # the packaged CamVid recipe
+    assert cfg.data.input_scale == 0.5 and cfg.trainer.max_time == "00:00:12:00"
+    (tmp_path / "experiment").mkdir()  # a user's own bundle from --config-dir resolves the same way
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: fpn\n"
+                                                       "trainer:\n  max_epochs: 7\n")
+    cfg = compose("train", ["experiment=mine"], config_dir=tmp_path)
     assert cfg.trainer.max_epochs == 7 and cfg.model.arch == "fpn"
+    (tmp_path / "experiment" / "camvid.yaml").write_text("# @package _global_\n")
+    with pytest.raises(ConfigError, match="camvid.yaml: a packaged experiment option"):
+        compose("train", ["experiment=mine"], config_dir=tmp_path)
     with pytest.raises(ConfigError, match="smoke"):
         compose("train", ["experiment=smok"])
