@@ -75,3 +75,23 @@ def test_class_weights_auto_list_and_errors(folded):
     logits = torch.zeros(1, 3, 2, 2)
     target = torch.tensor([[[0, 0], [1, 2]]])
     assert torch.isclose(loss(logits, target), torch.tensor(np.log(3.0), dtype=torch.float32))  # only class 2 counts
+
+
+@pytest.mark.parametrize("cores, setting, expected", [(2, "auto", 0), (1, "auto", 0), (4, "auto", 2), (16, "auto", 8),
+                                                      (2, 3, 3), (2, "0", 0)])
+def test_loader_workers(monkeypatch, cores, setting, expected):
+    """auto keeps worker processes off machines with <= 2 cores, where they slow training down."""
+    import os
+
+    from segcli.data.datamodule import loader_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert loader_workers(setting) == expected
+
+
+@pytest.mark.parametrize("setting", ["many", -1])
+def test_loader_workers_rejects_nonsense(setting):
+    from segcli.data.datamodule import loader_workers
+
+    with pytest.raises(ConfigError, match="data.num_workers"):
+        loader_workers(setting)
