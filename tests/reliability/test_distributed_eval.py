@@ -8,10 +8,8 @@ image would change the counts.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
+from helpers_cli import torchrun_segcli
 from helpers_reliability import assert_clean
 
 
@@ -19,13 +17,7 @@ def test_two_process_model_eval_equals_one(cli, model_ckpt, tiny_data, tmp_path)
     args = ["eval", "--ckpt", str(model_ckpt), "--data", str(tiny_data), "--split", "train"]
     code, _, err = cli(*args, "--out", tmp_path / "one")
     assert code == 0, err
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "segcli", *args, "--out", str(tmp_path / "two")]
-    for _attempt in range(2):  # the launcher's free-port pick can race with other jobs on a shared machine
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-        if proc.returncode == 0:
-            break
+    proc = torchrun_segcli(args + ["--out", tmp_path / "two"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "report.json").read_text())
     two = json.loads((tmp_path / "two" / "report.json").read_text())
