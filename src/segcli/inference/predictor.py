@@ -51,12 +51,17 @@ def resize(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
 
 
+def at_scale(run: Forward, x: torch.Tensor, scale: float) -> torch.Tensor:
+    """`run` on (N, C, H, W) x resized by `scale`, its output resized back to H, W (bilinear) → (N, K, H, W)."""
+    out = run(resize(x, scale))
+    if out.shape[-2:] != x.shape[-2:]:
+        out = F.interpolate(out.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return out
+
+
 def forward_scaled(forward: Forward, x: torch.Tensor, multiple: int, scale: float = 1.0) -> torch.Tensor:
     """forward_padded at `scale` × the input size, logits resized back: (N, C, H, W) → (N, K, H, W)."""
-    if scale == 1.0:
-        return forward_padded(forward, x, multiple)
-    logits = forward_padded(forward, resize(x, scale), multiple)
-    return F.interpolate(logits.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return at_scale(lambda t: forward_padded(forward, t, multiple), x, scale)
 
 
 def input_scale(meta: dict) -> float:
@@ -141,19 +146,12 @@ class Predictor:
         opts = self.options
         base = input_scale(self.meta)
         passes = [(s * base, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
-        if passes == [(1.0, False)]:  # one pass, whole or slide: the model's logits themselves
-            return self._run(x).float()
-        if len(passes) == 1 and not passes[0][1]:  # one pass at the model's own scale: its logits, resized back
-            return F.interpolate(self._run(resize(x, passes[0][0])).float(), size=x.shape[-2:], mode="bilinear",
-                                 align_corners=False)
-        h, w = x.shape[-2:]
+        if len(passes) == 1 and not passes[0][1]:  # one pass, whole or slide: the model's logits (at the input size)
+            return at_scale(self._run, x, passes[0][0]).float()
+        mirrored = lambda t: self._run(t.flip(-1)).flip(-1)  # noqa: E731
         probs = None
         for scale, flip in passes:
-            xs = resize(x, scale)
-            out = self._run(xs.flip(-1) if flip else xs).float()
-            out = out.flip(-1) if flip else out
-            if out.shape[-2:] != (h, w):
-                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+            out = at_scale(mirrored if flip else self._run, x, scale).float()
             p = out.softmax(1)
             probs = p if probs is None else probs.add_(p)
         return (probs / len(passes)).clamp_min_(1e-12).log_()
