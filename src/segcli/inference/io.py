@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import cv2
 import numpy as np
@@ -105,6 +106,13 @@ def list_images(root: str | Path) -> list[Path]:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same directory and os.replace."""
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: bool = False) -> None:
+    """Call `write(handle)` on a temp file beside `path`, then os.replace it over `path` (after an fsync with
+    `fsync`): `path` is either its previous content or complete. A failed write leaves no temp file and no
+    folders it created; an OSError becomes a DataError naming `path`."""
     path = Path(path)
     created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +120,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException as err:

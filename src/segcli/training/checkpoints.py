@@ -11,9 +11,7 @@ writer interrupted half-way raises a RuntimeError that would hide the interrupt)
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import tempfile
 import threading
 from pathlib import Path
 
@@ -21,8 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from segcli.inference.io import atomic_write
 
 BEST = "best"  # checkpoints/best.ckpt: highest val/mIoU
 LAST = "last"  # checkpoints/last.ckpt: where --resume continues from
@@ -49,25 +46,14 @@ def _sigint_deferred():
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """TorchCheckpointIO whose save is temp file + fsync + os.replace in the same directory."""
+    """TorchCheckpointIO whose save is segcli.inference.io.atomic_write: temp file + fsync + os.replace in the
+    same directory."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if "://" in str(path):  # a remote URL: Lightning's own transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a checkpoint gets the usual permissions
         with _sigint_deferred():
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    torch.save(checkpoint, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, lambda handle: torch.save(checkpoint, handle), fsync=True)
 
 
 def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
