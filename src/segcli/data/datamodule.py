@@ -65,6 +65,40 @@ def loader_workers(setting) -> int:
     return workers
 
 
+def cache_decision(setting, card: DatasetCard, split: str, count: int, channels: int, workers: int) -> bool:
+    """data.cache → whether to keep `count` decoded images of `split` (and their masks) in memory.
+
+    true/false as given; auto: yes when all loader copies together (one per worker process, or the main
+    process) stay within an eighth of the machine's memory. The decoded size is the card's pixel count
+    of the split × (channels + 2 bytes of mask); a card without statistics is not cached on auto.
+    """
+    from segcli.errors import ConfigError
+
+    text = str(setting).lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "none"):
+        return False
+    if text != "auto":
+        raise ConfigError(f"data.cache={setting!r}: give auto, true or false")
+    info = (card.stats.get("splits") or {}).get(split) or {}
+    pixels, images = info.get("pixels"), info.get("images")
+    if not pixels or not images:
+        return False
+    decoded = pixels * count / images * (channels + 2)
+    return decoded * max(1, workers) <= memory_bytes() / 8
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine in bytes (0 when the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
 def worker_context(workers: int):
     """Start method for DataLoader workers: forkserver, whose server process imports the data pipeline once
     and has never run OpenCV's thread pool. Forking the training process itself deadlocks a worker in
@@ -103,10 +137,14 @@ class SegDataModule(L.LightningDataModule):
             train_split = val_split = cfg["train_split"]
             train_idx = card.indices(train_split, int(fold), held_out=False)
             val_idx = card.indices(train_split, int(fold), held_out=True)
+        workers = loader_workers(cfg.get("num_workers", "auto"))
+        setting = cfg.get("cache", "auto")
         self.train_set = SegDataset(card, train_split,
                                     train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg)), train_idx,
-                                    channels=channels)
-        self.val_set = SegDataset(card, val_split, indices=val_idx, channels=channels)
+                                    channels=channels,
+                                    cache=cache_decision(setting, card, train_split, len(train_idx), channels, workers))
+        self.val_set = SegDataset(card, val_split, indices=val_idx, channels=channels,
+                                  cache=cache_decision(setting, card, val_split, len(val_idx), channels, workers))
         if cfg.get("rare_class_sampling"):
             self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)))
 

@@ -21,10 +21,14 @@ class SegDataset(torch.utils.data.Dataset):
     normalisation happens on the device (segcli.inference.predictor.normalize), so training,
     validation and inference normalise in exactly one place. `indices` picks entries of the split
     (e.g. one cross-validation fold); None = all of them.
+
+    cache=True keeps every decoded (image, mask) pair in memory after its first read, so later epochs
+    skip PNG/JPEG decoding (each loader process holds its own copy). Transforms never write into
+    their input, so the cached arrays stay as decoded.
     """
 
     def __init__(self, card: DatasetCard, split: str, transform: Callable | None = None,
-                 indices: list[int] | None = None, channels: int = 3):
+                 indices: list[int] | None = None, channels: int = 3, cache: bool = False):
         pairs = card.pairs(split)
         self.indices = list(range(len(pairs))) if indices is None else list(indices)
         self.pairs = [pairs[i] for i in self.indices]
@@ -33,17 +37,26 @@ class SegDataset(torch.utils.data.Dataset):
                             f"{'' if indices is None else ' for the selected fold'}")
         self.transform = transform
         self.channels = int(channels)
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict:
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
         image_path, mask_path = self.pairs[index]
         image = read_image(image_path, self.channels)
         mask = read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise DataError(f"{mask_path}: size {mask.shape[::-1]} differs from its image {image_path}; run "
                             "`segcli prepare lint` on the dataset")
+        if self.cache is not None:
+            self.cache[index] = (image, mask)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict:
+        image, mask = self._read(index)
         image_t = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))  # channels-last memory: fast uint8 resize
         mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64) if mask.dtype == np.uint16 else mask))
         if self.transform is not None:

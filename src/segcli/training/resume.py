@@ -21,6 +21,7 @@ RESUMABLE = {
     "trainer.max_time": "change the wall-clock budget (counted over all sessions of the run)",
     "trainer.enable_progress_bar": "show or hide the progress bar",
     "data.num_workers": "loader processes (the data are the same; augmentation random streams differ)",
+    "data.cache": "decoded images kept in memory or read each epoch (the same data)",
     "final_eval": "evaluate best.ckpt at the end or not",
 }
 

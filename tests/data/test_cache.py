@@ -1,0 +1,100 @@
+"""data.cache: decoded images and masks kept in memory after their first read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from helpers_data import blocks, random_image, write_grey, write_image
+
+from segcli.config import conf_dir
+from segcli.data.card import load_card
+from segcli.errors import ConfigError
+
+
+@pytest.fixture
+def prepared(tmp_path, rng, run_cli):
+    """A prepared folder dataset of 10 pairs of 40×48 images."""
+    for i in range(10):
+        write_image(tmp_path / "images" / f"i{i:02d}.png", random_image(rng, 40, 48))
+        write_grey(tmp_path / "masks" / f"i{i:02d}.png", blocks(rng, 40, 48, [0, 1, 2], block=8).astype(np.uint8))
+    out = tmp_path / "out"
+    code, _, _ = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                         "--out", out, "--classes", "a,b,c", "--val-fraction", "0.2")
+    assert code == 0
+    return load_card(out)
+
+
+def _counting_reads(monkeypatch) -> list:
+    import segcli.data.dataset as dataset
+
+    calls = []
+    real = dataset.read_image
+    monkeypatch.setattr(dataset, "read_image", lambda path, channels=3: calls.append(path) or real(path, channels))
+    return calls
+
+
+def test_cached_dataset_decodes_each_file_once_and_gives_the_same_items(prepared, monkeypatch):
+    from segcli.data.dataset import SegDataset
+
+    calls = _counting_reads(monkeypatch)
+    cached, plain = SegDataset(prepared, "train", cache=True), SegDataset(prepared, "train", cache=False)
+    for _ in range(3):
+        for i in range(len(cached)):
+            a, b = cached[i], plain[i]
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    assert len(calls) == len(cached) + 3 * len(plain)  # the cached set read each file once, the plain one every time
+
+
+def test_augmentation_never_alters_the_cached_arrays(prepared):
+    """Every preset's transforms (crops, jitter, noise, fog, JPEG) work on copies: the cache keeps the decoded pixels."""
+    from segcli.data.dataset import SegDataset
+    from segcli.data.transforms import train_transform
+    from segcli.inference.io import read_image, read_mask
+
+    for name in ("none", "light", "strong", "robust"):
+        augment = {**yaml.safe_load((conf_dir() / "augment" / f"{name}.yaml").read_text()), "crop_size": [32, 32]}
+        dataset = SegDataset(prepared, "train", train_transform(augment, prepared.ignore_index), cache=True)
+        batches = [torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))]) for _ in range(3)]
+        for batch in batches:  # what a training step does to a batch in place must not reach the cache either
+            batch["image"].zero_(), batch["mask"].zero_()
+        for i, (image_path, mask_path) in enumerate(dataset.pairs):
+            image, mask = dataset.cache[i]
+            assert np.array_equal(image, read_image(image_path)), (name, image_path)
+            assert np.array_equal(mask, read_mask(mask_path)), (name, mask_path)
+
+
+def test_cache_decision(prepared, monkeypatch):
+    import segcli.data.datamodule as datamodule
+
+    decide = datamodule.cache_decision
+    count = len(prepared.splits["train"])
+    decoded = prepared.stats["splits"]["train"]["pixels"] * (3 + 2)
+    monkeypatch.setattr(datamodule, "memory_bytes", lambda: 8 * decoded)  # exactly one copy fits
+    assert decide("auto", prepared, "train", count, 3, workers=0)
+    assert decide("auto", prepared, "train", count, 3, workers=1)
+    assert not decide("auto", prepared, "train", count, 3, workers=2)  # one copy per loader process
+    assert decide("auto", prepared, "train", count // 2, 3, workers=2)  # a fold of half the split
+    assert not decide("auto", prepared, "train", count, 4, workers=0)  # 4 channels need more
+    assert decide(True, prepared, "train", count, 3, workers=8) and decide("true", prepared, "train", count, 3, 8)
+    assert not decide(False, prepared, "train", count, 3, workers=0)
+    monkeypatch.setattr(datamodule, "memory_bytes", lambda: 0)  # the OS does not say: auto does not cache
+    assert not decide("auto", prepared, "train", count, 3, workers=0)
+    with pytest.raises(ConfigError, match=r"data.cache='sometimes': give auto, true or false"):
+        decide("sometimes", prepared, "train", count, 3, workers=0)
+
+
+def test_datamodule_caches_train_and_val_on_auto(prepared):
+    from segcli.data.datamodule import SegDataModule
+
+    data = {"root": str(prepared.root), "train_split": "train", "val_split": "val", "batch_size": 2,
+            "val_batch_size": 1, "num_workers": 0}
+    module = SegDataModule({**data, "cache": "auto"}, {"crop_size": [16, 16]}, card=prepared)
+    module.setup()
+    assert module.train_set.cache is not None and module.val_set.cache is not None
+    next(iter(module.train_dataloader()))
+    assert len(module.train_set.cache) == 2  # filled as items are read
+    module = SegDataModule({**data, "cache": False}, {"crop_size": [16, 16]}, card=prepared)
+    module.setup()
+    assert module.train_set.cache is None and module.val_set.cache is None
