@@ -79,6 +79,10 @@ def test_cache_decision(prepared, monkeypatch):
     assert not decide("auto", prepared, "train", count, 4, workers=0)  # 4 channels need more
     assert decide(True, prepared, "train", count, 3, workers=8) and decide("true", prepared, "train", count, 3, 8)
     assert not decide(False, prepared, "train", count, 3, workers=0)
+    stats = prepared.stats.pop("splits")  # a split without statistics: its first image stands for all
+    assert decide("auto", prepared, "train", count, 3, workers=1)
+    assert not decide("auto", prepared, "train", count, 3, workers=2)
+    prepared.stats["splits"] = stats
     monkeypatch.setattr(datamodule, "memory_bytes", lambda: 0)  # the OS does not say: auto does not cache
     assert not decide("auto", prepared, "train", count, 3, workers=0)
     with pytest.raises(ConfigError, match=r"data.cache='sometimes': give auto, true or false"):

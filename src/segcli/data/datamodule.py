@@ -69,8 +69,8 @@ def cache_decision(setting, card: DatasetCard, split: str, count: int, channels:
     """data.cache → whether to keep `count` decoded images of `split` (and their masks) in memory.
 
     true/false as given; auto: yes when all loader copies together (one per worker process, or the main
-    process) stay within an eighth of the machine's memory. The decoded size is the card's pixel count
-    of the split × (channels + 2 bytes of mask); a card without statistics is not cached on auto.
+    process) stay within an eighth of the machine's memory. The decoded size is the split's pixel count
+    (from the card's statistics, else the first image's size × count) × (channels + 2 bytes of mask).
     """
     from segcli.errors import ConfigError
 
@@ -83,9 +83,13 @@ def cache_decision(setting, card: DatasetCard, split: str, count: int, channels:
         raise ConfigError(f"data.cache={setting!r}: give auto, true or false")
     info = (card.stats.get("splits") or {}).get(split) or {}
     pixels, images = info.get("pixels"), info.get("images")
-    if not pixels or not images:
-        return False
-    decoded = pixels * count / images * (channels + 2)
+    if pixels and images:
+        per_image = pixels / images
+    else:  # a split the card has no statistics for: its first image stands for all
+        from segcli.inference.io import read_mask
+
+        per_image = read_mask(card.pairs(split)[0][1]).size
+    decoded = per_image * count * (channels + 2)
     return decoded * max(1, workers) <= memory_bytes() / 8
 
 
