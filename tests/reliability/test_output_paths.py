@@ -112,6 +112,26 @@ def test_disk_full_during_predict(cli, model_ckpt, tmp_path, disk_full):
     assert_clean(tmp_path)
 
 
+def test_failed_run_prunes_only_the_empty_folders_it_created(tmp_path):
+    """Parallel writers can each leave a folder another expected to remove (predict's disk-full case was flaky):
+    the command removes the empty folders under an --out it created, never a file or a folder that existed."""
+    from segcli.inference.io import missing_folders, prune_created_tree
+
+    out = tmp_path / "new" / "out"
+    created = missing_folders(out)
+    assert created == [out, tmp_path / "new"]
+    (out / "a" / "b").mkdir(parents=True), (out / "c").mkdir()
+    prune_created_tree(out, created)
+    assert not (tmp_path / "new").exists()
+    (out / "a").mkdir(parents=True), (out / "kept.png").write_bytes(b"x")
+    prune_created_tree(out, created)
+    assert files_under(out) == [out / "kept.png"] and not (out / "a").exists()
+    existing = tmp_path / "existing"
+    (existing / "empty").mkdir(parents=True)
+    prune_created_tree(existing, missing_folders(existing))  # --out existed before: left as it was
+    assert (existing / "empty").is_dir()
+
+
 @pytest.mark.parametrize("after", [0, 2])
 def test_disk_full_during_eval_leaves_no_partial_report(cli, model_ckpt, tmp_path, disk_full, after):
     """The disk fills up before the first report file, or after two of them: no report files at all."""

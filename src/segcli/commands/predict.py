@@ -77,11 +77,9 @@ def run(cfg):
 
 def predict_with(cfg, predictor) -> list[Path]:
     """Predict cfg's inputs with a loaded Predictor; → the mask paths (outputs as cfg.save says)."""
-    import torch
-
+    from segcli.inference.io import missing_folders, prune_created_tree
     from segcli.inference.outputs import Outputs, parse_save
     from segcli.inference.sources import collect, parse_shard, shard
-    from segcli.inference.tables import table_name, write_areas, write_uncertainty
 
     model = _check(cfg)
     shard_spec = parse_shard(cfg.shard)
@@ -95,6 +93,20 @@ def predict_with(cfg, predictor) -> list[Path]:
         raise ConfigError(f"{model}: this model returns class ids (exported with --argmax), so prob, uncertainty and "
                           "smooth are unavailable; export without --argmax")
     state = Run(cfg, outputs, predictor.classes)
+    created = missing_folders(outputs.out)
+    try:
+        return _predict_all(cfg, items, predictor, state, save, shard_spec)
+    except BaseException:  # writes run in parallel threads: folders one of them created may be left empty
+        prune_created_tree(outputs.out, created)
+        raise
+
+
+def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
+    import torch
+
+    from segcli.inference.tables import table_name, write_areas, write_uncertainty
+
+    outputs = state.outputs
     start = time.perf_counter()
     images = [item for item in items if not item.is_video]
     videos = [item for item in items if item.is_video]

@@ -114,7 +114,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: b
     `fsync`): `path` is either its previous content or complete. A failed write leaves no temp file and no
     folders it created; an OSError becomes a DataError naming `path`."""
     path = Path(path)
-    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
+    created = missing_folders(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
@@ -129,19 +129,41 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: b
     except BaseException as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        _remove_empty(created)
+        remove_empty(created)
         if isinstance(err, OSError):
             raise DataError(f"{path}: cannot write it ({err.strerror or err}); check free space and permissions") from None
         raise
 
 
-def _remove_empty(folders: list[Path]) -> None:
+def remove_empty(folders: list[Path]) -> None:
     """Remove the folders a failed write created (deepest first), as long as they are empty."""
     for folder in folders:
         try:
             folder.rmdir()
+        except FileNotFoundError:
+            continue
         except OSError:
             return
+
+
+def missing_folders(path: str | Path) -> list[Path]:
+    """`path` and its parents that do not exist yet, deepest first (what a write would create)."""
+    path = Path(path)
+    return [p for p in (path, *path.parents) if not p.exists()]
+
+
+def prune_created_tree(root: Path, created: list[Path]) -> None:
+    """After a failed command: if it created `root` (created = missing_folders(root) taken before), remove the
+    empty folders left under it, bottom-up, then root and the parents it created while they are empty.
+    Writers running in parallel can each leave a folder another one expected to remove."""
+    if not created:
+        return
+    for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(Path(entry[0]).parts)):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+    remove_empty(created)
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
