@@ -158,7 +158,7 @@ def prune_created_tree(root: Path, created: list[Path]) -> None:
     Writers running in parallel can each leave a folder another one expected to remove."""
     if not created:
         return
-    for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(Path(entry[0]).parts)):
+    for folder, _, _ in os.walk(root, topdown=False):  # children before their parents
         try:
             os.rmdir(folder)
         except OSError:
