@@ -128,6 +128,7 @@ class SegDataModule(L.LightningDataModule):
         self.augment_cfg = augment_cfg
         self.card = card or load_card(data_cfg["root"])
         self.sampler = None
+        self.workers = 0
 
     def setup(self, stage: str | None = None) -> None:
         card, cfg = self.card, self.data_cfg
@@ -141,7 +142,7 @@ class SegDataModule(L.LightningDataModule):
             train_split = val_split = cfg["train_split"]
             train_idx = card.indices(train_split, int(fold), held_out=False)
             val_idx = card.indices(train_split, int(fold), held_out=True)
-        workers = loader_workers(cfg.get("num_workers", "auto"))
+        self.workers = workers = loader_workers(cfg.get("num_workers", "auto"))
         setting = cfg.get("cache", "auto")
         self.train_set = SegDataset(card, train_split,
                                     train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg)), train_idx,
@@ -160,7 +161,7 @@ class SegDataModule(L.LightningDataModule):
         return int(meta.get("model", {}).get("in_channels", 3))
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> torch.utils.data.DataLoader:
-        workers = loader_workers(self.data_cfg.get("num_workers", "auto"))
+        workers = self.workers  # set by setup(), which also sized the caches for this many loader processes
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size, num_workers=workers, persistent_workers=workers > 0,
