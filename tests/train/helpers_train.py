@@ -10,6 +10,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,18 @@ def popen(args: list, cwd: Path, stderr_path: Path) -> subprocess.Popen:
     env["PYTHONUNBUFFERED"] = "1"
     return subprocess.Popen([sys.executable, "-m", "segcli", *map(str, args)], cwd=str(cwd), env=env,
                             stdout=subprocess.PIPE, stderr=open(stderr_path, "w"), text=True)
+
+
+def start_and_wait_for_last(args, run_dir, tmp_path):
+    """Start `segcli train ARGS --run-dir RUN_DIR` in a process; return it once checkpoints/last.ckpt exists."""
+    proc = popen(["train", *args, "--run-dir", run_dir], tmp_path, tmp_path / "stderr.txt")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file():
+        assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+        assert time.monotonic() < deadline, "no last.ckpt after 300 s"
+        time.sleep(0.05)
+    return proc
 
 
 def rows(run_dir: Path) -> list[dict]:

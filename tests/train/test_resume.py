@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 
-from helpers_train import epochs_run, popen, segcli, tiny, val_rows
-
-
-def _start_and_wait_for_last(args, run_dir, tmp_path):
-    proc = popen(["train", *args, "--run-dir", run_dir], tmp_path, tmp_path / "stderr.txt")
-    last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.is_file():
-        assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
-        assert time.monotonic() < deadline, "no last.ckpt after 300 s"
-        time.sleep(0.05)
-    return proc
+from helpers_train import epochs_run, segcli, start_and_wait_for_last, tiny, val_rows
 
 
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tiny_data, reference_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    proc = _start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=3"), run_dir, tmp_path)
+    proc = start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=3"), run_dir, tmp_path)
     proc.send_signal(signal.SIGKILL)  # last.ckpt exists (epoch 1 done); the kill may land during a later write
     assert proc.wait(timeout=60) == -signal.SIGKILL
     code, out, err = segcli(["train", "--resume", run_dir], capsys)
@@ -39,7 +27,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tiny_data, reference
 
 def test_sigint_exits_130_and_the_run_resumes(tiny_data, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    proc = _start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=50", "trainer.max_time=00:00:10:00",
+    proc = start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=50", "trainer.max_time=00:00:10:00",
                                          "final_eval=false"), run_dir, tmp_path)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130

@@ -66,7 +66,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card,
                                channels=int(cfg.model.in_channels))
     check_trainer({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
-    callbacks = _callbacks(cfg)  # config errors (early_stopping) before the run directory too
+    callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
 
     ckpt_path = None
     if resume:
@@ -98,11 +98,13 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
 def _callbacks(cfg) -> list:
     from segcli.training.callbacks import RngState, SpeedAndLR, early_stopping
+    from segcli.training.ema import ema_callback
 
     callbacks = [SpeedAndLR(), RngState()]
-    stopper = early_stopping(to_container(cfg.get("early_stopping") or {}))
-    if stopper is not None:
-        callbacks.append(stopper)
+    for optional in (early_stopping(to_container(cfg.get("early_stopping") or {})),
+                     ema_callback((cfg.get("ema") or {}).get("decay"))):
+        if optional is not None:
+            callbacks.append(optional)
     if cfg.trainer.get("enable_progress_bar", True):
         from lightning.pytorch.callbacks import RichProgressBar
 

@@ -101,3 +101,13 @@ class SegModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._fit_start = time.monotonic()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A weights-only checkpoint (best.ckpt) has no "callbacks" entry, and Lightning skips the callbacks' hooks
+        # for it: with ema.decay set, the average it was chosen by goes in here (segcli.training.ema).
+        if "callbacks" not in checkpoint and self._trainer is not None:
+            from segcli.training.ema import weights_only_state
+
+            average = weights_only_state(self._trainer)
+            if average is not None:
+                checkpoint["state_dict"] = average

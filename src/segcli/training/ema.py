@@ -1,0 +1,56 @@
+"""Exponential moving average of the weights (`ema.decay`): Lightning's EMAWeightAveraging, made to reach
+best.ckpt too.
+
+The average covers parameters and buffers (BatchNorm running statistics included), updated after every
+optimiser step: avg ← decay·avg + (1 − decay)·weights. Validation runs on the average, so val/mIoU, the
+choice of best.ckpt and the weights inside it are all the average's; last.ckpt keeps both the current
+weights and the average, so `--resume` continues both.
+
+Lightning's callback writes the average into a checkpoint from its on_save_checkpoint hook, which Lightning
+skips for weights-only checkpoints (best.ckpt is one); `weights_only_state` gives SegModule the average to put
+there instead.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import EMAWeightAveraging
+
+from segcli.errors import ConfigError
+
+
+class EMA(EMAWeightAveraging):
+    """EMAWeightAveraging over parameters and buffers, updated after every optimiser step from the first on."""
+
+    def __init__(self, decay: float):
+        super().__init__(decay=decay, use_buffers=True)
+        self.decay = decay
+
+    def average_state(self) -> dict | None:
+        """The averaged model's state_dict under the LightningModule's own keys (None before fit sets it up)."""
+        if self._average_model is None:
+            return None
+        prefix = "module."
+        return {name[len(prefix):]: value for name, value in self._average_model.state_dict().items()
+                if name.startswith(prefix)}
+
+
+def ema_callback(decay) -> EMA | None:
+    """The callback for `ema.decay` (None: off); a decay outside [0, 1) is a ConfigError."""
+    if decay is None:
+        return None
+    try:
+        value = float(decay)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"ema.decay={decay}: give a number in [0, 1) (e.g. 0.99: an average over about 100 "
+                          "optimiser steps), or null for off")
+    return EMA(value)
+
+
+def weights_only_state(trainer) -> dict | None:
+    """The weights a weights-only checkpoint should hold when an EMA callback is active: its average, else None."""
+    for callback in getattr(trainer, "callbacks", None) or []:
+        if isinstance(callback, EMA):
+            return callback.average_state()
+    return None

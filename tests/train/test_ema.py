@@ -1,0 +1,63 @@
+"""ema.decay: validation, best.ckpt and eval use the moving average of the weights; resume continues it."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import torch
+
+from helpers_train import epochs_run, rows, segcli, start_and_wait_for_last, tiny, val_rows
+
+
+def _best_logged(run_dir) -> float:
+    return max(float(r["val/mIoU"]) for r in rows(run_dir) if r.get("val/mIoU"))
+
+
+def _eval_miou(ckpt, capsys) -> float:
+    code, out, err = segcli(["eval", "--ckpt", ckpt, "--json", "-"], capsys)
+    assert code == 0, err
+    return json.loads(out)["mIoU"]
+
+
+def test_decay_zero_is_the_plain_run(tiny_data, reference_run, tmp_path, capsys):
+    # decay 0: the "average" is the latest weights and BatchNorm statistics, so every validation matches
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "ema.decay=0", "final_eval=false"),
+                           "--run-dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert val_rows(tmp_path / "run") == val_rows(reference_run)
+
+
+def test_validation_best_ckpt_and_eval_agree_on_the_average(tiny_data, reference_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "ema.decay=0.7"), "--run-dir", run_dir],
+                          capsys)
+    assert code == 0, err
+    assert val_rows(run_dir) != val_rows(reference_run)  # the average is validated, not the latest weights
+    best = run_dir / "checkpoints" / "best.ckpt"
+    # best.ckpt holds the weights its val/mIoU was measured on: eval of it gives the logged best
+    assert abs(_eval_miou(best, capsys) - _best_logged(run_dir)) < 1e-6
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert "current_model_state" in last  # both the latest weights and the average, for --resume
+    key = next(k for k, v in last["state_dict"].items() if v.is_floating_point() and v.numel() > 1)
+    assert not torch.equal(last["state_dict"][key], last["current_model_state"][key])
+
+
+def test_sigkill_then_resume_continues_the_average(tiny_data, tmp_path, capsys):
+    args = tiny(tiny_data, "trainer.max_epochs=3", "ema.decay=0.7", "final_eval=false")
+    code, _, err = segcli(["train", *args, "--run-dir", tmp_path / "whole"], capsys)
+    assert code == 0, err
+    proc = start_and_wait_for_last(args, tmp_path / "killed", tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    code, _, err = segcli(["train", "--resume", tmp_path / "killed"], capsys)
+    assert code == 0, err
+    assert epochs_run(tmp_path / "killed") == 3
+    assert val_rows(tmp_path / "killed") == val_rows(tmp_path / "whole")
+
+
+def test_bad_decay_is_a_usage_error_before_the_run_dir(tiny_data, tmp_path, capsys):
+    for bad in ("1.0", "-0.1", "often"):
+        code, _, err = segcli(["train", *tiny(tiny_data, f"ema.decay={bad}"), "--run-dir", tmp_path / "run"], capsys)
+        assert code == 2 and "ema.decay" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "run").exists()
