@@ -29,7 +29,6 @@ class EMA(WeightAveraging):
 
     def __init__(self, decay: float):
         super().__init__(use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(decay))
-        self.decay = decay
 
     def average_state(self) -> dict | None:
         """The averaged model's state_dict under the LightningModule's own keys (None before fit sets it up)."""
