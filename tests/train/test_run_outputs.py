@@ -45,3 +45,23 @@ def test_stdout_is_the_run_dir_only(tiny_data, tmp_path, capsys):
     assert out.strip().splitlines() == [str(tmp_path / "run")]
     assert "mIoU" in err and "IoU" in err  # per-class table and summary lines on stderr
     assert (tmp_path / "run" / "curves.png").is_file() and not (tmp_path / "run" / "eval").exists()
+
+
+def test_lightning_log_keeps_its_facts_but_not_its_adverts(tiny_data, tmp_path, capsys):
+    import logging
+
+    from helpers_train import tiny
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("lightning.pytorch")
+    logger.addHandler(handler)
+    try:
+        code, _, err = segcli(["train", *tiny(tiny_data, "trainer.limit_train_batches=1", "final_eval=false"),
+                               "--run-dir", tmp_path / "run"], capsys)
+    finally:
+        logger.removeHandler(handler)
+    assert code == 0, err
+    assert any("GPU available" in m for m in messages)  # Lightning's own report still reaches the log
+    assert not [m for m in messages if "litlogger" in m or "💡" in m]

@@ -11,6 +11,7 @@ continues a run (segcli.training.resume).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ class TrainResult:
     best_miou: float | None  # best val mIoU during training (fraction), None when no validation ran
     epochs: int  # completed epochs
     final_miou: float | None  # mIoU of best.ckpt from the final evaluation, None when skipped
+
+
+def _no_adverts(record: logging.LogRecord) -> bool:
+    """Drop Lightning's product tips (e.g. "💡 Tip: ... try installing litlogger"): noise in a CLI's log."""
+    return "💡 Tip" not in record.getMessage()
 
 
 def run(cfg, resume: bool = False) -> Path:
@@ -49,6 +55,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
                     ".*Checkpoint directory .* exists and is not empty.*"):
         warnings.filterwarnings("ignore", pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
