@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import version as dist_version
@@ -129,3 +130,26 @@ def test_cfg_loads_hydra_but_not_torch(tmp_path):
     assert probe["code"] == 0
     assert "hydra" in probe["heavy"]
     assert not {"torch", "lightning", "segmentation_models_pytorch", "cv2"} & set(probe["heavy"])
+
+
+OVERRIDE_EXAMPLE = re.compile(r"Hydra\s+overrides,\s+e\.g\.\s+(.*?)\.(?:\s|$)", re.S)
+
+
+@pytest.mark.parametrize("argv", [["prepare", "synthetic", "--out", "ds"], ["prepare", "folder", "--images", "i", "--masks", "m"],
+                                  ["prepare", "lint", "ds"], ["train"], ["eval", "--ckpt", "x.ckpt"],
+                                  ["predict", "--ckpt", "x.ckpt", "img.png"], ["export", "--ckpt", "x.ckpt"]],
+                         ids=lambda a: " ".join(a[:2]))
+def test_each_help_example_of_overrides_is_accepted_by_that_command(argv, tmp_path):
+    help_text = assert_ok(run_cli(*argv[:2 if argv[0] == "prepare" else 1], "--help", cwd=tmp_path)).stdout
+    match = OVERRIDE_EXAMPLE.search(help_text)
+    assert match, help_text
+    example = match.group(1).split()
+    assert example and all("=" in item for item in example)
+    proc = assert_ok(run_cli(*argv, *example, "--cfg", cwd=tmp_path))
+    cfg = yaml.safe_load(proc.stdout)
+    for item in example:  # each key=value shows in the composed config (group choices by a key of theirs)
+        key, value = item.split("=", 1)
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert isinstance(node, dict) or str(node) == value or float(node) == float(value), (item, node)

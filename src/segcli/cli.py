@@ -34,10 +34,16 @@ prepare_app = typer.Typer(
 app.add_typer(prepare_app, name="prepare")
 
 _MODULES = {"eval": "evaluate"}  # command name → module under segcli.commands
-OVERRIDES_HELP = "Hydra overrides, e.g. model.arch=fpn trainer.max_epochs=30 loss=ce."
 ConfigDir = typer.Option(None, "--config-dir", help="Extra directory of config groups (DIR/model/mine.yaml, DIR/experiment/mine.yaml, ...) added to the packaged conf/.")
 PrintCfg = typer.Option(False, "--cfg", help="Print the composed config and exit.")
-Overrides = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)
+
+
+def _overrides(example: str):
+    """The trailing key=value arguments of a command, with an example of that command's own keys."""
+    return typer.Argument(None, help=f"Hydra overrides, e.g. {example}.", show_default=False)
+
+
+PrepareOverrides = _overrides("workers=4 seed=1")
 
 
 def _version(value: bool) -> None:
@@ -104,7 +110,7 @@ def prepare_synthetic(
     num_images: int = typer.Option(None, "--num-images", help="Number of scenes (default from conf/prepare.yaml)."),
     seed: int = typer.Option(None, "--seed", help="Random seed; the same seed gives the same dataset."),
     overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
-    overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
     """Generate the built-in procedural street-scene dataset."""
     _prepare("synthetic", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
@@ -119,7 +125,7 @@ def _native(fmt: str, help_src: str, doc: str):
         out: Path = Out,
         split: Optional[List[str]] = typer.Option(None, "--split", help="Native split to convert (repeatable; default: the format's own)."),
         overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
-        overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+        overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
     ) -> None:
         _prepare(fmt, out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
                  src=src, splits=list(split) if split else None)
@@ -153,7 +159,7 @@ def prepare_folder(
     folds: int = typer.Option(None, "--folds", help="Assign train pairs to K cross-validation folds (train with data.fold=k)."),
     seed: int = Seed,
     overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
-    overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
     """Convert a plain images/ + masks/ folder pair (class-id or RGB-palette masks)."""
     _prepare("folder", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
@@ -166,7 +172,7 @@ def prepare_folder(
 def prepare_lint(
     directory: Path = typer.Argument(..., help="A prepared dataset directory (holds dataset.yaml).", show_default=False),
     strict: bool = Strict,
-    overrides: Optional[List[str]] = Overrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
     """Lint an existing prepared dataset; writes DIR/lint.json, exit 1 on errors."""
     values = {"format": "lint", "src": directory, "strict": strict or None}
@@ -176,7 +182,7 @@ def prepare_lint(
 # ----------------------------------------------------------------------------- train
 @app.command("train")
 def train(
-    overrides: Optional[List[str]] = Overrides,
+    overrides: Optional[List[str]] = _overrides("model.arch=fpn trainer.max_epochs=30 loss=ce"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml; only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers and final_eval may be overridden."),
     multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
@@ -228,7 +234,7 @@ def evaluate(
     severity: Optional[str] = typer.Option(None, "--severity", help="Corruption severity 1..5, or a list such as 1,3,5 (default 3)."),
     fail_under: Optional[List[str]] = typer.Option(None, "--fail-under", help="Gate, repeatable: mIoU=0.60, class:road=0.90, class:road:biou=0.5. Exit 1 when one falls short."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="An earlier report.json: print per-class deltas against it."),
-    overrides: Optional[List[str]] = Overrides,
+    overrides: Optional[List[str]] = _overrides("inference=tta device=cpu"),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
@@ -242,7 +248,7 @@ def evaluate(
 # ----------------------------------------------------------------------------- predict
 @app.command("predict")
 def predict(
-    inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional key=value overrides.", show_default=False),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional Hydra overrides, e.g. inference=slide writers=4.", show_default=False),
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with."),
     model: Path = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt."),
     out: Path = typer.Option(None, "--out", help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
@@ -290,7 +296,7 @@ def export(
     argmax: bool = typer.Option(False, "--argmax", help="Bake the argmax into the model: uint8 class ids out instead of logits."),
     verify_images: Optional[Path] = typer.Option(None, "--verify-images", help="Images to verify on (default: the checkpoint's val split)."),
     benchmark: bool = typer.Option(False, "--benchmark", help="Also time torch eager vs the exported model at the training resolution."),
-    overrides: Optional[List[str]] = Overrides,
+    overrides: Optional[List[str]] = _overrides("opset=18 verify.max_abs_logit_diff=1e-3"),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
