@@ -157,6 +157,7 @@ def prepare_folder(
     val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation (random split)."),
     test_fraction: float = typer.Option(None, "--test-fraction", help="Fraction of pairs held out for testing (random split)."),
     folds: int = typer.Option(None, "--folds", help="Assign train pairs to K cross-validation folds (train with data.fold=k)."),
+    group: Optional[str] = typer.Option(None, "--group", help="Regex giving each pair's group (video, patient) from its stem, e.g. '^[^_]+'; splits and folds keep groups whole."),
     seed: int = Seed,
     overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
     overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
@@ -165,7 +166,7 @@ def prepare_folder(
     _prepare("folder", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
              images=images, masks=masks, classes=classes, palette=palette, ignore_index=ignore_index,
              remap=_pairs("--remap", remap, as_int=True), split_files=_pairs("--split-file", split_file),
-             val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, seed=seed)
+             val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, seed=seed, group=group)
 
 
 @prepare_app.command("lint")

@@ -245,6 +245,89 @@ def test_folder_split_files_and_folds(tmp_path, rng, run_cli):
     assert sorted(folds) == [0, 0, 1, 1, 2, 2] and all("fold" not in e for e in card["splits"]["val"])
 
 
+def make_videos(tmp_path: Path, rng, sizes: dict[str, int]) -> tuple[Path, Path]:
+    """Frames named <video>_<frame>: `sizes` maps a video to its frame count."""
+    for video, count in sizes.items():
+        for frame in range(count):
+            write_image(tmp_path / "images" / f"{video}_{frame:04d}.png", random_image(rng, 12, 16))
+            write_grey(tmp_path / "masks" / f"{video}_{frame:04d}.png", blocks(rng, 12, 16, [0, 1], block=4).astype(np.uint8))
+    return tmp_path / "images", tmp_path / "masks"
+
+
+def _groups_by_split(card: dict) -> dict[str, set[str]]:
+    return {split: {Path(e["image"]).stem.split("_")[0] for e in entries} for split, entries in card["splits"].items()}
+
+
+def test_folder_group_keeps_each_video_in_one_split(tmp_path, rng, run_cli):
+    sizes = {"0001TP": 9, "0006R0": 6, "0016E5": 12, "Seq05VD": 7, "walk": 4, "zoo": 2}
+    images, masks = make_videos(tmp_path, rng, sizes)
+    out = tmp_path / "out"
+    code, _, err = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--classes", "a,b",
+                           "--group", "^[^_]+", "--val-fraction", "0.25", "--test-fraction", "0.15", "--seed", "1")
+    assert code == 0, err
+    card = load(out)
+    by_split = _groups_by_split(card)
+    assert set(by_split) == {"train", "val", "test"}
+    assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"])
+    assert not (by_split["val"] & by_split["test"])
+    assert set().union(*by_split.values()) == set(sizes)  # every pair kept
+    assert all(e["group"] == Path(e["image"]).stem.split("_")[0] for es in card["splits"].values() for e in es)
+    total = sum(sizes.values())
+    assert abs(len(card["splits"]["val"]) - 0.25 * total) <= 4  # whole videos: as close as their sizes allow
+    again = tmp_path / "again"
+    assert run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", again, "--classes", "a,b",
+                   "--group", "^[^_]+", "--val-fraction", "0.25", "--test-fraction", "0.15", "--seed", "1")[0] == 0
+    assert load(again)["splits"] == card["splits"]  # seeded: the same split again
+
+
+def test_folder_group_capture_group_and_folds(tmp_path, rng, run_cli):
+    sizes = {"p1": 5, "p2": 3, "p3": 4, "p4": 4, "p5": 2, "p6": 3}
+    images, masks = make_videos(tmp_path, rng, sizes)
+    out = tmp_path / "out"
+    # the key is the capture group: p1_0000 and p1_0003 share 'p1' although the whole match differs
+    code, _, err = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--classes", "a,b",
+                           "--group", "^(p[0-9])_", "--val-fraction", "0", "--folds", "3")
+    assert code == 0, err
+    entries = load(out)["splits"]["train"]
+    fold_of: dict[str, set[int]] = {}
+    for e in entries:
+        fold_of.setdefault(e["group"], set()).add(e["fold"])
+    assert set(fold_of) == set(sizes) and all(len(f) == 1 for f in fold_of.values())  # a patient in one fold
+    fills = [sum(1 for e in entries if e["fold"] == k) for k in range(3)]
+    assert sorted(fills) == [7, 7, 7]  # 21 pairs, largest groups first into the emptiest fold
+
+
+def test_folder_split_files_dividing_a_group_are_warned_about(tmp_path, rng, run_cli):
+    images, masks = make_videos(tmp_path, rng, {"a": 3, "b": 2})
+    (tmp_path / "train.txt").write_text("a_0000\na_0001\nb_0000\nb_0001\n")
+    (tmp_path / "val.txt").write_text("a_0002\n")
+    args = ["prepare", "folder", "--images", images, "--masks", masks, "--classes", "x,y", "--group", "^[^_]+",
+            "--split-file", f"train={tmp_path / 'train.txt'}", "--split-file", f"val={tmp_path / 'val.txt'}"]
+    code, _, err = run_cli(*args, "--out", tmp_path / "out")
+    assert code == 0, err
+    leaks = [f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "group_leak"]
+    assert [f["file"] for f in leaks] == ["a"] and "train, val" in leaks[0]["detail"]
+    assert run_cli(*args, "--out", tmp_path / "strict", "--strict")[0] == 1
+
+
+@pytest.mark.parametrize("pattern, fractions, message", [
+    ("^([", ["--val-fraction", "0.2"], "not a regular expression"),
+    ("^v[0-9]_", ["--val-fraction", "0.2"], "gives no group for 1 of 5 pair(s), e.g. 'odd_0000'"),
+    ("^[^_]+", ["--val-fraction", "0.3", "--test-fraction", "0.3"], "2 group(s) cannot fill train and 2 held-out"),
+])
+def test_folder_group_errors_are_one_line_and_write_nothing(tmp_path, rng, run_cli, pattern, fractions, message):
+    images, masks = make_videos(tmp_path, rng, {"v1": 2, "v2": 2})
+    write_image(images / "odd_0000.png", random_image(rng, 12, 16))
+    write_grey(masks / "odd_0000.png", np.zeros((12, 16), np.uint8))
+    if "cannot fill" in message:  # only two videos: odd_ is moved away
+        (images / "odd_0000.png").unlink()
+        (masks / "odd_0000.png").unlink()
+    code, _, err = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", tmp_path / "out",
+                           "--classes", "a,b", "--group", pattern, *fractions)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_max_size_downscales_with_nearest_ids(tmp_path, rng, run_cli):
     images, masks = tmp_path / "images", tmp_path / "masks"
     for i in range(3):

@@ -4,7 +4,7 @@
     classes: [str, ...]              # list index = class id
     palette: [[r, g, b], ...]        # one colour per class
     ignore_index: int                # mask value that counts nowhere
-    splits: {split: [{image: rel/path, mask: rel/path, fold: int (only with --folds)}, ...]}
+    splits: {split: [{image: rel/path, mask: rel/path, fold: int (only with --folds), group: str (only with --group)}, ...]}
     stats:
       mean: [r, g, b]                # per-channel mean of the train images, in [0, 1] (the model's normalisation)
       std: [r, g, b]                 # per-channel std of the train images, in [0, 1]

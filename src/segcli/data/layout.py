@@ -140,6 +140,8 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
             entry = {"image": "", "mask": ""}
         if sample.fold is not None:
             entry["fold"] = int(sample.fold)
+        if sample.group is not None:
+            entry["group"] = str(sample.group)
         splits.setdefault(sample.split, []).append(entry)
         counts = np.bincount(ids.ravel())
         mean, std = cv2.meanStdDev(image)

@@ -22,6 +22,7 @@ class Sample:
     image: a file to copy, or an (H, W, 3) uint8 RGB array to write as PNG.
     mask: a file holding the format's raw mask values, or an (H, W) integer array of them.
     fold: cross-validation fold of a train pair (None without --folds).
+    group: the pair's --group key (video, patient, scene; None without --group).
     """
 
     split: str
@@ -29,6 +30,7 @@ class Sample:
     image: Path | np.ndarray
     mask: Path | np.ndarray
     fold: int | None = None
+    group: str | None = None
 
 
 @dataclass

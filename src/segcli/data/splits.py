@@ -1,11 +1,18 @@
 """Assigning pairs to splits: from split list files, or a seeded random split; k-fold assignment.
 
+Groups (`--group REGEX`): pairs whose stems give the same key — the pattern's first capture group, or its
+whole match — are frames of one video, slices of one patient, tiles of one scene; a random split and the
+folds keep each group whole, so no group leaks across train and val (nearly identical frames on both sides
+make val overstate what a model does on new footage).
+
 A split list holds one stem per line (`a/b/x`, `a/b/x.jpg` and `./a/b/x` all name the pair whose
 image is a/b/x.*); blank lines and `#` comments are skipped.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -61,14 +68,50 @@ def from_lists(stems: list[str], lists: dict[str, list[str]], where: dict[str, s
     return assigned, findings
 
 
-def random_split(stems: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
-    """stem → train/val/test; a non-zero fraction always gets at least one pair when there are enough."""
+def group_keys(stems: list[str], pattern: str) -> dict[str, str]:
+    """stem → its group key: the first capture group of `pattern` searched in the stem, or the whole match."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(f"--group '{pattern}' is not a regular expression ({err})") from None
+    keys, unmatched = {}, []
+    for stem in stems:
+        match = regex.search(stem)
+        key = None if match is None else (match.group(1) if regex.groups else match.group(0))
+        if not key:
+            unmatched.append(stem)
+        else:
+            keys[stem] = key
+    if unmatched:
+        raise ConfigError(f"--group '{pattern}' gives no group for {len(unmatched)} of {len(stems)} pair(s), e.g. "
+                          f"'{unmatched[0]}'; make it match every stem (e.g. '^[^_]+' for <video>_<frame> names)")
+    return keys
+
+
+def group_leaks(assigned: dict[str, str], groups: dict[str, str]) -> list[Finding]:
+    """A warning for each group whose pairs the split lists put in more than one split."""
+    splits_of: dict[str, set[str]] = {}
+    for stem, split in assigned.items():
+        splits_of.setdefault(groups[stem], set()).add(split)
+    return [warning("group_leak", key, f"group '{key}' has pairs in splits {', '.join(sorted(splits))}; "
+                    "its near-duplicates make the held-out score optimistic")
+            for key, splits in sorted(splits_of.items()) if len(splits) > 1]
+
+
+def random_split(stems: list[str], val_fraction: float, test_fraction: float, seed: int,
+                 groups: dict[str, str] | None = None) -> dict[str, str]:
+    """stem → train/val/test; a non-zero fraction always gets at least one pair when there are enough.
+
+    With `groups` (stem → key), whole groups are assigned: the held-out counts come as close to the
+    fractions as the group sizes allow."""
     for name, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{name} {value} must be in [0, 1)")
     if val_fraction + test_fraction >= 1.0:
         raise ConfigError(f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave nothing to train on")
     stems = sorted(stems)
+    if groups is not None:
+        return _grouped_split(stems, (val_fraction, test_fraction), seed, groups)
     order = np.random.default_rng(seed).permutation(len(stems))
     counts = []
     for fraction in (val_fraction, test_fraction):
@@ -82,10 +125,50 @@ def random_split(stems: list[str], val_fraction: float, test_fraction: float, se
     return assignment
 
 
-def assign_folds(stems: list[str], folds: int, seed: int) -> dict[str, int]:
-    """stem → fold 0..folds-1, balanced (sizes differ by at most one), seeded."""
+def _grouped_split(stems: list[str], fractions: tuple[float, float], seed: int, groups: dict[str, str]) -> dict[str, str]:
+    size = Counter(groups[s] for s in stems)
+    keys = sorted(size)
+    order = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
+    needed = 1 + sum(f > 0 for f in fractions)
+    if len(keys) < needed:
+        raise ConfigError(f"--group: {len(keys)} group(s) cannot fill train and {needed - 1} held-out split(s); "
+                          "lower --val-fraction/--test-fraction or use a finer --group")
+    split_of: dict[str, str] = {}
+    for i, (split, fraction) in enumerate(zip(("val", "test"), fractions)):
+        if fraction <= 0:
+            continue
+        keep = 1 + sum(f > 0 for f in fractions[i + 1:])  # groups left for train and the splits still to fill
+        target, taken = fraction * len(stems), 0
+        for key in order:  # whole groups that still fit under the target, in the seeded order
+            if key not in split_of and taken + size[key] <= target and len(keys) - len(split_of) > keep:
+                split_of[key] = split
+                taken += size[key]
+        spare = [k for k in order if k not in split_of]
+        if spare and len(keys) - len(split_of) > keep:  # then the one group that lands closest, if it helps
+            best = min(spare, key=lambda k: abs(taken + size[k] - target))
+            if taken == 0 or abs(taken + size[best] - target) < abs(taken - target):
+                split_of[best] = split
+    return {s: split_of.get(groups[s], "train") for s in stems}
+
+
+def assign_folds(stems: list[str], folds: int, seed: int, groups: dict[str, str] | None = None) -> dict[str, int]:
+    """stem → fold 0..folds-1, balanced (sizes differ by at most one), seeded.
+
+    With `groups`, whole groups go to folds, largest first, each to the fold with the fewest pairs so far."""
     if folds < 2:
         raise ConfigError(f"--folds {folds}: need at least 2 folds")
+    if groups is not None:
+        size = Counter(groups[s] for s in stems)
+        if folds > len(size):
+            raise ConfigError(f"--folds {folds}: only {len(size)} group(s) of training pairs; use fewer folds or a finer --group")
+        keys = sorted(size)
+        order = [keys[i] for i in np.random.default_rng([seed, folds]).permutation(len(keys))]
+        fill, fold_of = [0] * folds, {}
+        for key in sorted(order, key=lambda k: -size[k]):  # stable: ties keep the seeded order
+            fold = fill.index(min(fill))
+            fold_of[key] = fold
+            fill[fold] += size[key]
+        return {s: fold_of[groups[s]] for s in sorted(stems)}
     if folds > len(stems):
         raise ConfigError(f"--folds {folds}: only {len(stems)} training pairs")
     stems = sorted(stems)

@@ -14,7 +14,7 @@ from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder
 from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Sample, Source
-from segcli.data.splits import assign_folds, from_lists, random_split, read_split_list
+from segcli.data.splits import assign_folds, from_lists, group_keys, group_leaks, random_split, read_split_list
 from segcli.errors import ConfigError, DataError
 from segcli.inference.io import list_images
 
@@ -75,22 +75,25 @@ def parse_remap(remap: dict | None) -> dict[int, int]:
 
 
 def _splits(stems: list[str], split_files: dict | None, val_fraction: float, test_fraction: float, seed: int,
-            findings: list[Finding]) -> tuple[dict[str, str], list[str]]:
+            findings: list[Finding], groups: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """stem → split, and the splits that must not end up empty."""
     if split_files:
         lists = {str(split): read_split_list(path) for split, path in split_files.items()}
         assigned, list_findings = from_lists(stems, lists, {str(k): str(v) for k, v in split_files.items()})
         findings.extend(list_findings)
+        if groups is not None:
+            findings.extend(group_leaks(assigned, groups))
         return assigned, list(lists)
-    assigned = random_split(stems, val_fraction, test_fraction, seed)
+    assigned = random_split(stems, val_fraction, test_fraction, seed, groups)
     expected = ["train"] + [name for name, f in (("val", val_fraction), ("test", test_fraction)) if f > 0]
     return assigned, expected
 
 
 def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | None = None, palette: str | None = None,
             ignore_index: int | None = None, remap: dict | None = None, split_files: dict | None = None,
-            val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0, folds: int | None = None) -> Source:
-    """Pair the files, assign splits and folds, and describe how masks decode."""
+            val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0, folds: int | None = None,
+            group: str | None = None) -> Source:
+    """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode."""
     findings: list[Finding] = []
     image_map = _by_stem(Path(images), "images", findings)
     mask_map = _by_stem(Path(masks), "masks", findings)
@@ -119,11 +122,14 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
                           ignore_declared=ignore_index is not None, remap=parse_remap(remap))
 
-    assigned, expected = _splits(stems, split_files, float(val_fraction), float(test_fraction), int(seed), findings)
+    groups = group_keys(stems, str(group)) if group else None
+    assigned, expected = _splits(stems, split_files, float(val_fraction), float(test_fraction), int(seed), findings,
+                                 groups)
     fold_of = {}
     if folds:
-        fold_of = assign_folds([s for s in stems if assigned.get(s) == "train"], int(folds), int(seed))
-    samples = [Sample(split=assigned[s], stem=s, image=image_map[s], mask=mask_map[s], fold=fold_of.get(s))
+        fold_of = assign_folds([s for s in stems if assigned.get(s) == "train"], int(folds), int(seed), groups)
+    samples = [Sample(split=assigned[s], stem=s, image=image_map[s], mask=mask_map[s], fold=fold_of.get(s),
+                      group=groups[s] if groups else None)
                for s in stems if s in assigned]
     palette_out = palette_colours or default_palette(len(names) if names else 256)
     return Source(name=name, classes=names, palette=palette_out, ignore_index=ignore, samples=samples,
