@@ -125,10 +125,15 @@ def random_split(stems: list[str], val_fraction: float, test_fraction: float, se
     return assignment
 
 
+def _shuffled(keys: list[str], seed) -> list[str]:
+    """`keys` in a seeded random order."""
+    return [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
+
+
 def _grouped_split(stems: list[str], fractions: tuple[float, float], seed: int, groups: dict[str, str]) -> dict[str, str]:
     size = Counter(groups[s] for s in stems)
     keys = sorted(size)
-    order = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
+    order = _shuffled(keys, seed)
     needed = 1 + sum(f > 0 for f in fractions)
     if len(keys) < needed:
         raise ConfigError(f"--group: {len(keys)} group(s) cannot fill train and {needed - 1} held-out split(s); "
@@ -161,8 +166,7 @@ def assign_folds(stems: list[str], folds: int, seed: int, groups: dict[str, str]
         size = Counter(groups[s] for s in stems)
         if folds > len(size):
             raise ConfigError(f"--folds {folds}: only {len(size)} group(s) of training pairs; use fewer folds or a finer --group")
-        keys = sorted(size)
-        order = [keys[i] for i in np.random.default_rng([seed, folds]).permutation(len(keys))]
+        order = _shuffled(sorted(size), [seed, folds])
         fill, fold_of = [0] * folds, {}
         for key in sorted(order, key=lambda k: -size[k]):  # stable: ties keep the seeded order
             fold = fill.index(min(fill))
