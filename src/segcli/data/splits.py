@@ -112,16 +112,16 @@ def random_split(stems: list[str], val_fraction: float, test_fraction: float, se
     stems = sorted(stems)
     if groups is not None:
         return _grouped_split(stems, (val_fraction, test_fraction), seed, groups)
-    order = np.random.default_rng(seed).permutation(len(stems))
+    order = _shuffled(stems, seed)
     counts = []
     for fraction in (val_fraction, test_fraction):
         n = int(round(fraction * len(stems)))
         counts.append(max(n, 1) if fraction > 0 and len(stems) > 2 else n)
     assignment = {s: "train" for s in stems}
-    for i in order[: counts[0]]:
-        assignment[stems[i]] = "val"
-    for i in order[counts[0]: counts[0] + counts[1]]:
-        assignment[stems[i]] = "test"
+    for stem in order[: counts[0]]:
+        assignment[stem] = "val"
+    for stem in order[counts[0]: counts[0] + counts[1]]:
+        assignment[stem] = "test"
     return assignment
 
 
@@ -175,6 +175,4 @@ def assign_folds(stems: list[str], folds: int, seed: int, groups: dict[str, str]
         return {s: fold_of[groups[s]] for s in sorted(stems)}
     if folds > len(stems):
         raise ConfigError(f"--folds {folds}: only {len(stems)} training pairs")
-    stems = sorted(stems)
-    order = np.random.default_rng([seed, folds]).permutation(len(stems))
-    return {stems[i]: rank % folds for rank, i in enumerate(order)}
+    return {stem: rank % folds for rank, stem in enumerate(_shuffled(sorted(stems), [seed, folds]))}
