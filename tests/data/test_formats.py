@@ -310,6 +310,22 @@ def test_folder_split_files_dividing_a_group_are_warned_about(tmp_path, rng, run
     assert run_cli(*args, "--out", tmp_path / "strict", "--strict")[0] == 1
 
 
+def test_prepare_lint_finds_a_group_leak_made_by_editing_the_card(tmp_path, rng, run_cli):
+    images, masks = make_videos(tmp_path, rng, {"a": 3, "b": 3, "c": 2})
+    out = tmp_path / "out"
+    assert run_cli("prepare", "folder", "--images", images, "--masks", masks, "--classes", "x,y", "--group", "^[^_]+",
+                   "--val-fraction", "0.3", "--out", out)[0] == 0
+    assert run_cli("prepare", "lint", out)[0] == 0  # as prepared: no group in two splits
+    card = load(out)
+    moved = card["splits"]["train"].pop(0)  # a training frame moved to val by hand: its video is now on both sides
+    card["splits"]["val"].append(moved)
+    (out / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    code, _, err = run_cli("prepare", "lint", out)
+    leaks = [f for f in read_lint(out / "lint.json")["findings"] if f["kind"] == "group_leak"]
+    assert code == 0 and [f["file"] for f in leaks] == [moved["group"]] and "train, val" in leaks[0]["detail"]
+    assert run_cli("prepare", "lint", out, "--strict")[0] == 1
+
+
 @pytest.mark.parametrize("pattern, fractions, message", [
     ("^([", ["--val-fraction", "0.2"], "not a regular expression"),
     ("^v[0-9]_", ["--val-fraction", "0.2"], "gives no group for 1 of 5 pair(s), e.g. 'odd_0000'"),

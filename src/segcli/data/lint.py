@@ -27,6 +27,7 @@ KINDS = {  # every kind the lint reports → what it means (data/README.md docum
     "split_entry": "a split list names a stem that has no pair",
     "split_overlap": "a pair is listed in more than one split",
     "unassigned": "a pair in no split list (left out)",
+    "group_leak": "a --group key (video, patient) with pairs in more than one split",
     "empty_split": "a split without any pair",
     "class_missing": "a class with zero pixels in a split",
 }
