@@ -30,7 +30,7 @@ def test_sigint_exits_130_and_the_run_resumes(tiny_data, tmp_path, capsys):
     proc = start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=50", "trainer.max_time=00:00:10:00",
                                          "final_eval=false"), run_dir, tmp_path)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+    assert proc.wait(timeout=120) == 130, (tmp_path / "stderr.txt").read_text()[-2000:]
     assert (tmp_path / "stderr.txt").read_text().strip().splitlines()[-1] == "segcli: interrupted"
     done = epochs_run(run_dir)
     assert done < 50

@@ -50,6 +50,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.models.module import SegModule
     from segcli.models.trainer_args import check as check_trainer
     from segcli.runs import make_run_dir, model_meta, save_config
+    from segcli.training.callbacks import CtrlC
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
 
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
@@ -93,22 +94,24 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     callbacks += [best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"))]
     trainer = _trainer(cfg, run_dir, callbacks)
     torch.set_float32_matmul_precision("high")
+    ctrl_c = next(c for c in callbacks if isinstance(c, CtrlC))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        with ctrl_c.installed():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
-        if trainer.interrupted:
+        if trainer.interrupted or ctrl_c.noted:
             raise KeyboardInterrupt from None
         raise
-    if trainer.interrupted:
+    if trainer.interrupted or ctrl_c.noted:
         raise KeyboardInterrupt
     return _finish(cfg, trainer, module, best, run_dir, card, announce)
 
 
 def _callbacks(cfg) -> list:
-    from segcli.training.callbacks import RngState, SpeedAndLR, early_stopping
+    from segcli.training.callbacks import CtrlC, RngState, SpeedAndLR, early_stopping
     from segcli.training.ema import ema_callback
 
-    callbacks = [SpeedAndLR(), RngState()]
+    callbacks = [SpeedAndLR(), RngState(), CtrlC()]
     for optional in (early_stopping(to_container(cfg.get("early_stopping") or {})),
                      ema_callback((cfg.get("ema") or {}).get("decay"))):
         if optional is not None:

@@ -1,9 +1,12 @@
 """Callbacks of `segcli train`: learning rate and throughput on the progress bar and in metrics.csv,
-RNG state in every checkpoint (so a resumed run draws the same random numbers), early stopping."""
+RNG state in every checkpoint (so a resumed run draws the same random numbers), early stopping, Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
+import threading
 import time
 
 import numpy as np
@@ -78,6 +81,42 @@ class RngState(Callback):
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CtrlC(Callback):
+    """Makes Ctrl-C (SIGINT) during fit stop the run every time. Python's own handler raises KeyboardInterrupt
+    wherever the main thread happens to be; when that is inside a __del__ method or a weakref callback (an
+    iterator or generator being collected), Python prints "Exception ignored" and training goes on to the end.
+    Inside `installed()` the handler also notes the signal: the next training or validation batch raises it
+    again, and `noted` lets the caller exit as interrupted whatever became of the first exception."""
+
+    def __init__(self):
+        self.noted = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _handler(self, signum, frame) -> None:
+        self.noted = True
+        raise KeyboardInterrupt
+
+    def _again(self) -> None:
+        if self.noted:
+            raise KeyboardInterrupt
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._again()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._again()
 
 
 def early_stopping(cfg: dict) -> EarlyStopping | None:
