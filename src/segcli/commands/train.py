@@ -91,10 +91,10 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     save_config(run_dir, cfg)
 
     best = best_checkpoint(run_dir / "checkpoints")
-    callbacks += [best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"))]
+    ctrl_c = CtrlC()
+    callbacks += [best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps")), ctrl_c]
     trainer = _trainer(cfg, run_dir, callbacks)
     torch.set_float32_matmul_precision("high")
-    ctrl_c = next(c for c in callbacks if isinstance(c, CtrlC))
     try:
         with ctrl_c.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
@@ -108,10 +108,10 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
 
 def _callbacks(cfg) -> list:
-    from segcli.training.callbacks import CtrlC, RngState, SpeedAndLR, early_stopping
+    from segcli.training.callbacks import RngState, SpeedAndLR, early_stopping
     from segcli.training.ema import ema_callback
 
-    callbacks = [SpeedAndLR(), RngState(), CtrlC()]
+    callbacks = [SpeedAndLR(), RngState()]
     for optional in (early_stopping(to_container(cfg.get("early_stopping") or {})),
                      ema_callback((cfg.get("ema") or {}).get("decay"))):
         if optional is not None:
