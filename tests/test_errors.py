@@ -144,9 +144,11 @@ def test_export_unknown_format(synthetic_run, tmp_path):
     assert "tflite" in line and "onnx" in line
 
 
-# ----------------------------------------------------------------------------- Ctrl-C
-def test_interrupted_prepare_exits_130_and_leaves_nothing(tmp_path):
-    """Ctrl-C in the middle of writing a dataset: exit 130, and neither --out nor its staging dir remains."""
+# ----------------------------------------------------------------------------- Ctrl-C, SIGTERM
+@pytest.mark.parametrize("name, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_interrupted_prepare_exits_130_and_leaves_nothing(tmp_path, name, code, word):
+    """Ctrl-C (or SIGTERM) in the middle of writing a dataset: exit 130 (143), and neither --out nor its staging
+    dir remains."""
     import os
     import signal
     import subprocess
@@ -164,14 +166,14 @@ def test_interrupted_prepare_exits_130_and_leaves_nothing(tmp_path):
         while not (parent.exists() and list(parent.glob(".ds.partial-*/masks/train/*.png"))):
             assert proc.poll() is None and time.monotonic() < deadline, "prepare never started writing"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, name))
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("segcli:") and "interrupt" in stderr.strip().splitlines()[-1]
+    assert stderr.strip().splitlines()[-1].startswith("segcli:") and word in stderr.strip().splitlines()[-1]
     assert stdout == ""
     assert not out.exists()
     assert list(parent.iterdir()) == []

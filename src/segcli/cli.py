@@ -309,19 +309,28 @@ def export(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn failures into one line on stderr + a documented exit code."""
-    from segcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, SegcliError
+    from segcli.errors import stop_signals_raise
+
+    with stop_signals_raise():  # SIGTERM/SIGHUP stop segcli like Ctrl-C, cleanups included
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
+    from segcli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, SegcliError, stop_exit_code
 
     debug = os.environ.get("SEGCLI_DEBUG", "") not in ("", "0")
     try:
         code = app(args=argv, prog_name="segcli", standalone_mode=False)
         sys.stdout.flush()  # a full disk or a closed pipe behind stdout fails here, not at interpreter exit
-    except SegcliError as err:
-        if debug:
-            raise
-        _fail(err.message, err.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+        _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)
     except Exception as err:
+        if stop_exit_code() and not debug:  # a failure while stopping (a data-loader worker killed with us)
+            _fail("terminated", stop_exit_code())
+        if isinstance(err, SegcliError):
+            if debug:
+                raise
+            _fail(err.message, err.exit_code)
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
             err.show()
             sys.exit(err.exit_code)
@@ -333,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
         _fail(f"internal error: {type(err).__name__}: {err} (rerun with SEGCLI_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
-        _fail("interrupted", EXIT_INTERRUPTED)
+        _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -341,5 +350,14 @@ _WRITE_ERRNOS = {28, 122, 30, 32}  # ENOSPC, EDQUOT, EROFS, EPIPE: writing resul
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"segcli: error: {message}\n" if code != 130 else "segcli: interrupted\n")
+    from segcli.errors import EXIT_INTERRUPTED, stop_exit_code
+
+    if code == EXIT_INTERRUPTED:
+        sys.stderr.write("segcli: interrupted\n")
+    elif code == stop_exit_code():
+        import signal
+
+        sys.stderr.write(f"segcli: terminated ({signal.Signals(code - 128).name})\n")
+    else:
+        sys.stderr.write(f"segcli: error: {message}\n")
     sys.exit(code)

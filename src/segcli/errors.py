@@ -6,12 +6,18 @@ Library code raises these with actionable one-line messages; only the CLI's
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # lint errors, an eval gate, export verification
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_DATA = 3  # input data error (unreadable or invalid files)
 EXIT_INTERNAL = 4  # an unexpected failure inside segcli (a bug): please report it
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT
+EXIT_TERMINATED = 143  # SIGTERM (`kill`, `timeout`, a cancelled CI job, torchrun stopping its ranks); SIGHUP: 129
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # stopped like Ctrl-C: cleanups run, exit 128 + the signal's number
 
 
 class SegcliError(Exception):
@@ -40,3 +46,65 @@ class CheckFailed(SegcliError):
     """A check ran and did not pass (lint, eval gate, export verification)."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived. A KeyboardInterrupt, so that everything written for Ctrl-C (staging folders and
+    temp files removed, Lightning's graceful shutdown, checkpoint writes finished) runs for it too; Python's own
+    handling of these signals ends the process on the spot and leaves half-written outputs behind."""
+
+
+received_stop: int | None = None  # the stop signal received, kept for when the exception itself gets lost
+
+
+def _on_stop_signal(signum, frame) -> None:
+    global received_stop
+    if received_stop is not None:
+        return  # the cleanup of the first one is under way: a second must not cut it short
+    received_stop = signum
+    raise Terminated(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_signals_raise():
+    """Inside the block, SIGTERM and SIGHUP raise `Terminated` (main thread only). A signal someone set to be
+    ignored (`nohup`) or handled stays as it was; the previous handlers come back afterwards."""
+    global received_stop
+    received_stop = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, _on_stop_signal)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stop_exit_code() -> int | None:
+    """128 + the stop signal received inside `stop_signals_raise`, None if none arrived."""
+    return 128 + received_stop if received_stop is not None else None
+
+
+@contextlib.contextmanager
+def stops_held():
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (a few renames, a checkpoint write), then raise
+    them again for the handlers that were there before (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    signums = [signal.SIGINT] + [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)

@@ -1,4 +1,4 @@
-"""--resume: a run killed with SIGKILL (or stopped with Ctrl-C) continues from last.ckpt to the same end."""
+"""--resume: a run killed with SIGKILL (or stopped with Ctrl-C or SIGTERM) continues from last.ckpt to the same end."""
 
 from __future__ import annotations
 
@@ -25,13 +25,16 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tiny_data, reference
     assert json.loads(out)["mIoU"] == json.loads((run_dir / "eval" / "report.json").read_text())["mIoU"]
 
 
-def test_sigint_exits_130_and_the_run_resumes(tiny_data, tmp_path, capsys):
+@pytest.mark.parametrize("signum, code, line", [(signal.SIGINT, 130, "segcli: interrupted"),
+                                                (signal.SIGTERM, 143, "segcli: terminated (SIGTERM)")])
+def test_a_stopped_run_exits_with_the_signals_code_and_resumes(tiny_data, tmp_path, capsys, signum, code, line):
     run_dir = tmp_path / "run"
     proc = start_and_wait_for_last(tiny(tiny_data, "trainer.max_epochs=50", "trainer.max_time=00:00:10:00",
                                          "final_eval=false"), run_dir, tmp_path)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130, (tmp_path / "stderr.txt").read_text()[-2000:]
-    assert (tmp_path / "stderr.txt").read_text().strip().splitlines()[-1] == "segcli: interrupted"
+    proc.send_signal(signum)  # Ctrl-C; SIGTERM: a cancelled CI job, `timeout`, a cluster's pre-emption
+    assert proc.wait(timeout=120) == code, (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert (tmp_path / "stderr.txt").read_text().strip().splitlines()[-1] == line
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
     done = epochs_run(run_dir)
     assert done < 50
     # max_time counts over all sessions of the run: a 1 s budget, already spent, ends the resumed part at once.

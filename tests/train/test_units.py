@@ -50,6 +50,44 @@ def test_atomic_checkpoint_keeps_the_old_file_when_a_write_dies(tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
 
 
+def test_sigterm_during_a_checkpoint_write_waits_for_the_file(tmp_path, monkeypatch):
+    """SIGTERM raises Terminated under segcli's main(); inside a checkpoint write it is held until the new file is
+    in place (torch's zip writer cut off half-way raises a RuntimeError that would hide the stop)."""
+    from segcli import errors
+    from segcli.training import checkpoints
+
+    path = tmp_path / "last.ckpt"
+    real_save = torch.save
+
+    def save_with_a_signal_inside(obj, handle, *args, **kwargs):
+        handle.write(b"")
+        signal.raise_signal(signal.SIGTERM)  # would end the write here if it were not held
+        real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "save", save_with_a_signal_inside)
+    before = signal.getsignal(signal.SIGTERM)
+    with errors.stop_signals_raise():
+        with pytest.raises(errors.Terminated):
+            checkpoints.AtomicCheckpointIO().save_checkpoint({"a": torch.ones(3)}, path)
+        assert errors.stop_exit_code() == 143
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_an_ignored_sigterm_stays_ignored():
+    """Under `nohup` (SIGHUP ignored) or a parent that ignores SIGTERM, segcli does not take the signal back."""
+    from segcli import errors
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with errors.stop_signals_raise():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     from segcli.training.callbacks import RngState
 

@@ -230,10 +230,13 @@ def _default_palette(num_classes: int) -> list[list[int]]:
 
 def _swap_into_place(staging: Path, out: Path) -> None:
     """Replace `out` by `staging`; an old `out` is removed only after the new one is in place."""
+    from segcli.errors import stops_held
+
     old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(staging, out)
+    with stops_held():  # never between the two renames
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(staging, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

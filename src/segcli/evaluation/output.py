@@ -71,15 +71,18 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
     import os
     import shutil
 
+    from segcli.errors import stops_held
+
     created = not out.exists()
     staging = out / f".report.partial-{os.getpid()}"
     try:
         _write_all(staging, report, acc, card, split, report_text)
-        for path in sorted(staging.rglob("*")):
-            if path.is_file():
-                target = out / path.relative_to(staging)
-                target.parent.mkdir(exist_ok=True)
-                os.replace(path, target)
+        with stops_held():  # all files or none of them
+            for path in sorted(staging.rglob("*")):
+                if path.is_file():
+                    target = out / path.relative_to(staging)
+                    target.parent.mkdir(exist_ok=True)
+                    os.replace(path, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):

@@ -4,45 +4,24 @@ Lightning's own writer goes through an fsspec transaction whose temp file lives 
 directory; when that is another filesystem than the run directory, the final move is a copy into the
 old file, and a SIGKILL during it leaves a truncated last.ckpt. Here a checkpoint is written in full
 next to its target, flushed to disk and `os.replace`d over it: the previous file stays valid until
-the new one is complete. A Ctrl-C during the write is held until the file is in place (torch's zip
+the new one is complete. A Ctrl-C or SIGTERM during the write is held until the file is in place (torch's zip
 writer interrupted half-way raises a RuntimeError that would hide the interrupt).
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from segcli.errors import stops_held
 from segcli.inference.io import atomic_write
 
 BEST = "best"  # checkpoints/best.ckpt: highest val/mIoU
 LAST = "last"  # checkpoints/last.ckpt: where --resume continues from
 MONITOR = "val/mIoU"
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Hold SIGINT until the block is done, then deliver it to the previous handler (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            if callable(previous):
-                previous(signal.SIGINT, None)
-            elif previous != signal.SIG_IGN:
-                raise KeyboardInterrupt
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -52,7 +31,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if "://" in str(path):  # a remote URL: Lightning's own transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with _sigint_deferred():
+        with stops_held():
             atomic_write(path, lambda handle: torch.save(checkpoint, handle), fsync=True)
 
 
