@@ -1,7 +1,6 @@
-"""Ctrl-C (SIGINT) in the middle of predict and train: exit 130, one `segcli: interrupted` line, no traceback,
-no half-written file; an interrupted predict resumed with --skip-existing gives exactly the uninterrupted output.
-
-(SIGKILL during train then `train --resume RUN_DIR` belongs here once --resume exists.)"""
+"""Ctrl-C (SIGINT) and SIGTERM in the middle of predict, eval and train: exit 130 / 143, one `segcli: interrupted`
+/ `segcli: terminated (SIGTERM)` line, no traceback, no half-written file; an interrupted predict resumed with
+--skip-existing gives exactly the uninterrupted output. (SIGKILL/SIGTERM + `train --resume`: tests/train/test_resume.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from helpers_cli import run_in_process
 from helpers_reliability import assert_clean, files_under, noise, write_image
@@ -24,8 +25,9 @@ def _start(*args, cwd: Path) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def _interrupt_when(proc: subprocess.Popen, ready, what: str, delay: float = 0.0) -> tuple[str, str]:
-    """Send SIGINT once ready() holds (then `delay` s later); → (stdout, stderr) after the process ended."""
+def _interrupt_when(proc: subprocess.Popen, ready, what: str, delay: float = 0.0,
+                    signum: int = signal.SIGINT) -> tuple[str, str]:
+    """Send `signum` once ready() holds (then `delay` s later); → (stdout, stderr) after the process ended."""
     try:
         deadline = time.monotonic() + 120
         while not ready():
@@ -33,7 +35,7 @@ def _interrupt_when(proc: subprocess.Popen, ready, what: str, delay: float = 0.0
             assert time.monotonic() < deadline, f"never {what}"
             time.sleep(0.02)
         time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         return proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -41,17 +43,21 @@ def _interrupt_when(proc: subprocess.Popen, ready, what: str, delay: float = 0.0
             proc.wait()
 
 
-def _assert_interrupted(proc: subprocess.Popen, stderr: str) -> None:
-    assert proc.returncode == 130, stderr[-3000:]
+STOPS = [(signal.SIGINT, 130, "segcli: interrupted"), (signal.SIGTERM, 143, "segcli: terminated (SIGTERM)")]
+
+
+def _assert_interrupted(proc: subprocess.Popen, stderr: str, code: int = 130, line: str = "segcli: interrupted") -> None:
+    assert proc.returncode == code, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
-    assert stderr.strip().splitlines()[-1] == "segcli: interrupted"
+    assert stderr.strip().splitlines()[-1] == line
 
 
 def _contents(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in files_under(root)}
 
 
-def test_interrupted_predict_resumes_to_identical_output(model_ckpt, tmp_path):
+@pytest.mark.parametrize("signum, code, line", STOPS)
+def test_interrupted_predict_resumes_to_identical_output(model_ckpt, tmp_path, signum, code, line):
     folder = tmp_path / "in"
     for i in range(24):
         write_image(folder / f"img{i:03d}.png", noise(32, 32, seed=i))
@@ -61,8 +67,9 @@ def test_interrupted_predict_resumes_to_identical_output(model_ckpt, tmp_path):
 
     out = tmp_path / "out"
     proc = _start("predict", folder, "--out", out, *options, cwd=tmp_path)
-    _, stderr = _interrupt_when(proc, lambda: out.is_dir() and any(out.glob("img*.png")), "wrote a mask")
-    _assert_interrupted(proc, stderr)
+    _, stderr = _interrupt_when(proc, lambda: out.is_dir() and any(out.glob("img*.png")), "wrote a mask",
+                                signum=signum)
+    _assert_interrupted(proc, stderr, code, line)
     assert_clean(out)
     partial = _contents(out)
     assert 0 < len(partial) < 2 * 24, "the interrupt came too late to test a resume"
@@ -85,3 +92,55 @@ def test_interrupted_train_exits_130(tiny_data, tmp_path):
         from segcli.inference.backends import read_checkpoint
 
         read_checkpoint(ckpt)
+
+
+# Signals sent from inside a write: the moment that matters, hit every time. The test replaces one writer with
+# one that finishes its file and then signals its own process, and runs `segcli` in that process.
+_SIGNAL_INSIDE = """
+import os, signal, sys
+from segcli.evaluation import output
+real = output._write_text
+def write_then_signal(path, text):
+    real(path, text)
+    if path.name == "per_image.csv":  # three report files are staged, three are not yet
+        os.kill(os.getpid(), signal.SIG{name})
+output._write_text = write_then_signal
+from segcli.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("signum, code, line", STOPS)
+def test_a_signal_while_eval_writes_its_report_leaves_no_part_of_it(model_ckpt, tmp_path, signum, code, line):
+    out = tmp_path / "report"
+    env = {k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"}
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_INSIDE.format(name=signum.name[3:]), "eval", "--ckpt",
+                           str(model_ckpt), "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    _assert_interrupted(proc, proc.stderr, code, line)
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))  # no staging folder, no partial report
+    assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_to_a_sweep_stops_its_running_job(tiny_data, tmp_path):
+    """`timeout` or `kill` signal the sweep process only: it passes SIGTERM on to the job it is running."""
+    sweep = tmp_path / "sweep"
+    proc = _start("train", "-m", f"data.root={tiny_data}", "seed=1,2", "trainer.max_epochs=1000", "data.num_workers=0",
+                  "augment.crop_size=[32,32]", "data.batch_size=2", "trainer.enable_progress_bar=false",
+                  "--run-dir", sweep, cwd=tmp_path)
+    job = sweep / "0-seed=1"
+    _, stderr = _interrupt_when(proc, lambda: (job / "checkpoints" / "last.ckpt").is_file(), "saved a checkpoint",
+                                signum=signal.SIGTERM)
+    _assert_interrupted(proc, stderr, 143, "segcli: terminated (SIGTERM)")
+    assert "segcli: terminated (SIGTERM)" in stderr.strip().splitlines()[-2]  # the job's own line, passed on
+    running = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid).find(str(sweep)) >= 0]
+    assert running == []  # the job has ended too
+    assert not (sweep / "1-seed=2").exists()  # and the next one never started
+    assert_clean(sweep)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

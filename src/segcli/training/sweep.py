@@ -13,10 +13,11 @@ import csv
 import io
 import json
 import re
+import signal
 from pathlib import Path
 
 from segcli.console import info, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
-from segcli.errors import CheckFailed, ConfigError
+from segcli.errors import CheckFailed, ConfigError, Terminated
 
 FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
 
@@ -115,11 +116,17 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
         args += ["--config-dir", str(config_dir)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
     last = ""
-    for line in proc.stderr:
-        sys.stderr.write(line)
-        last = line.strip() or last
-    code = proc.wait()
-    if code == 130:
+    try:
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            last = line.strip() or last
+        code = proc.wait()
+    except KeyboardInterrupt as stop:  # the job gets the same signal (`timeout` or `kill` reach this process only)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+        _drain(proc)
+        raise
+    if code == 130:  # Ctrl-C reached the job (its whole process group) and the job stopped
         raise KeyboardInterrupt
     if code != 0:
         error = last.removeprefix("segcli: error: ") if last.startswith("segcli: error: ") else f"exit {code}: {last}"
@@ -127,6 +134,15 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
         info(f"train: sweep job {index} failed: {error}")
     row.update(run_results(run_dir))
     return row
+
+
+def _drain(proc) -> None:
+    """Wait for a job that was signalled to stop, passing on what it still prints (its `segcli: interrupted`)."""
+    import sys
+
+    for line in proc.stderr:
+        sys.stderr.write(line)
+    proc.wait()
 
 
 def run_results(run_dir: Path) -> dict:
