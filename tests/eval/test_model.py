@@ -33,10 +33,11 @@ def test_checkpoint_report(ckpt_report, trained):
     assert sum(r["images"] for r in rep["classes"]) >= 2
 
 
-def test_predict_then_model_free_equals_checkpoint_eval(ckpt_report, trained, tmp_path, capsys):
+@pytest.mark.parametrize("palette", [[], ["--palette-png"]])  # indexed PNGs hold the ids as their indices
+def test_predict_then_model_free_equals_checkpoint_eval(ckpt_report, trained, tmp_path, capsys, palette):
     preds = tmp_path / "preds"
     code, _, err = run_cli(["predict", "--ckpt", trained["ckpt"], trained["data"] / "images" / "val", "--out", preds,
-                            "overlay=false"], capsys)
+                            "overlay=false", *palette], capsys)
     assert code == 0, err
     code, _, err = run_cli(["eval", "--predictions", preds, "--data", trained["data"], "--out", tmp_path / "mf"], capsys)
     assert code == 0, err

@@ -17,6 +17,7 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import ColourMap
 from segcli.errors import DataError
+from segcli.inference.io import is_palette_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8"
@@ -68,14 +69,10 @@ class RawMask:
     lossy: bool
 
 
-def _is_palette_png(data: bytes) -> bool:
-    return data.startswith(PNG_MAGIC) and len(data) > 25 and data[25] == 3  # IHDR colour type 3 = indexed
-
-
 def read_source_mask(path: Path) -> RawMask:
     """Read a mask without interpreting it (raises DataError when unreadable)."""
     data = read_bytes(path)
-    if _is_palette_png(data):
+    if is_palette_png(data):
         from PIL import Image
 
         try:

@@ -81,9 +81,25 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     raise DataError(f"an image with {image.shape[2]} channels cannot feed a model with {channels} input channels")
 
 
+def is_palette_png(data: bytes | np.ndarray) -> bool:
+    """An indexed (mode P) PNG: IHDR colour type 3. OpenCV expands these to colours; PIL keeps the indices."""
+    head = bytes(data[:26])
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) > 25 and head[25] == 3
+
+
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a class-id mask as (H, W) uint8 or uint16 exactly as stored (no colour conversion)."""
+    """Read a class-id mask as (H, W) uint8 or uint16 exactly as stored (no colour conversion; an indexed PNG gives
+    its indices, as `predict --palette-png` and PASCAL VOC store them)."""
     path = Path(path)
+    head = np.fromfile(str(path), dtype=np.uint8, count=26) if path.is_file() else b""
+    if is_palette_png(head):
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img, dtype=np.uint8).copy()
+        except Exception as err:
+            raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err}); replace or remove it")
     array = _imread(path, cv2.IMREAD_UNCHANGED)
     if array.ndim == 3:
         channels = array.shape[2]
