@@ -44,14 +44,19 @@ class DatasetCard:
     def pairs(self, split: str) -> list[tuple[Path, Path]]:
         """Absolute (image, mask) paths of a split; a one-line error lists the splits if unknown."""
         if split not in self.splits:
-            raise ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}")
+            raise self._no_split(split)
         return [(self.root / p["image"], self.root / p["mask"]) for p in self.splits[split]]
+
+    def _no_split(self, split: str) -> ConfigError:
+        return ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}; name one "
+                           "of them (data.val_split=..., --split ...), or re-run segcli prepare with that split "
+                           "(--val-fraction, --split-file)")
 
     def indices(self, split: str, fold: int | None = None, held_out: bool = False) -> list[int]:
         """Positions in splits[split]: all of them, or (fold given) those in fold `fold` (held_out=True)
         or in every other fold (held_out=False)."""
         if split not in self.splits:
-            raise ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}")
+            raise self._no_split(split)
         entries = self.splits[split]
         if fold is None:
             return list(range(len(entries)))
