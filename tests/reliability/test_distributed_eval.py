@@ -19,6 +19,7 @@ def test_two_process_model_eval_equals_one(cli, model_ckpt, tiny_data, tmp_path)
     assert code == 0, err
     proc = torchrun_segcli(args + ["--out", tmp_path / "two"])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "terminate called" not in proc.stderr  # no rank aborted at exit (the process group is left cleanly)
     one = json.loads((tmp_path / "one" / "report.json").read_text())
     two = json.loads((tmp_path / "two" / "report.json").read_text())
     assert one["num_images"] == two["num_images"] == 5

@@ -149,10 +149,13 @@ def run(cfg) -> dict:
     if thresholds:
         extra["gate"] = {"thresholds": [t.spec for t in thresholds], "passed": not shortfalls, "failures": shortfalls}
     report = report_dict(metrics, cfg.split, len(pairs), extra)
-    if distributed.is_main():
-        from segcli.evaluation.output import emit
+    try:
+        if distributed.is_main():
+            from segcli.evaluation.output import emit
 
-        emit(cfg, report, acc, card)
+            emit(cfg, report, acc, card)
+    finally:  # every collective is done: the other ranks wait here for rank 0's report
+        distributed.finish()
     if shortfalls:
         raise CheckFailed("eval gate failed: " + "; ".join(shortfalls))
     return report

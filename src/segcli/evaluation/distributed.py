@@ -36,6 +36,17 @@ def setup(device: str) -> str:
     return device
 
 
+def finish() -> None:
+    """Leave the process group once every rank got here (rank 0 has written the report). A rank that exits with
+    the group alive can abort in gloo's destructor ("terminate called without an active exception", SIGABRT),
+    and torchrun then stops the others with SIGTERM and reports the run as failed."""
+    import torch.distributed as dist
+
+    if active():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def rank() -> int:
     import torch.distributed as dist
 
