@@ -13,6 +13,9 @@ import os
 import torch
 
 
+_OWN_GROUP: list[bool] = []  # [True] while the process group is the one `setup` created
+
+
 def active() -> bool:
     import torch.distributed as dist
 
@@ -28,8 +31,9 @@ def setup(device: str) -> str:
         return device
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and str(device) in ("auto", "cuda")
-    if not dist.is_initialized():
+    if not dist.is_initialized():  # under `segcli train` with DDP the group is Lightning's, already there
         dist.init_process_group("nccl" if use_cuda else "gloo")
+        _OWN_GROUP.append(True)
     if use_cuda:
         torch.cuda.set_device(local)
         return f"cuda:{local}"
@@ -37,14 +41,16 @@ def setup(device: str) -> str:
 
 
 def finish() -> None:
-    """Leave the process group once every rank got here (rank 0 has written the report). A rank that exits with
-    the group alive can abort in gloo's destructor ("terminate called without an active exception", SIGABRT),
-    and torchrun then stops the others with SIGTERM and reports the run as failed."""
+    """Wait until every rank got here (rank 0 has written the report), then leave the process group if `setup`
+    joined it. A rank that exits with the group alive can abort in gloo's destructor ("terminate called without
+    an active exception", SIGABRT), and torchrun then stops the others with SIGTERM and reports a failure."""
     import torch.distributed as dist
 
     if active():
         dist.barrier()
-        dist.destroy_process_group()
+        if _OWN_GROUP:
+            dist.destroy_process_group()
+            _OWN_GROUP.clear()
 
 
 def rank() -> int:
