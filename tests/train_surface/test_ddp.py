@@ -3,8 +3,8 @@
 Training differs between 1 and 2 processes, so the runs are arranged to validate identical weights:
 optim.lr=0 (no parameter moves) on a train split of ONE image with batch size 1, no augmentation.
 DDP's sampler pads that split so each rank trains on the same image: BatchNorm running statistics
-(the only state training still changes) are then the same as in the 1-process run (sync_batchnorm off,
-so every rank computes them over the same batch as the single process). Validation runs on an odd
+(the only state training still changes) are then the same as in the 1-process run (the ddp preset's
+sync_batchnorm is switched off on the CPU, so every rank computes them over the same batch as the single process). Validation runs on an odd
 number of images (5), so a sampler that padded the val split with a repeated image would count it twice.
 """
 
@@ -17,7 +17,7 @@ import yaml
 from helpers_surface import segcli
 
 COMMON = ["trainer.max_epochs=1", "data.num_workers=0", "augment=none", "trainer.enable_progress_bar=false",
-          "data.batch_size=1", "optim.lr=0", "trainer.precision=32-true", "trainer.sync_batchnorm=false", "model=fpn"]
+          "data.batch_size=1", "optim.lr=0", "trainer.precision=32-true", "model=fpn"]
 
 
 def _val(run) -> dict:
@@ -37,4 +37,5 @@ def test_two_processes_equal_one(tiny_data, tmp_path):
     two = segcli("train", f"data.root={root}", *COMMON, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
                  "--run-dir", tmp_path / "two", timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stderr.count("sync_batchnorm is off on the CPU") == 1  # said once, not once per process
     assert _val(tmp_path / "one") == _val(tmp_path / "two")

@@ -7,7 +7,7 @@ import torch
 
 from segcli.config import compose, to_container
 from segcli.errors import ConfigError
-from segcli.models.trainer_args import check, lightning_config_errors
+from segcli.models.trainer_args import check, for_this_machine, lightning_config_errors
 
 
 @pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp"])
@@ -25,6 +25,17 @@ def test_gpu_preset_without_a_gpu_is_a_config_error(preset):
     trainer = to_container(compose("train", [f"trainer={preset}"]).trainer)
     with pytest.raises(ConfigError, match="no CUDA GPU is visible.*trainer=cpu"):
         check(trainer)
+
+
+def test_sync_batchnorm_is_switched_off_on_the_cpu(capsys):
+    """torch's SyncBatchNorm only runs on CUDA: `trainer=ddp trainer.accelerator=cpu` must not fail in the first
+    forward pass ("SyncBatchNorm layers only work with GPU modules")."""
+    ddp = to_container(compose("train", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]).trainer)
+    assert ddp["sync_batchnorm"] is True
+    adjusted = for_this_machine(ddp)
+    assert adjusted["sync_batchnorm"] is False and ddp["sync_batchnorm"] is True  # a copy
+    assert "sync_batchnorm is off on the CPU" in capsys.readouterr().err
+    assert for_this_machine({**ddp, "sync_batchnorm": False}) == {**ddp, "sync_batchnorm": False}
 
 
 def test_precision_and_accelerator_are_checked():

@@ -126,11 +126,11 @@ def _callbacks(cfg) -> list:
 def _trainer(cfg, run_dir: Path, callbacks: list):
     import lightning as L
 
-    from segcli.models.trainer_args import lightning_config_errors
+    from segcli.models.trainer_args import for_this_machine, lightning_config_errors
     from segcli.training.checkpoints import AtomicCheckpointIO
     from segcli.training.loggers import make_loggers
 
-    trainer_args = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
+    trainer_args = for_this_machine({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
     with lightning_config_errors():
         return L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
                          logger=make_loggers(run_dir), plugins=[AtomicCheckpointIO()], enable_model_summary=False)

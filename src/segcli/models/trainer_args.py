@@ -54,6 +54,24 @@ def check(trainer: dict) -> None:
             raise ConfigError("trainer.accelerator=mps but Apple's MPS backend is not available; use trainer=cpu")
 
 
+def for_this_machine(trainer: dict) -> dict:
+    """The Trainer arguments with what cannot run here switched off: SyncBatchNorm needs CUDA devices, so
+    `trainer=ddp trainer.accelerator=cpu` (gloo) trains with each process's own BatchNorm statistics (a note on
+    stderr) instead of failing in the first forward pass."""
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and _gpu_count() == 0)
+    if trainer.get("sync_batchnorm") and on_cpu:
+        import os
+
+        from segcli.console import info
+
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            info("train: trainer.sync_batchnorm is off on the CPU (SyncBatchNorm needs CUDA devices); "
+                 "each process keeps its own BatchNorm statistics")
+        trainer = {**trainer, "sync_batchnorm": False}
+    return trainer
+
+
 @contextmanager
 def lightning_config_errors():
     """Turn Lightning's configuration exceptions (raised while building the Trainer) into one-line ConfigErrors."""
