@@ -68,3 +68,18 @@ def test_compiled_module_step():
     loss = module.training_step(batch, 0)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
+def test_true_precisions_train_and_evaluate(tiny_data, tmp_path, precision):
+    """*-true precisions cast the weights; the uint8 images, normalised in float32, must follow them (they failed
+    with "Input type (torch.FloatTensor) and weight type (CPUBFloat16Type) should be the same")."""
+    import json
+
+    from helpers_surface import QUICK, segcli
+
+    run = tmp_path / "run"
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, f"trainer.precision={precision}", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((run / "eval" / "report.json").read_text())  # the final eval of best.ckpt, at float32
+    assert 0.0 <= report["mIoU"] <= 1.0

@@ -47,6 +47,9 @@ class SegModule(L.LightningModule):
 
     # ------------------------------------------------------------------ forward
     def _net(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.model.parameters()).dtype  # float32; bf16/fp16/fp64 under trainer.precision=*-true
+        if x.dtype != dtype:
+            x = x.to(dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward(x)
