@@ -83,3 +83,17 @@ def test_true_precisions_train_and_evaluate(tiny_data, tmp_path, precision):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((run / "eval" / "report.json").read_text())  # the final eval of best.ckpt, at float32
     assert 0.0 <= report["mIoU"] <= 1.0
+
+
+def test_several_nodes_need_a_multi_node_launch(monkeypatch):
+    """trainer.num_nodes=2 started by hand without MASTER_ADDR waited for ever for machines that could not find it."""
+    for key in ("MASTER_ADDR", "SLURM_JOB_ID", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    base = {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "precision": "32-true"}
+    with pytest.raises(ConfigError, match="num_nodes=2.*MASTER_ADDR.*NODE_RANK"):
+        check({**base, "num_nodes": 2})
+    check({**base, "num_nodes": 1})
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")  # what torchrun --nnodes, or the user on each machine, sets
+    check({**base, "num_nodes": 2})
+    with pytest.raises(ConfigError, match="integer >= 1"):
+        check({**base, "num_nodes": 0})

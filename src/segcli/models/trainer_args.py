@@ -22,6 +22,15 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _launched_across_nodes() -> bool:
+    """Whether the environment tells processes where the other machines are (what Lightning's cluster
+    environments read): MASTER_ADDR (manual, torchrun, Kubeflow), SLURM, LSF or an MPI launcher."""
+    import os
+
+    return any(key in os.environ for key in ("MASTER_ADDR", "SLURM_JOB_ID", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE",
+                                             "PMI_SIZE"))
+
+
 def check(trainer: dict) -> None:
     """Raise ConfigError when trainer.accelerator / devices / precision cannot run on this machine."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
@@ -32,6 +41,14 @@ def check(trainer: dict) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown trainer.precision '{precision}'{did_you_mean(precision, list(PRECISIONS))}; "
                           "choose from 32-true, 16-mixed, bf16-mixed (or 16-true, bf16-true, 64-true)")
+    nodes = trainer.get("num_nodes", 1)
+    if not str(nodes).isdigit() or int(nodes) < 1:
+        raise ConfigError(f"trainer.num_nodes={nodes}: give the number of machines, an integer >= 1")
+    if int(nodes) > 1 and not _launched_across_nodes():
+        raise ConfigError(f"trainer.num_nodes={nodes} but no multi-node launch was found (MASTER_ADDR unset, not under "
+                          "SLURM, LSF or MPI): the run would wait for the other machines for ever; start the same "
+                          "command on every machine with MASTER_ADDR, MASTER_PORT and NODE_RANK set, or with torchrun "
+                          "--nnodes or srun")
     if accelerator in ("gpu", "cuda"):
         gpus = _gpu_count()
         if gpus == 0:
