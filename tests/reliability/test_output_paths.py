@@ -184,6 +184,18 @@ def test_glob_climbing_out_of_its_base_is_refused(cli, model_ckpt, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("out_name", ["in", "link_to_in"])
+def test_predict_into_its_own_input_folder_is_refused(cli, model_ckpt, tmp_path, out_name):
+    """`predict DIR --out DIR` (or through a symlink to DIR) would replace every PNG image by its mask."""
+    folder = tmp_path / "in"
+    _inputs(folder, 2)
+    (tmp_path / "link_to_in").symlink_to(folder, target_is_directory=True)
+    before = {p: p.read_bytes() for p in files_under(folder)}
+    code, _, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / out_name, "--save", "mask")
+    assert "--out" in only_error(code, err, 2, "img0.png")
+    assert {p: p.read_bytes() for p in files_under(folder)} == before  # every image as it was, nothing added
+
+
 def test_absolute_dotdot_and_symlinked_inputs_stay_under_out(cli, model_ckpt, tmp_path, monkeypatch):
     _inputs(tmp_path / "elsewhere", 2)
     folder = tmp_path / "in"

@@ -89,6 +89,7 @@ def predict_with(cfg, predictor) -> list[Path]:
     items = shard(collect(list(cfg.inputs), cfg.list), shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
+    _refuse_overwriting_inputs(items, outputs)
     if (outputs.needs_probs or float(cfg.smooth) > 0) and predictor.outputs_ids:
         raise ConfigError(f"{model}: this model returns class ids (exported with --argmax), so prob, uncertainty and "
                           "smooth are unavailable; export without --argmax")
@@ -99,6 +100,28 @@ def predict_with(cfg, predictor) -> list[Path]:
     except BaseException:  # writes run in parallel threads: folders one of them created may be left empty
         prune_created_tree(outputs.out, created)
         raise
+
+
+def _refuse_overwriting_inputs(items, outputs) -> None:
+    """`predict DIR --out DIR` would replace each image by its mask (same name, .png): refused before anything
+    is written. Paths are compared after symlinks are resolved (one realpath per folder)."""
+    import functools
+    import os
+
+    from segcli.inference.video import overlay_path
+
+    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def real(path: Path) -> str:
+        return os.path.join(real_dir(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+
+    inputs = {real(item.path) for item in items}
+    for item in items:
+        targets = [overlay_path(outputs, item.rel, item.path)] if item.is_video else outputs.paths(item.rel).values()
+        for target in targets:
+            if real(target) in inputs:
+                raise ConfigError(f"{item.path}: --out {outputs.out} would overwrite this input with a prediction; "
+                                  "give an --out folder that holds no inputs")
 
 
 def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
