@@ -151,6 +151,27 @@ def test_overwrite_replaces_unrelated_content(tmp_path):
     assert (out / "dataset.yaml").is_file()
 
 
+@pytest.mark.parametrize("out_name", [".", "images"])
+def test_overwrite_never_replaces_the_source_folders(tmp_path, out_name):
+    """`--images d/images --masks d/masks --out d --overwrite` would delete the originals when the new dataset is
+    put in place: refused before anything is written."""
+    src = tmp_path / "d"
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    for i in range(4):
+        mask = np.zeros((32, 40), np.uint8)
+        mask[i * 4:, :20] = 1
+        assert cv2.imwrite(str(src / "images" / f"x{i}.png"), np.full((32, 40, 3), 60 * i, np.uint8))
+        assert cv2.imwrite(str(src / "masks" / f"x{i}.png"), mask)
+    before = snapshot(src)
+    out = (src / out_name).resolve()
+    line = assert_error(run_cli("prepare", "folder", "--images", src / "images", "--masks", src / "masks",
+                                "--classes", "bg,fg", "--out", out, "--overwrite", cwd=tmp_path), 2)
+    assert "outside the source folders" in line
+    assert snapshot(src) == before  # every original still there, untouched
+    assert hidden_leftovers(tmp_path) == [] and hidden_leftovers(src) == []
+
+
 def test_empty_existing_dir_is_fine(tmp_path):
     out = tmp_path / "empty"
     out.mkdir()

@@ -58,12 +58,29 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
 
 
+def check_out_holds_no_source(out: Path, source: Source) -> None:
+    """--out must not be, or contain, a folder the source is read from: with --overwrite, putting the prepared
+    dataset in place would delete the original images and masks (`--images d/images --masks d/masks --out d`)."""
+    import functools
+
+    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
+    top = os.path.realpath(out)
+    for sample in source.samples:
+        for path in (sample.image, sample.mask):
+            if isinstance(path, Path):
+                folder = real_dir(os.path.dirname(os.path.abspath(path)))
+                if folder == top or folder.startswith(top + os.sep):
+                    raise ConfigError(f"{path}: a source file inside --out {out}, which prepare replaces; "
+                                      "give an --out folder outside the source folders")
+
+
 def write_dataset(out: str | Path, source: Source, overwrite: bool = False, strict: bool = False,
                   keep_going: bool = False, max_size: int | None = None, workers: int = 0,
                   progress: Callable[[int], None] | None = None) -> Prepared:
     """Lint every pair of `source`, write the good ones, and put the result at `out` if the lint passed."""
     out = Path(out).resolve()
     check_out_dir(out, overwrite)
+    check_out_holds_no_source(out, source)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
