@@ -63,6 +63,8 @@ def check_out_holds_no_source(out: Path, source: Source) -> None:
     dataset in place would delete the original images and masks (`--images d/images --masks d/masks --out d`)."""
     import functools
 
+    if not isinstance(source.samples, (list, tuple)):  # generated on the fly (synthetic): arrays, no source files
+        return
     real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
     top = os.path.realpath(out)
     for sample in source.samples:
