@@ -105,16 +105,10 @@ def predict_with(cfg, predictor) -> list[Path]:
 def _refuse_overwriting_inputs(items, outputs) -> None:
     """`predict DIR --out DIR` would replace each image by its mask (same name, .png): refused before anything
     is written. Paths are compared after symlinks are resolved (one realpath per folder)."""
-    import functools
-    import os
-
+    from segcli.inference.io import resolver
     from segcli.inference.video import overlay_path
 
-    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
-
-    def real(path: Path) -> str:
-        return os.path.join(real_dir(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
-
+    real = resolver()
     inputs = {real(item.path) for item in items}
     for item in items:
         targets = [overlay_path(outputs, item.rel, item.path)] if item.is_video else outputs.paths(item.rel).values()

@@ -34,7 +34,7 @@ from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError
-from segcli.inference.io import atomic_write_bytes, write_png
+from segcli.inference.io import atomic_write_bytes, resolver, write_png
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -61,19 +61,15 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 def check_out_holds_no_source(out: Path, source: Source) -> None:
     """--out must not be, or contain, a folder the source is read from: with --overwrite, putting the prepared
     dataset in place would delete the original images and masks (`--images d/images --masks d/masks --out d`)."""
-    import functools
-
     if not isinstance(source.samples, (list, tuple)):  # generated on the fly (synthetic): arrays, no source files
         return
-    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
-    top = os.path.realpath(out)
+    real = resolver()
+    inside = os.path.realpath(out) + os.sep
     for sample in source.samples:
         for path in (sample.image, sample.mask):
-            if isinstance(path, Path):
-                folder = real_dir(os.path.dirname(os.path.abspath(path)))
-                if folder == top or folder.startswith(top + os.sep):
-                    raise ConfigError(f"{path}: a source file inside --out {out}, which prepare replaces; "
-                                      "give an --out folder outside the source folders")
+            if isinstance(path, Path) and real(path).startswith(inside):
+                raise ConfigError(f"{path}: a source file inside --out {out}, which prepare replaces; "
+                                  "give an --out folder outside the source folders")
 
 
 def write_dataset(out: str | Path, source: Source, overwrite: bool = False, strict: bool = False,

@@ -22,12 +22,17 @@ os.umask(_UMASK)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def _imread(path: Path, flags: int) -> np.ndarray:
-    """cv2.imread that copes with non-ASCII paths and reports failures as DataError."""
+def _read(path: Path) -> np.ndarray:
+    """The file's bytes (a uint8 array); a failure is a DataError naming the file."""
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        return np.fromfile(str(path), dtype=np.uint8)
     except OSError as err:
         raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions")
+
+
+def _imread(path: Path, flags: int, data: np.ndarray | None = None) -> np.ndarray:
+    """cv2.imread that copes with non-ASCII paths and reports failures as DataError (`data`: the bytes, if read)."""
+    data = _read(path) if data is None else data
     array = cv2.imdecode(data, flags) if data.size else None
     if array is None:
         raise DataError(f"{path}: not a readable image (corrupt, truncated or unsupported format); replace or remove it")
@@ -91,16 +96,18 @@ def read_mask(path: str | Path) -> np.ndarray:
     """Read a class-id mask as (H, W) uint8 or uint16 exactly as stored (no colour conversion; an indexed PNG gives
     its indices, as `predict --palette-png` and PASCAL VOC store them)."""
     path = Path(path)
-    head = np.fromfile(str(path), dtype=np.uint8, count=26) if path.is_file() else b""
-    if is_palette_png(head):
+    data = _read(path)
+    if is_palette_png(data):
+        import io
+
         from PIL import Image
 
         try:
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data.tobytes())) as img:
                 return np.asarray(img, dtype=np.uint8).copy()
         except Exception as err:
             raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err}); replace or remove it")
-    array = _imread(path, cv2.IMREAD_UNCHANGED)
+    array = _imread(path, cv2.IMREAD_UNCHANGED, data)
     if array.ndim == 3:
         channels = array.shape[2]
         if channels >= 3 and not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])):
@@ -110,6 +117,15 @@ def read_mask(path: str | Path) -> np.ndarray:
     if array.dtype not in (np.uint8, np.uint16):
         raise DataError(f"{path}: mask dtype {array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
     return array
+
+
+def resolver() -> Callable[[str | Path], str]:
+    """A function path → its real path (symlinks resolved), resolving each folder once: for comparing many files'
+    locations (an output that would overwrite an input)."""
+    import functools
+
+    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
+    return lambda path: os.path.join(real_dir(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
 
 
 def list_images(root: str | Path) -> list[Path]:
