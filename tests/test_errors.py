@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from helpers_cli import assert_error, assert_error_after_report, assert_ok, describe, run_cli
 
-from segcli.errors import EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from segcli.errors import EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
 
 
 def test_documented_exit_codes():
-    assert (EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED) == (0, 1, 2, 3, 130)
+    assert (EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED, EXIT_TERMINATED) == (0, 1, 2, 3, 130, 143)
 
 
 # ----------------------------------------------------------------------------- checkpoints
