@@ -33,7 +33,7 @@ from segcli.data.check import CheckedPair, check_pair
 from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, stops_held
 from segcli.inference.io import atomic_write_bytes, resolver, write_png
 
 LINT_NAME = "lint.json"
@@ -245,8 +245,6 @@ def _default_palette(num_classes: int) -> list[list[int]]:
 
 def _swap_into_place(staging: Path, out: Path) -> None:
     """Replace `out` by `staging`; an old `out` is removed only after the new one is in place."""
-    from segcli.errors import stops_held
-
     old = None
     with stops_held():  # never between the two renames
         if out.exists():

@@ -17,9 +17,8 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import is_palette_png
+from segcli.inference.io import PNG_MAGIC, is_palette_png
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8"
 
 

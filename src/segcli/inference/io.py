@@ -20,6 +20,7 @@ from segcli.errors import DataError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _read(path: Path) -> np.ndarray:
@@ -89,7 +90,7 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 def is_palette_png(data: bytes | np.ndarray) -> bool:
     """An indexed (mode P) PNG: IHDR colour type 3. OpenCV expands these to colours; PIL keeps the indices."""
     head = bytes(data[:26])
-    return head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) > 25 and head[25] == 3
+    return head.startswith(PNG_MAGIC) and len(head) > 25 and head[25] == 3
 
 
 def read_mask(path: str | Path) -> np.ndarray:
