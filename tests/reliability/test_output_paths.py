@@ -196,6 +196,37 @@ def test_predict_into_its_own_input_folder_is_refused(cli, model_ckpt, tmp_path,
     assert {p: p.read_bytes() for p in files_under(folder)} == before  # every image as it was, nothing added
 
 
+@pytest.mark.parametrize("form", ["folder", "glob"])
+def test_rerun_into_a_subfolder_does_not_read_earlier_outputs(cli, model_ckpt, tmp_path, form):
+    """`predict DIR --out DIR/preds`, run twice: the second run predicts DIR's images only, not the masks the first
+    run wrote under DIR/preds (the folder walk is recursive)."""
+    folder = _inputs(tmp_path / "in", 2)
+    source = str(folder) if form == "folder" else f"{folder}/**/*.png"
+    out = folder / "preds"
+    code, first, err = cli("predict", source, "--ckpt", model_ckpt, "--out", out, "--save", "mask,overlay")
+    assert code == 0, err
+    masks = {p: p.read_bytes() for p in files_under(out)}
+    code, second, err = cli("predict", source, "--ckpt", model_ckpt, "--out", out, "--save", "mask,overlay")
+    assert code == 0, err
+    assert second.split() == first.split() == [str(out / "img0.png"), str(out / "img1.png")]
+    assert {p: p.read_bytes() for p in files_under(out)} == masks  # no preds/preds/…, the same two masks
+    assert "left out 4 file(s) found under --out" in err
+
+
+def test_named_files_under_out_are_still_predicted(cli, model_ckpt, tmp_path):
+    """Only files found by walking a folder are left out: a file named on the command line is predicted even
+    when it lies under --out, and a folder whose every image is under --out is an error, not an empty run."""
+    folder = _inputs(tmp_path / "in", 1)
+    out = folder / "preds"
+    _inputs(out / "photos", 1)
+    code, stdout, err = cli("predict", out / "photos" / "img0.png", "--ckpt", model_ckpt, "--out", out, "--save", "mask")
+    assert code == 0, err
+    assert stdout.split() == [str(out / "img0.png")]
+    (folder / "img0.png").unlink()
+    code, _, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", out, "--save", "mask")
+    assert "every input found lies under --out" in only_error(code, err, 3, "img0.png")
+
+
 def test_absolute_dotdot_and_symlinked_inputs_stay_under_out(cli, model_ckpt, tmp_path, monkeypatch):
     _inputs(tmp_path / "elsewhere", 2)
     folder = tmp_path / "in"

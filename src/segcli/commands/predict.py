@@ -86,7 +86,7 @@ def predict_with(cfg, predictor) -> list[Path]:
     save = parse_save(cfg.save)
     if not cfg.overlay:
         save = tuple(k for k in save if k != "overlay") or ("mask",)
-    items = shard(collect(list(cfg.inputs), cfg.list), shard_spec)
+    items = shard(collect(list(cfg.inputs), cfg.list, skip_under=cfg.out), shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
     _refuse_overwriting_inputs(items, outputs)

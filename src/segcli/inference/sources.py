@@ -8,6 +8,9 @@ outputs mirror the input tree and their names are deterministic:
 - a list file (--list FILE) or `-` (one path per line on stdin)
                                   → the path relative to the listed files' common folder
 Videos (mp4/avi/mov/mkv/m4v) are taken from files, globs and lists; folders give images only.
+Files found by walking a folder or expanding a glob are left out when they lie under `skip_under` (predict's
+--out) and that is a sub-folder of the folder walked: re-running `predict DIR --out DIR/preds` must not read the
+previous run's masks as new inputs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from segcli.errors import ConfigError, DataError
@@ -25,10 +28,12 @@ VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 
 @dataclass(frozen=True)
 class Item:
-    """One input: an image or a video file, and its output-relative path without suffix."""
+    """One input: an image or a video file, and its output-relative path without suffix; `walked`: the folder
+    that was walked (or the glob's fixed leading folder) to find it, None when it was named (a file, a list line)."""
 
     path: Path
     rel: Path
+    walked: Path | None = field(default=None, compare=False)
 
     @property
     def is_video(self) -> bool:
@@ -53,7 +58,7 @@ def _from_glob(pattern: str) -> list[Item]:
     found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if _media(Path(p)) and Path(p).is_file())
     if not found:
         raise DataError(f"{pattern}: the glob matches no image or video files; check the pattern (quote it for the shell)")
-    return [Item(p, p.relative_to(base).with_suffix("")) for p in found]
+    return [Item(p, p.relative_to(base).with_suffix(""), walked=base) for p in found]
 
 
 def _from_list(lines: list[str], where: str) -> list[Item]:
@@ -75,14 +80,16 @@ def _from_entry(entry: str) -> list[Item]:
         found = list_images(root)
         if not found:
             raise DataError(f"{root}: no images found in this folder")
-        return [Item(path, path.relative_to(root).with_suffix("")) for path in found]
+        return [Item(path, path.relative_to(root).with_suffix(""), walked=root) for path in found]
     if _is_glob(entry):
         return _from_glob(entry)
     raise DataError(f"{root}: input not found; pass image or video files, folders, globs, --list FILE or - for stdin")
 
 
-def collect(inputs: list[str], list_file: str | None = None, stdin=None) -> list[Item]:
-    """Inputs in the order given (folders and globs sorted), checked for output-name collisions."""
+def collect(inputs: list[str], list_file: str | None = None, stdin=None,
+            skip_under: str | Path | None = None) -> list[Item]:
+    """Inputs in the order given (folders and globs sorted), checked for output-name collisions; files found in
+    a folder or glob are left out when they lie under `skip_under`, a sub-folder of it (named files never are)."""
     items: list[Item] = []
     for entry in inputs:
         if entry == "-":
@@ -96,6 +103,8 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None) -> list
         except OSError as err:
             raise DataError(f"{path}: cannot read the list file ({err.strerror}); pass a text file of paths") from None
         items.extend(_from_list(lines, str(path)))
+    if skip_under is not None:
+        items = _outside(items, skip_under)
     seen: dict[Path, Path] = {}
     for item in items:
         rel = os.path.normpath(item.rel)
@@ -108,6 +117,31 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None) -> list
         seen[item.rel] = item.path
     unique = list(dict.fromkeys(items))  # the same file named twice is predicted once
     return unique
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([folder, path]) == folder
+
+
+def _outside(items: list[Item], folder: str | Path) -> list[Item]:
+    """`items` less those found under `folder` while walking a folder that holds it (symlinks resolved); a
+    one-line note when any are left out."""
+    from segcli.console import info
+    from segcli.inference.io import resolver
+
+    real = resolver()
+    top = os.path.realpath(folder)
+    walked = {item.walked: os.path.realpath(item.walked) for item in items if item.walked is not None}
+    under = [item for item in items if item.walked is not None and walked[item.walked] != top
+             and _within(top, walked[item.walked]) and _within(real(item.path), top)]
+    if under and len(under) == len(items):
+        raise DataError(f"{under[0].path}: every input found lies under --out {folder} (earlier outputs); point "
+                        "predict at the images, or give an --out folder that holds none of them")
+    if under:
+        info(f"predict: left out {len(under)} file(s) found under --out {folder} (earlier outputs), "
+             f"e.g. {under[0].path}")
+    skipped = set(map(id, under))
+    return [item for item in items if id(item) not in skipped]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
