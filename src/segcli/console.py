@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -21,6 +22,12 @@ def info(message: str) -> None:
     """A progress/log line for people (stderr)."""
     sys.stderr.write(f"{message}\n")
     sys.stderr.flush()
+
+
+def first_process() -> bool:
+    """False in the 2nd, 3rd, … process of a distributed run on this machine (LOCAL_RANK, set by torchrun and by
+    Lightning's launcher): messages said once per run check it."""
+    return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def result(line: str) -> None:

@@ -38,4 +38,7 @@ def test_two_processes_equal_one(tiny_data, tmp_path):
                  "--run-dir", tmp_path / "two", timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stderr.count("sync_batchnorm is off on the CPU") == 1  # said once, not once per process
+    assert "sync_dist=True" not in two.stderr  # Lightning's advice does not apply to the summed confusion matrix
+    for once in ("train: run directory", "train: evaluating best.ckpt"):
+        assert two.stderr.count(once) == 1, two.stderr[-3000:]
     assert _val(tmp_path / "one") == _val(tmp_path / "two")

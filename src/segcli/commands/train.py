@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segcli.config import to_container
-from segcli.console import info, result, stderr_console
+from segcli.console import first_process, info, result, stderr_console
 
 
 @dataclass
@@ -53,8 +53,10 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.training.callbacks import CtrlC
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
 
+    # The last pattern: val/* metrics come from the confusion matrix summed over processes (SegModule), so each
+    # rank logs the same value and Lightning's advice to average them (sync_dist=True) does not apply.
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
-                    ".*Checkpoint directory .* exists and is not empty.*"):
+                    ".*Checkpoint directory .* exists and is not empty.*", r".*self\.log\('val/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once
@@ -77,6 +79,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     check_trainer({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
 
+    # Messages said once per run check first_process(): Lightning's DDP launcher runs this command again in each
+    # further process.
     ckpt_path = None
     if resume:
         from segcli.training.resume import last_checkpoint, trim_metrics
@@ -84,10 +88,12 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         run_dir = Path(cfg.run_dir)
         ckpt_path, step = last_checkpoint(run_dir)
         trim_metrics(run_dir, step)
-        info(f"train: resuming {run_dir} from {ckpt_path.name} (step {step})")
+        if first_process():
+            info(f"train: resuming {run_dir} from {ckpt_path.name} (step {step})")
     else:
         run_dir = make_run_dir(cfg.run_dir, "train")
-        info(f"train: run directory {run_dir}")
+        if first_process():
+            info(f"train: run directory {run_dir}")
     save_config(run_dir, cfg)
 
     best = best_checkpoint(run_dir / "checkpoints")

@@ -78,11 +78,9 @@ def for_this_machine(trainer: dict) -> dict:
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and _gpu_count() == 0)
     if trainer.get("sync_batchnorm") and on_cpu:
-        import os
+        from segcli.console import first_process, info
 
-        from segcli.console import info
-
-        if os.environ.get("LOCAL_RANK", "0") == "0":
+        if first_process():
             info("train: trainer.sync_batchnorm is off on the CPU (SyncBatchNorm needs CUDA devices); "
                  "each process keeps its own BatchNorm statistics")
         trainer = {**trainer, "sync_batchnorm": False}

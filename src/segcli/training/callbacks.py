@@ -19,7 +19,9 @@ from segcli.training.checkpoints import MONITOR
 class SpeedAndLR(Callback):
     """Logs per optimiser step `train/lr` (first parameter group) and `train/images_per_s` (images of the batch
     over the wall time since the previous batch ended, data loading included); per epoch
-    `train/epoch_images_per_s` (all training images of the epoch over its wall time, validation excluded)."""
+    `train/epoch_images_per_s` (all training images of the epoch over its wall time, validation excluded).
+    Under DDP both count every process's images: the epoch figure is summed over the processes, the step figure
+    is this process's times the process count (DDP steps in lockstep, one batch per process)."""
 
     def __init__(self):
         self._last = None  # time the previous batch ended (or the epoch started); None during validation
@@ -42,7 +44,8 @@ class SpeedAndLR(Callback):
             elapsed = max(now - self._last, 1e-9)
             self._epoch_time += elapsed
             self._epoch_images += images
-            pl_module.log("train/images_per_s", images / elapsed, on_step=True, on_epoch=False, prog_bar=True)
+            pl_module.log("train/images_per_s", images * trainer.world_size / elapsed, on_step=True, on_epoch=False,
+                          prog_bar=True)
         self._last = now
         if trainer.optimizers:
             lr = float(trainer.optimizers[0].param_groups[0]["lr"])
@@ -53,7 +56,8 @@ class SpeedAndLR(Callback):
             self._epoch_time += time.perf_counter() - self._last
             self._last = None
         if self._epoch_images and self._epoch_time > 0:
-            pl_module.log("train/epoch_images_per_s", self._epoch_images / self._epoch_time, on_step=False, on_epoch=True)
+            pl_module.log("train/epoch_images_per_s", self._epoch_images / self._epoch_time, on_step=False,
+                          on_epoch=True, sync_dist=True, reduce_fx="sum")
 
 
 class RngState(Callback):

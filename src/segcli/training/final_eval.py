@@ -12,7 +12,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from segcli.console import info
+from segcli.console import first_process, info
 
 
 def eval_config(run_cfg, ckpt: Path, out: Path):
@@ -40,7 +40,8 @@ def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
     if not ckpt.is_file():
         info("train: final evaluation skipped: no best.ckpt (no validation ran)")
         return None
-    info(f"train: evaluating {ckpt.name} on the full-size '{run_cfg.data.val_split}' images (segcli eval)")
+    if first_process():
+        info(f"train: evaluating {ckpt.name} on the full-size '{run_cfg.data.val_split}' images (segcli eval)")
     cfg = eval_config(run_cfg, ckpt, run_dir / "eval")
     with contextlib.redirect_stdout(sys.stderr):  # the per-class table is for people
         return evaluate.run(cfg)
