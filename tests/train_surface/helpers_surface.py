@@ -14,11 +14,11 @@ QUICK = ["trainer.max_epochs=1", "data.num_workers=0", "augment.crop_size=[32,32
          "data.batch_size=4"]
 
 
-def segcli(*args, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python -m segcli ARGS` in a fresh interpreter (this worktree's code)."""
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+def segcli(*args, timeout: int = 300, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m segcli ARGS` in a fresh interpreter (this worktree's code); `env`: added variables."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="session")

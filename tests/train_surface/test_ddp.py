@@ -42,3 +42,24 @@ def test_two_processes_equal_one(tiny_data, tmp_path):
     for once in ("train: run directory", "train: evaluating best.ckpt"):
         assert two.stderr.count(once) == 1, two.stderr[-3000:]
     assert _val(tmp_path / "one") == _val(tmp_path / "two")
+
+
+def test_ddp_without_run_dir_makes_one_run_directory(tiny_data, tmp_path):
+    """The issue's command as a user types it, with no --run-dir: Lightning's launcher runs the command again in
+    the second process, which must use the first process's new run directory (it made its own, and the final
+    evaluation then failed, exit 4)."""
+    proc = segcli("train", f"data.root={tiny_data}", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                  "trainer.max_epochs=1", "data.num_workers=0", "trainer.enable_progress_bar=false", "model=fpn",
+                  cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "runs" / "train").iterdir())
+    assert len(runs) == 1 and proc.stdout.splitlines()[-1] == str(runs[0])
+    assert (runs[0] / "eval" / "report.json").is_file() and (runs[0] / "checkpoints" / "best.ckpt").is_file(), proc.stderr[-3000:]
+
+
+def test_started_by_torchrun_without_run_dir_is_a_usage_error(tiny_data, tmp_path):
+    """Processes that torchrun (or srun, mpirun) starts cannot agree on a new run directory's name."""
+    proc = segcli("train", f"data.root={tiny_data}", "trainer.max_epochs=1", cwd=tmp_path,
+                  env={"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
+    assert proc.returncode == 2 and "--run-dir" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()

@@ -12,12 +12,14 @@ continues a run (segcli.training.resume).
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from segcli.config import to_container
 from segcli.console import first_process, info, result, stderr_console
+from segcli.errors import ConfigError
 
 
 @dataclass
@@ -26,6 +28,25 @@ class TrainResult:
     best_miou: float | None  # best val mIoU during training (fraction), None when no validation ran
     epochs: int  # completed epochs
     final_miou: float | None  # mIoU of best.ckpt from the final evaluation, None when skipped
+
+
+RUN_DIR_ENV = "SEGCLI_RUN_DIR"
+
+
+def _given_run_dir(cfg) -> str | None:
+    """--run-dir; in the further processes Lightning's DDP launcher starts, the directory the first process made
+    (every process must write to one run directory). None: make a new one under runs/train/. Processes started by
+    another launcher (torchrun, srun, mpirun, several machines) cannot agree on a new name: they need --run-dir."""
+    from segcli.models.trainer_args import started_by_a_launcher
+
+    if cfg.run_dir:
+        return str(cfg.run_dir)
+    if not first_process() and os.environ.get(RUN_DIR_ENV):
+        return os.environ[RUN_DIR_ENV]
+    if started_by_a_launcher():
+        raise ConfigError("segcli train was started as one of several processes (torchrun, srun, mpirun or on several "
+                          "machines) without --run-dir; give --run-dir DIR, the same folder for every process")
+    return None
 
 
 def _no_adverts(record: logging.LogRecord) -> bool:
@@ -91,7 +112,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         if first_process():
             info(f"train: resuming {run_dir} from {ckpt_path.name} (step {step})")
     else:
-        run_dir = make_run_dir(cfg.run_dir, "train")
+        run_dir = make_run_dir(_given_run_dir(cfg), "train")
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # Lightning's DDP launcher starts the other processes with it
         if first_process():
             info(f"train: run directory {run_dir}")
     save_config(run_dir, cfg)

@@ -31,6 +31,19 @@ def _launched_across_nodes() -> bool:
                                              "PMI_SIZE"))
 
 
+def started_by_a_launcher() -> bool:
+    """Whether another program started this process as one of several (torchrun, srun with several tasks, mpirun,
+    a multi-node launch): then each process runs the whole command."""
+    import os
+
+    def count(key: str) -> int:
+        value = os.environ.get(key, "")
+        return int(value) if value.isdigit() else 1
+
+    return (any(key in os.environ for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR"))
+            or max(count("SLURM_NTASKS"), count("OMPI_COMM_WORLD_SIZE"), count("PMI_SIZE")) > 1)
+
+
 def check(trainer: dict) -> None:
     """Raise ConfigError when trainer.accelerator / devices / precision cannot run on this machine."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
