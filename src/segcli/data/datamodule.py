@@ -162,9 +162,11 @@ class SegDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> torch.utils.data.DataLoader:
         workers = self.workers  # set by setup(), which also sized the caches for this many loader processes
+        # A last partial batch is dropped only when each process still gets a full one (DDP shards the split).
+        per_process = len(dataset) // (self.trainer.world_size if self.trainer is not None else 1)
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-            drop_last=shuffle and len(dataset) > batch_size, num_workers=workers, persistent_workers=workers > 0,
+            drop_last=shuffle and per_process > batch_size, num_workers=workers, persistent_workers=workers > 0,
             worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available(), multiprocessing_context=worker_context(workers),
         )
 
