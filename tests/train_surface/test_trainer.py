@@ -97,3 +97,13 @@ def test_several_nodes_need_a_multi_node_launch(monkeypatch):
     check({**base, "num_nodes": 2})
     with pytest.raises(ConfigError, match="integer >= 1"):
         check({**base, "num_nodes": 0})
+
+
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "ddp_notebook_find_unused_parameters_true"])
+def test_strategies_that_train_in_child_processes_are_refused(strategy):
+    """With ddp_spawn the command printed "no validation ran" next to a final evaluation of best.ckpt: the
+    trained state stays in the spawned processes."""
+    base = {"accelerator": "cpu", "devices": 2, "precision": "32-true", "num_nodes": 1}
+    with pytest.raises(ConfigError, match=f"strategy={strategy}.*trainer.strategy=ddp"):
+        check({**base, "strategy": strategy})
+    check({**base, "strategy": "ddp_find_unused_parameters_true"})

@@ -54,6 +54,11 @@ def check(trainer: dict) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown trainer.precision '{precision}'{did_you_mean(precision, list(PRECISIONS))}; "
                           "choose from 32-true, 16-mixed, bf16-mixed (or 16-true, bf16-true, 64-true)")
+    strategy = str(trainer.get("strategy", "auto")).lower()
+    if any(word in strategy for word in ("spawn", "fork", "notebook")):
+        raise ConfigError(f"trainer.strategy={strategy}: segcli train cannot use a strategy that trains in child "
+                          "processes (its best score, epochs and metrics never reach the command); use "
+                          "trainer.strategy=ddp")
     nodes = trainer.get("num_nodes", 1)
     if not str(nodes).isdigit() or int(nodes) < 1:
         raise ConfigError(f"trainer.num_nodes={nodes}: give the number of machines, an integer >= 1")
