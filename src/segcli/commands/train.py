@@ -74,10 +74,12 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.training.callbacks import CtrlC
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
 
-    # The last pattern: val/* metrics come from the confusion matrix summed over processes (SegModule), so each
-    # rank logs the same value and Lightning's advice to average them (sync_dist=True) does not apply.
+    # The last pattern, Lightning's advice to log with sync_dist=True under DDP: val/* metrics come from the
+    # confusion matrix summed over the processes (SegModule), and the train/* epoch figures are the first process's
+    # (loss) or scaled by the process count (images/s). Synced logging would deadlock: the rank-0 progress bar
+    # reduces its metrics at another point than the other ranks.
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
-                    ".*Checkpoint directory .* exists and is not empty.*", r".*self\.log\('val/.*sync_dist=True.*"):
+                    ".*Checkpoint directory .* exists and is not empty.*", r".*self\.log\('(val|train)/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once

@@ -70,8 +70,7 @@ class SegModule(L.LightningModule):
             x = F.pad(x, (0, pad_w, 0, pad_h))
             target = F.pad(target, (0, pad_w, 0, pad_h), value=int(self.meta["ignore_index"]))
         loss = self.loss_fn(self._net(x), target)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0],
-                 sync_dist=True)  # the mean over every process's batches (a no-op in a single process)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:

@@ -20,8 +20,9 @@ class SpeedAndLR(Callback):
     """Logs per optimiser step `train/lr` (first parameter group) and `train/images_per_s` (images of the batch
     over the wall time since the previous batch ended, data loading included); per epoch
     `train/epoch_images_per_s` (all training images of the epoch over its wall time, validation excluded).
-    Under DDP both count every process's images: the epoch figure is summed over the processes, the step figure
-    is this process's times the process count (DDP steps in lockstep, one batch per process)."""
+    Under DDP both count every process's images: this process's figure times the process count (DDP steps in
+    lockstep, one batch per process). No collective call: one made from a callback can deadlock when the rank-0
+    progress bar reduces metrics at another point than the other ranks."""
 
     def __init__(self):
         self._last = None  # time the previous batch ended (or the epoch started); None during validation
@@ -56,8 +57,8 @@ class SpeedAndLR(Callback):
             self._epoch_time += time.perf_counter() - self._last
             self._last = None
         if self._epoch_images and self._epoch_time > 0:
-            pl_module.log("train/epoch_images_per_s", self._epoch_images / self._epoch_time, on_step=False,
-                          on_epoch=True, sync_dist=True, reduce_fx="sum")
+            pl_module.log("train/epoch_images_per_s", self._epoch_images * trainer.world_size / self._epoch_time,
+                          on_step=False, on_epoch=True)
 
 
 class RngState(Callback):
