@@ -63,3 +63,16 @@ def test_started_by_torchrun_without_run_dir_is_a_usage_error(tiny_data, tmp_pat
                   env={"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
     assert proc.returncode == 2 and "--run-dir" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
+
+
+def test_fewer_val_images_than_processes_is_a_usage_error(tiny_data, tmp_path):
+    """One val image for two processes failed an assertion in Lightning's sampler (exit 4, "AssertionError: ")."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    card = yaml.safe_load((root / "dataset.yaml").read_text())
+    card["splits"]["val"] = card["splits"]["val"][:1]
+    (root / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    proc = segcli("train", f"data.root={root}", *COMMON, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                  "--run-dir", tmp_path / "run", timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "'val' split has 1 image(s) for 2 processes" in proc.stderr.strip().splitlines()[-1]

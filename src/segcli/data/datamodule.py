@@ -181,6 +181,13 @@ class SegDataModule(L.LightningDataModule):
             # confusion matrix. A DistributedSampler subclass is left alone by Lightning.
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
+            from segcli.errors import ConfigError
+
+            if len(self.val_set) < self.trainer.world_size:  # a process with no val image would stall the others
+                raise ConfigError(f"{self.card.root}: the '{self.data_cfg['val_split']}' split has {len(self.val_set)} "
+                                  f"image(s) for {self.trainer.world_size} processes, and each process validates at "
+                                  "least one; train on fewer devices or give the split more images")
+
             sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.trainer.world_size,
                                                    rank=self.trainer.global_rank, shuffle=False)
         return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False, sampler=sampler)
