@@ -7,7 +7,7 @@ import torch
 
 from segcli.config import compose, to_container
 from segcli.errors import ConfigError
-from segcli.models.trainer_args import check, for_this_machine, lightning_config_errors
+from segcli.models.trainer_args import check, for_this_machine, lightning_config_errors, started_as_one_of_several
 
 
 @pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp"])
@@ -107,3 +107,18 @@ def test_strategies_that_train_in_child_processes_are_refused(strategy):
     with pytest.raises(ConfigError, match=f"strategy={strategy}.*trainer.strategy=ddp"):
         check({**base, "strategy": strategy})
     check({**base, "strategy": "ddp_find_unused_parameters_true"})
+
+
+def test_which_launches_need_a_run_dir(monkeypatch):
+    """Processes that each run the whole command cannot agree on a new run directory's name (segcli train then
+    needs --run-dir); a single command that Lightning's DDP launcher splits into processes can."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(key, raising=False)
+    assert not started_as_one_of_several(1)
+    assert started_as_one_of_several(2)  # each machine of a multi-node run starts its own command
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")  # alone, e.g. left in the shell: still one process
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # an sbatch job of one task
+    assert not started_as_one_of_several(1)
+    for key, value in (("SLURM_NTASKS", "4"), ("OMPI_COMM_WORLD_SIZE", "2"), ("RANK", "0")):
+        monkeypatch.setenv(key, value)
+        assert started_as_one_of_several(1), key

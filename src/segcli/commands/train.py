@@ -37,13 +37,13 @@ def _given_run_dir(cfg) -> str | None:
     """--run-dir; in the further processes Lightning's DDP launcher starts, the directory the first process made
     (every process must write to one run directory). None: make a new one under runs/train/. Processes started by
     another launcher (torchrun, srun, mpirun, several machines) cannot agree on a new name: they need --run-dir."""
-    from segcli.models.trainer_args import started_by_a_launcher
+    from segcli.models.trainer_args import started_as_one_of_several
 
     if cfg.run_dir:
         return str(cfg.run_dir)
     if not first_process() and os.environ.get(RUN_DIR_ENV):
         return os.environ[RUN_DIR_ENV]
-    if started_by_a_launcher():
+    if started_as_one_of_several(cfg.trainer.get("num_nodes", 1)):
         raise ConfigError("segcli train was started as one of several processes (torchrun, srun, mpirun or on several "
                           "machines) without --run-dir; give --run-dir DIR, the same folder for every process")
     return None

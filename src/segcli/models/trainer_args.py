@@ -31,17 +31,16 @@ def _launched_across_nodes() -> bool:
                                              "PMI_SIZE"))
 
 
-def started_by_a_launcher() -> bool:
-    """Whether another program started this process as one of several (torchrun, srun with several tasks, mpirun,
-    a multi-node launch): then each process runs the whole command."""
+def started_as_one_of_several(num_nodes=1) -> bool:
+    """Whether this process is one of several that each run the whole command: started by torchrun, srun with
+    several tasks or mpirun, or one machine's share of a multi-node run (trainer.num_nodes > 1)."""
     import os
 
-    def count(key: str) -> int:
-        value = os.environ.get(key, "")
-        return int(value) if value.isdigit() else 1
+    def count(value) -> int:
+        return int(value) if str(value).isdigit() else 1
 
-    return (any(key in os.environ for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR"))
-            or max(count("SLURM_NTASKS"), count("OMPI_COMM_WORLD_SIZE"), count("PMI_SIZE")) > 1)
+    return (any(key in os.environ for key in ("RANK", "LOCAL_RANK")) or count(num_nodes) > 1
+            or max(count(os.environ.get(key)) for key in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")) > 1)
 
 
 def check(trainer: dict) -> None:
