@@ -219,7 +219,8 @@ def test_named_files_under_out_are_still_predicted(cli, model_ckpt, tmp_path):
     folder = _inputs(tmp_path / "in", 1)
     out = folder / "preds"
     _inputs(out / "photos", 1)
-    code, stdout, err = cli("predict", out / "photos" / "img0.png", "--ckpt", model_ckpt, "--out", out, "--save", "mask")
+    named = out / "photos" / "img0.png"
+    code, stdout, err = cli("predict", named, "--ckpt", model_ckpt, "--out", out, "--save", "mask")
     assert code == 0, err
     assert stdout.split() == [str(out / "img0.png")]
     (folder / "img0.png").unlink()

@@ -79,7 +79,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     # (loss) or scaled by the process count (images/s). Synced logging would deadlock: the rank-0 progress bar
     # reduces its metrics at another point than the other ranks.
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
-                    ".*Checkpoint directory .* exists and is not empty.*", r".*self\.log\('(val|train)/.*sync_dist=True.*"):
+                    ".*Checkpoint directory .* exists and is not empty.*",
+                    r".*self\.log\('(val|train)/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once
