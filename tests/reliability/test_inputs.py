@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers_cli import run_cli
 from helpers_reliability import (assert_clean, error_line, files_under, folder_pairs, ids, noise, only_error,
                                  write_image)
 
@@ -35,6 +36,23 @@ def test_train_on_empty_dataset_dir(cli, tmp_path, monkeypatch):
     code, _, err = cli("train", f"data.root={empty}", "--run-dir", tmp_path / "run")
     only_error(code, err, 3, empty / "dataset.yaml")
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
+def test_train_failing_on_a_damaged_image_leaves_no_run_dir(dataset_copy, tmp_path):
+    """A training image truncated after prepare fails inside fit (exit 3, naming it); the run directory the
+    command made held only config.yaml and hparams.yaml, and is removed, with the runs/train/ it made. A folder
+    the user made stays. (Subprocesses: Lightning's log handler keeps the stderr of the test that imported it.)"""
+    victim = sorted((dataset_copy / "images" / "train").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    args = ["train", f"data.root={dataset_copy}", "trainer.max_epochs=1"]
+    for extra in (["--run-dir", tmp_path / "run"], []):
+        proc = run_cli(*args, *extra, cwd=tmp_path)
+        error_line(proc.returncode, proc.stderr, 3, victim)
+        assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+    (tmp_path / "mine").mkdir()
+    proc = run_cli(*args, "--run-dir", tmp_path / "mine", cwd=tmp_path)
+    error_line(proc.returncode, proc.stderr, 3, victim)
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_eval_on_empty_dataset_dir(cli, model_ckpt, tmp_path):

@@ -49,6 +49,20 @@ def _given_run_dir(cfg) -> str | None:
     return None
 
 
+def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
+    """After an error inside fit: a run directory this command made and that holds no checkpoint yet (only its
+    config and logs) is removed, with the empty parents it made (`created`), so a failed run leaves nothing behind
+    (e.g. an unreadable training image)."""
+    import shutil
+
+    from segcli.inference.io import remove_empty
+
+    checkpoints = run_dir / "checkpoints"
+    if first_process() and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_empty(created)
+
+
 def _no_adverts(record: logging.LogRecord) -> bool:
     """Drop Lightning's product tips (e.g. "💡 Tip: ... try installing litlogger"): noise in a CLI's log."""
     return "💡 Tip" not in record.getMessage()
@@ -67,6 +81,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
     from segcli.data.datamodule import SegDataModule, input_scale
+    from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, model_kwargs, size_multiple
     from segcli.models.module import SegModule
     from segcli.models.trainer_args import check as check_trainer
@@ -105,7 +120,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
     # Messages said once per run check first_process(): Lightning's DDP launcher runs this command again in each
     # further process.
-    ckpt_path = None
+    ckpt_path, new_dir, created = None, False, []
     if resume:
         from segcli.training.resume import last_checkpoint, trim_metrics
 
@@ -115,7 +130,10 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         if first_process():
             info(f"train: resuming {run_dir} from {ckpt_path.name} (step {step})")
     else:
-        run_dir = make_run_dir(_given_run_dir(cfg), "train")
+        given = _given_run_dir(cfg)
+        created = missing_folders(given if given else Path("runs") / "train")  # before make_run_dir makes them
+        new_dir = given is None or bool(created)
+        run_dir = make_run_dir(given, "train")
         os.environ[RUN_DIR_ENV] = str(run_dir)  # Lightning's DDP launcher starts the other processes with it
         if first_process():
             info(f"train: run directory {run_dir}")
@@ -132,6 +150,10 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
         if trainer.interrupted or ctrl_c.noted:
             raise KeyboardInterrupt from None
+        raise
+    except Exception:
+        if new_dir:
+            _remove_if_no_checkpoint(run_dir, created)
         raise
     if trainer.interrupted or ctrl_c.noted:
         raise KeyboardInterrupt
