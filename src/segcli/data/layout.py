@@ -34,7 +34,7 @@ from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, stops_held
-from segcli.inference.io import atomic_write_bytes, resolver, write_png
+from segcli.inference.io import atomic_write_bytes, resolver, within, write_png
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -64,10 +64,10 @@ def check_out_holds_no_source(out: Path, source: Source) -> None:
     if not isinstance(source.samples, (list, tuple)):  # generated on the fly (synthetic): arrays, no source files
         return
     real = resolver()
-    inside = os.path.realpath(out) + os.sep
+    top = os.path.realpath(out)
     for sample in source.samples:
         for path in (sample.image, sample.mask):
-            if isinstance(path, Path) and real(path).startswith(inside):
+            if isinstance(path, Path) and within(real(path), top):
                 raise ConfigError(f"{path}: a source file inside --out {out}, which prepare replaces; "
                                   "give an --out folder outside the source folders")
 

@@ -129,6 +129,11 @@ def resolver() -> Callable[[str | Path], str]:
     return lambda path: os.path.join(real_dir(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
 
 
+def within(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or lies under it (both already resolved, e.g. by resolver())."""
+    return os.path.commonpath([folder, path]) == folder
+
+
 def list_images(root: str | Path) -> list[Path]:
     """Image files under `root` (recursive), sorted; `root` may also be a single file."""
     root = Path(root)

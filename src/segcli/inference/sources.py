@@ -119,21 +119,17 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
     return unique
 
 
-def _within(path: str, folder: str) -> bool:
-    return os.path.commonpath([folder, path]) == folder
-
-
 def _outside(items: list[Item], folder: str | Path) -> list[Item]:
     """`items` less those found under `folder` while walking a folder that holds it (symlinks resolved); a
     one-line note when any are left out."""
     from segcli.console import info
-    from segcli.inference.io import resolver
+    from segcli.inference.io import resolver, within
 
     real = resolver()
     top = os.path.realpath(folder)
     walked = {item.walked: os.path.realpath(item.walked) for item in items if item.walked is not None}
     under = [item for item in items if item.walked is not None and walked[item.walked] != top
-             and _within(top, walked[item.walked]) and _within(real(item.path), top)]
+             and within(top, walked[item.walked]) and within(real(item.path), top)]
     if under and len(under) == len(items):
         raise DataError(f"{under[0].path}: every input found lies under --out {folder} (earlier outputs); point "
                         "predict at the images, or give an --out folder that holds none of them")
