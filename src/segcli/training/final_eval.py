@@ -33,15 +33,15 @@ def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
     """Evaluate `ckpt` into RUN_DIR/eval/ (report.json, per_class.csv, …); the report, or None when skipped."""
     from segcli.commands import evaluate
 
+    say = info if first_process() else (lambda message: None)  # once per run, not once per DDP process
     if run_cfg.data.get("fold") is not None:
-        info("train: final evaluation skipped: data.fold validates on a fold of the train split, which "
-             "`segcli eval` cannot select")
+        say("train: final evaluation skipped: data.fold validates on a fold of the train split, which "
+            "`segcli eval` cannot select")
         return None
     if not ckpt.is_file():
-        info("train: final evaluation skipped: no best.ckpt (no validation ran)")
+        say("train: final evaluation skipped: no best.ckpt (no validation ran)")
         return None
-    if first_process():
-        info(f"train: evaluating {ckpt.name} on the full-size '{run_cfg.data.val_split}' images (segcli eval)")
+    say(f"train: evaluating {ckpt.name} on the full-size '{run_cfg.data.val_split}' images (segcli eval)")
     cfg = eval_config(run_cfg, ckpt, run_dir / "eval")
     with contextlib.redirect_stdout(sys.stderr):  # the per-class table is for people
         return evaluate.run(cfg)
