@@ -104,3 +104,33 @@ def test_local_weights_of_another_encoder_fail(tmp_path):
     torch.save({"foo.weight": torch.zeros(2)}, path)
     with pytest.raises(DataError, match="none of its 1 tensors match"):
         build_model("unet", "resnet18", classes=2, encoder_weights=str(path))
+
+
+@pytest.mark.parametrize("arch", ["deeplabv3", "deeplabv3plus", "pan", "upernet"])
+def test_a_batch_of_one_image_is_a_usage_error_for_image_pooling_archs(arch):
+    """These pool to 1x1 before a BatchNorm: `data.batch_size=1` ended in "internal error: ValueError: Expected
+    more than 1 value per channel when training" (exit 4)."""
+    from segcli.models.module import SegModule
+
+    encoder, kwargs, side = ARCHS[arch]
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": arch, "encoder": encoder, "in_channels": 3, "classes": 2, "kwargs": kwargs},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module.log = lambda *a, **k: None
+    image = torch.randint(0, 255, (2, 3, side, side), dtype=torch.uint8)
+    mask = torch.randint(0, 2, (2, side, side))
+    with pytest.raises(ConfigError, match=f"model={arch} cannot train on a batch of 1 image.*data.batch_size to 2"):
+        module.training_step({"image": image[:1], "mask": mask[:1]}, 0)
+    assert torch.isfinite(module.training_step({"image": image, "mask": mask}, 0))
+
+
+def test_batch_of_one_from_the_command_line(tiny_data, tmp_path):
+    from helpers_surface import QUICK, segcli
+
+    run = tmp_path / "run"
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model=deeplabv3", "data.batch_size=1", "--run-dir", run)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("segcli: error: model=deeplabv3 cannot train on a batch")
+    assert "Traceback" not in proc.stderr
+    assert not run.exists()

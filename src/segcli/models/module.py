@@ -69,9 +69,24 @@ class SegModule(L.LightningModule):
         if pad_h or pad_w:  # whole-image training on sizes that are not multiples of the stride
             x = F.pad(x, (0, pad_w, 0, pad_h))
             target = F.pad(target, (0, pad_w, 0, pad_h), value=int(self.meta["ignore_index"]))
-        loss = self.loss_fn(self._net(x), target)
+        loss = self.loss_fn(self._train_logits(x), target)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
+
+    def _train_logits(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._net(x)
+        except ValueError as exc:
+            # DeepLabV3(+), PAN and UPerNet pool to 1×1 before a BatchNorm: a batch of one image gives it one value
+            # per channel, which BatchNorm cannot normalise in training.
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            from segcli.errors import ConfigError
+
+            raise ConfigError(
+                f"model={self.meta['model']['arch']} cannot train on a batch of {x.shape[0]} image: a BatchNorm layer after "
+                "its image pooling needs 2 or more images per step; set data.batch_size to 2 or more and give each "
+                "process 2 or more training images") from exc
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         # Runs after the callbacks' hooks: when the Timer (trainer.max_time) has just asked to stop between two
