@@ -50,7 +50,7 @@ def _given_run_dir(cfg) -> str | None:
 
 
 def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
-    """After an error inside fit: a run directory this command made and that holds no checkpoint yet (only its
+    """After an error building the Trainer or inside fit: a run directory this command made and that holds no checkpoint yet (only its
     config and logs) is removed, with the empty parents it made (`created`), so a failed run leaves nothing behind
     (e.g. an unreadable training image)."""
     import shutil
@@ -78,6 +78,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     import lightning as L
     import torch
 
+    from segcli.checks import check_values
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
     from segcli.data.datamodule import SegDataModule, input_scale
@@ -99,6 +100,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once
+    check_values(to_container(cfg))  # numeric settings, before anything is built or written
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
@@ -142,13 +144,14 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     best = best_checkpoint(run_dir / "checkpoints")
     ctrl_c = CtrlC()
     callbacks += [best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps")), ctrl_c]
-    trainer = _trainer(cfg, run_dir, callbacks)
     torch.set_float32_matmul_precision("high")
+    trainer = None
     try:
+        trainer = _trainer(cfg, run_dir, callbacks)  # what only Lightning can check fails here: nothing is left
         with ctrl_c.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
-        if trainer.interrupted or ctrl_c.noted:
+        if (trainer is not None and trainer.interrupted) or ctrl_c.noted:
             raise KeyboardInterrupt from None
         raise
     except Exception:

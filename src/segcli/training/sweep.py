@@ -82,6 +82,14 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
             result(f"# {' '.join(job)}")
             result(to_yaml(compose("train", job, config_dir=config_dir)))
         return []
+    from segcli.checks import check_values
+    from segcli.config import to_container
+
+    for index, job in enumerate(jobs):  # every job's keys and values, before the first job trains for hours
+        try:
+            check_values(to_container(compose("train", job, config_dir=config_dir)))
+        except ConfigError as err:
+            raise ConfigError(f"sweep job {index} ({job_name(index, job, swept)}): {err}") from None
     root = sweep_dir(run_dir)
     info(f"train: sweep of {len(jobs)} jobs in {root}")
     rows = []

@@ -1,0 +1,134 @@
+"""Value checks of the numeric training settings, run before a run directory is made: a one-line ConfigError
+naming the key and the values it takes, instead of an internal error (ZeroDivisionError, torch's "Invalid
+learning rate") from inside training, or a setting silently truncated (data.batch_size=2.5) or turned around
+(a negative class-weight power).
+
+Usage (commands/train.py): `check_values(cfg)` with the composed `train` config, as plain containers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from segcli.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}:\d{1,2}\s*$")
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _within(value, low, high, low_open: bool, integer: bool) -> bool:
+    n = _number(value)
+    if n is None or (integer and n != int(n)):
+        return False
+    if low is not None and not (n > low if low_open else n >= low):
+        return False
+    return high is None or n <= high
+
+
+def _described(low, high, low_open: bool, integer: bool, plural: bool = False) -> str:
+    kind = ("whole numbers" if plural else "a whole number") if integer else ("numbers" if plural else "a number")
+    bounds = [f"> {low:g}" if low_open else f">= {low:g}"] if low is not None else []
+    bounds += [f"<= {high:g}"] if high is not None else []
+    return " ".join([kind, " and ".join(bounds)]).strip()
+
+
+def number(key: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           integer: bool = False, optional: bool = False, what: str = "") -> None:
+    """value must be a number (a whole number with `integer`) in [low, high] ((low, high] with `low_open`);
+    `optional`: null passes too. `what` describes the values in the message (default: the range)."""
+    if (optional and value is None) or _within(value, low, high, low_open, integer):
+        return
+    what = what or _described(low, high, low_open, integer) + (" (or null)" if optional else "")
+    raise ConfigError(f"{key}={value!r}: give {what}")
+
+
+def span(key: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+         integer: bool = False) -> None:
+    """value must be [lo, hi] with lo <= hi, both within number()'s bounds."""
+    pair = list(value) if isinstance(value, (list, tuple)) else []
+    if len(pair) != 2 or not all(_within(v, low, high, low_open, integer) for v in pair):
+        raise ConfigError(f"{key}={value!r}: give a range [low, high] of {_described(low, high, low_open, integer, True)}")
+    if float(pair[0]) > float(pair[1]):
+        raise ConfigError(f"{key}={value!r}: give the low end first, [{pair[1]}, {pair[0]}]")
+
+
+def check_data(data: dict) -> None:
+    number("data.batch_size", data.get("batch_size"), 1, integer=True)
+    number("data.val_batch_size", data.get("val_batch_size", 1), 1, integer=True)
+    number("data.rare_class_threshold", data.get("rare_class_threshold", 0.1), 0, 1, low_open=True)
+
+
+def check_augment(augment: dict) -> None:
+    crop = augment.get("crop_size")
+    if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2
+                             or any(_number(c) is None or _number(c) < 1 or _number(c) != int(_number(c)) for c in crop)):
+        raise ConfigError(f"augment.crop_size={crop!r}: give [height, width] in pixels (whole numbers >= 1), or null "
+                          "for whole images")
+    span("augment.scale", augment.get("scale") or [1.0, 1.0], 0, low_open=True)
+    number("augment.rotate", augment.get("rotate") or 0, 0, 180, what="a largest rotation in degrees, 0 to 180")
+    number("augment.hflip", augment.get("hflip") or 0, 0, 1, what="a probability, 0 to 1")
+    number("augment.cat_max_ratio", augment.get("cat_max_ratio") or 1.0, 0, 1, low_open=True,
+           what="a share of the labelled pixels, > 0 and <= 1 (1.0 = off)")
+    for key in ("brightness", "contrast", "saturation"):
+        number(f"augment.{key}", augment.get(key) or 0, 0, what="a jitter strength >= 0 (0 = off)")
+    number("augment.hue", augment.get("hue") or 0, 0, 0.5, what="a hue shift, 0 to 0.5 (0 = off)")
+    ranges = {"noise": ("std", 0, None, False), "blur": ("sigma", 0, None, False), "jpeg": ("quality", 1, 100, True),
+              "fog": ("density", 0, 1, False)}
+    for name, (key, low, high, integer) in ranges.items():
+        group = augment.get(name) or {}
+        number(f"augment.{name}.p", group.get("p") or 0, 0, 1, what="a probability, 0 to 1 (0 = off)")
+        if group.get("p"):
+            span(f"augment.{name}.{key}", group.get(key), low, high, low_open=name == "blur", integer=integer)
+
+
+def check_optim(optim: dict, sched: dict) -> None:
+    number("optim.lr", optim.get("lr"), 0, low_open=True, what="a learning rate > 0")
+    number("optim.weight_decay", optim.get("weight_decay", 0.0) or 0.0, 0)
+    if "momentum" in optim:
+        number("optim.momentum", optim.get("momentum"), 0, 1)
+    betas = optim.get("betas")
+    if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                              or any(_number(b) is None or not 0 <= _number(b) < 1 for b in betas)):
+        raise ConfigError(f"optim.betas={betas!r}: give two numbers in [0, 1), e.g. [0.9, 0.999]")
+    number("sched.warmup_steps", sched.get("warmup_steps") or 0, 0, integer=True)
+    number("sched.warmup_fraction", sched.get("warmup_fraction") or 0.0, 0, 1)
+    number("sched.power", sched.get("power", 0.9), 0, low_open=True)
+    number("sched.min_lr_ratio", sched.get("min_lr_ratio", 0.0) or 0.0, 0, 1)
+    number("sched.pct_start", sched.get("pct_start", 0.3), 0, 1, low_open=True)
+    for key in ("div_factor", "final_div_factor"):
+        number(f"sched.{key}", sched.get(key, 1.0), 0, low_open=True)
+
+
+def check_trainer(trainer: dict) -> None:
+    epochs = trainer.get("max_epochs")
+    if epochs is not None and epochs != -1:
+        number("trainer.max_epochs", epochs, 1, integer=True,
+               what="a whole number >= 1, or -1 for no limit (with trainer.max_time)")
+    duration = trainer.get("max_time")
+    if duration is not None and not (isinstance(duration, str) and _DURATION.match(duration)) \
+            and not isinstance(duration, dict):
+        raise ConfigError(f"trainer.max_time={duration!r}: give days:hours:minutes:seconds, e.g. 00:00:12:00 for "
+                          "12 minutes")
+    number("trainer.check_val_every_n_epoch", trainer.get("check_val_every_n_epoch"), 1, integer=True, optional=True)
+    number("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1, integer=True)
+    number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), 0, optional=True)
+    number("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 1), 1, integer=True)
+
+
+def check_values(cfg: dict) -> None:
+    """All of the above on the composed `train` config (plain containers), plus save_every_n_steps."""
+    check_data(cfg.get("data") or {})
+    check_augment(cfg.get("augment") or {})
+    check_optim(cfg.get("optim") or {}, cfg.get("sched") or {})
+    check_trainer(cfg.get("trainer") or {})
+    number("save_every_n_steps", cfg.get("save_every_n_steps"), 1, integer=True, optional=True)

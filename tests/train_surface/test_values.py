@@ -1,0 +1,73 @@
+"""Numeric training settings are checked before anything is built or written: a one-line usage error naming the
+key, instead of an internal error from inside training or a value silently truncated."""
+
+from __future__ import annotations
+
+import pytest
+
+from segcli.checks import check_values
+from segcli.config import compose, conf_dir, to_container
+from segcli.errors import ConfigError
+
+# override → what the message must name. Each of these was an internal error (exit 4) from inside training, or
+# trained with the value truncated or ignored, before the checks.
+BAD = {
+    "data.batch_size=0": "data.batch_size=0",
+    "data.batch_size=2.5": "data.batch_size=2.5: give a whole number",
+    "augment.crop_size=[0,10]": "augment.crop_size",
+    "augment.scale=[2,1]": r"augment.scale=\[2, 1\]: give the low end first",
+    "augment.hue=0.9": "augment.hue",
+    "augment.hflip=2": "augment.hflip",
+    "augment.jpeg.p=0.5 augment.jpeg.quality=[0,200]": "augment.jpeg.quality",
+    "optim.lr=-1": "optim.lr=-1",
+    "optim.weight_decay=-1": "optim.weight_decay",
+    "optim.betas=[0.9,1.5]": "optim.betas",
+    "sched.warmup_steps=-5": "sched.warmup_steps",
+    "trainer.max_epochs=0": "trainer.max_epochs=0.*-1 for no limit",
+    "trainer.max_time=12": "trainer.max_time=12: give days:hours:minutes:seconds",
+    "trainer.max_time=00:12:00": "trainer.max_time",
+    "trainer.check_val_every_n_epoch=0": "trainer.check_val_every_n_epoch",
+    "trainer.accumulate_grad_batches=0": "trainer.accumulate_grad_batches",
+    "trainer.gradient_clip_val=-1": "trainer.gradient_clip_val",
+    "save_every_n_steps=0": "save_every_n_steps",
+}
+
+
+@pytest.mark.parametrize("override", sorted(BAD))
+def test_bad_values_name_the_key(override):
+    with pytest.raises(ConfigError, match=BAD[override]):
+        check_values(to_container(compose("train", override.split())))
+
+
+@pytest.mark.parametrize("override", ["augment=robust augment.jpeg.p=0.1", "optim=sgd optim.momentum=0 optim.nesterov=false",
+                                      "trainer.max_epochs=-1 trainer.max_time=00:00:01:00", "augment.crop_size=null",
+                                      "trainer.gradient_clip_val=1.0", "data.batch_size=2.0", "augment.scale=[1,1]"])
+def test_good_values_pass(override):
+    check_values(to_container(compose("train", override.split())))
+
+
+def test_every_shipped_config_passes():
+    for group in ("experiment", "augment", "optim", "sched", "trainer", "loss", "model"):
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            check_values(to_container(compose("train", [f"{group}={path.stem}"])))
+
+
+def test_from_the_command_line_nothing_is_left(tiny_data, tmp_path):
+    from helpers_surface import QUICK, segcli
+
+    for override in ("trainer.max_time=12", "trainer.devices=0"):  # ours; Lightning's (the Trainer refuses it)
+        run = tmp_path / "run"
+        proc = segcli("train", f"data.root={tiny_data}", *QUICK, override, "--run-dir", run)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith("segcli: error: trainer")
+        assert not run.exists(), override  # Lightning's refusal left config.yaml in it
+
+
+def test_a_sweep_checks_every_job_before_the_first(tiny_data, tmp_path):
+    from helpers_surface import QUICK, segcli
+
+    proc = segcli("train", "-m", f"data.root={tiny_data}", *QUICK, "optim.lr=1e-3,-1", "--run-dir", tmp_path / "sweep")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "sweep job 1" in proc.stderr and "optim.lr=-1" in proc.stderr
+    assert not (tmp_path / "sweep").exists()
+
