@@ -71,3 +71,14 @@ def test_a_sweep_checks_every_job_before_the_first(tiny_data, tmp_path):
     assert "sweep job 1" in proc.stderr and "optim.lr=-1" in proc.stderr
     assert not (tmp_path / "sweep").exists()
 
+
+def test_the_last_epoch_is_validated(tiny_data, tmp_path):
+    """With validation every other epoch and one epoch to train, no validation ran: no best.ckpt, no final
+    evaluation (experiment=camvid trainer.max_epochs=1)."""
+    from helpers_surface import QUICK, segcli
+
+    run = tmp_path / "run"
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "trainer.check_val_every_n_epoch=2", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "eval" / "report.json").is_file()

@@ -88,6 +88,15 @@ class SegModule(L.LightningModule):
                 "its image pooling needs 2 or more images per step; set data.batch_size to 2 or more and give each "
                 "process 2 or more training images") from exc
 
+    def on_train_epoch_start(self) -> None:
+        # The last epoch is validated whatever check_val_every_n_epoch says: otherwise the weights training ends
+        # with are never scored (trainer.max_epochs=1 with experiment=camvid's every-other-epoch validation left
+        # no best.ckpt at all).
+        trainer = self.trainer
+        last = trainer.max_epochs is not None and trainer.max_epochs >= 0 and trainer.current_epoch + 1 >= trainer.max_epochs
+        if last and trainer.check_val_every_n_epoch not in (None, 1):
+            trainer.check_val_every_n_epoch = 1
+
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         # Runs after the callbacks' hooks: when the Timer (trainer.max_time) has just asked to stop between two
         # check_val_every_n_epoch epochs, validate anyway, so best.ckpt can hold the weights training ended with.
