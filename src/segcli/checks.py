@@ -3,7 +3,8 @@ naming the key and the values it takes, instead of an internal error (ZeroDivisi
 learning rate") from inside training, or a setting silently truncated (data.batch_size=2.5) or turned around
 (a negative class-weight power).
 
-Usage (commands/train.py): `check_values(cfg)` with the composed `train` config, as plain containers.
+Usage (commands/train.py): `check_values(cfg)` with the composed `train` config, as plain containers;
+`number(key, value, ...)` for single settings elsewhere (predict's and eval's inference.batch_size, ...).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def check_augment(augment: dict) -> None:
 
 
 def check_optim(optim: dict, sched: dict) -> None:
-    number("optim.lr", optim.get("lr"), 0, low_open=True, what="a learning rate > 0")
+    number("optim.lr", optim.get("lr"), 0, what="a learning rate >= 0")
     number("optim.weight_decay", optim.get("weight_decay", 0.0) or 0.0, 0)
     if "momentum" in optim:
         number("optim.momentum", optim.get("momentum"), 0, 1)

@@ -211,7 +211,8 @@ def test_mode_usage_errors(crafted, tmp_path, capsys):
     for args, hint in ((["eval"], "exactly one of"), (["eval", "--predictions", preds], "needs --data"),
                        (["eval", "--predictions", preds, "--data", root, "--corruptions", "fog"], "needs a model"),
                        (["eval", "--predictions", preds, "--data", root, "--worst", "2"], "--out"),
-                       (["eval", "--predictions", preds, "--data", root, "--split", "tset"], "no split 'tset'")):
+                       (["eval", "--predictions", preds, "--data", root, "--split", "tset"], "no split 'tset'"),
+                       (["eval", "--predictions", preds, "--data", root, "inference.batch_size=0"], "batch_size=0")):
         code, _, err = run_cli(args, capsys)
         assert code == 2 and hint in err, (args, err)
 

@@ -100,6 +100,7 @@ def _open(cfg, mode: str, device: str):
 
 def run(cfg) -> dict:
     """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
+    from segcli.checks import number
     from segcli.evaluation import distributed
     from segcli.evaluation.compare import deltas, load_report
     from segcli.evaluation.corruptions import parse_corruptions, parse_severities
@@ -115,6 +116,7 @@ def run(cfg) -> dict:
     worst = int(cfg.worst or 0)
     if worst < 0:
         raise ConfigError(f"--worst {worst}: give a number of images >= 0")
+    number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
     if worst and not cfg.out:
         raise ConfigError("--worst K writes figures; pass --out DIR too")
     old = load_report(cfg.compare) if cfg.compare else None

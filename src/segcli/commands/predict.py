@@ -25,6 +25,8 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
 
 
 def _check(cfg) -> str:
+    from segcli.checks import number
+
     if cfg.ckpt and cfg.model:
         raise ConfigError("both --ckpt and --model given; pass one of them")
     model = cfg.model or cfg.ckpt
@@ -40,6 +42,9 @@ def _check(cfg) -> str:
         raise ConfigError(f"smooth={cfg.smooth}: the EMA weight of the previous frames must be in [0, 1)")
     if not 0.0 <= float(cfg.alpha) <= 1.0:
         raise ConfigError(f"alpha={cfg.alpha}: the overlay opacity must be in [0, 1]")
+    number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
+    number("workers", cfg.workers, 0, integer=True)
+    number("writers", cfg.writers, 1, integer=True)
     return str(model)
 
 
