@@ -297,7 +297,7 @@ def export(
     argmax: bool = typer.Option(False, "--argmax", help="Bake the argmax into the model: uint8 class ids out instead of logits."),
     verify_images: Optional[Path] = typer.Option(None, "--verify-images", help="Images to verify on (default: the checkpoint's val split)."),
     benchmark: bool = typer.Option(False, "--benchmark", help="Also time torch eager vs the exported model at the training resolution."),
-    overrides: Optional[List[str]] = _overrides("opset=18 verify.max_abs_logit_diff=1e-3"),
+    overrides: Optional[List[str]] = _overrides("opset=18 verify.max_rel_logit_diff=1e-3"),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:

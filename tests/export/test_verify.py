@@ -39,6 +39,27 @@ def test_one_flipped_pixel():
     assert len(failed) == 3 and failed[0].startswith("max |logit diff|")
 
 
+def test_the_logit_difference_is_judged_relative_to_the_logits():
+    """An untrained-looking model with logits up to 25 differed by 1.03e-4 in onnxruntime (100% argmax agreement)
+    and the export was refused by an absolute 1e-4 limit."""
+    ref = torch.zeros(1, 3, 2, 2)
+    ref[0, 0] = 25.0
+    cand = ref.clone()
+    cand[0, 0, 0, 0] += 1.03e-4
+    parity = compare(_predictor(ref), _predictor(cand), [np.zeros((2, 2, 3), np.uint8)])
+    assert parity.logit_scale == pytest.approx(25.0)
+    assert parity.relative_logit_diff == pytest.approx(1.03e-4 / 25, rel=1e-2)
+    assert parity.failures(1e-4, 0.9999, 0.99) == []
+    assert parity.failures(1e-6, 0.9999, 0.99)[0].startswith("max |logit diff|")
+    small = torch.full((1, 3, 2, 2), 0.01)  # logits below 1: the limit is absolute
+    small[0, 0] = 0.02
+    off = small.clone()
+    off[0, 1, 0, 0] += 2e-4
+    parity = compare(_predictor(small), _predictor(off), [np.zeros((2, 2, 3), np.uint8)])
+    assert parity.relative_logit_diff == pytest.approx(2e-4, rel=1e-2)
+    assert len(parity.failures(1e-4, 0.0, 0.0)) == 1
+
+
 def test_ids_output_skips_the_logit_check():
     logits = torch.randn(1, 3, 4, 5)
     parity = compare(_predictor(logits), _predictor(logits, "ids"), [np.zeros((4, 5, 3), np.uint8)])

@@ -80,7 +80,7 @@ def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> N
     parity = compare(reference, candidate, images)
     info(f"export: {parity.summary()}")
     tol = cfg.verify_half if half else cfg.verify
-    failed = parity.failures(float(tol.max_abs_logit_diff), float(tol.min_argmax_agreement), float(tol.min_miou))
+    failed = parity.failures(float(tol.max_rel_logit_diff), float(tol.min_argmax_agreement), float(tol.min_miou))
     if failed:
         key = "verify_half" if half else "verify"
         raise CheckFailed(f"{out}: the exported model disagrees with the checkpoint ({'; '.join(failed)}); the file was "

@@ -12,6 +12,8 @@ class Parity:
     """How closely an exported model follows the torch model over `images` images.
 
     max_abs_logit_diff: worst |torch - exported| logit (None when the export returns ids).
+    logit_scale: the largest |torch logit| (None with ids): float32 rounding grows with the logits' size, so the
+        difference is judged relative to it (at least 1), not as an absolute number.
     argmax_agreement: fraction of pixels with the same class id.
     miou: mIoU of the exported ids scored against the torch ids as ground truth (segcli.metrics), over
         the classes torch predicts somewhere: a class only the export predicts, on a pixel or two, lowers
@@ -22,12 +24,22 @@ class Parity:
     max_abs_logit_diff: float | None
     argmax_agreement: float
     miou: float
+    logit_scale: float | None = None
 
-    def failures(self, max_abs_logit_diff: float, min_argmax_agreement: float, min_miou: float) -> list[str]:
+    @property
+    def relative_logit_diff(self) -> float | None:
+        """max_abs_logit_diff / max(1, logit_scale)."""
+        if self.max_abs_logit_diff is None:
+            return None
+        return self.max_abs_logit_diff / max(1.0, self.logit_scale or 0.0)
+
+    def failures(self, max_rel_logit_diff: float, min_argmax_agreement: float, min_miou: float) -> list[str]:
         """The tolerances this parity is outside of, as short phrases (empty when it passes)."""
         failed = []
-        if self.max_abs_logit_diff is not None and not self.max_abs_logit_diff <= max_abs_logit_diff:
-            failed.append(f"max |logit diff| {self.max_abs_logit_diff:.2e} > {max_abs_logit_diff:g}")
+        relative = self.relative_logit_diff
+        if relative is not None and not relative <= max_rel_logit_diff:
+            failed.append(f"max |logit diff| {self.max_abs_logit_diff:.2e}, {relative:.2e} of the largest |logit| "
+                          f"{max(1.0, self.logit_scale or 0.0):.3g}, > {max_rel_logit_diff:g}")
         if not self.argmax_agreement >= min_argmax_agreement:
             failed.append(f"argmax agreement {self.argmax_agreement:.6f} < {min_argmax_agreement:g}")
         if not self.miou >= min_miou:
@@ -35,7 +47,8 @@ class Parity:
         return failed
 
     def summary(self) -> str:
-        diff = "n/a (ids output)" if self.max_abs_logit_diff is None else f"{self.max_abs_logit_diff:.2e}"
+        diff = "n/a (ids output)" if self.max_abs_logit_diff is None else \
+            f"{self.max_abs_logit_diff:.2e} ({self.relative_logit_diff:.1e} of the largest |logit|)"
         return (f"max |logit diff| {diff}, argmax agreement {self.argmax_agreement * 100:.4f}%, "
                 f"mIoU vs torch {self.miou * 100:.4f}% over {self.images} images")
 
@@ -53,10 +66,12 @@ def compare(reference, candidate, images: list[np.ndarray]) -> Parity:
     num_classes = len(reference.classes)
     matrix = ConfusionMatrix(num_classes, ignore_index=-1)  # nothing is ignored: torch ids are the "ground truth"
     worst: float | None = None if candidate.outputs_ids else 0.0
+    scale = 0.0
     same = total = 0
     for image in images:
         a = reference.logits([image]).cpu()
         ref_ids = a.argmax(1)
+        scale = max(scale, float(a.abs().max()))
         if candidate.outputs_ids:
             ids = torch.from_numpy(candidate.ids([image]).astype(np.int64))
         else:
@@ -67,4 +82,5 @@ def compare(reference, candidate, images: list[np.ndarray]) -> Parity:
         total += ref_ids.numel()
         matrix.update(ids, ref_ids)
     ious = [c["iou"] for c in compute_metrics(matrix.matrix)["classes"] if c["gt_pixels"] > 0]
-    return Parity(len(images), worst, same / max(total, 1), float(np.mean(ious)) if ious else 1.0)
+    return Parity(len(images), worst, same / max(total, 1), float(np.mean(ious)) if ious else 1.0,
+                  None if worst is None else scale)
