@@ -28,3 +28,14 @@ def test_sweep_runs_every_job_and_reports_a_failure(tiny_data, tmp_path, capsys)
 def test_a_sweep_without_m_is_refused(tiny_data, capsys):
     code, _, err = segcli(["train", *tiny(tiny_data), "optim.lr=0.1,0.2"], capsys)
     assert code == 2 and "add -m" in err
+
+
+def test_epochs_count_training_epochs_not_validations(tmp_path):
+    """The summary's epochs column counted validations: 1 for 3 epochs validated every other epoch, 0 without a val split."""
+    from segcli.training.sweep import run_results
+
+    (tmp_path / "metrics.csv").write_text(
+        "epoch,step,train/loss_epoch,val/mIoU\n0,4,1.5,\n1,9,,0.25\n1,9,1.2,\n2,14,,0.5\n2,14,1.0,\n")
+    assert run_results(tmp_path) == {"best_val_mIoU": 0.5, "epochs": 3}
+    (tmp_path / "metrics.csv").write_text("epoch,step,train/loss_epoch\n0,4,1.5\n1,9,1.2\n")
+    assert run_results(tmp_path) == {"best_val_mIoU": None, "epochs": 2}

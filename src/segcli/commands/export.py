@@ -57,8 +57,9 @@ def _verification_images(cfg, meta: dict) -> list:
         if not root or not (Path(root) / "dataset.yaml").is_file():
             raise ConfigError(f"the checkpoint's dataset {root} is not available to verify the export on; "
                               "pass --verify-images DIR (a few real images)")
-        split = dataset.get("val_split", "val")
-        paths = [image for image, _ in load_card(root).pairs(split)]
+        card = load_card(root)
+        split = dataset.get("val_split", "val") or next(iter(card.splits))  # null: a run trained without validation
+        paths = [image for image, _ in card.pairs(split)]
         source = f"{root} ({split})"
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")

@@ -81,7 +81,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.checks import check_values
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
-    from segcli.data.datamodule import SegDataModule, input_scale
+    from segcli.data.datamodule import SegDataModule, input_scale, validates
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, model_kwargs, size_multiple
     from segcli.models.module import SegModule
@@ -95,7 +95,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     # (loss) or scaled by the process count (images/s). Synced logging would deadlock: the rank-0 progress bar
     # reduces its metrics at another point than the other ranks.
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
-                    ".*Checkpoint directory .* exists and is not empty.*",
+                    ".*Checkpoint directory .* exists and is not empty.*", ".*Total length of .* across ranks is zero.*",
                     r".*self\.log\('(val|train)/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
@@ -109,8 +109,12 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
                       train_crop=cfg.augment.get("crop_size"), input_scale=input_scale(cfg.data))
     meta = fit_normalization(meta, card, cfg.data.train_split)
     del probe
-    for split in (cfg.data.train_split, cfg.data.val_split):
-        card.pairs(split)  # an unknown split fails here, before the run directory exists
+    card.pairs(cfg.data.train_split)  # an unknown split fails here, before the run directory exists
+    if cfg.data.val_split is not None:  # null: no validation
+        try:
+            card.pairs(cfg.data.val_split)
+        except ConfigError as err:
+            raise ConfigError(f"{err}; or train without validation: data.val_split=null") from None
     # Loss (class weights), encoder weights and data settings fail here too, before anything is written.
     module = SegModule(meta, to_container(cfg.loss), to_container(cfg.optim), to_container(cfg.sched),
                        encoder_weights=cfg.model.encoder_weights, channels_last=bool(cfg.channels_last),
@@ -141,9 +145,9 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
             info(f"train: run directory {run_dir}")
     save_config(run_dir, cfg)
 
-    best = best_checkpoint(run_dir / "checkpoints")
+    best = best_checkpoint(run_dir / "checkpoints") if validates(cfg.data) else None
     ctrl_c = CtrlC()
-    callbacks += [best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps")), ctrl_c]
+    callbacks += [c for c in (best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps")), ctrl_c) if c]
     torch.set_float32_matmul_precision("high")
     trainer = None
     try:
@@ -167,7 +171,12 @@ def _callbacks(cfg) -> list:
     from segcli.training.callbacks import RngState, SpeedAndLR, early_stopping
     from segcli.training.ema import ema_callback
 
+    from segcli.data.datamodule import validates
+
     callbacks = [SpeedAndLR(), RngState()]
+    if not validates(cfg.data) and (cfg.get("early_stopping") or {}).get("patience") is not None:
+        raise ConfigError("early_stopping.patience needs validation, and data.val_split=null turns it off; name a "
+                          "val split or set early_stopping.patience=null")
     for optional in (early_stopping(to_container(cfg.get("early_stopping") or {})),
                      ema_callback((cfg.get("ema") or {}).get("decay"))):
         if optional is not None:
@@ -181,6 +190,7 @@ def _callbacks(cfg) -> list:
 
 def _trainer(cfg, run_dir: Path, callbacks: list):
     import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from segcli.models.trainer_args import for_this_machine, lightning_config_errors
     from segcli.training.checkpoints import AtomicCheckpointIO
@@ -188,8 +198,11 @@ def _trainer(cfg, run_dir: Path, callbacks: list):
 
     trainer_args = for_this_machine({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
     with lightning_config_errors():
+        # Without best.ckpt's ModelCheckpoint (data.val_split=null) Lightning would add its own, writing
+        # epoch=N-step=M.ckpt files beside last.ckpt.
         return L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
-                         logger=make_loggers(run_dir), plugins=[AtomicCheckpointIO()], enable_model_summary=False)
+                         logger=make_loggers(run_dir), plugins=[AtomicCheckpointIO()], enable_model_summary=False,
+                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
 
 
 def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> TrainResult:
@@ -202,13 +215,17 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
     report = None
     if cfg.get("final_eval", True):
         report = final_eval(cfg, run_dir, run_dir / "checkpoints" / "best.ckpt")  # every rank: eval shards over them
-    score = best.best_model_score
+    score = best.best_model_score if best is not None else None
     if trainer.is_global_zero:
         curves = write_curves(run_dir)
         if report is None and module.last_val_metrics is not None:
             stderr_console().print(metrics_table(module.last_val_metrics, title=f"val ({card.name}), last epoch"))
-        info(f"train: best val mIoU {float(score) * 100:.2f} → {best.best_model_path}" if score is not None
-             else "train: no validation ran; only last.ckpt was written")
+        if score is not None:
+            info(f"train: best val mIoU {float(score) * 100:.2f} → {best.best_model_path}")
+        elif best is None:
+            info(f"train: no validation (data.val_split=null); the trained weights → {run_dir / 'checkpoints' / 'last.ckpt'}")
+        else:
+            info("train: no validation ran; only last.ckpt was written")
         if report is not None:
             info(f"train: final evaluation mIoU {report['mIoU'] * 100:.2f} → {run_dir / 'eval' / 'report.json'}")
         if curves is not None:

@@ -45,6 +45,11 @@ def input_scale(data_cfg: dict) -> float:
     return scale
 
 
+def validates(data_cfg) -> bool:
+    """Whether training validates: data.val_split=null (with no data.fold) trains on the train split alone."""
+    return data_cfg.get("val_split") is not None or data_cfg.get("fold") is not None
+
+
 def loader_workers(setting) -> int:
     """data.num_workers → a worker count. auto: 0 on a machine with at most 2 CPU cores, where worker processes
     take cores from the training threads (measured: 10% slower training on 2 cores than loading in the main
@@ -137,7 +142,8 @@ class SegDataModule(L.LightningDataModule):
         fold = cfg.get("fold")
         if fold is None:
             train_split, val_split = cfg["train_split"], cfg["val_split"]
-            train_idx, val_idx = card.indices(train_split), card.indices(val_split)
+            train_idx = card.indices(train_split)
+            val_idx = card.indices(val_split) if val_split is not None else []
         else:  # cross-validation inside the train split
             train_split = val_split = cfg["train_split"]
             train_idx = card.indices(train_split, int(fold), held_out=False)
@@ -148,8 +154,9 @@ class SegDataModule(L.LightningDataModule):
                                     train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg)), train_idx,
                                     channels=channels,
                                     cache=cache_decision(setting, card, train_split, len(train_idx), channels, workers))
-        self.val_set = SegDataset(card, val_split, indices=val_idx, channels=channels,
-                                  cache=cache_decision(setting, card, val_split, len(val_idx), channels, workers))
+        self.val_set = None if val_split is None else SegDataset(
+            card, val_split, indices=val_idx, channels=channels,
+            cache=cache_decision(setting, card, val_split, len(val_idx), channels, workers))
         if cfg.get("rare_class_sampling"):
             self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)))
 
@@ -174,6 +181,8 @@ class SegDataModule(L.LightningDataModule):
         return self._loader(self.train_set, int(self.data_cfg["batch_size"]), shuffle=True, sampler=self.sampler)
 
     def val_dataloader(self):
+        if self.val_set is None:  # data.val_split=null
+            return []
         sampler = None
         if self.trainer is not None and self.trainer.world_size > 1:
             # Each val image exactly once over all processes: Lightning's default DistributedSampler pads

@@ -38,6 +38,9 @@ def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
         say("train: final evaluation skipped: data.fold validates on a fold of the train split, which "
             "`segcli eval` cannot select")
         return None
+    if run_cfg.data.get("val_split") is None and run_cfg.data.get("fold") is None:
+        say("train: final evaluation skipped: no val split (data.val_split=null)")
+        return None
     if not ckpt.is_file():
         say("train: final evaluation skipped: no best.ckpt (no validation ran)")
         return None

@@ -154,13 +154,16 @@ def _drain(proc) -> None:
 
 
 def run_results(run_dir: Path) -> dict:
-    """best_val_mIoU and epochs from RUN_DIR/metrics.csv, final_mIoU from RUN_DIR/eval/report.json (None if absent)."""
+    """best_val_mIoU and completed epochs from RUN_DIR/metrics.csv, final_mIoU from RUN_DIR/eval/report.json (None if absent)."""
     out = {}
     metrics = run_dir / "metrics.csv"
     if metrics.is_file():
         with open(metrics, newline="") as handle:
-            vals = [float(r["val/mIoU"]) for r in csv.DictReader(handle) if r.get("val/mIoU")]
-        out.update(best_val_mIoU=max(vals) if vals else None, epochs=len(vals))
+            rows = list(csv.DictReader(handle))
+        vals = [float(r["val/mIoU"]) for r in rows if r.get("val/mIoU")]
+        # Completed epochs: those with an epoch-end training row (validation may run every N epochs, or never).
+        ended = {int(r["epoch"]) for r in rows if r.get("train/loss_epoch") and str(r.get("epoch", "")).isdigit()}
+        out.update(best_val_mIoU=max(vals) if vals else None, epochs=len(ended) if ended else len(vals))
     report = run_dir / "eval" / "report.json"
     if report.is_file():
         out["final_mIoU"] = json.loads(report.read_text(encoding="utf-8")).get("mIoU")
