@@ -30,6 +30,30 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+class PadCollate:
+    """Batches of differently sized samples (whole-image training with augment.crop_size=null, or a validation
+    batch of several images): each image is padded at the bottom and right to the batch's largest size with 0,
+    its mask with ignore_index, so the padding is never scored or learnt. Same-size batches are stacked as they
+    are. (A class, not a closure: DataLoader workers must be able to pickle it.)"""
+
+    def __init__(self, ignore_index: int):
+        self.ignore_index = int(ignore_index)
+
+    def __call__(self, samples: list[dict]) -> dict:
+        import torch.nn.functional as F
+
+        height = max(s["image"].shape[-2] for s in samples)
+        width = max(s["image"].shape[-1] for s in samples)
+
+        def pad(tensor: torch.Tensor, value: int) -> torch.Tensor:
+            extra = (0, width - tensor.shape[-1], 0, height - tensor.shape[-2])
+            return F.pad(tensor, extra, value=value) if any(extra) else tensor
+
+        # default_collate then stacks them (into shared memory in a loader worker, as without padding)
+        return torch.utils.data.default_collate(
+            [{**s, "image": pad(s["image"], 0), "mask": pad(s["mask"], self.ignore_index)} for s in samples])
+
+
 def input_scale(data_cfg: dict) -> float:
     """data.input_scale as a float in (0, 4]: the model works on images resized by this factor."""
     from segcli.errors import ConfigError
@@ -174,6 +198,7 @@ class SegDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
             drop_last=shuffle and per_process > batch_size, num_workers=workers, persistent_workers=workers > 0,
+            collate_fn=PadCollate(self.card.ignore_index),
             worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available(), multiprocessing_context=worker_context(workers),
         )
 
