@@ -134,3 +134,30 @@ def test_batch_of_one_from_the_command_line(tiny_data, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("segcli: error: model=deeplabv3 cannot train on a batch")
     assert "Traceback" not in proc.stderr
     assert not run.exists()
+
+
+def test_channels_last_is_off_where_torch_crashes_training_it():
+    """A 1x1 stride-2 convolution over < 16 channels in channels-last memory kills the process (SIGSEGV) in its
+    backward pass on this torch's CPU kernels: `segcli train model.encoder=mobileone_s0` died with exit 139."""
+    import subprocess
+    import sys
+
+    from segcli.models.module import crashes_channels_last
+
+    assert crashes_channels_last(build_model("unet", "mobileone_s0", classes=3)) == "encoder.stage0.rbr_scale.conv"
+    assert crashes_channels_last(build_model("unet", "resnet18", classes=3)) is None
+    step = """
+import torch
+from segcli.models.module import SegModule
+meta = {"classes": ["a", "b", "c"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+        "model": {"arch": "unet", "encoder": "mobileone_s0", "in_channels": 3, "classes": 3, "kwargs": {}},
+        "dataset": {"root": None}}
+module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"}, channels_last=True)
+assert module.channels_last is False
+module.log = lambda *a, **k: None
+batch = {"image": torch.randint(0, 255, (2, 3, 128, 128), dtype=torch.uint8), "mask": torch.randint(0, 3, (2, 128, 128))}
+module.training_step(batch, 0).backward()
+print("trained")
+"""
+    proc = subprocess.run([sys.executable, "-c", step], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "trained" in proc.stdout, (proc.returncode, proc.stderr[-2000:])

@@ -20,6 +20,17 @@ from segcli.models.losses import build_loss
 from segcli.models.optim import build_optimizer, build_scheduler, training_progress
 
 
+def crashes_channels_last(model: torch.nn.Module) -> str | None:
+    """The first layer torch's CPU kernels cannot train in channels-last memory, or None: the backward pass of a
+    1×1 strided convolution over fewer than 16 channels ends the process with SIGSEGV (torch 2.15 CPU, fp32 and
+    bf16; e.g. the first block of smp's mobileone_s0 encoder, a 1×1 stride-2 branch on the RGB input)."""
+    for name, module in model.named_modules():
+        if (isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1) and max(module.stride) > 1
+                and module.in_channels < 16):
+            return name
+    return None
+
+
 class SegModule(L.LightningModule):
     """meta: segcli.runs.model_meta (its mean/std are refitted here when model.in_channels is not 3);
     loss/optim/sched: the config groups; compile: torch.compile the network (cfg.model.compile)."""
@@ -36,6 +47,14 @@ class SegModule(L.LightningModule):
         self.meta = meta
         self.model = build_model(**meta["model"], encoder_weights=encoder_weights)
         self.loss_fn = build_loss(loss, len(meta["classes"]), int(meta["ignore_index"]), meta["dataset"]["root"])
+        layer = crashes_channels_last(self.model) if channels_last else None
+        if layer is not None:
+            from segcli.console import first_process, info
+
+            if first_process():
+                info(f"train: channels_last off: training {layer} (a 1×1 strided convolution over fewer than 16 "
+                     "channels) in channels-last memory crashes torch's CPU kernels")
+            channels_last = False
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
