@@ -58,7 +58,8 @@ def span(key: str, value, low: float | None = None, high: float | None = None, *
     """value must be [lo, hi] with lo <= hi, both within number()'s bounds."""
     pair = list(value) if isinstance(value, (list, tuple)) else []
     if len(pair) != 2 or not all(_within(v, low, high, low_open, integer) for v in pair):
-        raise ConfigError(f"{key}={value!r}: give a range [low, high] of {_described(low, high, low_open, integer, True)}")
+        raise ConfigError(f"{key}={value!r}: give a range [low, high] of "
+                          f"{_described(low, high, low_open, integer, True)}")
     if float(pair[0]) > float(pair[1]):
         raise ConfigError(f"{key}={value!r}: give the low end first, [{pair[1]}, {pair[0]}]")
 
@@ -72,7 +73,7 @@ def check_data(data: dict) -> None:
 def check_augment(augment: dict) -> None:
     crop = augment.get("crop_size")
     if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2
-                             or any(_number(c) is None or _number(c) < 1 or _number(c) != int(_number(c)) for c in crop)):
+                             or not all(_within(c, 1, None, False, True) for c in crop)):
         raise ConfigError(f"augment.crop_size={crop!r}: give [height, width] in pixels (whole numbers >= 1), or null "
                           "for whole images")
     span("augment.scale", augment.get("scale") or [1.0, 1.0], 0, low_open=True)

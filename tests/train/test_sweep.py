@@ -31,7 +31,8 @@ def test_a_sweep_without_m_is_refused(tiny_data, capsys):
 
 
 def test_epochs_count_training_epochs_not_validations(tmp_path):
-    """The summary's epochs column counted validations: 1 for 3 epochs validated every other epoch, 0 without a val split."""
+    """The summary's epochs column counted validations: 1 for 3 epochs validated every other epoch, 0 without a
+    val split."""
     from segcli.training.sweep import run_results
 
     (tmp_path / "metrics.csv").write_text(

@@ -50,9 +50,9 @@ def _given_run_dir(cfg) -> str | None:
 
 
 def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
-    """After an error building the Trainer or inside fit: a run directory this command made and that holds no checkpoint yet (only its
-    config and logs) is removed, with the empty parents it made (`created`), so a failed run leaves nothing behind
-    (e.g. an unreadable training image)."""
+    """After an error building the Trainer or inside fit: a run directory this command made and that holds no
+    checkpoint yet (only its config and logs) is removed, with the empty parents it made (`created`), so a failed
+    run leaves nothing behind (e.g. an unreadable training image, a trainer.devices Lightning refuses)."""
     import shutil
 
     from segcli.inference.io import remove_empty
@@ -95,7 +95,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     # (loss) or scaled by the process count (images/s). Synced logging would deadlock: the rank-0 progress bar
     # reduces its metrics at another point than the other ranks.
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
-                    ".*Checkpoint directory .* exists and is not empty.*", ".*Total length of .* across ranks is zero.*",
+                    ".*Checkpoint directory .* exists and is not empty.*",
+                    ".*Total length of .* across ranks is zero.*",  # data.val_split=null
                     r".*self\.log\('(val|train)/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
@@ -147,7 +148,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
     best = best_checkpoint(run_dir / "checkpoints") if validates(cfg.data) else None
     ctrl_c = CtrlC()
-    callbacks += [c for c in (best, LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps")), ctrl_c) if c]
+    last = LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"))
+    callbacks += [c for c in (best, last, ctrl_c) if c is not None]
     torch.set_float32_matmul_precision("high")
     trainer = None
     try:
@@ -168,10 +170,9 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
 
 def _callbacks(cfg) -> list:
+    from segcli.data.datamodule import validates
     from segcli.training.callbacks import RngState, SpeedAndLR, early_stopping
     from segcli.training.ema import ema_callback
-
-    from segcli.data.datamodule import validates
 
     callbacks = [SpeedAndLR(), RngState()]
     if not validates(cfg.data) and (cfg.get("early_stopping") or {}).get("patience") is not None:
@@ -223,7 +224,8 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
         if score is not None:
             info(f"train: best val mIoU {float(score) * 100:.2f} → {best.best_model_path}")
         elif best is None:
-            info(f"train: no validation (data.val_split=null); the trained weights → {run_dir / 'checkpoints' / 'last.ckpt'}")
+            last = run_dir / "checkpoints" / "last.ckpt"
+            info(f"train: no validation (data.val_split=null); the trained weights → {last}")
         else:
             info("train: no validation ran; only last.ckpt was written")
         if report is not None:

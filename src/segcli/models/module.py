@@ -103,16 +103,17 @@ class SegModule(L.LightningModule):
             from segcli.errors import ConfigError
 
             raise ConfigError(
-                f"model={self.meta['model']['arch']} cannot train on a batch of {x.shape[0]} image: a BatchNorm layer after "
-                "its image pooling needs 2 or more images per step; set data.batch_size to 2 or more and give each "
-                "process 2 or more training images") from exc
+                f"model={self.meta['model']['arch']} cannot train on a batch of {x.shape[0]} image: a BatchNorm layer "
+                "after its image pooling needs 2 or more images per step; set data.batch_size to 2 or more and give "
+                "each process 2 or more training images") from exc
 
     def on_train_epoch_start(self) -> None:
         # The last epoch is validated whatever check_val_every_n_epoch says: otherwise the weights training ends
         # with are never scored (trainer.max_epochs=1 with experiment=camvid's every-other-epoch validation left
         # no best.ckpt at all).
         trainer = self.trainer
-        last = trainer.max_epochs is not None and trainer.max_epochs >= 0 and trainer.current_epoch + 1 >= trainer.max_epochs
+        epochs = trainer.max_epochs
+        last = epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs
         if last and trainer.check_val_every_n_epoch not in (None, 1):
             trainer.check_val_every_n_epoch = 1
 

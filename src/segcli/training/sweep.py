@@ -154,7 +154,8 @@ def _drain(proc) -> None:
 
 
 def run_results(run_dir: Path) -> dict:
-    """best_val_mIoU and completed epochs from RUN_DIR/metrics.csv, final_mIoU from RUN_DIR/eval/report.json (None if absent)."""
+    """best_val_mIoU and completed epochs from RUN_DIR/metrics.csv, final_mIoU from RUN_DIR/eval/report.json
+    (None if absent)."""
     out = {}
     metrics = run_dir / "metrics.csv"
     if metrics.is_file():
