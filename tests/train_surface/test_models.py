@@ -161,3 +161,19 @@ print("trained")
 """
     proc = subprocess.run([sys.executable, "-c", step], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "trained" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+
+
+@pytest.mark.filterwarnings("ignore:The usage of psp_use_batchnorm is deprecated")
+def test_model_kwargs_must_be_arguments_of_the_architecture():
+    """smp's own encoders drop keyword arguments the architecture does not take: a misspelt key trained the
+    default model without a word."""
+    with pytest.raises(ConfigError, match="decoder_atention_type is not an argument of smp's Unet.*did you mean "
+                                          "decoder_attention_type"):
+        build_model("unet", "resnet18", classes=3, kwargs={"decoder_atention_type": "scse"})
+    with pytest.raises(ConfigError, match="model.kwargs.in_channels: set model.in_channels"):
+        build_model("unet", "resnet18", classes=3, kwargs={"in_channels": 1})
+    model = build_model("unet", "resnet18", classes=3, kwargs={"decoder_attention_type": "scse"})
+    assert "SCSE" in type(model.decoder.blocks[0].attention1.attention).__name__
+    build_model("pspnet", "resnet18", classes=3, kwargs={"psp_use_batchnorm": True})  # a deprecated spelling smp takes
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):  # timm encoders check their own
+        build_model("unet", "tu-resnet10t", classes=3, kwargs={"bogus": 1})

@@ -38,6 +38,30 @@ def _check_encoder(encoder: str) -> None:
         raise ConfigError(f"unknown model.encoder '{encoder}'{did_you_mean(encoder, names)}; see smp's encoder list, or use a timm encoder as tu-<name>")
 
 
+def _check_kwargs(arch: str, encoder: str, kwargs: dict) -> None:
+    """model.kwargs must be arguments of the architecture: smp passes the others on to the encoder, where only a
+    timm encoder (tu-<name>, and timm-<name> that smp maps to one) uses them; smp's own encoders drop them, so a
+    misspelt key (decoder_atention_type) would change nothing without a word."""
+    import inspect
+    import re
+
+    import segmentation_models_pytorch as smp
+
+    cls = smp.MODEL_ARCHITECTURES_MAPPING[arch]
+    taken = {"encoder_name": "set model.encoder", "encoder_weights": "set model.encoder_weights",
+             "in_channels": "set model.in_channels", "classes": "the class count comes from the dataset card"}
+    known = [p for p in inspect.signature(cls.__init__).parameters if p not in taken and p not in ("self", "kwargs")]
+    known += re.findall(r'kwargs\.pop\(\s*"(\w+)"', inspect.getsource(cls.__init__))  # deprecated spellings
+    timm = encoder.startswith("tu-") or smp.encoders.is_equivalent_to_timm_universal(encoder)
+    for key in kwargs:
+        if key in taken:
+            raise ConfigError(f"model.kwargs.{key}: {taken[key]} instead")
+        if key not in known and not timm:
+            raise ConfigError(f"model.kwargs.{key} is not an argument of smp's {cls.__name__}"
+                              f"{did_you_mean(key, known)}; its arguments: {', '.join(known)} (other keys reach only "
+                              "timm encoders, tu-<name>)")
+
+
 def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
     """The constructor arguments stored in checkpoints: enough to rebuild the network."""
     return {"arch": str(model_cfg["arch"]).lower(), "encoder": model_cfg["encoder"],
@@ -54,6 +78,7 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
     if arch.lower() not in archs:
         raise ConfigError(f"unknown model.arch '{arch}'{_choices(arch, archs)}")
     _check_encoder(encoder)
+    _check_kwargs(arch.lower(), encoder, kwargs or {})
     local = encoder_weights is not None and (Path(str(encoder_weights)).suffix in WEIGHT_SUFFIXES
                                              or Path(str(encoder_weights)).exists())
     named = None if (encoder_weights is None or local) else str(encoder_weights)
