@@ -177,3 +177,17 @@ def test_model_kwargs_must_be_arguments_of_the_architecture():
     build_model("pspnet", "resnet18", classes=3, kwargs={"psp_use_batchnorm": True})  # a deprecated spelling smp takes
     with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):  # timm encoders check their own
         build_model("unet", "tu-resnet10t", classes=3, kwargs={"bogus": 1})
+
+
+def test_a_checkpoint_with_kwargs_smp_ignored_still_loads(tmp_path):
+    """Checkpoints record model.kwargs; one trained before the check, with a key smp dropped, must still load."""
+    from segcli.inference.backends import load_torch_model
+
+    kwargs = {"arch": "unet", "encoder": "resnet18", "classes": 2, "in_channels": 3, "kwargs": {"bogus": 1}}
+    model = build_model(**kwargs, check_kwargs=False)
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": kwargs}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"meta": meta}}, tmp_path / "old.ckpt")
+    loaded, _ = load_torch_model(tmp_path / "old.ckpt")
+    assert type(loaded).__name__ == "Unet"

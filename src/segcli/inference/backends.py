@@ -79,7 +79,7 @@ def load_torch_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
     ckpt = read_checkpoint(path)
     meta = ckpt["hyper_parameters"]["meta"]
-    model = build_model(**meta["model"])
+    model = build_model(**meta["model"], check_kwargs=False)  # as trained, even with kwargs smp ignored
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)

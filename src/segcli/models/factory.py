@@ -70,15 +70,17 @@ def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
 
 
 def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, encoder_weights: str | None = None,
-                kwargs: dict | None = None) -> nn.Module:
-    """An smp model; `encoder_weights` is None, a named set (downloaded by smp), or a local weights file."""
+                kwargs: dict | None = None, check_kwargs: bool = True) -> nn.Module:
+    """An smp model; `encoder_weights` is None, a named set (downloaded by smp), or a local weights file.
+    check_kwargs=False rebuilds a checkpoint's model as it was trained, with whatever kwargs it recorded."""
     import segmentation_models_pytorch as smp
 
     archs = architectures()
     if arch.lower() not in archs:
         raise ConfigError(f"unknown model.arch '{arch}'{_choices(arch, archs)}")
     _check_encoder(encoder)
-    _check_kwargs(arch.lower(), encoder, kwargs or {})
+    if check_kwargs:
+        _check_kwargs(arch.lower(), encoder, kwargs or {})
     local = encoder_weights is not None and (Path(str(encoder_weights)).suffix in WEIGHT_SUFFIXES
                                              or Path(str(encoder_weights)).exists())
     named = None if (encoder_weights is None or local) else str(encoder_weights)
