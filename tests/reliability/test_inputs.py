@@ -158,6 +158,24 @@ def test_prepare_label_out_of_range(cli, tmp_path):
     assert [p.name for p in files_under(out)] == ["lint.json"]
 
 
+def test_train_label_out_of_range(dataset_copy, tmp_path):
+    """A training mask given a value outside the classes after prepare linted it: "internal error: IndexError:
+    Target 9 is out of bounds" (exit 4) from the loss; now a data error naming the mask and the value."""
+    from segcli.data.card import load_card
+    from segcli.inference.io import read_mask
+
+    card = load_card(dataset_copy)
+    mask = card.pairs("train")[0][1]
+    bad = read_mask(mask).copy()
+    bad[:4, :4] = card.num_classes + 3
+    write_image(mask, bad)
+    proc = run_cli("train", f"data.root={dataset_copy}", "trainer.max_epochs=1", "--run-dir", tmp_path / "run",
+                   cwd=tmp_path)
+    line = error_line(proc.returncode, proc.stderr, 3, mask)
+    assert str(card.num_classes + 3) in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_label_out_of_range(cli, model_ckpt, dataset_copy, tmp_path):
     from segcli.data.card import load_card
 

@@ -37,6 +37,7 @@ class SegDataset(torch.utils.data.Dataset):
                             f"{'' if indices is None else ' for the selected fold'}")
         self.transform = transform
         self.channels = int(channels)
+        self.num_classes, self.ignore_index = card.num_classes, int(card.ignore_index)
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -51,6 +52,13 @@ class SegDataset(torch.utils.data.Dataset):
         if image.shape[:2] != mask.shape:
             raise DataError(f"{mask_path}: size {mask.shape[::-1]} differs from its image {image_path}; run "
                             "`segcli prepare lint` on the dataset")
+        if int(mask.max(initial=0)) >= self.num_classes:  # e.g. a mask edited after prepare linted it
+            values = np.unique(mask[mask >= self.num_classes])
+            stray = [int(v) for v in values if v != self.ignore_index]
+            if stray:
+                raise DataError(f"{mask_path}: class id(s) {', '.join(map(str, stray[:5]))} outside the dataset's "
+                                f"{self.num_classes} classes (0-{self.num_classes - 1}, ignore {self.ignore_index}); "
+                                "fix the mask, or run `segcli prepare lint` on the dataset")
         if self.cache is not None:
             self.cache[index] = (image, mask)
         return image, mask
