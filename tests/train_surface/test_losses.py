@@ -40,6 +40,30 @@ def test_ignored_pixels_contribute_nothing(term):
     assert grads[0][ignored].abs().max() == 0  # no gradient flows into ignored pixels
 
 
+@pytest.mark.parametrize("term", [*TERMS, "sum"])
+def test_a_batch_with_nothing_labelled_is_skipped_not_nan(term):
+    """A crop of unlabelled pixels only gave NaN for ce and focal (a mean over no pixels) and a non-scalar for
+    lovasz; one NaN step makes every weight NaN. Now 0 with zero, finite gradients."""
+    terms = {t: 1.0 for t in TERMS} if term == "sum" else {term: 1.0}
+    logits = torch.randn(2, 4, 8, 8, requires_grad=True)
+    value = WeightedLoss(terms, IGNORE, class_weights=[1.0, 2.0, 0.5, 1.0])(logits, torch.full((2, 8, 8), IGNORE))
+    value.backward()
+    assert value.shape == () and value.item() == 0.0
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_ce_matches_torch_and_zero_weight_classes_give_no_nan(smoothing):
+    logits, target = _case()
+    weights = [0.5, 1.0, 3.0, 0.0]
+    ours = WeightedLoss({"ce": 1.0}, IGNORE, class_weights=weights, params={"ce": {"label_smoothing": smoothing}})
+    ref = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights), ignore_index=IGNORE, label_smoothing=smoothing)
+    torch.testing.assert_close(ours(logits, target), ref(logits, target))
+    only_zero_weight = torch.full((2, 8, 8), 3)  # every labelled pixel has class weight 0: torch gives 0/0
+    assert ref(logits, only_zero_weight).isnan()
+    assert ours(logits, only_zero_weight).item() == 0.0
+
+
 def test_class_weights_reach_ce_and_focal():
     logits, target = _case()
     for term in ("ce", "focal"):

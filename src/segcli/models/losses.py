@@ -4,7 +4,7 @@
 → a module mapping (N, C, H, W) float logits and (N, H, W) int64 targets to a scalar loss. Pixels whose
 target is ignore_index contribute nothing to any term (value or gradient).
 
-Terms (multiclass mode): ce (torch CrossEntropyLoss), dice, focal, lovasz, tversky, jaccard (smp.losses).
+Terms (multiclass mode): ce (torch's cross entropy, see CrossEntropy), dice, focal, lovasz, tversky, jaccard (smp.losses).
 class_weights reach the terms that weight per class pixel-wise: ce and focal.
 """
 
@@ -20,13 +20,37 @@ TERMS = ("ce", "dice", "focal", "lovasz", "tversky", "jaccard")
 WEIGHTED_TERMS = ("ce", "focal")  # the terms that use loss.class_weights
 
 
+class CrossEntropy(nn.Module):
+    """torch's CrossEntropyLoss (weighted mean over the labelled pixels; `params` such as label_smoothing), except
+    that a batch whose labelled pixels all have class weight 0 gives 0 with zero gradients, not 0/0 = NaN
+    (loss.class_weights=[0, 1, 1] and a crop of class 0 only)."""
+
+    def __init__(self, weight: torch.Tensor | None, ignore_index: int, **params):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index = int(ignore_index)
+        self.params = {k: v for k, v in params.items() if k != "reduction"}
+        torch.nn.functional.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), **self.params)  # bad keys
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_pixel = nn.functional.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                                                reduction="none", **self.params)
+        labelled = target != self.ignore_index
+        if self.weight is None:
+            total = labelled.sum()
+        else:
+            total = (self.weight[torch.where(labelled, target, 0)] * labelled).sum()
+        # with label_smoothing the other classes' weights still reach per_pixel: 0 there too, not a huge number
+        return torch.where(total > 0, per_pixel.sum() / total.clamp_min(1e-12), per_pixel.sum() * 0.0)
+
+
 def _term(name: str, ignore_index: int, weights: list[float] | None, params: dict) -> nn.Module:
     import segmentation_models_pytorch as smp
 
     mode = "multiclass"
     if name == "ce":
         weight = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
-        return nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index, **params)
+        return CrossEntropy(weight, ignore_index, **params)
     if name == "focal":
         return smp.losses.FocalLoss(mode, ignore_index=ignore_index, class_weights=weights, **params)
     if name == "lovasz":
@@ -60,9 +84,14 @@ class WeightedLoss(nn.Module):
             except TypeError as err:
                 raise ConfigError(f"loss.params.{name}: {err}") from None
         self.terms = nn.ModuleDict(modules)
+        self.ignore_index = int(ignore_index)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()  # the smp terms' softmax and sums are fragile in half precision
+        if not bool((target != self.ignore_index).any()):
+            # Nothing labelled (a crop of unlabelled pixels only): ce and focal would give NaN (a mean over no
+            # pixels), which would poison every weight; a zero loss with zero gradients skips the batch instead.
+            return logits.sum() * 0.0
         return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())
 
 
