@@ -122,3 +122,23 @@ def test_which_launches_need_a_run_dir(monkeypatch):
     for key, value in (("SLURM_NTASKS", "4"), ("OMPI_COMM_WORLD_SIZE", "2"), ("RANK", "0")):
         monkeypatch.setenv(key, value)
         assert started_as_one_of_several(1), key
+
+
+def test_a_diverged_run_stops_with_a_check_failure():
+    """optim.lr=1e6 trained on with NaN weights to the end, overwriting last.ckpt each epoch, and reported a
+    'best' mIoU from before; now three non-finite losses in a row stop it (exit 1) with what to change."""
+    from segcli.errors import CheckFailed
+    from segcli.models.module import SegModule
+
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module.log = lambda *a, **k: None
+    batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
+    losses = iter([float("nan"), float("nan"), 1.0, float("inf"), float("nan"), float("nan")])
+    module.loss_fn.forward = lambda logits, target: logits.sum() * 0 + next(losses)
+    for _ in range(5):  # two non-finite, a finite one resets the count, then two more
+        module.training_step(batch, 0)
+    with pytest.raises(CheckFailed, match="training diverged: the loss was nan for 3 steps.*lower optim.lr"):
+        module.training_step(batch, 0)

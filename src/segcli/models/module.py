@@ -89,8 +89,27 @@ class SegModule(L.LightningModule):
             x = F.pad(x, (0, pad_w, 0, pad_h))
             target = F.pad(target, (0, pad_w, 0, pad_h), value=int(self.meta["ignore_index"]))
         loss = self.loss_fn(self._train_logits(x), target)
+        self._check_finite(loss)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
+
+    NONFINITE_STEPS = 3  # 16-mixed's grad scaler skips a step or two of inf/NaN on its own; more means divergence
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Stop a run whose loss has been inf/NaN for NONFINITE_STEPS steps in a row: its weights are lost (every
+        later step is NaN too), and training on would only overwrite last.ckpt with them."""
+        if bool(torch.isfinite(loss.detach())):
+            self._nonfinite = 0
+            return
+        self._nonfinite = getattr(self, "_nonfinite", 0) + 1
+        if self._nonfinite >= self.NONFINITE_STEPS:
+            from segcli.errors import CheckFailed
+
+            optim = self.hparams.optim
+            raise CheckFailed(f"training diverged: the loss was {float(loss.detach())} for {self._nonfinite} steps in a row "
+                              f"(step {self.global_step}, epoch {self.current_epoch}); lower optim.lr (now "
+                              f"{optim.get('lr')}), set trainer.gradient_clip_val (e.g. 1.0), or train at "
+                              "trainer.precision=32-true; the checkpoints written before are kept")
 
     def _train_logits(self, x: torch.Tensor) -> torch.Tensor:
         try:
