@@ -11,7 +11,7 @@ import signal
 import threading
 
 EXIT_OK = 0
-EXIT_CHECK_FAILED = 1  # lint errors, an eval gate, export verification
+EXIT_CHECK_FAILED = 1  # lint errors, an eval gate, export verification, a diverged training run
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_DATA = 3  # input data error (unreadable or invalid files)
 EXIT_INTERNAL = 4  # an unexpected failure inside segcli (a bug): please report it
@@ -43,7 +43,7 @@ class DataError(SegcliError):
 
 
 class CheckFailed(SegcliError):
-    """A check ran and did not pass (lint, eval gate, export verification)."""
+    """A check ran and did not pass (lint, eval gate, export verification, a finite training loss)."""
 
     exit_code = EXIT_CHECK_FAILED
 
