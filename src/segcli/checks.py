@@ -128,9 +128,14 @@ def check_trainer(trainer: dict) -> None:
 
 
 def check_values(cfg: dict) -> None:
-    """All of the above on the composed `train` config (plain containers), plus save_every_n_steps."""
+    """All of the above on the composed `train` config (plain containers), plus save_every_n_steps and
+    early_stopping."""
     check_data(cfg.get("data") or {})
     check_augment(cfg.get("augment") or {})
     check_optim(cfg.get("optim") or {}, cfg.get("sched") or {})
     check_trainer(cfg.get("trainer") or {})
     number("save_every_n_steps", cfg.get("save_every_n_steps"), 1, integer=True, optional=True)
+    stopping = cfg.get("early_stopping") or {}
+    number("early_stopping.patience", stopping.get("patience"), 1, integer=True, optional=True,
+           what="a number of validations >= 1, or null for off")
+    number("early_stopping.min_delta", stopping.get("min_delta") or 0.0, 0)

@@ -30,6 +30,9 @@ BAD = {
     "trainer.accumulate_grad_batches=0": "trainer.accumulate_grad_batches",
     "trainer.gradient_clip_val=-1": "trainer.gradient_clip_val",
     "save_every_n_steps=0": "save_every_n_steps",
+    "early_stopping.patience=2.5": "early_stopping.patience=2.5: give a number of validations",
+    "early_stopping.patience=abc": "early_stopping.patience",
+    "early_stopping.min_delta=-0.1": "early_stopping.min_delta",
 }
 
 
