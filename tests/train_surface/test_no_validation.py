@@ -47,3 +47,9 @@ def test_early_stopping_needs_validation(tiny_data, tmp_path):
                   "--run-dir", tmp_path / "run")
     assert proc.returncode == 2 and "early_stopping.patience needs validation" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_validating_on_the_training_split_is_pointed_out(tiny_data, tmp_path):
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "data.val_split=train", "--run-dir", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "data.val_split is the training split 'train'" in proc.stderr

@@ -116,6 +116,9 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
             card.pairs(cfg.data.val_split)
         except ConfigError as err:
             raise ConfigError(f"{err}; or train without validation: data.val_split=null") from None
+        if cfg.data.val_split == cfg.data.train_split and cfg.data.get("fold") is None and first_process():
+            info(f"train: note: data.val_split is the training split '{cfg.data.train_split}', so val mIoU and "
+                 "best.ckpt measure images the model trains on; data.val_split=null trains without validation")
     # Loss (class weights), encoder weights and data settings fail here too, before anything is written.
     module = SegModule(meta, to_container(cfg.loss), to_container(cfg.optim), to_container(cfg.sched),
                        encoder_weights=cfg.model.encoder_weights, channels_last=bool(cfg.channels_last),
