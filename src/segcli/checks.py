@@ -1,7 +1,6 @@
 """Value checks of the numeric training settings, run before a run directory is made: a one-line ConfigError
 naming the key and the values it takes, instead of an internal error (ZeroDivisionError, torch's "Invalid
-learning rate") from inside training, or a setting silently truncated (data.batch_size=2.5) or turned around
-(a negative class-weight power).
+learning rate") from inside training, or a setting silently truncated (data.batch_size=2.5 trained with 2).
 
 Usage (commands/train.py): `check_values(cfg)` with the composed `train` config, as plain containers;
 `number(key, value, ...)` for single settings elsewhere (predict's and eval's inference.batch_size, ...).

@@ -43,7 +43,7 @@ class DataError(SegcliError):
 
 
 class CheckFailed(SegcliError):
-    """A check ran and did not pass (lint, eval gate, export verification, a finite training loss)."""
+    """A check ran and did not pass (lint, eval gate, export verification, a training loss gone inf/NaN)."""
 
     exit_code = EXIT_CHECK_FAILED
 

@@ -4,7 +4,8 @@
 → a module mapping (N, C, H, W) float logits and (N, H, W) int64 targets to a scalar loss. Pixels whose
 target is ignore_index contribute nothing to any term (value or gradient).
 
-Terms (multiclass mode): ce (torch's cross entropy, see CrossEntropy), dice, focal, lovasz, tversky, jaccard (smp.losses).
+Terms (multiclass mode): ce (torch's cross entropy, see CrossEntropy), dice, focal, lovasz, tversky, jaccard
+(smp.losses).
 class_weights reach the terms that weight per class pixel-wise: ce and focal.
 """
 
@@ -30,7 +31,8 @@ class CrossEntropy(nn.Module):
         self.register_buffer("weight", weight)
         self.ignore_index = int(ignore_index)
         self.params = {k: v for k, v in params.items() if k != "reduction"}
-        torch.nn.functional.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), **self.params)  # bad keys
+        # unknown or bad params fail here (a TypeError/ValueError at build time, not in the first step)
+        nn.functional.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), **self.params)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         per_pixel = nn.functional.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,

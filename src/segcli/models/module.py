@@ -106,8 +106,8 @@ class SegModule(L.LightningModule):
             from segcli.errors import CheckFailed
 
             optim = self.hparams.optim
-            raise CheckFailed(f"training diverged: the loss was {float(loss.detach())} for {self._nonfinite} steps in a row "
-                              f"(step {self.global_step}, epoch {self.current_epoch}); lower optim.lr (now "
+            raise CheckFailed(f"training diverged: the loss was {float(loss.detach())} for {self._nonfinite} steps "
+                              f"in a row (step {self.global_step}, epoch {self.current_epoch}); lower optim.lr (now "
                               f"{optim.get('lr')}), set trainer.gradient_clip_val (e.g. 1.0), or train at "
                               "trainer.precision=32-true; the checkpoints written before are kept")
 
