@@ -217,3 +217,18 @@ def test_composed_config_is_struct():
     cfg = compose("train", [])
     with pytest.raises(Exception):
         cfg.trainer.max_epoch = 3  # a typo must not silently add a key
+
+
+def test_values_hydra_cannot_parse_are_quoted():
+    """`data.root=/data/Straße (2)` failed with "cannot parse overrides ... LexerNoViableAltException": Hydra's
+    grammar takes no non-ASCII letters, ~, parentheses, brackets, #, &, = or ' in an unquoted value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from segcli.config import quote_values
+
+    parser = OverridesParser.create()
+    for value in ["/data/Straße (2)", "~/data", "/d/a=b#c&d", "/d/it's", "C:\\data\\x(1)\\", "/d/[1]{2}", "/d/a\\'b"]:
+        (fixed,) = quote_values([f"data.root={value}"])
+        assert parser.parse_overrides([fixed])[0].value() == value, fixed
+    untouched = ["optim.lr=1e-3,2e-3", "augment.crop_size=[128,128]", "data.root='/x y'", "model=unet"]
+    assert quote_values(untouched) == untouched  # sweeps, lists, quoted values keep their meaning

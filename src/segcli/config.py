@@ -50,6 +50,38 @@ def _flat_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+def quote_values(overrides: list[str]) -> list[str]:
+    """`overrides` with the value of each `key=value` that Hydra's grammar cannot parse as typed quoted, when
+    quoting makes it parse: paths with non-ASCII letters, ~, parentheses, brackets, #, &, = or ' in them
+    (`data.root=~/Bilder/Straße (2)` → `data.root='~/Bilder/Straße (2)'`). Overrides that parse stay as they are,
+    so sweeps (`a,b`), lists and Hydra's functions keep their meaning."""
+    import re
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+
+    def parses(item: str) -> bool:
+        try:
+            parser.parse_overrides([item])
+        except Exception:
+            return False
+        return True
+
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not parses(item) and sep and value and value[0] not in "'\"" and re.fullmatch(r"[+~]{0,2}[\w.@/-]+", key):
+            # In a quoted value only a quote, and backslashes just before one, need a backslash
+            body = re.sub(r"(\\*)(')", lambda m: m.group(1) * 2 + "\\'", value)
+            body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body)
+            quoted = f"{key}='{body}'"
+            if parses(quoted):
+                item = quoted
+        out.append(item)
+    return out
+
+
 def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -96,6 +128,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             raise ConfigError(f"--config-dir {config_dir} is not a directory")
         search.insert(0, config_dir)
         _check_shadowing(config_dir)
+    overrides = quote_values(list(overrides))
     _check_groups(overrides, _groups(search))
 
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []

@@ -50,5 +50,5 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, 
         "train_crop": [int(v) for v in train_crop] if train_crop else None,
         "input_scale": float(input_scale),
         "model": model_kwargs,
-        "dataset": {"name": card.name, "root": str(Path(dataset_root).resolve()), "val_split": val_split},
+        "dataset": {"name": card.name, "root": str(Path(dataset_root).expanduser().resolve()), "val_split": val_split},
     }

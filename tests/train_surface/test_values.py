@@ -85,3 +85,21 @@ def test_the_last_epoch_is_validated(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert (run / "eval" / "report.json").is_file()
+
+
+def test_a_dataset_under_a_path_with_odd_characters(tiny_data, tmp_path):
+    """data.root with non-ASCII letters, a space and parentheses, and ~ (which the shell leaves alone inside
+    data.root=~/...), trains; the checkpoint records the expanded path."""
+    import shutil
+
+    import torch
+
+    from helpers_surface import QUICK, segcli
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_data, home / "Bilder" / "Straße (2)")
+    run = tmp_path / "rün 1"
+    proc = segcli("train", "data.root=~/Bilder/Straße (2)", *QUICK, "--run-dir", run, env={"HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)["hyper_parameters"]["meta"]
+    assert meta["dataset"]["root"] == str(home / "Bilder" / "Straße (2)")

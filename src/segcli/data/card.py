@@ -74,8 +74,9 @@ class DatasetCard:
 
 
 def load_card(root: str | Path) -> DatasetCard:
-    """Read DIR/dataset.yaml (DIR may also be the card file itself)."""
-    root = Path(root)
+    """Read DIR/dataset.yaml (DIR may also be the card file itself; ~ is expanded: `data.root=~/data` reaches segcli
+    as typed, the shell expands ~ only at the start of a word)."""
+    root = Path(root).expanduser()
     path = root if root.suffix in (".yaml", ".yml") else root / CARD_NAME
     if not path.is_file():
         raise DataError(f"{path}: no dataset card; prepare the dataset first, e.g. `segcli prepare synthetic --out {path.parent}`")

@@ -81,8 +81,8 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
     _check_encoder(encoder)
     if check_kwargs:
         _check_kwargs(arch.lower(), encoder, kwargs or {})
-    local = encoder_weights is not None and (Path(str(encoder_weights)).suffix in WEIGHT_SUFFIXES
-                                             or Path(str(encoder_weights)).exists())
+    weights_file = Path(str(encoder_weights)).expanduser()
+    local = encoder_weights is not None and (weights_file.suffix in WEIGHT_SUFFIXES or weights_file.exists())
     named = None if (encoder_weights is None or local) else str(encoder_weights)
     try:
         model = smp.create_model(arch.lower(), encoder_name=encoder, encoder_weights=named, in_channels=in_channels,
@@ -93,7 +93,7 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
         raise ConfigError(f"could not download encoder weights '{named}' for {encoder} ({type(err).__name__}); offline? "
                           f"pass a local file: model.encoder_weights=/path/to/{encoder}.pth, or model.encoder_weights=null") from None
     if local:
-        load_encoder_weights(model, Path(str(encoder_weights)))
+        load_encoder_weights(model, weights_file)
     return model
 
 

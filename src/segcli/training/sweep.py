@@ -25,8 +25,10 @@ FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs",
 def _parse(overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from segcli.config import quote_values
+
     try:
-        return OverridesParser.create().parse_overrides(list(overrides))
+        return OverridesParser.create().parse_overrides(quote_values(list(overrides)))
     except Exception as err:  # hydra's grammar errors are multi-line
         raise ConfigError(f"cannot parse overrides {overrides}: {str(err).strip().splitlines()[0]}") from None
 
