@@ -31,7 +31,7 @@ def save_config(run_dir: Path, cfg) -> Path:
     return path
 
 
-def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, val_split: str,
+def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | None,
                train_crop: list[int] | None = None, input_scale: float = 1.0) -> dict:
     """What a checkpoint or exported model carries so that it can be used with nothing else.
 
@@ -50,5 +50,6 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, dataset_root: str, 
         "train_crop": [int(v) for v in train_crop] if train_crop else None,
         "input_scale": float(input_scale),
         "model": model_kwargs,
-        "dataset": {"name": card.name, "root": str(Path(dataset_root).expanduser().resolve()), "val_split": val_split},
+        # the card's folder, also when data.root named the dataset.yaml itself: export and eval look for DIR/dataset.yaml
+        "dataset": {"name": card.name, "root": str(Path(card.root).resolve()), "val_split": val_split},
     }

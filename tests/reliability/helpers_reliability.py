@@ -123,7 +123,7 @@ def model_ckpt(tiny_data, tmp_path_factory) -> Path:
     card = load_card(tiny_data)
     kwargs = {"arch": "unet", "encoder": "resnet18", "classes": card.num_classes}
     model = build_model(**kwargs)
-    meta = model_meta(card, kwargs, 32, str(tiny_data), "val", train_crop=[32, 32])
+    meta = model_meta(card, kwargs, 32, "val", train_crop=[32, 32])
     path = tmp_path_factory.mktemp("reliability_model") / "random.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
                 "hyper_parameters": {"meta": meta}}, path)

@@ -103,3 +103,19 @@ def test_a_dataset_under_a_path_with_odd_characters(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)["hyper_parameters"]["meta"]
     assert meta["dataset"]["root"] == str(home / "Bilder" / "Straße (2)")
+
+
+def test_data_root_naming_the_card_file(tiny_data, tmp_path):
+    """data.root=DIR/dataset.yaml trained, but the checkpoint recorded the file as the dataset's folder, and
+    `segcli export` then said the dataset was not available to verify on."""
+    import torch
+
+    from helpers_surface import QUICK, segcli
+
+    run = tmp_path / "run"
+    proc = segcli("train", f"data.root={tiny_data / 'dataset.yaml'}", *QUICK, "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    best = run / "checkpoints" / "best.ckpt"
+    assert torch.load(best, weights_only=False)["hyper_parameters"]["meta"]["dataset"]["root"] == str(tiny_data)
+    proc = segcli("export", "--ckpt", best, "--out", tmp_path / "m.onnx", "verify_max_images=1")
+    assert proc.returncode == 0 and (tmp_path / "m.onnx").is_file(), proc.stderr[-2000:]

@@ -54,7 +54,8 @@ def _verification_images(cfg, meta: dict) -> list:
     else:
         dataset = meta.get("dataset", {})
         root = dataset.get("root")
-        if not root or not (Path(root) / "dataset.yaml").is_file():
+        card_file = Path(root or ".") if str(root).endswith((".yaml", ".yml")) else Path(root or ".") / "dataset.yaml"
+        if not root or not card_file.is_file():  # a checkpoint of an earlier segcli may name the card file itself
             raise ConfigError(f"the checkpoint's dataset {root} is not available to verify the export on; "
                               "pass --verify-images DIR (a few real images)")
         card = load_card(root)

@@ -106,7 +106,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     card = load_card(cfg.data.root)
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
     probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
-    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.root, cfg.data.val_split,
+    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split,
                       train_crop=cfg.augment.get("crop_size"), input_scale=input_scale(cfg.data))
     meta = fit_normalization(meta, card, cfg.data.train_split)
     del probe
