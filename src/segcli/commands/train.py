@@ -97,6 +97,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*Experiment logs directory.*",
                     ".*Checkpoint directory .* exists and is not empty.*",
                     ".*Total length of .* across ranks is zero.*",  # data.val_split=null
+                    ".*is smaller than the logging interval.*",  # the epoch figures are logged whatever the interval
                     r".*self\.log\('(val|train)/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
