@@ -22,6 +22,7 @@ def test_sweep_runs_every_job_and_reports_a_failure(tiny_data, tmp_path, capsys)
     assert float(jobs[0]["best_val_mIoU"]) > 0 and jobs[0]["epochs"] == "1"
     assert (sweep_dir / "0-encoder=resnet18" / "checkpoints" / "best.ckpt").is_file()
     assert "no_such_encoder" in jobs[1]["error"]
+    assert jobs[1]["run_dir"] == "" and not (sweep_dir / "1-encoder=no_such_encoder").exists()  # none was made
     assert len(json.loads((sweep_dir / "summary.json").read_text())["jobs"]) == 2
 
 

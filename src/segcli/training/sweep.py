@@ -143,6 +143,8 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
         row.update(status=f"failed (exit {code})", error=error)
         info(f"train: sweep job {index} failed: {error}")
     row.update(run_results(run_dir))
+    if not run_dir.exists():  # the job failed before making it (a bad dataset), or removed it
+        row["run_dir"] = ""
     return row
 
 
@@ -189,7 +191,7 @@ def print_summary(rows: list[dict]) -> None:
         table.add_column(name, justify=justify)
     for r in rows:
         table.add_row(str(r["job"]), r["overrides"], r["status"], _pct(r["best_val_mIoU"]), _pct(r["final_mIoU"]),
-                      "—" if r["epochs"] is None else str(r["epochs"]), r["run_dir"])
+                      "—" if r["epochs"] is None else str(r["epochs"]), r["run_dir"] or "—")
     print_wide(stdout_console(), table)
 
 
