@@ -230,5 +230,6 @@ def test_values_hydra_cannot_parse_are_quoted():
     for value in ["/data/Straße (2)", "~/data", "/d/a=b#c&d", "/d/it's", "C:\\data\\x(1)\\", "/d/[1]{2}", "/d/a\\'b"]:
         (fixed,) = quote_values([f"data.root={value}"])
         assert parser.parse_overrides([fixed])[0].value() == value, fixed
-    untouched = ["optim.lr=1e-3,2e-3", "augment.crop_size=[128,128]", "data.root='/x y'", "model=unet"]
+    untouched = ["optim.lr=1e-3,2e-3", "augment.crop_size=[128,128]", "data.root='/x y'", "model=unet",
+                 "model.arch=[fpn", "optim.lr=range(1,4"]  # a malformed list or function call stays an error
     assert quote_values(untouched) == untouched  # sweeps, lists, quoted values keep their meaning

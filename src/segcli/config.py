@@ -8,6 +8,7 @@ ConfigError that suggests the closest valid names.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,16 @@ def _flat_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+_HYDRA_FUNCTION = re.compile(r"\s*(range|choice|interval|glob|sort|shuffle|tag|extend_list|int|float|str|bool|json_str)"
+                             r"\s*\(")
+
+
 def quote_values(overrides: list[str]) -> list[str]:
     """`overrides` with the value of each `key=value` that Hydra's grammar cannot parse as typed quoted, when
     quoting makes it parse: paths with non-ASCII letters, ~, parentheses, brackets, #, &, = or ' in them
     (`data.root=~/Bilder/Straße (2)` → `data.root='~/Bilder/Straße (2)'`). Overrides that parse stay as they are,
-    so sweeps (`a,b`), lists and Hydra's functions keep their meaning."""
-    import re
-
+    so sweeps (`a,b`), lists and Hydra's functions keep their meaning; a malformed list (`[fpn`) or function call
+    (`range(1,4`) stays an error rather than becoming a string."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -71,7 +75,8 @@ def quote_values(overrides: list[str]) -> list[str]:
     out = []
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not parses(item) and sep and value and value[0] not in "'\"" and re.fullmatch(r"[+~]{0,2}[\w.@/-]+", key):
+        if (not parses(item) and sep and value and value[0] not in "'\"[{" and not _HYDRA_FUNCTION.match(value)
+                and re.fullmatch(r"[+~]{0,2}[\w.@/-]+", key)):
             # In a quoted value only a quote, and backslashes just before one, need a backslash
             body = re.sub(r"(\\*)(')", lambda m: m.group(1) * 2 + "\\'", value)
             body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body)
