@@ -125,13 +125,10 @@ class CtrlC(Callback):
 
 
 def early_stopping(cfg: dict) -> EarlyStopping | None:
-    """Stop when val/mIoU has not risen by more than `min_delta` for `patience` validations (None: off)."""
+    """Stop when val/mIoU has not risen by more than `min_delta` for `patience` validations (None: off). The values
+    are checked with the other settings (segcli.checks) before training starts."""
     patience = cfg.get("patience")
     if patience is None:
         return None
-    from segcli.errors import ConfigError
-
-    if int(patience) < 1:
-        raise ConfigError(f"early_stopping.patience={patience}: give a number of validations >= 1, or null for off")
     return EarlyStopping(monitor=MONITOR, mode="max", patience=int(patience), min_delta=float(cfg.get("min_delta") or 0.0),
                          check_finite=True, verbose=False)
