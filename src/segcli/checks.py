@@ -63,13 +63,13 @@ def span(key: str, value, low: float | None = None, high: float | None = None, *
         raise ConfigError(f"{key}={value!r}: give the low end first, [{pair[1]}, {pair[0]}]")
 
 
-def check_data(data: dict) -> None:
+def _data_values(data: dict) -> None:
     number("data.batch_size", data.get("batch_size"), 1, integer=True)
     number("data.val_batch_size", data.get("val_batch_size", 1), 1, integer=True)
     number("data.rare_class_threshold", data.get("rare_class_threshold", 0.1), 0, 1, low_open=True)
 
 
-def check_augment(augment: dict) -> None:
+def _augment_values(augment: dict) -> None:
     crop = augment.get("crop_size")
     if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2
                              or not all(_within(c, 1, None, False, True) for c in crop)):
@@ -92,7 +92,7 @@ def check_augment(augment: dict) -> None:
             span(f"augment.{name}.{key}", group.get(key), low, high, low_open=name == "blur", integer=integer)
 
 
-def check_optim(optim: dict, sched: dict) -> None:
+def _optim_values(optim: dict, sched: dict) -> None:
     number("optim.lr", optim.get("lr"), 0, what="a learning rate >= 0")
     number("optim.weight_decay", optim.get("weight_decay", 0.0) or 0.0, 0)
     if "momentum" in optim:
@@ -110,7 +110,7 @@ def check_optim(optim: dict, sched: dict) -> None:
         number(f"sched.{key}", sched.get(key, 1.0), 0, low_open=True)
 
 
-def check_trainer(trainer: dict) -> None:
+def _trainer_values(trainer: dict) -> None:
     epochs = trainer.get("max_epochs")
     if epochs is not None and epochs != -1:
         number("trainer.max_epochs", epochs, 1, integer=True,
@@ -127,12 +127,13 @@ def check_trainer(trainer: dict) -> None:
 
 
 def check_values(cfg: dict) -> None:
-    """All of the above on the composed `train` config (plain containers), plus save_every_n_steps and
-    early_stopping."""
-    check_data(cfg.get("data") or {})
-    check_augment(cfg.get("augment") or {})
-    check_optim(cfg.get("optim") or {}, cfg.get("sched") or {})
-    check_trainer(cfg.get("trainer") or {})
+    """The numeric keys of data, augment, optim, sched and trainer, save_every_n_steps and early_stopping in the
+    composed `train` config (plain containers). The trainer group's machine settings (accelerator, precision,
+    strategy, nodes) are segcli.models.trainer_args.check's."""
+    _data_values(cfg.get("data") or {})
+    _augment_values(cfg.get("augment") or {})
+    _optim_values(cfg.get("optim") or {}, cfg.get("sched") or {})
+    _trainer_values(cfg.get("trainer") or {})
     number("save_every_n_steps", cfg.get("save_every_n_steps"), 1, integer=True, optional=True)
     stopping = cfg.get("early_stopping") or {}
     number("early_stopping.patience", stopping.get("patience"), 1, integer=True, optional=True,
