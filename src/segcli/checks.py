@@ -124,6 +124,10 @@ def _trainer_values(trainer: dict) -> None:
     number("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1, integer=True)
     number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), 0, optional=True)
     number("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 1), 1, integer=True)
+    limit = trainer.get("limit_train_batches")
+    if limit is not None and _number(limit) == 0:  # Lightning skips training and the run ends with no checkpoint
+        raise ConfigError("trainer.limit_train_batches=0 trains nothing; give a fraction of the batches (0, 1], a "
+                          "number of batches >= 1, or null for all (to score a model, use segcli eval)")
 
 
 def check_values(cfg: dict) -> None:

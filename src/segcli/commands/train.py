@@ -85,7 +85,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, model_kwargs, size_multiple
     from segcli.models.module import SegModule
-    from segcli.models.trainer_args import check as check_trainer
+    from segcli.models.trainer_args import check as check_trainer, lightning_config_errors
     from segcli.runs import make_run_dir, model_meta, save_config
     from segcli.training.callbacks import CtrlC
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
@@ -158,7 +158,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     trainer = None
     try:
         trainer = _trainer(cfg, run_dir, callbacks)  # what only Lightning can check fails here: nothing is left
-        with ctrl_c.installed():
+        with ctrl_c.installed(), lightning_config_errors(value_errors=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
         if (trainer is not None and trainer.interrupted) or ctrl_c.noted:
@@ -230,8 +230,10 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
         elif best is None:
             last = run_dir / "checkpoints" / "last.ckpt"
             info(f"train: no validation (data.val_split=null); the trained weights → {last}")
-        else:
+        elif (run_dir / "checkpoints" / "last.ckpt").is_file():
             info("train: no validation ran; only last.ckpt was written")
+        else:
+            info("train: no validation ran and no checkpoint was written")
         if report is not None:
             info(f"train: final evaluation mIoU {report['mIoU'] * 100:.2f} → {run_dir / 'eval' / 'report.json'}")
         if curves is not None:

@@ -105,12 +105,15 @@ def for_this_machine(trainer: dict) -> dict:
 
 
 @contextmanager
-def lightning_config_errors():
-    """Turn Lightning's configuration exceptions (raised while building the Trainer) into one-line ConfigErrors."""
+def lightning_config_errors(value_errors: bool = True):
+    """Turn Lightning's configuration exceptions into one-line ConfigErrors: around building the Trainer (with its
+    ValueErrors), and around fit (value_errors=False: there a ValueError may be anything), where Lightning checks
+    some settings against the data (limit_train_batches=0.5 of a one-batch loader)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    caught = (MisconfigurationException, ValueError) if value_errors else (MisconfigurationException,)
     try:
         yield
-    except (MisconfigurationException, ValueError) as err:
+    except caught as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"trainer: {first}") from None
