@@ -225,12 +225,12 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
         curves = write_curves(run_dir)
         if report is None and module.last_val_metrics is not None:
             stderr_console().print(metrics_table(module.last_val_metrics, title=f"val ({card.name}), last epoch"))
+        last = run_dir / "checkpoints" / "last.ckpt"
         if score is not None:
             info(f"train: best val mIoU {float(score) * 100:.2f} → {best.best_model_path}")
         elif best is None:
-            last = run_dir / "checkpoints" / "last.ckpt"
             info(f"train: no validation (data.val_split=null); the trained weights → {last}")
-        elif (run_dir / "checkpoints" / "last.ckpt").is_file():
+        elif last.is_file():
             info("train: no validation ran; only last.ckpt was written")
         else:
             info("train: no validation ran and no checkpoint was written")
