@@ -59,6 +59,34 @@ def test_four_channel_png_dataset_trains_and_evaluates(tiny_data, tmp_path):
     assert abs(meta["mean"][3] - (1 - meta["mean"][1])) < 0.02  # the 4th band is measured, not assumed
     proc = segcli("eval", "--ckpt", run / "checkpoints" / "best.ckpt", "--data", root, "--out", tmp_path / "eval")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    _predict_and_export_four_channels(root, run, tmp_path)
     proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model.in_channels=4", "augment.brightness=0",
                   "augment.contrast=0", "--run-dir", tmp_path / "rgb")
     assert proc.returncode == 3 and "3 channel(s), but the model takes 4" in proc.stderr
+
+
+def _predict_and_export_four_channels(root, run, tmp_path):
+    """predict reads the model's 4 channels (masks, overlays of the first three), export verifies on them and
+    the ONNX model predicts the same masks; a video (3 colours) is refused by name."""
+    ckpt, images = run / "checkpoints" / "best.ckpt", root / "images" / "val"
+    proc = segcli("predict", images, "--ckpt", ckpt, "--out", tmp_path / "pred", "--save", "mask,overlay")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    masks = sorted((tmp_path / "pred").glob("*.png"))
+    assert len(masks) == len(list(images.glob("*.png")))
+    overlay = cv2.imread(str(tmp_path / "pred" / "overlays" / masks[0].name), cv2.IMREAD_UNCHANGED)
+    assert overlay.shape == (*cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED).shape, 3)
+    proc = segcli("export", "--ckpt", ckpt, "--out", tmp_path / "ms.onnx")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "argmax agreement 100.0000%" in proc.stderr
+    proc = segcli("predict", images, "--ckpt", tmp_path / "ms.onnx", "--out", tmp_path / "pred_onnx")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for mask in masks:
+        assert (cv2.imread(str(mask), cv2.IMREAD_UNCHANGED) == cv2.imread(str(tmp_path / "pred_onnx" / mask.name),
+                                                                          cv2.IMREAD_UNCHANGED)).all()
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    proc = segcli("predict", video, "--ckpt", ckpt, "--out", tmp_path / "pred_video")
+    assert proc.returncode == 3 and "clip.avi: video frames have 3 colour channels, but the model takes 4" in proc.stderr

@@ -41,9 +41,11 @@ def _check_options(cfg) -> None:
 
 
 def _verification_images(cfg, meta: dict) -> list:
-    """(H, W, 3) uint8 RGB images: --verify-images DIR, else the checkpoint dataset's val split."""
+    """(H, W, C) uint8 images (RGB, or a multispectral model's channels): --verify-images DIR, else the
+    checkpoint dataset's val split."""
     from segcli.data.card import load_card
     from segcli.inference.io import list_images, read_image
+    from segcli.inference.predictor import read_channels
 
     limit = int(cfg.verify_max_images)
     if cfg.verify_images:
@@ -65,7 +67,7 @@ def _verification_images(cfg, meta: dict) -> list:
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
     info(f"export: verifying on {min(limit, len(paths))} images from {source}")
-    return [read_image(p) for p in paths[:limit]]
+    return [read_image(p, read_channels(meta)) for p in paths[:limit]]
 
 
 def _load_exported(path: Path, fmt: str, device: str, cfg):

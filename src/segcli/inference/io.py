@@ -221,7 +221,18 @@ def colorize(mask: np.ndarray, palette: list[list[int]], ignore_index: int) -> n
     return lut[mask]
 
 
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """An (H, W, C) uint8 image as (H, W, 3) RGB to look at: a multispectral image shows its first three
+    channels (R, G, B as read_image stores them), one or two channels show the first as grey."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    if image.ndim == 3 and image.shape[2] > 3:
+        return np.ascontiguousarray(image[..., :3])
+    grey = image if image.ndim == 2 else image[..., 0]
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def overlay(image: np.ndarray, mask: np.ndarray, palette: list[list[int]], ignore_index: int, alpha: float = 0.5) -> np.ndarray:
-    """Blend class colours onto an (H, W, 3) uint8 RGB image with opacity `alpha`."""
+    """Blend class colours onto an (H, W, C) uint8 image (RGB, or shown as by display_rgb) with opacity `alpha`."""
     colour = colorize(mask, palette, ignore_index)
-    return cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0)
+    return cv2.addWeighted(display_rgb(image), 1.0 - alpha, colour, alpha, 0.0)

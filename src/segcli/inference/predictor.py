@@ -69,6 +69,13 @@ def input_scale(meta: dict) -> float:
     return float(meta.get("input_scale") or 1.0)
 
 
+def read_channels(meta: dict) -> int:
+    """Channels to read images with for the model `meta` describes (its mean has one entry per input channel):
+    RGB for RGB and grayscale models (Predictor.preprocess converts), else the model's count, as stored."""
+    channels = len(meta["mean"])
+    return 3 if channels in (1, 3) else channels
+
+
 def to_ids(logits: torch.Tensor) -> np.ndarray:
     """(N, K, H, W) logits → (N, H, W) uint8 ids (uint16 when K > 256)."""
     ids = logits.argmax(1).cpu().numpy()
@@ -117,7 +124,7 @@ class Predictor:
     @property
     def read_channels(self) -> int:
         """Channels to read images with: RGB for RGB and grayscale models (preprocess converts), else as stored."""
-        return 3 if self.channels in (1, 3) else self.channels
+        return read_channels(self.meta)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size (H, W, C) uint8 images (RGB, or the model's channel count) → (N, C, H, W) normalised

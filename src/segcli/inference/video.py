@@ -62,6 +62,9 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
 
     from segcli.inference.predictor import to_ids
 
+    if predictor.read_channels != 3:
+        raise DataError(f"{item.path}: video frames have 3 colour channels, but the model takes {predictor.channels} "
+                        "(model.in_channels); give it images with that many channels")
     target = overlay_path(outputs, item.rel, item.path)
     if skip_existing and target.is_file():
         return None
