@@ -91,7 +91,7 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
                        "missing_mask", "missing_image", "duplicate_stem", "split_entry", "split_overlap", "empty_split"}
     assert expected_errors <= kinds(report, "error")
     assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
-    assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak"}  # tested on their own
+    assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak", "image_depth"}  # tested on their own
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])
@@ -194,3 +194,43 @@ def test_every_lint_kind_is_documented():
     table = (Path(__file__).resolve().parents[2] / "data" / "README.md").read_text()
     undocumented = [kind for kind in KINDS if f"`{kind}`" not in table]
     assert not undocumented
+
+
+def _depth_folder(root: Path, rng, images: dict[str, np.ndarray]) -> list:
+    """images/STEM.EXT (written as given, any depth) + one-block masks; → prepare folder args (no split lists)."""
+    import cv2
+
+    for name, array in images.items():
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(root / "images" / name), array)
+        write_grey(root / "masks" / f"{Path(name).stem}.png", blocks(rng, *array.shape[:2], [0, 1], block=5).astype(np.uint8))
+    return ["prepare", "folder", "--images", root / "images", "--masks", root / "masks", "--classes", "a,b",
+            "--val-fraction", "0.5"]
+
+
+def test_high_bit_depth_images_that_8_bit_reading_flattens(tmp_path, rng, run_cli):
+    """Images are read as 8-bit: a 12-bit image in a 16-bit PNG keeps 16 grey levels (warning), a float TIFF in
+    0..1 keeps 2 (error, nothing written); the full 16-bit range and a float TIFF in 0-255 pass, and the
+    one-channel float TIFF that OpenCV refuses to decode as colour is read."""
+    from segcli.inference.io import read_image
+
+    twelve = rng.integers(0, 4096, (20, 30)).astype(np.uint16)
+    twelve[0, 0] = 4095
+    args = _depth_folder(tmp_path / "a", rng, {"x.png": twelve, "y.png": twelve * 16})
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "a_out")
+    found = [f for f in read_lint(tmp_path / "a_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
+    assert code == 0 and [(f["severity"], Path(f["file"]).name) for f in found] == [("warning", "x.png")]
+    assert "values up to 4095 (12 bits)" in found[0]["detail"] and "16 grey level(s)" in found[0]["detail"]
+    assert "image_depth" in stderr
+    unit = rng.random((20, 30)).astype(np.float32)
+    args = _depth_folder(tmp_path / "b", rng, {"u.tiff": unit, "v.tiff": unit * 255})
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "b_out")
+    found = [f for f in read_lint(tmp_path / "b_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
+    assert code == 1 and [(f["severity"], Path(f["file"]).name) for f in found] == [("error", "u.tiff")]
+    assert "u.tiff: float32 image with values in 0..1" in stderr and "value × 255" in stderr
+    assert sorted(p.name for p in (tmp_path / "b_out").iterdir()) == ["lint.json"]
+    args = _depth_folder(tmp_path / "c", rng, {"v.tiff": unit * 255, "w.tiff": unit * 100})
+    code, _, _ = run_cli(*args, "--out", tmp_path / "c_out")
+    assert code == 0 and (tmp_path / "c_out" / "dataset.yaml").is_file()
+    read = read_image(tmp_path / "c" / "images" / "v.tiff")
+    assert read.shape == (20, 30, 3) and np.array_equal(read[..., 0], (unit * 255).astype(np.uint8))

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 
 from segcli.data.lint import Finding, error
-from segcli.data.masks import MaskDecoder, RawMask, decode_image_bytes, read_bytes, read_source_mask
+from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
+from segcli.inference.io import depth_problem, to_uint8
 
 
 @dataclass
@@ -45,7 +46,11 @@ def check_pair(sample: Sample, decoder: MaskDecoder) -> CheckedPair:
     try:
         if isinstance(sample.image, Path):
             pair.data = read_bytes(sample.image)
-            pair.image = decode_image_bytes(pair.data, sample.image)
+            raw = decode_image_raw(pair.data, sample.image)
+            problem = depth_problem(raw)
+            if problem:
+                pair.findings.append(Finding(problem[0], "image_depth", image_file, problem[1], **where))
+            pair.image = cv2.cvtColor(to_uint8(raw), cv2.COLOR_BGR2RGB)
         else:
             pair.image = sample.image
     except DataError as err:

@@ -17,7 +17,7 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import PNG_MAGIC, is_palette_png
+from segcli.inference.io import COLOUR, PNG_MAGIC, imdecode, is_palette_png, to_uint8
 
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -38,20 +38,16 @@ def read_bytes(path: Path) -> bytes:
 
 
 def _decode(data: bytes, flags: int, path: Path) -> np.ndarray:
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    array = imdecode(np.frombuffer(data, np.uint8), flags)
     if array is None:
         raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
     return array
 
 
-def decode_image_bytes(data: bytes, path: Path) -> np.ndarray:
-    """An image file's bytes → (H, W, 3) uint8 RGB, EXIF orientation applied, 16-bit scaled to 8-bit, alpha dropped."""
-    array = _decode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR, path)
-    if array.dtype == np.uint16:
-        array = (array / 257.0 + 0.5).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+def decode_image_raw(data: bytes, path: Path) -> np.ndarray:
+    """An image file's bytes → (H, W, 3) BGR at the depth stored, EXIF orientation applied, alpha dropped."""
+    return _decode(data, COLOUR, path)
+
 
 
 @dataclass
@@ -86,9 +82,7 @@ def read_source_mask(path: Path) -> RawMask:
     colour = array[..., :3]
     if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
         return RawMask(np.ascontiguousarray(colour[..., 0]), "grey3", lossy)
-    if colour.dtype != np.uint8:
-        colour = (colour / 257.0 + 0.5).astype(np.uint8)
-    return RawMask(cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), "rgb", lossy)
+    return RawMask(cv2.cvtColor(to_uint8(colour), cv2.COLOR_BGR2RGB), "rgb", lossy)
 
 
 def id_dtype(num_classes: int, ignore_index: int) -> type:

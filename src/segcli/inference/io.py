@@ -31,13 +31,61 @@ def _read(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions")
 
 
+COLOUR = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR  # 3-channel BGR at the depth stored
+
+
+def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
+    """cv2.imdecode; with COLOUR, a file OpenCV refuses to decode that way (a one-channel floating-point TIFF)
+    is decoded as stored and given 3 channels (grey repeated, extra channels dropped). None: not decodable."""
+    array = cv2.imdecode(data, flags) if data.size else None
+    if array is None and flags == COLOUR and data.size:
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if array is not None and (array.ndim == 2 or array.shape[2] < 3):
+            array = np.repeat((array if array.ndim == 2 else array[..., 0])[..., None], 3, axis=2)
+        elif array is not None:
+            array = np.ascontiguousarray(array[..., :3])
+    return array
+
+
 def _imread(path: Path, flags: int, data: np.ndarray | None = None) -> np.ndarray:
     """cv2.imread that copes with non-ASCII paths and reports failures as DataError (`data`: the bytes, if read)."""
     data = _read(path) if data is None else data
-    array = cv2.imdecode(data, flags) if data.size else None
+    array = imdecode(data, flags)
     if array is None:
         raise DataError(f"{path}: not a readable image (corrupt, truncated or unsupported format); replace or remove it")
     return array
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """A decoded image of any depth as uint8: 16-bit scaled by 1/257 (65535 → 255), other depths clipped to 0-255."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array / 257.0 + 0.5).astype(np.uint8)
+    return np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+
+
+def depth_problem(array: np.ndarray) -> tuple[str, str] | None:
+    """(severity, what) when to_uint8 loses most of a decoded image's values, else None: a 16-bit image that
+    uses 12 bits or fewer (warning: it keeps at most 16 grey levels), a floating-point image in 0..1 (error: it
+    keeps 2) or with values outside 0-255 (warning: they are clipped)."""
+    if array.dtype == np.uint8 or array.size == 0:
+        return None
+    top = float(np.nanmax(array)) if array.dtype.kind == "f" else float(array.max())
+    if array.dtype == np.uint16:
+        if top >= 4096:
+            return None
+        return ("warning", f"16-bit image with values up to {top:.0f} ({max(1, int(top).bit_length())} bits): read "
+                f"as 8-bit (value / 257) it keeps {int(top) // 257 + 1} grey level(s); stretch it to the full 16-bit "
+                "range, or convert it to 8-bit, before prepare")
+    low = float(np.nanmin(array)) if array.dtype.kind == "f" else float(array.min())
+    if array.dtype.kind == "f" and low >= 0 and top <= 1:
+        return ("error", f"{array.dtype} image with values in 0..1: read as 8-bit (clipped to 0-255) it keeps 2 grey "
+                "levels; convert it to 8-bit (value × 255) before prepare")
+    if low < 0 or top > 255:
+        return ("warning", f"{array.dtype} image with values {low:g}..{top:g}: read as 8-bit, values outside 0-255 are "
+                "clipped; convert it to 8-bit (or 16-bit over its range) before prepare")
+    return None
 
 
 def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
@@ -51,12 +99,7 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
     path = Path(path)
     if channels not in (1, 3):
         return _read_channels(path, channels)
-    array = _imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
-    if array.dtype == np.uint16:
-        array = (array / 257.0 + 0.5).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    rgb = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(to_uint8(_imread(path, COLOUR)), cv2.COLOR_BGR2RGB)
     return rgb if channels == 3 else to_channels(rgb, 1)
 
 
@@ -66,10 +109,7 @@ def _read_channels(path: Path, channels: int) -> np.ndarray:
     if found != channels:
         raise DataError(f"{path}: {found} channel(s), but the model takes {channels} (model.in_channels); "
                         "give images with that many channels")
-    if array.dtype == np.uint16:
-        array = (array / 257.0 + 0.5).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
+    array = to_uint8(array)
     if channels >= 3:  # OpenCV stores colour as BGR(A): put the first three in RGB order
         array = np.ascontiguousarray(np.concatenate([array[..., 2::-1], array[..., 3:]], axis=2))
     return array
