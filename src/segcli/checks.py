@@ -63,8 +63,20 @@ def span(key: str, value, low: float | None = None, high: float | None = None, *
         raise ConfigError(f"{key}={value!r}: give the low end first, [{pair[1]}, {pair[0]}]")
 
 
+def flag(key: str, value, *also: str) -> None:
+    """value must be true or false (or one of the words in `also`, e.g. auto): "maybe" or "yes" would otherwise
+    count as true wherever the setting is tested for truth."""
+    if isinstance(value, bool) or (isinstance(value, str) and value.lower() in also):
+        return
+    raise ConfigError(f"{key}={value!r}: give {', '.join([*also, 'true'])} or false")
+
+
 def _data_values(data: dict) -> None:
     number("data.batch_size", data.get("batch_size"), 1, integer=True)
+    workers = data.get("num_workers", "auto")
+    if str(workers).lower() != "auto":
+        number("data.num_workers", workers, 0, integer=True, what="auto or a whole number >= 0")
+    flag("data.cache", data.get("cache", "auto"), "auto")
     number("data.val_batch_size", data.get("val_batch_size", 1), 1, integer=True)
     number("data.rare_class_threshold", data.get("rare_class_threshold", 0.1), 0, 1, low_open=True)
 
@@ -131,8 +143,8 @@ def _trainer_values(trainer: dict) -> None:
 
 
 def check_values(cfg: dict) -> None:
-    """The numeric keys of data, augment, optim, sched and trainer, save_every_n_steps and early_stopping in the
-    composed `train` config (plain containers). The trainer group's machine settings (accelerator, precision,
+    """The numeric keys of data, augment, optim, sched and trainer, save_every_n_steps and early_stopping, and the
+    true/false switches (final_eval, channels_last, ...) in the composed `train` config (plain containers). The trainer group's machine settings (accelerator, precision,
     strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})
     _augment_values(cfg.get("augment") or {})
@@ -143,3 +155,7 @@ def check_values(cfg: dict) -> None:
     number("early_stopping.patience", stopping.get("patience"), 1, integer=True, optional=True,
            what="a number of validations >= 1, or null for off")
     number("early_stopping.min_delta", stopping.get("min_delta") or 0.0, 0)
+    for key, value in (("final_eval", cfg.get("final_eval", True)), ("channels_last", cfg.get("channels_last", True)),
+                       ("model.compile", (cfg.get("model") or {}).get("compile", False)),
+                       ("trainer.enable_progress_bar", (cfg.get("trainer") or {}).get("enable_progress_bar", True))):
+        flag(key, value)

@@ -50,6 +50,7 @@ def test_a_stopped_run_exits_with_the_signals_code_and_resumes(tiny_data, tmp_pa
     ("config", [], 3, "no last.ckpt"),
     ("last", ["model.arch=fpn"], 2, "cannot change"),
     ("last", ["trainer.max_epochs=1"], 2, "may only be raised"),
+    ("last", ["trainer.max_epochs=abc"], 2, "trainer.max_epochs='abc': give a whole number >= the run's 5"),
 ])
 def test_resume_errors_are_one_line(tmp_path, capsys, setup, args, code, text):
     if setup in ("config", "last"):
@@ -61,3 +62,30 @@ def test_resume_errors_are_one_line(tmp_path, capsys, setup, args, code, text):
     assert got == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("segcli: error: ") and text in lines[0]
+
+
+def test_a_failed_resume_leaves_the_runs_config_as_it_was(tiny_data, tmp_path, capsys):
+    """Overrides a resume rejects, or a resume that fails before its first new checkpoint, do not end up in
+    config.yaml (a later plain --resume would use them); a checkpoint given instead of its run is named."""
+    import shutil
+
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tiny_data, data)
+    code, _, err = segcli(["train", *tiny(data, "trainer.max_epochs=1", "final_eval=false", "data.cache=false"),
+                           "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    saved = (run_dir / "config.yaml").read_bytes()
+    for override, text in [("final_eval=maybe", "final_eval='maybe': give true or false"),
+                           ("data.num_workers=-3", "data.num_workers=-3: give auto or a whole number >= 0"),
+                           ("data.cache=sometimes", "data.cache='sometimes': give auto, true or false")]:
+        code, _, err = segcli(["train", "--resume", run_dir, override], capsys)
+        assert code == 2 and err.strip().splitlines() == [f"segcli: error: {text}"], err
+        assert (run_dir / "config.yaml").read_bytes() == saved
+    image = sorted((data / "images" / "train").glob("*.png"))[0]
+    image.write_bytes(image.read_bytes()[:200])  # unreadable once training reads it
+    code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=3"], capsys)
+    assert code == 3 and f"{image.name}: not a readable image" in err, err
+    assert (run_dir / "config.yaml").read_bytes() == saved
+    assert epochs_run(run_dir) == 1
+    code, _, err = segcli(["train", "--resume", run_dir / "checkpoints" / "last.ckpt"], capsys)
+    assert code == 3 and f"not a checkpoint: --resume {run_dir.resolve()}" in err, err

@@ -1,4 +1,4 @@
-"""Numeric training settings are checked before anything is built or written: a one-line usage error naming the
+"""Numeric training settings and switches are checked before anything is built or written: a one-line usage error naming the
 key, instead of an internal error from inside training or a value silently truncated."""
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ BAD = {
     "early_stopping.patience=2.5": "early_stopping.patience=2.5: give a number of validations",
     "early_stopping.patience=abc": "early_stopping.patience",
     "early_stopping.min_delta=-0.1": "early_stopping.min_delta",
+    # switches: "maybe" counted as true wherever the setting is tested for truth
+    "final_eval=maybe": "final_eval='maybe': give true or false",
+    "channels_last=yes": "channels_last='yes': give true or false",
+    "model.compile=1": "model.compile=1: give true or false",
+    "data.cache=sometimes": "data.cache='sometimes': give auto, true or false",
+    "data.num_workers=2.5": "data.num_workers=2.5: give auto or a whole number",
 }
 
 
@@ -45,7 +51,8 @@ def test_bad_values_name_the_key(override):
 
 @pytest.mark.parametrize("override", ["augment=robust augment.jpeg.p=0.1", "optim=sgd optim.momentum=0 optim.nesterov=false",
                                       "trainer.max_epochs=-1 trainer.max_time=00:00:01:00", "augment.crop_size=null",
-                                      "trainer.gradient_clip_val=1.0", "data.batch_size=2.0", "augment.scale=[1,1]"])
+                                      "trainer.gradient_clip_val=1.0", "data.batch_size=2.0", "augment.scale=[1,1]",
+                                      "data.cache=true data.num_workers=3", "data.cache=AUTO data.num_workers=auto"])
 def test_good_values_pass(override):
     check_values(to_container(compose("train", override.split())))
 

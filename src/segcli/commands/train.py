@@ -131,12 +131,13 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
     # Messages said once per run check first_process(): Lightning's DDP launcher runs this command again in each
     # further process.
-    ckpt_path, new_dir, created = None, False, []
+    ckpt_path, new_dir, created, restore = None, False, [], None
     if resume:
         from segcli.training.resume import last_checkpoint, trim_metrics
 
         run_dir = Path(cfg.run_dir)
         ckpt_path, step = last_checkpoint(run_dir)
+        restore = _config_restorer(run_dir, ckpt_path)
         trim_metrics(run_dir, step)
         if first_process():
             info(f"train: resuming {run_dir} from {ckpt_path.name} (step {step})")
@@ -167,10 +168,26 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     except Exception:
         if new_dir:
             _remove_if_no_checkpoint(run_dir, created)
+        if restore is not None:
+            restore()
         raise
     if trainer.interrupted or ctrl_c.noted:
         raise KeyboardInterrupt
     return _finish(cfg, trainer, module, best, run_dir, card, announce)
+
+
+def _config_restorer(run_dir: Path, last: Path):
+    """A callable putting back the run's config.yaml as it is now, for a resume that fails before it writes a
+    new last.ckpt: its overrides (trainer.max_epochs, ...) stay only once training went on with them."""
+    from segcli.inference.io import atomic_write_bytes
+
+    saved, stamp = run_dir / "config.yaml", last.stat().st_mtime_ns
+    previous = saved.read_bytes()
+
+    def restore() -> None:
+        if last.is_file() and last.stat().st_mtime_ns == stamp and first_process():
+            atomic_write_bytes(saved, previous)
+    return restore
 
 
 def _callbacks(cfg) -> list:

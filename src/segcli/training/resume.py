@@ -13,6 +13,7 @@ import csv
 import io
 from pathlib import Path
 
+from segcli.checks import number
 from segcli.errors import ConfigError, DataError
 
 # Overrides accepted with --resume: key → why it is safe. trainer.max_epochs may only be raised.
@@ -44,6 +45,8 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     from omegaconf import OmegaConf, open_dict
 
     run_dir = Path(run_dir).expanduser().resolve()
+    if run_dir.is_file() and run_dir.parent.name == "checkpoints":
+        raise DataError(f"{run_dir}: --resume takes the run directory, not a checkpoint: --resume {run_dir.parent.parent}")
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: --resume needs an existing run directory (the one `segcli train` printed)")
     saved = run_dir / "config.yaml"
@@ -65,10 +68,10 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
                 raise ConfigError(f"--resume reuses {saved}; '{ov.input_line}' cannot change it. Only "
                                   f"{', '.join(RESUMABLE)} may be given (start a new run to change anything else)")
             value = ov.value()
-            if key == "trainer.max_epochs" and OmegaConf.select(cfg, key) is not None \
-                    and (value is None or int(value) < int(OmegaConf.select(cfg, key))):
-                raise ConfigError(f"--resume: trainer.max_epochs={value} is below the run's "
-                                  f"{OmegaConf.select(cfg, key)}; it may only be raised")
+            before = OmegaConf.select(cfg, key)
+            if key == "trainer.max_epochs" and before is not None and before != -1 and value != -1:
+                number("trainer.max_epochs", value, int(before), integer=True,
+                       what=f"a whole number >= the run's {before}, or -1 for no limit (it may only be raised)")
             OmegaConf.update(cfg, key, value, merge=False)
         cfg.run_dir = str(run_dir)
     OmegaConf.set_struct(cfg, True)
