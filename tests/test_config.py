@@ -233,3 +233,21 @@ def test_values_hydra_cannot_parse_are_quoted():
     untouched = ["optim.lr=1e-3,2e-3", "augment.crop_size=[128,128]", "data.root='/x y'", "model=unet",
                  "model.arch=[fpn", "optim.lr=range(1,4"]  # a malformed list or function call stays an error
     assert quote_values(untouched) == untouched  # sweeps, lists, quoted values keep their meaning
+
+
+@pytest.mark.parametrize("command, override, words", [
+    ("predict", "legend=maybe", "true or false"), ("export", "half=1", "true or false"),
+    ("eval", "boundary.enabled=0", "true or false"), ("prepare", "strict=x", "true or false"),
+    ("train", "model=fpn model.compile=yes", "true or false"), ("train", "trainer.deterministic=maybe", "warn, true or false"),
+])
+def test_a_switch_takes_true_or_false(command, override, words):
+    """Hydra keeps `legend=maybe` as a string, which the command would have taken as on."""
+    key, value = override.split()[-1].split("=")
+    with pytest.raises(ConfigError, match=f"^{key}='?{value}'?: give {words} \\(segcli {command}\\)$"):
+        compose(command, override.split())
+
+
+@pytest.mark.parametrize("command, override", [("predict", "legend=true"), ("train", "trainer.deterministic=warn"),
+                                               ("train", "data.cache=auto"), ("export", "half=False")])
+def test_switch_values_that_pass(command, override):
+    compose(command, [override])

@@ -134,7 +134,8 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         search.insert(0, config_dir)
         _check_shadowing(config_dir)
     overrides = quote_values(list(overrides))
-    _check_groups(overrides, _groups(search))
+    groups = _groups(search)
+    _check_groups(overrides, groups)
 
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
     GlobalHydra.instance().clear()
@@ -143,6 +144,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             cfg = hydra_compose(config_name=command, overrides=overrides + extra)
         except Exception as err:
             raise _explain(err, command, overrides, extra, hydra_compose) from None
+        _check_switches(command, overrides, groups, extra, hydra_compose)
     if values:
         with open_dict(cfg):
             for key, value in values.items():
@@ -150,6 +152,28 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
                     OmegaConf.update(cfg, key, str(value) if isinstance(value, Path) else value, merge=False)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+_SWITCH_WORDS = {"trainer.deterministic": ("warn",)}  # switches that take a word too (Lightning's "warn")
+
+
+def _check_switches(command: str, overrides: list[str], groups: dict, extra: list[str], hydra_compose) -> None:
+    """An override of a true/false setting must be true or false: Hydra keeps `legend=maybe` or `half=1` as given,
+    and the command would test it for truth (anything but false, 0 or empty counts as on)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    given = [(ov.key_or_group, ov.value()) for ov in OverridesParser.create().parse_overrides(overrides)
+             if ov.key_or_group not in groups and not ov.is_sweep_override() and not ov.is_delete()]
+    given = [(key, value) for key, value in given if isinstance(value, (str, int, float)) and not isinstance(value, bool)]
+    if not given:
+        return
+    base = hydra_compose(config_name=command, overrides=[o for o in overrides if o.split("=")[0] in groups] + extra)
+    for key, value in given:
+        if isinstance(OmegaConf.select(base, key, default=None), bool) \
+                and str(value).lower() not in _SWITCH_WORDS.get(key, ()):
+            words = ", ".join((*_SWITCH_WORDS.get(key, ()), "true"))
+            raise ConfigError(f"{key}={value!r}: give {words} or false (segcli {command})")
 
 
 def _explain(err: Exception, command: str, overrides: list[str], extra: list[str], hydra_compose) -> ConfigError:
