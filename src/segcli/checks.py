@@ -16,7 +16,7 @@ from segcli.errors import ConfigError
 _DURATION = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}:\d{1,2}\s*$")
 
 
-def _number(value) -> float | None:
+def finite_number(value) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -27,7 +27,7 @@ def _number(value) -> float | None:
 
 
 def _within(value, low, high, low_open: bool, integer: bool) -> bool:
-    n = _number(value)
+    n = finite_number(value)
     if n is None or (integer and n != int(n)):
         return False
     if low is not None and not (n > low if low_open else n >= low):
@@ -111,7 +111,7 @@ def _optim_values(optim: dict, sched: dict) -> None:
         number("optim.momentum", optim.get("momentum"), 0, 1)
     betas = optim.get("betas")
     if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2
-                              or any(_number(b) is None or not 0 <= _number(b) < 1 for b in betas)):
+                              or any(finite_number(b) is None or not 0 <= finite_number(b) < 1 for b in betas)):
         raise ConfigError(f"optim.betas={betas!r}: give two numbers in [0, 1), e.g. [0.9, 0.999]")
     number("sched.warmup_steps", sched.get("warmup_steps") or 0, 0, integer=True)
     number("sched.warmup_fraction", sched.get("warmup_fraction") or 0.0, 0, 1)
@@ -137,7 +137,7 @@ def _trainer_values(trainer: dict) -> None:
     number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), 0, optional=True)
     number("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 1), 1, integer=True)
     limit = trainer.get("limit_train_batches")
-    if limit is not None and _number(limit) == 0:  # Lightning skips training and the run ends with no checkpoint
+    if limit is not None and finite_number(limit) == 0:  # Lightning skips training and the run ends with no checkpoint
         raise ConfigError("trainer.limit_train_batches=0 trains nothing; give a fraction of the batches (0, 1], a "
                           "number of batches >= 1, or null for all (to score a model, use segcli eval)")
 

@@ -137,11 +137,32 @@ def test_half_without_gpu_exits_2(ckpt, tmp_path, cli):
     (["--format", "tflite"], "choose from onnx, torchscript"),
     (["--format", "onnx", "--out", "model.pt"], "must end in .onnx"),
     (["--format", "torchscript", "--out", "model.onnx"], "must not end in .onnx"),
+    # settings that failed verification whatever the model, ran with no effect, or crashed (benchmark.size)
+    (["--opset", "25"], "--opset=25: give an ONNX opset from 7 to"),
+    (["verify_max_images=0"], "verify_max_images=0: give a whole number >= 1"),
+    (["verify.min_miou=2"], "verify.min_miou=2: give a fraction from 0 to 1"),
+    (["verify.max_rel_logit_diff=-1"], "verify.max_rel_logit_diff=-1: give a number >= 0"),
+    (["onnxruntime.intra_op_threads=-2"], "onnxruntime.intra_op_threads=-2"),
+    (["--benchmark", "benchmark.runs=0"], "benchmark.runs=0: give a whole number >= 1"),
+    (["--benchmark", "benchmark.size=[0,5]"], "benchmark.size=[0, 5]: give [height, width] in whole pixels"),
 ])
 def test_bad_options_exit_2(args, message, ckpt, tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = cli("export", "--ckpt", ckpt, *args)
     assert code == 2 and message in err
+    assert not list(tmp_path.iterdir()) and not out  # nothing written, nothing on stdout
+
+
+def test_an_opset_the_model_cannot_use_is_one_line_and_no_graph_on_stdout(ckpt, tmp_path):
+    """torch's exporter prints the whole graph to stdout (from C++) when it fails: stdout carries results."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "segcli", "export", "--ckpt", str(ckpt), "--opset", "7", "--out",
+                           str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout[:500]
+    assert proc.stderr.strip().splitlines()[-1].startswith("segcli: error: cannot export") and "opset 7" in proc.stderr
+    assert "Please feel free" not in proc.stderr and not list(tmp_path.iterdir())
 
 
 def test_missing_dataset_then_verify_images_and_benchmark(ckpt, dataset, tmp_path, cli):

@@ -31,6 +31,7 @@ def _check_options(cfg) -> None:
             raise ConfigError(f"--out {cfg.out}: an ONNX file must end in .onnx (that is how `segcli predict --model` recognises it)")
         if cfg.format == "torchscript" and suffix in (".onnx", ".ckpt"):
             raise ConfigError(f"--out {cfg.out}: a TorchScript file must not end in {suffix}; use .pt")
+    _check_values(cfg)
     if cfg.half:
         if not torch.cuda.is_available():
             raise ConfigError("--half exports float16 for a GPU and is verified there, but no CUDA device is available; "
@@ -38,6 +39,33 @@ def _check_options(cfg) -> None:
         if cfg.format == "onnx" and not _ort_has_cuda():
             raise ConfigError("--half --format onnx is verified with onnxruntime's CUDA provider, which this "
                               "onnxruntime lacks; install onnxruntime-gpu, or use --format torchscript")
+
+
+def _check_values(cfg) -> None:
+    """The numeric settings: an opset torch's exporter writes, at least one verification image, tolerances that
+    can be met (fractions in [0, 1]), benchmark sizes and counts >= 1."""
+    from segcli.checks import finite_number, number
+    from segcli.export.onnx import opsets
+
+    if cfg.format == "onnx":
+        low, high = opsets()
+        number("--opset", cfg.opset, low, high, integer=True,
+               what=f"an ONNX opset from {low} to {high} (torch's exporter)")
+    number("verify_max_images", cfg.verify_max_images, 1, integer=True)
+    for group in ("verify", "verify_half"):
+        tolerances = cfg.get(group) or {}
+        number(f"{group}.max_rel_logit_diff", tolerances.get("max_rel_logit_diff"), 0)
+        for key in ("min_argmax_agreement", "min_miou"):
+            number(f"{group}.{key}", tolerances.get(key), 0, 1, what="a fraction from 0 to 1")
+    number("onnxruntime.intra_op_threads", cfg.onnxruntime.intra_op_threads, 0, integer=True,
+           what="a whole number >= 0 (0: onnxruntime's default)")
+    number("benchmark.batch_size", cfg.benchmark.batch_size, 1, integer=True)
+    number("benchmark.runs", cfg.benchmark.runs, 1, integer=True)
+    size = cfg.benchmark.size
+    values = list(size) if size is not None and hasattr(size, "__len__") and not isinstance(size, str) else [size]
+    if size is not None and (len(values) != 2 or any(finite_number(v) is None or v < 1 or v != int(v) for v in values)):
+        raise ConfigError(f"benchmark.size={size!r}: give [height, width] in whole pixels >= 1, or null for the "
+                          "verification images' size")
 
 
 def _verification_images(cfg, meta: dict) -> list:
