@@ -101,3 +101,21 @@ def test_killed_run_resumes_to_identical_masks(ckpt, cli, tmp_path):
     assert resumed.keys() == full.keys()
     assert all(np.array_equal(resumed[name], full[name]) for name in full)
     assert len(stdout.split()) == 40
+
+
+def test_a_device_torch_does_not_know_is_a_usage_error(ckpt, cli, tmp_path):
+    """device=tpu was an internal error (exit 4) from torch; cuda:N past the last GPU is named too."""
+    import pytest
+    import torch
+
+    from segcli.errors import ConfigError
+    from segcli.inference.backends import resolve_device
+
+    write_images(tmp_path / "in", 1)
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "device=tpu")
+    assert code == 2 and err.strip().splitlines()[-1] == \
+        "segcli: error: device=tpu: give auto, cpu, cuda or cuda:N (N: the GPU's index)"
+    assert not (tmp_path / "out").exists()
+    assert resolve_device("CPU") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="cuda:99"):
+        resolve_device("cuda:99")

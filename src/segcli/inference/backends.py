@@ -27,8 +27,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     """'auto' → cuda when available, else cpu."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
+    name = str(name).strip().lower()
+    if name not in ("cpu", "cuda", "mps") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ConfigError(f"device={name}: give auto, cpu, cuda or cuda:N (N: the GPU's index)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device=mps but Apple's MPS backend is not available here; use device=cpu")
     return torch.device(name)
 
 
@@ -184,6 +192,7 @@ def onnx_predictor(path: str | Path, device: str = "auto", batch_size: int = 4, 
         raise DataError(f"{path}: ONNX model not found")
     if device in (None, "auto"):
         device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))  # a name torch does not know is a usage error here too
     session = ort_session(path, device, graph_optimization, intra_op_threads)
     meta = _parse_meta(path, session.get_modelmeta().custom_metadata_map.get(META_KEY), f"metadata_props['{META_KEY}']")
     _half_device(path, meta, torch.device("cuda" if str(device).startswith("cuda") else "cpu"))
