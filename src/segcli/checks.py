@@ -122,6 +122,36 @@ def _optim_values(optim: dict, sched: dict) -> None:
         number(f"sched.{key}", sched.get(key, 1.0), 0, low_open=True)
 
 
+_LOSS_PARAMS = {  # (term, argument) → (low, high, low_open, optional) of its values
+    ("ce", "label_smoothing"): (0, 1, False, False), ("dice", "smooth"): (0, None, False, False),
+    ("jaccard", "smooth"): (0, None, False, False), ("focal", "gamma"): (0, None, False, False),
+    ("focal", "alpha"): (0, 1, False, True), ("tversky", "alpha"): (0, None, False, False),
+    ("tversky", "beta"): (0, None, False, False), ("tversky", "gamma"): (0, None, True, False),
+}
+
+
+def _loss_values(loss: dict) -> None:
+    for name, weight in (loss.get("terms") or {}).items():
+        number(f"loss.terms.{name}", weight, 0, what="a weight >= 0 (0 drops the term)")
+    number("loss.class_weight_power", loss.get("class_weight_power", 1.0), 0)
+    for term, args in (loss.get("params") or {}).items():
+        for arg, value in (args or {}).items():
+            if (term, arg) in _LOSS_PARAMS:
+                low, high, low_open, optional = _LOSS_PARAMS[term, arg]
+                number(f"loss.params.{term}.{arg}", value, low, high, low_open=low_open, optional=optional)
+
+
+_DEVICES = re.compile(r"auto|-1|[1-9]\d*|\d+(,\d+)*,|\d+(,\d+)+")  # Lightning's string forms ("0," = GPU 0)
+
+
+def _devices_ok(devices) -> bool:
+    if isinstance(devices, str):
+        return bool(_DEVICES.fullmatch(devices.replace(" ", "").lower()))
+    if isinstance(devices, (list, tuple)):
+        return bool(devices) and all(_within(d, 0, None, False, True) for d in devices)
+    return devices == -1 or _within(devices, 1, None, False, True)
+
+
 def _trainer_values(trainer: dict) -> None:
     epochs = trainer.get("max_epochs")
     if epochs is not None and epochs != -1:
@@ -136,6 +166,10 @@ def _trainer_values(trainer: dict) -> None:
     number("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1, integer=True)
     number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), 0, optional=True)
     number("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 1), 1, integer=True)
+    devices = trainer.get("devices", "auto")
+    if not _devices_ok(devices):
+        raise ConfigError(f"trainer.devices={devices!r}: give auto, a number of devices >= 1 (-1: all), or the "
+                          "indices of the GPUs to use, e.g. [0,1]")
     limit = trainer.get("limit_train_batches")
     if limit is not None and finite_number(limit) == 0:  # Lightning skips training and the run ends with no checkpoint
         raise ConfigError("trainer.limit_train_batches=0 trains nothing; give a fraction of the batches (0, 1], a "
@@ -143,13 +177,16 @@ def _trainer_values(trainer: dict) -> None:
 
 
 def check_values(cfg: dict) -> None:
-    """The numeric keys of data, augment, optim, sched and trainer, save_every_n_steps and early_stopping, and the
-    true/false switches (final_eval, channels_last, ...) in the composed `train` config (plain containers). The trainer group's machine settings (accelerator, precision,
-    strategy, nodes) are segcli.models.trainer_args.check's."""
+    """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), seed,
+    save_every_n_steps and early_stopping, and the true/false switches (final_eval, channels_last, ...) in the
+    composed `train` config (plain containers). The trainer group's other machine settings (accelerator,
+    precision, strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})
     _augment_values(cfg.get("augment") or {})
     _optim_values(cfg.get("optim") or {}, cfg.get("sched") or {})
     _trainer_values(cfg.get("trainer") or {})
+    _loss_values(cfg.get("loss") or {})
+    number("seed", cfg.get("seed", 0), 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
     number("save_every_n_steps", cfg.get("save_every_n_steps"), 1, integer=True, optional=True)
     stopping = cfg.get("early_stopping") or {}
     number("early_stopping.patience", stopping.get("patience"), 1, integer=True, optional=True,

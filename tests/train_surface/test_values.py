@@ -40,6 +40,17 @@ BAD = {
     "model.compile=1": "model.compile=1: give true or false",
     "data.cache=sometimes": "data.cache='sometimes': give auto, true or false",
     "data.num_workers=2.5": "data.num_workers=2.5: give auto or a whole number",
+    # loss settings: exit 4 from torch (label_smoothing, 'abc'), or a loss that trains the wrong way (negative)
+    "loss.terms.ce=-1": "loss.terms.ce=-1: give a weight >= 0",
+    "loss.terms.ce=abc": "loss.terms.ce='abc'",
+    "loss.params.ce.label_smoothing=1.5": "loss.params.ce.label_smoothing=1.5",
+    "loss=focal loss.params.focal.gamma=-2": "loss.params.focal.gamma=-2",
+    "loss=tversky loss.params.tversky.alpha=-1": "loss.params.tversky.alpha=-1",
+    "loss.class_weight_power=-1": "loss.class_weight_power=-1",
+    "seed=abc": "seed='abc': give a whole number from 0 to 4294967295",
+    "seed=-1": "seed=-1",
+    "trainer.devices=abc": "trainer.devices='abc': give auto",
+    "trainer.devices=0": "trainer.devices=0",
 }
 
 
@@ -52,7 +63,9 @@ def test_bad_values_name_the_key(override):
 @pytest.mark.parametrize("override", ["augment=robust augment.jpeg.p=0.1", "optim=sgd optim.momentum=0 optim.nesterov=false",
                                       "trainer.max_epochs=-1 trainer.max_time=00:00:01:00", "augment.crop_size=null",
                                       "trainer.gradient_clip_val=1.0", "data.batch_size=2.0", "augment.scale=[1,1]",
-                                      "data.cache=true data.num_workers=3", "data.cache=AUTO data.num_workers=auto"])
+                                      "data.cache=true data.num_workers=3", "data.cache=AUTO data.num_workers=auto",
+                                      "trainer.devices=[0,1]", "trainer.devices='0,'", "trainer.devices=-1",
+                                      "loss=focal loss.params.focal.alpha=0.25", "seed=4294967295"])
 def test_good_values_pass(override):
     check_values(to_container(compose("train", override.split())))
 
