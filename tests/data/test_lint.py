@@ -172,14 +172,32 @@ def test_prepare_lint_on_a_damaged_dataset(camvid_src, tmp_path, run_cli):
     assert {"out_of_range", "missing_image"} <= kinds(report, "error")
 
 
-@pytest.mark.parametrize("extra, code", [
-    (["--val-fraction", "1.5"], 2), (["--remap", "x=1"], 2), (["--classes", "a,b", "--ignore-index", "1"], 2),
+@pytest.mark.parametrize("extra, code, text", [
+    (["--val-fraction", "1.5"], 2, "--val-fraction 1.5"), (["--remap", "x=1"], 2, "--remap"),
+    (["--classes", "a,b", "--ignore-index", "1"], 2, "also the id of class 'b'"),
+    # exit 4 before (IndexError, ValueError), or a card whose ignore index is also a class
+    (["--ignore-index", "-5"], 2, "--ignore-index=-5: give a mask value from 0 to 65535"),
+    (["--ignore-index", "70000"], 2, "--ignore-index=70000"),
+    (["--ignore-index", "1"], 2, "--ignore-index 1 is also a class id in the masks (ids 0-2 found)"),
+    (["--folds", "0"], 2, "--folds=0: give a number of folds >= 2"), (["workers=abc"], 2, "workers='abc'"),
+    (["--seed", "-1"], 2, "--seed=-1: give a whole number from 0 to 4294967295"),
 ])
-def test_bad_options_exit_2(tmp_path, rng, run_cli, extra, code):
-    write_image(tmp_path / "images" / "a.png", random_image(rng, 8, 8))
-    write_grey(tmp_path / "masks" / "a.png", np.zeros((8, 8), np.uint8))
+def test_bad_options_exit_2(tmp_path, rng, run_cli, extra, code, text):
+    for stem in ("a", "b", "c"):
+        write_image(tmp_path / "images" / f"{stem}.png", random_image(rng, 8, 8))
+        write_grey(tmp_path / "masks" / f"{stem}.png", np.array([[0, 1], [2, 0]], np.uint8).repeat(4, 0).repeat(4, 1))
     args = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--out", tmp_path / "o"]
-    assert run_cli(*args, *extra)[0] == code
+    got, _, stderr = run_cli(*args, *extra)
+    assert got == code and text in stderr, stderr
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.partial-*"))
+
+
+@pytest.mark.parametrize("extra, text", [(["synthetic.height=0"], "synthetic.height=0: give pixels"),
+                                         (["synthetic.width=abc"], "synthetic.width='abc'"),
+                                         (["--num-images", "1"], "--num-images=1: give at least 2")])
+def test_bad_synthetic_settings_exit_2(tmp_path, run_cli, extra, text):
+    code, _, stderr = run_cli("prepare", "synthetic", "--out", tmp_path / "o", "--num-images", "4", *extra)
+    assert code == 2 and text in stderr and not (tmp_path / "o").exists()
 
 
 def test_unreadable_source_directory_exit_3(tmp_path, run_cli):

@@ -14,6 +14,22 @@ from segcli.errors import CheckFailed, ConfigError
 FORMATS = ("synthetic", "camvid", "folder", "voc", "cityscapes", "ade20k")
 
 
+def _check_values(cfg) -> None:
+    """The numeric settings, before any source is read: one line naming the option instead of exit 4."""
+    from segcli.checks import number
+
+    number("--seed", cfg.seed, 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
+    number("workers", cfg.workers, 0, integer=True, what="a whole number of threads >= 0 (0: up to 4)")
+    number("--max-size", cfg.max_size, 32, integer=True, optional=True, what="the longest side in pixels (>= 32)")
+    number("--ignore-index", cfg.get("ignore_index"), 0, 65535, integer=True, optional=True,
+           what="a mask value from 0 to 65535 that no class uses")
+    number("--folds", cfg.get("folds"), 2, integer=True, optional=True, what="a number of folds >= 2 (or leave it out)")
+    if cfg.format == "synthetic":
+        number("--num-images", cfg.synthetic.num_images, 2, integer=True, what="at least 2 (train and val)")
+        for side in ("height", "width"):
+            number(f"synthetic.{side}", cfg.synthetic[side], 32, integer=True, what="pixels, a whole number >= 32")
+
+
 def _splits(cfg) -> list[str] | None:
     return [str(s) for s in cfg.splits] if cfg.splits else None
 
@@ -23,9 +39,7 @@ def _synthetic(cfg):
     from segcli.data.masks import MaskDecoder
     from segcli.data.source import Sample, Source
 
-    n = int(cfg.synthetic.num_images)
-    if n < 2:
-        raise ConfigError(f"--num-images {n}: need at least 2 (train and val)")
+    n = int(cfg.synthetic.num_images)  # >= 2: _check_values
     num_val = max(1, n // 5)
 
     def scenes():
@@ -90,8 +104,7 @@ def run(cfg):
 
     if not cfg.out:
         raise ConfigError("no output directory; pass --out DIR")
-    if cfg.max_size is not None and int(cfg.max_size) < 32:
-        raise ConfigError(f"--max-size {cfg.max_size}: give the longest side in pixels (>= 32)")
+    _check_values(cfg)
     source = _source(cfg)
     prepared = write_dataset(cfg.out, source, overwrite=bool(cfg.overwrite), strict=bool(cfg.strict),
                              keep_going=bool(cfg.keep_going), max_size=cfg.max_size, workers=int(cfg.workers),

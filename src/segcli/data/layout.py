@@ -169,6 +169,9 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     classes = source.classes
     if classes is None:  # class table from the ids found (folder without --classes)
         top = max((s.max_id(ignore) for s in stats.values()), default=-1)
+        if ignore <= top:
+            raise ConfigError(f"--ignore-index {ignore} is also a class id in the masks (ids 0-{top} found); pick a "
+                              f"value above {top}, or name the classes with --classes")
         classes = [f"class_{i}" for i in range(top + 1)] or ["class_0"]
     palette = source.palette if len(source.palette) >= len(classes) else _default_palette(len(classes))
     _split_findings(report, source.splits, listed, splits, stats, classes)
