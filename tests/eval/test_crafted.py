@@ -212,7 +212,11 @@ def test_mode_usage_errors(crafted, tmp_path, capsys):
                        (["eval", "--predictions", preds, "--data", root, "--corruptions", "fog"], "needs a model"),
                        (["eval", "--predictions", preds, "--data", root, "--worst", "2"], "--out"),
                        (["eval", "--predictions", preds, "--data", root, "--split", "tset"], "no split 'tset'"),
-                       (["eval", "--predictions", preds, "--data", root, "inference.batch_size=0"], "batch_size=0")):
+                       (["eval", "--predictions", preds, "--data", root, "inference.batch_size=0"], "batch_size=0"),
+                       # exit 4 before (int('abc'), numpy's seed bounds); a negative band was taken as its minimum
+                       (["eval", "--predictions", preds, "--data", root, "seed=abc"], "seed='abc': give a whole"),
+                       (["eval", "--predictions", preds, "--data", root, "boundary.dilation_ratio=-1"],
+                        "boundary.dilation_ratio=-1: give a fraction of the image diagonal")):
         code, _, err = run_cli(args, capsys)
         assert code == 2 and hint in err, (args, err)
 

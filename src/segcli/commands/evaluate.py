@@ -117,6 +117,9 @@ def run(cfg) -> dict:
     if worst < 0:
         raise ConfigError(f"--worst {worst}: give a number of images >= 0")
     number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
+    number("seed", cfg.seed, 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
+    number("boundary.dilation_ratio", cfg.boundary.dilation_ratio, 0, 1, low_open=True,
+           what="a fraction of the image diagonal, > 0 and <= 1 (e.g. 0.02)")
     if worst and not cfg.out:
         raise ConfigError("--worst K writes figures; pass --out DIR too")
     old = load_report(cfg.compare) if cfg.compare else None
