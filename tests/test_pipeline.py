@@ -267,7 +267,7 @@ def test_onnxruntime_matches_torch(exported, trained):
 def test_export_impossible_tolerance_fails_and_writes_nothing(synthetic_run, tmp_path):
     out = tmp_path / "exports" / "model.onnx"
     proc = run_cli("export", "--ckpt", synthetic_run.best, "--format", "onnx", "--out", out,
-                   "verify.max_rel_logit_diff=-1", "verify_max_images=1", cwd=tmp_path)
+                   "verify.max_rel_logit_diff=0", "verify_max_images=1", cwd=tmp_path)  # onnxruntime differs by ~1e-6
     assert proc.returncode == 1, describe(proc)
     assert not out.exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no staging file left either
