@@ -32,11 +32,12 @@ def save_config(run_dir: Path, cfg) -> Path:
 
 
 def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | None,
-               train_crop: list[int] | None = None, input_scale: float = 1.0) -> dict:
+               train_crop: list[int] | None = None, input_scale: float = 1.0, min_size: int = 0) -> dict:
     """What a checkpoint or exported model carries so that it can be used with nothing else.
 
     train_crop: the [H, W] crop it was trained on (sliding-window inference defaults its tile to it).
-    input_scale: the factor images are resized by before the network (data.input_scale)."""
+    input_scale: the factor images are resized by before the network (data.input_scale).
+    min_size: the smallest input side the network runs on (inference pads smaller inputs up to it)."""
     stats = card.stats or {}
     return {
         "segcli_version": __version__,
@@ -47,6 +48,7 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | No
         "std": list(stats.get("std", [0.229, 0.224, 0.225])),
         "input": "float32 NCHW RGB, (x / 255 - mean) / std",
         "size_multiple": int(size_multiple),
+        "min_size": int(min_size),
         "train_crop": [int(v) for v in train_crop] if train_crop else None,
         "input_scale": float(input_scale),
         "model": model_kwargs,

@@ -27,15 +27,18 @@ class Timing:
 
 def benchmark_input(predictor, image, size: tuple[int, int] | None, batch: int = 1) -> torch.Tensor:
     """What the Predictor feeds a backend for `image` ((H, W, 3) uint8 RGB), resized to `size` ([H, W]) when
-    given: (batch, C, H', W') normalised float32, zero-padded bottom/right to the size multiple."""
+    given: (batch, C, H', W') normalised float32, zero-padded bottom/right to the size multiple
+    (and the model's min_size)."""
     import cv2
     import torch.nn.functional as F
 
+    from segcli.inference.predictor import min_size, padding
+
     if size:
         image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
-    multiple = int(predictor.meta["size_multiple"])
     x = predictor.preprocess([image])
-    x = F.pad(x, (0, (-x.shape[-1]) % multiple, 0, (-x.shape[-2]) % multiple))
+    pad_h, pad_w = padding(*x.shape[-2:], int(predictor.meta["size_multiple"]), min_size(predictor.meta))
+    x = F.pad(x, (0, pad_w, 0, pad_h))
     return x.repeat(batch, 1, 1, 1)
 
 

@@ -27,11 +27,13 @@ class ArgmaxHead(nn.Module):
 def exportable(model: nn.Module, meta: dict, device: str | torch.device = "cpu") -> tuple[nn.Module, torch.Tensor]:
     """A copy of `model` to export (with ArgmaxHead when meta["output"] == "ids"), in eval mode, in
     meta["dtype"], on `device`; and an example (1, C, H, W) input whose H and W are 2× and 3× the size
-    multiple (at least 64 × 96; verification then runs other sizes, so nothing depends on this one)."""
+    multiple (at least 64 × 96, and at least meta's min_size; verification then runs other sizes, so nothing
+    depends on this one)."""
     dtype = torch.float16 if meta.get("dtype") == "float16" else torch.float32
     model = copy.deepcopy(model)
     net = ArgmaxHead(model, len(meta["classes"])) if meta.get("output") == "ids" else model
     net = net.eval().to(device=device, dtype=dtype, memory_format=torch.contiguous_format)
     step = max(int(meta["size_multiple"]), 32)
-    example = torch.zeros(1, int(meta["model"]["in_channels"]), 2 * step, 3 * step, device=device, dtype=dtype)
+    side = -(-max(2 * step, int(meta.get("min_size") or 0)) // step) * step  # a network with a minimum input (PAN)
+    example = torch.zeros(1, int(meta["model"]["in_channels"]), side, side + step, device=device, dtype=dtype)
     return net, example

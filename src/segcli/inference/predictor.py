@@ -32,10 +32,18 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return (images.float() / 255.0 - mean_t) / std_t
 
 
-def forward_padded(forward: Forward, x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Run `forward` on (N, C, H, W) x zero-padded to multiples of `multiple`; return (N, K, H, W) logits."""
+def padding(h: int, w: int, multiple: int, min_size: int = 0) -> tuple[int, int]:
+    """Rows and columns to add (bottom, right) so that an h×w input becomes multiples of `multiple`, at least
+    `min_size` on each side (meta["min_size"]: the smallest input the network runs on, e.g. 128 for PAN)."""
+    return (max((-h) % multiple, min_size - h) if h < min_size else (-h) % multiple,
+            max((-w) % multiple, min_size - w) if w < min_size else (-w) % multiple)
+
+
+def forward_padded(forward: Forward, x: torch.Tensor, multiple: int, min_size: int = 0) -> torch.Tensor:
+    """Run `forward` on (N, C, H, W) x zero-padded (padding()) to multiples of `multiple`, at least `min_size`
+    per side; return (N, K, H, W) logits."""
     h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    pad_h, pad_w = padding(h, w, multiple, min_size)
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     logits = forward(x)
@@ -59,9 +67,15 @@ def at_scale(run: Forward, x: torch.Tensor, scale: float) -> torch.Tensor:
     return out
 
 
-def forward_scaled(forward: Forward, x: torch.Tensor, multiple: int, scale: float = 1.0) -> torch.Tensor:
+def forward_scaled(forward: Forward, x: torch.Tensor, multiple: int, scale: float = 1.0,
+                   min_size: int = 0) -> torch.Tensor:
     """forward_padded at `scale` × the input size, logits resized back: (N, C, H, W) → (N, K, H, W)."""
-    return at_scale(lambda t: forward_padded(forward, t, multiple), x, scale)
+    return at_scale(lambda t: forward_padded(forward, t, multiple, min_size), x, scale)
+
+
+def min_size(meta: dict) -> int:
+    """The smallest input side the model runs on (meta["min_size"]; 0 when absent: checkpoints before it)."""
+    return int(meta.get("min_size") or 0)
 
 
 def input_scale(meta: dict) -> float:
@@ -175,12 +189,12 @@ class Predictor:
         return self._run_once(x)
 
     def _run_once(self, x: torch.Tensor) -> torch.Tensor:
-        multiple = int(self.meta["size_multiple"])
+        multiple, smallest = int(self.meta["size_multiple"]), min_size(self.meta)
         if self.options.mode == "slide":
-            run = lambda crop: forward_padded(self.forward, crop, multiple)  # noqa: E731
+            run = lambda crop: forward_padded(self.forward, crop, multiple, smallest)  # noqa: E731
             return slide_logits(run, x, self.options.tile, self.options.stride(), self.options.blend,
                                 max(1, self.batch_size // x.shape[0]))
-        return forward_padded(self.forward, x, multiple)
+        return forward_padded(self.forward, x, multiple, smallest)
 
     @torch.inference_mode()
     def ids(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -188,7 +202,8 @@ class Predictor:
         if not self.outputs_ids:
             return to_ids(self.logits(images))
         x = self.preprocess(images)
-        ids = forward_padded(self.forward, resize(x, input_scale(self.meta)), int(self.meta["size_multiple"]))
+        ids = forward_padded(self.forward, resize(x, input_scale(self.meta)), int(self.meta["size_multiple"]),
+                             min_size(self.meta))
         if ids.shape[-2:] != x.shape[-2:]:  # a model run at input_scale != 1: nearest-neighbour back to the input size
             ids = F.interpolate(ids[:, None].float(), size=x.shape[-2:], mode="nearest-exact")[:, 0].long()
         return ids.cpu().numpy().astype(np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)

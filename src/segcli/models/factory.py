@@ -135,3 +135,41 @@ def size_multiple(model: nn.Module) -> int:
     (its decoder also reassembles the patch grid at half resolution, so the grid must be even)."""
     stride = int(getattr(getattr(model, "encoder", None), "output_stride", 32) or 32)
     return 2 * stride if type(model).__name__ == "DPT" else stride
+
+
+def _probe(model: nn.Module, channels: int, h: int, w: int) -> tuple[int, int] | str:
+    """The logits' (H, W) for zeros of size h×w (eval mode, no grad), or the first line of the error it raised."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return tuple(model(torch.zeros(1, channels, h, w)).shape[-2:])
+    except RuntimeError as err:
+        return str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    finally:
+        model.train(was_training)
+
+
+def check_input_size(model: nn.Module, kwargs: dict, size: list[int] | None) -> int:
+    """The smallest square input side (a multiple of the size multiple) `model` runs on, checked before anything
+    is written rather than as exit 4 from inside training; inference pads smaller images up to it
+    (meta["min_size"]). PAN pools its 1/32 grid three more times, so it needs 256×256 with resnet18; smp
+    sizes some combinations wrongly at any size (FPN with encoder_depth=3 returns 4× the input): a
+    ConfigError. `size`: the training crop [H, W] (None: whole images), which must reach the minimum."""
+    multiple, channels = size_multiple(model), int(kwargs.get("in_channels", 3))
+    extra = ", ".join(f"{k}={v}" for k, v in (kwargs.get("kwargs") or {}).items())
+    label = f"{kwargs['arch']}/{kwargs['encoder']}" + (f" with {extra}" if extra else "")
+    got: tuple[int, int] | str = ""
+    for side in range(multiple, 17 * multiple, multiple):
+        got = _probe(model, channels, side, side)
+        if isinstance(got, tuple):
+            break
+    else:
+        raise ConfigError(f"{label} cannot run on inputs up to {side}x{side} ({got}); choose another model")
+    if got != (side, side):
+        raise ConfigError(f"{label} gives {got[0]}x{got[1]} logits for a {side}x{side} input (smp does not size "
+                          "this combination back to the input); change model.kwargs")
+    if size and min(int(v) for v in size) < side:
+        raise ConfigError(f"{label} needs inputs of at least {side}x{side} pixels, and augment.crop_size={list(size)} "
+                          "is smaller; give larger crops (or a larger data.input_scale), or choose another model")
+    return side

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from segcli.inference.predictor import forward_scaled, input_scale, normalize
+from segcli.inference.predictor import forward_scaled, input_scale, min_size, normalize, padding
 from segcli.metrics import ConfusionMatrix, compute_metrics
 from segcli.models.factory import build_model
 from segcli.models.losses import build_loss
@@ -77,15 +77,15 @@ class SegModule(L.LightningModule):
         """(N, C, H, W) uint8 (C = in_channels) → (N, K, H, W) float32 logits, any H, W (run at meta's input_scale,
         resized back)."""
         x = normalize(images, self.meta["mean"], self.meta["std"])
-        return forward_scaled(self._net, x, int(self.meta["size_multiple"]), input_scale(self.meta))
+        return forward_scaled(self._net, x, int(self.meta["size_multiple"]), input_scale(self.meta),
+                              min_size(self.meta))
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x = normalize(batch["image"], self.meta["mean"], self.meta["std"])
         target = batch["mask"]
-        multiple = int(self.meta["size_multiple"])
-        pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
-        if pad_h or pad_w:  # whole-image training on sizes that are not multiples of the stride
+        pad_h, pad_w = padding(*x.shape[-2:], int(self.meta["size_multiple"]), min_size(self.meta))
+        if pad_h or pad_w:  # whole-image training on sizes that are not multiples of the stride (or too small)
             x = F.pad(x, (0, pad_w, 0, pad_h))
             target = F.pad(target, (0, pad_w, 0, pad_h), value=int(self.meta["ignore_index"]))
         loss = self.loss_fn(self._train_logits(x), target)
