@@ -57,6 +57,21 @@ def test_datamodule_folds_and_rare_sampling(folded):
         SegDataModule({**data, "fold": 7}, augment, card=folded).setup()
 
 
+def test_a_fold_the_card_lacks_fails_before_the_run_directory(folded, tmp_path, run_cli):
+    """data.fold on a card without folds failed inside fit (after the run directory was made); abc was exit 4."""
+    args = ["train", "trainer.max_epochs=1", "data.num_workers=0", "trainer.enable_progress_bar=false",
+            "augment.crop_size=[8,8]", "--run-dir", tmp_path / "run"]
+    unfolded = tmp_path / "plain"
+    code, _, _ = run_cli("prepare", "folder", "--images", folded.root / "images" / "train", "--masks",
+                         folded.root / "masks" / "train", "--out", unfolded, "--classes", "a,b,rare")
+    assert code == 0
+    for root, fold, text in [(unfolded, "0", "has no fold assignment"), (folded.root, "7", "data.fold=7"),
+                             (folded.root, "abc", "data.fold='abc': give the index of a fold")]:
+        code, _, err = run_cli(*args, f"data.root={root}", f"data.fold={fold}")
+        assert code == 2 and text in err and "run directory" not in err, err
+        assert not (tmp_path / "run").exists()
+
+
 def test_class_weights_auto_list_and_errors(folded):
     from segcli.models.losses import WeightedLoss, resolve_class_weights
 

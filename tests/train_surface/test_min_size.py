@@ -1,5 +1,5 @@
-"""Networks with a smallest input (PAN pools its 1/32 grid three more times): training crops below it are a usage
-error before anything is written, and inference pads smaller images up to it (meta["min_size"]) in every backend."""
+"""Networks with a smallest input (PAN pools its 1/32 grid three more times): training pads crops and inference pads
+images up to it (meta["min_size"]) in every backend; a combination smp sizes wrongly fails before anything is written."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from helpers_surface import QUICK, segcli
 
 from segcli.errors import ConfigError
-from segcli.models.factory import build_model, check_input_size
+from segcli.models.factory import build_model, min_input_size
 
 
 def _kwargs(arch: str, **extra) -> dict:
@@ -18,21 +18,23 @@ def _kwargs(arch: str, **extra) -> dict:
 
 
 def test_smallest_input_per_architecture():
-    assert check_input_size(build_model(**_kwargs("unet")), _kwargs("unet"), [32, 32]) == 32
-    assert check_input_size(build_model(**_kwargs("pan")), _kwargs("pan"), None) == 128
-    with pytest.raises(ConfigError, match=r"pan/resnet18 needs inputs of at least 128x128 pixels, and "
-                                          r"augment.crop_size=\[64, 64\] is smaller"):
-        check_input_size(build_model(**_kwargs("pan")), _kwargs("pan"), [64, 64])
+    assert min_input_size(build_model(**_kwargs("unet")), _kwargs("unet")) == 32
+    assert min_input_size(build_model(**_kwargs("pan")), _kwargs("pan")) == 128
     fpn = _kwargs("fpn", encoder_depth=3)  # was exit 4: "size mismatch (got input: [8, 7, 256, 256], target: ...)"
     with pytest.raises(ConfigError, match="fpn/resnet18 with encoder_depth=3 gives 32x32 logits for a 8x8 input"):
-        check_input_size(build_model(**fpn), fpn, [64, 64])
+        min_input_size(build_model(**fpn), fpn)
 
 
-def test_pan_crops_below_its_minimum_fail_before_the_run_directory(tiny_data, tmp_path):
+def test_pan_trains_on_crops_below_its_minimum_padded_up(tiny_data, tmp_path):
+    """32x32 crops (and 48x64 validation images) through PAN: exit 4 before ("Output size is too small")."""
     proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model=pan", "--run-dir", tmp_path / "run")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith("segcli: error: pan/resnet18 needs inputs of at least 128x128")
-    assert not (tmp_path / "run").exists()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "runs on inputs of at least 128x128; crops of 32x32 are padded up to it" in proc.stderr
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model=fpn", "+model.kwargs.encoder_depth=3",
+                  "--run-dir", tmp_path / "fpn")
+    assert proc.returncode == 2 and "gives 32x32 logits for a 8x8 input" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "fpn").exists()
 
 
 def test_images_smaller_than_the_minimum_are_padded_in_predict_and_export(tiny_data, tmp_path):
@@ -45,7 +47,7 @@ def test_images_smaller_than_the_minimum_are_padded_in_predict_and_export(tiny_d
     card = load_card(tiny_data)
     kwargs = {**_kwargs("pan"), "classes": card.num_classes}
     model = build_model(**kwargs)
-    meta = model_meta(card, kwargs, 32, "val", train_crop=[128, 128], min_size=check_input_size(model, kwargs, None))
+    meta = model_meta(card, kwargs, 32, "val", train_crop=[128, 128], min_size=min_input_size(model, kwargs))
     ckpt = tmp_path / "pan.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
                 "hyper_parameters": {"meta": meta}}, ckpt)

@@ -83,7 +83,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.data.channels import fit_normalization
     from segcli.data.datamodule import SegDataModule, input_scale, validates
     from segcli.inference.io import missing_folders
-    from segcli.models.factory import build_model, check_input_size, model_kwargs, size_multiple
+    from segcli.models.factory import build_model, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
     from segcli.models.trainer_args import check as check_trainer, lightning_config_errors
     from segcli.runs import make_run_dir, model_meta, save_config
@@ -107,12 +107,19 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     card = load_card(cfg.data.root)
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
     probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
-    smallest = check_input_size(probe, kwargs, cfg.augment.get("crop_size"))
+    smallest = min_input_size(probe, kwargs)
+    crop = cfg.augment.get("crop_size")
+    if crop and min(int(v) for v in crop) < smallest and first_process():
+        info(f"train: note: {kwargs['arch']}/{kwargs['encoder']} runs on inputs of at least {smallest}x{smallest}; "
+             f"crops of {crop[0]}x{crop[1]} are padded up to it (unlabelled), so larger augment.crop_size costs "
+             "little more")
     meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split, train_crop=cfg.augment.get("crop_size"),
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
     del probe
     card.pairs(cfg.data.train_split)  # an unknown split fails here, before the run directory exists
+    if cfg.data.get("fold") is not None:  # so does a fold the card lacks
+        card.indices(cfg.data.train_split, int(cfg.data.fold), held_out=True)
     if cfg.data.val_split is not None:  # null: no validation
         try:
             card.pairs(cfg.data.val_split)

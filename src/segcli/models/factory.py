@@ -150,12 +150,12 @@ def _probe(model: nn.Module, channels: int, h: int, w: int) -> tuple[int, int] |
         model.train(was_training)
 
 
-def check_input_size(model: nn.Module, kwargs: dict, size: list[int] | None) -> int:
-    """The smallest square input side (a multiple of the size multiple) `model` runs on, checked before anything
-    is written rather than as exit 4 from inside training; inference pads smaller images up to it
-    (meta["min_size"]). PAN pools its 1/32 grid three more times, so it needs 256×256 with resnet18; smp
+def min_input_size(model: nn.Module, kwargs: dict) -> int:
+    """The smallest square input side (a multiple of the size multiple) `model` runs on, found before anything
+    is written rather than as exit 4 from inside training: training and inference pad smaller inputs up to it
+    (meta["min_size"]). PAN pools its 1/32 grid three more times, so it needs 128×128 with resnet18. smp
     sizes some combinations wrongly at any size (FPN with encoder_depth=3 returns 4× the input): a
-    ConfigError. `size`: the training crop [H, W] (None: whole images), which must reach the minimum."""
+    ConfigError."""
     multiple, channels = size_multiple(model), int(kwargs.get("in_channels", 3))
     extra = ", ".join(f"{k}={v}" for k, v in (kwargs.get("kwargs") or {}).items())
     label = f"{kwargs['arch']}/{kwargs['encoder']}" + (f" with {extra}" if extra else "")
@@ -169,7 +169,4 @@ def check_input_size(model: nn.Module, kwargs: dict, size: list[int] | None) -> 
     if got != (side, side):
         raise ConfigError(f"{label} gives {got[0]}x{got[1]} logits for a {side}x{side} input (smp does not size "
                           "this combination back to the input); change model.kwargs")
-    if size and min(int(v) for v in size) < side:
-        raise ConfigError(f"{label} needs inputs of at least {side}x{side} pixels, and augment.crop_size={list(size)} "
-                          "is smaller; give larger crops (or a larger data.input_scale), or choose another model")
     return side
