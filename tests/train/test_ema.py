@@ -7,7 +7,7 @@ import signal
 
 import torch
 
-from helpers_train import epochs_run, rows, segcli, start_and_wait_for_last, tiny, val_rows
+from helpers_train import epochs_run, popen, rows, segcli, start_and_wait_for_last, tiny, val_rows
 
 
 def _best_logged(run_dir) -> float:
@@ -43,15 +43,21 @@ def test_validation_best_ckpt_and_eval_agree_on_the_average(tiny_data, reference
     assert not torch.equal(last["state_dict"][key], last["current_model_state"][key])
 
 
-def test_sigkill_then_resume_continues_the_average(tiny_data, tmp_path, capsys):
+def _in_a_fresh_process(args, tmp_path) -> None:
+    proc = popen(args, tmp_path, tmp_path / "stderr.txt")
+    assert proc.wait(timeout=600) == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
+
+
+def test_sigkill_then_resume_continues_the_average(tiny_data, tmp_path):
+    # Every part runs in a fresh process: in one full `make test` the in-process run's epoch-0 val mIoU differed
+    # from a fresh process's in the 4th digit (not reproduced alone, nor in subsets): the test process's state,
+    # not resume, which this test is about.
     args = tiny(tiny_data, "trainer.max_epochs=3", "ema.decay=0.7", "final_eval=false")
-    code, _, err = segcli(["train", *args, "--run-dir", tmp_path / "whole"], capsys)
-    assert code == 0, err
+    _in_a_fresh_process(["train", *args, "--run-dir", tmp_path / "whole"], tmp_path)
     proc = start_and_wait_for_last(args, tmp_path / "killed", tmp_path)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    code, _, err = segcli(["train", "--resume", tmp_path / "killed"], capsys)
-    assert code == 0, err
+    _in_a_fresh_process(["train", "--resume", tmp_path / "killed"], tmp_path)
     assert epochs_run(tmp_path / "killed") == 3
     assert val_rows(tmp_path / "killed") == val_rows(tmp_path / "whole")
 
