@@ -65,3 +65,18 @@ def test_lightning_log_keeps_its_facts_but_not_its_adverts(tiny_data, tmp_path, 
     assert code == 0, err
     assert any("GPU available" in m for m in messages)  # Lightning's own report still reaches the log
     assert not [m for m in messages if "litlogger" in m or "💡" in m]
+
+
+def test_a_run_directory_holding_a_run_is_refused(tiny_data, reference_run, capsys):
+    """--run-dir naming a finished run trained over it (best.ckpt and last.ckpt replaced, metrics mixed), and two
+    runs started at once into one folder both wrote there."""
+    from helpers_train import tiny
+
+    files = {p: p.stat().st_mtime_ns for p in reference_run.rglob("*") if p.is_file()}
+    code, out, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1"), "--run-dir", reference_run], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == (
+        f"segcli: error: --run-dir {reference_run} holds a run already (config.yaml and checkpoints); continue it "
+        f"with `segcli train --resume {reference_run}`, or give another --run-dir (a new run would overwrite its "
+        "checkpoints)")
+    assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*") if p.is_file()} == files

@@ -49,6 +49,23 @@ def _given_run_dir(cfg) -> str | None:
     return None
 
 
+def _refuse_an_earlier_run(run_dir: Path, cfg) -> None:
+    """--run-dir naming a folder that holds a run (its config.yaml or checkpoints) would overwrite that run's
+    checkpoints, or mix two runs started at once: a usage error. Checked by the one process that starts a run
+    (the others of a distributed run share the folder the first one made)."""
+    from segcli.models.trainer_args import started_as_one_of_several
+
+    if not first_process() or started_as_one_of_several(cfg.trainer.get("num_nodes", 1)):
+        return
+    checkpoints = run_dir / "checkpoints"
+    held = [name for name, there in (("config.yaml", (run_dir / "config.yaml").is_file()),
+                                     ("checkpoints", checkpoints.is_dir() and any(checkpoints.iterdir()))) if there]
+    if held:
+        raise ConfigError(f"--run-dir {run_dir} holds a run already ({' and '.join(held)}); continue it with "
+                          f"`segcli train --resume {run_dir}`, or give another --run-dir (a new run would overwrite "
+                          "its checkpoints)")
+
+
 def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
     """After an error building the Trainer or inside fit: a run directory this command made and that holds no
     checkpoint yet (only its config and logs) is removed, with the empty parents it made (`created`), so a failed
@@ -151,6 +168,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
             info(f"train: resuming {run_dir} from {ckpt_path.name} (step {step})")
     else:
         given = _given_run_dir(cfg)
+        if given:
+            _refuse_an_earlier_run(Path(given), cfg)
         created = missing_folders(given if given else Path("runs") / "train")  # before make_run_dir makes them
         new_dir = given is None or bool(created)
         run_dir = make_run_dir(given, "train")
