@@ -24,6 +24,13 @@ def test_sweep_runs_every_job_and_reports_a_failure(tiny_data, tmp_path, capsys)
     assert "no_such_encoder" in jobs[1]["error"]
     assert jobs[1]["run_dir"] == "" and not (sweep_dir / "1-encoder=no_such_encoder").exists()  # none was made
     assert len(json.loads((sweep_dir / "summary.json").read_text())["jobs"]) == 2
+    # the same --run-dir again: refused before any job (each job failed over the earlier runs, and the summary
+    # showed the earlier figures for the failed jobs)
+    before = (sweep_dir / "summary.csv").read_bytes()
+    code, out, err = segcli(["train", "-m", *tiny(tiny_data, "trainer.limit_train_batches=1", "final_eval=false"),
+                             "model.encoder=resnet18,no_such_encoder", "--run-dir", sweep_dir], capsys)
+    assert code == 2 and out == "" and "holds a sweep already (summary.csv)" in err
+    assert (sweep_dir / "summary.csv").read_bytes() == before
 
 
 def test_a_sweep_without_m_is_refused(tiny_data, capsys):

@@ -92,6 +92,9 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
             check_values(to_container(compose("train", job, config_dir=config_dir)))
         except ConfigError as err:
             raise ConfigError(f"sweep job {index} ({job_name(index, job, swept)}): {err}") from None
+    if run_dir and (Path(run_dir) / "summary.csv").is_file():
+        raise ConfigError(f"--run-dir {run_dir} holds a sweep already (summary.csv); give another --run-dir (its job "
+                          "folders hold the earlier runs)")
     root = sweep_dir(run_dir)
     info(f"train: sweep of {len(jobs)} jobs in {root}")
     rows = []
