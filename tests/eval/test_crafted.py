@@ -176,6 +176,11 @@ def test_compare_prints_deltas(crafted, tmp_path, capsys):
     assert road["delta_iou"] == pytest.approx(8 / 11 - 0.5) and road["old_iou"] == 0.5
     assert "+22.73" in out  # (8/11 - 1/2) in points
     assert "Δ IoU" in (tmp_path / "o" / "report.md").read_text()
+    assert "scores other classes" not in err
+    rep["classes"][1]["name"] = "street"  # a report of another dataset: the means average other classes
+    old.write_text(json.dumps(rep))
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)
+    assert code == 0 and "scores other classes" in err and "in one only: road, street" in err, err
     old.write_text("{not json")
     code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)
     assert code == 3 and "old.json" in err

@@ -150,6 +150,12 @@ def run(cfg) -> dict:
         extra["worst"] = worst_entries(acc)
     if old is not None:
         extra["compare"] = deltas(old, metrics, str(cfg.compare))
+        before, now = [r["name"] for r in old["classes"]], [r["name"] for r in metrics["classes"]]
+        if before != now and distributed.is_main():
+            only = sorted(set(before) ^ set(now))
+            info(f"eval: note: {cfg.compare} scores other classes ({len(before)} vs {len(now)}"
+                 + (f"; in one only: {', '.join(only[:6])}{' …' if len(only) > 6 else ''}" if only else ", in another order")
+                 + "); classes are matched by name, and the means average different classes")
     shortfalls = failures(thresholds, metrics)
     if thresholds:
         extra["gate"] = {"thresholds": [t.spec for t in thresholds], "passed": not shortfalls, "failures": shortfalls}
