@@ -81,6 +81,17 @@ def test_argmax_export_returns_ids(kind, exported, dataset):
         predictor.logits([image])
 
 
+@pytest.mark.parametrize("override", ["inference.tta=flip", "inference.scales=[0.75,1.0]", "inference=slide"])
+def test_an_ids_model_refuses_inference_that_combines_logits(override, exported, dataset, tmp_path, cli):
+    """They were ignored without a word: predict and eval ran one plain pass."""
+    code, out, err = cli("predict", dataset / "images" / "val", "--model", exported["onnx-argmax"], "--out",
+                         tmp_path / "pred", override)
+    assert code == 2 and "exported with --argmax" in err and "combines logits" in err and not out
+    assert not (tmp_path / "pred").exists()
+    code, _, err = cli("eval", "--model", exported["onnx-argmax"], "--data", dataset, override)
+    assert code == 2 and "combines logits" in err
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_predict_model_matches_ckpt(kind, exported, ckpt, dataset, tmp_path, cli):
     images = dataset / "images" / "val"

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segcli.errors import ConfigError
 from segcli.inference.options import InferenceOptions
 from segcli.inference.sliding import slide_logits
 
@@ -116,6 +117,13 @@ class Predictor:
     def configure(self, inference_cfg) -> "Predictor":
         """Set `options` from an `inference` config group (tile defaults to meta's training crop); returns self."""
         self.options = InferenceOptions.from_config(inference_cfg, self.meta)
+        if self.outputs_ids and not self.options.plain:  # ids() runs one whole pass: these would be ignored
+            asked = [f"{k}={v}" for k, v, default in (("inference.mode", self.options.mode, "whole"),
+                                                       ("inference.tta", self.options.tta, "none"),
+                                                       ("inference.scales", list(self.options.scales), [1.0]))
+                     if v != default]
+            raise ConfigError(f"this model returns class ids (exported with --argmax), and {', '.join(asked)} "
+                              "combines logits; export without --argmax, or leave inference at its defaults")
         return self
 
     @property
@@ -159,8 +167,6 @@ class Predictor:
         """Same-size images → (N, K, H, W) float32 scores at the input resolution whose argmax is the prediction:
         the model's logits for a single pass (whole or slide), log of the averaged probabilities with TTA/scales."""
         if self.outputs_ids:
-            from segcli.errors import ConfigError
-
             raise ConfigError("this model returns class ids (exported with --argmax), not logits; "
                               "export without --argmax to get logits")
         x = self.preprocess(images)
