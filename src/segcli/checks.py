@@ -52,6 +52,11 @@ def number(key: str, value, low: float | None = None, high: float | None = None,
     raise ConfigError(f"{key}={value!r}: give {what}")
 
 
+def seed(key: str, value) -> None:
+    """A random seed: what numpy takes, 0 to 2**32 - 1."""
+    number(key, value, 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
+
+
 def span(key: str, value, low: float | None = None, high: float | None = None, *, low_open: bool = False,
          integer: bool = False) -> None:
     """value must be [lo, hi] with lo <= hi, both within number()'s bounds."""
@@ -188,7 +193,7 @@ def check_values(cfg: dict) -> None:
     _optim_values(cfg.get("optim") or {}, cfg.get("sched") or {})
     _trainer_values(cfg.get("trainer") or {})
     _loss_values(cfg.get("loss") or {})
-    number("seed", cfg.get("seed", 0), 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
+    seed("seed", cfg.get("seed", 0))
     number("save_every_n_steps", cfg.get("save_every_n_steps"), 1, integer=True, optional=True)
     stopping = cfg.get("early_stopping") or {}
     number("early_stopping.patience", stopping.get("patience"), 1, integer=True, optional=True,

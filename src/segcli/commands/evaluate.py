@@ -100,9 +100,9 @@ def _open(cfg, mode: str, device: str):
 
 def run(cfg) -> dict:
     """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
-    from segcli.checks import number
+    from segcli.checks import number, seed
     from segcli.evaluation import distributed
-    from segcli.evaluation.compare import deltas, load_report
+    from segcli.evaluation.compare import class_mismatch, deltas, load_report
     from segcli.evaluation.corruptions import parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
     from segcli.evaluation.sources import model_items, prediction_items, split_pairs
@@ -117,7 +117,7 @@ def run(cfg) -> dict:
     if worst < 0:
         raise ConfigError(f"--worst {worst}: give a number of images >= 0")
     number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
-    number("seed", cfg.seed, 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
+    seed("seed", cfg.seed)
     number("boundary.dilation_ratio", cfg.boundary.dilation_ratio, 0, 1, low_open=True,
            what="a fraction of the image diagonal, > 0 and <= 1 (e.g. 0.02)")
     if worst and not cfg.out:
@@ -150,12 +150,9 @@ def run(cfg) -> dict:
         extra["worst"] = worst_entries(acc)
     if old is not None:
         extra["compare"] = deltas(old, metrics, str(cfg.compare))
-        before, now = [r["name"] for r in old["classes"]], [r["name"] for r in metrics["classes"]]
-        if before != now and distributed.is_main():
-            only = sorted(set(before) ^ set(now))
-            info(f"eval: note: {cfg.compare} scores other classes ({len(before)} vs {len(now)}"
-                 + (f"; in one only: {', '.join(only[:6])}{' …' if len(only) > 6 else ''}" if only else ", in another order")
-                 + "); classes are matched by name, and the means average different classes")
+        mismatch = class_mismatch(old, metrics, str(cfg.compare))
+        if mismatch and distributed.is_main():
+            info(f"eval: note: {mismatch}")
     shortfalls = failures(thresholds, metrics)
     if thresholds:
         extra["gate"] = {"thresholds": [t.spec for t in thresholds], "passed": not shortfalls, "failures": shortfalls}

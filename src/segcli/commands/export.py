@@ -63,7 +63,8 @@ def _check_values(cfg) -> None:
     number("benchmark.runs", cfg.benchmark.runs, 1, integer=True)
     size = cfg.benchmark.size
     values = list(size) if size is not None and hasattr(size, "__len__") and not isinstance(size, str) else [size]
-    if size is not None and (len(values) != 2 or any(finite_number(v) is None or v < 1 or v != int(v) for v in values)):
+    if size is not None and (len(values) != 2 or not all((finite_number(v) or 0) >= 1 and finite_number(v) % 1 == 0
+                                                          for v in values)):
         raise ConfigError(f"benchmark.size={size!r}: give [height, width] in whole pixels >= 1, or null for the "
                           "verification images' size")
 

@@ -16,9 +16,9 @@ FORMATS = ("synthetic", "camvid", "folder", "voc", "cityscapes", "ade20k")
 
 def _check_values(cfg) -> None:
     """The numeric settings, before any source is read: one line naming the option instead of exit 4."""
-    from segcli.checks import number
+    from segcli.checks import number, seed
 
-    number("--seed", cfg.seed, 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
+    seed("--seed", cfg.seed)
     number("workers", cfg.workers, 0, integer=True, what="a whole number of threads >= 0 (0: up to 4)")
     number("--max-size", cfg.max_size, 32, integer=True, optional=True, what="the longest side in pixels (>= 32)")
     number("--ignore-index", cfg.get("ignore_index"), 0, 65535, integer=True, optional=True,

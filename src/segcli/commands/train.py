@@ -130,7 +130,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         info(f"train: note: {kwargs['arch']}/{kwargs['encoder']} runs on inputs of at least {smallest}x{smallest}; "
              f"crops of {crop[0]}x{crop[1]} are padded up to it (unlabelled), so larger augment.crop_size costs "
              "little more")
-    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split, train_crop=cfg.augment.get("crop_size"),
+    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split, train_crop=crop,
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
     del probe

@@ -49,7 +49,6 @@ def decode_image_raw(data: bytes, path: Path) -> np.ndarray:
     return _decode(data, COLOUR, path)
 
 
-
 @dataclass
 class RawMask:
     """A mask as stored. array: (H, W) raw values, or (H, W, 3) uint8 RGB when kind == 'rgb'.

@@ -50,3 +50,15 @@ def deltas(old: dict, new: dict, source: str = "") -> dict:
             entry[f"delta_{rate}"] = _delta(after.get(rate), before.get(rate))
         rows.append(entry)
     return {"against": source, "aggregates": aggregates, "classes": rows}
+
+
+def class_mismatch(old: dict, new: dict, source: str = "") -> str | None:
+    """A note when the two reports score other classes (another dataset, or another order), else None."""
+    before, now = [r["name"] for r in old["classes"]], [r["name"] for r in new["classes"]]
+    if before == now:
+        return None
+    only = sorted(set(before) ^ set(now))
+    listed = f"; in one only: {', '.join(only[:6])}{' …' if len(only) > 6 else ''}" if only else ", in another order"
+    return (f"{source} scores other classes ({len(before)} vs {len(now)}{listed}); classes are matched by name, "
+            "and the means average different classes")
+
