@@ -52,6 +52,13 @@ def number(key: str, value, low: float | None = None, high: float | None = None,
     raise ConfigError(f"{key}={value!r}: give {what}")
 
 
+def is_size(value) -> bool:
+    """[height, width] in pixels: two whole numbers >= 1 (a list, a tuple or an OmegaConf ListConfig)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        return False
+    return all(_within(v, 1, None, False, True) for v in value)
+
+
 def seed(key: str, value) -> None:
     """A random seed: what numpy takes, 0 to 2**32 - 1."""
     number(key, value, 0, 2**32 - 1, integer=True, what="a whole number from 0 to 4294967295")
@@ -90,8 +97,7 @@ def _data_values(data: dict) -> None:
 
 def _augment_values(augment: dict) -> None:
     crop = augment.get("crop_size")
-    if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2
-                             or not all(_within(c, 1, None, False, True) for c in crop)):
+    if crop is not None and not is_size(crop):
         raise ConfigError(f"augment.crop_size={crop!r}: give [height, width] in pixels (whole numbers >= 1), or null "
                           "for whole images")
     span("augment.scale", augment.get("scale") or [1.0, 1.0], 0, low_open=True)

@@ -44,7 +44,7 @@ def _check_options(cfg) -> None:
 def _check_values(cfg) -> None:
     """The numeric settings: an opset torch's exporter writes, at least one verification image, tolerances that
     can be met (fractions in [0, 1]), benchmark sizes and counts >= 1."""
-    from segcli.checks import finite_number, number
+    from segcli.checks import is_size, number
     from segcli.export.onnx import opsets
 
     if cfg.format == "onnx":
@@ -62,9 +62,7 @@ def _check_values(cfg) -> None:
     number("benchmark.batch_size", cfg.benchmark.batch_size, 1, integer=True)
     number("benchmark.runs", cfg.benchmark.runs, 1, integer=True)
     size = cfg.benchmark.size
-    values = list(size) if size is not None and hasattr(size, "__len__") and not isinstance(size, str) else [size]
-    if size is not None and (len(values) != 2 or not all((finite_number(v) or 0) >= 1 and finite_number(v) % 1 == 0
-                                                          for v in values)):
+    if size is not None and not is_size(size):
         raise ConfigError(f"benchmark.size={size!r}: give [height, width] in whole pixels >= 1, or null for the "
                           "verification images' size")
 

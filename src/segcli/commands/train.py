@@ -49,6 +49,11 @@ def _given_run_dir(cfg) -> str | None:
     return None
 
 
+def _has_checkpoint(run_dir: Path) -> bool:
+    checkpoints = run_dir / "checkpoints"
+    return checkpoints.is_dir() and any(checkpoints.iterdir())
+
+
 def _refuse_an_earlier_run(run_dir: Path, cfg) -> None:
     """--run-dir naming a folder that holds a run (its config.yaml or checkpoints) would overwrite that run's
     checkpoints, or mix two runs started at once: a usage error. Checked by the one process that starts a run
@@ -57,9 +62,8 @@ def _refuse_an_earlier_run(run_dir: Path, cfg) -> None:
 
     if not first_process() or started_as_one_of_several(cfg.trainer.get("num_nodes", 1)):
         return
-    checkpoints = run_dir / "checkpoints"
     held = [name for name, there in (("config.yaml", (run_dir / "config.yaml").is_file()),
-                                     ("checkpoints", checkpoints.is_dir() and any(checkpoints.iterdir()))) if there]
+                                     ("checkpoints", _has_checkpoint(run_dir))) if there]
     if held:
         raise ConfigError(f"--run-dir {run_dir} holds a run already ({' and '.join(held)}); continue it with "
                           f"`segcli train --resume {run_dir}`, or give another --run-dir (a new run would overwrite "
@@ -74,8 +78,7 @@ def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
 
     from segcli.inference.io import remove_empty
 
-    checkpoints = run_dir / "checkpoints"
-    if first_process() and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+    if first_process() and not _has_checkpoint(run_dir):
         shutil.rmtree(run_dir, ignore_errors=True)
         remove_empty(created)
 
