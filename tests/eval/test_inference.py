@@ -125,6 +125,10 @@ def test_option_errors():
     with pytest.raises(ConfigError, match="records no training crop"):
         InferenceOptions.from_config({"mode": "slide"}, {**META, "train_crop": None})
     assert InferenceOptions.from_config({"mode": "slide", "tile": 32}, {}).tile == (32, 32)
+    with pytest.raises(ConfigError, match=r"tile=\[7, 9\] is smaller than this model's smallest input \(32 px"):
+        InferenceOptions.from_config({"mode": "slide", "tile": [7, 9]}, {**META, "size_multiple": 32})
+    with pytest.raises(ConfigError, match=r"smallest input \(128 px"):
+        InferenceOptions.from_config({"mode": "slide", "tile": [96, 200]}, {**META, "size_multiple": 32, "min_size": 128})
     with pytest.raises(ConfigError, match="overlap"):
         InferenceOptions.from_config({"overlap": 1.0}, META)
     with pytest.raises(ConfigError, match="scales"):

@@ -92,4 +92,9 @@ def _tile(tile, meta: dict | None) -> tuple[int, int]:
     tile = [int(v) for v in tile]
     if len(tile) != 2 or min(tile) < 1:
         raise ConfigError(f"inference.tile={tile} must be [H, W] with positive sizes, e.g. [512,512]")
+    meta = meta or {}
+    smallest = max(int(meta.get("size_multiple") or 1), int(meta.get("min_size") or 0))
+    if min(tile) < smallest:  # every window would be padded up to it: many windows, each mostly padding
+        raise ConfigError(f"inference.tile={tile} is smaller than this model's smallest input ({smallest} px: its "
+                          f"size multiple or minimum size); give at least [{smallest},{smallest}]")
     return tile[0], tile[1]
