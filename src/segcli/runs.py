@@ -47,6 +47,7 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | No
         "mean": list(stats.get("mean", [0.485, 0.456, 0.406])),
         "std": list(stats.get("std", [0.229, 0.224, 0.225])),
         "input": "float32 NCHW RGB, (x / 255 - mean) / std",
+        "image_range": card.image_range,  # deeper-than-8-bit images: the values mapped onto x = 0..255
         "size_multiple": int(size_multiple),
         "min_size": int(min_size),
         "train_crop": [int(v) for v in train_crop] if train_crop else None,

@@ -31,7 +31,7 @@ def _counting_reads(monkeypatch) -> list:
 
     calls = []
     real = dataset.read_image
-    monkeypatch.setattr(dataset, "read_image", lambda path, channels=3: calls.append(path) or real(path, channels))
+    monkeypatch.setattr(dataset, "read_image", lambda path, *args: calls.append(path) or real(path, *args))
     return calls
 
 

@@ -226,29 +226,58 @@ def _depth_folder(root: Path, rng, images: dict[str, np.ndarray]) -> list:
             "--val-fraction", "0.5"]
 
 
-def test_high_bit_depth_images_that_8_bit_reading_flattens(tmp_path, rng, run_cli):
-    """Images are read as 8-bit: a 12-bit image in a 16-bit PNG keeps 16 grey levels (warning), a float TIFF in
-    0..1 keeps 2 (error, nothing written); the full 16-bit range and a float TIFF in 0-255 pass, and the
-    one-channel float TIFF that OpenCV refuses to decode as colour is read."""
+def _card(root: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((root / "dataset.yaml").read_text())
+
+
+def test_deep_images_are_read_through_the_cards_image_range(tmp_path, rng, run_cli):
+    """Images stored deeper than 8 bits fill 0..255 when read: 12-bit values in a 16-bit PNG map from [0, 4095]
+    (value / 257 kept 16 grey levels), floating point in 0..1 from [0, 1], in 0-255 as they are (the one-channel
+    float TIFF that OpenCV refuses to decode as colour is read), signed values from their [min, max]."""
     from segcli.inference.io import read_image
 
     twelve = rng.integers(0, 4096, (20, 30)).astype(np.uint16)
     twelve[0, 0] = 4095
-    args = _depth_folder(tmp_path / "a", rng, {"x.png": twelve, "y.png": twelve * 16})
-    code, _, stderr = run_cli(*args, "--out", tmp_path / "a_out")
-    found = [f for f in read_lint(tmp_path / "a_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
-    assert code == 0 and [(f["severity"], Path(f["file"]).name) for f in found] == [("warning", "x.png")]
-    assert "values up to 4095 (12 bits)" in found[0]["detail"] and "16 grey level(s)" in found[0]["detail"]
-    assert "image_depth" in stderr
     unit = rng.random((20, 30)).astype(np.float32)
-    args = _depth_folder(tmp_path / "b", rng, {"u.tiff": unit, "v.tiff": unit * 255})
-    code, _, stderr = run_cli(*args, "--out", tmp_path / "b_out")
-    found = [f for f in read_lint(tmp_path / "b_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
-    assert code == 1 and [(f["severity"], Path(f["file"]).name) for f in found] == [("error", "u.tiff")]
-    assert "u.tiff: float32 image with values in 0..1" in stderr and "value × 255" in stderr
-    assert sorted(p.name for p in (tmp_path / "b_out").iterdir()) == ["lint.json"]
-    args = _depth_folder(tmp_path / "c", rng, {"v.tiff": unit * 255, "w.tiff": unit * 100})
-    code, _, _ = run_cli(*args, "--out", tmp_path / "c_out")
-    assert code == 0 and (tmp_path / "c_out" / "dataset.yaml").is_file()
-    read = read_image(tmp_path / "c" / "images" / "v.tiff")
-    assert read.shape == (20, 30, 3) and np.array_equal(read[..., 0], (unit * 255).astype(np.uint8))
+    signed = rng.integers(-1000, 2001, (20, 30)).astype(np.int16)
+    signed[0, :2] = [-1000, 2000]
+    cases = {"a": ({"x.png": twelve, "y.png": twelve // 2}, [0.0, 4095.0], "x.png", (twelve * (255 / 4095)).round()),
+             "b": ({"u.tiff": unit, "v.tiff": unit / 2}, [0.0, 1.0], "u.tiff", (unit * 255).round()),
+             "c": ({"v.tiff": unit * 255, "w.tiff": unit * 100}, [0.0, 255.0], "v.tiff", np.floor(unit * 255 + 0.5)),
+             "d": ({"s.tiff": signed, "t.tiff": signed // 2}, [-1000.0, 2000.0], "s.tiff",
+                   ((signed + 1000) * (255 / 3000)).round())}
+    for name, (images, expected, probe, read_as) in cases.items():
+        code, _, stderr = run_cli(*_depth_folder(tmp_path / name, rng, images), "--out", tmp_path / f"{name}_out")
+        assert code == 0 and "image_depth" not in stderr, stderr
+        assert f"values {expected[0]:g}..{expected[1]:g} mapped onto 0..255" in stderr, stderr
+        card = _card(tmp_path / f"{name}_out")
+        assert card["image_range"] == expected, name
+        read = read_image(tmp_path / name / "images" / probe, value_range=card["image_range"])
+        assert read.shape == (20, 30, 3) and np.abs(read[..., 0].astype(int) - read_as).max() <= 1, name
+        assert 0.05 < card["stats"]["mean"][0] < 0.95, name  # in the units the images are read in
+    code, _, _ = run_cli(*_depth_folder(tmp_path / "e", rng, {"p.png": twelve.astype(np.uint8), "q.png": twelve}),
+                         "--out", tmp_path / "e_out")
+    found = [f for f in read_lint(tmp_path / "e_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
+    assert code == 0 and len(found) == 1 and found[0]["severity"] == "warning"
+    assert "p.png" in found[0]["detail"] and "q.png" in found[0]["detail"] and "uint16" in found[0]["detail"]
+
+
+def test_max_size_keeps_the_depth_and_channels_of_what_it_shrinks(tmp_path, rng, run_cli):
+    """--max-size re-encodes shrunk images at the depth and channel count they are stored with: a 12-bit PNG
+    stays 16-bit (and its card keeps image_range [0, 4095]), a 4-channel PNG keeps its 4th band."""
+    import cv2
+
+    twelve = rng.integers(0, 4096, (80, 120)).astype(np.uint16)
+    twelve[0, 0] = 4095
+    four = rng.integers(0, 256, (80, 120, 4)).astype(np.uint8)
+    args = _depth_folder(tmp_path / "a", rng, {"x.png": twelve, "y.png": twelve, "m.png": four, "n.png": four})
+    code, _, stderr = run_cli(*args, "--max-size", "60", "--out", tmp_path / "out")
+    assert code == 0, stderr
+    written = {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (tmp_path / "out" / "images").rglob("*.png")}
+    assert written["x.png"].dtype == np.uint16 and written["x.png"].shape == (40, 60)
+    assert 2048 <= written["x.png"].max() <= 4095
+    assert written["m.png"].shape == (40, 60, 4) and written["m.png"].dtype == np.uint8
+    assert abs(float(written["m.png"][..., 3].mean()) - float(four[..., 3].mean())) < 10
+    assert _card(tmp_path / "out")["image_range"] == [0.0, 4095.0]

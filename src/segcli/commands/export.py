@@ -72,7 +72,7 @@ def _verification_images(cfg, meta: dict) -> list:
     checkpoint dataset's val split."""
     from segcli.data.card import load_card
     from segcli.inference.io import list_images, read_image
-    from segcli.inference.predictor import read_channels
+    from segcli.inference.predictor import image_range, read_channels
 
     limit = int(cfg.verify_max_images)
     if cfg.verify_images:
@@ -94,7 +94,7 @@ def _verification_images(cfg, meta: dict) -> list:
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
     info(f"export: verifying on {min(limit, len(paths))} images from {source}")
-    return [read_image(p, read_channels(meta)) for p in paths[:limit]]
+    return [read_image(p, read_channels(meta), image_range(meta)) for p in paths[:limit]]
 
 
 def _load_exported(path: Path, fmt: str, device: str, cfg):

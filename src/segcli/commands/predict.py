@@ -214,7 +214,8 @@ def _predict_images(items, predictor, state, torch) -> None:
     with ThreadPoolExecutor(max_workers=max(1, int(cfg.writers)), thread_name_prefix="segcli-write") as pool:
         try:
             for index, image, error in decode([item.path for item in items], int(cfg.workers),
-                                                 channels=predictor.read_channels):
+                                                 channels=predictor.read_channels,
+                                                 value_range=predictor.image_range):
                 if error is not None:
                     if batch:  # everything before the bad input is finished, whatever on_error says
                         flush(pool)

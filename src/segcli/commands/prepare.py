@@ -118,6 +118,10 @@ def run(cfg):
         info(f"prepare: --keep-going dropped {len(report.dropped)} pair(s) with "
              f"{'findings' if report.strict else 'errors'}; they are listed under 'dropped' in {prepared.lint_path}")
     sizes = ", ".join(f"{split} {len(items)}" for split, items in card.splits.items())
+    if card.image_range:
+        low, high = card.image_range
+        info(f"prepare: images deeper than 8 bits are read with values {low:g}..{high:g} mapped onto 0..255 "
+             "(image_range in the card)")
     info(f"prepare: {card.name}: {card.num_classes} classes, {sizes} → {card.root}")
     result(str(card.root / "dataset.yaml"))
     return card

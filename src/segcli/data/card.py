@@ -5,6 +5,8 @@
     palette: [[r, g, b], ...]        # one colour per class
     ignore_index: int                # mask value that counts nowhere
     splits: {split: [{image: rel/path, mask: rel/path, fold: int (only with --folds), group: str (only with --group)}, ...]}
+    image_range: [low, high]         # only when images are stored deeper than 8 bits: the values mapped onto
+                                     # 0..255 when they are read (segcli.data.depth)
     stats:
       mean: [r, g, b]                # per-channel mean of the train images, in [0, 1] (the model's normalisation)
       std: [r, g, b]                 # per-channel std of the train images, in [0, 1]
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from segcli.data.depth import check_range
 from segcli.errors import ConfigError, DataError
 
 CARD_NAME = "dataset.yaml"
@@ -36,6 +39,7 @@ class DatasetCard:
     ignore_index: int
     splits: dict[str, list[dict[str, str]]]
     stats: dict = field(default_factory=dict)
+    image_range: list[float] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -69,8 +73,11 @@ class DatasetCard:
         return [i for i, p in enumerate(entries) if (p["fold"] == fold) == held_out]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "classes": list(self.classes), "palette": [list(map(int, c)) for c in self.palette],
-                "ignore_index": int(self.ignore_index), "splits": self.splits, "stats": self.stats}
+        out = {"name": self.name, "classes": list(self.classes), "palette": [list(map(int, c)) for c in self.palette],
+               "ignore_index": int(self.ignore_index), "splits": self.splits}
+        if self.image_range is not None:
+            out["image_range"] = [float(v) for v in self.image_range]
+        return {**out, "stats": self.stats}
 
 
 def load_card(root: str | Path) -> DatasetCard:
@@ -84,8 +91,9 @@ def load_card(root: str | Path) -> DatasetCard:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         card = DatasetCard(root=path.parent, name=raw.get("name", path.parent.name), classes=list(raw["classes"]),
                            palette=[list(c) for c in raw["palette"]], ignore_index=int(raw["ignore_index"]),
-                           splits=dict(raw["splits"]), stats=dict(raw.get("stats") or {}))
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
+                           splits=dict(raw["splits"]), stats=dict(raw.get("stats") or {}),
+                           image_range=check_range(raw.get("image_range"), "image_range"))
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as err:
         raise DataError(f"{path}: invalid dataset card ({type(err).__name__}: {err}); re-run `segcli prepare`")
     if len(card.palette) != len(card.classes):
         raise DataError(f"{path}: {len(card.palette)} palette colours for {len(card.classes)} classes; give one colour per class")

@@ -23,7 +23,7 @@ def channel_stats(card: DatasetCard, split: str, channels: int, limit: int = 256
     step = max(1, len(pairs) // limit)
     total, total_sq, pixels = np.zeros(channels), np.zeros(channels), 0
     for image_path, _ in pairs[::step][:limit]:
-        image = read_image(image_path, channels).reshape(-1, channels).astype(np.float64) / 255.0
+        image = read_image(image_path, channels, card.image_range).reshape(-1, channels).astype(np.float64) / 255.0
         total += image.sum(0)
         total_sq += (image**2).sum(0)
         pixels += image.shape[0]

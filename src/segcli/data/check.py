@@ -12,17 +12,23 @@ from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
-from segcli.inference.io import depth_problem, to_uint8
+from segcli.inference.io import imdecode, to_uint8
 
 
 @dataclass
 class CheckedPair:
     """image: (H, W, 3) uint8 RGB (None if unreadable); data: the image file's bytes (None for arrays);
-    ids: (H, W) uint8/uint16 class ids (None if unusable)."""
+    ids: (H, W) uint8/uint16 class ids (None if unusable).
+
+    stored: the image as stored (every channel) when it is deeper than 8 bits, else None; deep_stats: for such
+    an image, its RGB channel (mean, std) in stored values (the card's stats scale them once the dataset's
+    image_range is known, segcli.data.depth)."""
 
     sample: Sample
     image: np.ndarray | None = None
     data: bytes | None = None
+    stored: np.ndarray | None = None
+    deep_stats: tuple[np.ndarray, np.ndarray] | None = None
     ids: np.ndarray | None = None
     findings: list[Finding] = field(default_factory=list)
 
@@ -37,6 +43,16 @@ def _size_hint(data: bytes | None, mask_shape: tuple[int, ...]) -> str:
     return ""
 
 
+def _keep_stored(pair: CheckedPair, colour: np.ndarray) -> None:
+    """For a deeper image: pair.stored (decoded again, every channel) and pair.deep_stats from its BGR decode."""
+    if colour.dtype == np.uint8:
+        return
+    mean, std = cv2.meanStdDev(np.nan_to_num(colour.astype(np.float64)))
+    pair.deep_stats = (mean.ravel()[2::-1], std.ravel()[2::-1])
+    stored = imdecode(np.frombuffer(pair.data, np.uint8), cv2.IMREAD_UNCHANGED) if pair.data else None
+    pair.stored = colour if stored is None else stored
+
+
 def check_pair(sample: Sample, decoder: MaskDecoder) -> CheckedPair:
     """Decode the image and the mask of `sample` and lint them."""
     pair = CheckedPair(sample)
@@ -47,10 +63,8 @@ def check_pair(sample: Sample, decoder: MaskDecoder) -> CheckedPair:
         if isinstance(sample.image, Path):
             pair.data = read_bytes(sample.image)
             raw = decode_image_raw(pair.data, sample.image)
-            problem = depth_problem(raw)
-            if problem:
-                pair.findings.append(Finding(problem[0], "image_depth", image_file, problem[1], **where))
             pair.image = cv2.cvtColor(to_uint8(raw), cv2.COLOR_BGR2RGB)
+            _keep_stored(pair, raw)
         else:
             pair.image = sample.image
     except DataError as err:

@@ -37,6 +37,7 @@ class SegDataset(torch.utils.data.Dataset):
                             f"{'' if indices is None else ' for the selected fold'}")
         self.transform = transform
         self.channels = int(channels)
+        self.image_range = card.image_range  # how deeper-than-8-bit images map onto 0..255
         self.num_classes, self.ignore_index = card.num_classes, int(card.ignore_index)
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
@@ -47,7 +48,7 @@ class SegDataset(torch.utils.data.Dataset):
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         image_path, mask_path = self.pairs[index]
-        image = read_image(image_path, self.channels)
+        image = read_image(image_path, self.channels, self.image_range)
         mask = read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise DataError(f"{mask_path}: size {mask.shape[::-1]} differs from its image {image_path}; run "

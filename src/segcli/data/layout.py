@@ -29,12 +29,13 @@ import numpy as np
 
 from segcli.data.card import CARD_NAME, DatasetCard, dump_card
 from segcli.data.chart import class_frequency_chart
+from segcli.data.depth import DepthRange, scale_stats
 from segcli.data.check import CheckedPair, check_pair
 from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, stops_held
-from segcli.inference.io import atomic_write_bytes, resolver, within, write_png
+from segcli.inference.io import atomic_write_bytes, imdecode, resolver, within, write_png
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -133,6 +134,8 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     presence: dict[str, list[list[int]]] = {}
     seen: set[tuple[str, str]] = set()
     listed: dict[str, int] = {}  # pairs per split, usable or not
+    depth = DepthRange()
+    deep_stats: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # scaled once the image_range is known
     failing = any(report.fails(f) for f in report.findings)  # once true (without --keep-going), only lint
     for pair in _checked(source, workers):
         sample = pair.sample
@@ -148,9 +151,11 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
             report.dropped.append({"split": sample.split, "stem": sample.stem,
                                    "kinds": sorted({f.kind for f in pair.findings if report.fails(f)})})
             continue
-        image, ids = _downscale(pair.image, pair.ids, max_size)
+        source_image = _resizable(pair, max_size)
+        image, ids = _downscale(source_image, pair.ids, max_size)
         if root is not None and (report.keep_going or not failing):
-            entry = _write_pair(root, pair, image, ids, resized=image is not pair.image)
+            entry = _write_pair(root, pair, image, ids, resized=ids is not pair.ids,
+                                as_stored=source_image is not pair.image)
         else:
             entry = {"image": "", "mask": ""}
         if sample.fold is not None:
@@ -159,13 +164,26 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
             entry["group"] = str(sample.group)
         splits.setdefault(sample.split, []).append(entry)
         counts = np.bincount(ids.ravel())
-        mean, std = cv2.meanStdDev(image)
-        stats.setdefault(sample.split, SplitStats()).add(counts, ignore, mean.ravel()[:3] / 255.0, std.ravel()[:3] / 255.0)
+        depth.add(pair.image if pair.stored is None else pair.stored,
+                  str(sample.image) if isinstance(sample.image, Path) else f"{sample.split}/{sample.stem}")
+        if pair.deep_stats is None:
+            mean, std = cv2.meanStdDev(image)
+            rgb = slice(2, None, -1) if source_image is not pair.image else slice(0, 3)  # a stored file is BGR…
+            stats.setdefault(sample.split, SplitStats()).add(counts, ignore, mean.ravel()[rgb] / 255.0,
+                                                             std.ravel()[rgb] / 255.0)
+        else:
+            stats.setdefault(sample.split, SplitStats()).add(counts, ignore)
+            deep_stats.append((sample.split, *pair.deep_stats, int(ids.size)))
         presence.setdefault(sample.split, []).append([int(v) for v in np.flatnonzero(counts) if v != ignore])
         if progress:
             progress(report.pairs)
     if not report.keep_going:
         report.dropped.clear()  # nothing is "dropped" when nothing gets written
+    image_range = depth.value_range()
+    for split, mean, std, pixels in deep_stats:
+        stats[split].add_channels(*scale_stats(mean, std, image_range), pixels)
+    if depth.mixed():
+        report.findings.append(warning("image_depth", source.name, depth.mixed()))
     classes = source.classes
     if classes is None:  # class table from the ids found (folder without --classes)
         top = max((s.max_id(ignore) for s in stats.values()), default=-1)
@@ -177,7 +195,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     _split_findings(report, source.splits, listed, splits, stats, classes)
     card = DatasetCard(root=root, name=source.name, classes=list(classes),
                        palette=[list(map(int, c)) for c in palette[: len(classes)]], ignore_index=int(ignore),
-                       splits=splits, stats=card_stats(stats, len(classes)))
+                       splits=splits, stats=card_stats(stats, len(classes)), image_range=image_range)
     if root is not None and report.passed:
         atomic_write_bytes(root / CARD_NAME, dump_card(card).encode("utf-8"))
         atomic_write_bytes(root / PRESENCE_NAME, json.dumps(presence, separators=(",", ":")).encode("utf-8"))
@@ -219,7 +237,23 @@ def _downscale(image: np.ndarray, ids: np.ndarray, max_size: int | None) -> tupl
             cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST))  # nearest: never an id absent from the source
 
 
-def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarray, resized: bool) -> dict:
+def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
+    """What --max-size shrinks and writes: the RGB image, or the image as stored (file order, every channel, its
+    depth) when it is deeper than 8 bits or has more than 3 channels (a multispectral file), so nothing is lost."""
+    h, w = pair.image.shape[:2]
+    if not max_size or max(h, w) <= max_size:
+        return pair.image
+    stored = pair.stored
+    if stored is None and pair.data is not None and not pair.data.startswith(b"\xff\xd8"):  # JPEG: 8-bit, ≤ 3
+        stored = imdecode(np.frombuffer(pair.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    keep = (stored is not None and stored.shape[:2] == (h, w)
+            and (stored.dtype != np.uint8 or (stored.ndim == 3 and stored.shape[2] > 3)))
+    return stored if keep else pair.image
+
+
+def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarray, resized: bool,
+                as_stored: bool = False) -> dict:
+    """image: the RGB image, or (as_stored) an array already in the file's channel order (see _resizable)."""
     sample = pair.sample
     ext = sample.image.suffix.lower() if isinstance(sample.image, Path) else ".png"
     image_rel = f"images/{sample.split}/{sample.stem}{ext}"
@@ -229,11 +263,13 @@ def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarra
     if pair.data is not None and not resized:
         target.write_bytes(pair.data)
     else:
+        pixels = image if as_stored else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
-        ok, encoded = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            image_rel = image_rel[: -len(ext)] + ".png"
+        ok, encoded = cv2.imencode(ext, pixels, params)
+        if not ok:  # e.g. floating point into a PNG: a TIFF keeps it
+            fallback = ".png" if pixels.dtype in (np.uint8, np.uint16) else ".tiff"
+            ok, encoded = cv2.imencode(fallback, pixels)
+            image_rel = image_rel[: -len(ext)] + fallback
             target = root / image_rel
         target.write_bytes(encoded.tobytes())
     write_png(root / mask_rel, ids)

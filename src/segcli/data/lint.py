@@ -16,7 +16,7 @@ ERROR, WARNING = "error", "warning"
 KINDS = {  # every kind the lint reports → what it means (data/README.md documents each)
     "unreadable": "image or mask cannot be read, is empty or truncated",
     "size_mismatch": "mask size differs from its image (after EXIF orientation)",
-    "image_depth": "a 16-bit or floating-point image that reading it as 8-bit would mostly flatten",
+    "image_depth": "8-bit images beside deeper (16-bit, floating-point) ones: the two kinds read differently",
     "out_of_range": "mask values that are neither class ids nor the ignore index",
     "binary_mask": "mask holds only 0 and 255 while 255 means ignore: foreground would be lost",
     "lossy_mask": "mask stored as JPEG",

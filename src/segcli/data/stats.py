@@ -26,8 +26,10 @@ class SplitStats:
         self.channel_sum = np.zeros(3)
         self.channel_sq = np.zeros(3)
 
-    def add(self, counts: np.ndarray, ignore_index: int, mean: np.ndarray, std: np.ndarray) -> None:
-        """counts: np.bincount of one mask; mean, std: (3,) per-channel image statistics in [0, 1]."""
+    def add(self, counts: np.ndarray, ignore_index: int, mean: np.ndarray | None = None,
+            std: np.ndarray | None = None) -> None:
+        """counts: np.bincount of one mask; mean, std: (3,) per-channel image statistics in [0, 1] (None: added
+        later with add_channels)."""
         size = max(len(counts), len(self.counts))
         self.counts, self.images_with, self.context = (_grow(a, size) for a in (self.counts, self.images_with, self.context))
         counts = _grow(counts.astype(np.int64), size)
@@ -39,6 +41,11 @@ class SplitStats:
         self.context += present * labelled
         self.images += 1
         self.pixels += pixels
+        if mean is not None:
+            self.add_channels(mean, std, pixels)
+
+    def add_channels(self, mean: np.ndarray, std: np.ndarray, pixels: int) -> None:
+        """One image's per-channel mean and std (in [0, 1]) over its `pixels` pixels."""
         self.channel_sum += mean * pixels
         self.channel_sq += (std**2 + mean**2) * pixels
 

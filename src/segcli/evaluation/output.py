@@ -113,6 +113,7 @@ def write_worst(out: Path, acc, card, split: str) -> None:
     ious = {s.index: s.iou for s in acc.images}
     for entry, (key, index, miou, pred) in zip(worst_entries(acc), acc.worst()):
         image_path, mask_path = pairs[index]
-        panel = worst_panel(read_image(image_path), read_mask(mask_path), pred, card.palette, card.ignore_index,
+        image = read_image(image_path, value_range=card.image_range)
+        panel = worst_panel(image, read_mask(mask_path), pred, card.palette, card.ignore_index,
                             card.classes, ious[index], f"{key}: mIoU {miou * 100:.2f}")
         write_png(out / entry["file"], panel)

@@ -61,7 +61,7 @@ def model_items(predictor, shard: list[tuple[int, tuple[str, Path, Path]]],
 
     def images():
         for index, (key, image_path, mask_path) in shard:
-            image = read_image(image_path, predictor.read_channels)
+            image = read_image(image_path, predictor.read_channels, predictor.image_range)
             yield (index, key, image_path, mask_path), (corrupt(image, index) if corrupt else image)
 
     for (index, key, image_path, mask_path), image, pred in predictor.predict_stream(images()):

@@ -40,7 +40,9 @@ def export_meta(meta: dict, checkpoint: str | Path, fmt: str, argmax: bool, half
         "format": fmt,
         "channel_order": "RGB",
         "dtype": dtype,
-        "input": f"{dtype} NCHW RGB, (x / 255 - mean) / std, H and W multiples of size_multiple",
+        "input": f"{dtype} NCHW RGB, (x / 255 - mean) / std, H and W multiples of size_multiple"
+                 + (f"; x: deeper-than-8-bit values mapped from image_range {meta['image_range']} onto 0..255"
+                    if meta.get("image_range") else ""),
         "output": "ids" if argmax else "logits",
     })
     if opset is not None:

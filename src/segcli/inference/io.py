@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -56,60 +56,44 @@ def _imread(path: Path, flags: int, data: np.ndarray | None = None) -> np.ndarra
     return array
 
 
-def to_uint8(array: np.ndarray) -> np.ndarray:
-    """A decoded image of any depth as uint8: 16-bit scaled by 1/257 (65535 → 255), other depths clipped to 0-255."""
+def to_uint8(array: np.ndarray, value_range: Sequence[float] | None = None) -> np.ndarray:
+    """A decoded image of any depth as uint8. value_range [low, high] (a dataset card's image_range): values mapped
+    linearly from low..high onto 0..255 (clipped outside); none: 16-bit scaled by 1/257 (65535 → 255), other
+    depths clipped to 0-255. 8-bit images are returned as they are either way."""
     if array.dtype == np.uint8:
         return array
+    if value_range is not None:
+        low, high = float(value_range[0]), float(value_range[1])
+        scaled = (np.nan_to_num(array.astype(np.float32)) - low) * np.float32(255.0 / (high - low)) + np.float32(0.5)
+        return np.clip(scaled, 0, 255).astype(np.uint8)
     if array.dtype == np.uint16:
         return (array / 257.0 + 0.5).astype(np.uint8)
     return np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
 
 
-def depth_problem(array: np.ndarray) -> tuple[str, str] | None:
-    """(severity, what) when to_uint8 loses most of a decoded image's values, else None: a 16-bit image that
-    uses 12 bits or fewer (warning: it keeps at most 16 grey levels), a floating-point image in 0..1 (error: it
-    keeps 2) or with values outside 0-255 (warning: they are clipped)."""
-    if array.dtype == np.uint8 or array.size == 0:
-        return None
-    top = float(np.nanmax(array)) if array.dtype.kind == "f" else float(array.max())
-    if array.dtype == np.uint16:
-        if top >= 4096:
-            return None
-        return ("warning", f"16-bit image with values up to {top:.0f} ({max(1, int(top).bit_length())} bits): read "
-                f"as 8-bit (value / 257) it keeps {int(top) // 257 + 1} grey level(s); stretch it to the full 16-bit "
-                "range, or convert it to 8-bit, before prepare")
-    low = float(np.nanmin(array)) if array.dtype.kind == "f" else float(array.min())
-    if array.dtype.kind == "f" and low >= 0 and top <= 1:
-        return ("error", f"{array.dtype} image with values in 0..1: read as 8-bit (clipped to 0-255) it keeps 2 grey "
-                "levels; convert it to 8-bit (value × 255) before prepare")
-    if low < 0 or top > 255:
-        return ("warning", f"{array.dtype} image with values {low:g}..{top:g}: read as 8-bit, values outside 0-255 are "
-                "clipped; convert it to 8-bit (or 16-bit over its range) before prepare")
-    return None
-
-
-def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+def read_image(path: str | Path, channels: int = 3, value_range: Sequence[float] | None = None) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB, EXIF orientation applied.
 
-    Grayscale is repeated to 3 channels, alpha is dropped, 16-bit is scaled to 8-bit.
+    Grayscale is repeated to 3 channels, alpha is dropped, deeper images become 8-bit (to_uint8: mapped from
+    `value_range`, the dataset card's image_range, when given).
     channels=1: (H, W, 1) luma of that RGB image (a grayscale file comes back unchanged).
     Other counts (multispectral): (H, W, C) uint8 with the channels as stored (a 4-channel PNG/TIFF:
     R, G, B, 4th), no EXIF rotation; a file with another channel count is a DataError.
     """
     path = Path(path)
     if channels not in (1, 3):
-        return _read_channels(path, channels)
-    rgb = cv2.cvtColor(to_uint8(_imread(path, COLOUR)), cv2.COLOR_BGR2RGB)
+        return _read_channels(path, channels, value_range)
+    rgb = cv2.cvtColor(to_uint8(_imread(path, COLOUR), value_range), cv2.COLOR_BGR2RGB)
     return rgb if channels == 3 else to_channels(rgb, 1)
 
 
-def _read_channels(path: Path, channels: int) -> np.ndarray:
+def _read_channels(path: Path, channels: int, value_range: Sequence[float] | None) -> np.ndarray:
     array = _imread(path, cv2.IMREAD_UNCHANGED)
     found = 1 if array.ndim == 2 else array.shape[2]
     if found != channels:
         raise DataError(f"{path}: {found} channel(s), but the model takes {channels} (model.in_channels); "
                         "give images with that many channels")
-    array = to_uint8(array)
+    array = to_uint8(array, value_range)
     if channels >= 3:  # OpenCV stores colour as BGR(A): put the first three in RGB order
         array = np.ascontiguousarray(np.concatenate([array[..., 2::-1], array[..., 3:]], axis=2))
     return array

@@ -91,6 +91,12 @@ def read_channels(meta: dict) -> int:
     return 3 if channels in (1, 3) else channels
 
 
+def image_range(meta: dict) -> list[float] | None:
+    """[low, high]: how images deeper than 8 bits map onto 0..255 for this model (the training card's
+    image_range, segcli.data.depth); None: 16-bit scaled by 1/257 (models of 8-bit data, and older ones)."""
+    return meta.get("image_range")
+
+
 def to_ids(logits: torch.Tensor) -> np.ndarray:
     """(N, K, H, W) logits → (N, H, W) uint8 ids (uint16 when K > 256)."""
     ids = logits.argmax(1).cpu().numpy()
@@ -147,6 +153,11 @@ class Predictor:
     def read_channels(self) -> int:
         """Channels to read images with: RGB for RGB and grayscale models (preprocess converts), else as stored."""
         return read_channels(self.meta)
+
+    @property
+    def image_range(self) -> list[float] | None:
+        """How images deeper than 8 bits are read for this model (see image_range(meta))."""
+        return image_range(self.meta)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size (H, W, C) uint8 images (RGB, or the model's channel count) → (N, C, H, W) normalised
