@@ -91,7 +91,8 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
                        "missing_mask", "missing_image", "duplicate_stem", "split_entry", "split_overlap", "empty_split"}
     assert expected_errors <= kinds(report, "error")
     assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
-    assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak", "image_depth"}  # tested on their own
+    assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak", "image_depth",
+                                                                       "single_class"}  # tested on their own
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])
@@ -281,3 +282,24 @@ def test_max_size_keeps_the_depth_and_channels_of_what_it_shrinks(tmp_path, rng,
     assert written["m.png"].shape == (40, 60, 4) and written["m.png"].dtype == np.uint8
     assert abs(float(written["m.png"][..., 3].mean()) - float(four[..., 3].mean())) < 10
     assert _card(tmp_path / "out")["image_range"] == [0.0, 4095.0]
+
+def test_a_dataset_of_one_class_fails_prepare_and_train(tmp_path, rng, run_cli):
+    """Masks that all hold one value (an annotation export that lost its labels) would give a one-class card on
+    which any model scores 100%: prepare stops on it (nothing written); train refuses such a card (exit 3)."""
+    import yaml
+
+    image = rng.integers(0, 256, (20, 30, 3)).astype(np.uint8)
+    for stem in ("a", "b", "c", "d"):
+        write_image(tmp_path / "images" / f"{stem}.png", image)
+        write_grey(tmp_path / "masks" / f"{stem}.png", np.zeros((20, 30), np.uint8))
+    args = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--val-fraction", "0.5"]
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "out")
+    assert code == 1 and "single_class" in stderr and "one class (class_0)" in stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lint.json"]
+    code, _, _ = run_cli(*args, "--classes", "background,object", "--out", tmp_path / "two")
+    assert code == 0
+    card = yaml.safe_load((tmp_path / "two" / "dataset.yaml").read_text())
+    card["classes"], card["palette"] = card["classes"][:1], card["palette"][:1]
+    (tmp_path / "two" / "dataset.yaml").write_text(yaml.safe_dump(card))
+    code, _, stderr = run_cli("train", f"data.root={tmp_path / 'two'}", "--run-dir", tmp_path / "run")
+    assert code == 3 and "one class (background)" in stderr and not (tmp_path / "run").exists()

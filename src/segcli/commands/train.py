@@ -19,7 +19,7 @@ from pathlib import Path
 
 from segcli.config import to_container
 from segcli.console import first_process, info, result, stderr_console
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, DataError
 
 
 @dataclass
@@ -125,6 +125,9 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     check_values(to_container(cfg))  # numeric settings, before anything is built or written
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
+    if card.num_classes < 2:
+        raise DataError(f"{card.root / 'dataset.yaml'}: one class ({', '.join(card.classes)}); a model has nothing to "
+                        "tell apart: label at least two classes (e.g. background and object) and prepare again")
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
     probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
     smallest = min_input_size(probe, kwargs)

@@ -193,6 +193,10 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
         classes = [f"class_{i}" for i in range(top + 1)] or ["class_0"]
     palette = source.palette if len(source.palette) >= len(classes) else _default_palette(len(classes))
     _split_findings(report, source.splits, listed, splits, stats, classes)
+    if len(classes) < 2 and report.pairs:
+        report.findings.append(error("single_class", source.name, f"one class ({classes[0]}): every pixel is "
+                                     "labelled the same (or ignored), so any model scores 100%; label at least two "
+                                     "classes (e.g. background and object), or name them with --classes"))
     card = DatasetCard(root=root, name=source.name, classes=list(classes),
                        palette=[list(map(int, c)) for c in palette[: len(classes)]], ignore_index=int(ignore),
                        splits=splits, stats=card_stats(stats, len(classes)), image_range=image_range)

@@ -31,6 +31,7 @@ KINDS = {  # every kind the lint reports → what it means (data/README.md docum
     "group_leak": "a --group key (video, patient) with pairs in more than one split",
     "empty_split": "a split without any pair",
     "class_missing": "a class with zero pixels in a split",
+    "single_class": "the dataset has one class: a model has nothing to tell apart",
 }
 
 
