@@ -105,3 +105,14 @@ def test_every_loss_preset_builds(preset):
     loss_fn = build_loss(to_container(cfg.loss), 4, IGNORE, None)
     logits, target = _case()
     assert torch.isfinite(loss_fn(logits, target))
+
+
+def test_class_weight_errors_say_what_is_wrong():
+    from segcli.models.losses import resolve_class_weights
+
+    with pytest.raises(ConfigError, match="has 2 values for 4 classes"):
+        resolve_class_weights([1, 2], 4, None)
+    for bad in ([1, 2, 3, -1], [1, 2, 3, float("nan")], [1, 2, 3, float("inf")], [0, 0, 0, 0]):
+        with pytest.raises(ConfigError, match="every weight must be a finite number >= 0, and not all 0"):
+            resolve_class_weights(bad, 4, None)
+    assert resolve_class_weights([0, 1, 2, 3], 4, None) == [0.0, 1.0, 2.0, 3.0]

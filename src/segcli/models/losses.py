@@ -11,6 +11,8 @@ class_weights reach the terms that weight per class pixel-wise: ce and focal.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -126,9 +128,12 @@ def resolve_class_weights(spec, num_classes: int, dataset_root: str | None, powe
         weights = [float(w) for w in spec]
     except (TypeError, ValueError):
         raise ConfigError(f"loss.class_weights={spec!r}: give auto, null, or a list of {num_classes} numbers") from None
-    if len(weights) != num_classes or min(weights) < 0 or not any(weights):
+    if len(weights) != num_classes:
         raise ConfigError(f"loss.class_weights has {len(weights)} values for {num_classes} classes; give one "
                           "non-negative weight per class (not all 0), or auto")
+    if not all(w >= 0 for w in weights) or not any(weights) or not all(math.isfinite(w) for w in weights):
+        raise ConfigError(f"loss.class_weights={weights}: every weight must be a finite number >= 0, and not all "
+                          "0; or give auto")
     return weights
 
 
