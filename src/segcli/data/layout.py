@@ -35,7 +35,7 @@ from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, stops_held
-from segcli.inference.io import atomic_write_bytes, imdecode, resolver, within, write_png
+from segcli.inference.io import PNG_MAGIC, atomic_write_bytes, imdecode, resolver, within, write_png
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -248,11 +248,18 @@ def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
     if not max_size or max(h, w) <= max_size:
         return pair.image
     stored = pair.stored
-    if stored is None and pair.data is not None and not pair.data.startswith(b"\xff\xd8"):  # JPEG: 8-bit, ≤ 3
+    if stored is None and pair.data is not None and _may_hold_bands(pair.data):
         stored = imdecode(np.frombuffer(pair.data, np.uint8), cv2.IMREAD_UNCHANGED)
     keep = (stored is not None and stored.shape[:2] == (h, w)
             and (stored.dtype != np.uint8 or (stored.ndim == 3 and stored.shape[2] > 3)))
     return stored if keep else pair.image
+
+
+def _may_hold_bands(data: bytes) -> bool:
+    """Whether an 8-bit file may hold more than 3 channels: not a JPEG, nor a PNG without alpha (IHDR colour type)."""
+    if data.startswith(b"\xff\xd8"):
+        return False
+    return not data.startswith(PNG_MAGIC) or (len(data) > 25 and data[25] == 6)
 
 
 def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarray, resized: bool,
