@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,30 @@ def test_new_key_with_plus_prefix(tmp_path):
     """The unknown-key error advises `+key=value`; that has to work."""
     proc = assert_ok(run_cli("train", "+trainer.benchmark=true", "--cfg", cwd=tmp_path))
     assert yaml.safe_load(proc.stdout)["trainer"]["benchmark"] is True
+
+
+def test_an_added_key_that_nothing_reads_is_refused():
+    """`+key=value` outside the dicts handed on as keyword arguments (trainer, model.kwargs, loss.params) was
+    composed in and ignored without a word; a forced `++` on a listed key stays an ordinary override."""
+    for command, override in (("train", "+foo=1"), ("train", "+model.bogus=1"), ("train", "++data.bogus=1"),
+                              ("predict", "+foo=1"), ("eval", "+split2=val")):
+        typed = re.escape(override.split("=")[0])
+        with pytest.raises(ConfigError, match=f"{typed}: 'segcli {command}' reads no such key"):
+            compose(command, [override])
+    cfg = to_container(compose("train", ["loss=ce", "++data.batch_size=2", "+model.kwargs.decoder_attention_type=scse",
+                                         "+loss.params.dice.smooth=1.0", "+trainer.benchmark=true"]))
+    assert cfg["data"]["batch_size"] == 2 and cfg["model"]["kwargs"] == {"decoder_attention_type": "scse"}
+    assert cfg["loss"]["params"]["dice"] == {"smooth": 1.0} and cfg["trainer"]["benchmark"] is True
+
+
+def test_trainer_keys_are_lightning_trainer_arguments():
+    from segcli.models.trainer_args import check
+
+    with pytest.raises(ConfigError, match=r"unknown trainer.limit_train_batch: .*did you mean limit_train_batches"):
+        check({"limit_train_batch": 1})
+    with pytest.raises(ConfigError, match="trainer.logger is set by segcli train itself"):
+        check({"logger": False})
+    check({"limit_train_batches": 1, "benchmark": True})
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from segcli.errors import ConfigError
 
@@ -107,6 +107,29 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
                     )
 
 
+# Where `+key=value` may add a key that segcli does not list: dicts handed on as keyword arguments (Lightning's
+# Trainer, smp's architecture, a loss term's class). Anywhere else an added key would be read by nothing.
+ADDABLE = {"train": ("trainer.", "model.kwargs.", "loss.params.")}
+
+
+def _check_added(command: str, overrides: list[str], groups: dict, listed: Callable[[str], bool]) -> None:
+    """Refuse `+key=value` (and `++key=value` for a key `listed` says the config lacks) outside ADDABLE: the key
+    would be composed in and then ignored without a word."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for ov in OverridesParser.create().parse_overrides(overrides):
+        key = ov.key_or_group
+        if not (ov.is_add() or ov.is_force_add()) or key in groups or key.startswith("hydra."):
+            continue
+        if key.startswith(ADDABLE.get(command, ())) or (ov.is_force_add() and listed(key)):
+            continue
+        where = ", ".join(f"+{p}<name>" for p in ADDABLE.get(command, ()))
+        plus = "++" if ov.is_force_add() else "+"
+        hint = f" (keys can be added only as {where})" if where else ""
+        raise ConfigError(f"{plus}{key}: 'segcli {command}' reads no such key, so it would be ignored; see "
+                          f"`segcli {command} --cfg` for the keys{hint}")
+
+
 def _check_shadowing(config_dir: Path) -> None:
     """A user's DIR/<group>/<name>.yaml must not share its name with a packaged option."""
     for path in sorted(config_dir.glob("*/*.yaml")):
@@ -145,6 +168,13 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         except Exception as err:
             raise _explain(err, command, overrides, extra, hydra_compose) from None
         _check_switches(command, overrides, groups, extra, hydra_compose)
+        if any(o.lstrip().startswith("++") for o in overrides):  # a forced add may name a listed key
+            kept = [o for o in overrides if not o.lstrip().startswith("+")]
+            plain, absent = hydra_compose(config_name=command, overrides=kept + extra), object()
+            _check_added(command, overrides, groups,
+                         lambda key: OmegaConf.select(plain, key, default=absent) is not absent)
+        else:
+            _check_added(command, overrides, groups, lambda key: False)
     if values:
         with open_dict(cfg):
             for key, value in values.items():
@@ -190,9 +220,10 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
         except Exception:
             base = hydra_compose(config_name=command, overrides=extra)
         keys = _flat_keys(base)
+        close = did_you_mean(key, keys)
         return ConfigError(
-            f"unknown config key '{key}' for 'segcli {command}'{did_you_mean(key, keys)}; "
-            f"see `segcli {command} --cfg` for all keys, or prefix with + to add a new key"
+            f"unknown config key '{key}' for 'segcli {command}'{close}; see `segcli {command} --cfg` for all keys"
+            + (f", or add one with +{key}=..." if key.startswith(ADDABLE.get(command, ())) and not close else "")
         )
     first = next((line for line in text.splitlines() if line.strip()), text)
     return ConfigError(f"invalid configuration for 'segcli {command}': {first}")

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from segcli.config import did_you_mean
 from segcli.errors import ConfigError
 
+SET_BY_SEGCLI = ("default_root_dir", "callbacks", "logger", "plugins", "enable_model_summary", "enable_checkpointing")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64")
 
@@ -44,7 +45,20 @@ def started_as_one_of_several(num_nodes=1) -> bool:
 
 
 def check(trainer: dict) -> None:
-    """Raise ConfigError when trainer.accelerator / devices / precision cannot run on this machine."""
+    """Raise ConfigError when a trainer key is no argument of lightning.Trainer, or when trainer.accelerator /
+    devices / precision cannot run on this machine."""
+    import inspect
+
+    import lightning as L
+
+    accepted = [name for name in inspect.signature(L.Trainer.__init__).parameters if name != "self"]
+    for key in trainer:
+        if key not in accepted:
+            raise ConfigError(f"unknown trainer.{key}: not an argument of lightning.Trainer"
+                              f"{did_you_mean(key, accepted)}")
+        if key in SET_BY_SEGCLI:
+            raise ConfigError(f"trainer.{key} is set by segcli train itself (run directory, checkpoints, loggers); "
+                              "leave it out (--run-dir chooses where the run goes)")
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     if accelerator not in ACCELERATORS:
         raise ConfigError(f"unknown trainer.accelerator '{accelerator}'{did_you_mean(accelerator, list(ACCELERATORS))}; "
