@@ -245,6 +245,27 @@ def test_folder_split_files_and_folds(tmp_path, rng, run_cli):
     assert sorted(folds) == [0, 0, 1, 1, 2, 2] and all("fold" not in e for e in card["splits"]["val"])
 
 
+def test_text_files_saved_on_windows_or_not_in_utf8(tmp_path, rng, run_cli):
+    """Split, class and palette files with a byte-order mark and CRLF line ends (Notepad's UTF-8) are read; one
+    in another encoding is a one-line data error naming the file (it was an internal error, exit 4)."""
+    images, masks = make_folder(tmp_path, rng, n=4, nested=False)
+    (tmp_path / "train.txt").write_bytes(b"\xef\xbb\xbfimg_0\r\nimg_1\r\nimg_2\r\n")
+    (tmp_path / "val.txt").write_bytes(b"\xef\xbb\xbfimg_3\r\n")
+    (tmp_path / "classes.txt").write_bytes(b"\xef\xbb\xbfbg\r\na\r\nb\r\n")
+    args = ["prepare", "folder", "--images", images, "--masks", masks,
+            "--split-file", f"train={tmp_path / 'train.txt'}", "--split-file", f"val={tmp_path / 'val.txt'}"]
+    assert run_cli(*args, "--classes", tmp_path / "classes.txt", "--out", tmp_path / "out")[0] == 0
+    card = load(tmp_path / "out")
+    assert card["classes"] == ["bg", "a", "b"] and len(card["splits"]["train"]) == 3
+    (tmp_path / "latin1.txt").write_bytes("bg\na\nb\u00e9\n".encode("latin-1"))
+    code, _, stderr = run_cli(*args, "--classes", tmp_path / "latin1.txt", "--out", tmp_path / "out2")
+    assert code == 3 and stderr.strip().endswith("latin1.txt: not UTF-8 text (byte 0xe9 at offset 6); save the class "
+                                                 "list as UTF-8") and "Traceback" not in stderr
+    (tmp_path / "train.txt").write_bytes("img_0\nimg_\u00e91\n".encode("latin-1"))
+    code, _, stderr = run_cli(*args, "--classes", "bg,a,b", "--out", tmp_path / "out3")
+    assert code == 3 and "train.txt: not UTF-8 text" in stderr and "split file" in stderr
+
+
 def make_videos(tmp_path: Path, rng, sizes: dict[str, int]) -> tuple[Path, Path]:
     """Frames named <video>_<frame>: `sizes` maps a video to its frame count."""
     for video, count in sizes.items():

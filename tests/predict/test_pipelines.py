@@ -32,7 +32,7 @@ def test_glob_list_file_and_stdin(ckpt, cli, tmp_path):
     assert code == 0, err
     assert sorted(_masks(tmp_path / "glob")) == ["b/img_000.png", "b/img_001.png"]
     listed = sorted((tmp_path / "in").rglob("img_00*"))
-    (tmp_path / "list.txt").write_text("\n".join(map(str, listed)) + "\n")
+    (tmp_path / "list.txt").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(map(str, listed)).encode() + b"\r\n")  # Notepad
     code, out, err = cli("predict", "--list", tmp_path / "list.txt", "--ckpt", ckpt, "--out", tmp_path / "list")
     assert code == 0, err
     assert sorted(_masks(tmp_path / "list")) == ["a/img_000.png", "a/img_001.png", "b/img_000.png", "b/img_001.png"]

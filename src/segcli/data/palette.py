@@ -39,7 +39,9 @@ def parse_palette(path: str | Path) -> Palette:
     if not path.is_file():
         raise ConfigError(f"--palette {path}: file not found")
     classes, colours, ignore = [], [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    from segcli.inference.io import read_lines
+
+    for number, line in enumerate(read_lines(path, "palette"), 1):
         line = _COMMENT.sub("", line).strip()
         if not line:
             continue

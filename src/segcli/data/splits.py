@@ -19,7 +19,7 @@ import numpy as np
 
 from segcli.data.lint import Finding, error, warning
 from segcli.errors import ConfigError, DataError
-from segcli.inference.io import IMAGE_EXTENSIONS
+from segcli.inference.io import IMAGE_EXTENSIONS, read_lines
 
 
 def read_split_list(path: str | Path) -> list[str]:
@@ -28,7 +28,7 @@ def read_split_list(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"split file {path} not found; check --split-file")
     stems = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_lines(path, "split file"):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue

@@ -34,6 +34,18 @@ def _read(path: Path) -> np.ndarray:
 COLOUR = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR  # 3-channel BGR at the depth stored
 
 
+def read_lines(path: Path, what: str) -> list[str]:
+    """The lines of a user's text file (a list of paths, split stems, class names, a palette), UTF-8 with or
+    without a byte-order mark; unreadable or not UTF-8 is a DataError naming the file and `what` it should be."""
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); save "
+                        f"the {what} as UTF-8") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the {what} ({err.strerror}); check the path and permissions") from None
+
+
 def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
     """cv2.imdecode; with COLOUR, a file OpenCV refuses to decode that way (a one-channel floating-point TIFF)
     is decoded as stored and given 3 channels (grey repeated, extra channels dropped). None: not decodable."""

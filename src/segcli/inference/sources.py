@@ -98,11 +98,9 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
             items.extend(_from_entry(entry))
     if list_file:
         path = Path(list_file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as err:
-            raise DataError(f"{path}: cannot read the list file ({err.strerror}); pass a text file of paths") from None
-        items.extend(_from_list(lines, str(path)))
+        from segcli.inference.io import read_lines
+
+        items.extend(_from_list(read_lines(path, "list of paths"), str(path)))
     if skip_under is not None:
         items = _outside(items, skip_under)
     seen: dict[Path, Path] = {}

@@ -16,7 +16,7 @@ from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Sample, Source
 from segcli.data.splits import assign_folds, from_lists, group_keys, group_leaks, random_split, read_split_list
 from segcli.errors import ConfigError, DataError
-from segcli.inference.io import list_images
+from segcli.inference.io import list_images, read_lines
 
 DEFAULT_IGNORE = 255
 
@@ -42,7 +42,7 @@ def parse_classes(spec: str | None) -> list[str] | None:
     if spec is None:
         return None
     path = Path(spec)
-    names = path.read_text(encoding="utf-8").splitlines() if path.is_file() else str(spec).split(",")
+    names = read_lines(path, "class list") if path.is_file() else str(spec).split(",")
     names = [n.strip() for n in names if n.strip()]
     if not names:
         raise ConfigError(f"--classes {spec!r} names no classes; give 'a,b,c' or a file with one name per line")
