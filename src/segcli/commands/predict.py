@@ -155,8 +155,9 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
     info(f"predict: {done} predicted, {state.skipped} skipped (done before), {len(state.failed)} failed "
          f"of {len(items)} inputs in {seconds:.1f}s ({done / seconds if seconds else 0:.1f}/s) → {outputs.out}")
     if state.failed:
+        others = "the others were predicted" if len(state.failed) < len(items) else "nothing was predicted"
         raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
-                        "the others were predicted")
+                        f"{others}")
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
 
 
