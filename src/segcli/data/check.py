@@ -12,7 +12,7 @@ from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
-from segcli.inference.io import imdecode, to_uint8
+from segcli.inference.io import PNG_MAGIC, imdecode, to_uint8
 
 
 @dataclass
@@ -47,8 +47,12 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray) -> None:
     """For a deeper image: pair.stored (decoded again, every channel) and pair.deep_stats from its BGR decode."""
     if colour.dtype == np.uint8:
         return
-    mean, std = cv2.meanStdDev(np.nan_to_num(colour.astype(np.float64)))
+    mean, std = cv2.meanStdDev(np.nan_to_num(colour) if colour.dtype.kind == "f" else colour)
     pair.deep_stats = (mean.ravel()[2::-1], std.ravel()[2::-1])
+    png_type = pair.data[25] if pair.data and pair.data.startswith(PNG_MAGIC) and len(pair.data) > 25 else None
+    if png_type in (0, 2):  # a grey or RGB PNG: its colour decode holds every value, no second decode
+        pair.stored = np.ascontiguousarray(colour[..., 0]) if png_type == 0 else colour
+        return
     stored = imdecode(np.frombuffer(pair.data, np.uint8), cv2.IMREAD_UNCHANGED) if pair.data else None
     pair.stored = colour if stored is None else stored
 
