@@ -12,7 +12,7 @@ from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
-from segcli.inference.io import PNG_MAGIC, imdecode, to_uint8
+from segcli.inference.io import imdecode, png_colour_type, to_uint8
 
 
 @dataclass
@@ -44,13 +44,14 @@ def _size_hint(data: bytes | None, mask_shape: tuple[int, ...]) -> str:
 
 
 def _keep_stored(pair: CheckedPair, colour: np.ndarray) -> None:
-    """For a deeper image: pair.stored (decoded again, every channel) and pair.deep_stats from its BGR decode."""
+    """For a deeper image: pair.deep_stats from its BGR decode, and pair.stored: every channel as stored (decoded
+    again, unless the file is a grey or RGB PNG, whose colour decode holds them all)."""
     if colour.dtype == np.uint8:
         return
     mean, std = cv2.meanStdDev(np.nan_to_num(colour) if colour.dtype.kind == "f" else colour)
     pair.deep_stats = (mean.ravel()[2::-1], std.ravel()[2::-1])
-    png_type = pair.data[25] if pair.data and pair.data.startswith(PNG_MAGIC) and len(pair.data) > 25 else None
-    if png_type in (0, 2):  # a grey or RGB PNG: its colour decode holds every value, no second decode
+    png_type = png_colour_type(pair.data)
+    if png_type in (0, 2):
         pair.stored = np.ascontiguousarray(colour[..., 0]) if png_type == 0 else colour
         return
     stored = imdecode(np.frombuffer(pair.data, np.uint8), cv2.IMREAD_UNCHANGED) if pair.data else None

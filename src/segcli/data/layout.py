@@ -35,7 +35,7 @@ from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, stops_held
-from segcli.inference.io import PNG_MAGIC, atomic_write_bytes, imdecode, resolver, within, write_png
+from segcli.inference.io import atomic_write_bytes, imdecode, png_colour_type, resolver, within, write_png
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -257,9 +257,8 @@ def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
 
 def _may_hold_bands(data: bytes) -> bool:
     """Whether an 8-bit file may hold more than 3 channels: not a JPEG, nor a PNG without alpha (IHDR colour type)."""
-    if data.startswith(b"\xff\xd8"):
-        return False
-    return not data.startswith(PNG_MAGIC) or (len(data) > 25 and data[25] == 6)
+    colour_type = png_colour_type(data)
+    return not data.startswith(b"\xff\xd8") and colour_type in (None, 6)
 
 
 def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarray, resized: bool,

@@ -123,10 +123,15 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     raise DataError(f"an image with {image.shape[2]} channels cannot feed a model with {channels} input channels")
 
 
+def png_colour_type(data: bytes | np.ndarray | None) -> int | None:
+    """A PNG file's IHDR colour type (0 grey, 2 RGB, 3 indexed, 4 grey + alpha, 6 RGBA); None for other files."""
+    head = bytes(data[:26]) if data is not None else b""
+    return head[25] if head.startswith(PNG_MAGIC) and len(head) > 25 else None
+
+
 def is_palette_png(data: bytes | np.ndarray) -> bool:
     """An indexed (mode P) PNG: IHDR colour type 3. OpenCV expands these to colours; PIL keeps the indices."""
-    head = bytes(data[:26])
-    return head.startswith(PNG_MAGIC) and len(head) > 25 and head[25] == 3
+    return png_colour_type(data) == 3
 
 
 def read_mask(path: str | Path) -> np.ndarray:
