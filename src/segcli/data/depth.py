@@ -69,8 +69,8 @@ def scale_stats(mean: np.ndarray, std: np.ndarray, value_range: list[float] | No
 
 
 def check_range(value, where: str) -> list[float] | None:
-    """A card's or checkpoint's image_range as [low, high] floats (None when absent); anything else is a
-    ValueError naming `where`."""
+    """A dataset card's image_range as [low, high] floats (None when absent); anything else is a ValueError
+    naming `where`."""
     if value is None:
         return None
     try:
