@@ -53,6 +53,11 @@ def test_twelve_bit_images_train_predict_and_export_like_their_8_bit_copy(tiny_d
     assert masks["12"].keys() == masks["8"].keys() and len(masks["12"]) == 12
     assert all(np.array_equal(masks["12"][k], masks["8"][k]) for k in masks["12"])
 
+    proc = segcli("eval", "--ckpt", ckpt, "--data", tmp_path / "d8", "--out", tmp_path / "eval8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "read through the model's image_range [0, 4095] (from its training data), not" in proc.stderr
+    assert "'s none (16-bit as value / 257)" in proc.stderr
+
     proc = segcli("export", "--ckpt", ckpt, "--out", tmp_path / "m.onnx")
     assert proc.returncode == 0 and "argmax agreement 100.0000%" in proc.stderr, proc.stderr[-2000:]
     import onnx

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from segcli.console import info
+from segcli.console import first_process, info
 from segcli.errors import CheckFailed, ConfigError, DataError
 
 
@@ -95,6 +95,12 @@ def _open(cfg, mode: str, device: str):
     if list(predictor.classes) != list(card.classes):
         raise ConfigError(f"{card.root / 'dataset.yaml'}: its classes {card.classes} differ from the model's "
                           f"{predictor.classes}; evaluate on the dataset the model was trained for")
+    if card.image_range != predictor.image_range and first_process():
+        shown = [f"[{r[0]:g}, {r[1]:g}]" if r else "none (16-bit as value / 257)"
+                 for r in (predictor.image_range, card.image_range)]
+        info(f"eval: note: images deeper than 8 bits are read through the model's image_range {shown[0]} (from its "
+             f"training data), not {card.root / 'dataset.yaml'}'s {shown[1]}; they may look darker or brighter to "
+             "the model than its training images did")
     return predictor, card, {"model": model_path, "inference": predictor.options.describe()}
 
 
