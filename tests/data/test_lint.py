@@ -265,6 +265,31 @@ def test_deep_images_are_read_through_the_cards_image_range(tmp_path, rng, run_c
     assert "p.png" in found[0]["detail"] and "q.png" in found[0]["detail"] and "uint16" in found[0]["detail"]
 
 
+def test_a_given_image_range_is_the_window_images_are_read_through(tmp_path, rng, run_cli):
+    """prepare image_range=[low,high] (a CT window) replaces the range chosen from the data: values outside clip,
+    and the card's stats are those of the windowed images; for 8-bit images it is not used, and a note says so."""
+    from segcli.inference.io import read_image, to_uint8
+
+    ct = rng.integers(-1024, 3001, (20, 30)).astype(np.int16)
+    ct[:10] = rng.integers(-100, 200, (10, 30))
+    args = _depth_folder(tmp_path / "a", rng, {"s.tiff": ct, "t.tiff": ct})
+    code, _, stderr = run_cli(*args, "image_range=[-160,240]", "--out", tmp_path / "out")
+    card = _card(tmp_path / "out")
+    assert code == 0 and card["image_range"] == [-160.0, 240.0], stderr
+    read = read_image(tmp_path / "a" / "images" / "s.tiff", value_range=card["image_range"])[..., 0]
+    expected = np.clip((ct.astype(float) + 160) * 255 / 400, 0, 255)
+    assert np.abs(read - expected).max() <= 1 and (read == 0).any() and (read == 255).any()
+    assert abs(card["stats"]["mean"][0] - to_uint8(ct, [-160, 240]).mean() / 255) < 1e-3
+    for bad in ("[240,-160]", "abc", "[1,2,3]"):
+        code, _, stderr = run_cli(*args, f"image_range={bad}", "--out", tmp_path / "bad")
+        assert code == 2 and "give" in stderr and not (tmp_path / "bad").exists()
+    image = rng.integers(0, 256, (20, 30, 3)).astype(np.uint8)
+    args = _depth_folder(tmp_path / "b", rng, {"p.png": image, "q.png": image})
+    code, _, stderr = run_cli(*args, "image_range=[0,1000]", "--out", tmp_path / "out8")
+    assert code == 0 and "every image is 8-bit, so image_range is not used" in stderr
+    assert "image_range" not in _card(tmp_path / "out8")
+
+
 def test_max_size_keeps_the_depth_and_channels_of_what_it_shrinks(tmp_path, rng, run_cli):
     """--max-size re-encodes shrunk images at the depth and channel count they are stored with: a 12-bit PNG
     stays 16-bit (and its card keeps image_range [0, 4095]), a 4-channel PNG keeps its 4th band."""

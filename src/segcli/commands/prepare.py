@@ -24,6 +24,14 @@ def _check_values(cfg) -> None:
     number("--ignore-index", cfg.get("ignore_index"), 0, 65535, integer=True, optional=True,
            what="a mask value from 0 to 65535 that no class uses")
     number("--folds", cfg.get("folds"), 2, integer=True, optional=True, what="a number of folds >= 2 (or leave it out)")
+    if cfg.get("image_range") is not None:
+        from segcli.data.depth import check_range
+
+        value = cfg.image_range if isinstance(cfg.image_range, (str, int, float)) else list(cfg.image_range)
+        try:
+            check_range(value, "image_range")
+        except ValueError as err:
+            raise ConfigError(f"{err}, e.g. image_range=[-160,240] (a CT window)") from None
     if cfg.format == "synthetic":
         number("--num-images", cfg.synthetic.num_images, 2, integer=True, what="at least 2 (train and val)")
         for side in ("height", "width"):
@@ -108,7 +116,7 @@ def run(cfg):
     source = _source(cfg)
     prepared = write_dataset(cfg.out, source, overwrite=bool(cfg.overwrite), strict=bool(cfg.strict),
                              keep_going=bool(cfg.keep_going), max_size=cfg.max_size, workers=int(cfg.workers),
-                             progress=_progress)
+                             progress=_progress, image_range=cfg.get("image_range"))
     report = prepared.report
     report.print_summary(headline=prepared.card is not None)
     if prepared.card is None:
@@ -118,6 +126,8 @@ def run(cfg):
         info(f"prepare: --keep-going dropped {len(report.dropped)} pair(s) with "
              f"{'findings' if report.strict else 'errors'}; they are listed under 'dropped' in {prepared.lint_path}")
     sizes = ", ".join(f"{split} {len(items)}" for split, items in card.splits.items())
+    if cfg.get("image_range") is not None and not card.image_range:
+        info("prepare: note: every image is 8-bit, so image_range is not used (nor recorded in the card)")
     if card.image_range:
         low, high = card.image_range
         info(f"prepare: images deeper than 8 bits are read with values {low:g}..{high:g} mapped onto 0..255 "

@@ -21,8 +21,8 @@ class CheckedPair:
     ids: (H, W) uint8/uint16 class ids (None if unusable).
 
     stored: the image as stored (every channel) when it is deeper than 8 bits, else None; deep_stats: for such
-    an image, its RGB channel (mean, std) in stored values (the card's stats scale them once the dataset's
-    image_range is known, segcli.data.depth)."""
+    an image, when no image_range was given, its RGB channel (mean, std) in stored values (the card's stats scale
+    them once the dataset's image_range is chosen, segcli.data.depth)."""
 
     sample: Sample
     image: np.ndarray | None = None
@@ -43,13 +43,14 @@ def _size_hint(data: bytes | None, mask_shape: tuple[int, ...]) -> str:
     return ""
 
 
-def _keep_stored(pair: CheckedPair, colour: np.ndarray) -> None:
+def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float] | None) -> None:
     """For a deeper image: pair.deep_stats from its BGR decode, and pair.stored: every channel as stored (decoded
     again, unless the file is a grey or RGB PNG, whose colour decode holds them all)."""
     if colour.dtype == np.uint8:
         return
-    mean, std = cv2.meanStdDev(np.nan_to_num(colour) if colour.dtype.kind == "f" else colour)
-    pair.deep_stats = (mean.ravel()[2::-1], std.ravel()[2::-1])
+    if image_range is None:  # the range is chosen from all the images: stats wait for it
+        mean, std = cv2.meanStdDev(np.nan_to_num(colour) if colour.dtype.kind == "f" else colour)
+        pair.deep_stats = (mean.ravel()[2::-1], std.ravel()[2::-1])
     png_type = png_colour_type(pair.data)
     if png_type in (0, 2):
         pair.stored = np.ascontiguousarray(colour[..., 0]) if png_type == 0 else colour
@@ -58,8 +59,9 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray) -> None:
     pair.stored = colour if stored is None else stored
 
 
-def check_pair(sample: Sample, decoder: MaskDecoder) -> CheckedPair:
-    """Decode the image and the mask of `sample` and lint them."""
+def check_pair(sample: Sample, decoder: MaskDecoder, image_range: list[float] | None = None) -> CheckedPair:
+    """Decode the image and the mask of `sample` and lint them; image_range: the [low, high] a deeper image is
+    viewed through (pair.image), given by the user, else None (chosen later from all the images)."""
     pair = CheckedPair(sample)
     where = dict(split=sample.split, stem=sample.stem)
     image_file = str(sample.image) if isinstance(sample.image, Path) else f"{sample.split}/{sample.stem} (image)"
@@ -68,8 +70,8 @@ def check_pair(sample: Sample, decoder: MaskDecoder) -> CheckedPair:
         if isinstance(sample.image, Path):
             pair.data = read_bytes(sample.image)
             raw = decode_image_raw(pair.data, sample.image)
-            pair.image = cv2.cvtColor(to_uint8(raw), cv2.COLOR_BGR2RGB)
-            _keep_stored(pair, raw)
+            pair.image = cv2.cvtColor(to_uint8(raw, image_range), cv2.COLOR_BGR2RGB)
+            _keep_stored(pair, raw, image_range)
         else:
             pair.image = sample.image
     except DataError as err:

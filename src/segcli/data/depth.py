@@ -76,7 +76,7 @@ def check_range(value, where: str) -> list[float] | None:
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: image_range must be [low, high], got {value!r}") from None
+        raise ValueError(f"{where}={value!r}: give [low, high]") from None
     if not (math.isfinite(low) and math.isfinite(high) and high > low):
-        raise ValueError(f"{where}: image_range [{low:g}, {high:g}] needs finite low < high")
+        raise ValueError(f"{where}=[{low:g}, {high:g}]: give finite values with low < high")
     return [low, high]

@@ -75,8 +75,10 @@ def check_out_holds_no_source(out: Path, source: Source) -> None:
 
 def write_dataset(out: str | Path, source: Source, overwrite: bool = False, strict: bool = False,
                   keep_going: bool = False, max_size: int | None = None, workers: int = 0,
-                  progress: Callable[[int], None] | None = None) -> Prepared:
-    """Lint every pair of `source`, write the good ones, and put the result at `out` if the lint passed."""
+                  progress: Callable[[int], None] | None = None, image_range: list[float] | None = None) -> Prepared:
+    """Lint every pair of `source`, write the good ones, and put the result at `out` if the lint passed.
+
+    image_range: [low, high] for images deeper than 8 bits (segcli.data.depth); None: chosen from the data."""
     out = Path(out).resolve()
     check_out_dir(out, overwrite)
     check_out_holds_no_source(out, source)
@@ -85,7 +87,7 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     shutil.rmtree(staging, ignore_errors=True)
     report = LintReport(source.name, findings=list(source.findings), strict=strict, keep_going=keep_going)
     try:
-        card = _process(staging, source, report, max_size, workers, progress)
+        card = _process(staging, source, report, max_size, workers, progress, image_range)
         if report.passed:
             atomic_write_bytes(staging / LINT_NAME, report.to_json().encode("utf-8"))
             _swap_into_place(staging, out)
@@ -98,19 +100,19 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     return Prepared(None, report, lint_path)
 
 
-def _checked(source: Source, workers: int) -> Iterator[CheckedPair]:
+def _checked(source: Source, workers: int, image_range: list[float] | None = None) -> Iterator[CheckedPair]:
     """check_pair over the samples, in order, on a few threads (OpenCV and NumPy release the GIL).
 
     At most 2 × workers pairs are in flight, so decoded images never pile up in memory.
     """
     workers = workers or min(4, os.cpu_count() or 1)
     if workers <= 1:
-        yield from (check_pair(s, source.decoder) for s in source.samples)
+        yield from (check_pair(s, source.decoder, image_range) for s in source.samples)
         return
     with ThreadPoolExecutor(workers) as pool:
         pending: deque = deque()
         for sample in source.samples:
-            pending.append(pool.submit(check_pair, sample, source.decoder))
+            pending.append(pool.submit(check_pair, sample, source.decoder, image_range))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
@@ -126,7 +128,7 @@ def lint_source(source: Source, strict: bool = False, workers: int = 0,
 
 
 def _process(root: Path | None, source: Source, report: LintReport, max_size: int | None, workers: int,
-             progress: Callable[[int], None] | None) -> DatasetCard:
+             progress: Callable[[int], None] | None, given_range: list[float] | None = None) -> DatasetCard:
     """Lint each pair and (root given) write the ones that pass into root; then the split-level lint and the card."""
     ignore = source.ignore_index
     splits: dict[str, list[dict]] = {}
@@ -137,7 +139,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     depth = DepthRange()
     deep_stats: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # scaled once the image_range is known
     failing = any(report.fails(f) for f in report.findings)  # once true (without --keep-going), only lint
-    for pair in _checked(source, workers):
+    for pair in _checked(source, workers, given_range):
         sample = pair.sample
         report.pairs += 1
         listed[sample.split] = listed.get(sample.split, 0) + 1
@@ -166,11 +168,10 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
         counts = np.bincount(ids.ravel())
         depth.add(pair.image if pair.stored is None else pair.stored,
                   str(sample.image) if isinstance(sample.image, Path) else f"{sample.split}/{sample.stem}")
-        if pair.deep_stats is None:
-            mean, std = cv2.meanStdDev(image)
-            rgb = slice(2, None, -1) if source_image is not pair.image else slice(0, 3)  # a stored file is BGR…
-            stats.setdefault(sample.split, SplitStats()).add(counts, ignore, mean.ravel()[rgb] / 255.0,
-                                                             std.ravel()[rgb] / 255.0)
+        if pair.deep_stats is None:  # from the 8-bit view (of what is written, unless that is kept as stored)
+            mean, std = cv2.meanStdDev(image if source_image is pair.image else pair.image)
+            stats.setdefault(sample.split, SplitStats()).add(counts, ignore, mean.ravel()[:3] / 255.0,
+                                                             std.ravel()[:3] / 255.0)
         else:
             stats.setdefault(sample.split, SplitStats()).add(counts, ignore)
             deep_stats.append((sample.split, *pair.deep_stats, int(ids.size)))
@@ -179,7 +180,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
             progress(report.pairs)
     if not report.keep_going:
         report.dropped.clear()  # nothing is "dropped" when nothing gets written
-    image_range = depth.value_range()
+    image_range = depth.value_range() if given_range is None or not depth.deep else [float(v) for v in given_range]
     for split, mean, std, pixels in deep_stats:
         stats[split].add_channels(*scale_stats(mean, std, image_range), pixels)
     if depth.mixed():
