@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import cv2
@@ -30,7 +31,6 @@ def test_grayscale_trains_evaluates_and_predicts(tiny_data, tmp_path):
     out = tmp_path / "eval"
     proc = segcli("eval", "--ckpt", run / "checkpoints" / "best.ckpt", "--data", tiny_data, "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    import json
 
     report = json.loads((out / "report.json").read_text())
     miou = report.get("mIoU", report.get("summary", {}).get("mIoU"))
@@ -57,8 +57,14 @@ def test_four_channel_png_dataset_trains_and_evaluates(tiny_data, tmp_path):
     meta = _meta(run)
     assert len(meta["mean"]) == 4
     assert abs(meta["mean"][3] - (1 - meta["mean"][1])) < 0.02  # the 4th band is measured, not assumed
-    proc = segcli("eval", "--ckpt", run / "checkpoints" / "best.ckpt", "--data", root, "--out", tmp_path / "eval")
+    proc = segcli("eval", "--ckpt", run / "checkpoints" / "best.ckpt", "--data", root, "--out", tmp_path / "eval",
+                  "--corruptions", "all", "--severity", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    scored = json.loads((tmp_path / "eval" / "report.json").read_text())["corruptions"]
+    assert [c["corruption"] for c in scored] == ["contrast", "gaussian_noise", "motion_blur", "fog"]
+    assert "brightness, jpeg left out: they need RGB images, this model reads 4 channels" in proc.stderr
+    proc = segcli("eval", "--ckpt", run / "checkpoints" / "best.ckpt", "--data", root, "--corruptions", "fog,jpeg")
+    assert proc.returncode == 2 and "corruption 'jpeg' needs RGB images" in proc.stderr
     _predict_and_export_four_channels(root, run, tmp_path)
     proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model.in_channels=4", "augment.brightness=0",
                   "augment.contrast=0", "--run-dir", tmp_path / "rgb")

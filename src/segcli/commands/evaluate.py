@@ -109,7 +109,7 @@ def run(cfg) -> dict:
     from segcli.checks import number, seed
     from segcli.evaluation import distributed
     from segcli.evaluation.compare import class_mismatch, deltas, load_report
-    from segcli.evaluation.corruptions import parse_corruptions, parse_severities
+    from segcli.evaluation.corruptions import for_channels, parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
     from segcli.evaluation.sources import model_items, prediction_items, split_pairs
     from segcli.reports import report_dict
@@ -131,6 +131,8 @@ def run(cfg) -> dict:
     old = load_report(cfg.compare) if cfg.compare else None
     ratio = float(cfg.boundary.dilation_ratio) if cfg.boundary.enabled else None
     predictor, card, source = _open(cfg, mode, distributed.setup(cfg.device))
+    if predictor is not None:
+        corruptions = for_channels(corruptions, predictor.read_channels, cfg.corruptions)
     thresholds = parse_gate(cfg.fail_under, card.classes)
     pairs = split_pairs(card, cfg.split)
     shard = distributed.shard(pairs)

@@ -112,16 +112,18 @@ CORRUPTIONS: dict[str, Corruption] = {"brightness": brightness, "contrast": cont
                                       "motion_blur": motion_blur, "jpeg": jpeg, "fog": fog}
 
 
+def _words(names) -> list[str]:
+    """'a,b' or a list → its non-empty names."""
+    items = names.split(",") if isinstance(names, str) else list(names or [])
+    return [str(n).strip() for n in items if str(n).strip()]
+
+
 def parse_corruptions(names) -> list[str]:
     """'brightness,fog' or a list → validated names (unknown ones fail with suggestions)."""
     from segcli.config import did_you_mean
 
-    if isinstance(names, str):
-        names = names.split(",")
     out = []
-    for name in (str(n).strip() for n in names or []):
-        if not name:
-            continue
+    for name in _words(names):
         if name == "all":
             out.extend(c for c in CORRUPTIONS if c not in out)
             continue
@@ -131,6 +133,27 @@ def parse_corruptions(names) -> list[str]:
         if name not in out:
             out.append(name)
     return out
+
+
+RGB_ONLY = ("brightness", "jpeg")  # HSV and JPEG are defined for 3 colour channels; the others act per channel
+
+
+def for_channels(names: list[str], channels: int, asked) -> list[str]:
+    """The corruptions of `names` for a model reading `channels`-channel images: all of them for RGB; for
+    multispectral models those of RGB_ONLY are left out of `all` (with a note) and refused when named."""
+    if channels == 3:
+        return names
+    left_out = [n for n in names if n in RGB_ONLY]
+    named = [n for n in left_out if n in _words(asked)]
+    if named:
+        others = ", ".join(c for c in CORRUPTIONS if c not in RGB_ONLY)
+        raise ConfigError(f"corruption '{named[0]}' needs RGB images, and this model reads {channels} channels; "
+                          f"choose from {others}")
+    if left_out:
+        from segcli.console import info
+
+        info(f"eval: note: {', '.join(left_out)} left out: they need RGB images, this model reads {channels} channels")
+    return [n for n in names if n not in RGB_ONLY]
 
 
 def parse_severities(value) -> list[int]:
