@@ -87,7 +87,9 @@ def quote_values(overrides: list[str]) -> list[str]:
     return out
 
 
-def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
+def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> list:
+    """Parse `overrides` (Hydra's Override objects, one per string, returned for the later checks) and check the
+    options of config groups they select."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -105,6 +107,7 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
                         f"unknown option '{option}' for config group '{key}'{did_you_mean(str(option), groups[key])}; "
                         f"choose from {', '.join(groups[key])}"
                     )
+    return parsed
 
 
 # Where `+key=value` may add a key that segcli does not list: dicts handed on as keyword arguments (Lightning's
@@ -112,12 +115,10 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> None:
 ADDABLE = {"train": ("trainer.", "model.kwargs.", "loss.params.")}
 
 
-def _check_added(command: str, overrides: list[str], groups: dict, listed: Callable[[str], bool]) -> None:
+def _check_added(command: str, parsed: list, groups: dict, listed: Callable[[str], bool]) -> None:
     """Refuse `+key=value` (and `++key=value` for a key `listed` says the config lacks) outside ADDABLE: the key
-    would be composed in and then ignored without a word."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    for ov in OverridesParser.create().parse_overrides(overrides):
+    would be composed in and then ignored without a word. parsed: the overrides as _check_groups parsed them."""
+    for ov in parsed:
         key = ov.key_or_group
         if not (ov.is_add() or ov.is_force_add()) or key in groups or key.startswith("hydra."):
             continue
@@ -158,7 +159,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         _check_shadowing(config_dir)
     overrides = quote_values(list(overrides))
     groups = _groups(search)
-    _check_groups(overrides, groups)
+    parsed = _check_groups(overrides, groups)
 
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
     GlobalHydra.instance().clear()
@@ -167,14 +168,13 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             cfg = hydra_compose(config_name=command, overrides=overrides + extra)
         except Exception as err:
             raise _explain(err, command, overrides, extra, hydra_compose) from None
-        _check_switches(command, overrides, groups, extra, hydra_compose)
-        if any(o.lstrip().startswith("++") for o in overrides):  # a forced add may name a listed key
-            kept = [o for o in overrides if not o.lstrip().startswith("+")]
+        _check_switches(command, overrides, parsed, groups, extra, hydra_compose)
+        listed: Callable[[str], bool] = lambda key: False  # noqa: E731
+        if any(ov.is_force_add() for ov in parsed):  # a forced add may name a listed key
+            kept = [o for o, ov in zip(overrides, parsed) if not (ov.is_add() or ov.is_force_add())]
             plain, absent = hydra_compose(config_name=command, overrides=kept + extra), object()
-            _check_added(command, overrides, groups,
-                         lambda key: OmegaConf.select(plain, key, default=absent) is not absent)
-        else:
-            _check_added(command, overrides, groups, lambda key: False)
+            listed = lambda key: OmegaConf.select(plain, key, default=absent) is not absent  # noqa: E731
+        _check_added(command, parsed, groups, listed)
     if values:
         with open_dict(cfg):
             for key, value in values.items():
@@ -187,13 +187,14 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
 _SWITCH_WORDS = {"trainer.deterministic": ("warn",)}  # switches that take a word too (Lightning's "warn")
 
 
-def _check_switches(command: str, overrides: list[str], groups: dict, extra: list[str], hydra_compose) -> None:
+def _check_switches(command: str, overrides: list[str], parsed: list, groups: dict, extra: list[str],
+                    hydra_compose) -> None:
     """An override of a true/false setting must be true or false: Hydra keeps `legend=maybe` or `half=1` as given,
-    and the command would test it for truth (anything but false, 0 or empty counts as on)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    and the command would test it for truth (anything but false, 0 or empty counts as on). parsed: `overrides` as
+    _check_groups parsed them."""
     from omegaconf import OmegaConf
 
-    given = [(ov.key_or_group, ov.value()) for ov in OverridesParser.create().parse_overrides(overrides)
+    given = [(ov.key_or_group, ov.value()) for ov in parsed
              if ov.key_or_group not in groups and not ov.is_sweep_override() and not ov.is_delete()]
     given = [(key, value) for key, value in given if isinstance(value, (str, int, float)) and not isinstance(value, bool)]
     if not given:
