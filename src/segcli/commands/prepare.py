@@ -27,9 +27,8 @@ def _check_values(cfg) -> None:
     if cfg.get("image_range") is not None:
         from segcli.data.depth import check_range
 
-        value = cfg.image_range if isinstance(cfg.image_range, (str, int, float)) else list(cfg.image_range)
         try:
-            check_range(value, "image_range")
+            check_range(cfg.image_range, "image_range")
         except ValueError as err:
             raise ConfigError(f"{err}, e.g. image_range=[-160,240] (a CT window)") from None
     if cfg.format == "synthetic":
