@@ -112,6 +112,29 @@ def test_disk_full_during_predict(cli, model_ckpt, tmp_path, disk_full):
     assert_clean(tmp_path)
 
 
+def test_a_folder_removed_by_a_parallel_writer_is_made_again(tmp_path, monkeypatch):
+    """Predict's writers run in parallel: one whose write failed removes the folder it made, now empty, while another
+    is about to put its temp file there. That other write must still happen (or meet its own error), not fail with
+    'No such file or directory' (seen under load: a full disk reported as a missing folder)."""
+    import tempfile
+
+    from segcli.inference.io import atomic_write_bytes
+
+    real, calls = tempfile.mkstemp, []
+
+    def mkstemp_after_a_parallel_cleanup(*args, **kwargs):
+        calls.append(kwargs["dir"])
+        if len(calls) == 1:
+            Path(kwargs["dir"]).rmdir()  # the other writer's cleanup, between this writer's mkdir and mkstemp
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_after_a_parallel_cleanup)
+    target = tmp_path / "out" / "a.png"
+    atomic_write_bytes(target, b"mask")
+    assert target.read_bytes() == b"mask" and len(calls) == 2
+    assert os.listdir(target.parent) == ["a.png"]
+
+
 def test_failed_run_prunes_only_the_empty_folders_it_created(tmp_path):
     """Parallel writers can each leave a folder another expected to remove (predict's disk-full case was flaky):
     the command removes the empty folders under an --out it created, never a file or a folder that existed."""

@@ -194,10 +194,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: b
     folders it created; an OSError becomes a DataError naming `path`."""
     path = Path(path)
     created = missing_folders(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _temp_beside(path)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             if fsync:
@@ -212,6 +211,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: b
         if isinstance(err, OSError):
             raise DataError(f"{path}: cannot write it ({err.strerror or err}); check free space and permissions") from None
         raise
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file in `path`'s folder, made first. A parallel writer whose own write failed may remove that
+    folder (empty again) between the two steps: it is made again, so that this write meets its own error (e.g.
+    the full disk) rather than 'No such file or directory'."""
+    attempts = 4
+    for attempt in range(attempts):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def remove_empty(folders: list[Path]) -> None:
