@@ -48,14 +48,18 @@ def _match(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
                       f"choose from {', '.join(choices)}")
 
 
-def _fraction(spec: str, text: str) -> float:
+def _fraction(spec: str, key: str, text: str) -> float:
     text = text.strip()
     try:
         value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
     except ValueError:
         raise ConfigError(f"--fail-under {spec}: '{text}' is not a number; write e.g. mIoU=0.60 or mIoU=60%") from None
+    if 1.0 < value <= 100.0 and not text.endswith("%"):
+        raise ConfigError(f"--fail-under {spec}: thresholds are fractions in [0, 1] or percentages with '%'; "
+                          f"write {key}={value / 100:g} or {key}={text}%")
     if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"--fail-under {spec}: thresholds are fractions in [0, 1] (or percentages), e.g. mIoU=0.60")
+        raise ConfigError(f"--fail-under {spec}: thresholds are fractions in [0, 1] or percentages with '%' in "
+                          "[0%, 100%], e.g. mIoU=0.60 or mIoU=60%")
     return value
 
 
@@ -77,7 +81,7 @@ def parse_gate(specs, class_names: list[str]) -> list[Threshold]:
         if "=" not in spec:
             raise ConfigError(f"--fail-under {spec}: expected METRIC=VALUE or class:NAME[:METRIC]=VALUE, e.g. mIoU=0.60")
         key, value = spec.rsplit("=", 1)
-        minimum = _fraction(spec, value)
+        minimum = _fraction(spec, key.strip(), value)
         if key.startswith("class:"):
             name, metric = _class_key(key[len("class:"):], class_names)
             out.append(Threshold(spec, metric, minimum, _match(name, class_names, "class")))
