@@ -25,6 +25,20 @@ def test_smallest_input_per_architecture():
         min_input_size(build_model(**fpn), fpn)
 
 
+def test_a_vit_built_for_one_input_size_is_refused_before_training(tiny_data, tmp_path):
+    """DPT with a timm ViT but without dynamic_img_size runs on 224x224 only: it trained on crops padded to 224x224,
+    then failed at validation (exit 4, 'Input width (256) doesn't match model (224)')."""
+    vit = {"arch": "dpt", "encoder": "tu-vit_tiny_patch16_224", "in_channels": 3, "classes": 4, "kwargs": {}}
+    with pytest.raises(ConfigError, match=r"takes only the input size its ViT was built for .*dynamic_img_size=true"):
+        min_input_size(build_model(**vit), vit)
+    dynamic = {**vit, "kwargs": {"dynamic_img_size": True}}
+    assert min_input_size(build_model(**dynamic), dynamic) == 32
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model=dpt", "model.encoder=tu-vit_tiny_patch16_224",
+                  "~model.kwargs.dynamic_img_size", "--run-dir", tmp_path / "run")
+    assert proc.returncode == 2 and "+model.kwargs.dynamic_img_size=true" in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_pan_trains_on_crops_below_its_minimum_padded_up(tiny_data, tmp_path):
     """32x32 crops (and 48x64 validation images) through PAN: exit 4 before ("Output size is too small")."""
     proc = segcli("train", f"data.root={tiny_data}", *QUICK, "model=pan", "--run-dir", tmp_path / "run")

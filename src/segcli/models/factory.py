@@ -144,10 +144,16 @@ def _probe(model: nn.Module, channels: int, h: int, w: int) -> tuple[int, int] |
     try:
         with torch.no_grad():
             return tuple(model(torch.zeros(1, channels, h, w)).shape[-2:])
-    except RuntimeError as err:
+    except (RuntimeError, AssertionError, ValueError) as err:  # timm's ViTs assert their fixed input size
         return str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
     finally:
         model.train(was_training)
+
+
+def _refuse_fixed_size(label: str, error: str) -> None:
+    if "doesn't match model" in error:  # a timm ViT built for one input size (e.g. 224x224)
+        raise ConfigError(f"{label} takes only the input size its ViT was built for ({error}); add "
+                          "+model.kwargs.dynamic_img_size=true (model=dpt sets it) or choose another model")
 
 
 def min_input_size(model: nn.Module, kwargs: dict) -> int:
@@ -165,7 +171,13 @@ def min_input_size(model: nn.Module, kwargs: dict) -> int:
         if isinstance(got, tuple):
             break
     else:
+        _refuse_fixed_size(label, got)
         raise ConfigError(f"{label} cannot run on inputs up to {side}x{side} ({got}); choose another model")
+    other = _probe(model, channels, side + multiple, side + 2 * multiple)  # images are rarely square or that small
+    if isinstance(other, str):
+        _refuse_fixed_size(label, other)
+        raise ConfigError(f"{label} runs on {side}x{side} inputs but not on {side + multiple}x{side + 2 * multiple} "
+                          f"({other}); choose another model")
     if got != (side, side):
         raise ConfigError(f"{label} gives {got[0]}x{got[1]} logits for a {side}x{side} input (smp does not size "
                           "this combination back to the input); change model.kwargs")
