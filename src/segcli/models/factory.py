@@ -151,8 +151,8 @@ def _probe(model: nn.Module, channels: int, h: int, w: int) -> tuple[int, int] |
 
 
 def _refuse_fixed_size(label: str, error: str) -> None:
-    if "doesn't match model" in error:  # a timm ViT built for one input size (e.g. 224x224)
-        raise ConfigError(f"{label} takes only the input size its ViT was built for ({error}); add "
+    if "doesn't match model" in error:  # a timm ViT or Swin built for one input size (e.g. 224x224)
+        raise ConfigError(f"{label} takes only the input size its timm encoder was built for ({error}); add "
                           "+model.kwargs.dynamic_img_size=true (model=dpt sets it) or choose another model")
 
 
