@@ -29,7 +29,7 @@ def test_a_vit_built_for_one_input_size_is_refused_before_training(tiny_data, tm
     """DPT with a timm ViT but without dynamic_img_size runs on 224x224 only: it trained on crops padded to 224x224,
     then failed at validation (exit 4, 'Input width (256) doesn't match model (224)')."""
     vit = {"arch": "dpt", "encoder": "tu-vit_tiny_patch16_224", "in_channels": 3, "classes": 4, "kwargs": {}}
-    with pytest.raises(ConfigError, match=r"takes only the input size its timm encoder was built for .*dynamic_img_size=true"):
+    with pytest.raises(ConfigError, match=r"only the input size its timm encoder was built for .*dynamic_img_size=true"):
         min_input_size(build_model(**vit), vit)
     dynamic = {**vit, "kwargs": {"dynamic_img_size": True}}
     assert min_input_size(build_model(**dynamic), dynamic) == 32
