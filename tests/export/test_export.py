@@ -118,6 +118,34 @@ def test_failing_tolerance_exits_1_and_writes_nothing(ckpt, tmp_path, cli):
     assert list(tmp_path.iterdir()) == []  # no staging file left behind either
 
 
+def _untrained_ckpt(dataset, path, arch: str, encoder: str):
+    """A seeded, untrained segcli checkpoint of arch/encoder for `dataset`'s classes (no training needed to export)."""
+    from segcli.data.card import load_card
+    from segcli.models.factory import build_model
+    from segcli.runs import model_meta
+
+    torch.manual_seed(0)
+    card = load_card(dataset)
+    kwargs = {"arch": arch, "encoder": encoder, "classes": card.num_classes, "in_channels": 3}
+    meta = model_meta(card, kwargs, 32, "val", train_crop=[64, 64])
+    state = {f"model.{k}": v for k, v in build_model(**kwargs).state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"meta": meta}}, path)
+    return path
+
+
+@pytest.mark.parametrize("fmt, other", [("onnx", "torchscript"), ("torchscript", "onnx")])
+def test_an_export_that_runs_only_at_its_example_size_fails_verification(fmt, other, dataset, tmp_path, cli):
+    """MobileViT's unfold is traced with the example's sizes as constants: the file ran only on 64x96 inputs and
+    verification on the 72x100 images was exit 4, 'internal error' (an onnxruntime Reshape, a TorchScript shape)."""
+    ckpt = _untrained_ckpt(dataset, tmp_path / "mobilevit.ckpt", "unet", "tu-mobilevit_xxs")
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--format", fmt, "--out", out)
+    line = err.strip().splitlines()[-1]  # after export's progress lines
+    assert code == 1 and line.startswith(f"segcli: error: {out}: the exported model fails on a 72x100 image"), err
+    assert f"try --format {other}" in line and "Traceback" not in err
+    assert stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["mobilevit.ckpt"]
+
+
 def test_onnx_without_segcli_metadata_exits_3(onnx_file, dataset, tmp_path, cli):
     import onnx
 

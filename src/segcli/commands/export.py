@@ -106,9 +106,15 @@ def _load_exported(path: Path, fmt: str, device: str, cfg):
 
 
 def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> None:
-    from segcli.export.verify import compare
+    from segcli.export.verify import CandidateFailed, compare
 
-    parity = compare(reference, candidate, images)
+    try:
+        parity = compare(reference, candidate, images)
+    except CandidateFailed as err:
+        other = "torchscript" if cfg.format == "onnx" else "onnx"
+        raise CheckFailed(f"{out}: the exported model {err}; the file was not written. The export holds a size of its "
+                          f"example input where the model computes it from the image: try --format {other} or "
+                          "another model.encoder") from None
     info(f"export: {parity.summary()}")
     tol = cfg.verify_half if half else cfg.verify
     failed = parity.failures(float(tol.max_rel_logit_diff), float(tol.min_argmax_agreement), float(tol.min_miou))

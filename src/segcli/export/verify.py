@@ -53,6 +53,15 @@ class Parity:
                 f"mIoU vs torch {self.miou * 100:.4f}% over {self.images} images")
 
 
+class CandidateFailed(Exception):
+    """The exported model raised on a verification image (e.g. a size of the tracing example baked into a Reshape)."""
+
+    def __init__(self, height: int, width: int, error: BaseException):
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        cause = lines[-1] if len(lines) > 1 else lines[0]  # TorchScript's last line names the error, ORT's only one
+        super().__init__(f"fails on a {height}x{width} image ({cause[:240]})")
+
+
 def compare(reference, candidate, images: list[np.ndarray]) -> Parity:
     """Run both Predictors image by image (any sizes: padding and cropping are the Predictor's).
 
@@ -72,10 +81,14 @@ def compare(reference, candidate, images: list[np.ndarray]) -> Parity:
         a = reference.logits([image]).cpu()
         ref_ids = a.argmax(1)
         scale = max(scale, float(a.abs().max()))
-        if candidate.outputs_ids:
-            ids = torch.from_numpy(candidate.ids([image]).astype(np.int64))
-        else:
-            b = candidate.logits([image]).cpu()
+        try:
+            if candidate.outputs_ids:
+                ids = torch.from_numpy(candidate.ids([image]).astype(np.int64))
+            else:
+                b = candidate.logits([image]).cpu()
+        except Exception as err:  # onnxruntime's Fail, torch.jit's RuntimeError: the file, not the image, is at fault
+            raise CandidateFailed(image.shape[0], image.shape[1], err) from None
+        if not candidate.outputs_ids:
             worst = max(worst, float((a - b).abs().max()))
             ids = b.argmax(1)
         same += int((ids == ref_ids).sum())
