@@ -118,32 +118,81 @@ def test_failing_tolerance_exits_1_and_writes_nothing(ckpt, tmp_path, cli):
     assert list(tmp_path.iterdir()) == []  # no staging file left behind either
 
 
-def _untrained_ckpt(dataset, path, arch: str, encoder: str):
+def _untrained_ckpt(dataset, path, arch: str, encoder: str, kwargs: dict | None = None):
     """A seeded, untrained segcli checkpoint of arch/encoder for `dataset`'s classes (no training needed to export)."""
     from segcli.data.card import load_card
-    from segcli.models.factory import build_model
+    from segcli.models.factory import build_model, size_multiple
     from segcli.runs import model_meta
 
     torch.manual_seed(0)
     card = load_card(dataset)
-    kwargs = {"arch": arch, "encoder": encoder, "classes": card.num_classes, "in_channels": 3}
-    meta = model_meta(card, kwargs, 32, "val", train_crop=[64, 64])
-    state = {f"model.{k}": v for k, v in build_model(**kwargs).state_dict().items()}
+    build = {"arch": arch, "encoder": encoder, "classes": card.num_classes, "in_channels": 3, "kwargs": kwargs or {}}
+    model = build_model(**build)
+    meta = model_meta(card, build, size_multiple(model), "val", train_crop=[64, 64])
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"meta": meta}}, path)
     return path
 
 
-@pytest.mark.parametrize("fmt, other", [("onnx", "torchscript"), ("torchscript", "onnx")])
-def test_an_export_that_runs_only_at_its_example_size_fails_verification(fmt, other, dataset, tmp_path, cli):
+def _onnx_opset(path) -> int:
+    import onnx
+
+    return next(o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx"))
+
+
+def test_an_export_that_runs_only_at_its_example_size(dataset, tmp_path, cli):
     """MobileViT's unfold is traced with the example's sizes as constants: the file ran only on 64x96 inputs and
-    verification on the 72x100 images was exit 4, 'internal error' (an onnxruntime Reshape, a TorchScript shape)."""
+    verification on the 72x100 images was exit 4, 'internal error' (an onnxruntime Reshape, a TorchScript shape).
+    ONNX now goes to torch.export, which keeps the sizes symbolic; TorchScript has no such way: exit 1."""
     ckpt = _untrained_ckpt(dataset, tmp_path / "mobilevit.ckpt", "unet", "tu-mobilevit_xxs")
-    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
-    code, stdout, err = cli("export", "--ckpt", ckpt, "--format", fmt, "--out", out)
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--format", "torchscript", "--out", tmp_path / "m.pt")
     line = err.strip().splitlines()[-1]  # after export's progress lines
-    assert code == 1 and line.startswith(f"segcli: error: {out}: the exported model fails on a 72x100 image"), err
-    assert f"try --format {other}" in line and "Traceback" not in err
+    assert code == 1 and line.startswith(f"segcli: error: {tmp_path / 'm.pt'}: the exported model fails on a 72x100 "
+                                         "image (RuntimeError: shape"), err
+    assert "try --format onnx" in line and "Traceback" not in err
     assert stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["mobilevit.ckpt"]
+
+    out = tmp_path / "m.onnx"
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out)
+    assert code == 0 and stdout.strip() == str(out.resolve()), err
+    assert "runs only at its example input's size (it fails on a 72x100 image); exporting with torch.export" in err
+    assert "ONNXRuntimeError" not in err and _stored_meta(out)["opset"] == _onnx_opset(out) == 18
+    code, stdout, err = cli("predict", "--model", out, dataset / "images" / "val", "--out", tmp_path / "pred")
+    assert code == 0 and len(stdout.split()) == 2, err  # the 72x100 val images, padded to 96x128
+
+
+@pytest.mark.parametrize("arch", ["pspnet", "upernet"])
+def test_pyramid_pooling_exports_to_onnx(arch, dataset, tmp_path, cli):
+    """Their pooling to 2x2, 3x3 and 6x6 bins was 'cannot export …: ONNX export of operator adaptive_avg_pool2d,
+    input size not accessible' (exit 2) with dynamic height and width; now it verifies on the 72x100 images."""
+    ckpt = _untrained_ckpt(dataset, tmp_path / f"{arch}.ckpt", arch, "resnet18")
+    out = tmp_path / "m.onnx"
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out)
+    assert code == 0 and "torch.export" not in err and _onnx_opset(out) == 17, err
+    assert "argmax agreement 100.0000%" in err
+
+
+def test_exportable_pooling_equals_adaptive_average_pooling():
+    from segcli.export.onnx import AdaptiveAvgPoolAnySize
+
+    for bins in (1, 2, 3, 6, (2, 5)):
+        for height, width in ((7, 9), (12, 12), (3, 40), (45, 61)):
+            x = torch.randn(2, 4, height, width)
+            torch.testing.assert_close(AdaptiveAvgPoolAnySize(bins)(x), torch.nn.AdaptiveAvgPool2d(bins)(x))
+
+
+@pytest.mark.slow
+def test_a_vit_exports_to_onnx_through_torch_export(dataset, tmp_path, cli):
+    """DPT's ViT resamples its position embeddings with antialiased bicubic interpolation, which torch's
+    TorchScript-based exporter cannot write ('aten::_upsample_bicubic2d_aa', exit 2): torch.export writes it."""
+    ckpt = _untrained_ckpt(dataset, tmp_path / "dpt.ckpt", "dpt", "tu-vit_tiny_patch16_224",
+                           kwargs={"dynamic_img_size": True})
+    out = tmp_path / "m.onnx"
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out)
+    assert code == 0 and "_upsample_bicubic2d_aa" in err and "exporting with torch.export at opset 18" in err, err
+    assert _stored_meta(out)["opset"] == _onnx_opset(out) == 18
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", tmp_path / "m16.onnx", "--opset", "16")
+    assert code == 2 and "try --opset 17 or --format torchscript" in err
 
 
 def test_onnx_without_segcli_metadata_exits_3(onnx_file, dataset, tmp_path, cli):

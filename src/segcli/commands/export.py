@@ -105,6 +105,10 @@ def _load_exported(path: Path, fmt: str, device: str, cfg):
     return torchscript_predictor(path, device, 1)
 
 
+class SizeBound(CheckFailed):
+    """The exported file runs only at the size of the example input it was traced with."""
+
+
 def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> None:
     from segcli.export.verify import CandidateFailed, compare
 
@@ -112,9 +116,11 @@ def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> N
         parity = compare(reference, candidate, images)
     except CandidateFailed as err:
         other = "torchscript" if cfg.format == "onnx" else "onnx"
-        raise CheckFailed(f"{out}: the exported model {err}; the file was not written. The export holds a size of its "
-                          f"example input where the model computes it from the image: try --format {other} or "
-                          "another model.encoder") from None
+        bound = SizeBound(f"{out}: the exported model {err}; the file was not written. The export holds a size of "
+                          f"its example input where the model computes it from the image: try --format {other} or "
+                          "another model.encoder")
+        bound.size = err.size
+        raise bound from None
     info(f"export: {parity.summary()}")
     tol = cfg.verify_half if half else cfg.verify
     failed = parity.failures(float(tol.max_rel_logit_diff), float(tol.min_argmax_agreement), float(tol.min_miou))
@@ -180,15 +186,23 @@ def run(cfg) -> Path:
         info(f"export: {fmt}, output {meta_out['output']}, {meta_out['dtype']}"
              + (f", opset {cfg.opset}" if fmt == "onnx" else "") + f" → {out}")
         if fmt == "onnx":
-            from segcli.export.onnx import export_onnx
+            from segcli.export.onnx import DYNAMO_FALLBACK_FROM, export_onnx
 
-            export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device)
+            dynamo = export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device)
         else:
             from segcli.export.torchscript import export_torchscript
 
             export_torchscript(model, meta_out, staging, device=device)
         reference = eager_predictor(model, meta, "cpu", batch_size=1)
-        _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), images, half, out)
+        try:
+            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), images, half, out)
+        except SizeBound as err:
+            if fmt != "onnx" or dynamo or int(cfg.opset) < DYNAMO_FALLBACK_FROM:
+                raise
+            info(f"export: the TorchScript-based exporter's file runs only at its example input's size (it fails on "
+                 f"a {err.size[0]}x{err.size[1]} image); exporting with torch.export instead")
+            export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device, dynamo=True)
+            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), images, half, out)
         os.replace(staging, out)
     finally:
         staging.unlink(missing_ok=True)

@@ -169,7 +169,7 @@ def ort_session(path: str | Path, device: str = "cpu", graph_optimization: str =
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION[graph_optimization])
     options.intra_op_num_threads = int(intra_op_threads)
-    options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for our users
+    options.log_severity_level = 4  # fatal only: its errors reach the user as exceptions, its warnings are not for them
     providers = ["CPUExecutionProvider"]
     if str(device).startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
