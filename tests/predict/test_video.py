@@ -85,3 +85,16 @@ def test_smooth_is_an_ema_of_probabilities(ckpt, cli, tmp_path):
             changed_raw += int((raw != last_raw).sum())
         last_smooth, last_raw = mask, raw
     assert changed_smooth < changed_raw  # less flicker
+
+
+def test_outputs_a_video_does_not_give_are_named(ckpt, cli, tmp_path):
+    """--save prob,uncertainty and masks without --frame-masks gave nothing for a video, without a word."""
+    clip = tmp_path / "clip.avi"
+    _write_video(clip, "MJPG")
+    code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask,prob,uncertainty")
+    assert code == 0, err
+    assert "videos give an overlay video; add --frame-masks for a mask PNG per frame" in err
+    assert "--save prob,uncertainty applies to images only, not to videos" in err
+    assert not (tmp_path / "out" / "clip").exists()  # what the note says: no frame masks
+    code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out2", "--frame-masks")
+    assert code == 0 and "note" not in err, err

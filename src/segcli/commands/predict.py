@@ -135,6 +135,8 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
     try:
         todo = _skip_finished(images, state) if cfg.skip_existing else images
         _predict_images(todo, predictor, state, torch)
+        if videos:
+            _note_video_outputs(save, bool(cfg.video.masks))
         for item in videos:
             from segcli.inference.video import predict_video
 
@@ -159,6 +161,19 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
         raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
                         f"{others}")
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
+
+
+def _note_video_outputs(save, frame_masks: bool) -> None:
+    """A video gives an overlay video and areas rows per frame (masks with --frame-masks): say which of the
+    outputs asked for it does not give, instead of leaving them out silently."""
+    parts = []
+    if "mask" in save and not frame_masks:
+        parts.append("videos give an overlay video; add --frame-masks for a mask PNG per frame")
+    unused = [name for name in ("prob", "uncertainty") if name in save]
+    if unused:
+        parts.append(f"--save {','.join(unused)} applies to images only, not to videos")
+    if parts:
+        info(f"predict: note: {'; '.join(parts)}")
 
 
 def _skip_finished(images, state) -> list:
