@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers_surface import QUICK, segcli
 
 from segcli.errors import ConfigError
 from segcli.models.losses import TERMS, WeightedLoss, build_loss
@@ -94,6 +95,16 @@ def test_errors_list_the_choices():
         WeightedLoss({"focal": 1.0}, IGNORE, params={"focal": {"gama": 2.0}})
     with pytest.raises(ConfigError, match="weight 0"):
         WeightedLoss({"ce": 0.0}, IGNORE)
+
+
+def test_params_of_a_term_the_loss_does_not_have_are_refused(tiny_data, tmp_path):
+    """`loss=ce_dice +loss.params.focal.gamma=3` trained on ce + dice with the focal settings unused, silently."""
+    with pytest.raises(ConfigError, match=r"loss.params.focal: 'focal' is not a term of this loss \(terms: ce, dice\)"):
+        WeightedLoss({"ce": 1.0, "dice": 1.0}, IGNORE, params={"focal": {"gamma": 3.0}})
+    WeightedLoss({"ce": 1.0, "dice": 0.0}, IGNORE, params={"dice": {"smooth": 1.0}})  # dice weighted 0: its params stay
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "+loss.params.focal.gamma=3", "--run-dir", tmp_path / "r")
+    assert proc.returncode == 2 and "add it with +loss.terms.focal=WEIGHT" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("preset", ["ce", "dice", "focal", "lovasz", "tversky", "jaccard", "ce_dice", "ce_lovasz",

@@ -78,6 +78,11 @@ class WeightedLoss(nn.Module):
         for name in [*terms, *params]:
             if name not in TERMS:
                 raise ConfigError(f"unknown loss term '{name}'{did_you_mean(name, list(TERMS))}; choose from {', '.join(TERMS)}")
+        unused = [name for name in params if name not in terms]
+        if unused:  # the shipped loss configs give params only for their own terms: these come from the user
+            raise ConfigError(f"loss.params.{unused[0]}: '{unused[0]}' is not a term of this loss (terms: "
+                              f"{', '.join(terms)}), so they would be unused; add it with "
+                              f"+loss.terms.{unused[0]}=WEIGHT or choose a loss that has it")
         self.weights = {name: float(w) for name, w in terms.items() if float(w) != 0.0}
         if not self.weights:
             raise ConfigError("loss.terms gives every term weight 0; give at least one a positive weight")
