@@ -81,6 +81,14 @@ def test_a_failed_resume_leaves_the_runs_config_as_it_was(tiny_data, tmp_path, c
         code, _, err = segcli(["train", "--resume", run_dir, override], capsys)
         assert code == 2 and err.strip().splitlines() == [f"segcli: error: {text}"], err
         assert (run_dir / "config.yaml").read_bytes() == saved
+    card = (data / "dataset.yaml").read_text()  # prepared again with other classes: was exit 4 (state_dict shapes)
+    assert "road," in card
+    (data / "dataset.yaml").write_text(card.replace("road,", "street,", 1))
+    code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=3"], capsys)
+    assert code == 3 and err.strip().splitlines() == [err.strip()], err  # one line, before 'resuming'
+    assert "the dataset changed since this run began (classes " in err and ",street," in err, err
+    assert (run_dir / "config.yaml").read_bytes() == saved and epochs_run(run_dir) == 1
+    (data / "dataset.yaml").write_text(card)
     image = sorted((data / "images" / "train").glob("*.png"))[0]
     image.write_bytes(image.read_bytes()[:200])  # unreadable once training reads it
     code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=3"], capsys)

@@ -164,10 +164,11 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     # further process.
     ckpt_path, new_dir, created, restore = None, False, [], None
     if resume:
-        from segcli.training.resume import last_checkpoint, trim_metrics
+        from segcli.training.resume import check_same_data, last_checkpoint, trim_metrics
 
         run_dir = Path(cfg.run_dir)
         ckpt_path, step = last_checkpoint(run_dir)
+        check_same_data(ckpt_path, meta, card.root / "dataset.yaml")
         restore = _config_restorer(run_dir, ckpt_path)
         trim_metrics(run_dir, step)
         if first_process():

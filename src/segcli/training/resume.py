@@ -39,6 +39,31 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, int]:
     return path, int(read_checkpoint(path).get("global_step", 0))
 
 
+def check_same_data(ckpt_path: Path, meta: dict, card_file: Path) -> None:
+    """Refuse to resume when the dataset card now says other than when the run began (prepared again with other
+    classes, ignore index or images): the weights and the normalisation belong to the data they were fit on."""
+    from segcli.inference.backends import read_checkpoint
+
+    saved = read_checkpoint(ckpt_path)["hyper_parameters"]["meta"]
+    changes = []
+    for key, what in (("classes", "classes"), ("ignore_index", "ignore index"), ("image_range", "image range")):
+        if saved.get(key) != meta.get(key):
+            changes.append(f"{what} {_short(saved.get(key))} → {_short(meta.get(key))}")
+    for key in ("mean", "std"):
+        before, now = saved.get(key) or [], meta.get(key) or []
+        if len(before) != len(now) or any(abs(float(a) - float(b)) > 1e-6 for a, b in zip(before, now)):
+            changes.append(f"{key} {_short([round(float(v), 4) for v in before])} → "
+                           f"{_short([round(float(v), 4) for v in now])}")
+    if changes:
+        raise DataError(f"{card_file}: the dataset changed since this run began ({'; '.join(changes)}); --resume "
+                        "continues the same experiment: prepare the data as it was, or start a new run")
+
+
+def _short(value) -> str:
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
 def resume_config(run_dir: str | Path, overrides: list[str]):
     """The run's saved config.yaml with the allowed `overrides` applied, run_dir set to RUN_DIR."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
