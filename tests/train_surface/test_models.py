@@ -99,6 +99,20 @@ def test_local_weights_load_with_a_report(tmp_path, capsys, suffix):
     assert f"{loaded} tensors loaded, {own - loaded} missing, 1 unused" in report
 
 
+def test_a_segcli_checkpoint_gives_its_encoder(tmp_path, capsys):
+    """Fine-tuning from an earlier run: its best.ckpt as model.encoder_weights ("model.encoder.…" keys) was 'none of
+    its tensors match'; its encoder now loads, the decoder and head start afresh (another class count is fine)."""
+    source = build_model("unet", "resnet18", classes=5)
+    path = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()},
+                "hyper_parameters": {"meta": {"classes": list("abcde")}}}, path)
+    model = build_model("fpn", "resnet18", classes=3, encoder_weights=str(path))
+    assert all(torch.equal(a, b) for a, b in zip(model.encoder.state_dict().values(),
+                                                 source.encoder.state_dict().values()))
+    own = len(source.encoder.state_dict())
+    assert f"{own} tensors loaded, 0 missing, {len(source.state_dict()) - own} unused" in capsys.readouterr().err
+
+
 def test_local_weights_of_another_encoder_fail(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"foo.weight": torch.zeros(2)}, path)

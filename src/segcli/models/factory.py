@@ -98,7 +98,8 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
 
 
 def load_encoder_weights(model: nn.Module, path: Path) -> None:
-    """Load a local .pth/.safetensors state dict into model.encoder, reporting matched/missing keys on stderr."""
+    """Load a local .pth/.safetensors state dict (or a segcli checkpoint's encoder) into model.encoder, reporting
+    matched/missing keys on stderr."""
     if not path.is_file():
         raise DataError(f"{path}: encoder weights file not found; check model.encoder_weights")
     try:
@@ -119,7 +120,8 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     own = model.encoder.state_dict()
-    usable = {k.removeprefix("encoder."): v for k, v in state.items()}
+    # a plain encoder state dict, a whole smp model's ("encoder.…") or a segcli checkpoint's ("model.encoder.…")
+    usable = {k.removeprefix("model.").removeprefix("encoder."): v for k, v in state.items()}
     matched = {k: v for k, v in usable.items() if k in own and own[k].shape == v.shape}
     if not matched:
         raise DataError(f"{path}: none of its {len(usable)} tensors match encoder '{type(model.encoder).__name__}'; "
