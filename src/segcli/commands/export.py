@@ -106,7 +106,11 @@ def _load_exported(path: Path, fmt: str, device: str, cfg):
 
 
 class SizeBound(CheckFailed):
-    """The exported file runs only at the size of the example input it was traced with."""
+    """The exported file runs only at the size of the example input it was traced with; size: (H, W) it failed on."""
+
+    def __init__(self, message: str, size: tuple[int, int]):
+        super().__init__(message)
+        self.size = size
 
 
 def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> None:
@@ -116,11 +120,9 @@ def _verify(cfg, reference, candidate, images: list, half: bool, out: Path) -> N
         parity = compare(reference, candidate, images)
     except CandidateFailed as err:
         other = "torchscript" if cfg.format == "onnx" else "onnx"
-        bound = SizeBound(f"{out}: the exported model {err}; the file was not written. The export holds a size of "
-                          f"its example input where the model computes it from the image: try --format {other} or "
-                          "another model.encoder")
-        bound.size = err.size
-        raise bound from None
+        raise SizeBound(f"{out}: the exported model {err}; the file was not written. The export holds a size of its "
+                        f"example input where the model computes it from the image: try --format {other} or "
+                        "another model.encoder", err.size) from None
     info(f"export: {parity.summary()}")
     tol = cfg.verify_half if half else cfg.verify
     failed = parity.failures(float(tol.max_rel_logit_diff), float(tol.min_argmax_agreement), float(tol.min_miou))

@@ -167,8 +167,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         from segcli.training.resume import check_same_data, last_checkpoint, trim_metrics
 
         run_dir = Path(cfg.run_dir)
-        ckpt_path, step = last_checkpoint(run_dir)
-        check_same_data(ckpt_path, meta, card.root / "dataset.yaml")
+        ckpt_path, step, saved = last_checkpoint(run_dir)
+        check_same_data(saved, meta, card.root / "dataset.yaml")
         restore = _config_restorer(run_dir, ckpt_path)
         trim_metrics(run_dir, step)
         if first_process():

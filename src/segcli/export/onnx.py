@@ -61,7 +61,8 @@ def _psp_block_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 
 def with_exportable_pooling(net: torch.nn.Module) -> torch.nn.Module:
-    """`net` with every AdaptiveAvgPool2d to more than 1×1 replaced by AdaptiveAvgPoolAnySize (in place)."""
+    """`net` with every AdaptiveAvgPool2d to more than 1×1 replaced by AdaptiveAvgPoolAnySize, and smp's PSPBlocks
+    taking their own pooling path when exported (in place)."""
     import types
 
     for module in net.modules():

@@ -27,8 +27,9 @@ RESUMABLE = {
 }
 
 
-def last_checkpoint(run_dir: Path) -> tuple[Path, int]:
-    """(RUN_DIR/checkpoints/last.ckpt, its global step), checked to be a readable segcli checkpoint."""
+def last_checkpoint(run_dir: Path) -> tuple[Path, int, dict]:
+    """(RUN_DIR/checkpoints/last.ckpt, its global step, its segcli meta), checked to be a readable segcli
+    checkpoint."""
     from segcli.inference.backends import read_checkpoint
     from segcli.training.checkpoints import LAST
 
@@ -36,15 +37,14 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, int]:
     if not path.is_file():
         raise DataError(f"{path}: no last.ckpt to resume from; the run stopped before its first epoch ended "
                         "(start it again without --resume)")
-    return path, int(read_checkpoint(path).get("global_step", 0))
+    ckpt = read_checkpoint(path)
+    return path, int(ckpt.get("global_step", 0)), ckpt["hyper_parameters"]["meta"]
 
 
-def check_same_data(ckpt_path: Path, meta: dict, card_file: Path) -> None:
+def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
     """Refuse to resume when the dataset card now says other than when the run began (prepared again with other
-    classes, ignore index or images): the weights and the normalisation belong to the data they were fit on."""
-    from segcli.inference.backends import read_checkpoint
-
-    saved = read_checkpoint(ckpt_path)["hyper_parameters"]["meta"]
+    classes, ignore index or images): the weights and the normalisation belong to the data they were fit on.
+    saved: the checkpoint's meta; meta: the one the card gives now."""
     changes = []
     for key, what in (("classes", "classes"), ("ignore_index", "ignore index"), ("image_range", "image range")):
         if saved.get(key) != meta.get(key):
