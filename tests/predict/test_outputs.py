@@ -123,7 +123,8 @@ def test_legend_and_alpha(ckpt, cli, tmp_path):
 
 def test_bad_options_are_usage_errors(ckpt, cli, tmp_path):
     write_images(tmp_path / "in", 1)
-    for args, words in ((["--save", "mask,colour"], "colour"), (["--shard", "4/4"], "I/N"),
+    for args, words in ((["--save", "mask,colour"], "colour"), (["--save", "masks"], "did you mean mask?"),
+                        (["--shard", "4/4"], "I/N"),
                         (["--on-error", "maybe"], "skip or fail"), (["--smooth", "1.5"], "smooth"),
                         (["inference.batch_size=0"], "inference.batch_size=0"),  # was taken as 1
                         (["inference.batch_size=2.5"], "whole number"), (["workers=-1"], "workers=-1")):

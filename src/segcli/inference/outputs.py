@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segcli.config import did_you_mean
 from segcli.errors import ConfigError
 from segcli.inference.io import atomic_write_bytes, overlay, write_png
 
@@ -35,8 +36,9 @@ def parse_save(save) -> tuple[str, ...]:
     names = [s.strip() for s in (save.split(",") if isinstance(save, str) else list(save)) if str(s).strip()]
     unknown = [n for n in names if n not in KINDS]
     if unknown or not names:
+        hint = did_you_mean(str(unknown[0]), list(KINDS)) if unknown else ""
         raise ConfigError(f"save={','.join(map(str, names)) or '(empty)'}: choose from {','.join(KINDS)} "
-                          f"(unknown: {', '.join(unknown) or 'none given'})")
+                          f"(unknown: {', '.join(unknown) or 'none given'}){hint}")
     return tuple(dict.fromkeys(names))
 
 
