@@ -130,3 +130,17 @@ def test_bad_options_are_usage_errors(ckpt, cli, tmp_path):
                         (["inference.batch_size=2.5"], "whole number"), (["workers=-1"], "workers=-1")):
         code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", *args)
         assert code == 2 and words in err and out == "", (args, err)
+
+
+def test_a_multi_page_tiff_is_named(ckpt, cli, tmp_path):
+    """OpenCV reads a TIFF stack as its first page: the other pages were left out without a word."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pages = [scene(40, 60, seed) for seed in range(3)]
+    ok = cv2.imwritemulti(str(folder / "stack.tif"), [cv2.cvtColor(p, cv2.COLOR_RGB2BGR) for p in pages])
+    assert ok and cv2.imcount(str(folder / "stack.tif")) == 3
+    cv2.imwrite(str(folder / "single.tif"), pages[0])
+    code, out, err = cli("predict", folder, "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 0 and len(out.split()) == 2, err
+    assert f"predict: note: {folder / 'stack.tif'} holds 3 pages; only the first is predicted;" in err
+    assert "single.tif" not in err

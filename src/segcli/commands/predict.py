@@ -134,6 +134,7 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
     videos = [item for item in items if item.is_video]
     try:
         todo = _skip_finished(images, state) if cfg.skip_existing else images
+        _note_stacks(todo)
         _predict_images(todo, predictor, state, torch)
         if videos:
             _note_video_outputs(save, bool(cfg.video.masks))
@@ -161,6 +162,27 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
         raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
                         f"{others}")
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
+
+
+def _note_stacks(images) -> None:
+    """A multi-page TIFF is read (by OpenCV) as its first page: say so rather than leave the other pages out
+    silently."""
+    import cv2
+
+    stacks = []
+    for item in images:
+        if item.path.suffix.lower() in (".tif", ".tiff"):
+            try:
+                pages = int(cv2.imcount(str(item.path)))
+            except cv2.error:
+                continue  # unreadable: its own error comes when it is decoded
+            if pages > 1:
+                stacks.append((item.path, pages))
+    if stacks:
+        (path, pages), more = stacks[0], len(stacks) - 1
+        info(f"predict: note: {path} holds {pages} pages; only the first is predicted"
+             + (f" (and so for {more} more multi-page TIFF{'s' if more > 1 else ''})" if more else "")
+             + "; write one image per page to predict them all")
 
 
 def _note_video_outputs(save, frame_masks: bool) -> None:
