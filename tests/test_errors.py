@@ -8,11 +8,20 @@ import numpy as np
 import pytest
 from helpers_cli import assert_error, assert_error_after_report, assert_ok, describe, run_cli
 
-from segcli.errors import EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
+from segcli.errors import EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, first_line
 
 
 def test_documented_exit_codes():
     assert (EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED, EXIT_TERMINATED) == (0, 1, 2, 3, 130, 143)
+
+
+def test_first_line_of_a_library_error_for_a_one_line_message():
+    """What the one-line errors quote of a library's exception: its first line, cut short; an exception without a
+    message (which `str(err).splitlines()[0]` turned into an IndexError, exit 4) gives its type's name."""
+    assert first_line(RuntimeError("size mismatch for a.weight\n\tcopying a param ...")) == "size mismatch for a.weight"
+    assert first_line(RuntimeError("\n  spaced out  \nmore")) == "spaced out"
+    assert first_line(RuntimeError()) == "RuntimeError"
+    assert first_line(ValueError("x" * 500), 160) == "x" * 160
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, first_line
 
 
 def conf_dir() -> Path:
@@ -95,7 +95,7 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> list:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:  # hydra's grammar errors are multi-line
-        first = str(err).strip().splitlines()[0]
+        first = first_line(err)
         raise ConfigError(f"cannot parse overrides {overrides}: {first}. Quote values with spaces or commas: key='a b'")
     for ov in parsed:
         key = ov.key_or_group

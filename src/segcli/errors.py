@@ -48,6 +48,13 @@ class CheckFailed(SegcliError):
     exit_code = EXIT_CHECK_FAILED
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of `err`'s message (at most `limit` characters), for a one-line error that quotes a
+    library's multi-line one; the exception's type name when it has no message."""
+    text = str(err).strip()
+    return text.splitlines()[0].strip()[:limit] if text else type(err).__name__
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP arrived. A KeyboardInterrupt, so that everything written for Ctrl-C (staging folders and
     temp files removed, Lightning's graceful shutdown, checkpoint writes finished) runs for it too; Python's own

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from segcli.console import info
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, first_line
 from segcli.export.heads import exportable
 from segcli.inference.backends import META_KEY
 
@@ -82,8 +82,7 @@ DYNAMO_MIN_OPSET = 18  # the lowest opset torch.export's ONNX exporter writes
 
 
 def _first_line(err: BaseException) -> str:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return first.split(". Please feel free")[0][:200]  # torch's request for a pull request
+    return first_line(err).split(". Please feel free")[0]  # torch's request for a pull request
 
 
 def _export_dynamo(net: torch.nn.Module, example: torch.Tensor, path: str | Path, meta: dict, output: str,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, first_line
 from segcli.export.heads import exportable
 from segcli.inference.backends import TORCHSCRIPT_META
 
@@ -27,7 +27,7 @@ def export_torchscript(model: torch.nn.Module, meta: dict, path: str | Path, dev
         try:
             traced = torch.jit.trace(net, (example,), check_trace=False)
         except (RuntimeError, TypeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise ConfigError(f"cannot trace {meta['model']['arch']}/{meta['model']['encoder']} to TorchScript: {first}; "
                               "try --format onnx") from None
         torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_META: json.dumps(meta)})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError, DataError, first_line
 from segcli.inference.predictor import Predictor
 
 META_KEY = "segcli"  # ONNX metadata_props key holding the JSON self-description
@@ -93,7 +93,7 @@ def load_torch_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise DataError(f"{path}: weights do not fit {meta['model']['arch']}/{meta['model']['encoder']} "
-                        f"({str(err).splitlines()[0]})") from None
+                        f"({first_line(err)})") from None
     return model.eval(), meta
 
 
@@ -178,7 +178,7 @@ def ort_session(path: str | Path, device: str = "cpu", graph_optimization: str =
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        first = first_line(err)
         raise DataError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {first}); re-export with `segcli export`") from None
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from segcli.config import did_you_mean
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError, DataError, first_line
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -147,7 +147,7 @@ def _probe(model: nn.Module, channels: int, h: int, w: int) -> tuple[int, int] |
         with torch.no_grad():
             return tuple(model(torch.zeros(1, channels, h, w)).shape[-2:])
     except (RuntimeError, AssertionError, ValueError) as err:  # timm's ViTs assert their fixed input size
-        return str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        return first_line(err, 160)
     finally:
         model.train(was_training)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from segcli.config import did_you_mean
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, first_line
 
 SET_BY_SEGCLI = ("default_root_dir", "callbacks", "logger", "plugins", "enable_model_summary", "enable_checkpointing")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -129,5 +129,5 @@ def lightning_config_errors(value_errors: bool = True):
     try:
         yield
     except caught as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise ConfigError(f"trainer: {first}") from None

@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 
 from segcli.checks import number
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError, DataError, first_line
 
 # Overrides accepted with --resume: key → why it is safe. trainer.max_epochs may only be raised.
 RESUMABLE = {
@@ -85,7 +85,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception as err:
-        raise ConfigError(f"cannot parse overrides {overrides}: {str(err).strip().splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse overrides {overrides}: {first_line(err)}") from None
     with open_dict(cfg):
         for ov in parsed:
             key = ov.key_or_group

@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 
 from segcli.console import info, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
-from segcli.errors import CheckFailed, ConfigError, Terminated
+from segcli.errors import CheckFailed, ConfigError, Terminated, first_line
 
 FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
 
@@ -30,7 +30,7 @@ def _parse(overrides: list[str]):
     try:
         return OverridesParser.create().parse_overrides(quote_values(list(overrides)))
     except Exception as err:  # hydra's grammar errors are multi-line
-        raise ConfigError(f"cannot parse overrides {overrides}: {str(err).strip().splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse overrides {overrides}: {first_line(err)}") from None
 
 
 def refuse_sweep(overrides: list[str]) -> None:
@@ -49,7 +49,7 @@ def expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
     try:
         jobs = BasicSweeper.split_arguments(parsed, None)[0]
     except Exception as err:
-        raise ConfigError(f"cannot expand sweep {overrides}: {str(err).strip().splitlines()[0]}") from None
+        raise ConfigError(f"cannot expand sweep {overrides}: {first_line(err)}") from None
     swept = [ov.get_key_element() for ov in parsed if ov.is_sweep_override()]
     return jobs, swept
 
