@@ -123,7 +123,7 @@ def _native(fmt: str, help_src: str, doc: str):
     def command(
         src: Path = typer.Option(..., "--src", help=help_src),
         out: Path = Out,
-        split: Optional[List[str]] = typer.Option(None, "--split", help="Native split to convert (repeatable; default: the format's own)."),
+        split: Optional[List[str]] = typer.Option(None, "--split", help="Native split to convert (repeatable; default: the format's own); NAME=NATIVE stores it as NAME, e.g. train=train_aug."),
         overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
         overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
     ) -> None:

@@ -70,6 +70,52 @@ def test_voc_masks_saved_as_rgb_map_back(voc_src, tmp_path, run_cli):
     assert np.array_equal(mask_of(out, load(out), "train", stem), truth[stem])
 
 
+def test_voc_sbd_augmented_set(voc_src, tmp_path, run_cli, rng):
+    """SegmentationClassAug/ (grayscale ids) beside SegmentationClass/ and a train_aug list in the form it is
+    distributed in: SBD-only images take their masks from it; VOC's own mask wins where both exist."""
+    src, truth = voc_src
+    root = src / "VOC2012"
+    extra = {}
+    for stem in ("2008_000100", "2008_000101"):
+        ids = blocks(rng, 40, 56, [0, 3, 7, 255]).astype(np.uint8)
+        write_image(root / "JPEGImages" / f"{stem}.jpg", random_image(rng, 40, 56))
+        write_grey(root / "SegmentationClassAug" / f"{stem}.png", ids)
+        extra[stem] = ids
+    write_grey(root / "SegmentationClassAug" / "2007_000032.png", np.zeros((40, 56), np.uint8))  # SBD's coarser copy
+    listed = ["2007_000032", "2007_000033", "2008_000001", *extra]
+    (root / "ImageSets" / "Segmentation" / "train_aug.txt").write_text(
+        "".join(f"/JPEGImages/{stem}.jpg /SegmentationClassAug/{stem}.png\n" for stem in listed))
+    out = tmp_path / "voc_aug"
+    code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", out,
+                              "--split", "train=train_aug", "--split", "val")
+    assert code == 0, stderr
+    card = load(out)
+    assert {s: len(e) for s, e in card["splits"].items()} == {"train": 5, "val": 2}
+    for stem, ids in {**extra, "2007_000032": truth["2007_000032"]}.items():
+        assert np.array_equal(mask_of(out, card, "train", stem), ids)
+    check_stats(out, card)
+
+    (root / "SegmentationClassAug" / "2008_000101.png").unlink()
+    code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", tmp_path / "missing",
+                              "--split", "train=train_aug")
+    assert code == 1 and "2008_000101" in stderr and "SegmentationClassAug" in stderr
+
+
+def test_native_split_names(voc_src, tmp_path, run_cli):
+    """--split NAME=NATIVE: a dataset trained on VOC's trainval has it as its train split; without a train split
+    the error says how to name one; malformed or clashing names are usage errors, nothing written."""
+    src, truth = voc_src
+    out = tmp_path / "trainval"
+    assert run_cli("prepare", "voc", "--src", src, "--out", out, "--split", "train=trainval")[0] == 0
+    assert {s: len(e) for s, e in load(out)["splits"].items()} == {"train": 5}
+    code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", tmp_path / "no_train", "--split", "trainval")
+    assert code == 1 and "--split train=trainval" in stderr
+    for bad in (["=val"], ["train=val", "train=trainval"], ["val", "v=val"]):
+        args = [a for split in bad for a in ("--split", split)]
+        code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", tmp_path / "bad", *args)
+        assert code == 2 and "--split" in stderr and not (tmp_path / "bad").exists(), (bad, stderr)
+
+
 def test_cityscapes_label_ids_to_train_ids(cityscapes_src, tmp_path, run_cli):
     src, truth = cityscapes_src
     out = tmp_path / "cs"

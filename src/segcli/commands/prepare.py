@@ -37,8 +37,40 @@ def _check_values(cfg) -> None:
             number(f"synthetic.{side}", cfg.synthetic[side], 32, integer=True, what="pixels, a whole number >= 32")
 
 
-def _splits(cfg) -> list[str] | None:
-    return [str(s) for s in cfg.splits] if cfg.splits else None
+def _splits(cfg) -> tuple[list[str] | None, dict[str, str]]:
+    """--split values: the native splits to read, and {native: name} for those given as NAME=NATIVE (the card
+    calls native split NATIVE `NAME`, e.g. train=train_aug)."""
+    if not cfg.splits:
+        return None, {}
+    natives, names = [], {}
+    for item in (str(s) for s in cfg.splits):
+        name, _, native = item.rpartition("=")
+        name, native = name.strip(), native.strip()
+        if not native or ("=" in item and not name):
+            raise ConfigError(f"--split '{item}': give a native split (e.g. val) or NAME=NATIVE (e.g. train=train_aug)")
+        if native in natives:
+            raise ConfigError(f"--split: native split '{native}' is given twice")
+        natives.append(native)
+        names[native] = name or native
+    repeated = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--split: two native splits would both be called '{repeated[0]}'; give each its own NAME")
+    return natives, {native: name for native, name in names.items() if name != native}
+
+
+def _renamed(source, names: dict[str, str]):
+    """`source` with its native splits called as --split NAME=NATIVE says."""
+    import dataclasses
+
+    if not names:
+        return source
+    def rename(split: str) -> str:
+        return names.get(split, split)
+
+    return dataclasses.replace(
+        source, splits=[rename(s) for s in source.splits],
+        samples=[dataclasses.replace(s, split=rename(s.split)) for s in source.samples],
+        findings=[dataclasses.replace(f, split=rename(f.split)) if f.split else f for f in source.findings])
 
 
 def _synthetic(cfg):
@@ -84,7 +116,8 @@ def _source(cfg):
         import importlib
 
         module = importlib.import_module(f"segcli.data.formats.{fmt}")
-        return module.collect(_needs_src(cfg, where[fmt]), _splits(cfg))
+        natives, names = _splits(cfg)
+        return _renamed(module.collect(_needs_src(cfg, where[fmt]), natives), names)
     from segcli.config import did_you_mean
 
     raise ConfigError(f"unknown dataset format '{fmt}'{did_you_mean(str(fmt), list(FORMATS))}; choose from {', '.join(FORMATS)}")

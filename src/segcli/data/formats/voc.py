@@ -4,6 +4,12 @@
 palette-mode PNGs whose indices are the class ids 0..20 with 255 (the white object borders) = ignore.
 Masks re-saved as RGB are mapped back through the VOC palette (border colour (224, 224, 192) → ignore).
 Splits come from ImageSets/Segmentation/<split>.txt (train and val by default; trainval is their union).
+
+The SBD-augmented set (10,582 training images, as most VOC results since DeepLab use): with SegmentationClassAug/
+(grayscale PNGs of the same ids, 0..20 and 255) beside SegmentationClass/, a listed image without a mask of its
+own takes its mask from there; VOC's own mask wins where both exist. Put the augmented list into
+ImageSets/Segmentation/ (e.g. train_aug.txt, one stem per line or "/JPEGImages/<stem>.jpg /SegmentationClassAug/
+<stem>.png" lines) and convert it as the train split: --split train=train_aug --split val.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ PALETTE = default_palette(len(CLASSES))  # VOC's own colour map: (0,0,0) backgro
 BORDER_COLOUR = [224, 224, 192]  # colour of index 255 in the VOC palette
 IGNORE_INDEX = 255
 DEFAULT_SPLITS = ["train", "val"]
+AUG_MASKS = "SegmentationClassAug"  # SBD's extra masks, converted to VOC ids
 
 
 def find_root(src: Path) -> Path:
@@ -44,19 +51,22 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     root = find_root(Path(src))
     lists_dir = root / "ImageSets" / "Segmentation"
     wanted = list(splits or DEFAULT_SPLITS)
+    mask_dirs = [root / "SegmentationClass"] + ([root / AUG_MASKS] if (root / AUG_MASKS).is_dir() else [])
     samples, findings = [], []
     for split in wanted:
         list_file = lists_dir / f"{split}.txt"
         if not list_file.is_file():
             raise DataError(f"{list_file}: split list not found; available: "
                             f"{', '.join(p.stem for p in sorted(lists_dir.glob('*.txt'))) or 'none'}")
-        for stem in read_split_list(list_file):
-            image, mask = root / "JPEGImages" / f"{stem}.jpg", root / "SegmentationClass" / f"{stem}.png"
+        for stem in (Path(listed).name for listed in read_split_list(list_file)):  # "/JPEGImages/<stem>.jpg ..."
+            image = root / "JPEGImages" / f"{stem}.jpg"
+            mask = next((d / f"{stem}.png" for d in mask_dirs if (d / f"{stem}.png").is_file()), None)
             if not image.is_file():
                 findings.append(error("missing_image", str(list_file), f"lists '{stem}' but {image} does not exist",
                                       split=split, stem=stem))
-            elif not mask.is_file():
-                findings.append(error("missing_mask", str(image), f"no mask {mask}", split=split, stem=stem))
+            elif mask is None:
+                where = " or ".join(str(d / f"{stem}.png") for d in mask_dirs)
+                findings.append(error("missing_mask", str(image), f"no mask {where}", split=split, stem=stem))
             else:
                 samples.append(Sample(split=split, stem=stem, image=image, mask=mask))
     return Source(name="voc", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
