@@ -225,7 +225,7 @@ def train(
 def evaluate(
     ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to evaluate."),
     model: Optional[Path] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs named like the split's masks: score them without a model (needs --data)."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs (or colour PNGs in the card's palette) named like the split's masks: score them without a model (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png here."),

@@ -228,3 +228,33 @@ def test_mode_usage_errors(crafted, tmp_path, capsys):
 
 
 IG = 255
+
+
+def test_colour_predictions_in_the_cards_palette(crafted, tmp_path, capsys):
+    """Predictions another tool stored in colour (the dataset's palette) score exactly as the same ids; a colour
+    the palette lacks is a data error naming the file and the colour."""
+    import json
+
+    from helpers_eval import CRAFTED, IG, PALETTE
+
+    from segcli.inference.io import write_png
+
+    root, _ = crafted
+    ids_dir, colour_dir = tmp_path / "ids", tmp_path / "colour"
+    for key, (_, pred) in CRAFTED.items():
+        pred = np.array(pred, np.uint8)
+        pred[pred == IG] = 0
+        write_png(ids_dir / f"{key}.png", pred)
+        write_png(colour_dir / f"{key}.png", np.array(PALETTE, np.uint8)[pred])  # RGB, as write_png takes it
+    reports = []
+    for preds in (ids_dir, colour_dir):
+        code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", "-"], capsys)
+        assert code == 0, err
+        rep = json.loads(out)
+        reports.append((rep["mIoU"], rep["classes"]))
+    assert reports[0] == reports[1]
+    stray = np.array(PALETTE, np.uint8)[np.zeros((2, 4), np.uint8)]
+    stray[1, 2] = (1, 2, 3)
+    write_png(colour_dir / "c.png", stray)
+    code, _, err = run_cli(["eval", "--predictions", colour_dir, "--data", root], capsys)
+    assert code == 3 and "c.png" in err and "(1, 2, 3)" in err and "palette" in err

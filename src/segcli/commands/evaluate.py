@@ -111,7 +111,7 @@ def run(cfg) -> dict:
     from segcli.evaluation.compare import class_mismatch, deltas, load_report
     from segcli.evaluation.corruptions import for_channels, parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
-    from segcli.evaluation.sources import model_items, prediction_items, split_pairs
+    from segcli.evaluation.sources import model_items, palette_colours, prediction_items, split_pairs
     from segcli.reports import report_dict
 
     mode = _mode(cfg)
@@ -139,7 +139,7 @@ def run(cfg) -> dict:
     if distributed.active():
         info(f"eval: process {distributed.rank()} of {distributed.world_size()} scores {len(shard)} of {len(pairs)} images")
 
-    items = (prediction_items(Path(cfg.predictions), cfg.split, shard) if predictor is None
+    items = (prediction_items(Path(cfg.predictions), cfg.split, shard, palette_colours(card)) if predictor is None
              else model_items(predictor, shard))
     acc = score(items, card.num_classes, card.ignore_index, ratio, worst, progress=cfg.split)
     metrics = acc.metrics(card.classes)

@@ -76,8 +76,21 @@ def prediction_path(pred_dir: Path, split: str, key: str) -> Path:
     return direct
 
 
-def prediction_items(pred_dir: Path, split: str, shard: list[tuple[int, tuple[str, Path, Path]]]) -> Iterator[Item]:
-    """Read DIR/<key>.png class-id predictions for every pair of `shard`; missing or mis-sized ones are errors."""
+def palette_colours(card):
+    """The card's palette as a ColourMap (colour → class id) for predictions stored in colour, as many tools write
+    them; None when two classes share a colour (then a colour cannot name its class)."""
+    from segcli.data.palette import ColourMap
+
+    colours = [tuple(int(v) for v in rgb) for rgb in (card.palette or [])]
+    if len(colours) != card.num_classes or len(set(colours)) != len(colours):
+        return None
+    return ColourMap([list(c) for c in colours], [], card.ignore_index)
+
+
+def prediction_items(pred_dir: Path, split: str, shard: list[tuple[int, tuple[str, Path, Path]]],
+                     colours=None) -> Iterator[Item]:
+    """Read DIR/<key>.png predictions for every pair of `shard`: class ids, or colours of `colours` (a ColourMap,
+    see palette_colours); missing or mis-sized ones are errors."""
     from segcli.inference.io import read_mask
 
     for index, (key, image_path, mask_path) in shard:
@@ -85,7 +98,7 @@ def prediction_items(pred_dir: Path, split: str, shard: list[tuple[int, tuple[st
         if not path.is_file():
             raise DataError(f"{path}: prediction missing for {image_path.name}; --predictions must hold a class-id PNG "
                             "per image, named like the split's masks (<relative stem>.png)")
-        pred = read_mask(path)
+        pred = read_mask(path, colours)
         target = read_mask(mask_path)
         if pred.shape != target.shape:
             raise DataError(f"{path}: prediction is {pred.shape[1]}x{pred.shape[0]} but the ground truth {mask_path} is "

@@ -134,9 +134,10 @@ def is_palette_png(data: bytes | np.ndarray) -> bool:
     return png_colour_type(data) == 3
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, colours=None) -> np.ndarray:
     """Read a class-id mask as (H, W) uint8 or uint16 exactly as stored (no colour conversion; an indexed PNG gives
-    its indices, as `predict --palette-png` and PASCAL VOC store them)."""
+    its indices, as `predict --palette-png` and PASCAL VOC store them). With `colours` (a
+    segcli.data.palette.ColourMap), an 8-bit colour mask is mapped to ids through it; a colour it lacks is an error."""
     path = Path(path)
     data = _read(path)
     if is_palette_png(data):
@@ -153,6 +154,12 @@ def read_mask(path: str | Path) -> np.ndarray:
     if array.ndim == 3:
         channels = array.shape[2]
         if channels >= 3 and not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])):
+            if colours is not None and array.dtype == np.uint8:
+                ids, unknown = colours.to_values(cv2.cvtColor(array[..., :3], cv2.COLOR_BGR2RGB))
+                if unknown:
+                    raise DataError(f"{path}: a colour mask with colours that are not in the dataset's palette "
+                                    f"({unknown}); store class ids, or the palette's colours (dataset.yaml)")
+                return ids
             raise DataError(f"{path}: mask has {channels} different colour channels but class ids are expected; "
                             "store one channel of ids, or convert colours with a palette")
         array = array[..., 0]
