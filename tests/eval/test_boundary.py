@@ -19,11 +19,12 @@ def reference_boundary(mask: np.ndarray, d: int) -> np.ndarray:
 
 
 def reference_counts(pred, target, c, d):
+    """Per class, the reference bands; ignored pixels belong to no class in either map."""
     valid = target != IG
     out = np.zeros((c, 2), np.int64)
     for k in range(c):
         g = reference_boundary(target == k, d) & valid
-        p = reference_boundary(pred == k, d) & valid
+        p = reference_boundary((pred == k) & valid, d) & valid
         out[k] = [(g & p).sum(), (g | p).sum()]
     return out
 
@@ -49,6 +50,20 @@ def test_band_and_counts_match_the_reference(seed):
         ratio = d / np.hypot(h, w)
         assert boundary_distance(h, w, ratio) == d
         assert np.array_equal(boundary_counts(pred, target, c, IG, ratio), reference_counts(pred, target, c, d))
+
+
+def test_prediction_equal_where_labelled_scores_full_boundary_iou():
+    """VOC-style ignore bands between objects: whatever a perfect prediction says inside them, boundary IoU is 1."""
+    target = np.zeros((40, 60), np.uint8)
+    target[10:30, 15:45] = 1
+    ring = cv2.dilate((target == 1).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    ring &= ~cv2.erode((target == 1).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    target[ring] = IG
+    for fill in (0, 1):
+        pred = target.copy()
+        pred[ring] = fill
+        counts = boundary_counts(pred, target, 2, IG, 2 / np.hypot(40, 60))
+        assert (counts[:, 0] == counts[:, 1]).all() and counts[:, 1].min() > 0
 
 
 def test_hand_example():

@@ -5,7 +5,10 @@ within distance d of that mask's contour (the image border counts as contour), i
 its erosion by a (2d+1)×(2d+1) square — exactly the reference `mask_to_boundary`, which pads by one
 zero pixel and erodes d times with a 3×3 kernel. Boundary IoU_c = |G_d ∩ P_d| / |G_d ∪ P_d|, with
 intersections and unions summed over all images of the split, pixels whose ground truth is the
-ignore index left out, and d = max(1, round(ratio · image diagonal)), ratio 0.02 by default.
+ignore index left out, and d = max(1, round(ratio · image diagonal)), ratio 0.02 by default. What the
+prediction says at ignored pixels is not looked at for its contours either: they count as another label in
+both maps (else a prediction equal to the ground truth wherever it is labelled would score below 100 whenever
+the labels hold ignore bands, as VOC's object borders and Cityscapes' unlabelled areas do).
 
 All classes of an image are handled at once: a pixel of class c is within d of c's contour iff the
 (2d+1)×(2d+1) window around it holds another label or leaves the image, i.e. iff the window's
@@ -43,7 +46,7 @@ def boundary_counts(pred: np.ndarray, target: np.ndarray, num_classes: int, igno
     d = boundary_distance(*target.shape, ratio)
     valid = target != ignore_index
     g_band = boundary_band(target, d) & valid
-    p_band = boundary_band(pred, d) & valid
+    p_band = boundary_band(np.where(valid, pred, ignore_index), d) & valid
     gt_ids, pred_ids = target.astype(np.int64), pred.astype(np.int64)
     g = np.bincount(gt_ids[g_band], minlength=num_classes)[:num_classes]
     p = np.bincount(pred_ids[p_band], minlength=num_classes)[:num_classes]
