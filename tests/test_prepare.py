@@ -281,6 +281,40 @@ def test_folder_default_classes(folder_src, tmp_path):
     assert hidden_leftovers(out.parent) == []
 
 
+def test_folder_mask_and_image_suffixes(folder_src, tmp_path):
+    """Masks named <image stem>_mask: the failed pairing suggests --mask-suffix, which pairs them. Images and masks
+    in one folder (x_sat.jpg beside x_mask.png): a usage error naming both suffixes, which then pair them."""
+    images, masks = folder_src
+    for mask in sorted(masks.rglob("*.png")):
+        mask.rename(mask.with_name(f"{mask.stem}_mask.png"))
+    line = assert_lint_failed(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out",
+                                      tmp_path / "failed", cwd=tmp_path))
+    assert "--mask-suffix _mask" in line and not (tmp_path / "failed" / "dataset.yaml").exists()
+    out = tmp_path / "suffixed"
+    assert_ok(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--mask-suffix", "_mask",
+                      cwd=tmp_path))
+    card = load_yaml(out / "dataset.yaml")
+    items = card["splits"]["train"] + card["splits"]["val"]
+    assert sorted(rel_of(i["mask"]) for i in items) == sorted(FOLDER_RELS)
+    for item in items:
+        source = masks / f"{rel_of(item['mask'])}_mask.png"
+        np.testing.assert_array_equal(read_mask(out / item["mask"]), read_mask(source))
+
+    shared = tmp_path / "shared"
+    for i, rel in enumerate(["a", "b", "c", "d", "e"]):
+        shared.mkdir(exist_ok=True)
+        assert cv2.imwrite(str(shared / f"{rel}_sat.jpg"), np.full((32, 40, 3), 40 * i, np.uint8))
+        assert cv2.imwrite(str(shared / f"{rel}_mask.png"), np.full((32, 40), i % 3, np.uint8))
+    line = assert_error(run_cli("prepare", "folder", "--images", shared, "--masks", shared, "--out", tmp_path / "one",
+                                cwd=tmp_path), 2)
+    assert "same folder" in line and "--image-suffix _sat --mask-suffix _mask" in line
+    assert not (tmp_path / "one").exists()
+    assert_ok(run_cli("prepare", "folder", "--images", shared, "--masks", shared, "--out", tmp_path / "one",
+                      "--image-suffix", "_sat", "--mask-suffix", "_mask", cwd=tmp_path))
+    card = load_yaml(tmp_path / "one" / "dataset.yaml")
+    assert sorted(rel_of(i["image"]) for s in card["splits"].values() for i in s) == ["a", "b", "c", "d", "e"]
+
+
 def test_folder_named_classes(folder_src, tmp_path):
     images, masks = folder_src
     out = tmp_path / "ds"

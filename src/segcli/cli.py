@@ -148,6 +148,8 @@ _native("ade20k", "ADEChallengeData2016/ (images/ and annotations/, training/ an
 def prepare_folder(
     images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
     masks: Path = typer.Option(..., "--masks", help="Folder of masks matched to images by relative stem: class ids, or RGB with --palette."),
+    image_suffix: Optional[str] = typer.Option(None, "--image-suffix", help="End of the image names left out when pairing, e.g. _sat for x_sat.jpg (other files are skipped)."),
+    mask_suffix: Optional[str] = typer.Option(None, "--mask-suffix", help="End of the mask names left out when pairing, e.g. _mask pairs x.jpg with x_mask.png (other files are skipped)."),
     out: Path = Out,
     classes: str = typer.Option(None, "--classes", help="Class names 'a,b,c' or a file with one name per line."),
     palette: Optional[Path] = typer.Option(None, "--palette", help="File of 'name R G B' lines: classes, colours, RGB-mask mapping."),
@@ -166,7 +168,8 @@ def prepare_folder(
     _prepare("folder", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
              images=images, masks=masks, classes=classes, palette=palette, ignore_index=ignore_index,
              remap=_pairs("--remap", remap, as_int=True), split_files=_pairs("--split-file", split_file),
-             val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, seed=seed, group=group)
+             val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, seed=seed, group=group,
+             image_suffix=image_suffix, mask_suffix=mask_suffix)
 
 
 @prepare_app.command("lint")

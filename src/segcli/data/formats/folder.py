@@ -1,6 +1,9 @@
 """A plain pair of folders: images/ and masks/, matched by relative stem.
 
-Nested folders are allowed (`a/b/x.jpg` pairs with `a/b/x.png`). Masks hold class ids (8/16-bit PNG,
+Nested folders are allowed (`a/b/x.jpg` pairs with `a/b/x.png`); `--mask-suffix _mask` pairs `x.jpg` with
+`x_mask.png` (and `--image-suffix _sat` `x_sat.jpg` with it: files without the suffix are then not images or
+masks, so both may share one folder). When pairing fails, the error suggests suffixes that would pair the names
+it sees. Masks hold class ids (8/16-bit PNG,
 palette-mode PNGs are read as their indices), or RGB colours mapped through `--palette FILE`.
 Splits come from split lists (`--split-file train=FILE ...`) or a seeded random split; `--folds K`
 adds a k-fold assignment of the train split.
@@ -21,20 +24,65 @@ from segcli.inference.io import list_images, read_lines
 DEFAULT_IGNORE = 255
 
 
-def _by_stem(root: Path, kind: str, findings: list[Finding]) -> dict[str, Path]:
-    """relative stem → file; stems held by two files are reported and left out (the pair would be ambiguous)."""
+SEPARATORS = "_-. "  # where a name's suffix may start (x_mask, x-label, x.seg, x gt)
+MASK_WORDS = ("mask", "label", "lbl", "gt", "seg", "ann", "class", "target")  # how mask names usually end
+
+
+def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -> dict[str, Path]:
+    """relative stem (less `suffix`; files without it are left out) → file; stems held by two files are reported
+    and left out (the pair would be ambiguous)."""
     if not root.is_dir():
         raise DataError(f"{root}: {kind} folder not found; check --{kind}")
     found: dict[str, list[Path]] = {}
     for path in list_images(root):
-        found.setdefault(path.relative_to(root).with_suffix("").as_posix(), []).append(path)
+        stem = path.relative_to(root).with_suffix("").as_posix()
+        if suffix and not (stem.endswith(suffix) and len(stem) > len(suffix) and stem[-len(suffix) - 1] != "/"):
+            continue
+        found.setdefault(stem[: len(stem) - len(suffix)], []).append(path)
     if not found:
-        raise DataError(f"{root}: no images found in the {kind} folder")
+        with_suffix = f" whose names end in '{suffix}' (--{kind[:-1]}-suffix)" if suffix else ""
+        raise DataError(f"{root}: no images{with_suffix} found in the {kind} folder")
     for stem, paths in found.items():
         if len(paths) > 1:
             findings.append(error("duplicate_stem", str(paths[1]), f"{kind[:-1]} stem '{stem}' is held by "
                                   f"{', '.join(p.name for p in paths)}; keep one file per stem", stem=stem))
     return {stem: paths[0] for stem, paths in found.items() if len(paths) == 1}
+
+
+def _name_splits(stem: str):
+    """(base, suffix) pairs of a stem: the whole stem with no suffix, then cut at each separator of its file name."""
+    yield stem, ""
+    start = stem.rfind("/") + 1
+    for k in range(len(stem) - 1, start, -1):
+        if stem[k] in SEPARATORS:
+            yield stem[:k], stem[k:]
+
+
+def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: str = "") -> str:
+    """' (…: pass --mask-suffix _mask)' when cutting a suffix off the image and/or mask names pairs more of them
+    than the names as given do; '' otherwise. Looks at up to 2000 names of each."""
+    masks_by_base: dict[str, list[str]] = {}
+    for stem in sorted(mask_stems)[:2000]:
+        for base, cut in _name_splits(stem):
+            masks_by_base.setdefault(base, []).append(cut)
+    votes: dict[tuple[str, str], list] = {}  # (image cut, mask cut) → [count, an example base]
+    for stem in sorted(image_stems)[:2000]:
+        for base, image_cut in _name_splits(stem):
+            for mask_cut in masks_by_base.get(base, ()):
+                if mask_cut != image_cut:  # the same cut on both sides pairs nothing new
+                    votes.setdefault((image_cut, mask_cut), [0, base])[0] += 1
+    if not votes:
+        return ""
+
+    def rank(item):
+        (image_cut, mask_cut), (count, _) = item
+        return count, any(w in mask_cut.lower() for w in MASK_WORDS), -len(image_cut + mask_cut)
+
+    (image_cut, mask_cut), (count, base) = max(votes.items(), key=rank)
+    options = " ".join(f"--{kind}-suffix {given + cut}" for kind, given, cut in
+                       (("image", image_suffix, image_cut), ("mask", mask_suffix, mask_cut)) if cut)
+    return (f" (the names pair as '{base}{image_suffix}{image_cut}' ↔ '{base}{mask_suffix}{mask_cut}' in {count} "
+            f"case(s): pass {options})")
 
 
 def parse_classes(spec: str | None) -> list[str] | None:
@@ -92,18 +140,36 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float, tes
 def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | None = None, palette: str | None = None,
             ignore_index: int | None = None, remap: dict | None = None, split_files: dict | None = None,
             val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0, folds: int | None = None,
-            group: str | None = None) -> Source:
+            group: str | None = None, image_suffix: str | None = None, mask_suffix: str | None = None) -> Source:
     """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode."""
     findings: list[Finding] = []
-    image_map = _by_stem(Path(images), "images", findings)
-    mask_map = _by_stem(Path(masks), "masks", findings)
+    image_suffix, mask_suffix = str(image_suffix or ""), str(mask_suffix or "")
+    for option, value in (("--image-suffix", image_suffix), ("--mask-suffix", mask_suffix)):
+        if "/" in value or "\\" in value:
+            raise ConfigError(f"{option} '{value}': give the end of a file name without its extension, e.g. _mask")
+    image_map = _by_stem(Path(images), "images", findings, image_suffix)
+    mask_map = _by_stem(Path(masks), "masks", findings, mask_suffix)
+    if Path(images).resolve() == Path(masks).resolve():  # one folder: a file is an image or a mask, not both
+        if not (image_suffix or mask_suffix):
+            hint = suffix_hint(set(image_map), set(mask_map))
+            raise ConfigError(f"--images and --masks are the same folder {images}: say which files are masks with "
+                              f"--mask-suffix (and --image-suffix){hint or ', e.g. --mask-suffix _mask'}")
+        named_masks = set(mask_map.values()) if mask_suffix else set()
+        image_map = {stem: path for stem, path in image_map.items() if path not in named_masks}
+        taken = set(image_map.values())
+        mask_map = {stem: path for stem, path in mask_map.items() if path not in taken}
     ambiguous = {f.stem for f in findings}  # duplicate stems: already reported, their counterparts are not orphans
     image_map = {s: p for s, p in image_map.items() if s not in ambiguous}
     mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
+    orphans = set(image_map) ^ set(mask_map)
+    hint = suffix_hint(set(image_map) - set(mask_map), set(mask_map) - set(image_map), image_suffix,
+                       mask_suffix) if orphans else ""
     for stem in sorted(set(image_map) - set(mask_map)):
-        findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}' in {masks}", stem=stem))
+        findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}{mask_suffix}' in "
+                              f"{masks}{hint}", stem=stem))
     for stem in sorted(set(mask_map) - set(image_map)):
-        findings.append(error("missing_image", str(mask_map[stem]), f"no image with stem '{stem}' in {images}", stem=stem))
+        findings.append(error("missing_image", str(mask_map[stem]), f"no image with stem '{stem}{image_suffix}' in "
+                              f"{images}{hint}", stem=stem))
     stems = sorted(set(image_map) & set(mask_map))
 
     names = parse_classes(classes)
