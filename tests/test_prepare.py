@@ -313,6 +313,16 @@ def test_folder_mask_and_image_suffixes(folder_src, tmp_path):
                       "--image-suffix", "_sat", "--mask-suffix", "_mask", cwd=tmp_path))
     card = load_yaml(tmp_path / "one" / "dataset.yaml")
     assert sorted(rel_of(i["image"]) for s in card["splits"].values() for i in s) == ["a", "b", "c", "d", "e"]
+    lists = {"train": "a_sat.jpg\nb_sat.jpg\nc\n", "val": "d_mask.png\ne\n"}  # file names as listed by users
+    args = []
+    for split, text in lists.items():
+        (tmp_path / f"{split}.txt").write_text(text)
+        args += ["--split-file", f"{split}={tmp_path / f'{split}.txt'}"]
+    assert_ok(run_cli("prepare", "folder", "--images", shared, "--masks", shared, "--out", tmp_path / "listed",
+                      "--image-suffix", "_sat", "--mask-suffix", "_mask", *args, cwd=tmp_path))
+    card = load_yaml(tmp_path / "listed" / "dataset.yaml")
+    assert {s: sorted(rel_of(i["image"]) for i in e) for s, e in card["splits"].items()} == {
+        "train": ["a", "b", "c"], "val": ["d", "e"]}
 
 
 def test_folder_named_classes(folder_src, tmp_path):

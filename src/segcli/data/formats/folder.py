@@ -123,10 +123,17 @@ def parse_remap(remap: dict | None) -> dict[int, int]:
 
 
 def _splits(stems: list[str], split_files: dict | None, val_fraction: float, test_fraction: float, seed: int,
-            findings: list[Finding], groups: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
-    """stem → split, and the splits that must not end up empty."""
+            findings: list[Finding], groups: dict[str, str] | None = None,
+            suffixes: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
+    """stem → split, and the splits that must not end up empty. Listed names may carry one of `suffixes`
+    (--image-suffix, --mask-suffix: a list of image or mask file names)."""
+
+    def paired_stem(listed: str) -> str:
+        cut = next((x for x in suffixes if x and listed.endswith(x) and len(listed) > len(x)), "")
+        return listed[: len(listed) - len(cut)]
+
     if split_files:
-        lists = {str(split): read_split_list(path) for split, path in split_files.items()}
+        lists = {str(split): [paired_stem(x) for x in read_split_list(path)] for split, path in split_files.items()}
         assigned, list_findings = from_lists(stems, lists, {str(k): str(v) for k, v in split_files.items()})
         findings.extend(list_findings)
         if groups is not None:
@@ -190,7 +197,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
 
     groups = group_keys(stems, str(group)) if group else None
     assigned, expected = _splits(stems, split_files, float(val_fraction), float(test_fraction), int(seed), findings,
-                                 groups)
+                                 groups, (image_suffix, mask_suffix))
     fold_of = {}
     if folds:
         fold_of = assign_folds([s for s in stems if assigned.get(s) == "train"], int(folds), int(seed), groups)
