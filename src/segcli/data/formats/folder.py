@@ -59,8 +59,8 @@ def _name_splits(stem: str):
 
 
 def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: str = "") -> str:
-    """' (…: pass --mask-suffix _mask)' when cutting a suffix off the image and/or mask names pairs more of them
-    than the names as given do; '' otherwise. Looks at up to 2000 names of each."""
+    """' (…: pass --mask-suffix _mask)' when cutting a suffix off these unpaired image and/or mask names pairs some
+    of them (the cut that pairs the most); '' otherwise. Looks at up to 2000 names of each."""
     masks_by_base: dict[str, list[str]] = {}
     for stem in sorted(mask_stems)[:2000]:
         for base, cut in _name_splits(stem):
