@@ -186,3 +186,32 @@ def test_interrupted_prepare_exits_130_and_leaves_nothing(tmp_path, name, code, 
     assert stdout == ""
     assert not out.exists()
     assert list(parent.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- out of memory
+@pytest.mark.parametrize("command, message, hint", [
+    ("predict", "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+                "to allocate 12960000000000 bytes. Error code 12 (Cannot allocate memory)", "inference=slide"),
+    ("train", "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB", "data.batch_size"),
+])
+def test_out_of_memory_is_one_line_naming_what_to_lower(command, message, hint, monkeypatch, capsys):
+    """A failed allocation (torch's CPU allocator, CUDA) is a one-line usage error (exit 2) that says how much was
+    asked for and what setting to lower, not an internal error with the allocator's source location."""
+    import importlib
+
+    from segcli.cli import main
+
+    module = importlib.import_module(f"segcli.commands.{command}")
+
+    def allocate(cfg):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(module, "run", allocate)
+    monkeypatch.delenv("SEGCLI_DEBUG", raising=False)
+    args = {"predict": ["predict", "x.png", "--ckpt", "m.ckpt", "--out", "o"], "train": ["train", "data.root=d"]}
+    with pytest.raises(SystemExit) as exc:
+        main(args[command])
+    err = capsys.readouterr().err
+    assert exc.value.code == EXIT_USAGE and len(err.strip().splitlines()) == 1, err
+    assert "out of memory" in err and hint in err and "alloc_cpu" not in err and "internal error" not in err
+    assert ("11.8 TiB" if command == "predict" else "2.00 GiB") in err
