@@ -343,11 +343,11 @@ def _main(argv: list[str] | None) -> None:
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
-        if out_of_memory(err):
-            from segcli.errors import EXIT_USAGE
+        from segcli.errors import EXIT_USAGE, out_of_memory
 
+        if out_of_memory(err):
             command = next((a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith("-")), "")
-            _fail(f"out of memory ({_allocation(err)}); {_MEMORY_HINTS.get(str(command), _MEMORY_HINTS[''])}", EXIT_USAGE)
+            _fail(out_of_memory(err, str(command)), EXIT_USAGE)
         _fail(f"internal error: {type(err).__name__}: {err} (rerun with SEGCLI_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
         _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)
@@ -355,43 +355,6 @@ def _main(argv: list[str] | None) -> None:
 
 
 _WRITE_ERRNOS = {28, 122, 30, 32}  # ENOSPC, EDQUOT, EROFS, EPIPE: writing results failed, not segcli
-_MEMORY_HINTS = {  # what to lower when a command runs out of (CPU or GPU) memory
-    "train": "lower data.batch_size, augment.crop_size or data.input_scale, or use trainer.precision=bf16-mixed",
-    "predict": "large images: inference=slide (windows of the training crop, or inference.tile=[H,W]); or lower "
-               "inference.batch_size / inference.scales",
-    "eval": "large images: inference=slide (windows of the training crop, or inference.tile=[H,W]); or lower "
-            "inference.batch_size / inference.scales",
-    "export": "verify on smaller images (--verify-images DIR)",
-    "": "lower the batch size or the image size",
-}
-
-
-def _allocation(err: BaseException) -> str:
-    """'tried to allocate 11.8 TiB' from torch's CPU or CUDA message; else the message's first line."""
-    import re
-
-    from segcli.errors import first_line
-
-    found = re.search(r"[Tt]ried to allocate (\d+) bytes", str(err))
-    if found:
-        size, unit = float(found.group(1)), "bytes"
-        for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-            if size < 1024:
-                break
-            size /= 1024
-        return f"tried to allocate {size:.3g} {unit}"
-    found = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGTP]?i?B)", str(err))
-    return f"tried to allocate {found.group(1)}" if found else first_line(err)
-
-
-def out_of_memory(err: BaseException) -> bool:
-    """A failed allocation: Python's MemoryError, torch's CPU allocator or CUDA out of memory, OpenCV's."""
-    text = str(err)
-    return (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
-            or (isinstance(err, RuntimeError) and ("can't allocate memory" in text or "CUDA out of memory" in text))
-            or (type(err).__name__ == "error" and "Insufficient memory" in text))
-
-
 def _fail(message: str, code: int) -> None:
     from segcli.errors import EXIT_INTERRUPTED, stop_exit_code
 

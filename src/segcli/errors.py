@@ -55,6 +55,41 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     return text.splitlines()[0].strip()[:limit] if text else type(err).__name__
 
 
+MEMORY_HINTS = {  # command → what to lower when it runs out of (CPU or GPU) memory
+    "train": "lower data.batch_size, augment.crop_size or data.input_scale, or use trainer.precision=bf16-mixed",
+    "predict": "large images: inference=slide (windows of the training crop, or inference.tile=[H,W]); or lower "
+               "inference.batch_size / inference.scales",
+    "eval": "large images: inference=slide (windows of the training crop, or inference.tile=[H,W]); or lower "
+            "inference.batch_size / inference.scales",
+    "export": "verify on smaller images (--verify-images DIR)",
+    "": "lower the batch size or the image size",
+}
+
+
+def out_of_memory(err: BaseException, command: str = "") -> str:
+    """For a failed allocation (Python's MemoryError, torch's CPU allocator or CUDA, OpenCV's): the one-line message
+    saying how much was asked for and what `command` should lower; '' for any other exception."""
+    import re
+
+    text = str(err)
+    if not (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
+            or (isinstance(err, RuntimeError) and ("can't allocate memory" in text or "CUDA out of memory" in text))
+            or (type(err).__name__ == "error" and "Insufficient memory" in text)):
+        return ""
+    found = re.search(r"[Tt]ried to allocate (\d+) bytes", text)  # torch's CPU allocator
+    if found:
+        size, unit = float(found.group(1)), "bytes"
+        for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+            if size < 1024:
+                break
+            size /= 1024
+        asked = f"tried to allocate {size:.3g} {unit}"
+    else:
+        found = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGTP]?i?B)", text)  # CUDA's
+        asked = f"tried to allocate {found.group(1)}" if found else first_line(err)
+    return f"out of memory ({asked}); {MEMORY_HINTS.get(command, MEMORY_HINTS[''])}"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP arrived. A KeyboardInterrupt, so that everything written for Ctrl-C (staging folders and
     temp files removed, Lightning's graceful shutdown, checkpoint writes finished) runs for it too; Python's own
