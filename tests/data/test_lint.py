@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from helpers_data import blocks, kinds, random_image, read_lint, write_grey, write_image
@@ -17,6 +18,7 @@ BAD = {  # stem → the finding its pair must produce
     "trunc_img": "unreadable", "trunc_mask": "unreadable", "size": "size_mismatch", "exif": "size_mismatch",
     "range": "out_of_range", "binary": "binary_mask", "lossy": "lossy_mask", "rgb": "rgb_mask",
 }
+WARNED = {"grey3": "rgb_mask", "stack": "multi_page"}  # stem → the warning its pair must produce (the pair is kept)
 
 
 def _truncate(path: Path) -> None:
@@ -52,6 +54,9 @@ def bad_folder(tmp_path, rng):
     write_grey(masks / "lossy.jpg", ids())
     write_image(images / "rgb.png", random_image(rng, 20, 30))
     write_image(masks / "rgb.png", np.stack([ids() * 60, ids() * 20, ids()], -1).astype(np.uint8))
+    pages = [random_image(rng, 20, 30) for _ in range(3)]  # a 3-page TIFF stack: only the first page is read
+    assert cv2.imwritemulti(str(images / "stack.tif"), pages)
+    write_grey(masks / "stack.png", ids())
     write_image(images / "grey3.png", random_image(rng, 20, 30))  # a warning only: 3 identical channels
     write_image(masks / "grey3.png", np.repeat(ids()[..., None], 3, -1))
     write_image(images / "nomask.png", random_image(rng, 20, 30))  # missing_mask
@@ -63,7 +68,8 @@ def bad_folder(tmp_path, rng):
     write_grey(masks / "unlisted.png", ids())
     lists = tmp_path / "lists"
     lists.mkdir()
-    (lists / "train.txt").write_text("\n".join(GOOD[:3] + list(BAD) + ["grey3", "ghost"]) + "\n")  # ghost: split_entry
+    listed = GOOD[:3] + list(BAD) + list(WARNED) + ["ghost"]  # ghost: split_entry
+    (lists / "train.txt").write_text("\n".join(listed) + "\n")
     (lists / "val.txt").write_text("good_3\ngood_0\n")  # good_0 in two splits: split_overlap
     (lists / "test.txt").write_text("# nothing\n")  # empty_split
     return tmp_path
@@ -96,7 +102,7 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])
-    for stem, kind in BAD.items():
+    for stem, kind in {**BAD, **WARNED}.items():
         assert kind in by_stem[stem], (stem, by_stem.get(stem))
     assert all(set(f) == {"severity", "kind", "file", "detail", "split", "stem"} for f in report["findings"])
     exif = next(f for f in report["findings"] if f["stem"] == "exif")
@@ -124,7 +130,7 @@ def test_keep_going_drops_bad_pairs_and_says_so(bad_folder, run_cli):
     import yaml
 
     card = yaml.safe_load((out / "dataset.yaml").read_text())
-    assert sorted(Path(e["image"]).stem for e in card["splits"]["train"]) == ["good_1", "good_2", "grey3"]
+    assert sorted(Path(e["image"]).stem for e in card["splits"]["train"]) == ["good_1", "good_2", "grey3", "stack"]
     assert [Path(e["image"]).stem for e in card["splits"]["val"]] == ["good_3"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segcli.data.lint import Finding, error
+from segcli.data.lint import Finding, error, warning
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
@@ -59,6 +59,20 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float]
     pair.stored = colour if stored is None else stored
 
 
+def _multi_page(path, kind: str, **where) -> list[Finding]:
+    """A warning for a TIFF holding more than one page (a stack, a time series): OpenCV reads the first only."""
+    if not isinstance(path, Path) or path.suffix.lower() not in (".tif", ".tiff"):
+        return []
+    try:
+        pages = int(cv2.imcount(str(path)))
+    except cv2.error:
+        return []  # unreadable: its own finding comes from the decode
+    if pages < 2:
+        return []
+    return [warning("multi_page", str(path), f"{kind} holds {pages} pages and only the first is read; write one "
+                    "file per page (each a pair of its own), or keep only the page that belongs", **where)]
+
+
 def check_pair(sample: Sample, decoder: MaskDecoder, image_range: list[float] | None = None) -> CheckedPair:
     """Decode the image and the mask of `sample` and lint them; image_range: the [low, high] a deeper image is
     viewed through (pair.image), given by the user, else None (chosen later from all the images)."""
@@ -87,6 +101,7 @@ def check_pair(sample: Sample, decoder: MaskDecoder, image_range: list[float] | 
         pair.findings.extend(findings)
     except DataError as err:
         pair.findings.append(error("unreadable", mask_file, err.message.removeprefix(f"{mask_file}: "), **where))
+    pair.findings += _multi_page(sample.image, "the image", **where) + _multi_page(sample.mask, "the mask", **where)
     if pair.image is not None and pair.ids is not None and pair.image.shape[:2] != pair.ids.shape[:2]:
         (h, w), (mh, mw) = pair.image.shape[:2], pair.ids.shape[:2]
         pair.findings.append(error("size_mismatch", mask_file, f"mask is {mw}x{mh} but its image {image_file} is "
