@@ -113,6 +113,24 @@ def test_a_segcli_checkpoint_gives_its_encoder(tmp_path, capsys):
     assert f"{own} tensors loaded, 0 missing, {len(source.state_dict()) - own} unused" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("prefix, wrap", [("", None), ("module.", None), ("", "model"), ("", "state_dict")])
+def test_timm_weights_load_into_a_timm_encoder(tmp_path, capsys, prefix, wrap):
+    """A timm model's own state dict (what timm and the Hugging Face hub save: "conv1.weight", or "module.…" from a
+    DDP run, or inside a training checkpoint's {"model": …}) for a tu-<name> encoder, whose keys start "model.":
+    was 'none of its tensors match'."""
+    import timm
+
+    source = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18.pth"
+    state = {prefix + k: v for k, v in source.state_dict().items()}
+    torch.save({wrap: state, "epoch": 90} if wrap else state, path)
+    model = build_model("unet", "tu-resnet18", classes=3, encoder_weights=str(path))
+    assert torch.equal(model.encoder.model.conv1.weight, source.conv1.weight)
+    assert torch.equal(model.encoder.model.layer4[1].bn2.running_var, source.layer4[1].bn2.running_var)
+    own = len(model.encoder.state_dict())
+    assert f"{own} tensors loaded, 0 missing, 2 unused" in capsys.readouterr().err  # the classifier: fc.weight/bias
+
+
 def test_local_weights_of_another_encoder_fail(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"foo.weight": torch.zeros(2)}, path)

@@ -117,19 +117,41 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
             raise DataError(f"{path}: refused to load: it pickles {refused}, which could run code; give a plain "
                             "state-dict .pth (tensors only) or a .safetensors file") from None
         raise DataError(f"{path}: cannot load encoder weights ({type(err).__name__}); give a state-dict .pth or .safetensors file") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    for key in ("state_dict", "model"):  # Lightning's and timm's training checkpoints; {"model": …} (DeiT, MAE, …)
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors; give a state-dict .pth "
+                        "or .safetensors file")
     own = model.encoder.state_dict()
-    # a plain encoder state dict, a whole smp model's ("encoder.…") or a segcli checkpoint's ("model.encoder.…")
-    usable = {k.removeprefix("model.").removeprefix("encoder."): v for k, v in state.items()}
-    matched = {k: v for k, v in usable.items() if k in own and own[k].shape == v.shape}
+    total = sum(1 for v in state.values() if isinstance(v, torch.Tensor))
+    matched = {k: v for k, v in _encoder_keys(state, own).items() if k in own and own[k].shape == v.shape}
     if not matched:
-        raise DataError(f"{path}: none of its {len(usable)} tensors match encoder '{type(model.encoder).__name__}'; "
+        raise DataError(f"{path}: none of its {total} tensors match encoder '{type(model.encoder).__name__}'; "
                         "is it for the same model.encoder?")
     model.encoder.load_state_dict(matched, strict=False)
     missing = len(own) - len(matched)
     sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing, "
-                     f"{len(usable) - len(matched)} unused\n")
+                     f"{total - len(matched)} unused\n")
+
+
+KEY_PREFIXES = ("", "module.", "model.", "encoder.", "backbone.", "model.encoder.", "module.encoder.")
+
+
+def _encoder_keys(state: dict, own: dict) -> dict:
+    """`state` with its keys named as the encoder's own: it may be a plain encoder state dict, a whole smp model's
+    ("encoder.…"), a segcli checkpoint's ("model.encoder.…"), a DDP one's ("module.…"), or, for a timm encoder
+    (tu-<name>, whose keys start "model."), timm's own. Of the prefix changes, the one that matches most tensors."""
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    best, best_hits = tensors, -1
+    for drop in KEY_PREFIXES:
+        for add in ("", "model."):
+            renamed = {add + k[len(drop):]: v for k, v in tensors.items() if k.startswith(drop)}
+            hits = sum(1 for k, v in renamed.items() if k in own and own[k].shape == v.shape)
+            if hits > best_hits:
+                best, best_hits = renamed, hits
+    return best
 
 
 def size_multiple(model: nn.Module) -> int:
