@@ -131,6 +131,22 @@ def test_timm_weights_load_into_a_timm_encoder(tmp_path, capsys, prefix, wrap):
     assert f"{own} tensors loaded, 0 missing, 2 unused" in capsys.readouterr().err  # the classifier: fc.weight/bias
 
 
+@pytest.mark.parametrize("channels", [1, 4])
+def test_rgb_weights_for_another_channel_count_adapt_the_first_convolution(tmp_path, capsys, channels):
+    """RGB weights for a grayscale or 4-band model: the first convolution was left random ('1 missing'); it is
+    adapted as smp adapts its named weights (summed for one channel, RGB repeated and scaled by 3/C for more)."""
+    source = build_model("unet", "resnet18", classes=2)
+    path = tmp_path / "rgb.pth"
+    torch.save(source.encoder.state_dict(), path)
+    model = build_model("unet", "resnet18", classes=2, in_channels=channels, encoder_weights=str(path))
+    rgb = source.encoder.conv1.weight
+    expected = rgb.sum(1, keepdim=True) if channels == 1 else torch.cat([rgb, rgb[:, :1]], 1) * 0.75
+    assert torch.allclose(model.encoder.conv1.weight, expected)
+    assert torch.equal(model.encoder.layer1[0].conv1.weight, source.encoder.layer1[0].conv1.weight)
+    err = capsys.readouterr().err
+    assert "0 missing" in err and f"adapted from 3 to {channels} input channel" in err
+
+
 def test_local_weights_of_another_encoder_fail(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"foo.weight": torch.zeros(2)}, path)

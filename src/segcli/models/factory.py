@@ -126,14 +126,16 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
                         "or .safetensors file")
     own = model.encoder.state_dict()
     total = sum(1 for v in state.values() if isinstance(v, torch.Tensor))
-    matched = {k: v for k, v in _encoder_keys(state, own).items() if k in own and own[k].shape == v.shape}
+    renamed = _encoder_keys(state, own)
+    adapted = _adapt_input_channels(renamed, own)
+    matched = {k: v for k, v in renamed.items() if k in own and own[k].shape == v.shape}
     if not matched:
         raise DataError(f"{path}: none of its {total} tensors match encoder '{type(model.encoder).__name__}'; "
                         "is it for the same model.encoder?")
     model.encoder.load_state_dict(matched, strict=False)
     missing = len(own) - len(matched)
     sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing, "
-                     f"{total - len(matched)} unused\n")
+                     f"{total - len(matched)} unused{adapted}\n")
 
 
 KEY_PREFIXES = ("", "module.", "model.", "encoder.", "backbone.", "model.encoder.", "module.encoder.")
@@ -152,6 +154,27 @@ def _encoder_keys(state: dict, own: dict) -> dict:
             if hits > best_hits:
                 best, best_hits = renamed, hits
     return best
+
+
+def _adapt_input_channels(state: dict, own: dict) -> str:
+    """Weights for 3-channel (RGB) input, loaded into an encoder for another channel count: each first convolution
+    whose only difference is its input channels is adapted in `state` (in place), as smp adapts its named weights:
+    summed over RGB for one channel; for more, RGB repeated across the channels and scaled by 3/C. Returns ''
+    or ', first convolution adapted from 3 to C input channels'."""
+    names = []
+    for key, weight in state.items():
+        target = own.get(key)
+        if (target is None or weight.ndim != 4 or target.ndim != 4 or target.shape == weight.shape
+                or weight.shape[1] != 3 or (target.shape[0], *target.shape[2:]) != (weight.shape[0], *weight.shape[2:])):
+            continue
+        channels = target.shape[1]
+        if channels == 1:
+            state[key] = weight.sum(1, keepdim=True)
+        else:
+            state[key] = weight[:, [i % 3 for i in range(channels)]] * (3 / channels)
+        names.append(channels)
+    return (f", first convolution adapted from 3 to {names[0]} input channel{'s' if names[0] > 1 else ''}"
+            if names else "")
 
 
 def size_multiple(model: nn.Module) -> int:
