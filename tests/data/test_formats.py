@@ -147,6 +147,34 @@ def test_cityscapes_unknown_label_id_is_a_lint_error(cityscapes_src, tmp_path, r
     assert "40" in next(f["detail"] for f in report["findings"] if f["kind"] == "out_of_range")
 
 
+def test_cityscapes_with_only_train_id_masks(cityscapes_src, tmp_path, run_cli):
+    """A copy holding only createTrainIdLabelImgs' *_gtFine_labelTrainIds.png (values 0..18, 255): read as they are
+    (every image was 'no mask' before); a value above 18 other than 255 is still a lint error."""
+    src, truth = cityscapes_src
+    lut = np.full(256, 255, np.uint8)
+    for label, train_id in cityscapes.LABEL_TO_TRAIN.items():
+        lut[label] = train_id
+    for path in sorted((src / "gtFine").rglob("*_gtFine_*Ids.png")):
+        path.unlink()
+    for stem, label_ids in truth.items():
+        split = "val" if stem.startswith("frankfurt") else "train"
+        write_grey(src / "gtFine" / split / f"{stem}_gtFine_labelTrainIds.png", lut[label_ids])
+    out = tmp_path / "cs"
+    code, _, stderr = run_cli("prepare", "cityscapes", "--src", src, "--out", out)
+    assert code == 0, stderr
+    card = load(out)
+    for stem, label_ids in truth.items():
+        split = "val" if stem.startswith("frankfurt") else "train"
+        assert np.array_equal(mask_of(out, card, split, stem), lut[label_ids])
+    check_stats(out, card)
+    stem = next(iter(truth))
+    bad = lut[truth[stem]].copy()
+    bad[0, 0] = 19
+    write_grey(src / "gtFine" / "train" / f"{stem}_gtFine_labelTrainIds.png", bad)
+    code, _, _ = run_cli("prepare", "cityscapes", "--src", src, "--out", tmp_path / "bad")
+    assert code == 1 and "out_of_range" in {f["kind"] for f in read_lint(tmp_path / "bad" / "lint.json")["findings"]}
+
+
 def test_ade20k_reduce_zero_label(ade_src, tmp_path, run_cli):
     src, truth = ade_src
     out = tmp_path / "ade"

@@ -3,6 +3,8 @@
 The 34 label ids (0..33) become the 19 official train ids (cityscapesScripts `labels.py`); every
 label with trainId 255 or -1 becomes the ignore index 255. Any other value is a lint error.
 Splits: train and val by default (the public test annotations are all 'unlabeled').
+A copy that holds only cityscapesScripts' *_gtFine_labelTrainIds.png (its createTrainIdLabelImgs output, values
+0..18 and 255) is read from those instead, as they are.
 """
 
 from __future__ import annotations
@@ -25,9 +27,15 @@ NUM_LABEL_IDS = 34  # 0 unlabeled … 33 bicycle; all others (ego vehicle, parki
 IGNORE_INDEX = 255
 DEFAULT_SPLITS = ["train", "val"]
 IMAGE_SUFFIX, MASK_SUFFIX = "_leftImg8bit", "_gtFine_labelIds"
+TRAIN_ID_SUFFIX = "_gtFine_labelTrainIds"  # cityscapesScripts' createTrainIdLabelImgs: train ids 0..18, 255
 
 
-def decoder() -> MaskDecoder:
+def decoder(train_ids: bool = False) -> MaskDecoder:
+    """label ids 0..33 → train ids (255 for the rest); with `train_ids`, masks already in train ids (0..18, 255)."""
+    if train_ids:
+        mapping = {**{i: i for i in range(len(CLASSES))}, IGNORE_INDEX: IGNORE_INDEX}
+        return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=value_lut(mapping),
+                           raw_name="Cityscapes train ids (0..18 and 255 valid)")
     mapping = {label: LABEL_TO_TRAIN.get(label, IGNORE_INDEX) for label in range(NUM_LABEL_IDS)}
     return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=value_lut(mapping), raw_name="Cityscapes label ids (0..33 valid)")
 
@@ -42,6 +50,8 @@ def find_root(src: Path) -> Path:
 def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     root = find_root(Path(src))
     wanted = list(splits or DEFAULT_SPLITS)
+    train_ids = _only_train_ids(root, wanted)
+    suffix = TRAIN_ID_SUFFIX if train_ids else MASK_SUFFIX
     samples, findings = [], []
     for split in wanted:
         image_dir, mask_dir = root / "leftImg8bit" / split, root / "gtFine" / split
@@ -49,12 +59,22 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
             raise DataError(f"{image_dir}: split folder not found")
         images = {p.relative_to(image_dir).as_posix()[: -len(IMAGE_SUFFIX + ".png")]: p
                   for p in sorted(image_dir.rglob(f"*{IMAGE_SUFFIX}.png"))}
-        masks = {p.relative_to(mask_dir).as_posix()[: -len(MASK_SUFFIX + ".png")]: p
-                 for p in sorted(mask_dir.rglob(f"*{MASK_SUFFIX}.png"))} if mask_dir.is_dir() else {}
+        masks = {p.relative_to(mask_dir).as_posix()[: -len(suffix + ".png")]: p
+                 for p in sorted(mask_dir.rglob(f"*{suffix}.png"))} if mask_dir.is_dir() else {}
         pairs, missing = pair_by_stem(split, images, masks,
-                                      lambda stem: f"no {mask_dir / (stem + MASK_SUFFIX + '.png')}",
+                                      lambda stem: f"no {mask_dir / (stem + suffix + '.png')}",
                                       lambda stem: f"no {image_dir / (stem + IMAGE_SUFFIX + '.png')}")
         samples += pairs
         findings += missing
     return Source(name="cityscapes", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
-                  decoder=decoder(), splits=wanted, findings=findings)
+                  decoder=decoder(train_ids), splits=wanted, findings=findings)
+
+
+def _only_train_ids(root: Path, splits: list[str]) -> bool:
+    """True when gtFine/ holds *_gtFine_labelTrainIds.png but no *_gtFine_labelIds.png for these splits."""
+    folders = [root / "gtFine" / split for split in splits if (root / "gtFine" / split).is_dir()]
+
+    def has(suffix: str) -> bool:
+        return any(next(folder.rglob(f"*{suffix}.png"), None) is not None for folder in folders)
+
+    return not has(MASK_SUFFIX) and has(TRAIN_ID_SUFFIX)
