@@ -266,10 +266,13 @@ def test_folder_16bit_ids_and_default_names(tmp_path, rng, run_cli):
     assert written.dtype == np.uint16 and set(np.unique(written)) <= {0, 1, 300}
 
 
-def test_folder_rgb_palette_masks(tmp_path, rng, run_cli):
+@pytest.mark.parametrize("palette", ["# name R G B\nroad 128 64 128\ncar, 0, 0, 142\nsky #4682b4\nignore 0 0 0\n",
+                                     "name,r,g,b\nroad,128,64,128\ncar,0,0,142\nsky,70,130,180\nignore,0,0,0\n"])
+def test_folder_rgb_palette_masks(tmp_path, rng, run_cli, palette):
+    """A palette file, or a class_dict.csv with its header line (several datasets ship one)."""
     colours = {"road": [128, 64, 128], "car": [0, 0, 142], "sky": [70, 130, 180]}
     palette_file = tmp_path / "palette.txt"
-    palette_file.write_text("# name R G B\nroad 128 64 128\ncar, 0, 0, 142\nsky #4682b4\nignore 0 0 0\n")
+    palette_file.write_text(palette)
     table = np.array(list(colours.values()) + [[0, 0, 0]], np.uint8)
     truth = {}
     for i in range(4):

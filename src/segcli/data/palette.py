@@ -6,6 +6,8 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
     traffic sign, 220, 220, 0
     sky #4682b4
     ignore 0 0 0          # the name 'ignore' maps a colour to the ignore index (no class)
+
+A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ _DECIMAL = re.compile(r"^(?P<name>.*?)[\s,:;=]+(?P<r>\d{1,3})[\s,;]+(?P<g>\d{1,3
 _HEX = re.compile(r"^(?P<name>.*?)[\s,:;=]+#(?P<hex>[0-9a-fA-F]{6})$")
 _COMMENT = re.compile(r"(^|\s)#(?![0-9a-fA-F]{6}(\s|$)).*$")  # '#' starts a comment unless it is a #rrggbb colour
 IGNORE_NAME = "ignore"
+_HEADER = re.compile(r"^\W*[a-z_ ]*\W+r(ed)?\W+g(reen)?\W+b(lue)?\W*$", re.IGNORECASE)  # name,r,g,b / class,red,…
 
 
 @dataclass
@@ -43,7 +46,7 @@ def parse_palette(path: str | Path) -> Palette:
 
     for number, line in enumerate(read_lines(path, "palette"), 1):
         line = _COMMENT.sub("", line).strip()
-        if not line:
+        if not line or (not classes and not ignore and _HEADER.match(line)):
             continue
         match = _DECIMAL.match(line) or _HEX.match(line)
         if not match:
