@@ -325,6 +325,20 @@ def test_folder_mask_and_image_suffixes(folder_src, tmp_path):
         "train": ["a", "b", "c"], "val": ["d", "e"]}
 
 
+def test_folder_hidden_files_are_not_pairs(folder_src, tmp_path):
+    """macOS ._x resource forks and Jupyter's .ipynb_checkpoints/ beside the data: not images or masks (each was a
+    lint error: unreadable, or an image without a mask)."""
+    images, masks = folder_src
+    for folder in (images, masks):
+        (folder / "._x0.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+        (folder / ".ipynb_checkpoints").mkdir()
+        (folder / ".ipynb_checkpoints" / "x0.png").write_bytes((masks / "x0.png").read_bytes())
+    out = tmp_path / "out"
+    assert_ok(run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, cwd=tmp_path))
+    card = load_yaml(out / "dataset.yaml")
+    assert sorted(rel_of(i["image"]) for s in card["splits"].values() for i in s) == sorted(FOLDER_RELS)
+
+
 def test_folder_named_classes(folder_src, tmp_path):
     images, masks = folder_src
     out = tmp_path / "ds"

@@ -46,6 +46,19 @@ def test_odd_sizes_and_kinds_round_trip_exactly(ckpt, cli, tmp_path):
         assert cv2.imread(str(tmp_path / "out" / "overlays" / f"{stem}.png")).shape == (*shape, 3)
 
 
+def test_hidden_files_in_an_input_folder_are_not_inputs(ckpt, cli, tmp_path):
+    """A folder copied from a Mac (._x.jpg resource forks beside each image) or used in Jupyter
+    (.ipynb_checkpoints/): those are not images; they were 'unreadable' (exit 3) or predicted twice."""
+    write_images(tmp_path / "in", 2, 40, 56)
+    for image in sorted((tmp_path / "in").glob("*.png")):
+        (tmp_path / "in" / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    write_images(tmp_path / "in" / ".ipynb_checkpoints", 1, 40, 56)
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask")
+    assert code == 0, err
+    assert sorted(Path(line).name for line in out.split()) == sorted(p.name for p in (tmp_path / "in").glob("[!.]*.png"))
+    assert not (tmp_path / "out" / ".ipynb_checkpoints").exists()
+
+
 def test_areas_csv_and_jsonl_fractions_sum_to_one(ckpt, cli, tmp_path):
     write_images(tmp_path / "in", 3, 50, 70)
     write_images(tmp_path / "in" / "sub", 2, 33, 45)

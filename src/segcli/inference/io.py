@@ -183,11 +183,13 @@ def within(path: str, folder: str) -> bool:
 
 
 def list_images(root: str | Path) -> list[Path]:
-    """Image files under `root` (recursive), sorted; `root` may also be a single file."""
+    """Image files under `root` (recursive), sorted; `root` may also be a single file. Hidden files and folders
+    (a name starting with '.': macOS's ._x.jpg resource forks, .ipynb_checkpoints/, .git/) are not images."""
     root = Path(root)
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts) and p.is_file())
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
