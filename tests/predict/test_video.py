@@ -98,3 +98,18 @@ def test_outputs_a_video_does_not_give_are_named(ckpt, cli, tmp_path):
     assert not (tmp_path / "out" / "clip").exists()  # what the note says: no frame masks
     code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out2", "--frame-masks")
     assert code == 0 and "note" not in err, err
+
+
+def test_videos_in_an_input_folder_are_predicted(ckpt, cli, tmp_path):
+    """A folder of clips (and images): its videos were skipped without a word ('no images found' when it held only
+    videos); they are inputs like named ones, mirrored under overlays/ by their relative path."""
+    (tmp_path / "in" / "day2").mkdir(parents=True)
+    _write_video(tmp_path / "in" / "day2" / "clip.mp4", "mp4v")
+    cv2.imwrite(str(tmp_path / "in" / "still.png"), cv2.cvtColor(scene(HEIGHT, WIDTH, 0), cv2.COLOR_RGB2BGR))
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "overlay")
+    assert code == 0, err
+    video = tmp_path / "out" / "overlays" / "day2" / "clip.mp4"
+    assert str(video) in out.split() and _count_frames(video) == FRAMES
+    (tmp_path / "in" / "still.png").unlink()
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out2", "--save", "overlay")
+    assert code == 0 and (tmp_path / "out2" / "overlays" / "day2" / "clip.mp4").is_file(), err

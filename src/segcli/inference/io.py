@@ -182,13 +182,14 @@ def within(path: str, folder: str) -> bool:
     return os.path.commonpath([folder, path]) == folder
 
 
-def list_images(root: str | Path) -> list[Path]:
-    """Image files under `root` (recursive), sorted; `root` may also be a single file. Hidden files and folders
-    (a name starting with '.': macOS's ._x.jpg resource forks, .ipynb_checkpoints/, .git/) are not images."""
+def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
+    """Image files (or files of other `extensions`) under `root` (recursive), sorted; `root` may also be a single
+    file. Hidden files and folders (a name starting with '.': macOS's ._x.jpg resource forks, .ipynb_checkpoints/,
+    .git/) are not images."""
     root = Path(root)
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions
                   and not any(part.startswith(".") for part in p.relative_to(root).parts) and p.is_file())
 
 

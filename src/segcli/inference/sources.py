@@ -71,15 +71,15 @@ def _from_list(lines: list[str], where: str) -> list[Item]:
 
 
 def _from_entry(entry: str) -> list[Item]:
-    from segcli.inference.io import list_images
+    from segcli.inference.io import IMAGE_EXTENSIONS, list_images
 
     root = Path(entry)
     if root.is_file():
         return [Item(root, Path(root.stem))]
     if root.is_dir():
-        found = list_images(root)
+        found = list_images(root, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         if not found:
-            raise DataError(f"{root}: no images found in this folder")
+            raise DataError(f"{root}: no images or videos found in this folder")
         return [Item(path, path.relative_to(root).with_suffix(""), walked=root) for path in found]
     if _is_glob(entry):
         return _from_glob(entry)
