@@ -154,7 +154,9 @@ def test_gate_usage_errors(crafted, capsys):
     for spec, hint in (("miou0.5", "expected METRIC=VALUE"), ("mIU=0.5", "did you mean mIoU"),
                        ("class:rod=0.9", "did you mean road"), ("class:road:recal=0.9", "did you mean"),
                        ("mIoU=60", "write mIoU=0.6 or mIoU=60%"), ("mIoU=160%", "fractions in [0, 1]"),
-                       ("mIoU=-0.1", "fractions in [0, 1]"), ("mIoU=abc", "not a number")):
+                       ("mIoU=-0.1", "fractions in [0, 1]"), ("mIoU=abc", "not a number"),
+                       ("Road=0.9", "'road' is a class; write class:Road=0.9"),
+                       ("road:acc=0.9", "write class:road:acc=0.9"), ("foo=0.5", "or class:NAME=V")):
         code, _, err = run_cli(base + ["--fail-under", spec], capsys)
         assert code == 2 and hint in err and len(err.strip().splitlines()) == 1, (spec, err)
 

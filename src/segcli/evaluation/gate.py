@@ -86,8 +86,21 @@ def parse_gate(specs, class_names: list[str]) -> list[Threshold]:
             name, metric = _class_key(key[len("class:"):], class_names)
             out.append(Threshold(spec, metric, minimum, _match(name, class_names, "class")))
         else:
-            out.append(Threshold(spec, _match(key, AGGREGATES, "metric"), minimum))
+            out.append(Threshold(spec, _aggregate(key.strip(), value.strip(), class_names), minimum))
     return out
+
+
+def _aggregate(key: str, value: str, class_names: list[str]) -> str:
+    """The aggregate `key` names; a class name given without 'class:' is a ConfigError that writes it with it."""
+    folded = {c.lower(): c for c in class_names}
+    name = key if key.lower() in folded else key.rpartition(":")[0]
+    if key not in AGGREGATES and name.lower() in folded and not any(a.lower() == key.lower() for a in AGGREGATES):
+        raise ConfigError(f"--fail-under {key}={value}: '{folded[name.lower()]}' is a class; write "
+                          f"class:{key}={value}")
+    try:
+        return _match(key, AGGREGATES, "metric")
+    except ConfigError as err:
+        raise ConfigError(f"{err.message}, or class:NAME=V for one class's IoU (class:NAME:acc=V …)") from None
 
 
 def failures(thresholds: list[Threshold], metrics: dict) -> list[str]:
