@@ -38,6 +38,29 @@ def test_sync_batchnorm_is_switched_off_on_the_cpu(capsys):
     assert for_this_machine({**ddp, "sync_batchnorm": False}) == {**ddp, "sync_batchnorm": False}
 
 
+@pytest.mark.parametrize("flags, noted", [({"avx2", "fma"}, True), ({"avx512f", "avx512_bf16"}, False),
+                                          ({"amx_bf16"}, False), (set(), False)])
+def test_bf16_on_a_cpu_without_native_bfloat16_is_noted(monkeypatch, capsys, flags, noted):
+    """The CamVid recipe trains in bf16-mixed, 1.8x faster here (AVX-512 BF16/AMX); a CPU without native bfloat16
+    emulates it, so a note says 32-true may be faster (no note where the flags cannot be read: macOS, ARM)."""
+    from segcli.models import trainer_args
+
+    monkeypatch.setattr(trainer_args, "cpu_flags", lambda: flags)
+    for precision in ("bf16-mixed", "32-true"):
+        assert for_this_machine({"accelerator": "cpu", "precision": precision})["precision"] == precision
+        err = capsys.readouterr().err
+        assert ("without native bfloat16" in err and "32-true" in err) == (noted and precision == "bf16-mixed"), err
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from segcli.models.trainer_args import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx2 amx_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(str(info)) == {"fpu", "sse2", "avx2", "amx_bf16"}
+    assert cpu_flags(str(tmp_path / "absent")) == set()
+
+
 def test_precision_and_accelerator_are_checked():
     check({"accelerator": "cpu", "precision": "bf16-mixed"})
     with pytest.raises(ConfigError, match="choose from 32-true, 16-mixed, bf16-mixed"):

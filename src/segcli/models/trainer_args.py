@@ -115,7 +115,27 @@ def for_this_machine(trainer: dict) -> dict:
             info("train: trainer.sync_batchnorm is off on the CPU (SyncBatchNorm needs CUDA devices); "
                  "each process keeps its own BatchNorm statistics")
         trainer = {**trainer, "sync_batchnorm": False}
+    precision = str(trainer.get("precision", "32-true"))
+    flags = cpu_flags() if on_cpu and precision.startswith("bf16") else set()
+    if flags and not flags & {"avx512_bf16", "amx_bf16"}:
+        from segcli.console import first_process, info
+
+        if first_process():
+            info(f"train: note: trainer.precision={precision} on a CPU without native bfloat16 (no AVX-512 BF16 or AMX "
+                 "in /proc/cpuinfo) is emulated and may train slower than trainer.precision=32-true")
     return trainer
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (Linux's /proc/cpuinfo 'flags' line); empty where it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
 
 
 @contextmanager
