@@ -64,6 +64,7 @@ def _renamed(source, names: dict[str, str]):
 
     if not names:
         return source
+
     def rename(split: str) -> str:
         return names.get(split, split)
 
