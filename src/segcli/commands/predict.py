@@ -154,9 +154,14 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
         if "uncertainty" in save:
             write_uncertainty(outputs.out / table_name("uncertainty", shard_spec), state.records)
     seconds = time.perf_counter() - start
-    done = len(state.records) - state.skipped
-    info(f"predict: {done} predicted, {state.skipped} skipped (done before), {len(state.failed)} failed "
-         f"of {len(items)} inputs in {seconds:.1f}s ({done / seconds if seconds else 0:.1f}/s) → {outputs.out}")
+    done = len(state.records) - state.skipped  # images and video frames
+    frames = sum(1 for record in state.records if "video" in record.outputs)
+    videos = len({record.outputs["video"] for record in state.records if "video" in record.outputs})
+    predicted = (f"{done - frames} image(s) and {videos} video(s) ({frames} frames) predicted" if videos
+                 else f"{done} predicted")
+    rate = f"{done / seconds if seconds else 0:.1f}{' images+frames' if videos else ''}/s"
+    info(f"predict: {predicted}, {state.skipped} skipped (done before), {len(state.failed)} failed of {len(items)} "
+         f"inputs in {seconds:.1f}s ({rate}) → {outputs.out}")
     if state.failed:
         others = "the others were predicted" if len(state.failed) < len(items) else "nothing was predicted"
         raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
