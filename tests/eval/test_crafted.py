@@ -219,6 +219,8 @@ def test_mode_usage_errors(crafted, tmp_path, capsys):
     for args, hint in ((["eval"], "exactly one of"), (["eval", "--predictions", preds], "needs --data"),
                        (["eval", "--predictions", preds, "--data", root, "--corruptions", "fog"], "needs a model"),
                        (["eval", "--predictions", preds, "--data", root, "--worst", "2"], "--out"),
+                       (["eval", "--predictions", preds, "--data", root, "worst=abc"], "--worst='abc'"),  # was exit 4
+                       (["eval", "--predictions", preds, "--data", root, "--worst", "-1"], "images >= 0"),
                        (["eval", "--predictions", preds, "--data", root, "--split", "tset"], "no split 'tset'"),
                        (["eval", "--predictions", preds, "--data", root, "inference.batch_size=0"], "batch_size=0"),
                        # exit 4 before (int('abc'), numpy's seed bounds); a negative band was taken as its minimum

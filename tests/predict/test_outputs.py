@@ -138,7 +138,10 @@ def test_bad_options_are_usage_errors(ckpt, cli, tmp_path):
     write_images(tmp_path / "in", 1)
     for args, words in ((["--save", "mask,colour"], "colour"), (["--save", "masks"], "did you mean mask?"),
                         (["--shard", "4/4"], "I/N"),
-                        (["--on-error", "maybe"], "skip or fail"), (["--smooth", "1.5"], "smooth"),
+                        (["--on-error", "maybe"], "--on-error maybe: choose skip or fail"),
+                        (["--smooth", "1.5"], "--smooth"), (["--smooth", "1"], "below 1"),
+                        (["smooth=abc"], "--smooth='abc'"), (["alpha=x"], "--alpha='x'"),  # were exit 4
+                        (["--alpha", "1.5"], "overlay opacity"),
                         (["inference.batch_size=0"], "inference.batch_size=0"),  # was taken as 1
                         (["inference.batch_size=2.5"], "whole number"), (["workers=-1"], "workers=-1")):
         code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", *args)

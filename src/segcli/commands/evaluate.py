@@ -119,9 +119,8 @@ def run(cfg) -> dict:
     severities = parse_severities(cfg.severity)
     if corruptions and mode == "predictions":
         raise ConfigError("--corruptions needs a model (--ckpt or --model): fixed predictions cannot see corrupted images")
+    number("--worst", cfg.worst or 0, 0, integer=True, what="a number of images >= 0")
     worst = int(cfg.worst or 0)
-    if worst < 0:
-        raise ConfigError(f"--worst {worst}: give a number of images >= 0")
     number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
     seed("seed", cfg.seed)
     number("boundary.dilation_ratio", cfg.boundary.dilation_ratio, 0, 1, low_open=True,

@@ -37,11 +37,12 @@ def _check(cfg) -> str:
     if not cfg.inputs and not cfg.list:
         raise ConfigError("no inputs; pass image or video files, folders, globs, --list FILE or - for stdin")
     if cfg.on_error not in ("skip", "fail"):
-        raise ConfigError(f"on_error={cfg.on_error}: choose skip or fail")
-    if not 0.0 <= float(cfg.smooth) < 1.0:
-        raise ConfigError(f"smooth={cfg.smooth}: the EMA weight of the previous frames must be in [0, 1)")
-    if not 0.0 <= float(cfg.alpha) <= 1.0:
-        raise ConfigError(f"alpha={cfg.alpha}: the overlay opacity must be in [0, 1]")
+        raise ConfigError(f"--on-error {cfg.on_error}: choose skip or fail")
+    number("--smooth", cfg.smooth, 0, 1, what="the EMA weight of the previous frames, from 0 up to (not including) 1")
+    if float(cfg.smooth) >= 1.0:
+        raise ConfigError(f"--smooth {cfg.smooth}: the EMA weight of the previous frames must be below 1 (1 would "
+                          "never take in a new frame)")
+    number("--alpha", cfg.alpha, 0, 1, what="the overlay opacity, from 0 to 1")
     number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
     number("workers", cfg.workers, 0, integer=True)
     number("writers", cfg.writers, 1, integer=True)

@@ -148,7 +148,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         i = n = -1
     if not sep or n < 1 or not 0 <= i < n:
-        raise ConfigError(f"shard={text!r}: write I/N with 0 <= I < N, e.g. --shard 0/4 for the first of 4 jobs")
+        raise ConfigError(f"--shard {text!r}: write I/N with 0 <= I < N, e.g. --shard 0/4 for the first of 4 jobs")
     return i, n
 
 
