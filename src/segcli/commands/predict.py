@@ -173,17 +173,10 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
 def _note_stacks(images) -> None:
     """A multi-page TIFF is read (by OpenCV) as its first page: say so rather than leave the other pages out
     silently."""
-    import cv2
+    from segcli.inference.io import tiff_pages
 
-    stacks = []
-    for item in images:
-        if item.path.suffix.lower() in (".tif", ".tiff"):
-            try:
-                pages = int(cv2.imcount(str(item.path)))
-            except cv2.error:
-                continue  # unreadable: its own error comes when it is decoded
-            if pages > 1:
-                stacks.append((item.path, pages))
+    counts = {item.path: tiff_pages(item.path) for item in images}
+    stacks = [(path, count) for path, count in counts.items() if count > 1]
     if stacks:
         (path, pages), more = stacks[0], len(stacks) - 1
         info(f"predict: note: {path} holds {pages} pages; only the first is predicted"

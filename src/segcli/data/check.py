@@ -12,7 +12,7 @@ from segcli.data.lint import Finding, error, warning
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
-from segcli.inference.io import imdecode, png_colour_type, to_uint8
+from segcli.inference.io import imdecode, png_colour_type, tiff_pages, to_uint8
 
 
 @dataclass
@@ -61,12 +61,7 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float]
 
 def _multi_page(path, kind: str, **where) -> list[Finding]:
     """A warning for a TIFF holding more than one page (a stack, a time series): OpenCV reads the first only."""
-    if not isinstance(path, Path) or path.suffix.lower() not in (".tif", ".tiff"):
-        return []
-    try:
-        pages = int(cv2.imcount(str(path)))
-    except cv2.error:
-        return []  # unreadable: its own finding comes from the decode
+    pages = tiff_pages(path) if isinstance(path, Path) else 1
     if pages < 2:
         return []
     return [warning("multi_page", str(path), f"{kind} holds {pages} pages and only the first is read; write one "

@@ -182,6 +182,18 @@ def within(path: str, folder: str) -> bool:
     return os.path.commonpath([folder, path]) == folder
 
 
+def tiff_pages(path: str | Path) -> int:
+    """How many pages a TIFF file holds (OpenCV reads the first only); 1 for any other file, or one it cannot
+    read (whose own error comes when it is decoded)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    try:
+        return int(cv2.imcount(str(path)))
+    except cv2.error:
+        return 1
+
+
 def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     """Image files (or files of other `extensions`) under `root` (recursive), sorted; `root` may also be a single
     file. Hidden files and folders (a name starting with '.': macOS's ._x.jpg resource forks, .ipynb_checkpoints/,
