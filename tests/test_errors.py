@@ -96,6 +96,16 @@ def test_train_missing_dataset_hints_prepare(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_hand_written_card_names_its_missing_keys(tmp_path):
+    """A dataset.yaml written by hand without palette and ignore_index: the error named only a KeyError
+    ("invalid dataset card (KeyError: 'palette')"); it lists what a card needs and what this one lacks."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "dataset.yaml").write_text("classes: [a, b]\nsplits: {train: []}\n")
+    line = assert_error(run_cli("train", f"data.root={tmp_path / 'mine'}", cwd=tmp_path), 3)
+    assert "has no palette, ignore_index" in line and "segcli prepare folder" in line
+    assert not (tmp_path / "runs").exists()
+
+
 # ----------------------------------------------------------------------------- predict inputs
 def test_predict_missing_input(synthetic_run, tmp_path):
     missing = tmp_path / "no_such_image.png"

@@ -80,6 +80,9 @@ class DatasetCard:
         return {**out, "stats": self.stats}
 
 
+REQUIRED_KEYS = ("classes", "palette", "ignore_index", "splits")
+
+
 def load_card(root: str | Path) -> DatasetCard:
     """Read DIR/dataset.yaml (DIR may also be the card file itself; ~ is expanded: `data.root=~/data` reaches segcli
     as typed, the shell expands ~ only at the start of a word)."""
@@ -89,6 +92,11 @@ def load_card(root: str | Path) -> DatasetCard:
         raise DataError(f"{path}: no dataset card; prepare the dataset first, e.g. `segcli prepare synthetic --out {path.parent}`")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        missing = [key for key in REQUIRED_KEYS if not isinstance(raw, dict) or key not in raw]
+        if missing:
+            raise DataError(f"{path}: a dataset card needs {', '.join(REQUIRED_KEYS)}; this one has no "
+                            f"{', '.join(missing)}. Let `segcli prepare` write the card (images/ and masks/ folders: "
+                            "segcli prepare folder --images DIR --masks DIR --out NEW)")
         card = DatasetCard(root=path.parent, name=raw.get("name", path.parent.name), classes=list(raw["classes"]),
                            palette=[list(c) for c in raw["palette"]], ignore_index=int(raw["ignore_index"]),
                            splits=dict(raw["splits"]), stats=dict(raw.get("stats") or {}),
