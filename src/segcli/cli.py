@@ -345,9 +345,10 @@ def _main(argv: list[str] | None) -> None:
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
         from segcli.errors import EXIT_USAGE, out_of_memory
 
-        if out_of_memory(err):
-            command = next((a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith("-")), "")
-            _fail(out_of_memory(err, str(command)), EXIT_USAGE)
+        command = next((str(a) for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith("-")), "")
+        memory = out_of_memory(err, command)
+        if memory:
+            _fail(memory, EXIT_USAGE)
         _fail(f"internal error: {type(err).__name__}: {err} (rerun with SEGCLI_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
         _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)

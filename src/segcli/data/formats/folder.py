@@ -28,6 +28,14 @@ SEPARATORS = "_-. "  # where a name's suffix may start (x_mask, x-label, x.seg, 
 MASK_WORDS = ("mask", "label", "lbl", "gt", "seg", "ann", "class", "target")  # how mask names usually end
 
 
+def _without(name: str, suffix: str) -> str | None:
+    """`name` less `suffix` ('x_mask' less '_mask' → 'x'); None when it does not end in it or nothing (of its file
+    name) would be left."""
+    if not name.endswith(suffix) or len(name) <= len(suffix) or name[-len(suffix) - 1] == "/":
+        return None
+    return name[: len(name) - len(suffix)]
+
+
 def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -> dict[str, Path]:
     """relative stem (less `suffix`; files without it are left out) → file; stems held by two files are reported
     and left out (the pair would be ambiguous)."""
@@ -36,9 +44,11 @@ def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -
     found: dict[str, list[Path]] = {}
     for path in list_images(root):
         stem = path.relative_to(root).with_suffix("").as_posix()
-        if suffix and not (stem.endswith(suffix) and len(stem) > len(suffix) and stem[-len(suffix) - 1] != "/"):
-            continue
-        found.setdefault(stem[: len(stem) - len(suffix)], []).append(path)
+        if suffix:
+            stem = _without(stem, suffix)
+            if stem is None:
+                continue
+        found.setdefault(stem, []).append(path)
     if not found:
         with_suffix = f" whose names end in '{suffix}' (--{kind[:-1]}-suffix)" if suffix else ""
         raise DataError(f"{root}: no images{with_suffix} found in the {kind} folder")
@@ -129,8 +139,11 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float, tes
     (--image-suffix, --mask-suffix: a list of image or mask file names)."""
 
     def paired_stem(listed: str) -> str:
-        cut = next((x for x in suffixes if x and listed.endswith(x) and len(listed) > len(x)), "")
-        return listed[: len(listed) - len(cut)]
+        for suffix in suffixes:
+            base = _without(listed, suffix) if suffix else None
+            if base:
+                return base
+        return listed
 
     if split_files:
         lists = {str(split): [paired_stem(x) for x in read_split_list(path)] for split, path in split_files.items()}
@@ -168,13 +181,12 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     ambiguous = {f.stem for f in findings}  # duplicate stems: already reported, their counterparts are not orphans
     image_map = {s: p for s, p in image_map.items() if s not in ambiguous}
     mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
-    orphans = set(image_map) ^ set(mask_map)
-    hint = suffix_hint(set(image_map) - set(mask_map), set(mask_map) - set(image_map), image_suffix,
-                       mask_suffix) if orphans else ""
-    for stem in sorted(set(image_map) - set(mask_map)):
+    lone_images, lone_masks = set(image_map) - set(mask_map), set(mask_map) - set(image_map)
+    hint = suffix_hint(lone_images, lone_masks, image_suffix, mask_suffix) if lone_images or lone_masks else ""
+    for stem in sorted(lone_images):
         findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}{mask_suffix}' in "
                               f"{masks}{hint}", stem=stem))
-    for stem in sorted(set(mask_map) - set(image_map)):
+    for stem in sorted(lone_masks):
         findings.append(error("missing_image", str(mask_map[stem]), f"no image with stem '{stem}{image_suffix}' in "
                               f"{images}{hint}", stem=stem))
     stems = sorted(set(image_map) & set(mask_map))
