@@ -134,8 +134,9 @@ def _native(fmt: str, help_src: str, doc: str):
     prepare_app.command(fmt)(command)
 
 
-_native("camvid", "CamVid in the SegNet layout (train/, trainannot/, val/, ...).",
-        "Convert CamVid (SegNet layout, 11 classes + Unlabelled → ignore).")
+_native("camvid", "CamVid: the SegNet layout (train/, trainannot/, ...) or the colour layout (train/, train_labels/, "
+        "..., class_dict.csv).",
+        "Convert CamVid (SegNet's 11 classes + Unlabelled → ignore, or the 32 colour-coded classes, Void → ignore).")
 _native("voc", "VOCdevkit/VOC2012 (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/), or a folder holding it.",
         "Convert PASCAL VOC 2012 segmentation (21 classes, palette PNGs, 255 borders → ignore).")
 _native("cityscapes", "Folder holding leftImg8bit/ and gtFine/.",

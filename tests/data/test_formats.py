@@ -201,6 +201,61 @@ def test_camvid_unlabelled_to_ignore(camvid_src, tmp_path, run_cli):
     check_stats(out, card)
 
 
+CAMVID_COLOURS = {"Sky": [128, 128, 128], "Building": [128, 0, 0], "Column_Pole": [192, 192, 128],
+                  "Road": [128, 64, 128], "Void": [0, 0, 0]}
+
+
+@pytest.mark.parametrize("table", ["class_dict.csv", "label_colors.txt"])
+def test_camvid_colour_layout(tmp_path, rng, run_cli, table):
+    """CamVid as distributed with colour masks (train/ train_labels/ ... with <stem>_L.png and class_dict.csv, as on
+    Kaggle; or label_colors.txt's 'R G B name' lines): classes and colours from that table, Void → ignore."""
+    src = tmp_path / "CamVid"
+    names = list(CAMVID_COLOURS)
+    lines = ([f"{n},{r},{g},{b}" for n, (r, g, b) in CAMVID_COLOURS.items()] if table.endswith(".csv")
+             else [f"{r} {g} {b}\t{n}" for n, (r, g, b) in CAMVID_COLOURS.items()])
+    (src / table).parent.mkdir(parents=True)
+    (src / table).write_text("\n".join((["name,r,g,b"] if table.endswith(".csv") else []) + lines) + "\n")
+    colours = np.array(list(CAMVID_COLOURS.values()), np.uint8)
+    truth = {}
+    for split, count in (("train", 3), ("val", 2), ("test", 2)):
+        for i in range(count):
+            stem = f"0001TP_{split}{i:05d}"
+            raw = blocks(rng, 24, 32, list(range(len(names))), block=4)
+            write_image(src / split / f"{stem}.png", random_image(rng, 24, 32))
+            write_image(src / f"{split}_labels" / f"{stem}_L.png", colours[raw])
+            truth[(split, stem)] = np.where(raw == names.index("Void"), 255, raw)
+    out = tmp_path / "camvid"
+    assert run_cli("prepare", "camvid", "--src", src, "--out", out)[0] == 0
+    card = load(out)
+    assert card["classes"] == names[:-1] and card["palette"] == [CAMVID_COLOURS[n] for n in names[:-1]]
+    assert card["ignore_index"] == 255
+    for (split, stem), expected in truth.items():
+        assert np.array_equal(mask_of(out, card, split, stem), expected), (split, stem)
+    check_stats(out, card)
+
+
+def test_camvid_colour_layout_problems(tmp_path, rng, run_cli):
+    """A colour the table lacks is a lint error naming the mask; no class table, or the original release without
+    splits, is a one-line error saying what to do."""
+    src = tmp_path / "CamVid"
+    write_image(src / "train" / "a.png", random_image(rng, 8, 8))
+    mask = np.zeros((8, 8, 3), np.uint8)
+    mask[2, 3] = [9, 8, 7]
+    write_image(src / "train_labels" / "a_L.png", mask)
+    code, _, err = run_cli("prepare", "camvid", "--src", src, "--out", tmp_path / "o1")
+    assert code == 3 and "class_dict.csv or label_colors.txt" in err and len(err.strip().splitlines()) == 1
+    (src / "class_dict.csv").write_text("name,r,g,b\nSky,128,128,128\nVoid,0,0,0\n")
+    code, _, err = run_cli("prepare", "camvid", "--src", src, "--out", tmp_path / "o2")
+    finding = next(f for f in read_lint(tmp_path / "o2" / "lint.json")["findings"] if f["kind"] == "unknown_colour")
+    assert code == 1 and "(9, 8, 7) × 1 px" in finding["detail"] and finding["file"].endswith("a_L.png")
+    raw = tmp_path / "raw"
+    write_image(raw / "701_StillsRaw_full" / "a.png", random_image(rng, 8, 8))
+    write_image(raw / "LabeledApproved_full" / "a_L.png", mask)
+    code, _, err = run_cli("prepare", "camvid", "--src", raw, "--out", tmp_path / "o3")
+    assert code == 3 and "segcli prepare folder --images" in err and "--mask-suffix _L" in err
+    assert not (tmp_path / "o3").exists()
+
+
 CAMVID_MINI = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid-mini"
 CAMVID_FULL = Path(os.environ.get("SEGCLI_CAMVID_FULL", "/tmp/camvid-full/CamVid"))
 
@@ -267,9 +322,12 @@ def test_folder_16bit_ids_and_default_names(tmp_path, rng, run_cli):
 
 
 @pytest.mark.parametrize("palette", ["# name R G B\nroad 128 64 128\ncar, 0, 0, 142\nsky #4682b4\nignore 0 0 0\n",
-                                     "name,r,g,b\nroad,128,64,128\ncar,0,0,142\nsky,70,130,180\nignore,0,0,0\n"])
+                                     "name,r,g,b\nroad,128,64,128\ncar,0,0,142\nsky,70,130,180\nVoid,0,0,0\n",
+                                     "128 64 128\troad\n0 0 142\tcar\n70 130 180\tsky\n0 0 0\tUnlabelled\n",
+                                     "#804080 road\n#00008e car\n#4682b4 sky\n#000000 unlabeled\n"])
 def test_folder_rgb_palette_masks(tmp_path, rng, run_cli, palette):
-    """A palette file, or a class_dict.csv with its header line (several datasets ship one)."""
+    """A palette file, a class_dict.csv with its header line (several datasets ship one), or colour-first lines
+    (CamVid's label_colors.txt); a colour named ignore, void, unlabelled or unlabeled is the ignore index."""
     colours = {"road": [128, 64, 128], "car": [0, 0, 142], "sky": [70, 130, 180]}
     palette_file = tmp_path / "palette.txt"
     palette_file.write_text(palette)

@@ -5,7 +5,8 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
     road 128 64 128
     traffic sign, 220, 220, 0
     sky #4682b4
-    ignore 0 0 0          # the name 'ignore' maps a colour to the ignore index (no class)
+    64 128 64  Animal     # colour first, as CamVid's label_colors.txt
+    ignore 0 0 0          # the names ignore, void, unlabelled and unlabeled map a colour to the ignore index
 
 A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped.
 """
@@ -22,8 +23,10 @@ from segcli.errors import ConfigError
 
 _DECIMAL = re.compile(r"^(?P<name>.*?)[\s,:;=]+(?P<r>\d{1,3})[\s,;]+(?P<g>\d{1,3})[\s,;]+(?P<b>\d{1,3})$")
 _HEX = re.compile(r"^(?P<name>.*?)[\s,:;=]+#(?P<hex>[0-9a-fA-F]{6})$")
+_DECIMAL_FIRST = re.compile(r"^(?P<r>\d{1,3})[\s,;]+(?P<g>\d{1,3})[\s,;]+(?P<b>\d{1,3})[\s,:;=]+(?P<name>\D.*)$")
+_HEX_FIRST = re.compile(r"^#(?P<hex>[0-9a-fA-F]{6})[\s,:;=]+(?P<name>.+)$")
 _COMMENT = re.compile(r"(^|\s)#(?![0-9a-fA-F]{6}(\s|$)).*$")  # '#' starts a comment unless it is a #rrggbb colour
-IGNORE_NAME = "ignore"
+IGNORE_NAMES = ("ignore", "void", "unlabelled", "unlabeled")  # a colour that marks pixels without a class
 _HEADER = re.compile(r"^\W*[a-z_ ]*\W+r(ed)?\W+g(reen)?\W+b(lue)?\W*$", re.IGNORECASE)  # name,r,g,b / class,red,…
 
 
@@ -48,9 +51,10 @@ def parse_palette(path: str | Path) -> Palette:
         line = _COMMENT.sub("", line).strip()
         if not line or (not classes and not ignore and _HEADER.match(line)):
             continue
-        match = _DECIMAL.match(line) or _HEX.match(line)
+        match = _DECIMAL.match(line) or _HEX.match(line) or _DECIMAL_FIRST.match(line) or _HEX_FIRST.match(line)
         if not match:
-            raise ConfigError(f"{path}:{number}: cannot read {line!r}; write 'name R G B' (0-255) or 'name #rrggbb'")
+            raise ConfigError(f"{path}:{number}: cannot read {line!r}; write 'name R G B' (0-255), 'R G B name' or "
+                              "'name #rrggbb'")
         name = match["name"].strip().strip("'\"")
         rgb = ([int(match[k]) for k in "rgb"] if "hex" not in match.groupdict()
                else [int(match["hex"][i:i + 2], 16) for i in (0, 2, 4)])
@@ -58,8 +62,8 @@ def parse_palette(path: str | Path) -> Palette:
             raise ConfigError(f"{path}:{number}: {line!r} needs a name and R G B values in 0-255")
         if rgb in colours or rgb in ignore:
             raise ConfigError(f"{path}:{number}: colour {tuple(rgb)} is listed twice; give each class its own colour")
-        (ignore if name.lower() == IGNORE_NAME else colours).append(rgb)
-        if name.lower() != IGNORE_NAME:
+        (ignore if name.lower() in IGNORE_NAMES else colours).append(rgb)
+        if name.lower() not in IGNORE_NAMES:
             classes.append(name)
     if not classes:
         raise ConfigError(f"--palette {path}: no classes; write one 'name R G B' line per class")

@@ -1,7 +1,15 @@
-"""CamVid in the SegNet layout: train/ trainannot/ val/ valannot/ test/ testannot/.
+"""CamVid, in either of the layouts it is distributed in.
 
-Masks hold ids 0..10 for 11 classes and 11 for Unlabelled, which becomes the ignore index (255).
-Any other value is reported by the lint (never silently mapped).
+- The SegNet layout: train/ trainannot/ val/ valannot/ test/ testannot/. Masks hold ids 0..10 for 11 classes
+  and 11 for Unlabelled, which becomes the ignore index (255). Any other value is reported by the lint (never
+  silently mapped).
+- The colour layout (the original 32 classes, as on Kaggle): train/ train_labels/ val/ val_labels/ test/
+  test_labels/, masks `<stem>_L.png` in the colours of `class_dict.csv` (or `label_colors.txt`) beside them; the
+  classes and colours are read from that file, and Void becomes the ignore index. A colour it does not list is a
+  lint error.
+
+The original release (701_StillsRaw_full/ and LabeledApproved_full/) has no splits: the error says which
+`prepare folder` command converts it.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segcli.data.masks import MaskDecoder, value_lut
+from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
 from segcli.inference.io import list_images
@@ -19,6 +28,8 @@ PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 4
 IGNORE_INDEX = 255
 UNLABELLED = 11
 SPLITS = ("train", "val", "test")
+COLOUR_TABLES = ("class_dict.csv", "label_colors.txt")  # the colour layout's class table, by preference
+COLOUR_SUFFIX = "_L"  # colour masks are named <stem>_L.png
 
 
 def decoder() -> MaskDecoder:
@@ -32,20 +43,50 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     src = Path(src)
     if not src.is_dir():
         raise DataError(f"{src}: CamVid source directory not found; pass --src pointing at the folder holding train/ and trainannot/")
+    if (src / "LabeledApproved_full").is_dir() and not (src / "train").is_dir():
+        raise DataError(f"{src}: the original CamVid release has no train/val/test split; convert it with: segcli prepare "
+                        f"folder --images {src / '701_StillsRaw_full'} --masks {src / 'LabeledApproved_full'} --mask-suffix "
+                        f"{COLOUR_SUFFIX} --palette {src / 'label_colors.txt'} --val-fraction 0.2 --out DIR")
     present = [s for s in (splits or SPLITS) if (src / s).is_dir()]
     if "train" not in present:
-        raise DataError(f"{src}: no train/ folder; expected the SegNet layout (train/, trainannot/, val/, valannot/, test/, testannot/)")
+        raise DataError(f"{src}: no train/ folder; expected the SegNet layout (train/, trainannot/, val/, valannot/, "
+                        "test/, testannot/) or the colour layout (train/, train_labels/, ..., class_dict.csv)")
+    colour = not (src / "trainannot").is_dir() and (src / "train_labels").is_dir()
+    table = _colour_table(src) if colour else None
     samples, findings = [], []
     for split in present:
-        annot_dir = src / f"{split}annot"
+        annot_dir = src / (f"{split}_labels" if colour else f"{split}annot")
         if not annot_dir.is_dir():
             raise DataError(f"{annot_dir}: missing annotation folder for {src / split}")
-        masks = {p.stem: p for p in list_images(annot_dir)}
+        masks = {_mask_stem(p.stem) if colour else p.stem: p for p in list_images(annot_dir)}
         images = {p.stem: p for p in list_images(src / split)}
+        suffix = f"{COLOUR_SUFFIX}.png" if colour else ".png"
         pairs, missing = pair_by_stem(split, {stem: images[stem] for stem in sorted(images)}, masks,
-                                      lambda stem: f"no annotation {annot_dir / (stem + '.png')}",
+                                      lambda stem: f"no annotation {annot_dir / (stem + suffix)}",
                                       lambda stem: f"no image {stem}.* in {src / split}")
         samples += pairs
         findings += missing
-    return Source(name="camvid", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
-                  decoder=decoder(), splits=present, findings=findings)
+    if table is None:
+        return Source(name="camvid", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
+                      decoder=decoder(), splits=present, findings=findings)
+    colours = ColourMap(table.colours, table.ignore_colours, IGNORE_INDEX)
+    return Source(name="camvid", classes=table.classes, palette=table.colours, ignore_index=IGNORE_INDEX,
+                  samples=samples, decoder=MaskDecoder(len(table.classes), IGNORE_INDEX, colours=colours),
+                  splits=present, findings=findings)
+
+
+def _colour_table(src: Path):
+    """The colour layout's class table (segcli.data.palette.Palette): class_dict.csv or label_colors.txt."""
+    for name in COLOUR_TABLES:
+        if (src / name).is_file():
+            table = parse_palette(src / name)
+            if len(table.classes) >= IGNORE_INDEX:
+                raise DataError(f"{src / name}: {len(table.classes)} classes; at most 254 fit beside the ignore index 255")
+            return table
+    raise DataError(f"{src}: colour masks (train_labels/) but no {' or '.join(COLOUR_TABLES)} naming their classes; "
+                    "put the class table beside train/, one 'name,r,g,b' line per class")
+
+
+def _mask_stem(stem: str) -> str:
+    """'0001TP_006690_L' → '0001TP_006690' (a colour mask's name without its _L)."""
+    return stem[: -len(COLOUR_SUFFIX)] if stem.endswith(COLOUR_SUFFIX) else stem
