@@ -14,6 +14,7 @@ The original release (701_StillsRaw_full/ and LabeledApproved_full/) has no spli
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from segcli.data.masks import MaskDecoder, value_lut
@@ -44,9 +45,11 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     if not src.is_dir():
         raise DataError(f"{src}: CamVid source directory not found; pass --src pointing at the folder holding train/ and trainannot/")
     if (src / "LabeledApproved_full").is_dir() and not (src / "train").is_dir():
+        images, masks, table = (shlex.quote(str(src / name)) for name in
+                                ("701_StillsRaw_full", "LabeledApproved_full", "label_colors.txt"))
         raise DataError(f"{src}: the original CamVid release has no train/val/test split; convert it with: segcli prepare "
-                        f"folder --images {src / '701_StillsRaw_full'} --masks {src / 'LabeledApproved_full'} --mask-suffix "
-                        f"{COLOUR_SUFFIX} --palette {src / 'label_colors.txt'} --val-fraction 0.2 --out DIR")
+                        f"folder --images {images} --masks {masks} --mask-suffix {COLOUR_SUFFIX} --palette {table} "
+                        "--val-fraction 0.2 --out DIR")
     present = [s for s in (splits or SPLITS) if (src / s).is_dir()]
     if "train" not in present:
         raise DataError(f"{src}: no train/ folder; expected the SegNet layout (train/, trainannot/, val/, valannot/, "
