@@ -160,10 +160,18 @@ class SegModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        optimizer = build_optimizer(self, self.hparams.optim)
+        optimizer = build_optimizer(self, self.hparams.optim, self._fused_clipping())
         scheduler = build_scheduler(optimizer, self.hparams.sched,
                                     lambda step: training_progress(self._trainer, step, self._fit_start))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _fused_clipping(self) -> str:
+        """Why a fused optimiser step cannot be used in this run ('' when it can): Lightning's mixed-precision plugin
+        refuses gradient clipping with an optimiser that can unscale gradients itself, as the fused ones can."""
+        trainer = self._trainer
+        if trainer is None or not trainer.gradient_clip_val or "mixed" not in str(trainer.precision):
+            return ""
+        return f"trainer.gradient_clip_val with trainer.precision={trainer.precision} needs an unfused step"
 
     def on_fit_start(self) -> None:
         self._fit_start = time.monotonic()
