@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import pytest
 
 from helpers_train import rows, segcli, val_rows
 
@@ -19,6 +20,19 @@ def test_metrics_csv_logs_lr_throughput_loss_and_val_per_epoch(reference_run):
     epoch_rows = [r for r in table if r.get("train/epoch_images_per_s")]
     assert len(epoch_rows) == 3 and all(r["train/loss_epoch"] for r in epoch_rows)
     assert [e for e, _, _ in val_rows(reference_run)] == ["0", "1", "2"]
+
+
+def test_tensorboard_events_hold_what_metrics_csv_holds(reference_run):
+    """With tensorboard installed (the dev extra), RUN_DIR/tensorboard/ holds the same scalars as metrics.csv."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(reference_run / "tensorboard"))
+    events.Reload()
+    assert {"train/loss_step", "train/lr", "val/mIoU"} <= set(events.Tags()["scalars"])
+    logged = [round(e.value, 5) for e in events.Scalars("val/mIoU")]
+    assert logged == [round(float(v), 5) for _, _, v in val_rows(reference_run)]
+    assert [e.step for e in events.Scalars("train/lr")] == [int(r["step"]) for r in rows(reference_run) if r.get("train/lr")]
 
 
 def test_curves_png_is_written(reference_run):
