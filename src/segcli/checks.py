@@ -120,6 +120,7 @@ def _augment_values(augment: dict) -> None:
 def _optim_values(optim: dict, sched: dict) -> None:
     number("optim.lr", optim.get("lr"), 0, what="a learning rate >= 0")
     number("optim.weight_decay", optim.get("weight_decay", 0.0) or 0.0, 0)
+    flag("optim.fused", optim.get("fused", "auto"), "auto")
     if "momentum" in optim:
         number("optim.momentum", optim.get("momentum"), 0, 1)
     betas = optim.get("betas")

@@ -39,6 +39,7 @@ BAD = {
     "channels_last=yes": "channels_last='yes': give true or false",
     "model.compile=1": "model.compile=1: give true or false",
     "data.cache=sometimes": "data.cache='sometimes': give auto, true or false",
+    "optim.fused=yes": "optim.fused='yes': give auto, true or false",
     "data.num_workers=2.5": "data.num_workers=2.5: give auto or a whole number",
     # loss settings: exit 4 from torch (label_smoothing, 'abc'), or a loss that trains the wrong way (negative)
     "loss.terms.ce=-1": "loss.terms.ce=-1: give a weight >= 0",

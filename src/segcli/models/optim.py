@@ -52,18 +52,14 @@ def param_groups(module: nn.Module, weight_decay: float, no_decay_norm_bias: boo
     return groups
 
 
-FUSED_SETTINGS = ("auto", "true", "false")
-
-
 def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") -> torch.optim.Optimizer:
-    """`optim` group → torch optimiser over module's trainable parameters. `fused_clipping`: why a fused step must
-    not be used here ('' when it may: see segcli.models.module), which optim.fused=auto respects and true refuses."""
+    """`optim` group (its values checked by segcli.checks) → torch optimiser over module's trainable parameters.
+    `fused_clipping`: why a fused step must not be used here ('' when it may: see segcli.models.module), which
+    optim.fused=auto respects and true refuses."""
     name = str(optim.get("name", "adamw")).lower()
     if name not in OPTIMIZERS:
         raise _unknown("optim.name", name, OPTIMIZERS)
-    fused = str(optim.get("fused", "auto")).lower()
-    if fused not in FUSED_SETTINGS:
-        raise _unknown("optim.fused", fused, FUSED_SETTINGS)
+    fused = str(optim.get("fused", "auto")).lower()  # auto, true or false
     if fused == "true" and fused_clipping:
         raise ConfigError(f"optim.fused=true: {fused_clipping}; set optim.fused=auto or false")
     lr, decay = float(optim["lr"]), float(optim.get("weight_decay", 0.0))
