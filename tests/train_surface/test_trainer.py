@@ -41,8 +41,8 @@ def test_sync_batchnorm_is_switched_off_on_the_cpu(capsys):
 @pytest.mark.parametrize("flags, noted", [({"avx2", "fma"}, True), ({"avx512f", "avx512_bf16"}, False),
                                           ({"amx_bf16"}, False), (set(), False)])
 def test_bf16_on_a_cpu_without_native_bfloat16_is_noted(monkeypatch, capsys, flags, noted):
-    """The CamVid recipe trains in bf16-mixed, 1.8x faster here (AVX-512 BF16/AMX); a CPU without native bfloat16
-    emulates it, so a note says 32-true may be faster (no note where the flags cannot be read: macOS, ARM)."""
+    """An explicit bf16-mixed: 1.8x faster on a CPU with AVX-512 BF16/AMX; a CPU without native bfloat16
+    emulates it, so a note says 32-true is faster (no note where the flags cannot be read: macOS, ARM)."""
     from segcli.models import trainer_args
 
     monkeypatch.setattr(trainer_args, "cpu_flags", lambda: flags)
@@ -50,6 +50,47 @@ def test_bf16_on_a_cpu_without_native_bfloat16_is_noted(monkeypatch, capsys, fla
         assert for_this_machine({"accelerator": "cpu", "precision": precision})["precision"] == precision
         err = capsys.readouterr().err
         assert ("without native bfloat16" in err and "32-true" in err) == (noted and precision == "bf16-mixed"), err
+
+
+@pytest.mark.parametrize("flags, chosen", [({"avx2", "fma"}, "32-true"), ({"avx512f", "avx512_bf16"}, "bf16-mixed"),
+                                           ({"amx_bf16"}, "bf16-mixed"), (set(), "32-true")])
+def test_auto_precision_on_the_cpu_trains_in_bf16_only_where_the_cpu_has_it(monkeypatch, capsys, flags, chosen):
+    """experiment=camvid asks for trainer.precision=auto: bf16 autocast was 14x slower per step than float32 on an
+    AVX2 CPU (emulated bfloat16) and 1.8x faster on one with AVX-512 BF16."""
+    from segcli.models import trainer_args
+
+    monkeypatch.setattr(trainer_args, "cpu_flags", lambda: flags)
+    adjusted = for_this_machine({"accelerator": "cpu", "precision": "auto", "devices": 1})
+    assert adjusted == {"accelerator": "cpu", "precision": chosen, "devices": 1}
+    assert f"trainer.precision=auto → {chosen}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bf16, chosen", [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_auto_precision_on_a_gpu(monkeypatch, bf16, chosen):
+    """The gpu preset asks for auto: bf16-mixed on Ampere and newer, 16-mixed (loss scaling) on a V100 or T4,
+    where an explicit bf16-mixed is a ConfigError."""
+    from segcli.models import trainer_args
+
+    monkeypatch.setattr(trainer_args, "_gpu_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    for accelerator in ("gpu", "auto"):
+        assert for_this_machine({"accelerator": accelerator, "precision": "auto"})["precision"] == chosen
+    assert to_container(compose("train", ["trainer=gpu"]).trainer)["precision"] == "auto"
+    assert to_container(compose("train", ["experiment=camvid"]).trainer)["precision"] == "auto"
+
+
+def test_auto_precision_is_recorded_in_the_run_config(tiny_data, tmp_path):
+    """config.yaml keeps the precision the run trained in (a resume goes on in it), not 'auto'."""
+    from helpers_surface import QUICK, segcli
+
+    from segcli.models.trainer_args import auto_precision
+
+    run = tmp_path / "run"
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "trainer.precision=auto", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    chosen = auto_precision(True, "cpu")[0]
+    assert f"trainer.precision=auto → {chosen}" in proc.stderr
+    assert f"precision: {chosen}\n" in (run / "config.yaml").read_text()
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -63,7 +104,8 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 
 def test_precision_and_accelerator_are_checked():
     check({"accelerator": "cpu", "precision": "bf16-mixed"})
-    with pytest.raises(ConfigError, match="choose from 32-true, 16-mixed, bf16-mixed"):
+    check({"accelerator": "cpu", "precision": "auto"})
+    with pytest.raises(ConfigError, match="choose from auto, 32-true, 16-mixed, bf16-mixed"):
         check({"accelerator": "cpu", "precision": "bf16"[:3] + "x"})
     with pytest.raises(ConfigError, match="choose from cpu, gpu"):
         check({"accelerator": "tpux"})

@@ -105,7 +105,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
-    from segcli.models.trainer_args import check as check_trainer, lightning_config_errors
+    from segcli.models.trainer_args import check as check_trainer, for_this_machine, lightning_config_errors
     from segcli.runs import make_run_dir, model_meta, save_config
     from segcli.training.callbacks import CtrlC
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
@@ -158,6 +158,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card,
                                channels=int(cfg.model.in_channels))
     check_trainer({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
+    trainer_args = for_this_machine({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
+    cfg.trainer.precision = trainer_args.get("precision", cfg.trainer.get("precision"))  # config.yaml: auto's choice
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
 
     # Messages said once per run check first_process(): Lightning's DDP launcher runs this command again in each
@@ -192,7 +194,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     torch.set_float32_matmul_precision("high")
     trainer = None
     try:
-        trainer = _trainer(cfg, run_dir, callbacks)  # what only Lightning can check fails here: nothing is left
+        trainer = _trainer(trainer_args, run_dir, callbacks)  # what only Lightning can check fails here; nothing left
         with ctrl_c.installed(), lightning_config_errors(value_errors=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
@@ -246,15 +248,14 @@ def _callbacks(cfg) -> list:
     return callbacks
 
 
-def _trainer(cfg, run_dir: Path, callbacks: list):
+def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from segcli.models.trainer_args import for_this_machine, lightning_config_errors
+    from segcli.models.trainer_args import lightning_config_errors
     from segcli.training.checkpoints import AtomicCheckpointIO
     from segcli.training.loggers import make_loggers
 
-    trainer_args = for_this_machine({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
     with lightning_config_errors():
         # Without best.ckpt's ModelCheckpoint (data.val_split=null) Lightning would add its own, writing
         # epoch=N-step=M.ckpt files beside last.ckpt.
