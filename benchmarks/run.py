@@ -70,6 +70,24 @@ def standalone(bench) -> None:
           f"(goal {r['goal']}: {verdict})")
 
 
+def _cpu() -> str:
+    """The CPU's model name and the vector instructions torch uses on it (figures differ widely between an AVX2 and
+    an AVX-512 CPU), and whether it computes in bfloat16 natively (what trainer.precision=auto decides on)."""
+    import torch
+
+    from segcli.models.trainer_args import NATIVE_BF16, cpu_flags
+
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            name = next((line.partition(":")[2].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    native = "native bfloat16" if cpu_flags() & NATIVE_BF16 else "no native bfloat16"
+    return ", ".join(part for part in (name or platform.processor(), torch.backends.cpu.get_cpu_capability(), native)
+                     if part)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="BENCHMARKS.md")
@@ -84,8 +102,9 @@ def main() -> None:
 
     results = [bench_startup(args.runs), bench_metrics(args.runs), bench_data(args.runs), bench_export(args.runs),
                bench_predict(max(5, args.runs // 3)), bench_train(max(3, args.runs // 5))]
-    lines = ["# Benchmarks", "", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-             f"Python {platform.python_version()}. Date: {datetime.date.today()}. Produced by `make bench`.", "",
+    lines = ["# Benchmarks", "", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs ({_cpu()}), "
+             f"{platform.platform()}, Python {platform.python_version()}. Date: {datetime.date.today()}. "
+             "Produced by `make bench`.", "",
              "Medians of alternating runs; ratio = median of the per-pair ratios.", "",
              "| figure | A median | B median | ratio | goal | reproduce |", "|---|---|---|---|---|---|"]
     for r in results:
