@@ -75,17 +75,11 @@ def _cpu() -> str:
     an AVX-512 CPU), and whether it computes in bfloat16 natively (what trainer.precision=auto decides on)."""
     import torch
 
-    from segcli.models.trainer_args import NATIVE_BF16, cpu_flags
+    from segcli.models.trainer_args import NATIVE_BF16, cpu_flags, cpuinfo
 
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            name = next((line.partition(":")[2].strip() for line in handle if line.startswith("model name")), "")
-    except OSError:
-        pass
     native = "native bfloat16" if cpu_flags() & NATIVE_BF16 else "no native bfloat16"
-    return ", ".join(part for part in (name or platform.processor(), torch.backends.cpu.get_cpu_capability(), native)
-                     if part)
+    return ", ".join(part for part in (cpuinfo("model name") or platform.processor(),
+                                       torch.backends.cpu.get_cpu_capability(), native) if part)
 
 
 def main() -> None:

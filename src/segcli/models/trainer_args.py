@@ -153,14 +153,20 @@ def auto_precision(on_cpu: bool, accelerator: str) -> tuple[str, str]:
 
 def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
     """The CPU's feature flags (Linux's /proc/cpuinfo 'flags' line); empty where it cannot be read."""
+    return set(cpuinfo("flags", path).split())
+
+
+def cpuinfo(key: str, path: str = "/proc/cpuinfo") -> str:
+    """The value of the first `key` line of Linux's /proc/cpuinfo ('flags', 'model name'); '' where there is none."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
+                name, colon, value = line.partition(":")
+                if colon and name.strip() == key:
+                    return value.strip()
     except OSError:
         pass
-    return set()
+    return ""
 
 
 @contextmanager
