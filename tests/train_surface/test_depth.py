@@ -66,5 +66,9 @@ def test_twelve_bit_images_train_predict_and_export_like_their_8_bit_copy(tiny_d
     assert meta["image_range"] == [0.0, 4095.0] and "image_range [0.0, 4095.0]" in meta["input"]
     proc = segcli("predict", tmp_path / "raw12" / "image", "--ckpt", tmp_path / "m.onnx", "--out", tmp_path / "onnx")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert all(np.array_equal(cv2.imread(str(tmp_path / "onnx" / k), cv2.IMREAD_UNCHANGED), masks["12"][k])
+    # onnxruntime's float arithmetic is not torch's: a pixel whose two best logits nearly tie (a model trained for
+    # one epoch has such pixels) may flip (1 of 36,864 on an AVX2 CPU). Reading the 12-bit images without the
+    # image_range would change most pixels; export's own verification asks for 99.99% agreement.
+    same = sum(int((cv2.imread(str(tmp_path / "onnx" / k), cv2.IMREAD_UNCHANGED) == masks["12"][k]).sum())
                for k in masks["12"])
+    assert same >= 0.9999 * sum(mask.size for mask in masks["12"].values())
