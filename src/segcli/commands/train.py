@@ -157,9 +157,11 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
                        compile=bool(cfg.model.get("compile", False)))
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card,
                                channels=int(cfg.model.in_channels))
-    check_trainer({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
-    trainer_args = for_this_machine({k: v for k, v in to_container(cfg.trainer).items() if v is not None})
-    cfg.trainer.precision = trainer_args.get("precision", cfg.trainer.get("precision"))  # config.yaml: auto's choice
+    given = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
+    check_trainer(given)
+    trainer_args = for_this_machine(given)
+    if "precision" in trainer_args:
+        cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
 
     # Messages said once per run check first_process(): Lightning's DDP launcher runs this command again in each
