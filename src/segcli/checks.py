@@ -192,7 +192,7 @@ def _trainer_values(trainer: dict) -> None:
 
 def check_values(cfg: dict) -> None:
     """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), seed,
-    save_every_n_steps and early_stopping, and the true/false switches (final_eval, channels_last, ...) in the
+    save_every_n_steps, save_min_interval_s and early_stopping, and the true/false switches (final_eval, channels_last, ...) in the
     composed `train` config (plain containers). The trainer group's other machine settings (accelerator,
     precision, strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})
@@ -202,6 +202,7 @@ def check_values(cfg: dict) -> None:
     _loss_values(cfg.get("loss") or {})
     seed("seed", cfg.get("seed", 0))
     number("save_every_n_steps", cfg.get("save_every_n_steps"), 1, integer=True, optional=True)
+    number("save_min_interval_s", cfg.get("save_min_interval_s") or 0, 0, what="a number of seconds >= 0")
     stopping = cfg.get("early_stopping") or {}
     number("early_stopping.patience", stopping.get("patience"), 1, integer=True, optional=True,
            what="a number of validations >= 1, or null for off")

@@ -97,3 +97,20 @@ def test_a_failed_resume_leaves_the_runs_config_as_it_was(tiny_data, tmp_path, c
     assert epochs_run(run_dir) == 1
     code, _, err = segcli(["train", "--resume", run_dir / "checkpoints" / "last.ckpt"], capsys)
     assert code == 3 and f"not a checkpoint: --resume {run_dir.resolve()}" in err, err
+
+
+
+def test_throttled_last_checkpoint_resumes_and_holds_the_final_epoch(tiny_data, reference_run, tmp_path, capsys):
+    import torch
+
+    run_dir = tmp_path / "run"
+    args = tiny(tiny_data, "trainer.max_epochs=3", "save_min_interval_s=3600")  # an hour: only first and last
+    proc = start_and_wait_for_last(args, run_dir, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    code, _, err = segcli(["train", "--resume", run_dir], capsys)
+    assert code == 0, err
+    assert epochs_run(run_dir) == 3
+    assert val_rows(run_dir) == val_rows(reference_run)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2  # the epoch that ends training is written, however recent the previous write

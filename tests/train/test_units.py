@@ -174,3 +174,40 @@ def test_experiment_bundles_resolve_from_conf_experiment(tmp_path):
         compose("train", ["experiment=mine"], config_dir=tmp_path)
     with pytest.raises(ConfigError, match="smoke"):
         compose("train", ["experiment=smok"])
+
+
+def test_last_checkpoint_with_a_minimum_interval_skips_epoch_ends_but_not_the_last(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from segcli.training import checkpoints
+
+    clock = [100.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
+    written = []
+    trainer = SimpleNamespace(should_stop=False, max_epochs=-1, max_steps=-1, current_epoch=0, global_step=0,
+                              save_checkpoint=lambda path, weights_only: written.append(trainer.current_epoch))
+    last = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
+    for epoch, seconds in enumerate([10, 10, 10, 40, 10]):  # epoch ends at 110, 120, 130, 170, 180 s
+        clock[0] += seconds
+        trainer.current_epoch = epoch
+        last.on_train_epoch_end(trainer, None)
+    assert written == [0, 3]  # the first epoch end, then the first one 60 s after it
+    trainer.current_epoch, trainer.should_stop = 5, True  # the time budget ran out in epoch 5
+    clock[0] += 1
+    last.on_train_epoch_end(trainer, None)
+    last.on_train_end(trainer, None)
+    assert written == [0, 3, 5]  # the last epoch is written once
+    trainer.should_stop = False
+    every = checkpoints.LastCheckpoint(tmp_path)  # default: every epoch end
+    written.clear()
+    for epoch in range(3):
+        trainer.current_epoch = epoch
+        every.on_train_epoch_end(trainer, None)
+    assert written == [0, 1, 2]
+    skipped = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
+    written.clear()
+    for epoch in range(2):
+        trainer.current_epoch = epoch
+        skipped.on_train_epoch_end(trainer, None)
+    skipped.on_train_end(trainer, None)  # a stop the epoch end did not see coming: the skipped epoch is written
+    assert written == [0, 1]

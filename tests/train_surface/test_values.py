@@ -30,6 +30,7 @@ BAD = {
     "trainer.accumulate_grad_batches=0": "trainer.accumulate_grad_batches",
     "trainer.gradient_clip_val=-1": "trainer.gradient_clip_val",
     "save_every_n_steps=0": "save_every_n_steps",
+    "save_min_interval_s=-1": "save_min_interval_s",
     "trainer.limit_train_batches=0": "trainer.limit_train_batches=0 trains nothing",
     "early_stopping.patience=2.5": "early_stopping.patience=2.5: give a number of validations",
     "early_stopping.patience=abc": "early_stopping.patience",

@@ -191,7 +191,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
     best = best_checkpoint(run_dir / "checkpoints") if validates(cfg.data) else None
     ctrl_c = CtrlC()
-    last = LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"))
+    last = LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"), cfg.get("save_min_interval_s"))
     callbacks += [c for c in (best, last, ctrl_c) if c is not None]
     torch.set_float32_matmul_precision("high")
     trainer = None

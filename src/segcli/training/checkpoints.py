@@ -10,6 +10,7 @@ writer interrupted half-way raises a RuntimeError that would hide the interrupt)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -45,18 +46,48 @@ def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
 class LastCheckpoint(Callback):
     """checkpoints/last.ckpt at every epoch end (after validation, so early-stopping and best-score state are
     in it) and, with `every_n_steps`, every N optimiser steps. Resuming from an epoch-end checkpoint continues
-    exactly; from a mid-epoch one, the interrupted epoch's data order starts over."""
+    exactly; from a mid-epoch one, the interrupted epoch's data order starts over.
 
-    def __init__(self, ckpt_dir: Path, every_n_steps: int | None = None):
+    With `min_interval_s`, an epoch end less than that many seconds after the previous write is skipped (epochs
+    of a second or two on a GPU would otherwise spend much of their time writing a full checkpoint with optimiser
+    state); the epoch that ends training (time budget, early stop, last epoch or step) is always written. A kill
+    then loses at most `min_interval_s` of training, plus the epoch under way."""
+
+    def __init__(self, ckpt_dir: Path, every_n_steps: int | None = None, min_interval_s: float | None = None):
         self.path = Path(ckpt_dir) / f"{LAST}.ckpt"
         self.every_n_steps = int(every_n_steps or 0)
+        self.min_interval_s = float(min_interval_s or 0.0)
         self._saved_step = -1  # with gradient accumulation several batches share one step
+        self._saved_at: float | None = None  # time.monotonic() of the last write
+        self._pending = False  # an epoch end was skipped since the last write
+
+    def _save(self, trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_at = time.monotonic()
+        self._pending = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.every_n_steps and step and step % self.every_n_steps == 0 and step != self._saved_step:
             self._saved_step = step
-            trainer.save_checkpoint(self.path, weights_only=False)
+            self._save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)
+        recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
+        if recent and not _last_epoch(trainer):
+            self._pending = True
+            return
+        self._save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._pending:  # training ended in a way _last_epoch did not foresee
+            self._save(trainer)
+
+
+def _last_epoch(trainer) -> bool:
+    """Whether the epoch now ending is the run's last: a stop was asked for (trainer.max_time, early stopping),
+    or max_epochs or max_steps is reached."""
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    return bool(trainer.should_stop
+                or (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs)
+                or (max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps))

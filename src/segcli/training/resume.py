@@ -24,6 +24,7 @@ RESUMABLE = {
     "data.num_workers": "loader processes (the data are the same; augmentation random streams differ)",
     "data.cache": "decoded images kept in memory or read each epoch (the same data)",
     "final_eval": "evaluate best.ckpt at the end or not",
+    "save_min_interval_s": "how often last.ckpt is written (the training is the same)",
 }
 
 
