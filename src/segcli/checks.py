@@ -92,6 +92,7 @@ def _data_values(data: dict) -> None:
     number("data.fold", data.get("fold"), 0, integer=True, optional=True,
            what="the index of a fold from prepare --folds (0, 1, ...), or null")
     number("data.val_batch_size", data.get("val_batch_size", 1), 1, integer=True)
+    number("data.repeat", data.get("repeat", 1), 1, integer=True)
     number("data.rare_class_threshold", data.get("rare_class_threshold", 0.1), 0, 1, low_open=True)
 
 

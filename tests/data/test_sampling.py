@@ -57,6 +57,26 @@ def test_datamodule_folds_and_rare_sampling(folded):
         SegDataModule({**data, "fold": 7}, augment, card=folded).setup()
 
 
+@pytest.mark.parametrize("rare", [False, True])
+def test_data_repeat_passes_over_the_train_split_several_times_per_epoch(folded, rare):
+    from segcli.data.datamodule import SegDataModule
+
+    augment = {"crop_size": [8, 8], "scale": [1.0, 1.0], "hflip": 0.5}
+    data = {"root": str(folded.root), "train_split": "train", "val_split": "val",
+            "val_batch_size": 1, "num_workers": 0, "rare_class_sampling": rare, "repeat": 3, "batch_size": 3}
+    module = SegDataModule(data, augment, card=folded)
+    module.setup()
+    images = len(folded.splits["train"])
+    seen = [int(i) for batch in module.train_dataloader() for i in batch["index"]]
+    assert len(seen) == 3 * images and len(module.train_dataloader()) == images  # one epoch: three passes
+    if not rare:
+        assert sorted(seen) == sorted(list(range(images)) * 3)  # each image exactly three times
+        assert seen[:images] != list(range(images))  # in one shuffled order, not pass after pass in order
+    else:
+        assert set(seen) <= set(range(images))
+    assert len(module.val_set) == len(folded.splits["val"])  # validation is not repeated
+
+
 def test_a_fold_the_card_lacks_fails_before_the_run_directory(folded, tmp_path, run_cli):
     """data.fold on a card without folds failed inside fit (after the run directory was made); abc was exit 4."""
     args = ["train", "trainer.max_epochs=1", "data.num_workers=0", "trainer.enable_progress_bar=false",

@@ -31,6 +31,7 @@ BAD = {
     "trainer.gradient_clip_val=-1": "trainer.gradient_clip_val",
     "save_every_n_steps=0": "save_every_n_steps",
     "save_min_interval_s=-1": "save_min_interval_s",
+    "data.repeat=0": "data.repeat",
     "trainer.limit_train_batches=0": "trainer.limit_train_batches=0 trains nothing",
     "early_stopping.patience=2.5": "early_stopping.patience=2.5: give a number of validations",
     "early_stopping.patience=abc": "early_stopping.patience",

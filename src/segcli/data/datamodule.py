@@ -145,6 +145,22 @@ def worker_context(workers: int):
     return context
 
 
+class Repeated(torch.utils.data.Dataset):
+    """`dataset` passed over `times` times per epoch (data.repeat): item i is dataset[i % len(dataset)], so a
+    shuffled epoch holds each image `times` times in one random order. For small datasets on fast devices, where
+    the loader's restart at each epoch start (the first batch waits for a worker to decode and augment it whole)
+    and the per-epoch work would otherwise take much of the time."""
+
+    def __init__(self, dataset, times: int):
+        self.dataset, self.times = dataset, int(times)
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.times
+
+    def __getitem__(self, i: int):
+        return self.dataset[i % len(self.dataset)]
+
+
 class SegDataModule(L.LightningDataModule):
     def __init__(self, data_cfg: dict, augment_cfg: dict, card: DatasetCard | None = None, channels: int | None = None):
         """channels: image channels to read (3 RGB, 1 grayscale, C multispectral); None = the attached
@@ -181,8 +197,12 @@ class SegDataModule(L.LightningDataModule):
         self.val_set = None if val_split is None else SegDataset(
             card, val_split, indices=val_idx, channels=channels,
             cache=cache_decision(setting, card, val_split, len(val_idx), channels, workers))
+        repeat = int(cfg.get("repeat", 1) or 1)
         if cfg.get("rare_class_sampling"):
-            self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)))
+            self.sampler = rare_class_sampler(card, train_split, train_idx, float(cfg.get("rare_class_threshold", 0.1)),
+                                              repeat)
+        if repeat > 1:
+            self.train_set = Repeated(self.train_set, repeat)
 
     def _channels(self) -> int:
         if self.channels is not None:

@@ -39,10 +39,11 @@ def repeat_factors(presence: list[list[int]], num_classes: int, threshold: float
 
 
 def rare_class_sampler(card: DatasetCard, split: str, indices: list[int],
-                       threshold: float) -> torch.utils.data.WeightedRandomSampler:
-    """A sampler over the dataset built from `indices` of `split`, drawing len(indices) images per epoch
-    (from torch's global generator, which `seed` in the train config seeds)."""
+                       threshold: float, repeat: int = 1) -> torch.utils.data.WeightedRandomSampler:
+    """A sampler over the dataset built from `indices` of `split`, drawing len(indices) * repeat images per
+    epoch (from torch's global generator, which `seed` in the train config seeds)."""
     presence = class_presence(card, split)
     weights = repeat_factors([presence[i] for i in indices], card.num_classes, float(threshold))
-    return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(indices), replacement=True)
+    return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(indices) * int(repeat),
+                                                 replacement=True)
 
