@@ -164,6 +164,9 @@ def test_experiment_bundles_resolve_from_conf_experiment(tmp_path):
     assert cfg.augment.crop_size == [64, 64] and cfg.data.num_workers == 0 and cfg.trainer.max_epochs == 2
     cfg = compose("train", ["experiment=camvid"])  # the packaged CamVid recipe
     assert cfg.data.input_scale == 0.5 and cfg.trainer.max_time == "00:00:12:00"
+    gpu = compose("train", ["experiment=camvid_gpu"])  # the same recipe on one GPU, at full resolution
+    assert gpu.trainer.accelerator == "gpu" and gpu.data.input_scale == 1.0 and gpu.model.kwargs == {}
+    assert gpu.loss == cfg.loss and gpu.optim == cfg.optim and gpu.trainer.max_time == "00:00:30:00"
     (tmp_path / "experiment").mkdir()  # a user's own bundle from --config-dir resolves the same way
     (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: fpn\n"
                                                        "trainer:\n  max_epochs: 7\n")
