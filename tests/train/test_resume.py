@@ -99,7 +99,6 @@ def test_a_failed_resume_leaves_the_runs_config_as_it_was(tiny_data, tmp_path, c
     assert code == 3 and f"not a checkpoint: --resume {run_dir.resolve()}" in err, err
 
 
-
 def test_throttled_last_checkpoint_resumes_and_holds_the_final_epoch(tiny_data, reference_run, tmp_path, capsys):
     import torch
 

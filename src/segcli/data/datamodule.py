@@ -147,8 +147,8 @@ def worker_context(workers: int):
 
 class Repeated(torch.utils.data.Dataset):
     """`dataset` passed over `times` times per epoch (data.repeat): item i is dataset[i % len(dataset)], so a
-    shuffled epoch holds each image `times` times in one random order. For small datasets on fast devices, where
-    the loader's restart at each epoch start (the first batch waits for a worker to decode and augment it whole)
+    shuffled epoch holds each image `times` times in one random order. Meant for small datasets on fast devices,
+    where each epoch start stalls the loader (the first batch waits for a worker to decode and augment it whole)
     and the per-epoch work would otherwise take much of the time."""
 
     def __init__(self, dataset, times: int):
