@@ -53,6 +53,34 @@ def test_a_batch_with_nothing_labelled_is_skipped_not_nan(term):
     assert torch.equal(logits.grad, torch.zeros_like(logits))
 
 
+def test_training_tells_the_loss_on_the_host_whether_a_batch_has_labels():
+    """Asking a CUDA mask whether any pixel is labelled made the host wait for every step's forward pass; the
+    loader workers now answer it when they collate the batch, and the loss skips the same batches with it."""
+    from segcli.data.datamodule import PadCollate
+    from segcli.models.module import SegModule
+
+    meta = {"classes": ["a", "b"], "ignore_index": IGNORE, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module.log = lambda *a, **k: None
+    image = torch.randint(0, 255, (3, 32, 32), dtype=torch.uint8)
+    blank = {"image": image, "mask": torch.full((32, 32), IGNORE)}
+    some = torch.full((32, 32), IGNORE)
+    some[5, 5] = 1
+    empty = PadCollate(IGNORE)([blank, blank])
+    labelled = PadCollate(IGNORE)([blank, {"image": image, "mask": some}])
+    assert empty["labelled"] is False and labelled["labelled"] is True
+    assert module.training_step(empty, 0).item() == 0.0
+    assert module.training_step(labelled, 0).item() > 0.0
+
+    logits = torch.randn(2, 2, 32, 32)
+    full = torch.randint(0, 2, (2, 32, 32))
+    loss = WeightedLoss({"ce": 1.0}, IGNORE)
+    assert loss(logits, full, labelled=False).item() == 0.0  # the collated answer is the one used
+    torch.testing.assert_close(loss(logits, full, labelled=True), loss(logits, full))
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_ce_matches_torch_and_zero_weight_classes_give_no_nan(smoothing):
     logits, target = _case()

@@ -34,7 +34,8 @@ class PadCollate:
     """Batches of differently sized samples (whole-image training with augment.crop_size=null, or a validation
     batch of several images): each image is padded at the bottom and right to the batch's largest size with 0,
     its mask with ignore_index, so the padding is never scored or learnt. Same-size batches are stacked as they
-    are. (A class, not a closure: DataLoader workers must be able to pickle it.)"""
+    are. Adds "labelled": whether any mask pixel of the batch is labelled. (A class, not a closure: DataLoader
+    workers must be able to pickle it.)"""
 
     def __init__(self, ignore_index: int):
         self.ignore_index = int(ignore_index)
@@ -50,8 +51,13 @@ class PadCollate:
             return F.pad(tensor, extra, value=value) if any(extra) else tensor
 
         # default_collate then stacks them (into shared memory in a loader worker, as without padding)
-        return torch.utils.data.default_collate(
+        batch = torch.utils.data.default_collate(
             [{**s, "image": pad(s["image"], 0), "mask": pad(s["mask"], self.ignore_index)} for s in samples])
+        # Whether any pixel is labelled (the loss skips a batch without one), as a plain bool, answered here in the
+        # loader worker: asked of the mask on a GPU it stalls every step, and in the main process it competes with
+        # the workers for the CPU.
+        batch["labelled"] = any(bool((s["mask"] != self.ignore_index).any()) for s in samples)
+        return batch
 
 
 def input_scale(data_cfg: dict) -> float:

@@ -98,9 +98,13 @@ class WeightedLoss(nn.Module):
         self.terms = nn.ModuleDict(modules)
         self.ignore_index = int(ignore_index)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, labelled: bool | None = None) -> torch.Tensor:
+        """labelled: whether any target pixel is labelled, when known on the host (asked of a CUDA tensor, it
+        makes the host wait for the step's forward pass)."""
         logits = logits.float()  # the smp terms' softmax and sums are fragile in half precision
-        if not bool((target != self.ignore_index).any()):
+        if labelled is None:
+            labelled = bool((target != self.ignore_index).any())
+        if not labelled:
             # Nothing labelled (a crop of unlabelled pixels only): ce and focal would give NaN (a mean over no
             # pixels), which would poison every weight; a zero loss with zero gradients skips the batch instead.
             return logits.sum() * 0.0

@@ -88,7 +88,8 @@ class SegModule(L.LightningModule):
         if pad_h or pad_w:  # whole-image training on sizes that are not multiples of the stride (or too small)
             x = F.pad(x, (0, pad_w, 0, pad_h))
             target = F.pad(target, (0, pad_w, 0, pad_h), value=int(self.meta["ignore_index"]))
-        loss = self.loss_fn(self._train_logits(x), target)
+        known = {"labelled": batch["labelled"]} if "labelled" in batch else {}  # see PadCollate
+        loss = self.loss_fn(self._train_logits(x), target, **known)
         self._check_finite(loss)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss

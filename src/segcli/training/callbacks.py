@@ -45,20 +45,26 @@ class SpeedAndLR(Callback):
             elapsed = max(now - self._last, 1e-9)
             self._epoch_time += elapsed
             self._epoch_images += images
-            pl_module.log("train/images_per_s", images * trainer.world_size / elapsed, on_step=True, on_epoch=False,
-                          prog_bar=True)
+            pl_module.log("train/images_per_s", _host(images * trainer.world_size / elapsed), on_step=True,
+                          on_epoch=False, prog_bar=True)
         self._last = now
         if trainer.optimizers:
             lr = float(trainer.optimizers[0].param_groups[0]["lr"])
-            pl_module.log("train/lr", lr, on_step=True, on_epoch=False, prog_bar=True)
+            pl_module.log("train/lr", _host(lr), on_step=True, on_epoch=False, prog_bar=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._last is not None:
             self._epoch_time += time.perf_counter() - self._last
             self._last = None
         if self._epoch_images and self._epoch_time > 0:
-            pl_module.log("train/epoch_images_per_s", self._epoch_images * trainer.world_size / self._epoch_time,
+            pl_module.log("train/epoch_images_per_s", _host(self._epoch_images * trainer.world_size / self._epoch_time),
                           on_step=False, on_epoch=True)
+
+
+def _host(value: float) -> torch.Tensor:
+    """A host tensor for self.log: a Python number is copied to the module's device, and on CUDA that blocking copy
+    waits for every queued kernel (twice per step here: the device idled while the host queued the next step)."""
+    return torch.tensor(float(value), dtype=torch.float32)
 
 
 class RngState(Callback):
