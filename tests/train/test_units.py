@@ -167,6 +167,7 @@ def test_experiment_bundles_resolve_from_conf_experiment(tmp_path):
     gpu = compose("train", ["experiment=camvid_gpu"])  # the same recipe on one GPU, at full resolution
     assert gpu.trainer.accelerator == "gpu" and gpu.data.input_scale == 1.0 and gpu.model.kwargs == {}
     assert gpu.loss == cfg.loss and gpu.optim == cfg.optim and gpu.trainer.max_time == "00:00:30:00"
+    assert gpu.data.repeat == 10 and gpu.trainer.check_val_every_n_epoch == 2  # 10-pass epochs, validated every 20 passes
     (tmp_path / "experiment").mkdir()  # a user's own bundle from --config-dir resolves the same way
     (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: fpn\n"
                                                        "trainer:\n  max_epochs: 7\n")
