@@ -55,3 +55,18 @@ def test_bad_patience_is_a_usage_error_before_the_run_dir(tiny_data, tmp_path, c
     code, _, err = segcli(["train", *tiny(tiny_data, "early_stopping.patience=0"), "--run-dir", tmp_path / "run"], capsys)
     assert code == 2 and "early_stopping.patience" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_deferred_loss_check_stops_a_diverged_run_at_the_same_step(tiny_data, tmp_path, capsys, monkeypatch):
+    """The deferred finite-loss check (how it runs on a GPU) in a whole run: optim.lr=1e30 sends the loss to NaN;
+    the run stops with exit 1 and the same message, naming the same step, as with the check made at once."""
+    from segcli.models.module import SegModule
+
+    args = tiny(tiny_data, "optim.lr=1e30", "trainer.max_epochs=6")
+    code, _, now = segcli(["train", *args, "--run-dir", tmp_path / "now"], capsys)
+    assert code == 1 and "training diverged" in now, now
+    monkeypatch.setattr(SegModule, "_defers_check", lambda self, loss: True)
+    code, _, deferred = segcli(["train", *args, "--run-dir", tmp_path / "deferred"], capsys)
+    assert code == 1, deferred
+    line = lambda text: next(x for x in text.splitlines() if "training diverged" in x)  # noqa: E731
+    assert line(deferred) == line(now)

@@ -207,3 +207,70 @@ def test_a_diverged_run_stops_with_a_check_failure():
         module.training_step(batch, 0)
     with pytest.raises(CheckFailed, match="training diverged: the loss was nan for 3 steps.*lower optim.lr"):
         module.training_step(batch, 0)
+
+
+def test_a_deferred_loss_check_still_stops_a_diverged_run():
+    """On a GPU the finite-loss check of a step reads its result at the start of the next one (read at once it
+    stalled the device each step); the count of non-finite steps and the message (naming the step the loss came
+    from) are unchanged, one step later."""
+    from segcli.errors import CheckFailed
+    from segcli.models.module import SegModule
+
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module.log = lambda *a, **k: None
+    module._defers_check = lambda loss: True
+    batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
+    losses = iter([float("nan"), float("nan"), 1.0, float("inf"), float("nan"), float("nan"), 1.0])
+    module.loss_fn.forward = lambda logits, target: logits.sum() * 0 + next(losses)
+    for _ in range(6):  # the sixth step's NaN (the third in a row) is not read yet
+        module.training_step(batch, 0)
+    with pytest.raises(CheckFailed, match=r"the loss was nan for 3 steps in a row \(step 0, epoch 0\)"):
+        module.check_pending_loss()  # what validation, last.ckpt and the end of training call first
+    module.check_pending_loss()  # read once only
+
+    module._pending_loss, module._nonfinite = (torch.tensor(False), None, torch.tensor(float("inf")), 7, 1), 2
+    with pytest.raises(CheckFailed, match=r"the loss was inf for 3 steps in a row \(step 7, epoch 1\)"):
+        module.training_step(batch, 0)  # or the next step, before its forward pass
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_training_step_on_a_gpu_never_waits_for_the_device():
+    """Each host read of a device value (a .item(), a bool(), a copy of a Python list to the GPU, a size the
+    device must report) holds the host until the GPU has drained its queue. camvid_gpu's step (ce_dice with class
+    weights, bf16 autocast, channels-last) has none; CUDA's sync debug mode turns one into an error."""
+    from segcli.data.datamodule import PadCollate
+    from segcli.models.module import SegModule
+
+    meta = {"classes": [str(i) for i in range(5)], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3,
+            "size_multiple": 32, "dataset": {"root": None},
+            "model": {"arch": "unet", "encoder": "resnet18", "in_channels": 3, "classes": 5, "kwargs": {}}}
+    module = SegModule(meta, {"terms": {"ce": 1.0, "dice": 1.0}, "class_weights": [1.0, 2.0, 0.5, 1.0, 3.0]},
+                       {"name": "adamw", "lr": 1e-3}, {"name": "poly"}).cuda()
+    module.log = lambda *a, **k: None
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    samples = [{"image": torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8),
+                "mask": torch.randint(0, 5, (64, 96))} for _ in range(4)]
+    samples[0]["mask"][:10] = 255
+    batch = {k: v.pin_memory().cuda(non_blocking=True) if isinstance(v, torch.Tensor) else v
+             for k, v in PadCollate(255)(samples).items()}
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = module.training_step(batch, 0)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # first-call set-up (cuDNN, allocator) may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    module.check_pending_loss()
+    assert module._nonfinite == 0  # the deferred checks ran and found the losses finite

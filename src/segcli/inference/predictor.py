@@ -26,8 +26,10 @@ from segcli.inference.sliding import slide_logits
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(N, C, H, W) uint8 (or float in 0..255) → float32 (x/255 - mean) / std."""
+def normalize(images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+              ) -> torch.Tensor:
+    """(N, C, H, W) uint8 (or float in 0..255) → float32 (x/255 - mean) / std. mean/std: lists, or (C,) tensors
+    already on the images' device (no copy per call)."""
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     return (images.float() / 255.0 - mean_t) / std_t

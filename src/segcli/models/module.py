@@ -45,6 +45,10 @@ class SegModule(L.LightningModule):
             meta = fit_normalization(meta, load_card(meta["dataset"]["root"]))
         self.save_hyperparameters()
         self.meta = meta
+        # mean/std as buffers (moved with the module), not saved: made from the lists each step, they were copied to
+        # the GPU twice per step, each copy waiting for the device
+        self.register_buffer("norm_mean", torch.tensor(meta["mean"], dtype=torch.float32), persistent=False)
+        self.register_buffer("norm_std", torch.tensor(meta["std"], dtype=torch.float32), persistent=False)
         self.model = build_model(**meta["model"], encoder_weights=encoder_weights)
         self.loss_fn = build_loss(loss, len(meta["classes"]), int(meta["ignore_index"]), meta["dataset"]["root"])
         layer = crashes_channels_last(self.model) if channels_last else None
@@ -76,30 +80,56 @@ class SegModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) uint8 (C = in_channels) → (N, K, H, W) float32 logits, any H, W (run at meta's input_scale,
         resized back)."""
-        x = normalize(images, self.meta["mean"], self.meta["std"])
+        x = normalize(images, self.norm_mean, self.norm_std)
         return forward_scaled(self._net, x, int(self.meta["size_multiple"]), input_scale(self.meta),
                               min_size(self.meta))
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        x = normalize(batch["image"], self.meta["mean"], self.meta["std"])
+        x = normalize(batch["image"], self.norm_mean, self.norm_std)
         target = batch["mask"]
         pad_h, pad_w = padding(*x.shape[-2:], int(self.meta["size_multiple"]), min_size(self.meta))
         if pad_h or pad_w:  # whole-image training on sizes that are not multiples of the stride (or too small)
             x = F.pad(x, (0, pad_w, 0, pad_h))
             target = F.pad(target, (0, pad_w, 0, pad_h), value=int(self.meta["ignore_index"]))
         known = {"labelled": batch["labelled"]} if "labelled" in batch else {}  # see PadCollate
+        self.check_pending_loss()
         loss = self.loss_fn(self._train_logits(x), target, **known)
-        self._check_finite(loss)
+        finite = torch.isfinite(loss.detach())
+        if self._defers_check(loss):
+            done = None
+            if finite.is_cuda:  # copied to host memory behind the step's forward pass; `done` marks its arrival
+                finite = finite.to("cpu", non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+            self._pending_loss = (finite, done, loss.detach(), self.global_step, self.current_epoch)
+        else:
+            self._check_finite(bool(finite), loss.detach(), self.global_step, self.current_epoch)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
 
     NONFINITE_STEPS = 3  # 16-mixed's grad scaler skips a step or two of inf/NaN on its own; more means divergence
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
+    def _defers_check(self, loss: torch.Tensor) -> bool:
+        """Whether the finite-loss check of this step waits for the next one: on a GPU, reading the loss at once
+        would hold the host until the device has finished the forward pass, and the device would then idle while
+        the host queues the backward pass."""
+        return loss.is_cuda
+
+    def check_pending_loss(self) -> None:
+        """The deferred finite-loss check of the last step (if any): at the next step's start, before validation,
+        before last.ckpt is written and at the end of training. Its result has long arrived by then."""
+        pending, self._pending_loss = getattr(self, "_pending_loss", None), None
+        if pending is not None:
+            finite, done, loss, step, epoch = pending
+            if done is not None:
+                done.synchronize()
+            self._check_finite(bool(finite), loss, step, epoch)
+
+    def _check_finite(self, finite: bool, loss: torch.Tensor, step: int, epoch: int) -> None:
         """Stop a run whose loss has been inf/NaN for NONFINITE_STEPS steps in a row: its weights are lost (every
         later step is NaN too), and training on would only overwrite last.ckpt with them."""
-        if bool(torch.isfinite(loss.detach())):
+        if finite:
             self._nonfinite = 0
             return
         self._nonfinite = getattr(self, "_nonfinite", 0) + 1
@@ -107,10 +137,16 @@ class SegModule(L.LightningModule):
             from segcli.errors import CheckFailed
 
             optim = self.hparams.optim
-            raise CheckFailed(f"training diverged: the loss was {float(loss.detach())} for {self._nonfinite} steps "
-                              f"in a row (step {self.global_step}, epoch {self.current_epoch}); lower optim.lr (now "
-                              f"{optim.get('lr')}), set trainer.gradient_clip_val (e.g. 1.0), or train at "
-                              "trainer.precision=32-true; the checkpoints written before are kept")
+            raise CheckFailed(f"training diverged: the loss was {float(loss)} for {self._nonfinite} steps in a row "
+                              f"(step {step}, epoch {epoch}); lower optim.lr (now {optim.get('lr')}), set "
+                              "trainer.gradient_clip_val (e.g. 1.0), or train at trainer.precision=32-true; the "
+                              "checkpoints written before are kept")
+
+    def on_validation_start(self) -> None:
+        self.check_pending_loss()
+
+    def on_train_end(self) -> None:
+        self.check_pending_loss()
 
     def _train_logits(self, x: torch.Tensor) -> torch.Tensor:
         try:

@@ -31,8 +31,11 @@ class RegionLoss(nn.Module):
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
         self.log_loss, self.from_logits = bool(log_loss), bool(from_logits)
         self.smooth, self.eps = float(smooth), float(eps)
-        self.classes = None if classes is None else torch.as_tensor(classes, dtype=torch.long)
-        self.class_weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        # buffers (moved with the module, so no per-step copy to the device), not saved in checkpoints
+        self.register_buffer("classes", None if classes is None else torch.as_tensor(classes, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("class_weights", None if class_weights is None else
+                             torch.as_tensor(class_weights, dtype=torch.float32), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         num_classes = logits.shape[1]
@@ -43,15 +46,17 @@ class RegionLoss(nn.Module):
         predicted = (probs * weight).sum((0, 2, 3))  # tp + fp
         true_class = probs.gather(1, ids.unsqueeze(1)) * weight  # each labelled pixel's probability of its class
         tp = probs.new_zeros(num_classes).index_add(0, ids.flatten(), true_class.flatten())
-        present = torch.bincount(ids[labelled], minlength=num_classes)[:num_classes].to(probs.dtype)  # tp + fn
+        # tp + fn: labelled pixels per class (index_add, not bincount of ids[labelled]: both of those wait on a GPU
+        # for the device to report a size)
+        present = probs.new_zeros(num_classes).index_add(0, ids.flatten(), weight.flatten())
         denominator = tp + self.alpha * (predicted - tp) + self.beta * (present - tp) + self.smooth
         score = (tp + self.smooth) / denominator.clamp_min(self.eps)
         loss = -torch.log(score.clamp_min(self.eps)) if self.log_loss else 1.0 - score
         loss = loss * (present > 0).to(loss.dtype)
-        weights = None if self.class_weights is None else self.class_weights.to(loss.device)
+        weights = self.class_weights
         if self.classes is not None:
-            loss = loss[self.classes.to(loss.device)]
-            weights = None if weights is None else weights[self.classes.to(loss.device)]
+            loss = loss[self.classes]
+            weights = None if weights is None else weights[self.classes]
         mean = loss.mean() if weights is None else (loss * weights).sum() / weights.sum()
         return mean ** self.gamma if self.gamma != 1.0 else mean
 

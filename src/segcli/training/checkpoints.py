@@ -61,7 +61,10 @@ class LastCheckpoint(Callback):
         self._saved_at: float | None = None  # time.monotonic() of the last write
         self._pending = False  # an epoch end was skipped since the last write
 
-    def _save(self, trainer) -> None:
+    def _save(self, trainer, pl_module) -> None:
+        check = getattr(pl_module, "check_pending_loss", None)
+        if check is not None:  # a diverged run stops before its NaN weights overwrite last.ckpt
+            check()
         trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_at = time.monotonic()
         self._pending = False
@@ -70,18 +73,18 @@ class LastCheckpoint(Callback):
         step = trainer.global_step
         if self.every_n_steps and step and step % self.every_n_steps == 0 and step != self._saved_step:
             self._saved_step = step
-            self._save(trainer)
+            self._save(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
         if recent and not _last_epoch(trainer):
             self._pending = True
             return
-        self._save(trainer)
+        self._save(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._pending:  # training ended in a way _last_epoch did not foresee
-            self._save(trainer)
+            self._save(trainer, pl_module)
 
 
 def _last_epoch(trainer) -> bool:
