@@ -67,6 +67,8 @@ class SegModule(L.LightningModule):
         self.val_cm = ConfusionMatrix(len(meta["classes"]), int(meta["ignore_index"]))
         self.last_val_metrics: dict | None = None
         self._fit_start = time.monotonic()
+        self._pending_loss: tuple | None = None  # this step's finite-loss check, when it waits for the next step
+        self._nonfinite = 0  # steps in a row whose loss was inf/NaN
 
     # ------------------------------------------------------------------ forward
     def _net(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +121,7 @@ class SegModule(L.LightningModule):
     def check_pending_loss(self) -> None:
         """The deferred finite-loss check of the last step (if any): at the next step's start, before validation,
         before last.ckpt is written and at the end of training. Its result has long arrived by then."""
-        pending, self._pending_loss = getattr(self, "_pending_loss", None), None
+        pending, self._pending_loss = self._pending_loss, None
         if pending is not None:
             finite, done, loss, step, epoch = pending
             if done is not None:
@@ -132,7 +134,7 @@ class SegModule(L.LightningModule):
         if finite:
             self._nonfinite = 0
             return
-        self._nonfinite = getattr(self, "_nonfinite", 0) + 1
+        self._nonfinite += 1
         if self._nonfinite >= self.NONFINITE_STEPS:
             from segcli.errors import CheckFailed
 
