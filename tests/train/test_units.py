@@ -215,3 +215,34 @@ def test_last_checkpoint_with_a_minimum_interval_skips_epoch_ends_but_not_the_la
         skipped.on_train_epoch_end(trainer, None)
     skipped.on_train_end(trainer, None)  # a stop the epoch end did not see coming: the skipped epoch is written
     assert written == [0, 1]
+
+
+def test_a_stop_before_the_minimum_epochs_is_not_the_last_epoch(tmp_path, monkeypatch):
+    """Early stopping asks to stop in epoch 2, but trainer.min_epochs=5 trains on: with a minimum interval
+    between writes, the epoch ends in between are skipped as usual, and epoch 4 (the real last) is written."""
+    from types import SimpleNamespace
+
+    from segcli.training import checkpoints
+
+    clock = [100.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
+    written = []
+    trainer = SimpleNamespace(should_stop=False, max_epochs=-1, max_steps=-1, current_epoch=0, global_step=0,
+                              fit_loop=SimpleNamespace(min_epochs=5, min_steps=None),
+                              save_checkpoint=lambda path, weights_only: written.append(trainer.current_epoch))
+    last = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
+    for epoch in range(5):
+        clock[0] += 5
+        trainer.current_epoch, trainer.global_step = epoch, 10 * (epoch + 1)
+        trainer.should_stop = epoch >= 2  # Lightning keeps asking and keeps training until min_epochs
+        last.on_train_epoch_end(trainer, None)
+    last.on_train_end(trainer, None)
+    assert written == [0, 4]
+    trainer.fit_loop = SimpleNamespace(min_epochs=None, min_steps=100)  # min_steps: 10 steps per epoch here
+    written.clear()
+    last = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
+    for epoch in range(10):
+        clock[0] += 5
+        trainer.current_epoch, trainer.global_step, trainer.should_stop = epoch, 10 * (epoch + 1), True
+        last.on_train_epoch_end(trainer, None)
+    assert written == [0, 9]

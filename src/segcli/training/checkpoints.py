@@ -88,9 +88,13 @@ class LastCheckpoint(Callback):
 
 
 def _last_epoch(trainer) -> bool:
-    """Whether the epoch now ending is the run's last: a stop was asked for (trainer.max_time, early stopping),
-    or max_epochs or max_steps is reached."""
+    """Whether the epoch now ending is the run's last: a stop was asked for (trainer.max_time, early stopping)
+    and trainer.min_epochs / min_steps are met (Lightning trains on until they are), or max_epochs or max_steps
+    is reached."""
     max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-    return bool(trainer.should_stop
+    loop = getattr(trainer, "fit_loop", None)
+    min_epochs, min_steps = getattr(loop, "min_epochs", None) or 0, getattr(loop, "min_steps", None) or 0
+    can_stop = trainer.current_epoch + 1 >= min_epochs and trainer.global_step >= min_steps
+    return bool((trainer.should_stop and can_stop)
                 or (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs)
                 or (max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps))
