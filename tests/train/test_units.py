@@ -189,6 +189,7 @@ def test_last_checkpoint_with_a_minimum_interval_skips_epoch_ends_but_not_the_la
     monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
     written = []
     trainer = SimpleNamespace(should_stop=False, max_epochs=-1, max_steps=-1, current_epoch=0, global_step=0,
+                              fit_loop=SimpleNamespace(min_epochs=None, min_steps=None),
                               save_checkpoint=lambda path, weights_only: written.append(trainer.current_epoch))
     last = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
     for epoch, seconds in enumerate([10, 10, 10, 40, 10]):  # epoch ends at 110, 120, 130, 170, 180 s

@@ -92,8 +92,7 @@ def _last_epoch(trainer) -> bool:
     and trainer.min_epochs / min_steps are met (Lightning trains on until they are), or max_epochs or max_steps
     is reached."""
     max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-    loop = getattr(trainer, "fit_loop", None)
-    min_epochs, min_steps = getattr(loop, "min_epochs", None) or 0, getattr(loop, "min_steps", None) or 0
+    min_epochs, min_steps = trainer.fit_loop.min_epochs or 0, trainer.fit_loop.min_steps or 0
     can_stop = trainer.current_epoch + 1 >= min_epochs and trainer.global_step >= min_steps
     return bool((trainer.should_stop and can_stop)
                 or (max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs)
