@@ -366,6 +366,59 @@ def test_folder_unknown_colour_is_listed_with_location(tmp_path, rng, run_cli):
     assert finding["file"].endswith("x.png") and "unknown_colour" in err
 
 
+def test_folder_palette_png_colour_masks_map_by_colour(tmp_path, rng, run_cli):
+    """Colour masks that a PNG optimiser or a labelling tool stored as palette PNGs (indices in any order): with
+    --palette the colours are the labels (the indices were taken for ids: road became 1, sky 0)."""
+    from PIL import Image
+
+    (tmp_path / "palette.txt").write_text("road 128 64 128\ncar 0 0 142\nsky 70 130 180\nignore 0 0 0\n")
+    colours = np.array([[128, 64, 128], [0, 0, 142], [70, 130, 180], [0, 0, 0]], np.uint8)
+    order = [2, 3, 0, 1]  # the PNG's index i holds colour order[i]: sky, black, road, car
+    truth = {}
+    for i in range(3):
+        ids = blocks(rng, 20, 30, [0, 1, 2, 3], block=5)
+        write_image(tmp_path / "images" / f"f{i}.png", random_image(rng, 20, 30))
+        indices = np.argsort(order)[ids].astype(np.uint8)
+        png = Image.fromarray(indices, mode="P")
+        png.putpalette(colours[order].ravel().tolist())
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        png.save(tmp_path / "masks" / f"f{i}.png")
+        truth[f"f{i}"] = np.where(ids == 3, 255, ids)
+    out = tmp_path / "out"
+    assert run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--out", out,
+                   "--palette", tmp_path / "palette.txt", "--val-fraction", "0")[0] == 0
+    for e in load(out)["splits"]["train"]:
+        assert np.array_equal(cv2.imread(str(out / e["mask"]), cv2.IMREAD_UNCHANGED), truth[Path(e["mask"]).stem])
+
+
+def test_folder_grey_alpha_mask_is_read_as_ids(tmp_path, rng, run_cli):
+    """A grey + alpha PNG (GIMP, PIL mode LA) is one channel of ids: no 'three identical channels' warning."""
+    from PIL import Image
+
+    ids = blocks(rng, 20, 30, [0, 1, 2], block=5).astype(np.uint8)
+    for stem in ("a", "b"):
+        write_image(tmp_path / "images" / f"{stem}.png", random_image(rng, 20, 30))
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.stack([ids, np.full_like(ids, 255)], -1), mode="LA").save(tmp_path / "masks" / f"{stem}.png")
+    out = tmp_path / "out"
+    assert run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--out", out,
+                   "--strict", "--val-fraction", "0")[0] == 0
+    assert "rgb_mask" not in {f["kind"] for f in read_lint(out / "lint.json")["findings"]}
+    assert np.array_equal(cv2.imread(str(out / "masks/train/a.png"), cv2.IMREAD_UNCHANGED), ids)
+
+
+@pytest.mark.parametrize("n, fractions, sizes", [
+    (2, ["--val-fraction", "0.2"], {"train": 1, "val": 1}),  # was: val empty (a held-out pair needed 3 pairs)
+    (3, ["--val-fraction", "0.5", "--test-fraction", "0.4"], {"train": 1, "val": 1, "test": 1}),  # was: train empty
+])
+def test_folder_random_split_of_a_few_pairs_fills_every_split(tmp_path, rng, run_cli, n, fractions, sizes):
+    images, masks = make_folder(tmp_path, rng, n=n, nested=False)
+    out = tmp_path / "out"
+    code, _, err = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, *fractions)
+    assert code == 0, err
+    assert {split: len(entries) for split, entries in load(out)["splits"].items()} == sizes
+
+
 def test_folder_split_files_and_folds(tmp_path, rng, run_cli):
     images, masks = make_folder(tmp_path, rng, n=8, nested=False)
     (tmp_path / "train.txt").write_text("img_0\nimg_1.jpg\n./img_2\nimg_3\nimg_4\nimg_5\n")

@@ -179,6 +179,43 @@ def test_prepare_lint_on_a_damaged_dataset(camvid_src, tmp_path, run_cli):
     assert {"out_of_range", "missing_image"} <= kinds(report, "error")
 
 
+def test_split_level_errors_do_not_suggest_keep_going(tmp_path, rng, run_cli):
+    """--keep-going drops bad pairs; it cannot fill an empty split, so the error must not offer it."""
+    for stem in ("a", "b"):
+        write_image(tmp_path / "images" / f"{stem}.png", random_image(rng, 8, 8))
+        write_grey(tmp_path / "masks" / f"{stem}.png", np.array([[0, 1], [2, 0]], np.uint8).repeat(4, 0).repeat(4, 1))
+    (tmp_path / "val.txt").write_text("a\n")
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", tmp_path / "o", "--split-file", f"val={tmp_path / 'val.txt'}")
+    assert code == 1 and "split 'train' has no pair" in stderr and "--keep-going" not in stderr
+
+
+@pytest.mark.parametrize("edit, text", [
+    (lambda card: card["splits"]["train"][0].pop("mask"), "entry 1 of split 'train'"),
+    (lambda card: card["splits"]["train"].__setitem__(0, "images/train/x.png"), "entry 1 of split 'train'"),
+    (lambda card: card["splits"].__setitem__("val", None), "split 'val' must be a list"),
+    (lambda card: card.__setitem__("classes", "abc"), "classes must be a list of names"),
+])
+def test_prepare_lint_on_a_hand_edited_card_is_one_line(camvid_src, tmp_path, run_cli, edit, text):
+    """A card edited by hand into a wrong shape: one line naming the card (was exit 4: KeyError, TypeError)."""
+    import yaml
+
+    out = tmp_path / "camvid"
+    assert run_cli("prepare", "camvid", "--src", camvid_src[0], "--out", out)[0] == 0
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    edit(card)
+    (out / "dataset.yaml").write_text(yaml.safe_dump(card))
+    code, _, stderr = run_cli("prepare", "lint", out)
+    assert code == 3 and f"segcli: error: {out / 'dataset.yaml'}: " in stderr and text in stderr, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_a_card_that_is_not_yaml_is_reported_on_one_line(tmp_path, run_cli):
+    (tmp_path / "dataset.yaml").write_text("classes: [a, b\n")
+    code, _, stderr = run_cli("prepare", "lint", tmp_path)
+    assert code == 3 and "invalid dataset card" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
 @pytest.mark.parametrize("extra, code, text", [
     (["--val-fraction", "1.5"], 2, "--val-fraction 1.5"), (["--remap", "x=1"], 2, "--remap"),
     (["--classes", "a,b", "--ignore-index", "1"], 2, "also the id of class 'b'"),
@@ -188,6 +225,11 @@ def test_prepare_lint_on_a_damaged_dataset(camvid_src, tmp_path, run_cli):
     (["--ignore-index", "1"], 2, "--ignore-index 1 is also a class id in the masks (ids 0-2 found)"),
     (["--folds", "0"], 2, "--folds=0: give a number of folds >= 2"), (["workers=abc"], 2, "workers='abc'"),
     (["--seed", "-1"], 2, "--seed=-1: give a whole number from 0 to 4294967295"),
+    # a remap target outside the classes or the mask values: was an out_of_range lint error naming the raw value
+    # (255 "is neither a class id nor the ignore index 255"), or 70000 wrapped round to class 4464
+    (["--classes", "a,b,c", "--remap", "2=5"], 2, "--remap 2=5: 5 is neither a class id 0..2 nor the ignore index"),
+    (["--remap", "2=-1"], 2, "--remap 2=-1: both sides must be mask values from 0 to 65535"),
+    (["--remap", "2=70000"], 2, "--remap 2=70000: both sides must be mask values from 0 to 65535"),
 ])
 def test_bad_options_exit_2(tmp_path, rng, run_cli, extra, code, text):
     for stem in ("a", "b", "c"):

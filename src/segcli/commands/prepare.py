@@ -132,7 +132,8 @@ def _progress(count: int) -> None:
 
 def _fail(report, lint_path: Path) -> None:
     result(str(lint_path))
-    hint = "; --keep-going drops the bad pairs" if report.errors and not report.keep_going else ""
+    droppable = any(report.fails(f) and f.stem is not None for f in report.findings)  # split-level ones are not
+    hint = "; --keep-going drops the bad pairs" if droppable and not report.keep_going else ""
     first = next((f for f in report.findings if report.fails(f)), None)
     shown = f"; first: {first.file}: {first.detail}" if first else ""
     raise CheckFailed(f"{report.headline()}{shown}; nothing written, every finding is in {lint_path}{hint}")

@@ -102,10 +102,29 @@ def load_card(root: str | Path) -> DatasetCard:
                            splits=dict(raw["splits"]), stats=dict(raw.get("stats") or {}),
                            image_range=check_range(raw.get("image_range"), "image_range"))
     except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as err:
-        raise DataError(f"{path}: invalid dataset card ({type(err).__name__}: {err}); re-run `segcli prepare`")
+        detail = " ".join(str(err).split())  # a YAML error spans lines; the message is one line
+        raise DataError(f"{path}: invalid dataset card ({type(err).__name__}: {detail}); re-run `segcli prepare`")
+    if isinstance(raw["classes"], str) or not all(isinstance(c, (str, int, float)) for c in card.classes):
+        raise DataError(f"{path}: classes must be a list of names, one per class id (got {raw['classes']!r})")
+    card.classes = [str(c) for c in card.classes]  # `classes: [0, 1]` written by hand: names all the same
+    _check_entries(path, card.splits)
     if len(card.palette) != len(card.classes):
         raise DataError(f"{path}: {len(card.palette)} palette colours for {len(card.classes)} classes; give one colour per class")
     return card
+
+
+def _check_entries(path: Path, splits: dict) -> None:
+    """Every split a list of {image: rel/path, mask: rel/path, ...}: a card edited by hand fails here, by name,
+    rather than wherever an entry is first used."""
+    for split, entries in splits.items():
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: split '{split}' must be a list of {{image: ..., mask: ...}} entries "
+                            f"(got {entries!r}); remove the split or list its pairs")
+        for i, entry in enumerate(entries):
+            if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str) and entry[key]
+                                                    for key in ("image", "mask"))):
+                raise DataError(f"{path}: entry {i + 1} of split '{split}' ({entry!r}) needs an image and a mask "
+                                "path, e.g. {image: images/train/x.png, mask: masks/train/x.png}")
 
 
 def dump_card(card: DatasetCard) -> str:

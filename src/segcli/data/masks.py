@@ -17,7 +17,7 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import COLOUR, PNG_MAGIC, imdecode, is_palette_png, to_uint8
+from segcli.inference.io import COLOUR, PNG_MAGIC, imdecode, is_palette_png, png_colour_type, to_uint8
 
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -56,11 +56,13 @@ class RawMask:
     kind: 'ids' (one channel), 'palette' (palette-mode PNG, array = palette indices),
     'grey3' (three identical channels, array = one of them), 'rgb' (colours).
     lossy: stored as JPEG.
+    table: for kind 'palette', the PNG's colour table, (256, 3) uint8 RGB (index → colour); else None.
     """
 
     array: np.ndarray
     kind: str
     lossy: bool
+    table: np.ndarray | None = None
 
 
 def read_source_mask(path: Path) -> RawMask:
@@ -71,12 +73,15 @@ def read_source_mask(path: Path) -> RawMask:
 
         try:
             with Image.open(io.BytesIO(data)) as img:
-                return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False)
+                table = np.zeros((256, 3), np.uint8)
+                colours = np.asarray(img.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:256]
+                table[: len(colours)] = colours
+                return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False, table)
         except Exception as err:
             raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err})")
     array = _decode(data, cv2.IMREAD_UNCHANGED, path)
     lossy = data.startswith(JPEG_MAGIC)
-    if array.ndim == 2 or array.shape[2] == 2:  # one channel, or grey + alpha
+    if array.ndim == 2 or array.shape[2] == 2 or png_colour_type(data) == 4:  # one channel, or grey + alpha
         return RawMask(np.ascontiguousarray(array if array.ndim == 2 else array[..., 0]), "ids", lossy)
     colour = array[..., :3]
     if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
@@ -129,6 +134,10 @@ class MaskDecoder:
         if raw.lossy:
             findings.append(error("lossy_mask", where, "mask stored as JPEG: compression invents values at every edge; "
                                   "export masks as PNG"))
+        if raw.kind == "palette" and self.colours is not None and self.lut is None and raw.table is not None:
+            # colour masks (folder --palette, CamVid's colour layout) stored as a palette PNG, as PNG optimisers
+            # and labelling tools write them: the colours are the labels, the indices are in any order
+            raw = RawMask(raw.table[raw.array], "rgb", raw.lossy)
         values = raw.array
         if raw.kind == "grey3" and self.colours is not None and self.colours.knows_all_greys(raw.array):
             raw = RawMask(np.repeat(raw.array[..., None], 3, axis=-1), "rgb", raw.lossy)  # grey colours of the palette

@@ -113,10 +113,11 @@ def random_split(stems: list[str], val_fraction: float, test_fraction: float, se
     if groups is not None:
         return _grouped_split(stems, (val_fraction, test_fraction), seed, groups)
     order = _shuffled(stems, seed)
-    counts = []
-    for fraction in (val_fraction, test_fraction):
-        n = int(round(fraction * len(stems)))
-        counts.append(max(n, 1) if fraction > 0 and len(stems) > 2 else n)
+    fractions = (val_fraction, test_fraction)
+    enough = len(stems) > sum(f > 0 for f in fractions)  # a pair for each held-out split and one to train on
+    counts = [max(round(f * len(stems)), 1) if f > 0 and enough else round(f * len(stems)) for f in fractions]
+    while sum(counts) >= len(stems) > 0:  # rounding left train empty: shrink the larger held-out split
+        counts[counts.index(max(counts))] -= 1
     assignment = {s: "train" for s in stems}
     for stem in order[: counts[0]]:
         assignment[stem] = "val"

@@ -4,7 +4,8 @@ Nested folders are allowed (`a/b/x.jpg` pairs with `a/b/x.png`); `--mask-suffix 
 `x_mask.png` (and `--image-suffix _sat` `x_sat.jpg` with it: files without the suffix are then not images or
 masks, so both may share one folder). When pairing fails, the error suggests suffixes that would pair the names
 it sees. Masks hold class ids (8/16-bit PNG,
-palette-mode PNGs are read as their indices), or RGB colours mapped through `--palette FILE`.
+palette-mode PNGs are read as their indices), or RGB colours mapped through `--palette FILE` (a palette-mode PNG
+then by its colours).
 Splits come from split lists (`--split-file train=FILE ...`) or a seeded random split; `--folds K`
 adds a k-fold assignment of the train split.
 """
@@ -125,11 +126,23 @@ def default_palette(num_classes: int) -> list[list[int]]:
 
 
 def parse_remap(remap: dict | None) -> dict[int, int]:
-    """{255: 1} or {'255': '1'} → {255: 1}."""
+    """{255: 1} or {'255': '1'} → {255: 1}; both sides mask values 0..65535 (what a 16-bit mask can hold)."""
     try:
-        return {int(k): int(v) for k, v in (remap or {}).items()}
+        pairs = {int(k): int(v) for k, v in (remap or {}).items()}
     except (TypeError, ValueError):
         raise ConfigError(f"remap {remap}: give integer pairs, e.g. --remap 255=1") from None
+    for raw, target in pairs.items():
+        if not (0 <= raw <= 65535 and 0 <= target <= 65535):
+            raise ConfigError(f"--remap {raw}={target}: both sides must be mask values from 0 to 65535, e.g. --remap 255=1")
+    return pairs
+
+
+def check_remap(remap: dict[int, int], num_classes: int | None, ignore: int) -> None:
+    """Each --remap target must be a class id or the ignore index (any value while the classes are unknown)."""
+    for raw, target in remap.items():
+        if num_classes is not None and target >= num_classes and target != ignore:
+            raise ConfigError(f"--remap {raw}={target}: {target} is neither a class id 0..{num_classes - 1} nor the "
+                              f"ignore index {ignore}; map {raw} to one of them, or name more classes with --classes")
 
 
 def _splits(stems: list[str], split_files: dict | None, val_fraction: float, test_fraction: float, seed: int,
@@ -204,8 +217,10 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         colours = ColourMap(table.colours, table.ignore_colours, ignore)
     if names is not None and ignore < len(names):
         raise ConfigError(f"--ignore-index {ignore} is also the id of class '{names[ignore]}'; pick a value >= {len(names)}")
+    remap = parse_remap(remap)
+    check_remap(remap, None if names is None else len(names), ignore)
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
-                          ignore_declared=ignore_index is not None, remap=parse_remap(remap))
+                          ignore_declared=ignore_index is not None, remap=remap)
 
     groups = group_keys(stems, str(group)) if group else None
     assigned, expected = _splits(stems, split_files, float(val_fraction), float(test_fraction), int(seed), findings,
