@@ -153,3 +153,25 @@ def test_each_help_example_of_overrides_is_accepted_by_that_command(argv, tmp_pa
         for part in key.split("."):
             node = node[part]
         assert isinstance(node, dict) or str(node) == value or float(node) == float(value), (item, node)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["prepare", "folder", "--images", "i", "--out", "o"], "Missing option '--masks'; see 'segcli prepare folder -h'"),
+    (["prepare", "folder", "--images", "i", "--masks", "m", "--out", "o", "--remap", "x=1"], "--remap: 'x=1'"),
+    (["nosuchcommand"], "No such command 'nosuchcommand'; see 'segcli -h'"),
+], ids=["missing-option", "bad-value", "unknown-command"])
+def test_a_usage_error_from_the_option_parser_is_one_line_with_exit_2(argv, expected, tmp_path):
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert proc.returncode == 2, describe(proc)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segcli: error: ") and expected in lines[0], describe(proc)
+    assert proc.stdout == ""
+
+
+def test_an_error_message_with_line_breaks_is_printed_on_one_line(capsys):
+    from segcli.cli import _fail
+
+    with pytest.raises(SystemExit) as stop:
+        _fail("data/dataset.yaml: invalid card\n  line 3\n\n  column 7", 3)
+    assert stop.value.code == 3
+    assert capsys.readouterr().err == "segcli: error: data/dataset.yaml: invalid card line 3 column 7\n"

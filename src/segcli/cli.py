@@ -335,9 +335,8 @@ def _main(argv: list[str] | None) -> None:
             if debug:
                 raise
             _fail(err.message, err.exit_code)
-        if hasattr(err, "show") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
-            err.show()
-            sys.exit(err.exit_code)
+        if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
+            _fail(_click_message(err), err.exit_code)
         if debug:
             raise
         if isinstance(err, OSError) and err.filename:
@@ -357,6 +356,14 @@ def _main(argv: list[str] | None) -> None:
 
 
 _WRITE_ERRNOS = {28, 122, 30, 32}  # ENOSPC, EDQUOT, EROFS, EPIPE: writing results failed, not segcli
+def _click_message(err) -> str:
+    """Click's usage error (a bad option value, a missing option, an unknown one) as segcli's one line, with where
+    to look for the fix: Click's own format spans four lines (usage, hint, blank, error)."""
+    ctx = getattr(err, "ctx", None)
+    where = f"; see '{ctx.command_path} {ctx.help_option_names[0]}'" if ctx is not None and ctx.help_option_names else ""
+    return f"{err.format_message().rstrip('.')}{where}"
+
+
 def _fail(message: str, code: int) -> None:
     from segcli.errors import EXIT_INTERRUPTED, stop_exit_code
 
@@ -367,5 +374,6 @@ def _fail(message: str, code: int) -> None:
 
         sys.stderr.write(f"segcli: terminated ({signal.Signals(code - 128).name})\n")
     else:
-        sys.stderr.write(f"segcli: error: {message}\n")
+        one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        sys.stderr.write(f"segcli: error: {one_line}\n")
     sys.exit(code)
