@@ -219,7 +219,7 @@ def _split_findings(report: LintReport, expected: list[str], listed: dict[str, i
     for split in dict.fromkeys([*expected, "train", *listed]):
         if not listed.get(split):
             why = "" if split != "train" or "train" in expected else (
-                " (every dataset needs a train split: name the one to train on, e.g. --split train=trainval)")
+                " (every dataset needs a train split: name the one to train on, e.g. --split train=trainval for VOC or Cityscapes, --split-file train=FILE for a folder)")
             report.findings.append(error("empty_split", split, f"split '{split}' has no pair{why}", split=split))
         elif report.keep_going and not splits.get(split):
             report.findings.append(error("empty_split", split, f"split '{split}': all {listed[split]} pair(s) "

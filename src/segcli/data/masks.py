@@ -166,7 +166,7 @@ class MaskDecoder:
             shown = ", ".join(str(v) for v in bad[:8]) + (" …" if len(bad) > 8 else "")
             findings.append(error("out_of_range", where, f"{self.raw_name} {shown} are neither class ids "
                                   f"{self._describe()} nor the ignore index {self.ignore_index}; fix the masks, "
-                                  "add classes, or map them with --remap / --ignore-index"))
+                                  "add classes, or map them with `segcli prepare … --remap / --ignore-index`"))
         if self.lut is None and not self.remap and not bad:
             ids = values
         else:
