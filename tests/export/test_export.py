@@ -273,3 +273,23 @@ def test_missing_dataset_then_verify_images_and_benchmark(ckpt, dataset, tmp_pat
     assert lines[-1] == str(out.resolve())  # the path stays the last stdout line
     table = "\n".join(lines[:-1])
     assert "64×64" in table and "torch eager" in table and "torchscript" in table and "images/s" in table
+
+
+def test_an_out_that_is_a_folder_exits_2_before_exporting(ckpt, tmp_path, cli):
+    """--out DIR (a folder) exported and verified the model, then failed on renaming the hidden staging file
+    ('.DIR.partial-123: Is a directory', exit 3)."""
+    (tmp_path / "models").mkdir()
+    code, out, err = cli("export", "--ckpt", ckpt, "--format", "torchscript", "--out", tmp_path / "models")
+    assert code == 2 and not out
+    assert err.strip() == (f"segcli: error: --out {tmp_path / 'models'}: a folder, but the exported model is one "
+                           f"file; give a file path such as {tmp_path / 'models' / 'model.pt'}")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["models"]
+
+
+def test_a_failed_export_leaves_no_folders_it_made(ckpt, tmp_path, cli):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "broken.png").write_bytes(b"")
+    out = tmp_path / "new" / "deeper" / "model.onnx"
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out, "--verify-images", tmp_path / "images")
+    assert code == 3 and "broken.png" in err and not stdout
+    assert not (tmp_path / "new").exists()

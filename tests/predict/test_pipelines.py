@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -119,3 +120,39 @@ def test_a_device_torch_does_not_know_is_a_usage_error(ckpt, cli, tmp_path):
     assert resolve_device("CPU") == torch.device("cpu")
     with pytest.raises(ConfigError, match="cuda:99"):
         resolve_device("cuda:99")
+
+
+def test_skip_existing_keeps_the_class_counts_of_areas_and_jsonl(ckpt, cli, tmp_path):
+    """--save overlay,areas --skip-existing rewrote areas.csv with 0 pixels for every finished image (its counts
+    are read back from the mask, which that run does not write): finished images are predicted again instead."""
+    write_images(tmp_path / "in", 2, 32, 48)
+    args = ["predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "overlay,areas"]
+    assert cli(*args)[0] == 0
+    first = (tmp_path / "out" / "areas.csv").read_text()
+    code, out, err = cli(*args, "--skip-existing", "--jsonl")
+    assert code == 0, err
+    assert (tmp_path / "out" / "areas.csv").read_text() == first
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 2 and all(sum(row["pixels"].values()) == 32 * 48 for row in rows)
+    assert "add mask to --save" in err
+
+
+def test_the_same_file_by_two_paths_is_predicted_once(ckpt, cli, tmp_path, monkeypatch):
+    """./in/a.png and /abs/in/a.png were refused as two inputs writing one mask (exit 2)."""
+    write_images(tmp_path / "in", 1, 32, 32)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("predict", "in/img_000.png", tmp_path / "in" / "img_000.png", "--ckpt", ckpt, "--out", "out",
+                         "--save", "mask")
+    assert code == 0, err
+    assert out.split() == ["out/img_000.png"]
+
+
+def test_an_out_that_is_a_file_is_named(ckpt, cli, tmp_path):
+    write_images(tmp_path / "in", 1, 32, 32)
+    (tmp_path / "taken").write_text("notes")
+    for out_dir in (tmp_path / "taken", tmp_path / "taken" / "sub"):
+        code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", out_dir, "--save", "areas")
+        assert code == 3 and not out
+        assert err.strip() == f"segcli: error: --out {out_dir}: {tmp_path / 'taken'} is a file, not a folder; " \
+                              "give a folder for the outputs"
+    assert (tmp_path / "taken").read_text() == "notes"

@@ -114,3 +114,27 @@ def test_videos_in_an_input_folder_are_predicted(ckpt, cli, tmp_path):
     (tmp_path / "in" / "still.png").unlink()
     code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out2", "--save", "overlay")
     assert code == 0 and (tmp_path / "out2" / "overlays" / "day2" / "clip.mp4").is_file(), err
+
+
+def test_skip_existing_keeps_a_videos_rows_and_writes_frame_masks_asked_for_later(ckpt, cli, tmp_path):
+    """A finished video was skipped without a record: a re-run with --skip-existing rewrote areas.csv without its
+    frames, and one adding --frame-masks never wrote them. Now a video is skipped only when its outputs and counts
+    are all there (its rows read back from the frame masks), else predicted again."""
+    clip = tmp_path / "clip.mp4"
+    _write_video(clip, "mp4v")
+    args = ["predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "overlay,areas"]
+    assert cli(*args)[0] == 0
+    first = (tmp_path / "out" / "areas.csv").read_text()
+    assert len(first.splitlines()) == 1 + FRAMES * 4
+    code, out, err = cli(*args, "--skip-existing")  # no frame masks to count from: predicted again
+    assert code == 0, err
+    assert (tmp_path / "out" / "areas.csv").read_text() == first
+    code, out, err = cli(*args, "--skip-existing", "--frame-masks")  # frame masks asked for now: written
+    assert code == 0, err
+    assert len(list((tmp_path / "out" / "clip").glob("*.png"))) == FRAMES
+    code, out, err = cli(*args, "--skip-existing", "--frame-masks", "--jsonl")  # all there: skipped, rows kept
+    assert code == 0, err
+    assert "0 predicted, 1 skipped" in err
+    assert (tmp_path / "out" / "areas.csv").read_text() == first
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == FRAMES and all(row["skipped"] and sum(row["pixels"].values()) == HEIGHT * WIDTH for row in rows)

@@ -31,6 +31,9 @@ def _check_options(cfg) -> None:
             raise ConfigError(f"--out {cfg.out}: an ONNX file must end in .onnx (that is how `segcli predict --model` recognises it)")
         if cfg.format == "torchscript" and suffix in (".onnx", ".ckpt"):
             raise ConfigError(f"--out {cfg.out}: a TorchScript file must not end in {suffix}; use .pt")
+        if Path(cfg.out).is_dir():
+            raise ConfigError(f"--out {cfg.out}: a folder, but the exported model is one file; give a file path "
+                              f"such as {Path(cfg.out) / ('model' + FORMATS[cfg.format])}")
     _check_values(cfg)
     if cfg.half:
         if not torch.cuda.is_available():
@@ -171,13 +174,24 @@ def _benchmark(cfg, model, meta: dict, path: Path, images: list) -> None:
 
 def run(cfg) -> Path:
     """Export, verify, put in place, optionally benchmark; returns (and prints as the last stdout line) the file."""
+    from segcli.inference.io import missing_folders, remove_empty
+
+    _check_options(cfg)
+    out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).with_suffix(FORMATS[str(cfg.format)])
+    created = missing_folders(out.parent)
+    try:
+        return _export(cfg, out)
+    except BaseException:  # an export that failed leaves no folders behind it either
+        remove_empty(created)
+        raise
+
+
+def _export(cfg, out: Path) -> Path:
     from segcli.export.metadata import export_meta
     from segcli.inference.backends import eager_predictor, load_torch_model
 
-    _check_options(cfg)
     half, fmt = bool(cfg.half), str(cfg.format)
     model, meta = load_torch_model(cfg.ckpt)
-    out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).with_suffix(FORMATS[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
     images = _verification_images(cfg, meta)
     meta_out = export_meta(meta, cfg.ckpt, fmt, bool(cfg.argmax), half, int(cfg.opset) if fmt == "onnx" else None)

@@ -88,6 +88,7 @@ def predict_with(cfg, predictor) -> list[Path]:
     from segcli.inference.sources import collect, parse_shard, shard
 
     model = _check(cfg)
+    _check_out(Path(cfg.out))
     shard_spec = parse_shard(cfg.shard)
     save = parse_save(cfg.save)
     if not cfg.overlay:
@@ -106,6 +107,15 @@ def predict_with(cfg, predictor) -> list[Path]:
     except BaseException:  # writes run in parallel threads: folders one of them created may be left empty
         prune_created_tree(outputs.out, created)
         raise
+
+
+def _check_out(out: Path) -> None:
+    """--out is a folder, or will be made under one: a file in its place would fail every write."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise DataError(f"--out {out}: {folder} is a file, not a folder; give a folder for the outputs")
+            return
 
 
 def _refuse_overwriting_inputs(items, outputs) -> None:
@@ -140,12 +150,20 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
         if videos:
             _note_video_outputs(save, bool(cfg.video.masks))
         for item in videos:
-            from segcli.inference.video import predict_video
+            from segcli.inference.video import finished_video, overlay_path, predict_video
 
             try:
-                video = predict_video(item, predictor, outputs, float(cfg.smooth), bool(cfg.video.masks),
-                                      cfg.video.codec, state.emit, bool(cfg.skip_existing))
-                if video is not None and not cfg.jsonl:
+                done = (finished_video(item, outputs, bool(cfg.video.masks), _counts(state))
+                        if cfg.skip_existing else None)
+                if done is not None:
+                    state.skipped += 1
+                    for record in done:
+                        state.emit(record)
+                    video = overlay_path(outputs, item.rel, item.path)
+                else:
+                    video = predict_video(item, predictor, outputs, float(cfg.smooth), bool(cfg.video.masks),
+                                          cfg.video.codec, state.emit)
+                if not cfg.jsonl:
                     result(str(video))
             except DataError as err:
                 state.fail(err.message)
@@ -155,9 +173,10 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
         if "uncertainty" in save:
             write_uncertainty(outputs.out / table_name("uncertainty", shard_spec), state.records)
     seconds = time.perf_counter() - start
-    done = len(state.records) - state.skipped  # images and video frames
-    frames = sum(1 for record in state.records if "video" in record.outputs)
-    videos = len({record.outputs["video"] for record in state.records if "video" in record.outputs})
+    fresh = [record for record in state.records if not record.skipped]
+    done = len(fresh)  # images and video frames
+    frames = sum(1 for record in fresh if "video" in record.outputs)
+    videos = len({record.outputs["video"] for record in fresh if "video" in record.outputs})
     predicted = (f"{done - frames} image(s) and {videos} video(s) ({frames} frames) predicted" if videos
                  else f"{done} predicted")
     rate = f"{done / seconds if seconds else 0:.1f}{' images+frames' if videos else ''}/s"
@@ -197,9 +216,21 @@ def _note_video_outputs(save, frame_masks: bool) -> None:
         info(f"predict: note: {'; '.join(parts)}")
 
 
+def _counts(state) -> bool:
+    """Whether the run reports class counts per image (areas.csv, --jsonl): a skipped input's are read back from
+    its mask."""
+    return bool(state.cfg.jsonl) or "areas" in state.outputs.save
+
+
 def _skip_finished(images, state) -> list:
-    """Emit the records of images whose outputs all exist; return the rest."""
-    reread = state.cfg.jsonl or "areas" in state.outputs.save or "uncertainty" in state.outputs.save
+    """Emit the records of images whose outputs all exist; return the rest. Without masks among the outputs, the
+    class counts of finished images cannot be read back: they are predicted again when the run reports counts."""
+    reread = _counts(state) or "uncertainty" in state.outputs.save
+    finished = [item for item in images if state.outputs.done(item.rel)]
+    if finished and _counts(state) and "mask" not in state.outputs.files:
+        info(f"predict: note: {len(finished)} input(s) done before are predicted again: their class counts (areas, "
+             "--jsonl) are read back from the masks, which --save leaves out; add mask to --save to skip them")
+        return images
     todo = []
     for item in images:
         if not state.outputs.done(item.rel):

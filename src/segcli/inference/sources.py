@@ -103,17 +103,22 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
         items.extend(_from_list(read_lines(path, "list of paths"), str(path)))
     if skip_under is not None:
         items = _outside(items, skip_under)
-    seen: dict[Path, Path] = {}
+    from segcli.inference.io import resolver
+
+    real = resolver()
+    seen: dict[Path, Item] = {}
+    unique = []
     for item in items:
         rel = os.path.normpath(item.rel)
         if os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
             raise ConfigError(f"{item.path}: its output name {rel} would leave --out; name the files without '..' "
                               "after a wildcard, or give their folder")
-        if item.rel in seen and seen[item.rel] != item.path:
-            raise ConfigError(f"{item.path} and {seen[item.rel]} would both write {item.rel}.png; "
+        first = seen.setdefault(item.rel, item)
+        if first is item:
+            unique.append(item)
+        elif real(first.path) != real(item.path):  # the same file named twice (./a.png, /abs/a.png) is predicted once
+            raise ConfigError(f"{item.path} and {first.path} would both write {item.rel}.png; "
                               "predict them into separate --out folders")
-        seen[item.rel] = item.path
-    unique = list(dict.fromkeys(items))  # the same file named twice is predicted once
     return unique
 
 

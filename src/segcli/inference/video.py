@@ -53,10 +53,44 @@ def frames(path: Path, batch_size: int):
     return fps, batches()
 
 
+def frame_mask_path(outputs: Outputs, rel: Path, index: int) -> Path:
+    return outputs.out / rel / f"{index:06d}.png"
+
+
+def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> list[Record] | None:
+    """For --skip-existing: the Records (skipped=True) of a video an earlier run finished, or None when it must be
+    predicted (again). Finished: its overlay video exists and, with `frame_masks`, a mask per frame of it. With
+    `counts` (areas.csv, --jsonl), only a video whose frame masks are there to count the classes again is
+    finished: without them its rows would be lost."""
+    import cv2
+
+    from segcli.inference.outputs import read_ids
+
+    target = overlay_path(outputs, item.rel, item.path)
+    if not target.is_file():
+        return None
+    if not (frame_masks or counts):
+        return []
+    masks = []
+    while frame_mask_path(outputs, item.rel, len(masks)).is_file():
+        masks.append(frame_mask_path(outputs, item.rel, len(masks)))
+    capture = cv2.VideoCapture(str(target))
+    written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    complete = bool(masks) and (written <= 0 or len(masks) == written)  # 0: a container that does not say
+    if not complete:
+        return None
+    records = []
+    for index, path in enumerate(masks if counts else []):
+        pixels = np.bincount(read_ids(path).ravel(), minlength=len(outputs.classes))[: len(outputs.classes)].tolist()
+        files = {"mask": str(path)} if frame_masks else {}
+        records.append(Record(f"{item.path}#{index:06d}", {**files, "video": str(target)}, pixels, skipped=True))
+    return records
+
+
 def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks: bool, codec: str | None,
-                  emit: Callable[[Record], None], skip_existing: bool = False) -> Path | None:
-    """Predict every frame of `item.path`; emit one Record per frame ("clip.mp4#000012"); → the overlay video
-    (None when skipped)."""
+                  emit: Callable[[Record], None]) -> Path:
+    """Predict every frame of `item.path`; emit one Record per frame ("clip.mp4#000012"); → the overlay video."""
     import cv2
     import torch
 
@@ -66,8 +100,6 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
         raise DataError(f"{item.path}: video frames have 3 colour channels, but the model takes {predictor.channels} "
                         "(model.in_channels); give it images with that many channels")
     target = overlay_path(outputs, item.rel, item.path)
-    if skip_existing and target.is_file():
-        return None
     fps, batches = frames(item.path, predictor.batch_size)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
@@ -98,7 +130,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                 name = f"{item.path}#{index:06d}"
                 paths = {}
                 if frame_masks:
-                    paths["mask"] = outputs.out / item.rel / f"{index:06d}.png"
+                    paths["mask"] = frame_mask_path(outputs, item.rel, index)
                     outputs.write_mask(paths["mask"], mask)
                 pixels = np.bincount(mask.ravel(), minlength=len(outputs.classes))[: len(outputs.classes)].tolist()
                 emit(Record(name, {**{k: str(p) for k, p in paths.items()}, "video": str(target)}, pixels))
