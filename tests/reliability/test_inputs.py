@@ -255,3 +255,35 @@ def test_prepare_and_train_read_rgba_16bit_and_grey_images(cli, tmp_path):
         assert array.shape == (40, 56, 3) and array.dtype == np.uint8
     mean = card.stats["mean"]
     assert len(mean) == 3 and all(0 <= v <= 1 for v in mean)
+
+
+def test_predict_reads_a_floating_point_image_in_0_to_1_like_its_8_bit_twin(cli, model_ckpt, tmp_path):
+    """A float32 TIFF with values in 0..1 (how numpy/scikit-image pipelines save images) is the 8-bit image
+    divided by 255: a model trained on 8-bit images predicts the same mask for both (it was clipped to black)."""
+    import cv2
+
+    from segcli.inference.io import read_mask
+
+    rgb = noise(40, 56, 3, seed=3)
+    folder = tmp_path / "in"
+    write_image(folder / "eight.png", rgb)
+    assert cv2.imwrite(str(folder / "float.tif"), (rgb / np.float32(255)).astype(np.float32))
+    code, out, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert np.array_equal(read_mask(tmp_path / "out" / "float.png"), read_mask(tmp_path / "out" / "eight.png"))
+
+
+def test_folders_behind_symlinks_are_walked_once_and_loops_end(cli, model_ckpt, tmp_path):
+    """A sub-folder that is a symlink (images kept on another disk) is predicted like a real one; a link back up
+    the tree does not loop."""
+    elsewhere = tmp_path / "elsewhere"
+    for name in ("b", "c"):
+        write_image(elsewhere / f"{name}.png", noise(40, 56, 3, seed=len(name)))
+    folder = tmp_path / "in"
+    write_image(folder / "sub" / "a.png", noise(40, 56, 3, seed=1))
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "sub" / "loop").symlink_to(folder, target_is_directory=True)
+    code, out, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert sorted(Path(line).name for line in out.split()) == ["a.png", "b.png", "c.png"]
+    assert (tmp_path / "out" / "linked" / "b.png").is_file() and (tmp_path / "out" / "sub" / "a.png").is_file()

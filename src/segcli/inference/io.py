@@ -70,8 +70,9 @@ def _imread(path: Path, flags: int, data: np.ndarray | None = None) -> np.ndarra
 
 def to_uint8(array: np.ndarray, value_range: Sequence[float] | None = None) -> np.ndarray:
     """A decoded image of any depth as uint8. value_range [low, high] (a dataset card's image_range): values mapped
-    linearly from low..high onto 0..255 (clipped outside); none: 16-bit scaled by 1/257 (65535 → 255), other
-    depths clipped to 0-255. 8-bit images are returned as they are either way."""
+    linearly from low..high onto 0..255 (clipped outside); none: 16-bit scaled by 1/257 (65535 → 255), floating
+    point with every value in 0..1 scaled by 255 (prepare's reading of such images), other depths clipped to 0-255.
+    8-bit images are returned as they are either way."""
     if array.dtype == np.uint8:
         return array
     if value_range is not None:
@@ -80,7 +81,10 @@ def to_uint8(array: np.ndarray, value_range: Sequence[float] | None = None) -> n
         return np.clip(scaled, 0, 255).astype(np.uint8)
     if array.dtype == np.uint16:
         return (array / 257.0 + 0.5).astype(np.uint8)
-    return np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    array = np.nan_to_num(array)
+    if array.dtype.kind == "f" and array.size and array.min() >= 0 and array.max() <= 1:
+        return (array * np.float32(255) + np.float32(0.5)).astype(np.uint8)  # floating point in 0..1, as prepare reads it
+    return np.clip(array, 0, 255).astype(np.uint8)
 
 
 def read_image(path: str | Path, channels: int = 3, value_range: Sequence[float] | None = None) -> np.ndarray:
@@ -201,8 +205,17 @@ def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts) and p.is_file())
+    found, visited = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):  # a symlinked sub-folder is walked like a real one
+        real = os.path.realpath(folder)
+        if real in visited:  # a link back up the tree (a loop) or a second link to a folder already walked
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(folder, name) for name in files if not name.startswith(".")
+                     and Path(name).suffix.lower() in extensions and os.path.isfile(os.path.join(folder, name)))
+    return sorted(found)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
