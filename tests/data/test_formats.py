@@ -366,9 +366,10 @@ def test_folder_unknown_colour_is_listed_with_location(tmp_path, rng, run_cli):
     assert finding["file"].endswith("x.png") and "unknown_colour" in err
 
 
-def test_folder_palette_png_colour_masks_map_by_colour(tmp_path, rng, run_cli):
-    """Colour masks that a PNG optimiser or a labelling tool stored as palette PNGs (indices in any order): with
-    --palette the colours are the labels (the indices were taken for ids: road became 1, sky 0)."""
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_folder_palette_png_colour_masks_map_by_colour(tmp_path, rng, run_cli, suffix):
+    """Colour masks that a PNG optimiser or a labelling tool stored as palette PNGs or GIFs (indices in any order):
+    with --palette the colours are the labels (the indices were taken for ids: road became 1, sky 0)."""
     from PIL import Image
 
     (tmp_path / "palette.txt").write_text("road 128 64 128\ncar 0 0 142\nsky 70 130 180\nignore 0 0 0\n")
@@ -382,12 +383,35 @@ def test_folder_palette_png_colour_masks_map_by_colour(tmp_path, rng, run_cli):
         png = Image.fromarray(indices, mode="P")
         png.putpalette(colours[order].ravel().tolist())
         (tmp_path / "masks").mkdir(exist_ok=True)
-        png.save(tmp_path / "masks" / f"f{i}.png")
+        png.save(tmp_path / "masks" / f"f{i}{suffix}")
         truth[f"f{i}"] = np.where(ids == 3, 255, ids)
     out = tmp_path / "out"
     assert run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--out", out,
                    "--palette", tmp_path / "palette.txt", "--val-fraction", "0")[0] == 0
     for e in load(out)["splits"]["train"]:
+        assert np.array_equal(cv2.imread(str(out / e["mask"]), cv2.IMREAD_UNCHANGED), truth[Path(e["mask"]).stem])
+
+
+def test_folder_carvana_style_grey_gif_masks(tmp_path, rng, run_cli):
+    """JPEG images with grey GIF masks named x_mask.gif (the Carvana layout): GIFs are found and read as ids
+    (they were no images at all: 'no images whose names end in _mask')."""
+    from PIL import Image
+
+    truth = {}
+    for stem in ("a", "b", "c"):
+        ids = blocks(rng, 20, 30, [0, 1], block=5).astype(np.uint8)
+        write_image(tmp_path / "images" / f"{stem}.jpg", random_image(rng, 20, 30))
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(ids * 255, mode="L").save(tmp_path / "masks" / f"{stem}_mask.gif")
+        truth[stem] = ids
+    out = tmp_path / "out"
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--mask-suffix", "_mask", "--classes", "background,car", "--remap", "255=1",
+                           "--val-fraction", "0", "--out", out)
+    assert code == 0, err
+    entries = load(out)["splits"]["train"]
+    assert len(entries) == 3
+    for e in entries:
         assert np.array_equal(cv2.imread(str(out / e["mask"]), cv2.IMREAD_UNCHANGED), truth[Path(e["mask"]).stem])
 
 

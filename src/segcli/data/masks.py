@@ -20,6 +20,7 @@ from segcli.errors import DataError
 from segcli.inference.io import COLOUR, PNG_MAGIC, imdecode, is_palette_png, png_colour_type, to_uint8
 
 JPEG_MAGIC = b"\xff\xd8"
+GIF_MAGIC = b"GIF8"
 
 
 def read_bytes(path: Path) -> bytes:
@@ -68,17 +69,20 @@ class RawMask:
 def read_source_mask(path: Path) -> RawMask:
     """Read a mask without interpreting it (raises DataError when unreadable)."""
     data = read_bytes(path)
-    if is_palette_png(data):
+    gif = data.startswith(GIF_MAGIC)  # Carvana's masks, for one: indexed or grey, read by PIL (first frame)
+    if is_palette_png(data) or gif:
         from PIL import Image
 
         try:
             with Image.open(io.BytesIO(data)) as img:
+                if img.mode != "P":  # a grey GIF: its values are the ids
+                    return RawMask(np.asarray(img.convert("L"), dtype=np.uint8).copy(), "ids", False)
                 table = np.zeros((256, 3), np.uint8)
                 colours = np.asarray(img.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:256]
                 table[: len(colours)] = colours
                 return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False, table)
         except Exception as err:
-            raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err})")
+            raise DataError(f"{path}: unreadable {'GIF' if gif else 'palette PNG'} ({type(err).__name__}: {err})")
     array = _decode(data, cv2.IMREAD_UNCHANGED, path)
     lossy = data.startswith(JPEG_MAGIC)
     if array.ndim == 2 or array.shape[2] == 2 or png_colour_type(data) == 4:  # one channel, or grey + alpha

@@ -19,7 +19,7 @@ from segcli.errors import DataError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
