@@ -113,3 +113,60 @@ def test_throttled_last_checkpoint_resumes_and_holds_the_final_epoch(tiny_data, 
     assert val_rows(run_dir) == val_rows(reference_run)
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 2  # the epoch that ends training is written, however recent the previous write
+
+
+def _callback_state(run_dir, prefix: str) -> dict:
+    import torch
+
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return next(state for key, state in last["callbacks"].items() if key.startswith(prefix))
+
+
+def test_last_ckpt_holds_its_epochs_best_score_and_a_moved_run_keeps_it(tiny_data, reference_run, tmp_path, capsys):
+    """last.ckpt is written after its epoch's validation updated best.ckpt's and early stopping's state (it was one
+    epoch behind: a resumed run could replace best.ckpt with a worse model, and stop an epoch late); a run directory
+    moved or copied elsewhere resumes with that state too (Lightning dropped it when the folder's path changed)."""
+    import shutil
+
+    best = max(float(v) for _, _, v in val_rows(reference_run))
+    assert float(_callback_state(reference_run, "ModelCheckpoint")["best_model_score"]) == pytest.approx(best)
+    moved = tmp_path / "moved"
+    shutil.copytree(reference_run, moved)
+    code, out, err = segcli(["train", "--resume", moved, "final_eval=false"], capsys)  # finished: nothing to train
+    assert code == 0, err
+    assert f"train: best val mIoU {best * 100:.2f} → {moved.resolve() / 'checkpoints' / 'best.ckpt'}" in err, err
+    assert "dirpath has changed" not in err
+    run_dir = tmp_path / "stopping"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=2", "final_eval=false",
+                                          "early_stopping.patience=5"), "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    stopping = _callback_state(run_dir, "EarlyStopping")
+    assert float(stopping["best_score"]) == pytest.approx(max(float(v) for _, _, v in val_rows(run_dir)))
+
+
+def test_a_run_started_with_a_relative_data_root_resumes_from_another_folder(tiny_data, tmp_path, capsys,
+                                                                             monkeypatch):
+    """config.yaml kept data.root as typed (`data.root=syn`): --resume from any other folder found no dataset card
+    (exit 3). It is saved absolute now; a run saved before takes the folder from its checkpoint."""
+    import shutil
+
+    import yaml
+
+    start, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    shutil.copytree(tiny_data, start / "syn")
+    monkeypatch.chdir(start)
+    args = [a for a in tiny(tiny_data, "trainer.max_epochs=1", "final_eval=false") if not a.startswith("data.root=")]
+    code, _, err = segcli(["train", "data.root=syn", *args, "--run-dir", "run"], capsys)
+    assert code == 0, err
+    saved = start / "run" / "config.yaml"
+    assert yaml.safe_load(saved.read_text())["data"]["root"] == str((start / "syn").resolve())
+    monkeypatch.chdir(elsewhere)
+    code, _, err = segcli(["train", "--resume", start / "run", "trainer.max_epochs=2"], capsys)
+    assert code == 0, err
+    config = yaml.safe_load(saved.read_text())
+    config["data"]["root"] = "syn"  # as runs before the fix saved it
+    saved.write_text(yaml.safe_dump(config))
+    code, _, err = segcli(["train", "--resume", start / "run", "trainer.max_epochs=3"], capsys)
+    assert code == 0, err
+    assert epochs_run(start / "run") == 3

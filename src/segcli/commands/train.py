@@ -125,6 +125,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     check_values(to_container(cfg))  # numeric settings, before anything is built or written
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
+    cfg.data.root = str(Path(card.root).resolve())  # config.yaml must name it from any folder --resume is run in
     if card.num_classes < 2:
         raise DataError(f"{card.root / 'dataset.yaml'}: one class ({', '.join(card.classes)}); a model has nothing to "
                         "tell apart: label at least two classes (e.g. background and object) and prepare again")
@@ -252,18 +253,18 @@ def _callbacks(cfg) -> list:
 
 def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import Checkpoint
 
     from segcli.models.trainer_args import lightning_config_errors
     from segcli.training.checkpoints import AtomicCheckpointIO
     from segcli.training.loggers import make_loggers
 
     with lightning_config_errors():
-        # Without best.ckpt's ModelCheckpoint (data.val_split=null) Lightning would add its own, writing
-        # epoch=N-step=M.ckpt files beside last.ckpt.
+        # last.ckpt's and best.ckpt's callbacks are Lightning Checkpoints: without one Lightning would add its own
+        # ModelCheckpoint, writing epoch=N-step=M.ckpt files beside last.ckpt.
         return L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
                          logger=make_loggers(run_dir), plugins=[AtomicCheckpointIO()], enable_model_summary=False,
-                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
+                         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
 
 
 def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> TrainResult:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from segcli.errors import stops_held
@@ -36,17 +36,43 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             atomic_write(path, lambda handle: torch.save(checkpoint, handle), fsync=True)
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose state survives a run directory that was moved or copied: Lightning drops the saved best
+    score when the saved `dirpath` differs from this one, and the resumed run would then replace best.ckpt at its
+    next validation, however low. Saved paths in the old checkpoints/ folder are taken as this folder's."""
+
+    def _generate_state_key(self, **kwargs) -> str:
+        return f"ModelCheckpoint{kwargs!r}"  # the key last.ckpt files hold its state under (Lightning's class name)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        old = state_dict.get("dirpath")
+        if old is not None and self.dirpath is not None and old != self.dirpath:
+            def moved(path):
+                return str(Path(self.dirpath) / Path(path).name) if path and Path(path).parent == Path(old) else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          "best_k_models": {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state_dict:
+                    state_dict[key] = moved(state_dict[key])
+        super().load_state_dict(state_dict)
+
+
 def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
     """checkpoints/best.ckpt, rewritten whenever val/mIoU reaches a new maximum: weights and meta only (eval,
     predict and export need nothing else; resuming uses last.ckpt), a third of a checkpoint with AdamW state."""
-    return ModelCheckpoint(dirpath=ckpt_dir, filename=BEST, monitor=MONITOR, mode="max", save_top_k=1,
-                           save_weights_only=True, enable_version_counter=False, auto_insert_metric_name=False)
+    return BestCheckpoint(dirpath=ckpt_dir, filename=BEST, monitor=MONITOR, mode="max", save_top_k=1,
+                          save_weights_only=True, enable_version_counter=False, auto_insert_metric_name=False)
 
 
-class LastCheckpoint(Callback):
+class LastCheckpoint(Checkpoint):
     """checkpoints/last.ckpt at every epoch end (after validation, so early-stopping and best-score state are
     in it) and, with `every_n_steps`, every N optimiser steps. Resuming from an epoch-end checkpoint continues
     exactly; from a mid-epoch one, the interrupted epoch's data order starts over.
+
+    A Lightning `Checkpoint`: Lightning runs the epoch-end hooks of EarlyStopping and checkpoint callbacks after
+    all others, and the checkpoint callbacks last, in the order given; best.ckpt's callback must come before this
+    one, so the best score and early-stopping counters saved here include this epoch's validation.
 
     With `min_interval_s`, an epoch end less than that many seconds after the previous write is skipped (epochs
     of a second or two on a GPU would otherwise spend much of their time writing a full checkpoint with optimiser

@@ -100,8 +100,20 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
                        what=f"a whole number >= the run's {before}, or -1 for no limit (it may only be raised)")
             OmegaConf.update(cfg, key, value, merge=False)
         cfg.run_dir = str(run_dir)
+        root = OmegaConf.select(cfg, "data.root")
+        if root is not None and not Path(str(root)).expanduser().is_absolute():
+            cfg.data.root = _dataset_root(last, str(root))
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _dataset_root(last: Path, root: str) -> str:
+    """The dataset folder of a run whose config.yaml holds data.root relative to the folder it was started in (runs
+    before it was saved absolute): the checkpoint's meta names it absolutely."""
+    from segcli.inference.backends import read_checkpoint
+
+    dataset = read_checkpoint(last)["hyper_parameters"]["meta"].get("dataset") or {}
+    return str(dataset.get("root") or root)
 
 
 def trim_metrics(run_dir: Path, global_step: int) -> None:
