@@ -129,6 +129,32 @@ def test_json_to_stdout_is_only_json(crafted, capsys):
     assert rep["mIoU"] == near(MIOU) and rep["boundary"] == {"dilation_ratio": 0.02}
 
 
+def test_json_into_a_pipe_or_through_a_link_writes_there_and_keeps_it(crafted, tmp_path, capsys):
+    """--json into a FIFO (as `--json >(jq ...)` or /dev/stdout give) and through a symbolic link: the temp file +
+    rename put a plain file in the pipe's place (as root it replaced /dev/stdout) and the link's."""
+    import json
+    import os
+    import stat
+
+    root, preds = crafted
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", fifo], capsys)
+        assert code == 0, err
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+        assert json.loads(os.read(reader, 1 << 20))["mIoU"] == near(MIOU)
+    finally:
+        os.close(reader)
+    (tmp_path / "kept").mkdir()
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "kept" / "report.json")
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", link], capsys)
+    assert code == 0, err
+    assert link.is_symlink() and load_json(tmp_path / "kept" / "report.json")["mIoU"] == near(MIOU)
+
+
 def test_gate_exit_codes(crafted, capsys):
     root, preds = crafted
     base = ["eval", "--predictions", preds, "--data", root]
@@ -187,6 +213,27 @@ def test_compare_prints_deltas(crafted, tmp_path, capsys):
     old.write_text("{not json")
     code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)
     assert code == 3 and "old.json" in err
+
+
+@pytest.mark.parametrize("edit, text", [
+    (lambda rep: rep["classes"][1].update(iou="0.5"), 'classes[1].iou is "0.5", not a number or null'),
+    (lambda rep: rep.update(mIoU=[0.5]), "mIoU is [0.5], not a number or null"),
+    (lambda rep: rep["classes"][0].update(name=7), "no classes list with a name per class"),
+])
+def test_compare_with_a_malformed_report_is_a_data_error_naming_the_field(crafted, tmp_path, capsys, edit, text):
+    """A hand-edited report, or another tool's JSON: was exit 4 (float('0.5'), sorting int and str names)."""
+    import json
+
+    root, preds = crafted
+    old = tmp_path / "old.json"
+    run_cli(["eval", "--predictions", preds, "--data", root, "--json", old], capsys)
+    rep = json.loads(old.read_text())
+    edit(rep)
+    old.write_text(json.dumps(rep))
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)
+    assert code == 3 and out == "", err
+    assert err.strip().splitlines() == [f"segcli: error: {old}: not a segcli eval report ({text}); pass a report.json "
+                                        "from `segcli eval`"], err
 
 
 def test_prediction_errors_name_the_file(crafted, capsys):

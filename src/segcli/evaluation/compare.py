@@ -24,9 +24,33 @@ def load_report(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: not a readable JSON report ({type(err).__name__}); pass a report.json from `segcli eval`") from None
     if not isinstance(report, dict) or not isinstance(report.get("classes"), list) or \
-            not all(isinstance(r, dict) and "name" in r for r in report["classes"]):
-        raise DataError(f"{path}: not a segcli eval report (no classes list); pass a report.json from `segcli eval`")
+            not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in report["classes"]):
+        raise DataError(f"{path}: not a segcli eval report (no classes list with a name per class); pass a report.json "
+                        "from `segcli eval`")
+    for where, value in _fields(report):
+        if not _rate(value):
+            raise DataError(f"{path}: not a segcli eval report ({where} is {_shown(value)}, not a number or null); "
+                            "pass a report.json from `segcli eval`")
     return report
+
+
+def _fields(report: dict):
+    """(where, value) of every number --compare reads: the aggregates and each class's rates."""
+    for key in AGGREGATES:
+        if key in report:
+            yield key, report[key]
+    for i, row in enumerate(report["classes"]):
+        for rate in CLASS_RATES:
+            yield f"classes[{i}].{rate}", row.get(rate)
+
+
+def _rate(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _delta(new, old):

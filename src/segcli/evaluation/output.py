@@ -19,6 +19,40 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _write_report(path: Path, text: str) -> None:
+    """--json FILE. A rename over a path replaces what is there: written so, /dev/stdout (or a symbolic link) became a
+    plain file, and `--json >(jq ...)` failed. So: this process's stdout or stderr (/dev/stdout, /dev/stderr) is
+    written to through its stream, a pipe or device is written into, a symbolic link's target is replaced (the
+    link stays), and a file atomically (temp file + rename)."""
+    import os
+    import stat
+    import sys
+
+    from segcli.errors import DataError
+
+    try:
+        target = path.stat()
+    except OSError:
+        target = None
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        try:
+            mine = os.fstat(fd)
+        except OSError:
+            continue
+        if target is not None and (target.st_dev, target.st_ino) == (mine.st_dev, mine.st_ino):
+            stream.write(text)
+            stream.flush()
+            return
+    if target is not None and not stat.S_ISREG(target.st_mode) and not stat.S_ISDIR(target.st_mode):
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as err:
+            raise DataError(f"{path}: cannot write it ({err.strerror or err}); check free space and permissions") from None
+        return
+    _write_text(path.resolve() if path.is_symlink() else path, text)
+
+
 def print_wide(console, renderable) -> None:
     """Print a table at its natural width when stdout is not a terminal (files and pipes get whole class names)."""
     if console.is_terminal:
@@ -51,7 +85,7 @@ def emit(cfg, report: dict, acc, card) -> None:
         for entry in report.get("worst") or []:
             console.print(f"worst: {entry['image']}  mIoU {entry['mIoU'] * 100:.2f}  {entry['file']}")
     if cfg.json and cfg.json != "-":
-        _write_text(Path(cfg.json), text)
+        _write_report(Path(cfg.json), text)
         info(f"eval: report written to {cfg.json}")
     if cfg.out:
         write_files(Path(cfg.out), report, acc, card, cfg.split, text)
