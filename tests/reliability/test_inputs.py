@@ -55,6 +55,24 @@ def test_train_failing_on_a_damaged_image_leaves_no_run_dir(dataset_copy, tmp_pa
     assert (tmp_path / "mine").is_dir()
 
 
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_train_with_an_emptied_split_names_the_setting_that_fixes_it(dataset_copy, tmp_path, split):
+    """A card whose split lists no pairs (edited by hand, or every pair removed): exit 3 naming the split and the
+    data.*_split setting (it said 'is empty for the selected fold' without a fold or a fix); no run dir left."""
+    import yaml
+
+    card = dataset_copy / "dataset.yaml"
+    raw = yaml.safe_load(card.read_text())
+    raw["splits"][split] = []
+    card.write_text(yaml.safe_dump(raw, sort_keys=False))
+    proc = run_cli("train", f"data.root={dataset_copy}", "trainer.max_epochs=1", "--run-dir", tmp_path / "run",
+                   cwd=tmp_path)
+    line = error_line(proc.returncode, proc.stderr, 3, card)
+    assert f"split '{split}' (data.{split}_split) has no pairs" in line
+    assert ("data.val_split=null" if split == "val" else "data.train_split=NAME") in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_on_empty_dataset_dir(cli, model_ckpt, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -15,6 +15,7 @@ from segcli.data.channels import check_augment
 from segcli.data.dataset import SegDataset
 from segcli.data.sampler import rare_class_sampler
 from segcli.data.transforms import train_transform
+from segcli.errors import DataError
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -194,6 +195,7 @@ class SegDataModule(L.LightningDataModule):
             train_split = val_split = cfg["train_split"]
             train_idx = card.indices(train_split, int(fold), held_out=False)
             val_idx = card.indices(train_split, int(fold), held_out=True)
+        _check_not_empty(card, fold, (("train", train_split, train_idx), ("val", val_split, val_idx)))
         self.workers = workers = loader_workers(cfg.get("num_workers", "auto"))
         setting = cfg.get("cache", "auto")
         self.train_set = SegDataset(card, train_split,
@@ -251,3 +253,18 @@ class SegDataModule(L.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.trainer.world_size,
                                                    rank=self.trainer.global_rank, shuffle=False)
         return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False, sampler=sampler)
+
+
+def _check_not_empty(card, fold, parts) -> None:
+    """A split (or a fold's part of the train split) with no pairs is a data error that names the fix."""
+    for role, split, indices in parts:
+        if split is None or indices:
+            continue
+        where = card.root / "dataset.yaml"
+        if fold is not None:
+            raise DataError(f"{where}: fold {fold} leaves no pair for {role} in split '{split}'; choose another "
+                            "data.fold, or prepare the dataset with fewer --folds")
+        fix = ("name a split that has pairs (data.train_split=NAME), or add pairs and prepare the dataset again"
+               if role == "train" else "name another (data.val_split=NAME), or train without validation: "
+               "data.val_split=null")
+        raise DataError(f"{where}: split '{split}' (data.{role}_split) has no pairs; {fix}")
