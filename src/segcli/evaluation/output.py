@@ -90,7 +90,7 @@ def emit(cfg, report: dict, acc, card) -> None:
     if cfg.out:
         write_files(Path(cfg.out), report, acc, card, cfg.split, text)
         info(f"eval: report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png"
-             f"{', worst/' if acc.worst_k else ''} written to {cfg.out}")
+             f"{', worst/' if report.get('worst') else ''} written to {cfg.out}")
 
 
 def worst_entries(acc) -> list[dict]:
