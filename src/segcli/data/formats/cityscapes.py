@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from segcli.data.formats.native import by_stem, index, point_at
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
@@ -40,11 +41,22 @@ def decoder(train_ids: bool = False) -> MaskDecoder:
     return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=value_lut(mapping), raw_name="Cityscapes label ids (0..33 valid)")
 
 
+def _is_root(path: Path) -> bool:
+    return (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir()
+
+
 def find_root(src: Path) -> Path:
     for root in (src, src / "cityscapes"):
-        if (root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir():
+        if _is_root(root):
             return root
-    raise DataError(f"{src}: not a Cityscapes folder; expected leftImg8bit/ and gtFine/ in it")
+    for folder in (src, *list(src.absolute().parents)[:2]):  # a partial download: one of the two zips extracted
+        for have, lack, download in (("gtFine", "leftImg8bit", "leftImg8bit_trainvaltest.zip"),
+                                     ("leftImg8bit", "gtFine", "gtFine_trainvaltest.zip")):
+            if (folder / have).is_dir() and not (folder / lack).is_dir():
+                raise DataError(f"{folder}: holds {have}/ but no {lack}/ beside it; extract {download} into {folder} "
+                                f"too, then point --src at {folder}")
+    raise DataError(f"{src}: not a Cityscapes folder; expected leftImg8bit/ and gtFine/ in it; "
+                    + point_at(src, _is_root, "the folder holding leftImg8bit/ and gtFine/ (where both zips were extracted)"))
 
 
 def collect(src: str | Path, splits: list[str] | None = None) -> Source:
@@ -56,11 +68,10 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     for split in wanted:
         image_dir, mask_dir = root / "leftImg8bit" / split, root / "gtFine" / split
         if not image_dir.is_dir():
-            raise DataError(f"{image_dir}: split folder not found")
-        images = {p.relative_to(image_dir).as_posix()[: -len(IMAGE_SUFFIX + ".png")]: p
-                  for p in sorted(image_dir.rglob(f"*{IMAGE_SUFFIX}.png"))}
-        masks = {p.relative_to(mask_dir).as_posix()[: -len(suffix + ".png")]: p
-                 for p in sorted(mask_dir.rglob(f"*{suffix}.png"))} if mask_dir.is_dir() else {}
+            available = sorted(p.name for p in (root / "leftImg8bit").iterdir() if p.is_dir() and p.name[0] != ".")
+            raise DataError(f"{image_dir}: split folder not found; available: {', '.join(available) or 'none'}")
+        images = by_stem(image_dir, split, findings, IMAGE_SUFFIX)
+        masks = by_stem(mask_dir, split, findings, suffix)
         pairs, missing = pair_by_stem(split, images, masks,
                                       lambda stem: f"no {mask_dir / (stem + suffix + '.png')}",
                                       lambda stem: f"no {image_dir / (stem + IMAGE_SUFFIX + '.png')}")
@@ -75,6 +86,6 @@ def _only_train_ids(root: Path, splits: list[str]) -> bool:
     folders = [root / "gtFine" / split for split in splits if (root / "gtFine" / split).is_dir()]
 
     def has(suffix: str) -> bool:
-        return any(next(folder.rglob(f"*{suffix}.png"), None) is not None for folder in folders)
+        return any(index(folder, suffix)[0] for folder in folders)
 
     return not has(MASK_SUFFIX) and has(TRAIN_ID_SUFFIX)

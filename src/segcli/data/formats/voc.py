@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segcli.data.formats.folder import default_palette
+from segcli.data.formats.native import duplicate, index, point_at
 from segcli.data.lint import error
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.palette import ColourMap
@@ -33,12 +34,21 @@ DEFAULT_SPLITS = ["train", "val"]
 AUG_MASKS = "SegmentationClassAug"  # SBD's extra masks, converted to VOC ids
 
 
+def _is_root(path: Path) -> bool:
+    return (path / "JPEGImages").is_dir() and (path / "SegmentationClass").is_dir()
+
+
 def find_root(src: Path) -> Path:
     for root in (src, src / "VOC2012", src / "VOCdevkit" / "VOC2012"):
-        if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
+        if _is_root(root):
             return root
+    for root in (src, src / "VOC2012", src / "VOCdevkit" / "VOC2012"):
+        if (root / "JPEGImages").is_dir():  # the test download (VOC2012test.tar) alone: images without masks
+            raise DataError(f"{root}: JPEGImages/ but no SegmentationClass/ (the masks); the test download has none: "
+                            "extract the trainval download (VOCtrainval_11-May-2012.tar) and point --src at its "
+                            "VOCdevkit/")
     raise DataError(f"{src}: not a VOC folder; expected JPEGImages/ and SegmentationClass/ in it, in VOC2012/ or in "
-                    "VOCdevkit/VOC2012/")
+                    "VOCdevkit/VOC2012/; " + point_at(src, _is_root, "VOCdevkit/ (or VOCdevkit/VOC2012/)"))
 
 
 def decoder() -> MaskDecoder:
@@ -53,17 +63,25 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     wanted = list(splits or DEFAULT_SPLITS)
     mask_dirs = [root / "SegmentationClass"] + ([root / AUG_MASKS] if (root / AUG_MASKS).is_dir() else [])
     samples, findings = [], []
+    images, image_twins = index(root / "JPEGImages")  # by stem: x.jpg, or x.JPG as some copies have it
+    masks = [index(d) for d in mask_dirs]
     for split in wanted:
         list_file = lists_dir / f"{split}.txt"
         if not list_file.is_file():
             raise DataError(f"{list_file}: split list not found; available: "
                             f"{', '.join(p.stem for p in sorted(lists_dir.glob('*.txt'))) or 'none'}")
         for stem in (Path(listed).name for listed in read_split_list(list_file)):  # "/JPEGImages/<stem>.jpg ..."
-            image = root / "JPEGImages" / f"{stem}.jpg"
-            mask = next((d / f"{stem}.png" for d in mask_dirs if (d / f"{stem}.png").is_file()), None)
-            if not image.is_file():
-                findings.append(error("missing_image", str(list_file), f"lists '{stem}' but {image} does not exist",
-                                      split=split, stem=stem))
+            image, mask = images.get(stem), None
+            twins = image_twins.get(stem)
+            for files, mask_twins in masks:  # VOC's own mask first, then SegmentationClassAug's
+                if stem in files or stem in mask_twins:
+                    mask, twins = files.get(stem), twins or mask_twins.get(stem)
+                    break
+            if twins:
+                findings.append(duplicate(split, stem, twins))
+            elif image is None:
+                findings.append(error("missing_image", str(list_file), f"lists '{stem}' but "
+                                      f"{root / 'JPEGImages' / stem}.jpg does not exist", split=split, stem=stem))
             elif mask is None:
                 where = " or ".join(str(d / f"{stem}.png") for d in mask_dirs)
                 findings.append(error("missing_mask", str(image), f"no mask {where}", split=split, stem=stem))
