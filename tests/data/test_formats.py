@@ -324,7 +324,9 @@ def test_folder_16bit_ids_and_default_names(tmp_path, rng, run_cli):
 @pytest.mark.parametrize("palette", ["# name R G B\nroad 128 64 128\ncar, 0, 0, 142\nsky #4682b4\nignore 0 0 0\n",
                                      "name,r,g,b\nroad,128,64,128\ncar,0,0,142\nsky,70,130,180\nVoid,0,0,0\n",
                                      "128 64 128\troad\n0 0 142\tcar\n70 130 180\tsky\n0 0 0\tUnlabelled\n",
-                                     "#804080 road\n#00008e car\n#4682b4 sky\n#000000 unlabeled\n"])
+                                     "#804080 road\n#00008e car\n#4682b4 sky\n#000000 unlabeled\n",
+                                     "name,r,g,b,class_11\nroad,128,64,128,1\ncar,0,0,142,1\nsky,70,130,180,1\n"
+                                     "void,0,0,0,0\n"])
 def test_folder_rgb_palette_masks(tmp_path, rng, run_cli, palette):
     """A palette file, a class_dict.csv with its header line (several datasets ship one), or colour-first lines
     (CamVid's label_colors.txt); a colour named ignore, void, unlabelled or unlabeled is the ignore index."""

@@ -8,7 +8,8 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
     64 128 64  Animal     # colour first, as CamVid's label_colors.txt
     ignore 0 0 0          # the names ignore, void, unlabelled and unlabeled map a colour to the ignore index
 
-A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped.
+A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped; when
+it names more columns after b (`name,r,g,b,class_11`), those columns are dropped from every line.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ _DECIMAL_FIRST = re.compile(r"^(?P<r>\d{1,3})[\s,;]+(?P<g>\d{1,3})[\s,;]+(?P<b>\
 _HEX_FIRST = re.compile(r"^#(?P<hex>[0-9a-fA-F]{6})[\s,:;=]+(?P<name>.+)$")
 _COMMENT = re.compile(r"(^|\s)#(?![0-9a-fA-F]{6}(\s|$)).*$")  # '#' starts a comment unless it is a #rrggbb colour
 IGNORE_NAMES = ("ignore", "void", "unlabelled", "unlabeled")  # a colour that marks pixels without a class
-_HEADER = re.compile(r"^\W*[a-z_ ]*\W+r(ed)?\W+g(reen)?\W+b(lue)?\W*$", re.IGNORECASE)  # name,r,g,b / class,red,…
+_HEADER = re.compile(r"^\W*[a-z_ ]*\W+r(ed)?\W+g(reen)?\W+b(lue)?(?P<extra>(\s*,\s*[\w ]+)*)\W*$",
+                     re.IGNORECASE)  # name,r,g,b / class,red,… (more CSV columns after b: class_11 flags, …)
 
 
 @dataclass
@@ -45,12 +47,17 @@ def parse_palette(path: str | Path) -> Palette:
     if not path.is_file():
         raise ConfigError(f"--palette {path}: file not found")
     classes, colours, ignore = [], [], []
+    extra_columns = False  # a CSV header with columns after b: each line's are dropped
     from segcli.inference.io import read_lines
 
     for number, line in enumerate(read_lines(path, "palette"), 1):
         line = _COMMENT.sub("", line).strip()
-        if not line or (not classes and not ignore and _HEADER.match(line)):
+        header = None if classes or ignore else _HEADER.match(line)
+        if not line or header:
+            extra_columns = extra_columns or bool(header and header["extra"])
             continue
+        if extra_columns:
+            line = ",".join(line.split(",")[:4])
         match = _DECIMAL.match(line) or _HEX.match(line) or _DECIMAL_FIRST.match(line) or _HEX_FIRST.match(line)
         if not match:
             raise ConfigError(f"{path}:{number}: cannot read {line!r}; write 'name R G B' (0-255), 'R G B name' or "
