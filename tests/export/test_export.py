@@ -293,3 +293,21 @@ def test_a_failed_export_leaves_no_folders_it_made(ckpt, tmp_path, cli):
     code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out, "--verify-images", tmp_path / "images")
     assert code == 3 and "broken.png" in err and not stdout
     assert not (tmp_path / "new").exists()
+
+
+def test_argmax_of_a_model_at_input_scale_is_refused_before_exporting(ckpt, tmp_path, cli):
+    """A model run at data.input_scale=0.5 has its logits resized back to the image before the argmax; an --argmax
+    export can only resize ids (nearest), so it was exported, disagreed on every boundary and failed verification
+    (exit 1, 'argmax agreement 0.94 < 0.9999') — the CamVid recipe's models could never be exported with --argmax."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["meta"]["input_scale"] = 0.5
+    scaled = tmp_path / "scaled.ckpt"
+    torch.save(state, scaled)
+    out = tmp_path / "models" / "ids.onnx"
+    code, stdout, err = cli("export", "--ckpt", scaled, "--argmax", "--out", out)
+    assert code == 2 and not stdout
+    assert "--argmax" in err and "input_scale 0.5" in err and "export without --argmax" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scaled.ckpt"]
+    code, stdout, err = cli("export", "--ckpt", scaled, "--out", out)  # logits of the same model export and verify
+    assert code == 0, err
+    assert out.is_file()

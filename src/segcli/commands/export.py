@@ -70,6 +70,19 @@ def _check_values(cfg) -> None:
                           "verification images' size")
 
 
+def _check_argmax(cfg, meta: dict) -> None:
+    """--argmax needs a model run at the image's own resolution: one with input_scale != 1 has its logits resized
+    back to the image before the argmax, which class ids (nearest-neighbour at best) cannot reproduce; such an
+    export disagreed with the checkpoint on every boundary and failed verification (exit 1) after exporting."""
+    from segcli.inference.predictor import input_scale
+
+    scale = input_scale(meta)
+    if cfg.argmax and scale != 1.0:
+        raise ConfigError(f"{cfg.ckpt}: --argmax cannot reproduce this model's masks: it works at input_scale {scale:g} "
+                          "and its logits are resized back to the image before the argmax, which class ids cannot be; "
+                          "export without --argmax (predict and eval take the argmax)")
+
+
 def _verification_images(cfg, meta: dict) -> list:
     """(H, W, C) uint8 images (RGB, or a multispectral model's channels): --verify-images DIR, else the
     checkpoint dataset's val split."""
@@ -192,6 +205,7 @@ def _export(cfg, out: Path) -> Path:
 
     half, fmt = bool(cfg.half), str(cfg.format)
     model, meta = load_torch_model(cfg.ckpt)
+    _check_argmax(cfg, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
     images = _verification_images(cfg, meta)
     meta_out = export_meta(meta, cfg.ckpt, fmt, bool(cfg.argmax), half, int(cfg.opset) if fmt == "onnx" else None)
