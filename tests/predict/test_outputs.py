@@ -160,3 +160,31 @@ def test_a_multi_page_tiff_is_named(ckpt, cli, tmp_path):
     assert code == 0 and len(out.split()) == 2, err
     assert f"predict: note: {folder / 'stack.tif'} holds 3 pages; only the first is predicted;" in err
     assert "single.tif" not in err
+
+
+def test_skip_existing_keeps_the_uncertainty_scores(ckpt, cli, tmp_path):
+    """A run resumed with --skip-existing re-read a finished image's score from its 8-bit entropy map while the
+    first run had scored the unrounded entropy: uncertainty.csv and --jsonl differed in the 5th-6th decimal
+    (0.524454 then 0.524459), enough to reorder near-ties of the review queue."""
+    write_images(tmp_path / "in", 4, 40, 52)
+    args = ("predict", tmp_path / "in", "--ckpt", ckpt, "--save", "mask,uncertainty", "--jsonl", "workers=0")
+    code, fresh, err = cli(*args, "--out", tmp_path / "fresh")
+    assert code == 0, err
+    code, _, err = cli(*args, "--out", tmp_path / "resumed")
+    assert code == 0, err
+    (tmp_path / "resumed" / "img_002.png").unlink()  # a run killed before its last image
+    code, resumed, err = cli(*args, "--out", tmp_path / "resumed", "--skip-existing")
+    assert code == 0, err
+
+    def scores(stdout: str) -> dict:
+        return {Path(row["input"]).name: (row["uncertainty"], row.get("skipped", False))
+                for row in map(json.loads, stdout.splitlines())}
+
+    before, after = scores(fresh), scores(resumed)
+    assert sum(skipped for _, skipped in after.values()) == 3
+    assert {k: v for k, (v, _) in after.items()} == {k: v for k, (v, _) in before.items()}
+    assert ((tmp_path / "resumed" / "uncertainty.csv").read_text().replace("resumed", "fresh")
+            == (tmp_path / "fresh" / "uncertainty.csv").read_text())
+    for name, (score, _) in before.items():  # the score is the written map's mean
+        stored = cv2.imread(str(tmp_path / "fresh" / "uncertainty" / name.replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
+        assert score == pytest.approx(stored.mean() / 255.0, abs=1e-12)

@@ -112,9 +112,9 @@ class Outputs:
         if "prob" in paths:
             write_prob(paths["prob"], probs, self.classes)
         if "uncertainty" in self.save and probs is not None:
-            entropy = normalised_entropy(probs)
-            score = float(entropy.mean())
-            write_png(paths["uncertainty"], np.round(entropy * 255).astype(np.uint8))
+            entropy = np.round(normalised_entropy(probs) * 255).astype(np.uint8)
+            score = uncertainty_score(entropy)  # of the map as written: a resumed run reads back the same number
+            write_png(paths["uncertainty"], entropy)
         pixels = np.bincount(mask.ravel(), minlength=len(self.classes))[: len(self.classes)].tolist()
         return Record(source, {k: str(p) for k, p in paths.items()}, pixels, score)
 
@@ -126,7 +126,7 @@ class Outputs:
             pixels = np.bincount(read_ids(paths["mask"]).ravel(), minlength=len(self.classes))[: len(self.classes)].tolist()
         score = None
         if "uncertainty" in paths:
-            score = float(read_ids(paths["uncertainty"]).mean() / 255.0)
+            score = uncertainty_score(read_ids(paths["uncertainty"]))
         return Record(source, {k: str(p) for k, p in paths.items()}, pixels, score, skipped=True)
 
     def write_mask(self, path: Path, mask: np.ndarray) -> None:
@@ -156,6 +156,13 @@ def normalised_entropy(probs: np.ndarray) -> np.ndarray:
     p = np.clip(probs, 1e-12, 1.0)
     entropy = -(p * np.log(p)).sum(0)
     return (entropy / math.log(k) if k > 1 else entropy * 0).astype(np.float32)
+
+
+def uncertainty_score(entropy_map: np.ndarray) -> float:
+    """An image's uncertainty score, 0..1: the mean of its (H, W) uint8 entropy map (entropy / log K × 255) / 255.
+    Taken from the stored map, so that a run resumed with --skip-existing ranks finished images exactly as the run
+    that wrote them did."""
+    return float(entropy_map.mean() / 255.0)
 
 
 def write_prob(path: Path, probs: np.ndarray, classes: list[str]) -> None:
