@@ -309,3 +309,37 @@ def test_colour_predictions_in_the_cards_palette(crafted, tmp_path, capsys):
     write_png(colour_dir / "c.png", stray)
     code, _, err = run_cli(["eval", "--predictions", colour_dir, "--data", root], capsys)
     assert code == 3 and "c.png" in err and "(1, 2, 3)" in err and "palette" in err
+
+
+def test_colour_predictions_showing_only_grey_classes(crafted, tmp_path, capsys):
+    """A colour prediction that holds only grey palette colours (r = g = b, e.g. CamVid's sky (128, 128, 128) or a
+    building (70, 70, 70)) was read as one channel of ids: 'pred contains class ids [70] outside 0..4', exit 3."""
+    import json
+
+    from helpers_eval import CRAFTED, IG, write_card
+
+    from segcli.data.card import load_card
+    from segcli.inference.io import write_png
+
+    root, _ = crafted
+    palette = [[70, 130, 180], [128, 64, 128], [70, 70, 70], [220, 220, 0], [1, 1, 1]]  # car grey; tree (1, 1, 1)
+    write_card(root, "crafted", CLASSES, palette, load_card(root).splits)
+    ids_dir, colour_dir = tmp_path / "ids", tmp_path / "colour"
+    for key, (gt, pred) in CRAFTED.items():
+        pred = np.array(pred, np.uint8)
+        pred[pred == IG] = 0
+        if key == "seq1/b":
+            pred[:] = 2  # all car: a grey image in colour
+        if key == "c":
+            pred[:] = 1  # ids 0..4 that are also palette greys, e.g. (1, 1, 1): stored ids win
+        write_png(ids_dir / f"{key}.png", pred)
+        colour = np.array(palette, np.uint8)[pred] if key != "c" else np.repeat(pred[..., None], 3, axis=2)
+        write_png(colour_dir / f"{key}.png", colour)
+    reports = []
+    for preds in (ids_dir, colour_dir):
+        code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", "-"], capsys)
+        assert code == 0, err
+        rep = json.loads(out)
+        reports.append((rep["mIoU"], rep["classes"]))
+    assert reports[0] == reports[1]
+    assert reports[1][1][2]["pred_pixels"] == 6  # the all-car image: its 6 pixels not ignored (seq1/b: 2x4, 2 ignored)

@@ -166,10 +166,20 @@ def read_mask(path: str | Path, colours=None) -> np.ndarray:
                 return ids
             raise DataError(f"{path}: mask has {channels} different colour channels but class ids are expected; "
                             "store one channel of ids, or convert colours with a palette")
+        if colours is not None and array.dtype == np.uint8 and _grey_colours(array[..., 0], colours):
+            return colours.to_values(cv2.cvtColor(array[..., :3], cv2.COLOR_BGR2RGB))[0]
         array = array[..., 0]
     if array.dtype not in (np.uint8, np.uint16):
         raise DataError(f"{path}: mask dtype {array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
     return array
+
+
+def _grey_colours(grey: np.ndarray, colours) -> bool:
+    """True when an RGB mask whose channels are all equal holds palette colours, not ids: its levels are not all
+    class ids (or the ignore value) but are all grey colours of the palette (a colour prediction that shows only
+    grey classes, e.g. building (70, 70, 70), has r = g = b everywhere)."""
+    levels = np.flatnonzero(np.bincount(grey.ravel()))
+    return not np.isin(levels, colours.values).all() and colours.knows_all_greys(grey)
 
 
 def resolver() -> Callable[[str | Path], str]:
