@@ -144,6 +144,21 @@ def test_an_added_key_that_nothing_reads_is_refused():
     assert cfg["loss"]["params"]["dice"] == {"smooth": 1.0} and cfg["trainer"]["benchmark"] is True
 
 
+def test_a_loss_term_can_be_added_and_unknown_dict_keys_advise_the_plus():
+    """`+loss.terms.focal=0.5` (a term the preset lacks) was refused as a key nothing reads, though the loss error
+    advises it; `trainer.benchmark=true` (README: any Trainer argument) suggested trainer.devices instead of the
+    `+` that adds it."""
+    cfg = to_container(compose("train", ["+loss.terms.focal=0.5"]))
+    assert cfg["loss"]["terms"] == {"ce": 1.0, "dice": 1.0, "focal": 0.5}
+    for key in ("trainer.benchmark", "loss.terms.focal", "model.kwargs.decoder_attention_type",
+                "loss.params.focal.gamma"):
+        with pytest.raises(ConfigError, match=re.escape(f"or add one with +{key}=...")):
+            compose("train", [f"{key}=1"])
+    with pytest.raises(ConfigError) as err:
+        compose("train", ["data.bogus=1"])
+    assert "add one" not in str(err.value)
+
+
 def test_trainer_keys_are_lightning_trainer_arguments():
     from segcli.models.trainer_args import check
 

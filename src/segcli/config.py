@@ -111,8 +111,9 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> list:
 
 
 # Where `+key=value` may add a key that segcli does not list: dicts handed on as keyword arguments (Lightning's
-# Trainer, smp's architecture, a loss term's class). Anywhere else an added key would be read by nothing.
-ADDABLE = {"train": ("trainer.", "model.kwargs.", "loss.params.")}
+# Trainer, smp's architecture, a loss term's class) and the loss's term → weight dict (a term the preset lacks:
+# +loss.terms.focal=0.5). Anywhere else an added key would be read by nothing.
+ADDABLE = {"train": ("trainer.", "model.kwargs.", "loss.params.", "loss.terms.")}
 
 
 def _check_added(command: str, parsed: list, groups: dict, listed: Callable[[str], bool]) -> None:
@@ -224,7 +225,7 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
         close = did_you_mean(key, keys)
         return ConfigError(
             f"unknown config key '{key}' for 'segcli {command}'{close}; see `segcli {command} --cfg` for all keys"
-            + (f", or add one with +{key}=..." if key.startswith(ADDABLE.get(command, ())) and not close else "")
+            + (f", or add one with +{key}=..." if key.startswith(ADDABLE.get(command, ())) else "")
         )
     first = next((line for line in text.splitlines() if line.strip()), text)
     return ConfigError(f"invalid configuration for 'segcli {command}': {first}")

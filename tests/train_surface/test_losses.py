@@ -135,6 +135,35 @@ def test_params_of_a_term_the_loss_does_not_have_are_refused(tiny_data, tmp_path
     assert not (tmp_path / "r").exists()
 
 
+def test_a_term_the_preset_lacks_is_added_as_the_refusal_advises(tiny_data, tmp_path):
+    """`+loss.terms.focal=W`, the fix the refusal above names (and README's 'any weighted sum via loss.terms'), was
+    itself refused: "+loss.terms.focal: 'segcli train' reads no such key"."""
+    import yaml
+
+    run = tmp_path / "r"
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "final_eval=false", "+loss.terms.focal=0.5",
+                  "+loss.params.focal.gamma=3", "loss.terms.dice=0", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = yaml.safe_load((run / "config.yaml").read_text())["loss"]
+    assert saved["terms"] == {"ce": 1.0, "dice": 0, "focal": 0.5} and saved["params"]["focal"] == {"gamma": 3}
+    hparams = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]["loss"]
+    assert hparams["terms"]["focal"] == 0.5
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "+loss.terms.focall=1", "--run-dir", tmp_path / "bad")
+    assert proc.returncode == 2 and "unknown loss term 'focall' (did you mean focal?)" in proc.stderr
+
+
+def test_class_weights_that_no_term_uses_are_noted(capsys):
+    """loss=dice loss.class_weights=[...] trained unweighted without a word (only ce and focal weight classes)."""
+    weights = [1.0, 2.0, 0.5, 1.0]
+    for terms, noted in (({"dice": 1.0}, True), ({"ce": 0.0, "lovasz": 1.0}, True), ({"ce": 1.0, "dice": 1.0}, False),
+                         ({"focal": 1.0}, False)):
+        build_loss({"terms": terms, "class_weights": weights}, 4, IGNORE, None)
+        err = capsys.readouterr().err
+        assert ("loss.class_weights is unused" in err) == noted, (terms, err)
+    build_loss({"terms": {"dice": 1.0}, "class_weights": None}, 4, IGNORE, None)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("preset", ["ce", "dice", "focal", "lovasz", "tversky", "jaccard", "ce_dice", "ce_lovasz",
                                     "focal_dice"])
 def test_every_loss_preset_builds(preset):

@@ -153,4 +153,13 @@ def build_loss(loss_cfg: dict, num_classes: int, ignore_index: int, dataset_root
     """The `loss` config group → WeightedLoss."""
     weights = resolve_class_weights(loss_cfg.get("class_weights"), num_classes, dataset_root,
                                     loss_cfg.get("class_weight_power", 1.0))
-    return WeightedLoss(dict(loss_cfg["terms"]), ignore_index, class_weights=weights, params=loss_cfg.get("params"))
+    loss = WeightedLoss(dict(loss_cfg["terms"]), ignore_index, class_weights=weights, params=loss_cfg.get("params"))
+    if weights is not None and not any(name in WEIGHTED_TERMS for name in loss.weights):
+        from segcli.console import first_process, info
+
+        if first_process():  # a note, not an error: experiment=camvid loss=dice keeps the recipe's class_weights=auto
+            plus = "" if "ce" in loss_cfg["terms"] else "+"
+            info(f"train: note: loss.class_weights is unused: only the {' and '.join(WEIGHTED_TERMS)} terms weight "
+                 f"classes, and this loss has {', '.join(loss.weights)}; give one a weight ({plus}loss.terms.ce=1.0) "
+                 "or set loss.class_weights=null")
+    return loss
