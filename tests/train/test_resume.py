@@ -170,3 +170,31 @@ def test_a_run_started_with_a_relative_data_root_resumes_from_another_folder(tin
     code, _, err = segcli(["train", "--resume", start / "run", "trainer.max_epochs=3"], capsys)
     assert code == 0, err
     assert epochs_run(start / "run") == 3
+
+
+def test_a_run_started_from_a_weights_file_resumes_from_another_folder_and_without_it(tiny_data, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """model.encoder_weights=r18.pth (relative) was saved as typed, and --resume read the file again: from another
+    folder, or once the file had gone, the resume failed (exit 3 'encoder weights file not found') although the
+    weights come from last.ckpt. The path is saved absolute, and a resume does not read it."""
+    import torch
+    import yaml
+
+    from segcli.models.factory import build_model
+
+    start, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    torch.save(build_model("unet", "resnet18", classes=2).encoder.state_dict(), start / "r18.pth")
+    monkeypatch.chdir(start)
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "final_eval=false",
+                                          "model.encoder_weights=r18.pth"), "--run-dir", "run"], capsys)
+    assert code == 0, err
+    assert "encoder weights r18.pth: 120 tensors loaded" in err
+    saved = start / "run" / "config.yaml"
+    assert yaml.safe_load(saved.read_text())["model"]["encoder_weights"] == str((start / "r18.pth").resolve())
+    monkeypatch.chdir(elsewhere)
+    (start / "r18.pth").unlink()
+    code, _, err = segcli(["train", "--resume", start / "run", "trainer.max_epochs=2"], capsys)
+    assert code == 0, err
+    assert "encoder weights" not in err
+    assert epochs_run(start / "run") == 2

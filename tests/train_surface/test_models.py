@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -145,6 +147,21 @@ def test_rgb_weights_for_another_channel_count_adapt_the_first_convolution(tmp_p
     assert torch.equal(model.encoder.layer1[0].conv1.weight, source.encoder.layer1[0].conv1.weight)
     err = capsys.readouterr().err
     assert "0 missing" in err and f"adapted from 3 to {channels} input channel" in err
+
+
+def test_a_weights_path_that_is_missing_or_a_folder_says_so(tmp_path):
+    """A path without a weights suffix that does not exist (a typo in a folder name, a file still downloading) was
+    taken for a named set: smp's "Wrong pretrained weights `/data/w/resnet18` ... options are ['imagenet', ...]"
+    (exit 2); a folder was 'file not found'."""
+    for given in (tmp_path / "gone" / "resnet18", tmp_path / "best.ckpt", "~/no-such-weights"):
+        with pytest.raises(DataError, match="encoder weights file not found; check model.encoder_weights"):
+            build_model("unet", "resnet18", classes=2, encoder_weights=str(given))
+    with pytest.raises(DataError, match="is a folder, not an encoder weights file"):
+        build_model("unet", "resnet18", classes=2, encoder_weights=str(tmp_path))
+    from segcli.models.factory import local_weights
+
+    assert local_weights("imagenet") is None and local_weights(None) is None
+    assert local_weights("w.pth") == Path("w.pth")
 
 
 def test_local_weights_of_another_encoder_fail(tmp_path):

@@ -103,7 +103,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.data.channels import fit_normalization
     from segcli.data.datamodule import SegDataModule, input_scale, validates
     from segcli.inference.io import missing_folders
-    from segcli.models.factory import build_model, min_input_size, model_kwargs, size_multiple
+    from segcli.models.factory import build_model, local_weights, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
     from segcli.models.trainer_args import check as check_trainer, for_this_machine, lightning_config_errors
     from segcli.runs import make_run_dir, model_meta, save_config
@@ -126,6 +126,9 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
     cfg.data.root = str(Path(card.root).resolve())  # config.yaml must name it from any folder --resume is run in
+    weights_file = local_weights(cfg.model.encoder_weights)
+    if weights_file is not None and not resume:  # so must it a local encoder weights file (provenance)
+        cfg.model.encoder_weights = str(weights_file.resolve())
     if card.num_classes < 2:
         raise DataError(f"{card.root / 'dataset.yaml'}: one class ({', '.join(card.classes)}); a model has nothing to "
                         "tell apart: label at least two classes (e.g. background and object) and prepare again")
@@ -152,9 +155,12 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         if cfg.data.val_split == cfg.data.train_split and cfg.data.get("fold") is None and first_process():
             info(f"train: note: data.val_split is the training split '{cfg.data.train_split}', so val mIoU and "
                  "best.ckpt measure images the model trains on; data.val_split=null trains without validation")
-    # Loss (class weights), encoder weights and data settings fail here too, before anything is written.
+    # Loss (class weights), encoder weights and data settings fail here too, before anything is written. A resumed
+    # run's weights come from last.ckpt: its initial encoder weights are not read again (a file moved or deleted
+    # since, or a named set that would be downloaded again, offline, must not stop a resume).
     module = SegModule(meta, to_container(cfg.loss), to_container(cfg.optim), to_container(cfg.sched),
-                       encoder_weights=cfg.model.encoder_weights, channels_last=bool(cfg.channels_last),
+                       encoder_weights=None if resume else cfg.model.encoder_weights,
+                       channels_last=bool(cfg.channels_last),
                        compile=bool(cfg.model.get("compile", False)))
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card,
                                channels=int(cfg.model.in_channels))

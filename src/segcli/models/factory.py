@@ -81,8 +81,8 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
     _check_encoder(encoder)
     if check_kwargs:
         _check_kwargs(arch.lower(), encoder, kwargs or {})
-    weights_file = Path(str(encoder_weights)).expanduser()
-    local = encoder_weights is not None and (weights_file.suffix in WEIGHT_SUFFIXES or weights_file.exists())
+    weights_file = local_weights(encoder_weights)
+    local = weights_file is not None
     named = None if (encoder_weights is None or local) else str(encoder_weights)
     try:
         model = smp.create_model(arch.lower(), encoder_name=encoder, encoder_weights=named, in_channels=in_channels,
@@ -97,9 +97,25 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
     return model
 
 
+def local_weights(encoder_weights) -> Path | None:
+    """model.encoder_weights as a local file's path, or None for null and a named set (imagenet, ...): a value with
+    a weights suffix, one that names something that exists, or one that looks like a path (a folder separator,
+    ~), which no named set does."""
+    if encoder_weights is None:
+        return None
+    text = str(encoder_weights)
+    path = Path(text).expanduser()
+    if path.suffix in WEIGHT_SUFFIXES or path.exists() or "/" in text or "\\" in text or text.startswith("~"):
+        return path
+    return None
+
+
 def load_encoder_weights(model: nn.Module, path: Path) -> None:
     """Load a local .pth/.safetensors state dict (or a segcli checkpoint's encoder) into model.encoder, reporting
     matched/missing keys on stderr."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an encoder weights file; give model.encoder_weights a .pth or "
+                        ".safetensors file in it")
     if not path.is_file():
         raise DataError(f"{path}: encoder weights file not found; check model.encoder_weights")
     try:
