@@ -13,7 +13,8 @@ import re
 
 from segcli.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}:\d{1,2}\s*$")
+_DURATION = re.compile(r"^\s*(\d+):(\d\d):(\d\d):(\d\d)\s*$")  # Lightning's Timer format: two digits after days
+_TIMEDELTA_KEYS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")
 
 
 def finite_number(value) -> float | None:
@@ -167,16 +168,39 @@ def _devices_ok(devices) -> bool:
     return devices == -1 or _within(devices, 1, None, False, True)
 
 
+def duration_seconds(duration) -> float | None:
+    """trainer.max_time in seconds, or None when Lightning's Timer cannot read it: "DD:HH:MM:SS" (two digits each
+    after the days) or a dict of datetime.timedelta's keyword arguments ({minutes: 12}) with numbers >= 0."""
+    if isinstance(duration, str):
+        match = _DURATION.match(duration)
+        if not match:
+            return None
+        days, hours, minutes, secs = (int(v) for v in match.groups())
+        return ((days * 24 + hours) * 60 + minutes) * 60.0 + secs
+    if isinstance(duration, dict) and duration:
+        values = [finite_number(v) for v in duration.values()]
+        if any(k not in _TIMEDELTA_KEYS for k in duration) or any(v is None or v < 0 for v in values):
+            return None
+        from datetime import timedelta
+
+        return timedelta(**{str(k): float(v) for k, v in duration.items()}).total_seconds()
+    return None
+
+
 def _trainer_values(trainer: dict) -> None:
     epochs = trainer.get("max_epochs")
     if epochs is not None and epochs != -1:
         number("trainer.max_epochs", epochs, 1, integer=True,
                what="a whole number >= 1, or -1 for no limit (with trainer.max_time)")
     duration = trainer.get("max_time")
-    if duration is not None and not (isinstance(duration, str) and _DURATION.match(duration)) \
-            and not isinstance(duration, dict):
-        raise ConfigError(f"trainer.max_time={duration!r}: give days:hours:minutes:seconds, e.g. 00:00:12:00 for "
-                          "12 minutes")
+    if duration is not None:
+        seconds = duration_seconds(duration)
+        if seconds is None:
+            raise ConfigError(f"trainer.max_time={duration!r}: give days:hours:minutes:seconds, e.g. 00:00:12:00 for "
+                              "12 minutes (or {minutes: 12}; null for no limit)")
+        if seconds <= 0:  # the Timer stops training before its first step: no checkpoint, nothing trained
+            raise ConfigError(f"trainer.max_time={duration!r} trains nothing; give a budget above 0, e.g. 00:00:12:00 "
+                              "for 12 minutes, or null for no limit")
     number("trainer.check_val_every_n_epoch", trainer.get("check_val_every_n_epoch"), 1, integer=True, optional=True)
     number("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1, integer=True)
     number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), 0, optional=True)

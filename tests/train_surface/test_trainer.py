@@ -111,6 +111,46 @@ def test_precision_and_accelerator_are_checked():
         check({"accelerator": "tpux"})
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's device forms")
+@pytest.mark.parametrize("devices", [-1, [0, 1], "0,", "-1"])
+def test_gpu_device_forms_on_the_cpu_are_a_config_error(devices):
+    """Lightning's CPU accelerator takes only a number of processes: -1 or GPU indices were exit 4 (a TypeError
+    from Lightning, after the run directory was made)."""
+    for accelerator in ("cpu", "auto"):
+        with pytest.raises(ConfigError, match=r"trainer.devices=.*: on the CPU give the number of processes"):
+            check({"accelerator": accelerator, "devices": devices})
+    for fine in (1, 2, "2", "auto"):
+        check({"accelerator": "cpu", "devices": fine})
+
+
+def test_precision_and_accelerator_names_reach_lightning_as_it_spells_them(monkeypatch, capsys):
+    """check() takes any case (BF16-Mixed, CPU) but Lightning only lower case: it refused them after the run
+    directory was made. 16-mixed on the CPU trained in bf16-mixed (Lightning's silent switch) while config.yaml
+    said 16-mixed; Lightning's old names (16, bf16) are made its current ones."""
+    from segcli.models import trainer_args
+
+    monkeypatch.setattr(trainer_args, "cpu_flags", lambda: {"avx512_bf16"})
+    for given, trained in (("BF16-Mixed", "bf16-mixed"), ("32", "32-true"), (16, "bf16-mixed"),
+                           ("16-mixed", "bf16-mixed"), ("bf16", "bf16-mixed"), ("64-True", "64-true")):
+        check({"accelerator": "CPU", "precision": given})
+        adjusted = for_this_machine({"accelerator": "CPU", "precision": given})
+        assert adjusted == {"accelerator": "cpu", "precision": trained}, given
+    assert "trainer.precision=16-mixed on the CPU trains in bf16-mixed" in capsys.readouterr().err
+    monkeypatch.setattr(trainer_args, "_gpu_count", lambda: 1)
+    assert for_this_machine({"accelerator": "gpu", "precision": "16-mixed"})["precision"] == "16-mixed"
+
+
+def test_cpu_precision_16_mixed_is_recorded_as_what_trained(tiny_data, tmp_path):
+    from helpers_surface import QUICK, segcli
+
+    run = tmp_path / "run"
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "trainer.precision=16-mixed", "trainer.accelerator=CPU",
+                  "final_eval=false", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "precision: bf16-mixed\n" in (run / "config.yaml").read_text()
+    assert "AMP with fp16 is not supported on CPU" not in proc.stderr  # Lightning's warning, with its file path
+
+
 def test_lightning_errors_become_one_line():
     import lightning as L
 

@@ -26,6 +26,13 @@ BAD = {
     "trainer.max_epochs=0": "trainer.max_epochs=0.*-1 for no limit",
     "trainer.max_time=12": "trainer.max_time=12: give days:hours:minutes:seconds",
     "trainer.max_time=00:12:00": "trainer.max_time",
+    # Lightning's Timer: exit 4 (timedelta(minute=1)), a Lightning refusal after the run directory was made (one
+    # digit for the hours), or a run that trained nothing and exited 0 (no budget)
+    "trainer.max_time={minute:1}": r"trainer.max_time=\{'minute': 1\}: give days:hours:minutes:seconds",
+    "trainer.max_time=0:0:10:00": "trainer.max_time='0:0:10:00': give days:hours:minutes:seconds",
+    "trainer.max_time=00:00:00:00": "trainer.max_time='00:00:00:00' trains nothing",
+    "trainer.max_time={minutes:0}": "trains nothing",
+    "trainer.max_time={minutes:-1}": "trainer.max_time",
     "trainer.check_val_every_n_epoch=0": "trainer.check_val_every_n_epoch",
     "trainer.accumulate_grad_batches=0": "trainer.accumulate_grad_batches",
     "trainer.gradient_clip_val=-1": "trainer.gradient_clip_val",
@@ -64,7 +71,8 @@ def test_bad_values_name_the_key(override):
 
 
 @pytest.mark.parametrize("override", ["augment=robust augment.jpeg.p=0.1", "optim=sgd optim.momentum=0 optim.nesterov=false",
-                                      "trainer.max_epochs=-1 trainer.max_time=00:00:01:00", "augment.crop_size=null",
+                                      "trainer.max_epochs=-1 trainer.max_time=00:00:01:00",
+                                      "trainer.max_time={minutes:1.5}", "trainer.max_time=01:00:00:00", "augment.crop_size=null",
                                       "trainer.gradient_clip_val=1.0", "data.batch_size=2.0", "augment.scale=[1,1]",
                                       "data.cache=true data.num_workers=3", "data.cache=AUTO data.num_workers=auto",
                                       "trainer.devices=[0,1]", "trainer.devices='0,'", "trainer.devices=-1",

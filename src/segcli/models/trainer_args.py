@@ -15,6 +15,7 @@ from segcli.errors import ConfigError, first_line
 SET_BY_SEGCLI = ("default_root_dir", "callbacks", "logger", "plugins", "enable_model_summary", "enable_checkpointing")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64")
+LEGACY_PRECISIONS = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}  # Lightning 1.x names
 NATIVE_BF16 = {"avx512_bf16", "amx_bf16"}  # /proc/cpuinfo flags of CPUs that compute in bfloat16 natively
 
 
@@ -96,6 +97,11 @@ def check(trainer: dict) -> None:
             if not torch.cuda.is_bf16_supported():
                 raise ConfigError(f"trainer.precision={precision}: this GPU has no bfloat16 support; "
                                   "use trainer.precision=16-mixed")
+    if accelerator == "cpu" or (accelerator == "auto" and _gpu_count() == 0):
+        devices = trainer.get("devices", "auto")
+        if not (str(devices).strip().lower() == "auto" or (str(devices).strip().isdigit() and int(devices) > 0)):
+            raise ConfigError(f"trainer.devices={devices}: on the CPU give the number of processes (e.g. 2, with "
+                              "trainer.strategy=ddp) or auto; -1 and device indices such as [0,1] select GPUs")
     if accelerator == "mps":
         import torch
 
@@ -116,7 +122,19 @@ def for_this_machine(trainer: dict) -> dict:
             info("train: trainer.sync_batchnorm is off on the CPU (SyncBatchNorm needs CUDA devices); "
                  "each process keeps its own BatchNorm statistics")
         trainer = {**trainer, "sync_batchnorm": False}
+    # Lightning takes lower-case names only (check() accepts any case), and its old spellings (16, bf16, ...) with a
+    # warning; config.yaml records the name that trains
+    if "accelerator" in trainer:
+        trainer = {**trainer, "accelerator": str(trainer["accelerator"]).lower()}
+    if "precision" in trainer:
+        named = str(trainer["precision"]).lower()
+        trainer = {**trainer, "precision": LEGACY_PRECISIONS.get(named, named)}
     precision = str(trainer.get("precision", "32-true"))
+    if precision == "16-mixed" and on_cpu:  # no float16 autocast on the CPU: Lightning would switch, in a warning
+        if first_process():
+            info(f"train: trainer.precision={precision} on the CPU trains in bf16-mixed (the CPU has no float16 "
+                 "autocast)")
+        trainer, precision = {**trainer, "precision": "bf16-mixed"}, "bf16-mixed"
     if precision.lower() == "auto":
         chosen, why = auto_precision(on_cpu, accelerator)
         if first_process():
