@@ -173,3 +173,16 @@ def test_clipped_training_runs_at_each_precision(tiny_data, tmp_path, precision)
                   "trainer.gradient_clip_val=0.5", "final_eval=false", "--run-dir", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-600:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_warmup_as_long_as_training_is_noted():
+    """sched.warmup_steps at or above the run's optimiser steps: the lr never reaches its peak nor decays (it was
+    silent); below them, with a wall-clock budget only (infinite steps) or with onecycle, nothing is said."""
+    from segcli.models.optim import warmup_note
+
+    note = warmup_note({"name": "poly", "warmup_steps": 100}, 2)
+    assert note is not None and "sched.warmup_steps=100" in note and "2 optimiser steps" in note and "2%" in note
+    assert warmup_note({"name": "poly", "warmup_steps": 100}, 101) is None
+    assert warmup_note({"name": "cosine", "warmup_steps": 100}, float("inf")) is None
+    assert warmup_note({"name": "onecycle", "warmup_steps": 100}, 2) is None
+    assert warmup_note({"name": "poly"}, 2) is None

@@ -17,7 +17,7 @@ from segcli.inference.predictor import forward_scaled, input_scale, min_size, no
 from segcli.metrics import ConfusionMatrix, compute_metrics
 from segcli.models.factory import build_model
 from segcli.models.losses import build_loss
-from segcli.models.optim import build_optimizer, build_scheduler, training_progress
+from segcli.models.optim import build_optimizer, build_scheduler, training_progress, warmup_note
 
 
 def crashes_channels_last(model: torch.nn.Module) -> str | None:
@@ -200,6 +200,11 @@ class SegModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         optimizer = build_optimizer(self, self.hparams.optim, self._fused_clipping())
+        note = warmup_note(self.hparams.sched, self._trainer.estimated_stepping_batches if self._trainer else 0)
+        if note and self._trainer.is_global_zero:
+            from segcli.console import info
+
+            info(note)
         scheduler = build_scheduler(optimizer, self.hparams.sched,
                                     lambda step: training_progress(self._trainer, step, self._fit_start))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -133,6 +133,18 @@ def training_progress(trainer, step: int, fit_start: float) -> float:
     return min(done, 1.0)
 
 
+def warmup_note(sched: dict, total_steps: float) -> str | None:
+    """A note when sched.warmup_steps is at least the run's optimiser steps (`total_steps`, finite when the run is
+    bounded by epochs or steps): its lr then never reaches optim.lr, and poly/cosine never decay. None otherwise."""
+    warmup = int(sched.get("warmup_steps", 0) or 0)
+    if warmup <= 0 or not math.isfinite(total_steps) or total_steps <= 0 or warmup < total_steps \
+            or str(sched.get("name", "poly")).lower() == "onecycle":
+        return None
+    return (f"train: note: sched.warmup_steps={warmup} is not below the {int(total_steps)} optimiser steps this run "
+            f"takes, so the lr never reaches optim.lr (it ends at {int(total_steps) / warmup:.0%} of it) and never "
+            "decays; lower sched.warmup_steps or use sched.warmup_fraction")
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict,
                     progress: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR stepping `lr_factor`; progress(step) → fraction of training done."""
