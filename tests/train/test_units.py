@@ -247,3 +247,37 @@ def test_a_stop_before_the_minimum_epochs_is_not_the_last_epoch(tmp_path, monkey
         trainer.current_epoch, trainer.global_step, trainer.should_stop = epoch, 10 * (epoch + 1), True
         last.on_train_epoch_end(trainer, None)
     assert written == [0, 9]
+
+
+def test_metrics_csv_keeps_its_rows_when_a_new_metric_widens_it_and_the_write_is_cut(tmp_path, monkeypatch):
+    """A metric logged for the first time (val/mIoU) makes the CSV writer rewrite metrics.csv under a wider header;
+    a run killed during that rewrite lost every earlier row (the file was emptied first). Now it is written beside
+    and renamed: cut short, the old file stays whole."""
+    import csv
+
+    from segcli.training.loggers import RunCSVLogger
+
+    def two_rows_then_val(run_dir):
+        logger = RunCSVLogger(run_dir)
+        for step, loss in enumerate((1.0, 0.5)):
+            logger.log_metrics({"train/loss": loss}, step=step)
+            logger.save()
+        logger.log_metrics({"val/mIoU": 0.3}, step=1)
+        return logger
+
+    two_rows_then_val(tmp_path / "whole").save()
+    with open(tmp_path / "whole" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["train/loss"], r["val/mIoU"]) for r in rows] == [("1.0", ""), ("0.5", ""), ("", "0.3")]
+
+    logger = two_rows_then_val(tmp_path / "cut")
+    before = (tmp_path / "cut" / "metrics.csv").read_text()
+
+    def killed(self, rows):
+        raise KeyboardInterrupt  # the process dies part-way through writing the rows
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        logger.save()
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == before
+    assert len(before.splitlines()) == 3

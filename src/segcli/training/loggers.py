@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import os
 from pathlib import Path
 
@@ -22,6 +23,20 @@ class _AppendingWriter(ExperimentWriter):
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as handle:
                 self.metrics_keys = next(csv.reader(handle), [])
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        """When a metric appears for the first time (val/mIoU at the first validation), Lightning empties
+        metrics.csv and writes it again under the wider header: a kill in between (SIGKILL, pre-emption, just after
+        last.ckpt was written) lost every row. Written to a temp file and renamed over it instead."""
+        from segcli.inference.io import atomic_write_bytes
+
+        with open(self.metrics_file_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(self.metrics_file_path, buffer.getvalue().encode("utf-8"))
 
 
 class RunCSVLogger(CSVLogger):
