@@ -225,15 +225,16 @@ def _counts(state) -> bool:
 def _skip_finished(images, state) -> list:
     """Emit the records of images whose outputs all exist; return the rest. Without masks among the outputs, the
     class counts of finished images cannot be read back: they are predicted again when the run reports counts."""
-    reread = _counts(state) or "uncertainty" in state.outputs.save
-    finished = [item for item in images if state.outputs.done(item.rel)]
-    if finished and _counts(state) and "mask" not in state.outputs.files:
-        info(f"predict: note: {len(finished)} input(s) done before are predicted again: their class counts (areas, "
+    counts = _counts(state)
+    reread = counts or "uncertainty" in state.outputs.save
+    done = [state.outputs.done(item.rel) for item in images]  # each input's outputs looked up once
+    if any(done) and counts and "mask" not in state.outputs.files:
+        info(f"predict: note: {sum(done)} input(s) done before are predicted again: their class counts (areas, "
              "--jsonl) are read back from the masks, which --save leaves out; add mask to --save to skip them")
         return images
     todo = []
-    for item in images:
-        if not state.outputs.done(item.rel):
+    for item, finished in zip(images, done):
+        if not finished:
             todo.append(item)
             continue
         record = state.outputs.reread(str(item.path), item.rel) if reread else _bare(item, state.outputs)
