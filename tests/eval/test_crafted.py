@@ -284,8 +284,6 @@ IG = 255
 def test_colour_predictions_in_the_cards_palette(crafted, tmp_path, capsys):
     """Predictions another tool stored in colour (the dataset's palette) score exactly as the same ids; a colour
     the palette lacks is a data error naming the file and the colour."""
-    import json
-
     from helpers_eval import CRAFTED, IG, PALETTE
 
     from segcli.inference.io import write_png
@@ -297,12 +295,7 @@ def test_colour_predictions_in_the_cards_palette(crafted, tmp_path, capsys):
         pred[pred == IG] = 0
         write_png(ids_dir / f"{key}.png", pred)
         write_png(colour_dir / f"{key}.png", np.array(PALETTE, np.uint8)[pred])  # RGB, as write_png takes it
-    reports = []
-    for preds in (ids_dir, colour_dir):
-        code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", "-"], capsys)
-        assert code == 0, err
-        rep = json.loads(out)
-        reports.append((rep["mIoU"], rep["classes"]))
+    reports = [_mious_and_classes(preds, root, capsys) for preds in (ids_dir, colour_dir)]
     assert reports[0] == reports[1]
     stray = np.array(PALETTE, np.uint8)[np.zeros((2, 4), np.uint8)]
     stray[1, 2] = (1, 2, 3)
@@ -311,11 +304,19 @@ def test_colour_predictions_in_the_cards_palette(crafted, tmp_path, capsys):
     assert code == 3 and "c.png" in err and "(1, 2, 3)" in err and "palette" in err
 
 
+def _mious_and_classes(preds, root, capsys) -> tuple:
+    """(mIoU, per-class rows) of `eval --predictions PREDS --json -`."""
+    import json
+
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", "-"], capsys)
+    assert code == 0, err
+    rep = json.loads(out)
+    return rep["mIoU"], rep["classes"]
+
+
 def test_colour_predictions_showing_only_grey_classes(crafted, tmp_path, capsys):
     """A colour prediction that holds only grey palette colours (r = g = b, e.g. CamVid's sky (128, 128, 128) or a
     building (70, 70, 70)) was read as one channel of ids: 'pred contains class ids [70] outside 0..4', exit 3."""
-    import json
-
     from helpers_eval import CRAFTED, IG, write_card
 
     from segcli.data.card import load_card
@@ -335,11 +336,6 @@ def test_colour_predictions_showing_only_grey_classes(crafted, tmp_path, capsys)
         write_png(ids_dir / f"{key}.png", pred)
         colour = np.array(palette, np.uint8)[pred] if key != "c" else np.repeat(pred[..., None], 3, axis=2)
         write_png(colour_dir / f"{key}.png", colour)
-    reports = []
-    for preds in (ids_dir, colour_dir):
-        code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", "-"], capsys)
-        assert code == 0, err
-        rep = json.loads(out)
-        reports.append((rep["mIoU"], rep["classes"]))
+    reports = [_mious_and_classes(preds, root, capsys) for preds in (ids_dir, colour_dir)]
     assert reports[0] == reports[1]
     assert reports[1][1][2]["pred_pixels"] == 6  # the all-car image: its 6 pixels not ignored (seq1/b: 2x4, 2 ignored)
