@@ -704,3 +704,11 @@ def test_upper_case_extensions_and_twin_files(voc_src, cityscapes_src, camvid_sr
     code, _, stderr = run_cli("prepare", "camvid", "--src", src, "--out", tmp_path / "out_camvid")
     dups = [f for f in read_lint(tmp_path / "out_camvid" / "lint.json")["findings"] if f["kind"] == "duplicate_stem"]
     assert code == 1 and [(f["split"], f["stem"]) for f in dups] == [("train", twin.stem)]
+
+
+def test_ade20k_split_named_by_its_folder_says_which_names_to_use(ade_src, tmp_path, run_cli):
+    """`--split training` (the folder's name) is refused with the names to give and the folders they read."""
+    src, _ = ade_src
+    code, _, err = run_cli("prepare", "ade20k", "--src", src, "--out", tmp_path / "ade", "--split", "training")
+    assert code == 3 and "no split 'training'; choose from train, val (read from the folders training, validation)" in err
+    assert not (tmp_path / "ade").exists()

@@ -82,7 +82,8 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     samples, findings = [], []
     for split in wanted:
         if split not in SPLIT_DIRS:
-            raise DataError(f"ADE20K has no split '{split}'; choose from {', '.join(SPLIT_DIRS)}")
+            raise DataError(f"ADE20K has no split '{split}'; choose from {', '.join(SPLIT_DIRS)} (read from the folders "
+                            f"{', '.join(SPLIT_DIRS.values())})")
         image_dir, mask_dir = root / "images" / SPLIT_DIRS[split], root / "annotations" / SPLIT_DIRS[split]
         if not image_dir.is_dir():
             raise DataError(f"{image_dir}: split folder not found")
