@@ -712,3 +712,22 @@ def test_ade20k_split_named_by_its_folder_says_which_names_to_use(ade_src, tmp_p
     code, _, err = run_cli("prepare", "ade20k", "--src", src, "--out", tmp_path / "ade", "--split", "training")
     assert code == 3 and "no split 'training'; choose from train, val (read from the folders training, validation)" in err
     assert not (tmp_path / "ade").exists()
+
+
+def test_voc_unlabelled_test_split_is_one_line_not_one_finding_per_image(voc_src, tmp_path, rng, run_cli):
+    """VOC's test download merged into the trainval folder lists test.txt images without masks: `--split test`
+    is one line naming the list and the fix, not a lint report of one missing mask per image."""
+    src, _ = voc_src
+    root = src / "VOC2012"
+    for stem in ("2008_000100", "2008_000101", "2008_000102"):
+        write_image(root / "JPEGImages" / f"{stem}.jpg", random_image(rng, 40, 56))
+    (root / "ImageSets" / "Segmentation" / "test.txt").write_text("2008_000100\n2008_000101\n2008_000102\n")
+    out = tmp_path / "voc"
+    code, _, err = run_cli("prepare", "voc", "--src", src, "--out", out, "--split", "train", "--split", "test")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 3 and len(lines) == 1 and "test.txt: none of the 3 images it lists has a mask" in lines[0]
+    assert "leave 'test' out of --split" in lines[0] and not out.exists()
+    # one labelled image without its mask in a split is still the usual missing_mask lint finding
+    (root / "SegmentationClass" / "2009_000002.png").unlink()
+    code, _, _ = run_cli("prepare", "voc", "--src", src, "--out", tmp_path / "voc2")
+    assert code == 1 and "missing_mask" in {f["kind"] for f in read_lint(tmp_path / "voc2" / "lint.json")["findings"]}

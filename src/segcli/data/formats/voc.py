@@ -70,7 +70,9 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
         if not list_file.is_file():
             raise DataError(f"{list_file}: split list not found; available: "
                             f"{', '.join(p.stem for p in sorted(lists_dir.glob('*.txt'))) or 'none'}")
-        for stem in (Path(listed).name for listed in read_split_list(list_file)):  # "/JPEGImages/<stem>.jpg ..."
+        found, unlabelled = len(samples), 0
+        listed = [Path(line).name for line in read_split_list(list_file)]  # "/JPEGImages/<stem>.jpg ..."
+        for stem in listed:
             image, mask = images.get(stem), None
             twins = image_twins.get(stem)
             for files, mask_twins in masks:  # VOC's own mask first, then SegmentationClassAug's
@@ -85,7 +87,12 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
             elif mask is None:
                 where = " or ".join(str(d / f"{stem}.png") for d in mask_dirs)
                 findings.append(error("missing_mask", str(image), f"no mask {where}", split=split, stem=stem))
+                unlabelled += 1
             else:
                 samples.append(Sample(split=split, stem=stem, image=image, mask=mask))
+        if listed and unlabelled == len(listed) and len(samples) == found:
+            raise DataError(f"{list_file}: none of the {len(listed)} images it lists has a mask in "
+                            f"{' or '.join(d.name + '/' for d in mask_dirs)} (VOC's test split is released without "
+                            f"masks); leave '{split}' out of --split")
     return Source(name="voc", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
                   decoder=decoder(), splits=wanted, findings=findings)
