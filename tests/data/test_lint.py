@@ -376,3 +376,21 @@ def test_a_dataset_of_one_class_fails_prepare_and_train(tmp_path, rng, run_cli):
     (tmp_path / "two" / "dataset.yaml").write_text(yaml.safe_dump(card))
     code, _, stderr = run_cli("train", f"data.root={tmp_path / 'two'}", "--run-dir", tmp_path / "run")
     assert code == 3 and "one class (background)" in stderr and not (tmp_path / "run").exists()
+
+
+def test_an_animated_gif_image_is_a_multi_page_warning_in_frames(tmp_path, rng, run_cli):
+    """An animated GIF is read as its first frame (like a TIFF stack): a multi_page warning that says frames; the
+    pair is kept, and a one-frame GIF gives no warning."""
+    frames = [random_image(rng, 16, 16) for _ in range(3)]
+    (tmp_path / "images").mkdir()
+    assert cv2.imwritemulti(str(tmp_path / "images" / "anim.gif"), frames)
+    assert cv2.imwrite(str(tmp_path / "images" / "still.gif"), frames[0])
+    for stem in ("anim", "still"):
+        write_grey(tmp_path / "masks" / f"{stem}.png", blocks(rng, 16, 16, [0, 1], block=4).astype(np.uint8))
+    out = tmp_path / "out"
+    code, _, _ = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                         "--val-fraction", "0", "--out", out)
+    assert code == 0
+    warned = [f for f in read_lint(out / "lint.json")["findings"] if f["kind"] == "multi_page"]
+    assert [Path(f["file"]).name for f in warned] == ["anim.gif"]
+    assert "holds 3 frames and only the first is read" in warned[0]["detail"]

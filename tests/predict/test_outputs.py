@@ -188,3 +188,17 @@ def test_skip_existing_keeps_the_uncertainty_scores(ckpt, cli, tmp_path):
     for name, (score, _) in before.items():  # the score is the written map's mean
         stored = cv2.imread(str(tmp_path / "fresh" / "uncertainty" / name.replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
         assert score == pytest.approx(stored.mean() / 255.0, abs=1e-12)
+
+
+def test_an_animated_gif_is_named_with_how_to_predict_every_frame(ckpt, cli, tmp_path):
+    """An animated GIF is read as its first frame, like a TIFF stack: the note says so and points to a video."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames = [cv2.cvtColor(scene(40, 60, seed), cv2.COLOR_RGB2BGR) for seed in range(4)]
+    assert cv2.imwritemulti(str(folder / "clip.gif"), frames) and cv2.imcount(str(folder / "clip.gif")) == 4
+    cv2.imwrite(str(folder / "still.gif"), frames[0])
+    code, out, err = cli("predict", folder, "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 0 and len(out.split()) == 2, err
+    assert (f"predict: note: {folder / 'clip.gif'} holds 4 frames; only the first is predicted; convert it to a "
+            "video (e.g. mp4) to predict every frame") in err
+    assert "still.gif" not in err

@@ -190,17 +190,20 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
 
 
 def _note_stacks(images) -> None:
-    """A multi-page TIFF is read (by OpenCV) as its first page: say so rather than leave the other pages out
-    silently."""
-    from segcli.inference.io import tiff_pages
+    """A multi-page TIFF or an animated GIF is read (by OpenCV) as its first page or frame: say so rather than
+    leave the others out silently."""
+    from segcli.inference.io import page_count, pages_noun
 
-    counts = {item.path: tiff_pages(item.path) for item in images}
+    counts = {item.path: page_count(item.path) for item in images}
     stacks = [(path, count) for path, count in counts.items() if count > 1]
     if stacks:
         (path, pages), more = stacks[0], len(stacks) - 1
-        info(f"predict: note: {path} holds {pages} pages; only the first is predicted"
-             + (f" (and so for {more} more multi-page TIFF{'s' if more > 1 else ''})" if more else "")
-             + "; write one image per page to predict them all")
+        noun = pages_noun(path)
+        fix = "convert it to a video (e.g. mp4) to predict every frame" if noun == "frames" else \
+            "write one image per page to predict them all"
+        info(f"predict: note: {path} holds {pages} {noun}; only the first is predicted"
+             + (f" (and so for {more} more multi-page file{'s' if more > 1 else ''})" if more else "")
+             + f"; {fix}")
 
 
 def _note_video_outputs(save, frame_masks: bool) -> None:

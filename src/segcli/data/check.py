@@ -12,7 +12,7 @@ from segcli.data.lint import Finding, error, warning
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
-from segcli.inference.io import imdecode, png_colour_type, tiff_pages, to_uint8
+from segcli.inference.io import imdecode, page_count, pages_noun, png_colour_type, to_uint8
 
 
 @dataclass
@@ -60,12 +60,14 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float]
 
 
 def _multi_page(path, kind: str, **where) -> list[Finding]:
-    """A warning for a TIFF holding more than one page (a stack, a time series): OpenCV reads the first only."""
-    pages = tiff_pages(path) if isinstance(path, Path) else 1
+    """A warning for a TIFF holding more than one page (a stack, a time series), or an animated GIF: OpenCV reads
+    the first only."""
+    pages = page_count(path) if isinstance(path, Path) else 1
     if pages < 2:
         return []
-    return [warning("multi_page", str(path), f"{kind} holds {pages} pages and only the first is read; write one "
-                    "file per page (each a pair of its own), or keep only the page that belongs", **where)]
+    noun = pages_noun(path)
+    return [warning("multi_page", str(path), f"{kind} holds {pages} {noun} and only the first is read; write one "
+                    f"file per {noun[:-1]} (each a pair of its own), or keep only the {noun[:-1]} that belongs", **where)]
 
 
 def check_pair(sample: Sample, decoder: MaskDecoder, image_range: list[float] | None = None) -> CheckedPair:

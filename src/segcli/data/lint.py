@@ -20,7 +20,7 @@ KINDS = {  # every kind the lint reports → what it means (data/README.md docum
     "out_of_range": "mask values that are neither class ids nor the ignore index",
     "binary_mask": "mask holds only 0 and 255 while 255 means ignore: foreground would be lost",
     "lossy_mask": "mask stored as JPEG",
-    "multi_page": "a multi-page TIFF image or mask: only its first page is read",
+    "multi_page": "a multi-page TIFF or animated GIF image or mask: only its first page (frame) is read",
     "rgb_mask": "mask stored as RGB where class ids are expected",
     "unknown_colour": "RGB mask colour that is not in the palette",
     "missing_mask": "image without a mask",

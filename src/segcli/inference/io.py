@@ -196,16 +196,21 @@ def within(path: str, folder: str) -> bool:
     return os.path.commonpath([folder, path]) == folder
 
 
-def tiff_pages(path: str | Path) -> int:
-    """How many pages a TIFF file holds (OpenCV reads the first only); 1 for any other file, or one it cannot
-    read (whose own error comes when it is decoded)."""
+def page_count(path: str | Path) -> int:
+    """How many pages a TIFF (or frames an animated GIF) holds: OpenCV reads the first only; 1 for any other
+    file, or one it cannot read (whose own error comes when it is decoded)."""
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if path.suffix.lower() not in (".tif", ".tiff", ".gif"):
         return 1
     try:
         return int(cv2.imcount(str(path)))
     except cv2.error:
         return 1
+
+
+def pages_noun(path: str | Path) -> str:
+    """What page_count counts in `path`: 'frames' (an animated GIF) or 'pages' (a TIFF)."""
+    return "frames" if Path(path).suffix.lower() == ".gif" else "pages"
 
 
 def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
