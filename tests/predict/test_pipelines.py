@@ -156,3 +156,13 @@ def test_an_out_that_is_a_file_is_named(ckpt, cli, tmp_path):
         assert err.strip() == f"segcli: error: --out {out_dir}: {tmp_path / 'taken'} is a file, not a folder; " \
                               "give a folder for the outputs"
     assert (tmp_path / "taken").read_text() == "notes"
+
+
+def test_a_pipe_as_an_input_says_to_save_the_image_to_a_file(ckpt, cli, tmp_path):
+    """`segcli predict <(curl ...)` hands over /dev/fd/N, a pipe: it was 'input not found', which it is not."""
+    fifo = tmp_path / "stream"
+    os.mkfifo(fifo)
+    code, out, err = cli("predict", fifo, "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 3 and not out and not (tmp_path / "out").exists()
+    assert err.strip() == f"segcli: error: {fifo}: not a file or folder (a pipe or a device); save the image or " \
+                          "video to a file and pass its path (`-` reads a list of paths from stdin, not image data)"

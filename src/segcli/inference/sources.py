@@ -83,6 +83,9 @@ def _from_entry(entry: str) -> list[Item]:
         return [Item(path, path.relative_to(root).with_suffix(""), walked=root) for path in found]
     if _is_glob(entry):
         return _from_glob(entry)
+    if root.exists():  # a pipe (`<(curl ...)`), a socket, a device: images are decoded from files
+        raise DataError(f"{root}: not a file or folder (a pipe or a device); save the image or video to a file and "
+                        "pass its path (`-` reads a list of paths from stdin, not image data)")
     raise DataError(f"{root}: input not found; pass image or video files, folders, globs, --list FILE or - for stdin")
 
 
