@@ -88,6 +88,21 @@ def _no_adverts(record: logging.LogRecord) -> bool:
     return "💡 Tip" not in record.getMessage()
 
 
+def _note_unused_bands(pairs, channels: int) -> None:
+    """A TIFF of 4+ bands (RGB + near infrared, multispectral) trained by a 3-channel model is read as its first
+    three bands and the rest are left out: a note with the setting that uses them. Only TIFFs: a 4-channel PNG is
+    RGBA, whose alpha is rightly dropped (screenshots, exports of editors)."""
+    import cv2
+
+    if channels != 3 or not pairs or pairs[0][0].suffix.lower() not in (".tif", ".tiff"):
+        return
+    image = cv2.imread(str(pairs[0][0]), cv2.IMREAD_UNCHANGED)
+    bands = 0 if image is None else 1 if image.ndim == 2 else image.shape[2]
+    if bands > 3:
+        info(f"train: note: {pairs[0][0]} has {bands} bands and the model reads the first 3 as RGB "
+             f"(model.in_channels=3); set model.in_channels={bands} to train on all of them")
+
+
 def run(cfg, resume: bool = False) -> Path:
     """Train (or, with resume, continue cfg.run_dir); returns and prints (last stdout line) the run directory."""
     return fit(cfg, resume=resume, announce=True).run_dir
@@ -144,7 +159,9 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
     del probe
-    card.pairs(cfg.data.train_split)  # an unknown split fails here, before the run directory exists
+    train_pairs = card.pairs(cfg.data.train_split)  # an unknown split fails here, before the run directory exists
+    if first_process() and not resume:
+        _note_unused_bands(train_pairs, int(kwargs.get("in_channels", 3)))
     if cfg.data.get("fold") is not None:  # so does a fold the card lacks
         card.indices(cfg.data.train_split, int(cfg.data.fold), held_out=True)
     if cfg.data.val_split is not None:  # null: no validation

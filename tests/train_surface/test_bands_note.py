@@ -1,0 +1,37 @@
+"""A 4-band TIFF dataset trained by a 3-channel model: the bands left out are named, with the setting that uses them."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from helpers_surface import QUICK, segcli
+
+
+def _dataset(tmp_path, suffix: str):
+    """Six 32×32 4-channel images (TIFF: R, G, B, NIR; PNG: RGBA) with two-class masks, prepared."""
+    rng = np.random.default_rng(0)
+    images, masks = tmp_path / f"images{suffix}", tmp_path / f"masks{suffix}"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(6):
+        ids = np.zeros((32, 32), np.uint8)
+        ids[:, 16:] = 1
+        bands = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+        assert cv2.imwrite(str(images / f"x{i}{suffix}"), bands)
+        assert cv2.imwrite(str(masks / f"x{i}.png"), ids)
+    out = tmp_path / f"data{suffix}"
+    proc = segcli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--val-fraction", "0.34")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_a_four_band_tiff_trained_as_rgb_names_the_setting_for_all_bands(tmp_path):
+    tiffs = _dataset(tmp_path, ".tif")
+    proc = segcli("train", f"data.root={tiffs}", *QUICK, "final_eval=false", "--run-dir", tmp_path / "rgb")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "has 4 bands and the model reads the first 3 as RGB (model.in_channels=3); set model.in_channels=4 " \
+           "to train on all of them" in proc.stderr
+    pngs = _dataset(tmp_path, ".png")  # RGBA: the alpha channel is rightly dropped, no note
+    proc = segcli("train", f"data.root={pngs}", *QUICK, "final_eval=false", "--run-dir", tmp_path / "rgba")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "bands" not in proc.stderr
