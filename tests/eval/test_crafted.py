@@ -339,3 +339,118 @@ def test_colour_predictions_showing_only_grey_classes(crafted, tmp_path, capsys)
     reports = [_mious_and_classes(preds, root, capsys) for preds in (ids_dir, colour_dir)]
     assert reports[0] == reports[1]
     assert reports[1][1][2]["pred_pixels"] == 6  # the all-car image: its 6 pixels not ignored (seq1/b: 2x4, 2 ignored)
+
+
+def test_out_that_is_a_file_or_json_that_is_a_folder_is_refused_before_scoring(crafted, tmp_path, capsys):
+    """Found only when the reports were written, the whole evaluation was thrown away, and the line named the
+    hidden staging folder ('OUT/.report.partial-PID/report.json: ... check free space and permissions')."""
+    root, preds = crafted
+    base = ["eval", "--predictions", preds, "--data", root]
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for args, line in (
+            (["--out", afile], f"segcli: error: --out {afile}: {afile} is a file, not a folder; give a folder for the "
+                               "report files"),
+            (["--out", afile / "sub"], f"segcli: error: --out {afile / 'sub'}: {afile} is a file, not a folder; give a "
+                                       "folder for the report files"),
+            (["--json", tmp_path], f"segcli: error: --json {tmp_path}: a folder, not a file; give a file name (e.g. "
+                                   f"{tmp_path / 'report.json'}) or - for stdout")):
+        code, out, err = run_cli(base + args, capsys)
+        assert code == 3 and out == "" and err.strip().splitlines() == [line], err
+    assert afile.read_text() == "keep me"
+
+
+def test_a_rerun_into_the_same_out_leaves_no_stale_worst_panels(crafted, tmp_path, capsys):
+    """worst/ of an earlier run (another K, or no --worst now) stayed beside a report that does not list it."""
+    root, preds = crafted
+    out = tmp_path / "out"
+    base = ["eval", "--predictions", preds, "--data", root, "--out", out]
+    assert run_cli(base + ["--worst", "3"], capsys)[0] == 0
+    assert len(list((out / "worst").iterdir())) == 3
+    (out / "worst" / "notes.txt").write_text("mine")  # not a panel: kept
+    assert run_cli(base + ["--worst", "1"], capsys)[0] == 0
+    listed = [w["file"] for w in load_json(out / "report.json")["worst"]]
+    assert sorted(p.name for p in (out / "worst").iterdir()) == sorted([listed[0][len("worst/"):], "notes.txt"])
+    (out / "worst" / "notes.txt").unlink()
+    assert run_cli(base, capsys)[0] == 0
+    assert not (out / "worst").exists() and "worst" not in load_json(out / "report.json")
+
+
+def test_compare_with_nan_reads_it_as_null_and_writes_valid_json(crafted, tmp_path, capsys):
+    """NaN in the earlier report (numpy-based tools write it for absent classes) went into the compare section:
+    report.json held NaN, which is not JSON (jq, json.loads(parse_constant=...) and browsers refuse it)."""
+    import json
+
+    root, preds = crafted
+    old = tmp_path / "old.json"
+    run_cli(["eval", "--predictions", preds, "--data", root, "--json", old], capsys)
+    old.write_text(old.read_text().replace('"mIoU": 0.', '"mIoU": NaN, "was": 0.', 1))
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old, "--out", tmp_path / "o"],
+                           capsys)
+    assert code == 0, err
+
+    def strict(name):
+        raise ValueError(f"{name} is not JSON")
+
+    report = json.loads((tmp_path / "o" / "report.json").read_text(), parse_constant=strict)
+    assert report["compare"]["aggregates"]["mIoU"] == {"old": None, "new": near(MIOU), "delta": None}
+    old.write_text(old.read_text().replace("NaN", "-Infinity"))
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)
+    assert code == 3 and "mIoU is -Infinity, not a number or null" in err, err
+
+
+def test_gate_class_names_with_a_colon_and_the_prefix_in_any_case(tmp_path, capsys):
+    """'class:x:acc=V' with a class named 'x:acc' (and none named 'x') was refused as unknown class 'x';
+    'Class:road=V' was an unknown metric although metric names match in any case."""
+    from helpers_eval import write_card
+    from segcli.inference.io import write_png
+
+    root, preds = tmp_path / "data", tmp_path / "preds"
+    gt = np.array([[0, 0, 1, 1]], np.uint8)
+    write_png(root / "images" / "val" / "a.png", np.zeros((1, 4, 3), np.uint8))
+    write_png(root / "masks" / "val" / "a.png", gt)
+    write_png(preds / "a.png", np.array([[0, 1, 1, 1]], np.uint8))  # x:acc IoU 1/2, road IoU 2/3
+    write_card(root, "colon", ["x:acc", "road"], [[0, 0, 0], [1, 1, 1]], {"val": [{"image": "images/val/a.png",
+                                                                                   "mask": "masks/val/a.png"}]})
+    base = ["eval", "--predictions", preds, "--data", root]
+    code, _, err = run_cli(base + ["--fail-under", "class:x:acc=0.6", "--fail-under", "Class:Road=0.7",
+                                   "--fail-under", "CLASS:x:acc:acc=0.4"], capsys)
+    assert code == 1 and err.strip().splitlines()[-1] == (
+        "segcli: error: eval gate failed: class:x:acc IoU 50.00% < 60.00%; class:road IoU 66.67% < 70.00%"), err
+
+
+def test_gate_on_boundary_iou_with_boundary_off_is_a_usage_error(crafted, capsys):
+    """With boundary.enabled=false a BIoU threshold could only fail ('null (not measurable)', exit 1) after the whole
+    evaluation, whatever the model: a contradiction in the command, exit 2 before scoring."""
+    root, preds = crafted
+    base = ["eval", "--predictions", preds, "--data", root, "boundary.enabled=false"]
+    for spec in ("mBIoU=0.1", "class:road:biou=0.1"):
+        code, out, err = run_cli(base + ["--fail-under", "mIoU=0.1", "--fail-under", spec], capsys)
+        assert code == 2 and out == "" and err.strip().splitlines() == [
+            f"segcli: error: --fail-under {spec}: boundary IoU is not measured with boundary.enabled=false; drop that "
+            "override, or gate on another metric"], err
+    assert run_cli(base + ["--fail-under", "mIoU=0.1"], capsys)[0] == 0
+
+
+def test_a_split_combined_by_hand_finds_predictions_by_their_path_under_masks(tmp_path, capsys):
+    """A `trainval` split added to the card by hand holds masks/train/... and masks/val/...: the key fell back to the
+    bare stem, so `predict DATA/images --out DIR`'s DIR/train/s1/0001.png was 'missing', and with DIR/0001.png
+    both images would have been scored against that one file."""
+    from helpers_eval import write_card
+    from segcli.inference.io import write_png
+
+    root, preds = tmp_path / "data", tmp_path / "preds"
+    splits = {"train": [], "val": []}
+    for split, value in (("train", 1), ("val", 2)):
+        write_png(root / "images" / split / "s1" / "0001.png", np.zeros((4, 4, 3), np.uint8))
+        write_png(root / "masks" / split / "s1" / "0001.png", np.full((4, 4), value, np.uint8))
+        write_png(preds / split / "s1" / "0001.png", np.full((4, 4), value, np.uint8))
+        splits[split].append({"image": f"images/{split}/s1/0001.png", "mask": f"masks/{split}/s1/0001.png"})
+    write_card(root, "tv", ["a", "b", "c"], [[0, 0, 0], [1, 1, 1], [2, 2, 2]],
+               {**splits, "trainval": splits["train"] + splits["val"]})
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--split", "trainval", "--out",
+                            tmp_path / "out"], capsys)
+    assert code == 0, err
+    assert load_json(tmp_path / "out" / "report.json")["mIoU"] == 1.0
+    rows = (tmp_path / "out" / "per_image.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["train/s1/0001", "val/s1/0001"]

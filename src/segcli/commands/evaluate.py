@@ -104,6 +104,21 @@ def _open(cfg, mode: str, device: str):
     return predictor, card, {"model": model_path, "inference": predictor.options.describe()}
 
 
+def _check_outputs(cfg) -> None:
+    """Before any inference: --out is a folder (or will be made under one), --json FILE is no folder; found only
+    when the reports are written, either would throw the whole evaluation away."""
+    if cfg.out:
+        out = Path(cfg.out)
+        for folder in (out, *out.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise DataError(f"--out {out}: {folder} is a file, not a folder; give a folder for the report files")
+                break
+    if cfg.json and cfg.json != "-" and Path(cfg.json).is_dir():
+        raise DataError(f"--json {cfg.json}: a folder, not a file; give a file name (e.g. {Path(cfg.json) / 'report.json'}) "
+                        "or - for stdout")
+
+
 def run(cfg) -> dict:
     """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
     from segcli.checks import number, seed
@@ -127,12 +142,17 @@ def run(cfg) -> dict:
            what="a fraction of the image diagonal, > 0 and <= 1 (e.g. 0.02)")
     if worst and not cfg.out:
         raise ConfigError("--worst K writes figures; pass --out DIR too")
+    _check_outputs(cfg)
     old = load_report(cfg.compare) if cfg.compare else None
     ratio = float(cfg.boundary.dilation_ratio) if cfg.boundary.enabled else None
     predictor, card, source = _open(cfg, mode, distributed.setup(cfg.device))
     if predictor is not None:
         corruptions = for_channels(corruptions, predictor.read_channels, cfg.corruptions)
     thresholds = parse_gate(cfg.fail_under, card.classes)
+    unmeasured = next((t.spec for t in thresholds if t.metric in ("mBIoU", "biou")), None) if ratio is None else None
+    if unmeasured:  # else the gate could only fail, on every model: "null (not measurable)"
+        raise ConfigError(f"--fail-under {unmeasured}: boundary IoU is not measured with boundary.enabled=false; "
+                          "drop that override, or gate on another metric")
     pairs = split_pairs(card, cfg.split)
     shard = distributed.shard(pairs)
     if distributed.active():

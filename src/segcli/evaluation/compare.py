@@ -6,6 +6,7 @@ Classes are matched by name; a class only in one report, or a value null in eith
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from segcli.errors import DataError
@@ -18,7 +19,9 @@ def load_report(path: str | Path) -> dict:
     """Read a report.json written by `segcli eval` (DataError naming the file otherwise)."""
     path = Path(path)
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        # NaN (how mmsegmentation and numpy-based tools write an absent class's rate) is read as null: a NaN kept
+        # would make this report's `compare` section, and so report.json, invalid JSON
+        report = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda c: None if c == "NaN" else float(c))
     except FileNotFoundError:
         raise DataError(f"{path}: report to compare with not found; pass a report.json from `segcli eval --out DIR`") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -45,7 +48,7 @@ def _fields(report: dict):
 
 
 def _rate(value) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
 
 
 def _shown(value) -> str:

@@ -67,9 +67,10 @@ def _class_key(rest: str, class_names: list[str]) -> tuple[str, str]:
     """'road' → (road, iou); 'road:acc' → (road, acc); a class name may itself contain ':'."""
     head, sep, tail = rest.rpartition(":")
     metric = ALIASES.get(tail.lower(), tail.lower())
-    if sep and metric in CLASS_METRICS:
-        return head, metric
-    if sep and any(head.lower() == c.lower() for c in class_names):
+    is_class = {c.lower() for c in class_names}.__contains__
+    if sep and metric in CLASS_METRICS and not (is_class(rest.lower()) and not is_class(head.lower())):
+        return head, metric  # 'x:acc' is class x's acc, unless only a class named 'x:acc' exists
+    if sep and is_class(head.lower()):
         return head, _match(metric, CLASS_METRICS + tuple(ALIASES), "class metric")
     return rest, "iou"
 
@@ -82,8 +83,8 @@ def parse_gate(specs, class_names: list[str]) -> list[Threshold]:
             raise ConfigError(f"--fail-under {spec}: expected METRIC=VALUE or class:NAME[:METRIC]=VALUE, e.g. mIoU=0.60")
         key, value = spec.rsplit("=", 1)
         minimum = _fraction(spec, key.strip(), value)
-        if key.startswith("class:"):
-            name, metric = _class_key(key[len("class:"):], class_names)
+        if key.strip().lower().startswith("class:"):
+            name, metric = _class_key(key.strip()[len("class:"):], class_names)
             out.append(Threshold(spec, metric, minimum, _match(name, class_names, "class")))
         else:
             out.append(Threshold(spec, _aggregate(key.strip(), value.strip(), class_names), minimum))

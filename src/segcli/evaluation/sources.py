@@ -27,8 +27,12 @@ class Item:
 
 
 def relative_stem(card, split: str, image_path: Path, mask_path: Path) -> str:
-    """The pair's path relative to masks/<split>/ (else images/<split>/) without suffix, e.g. "seq1/0001"."""
-    for path, folder in ((mask_path, card.root / "masks" / split), (image_path, card.root / "images" / split)):
+    """The pair's path relative to masks/<split>/ (else images/<split>/) without suffix, e.g. "seq1/0001". A split
+    made by hand from others (a `trainval` of train and val) holds masks of other folders: relative to masks/
+    (else images/) then, e.g. "train/seq1/0001", as `predict DATA/images --out DIR` names them; the bare stem
+    would lose the folders and give two images of the same name one key (and one prediction file)."""
+    for path, folder in ((mask_path, card.root / "masks" / split), (image_path, card.root / "images" / split),
+                         (mask_path, card.root / "masks"), (image_path, card.root / "images")):
         try:
             return path.relative_to(folder).with_suffix("").as_posix()
         except ValueError:
