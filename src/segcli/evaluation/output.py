@@ -112,15 +112,32 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
     try:
         _write_all(staging, report, acc, card, split, report_text)
         with stops_held():  # all files or none of them
+            written = set()
             for path in sorted(staging.rglob("*")):
                 if path.is_file():
                     target = out / path.relative_to(staging)
                     target.parent.mkdir(exist_ok=True)
                     os.replace(path, target)
+                    written.add(target)
+            _remove_stale_panels(out / "worst", written)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
+
+
+def _remove_stale_panels(folder: Path, written: set) -> None:
+    """Panels an earlier eval into the same --out left in worst/ (another K, other images, no --worst now): they
+    would sit beside a report that does not list them, looking like this model's worst images."""
+    import re
+
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path not in written and path.is_file() and re.fullmatch(r"\d{2,}_.+\.png", path.name):
+            path.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _write_all(out: Path, report: dict, acc, card, split: str, report_text: str) -> None:
