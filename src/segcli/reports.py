@@ -101,7 +101,7 @@ def markdown(report: dict, title: str = "") -> str:
     head = ["class"] + [_HEAD[k] for k in columns] + (["Δ IoU"] if deltas else [])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["classes"]:
-        cells = [row["name"]] + [_cell(row, k) for k in columns]
+        cells = [_md_text(row["name"])] + [_cell(row, k) for k in columns]
         if deltas:
             cells.append(_signed(deltas.get(row["name"], {}).get("delta_iou")))
         lines.append("| " + " | ".join(cells) + " |")
@@ -115,6 +115,11 @@ def markdown(report: dict, title: str = "") -> str:
         lines += ["", "Compared with `" + str(report["compare"]["against"]) + "`: "
                   + ", ".join(f"{k} {_signed(v['delta'])}" for k, v in agg.items() if v["delta"] is not None)]
     return "\n".join(lines) + "\n"
+
+
+def _md_text(text: str) -> str:
+    """A class name as one Markdown table cell: '|' escaped (it would split the cell), line breaks as spaces."""
+    return " ".join(str(text).split("\n")).replace("|", "\\|")
 
 
 def _signed(v: float | None) -> str:

@@ -1,0 +1,19 @@
+"""report.md: a class name holding '|' or a line break stays one cell of the per-class table."""
+
+from __future__ import annotations
+
+from segcli.reports import markdown
+
+
+def _row(i: int, name: str) -> dict:
+    return {"id": i, "name": name, "iou": 0.5, "acc": 0.6, "dice": 0.7, "gt_pixels": 10, "pred_pixels": 12}
+
+
+def test_class_names_with_a_bar_or_a_newline_keep_the_table_columns():
+    report = {"mIoU": 0.5, "num_images": 2, "split": "val",
+              "classes": [_row(0, "car"), _row(1, "truck|bus"), _row(2, "two\nlines")]}
+    table = [line for line in markdown(report).splitlines() if line.startswith("|")]
+    head, rule, *rows = table
+    cells = head.count(" | ") + 1
+    assert len(rows) == 3 and all(row.replace("\\|", "").count(" | ") + 1 == cells for row in rows)
+    assert rows[1].startswith("| truck\\|bus |") and rows[2].startswith("| two lines |")
