@@ -131,3 +131,40 @@ def test_none_preset_returns_the_input():
     image, mask = pattern()
     out_image, out_mask = train_transform(preset("none"), IGNORE)(image, mask)
     assert torch.equal(out_image, image) and torch.equal(out_mask, mask)
+
+
+@pytest.mark.parametrize("crop", [(64, 64), (33, 47), (40, 120)])
+@pytest.mark.parametrize("degrees", [30, 45, 90, 180])
+def test_wide_rotations_keep_crops_inside_the_image_and_aligned(crop, degrees):
+    """A crop rotated by any angle up to `degrees`, cut from a large image, shows image everywhere (no fill in its
+    corners) and stays aligned with its mask; the window it is cut from must hold every such rotation."""
+    transform = train_transform(preset("strong", **PHOTOMETRIC, rotate=degrees, crop_size=list(crop), scale=[1, 1]),
+                                 IGNORE)
+    for seed in range(12):
+        torch.manual_seed(seed)
+        image, mask = transform(*pattern(400, 400, seed=seed))
+        assert mask.shape == crop
+        assert exact_violations(image, mask) == 0, f"seed {seed}"
+        assert int((mask == IGNORE).sum()) == 0, f"seed {seed}"
+
+
+def test_jpeg_artefacts_keep_a_grayscale_image_one_channel():
+    augment = {**preset("robust"), "jpeg": {"p": 1, "quality": [30, 30]}}
+    image, mask = pattern(40, 56)
+    grey = tv_tensors.Image(image[:1].clone())
+    torch.manual_seed(0)
+    out_image, out_mask = train_transform(augment, IGNORE)(grey, mask)
+    assert out_image.shape == (1, 192, 192) and out_mask.shape == (192, 192)
+
+
+@pytest.mark.parametrize("size", [(4, 6), (7, 4), (13, 13), (20, 30)])
+def test_blur_on_images_smaller_than_its_kernel(size):
+    """Whole-image training (crop_size=null) on tiny images, or at a small data.input_scale: the blur's kernel
+    (±3 sigma) may exceed the image; it is blurred with what fits instead of failing."""
+    augment = preset("robust", crop_size=None, blur={"p": 1, "sigma": [2.0, 2.0]})
+    image, mask = pattern(*size)
+    image = tv_tensors.Image(image.permute(1, 2, 0).contiguous().permute(2, 0, 1))  # channels-last, as SegDataset gives
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out_image, out_mask = train_transform(augment, IGNORE, input_scale=0.3)(image, mask)
+        assert out_image.shape[-2:] == out_mask.shape and out_image.dtype == torch.uint8

@@ -134,6 +134,27 @@ class GaussianNoise(_ImageOnly):
         return self._to_uint8(values.add_(torch.randn_like(values), alpha=params["std"]), inpt)
 
 
+class GaussianBlur(_ImageOnly):
+    """Gaussian blur (defocus) with sigma drawn from [low, high] pixels; the kernel spans ±3 sigma, cut to what
+    the image can hold (its reflected border must be smaller than the image: a tiny image or crop is blurred
+    with a shorter kernel rather than failing)."""
+
+    def __init__(self, sigma: tuple[float, float]):
+        super().__init__()
+        self.low, self.high = float(sigma[0]), float(sigma[1])
+
+    def make_params(self, flat_inputs: list) -> dict:
+        h, w = v2.query_size(flat_inputs)
+        sigma = _uniform(self.low, self.high)
+        kernel = min(2 * int(np.ceil(3 * sigma)) + 1, 2 * min(h, w) - 1)
+        return {"sigma": sigma, "kernel": max(kernel, 1)}
+
+    def transform(self, inpt, params: dict):
+        if params["kernel"] == 1:
+            return inpt
+        return TF.gaussian_blur(inpt, [params["kernel"]] * 2, [params["sigma"]] * 2)
+
+
 class Fog(_ImageOnly):
     """Haze: blend towards a bright airlight, image' = image·(1 − t) + A·t, with a smooth random density t.
 
@@ -170,10 +191,13 @@ class JpegArtefacts(_ImageOnly):
     def transform(self, inpt, params: dict):
         import cv2
 
-        bgr = cv2.cvtColor(np.ascontiguousarray(inpt.permute(1, 2, 0).numpy()), cv2.COLOR_RGB2BGR)
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
-        rgb = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else bgr, cv2.COLOR_BGR2RGB)
-        return tv_tensors.wrap(torch.from_numpy(rgb).permute(2, 0, 1), like=inpt)
+        pixels = np.ascontiguousarray(inpt.permute(1, 2, 0).numpy())
+        grey = pixels.shape[2] == 1  # a grayscale model's image: encoded as grey JPEG, so it keeps its one channel
+        source = pixels[..., 0] if grey else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        ok, data = cv2.imencode(".jpg", source, [cv2.IMWRITE_JPEG_QUALITY, params["quality"]])
+        decoded = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) if ok else source
+        out = decoded[..., None] if grey else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        return tv_tensors.wrap(torch.from_numpy(out).permute(2, 0, 1), like=inpt)
 
 
 def _maybe(transform: v2.Transform, p: float) -> list[v2.Transform]:
@@ -187,9 +211,7 @@ def _corruptions(augment: dict) -> list[v2.Transform]:
     if fog.get("p"):
         steps += _maybe(Fog(tuple(fog["density"])), fog["p"])
     if blur.get("p"):
-        sigma = tuple(float(s) for s in blur["sigma"])
-        kernel = 2 * int(np.ceil(3 * sigma[1])) + 1
-        steps += _maybe(v2.GaussianBlur(kernel, sigma=sigma), blur["p"])
+        steps += _maybe(GaussianBlur(tuple(blur["sigma"])), blur["p"])
     if noise.get("p"):
         steps += _maybe(GaussianNoise(tuple(noise["std"])), noise["p"])
     if jpeg.get("p"):
@@ -198,11 +220,17 @@ def _corruptions(augment: dict) -> list[v2.Transform]:
 
 
 def _rotation_window(crop: tuple[int, int], degrees: float) -> tuple[int, int]:
-    """(H, W) of the smallest window that contains an (h, w) crop rotated by up to ±degrees about its centre."""
+    """(H, W) of the smallest window that contains an (h, w) crop rotated by up to ±degrees about its centre.
+
+    The extent a·|cos θ| + b·|sin θ| grows with θ up to the crop's diagonal, reached at θ = atan(b / a), and
+    shrinks beyond it: a range of angles that passes that point needs the diagonal, not the extent at its end."""
     h, w = crop
-    angle = np.deg2rad(min(abs(degrees), 90.0))
-    c, s = np.cos(angle), np.sin(angle)
-    return int(np.ceil(h * c + w * s)) + 2, int(np.ceil(w * c + h * s)) + 2
+    angle = np.deg2rad(min(abs(degrees), 180.0))
+
+    def extent(a: float, b: float) -> float:
+        return float(np.hypot(a, b)) if angle >= np.arctan2(b, a) else a * np.cos(angle) + b * np.sin(angle)
+
+    return int(np.ceil(extent(h, w))) + 2, int(np.ceil(extent(w, h))) + 2
 
 
 def train_transform(augment: dict, ignore_index: int, input_scale: float = 1.0) -> v2.Transform:
