@@ -67,7 +67,10 @@ class SegDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         image, mask = self._read(index)
         image_t = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))  # channels-last memory: fast uint8 resize
-        mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64) if mask.dtype == np.uint16 else mask))
+        # Padding and rotation fill the mask with ignore_index, so its dtype must hold that value: an 8-bit mask
+        # under a card whose ignore_index is above 255 (a card edited by hand) is widened like a 16-bit one.
+        wide = mask.dtype != np.uint8 or self.ignore_index > 255
+        mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64) if wide else mask))
         if self.transform is not None:
             image_t, mask_t = self.transform(image_t, mask_t)
         return {"image": image_t.as_subclass(torch.Tensor), "mask": mask_t.as_subclass(torch.Tensor).long(),

@@ -1,0 +1,39 @@
+"""SegDataset items through the training transforms: the mask's fill (padding, rotation) is the card's ignore_index."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import yaml
+from helpers_data import blocks, random_image, write_grey, write_image
+
+from segcli.config import conf_dir
+from segcli.data.card import load_card
+from segcli.data.dataset import SegDataset
+from segcli.data.transforms import train_transform
+
+
+def test_an_8_bit_mask_is_padded_with_an_ignore_index_above_255(tmp_path, rng, run_cli):
+    """A card whose ignore_index was changed by hand to 1000 over 8-bit masks (lint passes): crops larger than the
+    images are padded with 1000 in the mask, never a wrapped-around byte or a crash."""
+    for i in range(4):
+        write_image(tmp_path / "images" / f"i{i}.png", random_image(rng, 20, 30))
+        write_grey(tmp_path / "masks" / f"i{i}.png", blocks(rng, 20, 30, [0, 1, 2], block=5).astype(np.uint8))
+    out = tmp_path / "out"
+    code, _, _ = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                         "--out", out, "--classes", "a,b,c", "--val-fraction", "0.25")
+    assert code == 0
+    card_path = out / "dataset.yaml"
+    card_path.write_text(card_path.read_text().replace("ignore_index: 255", "ignore_index: 1000"))
+    card = load_card(out)
+    assert card.ignore_index == 1000
+    augment = {**yaml.safe_load((conf_dir() / "augment" / "strong.yaml").read_text()), "crop_size": [48, 64]}
+    dataset = SegDataset(card, "train", train_transform(augment, card.ignore_index))
+    for seed in range(4):
+        torch.manual_seed(seed)
+        item = dataset[seed % len(dataset)]
+        assert item["mask"].shape == (48, 64) and item["mask"].dtype == torch.int64
+        values = set(item["mask"].unique().tolist())
+        assert 1000 in values and values <= {0, 1, 2, 1000}
+        # the padding (more than half of the crop: the image is 20×30 at most 2× scale) is ignore, not a class
+        assert int((item["mask"] == 1000).sum()) >= 48 * 64 - 40 * 60
