@@ -66,6 +66,27 @@ def test_unknown_arch_and_encoder_list_choices():
         build_model("unet", "resnet19", classes=2)
 
 
+def test_smp_and_timm_refusals_are_one_line_with_a_fix():
+    """smp's refusals had no fix part ("DeeplabV3Plus support output stride 8 or 16, got 32."), a timm name that does
+    not exist (tu-mobilenet_v3_small) and timm's bare asserts (output_stride=7) were internal errors (exit 4)."""
+    with pytest.raises(ConfigError, match=r"^cannot build deeplabv3plus/resnet18: DeeplabV3Plus support output stride "
+                                          r"8 or 16, got 32; change model.kwargs.encoder_output_stride=32 "):
+        build_model("deeplabv3plus", "resnet18", classes=2, kwargs={"encoder_output_stride": 32})
+    with pytest.raises(ConfigError, match=r"got 7; change model.kwargs.encoder_depth=7 .*or choose another "):
+        build_model("unet", "resnet18", classes=2, kwargs={"encoder_depth": 7})
+    with pytest.raises(ConfigError, match=r"Available options are: \['imagenet'.*; set model.encoder_weights to one"):
+        build_model("unet", "resnet18", classes=2, encoder_weights="imagenet21k")
+    with pytest.raises(ConfigError, match=r"DPT.*got resnet18; choose another model.encoder"):
+        build_model("dpt", "resnet18", classes=2)
+    with pytest.raises(ConfigError, match=r"timm refused it \(assert output_stride in \(8, 16, 32\)\); change "
+                                          r"model.kwargs.output_stride=7"):
+        build_model("unet", "tu-resnet18", classes=2, kwargs={"output_stride": 7})
+    with pytest.raises(ConfigError, match=r"^unknown model.encoder 'tu-mobilenet_v3_small': timm has no model "
+                                          r"'mobilenet_v3_small' \(did you mean tu-mobilenetv3_small_100"):
+        build_model("unet", "tu-mobilenet_v3_small", classes=2)
+    build_model("unet", "tu-resnet18.a1_in1k", classes=2)  # a timm name with a pretrained tag is a model
+
+
 def test_named_weights_offline_say_how_to_pass_a_file(monkeypatch):
     import segmentation_models_pytorch.encoders as encoders
 
@@ -78,6 +99,59 @@ def test_named_weights_offline_say_how_to_pass_a_file(monkeypatch):
         build_model("unet", "resnet18", classes=2, encoder_weights="imagenet")
     message = str(err.value)
     assert "\n" not in message and "model.encoder_weights=/path/to/resnet18.pth" in message
+
+
+def _no_network(monkeypatch, tmp_path) -> list:
+    """Every socket connection fails (as offline), and the Hugging Face cache is an empty folder; returns the list of
+    the addresses tried."""
+    import socket
+
+    from huggingface_hub import constants
+
+    tried = []
+
+    def unreachable(address, *args, **kwargs):
+        tried.append(address)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return tried
+
+
+def test_named_weights_offline_fail_at_once(monkeypatch, tmp_path):
+    """Offline, model.encoder_weights=imagenet waited ~40 s through the download client's retries (and printed
+    "Retrying in 8s" lines) before its one-line error: one connection attempt now decides, and the error says why."""
+    import time
+
+    tried = _no_network(monkeypatch, tmp_path)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        build_model("unet", "resnet18", classes=2, encoder_weights="imagenet")
+    assert time.monotonic() - start < 5
+    assert len(tried) == 1
+    message = str(err.value)
+    assert "huggingface.co unreachable" in message and "model.encoder_weights=/path/to/resnet18.pth" in message
+
+
+def test_named_weights_downloaded_before_still_load_offline(monkeypatch, tmp_path):
+    import json
+
+    import segmentation_models_pytorch as smp
+    from safetensors.torch import save_file
+
+    _no_network(monkeypatch, tmp_path)
+    settings = smp.encoders.encoders["resnet18"]["pretrained_settings"]["imagenet"]
+    snapshot = (tmp_path / "hub" / f"models--{settings['repo_id'].replace('/', '--')}" / "snapshots"
+                / settings["revision"])
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({}))
+    source = build_model("unet", "resnet18", classes=2).encoder.state_dict()
+    save_file({k: v.contiguous() for k, v in source.items()}, str(snapshot / "model.safetensors"))
+    model = build_model("unet", "resnet18", classes=2, encoder_weights="imagenet")
+    assert torch.equal(model.encoder.conv1.weight, source["conv1.weight"])
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
@@ -169,6 +243,22 @@ def test_local_weights_of_another_encoder_fail(tmp_path):
     torch.save({"foo.weight": torch.zeros(2)}, path)
     with pytest.raises(DataError, match="none of its 1 tensors match"):
         build_model("unet", "resnet18", classes=2, encoder_weights=str(path))
+
+
+def test_local_weights_of_another_encoder_of_the_family_fail(tmp_path, capsys):
+    """resnet50's weights given to resnet18 loaded the tensors whose shapes happened to agree (97 of 120: BatchNorms,
+    the stem) with only counts on stderr, a mix of two networks; a few tensors of another shape (a 4-channel input
+    convolution) still load, and say which."""
+    path = tmp_path / "resnet50.pth"
+    torch.save(build_model("unet", "resnet50", classes=2).encoder.state_dict(), path)
+    with pytest.raises(DataError, match=r"23 of its tensors have another shape than encoder 'ResNetEncoder' has under "
+                                        r"the same name \(e.g. layer1.0.conv1.weight: \[64, 64, 1, 1\] in the file, "
+                                        r"\[64, 64, 3, 3\] here\).*set model.encoder to the one"):
+        build_model("unet", "resnet18", classes=2, encoder_weights=str(path))
+    path = tmp_path / "four_channels.pth"
+    torch.save(build_model("unet", "resnet18", classes=2, in_channels=4).encoder.state_dict(), path)
+    build_model("unet", "resnet18", classes=2, encoder_weights=str(path))
+    assert "119 tensors loaded, 1 missing (1 of another shape, e.g. conv1.weight)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arch", ["deeplabv3", "deeplabv3plus", "pan", "upernet"])

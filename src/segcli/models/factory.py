@@ -7,6 +7,7 @@ returns an smp SegmentationModel mapping (N, in_channels, H, W) float32 to (N, c
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,8 +32,14 @@ def architectures() -> list[str]:
 def _check_encoder(encoder: str) -> None:
     import segmentation_models_pytorch as smp
 
-    if encoder.startswith("tu-"):
-        return  # any timm encoder; timm itself validates the name
+    if encoder.startswith("tu-"):  # any timm model (a pretrained tag such as .a1_in1k allowed)
+        import timm
+
+        if not timm.is_model(encoder[3:]):
+            close = did_you_mean(encoder[3:], timm.list_models()).replace("mean ", "mean tu-").replace(", ", ", tu-")
+            raise ConfigError(f"unknown model.encoder '{encoder}': timm has no model '{encoder[3:]}'{close}; see "
+                              "timm.list_models() for the names, or choose an smp encoder (resnet18, ...)")
+        return
     names = smp.encoders.get_encoder_names()
     if encoder not in names:
         raise ConfigError(f"unknown model.encoder '{encoder}'{did_you_mean(encoder, names)}; see smp's encoder list, or use a timm encoder as tu-<name>")
@@ -84,17 +91,82 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
     weights_file = local_weights(encoder_weights)
     local = weights_file is not None
     named = None if (encoder_weights is None or local) else str(encoder_weights)
+    unreachable = hub_unreachable() if named is not None else None
     try:
-        model = smp.create_model(arch.lower(), encoder_name=encoder, encoder_weights=named, in_channels=in_channels,
-                                 classes=classes, **(kwargs or {}))
-    except (KeyError, ValueError, TypeError) as err:
-        raise ConfigError(f"cannot build {arch}/{encoder}: {err}") from None
+        with _hub_cache_only(unreachable is not None):
+            model = smp.create_model(arch.lower(), encoder_name=encoder, encoder_weights=named,
+                                     in_channels=in_channels, classes=classes, **(kwargs or {}))
+    except (KeyError, ValueError, TypeError, AssertionError) as err:  # timm asserts some arguments (output_stride)
+        raise ConfigError(f"cannot build {arch}/{encoder}: {_refusal(err)}; {_refusal_fix(err, kwargs or {})}") from None
     except OSError as err:  # download failed (offline), hub unreachable, ...
-        raise ConfigError(f"could not download encoder weights '{named}' for {encoder} ({type(err).__name__}); offline? "
+        why = unreachable or type(err).__name__
+        raise ConfigError(f"could not download encoder weights '{named}' for {encoder} ({why}); offline? "
                           f"pass a local file: model.encoder_weights=/path/to/{encoder}.pth, or model.encoder_weights=null") from None
     if local:
         load_encoder_weights(model, weights_file)
     return model
+
+
+def _refusal(err: Exception) -> str:
+    """smp's or timm's refusal in one line: a KeyError's text without its quotes, a bare assert's source line."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    if not text.strip() and err.__traceback__ is not None:
+        import traceback
+
+        text = f"timm refused it ({(traceback.extract_tb(err.__traceback__)[-1].line or '').strip()})"
+    return first_line(RuntimeError(text)).rstrip(".")
+
+
+def _refusal_fix(err: Exception, kwargs: dict) -> str:
+    """What to change for a refused model: the named weights, or the architecture's arguments."""
+    if isinstance(err, KeyError) and "pretrained weights" in str(err):
+        return "set model.encoder_weights to one of those, a local .pth/.safetensors file, or null"
+    given = ", ".join(f"model.kwargs.{k}={v}" for k, v in kwargs.items())
+    if given:
+        return f"change {given} (see smp's arguments of the architecture), or choose another model.encoder or model=ARCH"
+    return "choose another model.encoder or model=ARCH, or set model.kwargs (see smp's arguments of the architecture)"
+
+
+HUB_TIMEOUT_S = 5.0  # a connection to the Hub that takes longer counts as offline
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub, where smp and timm download named encoder weights, cannot be reached (one connection
+    attempt, at most HUB_TIMEOUT_S seconds), or None: reached, or not tried (HF_HUB_OFFLINE already set, or a proxy,
+    which only the download client goes through). Offline, the client retries for about 40 s before it fails."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode() or any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                                                                        "all_proxy", "HTTP_PROXY", "http_proxy")):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=HUB_TIMEOUT_S).close()
+    except OSError as err:
+        return f"{host} unreachable: {err.strerror or err or type(err).__name__}"
+    return None
+
+
+@contextmanager
+def _hub_cache_only(offline: bool):
+    """With `offline`, the Hugging Face client reads its cache only (weights downloaded before still load), failing
+    at once instead of retrying the network."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def local_weights(encoder_weights) -> Path | None:
@@ -148,10 +220,22 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
     if not matched:
         raise DataError(f"{path}: none of its {total} tensors match encoder '{type(model.encoder).__name__}'; "
                         "is it for the same model.encoder?")
+    reshaped = [k for k, v in renamed.items() if k in own and own[k].shape != v.shape]
+    if len(reshaped) > MAX_RESHAPED * (len(matched) + len(reshaped)):  # e.g. resnet50's weights for resnet18
+        first = reshaped[0]
+        raise DataError(f"{path}: {len(reshaped)} of its tensors have another shape than encoder "
+                        f"'{type(model.encoder).__name__}' has under the same name (e.g. {first}: "
+                        f"{list(renamed[first].shape)} in the file, {list(own[first].shape)} here), so they are "
+                        "weights of another encoder; give the weights of this model.encoder, or set model.encoder "
+                        "to the one they were trained for")
     model.encoder.load_state_dict(matched, strict=False)
     missing = len(own) - len(matched)
-    sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing, "
+    other = f" ({len(reshaped)} of another shape, e.g. {reshaped[0]})" if reshaped else ""
+    sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing{other}, "
                      f"{total - len(matched)} unused{adapted}\n")
+
+
+MAX_RESHAPED = 0.05  # share of the tensors found by name that may differ in shape (a resized pos_embed, an input conv)
 
 
 KEY_PREFIXES = ("", "module.", "model.", "encoder.", "backbone.", "model.encoder.", "module.encoder.")
