@@ -222,3 +222,21 @@ def test_region_terms_equal_smp_in_value_and_gradient(term, params):
 def test_region_terms_refuse_unknown_params():
     with pytest.raises(ConfigError, match="loss.params.dice"):
         WeightedLoss({"dice": 1.0}, IGNORE, params={"dice": {"smoth": 1.0}})
+
+
+def test_class_ids_and_weights_in_term_params_are_checked_against_the_classes(tiny_data, tmp_path):
+    """loss.params.dice.classes=[0,99] or a class_weights list of the wrong length failed in the first training step,
+    after the run directory was made: IndexError / a size mismatch, exit 4."""
+    for params, message in (({"classes": [0, 99]}, r"loss.params.dice.classes=\[0, 99\]: give a list of class ids "
+                                                   r"from 0 to 3 \(the dataset has 4 classes\)"),
+                            ({"classes": [1.5]}, "give a list of class ids"),
+                            ({"class_weights": [1, 2]}, r"loss.params.dice.class_weights=\[1, 2\]: give 4 numbers")):
+        with pytest.raises(ConfigError, match=message):
+            build_loss({"terms": {"dice": 1.0}, "params": {"dice": params}}, 4, IGNORE, None)
+    build_loss({"terms": {"tversky": 1.0}, "params": {"tversky": {"classes": [0, 3], "class_weights": [0, 1, 1, 1]}}},
+               4, IGNORE, None)
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "+loss.params.dice.classes=[0,99]", "--run-dir",
+                  tmp_path / "r")
+    assert proc.returncode == 2 and "loss.params.dice.classes=[0, 99]: give a list of class ids from 0 to" in \
+        proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "r").exists()

@@ -149,10 +149,32 @@ def resolve_class_weights(spec, num_classes: int, dataset_root: str | None, powe
     return weights
 
 
+def _check_class_params(params: dict, num_classes: int) -> None:
+    """loss.params.<term>.classes (class ids) and .class_weights (one per class) against the dataset's classes: out of
+    range, they failed only in the first training step (IndexError, a size mismatch: exit 4)."""
+    for name, given in (params or {}).items():
+        given = given or {}
+        ids = given.get("classes")
+        if ids is not None:
+            listed = list(ids) if isinstance(ids, (list, tuple)) or hasattr(ids, "__len__") else None
+            if not listed or isinstance(ids, str) or not all(
+                    not isinstance(i, bool) and isinstance(i, (int, float)) and float(i) == int(i)
+                    and 0 <= int(i) < num_classes for i in listed):
+                raise ConfigError(f"loss.params.{name}.classes={ids!r}: give a list of class ids from 0 to "
+                                  f"{num_classes - 1} (the dataset has {num_classes} classes), or null for all")
+        if given.get("class_weights") is not None:
+            try:
+                resolve_class_weights(list(given["class_weights"]), num_classes, None)
+            except (ConfigError, TypeError) as err:
+                raise ConfigError(f"loss.params.{name}.class_weights={given['class_weights']!r}: give "
+                                  f"{num_classes} numbers >= 0 (one per class, not all 0), or null") from None
+
+
 def build_loss(loss_cfg: dict, num_classes: int, ignore_index: int, dataset_root: str | None) -> WeightedLoss:
     """The `loss` config group → WeightedLoss."""
     weights = resolve_class_weights(loss_cfg.get("class_weights"), num_classes, dataset_root,
                                     loss_cfg.get("class_weight_power", 1.0))
+    _check_class_params(loss_cfg.get("params") or {}, num_classes)
     loss = WeightedLoss(dict(loss_cfg["terms"]), ignore_index, class_weights=weights, params=loss_cfg.get("params"))
     if weights is not None and not any(name in WEIGHTED_TERMS for name in loss.weights):
         from segcli.console import first_process, info
