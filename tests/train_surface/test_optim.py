@@ -163,6 +163,33 @@ def test_fused_step_gives_way_to_clipping_under_mixed_precision():
         build_optimizer(_net(), {"name": "adamw", "lr": 1e-3, "fused": True}, why)
 
 
+def test_fused_true_with_clipping_under_mixed_precision_is_refused_from_the_trainer_arguments():
+    """optim.fused=true with clipping under bf16-mixed was refused only inside fit, after the run directory had been
+    announced: check_fused tells it from the config's Trainer arguments alone, before anything is made."""
+    from segcli.models.optim import check_fused, fused_clipping
+
+    clipped = {"gradient_clip_val": 1.0, "precision": "bf16-mixed"}
+    with pytest.raises(ConfigError, match="optim.fused=true: trainer.gradient_clip_val with trainer.precision="
+                                          "bf16-mixed needs an unfused step; set optim.fused=auto or false"):
+        check_fused({"name": "adamw", "fused": True}, clipped)
+    for fused in ("auto", False):
+        check_fused({"fused": fused}, clipped)
+    for fine in ({"gradient_clip_val": 1.0, "precision": "32-true"}, {"gradient_clip_val": 0, "precision": "16-mixed"},
+                 {"gradient_clip_val": None, "precision": "bf16-mixed"}, {}):
+        assert fused_clipping(fine) == ""
+        check_fused({"fused": True}, fine)
+
+
+def test_fused_true_with_clipping_under_bf16_is_refused_before_the_run_directory(tiny_data, tmp_path):
+    from helpers_surface import segcli
+
+    proc = segcli("train", f"data.root={tiny_data}", "trainer.max_epochs=1", "trainer.precision=bf16-mixed",
+                  "trainer.gradient_clip_val=1.0", "optim.fused=true", "--run-dir", tmp_path / "run")
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()
+    assert proc.stderr.strip() == ("segcli: error: optim.fused=true: trainer.gradient_clip_val with "
+                                   "trainer.precision=bf16-mixed needs an unfused step; set optim.fused=auto or false")
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
 def test_clipped_training_runs_at_each_precision(tiny_data, tmp_path, precision):
     """`trainer.gradient_clip_val` with bf16-mixed failed in Lightning's precision plugin once the fused step was

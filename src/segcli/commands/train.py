@@ -120,6 +120,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, local_weights, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
+    from segcli.models.optim import check_fused
     from segcli.models.trainer_args import check as check_trainer, for_this_machine, lightning_config_errors
     from segcli.runs import make_run_dir, model_meta, save_config
     from segcli.training.callbacks import CtrlC
@@ -184,6 +185,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     given = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
     check_trainer(given)
     trainer_args = for_this_machine(given)
+    check_fused(to_container(cfg.optim), trainer_args)  # needs the precision made concrete (auto → bf16-mixed)
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too

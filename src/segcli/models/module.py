@@ -17,7 +17,7 @@ from segcli.inference.predictor import forward_scaled, input_scale, min_size, no
 from segcli.metrics import ConfusionMatrix, compute_metrics
 from segcli.models.factory import build_model
 from segcli.models.losses import build_loss
-from segcli.models.optim import build_optimizer, build_scheduler, training_progress, warmup_note
+from segcli.models.optim import build_optimizer, build_scheduler, fused_clipping, training_progress, warmup_note
 
 
 def crashes_channels_last(model: torch.nn.Module) -> str | None:
@@ -213,9 +213,9 @@ class SegModule(L.LightningModule):
         """Why a fused optimiser step cannot be used in this run ('' when it can): Lightning's mixed-precision plugin
         refuses gradient clipping with an optimiser that can unscale gradients itself, as the fused ones can."""
         trainer = self._trainer
-        if trainer is None or not trainer.gradient_clip_val or "mixed" not in str(trainer.precision):
+        if trainer is None:
             return ""
-        return f"trainer.gradient_clip_val with trainer.precision={trainer.precision} needs an unfused step"
+        return fused_clipping({"gradient_clip_val": trainer.gradient_clip_val, "precision": str(trainer.precision)})
 
     def on_fit_start(self) -> None:
         self._fit_start = time.monotonic()

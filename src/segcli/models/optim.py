@@ -52,6 +52,24 @@ def param_groups(module: nn.Module, weight_decay: float, no_decay_norm_bias: boo
     return groups
 
 
+def fused_clipping(trainer: dict) -> str:
+    """Why a fused optimiser step cannot be used with these lightning.Trainer arguments ('' when it can): Lightning's
+    mixed-precision plugin refuses gradient clipping with an optimiser that can unscale gradients itself, as the
+    fused ones can. `trainer`: the arguments with precision made concrete (trainer_args.for_this_machine)."""
+    clip, precision = trainer.get("gradient_clip_val"), str(trainer.get("precision", "32-true"))
+    if not clip or float(clip) == 0 or "mixed" not in precision:
+        return ""
+    return f"trainer.gradient_clip_val with trainer.precision={precision} needs an unfused step"
+
+
+def check_fused(optim: dict, trainer: dict) -> None:
+    """optim.fused=true with Trainer arguments that rule the fused step out: a ConfigError before the run directory
+    is made (build_optimizer would refuse it only inside fit)."""
+    why = fused_clipping(trainer)
+    if why and str(optim.get("fused", "auto")).lower() == "true":
+        raise ConfigError(f"optim.fused=true: {why}; set optim.fused=auto or false")
+
+
 def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") -> torch.optim.Optimizer:
     """`optim` group (its values checked by segcli.checks) → torch optimiser over module's trainable parameters.
     `fused_clipping`: why a fused step must not be used here ('' when it may: see segcli.models.module), which
