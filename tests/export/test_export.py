@@ -47,6 +47,21 @@ def test_metadata_round_trip(kind, exported, ckpt):
     assert load_predictor(exported[kind], "cpu").meta == meta  # what the backends read is what was stored
 
 
+@pytest.mark.parametrize("channels, order", [(3, "RGB"), (1, "gray"), (4, "RGB, then band 4 as stored"),
+                                             (6, "RGB, then bands 4-6 as stored"), (2, "2 bands as stored")])
+def test_metadata_names_the_input_channels(channels, order, ckpt):
+    """A grayscale or multispectral model's export said channel_order "RGB" and input "float32 NCHW RGB, ..." (the
+    ONNX input takes 1 or 4 channels): a consumer reading the metadata fed it the wrong image."""
+    from segcli.export.metadata import export_meta
+    from segcli.inference.backends import read_checkpoint
+
+    meta = read_checkpoint(ckpt)["hyper_parameters"]["meta"]
+    meta = {**meta, "model": {**meta["model"], "in_channels": channels}, "mean": [0.5] * channels,
+            "std": [0.2] * channels}
+    described = export_meta(meta, ckpt, "onnx", False, False, 17)
+    assert described["channel_order"] == order and described["input"].startswith(f"float32 NCHW {order}, (x / 255")
+
+
 def test_onnx_axes_are_dynamic(onnx_file, onnx_ids_file):
     import onnxruntime as ort
 
@@ -181,6 +196,25 @@ def test_exportable_pooling_equals_adaptive_average_pooling():
             torch.testing.assert_close(AdaptiveAvgPoolAnySize(bins)(x), torch.nn.AdaptiveAvgPool2d(bins)(x))
 
 
+def test_a_model_neither_exporter_writes_is_one_line_naming_the_cause(dataset, tmp_path):
+    """When torch.export failed too, stderr got ~250 lines of tracebacks torch logs (fake_tensor.py) and the error
+    line quoted torch's how-to-debug banner in terminal colours ('Failed to export the model with torch.export.
+    \\x1b[96mThis is step 1/3\\x1b[0m of exporting the model to ONNX. Next steps:') instead of what failed. A PAN
+    checkpoint without its min_size (an earlier segcli's) fails in both: its 64x96 example pools to nothing."""
+    import subprocess
+    import sys
+
+    ckpt = _untrained_ckpt(dataset, tmp_path / "pan.ckpt", "pan", "resnet18")
+    proc = subprocess.run([sys.executable, "-m", "segcli", "export", "--ckpt", str(ckpt), "--out",
+                           str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
+    assert len(lines) <= 4 and "Traceback" not in proc.stderr and "\x1b[" not in proc.stderr, proc.stderr[-2000:]
+    assert lines[-1].startswith("segcli: error: cannot export pan/resnet18 to ONNX (torch.export, opset 18): Given "
+                                "input size: (1x1x1). Calculated output size: (1x0x0). Output size is too small;")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pan.ckpt"]
+
+
 @pytest.mark.slow
 def test_a_vit_exports_to_onnx_through_torch_export(dataset, tmp_path, cli):
     """DPT's ViT resamples its position embeddings with antialiased bicubic interpolation, which torch's
@@ -228,6 +262,10 @@ def test_half_without_gpu_exits_2(ckpt, tmp_path, cli):
     (["--format", "torchscript", "--out", "model.onnx"], "must not end in .onnx"),
     # settings that failed verification whatever the model, ran with no effect, or crashed (benchmark.size)
     (["--opset", "25"], "--opset=25: give an ONNX opset from 7 to"),
+    (["--format", "torchscript", "--opset", "17"], "--opset=17: an ONNX opset, but --format is torchscript"),
+    (["--format", "torchscript", "--opset", "11"],  # was exported and written, the opset silently unused
+     "--opset=11: an ONNX opset, but --format is torchscript, which has none; drop --opset, or export with "
+     "--format onnx"),
     (["verify_max_images=0"], "verify_max_images=0: give a whole number >= 1"),
     (["verify.min_miou=2"], "verify.min_miou=2: give a fraction from 0 to 1"),
     (["verify.max_rel_logit_diff=-1"], "verify.max_rel_logit_diff=-1: give a number >= 0"),
@@ -275,6 +313,16 @@ def test_missing_dataset_then_verify_images_and_benchmark(ckpt, dataset, tmp_pat
     assert "64×64" in table and "torch eager" in table and "torchscript" in table and "images/s" in table
 
 
+@pytest.mark.parametrize("kind, name", [("onnx", "ONNX"), ("torchscript", "TorchScript")])
+def test_an_exported_model_as_ckpt_is_named_as_such(kind, name, exported, tmp_path, cli):
+    """Re-exporting an exported file was 'not a readable checkpoint (UnpicklingError); it may be truncated' (ONNX),
+    or that after torch.load's warning about a TorchScript archive on stderr."""
+    code, out, err = cli("export", "--ckpt", exported[kind], "--out", tmp_path / "again.onnx")
+    assert code == 3 and not out and not list(tmp_path.iterdir())
+    assert err.strip() == (f"segcli: error: {exported[kind]}: an exported {name} model, not a checkpoint; export "
+                           "from the .ckpt it came from (RUN_DIR/checkpoints/best.ckpt)")
+
+
 def test_an_out_that_is_a_folder_exits_2_before_exporting(ckpt, tmp_path, cli):
     """--out DIR (a folder) exported and verified the model, then failed on renaming the hidden staging file
     ('.DIR.partial-123: Is a directory', exit 3)."""
@@ -308,6 +356,9 @@ def test_argmax_of_a_model_at_input_scale_is_refused_before_exporting(ckpt, tmp_
     assert code == 2 and not stdout
     assert "--argmax" in err and "input_scale 0.5" in err and "export without --argmax" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scaled.ckpt"]
-    code, stdout, err = cli("export", "--ckpt", scaled, "--out", out)  # logits of the same model export and verify
-    assert code == 0, err
+    code, stdout, err = cli("export", "--ckpt", scaled, "--out", out, "--benchmark", "benchmark.runs=1")
+    assert code == 0, err  # logits of the same model export and verify
     assert out.is_file()
+    # the benchmark times what the network sees: the 72x100 image at half size, 36x50, padded to 64x64 (it timed
+    # the full 72x100 padded to 96x128 before, four times the pixels the model is given)
+    assert "latency at 64×64, batch 1" in stdout, stdout

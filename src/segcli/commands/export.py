@@ -15,6 +15,7 @@ from segcli.console import info, result, stdout_console
 from segcli.errors import CheckFailed, ConfigError, DataError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # format → default suffix of --out
+DEFAULT_OPSET = 17  # what an ONNX export uses when --opset is not given (conf/export.yaml: opset null)
 
 
 def _check_options(cfg) -> None:
@@ -34,6 +35,11 @@ def _check_options(cfg) -> None:
         if Path(cfg.out).is_dir():
             raise ConfigError(f"--out {cfg.out}: a folder, but the exported model is one file; give a file path "
                               f"such as {Path(cfg.out) / ('model' + FORMATS[cfg.format])}")
+    if cfg.format == "torchscript" and cfg.opset is not None:
+        raise ConfigError(f"--opset={cfg.opset}: an ONNX opset, but --format is torchscript, which has none; "
+                          "drop --opset, or export with --format onnx")
+    if cfg.opset is None:
+        cfg.opset = DEFAULT_OPSET if cfg.format == "onnx" else None
     _check_values(cfg)
     if cfg.half:
         if not torch.cuda.is_available():
@@ -68,6 +74,18 @@ def _check_values(cfg) -> None:
     if size is not None and not is_size(size):
         raise ConfigError(f"benchmark.size={size!r}: give [height, width] in whole pixels >= 1, or null for the "
                           "verification images' size")
+
+
+def _check_is_checkpoint(path) -> None:
+    """--ckpt must be a checkpoint: an exported file given instead was 'not a readable checkpoint (UnpicklingError);
+    it may be truncated' (ONNX), or that after a torch.load warning on stderr (TorchScript)."""
+    from segcli.inference.backends import model_kind
+
+    kind = model_kind(path) if Path(path).is_file() else "checkpoint"  # a missing file: load_torch_model says so
+    if kind != "checkpoint":
+        name = {"onnx": "ONNX", "torchscript": "TorchScript"}[kind]
+        raise DataError(f"{path}: an exported {name} model, not a checkpoint; export from the .ckpt it came from "
+                        "(RUN_DIR/checkpoints/best.ckpt)")
 
 
 def _check_argmax(cfg, meta: dict) -> None:
@@ -204,6 +222,7 @@ def _export(cfg, out: Path) -> Path:
     from segcli.inference.backends import eager_predictor, load_torch_model
 
     half, fmt = bool(cfg.half), str(cfg.format)
+    _check_is_checkpoint(cfg.ckpt)
     model, meta = load_torch_model(cfg.ckpt)
     _check_argmax(cfg, meta)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,17 +26,19 @@ class Timing:
 
 
 def benchmark_input(predictor, image, size: tuple[int, int] | None, batch: int = 1) -> torch.Tensor:
-    """What the Predictor feeds a backend for `image` ((H, W, 3) uint8 RGB), resized to `size` ([H, W]) when
-    given: (batch, C, H', W') normalised float32, zero-padded bottom/right to the size multiple
-    (and the model's min_size)."""
+    """What the Predictor feeds a backend for `image` ((H, W, 3) uint8 RGB): resized by the model's input_scale, or
+    to `size` ([H, W]) when given: (batch, C, H', W') normalised float32, zero-padded bottom/right to the size
+    multiple (and the model's min_size)."""
     import cv2
     import torch.nn.functional as F
 
-    from segcli.inference.predictor import min_size, padding
+    from segcli.inference.predictor import input_scale, min_size, padding, resize
 
     if size:
         image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
     x = predictor.preprocess([image])
+    if not size:  # a model at data.input_scale=0.5 sees a quarter of the image's pixels
+        x = resize(x, input_scale(predictor.meta))
     pad_h, pad_w = padding(*x.shape[-2:], int(predictor.meta["size_multiple"]), min_size(predictor.meta))
     x = F.pad(x, (0, pad_w, 0, pad_h))
     return x.repeat(batch, 1, 1, 1)

@@ -3,9 +3,10 @@
 It is the checkpoint's `meta` (classes, palette, ignore_index, mean, std, size_multiple, model,
 dataset; see segcli.runs.model_meta) plus what the exported file itself is:
 
-    channel_order      "RGB"  (input channels, after (x / 255 - mean) / std)
+    channel_order      "RGB"; "gray" (a 1-channel model: the luma of RGB); "RGB, then band 4 as stored" (a 4-band
+                       model; "bands 4-C" for more): the input channels, after (x / 255 - mean) / std
     input              a one-line description of the input tensor
-    output             "logits": (N, classes, H, W) float; "ids": (N, H, W) uint8 class ids (--argmax)
+    output             "logits": (N, classes, H, W) float; "ids": (N, H, W) uint8 class ids, int32 above 256 classes (--argmax)
     dtype              "float32" | "float16" (--half): the input and logits type
     format             "onnx" | "torchscript"; opset (ONNX only)
     segcli_version     the segcli that exported it (trained_with_segcli: the one that trained it)
@@ -29,18 +30,32 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def channel_order(channels: int) -> str:
+    """What the input's channels are, as segcli reads images for a model of `channels` input channels
+    (segcli.inference.io.read_image): RGB; the luma of RGB for one; R, G, B and the further bands as the file
+    stores them for more (a multispectral model); the bands as stored for two."""
+    if channels == 1:
+        return "gray"
+    if channels < 3:
+        return f"{channels} bands as stored"
+    if channels == 3:
+        return "RGB"
+    return "RGB, then band 4 as stored" if channels == 4 else f"RGB, then bands 4-{channels} as stored"
+
+
 def export_meta(meta: dict, checkpoint: str | Path, fmt: str, argmax: bool, half: bool, opset: int | None = None) -> dict:
     """The checkpoint's `meta` extended with what an exported file needs to describe itself."""
     dtype = "float16" if half else "float32"
+    order = channel_order(int(meta["model"]["in_channels"]))
     out = dict(meta)
     out.update({
         "segcli_version": __version__,
         "trained_with_segcli": meta.get("segcli_version"),
         "checkpoint_sha256": sha256_file(checkpoint),
         "format": fmt,
-        "channel_order": "RGB",
+        "channel_order": order,
         "dtype": dtype,
-        "input": f"{dtype} NCHW RGB, (x / 255 - mean) / std, H and W multiples of size_multiple"
+        "input": f"{dtype} NCHW {order}, (x / 255 - mean) / std, H and W multiples of size_multiple"
                  + (f"; x: deeper-than-8-bit values mapped from image_range {meta['image_range']} onto 0..255"
                     if meta.get("image_range") else ""),
         "output": "ids" if argmax else "logits",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 import warnings
 from contextlib import contextmanager
@@ -82,7 +84,12 @@ DYNAMO_MIN_OPSET = 18  # the lowest opset torch.export's ONNX exporter writes
 
 
 def _first_line(err: BaseException) -> str:
-    return first_line(err).split(". Please feel free")[0]  # torch's request for a pull request
+    """The first line of what went wrong: torch.export wraps the cause in a multi-line how-to to debug the exporter
+    ("Failed to export the model with torch.export. This is step 1/3 ..."), in terminal colours."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    line = re.sub(r"\x1b\[[0-9;]*m", "", first_line(err))
+    return line.split(". Please feel free")[0]  # torch's request for a pull request
 
 
 def _export_dynamo(net: torch.nn.Module, example: torch.Tensor, path: str | Path, meta: dict, output: str,
@@ -109,16 +116,20 @@ def _export_dynamo(net: torch.nn.Module, example: torch.Tensor, path: str | Path
 @contextmanager
 def _stdout_muted():
     """File descriptor 1 to /dev/null: torch's exporter prints the whole graph (hundreds of lines) to stdout, from
-    C++, when it fails, and stdout carries segcli's results. SEGCLI_DEBUG=1 keeps it."""
+    C++, when it fails, and stdout carries segcli's results. Python logging off too: torch.export logs the
+    tracebacks of the operators it fails on (hundreds of lines on stderr) before it raises. SEGCLI_DEBUG=1 keeps both."""
     if os.environ.get("SEGCLI_DEBUG", "") not in ("", "0"):
         yield
         return
     sys.stdout.flush()
     saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
+    logged = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
+        logging.disable(logged)
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
