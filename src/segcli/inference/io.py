@@ -19,6 +19,10 @@ from segcli.errors import DataError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+if not os.environ.get("OPENCV_LOG_LEVEL") and os.environ.get("SEGCLI_DEBUG", "") in ("", "0"):
+    # OpenCV's own warnings ("[ WARN:0@0.1] global grfmt_tiff.cpp:123 TIFF_Warning ..." for every read of a
+    # 4-band TIFF, in libtiff's words) bury segcli's messages; its errors still show. SEGCLI_DEBUG=1 keeps them.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
