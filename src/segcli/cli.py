@@ -156,6 +156,7 @@ def prepare_folder(
     palette: Optional[Path] = typer.Option(None, "--palette", help="File of 'name R G B' lines: classes, colours, RGB-mask mapping."),
     ignore_index: int = typer.Option(None, "--ignore-index", help="Mask value that means 'not labelled' (default 255)."),
     remap: Optional[List[str]] = typer.Option(None, "--remap", help="Map a raw mask value to a class id, e.g. 255=1 (repeatable)."),
+    reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label", help="Masks use 0 for 'not labelled' and 1..N for the classes: 0 → ignore, k → k-1."),
     split_file: Optional[List[str]] = typer.Option(None, "--split-file", help="SPLIT=FILE listing the stems of a split (repeatable)."),
     val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation (random split)."),
     test_fraction: float = typer.Option(None, "--test-fraction", help="Fraction of pairs held out for testing (random split)."),
@@ -168,7 +169,7 @@ def prepare_folder(
     """Convert a plain images/ + masks/ folder pair (class-id or RGB-palette masks)."""
     _prepare("folder", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
              images=images, masks=masks, classes=classes, palette=palette, ignore_index=ignore_index,
-             remap=_pairs("--remap", remap, as_int=True), split_files=_pairs("--split-file", split_file),
+             remap=_pairs("--remap", remap, as_int=True), reduce_zero_label=reduce_zero_label or None, split_files=_pairs("--split-file", split_file),
              val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, seed=seed, group=group,
              image_suffix=image_suffix, mask_suffix=mask_suffix)
 

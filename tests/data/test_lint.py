@@ -230,6 +230,12 @@ def test_a_card_that_is_not_yaml_is_reported_on_one_line(tmp_path, run_cli):
     (["--classes", "a,b,c", "--remap", "2=5"], 2, "--remap 2=5: 5 is neither a class id 0..2 nor the ignore index"),
     (["--remap", "2=-1"], 2, "--remap 2=-1: both sides must be mask values from 0 to 65535"),
     (["--remap", "2=70000"], 2, "--remap 2=70000: both sides must be mask values from 0 to 65535"),
+    # 0 = 'not labelled', 1..N the classes: both hints named each other and never the fix
+    (["--ignore-index", "0"], 2, "(ids 0-2 found); pick a value above 2, or name the classes with --classes; if 0 "
+                                 "marks unlabelled pixels and the classes are 1..N, pass --reduce-zero-label instead"),
+    (["--ignore-index", "0", "--classes", "a,b"], 2, "is also the id of class 'a'; pick a value >= 2; if 0 marks "
+                                                     "unlabelled pixels and the classes are 1..N, pass --reduce-zero-label"),
+    (["--ignore-index", "0", "--reduce-zero-label"], 2, "--reduce-zero-label makes 0 'not labelled'"),
 ])
 def test_bad_options_exit_2(tmp_path, rng, run_cli, extra, code, text):
     for stem in ("a", "b", "c"):
@@ -394,3 +400,46 @@ def test_an_animated_gif_image_is_a_multi_page_warning_in_frames(tmp_path, rng, 
     warned = [f for f in read_lint(out / "lint.json")["findings"] if f["kind"] == "multi_page"]
     assert [Path(f["file"]).name for f in warned] == ["anim.gif"]
     assert "holds 3 frames and only the first is read" in warned[0]["detail"]
+
+
+@pytest.mark.parametrize("classes", [None, "a,b,c"])
+def test_reduce_zero_label_makes_0_ignore_and_shifts_the_classes_down(tmp_path, rng, run_cli, classes):
+    """Masks with 0 = not labelled, 1..3 = three classes and 255 = a border (ADE20K's convention)."""
+    import yaml
+
+    raw = {}
+    for i in range(4):
+        raw[i] = blocks(rng, 16, 16, [0, 1, 2, 3, 255], block=4).astype(np.uint8)
+        write_image(tmp_path / "images" / f"x{i}.png", random_image(rng, 16, 16))
+        write_grey(tmp_path / "masks" / f"x{i}.png", raw[i])
+    out = tmp_path / "out"
+    args = ["--classes", classes] if classes else []
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--val-fraction", "0", "--reduce-zero-label", "--out", out, *args)
+    assert code == 0, err
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert card["classes"] == (classes.split(",") if classes else ["class_0", "class_1", "class_2"])
+    assert card["ignore_index"] == 255
+    for entry in card["splits"]["train"]:
+        stem = Path(entry["mask"]).stem
+        expected = np.where((raw[int(stem[1:])] == 0) | (raw[int(stem[1:])] == 255), 255,
+                            raw[int(stem[1:])].astype(np.int64) - 1)
+        assert np.array_equal(cv2.imread(str(out / entry["mask"]), cv2.IMREAD_UNCHANGED), expected)
+
+
+def test_sparse_ids_get_the_remap_that_numbers_them(tmp_path, rng, run_cli):
+    """Masks using ids 0, 10, 20 (no --classes) made 21 classes, 18 never present, with only 'zero pixels' warnings;
+    the warning now gives the --remap that makes them 3 classes, and following it gives a card without gaps."""
+    import yaml
+
+    for i in range(3):
+        write_image(tmp_path / "images" / f"x{i}.png", random_image(rng, 16, 16))
+        write_grey(tmp_path / "masks" / f"x{i}.png", blocks(rng, 16, 16, [0, 10, 20], block=4).astype(np.uint8))
+    base = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--val-fraction", "0"]
+    assert run_cli(*base, "--out", tmp_path / "o1")[0] == 0
+    missing = [f for f in read_lint(tmp_path / "o1" / "lint.json")["findings"] if f["kind"] == "class_missing"]
+    assert missing and "the masks use only ids 0, 10, 20: --remap 10=1 --remap 20=2 numbers them as 3 classes" \
+        in missing[0]["detail"]
+    assert run_cli(*base, "--out", tmp_path / "o2", "--remap", "10=1", "--remap", "20=2")[0] == 0
+    assert yaml.safe_load((tmp_path / "o2" / "dataset.yaml").read_text())["classes"] == ["class_0", "class_1", "class_2"]
+    assert not [f for f in read_lint(tmp_path / "o2" / "lint.json")["findings"] if f["kind"] == "class_missing"]

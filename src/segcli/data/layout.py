@@ -208,11 +208,14 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     if classes is None:  # class table from the ids found (folder without --classes)
         top = max((s.max_id(ignore) for s in stats.values()), default=-1)
         if ignore <= top:
+            zero = ("; if 0 marks unlabelled pixels and the classes are 1..N, pass --reduce-zero-label instead "
+                    "(0 → ignore, k → k-1)") if ignore == 0 else ""
             raise ConfigError(f"--ignore-index {ignore} is also a class id in the masks (ids 0-{top} found); pick a "
-                              f"value above {top}, or name the classes with --classes")
+                              f"value above {top}, or name the classes with --classes{zero}")
         classes = [f"class_{i}" for i in range(top + 1)] or ["class_0"]
+    hint = _sparse_ids_hint(stats, len(classes)) if source.classes is None else ""
     palette = source.palette if len(source.palette) >= len(classes) else _default_palette(len(classes))
-    _split_findings(report, source.splits, listed, splits, stats, classes)
+    _split_findings(report, source.splits, listed, splits, stats, classes, hint)
     if len(classes) < 2 and report.pairs:
         report.findings.append(error("single_class", source.name, f"one class ({classes[0]}): every pixel is "
                                      "labelled the same (or ignored), so any model scores 100%; label at least two "
@@ -229,9 +232,23 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     return card
 
 
+def _sparse_ids_hint(stats: dict[str, SplitStats], num_classes: int) -> str:
+    """For a class table read off the ids found (folder without --classes): when the masks use a few ids with gaps
+    (0, 10, 20), the --remap that numbers them 0..K-1; the ids in between would be classes that never occur, each
+    scored (0 IoU as soon as a model predicts it) and trained against. '' when the ids are contiguous."""
+    used = sorted({i for s in stats.values() for i, n in enumerate(s.to_dict(num_classes)["class_pixels"]) if n})
+    if not used or len(used) == num_classes or 2 * len(used) > num_classes:
+        return ""
+    moves = [f"--remap {v}={i}" for i, v in enumerate(used) if v != i]
+    shown = " ".join(moves[:8]) + (" …" if len(moves) > 8 else "")
+    ids = ", ".join(map(str, used[:12])) + (" …" if len(used) > 12 else "")
+    return f"; the masks use only ids {ids}: {shown} numbers them as {len(used)} classes (with --classes to name them)"
+
+
 def _split_findings(report: LintReport, expected: list[str], listed: dict[str, int], splits: dict[str, list],
-                    stats: dict[str, SplitStats], classes: list[str]) -> None:
-    """Split-level lint: empty splits (train included), classes with zero pixels in a split.
+                    stats: dict[str, SplitStats], classes: list[str], hint: str = "") -> None:
+    """Split-level lint: empty splits (train included), classes with zero pixels in a split (`hint`: a fix added
+    to those findings' text).
 
     A split is empty when no pair is assigned to it, or, with --keep-going, when every pair was dropped.
     """
@@ -255,7 +272,7 @@ def _split_findings(report: LintReport, expected: list[str], listed: dict[str, i
         if missing:
             shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
             report.findings.append(warning("class_missing", split, f"{len(missing)} class(es) with zero pixels in "
-                                           f"split '{split}': {shown}", split=split))
+                                           f"split '{split}': {shown}{hint}", split=split))
 
 
 def _downscale(image: np.ndarray, ids: np.ndarray, max_size: int | None) -> tuple[np.ndarray, np.ndarray]:

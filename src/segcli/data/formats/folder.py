@@ -137,6 +137,17 @@ def parse_remap(remap: dict | None) -> dict[int, int]:
     return pairs
 
 
+ZERO_LABEL_HINT = ("; if 0 marks unlabelled pixels and the classes are 1..N, pass --reduce-zero-label instead "
+                   "(0 → ignore, k → k-1)")
+
+
+def zero_label_remap(ignore: int, num_classes: int | None) -> dict[int, int]:
+    """--reduce-zero-label as raw value → id: 0 → ignore, k → k - 1 for the classes' raw values 1..N (every 16-bit
+    value while the classes are unknown); the ignore value itself stays ignore."""
+    top = num_classes if num_classes is not None else 65535
+    return {0: ignore, **{k: k - 1 for k in range(1, top + 1) if k != ignore}}
+
+
 def check_remap(remap: dict[int, int], num_classes: int | None, ignore: int) -> None:
     """Each --remap target must be a class id or the ignore index (any value while the classes are unknown)."""
     for raw, target in remap.items():
@@ -173,7 +184,8 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float, tes
 def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | None = None, palette: str | None = None,
             ignore_index: int | None = None, remap: dict | None = None, split_files: dict | None = None,
             val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0, folds: int | None = None,
-            group: str | None = None, image_suffix: str | None = None, mask_suffix: str | None = None) -> Source:
+            group: str | None = None, image_suffix: str | None = None, mask_suffix: str | None = None,
+            reduce_zero_label: bool = False) -> Source:
     """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode."""
     findings: list[Finding] = []
     image_suffix, mask_suffix = str(image_suffix or ""), str(mask_suffix or "")
@@ -215,12 +227,17 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         names = names or table.classes
         palette_colours = table.colours
         colours = ColourMap(table.colours, table.ignore_colours, ignore)
+    if reduce_zero_label and ignore == 0:
+        raise ConfigError("--reduce-zero-label makes 0 'not labelled' and shifts the classes to 0..N-1: leave out "
+                          "--ignore-index 0 (the ignore index stays 255)")
     if names is not None and ignore < len(names):
-        raise ConfigError(f"--ignore-index {ignore} is also the id of class '{names[ignore]}'; pick a value >= {len(names)}")
-    remap = parse_remap(remap)
+        raise ConfigError(f"--ignore-index {ignore} is also the id of class '{names[ignore]}'; pick a value >= {len(names)}"
+                          + (ZERO_LABEL_HINT if ignore == 0 else ""))
+    remap = {**(zero_label_remap(ignore, None if names is None else len(names)) if reduce_zero_label else {}),
+             **parse_remap(remap)}  # an explicit --remap of a raw value wins
     check_remap(remap, None if names is None else len(names), ignore)
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
-                          ignore_declared=ignore_index is not None, remap=remap)
+                          ignore_declared=ignore_index is not None or reduce_zero_label, remap=remap)
 
     groups = group_keys(stems, str(group)) if group else None
     assigned, expected = _splits(stems, split_files, float(val_fraction), float(test_fraction), int(seed), findings,
