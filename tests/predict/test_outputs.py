@@ -202,3 +202,32 @@ def test_an_animated_gif_is_named_with_how_to_predict_every_frame(ckpt, cli, tmp
     assert (f"predict: note: {folder / 'clip.gif'} holds 4 frames; only the first is predicted; convert it to a "
             "video (e.g. mp4) to predict every frame") in err
     assert "still.gif" not in err
+
+
+def test_two_inputs_whose_outputs_are_one_file_are_refused(ckpt, cli, tmp_path):
+    """x.png's overlay and overlays/x.png's mask are both OUT/overlays/x.png, and with --frame-masks a video clip.mp4
+    and an image clip/000000.png both write OUT/clip/000000.png: one overwrote the other without a word, while stdout
+    and areas.csv named the file for both."""
+    import shutil
+
+    write_images(tmp_path / "in", 1)
+    write_images(tmp_path / "in" / "overlays", 1, 32, 48)
+    (tmp_path / "in" / "overlays" / "img_000.png").rename(tmp_path / "in" / "overlays" / "img_000.jpg")
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 2 and "would both write" in err and str(tmp_path / "out" / "overlays" / "img_000.png") in err, err
+    assert not (tmp_path / "out").exists()
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask")
+    assert code == 0, err  # masks alone do not meet
+    shutil.rmtree(tmp_path / "in")
+    (tmp_path / "in").mkdir()
+    writer = cv2.VideoWriter(str(tmp_path / "in" / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (48, 32))
+    for _ in range(2):
+        writer.write(np.zeros((32, 48, 3), np.uint8))
+    writer.release()
+    write_images(tmp_path / "in" / "clip", 1)
+    (tmp_path / "in" / "clip" / "img_000.png").rename(tmp_path / "in" / "clip" / "000000.png")
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "v", "--frame-masks")
+    assert code == 2 and f"would both write {tmp_path / 'v' / 'clip' / '000000.png'}" in err, err
+    assert not (tmp_path / "v").exists()
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "v", "--save", "mask,overlay")
+    assert code == 0, err  # without frame masks the video writes overlays/clip.avi only

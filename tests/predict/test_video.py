@@ -138,3 +138,42 @@ def test_skip_existing_keeps_a_videos_rows_and_writes_frame_masks_asked_for_late
     assert (tmp_path / "out" / "areas.csv").read_text() == first
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == FRAMES and all(row["skipped"] and sum(row["pixels"].values()) == HEIGHT * WIDTH for row in rows)
+
+
+def test_a_video_codec_that_is_no_fourcc_or_cannot_be_written_is_a_usage_error(ckpt, cli, tmp_path):
+    """video.codec=abc was a TypeError (exit 4); a FourCC OpenCV cannot write counted the video as an unreadable
+    input (exit 3, "could not be read")."""
+    clip = tmp_path / "clip.mp4"
+    _write_video(clip, "mp4v")
+    for codec in ("abc", "12345"):
+        code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out", f"video.codec={codec}")
+        assert code == 2 and f"video.codec={codec}: a FourCC is 4 characters" in err, err
+        assert "Traceback" not in err and not (tmp_path / "out").exists()
+    code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out", "video.codec=H264")
+    assert code == 2 and "OpenCV cannot write this video (video.codec=H264)" in err, err
+    assert "could not be read" not in err and not (tmp_path / "out").exists()
+
+
+def test_odd_sized_and_truncated_videos_are_named(ckpt, cli, tmp_path):
+    """OpenCV writes videos at even sizes: a 101×77 clip's overlay video came out 100×76 without a word; a video cut
+    short (its header announcing 20 frames, 10 readable) was predicted in part without a word."""
+    rng = np.random.default_rng(0)
+    odd = tmp_path / "odd.avi"  # a bare MJPEG stream: FFmpeg reads it at any size
+    odd.write_bytes(b"".join(cv2.imencode(".jpg", rng.integers(0, 255, (77, 101, 3), dtype=np.uint8))[1].tobytes()
+                             for _ in range(3)))
+    code, out, err = cli("predict", odd, "--ckpt", ckpt, "--out", tmp_path / "out", "--frame-masks")
+    assert code == 0, err
+    assert "odd.avi is 101×77; OpenCV writes videos at even sizes, so its overlay video is 100×76" in err
+    assert cv2.imread(str(tmp_path / "out" / "odd" / "000000.png"), cv2.IMREAD_UNCHANGED).shape == (77, 101)
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (WIDTH, HEIGHT))
+    for i in range(20):
+        writer.write(scene(HEIGHT, WIDTH, i))
+    writer.release()
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    code, out, err = cli("predict", whole, cut, "--ckpt", ckpt, "--out", tmp_path / "out2", "--save", "overlay,areas")
+    assert code == 0, err
+    assert "cut.avi: read " in err and "of the 20 frames its header announces" in err
+    assert "whole.avi: read" not in err and "even sizes" not in err

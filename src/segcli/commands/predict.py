@@ -46,6 +46,9 @@ def _check(cfg) -> str:
     number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
     number("workers", cfg.workers, 0, integer=True)
     number("writers", cfg.writers, 1, integer=True)
+    from segcli.inference.video import fourcc
+
+    fourcc(cfg.video.codec, Path("video.mp4"))  # a FourCC of 4 characters, checked before anything is predicted
     return str(model)
 
 
@@ -96,7 +99,7 @@ def predict_with(cfg, predictor) -> list[Path]:
     items = shard(collect(list(cfg.inputs), cfg.list, skip_under=cfg.out), shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
-    _refuse_overwriting_inputs(items, outputs)
+    _refuse_overwriting_inputs(items, outputs, bool(cfg.video.masks))
     if (outputs.needs_probs or float(cfg.smooth) > 0) and predictor.outputs_ids:
         raise ConfigError(f"{model}: this model returns class ids (exported with --argmax), so prob, uncertainty and "
                           "smooth are unavailable; export without --argmax")
@@ -118,20 +121,30 @@ def _check_out(out: Path) -> None:
             return
 
 
-def _refuse_overwriting_inputs(items, outputs) -> None:
+def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> None:
     """`predict DIR --out DIR` would replace each image by its mask (same name, .png): refused before anything
-    is written. Paths are compared after symlinks are resolved (one realpath per folder)."""
+    is written. Paths are compared after symlinks are resolved (one realpath per folder). So are two inputs whose
+    outputs would land on one file: `x.png` and `overlays/x.png` (the overlay of one, the mask of the other), or with
+    `frame_masks` the video `clip.mp4` and an image `clip/000000.png` (frame 0's mask)."""
     from segcli.inference.io import resolver
-    from segcli.inference.video import overlay_path
+    from segcli.inference.video import is_frame_mask_name, overlay_path
 
     real = resolver()
     inputs = {real(item.path) for item in items}
+    written: dict[str, object] = {}
+    frame_folders = {outputs.out / item.rel: item for item in items if item.is_video and frame_masks}
     for item in items:
         targets = [overlay_path(outputs, item.rel, item.path)] if item.is_video else outputs.paths(item.rel).values()
         for target in targets:
             if real(target) in inputs:
                 raise ConfigError(f"{item.path}: --out {outputs.out} would overwrite this input with a prediction; "
                                   "give an --out folder that holds no inputs")
+            other = written.setdefault(str(target), item)
+            if other is item and is_frame_mask_name(target.name):
+                other = frame_folders.get(target.parent, item)
+            if other is not item:
+                raise ConfigError(f"{item.path} and {other.path} would both write {target}; predict them into "
+                                  "separate --out folders")
 
 
 def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from segcli.errors import DataError
+from segcli.errors import ConfigError, DataError
 from segcli.inference.outputs import Outputs, Record
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -26,13 +26,16 @@ def overlay_path(outputs: Outputs, rel: Path, source: Path) -> Path:
 
 
 def frames(path: Path, batch_size: int):
-    """Batches of consecutive (H, W, 3) uint8 RGB frames, and the capture's fps."""
+    """Batches of consecutive (H, W, 3) uint8 RGB frames, the capture's fps, and the frame count its header
+    announces (0 when the container does not say)."""
     import cv2
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DataError(f"{path}: OpenCV cannot open this video (corrupt or unsupported codec); re-encode it as H.264 mp4")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    announced = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    announced = int(announced) if 0 < announced < 2**31 else 0  # raw streams give -2**63 or nothing
 
     def batches():
         try:
@@ -50,11 +53,28 @@ def frames(path: Path, batch_size: int):
         finally:
             capture.release()
 
-    return fps, batches()
+    return fps, announced, batches()
 
 
 def frame_mask_path(outputs: Outputs, rel: Path, index: int) -> Path:
     return outputs.out / rel / f"{index:06d}.png"
+
+
+def is_frame_mask_name(name: str) -> bool:
+    """Whether a file name is one frame_mask_path gives (NNNNNN.png)."""
+    stem, dot, suffix = name.partition(".")
+    return dot == "." and suffix == "png" and len(stem) >= 6 and stem.isdigit()
+
+
+def fourcc(codec: str | None, target: Path) -> str:
+    """The overlay video's FourCC: video.codec, else the default for `target`'s container; video.codec must be 4
+    characters (Hydra reads video.codec=1234 as a number: it is taken as the text 1234)."""
+    if codec is None or str(codec) == "":
+        return CODECS[target.suffix]
+    if len(str(codec)) != 4:
+        raise ConfigError(f"video.codec={codec}: a FourCC is 4 characters, e.g. video.codec=mp4v (mp4) or "
+                          "video.codec=MJPG (avi)")
+    return str(codec)
 
 
 def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> list[Record] | None:
@@ -94,13 +114,15 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
     import cv2
     import torch
 
+    from segcli.console import info
     from segcli.inference.predictor import to_ids
 
     if predictor.read_channels != 3:
         raise DataError(f"{item.path}: video frames have 3 colour channels, but the model takes {predictor.channels} "
                         "(model.in_channels); give it images with that many channels")
     target = overlay_path(outputs, item.rel, item.path)
-    fps, batches = frames(item.path, predictor.batch_size)
+    code = fourcc(codec, target)
+    fps, announced, batches = frames(item.path, predictor.batch_size)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
     writer = None
@@ -121,11 +143,13 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
             for frame, mask in zip(batch, ids):
                 if writer is None:
                     h, w = frame.shape[:2]
-                    fourcc = cv2.VideoWriter_fourcc(*(codec or CODECS[target.suffix]))
-                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), fps, (w, h))
                     if not writer.isOpened():
-                        raise DataError(f"{target}: OpenCV cannot write this video (codec {codec or CODECS[target.suffix]}); "
-                                        "set video.codec to a FourCC your OpenCV supports")
+                        raise ConfigError(f"{target}: OpenCV cannot write this video (video.codec={code}); set "
+                                          "video.codec to a FourCC your OpenCV supports, e.g. MJPG")
+                    if w % 2 or h % 2:  # OpenCV's FFmpeg writer drops the last column/row of odd sizes
+                        info(f"predict: note: {item.path} is {w}×{h}; OpenCV writes videos at even sizes, so its "
+                             f"overlay video is {w - w % 2}×{h - h % 2} (masks and areas keep {w}×{h})")
                 writer.write(cv2.cvtColor(outputs.overlay(frame, mask), cv2.COLOR_RGB2BGR))
                 name = f"{item.path}#{index:06d}"
                 paths = {}
@@ -137,6 +161,9 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                 index += 1
         if writer is None:
             raise DataError(f"{item.path}: no frames could be read from this video; check that it plays")
+        if index < announced - max(1, announced // 100):  # a container's estimate may be off by a frame or so
+            info(f"predict: note: {item.path}: read {index} of the {announced} frames its header announces (a truncated "
+                 "or damaged file?); the overlay video and the rows hold those read")
         writer.release()
         writer = None
         os.replace(tmp, target)
