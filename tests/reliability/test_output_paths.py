@@ -319,6 +319,12 @@ def test_predict_non_utf8_and_spaced_names(model_ckpt, tmp_path):
     expected = sorted(os.path.join(os.fsencode(out), name) for name in ODD_NAMES)
     assert printed == expected  # the exact bytes of each mask path, one per line
     assert sorted(os.listdir(os.fsencode(out))) == sorted(ODD_NAMES)
+    # areas.csv names each input by its own bytes (a non-UTF-8 name was exit 4: UnicodeEncodeError, no CSV)
+    proc = _bytes_cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "areas", "--save", "areas",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    rows = (tmp_path / "areas" / "areas.csv").read_bytes().splitlines()[1:]
+    assert {row.split(b",")[0].rsplit(b"/", 1)[-1] for row in rows} == set(ODD_NAMES)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8 need a POSIX file system")

@@ -26,7 +26,8 @@ def _write_csv(path: Path, header: list[str], rows) -> Path:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    # surrogateescape: a file name that is not UTF-8 (bytes kept as surrogates by Python) is written as its own bytes
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8", "surrogateescape"))
     return path
 
 
