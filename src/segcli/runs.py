@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +22,31 @@ def make_run_dir(run_dir: str | None, command: str) -> Path:
             path, n = Path(f"{base}-{n}"), n + 1
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+@contextlib.contextmanager
+def held_run_dir(run_dir: Path, what: str):
+    """Hold RUN_DIR for this process while it trains there: a second `segcli train` on the same folder (a
+    `--resume` started twice, or beside the run it would continue) would interleave its rows into metrics.csv and
+    overwrite the other's checkpoints. An advisory lock on the folder itself (flock: released by the system when
+    the process ends in any way, SIGKILL included, and leaving no file behind). `what` completes the error's fix.
+    Where flock does not exist (Windows) nothing is held."""
+    try:
+        import fcntl
+    except ImportError:
+        yield run_dir
+        return
+    handle = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            from segcli.errors import ConfigError
+
+            raise ConfigError(f"{run_dir}: another segcli train is running in this run directory now; {what}") from None
+        yield run_dir
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def save_config(run_dir: Path, cfg) -> Path:

@@ -90,7 +90,7 @@ def test_a_run_directory_holding_a_run_is_refused(tiny_data, reference_run, caps
     code, out, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1"), "--run-dir", reference_run], capsys)
     assert code == 2 and out == ""
     assert err.strip().splitlines()[-1] == (
-        f"segcli: error: --run-dir {reference_run} holds a run already (config.yaml and checkpoints); continue it "
+        f"segcli: error: --run-dir {reference_run} holds a run already (checkpoints); continue it "
         f"with `segcli train --resume {reference_run}`, or give another --run-dir (a new run would overwrite its "
         "checkpoints)")
     assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*") if p.is_file()} == files

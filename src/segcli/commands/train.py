@@ -50,24 +50,46 @@ def _given_run_dir(cfg) -> str | None:
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
+    """Whether RUN_DIR/checkpoints holds a checkpoint (not just the temp file of a write killed half-way)."""
     checkpoints = run_dir / "checkpoints"
-    return checkpoints.is_dir() and any(checkpoints.iterdir())
+    return checkpoints.is_dir() and any(p.suffix == ".ckpt" and not p.name.startswith(".") for p in checkpoints.iterdir())
+
+
+def _holds_the_run(cfg) -> bool:
+    """Whether this process is the one that starts (or resumes) the run: the others of a distributed run share the
+    folder the first one made."""
+    from segcli.models.trainer_args import started_as_one_of_several
+
+    return first_process() and not started_as_one_of_several(cfg.trainer.get("num_nodes", 1))
 
 
 def _refuse_an_earlier_run(run_dir: Path, cfg) -> None:
-    """--run-dir naming a folder that holds a run (its config.yaml or checkpoints) would overwrite that run's
-    checkpoints, or mix two runs started at once: a usage error. Checked by the one process that starts a run
-    (the others of a distributed run share the folder the first one made)."""
-    from segcli.models.trainer_args import started_as_one_of_several
-
-    if not first_process() or started_as_one_of_several(cfg.trainer.get("num_nodes", 1)):
-        return
-    held = [name for name, there in (("config.yaml", (run_dir / "config.yaml").is_file()),
-                                     ("checkpoints", _has_checkpoint(run_dir))) if there]
-    if held:
-        raise ConfigError(f"--run-dir {run_dir} holds a run already ({' and '.join(held)}); continue it with "
+    """--run-dir naming a folder that holds a run's checkpoints would overwrite them: a usage error. A run that
+    stopped before its first checkpoint (killed in its first epoch, a bad image, Ctrl-C) left only its config and
+    logs: nothing to resume from or to lose, so it is started afresh there (_start_afresh). Two runs started at
+    once in one folder are kept apart by its lock (segcli.runs.held_run_dir). Checked by the one process that
+    starts a run."""
+    if _holds_the_run(cfg) and _has_checkpoint(run_dir):
+        raise ConfigError(f"--run-dir {run_dir} holds a run already (checkpoints); continue it with "
                           f"`segcli train --resume {run_dir}`, or give another --run-dir (a new run would overwrite "
                           "its checkpoints)")
+
+
+def _start_afresh(run_dir: Path) -> None:
+    """Under the run directory's lock: refuse it if a run wrote a checkpoint there meanwhile; remove what a run
+    that stopped before its first checkpoint left (its metrics.csv would be appended to, its TensorBoard events
+    and curves.png would mix with this run's)."""
+    import shutil
+
+    if _has_checkpoint(run_dir):
+        raise ConfigError(f"--run-dir {run_dir} holds a run already (checkpoints); continue it with "
+                          f"`segcli train --resume {run_dir}`, or give another --run-dir")
+    if (run_dir / "config.yaml").is_file():
+        info(f"train: note: {run_dir} holds a run that stopped before its first checkpoint; starting it afresh")
+        for name in ("metrics.csv", "curves.png", "hparams.yaml"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a first checkpoint's temp file, killed half-way
 
 
 def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
@@ -110,6 +132,13 @@ def run(cfg, resume: bool = False) -> Path:
 
 def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     """Train as configured; `announce` prints the run directory on stdout (sweeps print a table instead)."""
+    import contextlib
+
+    with contextlib.ExitStack() as held:  # the run directory's lock (segcli.runs.held_run_dir), until fit returns
+        return _fit(cfg, resume, announce, held)
+
+
+def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     import lightning as L
     import torch
 
@@ -122,7 +151,7 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
     from segcli.models.module import SegModule
     from segcli.models.optim import check_fused
     from segcli.models.trainer_args import check as check_trainer, for_this_machine, lightning_config_errors
-    from segcli.runs import make_run_dir, model_meta, save_config
+    from segcli.runs import held_run_dir, make_run_dir, model_meta, save_config
     from segcli.training.callbacks import CtrlC
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
 
@@ -197,6 +226,8 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         from segcli.training.resume import check_same_data, last_checkpoint, trim_metrics
 
         run_dir = Path(cfg.run_dir)
+        if _holds_the_run(cfg):
+            held.enter_context(held_run_dir(run_dir, "wait for it to end (or stop it) before resuming"))
         ckpt_path, step, saved = last_checkpoint(run_dir)
         check_same_data(saved, meta, card.root / "dataset.yaml")
         restore = _config_restorer(run_dir, ckpt_path)
@@ -210,6 +241,9 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
         created = missing_folders(given if given else Path("runs") / "train")  # before make_run_dir makes them
         new_dir = given is None or bool(created)
         run_dir = make_run_dir(given, "train")
+        if _holds_the_run(cfg):
+            held.enter_context(held_run_dir(run_dir, "give another --run-dir"))
+            _start_afresh(run_dir)
         os.environ[RUN_DIR_ENV] = str(run_dir)  # Lightning's DDP launcher starts the other processes with it
         if first_process():
             info(f"train: run directory {run_dir}")

@@ -10,6 +10,7 @@ writer interrupted half-way raises a RuntimeError that would hide the interrupt)
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from segcli.console import info
 from segcli.errors import stops_held
 from segcli.inference.io import atomic_write
 
@@ -56,6 +58,16 @@ class BestCheckpoint(ModelCheckpoint):
                 if key in state_dict:
                     state_dict[key] = moved(state_dict[key])
         super().load_state_dict(state_dict)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        """Write best.ckpt; RUN_DIR/eval/, the final evaluation of the best.ckpt it replaces (a resumed run), then
+        describes a checkpoint that is gone: removed, so that it never stands beside another best.ckpt (the run
+        evaluates the new one at its end with final_eval: true)."""
+        super()._save_checkpoint(trainer, filepath)
+        stale = Path(filepath).parent.parent / "eval"
+        if trainer.is_global_zero and (stale / "report.json").is_file():
+            shutil.rmtree(stale, ignore_errors=True)
+            info(f"train: note: removed {stale}: it evaluated the best.ckpt this run has now replaced")
 
 
 def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:

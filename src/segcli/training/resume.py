@@ -23,6 +23,7 @@ RESUMABLE = {
     "trainer.enable_progress_bar": "show or hide the progress bar",
     "data.num_workers": "loader processes (the data are the same; augmentation random streams differ)",
     "data.cache": "decoded images kept in memory or read each epoch (the same data)",
+    "data.root": "the dataset's folder, moved since the run began (its card must say the same: check_same_data)",
     "final_eval": "evaluate best.ckpt at the end or not",
     "save_min_interval_s": "how often last.ckpt is written (the training is the same)",
 }
@@ -70,6 +71,8 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf, open_dict
 
+    from segcli.config import quote_values  # a path with spaces, non-ASCII letters or parentheses (data.root)
+
     run_dir = Path(run_dir).expanduser().resolve()
     if run_dir.is_file() and run_dir.parent.name == "checkpoints":
         raise DataError(f"{run_dir}: --resume takes the run directory, not a checkpoint: --resume {run_dir.parent.parent}")
@@ -84,7 +87,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
                         "(start it again without --resume)")
     cfg = OmegaConf.load(saved)
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        parsed = OverridesParser.create().parse_overrides(quote_values(list(overrides)))
     except Exception as err:
         raise ConfigError(f"cannot parse overrides {overrides}: {first_line(err)}") from None
     with open_dict(cfg):
@@ -98,13 +101,28 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
             if key == "trainer.max_epochs" and before is not None and before != -1 and value != -1:
                 number("trainer.max_epochs", value, int(before), integer=True,
                        what=f"a whole number >= the run's {before}, or -1 for no limit (it may only be raised)")
+            if key == "data.root":
+                value = str(Path(str(value)).expanduser().resolve())
             OmegaConf.update(cfg, key, value, merge=False)
         cfg.run_dir = str(run_dir)
         root = OmegaConf.select(cfg, "data.root")
         if root is not None and not Path(str(root)).expanduser().is_absolute():
             cfg.data.root = _dataset_root(last, str(root))
+        given_root = any(ov.key_or_group == "data.root" for ov in parsed)
+        _check_dataset_there(saved, OmegaConf.select(cfg, "data.root"), given=given_root)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _check_dataset_there(saved: Path, root, given: bool) -> None:
+    """The run's dataset folder (config.yaml's data.root) must still hold its card; when it has gone (moved,
+    renamed, another machine), say how to name its new place rather than to prepare it again."""
+    if root is None or given:
+        return
+    folder = Path(str(root)).expanduser()
+    if not (folder.is_file() or (folder / "dataset.yaml").is_file()):
+        raise DataError(f"{saved}: the run's dataset {folder} has no dataset.yaml now (moved or deleted?); give its "
+                        f"new place: segcli train --resume {saved.parent} data.root=NEW_FOLDER")
 
 
 def _dataset_root(last: Path, root: str) -> str:
