@@ -7,7 +7,7 @@ import json
 import cv2
 import pytest
 
-from helpers_train import rows, segcli, val_rows
+from helpers_train import rows, segcli, tiny, val_rows
 
 
 def test_metrics_csv_logs_lr_throughput_loss_and_val_per_epoch(reference_run):
@@ -39,6 +39,27 @@ def test_curves_png_is_written(reference_run):
     image = cv2.imread(str(reference_run / "curves.png"))
     assert image is not None and image.shape[0] > 100 and image.shape[1] > image.shape[0]
     assert not list(reference_run.glob(".curves.png.*"))  # no temp file left
+
+
+def test_final_eval_with_other_inference_settings_says_how_to_reproduce_it(tiny_data, tmp_path, capsys):
+    """A run with inference=tta evaluated best.ckpt with flip + three scales: the final mIoU differed from what a
+    plain `segcli eval --ckpt best.ckpt` gave, without a word. The line names the settings and the command."""
+    from segcli.training.final_eval import inference_overrides
+
+    run = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "inference=tta"), "--run-dir", run],
+                          capsys)
+    assert code == 0, err
+    given = "inference.tta=flip inference.scales=[0.75,1.0,1.25]"
+    best = run / "checkpoints" / "best.ckpt"
+    assert f"(with {given}: `segcli eval --ckpt {best} {given}` reproduces it;" in err
+    code, out, err = segcli(["eval", "--ckpt", best, *given.split(), "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["mIoU"] == json.loads((run / "eval" / "report.json").read_text())["mIoU"]
+    from segcli.config import compose
+
+    assert inference_overrides(compose("train", [])) == []  # whole-image defaults: a plain eval reproduces it
+    assert inference_overrides(compose("train", ["inference=slide", "inference.batch_size=8"])) == ["inference.mode=slide"]
 
 
 def test_final_eval_equals_segcli_eval(reference_run, capsys):

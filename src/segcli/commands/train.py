@@ -351,7 +351,12 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
         else:
             info("train: no validation ran and no checkpoint was written")
         if report is not None:
-            info(f"train: final evaluation mIoU {report['mIoU'] * 100:.2f} → {run_dir / 'eval' / 'report.json'}")
+            from segcli.training.final_eval import inference_overrides
+
+            given = " ".join(inference_overrides(cfg))  # settings a plain `segcli eval` would not use
+            how = (f" (with {given}: `segcli eval --ckpt {run_dir / 'checkpoints' / 'best.ckpt'} {given}` reproduces it; best.ckpt was "
+                   "chosen by validation on whole images)") if given else ""
+            info(f"train: final evaluation mIoU {report['mIoU'] * 100:.2f}{how} → {run_dir / 'eval' / 'report.json'}")
         if curves is not None:
             info(f"train: training curves → {curves}")
         if announce:

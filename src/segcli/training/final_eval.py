@@ -29,6 +29,29 @@ def eval_config(run_cfg, ckpt: Path, out: Path):
     return cfg
 
 
+def inference_overrides(run_cfg) -> list[str]:
+    """The run's inference settings that differ from `segcli eval`'s defaults, as overrides (inference.mode=slide):
+    what `segcli eval --ckpt best.ckpt` needs to give the final evaluation's number ([] when it gives it as is).
+    Settings that do not change the scores (batch_size, amp) are left out."""
+    from omegaconf import OmegaConf
+
+    from segcli.config import compose
+
+    default = OmegaConf.to_container(compose("eval", []).inference, resolve=True)
+    run = OmegaConf.to_container(run_cfg.inference, resolve=True)
+    differ = [key for key in run if key not in ("batch_size", "amp") and run[key] != default.get(key)]
+    return [f"inference.{key}={_value(run[key])}" for key in differ]
+
+
+def _value(value) -> str:
+    """An override's value as typed on a command line: lists without spaces ([0.75,1.0,1.25]), null for None."""
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    return str(value)
+
+
 def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
     """Evaluate `ckpt` into RUN_DIR/eval/ (report.json, per_class.csv, …); the report, or None when skipped."""
     from segcli.commands import evaluate
