@@ -83,6 +83,11 @@ def test_resume_after_the_dataset_folder_moved(tiny_data, tmp_path, capsys):
     (moved / "dataset.yaml").write_text(card.replace("road,", "street,", 1))
     code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=3", f"data.root={moved}"], capsys)
     assert code == 3 and "the dataset changed since this run began" in err, err
+    (moved / "dataset.yaml").write_text(card.replace("  val:", "  held:", 1))  # its val split renamed by hand
+    code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=3", f"data.root={moved}"], capsys)
+    assert code == 3 and err.strip().splitlines()[-1] == (  # was exit 2 advising data.val_split=null, refused on resume
+        f"segcli: error: {moved / 'dataset.yaml'}: no split 'val' now, which the run validates on; the dataset "
+        "changed since the run began: restore that split, or start a new run"), err
 
 
 def test_a_resume_that_replaces_best_ckpt_leaves_no_stale_final_evaluation(tiny_data, reference_run, tmp_path,

@@ -198,6 +198,10 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         try:
             card.pairs(cfg.data.val_split)
         except ConfigError as err:
+            if resume:  # the run validated on it: its dataset changed since (a changed card is exit 3)
+                raise DataError(f"{card.root / 'dataset.yaml'}: no split '{cfg.data.val_split}' now, which the run "
+                                f"validates on; the dataset changed since the run began: restore that split, or "
+                                f"start a new run") from None
             raise ConfigError(f"{err}; or train without validation: data.val_split=null") from None
         if cfg.data.val_split == cfg.data.train_split and cfg.data.get("fold") is None and first_process():
             info(f"train: note: data.val_split is the training split '{cfg.data.train_split}', so val mIoU and "
