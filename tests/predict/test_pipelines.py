@@ -166,3 +166,19 @@ def test_a_pipe_as_an_input_says_to_save_the_image_to_a_file(ckpt, cli, tmp_path
     assert code == 3 and not out and not (tmp_path / "out").exists()
     assert err.strip() == f"segcli: error: {fifo}: not a file or folder (a pipe or a device); save the image or " \
                           "video to a file and pass its path (`-` reads a list of paths from stdin, not image data)"
+
+
+def test_a_list_of_paths_relative_to_itself_says_where_they_are_read_from(ckpt, cli, tmp_path, monkeypatch):
+    """A list written for its own folder (imgs/img_000.png), run from elsewhere: every input failed 'cannot read
+    file' with no hint that relative paths are read from the current folder."""
+    write_images(tmp_path / "lst" / "imgs", 1)
+    (tmp_path / "lst" / "list.txt").write_text("imgs/img_000.png\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("predict", "--list", "lst/list.txt", "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 3 and not out and not (tmp_path / "out").exists()
+    assert err.strip() == (f"segcli: error: lst/list.txt: its relative paths are read from the current folder "
+                           f"({tmp_path}), where imgs/img_000.png does not exist; it does beside the list: run segcli "
+                           f"from {tmp_path / 'lst'}, or write absolute paths in the list")
+    monkeypatch.chdir(tmp_path / "lst")  # as the message says
+    code, out, err = cli("predict", "--list", "list.txt", "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 0 and len(out.split()) == 1, err

@@ -70,6 +70,16 @@ def _from_list(lines: list[str], where: str) -> list[Item]:
     return [Item(p, a.relative_to(base).with_suffix("")) for p, a in zip(paths, absolute)]
 
 
+def _check_relative_to_cwd(items: list[Item], list_file: Path) -> None:
+    """A list's relative paths are read from the current folder; when one is missing there but lies beside the list
+    file (a list written for its own folder), every input would fail 'cannot read': say where they are looked for."""
+    for item in items:
+        if not item.path.is_absolute() and not item.path.exists() and (list_file.parent / item.path).exists():
+            raise DataError(f"{list_file}: its relative paths are read from the current folder ({Path.cwd()}), where "
+                            f"{item.path} does not exist; it does beside the list: run segcli from "
+                            f"{list_file.parent.resolve()}, or write absolute paths in the list")
+
+
 def _from_entry(entry: str) -> list[Item]:
     from segcli.inference.io import IMAGE_EXTENSIONS, list_images
 
@@ -103,7 +113,9 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
         path = Path(list_file)
         from segcli.inference.io import read_lines
 
-        items.extend(_from_list(read_lines(path, "list of paths"), str(path)))
+        listed = _from_list(read_lines(path, "list of paths"), str(path))
+        _check_relative_to_cwd(listed, path)
+        items.extend(listed)
     if skip_under is not None:
         items = _outside(items, skip_under)
     from segcli.inference.io import resolver
