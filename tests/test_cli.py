@@ -175,3 +175,43 @@ def test_an_error_message_with_line_breaks_is_printed_on_one_line(capsys):
         _fail("data/dataset.yaml: invalid card\n  line 3\n\n  column 7", 3)
     assert stop.value.code == 3
     assert capsys.readouterr().err == "segcli: error: data/dataset.yaml: invalid card line 3 column 7\n"
+
+
+@pytest.mark.parametrize("argv", [[], ["prepare"]], ids=["segcli", "segcli prepare"])
+def test_no_subcommand_shows_the_help_not_an_error_line(argv, tmp_path):
+    """`segcli` alone printed its whole help squashed into one line: "segcli: error: Usage: segcli [OPTIONS] ...
+    Commands: train Train a model; ...". It shows the help (on stderr, exit 2, as Click does)."""
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert proc.returncode == 2, describe(proc)
+    assert proc.stderr.startswith(f"Usage: segcli {' '.join(argv)}".rstrip() + " [OPTIONS] COMMAND")
+    assert "segcli: error" not in proc.stderr and "\nCommands:\n" in proc.stderr and proc.stdout == ""
+
+
+_CLOSED_PIPE = """
+import sys
+from segcli import cli
+
+def flood(*args, **kwargs):  # a command with more results than the pipe holds
+    for i in range(200000):
+        sys.stdout.write(f"result {i}\\n")
+        sys.stdout.flush()
+
+cli._execute = flood
+cli.main(["eval", "--ckpt", "x.ckpt"])
+"""
+
+
+def test_a_reader_closing_stdout_early_is_exit_3_in_one_line(tmp_path):
+    """`segcli predict ... | head -1`: Click turned the BrokenPipeError into a silent exit 1, the code of a failed
+    check (an eval gate), while predict had stopped after a few images. It is exit 3 (an output that cannot be
+    written), one line on stderr, no traceback and no "Exception ignored" from Python's exit."""
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-c", _CLOSED_PIPE], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"})
+    assert proc.stdout.readline() == b"result 0\n"
+    proc.stdout.close()  # what `head -1` does after its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 3, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segcli: error: stdout: ") and "Broken pipe" in lines[0], stderr

@@ -17,8 +17,23 @@ import typer
 
 from segcli import __version__
 
+
+class _StdoutClosed(Exception):
+    """stdout's reader went away (`segcli predict ... | head -1`): a BrokenPipeError that Click would otherwise turn
+    into a silent exit 1, the code of a failed check."""
+
+
+class _Group(typer.core.TyperGroup):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as err:
+            raise _StdoutClosed() from err
+
+
 app = typer.Typer(
     name="segcli",
+    cls=_Group,
     help="Semantic segmentation from the command line: prepare → train → eval → predict → export.",
     no_args_is_help=True,
     add_completion=False,
@@ -327,6 +342,8 @@ def _main(argv: list[str] | None) -> None:
     try:
         code = app(args=argv, prog_name="segcli", standalone_mode=False)
         sys.stdout.flush()  # a full disk or a closed pipe behind stdout fails here, not at interpreter exit
+    except (_StdoutClosed, BrokenPipeError):
+        _stdout_closed()
     except KeyboardInterrupt:
         _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)
     except Exception as err:
@@ -336,6 +353,9 @@ def _main(argv: list[str] | None) -> None:
             if debug:
                 raise
             _fail(err.message, err.exit_code)
+        if type(err).__name__ == "NoArgsIsHelpError":  # `segcli`, `segcli prepare`: the help, as Click shows it
+            err.show()
+            sys.exit(err.exit_code)
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
             _fail(_click_message(err), err.exit_code)
         if debug:
@@ -365,6 +385,19 @@ def _click_message(err) -> str:
     return f"{err.format_message().rstrip('.')}{where}"
 
 
+def _stdout_closed() -> None:
+    """stdout's reader exited early: what was not printed yet is lost (and predict stops), so exit 3 like any output
+    that cannot be written, with one line and no traceback; Python's own complaint when it flushes stdout at exit is
+    avoided by pointing stdout at /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    _fail("stdout: the reader closed the pipe (Broken pipe) before segcli finished, so the results after that point "
+          "were not written; let the reader read everything, or redirect stdout to a file", 3)
+
+
 def _fail(message: str, code: int) -> None:
     from segcli.errors import EXIT_INTERRUPTED, stop_exit_code
 
@@ -376,5 +409,9 @@ def _fail(message: str, code: int) -> None:
         sys.stderr.write(f"segcli: terminated ({signal.Signals(code - 128).name})\n")
     else:
         one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-        sys.stderr.write(f"segcli: error: {one_line}\n")
+        try:
+            sys.stderr.write(f"segcli: error: {one_line}\n")
+            sys.stderr.flush()
+        except OSError:  # stderr went into the closed pipe too (`2>&1 | head`)
+            pass
     sys.exit(code)
