@@ -291,3 +291,104 @@ def test_a_switch_takes_true_or_false(command, override, words):
                                                ("train", "data.cache=auto"), ("export", "half=False")])
 def test_switch_values_that_pass(command, override):
     compose(command, [override])
+
+
+# ----------------------------------------------------------------------------- overrides users type wrong
+@pytest.mark.parametrize("command, override", [("eval", "~inference"), ("eval", "~split"), ("eval", "~device"),
+                                               ("predict", "~inference.batch_size"), ("predict", "~save"),
+                                               ("train", "~augment"), ("train", "~loss.terms")])
+def test_deleting_a_key_the_command_reads_is_refused(command, override):
+    """`segcli eval --ckpt C ~split` (or ~inference, ~save, ~augment, ~loss.terms) composed, then crashed on the
+    first read of the key: exit 4, "internal error: ConfigAttributeError: Key 'split' is not in struct"."""
+    key = override[1:]
+    with pytest.raises(ConfigError, match=rf"^~{re.escape(key)}: 'segcli {command}' reads this key, so it cannot "
+                                          rf"be deleted; (give it a value instead|choose another option), "
+                                          rf"{re.escape(key)}="):
+        compose(command, [override])
+
+
+def test_keys_handed_on_as_arguments_can_still_be_deleted():
+    cfg = compose("train", ["~loss.terms.dice", "~loss.params.dice", "~trainer.log_every_n_steps"])
+    assert dict(cfg.loss.terms) == {"ce": 1.0} and "log_every_n_steps" not in cfg.trainer
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim\.lrr' .*did you mean optim\.lr"):
+        compose("train", ["~optim.lrr"])  # deleting a key that is not there: Hydra's error, with a suggestion
+
+
+@pytest.mark.parametrize("command, override, key", [
+    ("train", "optim.lr=${nope}", "optim.lr"), ("train", "optim.lr=${oc.env:SEGCLI_SURELY_UNSET}", "optim.lr"),
+    ("train", "optim.lr=${foo:bar}", "optim.lr"), ("eval", "split=${nope}", "split"),
+])
+def test_an_interpolation_that_does_not_resolve_is_a_usage_error(command, override, key, monkeypatch):
+    """`optim.lr=${nope}` passed composition and failed at the first read: exit 4 (InterpolationKeyError), in
+    `--cfg` as in the run."""
+    monkeypatch.delenv("SEGCLI_SURELY_UNSET", raising=False)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: cannot resolve its interpolation \(.+\); give a plain "
+                                          rf"value, or \$\{{key\}} of a key that `segcli {command} --cfg` lists$"):
+        compose(command, [override])
+    assert compose("train", ["optim.lr=${seed}", "seed=3"]).optim.lr == 3  # one that resolves is fine
+
+
+@pytest.mark.parametrize("override, key", [("+optim.lr=1", "optim.lr"), ("+experiment=camvid", "experiment")])
+def test_adding_a_key_that_exists_says_to_drop_the_plus(override, key):
+    """Hydra's "Could not append to config. An item is already at 'optim.lr'." (and "To override a value use
+    'override experiment: camvid'", a defaults-list syntax) gave no command-line fix."""
+    with pytest.raises(ConfigError, match=rf"^\+{re.escape(key)}: '{re.escape(key)}' is in the config already; set it "
+                                          rf"without the plus, {re.escape(key)}="):
+        compose("train", [override])
+
+
+@pytest.mark.parametrize("command, override", [("eval", "model=m.onnx"), ("eval", "data=/data/x"),
+                                               ("predict", "model=unet")])
+def test_a_file_key_named_like_a_group_points_at_its_option(command, override):
+    """eval's `model` and `data` are file paths, but Hydra reads model=... as a choice of the model group: the error
+    was "unknown option 'm.onnx' for config group 'model'; choose from deeplabv3, ..." or "unknown config key
+    'model' (did you mean model?)"."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{re.escape(override)}: .*'segcli {command}' does not use; give it as "
+                                          rf"the option --{key}$"):
+        compose(command, [override])
+    with pytest.raises(ConfigError, match=r"unknown option 'cee' for config group 'loss'"):
+        compose("eval", ["loss=cee"])
+
+
+def test_suggestions_ignore_case_and_never_repeat_the_word():
+    from segcli.config import did_you_mean
+
+    assert did_you_mean("OPTIM.LR", ["optim.lr", "optim.name"]).startswith(" (did you mean optim.lr")
+    assert did_you_mean("model", ["model", "mode"]) == " (did you mean mode?)"
+
+
+def test_a_broken_yaml_file_in_config_dir_is_named(tmp_path):
+    """A syntax error in DIR/model/mine.yaml: "invalid configuration for 'segcli train': while parsing a flow
+    sequence", naming neither the file nor the line."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text("arch: [unet\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(tmp_path / 'model' / 'mine.yaml'))}: invalid YAML at "
+                                          r"line \d+, column \d+ \(.*expected ',' or '\]'.*\); fix the file$"):
+        compose("train", ["model=mine"], config_dir=tmp_path)
+
+
+def test_a_config_dir_option_that_is_no_mapping_is_refused(tmp_path):
+    """DIR/model/mine.yaml holding a YAML list composed, then failed in train: exit 4 "'list' object has no
+    attribute 'get'"."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text("- unet\n- resnet18\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: holds no mapping of model settings"):
+        compose("train", ["model=mine"], config_dir=tmp_path)
+
+
+@pytest.mark.parametrize("args, bare", [(["train", "optim.lr", "1e-3"], "optim.lr"),
+                                        (["train", "-m", "optim.lr", "1e-3,2e-3"], "optim.lr"),
+                                        (["train", "augment.crop_size=[64,", "64]"], "64]"),
+                                        (["train", "--resume", "RUN", "trainer.max_epochs", "5"], "trainer.max_epochs")])
+def test_a_space_instead_of_equals_names_the_item_and_the_fix(tmp_path, args, bare):
+    """`segcli train optim.lr 1e-3` was "Error parsing override 'optim.lr'" with no fix (and the sweep and resume
+    paths dropped even the quoting hint)."""
+    if "RUN" in args:  # a run to resume: only its config.yaml and last.ckpt's existence matter before the overrides
+        run = tmp_path / "run"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (run / "config.yaml").write_text("trainer:\n  max_epochs: 3\n")
+        args = [str(run) if a == "RUN" else a for a in args]
+    line = assert_error(run_cli(*args, cwd=tmp_path), 2)
+    assert f"'{bare}' has no '=': write key=value with no space around '='" in line, line

@@ -34,8 +34,10 @@ def _groups(dirs: list[Path]) -> dict[str, list[str]]:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
-    """' (did you mean a, b?)' for the closest choices, or '' when none is close."""
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+    """' (did you mean a, b?)' for the closest choices, or '' when none is close. Case is ignored (OPTIM.LR →
+    optim.lr); the word itself is never suggested."""
+    lowered = {c.lower(): c for c in reversed(choices) if c != word}
+    close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.5)]
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
@@ -87,18 +89,40 @@ def quote_values(overrides: list[str]) -> list[str]:
     return out
 
 
-def _check_groups(overrides: list[str], groups: dict[str, list[str]]) -> list:
+def _primary(command: str) -> tuple[dict[str, Any], set[str]]:
+    """({config group in the defaults list of conf/<command>.yaml: its default option}, its other top-level keys)."""
+    import yaml
+
+    primary = yaml.safe_load((conf_dir() / f"{command}.yaml").read_text(encoding="utf-8")) or {}
+    defaults = [next(iter(d.items())) for d in primary.get("defaults") or [] if isinstance(d, dict) and d]
+    return {group.split("@")[0].split(" ")[-1]: option for group, option in defaults}, set(primary)
+
+
+def unparsable(overrides: list[str], err: Exception) -> ConfigError:
+    """Hydra's grammar error for `overrides` as one line with the likely fix: an item without '=' (`optim.lr 1e-3`,
+    a space instead of =, or a list value split at its space), else quoting."""
+    bare = next((o for o in overrides if "=" not in o and not o.startswith("~")), None)
+    fix = (f"'{bare}' has no '=': write key=value with no space around '=' (e.g. optim.lr=1e-3), and quote a value "
+           "holding spaces: 'augment.crop_size=[64, 64]'") if bare else "quote values with spaces or commas: key='a b'"
+    return ConfigError(f"cannot parse overrides {overrides}: {first_line(err)}; {fix}")
+
+
+def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: str = "") -> list:
     """Parse `overrides` (Hydra's Override objects, one per string, returned for the later checks) and check the
-    options of config groups they select."""
+    options of config groups they select. A key of `command` named like a group it does not use (eval's and
+    predict's `model`, eval's `data`: file paths) cannot be set as key=value, as Hydra reads that as a group choice."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:  # hydra's grammar errors are multi-line
-        first = first_line(err)
-        raise ConfigError(f"cannot parse overrides {overrides}: {first}. Quote values with spaces or commas: key='a b'")
+        raise unparsable(overrides, err) from None
+    own, keys = _primary(command) if command else (set(groups), set())
     for ov in parsed:
         key = ov.key_or_group
+        if key in groups and key not in own and key in keys and not ov.is_delete():
+            raise ConfigError(f"{ov.input_line}: Hydra reads {key}=... as a choice of the config group '{key}', which "
+                              f"'segcli {command}' does not use; give it as the option --{key.replace('_', '-')}")
         if key in groups and not ov.is_delete():
             value = ov.value()
             for option in value if isinstance(value, list) else [value]:
@@ -132,6 +156,50 @@ def _check_added(command: str, parsed: list, groups: dict, listed: Callable[[str
                           f"`segcli {command} --cfg` for the keys{hint}")
 
 
+def _check_deleted(command: str, parsed: list, groups: dict) -> None:
+    """Refuse `~key` outside ADDABLE: the command reads every key it lists (and every group it composes), and would
+    fail on one deleted. parsed: the overrides as _check_groups parsed them."""
+    for ov in parsed:
+        key = ov.key_or_group
+        if not ov.is_delete() or key.startswith(ADDABLE.get(command, ())):
+            continue
+        fix = f"choose another option, {key}=NAME" if key in groups else f"give it a value instead, {key}=VALUE"
+        where = ", ".join(f"~{p}<name>" for p in ADDABLE.get(command, ()))
+        raise ConfigError(f"~{key}: 'segcli {command}' reads this key, so it cannot be deleted; {fix} (see "
+                          f"`segcli {command} --cfg`)" + (f"; keys can be deleted only as {where}" if where else ""))
+
+
+def _check_resolves(command: str, cfg) -> None:
+    """Every ${...} interpolation in `cfg` must resolve (optim.lr=${nope}, ${oc.env:UNSET}): otherwise the first
+    read of the key fails deep inside the command."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as err:
+        key, why = getattr(err, "full_key", None) or "?", first_line(getattr(err, "msg", None) or err)
+        raise ConfigError(f"{key}: cannot resolve its interpolation ({why}); "
+                          f"give a plain value, or ${{key}} of a key that `segcli {command} --cfg` lists") from None
+
+
+def _check_user_options(command: str, cfg, parsed: list, config_dir: Path) -> None:
+    """An option from --config-dir (DIR/model/mine.yaml) must be a mapping of the group's settings: a YAML list or a
+    single value there would fail the command's first read of the group. parsed: the overrides as _check_groups
+    parsed them."""
+    from omegaconf import DictConfig
+
+    own = _primary(command)[0]
+    for ov in parsed:
+        key = ov.key_or_group
+        if key not in own or ov.is_delete() or ov.is_sweep_override() or key not in cfg:
+            continue  # (experiment is a package of global overrides: not under its own key)
+        path = config_dir / key / f"{ov.value()}.yaml"
+        if path.is_file() and not isinstance(cfg._get_node(key), DictConfig):
+            raise ConfigError(f"{path}: holds no mapping of {key} settings (key: value lines); see "
+                              f"{conf_dir() / key / f'{own[key]}.yaml'} for one")
+
+
 def _check_shadowing(config_dir: Path) -> None:
     """A user's DIR/<group>/<name>.yaml must not share its name with a packaged option."""
     for path in sorted(config_dir.glob("*/*.yaml")):
@@ -160,7 +228,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         _check_shadowing(config_dir)
     overrides = quote_values(list(overrides))
     groups = _groups(search)
-    parsed = _check_groups(overrides, groups)
+    parsed = _check_groups(overrides, groups, command)
 
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
     GlobalHydra.instance().clear()
@@ -176,11 +244,15 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             plain, absent = hydra_compose(config_name=command, overrides=kept + extra), object()
             listed = lambda key: OmegaConf.select(plain, key, default=absent) is not absent  # noqa: E731
         _check_added(command, parsed, groups, listed)
+        _check_deleted(command, parsed, groups)
+        if config_dir is not None:
+            _check_user_options(command, cfg, parsed, config_dir)
     if values:
         with open_dict(cfg):
             for key, value in values.items():
                 if value is not None:
                     OmegaConf.update(cfg, key, str(value) if isinstance(value, Path) else value, merge=False)
+    _check_resolves(command, cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
 
@@ -212,8 +284,20 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
     """Turn Hydra's multi-line composition error into one line with suggestions."""
     import re
 
+    import yaml
+
+    mark = getattr(err, "problem_mark", None)
+    if isinstance(err, yaml.MarkedYAMLError) and mark is not None:  # a broken file under --config-dir
+        return ConfigError(f"{mark.name}: invalid YAML at line {mark.line + 1}, column {mark.column + 1} "
+                           f"({', '.join(t for t in (err.context, err.problem) if t)}); fix the file")
     text = str(err)
-    match = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    match = re.search(r"Could not append to config\. An item is already at '([^']+)'", text) \
+        or re.search(r"Multiple values for ([\w.@/-]+)\.", text)
+    if match:
+        key = match.group(1)
+        return ConfigError(f"+{key}: '{key}' is in the config already; set it without the plus, {key}=VALUE")
+    match = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text) \
+        or re.search(r"Could not delete from config\. '([^']+)' does not exist", text)
     if match:
         key = match.group(1)
         # Suggest from the config composed with only the group-selecting overrides that did work.
@@ -222,6 +306,9 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
         except Exception:
             base = hydra_compose(config_name=command, overrides=extra)
         keys = _flat_keys(base)
+        if text.startswith("Could not delete") and key in keys:  # Hydra takes a null value for no key
+            return ConfigError(f"~{key}: its value is null, which Hydra cannot delete; leave it out (null is its "
+                               f"value already)")
         close = did_you_mean(key, keys)
         return ConfigError(
             f"unknown config key '{key}' for 'segcli {command}'{close}; see `segcli {command} --cfg` for all keys"

@@ -89,7 +89,9 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     try:
         parsed = OverridesParser.create().parse_overrides(quote_values(list(overrides)))
     except Exception as err:
-        raise ConfigError(f"cannot parse overrides {overrides}: {first_line(err)}") from None
+        from segcli.config import unparsable
+
+        raise unparsable(list(overrides), err) from None
     with open_dict(cfg):
         for ov in parsed:
             key = ov.key_or_group

@@ -25,12 +25,12 @@ FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs",
 def _parse(overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from segcli.config import quote_values
+    from segcli.config import quote_values, unparsable
 
     try:
         return OverridesParser.create().parse_overrides(quote_values(list(overrides)))
     except Exception as err:  # hydra's grammar errors are multi-line
-        raise ConfigError(f"cannot parse overrides {overrides}: {first_line(err)}") from None
+        raise unparsable(list(overrides), err) from None
 
 
 def refuse_sweep(overrides: list[str]) -> None:
