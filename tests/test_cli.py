@@ -215,3 +215,14 @@ def test_a_reader_closing_stdout_early_is_exit_3_in_one_line(tmp_path):
     assert proc.wait(timeout=60) == 3, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("segcli: error: stdout: ") and "Broken pipe" in lines[0], stderr
+
+
+def test_resume_help_lists_every_key_a_resume_accepts():
+    """The --resume help named 5 of the keys training.resume.RESUMABLE accepts (data.cache, save_min_interval_s,
+    data.root were missing)."""
+    from segcli.training.resume import RESUMABLE
+
+    proc = run_cli("train", "--help", cwd=Path.cwd(), env={"COLUMNS": "400"})
+    assert proc.returncode == 0
+    help_text = " ".join(proc.stdout.split())
+    assert [key for key in RESUMABLE if key not in help_text] == []

@@ -205,7 +205,7 @@ def prepare_lint(
 def train(
     overrides: Optional[List[str]] = _overrides("model.arch=fpn trainer.max_epochs=30 loss=ce"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml; only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers and final_eval may be overridden."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml; only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
     multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
