@@ -298,10 +298,13 @@ def predict(
 
 
 def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
-    """Arguments that look like `key=value` (and are no existing path) are overrides."""
+    """Arguments that look like `key=value` (and are no existing path) are overrides; one whose part before the
+    '=' holds a folder separator (photos/img=1.png) is a path, as no config key has one (a missing file is then
+    'not found', not an unknown key)."""
     paths, overrides = [], []
     for arg in args:
-        looks_like_override = "=" in arg or arg.startswith("~")
+        key = arg.partition("=")[0]
+        looks_like_override = ("=" in arg and "/" not in key and os.sep not in key) or arg.startswith("~")
         (overrides if looks_like_override and not os.path.exists(arg) else paths).append(arg)
     return paths, overrides
 

@@ -182,3 +182,14 @@ def test_a_list_of_paths_relative_to_itself_says_where_they_are_read_from(ckpt, 
     monkeypatch.chdir(tmp_path / "lst")  # as the message says
     code, out, err = cli("predict", "--list", "list.txt", "--ckpt", ckpt, "--out", tmp_path / "out")
     assert code == 0 and len(out.split()) == 1, err
+
+
+def test_a_missing_input_with_an_equals_sign_in_its_name_is_not_found_not_an_unknown_key(ckpt, cli, tmp_path):
+    """`photos/img=1.png` (a name with '=') was read as the override photos/img: 'unknown config key'."""
+    write_images(tmp_path / "photos", 1)
+    named = tmp_path / "photos" / "img=1.png"
+    code, out, err = cli("predict", named, "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 3 and not out and f"{named}: input not found" in err, err
+    (tmp_path / "photos" / "img_000.png").rename(named)  # once it exists it is predicted
+    code, out, err = cli("predict", named, "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert code == 0 and out.split() == [str(tmp_path / "out" / "img=1.png")], err
