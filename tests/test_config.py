@@ -392,3 +392,19 @@ def test_a_space_instead_of_equals_names_the_item_and_the_fix(tmp_path, args, ba
         args = [str(run) if a == "RUN" else a for a in args]
     line = assert_error(run_cli(*args, cwd=tmp_path), 2)
     assert f"'{bare}' has no '=': write key=value with no space around '='" in line, line
+
+
+def test_a_config_dir_option_missing_a_key_training_reads_is_one_line(tmp_path):
+    """DIR/model/mini.yaml holding only `arch: fpn` composed, then training failed with exit 4 (ConfigAttributeError:
+    Key 'encoder_weights' is not in struct); it is a usage error naming the key and the `defaults:` line that fixes it,
+    and that line works."""
+    assert_ok(run_cli("prepare", "synthetic", "--out", tmp_path / "syn", "--num-images", "4", "synthetic.height=64",
+                      "synthetic.width=64", cwd=tmp_path))
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    (tmp_path / "mine" / "model" / "mini.yaml").write_text("arch: fpn\n")
+    args = ("train", "--config-dir", tmp_path / "mine", "model=mini", f"data.root={tmp_path / 'syn'}",
+            "trainer.max_epochs=1", "final_eval=false", "augment.crop_size=[64,64]")
+    line = assert_error(run_cli(*args, "--run-dir", tmp_path / "r1", cwd=tmp_path), 2)
+    assert "config key 'model." in line and "is missing" in line and "defaults: [<the packaged option>, _self_]" in line
+    (tmp_path / "mine" / "model" / "mini.yaml").write_text("defaults: [unet, _self_]\narch: fpn\n")
+    assert_ok(run_cli(*args, "--run-dir", tmp_path / "r2", cwd=tmp_path))

@@ -369,6 +369,12 @@ def _main(argv: list[str] | None) -> None:
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
         from segcli.errors import EXIT_USAGE, out_of_memory
 
+        given = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+        missing = getattr(err, "full_key", None) if type(err).__name__ in ("ConfigAttributeError", "ConfigKeyError") else None
+        if missing and any(a == "--config-dir" or a.startswith("--config-dir=") for a in given):
+            _fail(f"config key '{missing}' is missing: an option file under --config-dir that leaves it out? Start "
+                  "that file with `defaults: [<the packaged option>, _self_]` (e.g. [unet, _self_] under model/) to "
+                  "inherit the packaged keys, or add the key", EXIT_USAGE)
         command = next((str(a) for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith("-")), "")
         memory = out_of_memory(err, command)
         if memory:
