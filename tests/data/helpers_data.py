@@ -141,6 +141,20 @@ def run_cli(capsys):
     return run
 
 
+def prepared_folder(tmp_path: Path, rng: np.random.Generator, run_cli, count: int, h: int, w: int, block: int,
+                    val_fraction: float) -> Path:
+    """`segcli prepare folder` of `count` random h×w images with block masks of classes a, b, c (ids 0-2), split
+    at random with `val_fraction`: the prepared dataset's folder (tmp_path/out)."""
+    for i in range(count):
+        write_image(tmp_path / "images" / f"i{i:02d}.png", random_image(rng, h, w))
+        write_grey(tmp_path / "masks" / f"i{i:02d}.png", blocks(rng, h, w, [0, 1, 2], block=block).astype(np.uint8))
+    out = tmp_path / "out"
+    code, _, _ = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                         "--out", out, "--classes", "a,b,c", "--val-fraction", str(val_fraction))
+    assert code == 0
+    return out
+
+
 def read_lint(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

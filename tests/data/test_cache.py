@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers_data import blocks, random_image, write_grey, write_image
+from helpers_data import prepared_folder
 
 from segcli.config import conf_dir
 from segcli.data.card import load_card
@@ -16,14 +16,7 @@ from segcli.errors import ConfigError
 @pytest.fixture
 def prepared(tmp_path, rng, run_cli):
     """A prepared folder dataset of 10 pairs of 40×48 images."""
-    for i in range(10):
-        write_image(tmp_path / "images" / f"i{i:02d}.png", random_image(rng, 40, 48))
-        write_grey(tmp_path / "masks" / f"i{i:02d}.png", blocks(rng, 40, 48, [0, 1, 2], block=8).astype(np.uint8))
-    out = tmp_path / "out"
-    code, _, _ = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
-                         "--out", out, "--classes", "a,b,c", "--val-fraction", "0.2")
-    assert code == 0
-    return load_card(out)
+    return load_card(prepared_folder(tmp_path, rng, run_cli, 10, 40, 48, block=8, val_fraction=0.2))
 
 
 def _counting_reads(monkeypatch) -> list:

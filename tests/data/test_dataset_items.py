@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import yaml
-from helpers_data import blocks, random_image, write_grey, write_image
+from helpers_data import prepared_folder
 
 from segcli.config import conf_dir
 from segcli.data.card import load_card
@@ -16,13 +15,7 @@ from segcli.data.transforms import train_transform
 def test_an_8_bit_mask_is_padded_with_an_ignore_index_above_255(tmp_path, rng, run_cli):
     """A card whose ignore_index was changed by hand to 1000 over 8-bit masks (lint passes): crops larger than the
     images are padded with 1000 in the mask, never a wrapped-around byte or a crash."""
-    for i in range(4):
-        write_image(tmp_path / "images" / f"i{i}.png", random_image(rng, 20, 30))
-        write_grey(tmp_path / "masks" / f"i{i}.png", blocks(rng, 20, 30, [0, 1, 2], block=5).astype(np.uint8))
-    out = tmp_path / "out"
-    code, _, _ = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
-                         "--out", out, "--classes", "a,b,c", "--val-fraction", "0.25")
-    assert code == 0
+    out = prepared_folder(tmp_path, rng, run_cli, 4, 20, 30, block=5, val_fraction=0.25)
     card_path = out / "dataset.yaml"
     card_path.write_text(card_path.read_text().replace("ignore_index: 255", "ignore_index: 1000"))
     card = load_card(out)
