@@ -208,8 +208,9 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     if classes is None:  # class table from the ids found (folder without --classes)
         top = max((s.max_id(ignore) for s in stats.values()), default=-1)
         if ignore <= top:
-            zero = ("; if 0 marks unlabelled pixels and the classes are 1..N, pass --reduce-zero-label instead "
-                    "(0 → ignore, k → k-1)") if ignore == 0 else ""
+            from segcli.data.formats.folder import ZERO_LABEL_HINT
+
+            zero = ZERO_LABEL_HINT if ignore == 0 else ""
             raise ConfigError(f"--ignore-index {ignore} is also a class id in the masks (ids 0-{top} found); pick a "
                               f"value above {top}, or name the classes with --classes{zero}")
         classes = [f"class_{i}" for i in range(top + 1)] or ["class_0"]
