@@ -375,7 +375,7 @@ def _main(argv: list[str] | None) -> None:
             _fail(f"config key '{missing}' is missing: an option file under --config-dir that leaves it out? Start "
                   "that file with `defaults: [<the packaged option>, _self_]` (e.g. [unet, _self_] under model/) to "
                   "inherit the packaged keys, or add the key", EXIT_USAGE)
-        command = next((str(a) for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith("-")), "")
+        command = next((a for a in given if not a.startswith("-")), "")
         memory = out_of_memory(err, command)
         if memory:
             _fail(memory, EXIT_USAGE)
