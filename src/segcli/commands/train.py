@@ -69,7 +69,12 @@ def _refuse_an_earlier_run(run_dir: Path, cfg) -> None:
     logs: nothing to resume from or to lose, so it is started afresh there (_start_afresh). Two runs started at
     once in one folder are kept apart by its lock (segcli.runs.held_run_dir). Checked by the one process that
     starts a run."""
-    if _holds_the_run(cfg) and _has_checkpoint(run_dir):
+    if _holds_the_run(cfg):
+        _refuse_checkpoints(run_dir)
+
+
+def _refuse_checkpoints(run_dir: Path) -> None:
+    if _has_checkpoint(run_dir):
         raise ConfigError(f"--run-dir {run_dir} holds a run already (checkpoints); continue it with "
                           f"`segcli train --resume {run_dir}`, or give another --run-dir (a new run would overwrite "
                           "its checkpoints)")
@@ -81,9 +86,7 @@ def _start_afresh(run_dir: Path) -> None:
     and curves.png would mix with this run's)."""
     import shutil
 
-    if _has_checkpoint(run_dir):
-        raise ConfigError(f"--run-dir {run_dir} holds a run already (checkpoints); continue it with "
-                          f"`segcli train --resume {run_dir}`, or give another --run-dir")
+    _refuse_checkpoints(run_dir)
     if (run_dir / "config.yaml").is_file():
         info(f"train: note: {run_dir} holds a run that stopped before its first checkpoint; starting it afresh")
         for name in ("metrics.csv", "curves.png", "hparams.yaml"):
@@ -114,12 +117,14 @@ def _note_unused_bands(pairs, channels: int) -> None:
     """A TIFF of 4+ bands (RGB + near infrared, multispectral) trained by a 3-channel model is read as its first
     three bands and the rest are left out: a note with the setting that uses them. Only TIFFs: a 4-channel PNG is
     RGBA, whose alpha is rightly dropped (screenshots, exports of editors)."""
-    import cv2
+    from segcli.inference.io import stored_channels
 
     if channels != 3 or not pairs or pairs[0][0].suffix.lower() not in (".tif", ".tiff"):
         return
-    image = cv2.imread(str(pairs[0][0]), cv2.IMREAD_UNCHANGED)
-    bands = 0 if image is None else 1 if image.ndim == 2 else image.shape[2]
+    try:
+        bands = stored_channels(pairs[0][0])  # through segcli's reader (non-UTF-8 names, one message per failure)
+    except DataError:
+        return  # an unreadable image gets its own error when the data are read
     if bands > 3:
         info(f"train: note: {pairs[0][0]} has {bands} bands and the model reads the first 3 as RGB "
              f"(model.in_channels=3); set model.in_channels={bands} to train on all of them")

@@ -107,9 +107,18 @@ def read_image(path: str | Path, channels: int = 3, value_range: Sequence[float]
     return rgb if channels == 3 else to_channels(rgb, 1)
 
 
+def stored_channels(path: str | Path) -> int:
+    """How many channels the image file holds as stored (1 grey, 3 colour, 4 RGBA or a 4th band, C bands)."""
+    return _channel_count(_imread(Path(path), cv2.IMREAD_UNCHANGED))
+
+
+def _channel_count(array: np.ndarray) -> int:
+    return 1 if array.ndim == 2 else array.shape[2]
+
+
 def _read_channels(path: Path, channels: int, value_range: Sequence[float] | None) -> np.ndarray:
     array = _imread(path, cv2.IMREAD_UNCHANGED)
-    found = 1 if array.ndim == 2 else array.shape[2]
+    found = _channel_count(array)
     if found != channels:
         raise DataError(f"{path}: {found} channel(s), but the model takes {channels} (model.in_channels); "
                         "give images with that many channels")
