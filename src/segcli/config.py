@@ -8,6 +8,7 @@ ConfigError that suggests the closest valid names.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -89,8 +90,10 @@ def quote_values(overrides: list[str]) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def _primary(command: str) -> tuple[dict[str, Any], set[str]]:
-    """({config group in the defaults list of conf/<command>.yaml: its default option}, its other top-level keys)."""
+    """({config group in the defaults list of conf/<command>.yaml: its default option}, its other top-level keys);
+    read once per process (every compose asks, twice with --config-dir). Callers do not modify the result."""
     import yaml
 
     primary = yaml.safe_load((conf_dir() / f"{command}.yaml").read_text(encoding="utf-8")) or {}
