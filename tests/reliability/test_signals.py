@@ -144,3 +144,33 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_a_stop_signal_at_any_point_of_an_atomic_write_leaves_no_temp_file(tmp_path):
+    """A signal arriving at any moment of a write (here: Ctrl-C raised from a timer firing a few microseconds
+    in, 2,000 times at shifting moments) leaves the target old or complete and no `.NAME.*.tmp` beside it. A stop
+    that fell between mkstemp and the temp file's name being recorded left it behind (a SIGTERMed sweep's
+    `.metrics.csv.*.tmp`)."""
+    from segcli.inference.io import atomic_write_bytes
+
+    target = tmp_path / "metrics.csv"
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    stopped = 0
+    try:
+        for i in range(2000):
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 1e-5 + (i % 50) * 3e-6)
+                atomic_write_bytes(target, b"x" * 2000)
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            except KeyboardInterrupt:
+                stopped += 1
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    except KeyboardInterrupt:  # the timer fired in the finally above
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert stopped > 0  # the timer did stop writes part-way
+    assert [p.name for p in tmp_path.iterdir() if p != target] == []
+    assert not target.exists() or target.read_bytes() == b"x" * 2000

@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Sequence
 import cv2
 import numpy as np
 
-from segcli.errors import DataError
+from segcli.errors import DataError, stops_held
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -259,8 +259,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: b
     created = missing_folders(path.parent)
     tmp = None
     try:
-        fd, tmp = _temp_beside(path)
-        with os.fdopen(fd, "wb") as handle:
+        with stops_held():  # a stop signal between mkstemp and these assignments would leave the temp file behind
+            fd, tmp = _temp_beside(path)
+            handle = os.fdopen(fd, "wb")
+        with handle:
             write(handle)
             if fsync:
                 handle.flush()
