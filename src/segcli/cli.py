@@ -205,7 +205,7 @@ def prepare_lint(
 def train(
     overrides: Optional[List[str]] = _overrides("model.arch=fpn trainer.max_epochs=30 loss=ce"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml; only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml (or a stopped sweep: SWEEP_DIR's unfinished jobs); only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
     multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
@@ -213,6 +213,18 @@ def train(
     """Train a model; the last stdout line is the run directory (with -m: a summary table, then the sweep directory)."""
     overrides = list(overrides or [])
     if resume is not None:
+        from segcli.training.sweep import is_sweep_dir
+
+        if is_sweep_dir(resume.expanduser()):
+            if run_dir is not None or config_dir is not None or print_cfg:
+                from segcli.errors import ConfigError
+
+                raise ConfigError("--resume SWEEP_DIR continues that sweep as it was started; drop --run-dir, "
+                                  "--config-dir and --cfg (a job's config: --resume SWEEP_DIR/JOB --cfg)")
+            from segcli.training.sweep import resume_sweep
+
+            resume_sweep(resume, overrides)
+            return
         if run_dir is not None or multirun or config_dir is not None:
             from segcli.errors import ConfigError
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import json
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 
 from helpers_cli import run_in_process
 from helpers_reliability import assert_clean, files_under, noise, write_image
+
+from segcli.training.sweep import run_results
 
 
 def _start(*args, cwd: Path) -> subprocess.Popen:
@@ -122,8 +125,9 @@ def test_a_signal_while_eval_writes_its_report_leaves_no_part_of_it(model_ckpt, 
     assert os.listdir(tmp_path) == []
 
 
-def test_sigterm_to_a_sweep_stops_its_running_job(tiny_data, tmp_path):
-    """`timeout` or `kill` signal the sweep process only: it passes SIGTERM on to the job it is running."""
+def test_sigterm_to_a_sweep_stops_its_running_job_and_resume_finishes_the_sweep(tiny_data, tmp_path):
+    """`timeout` or `kill` signal the sweep process only: it passes SIGTERM on to the job it is running. `--resume
+    SWEEP_DIR` then continues that job and runs the rest."""
     sweep = tmp_path / "sweep"
     proc = _start("train", "-m", f"data.root={tiny_data}", "seed=1,2", "trainer.max_epochs=1000", "data.num_workers=0",
                   "augment.crop_size=[32,32]", "data.batch_size=2", "trainer.enable_progress_bar=false",
@@ -136,6 +140,19 @@ def test_sigterm_to_a_sweep_stops_its_running_job(tiny_data, tmp_path):
     running = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid).find(str(sweep)) >= 0]
     assert running == []  # the job has ended too
     assert not (sweep / "1-seed=2").exists()  # and the next one never started
+    assert_clean(sweep)
+    epochs_before = run_results(job)["epochs"] or 0
+    # `segcli train --resume SWEEP_DIR` finishes it: the stopped job from its last.ckpt, then the one never started
+    # (a wall-clock budget, one of the overrides a resume may give, ends each job soon).
+    done = subprocess.run([sys.executable, "-m", "segcli", "train", "--resume", str(sweep), "trainer.max_time=00:00:00:06"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"continuing {job}" in done.stderr and "sweep job 2/2: " in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(sweep.resolve())
+    jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
+    assert [(j["job"], j["status"]) for j in jobs] == [(0, "ok"), (1, "ok")]
+    assert jobs[0]["epochs"] >= epochs_before and jobs[0]["final_mIoU"] is not None
+    assert (sweep / "1-seed=2" / "checkpoints" / "best.ckpt").is_file()
     assert_clean(sweep)
 
 

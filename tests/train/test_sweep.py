@@ -29,8 +29,22 @@ def test_sweep_runs_every_job_and_reports_a_failure(tiny_data, tmp_path, capsys)
     before = (sweep_dir / "summary.csv").read_bytes()
     code, out, err = segcli(["train", "-m", *tiny(tiny_data, "trainer.limit_train_batches=1", "final_eval=false"),
                              "model.encoder=resnet18,no_such_encoder", "--run-dir", sweep_dir], capsys)
-    assert code == 2 and out == "" and "holds a sweep already (summary.csv)" in err
+    assert code == 2 and out == "" and "holds a sweep already (sweep.json)" in err
+    assert f"segcli train --resume {sweep_dir}" in err
     assert (sweep_dir / "summary.csv").read_bytes() == before
+    # --resume of a sweep that ended: no job runs again (the failed one keeps its row), the summary is shown again
+    code, out, err = segcli(["train", "--resume", sweep_dir], capsys)
+    assert code == 1 and "1 of 2 jobs failed" in err and "2 jobs ended before, 0 to run" in err
+    assert "sweep summary" in out and out.strip().splitlines()[-1] == str(sweep_dir.resolve())
+    assert (sweep_dir / "summary.csv").read_bytes() == before
+    # only the overrides a resume may give; and a sweep recorded by nothing cannot be continued
+    code, _, err = segcli(["train", "--resume", sweep_dir, "optim.lr=0.5"], capsys)
+    assert code == 2 and "'optim.lr=0.5' cannot change it" in err
+    code, _, err = segcli(["train", "--resume", sweep_dir, "--run-dir", tmp_path / "x"], capsys)
+    assert code == 2 and "drop --run-dir" in err
+    (sweep_dir / "sweep.json").unlink()
+    code, _, err = segcli(["train", "--resume", sweep_dir], capsys)
+    assert code == 3 and "sweep.json: not found" in err and err.count("\n") == 1
 
 
 def test_a_sweep_without_m_is_refused(tiny_data, capsys):

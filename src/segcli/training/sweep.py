@@ -5,6 +5,10 @@ Hydra's override grammar and BasicSweeper expand the sweep (`key=a,b`, `key=rang
 order). Jobs run one after another, each as its own `segcli train` process in SWEEP_DIR/<index>-<swept values>/ (a normal
 run directory). A failing job is recorded and the sweep goes on; at the end the summary table goes to
 stdout, summary.csv and summary.json to SWEEP_DIR, and the exit code is 1 when any job failed.
+
+SWEEP_DIR/sweep.json records the command line, so that `segcli train --resume SWEEP_DIR` continues a sweep that
+was stopped (Ctrl-C, SIGTERM, SIGKILL, a reboot): jobs in the summary stay as they ended, the job that was running
+continues from its last.ckpt (or starts afresh when it had none), and the jobs never started run.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import signal
 from pathlib import Path
 
 from segcli.console import info, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
-from segcli.errors import CheckFailed, ConfigError, Terminated, first_line
+from segcli.errors import CheckFailed, ConfigError, DataError, Terminated, first_line
 
+SWEEP_FILE = "sweep.json"  # the sweep's command line: overrides, --config-dir and the folder it was started in
 FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
 
 
@@ -92,15 +97,113 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
             check_values(to_container(compose("train", job, config_dir=config_dir)))
         except ConfigError as err:
             raise ConfigError(f"sweep job {index} ({job_name(index, job, swept)}): {err}") from None
-    if run_dir and (Path(run_dir) / "summary.csv").is_file():
-        raise ConfigError(f"--run-dir {run_dir} holds a sweep already (summary.csv); give another --run-dir (its job "
-                          "folders hold the earlier runs)")
+    if run_dir and is_sweep_dir(Path(run_dir)):
+        raise ConfigError(f"--run-dir {run_dir} holds a sweep already ({_record(Path(run_dir))}); continue it with "
+                          f"`segcli train --resume {run_dir}`, or give another --run-dir (its job folders hold the "
+                          "earlier runs)")
     root = sweep_dir(run_dir)
-    info(f"train: sweep of {len(jobs)} jobs in {root}")
-    rows = []
+    from segcli.runs import held_run_dir
+
+    with held_run_dir(root, "wait for that sweep to end, or give another --run-dir"):
+        _write_record(root, overrides, config_dir)
+        info(f"train: sweep of {len(jobs)} jobs in {root}")
+        return _run_jobs(root, jobs, swept, config_dir, [], [], None)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """Whether `path` holds a sweep (its record, or the summary of a sweep from before records were kept)."""
+    return (path / SWEEP_FILE).is_file() or (path / "summary.csv").is_file()
+
+
+def _record(path: Path) -> str:
+    return SWEEP_FILE if (path / SWEEP_FILE).is_file() else "summary.csv"
+
+
+def _write_record(root: Path, overrides: list[str], config_dir) -> None:
+    import os
+
+    from segcli.inference.io import atomic_write_bytes
+
+    record = {"overrides": list(overrides), "config_dir": str(Path(config_dir).resolve()) if config_dir else None,
+              "cwd": os.getcwd()}
+    atomic_write_bytes(root / SWEEP_FILE, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+
+
+def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
+    """`segcli train --resume SWEEP_DIR [overrides]`: continue a stopped sweep. Jobs the summary lists keep their
+    row (ok or failed); a started job continues from its last.ckpt (`--resume`, the same RESUMABLE overrides), one
+    without a checkpoint starts afresh in its folder; the others run as the sweep would have run them. The
+    overrides (only RESUMABLE keys) apply to every job still to run."""
+    from segcli.config import compose, to_container
+    from segcli.runs import held_run_dir
+    from segcli.training.resume import RESUMABLE
+
+    root = Path(root).expanduser().resolve()
+    record_file = root / SWEEP_FILE
+    if not record_file.is_file():
+        raise DataError(f"{record_file}: not found; this sweep was started by a segcli that did not record its "
+                        "command line, so it cannot be continued: run the jobs it lacks as a new sweep")
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        saved, config_dir, cwd = list(record["overrides"]), record.get("config_dir"), record.get("cwd")
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{record_file}: unreadable ({first_line(err)}); it is written by `segcli train -m`") from None
+    extra = []
+    for ov in _parse(overrides):
+        key = ov.key_or_group
+        if key not in RESUMABLE or ov.is_sweep_override() or ov.is_delete():
+            raise ConfigError(f"--resume continues the sweep in {root} as {SWEEP_FILE} records it; '{ov.input_line}' "
+                              f"cannot change it. Only {', '.join(RESUMABLE)} may be given")
+        if key == "data.root":
+            extra.append(f"data.root={Path(str(ov.value())).expanduser().resolve()}")
+        else:
+            extra.append(ov.input_line)
+    if cwd is None or not Path(cwd).is_dir():
+        cwd = None  # the folder it was started in has gone: relative paths are read from the current one
+    jobs, swept = expand(saved)
+    rows = _summary_rows(root)
+    done = {int(r["job"]) for r in rows}
+    if len(jobs) > len(done):
+        from segcli.checks import check_values
+
+        for index, job in enumerate(jobs):
+            if index not in done and not _started(root / job_name(index, job, swept)):
+                try:
+                    check_values(to_container(compose("train", job + extra, config_dir=config_dir)))
+                except ConfigError as err:
+                    raise ConfigError(f"sweep job {index} ({job_name(index, job, swept)}): {err}") from None
+    with held_run_dir(root, "wait for that sweep to end"):
+        left = len(jobs) - len(done)
+        info(f"train: continuing the sweep in {root}: {len(done)} of {len(jobs)} jobs ended before, {left} to run")
+        return _run_jobs(root, jobs, swept, config_dir, rows, extra, cwd)
+
+
+def _started(run_dir: Path) -> bool:
+    return (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def _summary_rows(root: Path) -> list[dict]:
+    """The rows of SWEEP_DIR/summary.json (the jobs that ended), [] when there is none yet."""
+    path = root / "summary.json"
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["jobs"]
+        return [dict(r, job=int(r["job"])) for r in rows]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{path}: unreadable ({first_line(err)}); it is written by `segcli train -m`") from None
+
+
+def _run_jobs(root: Path, jobs: list[list[str]], swept: list[str], config_dir, rows: list[dict], extra: list[str],
+              cwd) -> list[dict]:
+    """Run the jobs `rows` does not hold yet, writing the summary after each; then print it (exit 1 on a failure)."""
+    done = {r["job"] for r in rows}
     try:
         for index, job in enumerate(jobs):
-            rows.append(_run_job(index, job, swept, root, config_dir, len(jobs)))
+            if index in done:
+                continue
+            rows.append(_run_job(index, job, swept, root, config_dir, len(jobs), extra, cwd))
+            rows.sort(key=lambda r: r["job"])
             write_summary(root, rows)
     finally:
         write_summary(root, rows)
@@ -113,9 +216,11 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
     return rows
 
 
-def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_dir, total: int) -> dict:
+def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_dir, total: int,
+             extra: list[str], cwd) -> dict:
     """Run one job as its own `segcli train` process (isolated memory, CUDA and data-loader workers; a crash or
-    an out-of-memory kill fails only that job). Its stderr is passed through; the result is read from its run dir."""
+    an out-of-memory kill fails only that job); one stopped with a checkpoint continues (`--resume`). Its stderr is
+    passed through; the result is read from its run dir."""
     import subprocess
     import sys
 
@@ -123,11 +228,16 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     run_dir = root / name
     row = {"job": index, "overrides": " ".join(o for o in job if o.partition("=")[0] in swept), "status": "ok",
            "best_val_mIoU": None, "final_mIoU": None, "epochs": None, "run_dir": str(run_dir), "error": ""}
-    info(f"train: sweep job {index + 1}/{total}: {' '.join(job)}")
-    args = [sys.executable, "-m", "segcli", "train", *job, "--run-dir", str(run_dir)]
-    if config_dir:
-        args += ["--config-dir", str(config_dir)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    if _started(run_dir):
+        info(f"train: sweep job {index + 1}/{total}: continuing {run_dir}")
+        args = [sys.executable, "-m", "segcli", "train", "--resume", str(run_dir), *extra]
+    else:
+        info(f"train: sweep job {index + 1}/{total}: {' '.join(job + extra)}")
+        args = [sys.executable, "-m", "segcli", "train", *job, *extra, "--run-dir", str(run_dir)]
+        if config_dir:
+            args += ["--config-dir", str(config_dir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+                            cwd=cwd)
     last = ""
     try:
         for line in proc.stderr:
