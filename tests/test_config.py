@@ -408,3 +408,13 @@ def test_a_config_dir_option_missing_a_key_training_reads_is_one_line(tmp_path):
     assert "config key 'model." in line and "is missing" in line and "defaults: [<the packaged option>, _self_]" in line
     (tmp_path / "mine" / "model" / "mini.yaml").write_text("defaults: [unet, _self_]\narch: fpn\n")
     assert_ok(run_cli(*args, "--run-dir", tmp_path / "r2", cwd=tmp_path))
+
+
+@pytest.mark.parametrize("command, override, fix", [
+    ("train", "hydra.run.dir=/tmp/x", "--run-dir DIR"), ("train", "hydra.job.chdir=true", "segcli train --cfg"),
+    ("predict", "+hydra.verbose=true", "SEGCLI_DEBUG=1"), ("eval", "hydra.searchpath=[file:///x]", "--config-dir DIR")])
+def test_hydra_settings_are_refused_not_ignored(command, override, fix):
+    """Hydra composed `hydra.run.dir=...` and segcli read none of it: the run went to runs/train/<timestamp>."""
+    with pytest.raises(ConfigError, match=re.escape(fix)) as err:
+        compose(command, [override])
+    assert str(err.value).startswith(f"{override}: segcli reads no hydra.* settings")

@@ -110,6 +110,15 @@ def unparsable(overrides: list[str], err: Exception) -> ConfigError:
     return ConfigError(f"cannot parse overrides {overrides}: {first_line(err)}; {fix}")
 
 
+_HYDRA_FIX = {  # what segcli offers instead of the hydra.* key people know from Hydra apps
+    "hydra.run.dir": "give the run directory as --run-dir DIR",
+    "hydra.sweep.dir": "give the sweep directory as -m ... --run-dir DIR",
+    "hydra.searchpath": "add your own config options with --config-dir DIR",
+    "hydra.verbose": "SEGCLI_DEBUG=1 shows tracebacks and library messages",
+    "": "see `segcli {command} --cfg` for the keys segcli reads, --run-dir and --config-dir for paths",
+}
+
+
 def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: str = "") -> list:
     """Parse `overrides` (Hydra's Override objects, one per string, returned for the later checks) and check the
     options of config groups they select. A key of `command` named like a group it does not use (eval's and
@@ -123,6 +132,9 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: s
     own, keys = _primary(command) if command else (set(groups), set())
     for ov in parsed:
         key = ov.key_or_group
+        if key.lstrip("+~") == "hydra" or key.startswith("hydra."):
+            raise ConfigError(f"{ov.input_line}: segcli reads no hydra.* settings (it composes conf/ with Hydra's "
+                              f"compose API), so this would be ignored; {_HYDRA_FIX.get(key, _HYDRA_FIX['']).format(command=command or 'COMMAND')}")
         if key in groups and key not in own and key in keys and not ov.is_delete():
             raise ConfigError(f"{ov.input_line}: Hydra reads {key}=... as a choice of the config group '{key}', which "
                               f"'segcli {command}' does not use; give it as the option --{key.replace('_', '-')}")
@@ -148,7 +160,7 @@ def _check_added(command: str, parsed: list, groups: dict, listed: Callable[[str
     would be composed in and then ignored without a word. parsed: the overrides as _check_groups parsed them."""
     for ov in parsed:
         key = ov.key_or_group
-        if not (ov.is_add() or ov.is_force_add()) or key in groups or key.startswith("hydra."):
+        if not (ov.is_add() or ov.is_force_add()) or key in groups:
             continue
         if key.startswith(ADDABLE.get(command, ())) or (ov.is_force_add() and listed(key)):
             continue
