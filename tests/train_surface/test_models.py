@@ -76,8 +76,10 @@ def test_smp_and_timm_refusals_are_one_line_with_a_fix():
         build_model("unet", "resnet18", classes=2, kwargs={"encoder_depth": 7})
     with pytest.raises(ConfigError, match=r"Available options are: \['imagenet'.*; set model.encoder_weights to one"):
         build_model("unet", "resnet18", classes=2, encoder_weights="imagenet21k")
-    with pytest.raises(ConfigError, match=r"DPT.*got resnet18; choose another model.encoder"):
-        build_model("dpt", "resnet18", classes=2)
+    for kwargs in ({}, {"dynamic_img_size": True}):  # conf/model/dpt.yaml's kwargs used to be refused first
+        with pytest.raises(ConfigError, match=r"^model.arch=dpt takes timm encoders only \(model.encoder=tu-<name>, "
+                                              r"e.g. tu-vit_small_patch16_224\); got model.encoder=resnet18$"):
+            build_model("dpt", "resnet18", classes=2, kwargs=kwargs)
     with pytest.raises(ConfigError, match=r"timm refused it \(assert output_stride in \(8, 16, 32\)\); change "
                                           r"model.kwargs.output_stride=7"):
         build_model("unet", "tu-resnet18", classes=2, kwargs={"output_stride": 7})
@@ -134,6 +136,26 @@ def test_named_weights_offline_fail_at_once(monkeypatch, tmp_path):
     assert len(tried) == 1
     message = str(err.value)
     assert "huggingface.co unreachable" in message and "model.encoder_weights=/path/to/resnet18.pth" in message
+
+
+def test_a_name_lookup_that_never_answers_counts_as_offline(monkeypatch, tmp_path):
+    """The Hub check's connection had a timeout, its name lookup none: a resolver that never answers (a firewalled
+    CI runner) held `encoder_weights=imagenet` for as long as the system's resolver waits."""
+    import socket
+    import threading
+
+    from segcli.models import factory
+
+    _no_network(monkeypatch, tmp_path)
+    release = threading.Event()
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: release.wait(60))
+    monkeypatch.setattr(factory, "HUB_TIMEOUT_S", 0.2)
+    try:
+        assert factory.hub_unreachable() == "huggingface.co unreachable: no answer within 0.2 s (name lookup)"
+        with pytest.raises(ConfigError, match="no answer within 0.2 s.*model.encoder_weights=/path/to/resnet18.pth"):
+            build_model("unet", "resnet18", classes=2, encoder_weights="imagenet")
+    finally:
+        release.set()
 
 
 def test_named_weights_downloaded_before_still_load_offline(monkeypatch, tmp_path):

@@ -45,6 +45,9 @@ def _check_encoder(encoder: str) -> None:
         raise ConfigError(f"unknown model.encoder '{encoder}'{did_you_mean(encoder, names)}; see smp's encoder list, or use a timm encoder as tu-<name>")
 
 
+TIMM_ONLY = {"dpt": "tu-vit_small_patch16_224"}  # smp architectures built on timm encoders only → an example
+
+
 def _check_kwargs(arch: str, encoder: str, kwargs: dict) -> None:
     """model.kwargs must be arguments of the architecture: smp passes the others on to the encoder, where only a
     timm encoder (tu-<name>, and timm-<name> that smp maps to one) uses them; smp's own encoders drop them, so a
@@ -86,6 +89,9 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
     if arch.lower() not in archs:
         raise ConfigError(f"unknown model.arch '{arch}'{_choices(arch, archs)}")
     _check_encoder(encoder)
+    if arch.lower() in TIMM_ONLY and not encoder.startswith("tu-"):  # before its timm-only kwargs are refused
+        raise ConfigError(f"model.arch={arch.lower()} takes timm encoders only (model.encoder=tu-<name>, e.g. "
+                          f"{TIMM_ONLY[arch.lower()]}); got model.encoder={encoder}")
     if check_kwargs:
         _check_kwargs(arch.lower(), encoder, kwargs or {})
     weights_file = local_weights(encoder_weights)
@@ -136,6 +142,7 @@ def hub_unreachable() -> str | None:
     which only the download client goes through). Offline, the client retries for about 40 s before it fails."""
     import os
     import socket
+    import threading
     from urllib.parse import urlsplit
 
     from huggingface_hub import constants
@@ -145,11 +152,21 @@ def hub_unreachable() -> str | None:
         return None
     url = urlsplit(constants.ENDPOINT)
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=HUB_TIMEOUT_S).close()
-    except OSError as err:
-        return f"{host} unreachable: {err.strerror or err or type(err).__name__}"
-    return None
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=HUB_TIMEOUT_S).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(f"{host} unreachable: {err.strerror or err or type(err).__name__}")
+
+    # The name lookup inside create_connection has no timeout of its own (a resolver that never answers holds it
+    # for minutes): the attempt runs in a daemon thread, and no answer within HUB_TIMEOUT_S counts as offline.
+    thread = threading.Thread(target=attempt, name="segcli-hub-check", daemon=True)
+    thread.start()
+    thread.join(HUB_TIMEOUT_S)
+    return outcome[0] if outcome else f"{host} unreachable: no answer within {HUB_TIMEOUT_S:g} s (name lookup)"
 
 
 @contextmanager
