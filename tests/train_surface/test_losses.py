@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from helpers_surface import QUICK, segcli
@@ -123,6 +125,18 @@ def test_errors_list_the_choices():
         WeightedLoss({"focal": 1.0}, IGNORE, params={"focal": {"gama": 2.0}})
     with pytest.raises(ConfigError, match="weight 0"):
         WeightedLoss({"ce": 0.0}, IGNORE)
+
+
+@pytest.mark.parametrize("term, key, value, fix", [
+    ("ce", "reduction", "sum", "averaged over the labelled pixels"), ("focal", "reduction", "none", "averaged"),
+    ("dice", "ignore_index", 0, "prepare --ignore-index"), ("ce", "weight", [1.0, 2.0], "loss.class_weights"),
+    ("lovasz", "mode", "binary", "multiclass")])
+def test_params_segcli_sets_itself_are_refused(term, key, value, fix):
+    """`+loss.params.ce.reduction=sum` was dropped without a word; focal's reduction=none gave a per-pixel map the
+    weighted sum could not use; weight and ignore_index collided with segcli's own ('multiple values')."""
+    with pytest.raises(ConfigError, match=rf"^loss.params.{term}.{key}: segcli sets this itself; .*{re.escape(fix)}"):
+        WeightedLoss({term: 1.0}, IGNORE, params={term: {key: value}})
+    WeightedLoss({"dice": 1.0}, IGNORE, params={"dice": {"class_weights": [1.0, 2.0, 1.0]}})  # a region term's own
 
 
 def test_params_of_a_term_the_loss_does_not_have_are_refused(tiny_data, tmp_path):

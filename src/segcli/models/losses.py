@@ -23,6 +23,15 @@ TERMS = ("ce", "dice", "focal", "lovasz", "tversky", "jaccard")
 WEIGHTED_TERMS = ("ce", "focal")  # the terms that use loss.class_weights
 
 
+# Arguments of the terms' classes that segcli gives itself → what to do instead (as loss.params.<term>.<key> they
+# were dropped without a word (ce's reduction), or collided with segcli's own value).
+OWNED = {"ignore_index": "the dataset card's ignore_index is used (set it with prepare --ignore-index)",
+         "reduction": "every term is averaged over the labelled pixels, so that the terms' weights compare",
+         "mode": "segcli's losses are multiclass (one label per pixel)"}
+OWNED_WEIGHTED = {"weight": "give per-class weights as loss.class_weights=[...] or auto",
+                  "class_weights": "give per-class weights as loss.class_weights=[...] or auto"}
+
+
 class CrossEntropy(nn.Module):
     """torch's CrossEntropyLoss (weighted mean over the labelled pixels; `params` such as label_smoothing), except
     that a batch whose labelled pixels all have class weight 0 gives 0 with zero gradients, not 0/0 = NaN
@@ -32,7 +41,7 @@ class CrossEntropy(nn.Module):
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = int(ignore_index)
-        self.params = {k: v for k, v in params.items() if k != "reduction"}
+        self.params = dict(params)
         # unknown or bad params fail here (a TypeError/ValueError at build time, not in the first step)
         nn.functional.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), **self.params)
 
@@ -89,6 +98,11 @@ class WeightedLoss(nn.Module):
         self.weights = {name: float(w) for name, w in terms.items() if float(w) != 0.0}
         if not self.weights:
             raise ConfigError("loss.terms gives every term weight 0; give at least one a positive weight")
+        for name, given in params.items():
+            for key in given or {}:
+                fix = OWNED.get(key) or (OWNED_WEIGHTED.get(key) if name in WEIGHTED_TERMS else None)
+                if fix:
+                    raise ConfigError(f"loss.params.{name}.{key}: segcli sets this itself; {fix}")
         modules = {}
         for name in self.weights:
             try:
