@@ -177,3 +177,14 @@ def test_odd_sized_and_truncated_videos_are_named(ckpt, cli, tmp_path):
     assert code == 0, err
     assert "cut.avi: read " in err and "of the 20 frames its header announces" in err
     assert "whole.avi: read" not in err and "even sizes" not in err
+
+
+def test_empty_and_frameless_videos_are_named(ckpt, cli, tmp_path):
+    """A 0-byte mp4 and one a writer closed before its first frame were both 'corrupt or unsupported codec'."""
+    empty, frameless = tmp_path / "empty.mp4", tmp_path / "frameless.mp4"
+    empty.touch()
+    cv2.VideoWriter(str(frameless), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (WIDTH, HEIGHT)).release()
+    for clip, words in ((empty, "the file is empty (0 bytes)"), (frameless, "OpenCV cannot open this video (no frames, damaged")):
+        code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out")
+        assert code == 3 and f"{clip}: {words}" in err, err
+        assert "Traceback" not in err and not (tmp_path / "out").exists()

@@ -32,7 +32,10 @@ def frames(path: Path, batch_size: int):
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise DataError(f"{path}: OpenCV cannot open this video (corrupt or unsupported codec); re-encode it as H.264 mp4")
+        if path.is_file() and path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty (0 bytes); copy or record it again")
+        raise DataError(f"{path}: OpenCV cannot open this video (no frames, damaged, or an unsupported codec); check "
+                        "that it plays, or re-encode it as H.264 mp4")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     announced = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     announced = int(announced) if 0 < announced < 2**31 else 0  # raw streams give -2**63 or nothing
