@@ -19,6 +19,7 @@ Confusion matrix (rows ground truth):
 
 from fractions import Fraction as F
 
+import cv2
 import numpy as np
 import pytest
 
@@ -247,6 +248,9 @@ def test_prediction_errors_name_the_file(crafted, capsys):
     write_png(preds / "c.png", np.zeros((3, 4), np.uint8))
     code, _, err = run_cli(base, capsys)
     assert code == 3 and "c.png" in err and "4x3" in err and "4x2" in err
+    (preds / "c.png").write_bytes(cv2.imencode(".tiff", np.zeros((2, 4), np.float32))[1].tobytes())
+    code, _, err = run_cli(base, capsys)
+    assert code == 3 and "c.png: prediction dtype float32 is not 8- or 16-bit" in err  # was "mask dtype"
     write_png(preds / "c.png", np.full((2, 4), 9, np.uint8))  # class id 9 at non-ignored pixels
     code, _, err = run_cli(base, capsys)
     assert code == 3 and "c.png" in err and "[9]" in err
@@ -301,7 +305,8 @@ def test_colour_predictions_in_the_cards_palette(crafted, tmp_path, capsys):
     stray[1, 2] = (1, 2, 3)
     write_png(colour_dir / "c.png", stray)
     code, _, err = run_cli(["eval", "--predictions", colour_dir, "--data", root], capsys)
-    assert code == 3 and "c.png" in err and "(1, 2, 3)" in err and "palette" in err
+    assert code == 3 and "c.png: a colour prediction with colours that are not in the dataset's palette" in err
+    assert "(1, 2, 3)" in err
 
 
 def _mious_and_classes(preds, root, capsys) -> tuple:
@@ -454,3 +459,22 @@ def test_a_split_combined_by_hand_finds_predictions_by_their_path_under_masks(tm
     assert load_json(tmp_path / "out" / "report.json")["mIoU"] == 1.0
     rows = (tmp_path / "out" / "per_image.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["train/s1/0001", "val/s1/0001"]
+
+
+def test_worst_panels_show_ignore_apart_from_a_black_class():
+    """Ignore pixels were drawn black in the ground truth and the error map: so is VOC's background (class 0), and
+    a dark image's correct pixels in the error map."""
+    from segcli.evaluation.figures import worst_panel
+
+    h, w = 24, 32
+    target = np.zeros((h, w), np.uint8)
+    target[:, w // 2:] = 255  # right half unlabelled, left half class 0 (black in the palette)
+    image = np.zeros((h, w, 3), np.uint8)  # a black image: correct pixels are black in the error map too
+    panel = worst_panel(image, target, np.zeros_like(target), [[0, 0, 0], [200, 0, 0]], 255, ["background", "x"],
+                        [1.0, None], "t")
+    header, gap = 44, 4
+    for k in (1, 3):  # the ground-truth panel and the error map
+        x = k * (w + gap)
+        labelled, unlabelled = panel[header:header + h, x:x + w // 2], panel[header:header + h, x + w // 2:x + w]
+        assert (labelled == 0).all()
+        assert unlabelled.min() > 100 and len(np.unique(unlabelled)) == 2  # the two greys of the checks

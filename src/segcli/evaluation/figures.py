@@ -92,7 +92,7 @@ def confusion_image(matrix, class_names: list[str]) -> np.ndarray:
 
 
 def error_map(image: np.ndarray, target: np.ndarray, pred: np.ndarray, focus: int | None, ignore_index: int) -> np.ndarray:
-    """(H, W, 3) uint8: correct pixels as a dimmed grey image, ignore black; for the `focus` class false
+    """(H, W, 3) uint8: correct pixels as a dimmed grey image, ignore as grey checks; for the `focus` class false
     positives red and false negatives blue; other misclassified pixels yellow."""
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     out = np.repeat((grey // 2)[..., None], 3, axis=2)
@@ -102,8 +102,16 @@ def error_map(image: np.ndarray, target: np.ndarray, pred: np.ndarray, focus: in
     if focus is not None:
         out[wrong & (pred == focus)] = FP_COLOUR
         out[wrong & (target == focus)] = FN_COLOUR
-    out[~valid] = BLACK
+    out[~valid] = ignore_checks(out.shape[:2])[~valid]
     return out
+
+
+def ignore_checks(shape: tuple[int, int], square: int = 6) -> np.ndarray:
+    """(H, W, 3) uint8 grey checks, how the panels show ignore pixels: black, as before, was also a palette's class 0
+    (VOC's background, a binary mask's background) and the error map's dark correct pixels."""
+    rows, cols = np.indices(shape)
+    light = ((rows // square + cols // square) % 2).astype(bool)
+    return np.where(light[..., None], np.uint8(224), np.uint8(168)).astype(np.uint8).repeat(3, axis=2)
 
 
 def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette: list[list[int]], ignore_index: int,
@@ -113,6 +121,8 @@ def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette
     defined = [(v, c) for c, v in enumerate(iou) if v is not None]
     focus = min(defined)[1] if defined else None
     gt_rgb = colorize(target, palette, ignore_index)
+    unlabelled = target == ignore_index
+    gt_rgb[unlabelled] = ignore_checks(target.shape)[unlabelled]
     pred_rgb = colorize(pred, palette, ignore_index)
     errors = error_map(image, target, pred, focus, ignore_index)
     h, w = image.shape[:2]
@@ -120,7 +130,7 @@ def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette
     labels = ["image", "ground truth", "prediction",
               f"errors: {class_names[focus]} ({iou[focus] * 100:.1f})" if focus is not None else "errors"]
     legend = (f"error map: red = false positives of {class_names[focus]}, blue = its false negatives, "
-              "yellow = other errors, black = ignore" if focus is not None else "error map: yellow = errors, black = ignore")
+              "yellow = other errors; grey checks = ignore" if focus is not None else "error map: yellow = errors; grey checks = ignore")
     width = max(4 * w + 3 * gap, _text_size(legend, scale)[0] + 8, _text_size(title, scale)[0] + 8)
     canvas = np.full((h + header + footer, width, 3), 255, np.uint8)
     for k, (panel, label) in enumerate(zip((image, gt_rgb, pred_rgb, errors), labels)):

@@ -102,7 +102,7 @@ def prediction_items(pred_dir: Path, split: str, shard: list[tuple[int, tuple[st
         if not path.is_file():
             raise DataError(f"{path}: prediction missing for {image_path.name}; --predictions must hold a class-id PNG "
                             "per image, named like the split's masks (<relative stem>.png)")
-        pred = read_mask(path, colours)
+        pred = read_mask(path, colours, what="prediction")
         target = read_mask(mask_path)
         if pred.shape != target.shape:
             raise DataError(f"{path}: prediction is {pred.shape[1]}x{pred.shape[0]} but the ground truth {mask_path} is "

@@ -151,10 +151,11 @@ def is_palette_png(data: bytes | np.ndarray) -> bool:
     return png_colour_type(data) == 3
 
 
-def read_mask(path: str | Path, colours=None) -> np.ndarray:
+def read_mask(path: str | Path, colours=None, what: str = "mask") -> np.ndarray:
     """Read a class-id mask as (H, W) uint8 or uint16 exactly as stored (no colour conversion; an indexed PNG gives
     its indices, as `predict --palette-png` and PASCAL VOC store them). With `colours` (a
-    segcli.data.palette.ColourMap), an 8-bit colour mask is mapped to ids through it; a colour it lacks is an error."""
+    segcli.data.palette.ColourMap), an 8-bit colour mask is mapped to ids through it; a colour it lacks is an error.
+    what: the file's role in the errors ("mask", "prediction")."""
     path = Path(path)
     data = _read(path)
     if is_palette_png(data):
@@ -174,16 +175,16 @@ def read_mask(path: str | Path, colours=None) -> np.ndarray:
             if colours is not None and array.dtype == np.uint8:
                 ids, unknown = colours.to_values(cv2.cvtColor(array[..., :3], cv2.COLOR_BGR2RGB))
                 if unknown:
-                    raise DataError(f"{path}: a colour mask with colours that are not in the dataset's palette "
+                    raise DataError(f"{path}: a colour {what} with colours that are not in the dataset's palette "
                                     f"({unknown}); store class ids, or the palette's colours (dataset.yaml)")
                 return ids
-            raise DataError(f"{path}: mask has {channels} different colour channels but class ids are expected; "
+            raise DataError(f"{path}: {what} has {channels} different colour channels but class ids are expected; "
                             "store one channel of ids, or convert colours with a palette")
         if colours is not None and array.dtype == np.uint8 and _grey_colours(array[..., 0], colours):
             return colours.to_values(cv2.cvtColor(array[..., :3], cv2.COLOR_BGR2RGB))[0]
         array = array[..., 0]
     if array.dtype not in (np.uint8, np.uint16):
-        raise DataError(f"{path}: mask dtype {array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
+        raise DataError(f"{path}: {what} dtype {array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
     return array
 
 
