@@ -62,3 +62,11 @@ def test_epochs_count_training_epochs_not_validations(tmp_path):
     assert run_results(tmp_path) == {"best_val_mIoU": 0.5, "epochs": 3}
     (tmp_path / "metrics.csv").write_text("epoch,step,train/loss_epoch\n0,4,1.5\n1,9,1.2\n")
     assert run_results(tmp_path) == {"best_val_mIoU": None, "epochs": 2}
+
+
+def test_sweep_cfg_prints_nothing_when_a_job_does_not_compose(capsys):
+    """`train -m --cfg` printed job 0's config, then failed on job 1's unresolvable interpolation."""
+    code, out, err = segcli(["train", "-m", "--cfg", "optim.lr=1e-3,${nope}"], capsys)
+    assert code == 2 and out == "" and "nope" in err, err
+    code, out, _ = segcli(["train", "-m", "--cfg", "optim.lr=1e-3,3e-4"], capsys)
+    assert code == 0 and out.count("# optim.lr=") == 2

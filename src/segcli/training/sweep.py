@@ -84,10 +84,11 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
     jobs, swept = expand(overrides)
     if not swept:
         raise ConfigError("-m needs at least one swept override, e.g. optim.lr=1e-3,3e-4 or model=unet,fpn")
-    if print_cfg:
-        for job in jobs:
+    if print_cfg:  # every job composed before the first is printed: an error leaves no partial listing
+        composed = [to_yaml(compose("train", job, config_dir=config_dir)) for job in jobs]
+        for job, text in zip(jobs, composed):
             result(f"# {' '.join(job)}")
-            result(to_yaml(compose("train", job, config_dir=config_dir)))
+            result(text)
         return []
     from segcli.checks import check_values
     from segcli.config import to_container
