@@ -124,8 +124,7 @@ def stop_signals_raise():
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _restore(previous)
 
 
 def stop_exit_code() -> int | None:
@@ -146,7 +145,23 @@ def stops_held():
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _restore(previous)
         for signum in dict.fromkeys(received):
             signal.raise_signal(signum)
+
+
+def _restore(handlers: dict) -> None:
+    """Put `handlers` back, all of them: a signal arriving between two restores runs the handler that is back
+    already (Ctrl-C's KeyboardInterrupt), which cut the loop short and left a hold handler in place for good (a
+    later SIGTERM was kept in a list nobody reads). The exception is raised once every handler is back."""
+    stopped = None
+    while True:
+        try:
+            for signum, handler in handlers.items():
+                if signal.getsignal(signum) is not handler:
+                    signal.signal(signum, handler)
+            break
+        except BaseException as err:  # raised by a handler that ran between two steps: go over them again
+            stopped = stopped or err
+    if stopped is not None:
+        raise stopped
