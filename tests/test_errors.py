@@ -142,14 +142,15 @@ def test_unknown_architecture_suggests(synthetic_data, tmp_path):
 def test_debug_shows_traceback(synthetic_data, tmp_path):
     proc = run_cli("train", f"data.root={synthetic_data}", "model.arch=unett", cwd=tmp_path,
                    env={"SEGCLI_DEBUG": "1"})
-    assert proc.returncode != 0, describe(proc)
+    assert proc.returncode == 2, describe(proc)  # the documented code still (a bare re-raise made every error 1)
     assert "Traceback" in proc.stderr
     assert "ConfigError" in proc.stderr and "unett" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("segcli: error: ")
 
 
 def test_debug_traceback_for_data_errors(tmp_path):
     proc = run_cli("eval", "--ckpt", tmp_path / "missing.ckpt", cwd=tmp_path, env={"SEGCLI_DEBUG": "1"})
-    assert proc.returncode != 0
+    assert proc.returncode == 3
     assert "Traceback" in proc.stderr and "DataError" in proc.stderr
 
 

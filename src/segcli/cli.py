@@ -362,19 +362,19 @@ def _main(argv: list[str] | None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)
     except Exception as err:
-        if stop_exit_code() and not debug:  # a failure while stopping (a data-loader worker killed with us)
+        if debug:  # the traceback, then the same line and exit code as without it (a CI job's checks stay valid)
+            import traceback
+
+            traceback.print_exc()
+        if stop_exit_code():  # a failure while stopping (a data-loader worker killed with us)
             _fail("terminated", stop_exit_code())
         if isinstance(err, SegcliError):
-            if debug:
-                raise
             _fail(err.message, err.exit_code)
         if type(err).__name__ == "NoArgsIsHelpError":  # `segcli`, `segcli prepare`: the help, as Click shows it
             err.show()
             sys.exit(err.exit_code)
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
             _fail(_click_message(err), err.exit_code)
-        if debug:
-            raise
         if isinstance(err, OSError) and err.filename:
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
@@ -391,7 +391,8 @@ def _main(argv: list[str] | None) -> None:
         memory = out_of_memory(err, command)
         if memory:
             _fail(memory, EXIT_USAGE)
-        _fail(f"internal error: {type(err).__name__}: {err} (rerun with SEGCLI_DEBUG=1 for the traceback)", EXIT_INTERNAL)
+        rerun = "" if debug else " (rerun with SEGCLI_DEBUG=1 for the traceback)"
+        _fail(f"internal error: {type(err).__name__}: {err}{rerun}", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
         _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

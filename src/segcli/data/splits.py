@@ -106,7 +106,7 @@ def random_split(stems: list[str], val_fraction: float, test_fraction: float, se
     fractions as the group sizes allow."""
     for name, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
-            raise ConfigError(f"{name} {value} must be in [0, 1)")
+            raise ConfigError(f"{name} {value} must be in [0, 1); give the share of the pairs to hold out, e.g. 0.2")
     if val_fraction + test_fraction >= 1.0:
         raise ConfigError(f"--val-fraction {val_fraction} + --test-fraction {test_fraction} leave nothing to train on")
     stems = sorted(stems)
