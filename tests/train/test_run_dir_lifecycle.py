@@ -8,6 +8,8 @@ import json
 import shutil
 import signal
 
+import yaml
+
 from helpers_train import epochs_run, rows, segcli, start_and_wait_for_last, tiny, val_rows
 
 
@@ -78,7 +80,7 @@ def test_resume_after_the_dataset_folder_moved(tiny_data, tmp_path, capsys):
     code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=2", f"data.root={moved}"], capsys)
     assert code == 0, err
     assert epochs_run(run_dir) == 2
-    assert f"root: {moved}" in (run_dir / "config.yaml").read_text()
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["root"] == str(moved)  # a long path wraps
     card = (moved / "dataset.yaml").read_text()  # another dataset at the new place is still refused
     (moved / "dataset.yaml").write_text(card.replace("road,", "street,", 1))
     code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=3", f"data.root={moved}"], capsys)
