@@ -7,6 +7,8 @@ DEMO_DATA ?= data/synthetic
 DEMO_RUN ?= runs/demo
 DEMO_OUT ?= runs/demo-outputs
 PYTEST_ARGS ?=
+# pytest-xdist processes for make test, whole test files each (0: one process, as plain pytest)
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-all demo bench clean help
 
@@ -29,10 +31,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	@echo "== 1/5 prepare: synthetic dataset → $(DEMO_DATA)"
