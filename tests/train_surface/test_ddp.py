@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import shutil
 
+import pytest
 import yaml
 from helpers_surface import segcli
 
@@ -77,3 +78,27 @@ def test_fewer_val_images_than_processes_is_a_usage_error(tiny_data, tmp_path):
                   "--run-dir", tmp_path / "run", timeout=600)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "'val' split has 1 image(s) for 2 processes" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("damaged, other", [
+    (1, "segcli: error: process 1 of this run failed (exit 3; its error is above), so this one stopped too"),
+    (0, "segcli: error: another process of this run failed (its error is above, or in its own log), so this one "
+        "(rank 1) stopped too")])
+def test_a_data_error_in_one_process_is_the_runs_error(tiny_data, tmp_path, damaged, other):
+    """A damaged train image that one process reads (with seed 0, process 0 reads image 0, process 1 image 1): that
+    process printed its one-line error (exit 3), and the other, cut off in a collective ('Connection closed by
+    peer'), printed an internal error; when that was the first process, the run ended with exit 4."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    card = yaml.safe_load((root / "dataset.yaml").read_text())
+    pool = card["splits"]["train"] + card["splits"]["val"]
+    card["splits"] = {"train": pool[:2], "val": pool[2:4]}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    path = root / pool[damaged]["image"]
+    path.write_bytes(path.read_bytes()[:60])
+    proc = segcli("train", f"data.root={root}", *COMMON, "data.cache=false", "trainer=ddp", "trainer.accelerator=cpu",
+                  "trainer.devices=2", "--run-dir", tmp_path / "run", timeout=600)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("segcli:")]
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert sorted(lines) == sorted([f"segcli: error: {path}: not a readable image (corrupt, truncated or unsupported "
+                                    "format); replace or remove it", other])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from segcli.config import to_container
 from segcli.console import first_process, info, result, stderr_console
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError, DataError, SegcliError
 
 
 @dataclass
@@ -272,15 +272,57 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         if (trainer is not None and trainer.interrupted) or ctrl_c.noted:
             raise KeyboardInterrupt from None
         raise
-    except Exception:
+    except Exception as err:
         if new_dir:
             _remove_if_no_checkpoint(run_dir, created)
         if restore is not None:
             restore()
+        peer = _failed_process(trainer, err)
+        if peer is not None:
+            raise peer from None
         raise
     if trainer.interrupted or ctrl_c.noted:
         raise KeyboardInterrupt
     return _finish(cfg, trainer, module, best, run_dir, card, announce)
+
+
+# How a collective operation fails when another process of the run has died (gloo over TCP, NCCL)
+_PEER_GONE = ("connection closed by peer", "connection reset by peer", "remote worker", "communicator was aborted")
+
+
+def _failed_process(trainer, err: Exception) -> SegcliError | None:
+    """A collective operation that failed because another process of the run died ('Connection closed by peer')
+    ended the run as an internal error, exit 4, beside that process's own one-line error (a damaged image, exit 3).
+    Under Lightning's DDP launcher on one machine (trainer=ddp, devices=N) the first process waits for the others it
+    started and takes the failed one's exit code; any other process says it stopped because another one failed.
+    None when the error is this process's own."""
+    import subprocess
+    import time
+
+    from segcli.errors import EXIT_INTERNAL
+
+    if isinstance(err, SegcliError) or not any(words in str(err).lower() for words in _PEER_GONE):
+        return None
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    procs = list(getattr(launcher, "procs", None) or [])
+    codes, deadline = [], time.monotonic() + 10.0
+    for rank, proc in enumerate(procs, start=1):  # the launcher's processes are ranks 1..N-1 on this machine
+        try:
+            codes.append((rank, proc.wait(timeout=max(0.0, deadline - time.monotonic()))))
+        except subprocess.TimeoutExpired:
+            continue
+    failed = [(r, c) for r, c in codes if c in (1, 2, 3)] or [(r, c) for r, c in codes if c > 0]
+    if failed:
+        rank, code = failed[0]
+        failure = SegcliError(f"process {rank} of this run failed (exit {code}; its error is above), so this one "
+                              "stopped too")
+        failure.exit_code = code if code in (1, 2, 3) else EXIT_INTERNAL
+        return failure
+    me = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    failure = SegcliError(f"another process of this run failed (its error is above, or in its own log), so this one "
+                          f"(rank {me}) stopped too")
+    failure.exit_code = EXIT_INTERNAL
+    return failure
 
 
 def _config_restorer(run_dir: Path, last: Path):
