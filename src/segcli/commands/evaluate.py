@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from segcli.console import first_process, info
-from segcli.errors import CheckFailed, ConfigError, DataError
+from segcli.errors import CheckFailed, ConfigError, DataError, SegcliError
 
 
 def score(items: Iterable, num_classes: int, ignore_index: int, boundary_ratio: float | None = 0.02, worst: int = 0,
@@ -21,20 +21,26 @@ def score(items: Iterable, num_classes: int, ignore_index: int, boundary_ratio: 
     """Accumulate `Item`s (segcli.evaluation.sources) → EvalAccumulator reduced over all processes.
 
     Label values outside the class range are a DataError naming the mask (or prediction) file."""
+    from segcli.evaluation import distributed
     from segcli.evaluation.accumulate import EvalAccumulator
     from segcli.metrics import LabelRangeError
 
     acc = EvalAccumulator(num_classes, ignore_index, boundary_ratio, worst, keep_images)
-    for item in _progress(items, progress):
-        try:
-            acc.add(item.index, item.key, item.pred, item.target)
-        except LabelRangeError as err:
-            raise DataError(f"{item.mask_path}: ground truth {err.message}") from None
-        except ValueError as err:
-            if item.pred_path is None:
-                raise
-            raise DataError(f"{item.pred_path}: {err}; predictions must hold class ids 0..{num_classes - 1} "
-                            "(any value where the ground truth is ignored)") from None
+    failure = None
+    try:
+        for item in _progress(items, progress):
+            try:
+                acc.add(item.index, item.key, item.pred, item.target)
+            except LabelRangeError as err:
+                raise DataError(f"{item.mask_path}: ground truth {err.message}") from None
+            except ValueError as err:
+                if item.pred_path is None:
+                    raise
+                raise DataError(f"{item.pred_path}: {err}; predictions must hold class ids 0..{num_classes - 1} "
+                                "(any value where the ground truth is ignored)") from None
+    except SegcliError as err:  # under torchrun the other processes must hear of it before the sums below
+        failure = err
+    distributed.fail_together(failure)
     acc.reduce()
     return acc
 

@@ -98,3 +98,26 @@ def all_ok(ok: bool) -> bool:
     if not active():
         return ok
     return bool(sum_tensor(torch.tensor([0 if ok else 1])).item() == 0)
+
+
+def fail_together(failure) -> None:
+    """Every rank calls this after its share: a rank whose share failed (a SegcliError: a damaged image, a missing
+    prediction) raises its error, and the others raise one naming that rank with its exit code. A rank that simply
+    exited left the others to fail in their next collective ('Connection closed by peer'), an internal error, exit 4."""
+    from segcli.errors import SegcliError
+
+    if not active():
+        if failure is not None:
+            raise failure
+        return
+    outcomes = gather(None if failure is None else (failure.exit_code, failure.message))
+    failed = [(r, outcome) for r, outcome in enumerate(outcomes) if outcome is not None]
+    if failed:
+        finish()  # all of them leave the process group before they exit (see finish)
+    if failure is not None:
+        raise failure
+    if failed:
+        r, (code, _) = failed[0]
+        other = SegcliError(f"process {r} of this run failed (exit {code}; its error is above), so this one stopped too")
+        other.exit_code = code
+        raise other
