@@ -17,3 +17,29 @@ def test_class_names_with_a_bar_or_a_newline_keep_the_table_columns():
     cells = head.count(" | ") + 1
     assert len(rows) == 3 and all(row.replace("\\|", "").count(" | ") + 1 == cells for row in rows)
     assert rows[1].startswith("| truck\\|bus |") and rows[2].startswith("| two lines |")
+
+
+def _rendered(renderable) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200)
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def test_class_names_with_square_brackets_are_shown_as_written_not_read_as_markup():
+    # rich reads '[car]' in a plain string as a style tag (dropped) and '[/]' as a closing tag (MarkupError: exit 4)
+    import numpy as np
+
+    from segcli.evaluation.compare import deltas
+    from segcli.metrics import compute_metrics
+    from segcli.reports import compare_table, metrics_table
+
+    names = ["vehicle [car]", "sign [/]", "road"]
+    metrics = compute_metrics(np.array([[5, 1, 0], [1, 5, 0], [0, 0, 3]]), names)
+    text = _rendered(metrics_table(metrics, title="data [v2] / val"))
+    assert all(name in text for name in names) and "data [v2] / val" in text
+    text = _rendered(compare_table(deltas(metrics, metrics, "old [run]/report.json")))
+    assert all(name in text for name in names) and "old [run]/report.json" in text

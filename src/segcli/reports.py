@@ -30,18 +30,26 @@ def _cell(row: dict, key: str) -> str:
     return format_value(value)
 
 
+def plain(text):
+    """User text (a class name, a dataset name, a path) as a rich Text: a plain string in a Table is read as console
+    markup, so 'vehicle [car]' lost its '[car]' and 'sign [/]' stopped the command with a MarkupError."""
+    from rich.text import Text
+
+    return Text(str(text))
+
+
 def metrics_table(metrics: dict, title: str = ""):
     """A rich Table: one row per class (rates in %, pixel and image counts), aggregates in the caption."""
     from rich.table import Table
 
-    table = Table(title=title or None, caption=summary_line(metrics), show_lines=False)
+    table = Table(title=plain(title) if title else None, caption=summary_line(metrics), show_lines=False)
     table.add_column("id", justify="right")
     table.add_column("class", justify="left")
     columns = _columns(metrics)
     for key in columns:
         table.add_column(_HEAD[key], justify="right")
     for row in metrics["classes"]:
-        table.add_row(str(row["id"]), row["name"], *(_cell(row, k) for k in columns))
+        table.add_row(str(row["id"]), plain(row["name"]), *(_cell(row, k) for k in columns))
     return table
 
 
@@ -135,7 +143,7 @@ def corruption_table(rows: list[dict], clean_miou: float | None):
     for name in ("corruption", "severity", "mIoU", "drop (pts)", "drop (rel %)"):
         table.add_column(name, justify="left" if name == "corruption" else "right")
     for r in rows:
-        table.add_row(r["corruption"], str(r["severity"]), format_value(r["mIoU"]), format_value(r["drop"]),
+        table.add_row(plain(r["corruption"]), str(r["severity"]), format_value(r["mIoU"]), format_value(r["drop"]),
                       format_value(r["relative_drop"], 1))
     return table
 
@@ -146,10 +154,10 @@ def compare_table(result: dict):
 
     agg = "  ".join(f"{k} {format_value(v['old'])} → {format_value(v['new'])} ({_signed(v['delta'])})"
                     for k, v in result["aggregates"].items())
-    table = Table(title=f"compared with {result['against']}", caption=agg)
+    table = Table(title=plain(f"compared with {result['against']}"), caption=agg)
     for name in ("class", "IoU then", "IoU now", "Δ IoU", "BIoU then", "BIoU now", "Δ BIoU"):
         table.add_column(name, justify="left" if name == "class" else "right")
     for r in result["classes"]:
-        table.add_row(r["name"], format_value(r["old_iou"]), format_value(r["iou"]), _signed(r["delta_iou"]),
+        table.add_row(plain(r["name"]), format_value(r["old_iou"]), format_value(r["iou"]), _signed(r["delta_iou"]),
                       format_value(r["old_biou"]), format_value(r["biou"]), _signed(r["delta_biou"]))
     return table

@@ -70,3 +70,14 @@ def test_sweep_cfg_prints_nothing_when_a_job_does_not_compose(capsys):
     assert code == 2 and out == "" and "nope" in err, err
     code, out, _ = segcli(["train", "-m", "--cfg", "optim.lr=1e-3,3e-4"], capsys)
     assert code == 0 and out.count("# optim.lr=") == 2
+
+
+def test_summary_shows_overrides_and_paths_as_written(capsys):
+    """The summary table read its cells as console markup: a data.root holding '[/]' stopped the sweep's last step
+    with a MarkupError (exit 4) after every job had trained; '[bold]' vanished from the row."""
+    from segcli.training.sweep import print_summary
+
+    print_summary([{"job": 0, "overrides": "data.root=/d/[bold]x[/]", "status": "ok", "best_val_mIoU": 0.5,
+                    "final_mIoU": None, "epochs": 1, "run_dir": "/s/[/]"}])
+    out = capsys.readouterr().out
+    assert "data.root=/d/[bold]x[/]" in out and "/s/[/]" in out

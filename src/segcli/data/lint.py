@@ -114,8 +114,8 @@ class LintReport:
             base = os.path.commonpath(files) if len(files) > 1 else ""
             base = base if os.path.isdir(base) else os.path.dirname(base)
             shown = lambda path: os.path.relpath(path, base) if base and os.path.isabs(path) else path  # noqa: E731
-            table = Table(title=f"lint: {self.dataset}", title_justify="left", expand=False,
-                          caption=f"files relative to {base}" if base else None, caption_justify="left")
+            table = Table(title=f"lint: {escape(str(self.dataset))}", title_justify="left", expand=False,
+                          caption=f"files relative to {escape(base)}" if base else None, caption_justify="left")
             for column in ("severity", "kind", "count", "first file", "detail"):
                 table.add_column(column, overflow="fold", justify="right" if column == "count" else "left")
             counts = Counter((f.severity, f.kind) for f in self.findings)

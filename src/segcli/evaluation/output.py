@@ -83,7 +83,7 @@ def emit(cfg, report: dict, acc, card) -> None:
         if report.get("compare"):
             print_wide(console, compare_table(report["compare"]))
         for entry in report.get("worst") or []:
-            console.print(f"worst: {entry['image']}  mIoU {entry['mIoU'] * 100:.2f}  {entry['file']}")
+            console.print(f"worst: {entry['image']}  mIoU {entry['mIoU'] * 100:.2f}  {entry['file']}", markup=False)
     if cfg.json and cfg.json != "-":
         _write_report(Path(cfg.json), text)
         info(f"eval: report written to {cfg.json}")

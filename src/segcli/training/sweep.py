@@ -298,14 +298,15 @@ def print_summary(rows: list[dict]) -> None:
     from rich.table import Table
 
     from segcli.evaluation.output import print_wide
+    from segcli.reports import plain
 
     table = Table(title="sweep summary")
     for name, justify in (("job", "right"), ("overrides", "left"), ("status", "left"), ("best val mIoU", "right"),
                           ("final mIoU", "right"), ("epochs", "right"), ("run dir", "left")):
         table.add_column(name, justify=justify)
     for r in rows:
-        table.add_row(str(r["job"]), r["overrides"], r["status"], _pct(r["best_val_mIoU"]), _pct(r["final_mIoU"]),
-                      "—" if r["epochs"] is None else str(r["epochs"]), r["run_dir"] or "—")
+        table.add_row(str(r["job"]), plain(r["overrides"]), plain(r["status"]), _pct(r["best_val_mIoU"]),
+                      _pct(r["final_mIoU"]), "—" if r["epochs"] is None else str(r["epochs"]), plain(r["run_dir"] or "—"))
     print_wide(stdout_console(), table)
 
 
