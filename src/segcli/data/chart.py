@@ -21,7 +21,7 @@ def class_frequency_chart(classes: list[str], class_pixels: dict[str, list[int]]
     splits = list(class_pixels)
     bar_h, gap = 9, 6
     row_h = bar_h * max(1, len(splits)) + gap
-    label_w = 16 + 7 * max((len(c) for c in classes), default=4)
+    label_w = 16 + 7 * max((min(len(c), 40) for c in classes), default=4)  # names are drawn up to 40 characters
     plot_w, top = 560, 56
     width = max(label_w + plot_w + 90, label_w + 110 * len(splits) + 380)
     height = top + row_h * len(classes) + 30

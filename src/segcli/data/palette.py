@@ -47,6 +47,7 @@ def parse_palette(path: str | Path) -> Palette:
     if not path.is_file():
         raise ConfigError(f"--palette {path}: file not found")
     classes, colours, ignore = [], [], []
+    lines: dict[str, int] = {}  # class name → its line
     extra_columns = False  # a CSV header with columns after b: each line's are dropped
     from segcli.inference.io import read_lines
 
@@ -69,9 +70,13 @@ def parse_palette(path: str | Path) -> Palette:
             raise ConfigError(f"{path}:{number}: {line!r} needs a name and R G B values in 0-255")
         if rgb in colours or rgb in ignore:
             raise ConfigError(f"{path}:{number}: colour {tuple(rgb)} is listed twice; give each class its own colour")
+        if name in lines:  # reports, --compare, --fail-under class:NAME and predict's JSON tell classes by name
+            raise ConfigError(f"{path}:{number}: class name {name!r} is also on line {lines[name]}; give each class "
+                              "its own name")
         (ignore if name.lower() in IGNORE_NAMES else colours).append(rgb)
         if name.lower() not in IGNORE_NAMES:
             classes.append(name)
+            lines[name] = number
     if not classes:
         raise ConfigError(f"--palette {path}: no classes; write one 'name R G B' line per class")
     return Palette(classes, colours, ignore)
