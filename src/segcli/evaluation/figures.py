@@ -16,7 +16,25 @@ FP_COLOUR, FN_COLOUR, OTHER_COLOUR = (255, 40, 40), (40, 120, 255), (255, 210, 0
 
 
 def _ascii(text: str) -> str:
-    return text.encode("ascii", "replace").decode("ascii")
+    """What OpenCV's Hershey fonts can draw: accents dropped ('ü' → 'u'), other non-ASCII letters as '?'."""
+    import unicodedata
+
+    folded = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return folded.encode("ascii", "replace").decode("ascii")
+
+
+LABEL_CHARS = 40  # longest class name drawn in full in a figure
+
+
+def axis_labels(class_names: list[str]) -> list[str]:
+    """Class names as a figure draws them: a long name shortened in its middle (one 100-character name made the
+    confusion matrix a small square in a mostly blank canvas), and every name prefixed with its id when drawing
+    loses them apart or whole (names in a script the font lacks: '道路' and '天空' would both be '??')."""
+    short = [n if len(n) <= LABEL_CHARS else n[:LABEL_CHARS - 14] + "..." + n[-11:] for n in class_names]
+    labels = [_ascii(n) for n in short]
+    if any(label.count("?") > n.count("?") for label, n in zip(labels, short)) or len(set(labels)) < len(labels):
+        labels = [f"{i} {label}" for i, label in enumerate(labels)]
+    return labels
 
 
 def _text_size(text: str, scale: float) -> tuple[int, int]:
@@ -71,8 +89,9 @@ def confusion_image(matrix, class_names: list[str]) -> np.ndarray:
     for k in range(c + 1):  # grid lines
         heat[min(k * cell, c * cell - 1), :] = WHITE
         heat[:, min(k * cell, c * cell - 1)] = WHITE
-    rows = _text_strip(class_names, cell, scale)  # left: ground-truth classes
-    cols = np.rot90(_text_strip(class_names, cell, scale)).copy()  # top: predicted classes, read bottom-up
+    labels = axis_labels(list(class_names))
+    rows = _text_strip(labels, cell, scale)  # left: ground-truth classes
+    cols = np.rot90(_text_strip(labels, cell, scale)).copy()  # top: predicted classes, read bottom-up
     title_h, pad = 26, 8
     axis_w = _text_size("ground truth", 0.45)[1] + 8
     title = "confusion, row-normalised (%): rows = ground truth, columns = prediction"
@@ -127,9 +146,10 @@ def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette
     errors = error_map(image, target, pred, focus, ignore_index)
     h, w = image.shape[:2]
     gap, header, footer, scale = 4, 44, 24, 0.4
+    name = axis_labels(list(class_names))[focus] if focus is not None else ""
     labels = ["image", "ground truth", "prediction",
-              f"errors: {class_names[focus]} ({iou[focus] * 100:.1f})" if focus is not None else "errors"]
-    legend = (f"error map: red = false positives of {class_names[focus]}, blue = its false negatives, "
+              f"errors: {name} ({iou[focus] * 100:.1f})" if focus is not None else "errors"]
+    legend = (f"error map: red = false positives of {name}, blue = its false negatives, "
               "yellow = other errors; grey checks = ignore" if focus is not None else "error map: yellow = errors; grey checks = ignore")
     width = max(4 * w + 3 * gap, _text_size(legend, scale)[0] + 8, _text_size(title, scale)[0] + 8)
     canvas = np.full((h + header + footer, width, 3), 255, np.uint8)
