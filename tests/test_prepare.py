@@ -281,6 +281,16 @@ def test_folder_default_classes(folder_src, tmp_path):
     assert hidden_leftovers(out.parent) == []
 
 
+def test_folder_suffix_hint_counts_every_name():
+    """Past 2000 unpaired names the suffix is chosen on a sample, but the hint's count is over every name: 2,500
+    images whose masks are <stem>_mask pair in 2500 cases, not 2000."""
+    from segcli.data.formats.folder import suffix_hint
+
+    stems = [f"seq{i % 7}/frame{i:05d}" for i in range(2500)]
+    hint = suffix_hint(set(stems), {f"{s}_mask" for s in stems})
+    assert "in 2500 case(s)" in hint and "--mask-suffix _mask" in hint
+
+
 def test_folder_mask_and_image_suffixes(folder_src, tmp_path):
     """Masks named <image stem>_mask: the failed pairing suggests --mask-suffix, which pairs them. Images and masks
     in one folder (x_sat.jpg beside x_mask.png): a usage error naming both suffixes, which then pair them."""

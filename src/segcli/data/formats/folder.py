@@ -69,9 +69,17 @@ def _name_splits(stem: str):
             yield stem[:k], stem[k:]
 
 
+def _cut(stem: str, suffix: str) -> str | None:
+    """`stem` less `suffix` as _name_splits cuts it (inside the file name, something left); None when it cannot."""
+    if not suffix:
+        return stem
+    return stem[: -len(suffix)] if stem.endswith(suffix) and len(stem) - len(suffix) > stem.rfind("/") + 1 else None
+
+
 def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: str = "") -> str:
     """' (…: pass --mask-suffix _mask)' when cutting a suffix off these unpaired image and/or mask names pairs some
-    of them (the cut that pairs the most); '' otherwise. Looks at up to 2000 names of each."""
+    of them (the cut that pairs the most); '' otherwise. Chooses the cut on up to 2000 names of each; the count in
+    the hint is over all of them."""
     masks_by_base: dict[str, list[str]] = {}
     for stem in sorted(mask_stems)[:2000]:
         for base, cut in _name_splits(stem):
@@ -90,6 +98,9 @@ def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: st
         return count, any(w in mask_cut.lower() for w in MASK_WORDS), -len(image_cut + mask_cut)
 
     (image_cut, mask_cut), (count, base) = max(votes.items(), key=rank)
+    if len(image_stems) > 2000 or len(mask_stems) > 2000:  # the cut was chosen on a sample: count it on every name
+        masks = set(mask_stems)
+        count = sum(1 for stem in image_stems if (cut := _cut(stem, image_cut)) is not None and cut + mask_cut in masks)
     options = " ".join(f"--{kind}-suffix {given + cut}" for kind, given, cut in
                        (("image", image_suffix, image_cut), ("mask", mask_suffix, mask_cut)) if cut)
     return (f" (the names pair as '{base}{image_suffix}{image_cut}' ↔ '{base}{mask_suffix}{mask_cut}' in {count} "
