@@ -231,3 +231,14 @@ def test_two_inputs_whose_outputs_are_one_file_are_refused(ckpt, cli, tmp_path):
     assert not (tmp_path / "v").exists()
     code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "v", "--save", "mask,overlay")
     assert code == 0, err  # without frame masks the video writes overlays/clip.avi only
+
+
+def test_palette_png_beyond_256_classes_names_the_option(tmp_path):
+    """A 300-class model with --palette-png: the error named the config key (palette_png), not the option typed."""
+    from segcli.errors import ConfigError
+    from segcli.inference.outputs import Outputs
+
+    with pytest.raises(ConfigError, match=r"^--palette-png: an indexed PNG holds at most 256 classes, the model has "
+                                          r"300; drop --palette-png"):
+        Outputs(tmp_path, ("mask",), [f"c{i}" for i in range(300)], [[i % 256, 0, 0] for i in range(300)], 65535,
+                palette_png=True)

@@ -84,8 +84,8 @@ class Outputs:
         self.out = Path(self.out)
         self.files = tuple(k for k in self.save if k != "areas")
         if self.palette_png and len(self.classes) > 256:
-            raise ConfigError(f"palette_png: an indexed PNG holds at most 256 classes, the model has {len(self.classes)}; "
-                              "drop --palette-png")
+            raise ConfigError(f"--palette-png: an indexed PNG holds at most 256 classes, the model has "
+                              f"{len(self.classes)}; drop --palette-png (masks are then PNGs of class ids, 16-bit)")
 
     @property
     def needs_probs(self) -> bool:
