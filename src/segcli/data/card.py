@@ -91,7 +91,7 @@ def load_card(root: str | Path) -> DatasetCard:
     if not path.is_file():
         raise DataError(f"{path}: no dataset card; prepare the dataset first, e.g. `segcli prepare synthetic --out {path.parent}`")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
+        raw = _load_yaml(path.read_text(encoding="utf-8"))
         missing = [key for key in REQUIRED_KEYS if not isinstance(raw, dict) or key not in raw]
         if missing:
             raise DataError(f"{path}: a dataset card needs {', '.join(REQUIRED_KEYS)}; this one has no "
@@ -128,10 +128,22 @@ def _check_entries(path: Path, splits: dict) -> None:
 
 
 def dump_card(card: DatasetCard) -> str:
-    return yaml.dump(card.to_dict(), Dumper=_DUMPER, sort_keys=False, default_flow_style=None, width=120)
+    data = card.to_dict()
+    try:
+        return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=None, width=120)
+    except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): libyaml cannot write it
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+
+
+def _load_yaml(text: str):
+    try:
+        return yaml.load(text, Loader=_LOADER)
+    except yaml.YAMLError:  # libyaml refuses "\uDCxx", how a name that is not UTF-8 is written; PyYAML reads it
+        return yaml.safe_load(text)
 
 
 # libyaml's safe loader and dumper where PyYAML has them (same documents, same text): pure Python took 0.46 s to read
-# a card of 4,000 pairs, in every command that reads one, and 1.4 s to write it
+# a card of 4,000 pairs, in every command that reads one, and 1.4 s to write it. Names that are not UTF-8 go through
+# PyYAML's own.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
