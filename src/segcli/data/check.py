@@ -12,7 +12,7 @@ from segcli.data.lint import Finding, error, warning
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
-from segcli.inference.io import imdecode, page_count, pages_noun, png_colour_type, to_uint8
+from segcli.inference.io import decode_stored, page_count, pages_noun, png_colour_type, to_uint8
 
 
 @dataclass
@@ -33,8 +33,16 @@ class CheckedPair:
     findings: list[Finding] = field(default_factory=list)
 
 
-def _size_hint(data: bytes | None, mask_shape: tuple[int, ...]) -> str:
-    """Say so when the mask matches the image's stored pixels but not its EXIF-rotated view."""
+def _size_hint(data: bytes | None, mask, image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> str:
+    """Say so when the mask's EXIF orientation (which masks are read without) or the image's explains the sizes."""
+    if isinstance(mask, Path):  # first: an image and a mask that carry the same orientation fail here too
+        try:
+            shown = cv2.imdecode(np.fromfile(str(mask), np.uint8), cv2.IMREAD_GRAYSCALE)  # as viewers show it
+        except (OSError, cv2.error):
+            shown = None
+        if shown is not None and shown.shape[:2] == image_shape[:2]:
+            return (" (the mask carries an EXIF orientation, which masks are read without: a viewer shows it "
+                    f"{shown.shape[1]}x{shown.shape[0]}; save its pixels as shown, without the orientation tag)")
     if data is None:
         return ""
     stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -55,8 +63,8 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float]
     if png_type in (0, 2):
         pair.stored = np.ascontiguousarray(colour[..., 0]) if png_type == 0 else colour
         return
-    stored = imdecode(np.frombuffer(pair.data, np.uint8), cv2.IMREAD_UNCHANGED) if pair.data else None
-    pair.stored = colour if stored is None else stored
+    stored = decode_stored(np.frombuffer(pair.data, np.uint8), colour) if pair.data else None
+    pair.stored = colour if stored is None else stored  # never the unrotated pixels of an EXIF-rotated file
 
 
 def _multi_page(path, kind: str, **where) -> list[Finding]:
@@ -102,6 +110,7 @@ def check_pair(sample: Sample, decoder: MaskDecoder, image_range: list[float] | 
     if pair.image is not None and pair.ids is not None and pair.image.shape[:2] != pair.ids.shape[:2]:
         (h, w), (mh, mw) = pair.image.shape[:2], pair.ids.shape[:2]
         pair.findings.append(error("size_mismatch", mask_file, f"mask is {mw}x{mh} but its image {image_file} is "
-                                   f"{w}x{h}{_size_hint(pair.data, pair.ids.shape)}; masks must match their image",
+                                   f"{w}x{h}{_size_hint(pair.data, sample.mask, pair.image.shape, pair.ids.shape)}; masks must "
+                                   "match their image",
                                    **where))
     return pair

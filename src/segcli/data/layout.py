@@ -35,7 +35,7 @@ from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, stops_held
-from segcli.inference.io import atomic_write_bytes, imdecode, png_colour_type, resolver, within, write_png
+from segcli.inference.io import atomic_write_bytes, decode_stored, png_colour_type, resolver, within, write_png
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -295,7 +295,7 @@ def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
         return pair.image
     stored = pair.stored
     if stored is None and pair.data is not None and _may_hold_bands(pair.data):
-        stored = imdecode(np.frombuffer(pair.data, np.uint8), cv2.IMREAD_UNCHANGED)
+        stored = decode_stored(np.frombuffer(pair.data, np.uint8), cv2.cvtColor(pair.image, cv2.COLOR_RGB2BGR))
     keep = (stored is not None and stored.shape[:2] == (h, w)
             and (stored.dtype != np.uint8 or (stored.ndim == 3 and stored.shape[2] > 3)))
     return stored if keep else pair.image

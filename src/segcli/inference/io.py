@@ -50,17 +50,68 @@ def read_lines(path: Path, what: str) -> list[str]:
         raise DataError(f"{path}: cannot read the {what} ({err.strerror}); check the path and permissions") from None
 
 
+def _tiff_layout(data: np.ndarray) -> tuple[int, int] | None:
+    """(bits per sample, samples per pixel) of a classic TIFF's first page, from its header; None for any other
+    file (BigTIFF included) or a header that cannot be followed."""
+    import struct
+
+    head = bytes(data[:4])
+    if head not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if head.startswith(b"II") else ">"
+    try:
+        (ifd,) = struct.unpack_from(order + "I", data, 4)
+        (entries,) = struct.unpack_from(order + "H", data, ifd)
+        found = {}
+        for i in range(entries):
+            tag, kind, count, value = struct.unpack_from(order + "HHI4s", data, ifd + 2 + 12 * i)
+            if tag in (258, 277) and kind == 3:  # BitsPerSample, SamplesPerPixel (SHORTs: the first one counts)
+                offset = 0 if count <= 2 else struct.unpack(order + "I", value)[0]
+                found[tag] = struct.unpack_from(order + "H", value if count <= 2 else data, offset)[0]
+    except struct.error:
+        return None
+    return found.get(258, 1), found.get(277, 1)
+
+
 def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
-    """cv2.imdecode; with COLOUR, a file OpenCV refuses to decode that way (a one-channel floating-point TIFF)
-    is decoded as stored and given 3 channels (grey repeated, extra channels dropped). None: not decodable."""
-    array = cv2.imdecode(data, flags) if data.size else None
-    if array is None and flags == COLOUR and data.size:
+    """cv2.imdecode; with COLOUR, a file OpenCV refuses to decode that way (a one- or four-channel 32/64-bit TIFF:
+    floating point, int32) is decoded as stored and given 3 channels (grey repeated, extra channels dropped).
+    None: not decodable."""
+    if not data.size:
+        return None
+    layout = _tiff_layout(data) if flags == COLOUR else None
+    # a 32/64-bit TIFF of other than 3 channels is not tried in colour: OpenCV refuses it and logs an '[ERROR] ...
+    # can't read data' line on stderr for every such file, although it is read
+    refused = layout is not None and layout[0] >= 32 and layout[1] != 3
+    array = None if refused else cv2.imdecode(data, flags)
+    if array is None and flags == COLOUR:
         array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if array is not None and (array.ndim == 2 or array.shape[2] < 3):
             array = np.repeat((array if array.ndim == 2 else array[..., 0])[..., None], 3, axis=2)
         elif array is not None:
             array = np.ascontiguousarray(array[..., :3])
     return array
+
+
+def decode_stored(data: np.ndarray, shown: np.ndarray) -> np.ndarray | None:
+    """An image file's every channel at its depth (IMREAD_UNCHANGED), turned the way `shown` is: `shown` is the
+    same file's COLOUR decode ((H, W, 3) BGR, EXIF orientation applied), and IMREAD_UNCHANGED ignores the EXIF
+    orientation of a PNG, JPEG or WebP. The rotation or flip of the stored pixels whose colours equal `shown`'s is
+    taken; None when the file does not decode or no turn of it matches (e.g. a CMYK TIFF, whose channels are
+    converted in colour): keep `shown` then."""
+    stored = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if stored is None:
+        return None
+    for turned in (stored, np.swapaxes(stored, 0, 1)):  # the 8 EXIF orientations: 4 quarter turns, each mirrored
+        for quarter in range(4):
+            candidate = np.rot90(turned, quarter)
+            if candidate.shape[:2] != shown.shape[:2] or candidate.dtype != shown.dtype:
+                continue
+            colours = candidate[..., :3] if candidate.ndim == 3 and candidate.shape[2] >= 3 else (
+                candidate if candidate.ndim == 2 else candidate[..., 0])
+            if np.array_equal(colours, shown if colours.ndim == 3 else shown[..., 0], equal_nan=shown.dtype.kind == "f"):
+                return np.ascontiguousarray(candidate)
+    return None
 
 
 def _imread(path: Path, flags: int, data: np.ndarray | None = None) -> np.ndarray:

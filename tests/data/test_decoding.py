@@ -1,0 +1,102 @@
+"""Decoding quirks of real-world image files: what the readers return, and that reading them stays quiet."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from helpers_data import random_image, read_lint
+from PIL import Image
+
+from segcli.inference.io import read_image, to_uint8
+
+DEEP_TIFFS = {  # name → (stored array, what read_image gives without an image_range)
+    "float_grey": (np.linspace(0, 1, 12 * 16, dtype=np.float32).reshape(12, 16), "grey"),
+    "float64_grey": (np.linspace(0, 1, 12 * 16).reshape(12, 16), "grey"),
+    "int32_grey": (np.arange(12 * 16, dtype=np.int32).reshape(12, 16), "grey"),
+    "float_bgra": (np.random.default_rng(0).random((12, 16, 4), dtype=np.float32), "bgr"),
+}
+
+
+@pytest.mark.parametrize("name", DEEP_TIFFS)
+def test_deep_tiffs_opencv_refuses_in_colour_are_read_without_opencv_errors_on_stderr(name, tmp_path, capfd):
+    """A one- or four-channel 32/64-bit TIFF (floating point, int32: how numpy, scikit-image and GDAL pipelines
+    save images) is read as grey repeated or its first three channels; OpenCV's own '[ERROR] ... can't read data'
+    line (its colour decode, which refuses these files) no longer reaches stderr for every file read."""
+    stored, kind = DEEP_TIFFS[name]
+    path = tmp_path / f"{name}.tif"
+    assert cv2.imwrite(str(path), stored)
+    capfd.readouterr()
+    image = read_image(path)
+    assert "ERROR" not in capfd.readouterr().err
+    expected = to_uint8(stored)  # grey 0..1 scaled by 255, int32 clipped to 0..255
+    expected = np.repeat(expected[..., None], 3, axis=2) if kind == "grey" else expected[..., 2::-1]  # BGRA → RGB
+    assert image.shape == (12, 16, 3) and image.dtype == np.uint8
+    assert np.abs(image.astype(int) - expected).max() <= 1
+
+
+def test_a_mask_carrying_the_photos_exif_rotation_is_named_as_the_cause_of_its_size_mismatch(tmp_path, rng, run_cli):
+    """Masks are read as stored, images upright (EXIF applied). A mask saved with the phone photo's EXIF
+    orientation (PIL: mask.save(path, exif=photo.getexif())) is shown upright and aligned by every viewer, yet
+    does not match: the lint says that the mask's own orientation tag is the cause (it said to rotate the mask)."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° to display: stored 30 wide, 20 high; shown 20 wide, 30 high
+    for stem in ("a", "b"):
+        Image.fromarray(random_image(rng, 20, 30)).save(images / f"{stem}.jpg", exif=exif.tobytes())
+        ids = np.zeros((20, 30), np.uint8)
+        ids[:, 10:] = 1
+        Image.fromarray(ids).save(masks / f"{stem}.png", exif=exif.tobytes())
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                              "--classes", "x,y", "--val-fraction", "0.5")
+    assert code == 1, stderr
+    findings = [f for f in read_lint(out / "lint.json")["findings"] if f["kind"] == "size_mismatch"]
+    assert len(findings) == 2
+    for finding in findings:
+        assert "the mask carries an EXIF orientation" in finding["detail"] and "shows it 20x30" in finding["detail"]
+        assert "rotate the mask too" not in finding["detail"]
+
+
+def _with_orientation(png: bytes, orientation: int) -> bytes:
+    """A PNG with an eXIf chunk (before IDAT) holding `orientation`: what a phone or an editor writes."""
+    import struct
+    import zlib
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload + struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    at = png.index(b"IDAT") - 4
+    return png[:at] + chunk + png[at:]
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8])
+def test_max_size_shrinks_an_rgba_image_the_way_it_is_shown_not_as_stored(tmp_path, run_cli, dtype):
+    """--max-size re-encodes a 16-bit or RGBA image from its stored channels, which OpenCV's IMREAD_UNCHANGED decodes
+    without the EXIF orientation: an upside-down one (orientation 3) was written unrotated beside its mask, drawn
+    (and linted) on the upright view, so every pixel's label landed on the opposite side."""
+    top = np.iinfo(dtype).max
+    upright = np.zeros((48, 64, 4), dtype)
+    upright[:, :32, 0] = top  # upright: left half red, alpha opaque
+    upright[..., 3] = top
+    ids = np.zeros((48, 64), np.uint8)
+    ids[:, :32] = 1  # the mask drawn on the upright view: the red half is class 1
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    stored = np.ascontiguousarray(np.rot90(upright, 2))  # orientation 3: turn 180° to display
+    ok, png = cv2.imencode(".png", cv2.cvtColor(stored, cv2.COLOR_RGBA2BGRA))
+    for stem in ("a", "b"):
+        (images / f"{stem}.png").write_bytes(_with_orientation(png.tobytes(), 3))
+        assert cv2.imwrite(str(masks / f"{stem}.png"), ids)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", images, "--masks", masks, "--out", out,
+                              "--classes", "x,y", "--val-fraction", "0.5", "--max-size", "32")
+    assert code == 0, stderr
+    for written in (out / "images").rglob("*.png"):
+        image = read_image(written)
+        mask = cv2.imread(str(out / "masks" / written.relative_to(out / "images")), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (24, 32, 3) and mask.shape == (24, 32)
+        assert cv2.imread(str(written), cv2.IMREAD_UNCHANGED).shape == (24, 32, 4)  # still every channel
+        assert np.array_equal(image[..., 0] > 128, mask == 1)
