@@ -88,6 +88,18 @@ def _check_is_checkpoint(path) -> None:
                         "(RUN_DIR/checkpoints/best.ckpt)")
 
 
+def _check_not_the_checkpoint(cfg, out: Path) -> None:
+    """--out (or its default, the checkpoint's name with the format's suffix: a .pt checkpoint exported to TorchScript)
+    must not be the checkpoint itself, nor a link to it: the verified export was renamed over it, the checkpoint lost."""
+    ckpt = Path(cfg.ckpt)
+    same = out.absolute() == ckpt.absolute() or (out.exists() and ckpt.exists() and os.path.samefile(out, ckpt))
+    if same:
+        other = ckpt.with_name(f"{ckpt.stem}.{cfg.format}{FORMATS[str(cfg.format)]}")
+        where = f"--out {out}: is" if cfg.out else f"{ckpt}: the default --out of a {cfg.format} export is"
+        raise ConfigError(f"{where} the checkpoint itself, which the export would replace; give another --out, "
+                          f"such as {other}")
+
+
 def _check_argmax(cfg, meta: dict) -> None:
     """--argmax needs a model run at the image's own resolution: one with input_scale != 1 has its logits resized
     back to the image before the argmax, which class ids (nearest-neighbour at best) cannot reproduce; such an
@@ -119,8 +131,8 @@ def _verification_images(cfg, meta: dict) -> list:
         root = dataset.get("root")
         card_file = Path(root or ".") if str(root).endswith((".yaml", ".yml")) else Path(root or ".") / "dataset.yaml"
         if not root or not card_file.is_file():  # a checkpoint of an earlier segcli may name the card file itself
-            raise ConfigError(f"the checkpoint's dataset {root} is not available to verify the export on; "
-                              "pass --verify-images DIR (a few real images)")
+            where = f"its dataset {root} is not on this machine" if root else "it names no dataset"
+            raise ConfigError(f"{cfg.ckpt}: {where} to verify the export on; pass --verify-images DIR (a few real images)")
         card = load_card(root)
         split = dataset.get("val_split", "val") or next(iter(card.splits))  # null: a run trained without validation
         paths = [image for image, _ in card.pairs(split)]
@@ -209,6 +221,7 @@ def run(cfg) -> Path:
 
     _check_options(cfg)
     out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).with_suffix(FORMATS[str(cfg.format)])
+    _check_not_the_checkpoint(cfg, out)
     created = missing_folders(out.parent)
     try:
         return _export(cfg, out)
@@ -226,6 +239,10 @@ def _export(cfg, out: Path) -> Path:
     model, meta = load_torch_model(cfg.ckpt)
     _check_argmax(cfg, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK | os.X_OK):  # failed after exporting, naming the hidden staging file
+        beside = "" if cfg.out else " (by default the export goes beside the checkpoint)"
+        raise DataError(f"{out.parent}: not writable, so {out.name} cannot be written there{beside}; pass --out FILE "
+                        "in a folder you can write to")
     images = _verification_images(cfg, meta)
     meta_out = export_meta(meta, cfg.ckpt, fmt, bool(cfg.argmax), half, int(cfg.opset) if fmt == "onnx" else None)
     device = "cuda" if half else "cpu"  # fp32 is verified on the CPU: exact arithmetic, no TF32
