@@ -45,13 +45,22 @@ def model_kind(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found; pass a .ckpt checkpoint or a file written by `segcli export`")
-    if path.suffix.lower() == ".onnx":
-        return "onnx"
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             if any(name.endswith("/constants.pkl") for name in archive.namelist()):
                 return "torchscript"
+        return "checkpoint"
+    if path.suffix.lower() == ".onnx" or _onnx_header(path):
+        return "onnx"
     return "checkpoint"
+
+
+def _onnx_header(path: Path) -> bool:
+    """Whether the file starts as an ONNX ModelProto does: field 1 (ir_version, a small varint) first. A renamed
+    export (model.bin) is thus still run by onnxruntime; a torch checkpoint starts with a zip or pickle header."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return len(head) == 2 and head[0] == 0x08 and 1 <= head[1] <= 64
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -70,7 +79,57 @@ def read_checkpoint(path: str | Path) -> dict:
     meta = (ckpt.get("hyper_parameters") or {}).get("meta") if isinstance(ckpt, dict) else None
     if not meta or "state_dict" not in ckpt:
         raise DataError(f"{path}: not a segcli checkpoint (no segcli metadata); train it with `segcli train`")
+    _older_meta(meta)
+    check_meta(path, meta, "hyper_parameters['meta']", "use a checkpoint written by `segcli train`", checkpoint=True)
     return ckpt
+
+
+def _older_meta(meta) -> None:
+    """Fill in place what an older segcli's checkpoint meta may lack and has a default: the palette (the colours
+    `prepare folder` gives classes without one) and model.in_channels (3, build_model's default)."""
+    from segcli.data.formats.folder import default_palette
+
+    if isinstance(meta, dict) and "palette" not in meta and isinstance(meta.get("classes"), list):
+        meta["palette"] = default_palette(len(meta["classes"]))
+    if isinstance(meta, dict) and isinstance(meta.get("model"), dict):
+        meta["model"].setdefault("in_channels", 3)
+
+
+def check_meta(path: Path, meta, where: str, fix: str, checkpoint: bool = False) -> dict:
+    """`meta` (a checkpoint's or an exported file's self-description) checked for what eval, predict and export
+    read from it, so that a file from an older segcli or edited by hand is one error naming the key, not a
+    KeyError (exit 4) at first use, or masks of ids the classes do not have. Returns meta."""
+    def bad(what: str):
+        raise DataError(f"{path}: {where}: {what} (an older segcli's file, or edited); {fix}")
+
+    if not isinstance(meta, dict):
+        bad("not a mapping")
+    for key in ("classes", "palette", "ignore_index", "mean", "std", "size_multiple") + (("model",) if checkpoint else ()):
+        if key not in meta:
+            bad(f"'{key}' is missing")
+    classes, palette, mean, std = meta["classes"], meta["palette"], meta["mean"], meta["std"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        bad(f"'classes' is {classes!r}, not a list of class names")
+    if not isinstance(palette, list) or len(palette) != len(classes) or not all(
+            isinstance(c, list) and len(c) == 3 for c in palette):
+        bad(f"'palette' is not one [r, g, b] colour for each of the {len(classes)} classes")
+    if isinstance(meta["ignore_index"], bool) or not isinstance(meta["ignore_index"], int):
+        bad(f"'ignore_index' is {meta['ignore_index']!r}, not a whole number")
+    for key, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or len(values) != len(mean):
+            bad(f"'{key}' is {values!r}, not a list of numbers, one per input channel")
+    if not str(meta["size_multiple"]).isdigit() or int(meta["size_multiple"]) < 1:
+        bad(f"'size_multiple' is {meta['size_multiple']!r}, not a whole number >= 1")
+    if checkpoint:
+        model = meta["model"]
+        if not isinstance(model, dict) or any(k not in model for k in ("arch", "encoder", "classes")):
+            bad("'model' does not hold the smp arguments arch, encoder and classes")
+        channels = model["in_channels"]
+        if model["classes"] != len(classes) or channels != len(mean):
+            bad(f"'model' is a network for {model['classes']} classes and {channels} input channels, but 'classes' "
+                f"names {len(classes)} and 'mean' has {len(mean)} values")
+    return meta
 
 
 def unsafe_global(err: Exception) -> str | None:
@@ -88,13 +147,31 @@ def load_torch_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
     ckpt = read_checkpoint(path)
     meta = ckpt["hyper_parameters"]["meta"]
     model = build_model(**meta["model"], check_kwargs=False)  # as trained, even with kwargs smp ignored
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    # "_orig_mod.": the weights of a torch.compile'd network, saved through its wrapper
+    state = {k.removeprefix("model.").removeprefix("_orig_mod."): v for k, v in ckpt["state_dict"].items()
+             if k.startswith("model.")}
+    misfit = _misfit(model.state_dict(), state)
+    if misfit:
+        raise DataError(f"{path}: weights do not fit {meta['model']['arch']}/{meta['model']['encoder']} ({misfit}); "
+                        "use the checkpoint as `segcli train` wrote it")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise DataError(f"{path}: weights do not fit {meta['model']['arch']}/{meta['model']['encoder']} "
                         f"({first_line(err)})") from None
     return model.eval(), meta
+
+
+def _misfit(expected: dict, state: dict) -> str:
+    """What keeps `state` from loading into a model whose state_dict is `expected`: '' when it fits, else the
+    number of missing, unexpected and reshaped tensors, with the first of each."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [f"{k}: {tuple(state[k].shape)} for {tuple(expected[k].shape)}" for k in expected
+                if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    parts = [f"{len(found)} {what}, e.g. {found[0]}" for what, found in
+             (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if found]
+    return "; ".join(parts)
 
 
 def eager_predictor(model: torch.nn.Module, meta: dict, device: str | torch.device = "cpu", batch_size: int = 4) -> Predictor:
@@ -137,9 +214,46 @@ def torchscript_predictor(path: str | Path, device: str = "auto", batch_size: in
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = module(x.to(dtype))
+        _check_logits(path, meta, out.shape)
         return out.float() if out.is_floating_point() else out
 
     return Predictor(forward, meta, dev, batch_size)
+
+
+def _check_logits(path: Path, meta: dict, shape) -> None:
+    """A logits output (N, K, H, W) must have one channel per class of the metadata: a K beyond it gave masks of
+    ids no class has (palette, areas and metrics then wrong or failing), a smaller K silently unused classes."""
+    if meta.get("output", "logits") == "logits" and len(shape) == 4 and isinstance(shape[1], int) \
+            and shape[1] != len(meta["classes"]):
+        raise DataError(f"{path}: the model outputs {shape[1]} channels, but its segcli metadata names "
+                        f"{len(meta['classes'])} classes; re-export with `segcli export`")
+
+
+def _fixed_size(run, path: Path, shape):
+    """`run` wrapped for an ONNX input whose dimensions are partly fixed (shape: N, C, H, W; a name or None where
+    dynamic), as files re-saved with static shapes have: a fixed batch is run chunk by chunk (zeros fill the
+    last), a fixed height or width is reached by zero padding at the bottom or right (the output cropped back,
+    as the predictor pads to the size multiple); a larger input is an error naming sliding-window inference."""
+    batch, _, height, width = [d if isinstance(d, int) and d > 0 else None for d in (list(shape) + [None] * 4)[:4]]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if (height and h > height) or (width and w > width):
+            raise DataError(f"{path}: its input is fixed at {height or 'any'}x{width or 'any'} pixels and cannot take "
+                            f"a {h}x{w} input; use inference.mode=slide inference.tile=[{height or h},{width or w}], or "
+                            "export the model with dynamic sizes (`segcli export` does)")
+        if (height or h) > h or (width or w) > w:
+            x = torch.nn.functional.pad(x, (0, (width or w) - w, 0, (height or h) - h))
+        if not batch or n == batch:
+            return run(x)[..., :h, :w]
+        parts = []
+        for start in range(0, n, batch):
+            part = x[start:start + batch]
+            filled = torch.cat([part, part.new_zeros((batch - len(part), *part.shape[1:]))])
+            parts.append(run(filled)[:len(part)])
+        return torch.cat(parts)[..., :h, :w]
+
+    return forward
 
 
 def _parse_meta(path: Path, raw: str | bytes | None, where: str) -> dict:
@@ -148,12 +262,10 @@ def _parse_meta(path: Path, raw: str | bytes | None, where: str) -> dict:
                         "are unknown; export the model with `segcli export --ckpt CKPT`")
     try:
         meta = json.loads(raw)
-        for key in ("classes", "palette", "ignore_index", "mean", "std", "size_multiple"):
-            meta[key]
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, TypeError) as err:
         raise DataError(f"{path}: its segcli metadata ({where}) is invalid ({type(err).__name__}: {err}); "
                         "re-export with `segcli export`") from None
-    return meta
+    return check_meta(path, meta, f"its segcli metadata ({where})", "re-export with `segcli export`")
 
 
 def ort_session(path: str | Path, device: str = "cpu", graph_optimization: str = "all", intra_op_threads: int = 0):
@@ -198,13 +310,19 @@ def onnx_predictor(path: str | Path, device: str = "auto", batch_size: int = 4, 
     _half_device(path, meta, torch.device("cuda" if str(device).startswith("cuda") else "cpu"))
     model_input = session.get_inputs()[0]
     np_dtype = "float16" if model_input.type == "tensor(float16)" else "float32"
+    channels = list(model_input.shape)[1:2]
+    if channels and isinstance(channels[0], int) and channels[0] != len(meta["mean"]):
+        raise DataError(f"{path}: the model takes {channels[0]} input channels, but its segcli metadata has "
+                        f"{len(meta['mean'])} mean values (one per channel); re-export with `segcli export`")
+    _check_logits(path, meta, session.get_outputs()[0].shape)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor) -> torch.Tensor:
         (out,) = session.run(None, {model_input.name: x.detach().cpu().contiguous().numpy().astype(np_dtype, copy=False)})
         out = torch.from_numpy(out)
+        _check_logits(path, meta, out.shape)
         return out.float() if out.is_floating_point() else out
 
-    return Predictor(forward, meta, "cpu", batch_size)
+    return Predictor(_fixed_size(run, path, model_input.shape), meta, "cpu", batch_size)
 
 
 def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 4) -> Predictor:
