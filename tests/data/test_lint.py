@@ -195,6 +195,8 @@ def test_split_level_errors_do_not_suggest_keep_going(tmp_path, rng, run_cli):
     (lambda card: card["splits"]["train"].__setitem__(0, "images/train/x.png"), "entry 1 of split 'train'"),
     (lambda card: card["splits"].__setitem__("val", None), "split 'val' must be a list"),
     (lambda card: card.__setitem__("classes", "abc"), "classes must be a list of names"),
+    # two classes of one name: --compare, --fail-under class:NAME and predict's JSON confused them
+    (lambda card: card["classes"].__setitem__(2, card["classes"][1]), "is given to ids 1 and 2; give each class"),
 ])
 def test_prepare_lint_on_a_hand_edited_card_is_one_line(camvid_src, tmp_path, run_cli, edit, text):
     """A card edited by hand into a wrong shape: one line naming the card (was exit 4: KeyError, TypeError)."""
