@@ -48,6 +48,20 @@ class CheckFailed(SegcliError):
     exit_code = EXIT_CHECK_FAILED
 
 
+class OtherProcessFailed(SegcliError):
+    """Another process of a distributed run failed and printed its own error; this one stops with that exit code
+    (rank None: which one is not known here, and the exit code is EXIT_INTERNAL)."""
+
+    def __init__(self, rank: int | None, exit_code: int = EXIT_INTERNAL, this_rank: str = "0"):
+        if rank is None:
+            super().__init__(f"another process of this run failed (its error is above, or in its own log), so this "
+                             f"one (rank {this_rank}) stopped too")
+        else:
+            super().__init__(f"process {rank} of this run failed (exit {exit_code}; its error is above), so this one "
+                             "stopped too")
+        self.exit_code = exit_code
+
+
 def first_line(err: BaseException, limit: int = 200) -> str:
     """The first non-empty line of `err`'s message (at most `limit` characters), for a one-line error that quotes a
     library's multi-line one; the exception's type name when it has no message."""

@@ -290,7 +290,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
 _PEER_GONE = ("connection closed by peer", "connection reset by peer", "remote worker", "communicator was aborted")
 
 
-def _failed_process(trainer, err: Exception) -> SegcliError | None:
+def _failed_process(trainer, err: Exception):
     """A collective operation that failed because another process of the run died ('Connection closed by peer')
     ended the run as an internal error, exit 4, beside that process's own one-line error (a damaged image, exit 3).
     Under Lightning's DDP launcher on one machine (trainer=ddp, devices=N) the first process waits for the others it
@@ -299,7 +299,7 @@ def _failed_process(trainer, err: Exception) -> SegcliError | None:
     import subprocess
     import time
 
-    from segcli.errors import EXIT_INTERNAL
+    from segcli.errors import EXIT_INTERNAL, OtherProcessFailed
 
     if isinstance(err, SegcliError) or not any(words in str(err).lower() for words in _PEER_GONE):
         return None
@@ -314,15 +314,8 @@ def _failed_process(trainer, err: Exception) -> SegcliError | None:
     failed = [(r, c) for r, c in codes if c in (1, 2, 3)] or [(r, c) for r, c in codes if c > 0]
     if failed:
         rank, code = failed[0]
-        failure = SegcliError(f"process {rank} of this run failed (exit {code}; its error is above), so this one "
-                              "stopped too")
-        failure.exit_code = code if code in (1, 2, 3) else EXIT_INTERNAL
-        return failure
-    me = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
-    failure = SegcliError(f"another process of this run failed (its error is above, or in its own log), so this one "
-                          f"(rank {me}) stopped too")
-    failure.exit_code = EXIT_INTERNAL
-    return failure
+        return OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
+    return OtherProcessFailed(None, this_rank=os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0")
 
 
 def _config_restorer(run_dir: Path, last: Path):

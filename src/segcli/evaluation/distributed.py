@@ -104,7 +104,7 @@ def fail_together(failure) -> None:
     """Every rank calls this after its share: a rank whose share failed (a SegcliError: a damaged image, a missing
     prediction) raises its error, and the others raise one naming that rank with its exit code. A rank that simply
     exited left the others to fail in their next collective ('Connection closed by peer'), an internal error, exit 4."""
-    from segcli.errors import SegcliError
+    from segcli.errors import OtherProcessFailed
 
     if not active():
         if failure is not None:
@@ -118,6 +118,4 @@ def fail_together(failure) -> None:
         raise failure
     if failed:
         r, (code, _) = failed[0]
-        other = SegcliError(f"process {r} of this run failed (exit {code}; its error is above), so this one stopped too")
-        other.exit_code = code
-        raise other
+        raise OtherProcessFailed(r, code)
