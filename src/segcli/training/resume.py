@@ -29,6 +29,13 @@ RESUMABLE = {
 }
 
 
+def refuse_unresumable(ov, reused: str, tail: str = "") -> None:
+    """A parsed override a resume may not apply (a key outside RESUMABLE, a sweep, a deletion): a usage error,
+    `reused` saying what the resume keeps."""
+    if ov.key_or_group not in RESUMABLE or ov.is_sweep_override() or ov.is_delete():
+        raise ConfigError(f"{reused}; '{ov.input_line}' cannot change it. Only {', '.join(RESUMABLE)} may be given{tail}")
+
+
 def last_checkpoint(run_dir: Path) -> tuple[Path, int, dict]:
     """(RUN_DIR/checkpoints/last.ckpt, its global step, its segcli meta), checked to be a readable segcli
     checkpoint."""
@@ -95,9 +102,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     with open_dict(cfg):
         for ov in parsed:
             key = ov.key_or_group
-            if key not in RESUMABLE or ov.is_sweep_override() or ov.is_delete():
-                raise ConfigError(f"--resume reuses {saved}; '{ov.input_line}' cannot change it. Only "
-                                  f"{', '.join(RESUMABLE)} may be given (start a new run to change anything else)")
+            refuse_unresumable(ov, f"--resume reuses {saved}", " (start a new run to change anything else)")
             value = ov.value()
             before = OmegaConf.select(cfg, key)
             if key == "trainer.max_epochs" and before is not None and before != -1 and value != -1:

@@ -90,14 +90,7 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
             result(f"# {' '.join(job)}")
             result(text)
         return []
-    from segcli.checks import check_values
-    from segcli.config import to_container
-
-    for index, job in enumerate(jobs):  # every job's keys and values, before the first job trains for hours
-        try:
-            check_values(to_container(compose("train", job, config_dir=config_dir)))
-        except ConfigError as err:
-            raise ConfigError(f"sweep job {index} ({job_name(index, job, swept)}): {err}") from None
+    _check_jobs(jobs, swept, config_dir, range(len(jobs)))  # every job, before the first trains for hours
     if run_dir and is_sweep_dir(Path(run_dir)):
         raise ConfigError(f"--run-dir {run_dir} holds a sweep already ({_record(Path(run_dir))}); continue it with "
                           f"`segcli train --resume {run_dir}`, or give another --run-dir (its job folders hold the "
@@ -109,6 +102,18 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
         _write_record(root, overrides, config_dir)
         info(f"train: sweep of {len(jobs)} jobs in {root}")
         return _run_jobs(root, jobs, swept, config_dir, [], [], None)
+
+
+def _check_jobs(jobs: list[list[str]], swept: list[str], config_dir, indices, extra: tuple[str, ...] = ()) -> None:
+    """The keys and values of the jobs at `indices` (with `extra` overrides), as training will check them."""
+    from segcli.checks import check_values
+    from segcli.config import compose, to_container
+
+    for index in indices:
+        try:
+            check_values(to_container(compose("train", jobs[index] + list(extra), config_dir=config_dir)))
+        except ConfigError as err:
+            raise ConfigError(f"sweep job {index} ({job_name(index, jobs[index], swept)}): {err}") from None
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -135,9 +140,8 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
     row (ok or failed); a started job continues from its last.ckpt (`--resume`, the same RESUMABLE overrides), one
     without a checkpoint starts afresh in its folder; the others run as the sweep would have run them. The
     overrides (only RESUMABLE keys) apply to every job still to run."""
-    from segcli.config import compose, to_container
     from segcli.runs import held_run_dir
-    from segcli.training.resume import RESUMABLE
+    from segcli.training.resume import refuse_unresumable
 
     root = Path(root).expanduser().resolve()
     record_file = root / SWEEP_FILE
@@ -151,11 +155,8 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
         raise DataError(f"{record_file}: unreadable ({first_line(err)}); it is written by `segcli train -m`") from None
     extra = []
     for ov in _parse(overrides):
-        key = ov.key_or_group
-        if key not in RESUMABLE or ov.is_sweep_override() or ov.is_delete():
-            raise ConfigError(f"--resume continues the sweep in {root} as {SWEEP_FILE} records it; '{ov.input_line}' "
-                              f"cannot change it. Only {', '.join(RESUMABLE)} may be given")
-        if key == "data.root":
+        refuse_unresumable(ov, f"--resume continues the sweep in {root} as {SWEEP_FILE} records it")
+        if ov.key_or_group == "data.root":
             extra.append(f"data.root={Path(str(ov.value())).expanduser().resolve()}")
         else:
             extra.append(ov.input_line)
@@ -164,15 +165,8 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
     jobs, swept = expand(saved)
     rows = _summary_rows(root)
     done = {int(r["job"]) for r in rows}
-    if len(jobs) > len(done):
-        from segcli.checks import check_values
-
-        for index, job in enumerate(jobs):
-            if index not in done and not _started(root / job_name(index, job, swept)):
-                try:
-                    check_values(to_container(compose("train", job + extra, config_dir=config_dir)))
-                except ConfigError as err:
-                    raise ConfigError(f"sweep job {index} ({job_name(index, job, swept)}): {err}") from None
+    _check_jobs(jobs, swept, config_dir, [i for i, job in enumerate(jobs)  # the jobs that will start afresh
+                                          if i not in done and not _started(root / job_name(i, job, swept))], extra)
     with held_run_dir(root, "wait for that sweep to end"):
         left = len(jobs) - len(done)
         info(f"train: continuing the sweep in {root}: {len(done)} of {len(jobs)} jobs ended before, {left} to run")
