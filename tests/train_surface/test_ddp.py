@@ -26,13 +26,19 @@ def _val(run) -> dict:
     return {k: rows[-1][k] for k in ("val/mIoU", "val/mAcc", "val/aAcc")}
 
 
-def test_two_processes_equal_one(tiny_data, tmp_path):
+def _resplit(tiny_data, tmp_path, train: int, val: int):
+    """A copy of tiny_data whose train split is its first `train` pairs and val the next `val`: (folder, pairs)."""
     root = tmp_path / "data"
     shutil.copytree(tiny_data, root)
     card = yaml.safe_load((root / "dataset.yaml").read_text())
     pool = card["splits"]["train"] + card["splits"]["val"]
-    card["splits"] = {"train": pool[:1], "val": pool[1:6]}
+    card["splits"] = {"train": pool[:train], "val": pool[train:train + val]}
     (root / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return root, pool
+
+
+def test_two_processes_equal_one(tiny_data, tmp_path):
+    root, _ = _resplit(tiny_data, tmp_path, 1, 5)
     one = segcli("train", f"data.root={root}", *COMMON, "trainer=cpu", "--run-dir", tmp_path / "one")
     assert one.returncode == 0, one.stderr[-2000:]
     two = segcli("train", f"data.root={root}", *COMMON, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
@@ -88,12 +94,7 @@ def test_a_data_error_in_one_process_is_the_runs_error(tiny_data, tmp_path, dama
     """A damaged train image that one process reads (with seed 0, process 0 reads image 0, process 1 image 1): that
     process printed its one-line error (exit 3), and the other, cut off in a collective ('Connection closed by
     peer'), printed an internal error; when that was the first process, the run ended with exit 4."""
-    root = tmp_path / "data"
-    shutil.copytree(tiny_data, root)
-    card = yaml.safe_load((root / "dataset.yaml").read_text())
-    pool = card["splits"]["train"] + card["splits"]["val"]
-    card["splits"] = {"train": pool[:2], "val": pool[2:4]}
-    (root / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    root, pool = _resplit(tiny_data, tmp_path, 2, 2)
     path = root / pool[damaged]["image"]
     path.write_bytes(path.read_bytes()[:60])
     proc = segcli("train", f"data.root={root}", *COMMON, "data.cache=false", "trainer=ddp", "trainer.accelerator=cpu",
