@@ -346,8 +346,46 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn failures into one line on stderr + a documented exit code."""
     from segcli.errors import stop_signals_raise
 
-    with stop_signals_raise():  # SIGTERM/SIGHUP stop segcli like Ctrl-C, cleanups included
-        _main(argv)
+    try:
+        with stop_signals_raise():  # SIGTERM/SIGHUP stop segcli like Ctrl-C, cleanups included
+            _main(argv)
+    except SystemExit as done:
+        if argv is None and _was_distributed():  # the process's own entry (a caller that passes argv keeps running)
+            _exit_now(done.code)
+        raise
+
+
+def _was_distributed() -> bool:
+    """True in a process of a torch.distributed group: eval under torchrun (its group is left by now) or a
+    Lightning DDP process (Lightning leaves its group in an exit handler)."""
+    evaluation = sys.modules.get("segcli.evaluation.distributed")
+    dist = sys.modules.get("torch.distributed")
+    return bool(evaluation is not None and evaluation.JOINED) or bool(
+        dist is not None and dist.is_available() and dist.is_initialized())
+
+
+def _exit_now(code) -> None:
+    """Exit with `code` the way Python does (wait for its threads, run its exit handlers), skipping the C++
+    destructors that run after that. A process that was in a gloo group can abort there, after its work is done and
+    its group left ("terminate called without an active exception", SIGABRT; 1 run in 77 of a two-process eval on
+    a loaded 2-core machine), and torchrun then stops the other processes and reports the whole run failed."""
+    import atexit
+    import threading
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("text"), as Python prints it
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    if threading.current_thread() is threading.main_thread() and hasattr(threading, "_shutdown"):
+        threading._shutdown()  # Python's own first step of exiting: joins the threads that are not daemons
+    atexit._run_exitfuncs()  # its second
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _main(argv: list[str] | None) -> None:

@@ -14,6 +14,7 @@ import torch
 
 
 _OWN_GROUP: list[bool] = []  # [True] while the process group is the one `setup` created
+JOINED: list[bool] = []  # [True] for good once `setup` created a process group: segcli.cli.main then exits hard
 
 
 def active() -> bool:
@@ -34,6 +35,7 @@ def setup(device: str) -> str:
     if not dist.is_initialized():  # under `segcli train` with DDP the group is Lightning's, already there
         dist.init_process_group("nccl" if use_cuda else "gloo")
         _OWN_GROUP.append(True)
+        JOINED.append(True)
     if use_cuda:
         torch.cuda.set_device(local)
         return f"cuda:{local}"
@@ -43,7 +45,8 @@ def setup(device: str) -> str:
 def finish() -> None:
     """Wait until every rank got here (rank 0 has written the report), then leave the process group if `setup`
     joined it. A rank that exits with the group alive can abort in gloo's destructor ("terminate called without
-    an active exception", SIGABRT), and torchrun then stops the others with SIGTERM and reports a failure."""
+    an active exception", SIGABRT), and torchrun then stops the others with SIGTERM and reports a failure; one that
+    left it can still abort in a C++ destructor at exit, which segcli.cli.main skips (see JOINED)."""
     import torch.distributed as dist
 
     if active():
