@@ -148,7 +148,12 @@ def test_a_name_lookup_that_never_answers_counts_as_offline(monkeypatch, tmp_pat
 
     _no_network(monkeypatch, tmp_path)
     release = threading.Event()
-    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: release.wait(60))
+
+    def never_answers(*args, **kwargs):
+        release.wait(60)
+        raise socket.gaierror("Temporary failure in name resolution")  # what the lookup says once it gives up
+
+    monkeypatch.setattr(socket, "create_connection", never_answers)
     monkeypatch.setattr(factory, "HUB_TIMEOUT_S", 0.2)
     try:
         assert factory.hub_unreachable() == "huggingface.co unreachable: no answer within 0.2 s (name lookup)"
