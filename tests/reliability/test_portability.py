@@ -171,7 +171,10 @@ def test_a_renamed_onnx_file_still_predicts(cli, onnx_model, tmp_path, name):
     (lambda m: m.update(mean=[0.5], std=[0.5]), "input channels"),
     (lambda m: m.update(palette=m["palette"][:1]), "'palette'"),
     (lambda m: m.update(size_multiple=0), "'size_multiple'"),
-], ids=["fewer-classes", "more-classes", "null-mean", "one-mean", "short-palette", "size-multiple-0"])
+    (lambda m: m.update(input_scale=0), "'input_scale' is 0"),  # was read as 1.0: masks at a scale never trained
+    (lambda m: m.update(input_scale="half"), "'input_scale' is 'half'"),
+], ids=["fewer-classes", "more-classes", "null-mean", "one-mean", "short-palette", "size-multiple-0", "input-scale-0",
+        "input-scale-text"])
 def test_edited_onnx_metadata_is_refused(cli, onnx_model, tmp_path, edit, says):
     """Metadata that does not fit the network gave masks of ids the classes do not have (exit 0), or exit 4
     (TypeError, ZeroDivisionError, onnxruntime's InvalidArgument)."""

@@ -121,6 +121,9 @@ def check_meta(path: Path, meta, where: str, fix: str, checkpoint: bool = False)
             bad(f"'{key}' is {values!r}, not a list of numbers, one per input channel")
     if not str(meta["size_multiple"]).isdigit() or int(meta["size_multiple"]) < 1:
         bad(f"'size_multiple' is {meta['size_multiple']!r}, not a whole number >= 1")
+    scale = meta.get("input_scale")  # absent (None) in a file from before data.input_scale: the image's own size
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 4):
+        bad(f"'input_scale' is {scale!r}, not a number in (0, 4] (data.input_scale of the training run)")
     if checkpoint:
         model = meta["model"]
         if not isinstance(model, dict) or any(k not in model for k in ("arch", "encoder", "classes")):

@@ -83,7 +83,8 @@ def min_size(meta: dict) -> int:
 
 def input_scale(meta: dict) -> float:
     """The factor a model's input is resized by (meta["input_scale"], 1.0 when absent)."""
-    return float(meta.get("input_scale") or 1.0)
+    scale = meta.get("input_scale")
+    return 1.0 if scale is None else float(scale)
 
 
 def read_channels(meta: dict) -> int:
