@@ -69,7 +69,9 @@ class SplitStats:
 
 
 def median_frequency_weights(stats: SplitStats, num_classes: int) -> list[float]:
-    """One weight per class; 0.0 for a class absent from the split."""
+    """One weight per class; 0.0 for a class absent from the split. Rounded to 5 significant digits, not decimal
+    places: a dominant class beside rare ones (background beside defects of a few pixels) may weigh 1e-5, and a
+    weight of 0 would leave that class out of the loss."""
     pixels = _grow(stats.counts, num_classes)[:num_classes].astype(np.float64)
     context = _grow(stats.context, num_classes)[:num_classes].astype(np.float64)
     present = (pixels > 0) & (context > 0)
@@ -77,7 +79,7 @@ def median_frequency_weights(stats: SplitStats, num_classes: int) -> list[float]
         return [0.0] * num_classes
     freq = np.where(present, pixels / np.maximum(context, 1), 0.0)
     median = float(np.median(freq[present]))
-    return [round(float(median / f), 4) if p else 0.0 for f, p in zip(freq, present)]
+    return [float(f"{median / f:.5g}") if p else 0.0 for f, p in zip(freq, present)]
 
 
 def card_stats(splits: dict[str, SplitStats], num_classes: int, train_split: str = "train") -> dict:
