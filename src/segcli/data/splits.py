@@ -69,7 +69,8 @@ def from_lists(stems: list[str], lists: dict[str, list[str]], where: dict[str, s
 
 
 def group_keys(stems: list[str], pattern: str) -> dict[str, str]:
-    """stem → its group key: the first capture group of `pattern` searched in the stem, or the whole match."""
+    """stem → its group key: the first capture group of `pattern` searched in the stem (the first that took part in
+    the match: '^(seq[A-Z])_|^(other)' gives 'other' for other1), or the whole match when it has none."""
     try:
         regex = re.compile(pattern)
     except re.error as err:
@@ -77,7 +78,7 @@ def group_keys(stems: list[str], pattern: str) -> dict[str, str]:
     keys, unmatched = {}, []
     for stem in stems:
         match = regex.search(stem)
-        key = None if match is None else (match.group(1) if regex.groups else match.group(0))
+        key = None if match is None else (next(filter(None, match.groups()), None) if regex.groups else match.group(0))
         if not key:
             unmatched.append(stem)
         else:
@@ -100,7 +101,8 @@ def group_leaks(assigned: dict[str, str], groups: dict[str, str]) -> list[Findin
 
 def random_split(stems: list[str], val_fraction: float, test_fraction: float, seed: int,
                  groups: dict[str, str] | None = None) -> dict[str, str]:
-    """stem → train/val/test; a non-zero fraction always gets at least one pair when there are enough.
+    """stem → train/val/test; a non-zero fraction always gets at least one pair, and train too (too few pairs for
+    that: a ConfigError, as for too few groups).
 
     With `groups` (stem → key), whole groups are assigned: the held-out counts come as close to the
     fractions as the group sizes allow."""
@@ -114,8 +116,13 @@ def random_split(stems: list[str], val_fraction: float, test_fraction: float, se
         return _grouped_split(stems, (val_fraction, test_fraction), seed, groups)
     order = _shuffled(stems, seed)
     fractions = (val_fraction, test_fraction)
-    enough = len(stems) > sum(f > 0 for f in fractions)  # a pair for each held-out split and one to train on
-    counts = [max(round(f * len(stems)), 1) if f > 0 and enough else round(f * len(stems)) for f in fractions]
+    held_out = sum(f > 0 for f in fractions)
+    if 0 < len(stems) <= held_out:  # a pair for each held-out split and one to train on
+        given = [name for name, f in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)) if f > 0]
+        raise ConfigError(f"{' and '.join(given)}: {len(stems)} pair(s) cannot fill train and {held_out} held-out "
+                          f"split(s); add pairs, or give {' '.join(f'{name} 0' for name in given)} to train on "
+                          "every pair")
+    counts = [max(round(f * len(stems)), 1) if f > 0 else 0 for f in fractions]
     while sum(counts) >= len(stems) > 0:  # rounding left train empty: shrink the larger held-out split
         counts[counts.index(max(counts))] -= 1
     assignment = {s: "train" for s in stems}
@@ -175,5 +182,6 @@ def assign_folds(stems: list[str], folds: int, seed: int, groups: dict[str, str]
             fill[fold] += size[key]
         return {s: fold_of[groups[s]] for s in sorted(stems)}
     if folds > len(stems):
-        raise ConfigError(f"--folds {folds}: only {len(stems)} training pairs")
+        fix = f"use at most {len(stems)} folds" if len(stems) >= 2 else "add training pairs, or leave out --folds"
+        raise ConfigError(f"--folds {folds}: only {len(stems)} training pair(s); {fix}")
     return {stem: rank % folds for rank, stem in enumerate(_shuffled(sorted(stems), [seed, folds]))}
