@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.formats.native import by_stem, point_at
+from segcli.data.formats.native import by_stem, point_at, unlabelled_split
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
@@ -88,7 +88,12 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
         if not image_dir.is_dir():
             raise DataError(f"{image_dir}: split folder not found")
         images = by_stem(image_dir, split, findings)
+        known = len(findings)
         masks = by_stem(mask_dir, split, findings)
+        if len(findings) == known:  # no annotations/<folder>/, or an empty one: one line, not a finding per image
+            unlabelled_split(split, images, masks, image_dir, mask_dir, "annotations (<name>.png)",
+                             [s for s in wanted if s != split],
+                             f"extract annotations/{SPLIT_DIRS[split]}/ from ADEChallengeData2016.zip")
         pairs, missing = pair_by_stem(split, images, masks, lambda stem: f"no {mask_dir / (stem + '.png')}",
                                       lambda stem: f"no image {stem}.* in {image_dir}")
         samples += pairs

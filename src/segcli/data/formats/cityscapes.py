@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.formats.native import by_stem, index, point_at
+from segcli.data.formats.native import by_stem, index, point_at, unlabelled_split
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
@@ -71,7 +71,11 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
             available = sorted(p.name for p in (root / "leftImg8bit").iterdir() if p.is_dir() and p.name[0] != ".")
             raise DataError(f"{image_dir}: split folder not found; available: {', '.join(available) or 'none'}")
         images = by_stem(image_dir, split, findings, IMAGE_SUFFIX)
+        known = len(findings)
         masks = by_stem(mask_dir, split, findings, suffix)
+        if len(findings) == known:  # no gtFine/<split>/, or one without label ids: one line, not 500 findings
+            unlabelled_split(split, images, masks, image_dir, mask_dir, f"*{suffix}.png masks",
+                             [s for s in wanted if s != split], f"extract gtFine_trainvaltest.zip into {root}")
         pairs, missing = pair_by_stem(split, images, masks,
                                       lambda stem: f"no {mask_dir / (stem + suffix + '.png')}",
                                       lambda stem: f"no {image_dir / (stem + IMAGE_SUFFIX + '.png')}")

@@ -4,12 +4,16 @@
 
 from __future__ import annotations
 
+import shlex
 from itertools import islice
 from pathlib import Path
 from typing import Callable
 
 from segcli.data.lint import Finding, error
+from segcli.errors import DataError
 from segcli.inference.io import list_images
+
+LAYOUTS = {"camvid": "a CamVid", "voc": "a PASCAL VOC", "cityscapes": "a Cityscapes", "ade20k": "an ADE20K"}  # by format
 
 
 def index(folder: Path, suffix: str = "") -> tuple[dict[str, Path], dict[str, list[Path]]]:
@@ -61,10 +65,47 @@ def _accepts(is_root: Callable[[Path], bool], path: Path) -> bool:
 
 
 def point_at(src: Path, is_root: Callable[[Path], bool], what: str) -> str:
-    """The fix part of a "not a <format> folder" error: where --src should point."""
+    """The fix part of a "not a <format> folder" error: where --src should point, or which command reads it."""
     if src.is_file():  # the downloaded archive itself
         return f"it is a file, not a folder: extract it, then point --src at {what}"
     found = nearby(src, is_root)
     if found is not None:
         return f"point --src at {found}"
-    return f"point --src at {what}"
+    if not src.exists():
+        return f"it does not exist; check the path, which should be {what}"
+    return other_layout(src) or f"point --src at {what}"
+
+
+def other_layout(src: Path) -> str | None:
+    """'it is a <other> folder: run ...' when `src` holds another layout segcli reads (prepare voc pointed at a
+    Cityscapes folder, or at a dataset prepare already wrote); None otherwise."""
+    import importlib
+
+    quoted = shlex.quote(str(src))
+    if (src / "dataset.yaml").is_file():
+        return (f"it is a dataset prepare already wrote: train on it with data.root={quoted}, or check it with "
+                f"`segcli prepare lint {quoted}`")
+    for fmt, name in LAYOUTS.items():
+        is_root = importlib.import_module(f"segcli.data.formats.{fmt}")._is_root
+        found = src.absolute() if _accepts(is_root, src) else nearby(src, is_root)
+        if found is not None:
+            where = "is" if found == src.absolute() else "is inside" if found in src.absolute().parents else "holds"
+            return (f"it {where} {name} folder: run "
+                    f"`segcli prepare {fmt} --src {shlex.quote(str(found))} --out DIR`")
+    if (src / "images").is_dir() and (src / "masks").is_dir():
+        return (f"it holds images/ and masks/: run `segcli prepare folder --images {shlex.quote(str(src / 'images'))} "
+                f"--masks {shlex.quote(str(src / 'masks'))} --out DIR`")
+    return None
+
+
+def unlabelled_split(split: str, images: dict, masks: dict, image_dir: Path, mask_dir: Path, masks_named: str,
+                     others: list[str], restore: str) -> None:
+    """A split none of whose images has a mask (its mask folder missing or empty: half a download) is one line
+    naming the folder and the fix, not one missing_mask finding per image that --keep-going cannot help (the
+    split would be left empty)."""
+    if not images or masks:
+        return
+    state = "not found" if not mask_dir.is_dir() else f"holds no {masks_named}"
+    leave_out = f", or leave '{split}' out: {' '.join(f'--split {s}' for s in others)}" if others else ""
+    raise DataError(f"{mask_dir}: {state}, so none of the {len(images)} image(s) in {image_dir} has a mask; "
+                    f"{restore}{leave_out}")
