@@ -117,3 +117,24 @@ def test_group_takes_the_capture_group_that_matched(tmp_path, rng, run_cli):
     groups = {Path(e["image"]).stem: e["group"] for entries in _card(out)["splits"].values() for e in entries}
     assert groups == {"seqA_1": "seqA", "seqA_2": "seqA", "seqB_1": "seqB", "seqB_2": "seqB", "other1": "other",
                       "other2": "other"}
+
+
+def test_split_files_keep_names_with_spaces_and_hashes(tmp_path, rng, run_cli):
+    """A split file line was cut at its first space or '#': 'IMG 0001' was read as 'IMG' (exit 1, 'lists IMG,
+    which has no image/mask pair'). Comments (a line's start, or after a space) and 'image mask' path pairs (VOC's
+    augmented lists) still read as before."""
+    names = ["IMG 0001", "IMG 0002", "a#1", "plain"]
+    for name in names:
+        write_image(tmp_path / "images" / f"{name}.png", random_image(rng, 16, 16))
+        write_grey(tmp_path / "masks" / f"{name}.png", rng.integers(0, 2, (16, 16)).astype(np.uint8))
+    (tmp_path / "train.txt").write_text("# train frames\nIMG 0001\n  IMG 0002   # the second one\n\n"
+                                        "a#1.png masks/a#1.png\n", encoding="utf-8")
+    (tmp_path / "val.txt").write_text("./plain\n", encoding="utf-8")
+    out = tmp_path / "out"
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--out", out, "--classes", "a,b", "--split-file", f"train={tmp_path / 'train.txt'}",
+                           "--split-file", f"val={tmp_path / 'val.txt'}")
+    assert code == 0, err
+    splits = _card(out)["splits"]
+    assert sorted(Path(e["mask"]).stem for e in splits["train"]) == ["IMG 0001", "IMG 0002", "a#1"]
+    assert [Path(e["mask"]).stem for e in splits["val"]] == ["plain"]

@@ -23,16 +23,19 @@ from segcli.inference.io import IMAGE_EXTENSIONS, read_lines
 
 
 def read_split_list(path: str | Path) -> list[str]:
-    """Stems listed in a split file, in order."""
+    """Stems listed in a split file, in order: one per line, spaces inside a name kept ('IMG 0001'); a `#` at the
+    start of a line or after a space starts a comment; of an "image mask" pair of paths (VOC's augmented lists:
+    '/JPEGImages/x.jpg /SegmentationClassAug/x.png') the image's."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file {path} not found; check --split-file")
     stems = []
     for line in read_lines(path, "split file"):
-        text = line.split("#", 1)[0].strip()
+        text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
         if not text:
             continue
-        stem = text.split()[0].removeprefix("./")
+        first = text.split()[0]
+        stem = (first if Path(first).suffix.lower() in IMAGE_EXTENSIONS else text).removeprefix("./")
         if Path(stem).suffix.lower() in IMAGE_EXTENSIONS:
             stem = stem[: -len(Path(stem).suffix)]
         stems.append(stem)
