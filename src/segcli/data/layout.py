@@ -197,6 +197,14 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
         presence.setdefault(sample.split, []).append([int(v) for v in np.flatnonzero(counts) if v != ignore])
         if progress:
             progress(report.pairs)
+    left_out: dict[tuple[str, str], set[str]] = {}  # pairs the source left out (no mask, no image, two files,
+    for finding in source.findings:                   # two split lists); a list's line naming no pair drops none
+        if (finding.stem is not None and report.fails(finding) and (finding.split, finding.stem) not in seen
+                and finding.kind != "split_entry"):
+            left_out.setdefault((finding.split, finding.stem), set()).add(finding.kind)
+    report.dropped.extend({"split": split, "stem": stem, "kinds": sorted(kinds)}
+                          for (split, stem), kinds in sorted(left_out.items(), key=lambda item: (str(item[0][0]),
+                                                                                                 item[0][1])))
     if not report.keep_going:
         report.dropped.clear()  # nothing is "dropped" when nothing gets written
     image_range = depth.value_range() if given_range is None or not depth.deep else [float(v) for v in given_range]
