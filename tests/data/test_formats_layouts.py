@@ -65,3 +65,34 @@ def test_src_that_is_a_prepared_dataset_or_missing(camvid_src, tmp_path, run_cli
         code, _, stderr = run_cli("prepare", fmt, "--src", tmp_path / "typo", "--out", tmp_path / "again")
         assert code == 3 and f"{tmp_path / 'typo'}: not a" in stderr and "it does not exist; check the path" in stderr
     assert not (tmp_path / "again").exists()
+
+
+def test_a_rerun_with_out_inside_a_listed_folder(ade_src, run_cli):
+    """--out inside a folder the format lists (ADE20K's images/training/out): the first run worked, and a re-run
+    with --overwrite read that output's images and chart as images without masks (exit 1). The output's files are
+    not source."""
+    root = ade_src[0]
+    out = root / "images" / "training" / "out"
+    args = ["prepare", "ade20k", "--src", root, "--out", out]
+    assert run_cli(*args)[0] == 0
+    first = (out / "dataset.yaml").read_text()
+    code, _, stderr = run_cli(*args, "--overwrite")
+    assert code == 0, stderr
+    assert (out / "dataset.yaml").read_text() == first
+
+
+def test_out_that_is_the_source_of_a_prepared_dataset_is_still_refused(tmp_path, rng, run_cli):
+    """--images d/images --masks d/masks --out d where d is a dataset prepare wrote: the source itself lies in
+    --out, so --overwrite would delete it; refused as before."""
+    d = tmp_path / "d"
+    for i in range(4):
+        write_image(tmp_path / "src" / "images" / f"p{i}.png", random_image(rng, 16, 16))
+        write_image(tmp_path / "src" / "masks" / f"p{i}.png", np.zeros((16, 16, 3), np.uint8))
+    assert run_cli("prepare", "folder", "--images", tmp_path / "src" / "images", "--masks", tmp_path / "src" / "masks",
+                   "--out", d, "--classes", "a,b", "--val-fraction", "0.25")[0] == 0
+    shutil.copytree(d / "images" / "train", d / "raw_images")
+    shutil.copytree(d / "masks" / "train", d / "raw_masks")
+    code, _, stderr = run_cli("prepare", "folder", "--images", d / "raw_images", "--masks", d / "raw_masks", "--out", d,
+                              "--classes", "a,b", "--val-fraction", "0.25", "--overwrite")
+    assert code == 2 and "a source file inside --out" in stderr
+    assert (d / "raw_images").is_dir()

@@ -20,6 +20,7 @@ import os
 import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -73,6 +74,26 @@ def check_out_holds_no_source(out: Path, source: Source) -> None:
                                   "give an --out folder outside the source folders")
 
 
+def _without_previous_output(source: Source, out: Path) -> Source:
+    """`source` without the files of the dataset a previous prepare wrote at `out`: an --out inside a folder the
+    source lists (--out ADEChallengeData2016/images/training/out) made a re-run with --overwrite read that output's
+    images and chart as images without masks, and fail."""
+    if not (out / CARD_NAME).is_file() or not isinstance(source.samples, (list, tuple)):
+        return source
+    real, top = resolver(), os.path.realpath(out)
+
+    def inside(path) -> bool:
+        return isinstance(path, (str, Path)) and within(real(path), top)
+
+    samples = [s for s in source.samples if not (inside(s.image) or inside(s.mask))]
+    findings = [f for f in source.findings if f.stem is None or not inside(f.file)]
+    if source.samples and not samples:  # --images d/images --out d: the source itself, check_out_holds_no_source's
+        return source
+    if len(samples) == len(source.samples) and len(findings) == len(source.findings):
+        return source
+    return dataclasses.replace(source, samples=samples, findings=findings)
+
+
 def check_split_name(split: str) -> None:
     """A split's name is a folder of the layout (images/<split>/): one plain name, so nothing lands outside DIR."""
     if not split or split.startswith(".") or any(c in split for c in "/\\\0"):
@@ -89,6 +110,7 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     image_range: [low, high] for images deeper than 8 bits (segcli.data.depth); None: chosen from the data."""
     out = Path(out).resolve()
     check_out_dir(out, overwrite)
+    source = _without_previous_output(source, out)
     check_out_holds_no_source(out, source)
     for split in source.splits:
         check_split_name(split)
