@@ -178,6 +178,8 @@ def test_prepare_lint_on_a_damaged_dataset(camvid_src, tmp_path, run_cli):
     report = json.loads((out / "lint.json").read_text())
     assert code == 1 and stdout.strip() == str(out / "lint.json")
     assert {"out_of_range", "missing_image"} <= kinds(report, "error")
+    first = next(f for f in report["findings"] if f["severity"] == "error")
+    assert f"; first: {first['file']}: {first['detail']};" in stderr  # as prepare's own lint failure says
 
 
 def test_split_level_errors_do_not_suggest_keep_going(tmp_path, rng, run_cli):

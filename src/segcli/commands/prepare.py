@@ -134,9 +134,13 @@ def _fail(report, lint_path: Path) -> None:
     result(str(lint_path))
     droppable = any(report.fails(f) and f.stem is not None for f in report.findings)  # split-level ones are not
     hint = "; --keep-going drops the bad pairs" if droppable and not report.keep_going else ""
+    raise CheckFailed(f"{report.headline()}{_first(report)}; nothing written, every finding is in {lint_path}{hint}")
+
+
+def _first(report) -> str:
+    """'; first: <file>: <detail>' of the first failing finding ('' when none fails)."""
     first = next((f for f in report.findings if report.fails(f)), None)
-    shown = f"; first: {first.file}: {first.detail}" if first else ""
-    raise CheckFailed(f"{report.headline()}{shown}; nothing written, every finding is in {lint_path}{hint}")
+    return f"; first: {first.file}: {first.detail}" if first else ""
 
 
 def run(cfg):
@@ -188,5 +192,5 @@ def lint(cfg):
     report.print_summary(headline=report.passed)
     result(str(path))
     if not report.passed:
-        raise CheckFailed(f"{report.headline()}; every finding is in {path}")
+        raise CheckFailed(f"{report.headline()}{_first(report)}; every finding is in {path}")
     return report
