@@ -98,7 +98,7 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
     assert expected_errors <= kinds(report, "error")
     assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
     assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak", "image_depth",
-                                                                       "single_class"}  # tested on their own
+                                                                       "single_class", "mask_alpha"}  # on their own
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])
@@ -469,3 +469,27 @@ def test_keep_going_lists_the_pairs_the_source_left_out(tmp_path, rng, run_cli):
     assert set(dropped) == {"twice", "no_mask", "no_image"}, dropped
     assert all(kinds for kinds in dropped.values())
     assert "dropped 3 pair(s)" in stderr
+
+
+@pytest.mark.parametrize("layout", ["colour", "grey+alpha"])
+def test_transparent_mask_pixels_are_a_warning(layout, tmp_path, rng, run_cli):
+    """A mask with an alpha channel: its transparent pixels (an editor's unpainted background) silently took the class
+    of their colour (black = 'background' in the palette) or value. Alpha is still not read, but the lint says so."""
+    (tmp_path / "masks").mkdir()
+    for i in range(3):
+        write_image(tmp_path / "images" / f"p{i}.png", random_image(rng, 16, 16))
+        ids = blocks(rng, 16, 16, [0, 1], block=4).astype(np.uint8)
+        alpha = np.where(ids == 0, 0, 255).astype(np.uint8)  # the background left unpainted
+        stored = (Image.fromarray(np.dstack([ids * 200, ids * 100, ids * 50, alpha]), "RGBA") if layout == "colour"
+                  else Image.fromarray(np.dstack([ids, alpha]), "LA"))
+        stored.save(tmp_path / "masks" / f"p{i}.png")
+    (tmp_path / "palette.txt").write_text("background 0 0 0\nthing 200 100 50\n")
+    args = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+            "--val-fraction", "0.34"] + (["--palette", tmp_path / "palette.txt"] if layout == "colour" else
+                                         ["--classes", "background,thing"])
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "out")
+    assert code == 0, stderr
+    findings = [f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "mask_alpha"]
+    assert len(findings) == 3 and all(f["severity"] == "warning" for f in findings)
+    assert "transparent pixel(s) (alpha 0)" in findings[0]["detail"]
+    assert run_cli(*args, "--out", tmp_path / "strict", "--strict")[0] == 1

@@ -58,12 +58,14 @@ class RawMask:
     'grey3' (three identical channels, array = one of them), 'rgb' (colours).
     lossy: stored as JPEG.
     table: for kind 'palette', the PNG's colour table, (256, 3) uint8 RGB (index → colour); else None.
+    transparent: pixels whose alpha is 0 (a mask with an alpha channel); alpha is not read.
     """
 
     array: np.ndarray
     kind: str
     lossy: bool
     table: np.ndarray | None = None
+    transparent: int = 0
 
 
 def read_source_mask(path: Path) -> RawMask:
@@ -85,12 +87,14 @@ def read_source_mask(path: Path) -> RawMask:
             raise DataError(f"{path}: unreadable {'GIF' if gif else 'palette PNG'} ({type(err).__name__}: {err})")
     array = _decode(data, cv2.IMREAD_UNCHANGED, path)
     lossy = data.startswith(JPEG_MAGIC)
+    clear = int(np.count_nonzero(array[..., -1] == 0)) if array.ndim == 3 and array.shape[2] in (2, 4) else 0
     if array.ndim == 2 or array.shape[2] == 2 or png_colour_type(data) == 4:  # one channel, or grey + alpha
-        return RawMask(np.ascontiguousarray(array if array.ndim == 2 else array[..., 0]), "ids", lossy)
+        return RawMask(np.ascontiguousarray(array if array.ndim == 2 else array[..., 0]), "ids", lossy,
+                       transparent=clear)
     colour = array[..., :3]
     if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
-        return RawMask(np.ascontiguousarray(colour[..., 0]), "grey3", lossy)
-    return RawMask(cv2.cvtColor(to_uint8(colour), cv2.COLOR_BGR2RGB), "rgb", lossy)
+        return RawMask(np.ascontiguousarray(colour[..., 0]), "grey3", lossy, transparent=clear)
+    return RawMask(cv2.cvtColor(to_uint8(colour), cv2.COLOR_BGR2RGB), "rgb", lossy, transparent=clear)
 
 
 def id_dtype(num_classes: int, ignore_index: int) -> type:
@@ -138,6 +142,12 @@ class MaskDecoder:
         if raw.lossy:
             findings.append(error("lossy_mask", where, "mask stored as JPEG: compression invents values at every edge; "
                                   "export masks as PNG"))
+        if raw.transparent:
+            how = "colour" if raw.kind == "rgb" else "value"
+            findings.append(warning("mask_alpha", where, f"{raw.transparent} transparent pixel(s) (alpha 0): alpha is "
+                                    f"not read, so they take the class of their {how}; if transparent means 'not "
+                                    f"labelled', paint them with the ignore {how} (a palette line 'ignore R G B', or "
+                                    "--ignore-index)"))
         if raw.kind == "palette" and self.colours is not None and self.lut is None and raw.table is not None:
             # colour masks (folder --palette, CamVid's colour layout) stored as a palette PNG, as PNG optimisers
             # and labelling tools write them: the colours are the labels, the indices are in any order
