@@ -81,3 +81,90 @@ def test_summary_shows_overrides_and_paths_as_written(capsys):
                     "final_mIoU": None, "epochs": 1, "run_dir": "/s/[/]"}])
     out = capsys.readouterr().out
     assert "data.root=/d/[bold]x[/]" in out and "/s/[/]" in out
+
+
+def test_an_empty_sweep_is_refused_and_glob_lists_a_groups_options(tmp_path, capsys):
+    """`seed=range(0)` (or range(5,1)) ran a sweep of no job: an empty summary, exit 0; `model=glob(unet*)`,
+    Hydra's sweep over a group's options, failed with 'ConfigLoader is not set'."""
+    code, out, err = segcli(["train", "-m", "seed=range(5,1)", "--run-dir", tmp_path / "sweep"], capsys)
+    assert code == 2 and out == "" and "'seed=range(5,1)' gives no value to sweep over" in err, err
+    assert not (tmp_path / "sweep").exists()
+    code, _, err = segcli(["train", "-m", "--cfg", "seed=glob(*)"], capsys)
+    assert code == 2 and "glob() picks options of a config group: " in err and "model" in err, err
+    code, out, err = segcli(["train", "-m", "--cfg", "model=glob(unet*)"], capsys)
+    assert code == 0, err
+    assert [line for line in out.splitlines() if line.startswith("# ")] == [
+        "# model=unet", "# model=unet_slim", "# model=unetplusplus"]
+
+
+def _fake_jobs(monkeypatch, calls: list, stop_at: int | None = None, started: bool = False):
+    """Replace the job runner: record each job's overrides, return an ok row, or stop (Ctrl-C) at call `stop_at`;
+    `started`: the stopped job leaves a config.yaml and a last.ckpt, as a run killed after its first epoch."""
+    import segcli.training.sweep as sweep_module
+    from segcli.config import compose
+    from segcli.runs import save_config
+
+    def run_job(index, job, swept, root, config_dir, total, extra, cwd):
+        calls.append(job)
+        run_dir = root / sweep_module.job_name(index, job, swept)
+        if len(calls) == stop_at:
+            if started:
+                (run_dir / "checkpoints").mkdir(parents=True)
+                save_config(run_dir, compose("train", job))
+                (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+            raise KeyboardInterrupt
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return {"job": index, "overrides": job[-1], "status": "ok", "best_val_mIoU": 0.5, "final_mIoU": None,
+                "epochs": 1, "run_dir": str(run_dir), "error": ""}
+
+    monkeypatch.setattr(sweep_module, "_run_job", run_job)
+
+
+def test_a_resumed_sweep_runs_the_jobs_it_recorded_and_names_its_moved_folders(tiny_data, tmp_path, capsys,
+                                                                             monkeypatch):
+    """--resume SWEEP_DIR expanded the command line again: `shuffle()` then gave another order, so the resume ran
+    some values twice and others never; a sweep folder moved since kept naming the old folders in its summary."""
+    import random
+    import shutil
+
+    sweep_dir, calls = tmp_path / "sweep", []
+    _fake_jobs(monkeypatch, calls, stop_at=3)
+    random.seed(0)
+    code, _, err = segcli(["train", "-m", *tiny(tiny_data), "seed=shuffle(range(1,21))", "--run-dir", sweep_dir],
+                          capsys)
+    assert code == 130, err
+    first = [job[-1] for job in calls[:2]]  # the two jobs that ended; the third was stopped
+    order = [job[-1] for job in calls] + [None] * 17  # the order the sweep had: its summary keeps it
+    moved = tmp_path / "moved"
+    shutil.move(sweep_dir, moved)
+    calls.clear()
+    _fake_jobs(monkeypatch, calls)
+    random.seed(1)
+    code, out, err = segcli(["train", "--resume", moved], capsys)
+    assert code == 0, err
+    assert "2 of 20 jobs ended before, 18 to run" in err
+    seeds = first + [job[-1] for job in calls]
+    assert sorted(seeds) == sorted(f"seed={s}" for s in range(1, 21))  # each value once
+    jobs = json.loads((moved / "summary.json").read_text())["jobs"]
+    assert [j["overrides"] for j in jobs][:3] == order[:3] and len(jobs) == 20
+    assert all(j["run_dir"].startswith(str(moved.resolve()) + "/") for j in jobs), jobs[0]
+    assert str(sweep_dir) not in out
+
+
+def test_resume_overrides_a_started_job_refuses_stop_the_sweep_before_it_runs(tiny_data, tmp_path, capsys,
+                                                                            monkeypatch):
+    """An override the started job's --resume refuses (trainer.max_epochs lowered) was found by that job only: it
+    failed with exit 2, and its row kept 'failed' for every later --resume. Now it is a usage error up front."""
+    sweep_dir, calls = tmp_path / "sweep", []
+    _fake_jobs(monkeypatch, calls, stop_at=1, started=True)
+    code, _, err = segcli(["train", "-m", *tiny(tiny_data, "trainer.max_epochs=3"), "seed=range(1,2)",
+                           "--run-dir", sweep_dir], capsys)  # one job, stopped after its first checkpoint
+    assert code == 130, err
+    before = (sweep_dir / "summary.json").read_bytes()
+    for override, text in [("trainer.max_epochs=2", "trainer.max_epochs=2: give a whole number >= the run's 3"),
+                           ("save_min_interval_s=-1", "save_min_interval_s=-1: give a number of seconds >= 0")]:
+        code, out, err = segcli(["train", "--resume", sweep_dir, override], capsys)
+        assert code == 2 and out == "", err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"segcli: error: sweep job 0 (0-seed=1): {text}"), err
+        assert (sweep_dir / "summary.json").read_bytes() == before

@@ -1,14 +1,16 @@
 """`segcli train -m key=a,b ...`: one training run per combination, Hydra's multirun semantics.
 
 Hydra's override grammar and BasicSweeper expand the sweep (`key=a,b`, `key=range(1,4)`,
-`key=choice(a,b)`, `group=unet,fpn`; the cartesian product over several swept keys, in command-line
-order). Jobs run one after another, each as its own `segcli train` process in SWEEP_DIR/<index>-<swept values>/ (a normal
-run directory). A failing job is recorded and the sweep goes on; at the end the summary table goes to
-stdout, summary.csv and summary.json to SWEEP_DIR, and the exit code is 1 when any job failed.
+`key=choice(a,b)`, `group=unet,fpn`, `group=glob(unet*)`; the cartesian product over several swept keys, in
+command-line order). Jobs run one after another, each as its own `segcli train` process in
+SWEEP_DIR/<index>-<swept values>/ (a normal run directory). A failing job is recorded and the sweep goes on; at the
+end the summary table goes to stdout, summary.csv and summary.json to SWEEP_DIR, and the exit code is 1 when any
+job failed.
 
-SWEEP_DIR/sweep.json records the command line, so that `segcli train --resume SWEEP_DIR` continues a sweep that
-was stopped (Ctrl-C, SIGTERM, SIGKILL, a reboot): jobs in the summary stay as they ended, the job that was running
-continues from its last.ckpt (or starts afresh when it had none), and the jobs never started run.
+SWEEP_DIR/sweep.json records the command line and the jobs it expanded to, so that `segcli train --resume SWEEP_DIR`
+continues a sweep that was stopped (Ctrl-C, SIGTERM, SIGKILL, a reboot): jobs in the summary stay as they ended, the
+job that was running continues from its last.ckpt (or starts afresh when it had none), and the jobs never started
+run.
 """
 
 from __future__ import annotations
@@ -46,15 +48,39 @@ def refuse_sweep(overrides: list[str]) -> None:
                               f"value that contains commas: key='a,b'")
 
 
-def expand(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
+class _GroupOptions:
+    """What Hydra's glob() sweep asks of a config loader: the options of a config group (packaged conf/ and
+    --config-dir)."""
+
+    def __init__(self, config_dir) -> None:
+        from segcli.config import _groups, conf_dir
+
+        self.groups = _groups([conf_dir(), *([Path(config_dir).expanduser()] if config_dir else [])])
+
+    def get_group_options(self, group: str, results_filter=None) -> list[str]:
+        return list(self.groups.get(group, []))
+
+
+def expand(overrides: list[str], config_dir=None) -> tuple[list[list[str]], list[str]]:
     """(one override list per job, the swept keys) from a multirun command line."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.types import Glob
 
     parsed = _parse(overrides)
+    options = None
+    for ov in parsed:
+        if isinstance(ov.value(), Glob):  # model=glob(*): the group's options, as Hydra's multirun lists them
+            options = options or _GroupOptions(config_dir)
+            ov.config_loader = options
     try:
         jobs = BasicSweeper.split_arguments(parsed, None)[0]
+        empty = [ov.input_line for ov in parsed if ov.is_sweep_override() and not list(ov.sweep_string_iterator())]
     except Exception as err:
         raise ConfigError(f"cannot expand sweep {overrides}: {first_line(err)}") from None
+    if empty:  # range(0), range(5,1), glob() of no option: a sweep of no job would train nothing and exit 0
+        groups = f" (glob() picks options of a config group: {', '.join(sorted(options.groups))})" if options else ""
+        raise ConfigError(f"'{empty[0]}' gives no value to sweep over{groups}; give at least one, e.g. "
+                          "seed=range(1,4) or optim.lr=1e-3,3e-4")
     swept = [ov.get_key_element() for ov in parsed if ov.is_sweep_override()]
     return jobs, swept
 
@@ -81,7 +107,7 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
     """Run every job of the sweep; rows of the summary (also printed and written). Raises CheckFailed if one failed."""
     from segcli.config import compose, to_yaml
 
-    jobs, swept = expand(overrides)
+    jobs, swept = expand(overrides, config_dir)
     if not swept:
         raise ConfigError("-m needs at least one swept override, e.g. optim.lr=1e-3,3e-4 or model=unet,fpn")
     if print_cfg:  # every job composed before the first is printed: an error leaves no partial listing
@@ -99,7 +125,7 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
     from segcli.runs import held_run_dir
 
     with held_run_dir(root, "wait for that sweep to end, or give another --run-dir"):
-        _write_record(root, overrides, config_dir)
+        _write_record(root, overrides, config_dir, jobs, swept)
         info(f"train: sweep of {len(jobs)} jobs in {root}")
         return _run_jobs(root, jobs, swept, config_dir, [], [], None)
 
@@ -125,13 +151,15 @@ def _record(path: Path) -> str:
     return SWEEP_FILE if (path / SWEEP_FILE).is_file() else "summary.csv"
 
 
-def _write_record(root: Path, overrides: list[str], config_dir) -> None:
+def _write_record(root: Path, overrides: list[str], config_dir, jobs: list[list[str]], swept: list[str]) -> None:
+    """sweep.json: the command line, and the jobs as expanded (a resume runs these: shuffle() and glob() could
+    expand to another order or other options later)."""
     import os
 
     from segcli.inference.io import atomic_write_bytes
 
     record = {"overrides": list(overrides), "config_dir": str(Path(config_dir).resolve()) if config_dir else None,
-              "cwd": os.getcwd()}
+              "cwd": os.getcwd(), "jobs": [list(job) for job in jobs], "swept": list(swept)}
     atomic_write_bytes(root / SWEEP_FILE, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
 
 
@@ -151,6 +179,9 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
     try:
         record = json.loads(record_file.read_text(encoding="utf-8"))
         saved, config_dir, cwd = list(record["overrides"]), record.get("config_dir"), record.get("cwd")
+        recorded = record.get("jobs"), record.get("swept")  # absent in records of earlier segcli versions
+        if recorded[0] is not None:
+            recorded = [[str(o) for o in job] for job in recorded[0]], [str(k) for k in recorded[1]]
     except (ValueError, KeyError, TypeError) as err:
         raise DataError(f"{record_file}: unreadable ({first_line(err)}); it is written by `segcli train -m`") from None
     extra = []
@@ -162,15 +193,35 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
             extra.append(ov.input_line)
     if cwd is None or not Path(cwd).is_dir():
         cwd = None  # the folder it was started in has gone: relative paths are read from the current one
-    jobs, swept = expand(saved)
+    jobs, swept = recorded if recorded[0] is not None else expand(saved, config_dir)
     rows = _summary_rows(root)
+    for row in rows:  # the sweep folder may have been moved or copied since: its jobs' folders are in it
+        if row.get("run_dir"):
+            row["run_dir"] = str(root / Path(row["run_dir"]).name)
     done = {int(r["job"]) for r in rows}
-    _check_jobs(jobs, swept, config_dir, [i for i, job in enumerate(jobs)  # the jobs that will start afresh
-                                          if i not in done and not _started(root / job_name(i, job, swept))], extra)
+    pending = [i for i in range(len(jobs)) if i not in done]
+    started = [i for i in pending if _started(root / job_name(i, jobs[i], swept))]
+    _check_jobs(jobs, swept, config_dir, [i for i in pending if i not in started], extra)  # the jobs that start afresh
+    _check_resumes(root, jobs, swept, started, extra)  # and those that continue
     with held_run_dir(root, "wait for that sweep to end"):
         left = len(jobs) - len(done)
         info(f"train: continuing the sweep in {root}: {len(done)} of {len(jobs)} jobs ended before, {left} to run")
         return _run_jobs(root, jobs, swept, config_dir, rows, extra, cwd)
+
+
+def _check_resumes(root: Path, jobs: list[list[str]], swept: list[str], indices, extra: list[str]) -> None:
+    """The jobs at `indices` continue from their last.ckpt: the overrides must suit each one's resume (e.g.
+    trainer.max_epochs only raised), else every such job would fail, and its row keep that failure."""
+    from segcli.checks import check_values
+    from segcli.config import to_container
+    from segcli.training.resume import resume_config
+
+    for index in indices:
+        name = job_name(index, jobs[index], swept)
+        try:
+            check_values(to_container(resume_config(root / name, extra)))
+        except (ConfigError, DataError) as err:
+            raise type(err)(f"sweep job {index} ({name}): {err}") from None
 
 
 def _started(run_dir: Path) -> bool:
