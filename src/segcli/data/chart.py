@@ -14,6 +14,8 @@ import math
 import cv2
 import numpy as np
 
+from segcli.inference.io import ascii_text, class_labels
+
 SPLIT_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _LOW = -5.0  # log10 of the smallest share drawn (0.001 %)
@@ -37,7 +39,8 @@ def class_frequency_chart(classes: list[str], class_pixels: dict[str, list[int]]
     """(H, W, 3) uint8 RGB chart; class_pixels: split → pixels per class id."""
     splits = list(class_pixels)
     rows, note = _rows(classes, class_pixels)
-    names = [classes[c] if not note else f"{c} {classes[c]}" for c in rows]
+    labels = class_labels(classes, numbered=bool(note))  # drawable by OpenCV's font, ids where names are lost
+    names = [labels[c] for c in rows]
     bar_h, gap = 9, 6
     row_h = bar_h * max(1, len(splits)) + gap
     label_w = 16 + 7 * max((min(len(c), 40) for c in names), default=4)  # names are drawn up to 40 characters
@@ -56,7 +59,7 @@ def class_frequency_chart(classes: list[str], class_pixels: dict[str, list[int]]
         colour = SPLIT_COLOURS[i % len(SPLIT_COLOURS)]
         x = label_w + 110 * i
         cv2.rectangle(image, (x, 10), (x + 14, 22), colour, -1)
-        cv2.putText(image, split, (x + 20, 21), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(image, ascii_text(split), (x + 20, 21), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     bottom = height - (20 if note else 0)  # the grid's labels; the note below them
     for exponent in range(int(_LOW), 1):  # grid lines and their labels
         x = x_of(10.0**exponent)

@@ -8,44 +8,22 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from segcli.inference.io import colorize
+from segcli.inference.io import ascii_text, class_labels, colorize
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (128, 128, 128)
 FP_COLOUR, FN_COLOUR, OTHER_COLOUR = (255, 40, 40), (40, 120, 255), (255, 210, 0)
 
 
-def _ascii(text: str) -> str:
-    """What OpenCV's Hershey fonts can draw: accents dropped ('ü' → 'u'), other non-ASCII letters as '?'."""
-    import unicodedata
-
-    folded = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-    return folded.encode("ascii", "replace").decode("ascii")
-
-
-LABEL_CHARS = 40  # longest class name drawn in full in a figure
-
-
-def axis_labels(class_names: list[str]) -> list[str]:
-    """Class names as a figure draws them: a long name shortened in its middle (one 100-character name made the
-    confusion matrix a small square in a mostly blank canvas), and every name prefixed with its id when drawing
-    loses them apart or whole (names in a script the font lacks: '道路' and '天空' would both be '??')."""
-    short = [n if len(n) <= LABEL_CHARS else n[:LABEL_CHARS - 14] + "..." + n[-11:] for n in class_names]
-    labels = [_ascii(n) for n in short]
-    if any(label.count("?") > n.count("?") for label, n in zip(labels, short)) or len(set(labels)) < len(labels):
-        labels = [f"{i} {label}" for i, label in enumerate(labels)]
-    return labels
-
-
 def _text_size(text: str, scale: float) -> tuple[int, int]:
-    (w, h), base = cv2.getTextSize(_ascii(text), FONT, scale, 1)
+    (w, h), base = cv2.getTextSize(ascii_text(text), FONT, scale, 1)
     return w, h + base
 
 
 def _put(canvas: np.ndarray, text: str, x: int, y: int, scale: float, colour=BLACK) -> None:
     """Text with its top-left corner at (x, y)."""
     _, h = _text_size(text, scale)
-    cv2.putText(canvas, _ascii(text), (int(x), int(y + h * 0.75)), FONT, scale, colour, 1, cv2.LINE_AA)
+    cv2.putText(canvas, ascii_text(text), (int(x), int(y + h * 0.75)), FONT, scale, colour, 1, cv2.LINE_AA)
 
 
 def _text_strip(names: list[str], cell: int, scale: float) -> np.ndarray:
@@ -89,7 +67,7 @@ def confusion_image(matrix, class_names: list[str]) -> np.ndarray:
     for k in range(c + 1):  # grid lines
         heat[min(k * cell, c * cell - 1), :] = WHITE
         heat[:, min(k * cell, c * cell - 1)] = WHITE
-    labels = axis_labels(list(class_names))
+    labels = class_labels(list(class_names))
     rows = _text_strip(labels, cell, scale)  # left: ground-truth classes
     cols = np.rot90(_text_strip(labels, cell, scale)).copy()  # top: predicted classes, read bottom-up
     title_h, pad = 26, 8
@@ -146,7 +124,7 @@ def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette
     errors = error_map(image, target, pred, focus, ignore_index)
     h, w = image.shape[:2]
     gap, header, footer, scale = 4, 44, 24, 0.4
-    name = axis_labels(list(class_names))[focus] if focus is not None else ""
+    name = class_labels(list(class_names))[focus] if focus is not None else ""
     labels = ["image", "ground truth", "prediction",
               f"errors: {name} ({iou[focus] * 100:.1f})" if focus is not None else "errors"]
     legend = (f"error map: red = false positives of {name}, blue = its false negatives, "

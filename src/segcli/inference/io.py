@@ -386,6 +386,30 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
+def ascii_text(text: str) -> str:
+    """What OpenCV's Hershey fonts can draw: accents dropped ('ü' → 'u'), other non-ASCII letters as '?'."""
+    import unicodedata
+
+    folded = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return folded.encode("ascii", "replace").decode("ascii")
+
+
+LABEL_CHARS = 40  # longest class name drawn in full in a figure or legend
+
+
+def class_labels(class_names: list[str], numbered: bool = False) -> list[str]:
+    """Class names as OpenCV draws them (figures, overlay legends, the class-frequency chart): a long name shortened
+    in its middle (one 100-character name made the confusion matrix a small square in a mostly blank canvas), and
+    every name prefixed with its id when drawing loses them apart or whole (names in a script the font lacks: '道路'
+    and '天空' would both be '??'), or when `numbered`."""
+    short = [n if len(n) <= LABEL_CHARS else n[:LABEL_CHARS - 14] + "..." + n[-11:] for n in class_names]
+    labels = [ascii_text(n) for n in short]
+    lost = any(label.count("?") > n.count("?") for label, n in zip(labels, short)) or len(set(labels)) < len(labels)
+    if numbered or lost:
+        labels = [f"{i} {label}" for i, label in enumerate(labels)]
+    return labels
+
+
 def colorize(mask: np.ndarray, palette: list[list[int]], ignore_index: int) -> np.ndarray:
     """(H, W) ids → (H, W, 3) uint8 RGB; ids outside the palette (ignore) are black."""
     lut = np.zeros((max(65536 if mask.dtype == np.uint16 else 256, len(palette)), 3), np.uint8)

@@ -24,7 +24,7 @@ import numpy as np
 
 from segcli.config import did_you_mean
 from segcli.errors import ConfigError
-from segcli.inference.io import atomic_write_bytes, overlay, write_png
+from segcli.inference.io import atomic_write_bytes, class_labels, overlay, write_png
 
 KINDS = ("mask", "overlay", "prob", "uncertainty", "areas")
 FOLDERS = {"overlay": "overlays", "prob": "probs", "uncertainty": "uncertainty"}
@@ -183,6 +183,7 @@ def read_ids(path: Path) -> np.ndarray:
 def draw_legend(canvas: np.ndarray, mask: np.ndarray, classes: list[str], palette: list[list[int]]) -> None:
     """Draw a colour box and name for each class present in `mask` onto `canvas` (in place)."""
     present = [c for c in np.unique(mask).tolist() if c < len(classes)]
+    labels = class_labels(classes)  # '道路' and '天空' were both drawn '??'; 'café' was 'caf??'
     scale = max(0.3, min(canvas.shape[:2]) / 600)
     step = max(10, int(22 * scale))
     for row, c in enumerate(present):
@@ -191,5 +192,5 @@ def draw_legend(canvas: np.ndarray, mask: np.ndarray, classes: list[str], palett
             break
         colour = tuple(int(v) for v in palette[c])
         cv2.rectangle(canvas, (4, y), (4 + step - 4, y + step - 4), colour, -1)
-        cv2.putText(canvas, classes[c], (step + 4, y + step - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
+        cv2.putText(canvas, labels[c], (step + 4, y + step - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
                     (255, 255, 255), max(1, int(scale)), cv2.LINE_AA)
