@@ -15,13 +15,59 @@ def stderr_console():
 def stdout_console():
     from rich.console import Console
 
-    return Console(file=sys.stdout, soft_wrap=True)
+    return Console(file=_Escaping(sys.stdout), soft_wrap=True)
+
+
+class _Escaping:
+    """A text stream whose characters its encoding lacks are written as Python writes them on stderr (`\\xe9`), so a
+    table of class names such as 'bâtiment' or the '—' of a null rate does not fail the command after its work is done
+    when stdout's encoding is ASCII (PYTHONIOENCODING=ascii, a C locale with PYTHONUTF8=0)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:  # raised before anything is written: the text is encoded whole first
+            encoding = self._stream.encoding or "utf-8"
+            return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class PeopleText:
+    """sys.stderr made best effort: a stderr that cannot take a line (a log file on a full disk, the terminal of a
+    closed ssh session: EIO, a reader that went away) loses that line, not the run that prints it (a progress bar
+    or a log line failing a training with exit 3 after its first epoch)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def info(message: str) -> None:
-    """A progress/log line for people (stderr)."""
-    sys.stderr.write(f"{message}\n")
-    sys.stderr.flush()
+    """A progress/log line for people (stderr); best effort, as PeopleText."""
+    try:
+        sys.stderr.write(f"{message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def first_process() -> bool:
@@ -32,9 +78,20 @@ def first_process() -> bool:
 
 def result(line: str) -> None:
     """A line a pipeline consumes (stdout)."""
+    write_out(f"{line}\n")
+
+
+def write_out(text: str) -> None:
+    """Text a pipeline consumes, on stdout. A path that stdout's encoding cannot hold (a file name that is not UTF-8,
+    seen as surrogate escapes; 'é' under PYTHONIOENCODING=ascii or a C locale with PYTHONUTF8=0) is written as the
+    file name's own bytes, which is what a reader passes back to the file system."""
     try:
-        sys.stdout.write(f"{line}\n")
-    except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): print its original bytes
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
         sys.stdout.flush()
-        sys.stdout.buffer.write(f"{line}\n".encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
+        try:
+            data = os.fsencode(text)
+        except UnicodeEncodeError:  # not a path of this file system: text, as UTF-8
+            data = text.encode("utf-8", "surrogateescape")
+        sys.stdout.buffer.write(data)
     sys.stdout.flush()
