@@ -77,10 +77,11 @@ def _root(
 def _execute(command: str, overrides: list[str] | None, values: dict, config_dir: Path | None, print_cfg: bool):
     """Compose the config for `command` and run it (lazy imports live here)."""
     from segcli.config import compose, to_yaml
+    from segcli.console import write_out
 
     cfg = compose(command, list(overrides or []), values=values, config_dir=config_dir)
     if print_cfg:
-        sys.stdout.write(to_yaml(cfg))
+        write_out(to_yaml(cfg))
         return None
     import importlib
 
@@ -234,8 +235,9 @@ def train(
         cfg = resume_config(resume, overrides)
         if print_cfg:
             from segcli.config import to_yaml
+            from segcli.console import write_out
 
-            sys.stdout.write(to_yaml(cfg))
+            write_out(to_yaml(cfg))
             return
         from segcli.commands.train import run
 
@@ -346,6 +348,13 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn failures into one line on stderr + a documented exit code."""
     from segcli.errors import stop_signals_raise
 
+    _closed_streams()
+    _current_folder()
+    if argv is None:  # the process's own entry (a caller that passes argv keeps its own interpreter and stderr)
+        _utf8_mode()
+        from segcli.console import PeopleText
+
+        sys.stderr = PeopleText(sys.stderr)
     try:
         with stop_signals_raise():  # SIGTERM/SIGHUP stop segcli like Ctrl-C, cleanups included
             _main(argv)
@@ -353,6 +362,55 @@ def main(argv: list[str] | None = None) -> None:
         if argv is None and _was_distributed():  # the process's own entry (a caller that passes argv keeps running)
             _exit_now(done.code)
         raise
+
+
+def _utf8_mode() -> None:
+    """Run again in Python's UTF-8 mode where the file system's encoding is ASCII (a C/POSIX locale with
+    PYTHONUTF8=0): there a non-ASCII name, from the command line or from a dataset card, cannot be opened ('not
+    found', UnicodeEncodeError) and OpenCV crashes (SIGSEGV) drawing a class name that came from the command line.
+    UTF-8 mode is what Python itself picks for those locales unless told not to; the arguments keep their bytes."""
+    import codecs
+
+    if sys.flags.utf8_mode or codecs.lookup(sys.getfilesystemencoding()).name != "ascii" or not sys.executable:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]])
+    except (OSError, ValueError):  # no interpreter to run again: go on in ASCII
+        pass
+
+
+def _closed_streams() -> None:
+    """A standard stream the shell closed (`<&-`, `>&-`, `2>&-`) is None in Python, and its descriptor the next file
+    opened gets, so that a library's writes to fd 1 or 2 would land in a checkpoint or a mask. Each such descriptor is
+    held on /dev/null: a closed stdin reads as empty, a closed stderr loses the people-text (an error line included,
+    the exit code stays), and a closed stdout, where the results would be lost, stops segcli at once with exit 3."""
+    names = ("stdin", "stdout", "stderr")
+    closed = [fd for fd, name in enumerate(names) if getattr(sys, name) is None]
+    for fd in closed:
+        try:
+            held = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        except OSError:
+            continue
+        if held != fd:  # the descriptor is open after all (Python could not wrap it): leave it be
+            os.close(held)
+            continue
+        os.set_inheritable(fd, True)  # as a standard stream is: the processes segcli starts get it too
+        setattr(sys, names[fd], open(fd, "r" if fd == 0 else "w", closefd=False))
+    if 1 in closed:
+        _fail("stdout is closed (>&-), so the results could not be written; redirect it to a file or to /dev/null "
+              "instead", 3)
+
+
+def _current_folder() -> None:
+    """A current folder deleted since the shell entered it: one line saying so, where Hydra's bare '[Errno 2] No such
+    file or directory' read as a configuration error (exit 2)."""
+    try:
+        os.getcwd()
+    except OSError as err:
+        _fail(f"the current folder: {err.strerror} (deleted since the shell entered it?); cd into an existing folder "
+              "and run again", 3)
 
 
 def _was_distributed() -> bool:
