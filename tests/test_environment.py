@@ -154,3 +154,18 @@ def test_a_deleted_current_folder_is_named(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, env=env, timeout=120)
     line = one_error_line(proc, 3)
     assert "current folder" in line and "cd into an existing folder" in line
+
+
+# ----------------------------------------------------------------------------- a literal ~
+def test_a_tilde_the_shell_left_is_the_home_folder(unicode_run, tmp_path):
+    """bash leaves `--ckpt=~/x` and a quoted '~/photos' as they are: the checkpoint was 'not found' and the input
+    was taken for a config override ('cannot parse overrides', exit 2)."""
+    data, run = unicode_run
+    home = tmp_path / "home"
+    shutil.copytree(data / "images" / "val", home / "photos")
+    shutil.copy(run / "checkpoints" / "best.ckpt", home / "best.ckpt")
+    proc = segcli("predict", "--ckpt=~/best.ckpt", "~/photos", "--out=~/pred", cwd=tmp_path, env={"HOME": str(home)})
+    assert proc.returncode == 0, describe(proc)
+    photos = sorted(p.relative_to(home / "photos").with_suffix(".png") for p in (home / "photos").rglob("*.png"))
+    assert photos and all((home / "pred" / rel).is_file() for rel in photos)  # the masks, by relative name
+    assert not (tmp_path / "~").exists()

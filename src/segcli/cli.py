@@ -318,7 +318,7 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
     paths, overrides = [], []
     for arg in args:
         key = arg.partition("=")[0]
-        looks_like_override = ("=" in arg and "/" not in key and os.sep not in key) or arg.startswith("~")
+        looks_like_override = "/" not in key and os.sep not in key and ("=" in arg or arg.startswith("~"))  # ~key
         (overrides if looks_like_override and not os.path.exists(arg) else paths).append(arg)
     return paths, overrides
 

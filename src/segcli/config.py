@@ -266,7 +266,8 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         with open_dict(cfg):
             for key, value in values.items():
                 if value is not None:
-                    OmegaConf.update(cfg, key, str(value) if isinstance(value, Path) else value, merge=False)
+                    value = str(value.expanduser()) if isinstance(value, Path) else value  # --ckpt=~/x: bash leaves ~
+                    OmegaConf.update(cfg, key, value, merge=False)
     _check_resolves(command, cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg

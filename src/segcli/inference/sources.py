@@ -62,7 +62,7 @@ def _from_glob(pattern: str) -> list[Item]:
 
 
 def _from_list(lines: list[str], where: str) -> list[Item]:
-    paths = [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    paths = [Path(line.strip()).expanduser() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not paths:
         raise DataError(f"{where}: no paths listed; give one image or video path per line")
     absolute = [Path(os.path.abspath(p)) for p in paths]  # abspath also folds "..", so no rel can climb out of --out
@@ -107,8 +107,8 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
     for entry in inputs:
         if entry == "-":
             items.extend(_from_list((stdin or sys.stdin).read().splitlines(), "stdin"))
-        else:
-            items.extend(_from_entry(entry))
+        else:  # '~/photos' quoted, or from a script: the shell did not expand it
+            items.extend(_from_entry(os.path.expanduser(entry) if entry.startswith("~") else entry))
     if list_file:
         path = Path(list_file)
         from segcli.inference.io import read_lines
