@@ -351,3 +351,31 @@ def test_prepare_non_utf8_and_spaced_names(cli, model_ckpt, tmp_path):
     code, _, err = cli("eval", "--ckpt", model_ckpt, "--data", out, "--split", "train")
     assert code == 2 and "classes" in err  # readable up to the class check: the model is for other classes
     assert_clean(tmp_path)
+
+
+# ----------------------------------------------------------------------------- staging left by a killed process
+@pytest.mark.parametrize("command", ["eval", "export", "prepare"])
+def test_staging_left_by_a_killed_process_is_removed_by_the_next_run(cli, model_ckpt, tiny_data, tmp_path, command):
+    """A SIGKILL (the OOM killer, a cancelled job) leaves the hidden staging of an eval report, an export or a
+    prepared dataset behind, and later runs into the same place kept every one of them. Now the next run removes
+    those of processes no longer running on this machine, and keeps those of a running one."""
+    import socket
+
+    out = tmp_path / "out"
+    args = _commands(tmp_path, model_ckpt, tiny_data, out)[command]
+    folder, name, suffix = {"eval": (out, ".report", ""), "export": (out, ".m", ".onnx"),
+                            "prepare": (tmp_path, ".out", "")}[command]
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        stale, kept = (folder / f"{name}.partial-{socket.gethostname()}-{pid}{suffix}" for pid in (dead.pid, running.pid))
+        for path in (stale, kept):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir() if command != "export" else path.write_bytes(b"half an onnx file")
+        code, _, err = cli(*args)
+        assert code == 0, err
+        assert not stale.exists() and kept.exists()
+    finally:
+        running.kill()
+        running.wait()

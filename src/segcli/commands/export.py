@@ -233,6 +233,7 @@ def run(cfg) -> Path:
 def _export(cfg, out: Path) -> Path:
     from segcli.export.metadata import export_meta
     from segcli.inference.backends import eager_predictor, load_torch_model
+    from segcli.inference.io import staging_path
 
     half, fmt = bool(cfg.half), str(cfg.format)
     _check_is_checkpoint(cfg.ckpt)
@@ -247,7 +248,7 @@ def _export(cfg, out: Path) -> Path:
     meta_out = export_meta(meta, cfg.ckpt, fmt, bool(cfg.argmax), half, int(cfg.opset) if fmt == "onnx" else None)
     device = "cuda" if half else "cpu"  # fp32 is verified on the CPU: exact arithmetic, no TF32
 
-    staging = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
+    staging = staging_path(out.parent, f".{out.stem}", out.suffix)
     try:
         info(f"export: {fmt}, output {meta_out['output']}, {meta_out['dtype']}"
              + (f", opset {cfg.opset}" if fmt == "onnx" else "") + f" → {out}")

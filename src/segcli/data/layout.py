@@ -36,7 +36,8 @@ from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, stops_held
-from segcli.inference.io import atomic_write_bytes, decode_stored, png_colour_type, resolver, within, write_png
+from segcli.inference.io import (atomic_write_bytes, decode_stored, png_colour_type, resolver, staging_path, within,
+                                 write_png)
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -115,7 +116,7 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     for split in source.splits:
         check_split_name(split)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    staging = staging_path(out.parent, f".{out.name}")
     shutil.rmtree(staging, ignore_errors=True)
     report = LintReport(source.name, findings=list(source.findings), strict=strict, keep_going=keep_going)
     try:

@@ -106,9 +106,10 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
     import shutil
 
     from segcli.errors import stops_held
+    from segcli.inference.io import staging_path
 
     created = not out.exists()
-    staging = out / f".report.partial-{os.getpid()}"
+    staging = staging_path(out, ".report")
     try:
         _write_all(staging, report, acc, card, split, report_text)
         with stops_held():  # all files or none of them

@@ -298,6 +298,36 @@ def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     return sorted(found)
 
 
+def staging_path(folder: Path, name: str, suffix: str = "") -> Path:
+    """folder/<name>.partial-<host>-<pid><suffix>: where a command builds an output before it moves it into place.
+    Those a killed process (SIGKILL, the OOM killer, a power cut) of this machine left there are removed first, so
+    that they do not pile up beside the outputs; a process that is still running keeps its own."""
+    import glob
+    import shutil
+    import socket
+
+    host = socket.gethostname().replace(os.sep, "_") or "host"
+    prefix = f"{name}.partial-{host}-"
+    for stale in Path(folder).glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
+        pid = stale.name[len(prefix): len(stale.name) - len(suffix)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+    return Path(folder) / f"{prefix}{os.getpid()}{suffix}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): running
+        return True
+    return True
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same directory and os.replace."""
     atomic_write(path, lambda handle: handle.write(data))
