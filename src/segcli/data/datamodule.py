@@ -35,8 +35,8 @@ class PadCollate:
     """Batches of differently sized samples (whole-image training with augment.crop_size=null, or a validation
     batch of several images): each image is padded at the bottom and right to the batch's largest size with 0,
     its mask with ignore_index, so the padding is never scored or learnt. Same-size batches are stacked as they
-    are. Adds "labelled": whether any mask pixel of the batch is labelled. (A class, not a closure: DataLoader
-    workers must be able to pickle it.)"""
+    are. Adds "labelled": whether any mask pixel of the batch is labelled, and for a padded batch "sizes": each
+    sample's (height, width). (A class, not a closure: DataLoader workers must be able to pickle it.)"""
 
     def __init__(self, ignore_index: int):
         self.ignore_index = int(ignore_index)
@@ -58,6 +58,9 @@ class PadCollate:
         # loader worker: asked of the mask on a GPU it stalls every step, and in the main process it competes with
         # the workers for the CPU.
         batch["labelled"] = any(bool((s["mask"] != self.ignore_index).any()) for s in samples)
+        sizes = [tuple(int(v) for v in s["image"].shape[-2:]) for s in samples]
+        if len(set(sizes)) > 1:  # each sample's own (height, width), so validation can score it as eval does
+            batch["sizes"] = sizes
         return batch
 
 

@@ -187,8 +187,16 @@ class SegModule(L.LightningModule):
         self.val_cm.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch["image"])
-        self.val_cm.update(logits.argmax(1), batch["mask"])
+        sizes = batch.get("sizes")
+        if sizes is None:
+            self.val_cm.update(self(batch["image"]).argmax(1), batch["mask"])
+            return
+        # images of several sizes, padded to the largest with black: each is scored at its own size, as eval and
+        # predict do (padded, the network saw black borders of varying width and the val mIoU that picks
+        # best.ckpt differed from eval's by a point)
+        for i, (height, width) in enumerate(sizes):
+            logits = self(batch["image"][i:i + 1, :, :height, :width])
+            self.val_cm.update(logits.argmax(1), batch["mask"][i:i + 1, :height, :width])
 
     def on_validation_epoch_end(self) -> None:
         matrix = self.trainer.strategy.reduce(self.val_cm.matrix.to(self.device), reduce_op="sum")
