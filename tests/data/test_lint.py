@@ -98,7 +98,8 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
     assert expected_errors <= kinds(report, "error")
     assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
     assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak", "image_depth",
-                                                                       "single_class", "mask_alpha"}  # on their own
+                                                                       "single_class", "mask_alpha",
+                                                                       "mask_orientation"}  # on their own
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])
@@ -493,3 +494,21 @@ def test_transparent_mask_pixels_are_a_warning(layout, tmp_path, rng, run_cli):
     assert len(findings) == 3 and all(f["severity"] == "warning" for f in findings)
     assert "transparent pixel(s) (alpha 0)" in findings[0]["detail"]
     assert run_cli(*args, "--out", tmp_path / "strict", "--strict")[0] == 1
+
+
+def test_a_mask_with_an_exif_orientation_is_a_warning(tmp_path, rng, run_cli):
+    """A square mask carrying EXIF orientation 3 (turned 180°) beside its image: masks are read as stored, so it
+    was used upside down without a word (sizes agree, so no size_mismatch)."""
+    (tmp_path / "masks").mkdir()
+    for i in range(3):
+        write_image(tmp_path / "images" / f"p{i}.png", random_image(rng, 16, 16))
+        ids = blocks(rng, 16, 16, [0, 1], block=4).astype(np.uint8)
+        exif = Image.Exif()
+        exif[0x0112] = 3 if i == 0 else 1
+        Image.fromarray(ids, "L").save(tmp_path / "masks" / f"p{i}.png", exif=exif.tobytes())
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", tmp_path / "out", "--classes", "a,b", "--val-fraction", "0.34")
+    assert code == 0, stderr
+    found = [f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "mask_orientation"]
+    assert [(Path(f["file"]).name, f["severity"]) for f in found] == [("p0.png", "warning")]
+    assert "EXIF orientation 3 (turned 180°)" in found[0]["detail"]

@@ -22,6 +22,7 @@ KINDS = {  # every kind the lint reports → what it means (data/README.md docum
     "lossy_mask": "mask stored as JPEG",
     "multi_page": "a multi-page TIFF or animated GIF image or mask: only its first page (frame) is read",
     "rgb_mask": "mask stored as RGB where class ids are expected",
+    "mask_orientation": "mask with an EXIF orientation: masks are read as stored, images as shown",
     "mask_alpha": "mask with transparent pixels: alpha is not read, they take the class of their colour or value",
     "unknown_colour": "RGB mask colour that is not in the palette",
     "missing_mask": "image without a mask",

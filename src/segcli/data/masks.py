@@ -66,11 +66,32 @@ class RawMask:
     lossy: bool
     table: np.ndarray | None = None
     transparent: int = 0
+    orientation: int = 1  # a PNG's EXIF orientation tag (masks are read as stored, whatever it says)
 
 
 def read_source_mask(path: Path) -> RawMask:
     """Read a mask without interpreting it (raises DataError when unreadable)."""
     data = read_bytes(path)
+    raw = _raw_mask(data, path)
+    raw.orientation = _png_orientation(data)
+    return raw
+
+
+def _png_orientation(data: bytes) -> int:
+    """The EXIF orientation a PNG carries (an eXIf chunk, as phone galleries and some editors write), 1 if none."""
+    if not data.startswith(PNG_MAGIC) or b"eXIf" not in data:
+        return 1
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            value = img.getexif().get(0x0112, 1)
+        return int(value) if 1 <= int(value) <= 8 else 1
+    except Exception:  # an unreadable tag is no orientation; the pixels were read already
+        return 1
+
+
+def _raw_mask(data: bytes, path: Path) -> RawMask:
     gif = data.startswith(GIF_MAGIC)  # Carvana's masks, for one: indexed or grey, read by PIL (first frame)
     if is_palette_png(data) or gif:
         from PIL import Image
@@ -95,6 +116,10 @@ def read_source_mask(path: Path) -> RawMask:
     if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
         return RawMask(np.ascontiguousarray(colour[..., 0]), "grey3", lossy, transparent=clear)
     return RawMask(cv2.cvtColor(to_uint8(colour), cv2.COLOR_BGR2RGB), "rgb", lossy, transparent=clear)
+
+
+_TURNS = {2: "mirrored", 3: "turned 180°", 4: "flipped", 5: "mirrored and turned 90°", 6: "turned 90°",
+          7: "mirrored and turned 270°", 8: "turned 270°"}
 
 
 def id_dtype(num_classes: int, ignore_index: int) -> type:
@@ -142,6 +167,11 @@ class MaskDecoder:
         if raw.lossy:
             findings.append(error("lossy_mask", where, "mask stored as JPEG: compression invents values at every edge; "
                                   "export masks as PNG"))
+        if raw.orientation != 1:
+            findings.append(warning("mask_orientation", where, f"mask carries EXIF orientation {raw.orientation} "
+                                    f"({_TURNS[raw.orientation]}); masks are read as stored, not turned, while images "
+                                    "are read as shown: if the mask was drawn on the image as shown, save its pixels "
+                                    "as shown, without the orientation tag"))
         if raw.transparent:
             how = "colour" if raw.kind == "rgb" else "value"
             findings.append(warning("mask_alpha", where, f"{raw.transparent} transparent pixel(s) (alpha 0): alpha is "
