@@ -61,38 +61,31 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
 
 
-def check_out_holds_no_source(out: Path, source: Source) -> None:
-    """--out must not be, or contain, a folder the source is read from: with --overwrite, putting the prepared
-    dataset in place would delete the original images and masks (`--images d/images --masks d/masks --out d`)."""
+def _outside_out(out: Path, source: Source) -> Source:
+    """`source` checked against `out`, which prepare replaces. A source file inside it is refused: with --overwrite,
+    putting the prepared dataset in place would delete the original images and masks (`--images d/images --masks
+    d/masks --out d`). The files of a dataset a previous prepare wrote there are not source, though, and are left
+    out: an --out inside a folder the source lists (--out ADEChallengeData2016/images/training/out) made a re-run
+    with --overwrite read that output's images and chart as images without masks, and fail."""
     if not isinstance(source.samples, (list, tuple)):  # generated on the fly (synthetic): arrays, no source files
-        return
-    real = resolver()
-    top = os.path.realpath(out)
-    for sample in source.samples:
-        for path in (sample.image, sample.mask):
-            if isinstance(path, Path) and within(real(path), top):
-                raise ConfigError(f"{path}: a source file inside --out {out}, which prepare replaces; "
-                                  "give an --out folder outside the source folders")
-
-
-def _without_previous_output(source: Source, out: Path) -> Source:
-    """`source` without the files of the dataset a previous prepare wrote at `out`: an --out inside a folder the
-    source lists (--out ADEChallengeData2016/images/training/out) made a re-run with --overwrite read that output's
-    images and chart as images without masks, and fail."""
-    if not (out / CARD_NAME).is_file() or not isinstance(source.samples, (list, tuple)):
         return source
     real, top = resolver(), os.path.realpath(out)
 
     def inside(path) -> bool:
         return isinstance(path, (str, Path)) and within(real(path), top)
 
-    samples = [s for s in source.samples if not (inside(s.image) or inside(s.mask))]
-    findings = [f for f in source.findings if f.stem is None or not inside(f.file)]
-    if source.samples and not samples:  # --images d/images --out d: the source itself, check_out_holds_no_source's
-        return source
-    if len(samples) == len(source.samples) and len(findings) == len(source.findings):
-        return source
-    return dataclasses.replace(source, samples=samples, findings=findings)
+    kept = [s for s in source.samples if not (inside(s.image) or inside(s.mask))]
+    if (out / CARD_NAME).is_file() and (kept or not source.samples):  # a previous output beside the source
+        findings = [f for f in source.findings if f.stem is None or not inside(f.file)]
+        if len(kept) == len(source.samples) and len(findings) == len(source.findings):
+            return source
+        return dataclasses.replace(source, samples=kept, findings=findings)
+    for sample in source.samples:
+        for path in (sample.image, sample.mask):
+            if inside(path):
+                raise ConfigError(f"{path}: a source file inside --out {out}, which prepare replaces; "
+                                  "give an --out folder outside the source folders")
+    return source
 
 
 def check_split_name(split: str) -> None:
@@ -111,8 +104,7 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     image_range: [low, high] for images deeper than 8 bits (segcli.data.depth); None: chosen from the data."""
     out = Path(out).resolve()
     check_out_dir(out, overwrite)
-    source = _without_previous_output(source, out)
-    check_out_holds_no_source(out, source)
+    source = _outside_out(out, source)
     for split in source.splits:
         check_split_name(split)
     out.parent.mkdir(parents=True, exist_ok=True)
