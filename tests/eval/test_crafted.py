@@ -365,6 +365,22 @@ def test_out_that_is_a_file_or_json_that_is_a_folder_is_refused_before_scoring(c
     assert afile.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("json_at, out_at", [("r", "r"), ("r", "r/sub")])
+def test_json_at_the_path_of_out_or_above_it_is_refused_before_scoring(crafted, tmp_path, capsys, json_at, out_at):
+    """`--json R --out R` (R not there yet) wrote R as the JSON file, then failed to make the folder R: exit 3 after
+    the whole evaluation, naming the hidden staging folder, and no report files."""
+    root, preds = crafted
+    report, out_dir = tmp_path / json_at, tmp_path / out_at
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", report, "--out", out_dir], capsys)
+    assert code == 2 and out == "" and err.strip().splitlines() == [
+        f"segcli: error: --json {report}: the path of --out {out_dir} or a folder above it; give --json a file name of "
+        f"its own (--out already writes {out_dir / 'report.json'})"], err
+    assert not report.exists()
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", out_dir / "report.json", "--out",
+                            out_dir], capsys)  # the JSON inside --out is fine
+    assert code == 0 and load_json(out_dir / "report.json")["num_images"] == 3, err
+
+
 def test_a_rerun_into_the_same_out_leaves_no_stale_worst_panels(crafted, tmp_path, capsys):
     """worst/ of an earlier run (another K, or no --worst now) stayed beside a report that does not list it."""
     root, preds = crafted
@@ -478,3 +494,30 @@ def test_worst_panels_show_ignore_apart_from_a_black_class():
         labelled, unlabelled = panel[header:header + h, x:x + w // 2], panel[header:header + h, x + w // 2:x + w]
         assert (labelled == 0).all()
         assert unlabelled.min() > 100 and len(np.unique(unlabelled)) == 2  # the two greys of the checks
+
+
+@pytest.mark.parametrize("gt, pred, specs, above, failure", [
+    # aAcc = bg's Acc = 143/1000 exactly; 14.3 / 100 is 0.14300000000000002, so "14.3%" failed where "0.143" passed
+    ([0] * 1000, [0] * 143 + [1] * 857, ["aAcc=14.3%", "class:bg:acc=14.3%", "aAcc=0.143"], "aAcc=14.3001%",
+     "aAcc 14.3000% < 14.3001%"),
+    # IoU 1287/1300 = 0.99 and 87/100 = 0.87: their mean, 0.93, is 0.9299999999999999 in floats
+    ([0] * 1300 + [1] * 87, [0] * 1287 + [1] * 100, ["mIoU=0.93", "mIoU=93%"], "mIoU=0.93001", "mIoU 93.000% < 93.001%"),
+])
+def test_gate_passes_a_value_exactly_at_its_threshold(tmp_path, capsys, gt, pred, specs, above, failure):
+    """A value equal to its threshold meets it: the gate failed with 'aAcc 14.30% < 14.30%' (exit 1). A value a
+    thousandth of a point below still fails, shown with the digits that tell the two apart (not '93.00% < 93.00%')."""
+    from helpers_eval import write_card
+    from segcli.inference.io import write_png
+
+    root, preds = tmp_path / "data", tmp_path / "preds"
+    write_png(root / "images" / "val" / "a.png", np.zeros((1, len(gt), 3), np.uint8))
+    write_png(root / "masks" / "val" / "a.png", np.array([gt], np.uint8))
+    write_png(preds / "a.png", np.array([pred], np.uint8))
+    write_card(root, "edge", ["bg", "fg"], [[0, 0, 0], [1, 1, 1]], {"val": [{"image": "images/val/a.png",
+                                                                             "mask": "masks/val/a.png"}]})
+    base = ["eval", "--predictions", preds, "--data", root]
+    for spec in specs:
+        code, _, err = run_cli(base + ["--fail-under", spec], capsys)
+        assert code == 0, (spec, err)
+    code, _, err = run_cli(base + ["--fail-under", above], capsys)
+    assert code == 1 and err.strip().splitlines()[-1] == f"segcli: error: eval gate failed: {failure}", err

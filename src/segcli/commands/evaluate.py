@@ -58,7 +58,7 @@ def _mode(cfg) -> str:
     given = [name for name in ("ckpt", "model", "predictions") if cfg.get(name)]
     if len(given) != 1:
         what = "none" if not given else " and ".join(f"--{g}" for g in given)
-        raise ConfigError(f"eval needs exactly one of --ckpt CKPT, --model FILE.onnx or --predictions DIR (got {what})")
+        raise ConfigError(f"eval needs exactly one of --ckpt CKPT, --model FILE (.onnx or TorchScript .pt) or --predictions DIR (got {what})")
     if given[0] == "predictions" and not cfg.data:
         raise ConfigError("--predictions DIR needs --data DIR: the prepared dataset holding the ground truth")
     return given[0]
@@ -123,6 +123,11 @@ def _check_outputs(cfg) -> None:
     if cfg.json and cfg.json != "-" and Path(cfg.json).is_dir():
         raise DataError(f"--json {cfg.json}: a folder, not a file; give a file name (e.g. {Path(cfg.json) / 'report.json'}) "
                         "or - for stdout")
+    if cfg.out and cfg.json and cfg.json != "-":  # the file written first would leave no folder for --out
+        out, report = Path(cfg.out).resolve(), Path(cfg.json).resolve()
+        if report == out or report in out.parents:
+            raise ConfigError(f"--json {cfg.json}: the path of --out {cfg.out} or a folder above it; give --json a file "
+                              f"name of its own (--out already writes {Path(cfg.out) / 'report.json'})")
 
 
 def run(cfg) -> dict:

@@ -2,12 +2,15 @@
 
 A threshold names an aggregate (mIoU, mAcc, mDice, aAcc, fwIoU, mBIoU) or a class and one of its
 rates (iou by default; acc (alias recall), dice (f1), precision, biou) and a fraction in [0, 1] (or a percentage "90%").
-The gate fails when a value is below its threshold, or is null (absent class: nothing to vouch for).
+The gate fails when a value is below its threshold, or is null (absent class: nothing to vouch for). A value equal
+to its threshold passes, also when float rounding puts it a hair below: a mean of rates (0.99 and 0.87 average to
+0.9299999999999999) or a percentage (14.3 / 100 is 0.14300000000000002, above the rate 143/1000).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from segcli.config import did_you_mean
 from segcli.errors import ConfigError
@@ -17,6 +20,7 @@ AGGREGATES = ("mIoU", "mAcc", "mDice", "aAcc", "fwIoU", "mBIoU")
 CLASS_METRICS = ("iou", "acc", "dice", "precision", "biou")
 ALIASES = {"recall": "acc", "f1": "dice", "prec": "precision", "boundary_iou": "biou"}
 _LABEL = {"iou": "IoU", "acc": "Acc", "dice": "Dice", "precision": "Precision", "biou": "BIoU"}
+_ROUNDING = 1e-9  # how far below its threshold a value still meets it: float rounding, not one pixel in a billion
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,8 @@ def _match(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
 def _fraction(spec: str, key: str, text: str) -> float:
     text = text.strip()
     try:
-        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
-    except ValueError:
+        value = float(Decimal(text[:-1].strip()) / 100) if text.endswith("%") else float(text)
+    except (ValueError, ArithmeticError):  # Decimal: shifts the point exactly, so "14.3%" is the float 0.143
         raise ConfigError(f"--fail-under {spec}: '{text}' is not a number; write e.g. mIoU=0.60 or mIoU=60%") from None
     if 1.0 < value <= 100.0 and not text.endswith("%"):
         raise ConfigError(f"--fail-under {spec}: thresholds are fractions in [0, 1] or percentages with '%'; "
@@ -111,6 +115,9 @@ def failures(thresholds: list[Threshold], metrics: dict) -> list[str]:
         value = t.value(metrics)
         if value is None:
             out.append(f"{t.label} null (not measurable) < {format_value(t.minimum)}%")
-        elif value < t.minimum:
-            out.append(f"{t.label} {format_value(value)}% < {format_value(t.minimum)}%")
+        elif value < t.minimum - _ROUNDING:
+            digits = 2  # as many as it takes to show the two apart: 59.9996 against 60 is not "60.00% < 60.00%"
+            while digits < 9 and format_value(value, digits) == format_value(t.minimum, digits):
+                digits += 1
+            out.append(f"{t.label} {format_value(value, digits)}% < {format_value(t.minimum, digits)}%")
     return out
