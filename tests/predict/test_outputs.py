@@ -233,6 +233,54 @@ def test_two_inputs_whose_outputs_are_one_file_are_refused(ckpt, cli, tmp_path):
     assert code == 0, err  # without frame masks the video writes overlays/clip.avi only
 
 
+def test_dotted_names_keep_every_dot(ckpt, cli, tmp_path):
+    """frame.0001.png and frame.0002.png (an image sequence) were both to be written as OUT/frame.png and refused,
+    and 2023.01.05.jpg was written as 2023.01.png: the outputs' suffix replaced the name's last dotted part, so eval
+    --predictions (which looks for <stem>.png) could not find them either."""
+    folder = tmp_path / "in"
+    write_images(folder, 2)
+    (folder / "img_000.png").rename(folder / "frame.0001.png")
+    (folder / "img_001.png").rename(folder / "frame.0002.png")
+    cv2.imwrite(str(folder / "2023.01.05.jpg"), scene(48, 64, 5)[..., ::-1])
+    out = tmp_path / "out"
+    code, stdout, err = cli("predict", folder, "--ckpt", ckpt, "--out", out, "--save", "mask,overlay,prob,uncertainty")
+    assert code == 0, err
+    names = ["2023.01.05", "frame.0001", "frame.0002"]
+    assert stdout.split() == [str(out / f"{name}.png") for name in names]
+    for kind, suffix in (("", ".png"), ("overlays", ".png"), ("probs", ".npz"), ("uncertainty", ".png")):
+        assert sorted(p.name for p in (out / kind).glob(f"*{suffix}")) == [name + suffix for name in names], kind
+    code, stdout, err = cli("predict", folder, "--ckpt", ckpt, "--out", out, "--save", "mask,overlay,prob,uncertainty",
+                            "--skip-existing")
+    assert code == 0 and "0 predicted, 3 skipped" in err, err
+
+
+def test_a_video_and_an_image_of_one_name_are_both_predicted(ckpt, cli, tmp_path):
+    """clip.avi and its thumbnail clip.png in one folder write clip.png + overlays/clip.png and overlays/clip.avi +
+    clip/NNNNNN.png: nothing in common, yet the pair was refused (exit 2) as 'would both write clip.png'."""
+    folder = tmp_path / "in"
+    write_images(folder, 1)
+    (folder / "img_000.png").rename(folder / "clip.png")
+    writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (48, 32))
+    for _ in range(2):
+        writer.write(np.zeros((32, 48, 3), np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    code, stdout, err = cli("predict", folder, "--ckpt", ckpt, "--out", out, "--frame-masks", "--save", "mask,overlay,areas")
+    assert code == 0, err
+    assert stdout.split() == [str(out / "clip.png"), str(out / "overlays" / "clip.avi")]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == [
+        "areas.csv", "clip.png", "clip/000000.png", "clip/000001.png", "overlays/clip.avi", "overlays/clip.png"]
+    with open(out / "areas.csv") as handle:
+        inputs = {row["input"] for row in csv.DictReader(handle)}
+    assert inputs == {str(folder / "clip.png"), f"{folder / 'clip.avi'}#000000", f"{folder / 'clip.avi'}#000001"}
+    (folder / "clip.png").rename(folder / "clip.mp4")  # two videos of one name still meet (their frame masks)
+    writer = cv2.VideoWriter(str(folder / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (48, 32))
+    writer.write(np.zeros((32, 48, 3), np.uint8))
+    writer.release()
+    code, stdout, err = cli("predict", folder, "--ckpt", ckpt, "--out", tmp_path / "two", "--frame-masks")
+    assert code == 2 and "would both write the outputs named clip" in err, err
+
+
 def test_palette_png_beyond_256_classes_names_the_option(tmp_path):
     """A 300-class model with --palette-png: the error named the config key (palette_png), not the option typed."""
     from segcli.errors import ConfigError

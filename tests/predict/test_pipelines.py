@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import os
 import signal
 import subprocess
@@ -193,3 +194,19 @@ def test_a_missing_input_with_an_equals_sign_in_its_name_is_not_found_not_an_unk
     (tmp_path / "photos" / "img_000.png").rename(named)  # once it exists it is predicted
     code, out, err = cli("predict", named, "--ckpt", ckpt, "--out", tmp_path / "out")
     assert code == 0 and out.split() == [str(tmp_path / "out" / "img=1.png")], err
+
+
+def test_a_folder_or_a_wildcard_in_a_list_is_named_as_such(ckpt, cli, tmp_path):
+    """A list line naming a folder failed as 'cannot read file (Is a directory); check the path and permissions'
+    (a wildcard: 'No such file or directory'), pointing at permissions rather than at what a list holds."""
+    write_images(tmp_path / "in" / "sub", 1)
+    for line, what in ((tmp_path / "in" / "sub", "a folder"), (tmp_path / "in" / "sub" / "*.png", "a wildcard")):
+        (tmp_path / "list.txt").write_text(f"{tmp_path / 'in' / 'sub' / 'img_000.png'}\n{line}\n")
+        dest = tmp_path / what.split()[1]
+        code, out, err = cli("predict", "--list", tmp_path / "list.txt", "--ckpt", ckpt, "--out", dest)
+        assert code == 3 and not out and not dest.exists(), err
+        assert err.strip() == (f"segcli: error: {tmp_path / 'list.txt'}: {line} is {what}; a list names one image or "
+                               f"video file per line: give {line} as an input instead (segcli predict "
+                               f"{shlex.quote(str(line))} …), or list its files")
+        code, out, err = cli("predict", line, "--ckpt", ckpt, "--out", dest)  # as the message says
+        assert code == 0 and len(out.split()) == 1, err

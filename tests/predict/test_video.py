@@ -100,6 +100,22 @@ def test_outputs_a_video_does_not_give_are_named(ckpt, cli, tmp_path):
     assert code == 0 and "note" not in err, err
 
 
+def test_video_options_on_still_images_are_named(ckpt, cli, tmp_path):
+    """--smooth 0.6 (and --frame-masks) on still images changed nothing, without a word: the masks were those of a
+    run without it."""
+    image = tmp_path / "still.png"
+    assert cv2.imwrite(str(image), scene(HEIGHT, WIDTH, 0))
+    code, out, err = cli("predict", image, "--ckpt", ckpt, "--out", tmp_path / "out", "--smooth", "0.6",
+                         "--frame-masks")
+    assert code == 0 and out.split() == [str(tmp_path / "out" / "still.png")], err
+    assert ("predict: note: --smooth and --frame-masks apply to videos only, and no video is among the inputs: "
+            "they are ignored") in err
+    code, out, err = cli("predict", image, "--ckpt", ckpt, "--out", tmp_path / "out2", "--smooth", "0.6")
+    assert code == 0 and "--smooth applies to videos only" in err, err
+    code, out, err = cli("predict", image, "--ckpt", ckpt, "--out", tmp_path / "out3")
+    assert code == 0 and "note" not in err, err
+
+
 def test_videos_in_an_input_folder_are_predicted(ckpt, cli, tmp_path):
     """A folder of clips (and images): its videos were skipped without a word ('no images found' when it held only
     videos); they are inputs like named ones, mirrored under overlays/ by their relative path."""

@@ -162,6 +162,8 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
         _predict_images(todo, predictor, state, torch)
         if videos:
             _note_video_outputs(save, bool(cfg.video.masks))
+        elif images:
+            _note_video_options(cfg)
         for item in videos:
             from segcli.inference.video import finished_video, overlay_path, predict_video
 
@@ -230,6 +232,16 @@ def _note_video_outputs(save, frame_masks: bool) -> None:
         parts.append(f"--save {','.join(unused)} applies to images only, not to videos")
     if parts:
         info(f"predict: note: {'; '.join(parts)}")
+
+
+def _note_video_options(cfg) -> None:
+    """--smooth and --frame-masks act on videos only: with none among the inputs, say so rather than ignore them
+    silently (--smooth 0.6 on a folder of stills gives exactly the masks without it)."""
+    given = [name for name, on in (("--smooth", float(cfg.smooth) > 0), ("--frame-masks", bool(cfg.video.masks))) if on]
+    if given:
+        verb, it = ("apply", "they are") if len(given) > 1 else ("applies", "it is")
+        info(f"predict: note: {' and '.join(given)} {verb} to videos only, and no video is among the inputs: "
+             f"{it} ignored")
 
 
 def _counts(state) -> bool:

@@ -93,7 +93,7 @@ class Outputs:
 
     def paths(self, rel: Path) -> dict[str, Path]:
         """Per-image output files of `rel` (areas has none)."""
-        return {k: self.out / FOLDERS.get(k, "") / rel.with_suffix(SUFFIXES[k]) for k in self.files}
+        return {k: self.out / FOLDERS.get(k, "") / with_suffix(rel, SUFFIXES[k]) for k in self.files}
 
     def done(self, rel: Path) -> bool:
         """True when every per-image output of `rel` exists (atomic writes: existing means complete)."""
@@ -148,6 +148,12 @@ class Outputs:
         if self.legend:
             draw_legend(blended, mask, self.classes, self.palette)
         return blended
+
+
+def with_suffix(rel: Path, suffix: str) -> Path:
+    """`rel` (an output-relative path without its input's suffix) + `suffix`: 'frame.0001' → 'frame.0001.png'.
+    Path.with_suffix would replace '.0001' and give every frame of 'frame.0001.png', 'frame.0002.png' one name."""
+    return rel.with_name(rel.name + suffix)
 
 
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,11 @@ def _from_list(lines: list[str], where: str) -> list[Item]:
     paths = [Path(line.strip()).expanduser() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not paths:
         raise DataError(f"{where}: no paths listed; give one image or video path per line")
+    for path in paths:  # a folder or a wildcard would fail later as an unreadable file ("Is a directory")
+        if path.is_dir() or (not path.exists() and _is_glob(str(path))):
+            what = "a folder" if path.is_dir() else "a wildcard"
+            raise DataError(f"{where}: {path} is {what}; a list names one image or video file per line: give "
+                            f"{path} as an input instead (segcli predict {shlex.quote(str(path))} …), or list its files")
     absolute = [Path(os.path.abspath(p)) for p in paths]  # abspath also folds "..", so no rel can climb out of --out
     base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
     return [Item(p, a.relative_to(base).with_suffix("")) for p, a in zip(paths, absolute)]
@@ -121,18 +127,23 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
     from segcli.inference.io import resolver
 
     real = resolver()
-    seen: dict[Path, Item] = {}
+    seen: dict[tuple[Path, bool], Item] = {}
     unique = []
     for item in items:
         rel = os.path.normpath(item.rel)
         if os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
             raise ConfigError(f"{item.path}: its output name {rel} would leave --out; name the files without '..' "
                               "after a wildcard, or give their folder")
-        first = seen.setdefault(item.rel, item)
+        # an image writes REL.png (and overlays/REL.png), a video overlays/REL.<ext> (and REL/NNNNNN.png): a video
+        # and an image of one name (clip.mp4 and its thumbnail clip.jpg) do not meet; predict's output check
+        # compares the files themselves
+        first = seen.setdefault((item.rel, item.is_video), item)
         if first is item:
             unique.append(item)
         elif real(first.path) != real(item.path):  # the same file named twice (./a.png, /abs/a.png) is predicted once
-            raise ConfigError(f"{item.path} and {first.path} would both write {item.rel}.png; "
+            written = (f"the outputs named {item.rel} (overlay video, frame masks)" if item.is_video
+                       else f"{item.rel}.png")
+            raise ConfigError(f"{item.path} and {first.path} would both write {written}; "
                               "predict them into separate --out folders")
     return unique
 

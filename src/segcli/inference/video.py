@@ -15,14 +15,14 @@ from typing import Callable
 import numpy as np
 
 from segcli.errors import ConfigError, DataError
-from segcli.inference.outputs import Outputs, Record
+from segcli.inference.outputs import Outputs, Record, with_suffix
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
 def overlay_path(outputs: Outputs, rel: Path, source: Path) -> Path:
     ext = ".mp4" if source.suffix.lower() in (".mp4", ".mov", ".m4v") else ".avi"
-    return outputs.out / "overlays" / rel.with_suffix(ext)
+    return outputs.out / "overlays" / with_suffix(rel, ext)
 
 
 def frames(path: Path, batch_size: int):
