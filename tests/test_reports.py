@@ -43,3 +43,21 @@ def test_class_names_with_square_brackets_are_shown_as_written_not_read_as_marku
     assert all(name in text for name in names) and "data [v2] / val" in text
     text = _rendered(compare_table(deltas(metrics, metrics, "old [run]/report.json")))
     assert all(name in text for name in names) and "old [run]/report.json" in text
+
+
+def test_a_comparison_with_no_summary_metric_measured_in_both_says_so():
+    """Every aggregate undefined in one report (an earlier split without labelled pixels): report.md ended
+    'Compared with `old.json`: ' with nothing after it."""
+    import numpy as np
+
+    from segcli.evaluation.compare import deltas
+    from segcli.metrics import compute_metrics
+
+    names = ["car", "road"]
+    measured = compute_metrics(np.array([[5, 1], [1, 5]]), names)
+    empty = compute_metrics(np.zeros((2, 2), dtype=np.int64), names)
+    report = {**measured, "num_images": 1, "split": "val", "compare": deltas(empty, measured, "old.json")}
+    assert markdown(report).rstrip().endswith("Compared with `old.json`: no summary metric is measured in both reports")
+    report["compare"] = deltas(measured, measured, "old.json")
+    assert markdown(report).rstrip().endswith("Compared with `old.json`: mIoU +0.00, mAcc +0.00, mDice +0.00, "
+                                              "aAcc +0.00, fwIoU +0.00")

@@ -120,8 +120,9 @@ def markdown(report: dict, title: str = "") -> str:
                          f"{format_value(r['drop'])} | {format_value(r['relative_drop'], 1)}% |")
     if report.get("compare"):
         agg = report["compare"]["aggregates"]
+        measured = ", ".join(f"{k} {_signed(v['delta'])}" for k, v in agg.items() if v["delta"] is not None)
         lines += ["", "Compared with `" + str(report["compare"]["against"]) + "`: "
-                  + ", ".join(f"{k} {_signed(v['delta'])}" for k, v in agg.items() if v["delta"] is not None)]
+                  + (measured or "no summary metric is measured in both reports")]
     return "\n".join(lines) + "\n"
 
 
