@@ -138,6 +138,25 @@ def test_skip_existing_keeps_the_class_counts_of_areas_and_jsonl(ckpt, cli, tmp_
     assert "add mask to --save" in err
 
 
+def test_skip_existing_over_another_models_masks_is_refused_not_miscounted(ckpt, cli, tmp_path):
+    """A mask left by a model of more classes: its ids beyond this model's were dropped from areas.csv and --jsonl
+    without a word, so an image's class fractions no longer summed to 1."""
+    from predict_helpers import CLASSES
+
+    write_images(tmp_path / "in", 2, 32, 48)
+    args = ["predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask,areas"]
+    assert cli(*args)[0] == 0
+    other = tmp_path / "out" / "img_001.png"
+    cv2.imwrite(str(other), np.full((32, 48), len(CLASSES) + 1, np.uint8))  # as a 9-class model would have written
+    first = (tmp_path / "out" / "areas.csv").read_text()
+    code, out, err = cli(*args, "--skip-existing", "--jsonl")
+    assert code == 3 and not out, err
+    assert err.strip() == (f"segcli: error: {other}: holds class id {len(CLASSES) + 1}, but the model has "
+                           f"{len(CLASSES)} classes: an earlier run with another model wrote it; predict into a new "
+                           "--out, or without --skip-existing")
+    assert (tmp_path / "out" / "areas.csv").read_text() == first
+
+
 def test_the_same_file_by_two_paths_is_predicted_once(ckpt, cli, tmp_path, monkeypatch):
     """./in/a.png and /abs/in/a.png were refused as two inputs writing one mask (exit 2)."""
     write_images(tmp_path / "in", 1, 32, 32)

@@ -156,8 +156,9 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
     start = time.perf_counter()
     images = [item for item in items if not item.is_video]
     videos = [item for item in items if item.is_video]
+    # before the tables' try: a finished mask that cannot be read back leaves the earlier run's tables as they were
+    todo = _skip_finished(images, state) if cfg.skip_existing else images
     try:
-        todo = _skip_finished(images, state) if cfg.skip_existing else images
         _note_stacks(todo)
         _predict_images(todo, predictor, state, torch)
         if videos:
@@ -260,12 +261,13 @@ def _skip_finished(images, state) -> list:
         info(f"predict: note: {sum(done)} input(s) done before are predicted again: their class counts (areas, "
              "--jsonl) are read back from the masks, which --save leaves out; add mask to --save to skip them")
         return images
-    todo = []
+    todo, records = [], []
     for item, finished in zip(images, done):
         if not finished:
             todo.append(item)
             continue
-        record = state.outputs.reread(str(item.path), item.rel) if reread else _bare(item, state.outputs)
+        records.append(state.outputs.reread(str(item.path), item.rel) if reread else _bare(item, state.outputs))
+    for record in records:  # all read back first: a mask that cannot be counted stops the run before any line
         state.skipped += 1
         state.emit(record)
     if state.skipped:

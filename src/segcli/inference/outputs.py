@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from segcli.config import did_you_mean
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, DataError
 from segcli.inference.io import atomic_write_bytes, class_labels, overlay, write_png
 
 KINDS = ("mask", "overlay", "prob", "uncertainty", "areas")
@@ -123,7 +123,12 @@ class Outputs:
         paths = self.paths(rel)
         pixels = [0] * len(self.classes)
         if "mask" in paths:
-            pixels = np.bincount(read_ids(paths["mask"]).ravel(), minlength=len(self.classes))[: len(self.classes)].tolist()
+            counts = np.bincount(read_ids(paths["mask"]).ravel(), minlength=len(self.classes))
+            if counts[len(self.classes):].any():  # dropped, the class fractions would not sum to 1
+                raise DataError(f"{paths['mask']}: holds class id {int(np.flatnonzero(counts)[-1])}, but the model "
+                                f"has {len(self.classes)} classes: an earlier run with another model wrote it; predict "
+                                "into a new --out, or without --skip-existing")
+            pixels = counts[: len(self.classes)].tolist()
         score = None
         if "uncertainty" in paths:
             score = uncertainty_score(read_ids(paths["uncertainty"]))
