@@ -418,3 +418,77 @@ def test_hydra_settings_are_refused_not_ignored(command, override, fix):
     with pytest.raises(ConfigError, match=re.escape(fix)) as err:
         compose(command, [override])
     assert str(err.value).startswith(f"{override}: segcli reads no hydra.* settings")
+
+
+def test_an_experiment_without_its_package_line_is_refused_not_ignored(tmp_path):
+    """DIR/experiment/fast.yaml without `# @package _global_` composed under `experiment.`: the run trained 30 epochs
+    at lr 1e-3 instead of the file's 1 epoch at 0.5, without a word."""
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "fast.yaml").write_text("trainer:\n  max_epochs: 1\noptim:\n  lr: 0.5\n")
+    line = assert_error(run_cli("train", "--config-dir", tmp_path / "conf", "experiment=fast", "data.root=x", "--cfg",
+                                cwd=tmp_path), 2)
+    assert line.startswith(f"segcli: error: {tmp_path / 'conf' / 'experiment' / 'fast.yaml'}: ") and \
+        "would be ignored" in line and "`# @package _global_` the file's first line" in line, line
+    (tmp_path / "conf" / "experiment" / "fast.yaml").write_text("# @package _global_\ntrainer:\n  max_epochs: 1\n"
+                                                                "optim:\n  lr: 0.5\n")
+    cfg = compose("train", ["experiment=fast"], config_dir=tmp_path / "conf")
+    assert cfg.trainer.max_epochs == 1 and cfg.optim.lr == 0.5
+
+
+@pytest.mark.parametrize("name, text, key, close", [
+    ("typo", "defaults: [unet, _self_]\narhc: fpn\n", "model.arhc", "model.arch"),
+    ("nested", "defaults: [unet, _self_]\nmodel:\n  arch: fpn\n", "model.model", "model"),
+    ("glob", "# @package _global_\ndefaults: [unet, _self_]\narch: fpn\n", "arch", "model.arch")])
+def test_a_key_from_config_dir_that_nothing_reads_is_refused(tmp_path, name, text, key, close):
+    """DIR/model/typo.yaml setting `arhc: fpn` trained a U-Net (the packaged arch) without a word, as +model.arhc=fpn
+    would be refused; a `# @package _global_` model option failed in train with exit 4 (KeyError: 'arch')."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / f"{name}.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(tmp_path / 'model' / f'{name}.yaml'))}: sets "
+                                          rf"{re.escape(key)}, which 'segcli train' reads nowhere, so it would be "
+                                          rf"ignored \(did you mean {re.escape(close)}\b"):
+        compose("train", [f"model={name}"], config_dir=tmp_path)
+
+
+def test_keys_of_config_dir_files_that_segcli_hands_on_are_kept(tmp_path):
+    """Keys passed on as arguments (Lightning's Trainer, smp's architecture, a loss term and its parameters) may be
+    added by a user's option files, as with +key=value; so may a key of another packaged option (sgd's momentum)."""
+    for group, text in {"trainer": "defaults: [cpu, _self_]\ngradient_clip_val: 1.0\n",
+                        "loss": "defaults: [ce_dice, _self_]\nterms:\n  focal: 0.5\nparams:\n  focal:\n    gamma: 2.0\n",
+                        "optim": "defaults: [sgd, _self_]\nmomentum: 0.8\n",
+                        "inference": "defaults: [slide, _self_]\noverlap: 0.25\n"}.items():
+        (tmp_path / group).mkdir()
+        (tmp_path / group / "mine.yaml").write_text(text)
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "all.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /trainer: mine\n  - override /loss: mine\n  - override /optim: mine\n"
+        "model:\n  kwargs:\n    decoder_attention_type: scse\n")
+    cfg = compose("train", ["experiment=all"], config_dir=tmp_path)
+    assert cfg.trainer.gradient_clip_val == 1.0 and cfg.loss.terms.focal == 0.5 and cfg.loss.params.focal.gamma == 2.0
+    assert cfg.optim.momentum == 0.8 and cfg.model.kwargs.decoder_attention_type == "scse"
+    assert compose("eval", ["inference=mine"], config_dir=tmp_path).inference.overlap == 0.25
+
+
+@pytest.mark.parametrize("name, fix", [("train.yaml", "experiment=NAME"), ("eval.yaml", "key=value overrides")])
+def test_a_primary_config_in_config_dir_is_refused_not_ignored(tmp_path, name, fix):
+    """DIR/train.yaml holding `seed: 5` was ignored without a word (Hydra keeps the packaged train.yaml)."""
+    (tmp_path / name).write_text("seed: 5\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(name)}: segcli composes its own {re.escape(name)}, so this "
+                                          rf"file would be ignored; .*{re.escape(fix)}"):
+        compose("train", [], config_dir=tmp_path)
+
+
+def test_a_yml_option_in_config_dir_says_to_rename_it(tmp_path):
+    """DIR/optim/fast.yml: "unknown option 'fast' for config group 'optim'; choose from adamw, sgd"."""
+    (tmp_path / "optim").mkdir()
+    (tmp_path / "optim" / "fast.yml").write_text("defaults: [adamw, _self_]\nlr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"fast\.yml: Hydra reads only \.yaml files, .* rename it to fast\.yaml$"):
+        compose("train", ["optim=fast"], config_dir=tmp_path)
+
+
+def test_a_mapping_given_to_a_group_says_to_set_its_keys():
+    """optim={lr:0.1}: "unknown option '{'lr': 0.1}' for config group 'optim'"."""
+    with pytest.raises(ConfigError, match=r"^optim=\{lr:0\.1\}: a config group takes the name of an option "
+                                          r"\(adamw, sgd\), not a mapping; set its keys one by one, e\.g\. optim\.lr="):
+        compose("train", ["optim={lr:0.1}"])
+

@@ -140,6 +140,10 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: s
                               f"'segcli {command}' does not use; give it as the option --{key.replace('_', '-')}")
         if key in groups and not ov.is_delete():
             value = ov.value()
+            if isinstance(value, dict):  # optim={lr:0.1}: Hydra reads a group's value as the name of an option
+                first = next(iter(value), "KEY")
+                raise ConfigError(f"{ov.input_line}: a config group takes the name of an option ({', '.join(groups[key])}), "
+                                  f"not a mapping; set its keys one by one, e.g. {key}.{first}=...")
             for option in value if isinstance(value, list) else [value]:
                 if str(option) not in groups[key]:
                     raise ConfigError(
@@ -215,12 +219,74 @@ def _check_user_options(command: str, cfg, parsed: list, config_dir: Path) -> No
                               f"{conf_dir() / key / f'{own[key]}.yaml'} for one")
 
 
+@functools.lru_cache(maxsize=None)
+def _packaged_keys(command: str) -> dict[str, bool]:
+    """Every key that conf/<command>.yaml or an option of a group it composes sets ('optim.momentum'; an experiment's
+    keys at the top, as `# @package _global_` puts them) → whether its value is a mapping of listed keys."""
+    import yaml
+
+    keys: dict[str, bool] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for key, value in node.items():
+            if key == "defaults" and isinstance(value, list):
+                continue
+            full = f"{prefix}{key}"
+            keys[full] = keys.get(full, False) or bool(isinstance(value, dict) and value)
+            if isinstance(value, dict):
+                walk(value, full + ".")
+
+    walk(yaml.safe_load((conf_dir() / f"{command}.yaml").read_text(encoding="utf-8")) or {}, "")
+    for group in _primary(command)[0]:
+        keys[group] = True
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            text = path.read_text(encoding="utf-8")
+            node = yaml.safe_load(text)
+            if isinstance(node, dict):
+                walk(node, "" if "@package _global_" in text else f"{group}.")
+    return keys
+
+
+def _check_unread(command: str, cfg, parsed: list, config_dir: Path) -> None:
+    """A key that a file under --config-dir adds (a typo, `model:` nested once more, an experiment without its
+    `# @package _global_` line, whose settings all land under `experiment.`) is read by nothing: the run would go on
+    with the packaged values. As `+key=value`, such a key is refused, but where ADDABLE allows added keys. parsed: the
+    overrides as _check_groups parsed them."""
+    known = _packaged_keys(command)
+    chosen = {ov.key_or_group: ov.value() for ov in parsed if not ov.is_delete() and not ov.is_sweep_override()}
+    for key in _flat_keys(cfg):
+        parent = key.rpartition(".")[0]
+        if key in known or key.startswith(ADDABLE.get(command, ())) or (parent and not known.get(parent)):
+            continue  # listed, addable, or inside a value that is no mapping of listed keys (its parent's is reported)
+        top = key.split(".")[0]
+        files = {group: config_dir / group / f"{option}.yaml" for group, option in chosen.items()
+                 if isinstance(option, str) and (config_dir / group / f"{option}.yaml").is_file()}
+        path = files.get(top, files.get("experiment", next(iter(files.values())) if len(files) == 1 else None))
+        if top == "experiment" and path is not None and "@package _global_" not in path.read_text(encoding="utf-8"):
+            raise ConfigError(f"{path}: its settings were composed under 'experiment.' and would be ignored; make "
+                              f"`# @package _global_` the file's first line (as in {conf_dir() / 'experiment' / 'smoke.yaml'})")
+        where = path or f"a file under --config-dir {config_dir}"
+        raise ConfigError(f"{where}: sets {key}, which 'segcli {command}' reads nowhere, so it would be ignored"
+                          f"{did_you_mean(key, list(known))}; fix or remove it (`segcli {command} --cfg` lists the keys)")
+
+
 def _check_shadowing(config_dir: Path) -> None:
-    """A user's DIR/<group>/<name>.yaml must not share its name with a packaged option."""
+    """A user's DIR/<group>/<name>.yaml must not share its name with a packaged option, nor DIR/<command>.yaml with
+    a packaged primary config (Hydra keeps the packaged file and ignores the user's without a word); and Hydra reads
+    only .yaml files, so a DIR/<group>/<name>.yml of a packaged group would be 'unknown option'."""
     for path in sorted(config_dir.glob("*/*.yaml")):
         if (conf_dir() / path.parent.name / path.name).is_file():
             raise ConfigError(f"{path}: a packaged {path.parent.name} option is named '{path.stem}' too, and it would "
                               f"be used instead of yours; rename your file (e.g. {path.stem}_mine.yaml)")
+    for path in sorted(config_dir.glob("*.yaml")):
+        if (conf_dir() / path.name).is_file():
+            fix = (f"put your settings into {config_dir / 'experiment' / 'NAME.yaml'} with `# @package _global_` as its "
+                   "first line and give experiment=NAME" if path.stem == "train" else
+                   f"give your settings as key=value overrides of `segcli {path.stem}`")
+            raise ConfigError(f"{path}: segcli composes its own {path.name}, so this file would be ignored; {fix}")
+    for path in sorted(p for p in config_dir.glob("*/*.yml") if (conf_dir() / p.parent.name).is_dir()):
+        raise ConfigError(f"{path}: Hydra reads only .yaml files, so option '{path.stem}' would be unknown; rename it "
+                          f"to {path.stem}.yaml")
 
 
 def compose(command: str, overrides: list[str], values: dict | None = None, config_dir: Path | None = None):
@@ -262,6 +328,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         _check_deleted(command, parsed, groups)
         if config_dir is not None:
             _check_user_options(command, cfg, parsed, config_dir)
+            _check_unread(command, cfg, parsed, config_dir)
     if values:
         with open_dict(cfg):
             for key, value in values.items():
