@@ -492,3 +492,16 @@ def test_a_mapping_given_to_a_group_says_to_set_its_keys():
                                           r"\(adamw, sgd\), not a mapping; set its keys one by one, e\.g\. optim\.lr="):
         compose("train", ["optim={lr:0.1}"])
 
+
+@pytest.mark.parametrize("override, message", [
+    ("model.encoder=null", "model.encoder is None, not an encoder name; give one, e.g. model.encoder=resnet18"),
+    ("model.arch=null", "model.arch is not set; choose one of unet, "),
+    ("loss.terms=null", "loss.terms is None, not a mapping of term names to weights; choose a loss (loss=ce_dice)"),
+])
+def test_a_null_model_or_loss_setting_is_a_usage_error_naming_the_key(synthetic_data, tmp_path, override, message):
+    """model.encoder=null and loss.terms=null were exit 4 (AttributeError, TypeError); model.arch=null said
+    "unknown model.arch 'none'"."""
+    proc = run_cli("train", f"data.root={synthetic_data}", "experiment=smoke", override, "--run-dir", tmp_path / "run",
+                   cwd=tmp_path)
+    assert assert_error(proc, 2).startswith(f"segcli: error: {message}")
+    assert not (tmp_path / "run").exists()

@@ -32,6 +32,9 @@ def architectures() -> list[str]:
 def _check_encoder(encoder: str) -> None:
     import segmentation_models_pytorch as smp
 
+    if not isinstance(encoder, str) or not encoder.strip():  # model.encoder=null (or '') from the command line
+        raise ConfigError(f"model.encoder is {encoder!r}, not an encoder name; give one, e.g. model.encoder=resnet18 "
+                          "(smp's encoders, or a timm encoder as tu-<name>)")
     if encoder.startswith("tu-"):  # any timm model (a pretrained tag such as .a1_in1k allowed)
         import timm
 
@@ -86,6 +89,8 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
     import segmentation_models_pytorch as smp
 
     archs = architectures()
+    if not isinstance(arch, str) or arch.lower() in ("none", "null", ""):  # model.arch=null: str() made it 'none'
+        raise ConfigError(f"model.arch is not set; choose one of {', '.join(archs)} (model=<name> or model.arch=<name>)")
     if arch.lower() not in archs:
         raise ConfigError(f"unknown model.arch '{arch}'{_choices(arch, archs)}")
     _check_encoder(encoder)

@@ -12,6 +12,7 @@ class_weights reach the terms that weight per class pixel-wise: ce and focal.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -189,6 +190,9 @@ def build_loss(loss_cfg: dict, num_classes: int, ignore_index: int, dataset_root
     weights = resolve_class_weights(loss_cfg.get("class_weights"), num_classes, dataset_root,
                                     loss_cfg.get("class_weight_power", 1.0))
     _check_class_params(loss_cfg.get("params") or {}, num_classes)
+    if not isinstance(loss_cfg.get("terms"), Mapping) or not loss_cfg["terms"]:  # loss.terms=null, or {}
+        raise ConfigError(f"loss.terms is {loss_cfg.get('terms')!r}, not a mapping of term names to weights; choose a "
+                          f"loss (loss=ce_dice) or give its terms, e.g. loss.terms={{ce:1.0,dice:1.0}}")
     loss = WeightedLoss(dict(loss_cfg["terms"]), ignore_index, class_weights=weights, params=loss_cfg.get("params"))
     if weights is not None and not any(name in WEIGHTED_TERMS for name in loss.weights):
         from segcli.console import first_process, info
