@@ -152,3 +152,23 @@ def test_data_root_naming_the_card_file(tiny_data, tmp_path):
     assert torch.load(best, weights_only=False)["hyper_parameters"]["meta"]["dataset"]["root"] == str(tiny_data)
     proc = segcli("export", "--ckpt", best, "--out", tmp_path / "m.onnx", "verify_max_images=1")
     assert proc.returncode == 0 and (tmp_path / "m.onnx").is_file(), proc.stderr[-2000:]
+
+
+def test_a_run_ended_by_max_steps_mid_epoch_validates_the_weights_it_ends_with(tiny_data, tmp_path):
+    """+trainer.max_steps ends training inside an epoch, where Lightning validates only on a stop request: no
+    validation ran, so no best.ckpt and no final evaluation (with validation every epoch or every fifth)."""
+    import csv
+
+    from helpers_surface import QUICK, segcli
+
+    run = tmp_path / "run"
+    quick = [arg for arg in QUICK if not arg.startswith("trainer.max_epochs=")]
+    proc = segcli("train", f"data.root={tiny_data}", *quick, "trainer.max_epochs=3", "+trainer.max_steps=4",
+                  "trainer.check_val_every_n_epoch=5", "trainer.log_every_n_steps=1", "--run-dir", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "eval" / "report.json").is_file()
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    steps = [int(r["step"]) for r in rows if r.get("train/loss_step")]
+    val = [int(r["step"]) for r in rows if r.get("val/mIoU")]
+    assert max(steps) == 3 and val == [3]  # the 4th and last optimiser step's weights were scored

@@ -178,7 +178,12 @@ class SegModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         # Runs after the callbacks' hooks: when the Timer (trainer.max_time) has just asked to stop between two
         # check_val_every_n_epoch epochs, validate anyway, so best.ckpt can hold the weights training ended with.
+        # trainer.max_steps ends training as silently, often mid-epoch, where Lightning validates only on a stop
+        # request: one is made (+trainer.max_steps=3 left no best.ckpt and no final evaluation).
         trainer = self.trainer
+        max_steps = trainer.max_steps
+        if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+            trainer.should_stop = True
         if trainer.should_stop and trainer.check_val_every_n_epoch not in (None, 1):
             trainer.check_val_every_n_epoch = 1
 
