@@ -22,6 +22,17 @@ def test_metrics_csv_logs_lr_throughput_loss_and_val_per_epoch(reference_run):
     assert [e for e, _, _ in val_rows(reference_run)] == ["0", "1", "2"]
 
 
+def test_metrics_csv_logs_the_lr_each_step_trained_with(tiny_data, tmp_path, capsys):
+    """train/lr is the lr the row's optimiser step used: it was read after the scheduler had stepped, so the row of
+    step 0 showed step 1's lr (a warm-up's first value and the peak never appeared; the last row showed 0 for poly)."""
+    run = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "sched=constant", "sched.warmup_steps=4",
+                                          "optim.lr=0.001", "final_eval=false"), "--run-dir", run], capsys)
+    assert code == 0, err
+    logged = [(int(r["step"]), float(r["train/lr"])) for r in rows(run) if r.get("train/lr")]
+    assert logged == [(step, pytest.approx(0.001 * min(step + 1, 4) / 4)) for step in range(6)]
+
+
 def test_tensorboard_events_hold_what_metrics_csv_holds(reference_run):
     """With tensorboard installed (the dev extra), RUN_DIR/tensorboard/ holds the same scalars as metrics.csv."""
     pytest.importorskip("tensorboard")

@@ -17,8 +17,9 @@ from segcli.training.checkpoints import MONITOR
 
 
 class SpeedAndLR(Callback):
-    """Logs per optimiser step `train/lr` (first parameter group) and `train/images_per_s` (images of the batch
-    over the wall time since the previous batch ended, data loading included); per epoch
+    """Logs per optimiser step `train/lr` (first parameter group: the lr the batch's optimiser step uses, read before
+    the scheduler moves it on) and `train/images_per_s` (images of the batch over the wall time since the previous
+    batch ended, data loading included); per epoch
     `train/epoch_images_per_s` (all training images of the epoch over its wall time, validation excluded).
     Under DDP both count every process's images: this process's figure times the process count (DDP steps in
     lockstep, one batch per process). No collective call: one made from a callback can deadlock when the rank-0
@@ -28,6 +29,12 @@ class SpeedAndLR(Callback):
         self._last = None  # time the previous batch ended (or the epoch started); None during validation
         self._epoch_time = 0.0
         self._epoch_images = 0
+        self._lr = None  # the lr this batch's optimiser step uses (read at the batch's start)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # at the batch's end the scheduler has already stepped: the lr read then is the next step's (the row of
+        # step 0 showed the second step's lr, a warm-up's first value and the peak never appeared)
+        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._last = time.perf_counter()
@@ -48,9 +55,8 @@ class SpeedAndLR(Callback):
             pl_module.log("train/images_per_s", _host(images * trainer.world_size / elapsed), on_step=True,
                           on_epoch=False, prog_bar=True)
         self._last = now
-        if trainer.optimizers:
-            lr = float(trainer.optimizers[0].param_groups[0]["lr"])
-            pl_module.log("train/lr", _host(lr), on_step=True, on_epoch=False, prog_bar=True)
+        if self._lr is not None:
+            pl_module.log("train/lr", _host(self._lr), on_step=True, on_epoch=False, prog_bar=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._last is not None:
