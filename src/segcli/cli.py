@@ -208,11 +208,30 @@ def train(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml (or a stopped sweep: SWEEP_DIR's unfinished jobs); only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
     multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
+    start_from: Optional[Path] = typer.Option(None, "--from", help="Start a new run from a saved config: a run directory (its config.yaml) or a file of `segcli train --cfg`; key=value overrides change it."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
     """Train a model; the last stdout line is the run directory (with -m: a summary table, then the sweep directory)."""
     overrides = list(overrides or [])
+    if start_from is not None:
+        from segcli.errors import ConfigError
+
+        if resume is not None or multirun or config_dir is not None:
+            raise ConfigError("--from starts one new run from a saved config; drop --resume, -m and --config-dir")
+        from segcli.training.resume import start_config
+
+        cfg = start_config(start_from, overrides, run_dir)
+        if print_cfg:
+            from segcli.config import to_yaml
+            from segcli.console import write_out
+
+            write_out(to_yaml(cfg))
+            return
+        from segcli.commands.train import run
+
+        run(cfg)
+        return
     if resume is not None:
         from segcli.training.sweep import is_sweep_dir
 

@@ -157,3 +157,109 @@ def trim_metrics(run_dir: Path, global_step: int) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+_ABSENT = object()
+# config groups of `segcli train` whose options set different keys (optim=sgd's momentum, adamw's betas)
+_GROUPS = ("model", "loss", "optim", "sched", "augment", "trainer", "inference", "data")
+
+
+def start_config(source: str | Path, overrides: list[str], run_dir: str | Path | None = None):
+    """A new run's config from a saved one (`segcli train --from SOURCE`): SOURCE is a run directory (its
+    config.yaml) or a YAML file of `segcli train --cfg`. Its groups are composed in already, so `overrides` change
+    keys (model.arch=fpn, not model=fpn); keys a later segcli added are filled with their defaults where every
+    option of their group has them. run_dir: the new run's directory (None: runs/train/<timestamp>)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import DictConfig, OmegaConf, open_dict
+
+    from segcli.config import (ADDABLE, _check_resolves, _flat_keys, _packaged_keys, compose, did_you_mean,
+                               quote_values, unparsable)
+
+    source = Path(source).expanduser()
+    path = source / "config.yaml" if source.is_dir() else source
+    fix = "give a run directory (its config.yaml) or a file of `segcli train --cfg`"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; --from needs a saved config: {fix}")
+    try:
+        saved = OmegaConf.load(path)
+    except Exception as err:
+        raise DataError(f"{path}: not readable as YAML ({first_line(err)}); {fix}") from None
+    if not isinstance(saved, DictConfig) or not isinstance(saved.get("data"), DictConfig) \
+            or not isinstance(saved.get("model"), DictConfig):
+        raise DataError(f"{path}: not a `segcli train` config (no data and model settings); {fix}")
+    known, addable = _packaged_keys("train"), ADDABLE["train"]
+    for key in _flat_keys(saved):
+        parent = key.rpartition(".")[0]
+        if key not in known and not key.startswith(addable) and (not parent or known.get(parent)):
+            raise DataError(f"{path}: sets {key}, which `segcli train` reads nowhere{did_you_mean(key, list(known))} "
+                            "(a file of another segcli version, or edited); remove it or fix its name")
+    try:
+        parsed = OverridesParser.create().parse_overrides(quote_values(list(overrides)))
+    except Exception as err:
+        raise unparsable(list(overrides), err) from None
+    cfg = OmegaConf.create(OmegaConf.to_container(saved))
+    _fill(cfg, compose("train", []))
+    with open_dict(cfg):
+        for ov in parsed:
+            key = ov.key_or_group
+            if key in _GROUPS or key == "experiment" or "@" in key:
+                raise ConfigError(f"{ov.input_line}: --from starts from {path}, whose groups are composed in already; "
+                                  f"set their keys instead (e.g. model.arch=fpn, optim.lr=1e-3), or compose afresh "
+                                  "without --from")
+            if ov.is_sweep_override() or ov.is_delete():
+                raise ConfigError(f"{ov.input_line}: --from starts one run and keeps every key; give key=value")
+            absent = object()
+            if OmegaConf.select(cfg, key, default=absent) is absent and not (
+                    (ov.is_add() or ov.is_force_add()) and key.startswith(addable)):
+                raise ConfigError(f"{ov.input_line}: {path} has no key {key}{did_you_mean(key, _flat_keys(cfg))}"
+                                  + (f" (keys can be added only as +{'<name>, +'.join(addable)}<name>)"
+                                     if ov.is_add() else ""))
+            value = ov.value()
+            if key == "data.root":
+                value = str(Path(str(value)).expanduser())
+            OmegaConf.update(cfg, key, value, merge=False)
+        cfg.run_dir = str(Path(run_dir).expanduser()) if run_dir is not None else None
+    _check_resolves("train", cfg)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _fill(cfg, default, prefix: str = "") -> None:
+    """Add to `cfg` (in place) the keys of `default` it lacks (settings a later segcli added) where every packaged
+    option of their group sets them, with default's value; keys only some options have (adamw's betas) are left
+    out, as the saved run's option did not have them."""
+    from omegaconf import DictConfig, OmegaConf, open_dict
+
+    for key in default.keys():
+        full = f"{prefix}{key}"
+        if full.startswith(("model.kwargs.", "loss.terms.", "loss.params.")):
+            continue  # free mappings: the saved run's own
+        node = default._get_node(key)
+        if key not in cfg:
+            if _in_every_option(full):
+                with open_dict(cfg):
+                    cfg[key] = OmegaConf.to_container(node) if isinstance(node, DictConfig) else node._value()
+        elif isinstance(node, DictConfig) and isinstance(cfg._get_node(key), DictConfig):
+            _fill(cfg[key], node, full + ".")
+
+
+def _in_every_option(key: str) -> bool:
+    """Whether every packaged option of `key`'s config group sets it (a key outside the groups: True)."""
+    import yaml
+
+    from segcli.config import conf_dir
+
+    group, _, rest = key.partition(".")
+    if group not in _GROUPS or not rest:
+        return group not in _GROUPS
+    for path in (conf_dir() / group).glob("*.yaml"):
+        node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        inherits = any(isinstance(d, str) and d != "_self_" for d in node.get("defaults") or [])
+        for part in rest.split("."):
+            if not isinstance(node, dict) or part not in node:
+                node = _ABSENT
+                break
+            node = node[part]
+        if node is _ABSENT and not inherits:
+            return False
+    return True
