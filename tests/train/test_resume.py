@@ -198,3 +198,24 @@ def test_a_run_started_from_a_weights_file_resumes_from_another_folder_and_witho
     assert code == 0, err
     assert "encoder weights" not in err
     assert epochs_run(start / "run") == 2
+
+
+def test_a_resume_that_lengthens_the_run_trains_on_at_the_lengthened_schedules_lr(tiny_data, reference_run, tmp_path,
+                                                                                  capsys):
+    """A 2-epoch run resumed with trainer.max_epochs=3: the schedule now spreads over 3 epochs, but the first resumed
+    step trained at the lr restored from last.ckpt, computed under the 2-epoch budget (poly's end: 0); the later
+    steps followed the new schedule. Every step of the added epoch must train at the 3-epoch run's lr."""
+    from helpers_train import rows
+
+    run_dir = tmp_path / "run"
+    code, out, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=2", "final_eval=false"), "--run-dir", run_dir],
+                           capsys)
+    assert code == 0, err
+    code, out, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=3"], capsys)
+    assert code == 0, err
+
+    def lrs(folder):
+        return [(r["step"], float(r["train/lr"])) for r in rows(folder) if r.get("train/lr") and r["epoch"] == "2"]
+
+    assert lrs(run_dir) and lrs(run_dir) == lrs(reference_run)
+    assert lrs(run_dir)[0][1] > 0

@@ -233,6 +233,21 @@ class SegModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self._fit_start = time.monotonic()
 
+    def on_train_start(self) -> None:
+        # A resumed run's schedulers come back with the lr they computed at the checkpoint, under the budget of that
+        # time: one lengthened on --resume (trainer.max_epochs, trainer.max_time) trained its first step at the old
+        # schedule's end (poly: 0) before LambdaLR's next step caught up. Recomputed for the step training resumes at
+        # (for an unchanged step budget, the very value restored).
+        if self.trainer.global_step == 0:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
+                                               scheduler.lr_lambdas):
+                    group["lr"] = base * factor(scheduler.last_epoch)
+                scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # A weights-only checkpoint (best.ckpt) has no "callbacks" entry, and Lightning skips the callbacks' hooks
         # for it: with ema.decay set, the average it was chosen by goes in here (segcli.training.ema).
