@@ -213,3 +213,14 @@ def test_a_warmup_as_long_as_training_is_noted():
     assert warmup_note({"name": "cosine", "warmup_steps": 100}, float("inf")) is None
     assert warmup_note({"name": "onecycle", "warmup_steps": 100}, 2) is None
     assert warmup_note({"name": "poly"}, 2) is None
+
+
+def test_a_decaying_schedule_without_any_budget_gets_a_note():
+    """trainer.max_epochs=-1 sched=cosine without max_steps or max_time trained at the peak lr for good, silently."""
+    from segcli.models.optim import endless_note
+
+    note = endless_note({"name": "cosine"}, float("inf"), time_budget=False)
+    assert note.startswith("train: note: sched.name=cosine decays over the run's budget, and this run has none")
+    assert endless_note({"name": "poly"}, float("inf"), time_budget=True) is None  # trainer.max_time
+    assert endless_note({"name": "onecycle"}, 120, time_budget=False) is None  # epochs or steps
+    assert endless_note({"name": "constant"}, float("inf"), time_budget=False) is None

@@ -17,7 +17,8 @@ from segcli.inference.predictor import forward_scaled, input_scale, min_size, no
 from segcli.metrics import ConfusionMatrix, compute_metrics
 from segcli.models.factory import build_model
 from segcli.models.losses import build_loss
-from segcli.models.optim import build_optimizer, build_scheduler, fused_clipping, training_progress, warmup_note
+from segcli.models.optim import (build_optimizer, build_scheduler, endless_note, fused_clipping, training_progress,
+                                 warmup_note)
 
 
 def crashes_channels_last(model: torch.nn.Module) -> str | None:
@@ -213,14 +214,22 @@ class SegModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         optimizer = build_optimizer(self, self.hparams.optim, self._fused_clipping())
-        note = warmup_note(self.hparams.sched, self._trainer.estimated_stepping_batches if self._trainer else 0)
-        if note and self._trainer.is_global_zero:
+        total = self._trainer.estimated_stepping_batches if self._trainer else 0
+        notes = [warmup_note(self.hparams.sched, total), endless_note(self.hparams.sched, total, self._time_budget())]
+        if any(notes) and self._trainer.is_global_zero:
             from segcli.console import info
 
-            info(note)
+            for note in filter(None, notes):
+                info(note)
         scheduler = build_scheduler(optimizer, self.hparams.sched,
                                     lambda step: training_progress(self._trainer, step, self._fit_start))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _time_budget(self) -> bool:
+        """Whether the run has a wall-clock budget (trainer.max_time: Lightning's Timer callback)."""
+        from lightning.pytorch.callbacks import Timer
+
+        return self._trainer is not None and any(isinstance(c, Timer) and c._duration for c in self._trainer.callbacks)
 
     def _fused_clipping(self) -> str:
         """Why a fused optimiser step cannot be used in this run ('' when it can): Lightning's mixed-precision plugin

@@ -151,6 +151,18 @@ def training_progress(trainer, step: int, fit_start: float) -> float:
     return min(done, 1.0)
 
 
+def endless_note(sched: dict, total_steps: float, time_budget: bool) -> str | None:
+    """A note when a decaying schedule has no end to decay towards: no finite step budget (trainer.max_epochs=-1
+    without max_steps) and no trainer.max_time, so training progress stays 0 and the lr at its start value for good.
+    None otherwise."""
+    name = str(sched.get("name", "poly")).lower()
+    if name == "constant" or math.isfinite(total_steps) or time_budget:
+        return None
+    return (f"train: note: sched.name={name} decays over the run's budget, and this run has none (no "
+            "trainer.max_epochs, max_steps or max_time): the lr stays at its start value; set trainer.max_time (or "
+            "max_epochs), or use sched=constant")
+
+
 def warmup_note(sched: dict, total_steps: float) -> str | None:
     """A note when sched.warmup_steps is at least the run's optimiser steps (`total_steps`, finite when the run is
     bounded by epochs or steps): its lr then never reaches optim.lr, and poly/cosine never decay. None otherwise."""
