@@ -176,6 +176,30 @@ def test_an_export_that_runs_only_at_its_example_size(dataset, tmp_path, cli):
     assert code == 0 and len(stdout.split()) == 2, err  # the 72x100 val images, padded to 96x128
 
 
+def test_verification_runs_a_size_other_than_the_example_even_on_images_of_that_size(dataset, tmp_path, cli):
+    """A dataset of 64x96 images (or any that pad to 64x96) was verified only at the export's example size: the
+    MobileViT TorchScript file that holds that size passed (argmax agreement 100%, exit 0) and was written, and then
+    predict failed on every other size with an internal error (exit 4); the ONNX file likewise, as the fallback to
+    torch.export never triggered."""
+    small = tmp_path / "syn64"
+    assert cli("prepare", "synthetic", "--out", small, "--num-images", 4, "synthetic.height=64",
+               "synthetic.width=96")[0] == 0
+    ckpt = _untrained_ckpt(small, tmp_path / "mobilevit.ckpt", "unet", "tu-mobilevit_xxs")
+    out = tmp_path / "m.pt"
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--format", "torchscript", "--out", out)
+    assert code == 1 and not stdout and not out.exists(), err
+    assert "the exported model fails on a 96x128 image" in err and "the file was not written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mobilevit.ckpt", "syn64"]
+
+    out = tmp_path / "m.onnx"
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out)
+    assert code == 0 and "exporting with torch.export" in err, err
+    exported, reference = load_predictor(out, "cpu"), load_predictor(ckpt, "cpu")
+    for height, width in ((64, 96), (72, 100), (150, 80)):  # the example's size, the other dataset's, portrait
+        image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        assert (exported.ids([image]) == reference.ids([image])).mean() >= 0.9999
+
+
 @pytest.mark.parametrize("arch", ["pspnet", "upernet"])
 def test_pyramid_pooling_exports_to_onnx(arch, dataset, tmp_path, cli):
     """Their pooling to 2x2, 3x3 and 6x6 bins was 'cannot export …: ONNX export of operator adaptive_avg_pool2d,

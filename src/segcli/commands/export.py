@@ -139,8 +139,28 @@ def _verification_images(cfg, meta: dict) -> list:
         source = f"{root} ({split})"
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
-    info(f"export: verifying on {min(limit, len(paths))} images from {source}")
+    info(f"export: verifying on {min(limit, len(paths))} images from {source}, and on the first at a size the export "
+         "was not traced at")
     return [read_image(p, read_channels(meta), image_range(meta)) for p in paths[:limit]]
+
+
+def _off_example(image, meta: dict):
+    """`image` resized (nearest neighbour) so that the network's input is larger than the exporters' example input
+    (segcli.export.heads.example_size) in height and width: a size the tracing baked in then fails verification even
+    when every verification image pads to the example's size (images of 64x96, or 50x70), which wrote a file that
+    failed on any other size. (H', W', C) of the image's dtype."""
+    import math
+
+    import numpy as np
+
+    from segcli.export.heads import example_size
+    from segcli.inference.predictor import input_scale
+
+    step, scale = max(int(meta["size_multiple"]), 1), input_scale(meta)
+    height, width = (math.ceil((side + step) / scale) for side in example_size(meta))
+    rows = np.arange(height) * image.shape[0] // height
+    cols = np.arange(width) * image.shape[1] // width
+    return image[rows][:, cols]
 
 
 def _load_exported(path: Path, fmt: str, device: str, cfg):
@@ -245,6 +265,7 @@ def _export(cfg, out: Path) -> Path:
         raise DataError(f"{out.parent}: not writable, so {out.name} cannot be written there{beside}; pass --out FILE "
                         "in a folder you can write to")
     images = _verification_images(cfg, meta)
+    checked = [*images, _off_example(images[0], meta)]  # and at a size the export was not traced at
     meta_out = export_meta(meta, cfg.ckpt, fmt, bool(cfg.argmax), half, int(cfg.opset) if fmt == "onnx" else None)
     device = "cuda" if half else "cpu"  # fp32 is verified on the CPU: exact arithmetic, no TF32
 
@@ -262,14 +283,14 @@ def _export(cfg, out: Path) -> Path:
             export_torchscript(model, meta_out, staging, device=device)
         reference = eager_predictor(model, meta, "cpu", batch_size=1)
         try:
-            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), images, half, out)
+            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), checked, half, out)
         except SizeBound as err:
             if fmt != "onnx" or dynamo or int(cfg.opset) < DYNAMO_FALLBACK_FROM:
                 raise
             info(f"export: the TorchScript-based exporter's file runs only at its example input's size (it fails on "
                  f"a {err.size[0]}x{err.size[1]} image); exporting with torch.export instead")
             export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device, dynamo=True)
-            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), images, half, out)
+            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), checked, half, out)
         os.replace(staging, out)
     finally:
         staging.unlink(missing_ok=True)

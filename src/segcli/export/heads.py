@@ -33,7 +33,13 @@ def exportable(model: nn.Module, meta: dict, device: str | torch.device = "cpu")
     model = copy.deepcopy(model)
     net = ArgmaxHead(model, len(meta["classes"])) if meta.get("output") == "ids" else model
     net = net.eval().to(device=device, dtype=dtype, memory_format=torch.contiguous_format)
-    step = max(int(meta["size_multiple"]), 32)
-    side = -(-max(2 * step, int(meta.get("min_size") or 0)) // step) * step  # a network with a minimum input (PAN)
-    example = torch.zeros(1, int(meta["model"]["in_channels"]), side, side + step, device=device, dtype=dtype)
+    example = torch.zeros(1, int(meta["model"]["in_channels"]), *example_size(meta), device=device, dtype=dtype)
     return net, example
+
+
+def example_size(meta: dict) -> tuple[int, int]:
+    """(H, W) of the example input the exporters trace with: 2× and 3× the size multiple (at least 64 × 96), H at
+    least meta's min_size (a network with a minimum input, PAN), W one multiple more."""
+    step = max(int(meta["size_multiple"]), 32)
+    side = -(-max(2 * step, int(meta.get("min_size") or 0)) // step) * step
+    return side, side + step
