@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import shlex
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from predict_helpers import subprocess_cli, write_images
 
 
@@ -229,3 +230,44 @@ def test_a_folder_or_a_wildcard_in_a_list_is_named_as_such(ckpt, cli, tmp_path):
                                f"{shlex.quote(str(line))} …), or list its files")
         code, out, err = cli("predict", line, "--ckpt", ckpt, "--out", dest)  # as the message says
         assert code == 0 and len(out.split()) == 1, err
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_an_exported_model_that_runs_at_one_size_only_is_named_not_an_internal_error(cli, tmp_path, fmt):
+    """A file whose tracing baked in its example size (a reshape to 32x32): predict and eval --model on another size
+    were exit 4 'internal error', for TorchScript with its whole serialized traceback on one line."""
+    import torch
+
+    from predict_helpers import CLASSES, PALETTE
+
+    class Bound(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Conv2d(3, len(CLASSES), 1)
+
+        def forward(self, x):
+            return self.head(x).reshape(1, len(CLASSES), 32, 32)
+
+    meta = {"classes": CLASSES, "palette": PALETTE, "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3,
+            "size_multiple": 32, "output": "logits", "format": fmt}
+    example, path = torch.zeros(1, 3, 32, 32), tmp_path / ("bound.pt" if fmt == "torchscript" else "bound.onnx")
+    if fmt == "torchscript":
+        torch.jit.save(torch.jit.trace(Bound().eval(), example), str(path), _extra_files={"segcli.json": json.dumps(meta)})
+    else:
+        import onnx
+
+        torch.onnx.export(Bound().eval(), example, str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {2: "height", 3: "width"}}, dynamo=False)
+        model = onnx.load(str(path))
+        model.metadata_props.add(key="segcli", value=json.dumps(meta))
+        onnx.save(model, str(path))
+    write_images(tmp_path / "in", 1, 32, 32)
+    code, out, err = cli("predict", tmp_path / "in", "--model", path, "--out", tmp_path / "ok")
+    assert code == 0, err  # at its own size it runs
+    write_images(tmp_path / "other", 1, 64, 64)
+    code, out, err = cli("predict", tmp_path / "other", "--model", path, "--out", tmp_path / "out")
+    assert code == 3 and not out, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"segcli: error: {path}: the exported model fails on a 64x64 input (") and len(line) < 600
+    assert line.endswith("it may run at its export's example size only: re-export it with `segcli export`, which "
+                         "verifies a second size")

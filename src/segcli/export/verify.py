@@ -58,6 +58,7 @@ class CandidateFailed(Exception):
 
     def __init__(self, height: int, width: int, error: BaseException):
         self.size = (height, width)
+        error = getattr(error, "cause", error)  # the library's own error, not the predictor's message around it
         lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
         cause = lines[-1] if len(lines) > 1 else lines[0]  # TorchScript's last line names the error, ORT's only one
         super().__init__(f"fails on a {height}x{width} image ({cause[:240]})")

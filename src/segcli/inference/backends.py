@@ -216,11 +216,31 @@ def torchscript_predictor(path: str | Path, device: str = "auto", batch_size: in
     dtype = torch.float16 if meta.get("dtype") == "float16" else torch.float32
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        out = module(x.to(dtype))
+        try:
+            out = module(x.to(dtype))
+        except Exception as err:
+            raise _failed_run(path, x, err) from None
         _check_logits(path, meta, out.shape)
         return out.float() if out.is_floating_point() else out
 
     return Predictor(forward, meta, dev, batch_size)
+
+
+def _failed_run(path: Path, x: torch.Tensor, err: Exception) -> Exception:
+    """An exported model failing on an input (a file whose tracing baked in one input size, e.g. one exported before
+    `segcli export` verified at a second size): a DataError naming the file and the size, with the error's last line
+    (TorchScript puts its whole serialized traceback in the message); out-of-memory errors are returned as they are,
+    for the command's memory hint."""
+    from segcli.errors import out_of_memory
+
+    if out_of_memory(err):
+        return err
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    why = f"{type(err).__name__}: {lines[-1][:200]}" if lines else type(err).__name__
+    failed = DataError(f"{path}: the exported model fails on a {x.shape[-2]}x{x.shape[-1]} input ({why}); it may run "
+                       "at its export's example size only: re-export it with `segcli export`, which verifies a second size")
+    failed.cause = err  # export's verification names the library's error itself
+    return failed
 
 
 def _check_logits(path: Path, meta: dict, shape) -> None:
@@ -320,7 +340,11 @@ def onnx_predictor(path: str | Path, device: str = "auto", batch_size: int = 4, 
     _check_logits(path, meta, session.get_outputs()[0].shape)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        (out,) = session.run(None, {model_input.name: x.detach().cpu().contiguous().numpy().astype(np_dtype, copy=False)})
+        try:
+            (out,) = session.run(None, {model_input.name: x.detach().cpu().contiguous().numpy().astype(np_dtype,
+                                                                                                    copy=False)})
+        except Exception as err:
+            raise _failed_run(path, x, err) from None
         out = torch.from_numpy(out)
         _check_logits(path, meta, out.shape)
         return out.float() if out.is_floating_point() else out
