@@ -358,6 +358,17 @@ def test_an_out_that_is_a_folder_exits_2_before_exporting(ckpt, tmp_path, cli):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["models"]
 
 
+def test_an_out_under_a_file_is_named_as_such(ckpt, tmp_path, cli):
+    """--out m.ckpt/m.onnx (a file where a folder should be) said 'm.ckpt: File exists; check the path, permissions
+    and free space'."""
+    (tmp_path / "m.ckpt").write_bytes(b"x")
+    code, out, err = cli("export", "--ckpt", ckpt, "--out", tmp_path / "m.ckpt" / "sub" / "m.onnx")
+    assert code == 3 and not out
+    assert err.strip() == (f"segcli: error: --out {tmp_path / 'm.ckpt' / 'sub' / 'm.onnx'}: {tmp_path / 'm.ckpt'} is "
+                           "a file, not a folder; give a path in a folder")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["m.ckpt"]
+
+
 def test_a_failed_export_leaves_no_folders_it_made(ckpt, tmp_path, cli):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "broken.png").write_bytes(b"")
