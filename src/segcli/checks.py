@@ -105,7 +105,8 @@ def _augment_values(augment: dict) -> None:
     span("augment.scale", augment.get("scale") or [1.0, 1.0], 0, low_open=True)
     number("augment.rotate", augment.get("rotate") or 0, 0, 180, what="a largest rotation in degrees, 0 to 180")
     number("augment.hflip", augment.get("hflip") or 0, 0, 1, what="a probability, 0 to 1")
-    number("augment.cat_max_ratio", augment.get("cat_max_ratio") or 1.0, 0, 1, low_open=True,
+    ratio = augment.get("cat_max_ratio")  # not `or 1.0`: that passed 0 as "off"
+    number("augment.cat_max_ratio", 1.0 if ratio is None else ratio, 0, 1, low_open=True,
            what="a share of the labelled pixels, > 0 and <= 1 (1.0 = off)")
     for key in ("brightness", "contrast", "saturation"):
         number(f"augment.{key}", augment.get(key) or 0, 0, what="a jitter strength >= 0 (0 = off)")

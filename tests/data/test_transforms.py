@@ -168,3 +168,18 @@ def test_blur_on_images_smaller_than_its_kernel(size):
         torch.manual_seed(seed)
         out_image, out_mask = train_transform(augment, IGNORE, input_scale=0.3)(image, mask)
         assert out_image.shape[-2:] == out_mask.shape and out_image.dtype == torch.uint8
+
+
+def test_cat_max_ratio_0_redraws_crops_rather_than_switching_them_off():
+    """augment.cat_max_ratio=0 was read as `0 or 1.0`, i.e. off: the strictest setting gave plain random crops."""
+    mask = np.zeros((200, 200), np.uint8)
+    mask[150:170, 20:40] = 1  # a small rare region
+    image = tv_tensors.Image(torch.zeros(3, 200, 200, dtype=torch.uint8))
+    mask_t = tv_tensors.Mask(torch.from_numpy(mask))
+
+    def share_with_rare(ratio: float) -> float:
+        torch.manual_seed(0)
+        transform = train_transform({"crop_size": [64, 64], "cat_max_ratio": ratio}, IGNORE)
+        return sum(bool((transform(image, mask_t)[1] == 1).any()) for _ in range(200)) / 200
+
+    assert share_with_rare(0) > 2 * share_with_rare(1.0)

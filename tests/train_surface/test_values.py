@@ -18,6 +18,7 @@ BAD = {
     "augment.scale=[2,1]": r"augment.scale=\[2, 1\]: give the low end first",
     "augment.hue=0.9": "augment.hue",
     "augment.hflip=2": "augment.hflip",
+    "augment.cat_max_ratio=0": "augment.cat_max_ratio=0",  # passed as 1.0, i.e. off
     "augment.jpeg.p=0.5 augment.jpeg.quality=[0,200]": "augment.jpeg.quality",
     "optim.lr=-1": "optim.lr=-1",
     "optim.weight_decay=-1": "optim.weight_decay",

@@ -244,7 +244,8 @@ def train_transform(augment: dict, ignore_index: int, input_scale: float = 1.0) 
     rotate = v2.RandomRotation(degrees, interpolation=v2.InterpolationMode.BILINEAR,
                                fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}) if degrees > 0 else None
     crop = tuple(int(c) for c in augment.get("crop_size") or ())
-    ratio = float(augment.get("cat_max_ratio") or 1.0)
+    ratio = augment.get("cat_max_ratio")
+    ratio = 1.0 if ratio is None else float(ratio)  # 0 is a ratio (keep the least dominated of the tries), not "off"
     if crop and rotate:
         # Scale and rotate only a window that holds every rotation of the crop, then cut the crop from
         # its centre: the same result as transforming the whole image first, at a fraction of the cost.
