@@ -95,3 +95,23 @@ def test_datamodule_caches_train_and_val_on_auto(prepared):
     module = SegDataModule({**data, "cache": False}, {"crop_size": [16, 16]}, card=prepared)
     module.setup()
     assert module.train_set.cache is None and module.val_set.cache is None
+
+
+def test_cache_auto_stays_within_a_control_group_memory_limit(prepared, monkeypatch, tmp_path):
+    """A container or a Slurm job (--mem) limits memory below the machine's: auto sized the cache from the machine's
+    physical memory, so a job on a large node cached far more than its limit allows and was killed for memory."""
+    import segcli.data.datamodule as datamodule
+
+    count = len(prepared.splits["train"])
+    decoded = prepared.stats["splits"]["train"]["pixels"] * (3 + 2)
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    monkeypatch.setattr(datamodule, "CGROUP_LIMITS", (str(v2), str(v1)))
+    v2.write_text("max\n")  # no limit
+    v1.write_text("9223372036854771712\n")  # cgroup v1's "no limit"
+    assert datamodule.cache_decision("auto", prepared, "train", count, 3, workers=0)
+    v2.write_text(f"{4 * decoded}\n")  # the split fits in the limit, but not in an eighth of it
+    assert datamodule.memory_bytes() == 4 * decoded
+    assert not datamodule.cache_decision("auto", prepared, "train", count, 3, workers=0)
+    v2.unlink()
+    v1.write_text(f"{4 * decoded}\n")
+    assert not datamodule.cache_decision("auto", prepared, "train", count, 3, workers=0)

@@ -132,14 +132,28 @@ def cache_decision(setting, card: DatasetCard, split: str, count: int, channels:
     return decoded * max(1, workers) <= memory_bytes() / 8
 
 
+# Memory limits of this process's control group (cgroup v2, v1), as a container or a Slurm job sets them
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
 def memory_bytes() -> int:
-    """Physical memory of this machine in bytes (0 when the OS does not say)."""
+    """Memory this process may use in bytes: the machine's physical memory, or the control group's limit where
+    that is lower (a container, a Slurm job with --mem); 0 when the OS does not say."""
     import os
 
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return 0
+    for path in CGROUP_LIMITS:
+        try:
+            with open(path, encoding="ascii") as file:
+                limit = file.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # "max" (v2) or a huge number (v1): no limit
+            total = min(total, int(limit))
+    return total
 
 
 def worker_context(workers: int):
