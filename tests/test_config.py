@@ -505,3 +505,20 @@ def test_a_null_model_or_loss_setting_is_a_usage_error_naming_the_key(synthetic_
                    cwd=tmp_path)
     assert assert_error(proc, 2).startswith(f"segcli: error: {message}")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_split_named_by_a_number_can_be_trained_and_validated_on(synthetic_data, tmp_path):
+    """data.val_split=2022 (a split file's name): Hydra read the value as the number 2022, and train refused it with
+    "no split '2022'; available: train, 2022"."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_data, root)
+    card = yaml.safe_load((root / "dataset.yaml").read_text())
+    card["splits"]["2022"] = card["splits"].pop("val")
+    (root / "dataset.yaml").write_text(yaml.safe_dump(card))
+    proc = run_cli("train", f"data.root={root}", "experiment=smoke", "data.val_split=2022", "trainer.max_epochs=1",
+                   "--run-dir", tmp_path / "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = yaml.safe_load((tmp_path / "run" / "eval" / "report.json").read_text())
+    assert report["split"] == "2022" and report["num_images"] == len(card["splits"]["2022"])

@@ -172,6 +172,10 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once
+    for key in ("train_split", "val_split"):  # data.val_split=2022: Hydra reads a number; the card's splits are names
+        value = cfg.data.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            cfg.data[key] = str(value)
     check_values(to_container(cfg))  # numeric settings, before anything is built or written
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
