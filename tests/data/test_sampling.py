@@ -53,7 +53,8 @@ def test_datamodule_folds_and_rare_sampling(folded):
     batch = next(iter(module.train_dataloader()))
     assert batch["image"].shape == (2, 3, 8, 8) and batch["mask"].dtype == torch.int64
     assert module.sampler is not None and len(list(module.sampler)) == len(module.train_set)
-    with pytest.raises(ConfigError, match="data.fold=7"):
+    with pytest.raises(ConfigError, match=r"^data.fold=7: split 'train' has folds 0, 1, 2; choose one of them, or set "
+                                          r"data.fold=null to train on every fold$"):
         SegDataModule({**data, "fold": 7}, augment, card=folded).setup()
 
 

@@ -69,7 +69,8 @@ class DatasetCard:
             raise ConfigError(f"{self.root / CARD_NAME}: split '{split}' has no fold assignment; "
                               "prepare with --folds K, or set data.fold=null")
         if fold not in folds:
-            raise ConfigError(f"data.fold={fold}: split '{split}' has folds {', '.join(map(str, sorted(folds)))}")
+            raise ConfigError(f"data.fold={fold}: split '{split}' has folds {', '.join(map(str, sorted(folds)))}; "
+                              "choose one of them, or set data.fold=null to train on every fold")
         return [i for i, p in enumerate(entries) if (p["fold"] == fold) == held_out]
 
     def to_dict(self) -> dict:
