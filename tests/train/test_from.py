@@ -92,3 +92,83 @@ def test_a_file_that_is_no_saved_config_is_named(tmp_path, text, message):
         path.write_text(text)
     proc = run_cli("train", "--from", path, cwd=tmp_path)
     assert assert_error(proc, 3).startswith(f"segcli: error: {path}: {message}")
+
+
+def _cfg_file(synthetic_data, tmp_path, *overrides) -> dict:
+    proc = run_cli("train", "--cfg", f"data.root={synthetic_data}", *TINY, *overrides, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return yaml.safe_load(proc.stdout)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.pop("trainer"), "has no trainer settings"),
+    (lambda c: c.update(loss=None), "loss is null, not a mapping of settings"),
+    (lambda c: c.update(early_stopping=None), "early_stopping is null, not a mapping of settings"),
+    (lambda c: c.update(ema=0.99), "ema is 0.99, not a mapping of settings"),
+    (lambda c: c["augment"].update(noise=0.5), "augment.noise is 0.5, not a mapping of settings"),
+])
+def test_a_saved_config_missing_a_section_or_with_a_value_for_it_is_named(synthetic_data, tmp_path, edit, message):
+    """Hand-edited files: a whole group's section gone, or a section given a value, ended in exit 4 (internal error,
+    `Key 'trainer' is not in struct`, `'float' object has no attribute 'get'`)."""
+    config = _cfg_file(synthetic_data, tmp_path)
+    edit(config)
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(config))
+    proc = run_cli("train", "--from", tmp_path / "edited.yaml", "--run-dir", tmp_path / "new", cwd=tmp_path)
+    line = assert_error(proc, 3)
+    assert line.startswith(f"segcli: error: {tmp_path / 'edited.yaml'}: {message}"), line
+    assert "give it its settings as `segcli train --cfg` prints them" in line
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("override", ["early_stopping=null", "ema=0.99", "augment.noise=0.5"])
+def test_an_override_giving_a_section_a_value_is_a_usage_error(synthetic_data, tmp_path, override):
+    (tmp_path / "saved.yaml").write_text(yaml.safe_dump(_cfg_file(synthetic_data, tmp_path)))
+    proc = run_cli("train", "--from", tmp_path / "saved.yaml", override, "--run-dir", tmp_path / "new", cwd=tmp_path)
+    key = override.partition("=")[0]
+    assert assert_error(proc, 2).startswith(f"segcli: error: {override}: {key} is a mapping of settings; set its keys")
+    assert not (tmp_path / "new").exists()
+
+
+def test_run_dir_given_as_an_override_is_where_the_new_run_goes(synthetic_data, tmp_path):
+    """run_dir=DIR was dropped without a word (the run went to runs/train/<timestamp>); plain `train` honours it."""
+    (tmp_path / "saved.yaml").write_text(yaml.safe_dump(_cfg_file(synthetic_data, tmp_path)))
+    proc = run_cli("train", "--from", tmp_path / "saved.yaml", f"run_dir={tmp_path / 'here'}", "--cfg", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load(proc.stdout)["run_dir"] == str(tmp_path / "here")
+    proc = run_cli("train", "--from", tmp_path / "saved.yaml", f"run_dir={tmp_path / 'here'}", "--run-dir",
+                   tmp_path / "there", "--cfg", cwd=tmp_path)
+    assert yaml.safe_load(proc.stdout)["run_dir"] == str(tmp_path / "there")  # as in plain `train`: --run-dir wins
+
+
+def test_model_kwargs_the_new_arch_lacks_can_be_deleted(synthetic_data, tmp_path):
+    """unet_slim's decoder_channels is no argument of FPN: model.arch=fpn needs ~model.kwargs.decoder_channels, which
+    --from refused as it refuses ~seed."""
+    (tmp_path / "saved.yaml").write_text(yaml.safe_dump(_cfg_file(synthetic_data, tmp_path, "model=unet_slim")))
+    proc = run_cli("train", "--from", tmp_path / "saved.yaml", "model.arch=fpn", "~model.kwargs.decoder_channels",
+                   "~trainer.limit_val_batches", "--cfg", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    config = yaml.safe_load(proc.stdout)
+    assert config["model"]["kwargs"] == {} and "limit_val_batches" not in config["trainer"]
+    proc = run_cli("train", "--from", tmp_path / "saved.yaml", "~seed", "--cfg", cwd=tmp_path)
+    assert "keys can be deleted only as ~trainer.<name>" in assert_error(proc, 2)
+
+
+def test_a_checkpoint_a_sweep_or_a_moved_dataset_names_what_to_give(synthetic_run, tmp_path):
+    run = synthetic_run.run_dir
+    proc = run_cli("train", "--from", run / "checkpoints" / "last.ckpt", cwd=tmp_path)  # was 'not readable as YAML'
+    assert assert_error(proc, 3).endswith(f"a checkpoint; --from reads a saved config, not weights: --from {run}")
+    sweep = tmp_path / "sweep"
+    (sweep / "0-seed=1").mkdir(parents=True)
+    (sweep / "summary.csv").write_text("job\n0\n")
+    (sweep / "0-seed=1" / "config.yaml").write_text((run / "config.yaml").read_text())
+    proc = run_cli("train", "--from", sweep, cwd=tmp_path)  # was 'sweep/config.yaml: not found'
+    assert assert_error(proc, 3).endswith(f"a sweep directory, one config per job; --from starts one run: give a "
+                                          f"job's directory, e.g. --from {sweep / '0-seed=1'}")
+    moved = yaml.safe_load((run / "config.yaml").read_text())
+    moved["data"]["root"] = str(tmp_path / "gone")
+    (tmp_path / "moved.yaml").write_text(yaml.safe_dump(moved))
+    proc = run_cli("train", "--from", tmp_path / "moved.yaml", "--run-dir", tmp_path / "new", cwd=tmp_path)
+    assert assert_error(proc, 3).endswith(f"its dataset {tmp_path / 'gone'} has no dataset.yaml (moved or deleted?); "
+                                          f"give its place: segcli train --from {tmp_path / 'moved.yaml'} "
+                                          "data.root=FOLDER")  # was: prepare a synthetic dataset there
+    assert not (tmp_path / "new").exists()

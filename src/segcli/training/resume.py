@@ -175,9 +175,19 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     from segcli.config import (ADDABLE, _check_resolves, _flat_keys, _packaged_keys, compose, did_you_mean,
                                quote_values, unparsable)
 
+    from segcli.training.sweep import is_sweep_dir
+
     source = Path(source).expanduser()
     path = source / "config.yaml" if source.is_dir() else source
     fix = "give a run directory (its config.yaml) or a file of `segcli train --cfg`"
+    if source.is_dir() and not path.is_file() and is_sweep_dir(source):
+        jobs = sorted(p.name for p in source.iterdir() if (p / "config.yaml").is_file())
+        raise DataError(f"{source}: a sweep directory, one config per job; --from starts one run: give a job's directory"
+                        + (f", e.g. --from {source / jobs[0]}" if jobs else ""))
+    if path.suffix == ".ckpt" and path.is_file():
+        run = path.parent.parent if path.parent.name == "checkpoints" else None
+        raise DataError(f"{path}: a checkpoint; --from reads a saved config, not weights: "
+                        + (f"--from {run}" if run is not None and (run / "config.yaml").is_file() else fix))
     if not path.is_file():
         raise DataError(f"{path}: not found; --from needs a saved config: {fix}")
     try:
@@ -193,6 +203,7 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
         if key not in known and not key.startswith(addable) and (not parent or known.get(parent)):
             raise DataError(f"{path}: sets {key}, which `segcli train` reads nowhere{did_you_mean(key, list(known))} "
                             "(a file of another segcli version, or edited); remove it or fix its name")
+    _check_sections(saved, known, path)
     try:
         parsed = OverridesParser.create().parse_overrides(quote_values(list(overrides)))
     except Exception as err:
@@ -200,14 +211,24 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     cfg = OmegaConf.create(OmegaConf.to_container(saved))
     _fill(cfg, compose("train", []))
     with open_dict(cfg):
+        cfg.run_dir = None  # a new run: runs/train/<timestamp>, run_dir=DIR or --run-dir DIR, not the saved run's
         for ov in parsed:
             key = ov.key_or_group
             if key in _GROUPS or key == "experiment" or "@" in key:
                 raise ConfigError(f"{ov.input_line}: --from starts from {path}, whose groups are composed in already; "
                                   f"set their keys instead (e.g. model.arch=fpn, optim.lr=1e-3), or compose afresh "
                                   "without --from")
+            if ov.is_delete() and key.startswith(addable) and not ov.is_sweep_override():
+                if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+                    raise ConfigError(f"{ov.input_line}: {path} has no key {key}"
+                                      f"{did_you_mean(key, _flat_keys(cfg))}; nothing to delete")
+                parent, _, name = key.rpartition(".")
+                OmegaConf.select(cfg, parent).pop(name)
+                continue
             if ov.is_sweep_override() or ov.is_delete():
-                raise ConfigError(f"{ov.input_line}: --from starts one run and keeps every key; give key=value")
+                raise ConfigError(f"{ov.input_line}: --from starts one run and keeps every key; give key=value"
+                                  + (f" (keys can be deleted only as ~{'<name>, ~'.join(addable)}<name>)"
+                                     if ov.is_delete() else ""))
             absent = object()
             if OmegaConf.select(cfg, key, default=absent) is absent and not (
                     (ov.is_add() or ov.is_force_add()) and key.startswith(addable)):
@@ -217,11 +238,55 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
             value = ov.value()
             if key == "data.root":
                 value = str(Path(str(value)).expanduser())
+            if known.get(key) and not isinstance(value, dict) and (value is not None or "." not in key):
+                raise ConfigError(f"{ov.input_line}: {key} is a mapping of settings; set its keys ({key}.<name>=VALUE) "
+                                  f"or give a mapping, {key}={{...}}")
             OmegaConf.update(cfg, key, value, merge=False)
-        cfg.run_dir = str(Path(run_dir).expanduser()) if run_dir is not None else None
+        if run_dir is not None:
+            cfg.run_dir = str(Path(run_dir).expanduser())
     _check_resolves("train", cfg)
+    if not any(ov.key_or_group == "data.root" for ov in parsed):
+        _check_dataset_moved(path, source, cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _check_sections(saved, known: dict, path: Path) -> None:
+    """Every section `segcli train` reads as a mapping of settings (trainer, loss, augment.noise, ema...) must be one in
+    the saved config: a config group's section present, a top-level section not null (a nested one may be null)."""
+    from omegaconf import DictConfig
+
+    fix = "give it its settings as `segcli train --cfg` prints them, or start from an unedited run directory"
+    for key in _GROUPS:
+        if key not in saved:
+            raise DataError(f"{path}: has no {key} settings (a `segcli train` config has {', '.join(_GROUPS)}; "
+                            f"edited?); {fix}")
+
+    def walk(node, prefix: str) -> None:
+        for key in node.keys():
+            full, value = f"{prefix}{key}", node._get_node(key)
+            if not known.get(full) or full.startswith(("model.kwargs.", "loss.terms.", "loss.params.")):
+                continue
+            if isinstance(value, DictConfig) and not value._is_none():
+                walk(value, full + ".")
+            elif prefix == "" or not value._is_none():
+                raise DataError(f"{path}: {full} is {'null' if value._is_none() else _short(str(value._value()))}, not a mapping of settings; {fix}")
+
+    walk(saved, "")
+
+
+def _check_dataset_moved(path: Path, source: Path, cfg) -> None:
+    """The saved config's dataset folder must hold its card: when it has gone (moved, renamed, another machine), say
+    how to name its new place rather than to prepare a dataset there."""
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.select(cfg, "data.root")
+    if not isinstance(root, str) or not root:
+        return
+    folder = Path(root).expanduser()
+    if not (folder.is_file() or (folder / "dataset.yaml").is_file()):
+        raise DataError(f"{path}: its dataset {folder} has no dataset.yaml (moved or deleted?); give its place: "
+                        f"segcli train --from {source} data.root=FOLDER")
 
 
 def _fill(cfg, default, prefix: str = "") -> None:
