@@ -522,3 +522,25 @@ def test_a_split_named_by_a_number_can_be_trained_and_validated_on(synthetic_dat
     assert proc.returncode == 0, proc.stderr
     report = yaml.safe_load((tmp_path / "run" / "eval" / "report.json").read_text())
     assert report["split"] == "2022" and report["num_images"] == len(card["splits"]["2022"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("early_stopping=null", "early_stopping=null: early_stopping is a mapping of settings; set its keys "
+                            "(early_stopping.<name>=VALUE), or leave it as `segcli train --cfg` shows it"),
+    ("ema=5", "ema=5: ema is a mapping of settings"),
+    ("augment.noise=5", "augment.noise=5: augment.noise is a mapping of settings"),
+    ("model.kwargs=5", "model.kwargs=5: model.kwargs is a mapping of settings"),
+    ("loss.params=5", "loss.params=5: loss.params is a mapping of settings"),
+    ("data.root=null", "data.root is not set; give the prepared dataset's folder, data.root=DIR"),
+])
+def test_a_section_given_a_value_and_a_null_data_root_are_usage_errors(synthetic_data, tmp_path, override, message):
+    """Each was exit 4 from inside training ('int' object has no attribute 'get', TypeError on None)."""
+    root = [] if override.startswith("data.root") else [f"data.root={synthetic_data}"]
+    proc = run_cli("train", *root, "experiment=smoke", override, "--run-dir", tmp_path / "run", cwd=tmp_path)
+    assert assert_error(proc, 2).startswith(f"segcli: error: {message}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_nested_section_may_be_null():
+    cfg = compose("train", ["augment.noise=null", "model.kwargs=null"])
+    assert cfg.augment.noise is None and cfg.model.kwargs is None

@@ -336,8 +336,26 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
                     value = str(value.expanduser()) if isinstance(value, Path) else value  # --ckpt=~/x: bash leaves ~
                     OmegaConf.update(cfg, key, value, merge=False)
     _check_resolves(command, cfg)
+    _check_mappings(command, cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _check_mappings(command: str, cfg) -> None:
+    """A section the command reads as a mapping of settings (early_stopping, ema, augment.noise, model.kwargs) must
+    stay one: `ema=5` or `early_stopping=null` failed deep inside training (exit 4). A nested section may be null
+    (augment.noise: null is 'off'); a top-level one may not."""
+    from omegaconf import DictConfig, OmegaConf
+
+    absent = object()
+    for key, mapping in _packaged_keys(command).items():
+        if not mapping:
+            continue
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is absent or isinstance(value, DictConfig) or (value is None and "." in key):
+            continue
+        raise ConfigError(f"{key}={'null' if value is None else repr(value)}: {key} is a mapping of settings; set its keys ({key}.<name>=VALUE), "
+                          f"or leave it as `segcli {command} --cfg` shows it")
 
 
 _SWITCH_WORDS = {"trainer.deterministic": ("warn",)}  # switches that take a word too (Lightning's "warn")

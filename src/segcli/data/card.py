@@ -87,6 +87,9 @@ REQUIRED_KEYS = ("classes", "palette", "ignore_index", "splits")
 def load_card(root: str | Path) -> DatasetCard:
     """Read DIR/dataset.yaml (DIR may also be the card file itself; ~ is expanded: `data.root=~/data` reaches segcli
     as typed, the shell expands ~ only at the start of a word)."""
+    if root is None or not str(root).strip():  # data.root=null
+        raise ConfigError("data.root is not set; give the prepared dataset's folder, data.root=DIR (it holds "
+                          "dataset.yaml)")
     root = Path(root).expanduser()
     path = root if root.suffix in (".yaml", ".yml") else root / CARD_NAME
     if not path.is_file():
