@@ -354,8 +354,9 @@ def _check_mappings(command: str, cfg) -> None:
         value = OmegaConf.select(cfg, key, default=absent)
         if value is absent or isinstance(value, DictConfig) or (value is None and "." in key):
             continue
-        raise ConfigError(f"{key}={'null' if value is None else repr(value)}: {key} is a mapping of settings; set its keys ({key}.<name>=VALUE), "
-                          f"or leave it as `segcli {command} --cfg` shows it")
+        given = "null" if value is None else repr(value)
+        raise ConfigError(f"{key}={given}: {key} is a mapping of settings; set its keys ({key}.<name>=VALUE), or "
+                          f"leave it as `segcli {command} --cfg` shows it")
 
 
 _SWITCH_WORDS = {"trainer.deterministic": ("warn",)}  # switches that take a word too (Lightning's "warn")

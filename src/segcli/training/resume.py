@@ -174,7 +174,6 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
 
     from segcli.config import (ADDABLE, _check_resolves, _flat_keys, _packaged_keys, compose, did_you_mean,
                                quote_values, unparsable)
-
     from segcli.training.sweep import is_sweep_dir
 
     source = Path(source).expanduser()
@@ -229,8 +228,7 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
                 raise ConfigError(f"{ov.input_line}: --from starts one run and keeps every key; give key=value"
                                   + (f" (keys can be deleted only as ~{'<name>, ~'.join(addable)}<name>)"
                                      if ov.is_delete() else ""))
-            absent = object()
-            if OmegaConf.select(cfg, key, default=absent) is absent and not (
+            if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT and not (
                     (ov.is_add() or ov.is_force_add()) and key.startswith(addable)):
                 raise ConfigError(f"{ov.input_line}: {path} has no key {key}{did_you_mean(key, _flat_keys(cfg))}"
                                   + (f" (keys can be added only as +{'<name>, +'.join(addable)}<name>)"
@@ -270,7 +268,8 @@ def _check_sections(saved, known: dict, path: Path) -> None:
             if isinstance(value, DictConfig) and not value._is_none():
                 walk(value, full + ".")
             elif prefix == "" or not value._is_none():
-                raise DataError(f"{path}: {full} is {'null' if value._is_none() else _short(str(value._value()))}, not a mapping of settings; {fix}")
+                given = "null" if value._is_none() else _short(str(value._value()))
+                raise DataError(f"{path}: {full} is {given}, not a mapping of settings; {fix}")
 
     walk(saved, "")
 
