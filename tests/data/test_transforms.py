@@ -113,16 +113,20 @@ def test_photometric_steps_leave_the_mask_untouched():
     assert torch.equal(out_mask, mask) and not torch.equal(out_image, image)
 
 
-def test_class_aware_crop_favours_crops_with_several_classes():
+def _share_with_rare(crop) -> float:
+    """The share of 200 seeded draws of `crop` (image, mask → image, mask) that hold any of a small rare region
+    (class 1, 20×20 pixels) of a 200×200 mask that is class 0 elsewhere."""
     mask = np.zeros((200, 200), np.uint8)
-    mask[150:170, 20:40] = 1  # a small rare region
+    mask[150:170, 20:40] = 1
     image = tv_tensors.Image(torch.zeros(3, 200, 200, dtype=torch.uint8))
     mask_t = tv_tensors.Mask(torch.from_numpy(mask))
+    torch.manual_seed(0)
+    return sum(bool((crop(image, mask_t)[1] == 1).any()) for _ in range(200)) / 200
 
+
+def test_class_aware_crop_favours_crops_with_several_classes():
     def share_with_rare(ratio: float) -> float:
-        torch.manual_seed(0)
-        crop = RandomScaleCrop((64, 64), IGNORE, cat_max_ratio=ratio)
-        return sum(bool((crop(image, mask_t)[1] == 1).any()) for _ in range(200)) / 200
+        return _share_with_rare(RandomScaleCrop((64, 64), IGNORE, cat_max_ratio=ratio))
 
     assert share_with_rare(0.75) > 2 * share_with_rare(1.0)
 
@@ -172,14 +176,7 @@ def test_blur_on_images_smaller_than_its_kernel(size):
 
 def test_cat_max_ratio_0_redraws_crops_rather_than_switching_them_off():
     """augment.cat_max_ratio=0 was read as `0 or 1.0`, i.e. off: the strictest setting gave plain random crops."""
-    mask = np.zeros((200, 200), np.uint8)
-    mask[150:170, 20:40] = 1  # a small rare region
-    image = tv_tensors.Image(torch.zeros(3, 200, 200, dtype=torch.uint8))
-    mask_t = tv_tensors.Mask(torch.from_numpy(mask))
-
     def share_with_rare(ratio: float) -> float:
-        torch.manual_seed(0)
-        transform = train_transform({"crop_size": [64, 64], "cat_max_ratio": ratio}, IGNORE)
-        return sum(bool((transform(image, mask_t)[1] == 1).any()) for _ in range(200)) / 200
+        return _share_with_rare(train_transform({"crop_size": [64, 64], "cat_max_ratio": ratio}, IGNORE))
 
     assert share_with_rare(0) > 2 * share_with_rare(1.0)
