@@ -247,6 +247,22 @@ def _packaged_keys(command: str) -> dict[str, bool]:
     return keys
 
 
+def read_nowhere(key: str, known: dict[str, bool], addable: tuple[str, ...]) -> bool:
+    """Whether `key` is one the command does not read: not set by any packaged config (`known`, _packaged_keys),
+    not under a prefix where keys may be added (ADDABLE), and not inside a value that is no mapping of listed keys
+    (there its parent is the one to report)."""
+    parent = key.rpartition(".")[0]
+    return key not in known and not key.startswith(addable) and (not parent or bool(known.get(parent)))
+
+
+def holds_settings(key: str, value: Any) -> bool:
+    """Whether `value` may stand at `key`, a section read as a mapping of settings: a mapping, or null when the
+    section is nested (augment.noise: null is 'off'; a null top-level section fails deep inside the command)."""
+    from omegaconf import DictConfig
+
+    return isinstance(value, (dict, DictConfig)) or (value is None and "." in key)
+
+
 def _check_unread(command: str, cfg, parsed: list, config_dir: Path) -> None:
     """A key that a file under --config-dir adds (a typo, `model:` nested once more, an experiment without its
     `# @package _global_` line, whose settings all land under `experiment.`) is read by nothing: the run would go on
@@ -255,9 +271,8 @@ def _check_unread(command: str, cfg, parsed: list, config_dir: Path) -> None:
     known = _packaged_keys(command)
     chosen = {ov.key_or_group: ov.value() for ov in parsed if not ov.is_delete() and not ov.is_sweep_override()}
     for key in _flat_keys(cfg):
-        parent = key.rpartition(".")[0]
-        if key in known or key.startswith(ADDABLE.get(command, ())) or (parent and not known.get(parent)):
-            continue  # listed, addable, or inside a value that is no mapping of listed keys (its parent's is reported)
+        if not read_nowhere(key, known, ADDABLE.get(command, ())):
+            continue
         top = key.split(".")[0]
         files = {group: config_dir / group / f"{option}.yaml" for group, option in chosen.items()
                  if isinstance(option, str) and (config_dir / group / f"{option}.yaml").is_file()}
@@ -345,14 +360,14 @@ def _check_mappings(command: str, cfg) -> None:
     """A section the command reads as a mapping of settings (early_stopping, ema, augment.noise, model.kwargs) must
     stay one: `ema=5` or `early_stopping=null` failed deep inside training (exit 4). A nested section may be null
     (augment.noise: null is 'off'); a top-level one may not."""
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import OmegaConf
 
     absent = object()
     for key, mapping in _packaged_keys(command).items():
         if not mapping:
             continue
         value = OmegaConf.select(cfg, key, default=absent)
-        if value is absent or isinstance(value, DictConfig) or (value is None and "." in key):
+        if value is absent or holds_settings(key, value):
             continue
         given = "null" if value is None else repr(value)
         raise ConfigError(f"{key}={given}: {key} is a mapping of settings; set its keys ({key}.<name>=VALUE), or "

@@ -173,7 +173,7 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     from omegaconf import DictConfig, OmegaConf, open_dict
 
     from segcli.config import (ADDABLE, _check_resolves, _flat_keys, _packaged_keys, compose, did_you_mean,
-                               quote_values, unparsable)
+                               holds_settings, quote_values, read_nowhere, unparsable)
     from segcli.training.sweep import is_sweep_dir
 
     source = Path(source).expanduser()
@@ -198,8 +198,7 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
         raise DataError(f"{path}: not a `segcli train` config (no data and model settings); {fix}")
     known, addable = _packaged_keys("train"), ADDABLE["train"]
     for key in _flat_keys(saved):
-        parent = key.rpartition(".")[0]
-        if key not in known and not key.startswith(addable) and (not parent or known.get(parent)):
+        if read_nowhere(key, known, addable):
             raise DataError(f"{path}: sets {key}, which `segcli train` reads nowhere{did_you_mean(key, list(known))} "
                             "(a file of another segcli version, or edited); remove it or fix its name")
     _check_sections(saved, known, path)
@@ -236,7 +235,7 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
             value = ov.value()
             if key == "data.root":
                 value = str(Path(str(value)).expanduser())
-            if known.get(key) and not isinstance(value, dict) and (value is not None or "." not in key):
+            if known.get(key) and not holds_settings(key, value):
                 raise ConfigError(f"{ov.input_line}: {key} is a mapping of settings; set its keys ({key}.<name>=VALUE) "
                                   f"or give a mapping, {key}={{...}}")
             OmegaConf.update(cfg, key, value, merge=False)
