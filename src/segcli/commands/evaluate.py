@@ -114,12 +114,11 @@ def _check_outputs(cfg) -> None:
     """Before any inference: --out is a folder (or will be made under one), --json FILE is no folder; found only
     when the reports are written, either would throw the whole evaluation away."""
     if cfg.out:
-        out = Path(cfg.out)
-        for folder in (out, *out.parents):
-            if folder.exists():
-                if not folder.is_dir():
-                    raise DataError(f"--out {out}: {folder} is a file, not a folder; give a folder for the report files")
-                break
+        from segcli.inference.io import file_in_the_way
+
+        folder = file_in_the_way(cfg.out)
+        if folder is not None:
+            raise DataError(f"--out {Path(cfg.out)}: {folder} is a file, not a folder; give a folder for the report files")
     if cfg.json and cfg.json != "-" and Path(cfg.json).is_dir():
         raise DataError(f"--json {cfg.json}: a folder, not a file; give a file name (e.g. {Path(cfg.json) / 'report.json'}) "
                         "or - for stdout")

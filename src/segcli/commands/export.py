@@ -35,8 +35,10 @@ def _check_options(cfg) -> None:
         if Path(cfg.out).is_dir():
             raise ConfigError(f"--out {cfg.out}: a folder, but the exported model is one file; give a file path "
                               f"such as {Path(cfg.out) / ('model' + FORMATS[cfg.format])}")
-        above = next((f for f in Path(cfg.out).expanduser().parents if f.exists()), None)
-        if above is not None and not above.is_dir():  # mkdir's "File exists" blamed permissions and free space
+        from segcli.inference.io import file_in_the_way
+
+        above = file_in_the_way(Path(cfg.out).parent)  # mkdir's "File exists" blamed permissions and free space
+        if above is not None:
             raise DataError(f"--out {cfg.out}: {above} is a file, not a folder; give a path in a folder")
     if cfg.format == "torchscript" and cfg.opset is not None:
         raise ConfigError(f"--opset={cfg.opset}: an ONNX opset, but --format is torchscript, which has none; "

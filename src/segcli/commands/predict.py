@@ -114,11 +114,11 @@ def predict_with(cfg, predictor) -> list[Path]:
 
 def _check_out(out: Path) -> None:
     """--out is a folder, or will be made under one: a file in its place would fail every write."""
-    for folder in (out, *out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise DataError(f"--out {out}: {folder} is a file, not a folder; give a folder for the outputs")
-            return
+    from segcli.inference.io import file_in_the_way
+
+    folder = file_in_the_way(out)
+    if folder is not None:
+        raise DataError(f"--out {out}: {folder} is a file, not a folder; give a folder for the outputs")
 
 
 def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> None:

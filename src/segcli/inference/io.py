@@ -392,6 +392,14 @@ def missing_folders(path: str | Path) -> list[Path]:
     return [p for p in (path, *path.parents) if not p.exists()]
 
 
+def file_in_the_way(folder: str | Path) -> Path | None:
+    """The nearest existing one of `folder` and its parents when it is a file, not a folder (every write under
+    `folder` would then fail, found only after the work); None when it is a folder or nothing exists."""
+    folder = Path(folder).expanduser()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
+
+
 def prune_created_tree(root: Path, created: list[Path]) -> None:
     """After a failed command: if it created `root` (created = missing_folders(root) taken before), remove the
     empty folders left under it, bottom-up, then root and the parents it created while they are empty.
