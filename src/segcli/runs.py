@@ -80,6 +80,6 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | No
         "train_crop": [int(v) for v in train_crop] if train_crop else None,
         "input_scale": float(input_scale),
         "model": model_kwargs,
-        # the card's folder, also when data.root named the dataset.yaml itself: export and eval look for DIR/dataset.yaml
-        "dataset": {"name": card.name, "root": str(Path(card.root).resolve()), "val_split": val_split},
+        # the card's folder (also when data.root named DIR/dataset.yaml itself), or its file when named otherwise
+        "dataset": {"name": card.name, "root": str(Path(card.location).resolve()), "val_split": val_split},
     }

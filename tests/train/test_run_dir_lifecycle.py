@@ -114,3 +114,26 @@ def test_a_resume_that_replaces_best_ckpt_leaves_no_stale_final_evaluation(tiny_
     code, out, err = segcli(["eval", "--ckpt", run_dir / "checkpoints" / "best.ckpt", "--json", "-"], capsys)
     assert code == 0, err
     assert json.loads(out)["mIoU"] == json.loads((run_dir / "eval" / "report.json").read_text())["mIoU"]
+
+
+def test_a_card_file_of_another_name_is_the_dataset_of_the_run_and_its_checkpoints(tiny_data, tmp_path, capsys):
+    """data.root=DIR/v2.yaml (a second card beside DIR/dataset.yaml, here with a split of its own): config.yaml, the
+    final evaluation and the checkpoint named DIR, so they read DIR/dataset.yaml, which has no such split."""
+    import yaml
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    card = yaml.safe_load((data / "dataset.yaml").read_text())
+    card["splits"]["check"] = card["splits"].pop("val")
+    (data / "v2.yaml").write_text(yaml.safe_dump(card))
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(data / "v2.yaml", "data.val_split=check", "trainer.max_epochs=1"),
+                           "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["data"]["root"] == str((data / "v2.yaml").resolve())
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    code, out, err = segcli(["eval", "--ckpt", run_dir / "checkpoints" / "best.ckpt", "--split", "check",
+                             "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["mIoU"] == report["mIoU"]

@@ -179,12 +179,12 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     check_values(to_container(cfg))  # numeric settings, before anything is built or written
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
-    cfg.data.root = str(Path(card.root).resolve())  # config.yaml must name it from any folder --resume is run in
+    cfg.data.root = str(Path(card.location).resolve())  # config.yaml must name it from any folder --resume is run in
     weights_file = local_weights(cfg.model.encoder_weights)
     if weights_file is not None and not resume:  # so must it a local encoder weights file (provenance)
         cfg.model.encoder_weights = str(weights_file.resolve())
     if card.num_classes < 2:
-        raise DataError(f"{card.root / 'dataset.yaml'}: one class ({', '.join(card.classes)}); a model has nothing to "
+        raise DataError(f"{card.path}: one class ({', '.join(card.classes)}); a model has nothing to "
                         "tell apart: label at least two classes (e.g. background and object) and prepare again")
     kwargs = model_kwargs(to_container(cfg.model), card.num_classes)
     probe = build_model(**kwargs)  # validates arch/encoder before anything is written; gives the stride
@@ -208,7 +208,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             card.pairs(cfg.data.val_split)
         except ConfigError as err:
             if resume:  # the run validated on it: its dataset changed since (a changed card is exit 3)
-                raise DataError(f"{card.root / 'dataset.yaml'}: no split '{cfg.data.val_split}' now, which the run "
+                raise DataError(f"{card.path}: no split '{cfg.data.val_split}' now, which the run "
                                 f"validates on; the dataset changed since the run began: restore that split, or "
                                 f"start a new run") from None
             raise ConfigError(f"{err}; or train without validation: data.val_split=null") from None
@@ -242,7 +242,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         if _holds_the_run(cfg):
             held.enter_context(held_run_dir(run_dir, "wait for it to end (or stop it) before resuming"))
         ckpt_path, step, saved = last_checkpoint(run_dir)
-        check_same_data(saved, meta, card.root / "dataset.yaml")
+        check_same_data(saved, meta, card.path)
         restore = _config_restorer(run_dir, ckpt_path)
         trim_metrics(run_dir, step)
         if first_process():

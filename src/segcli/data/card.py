@@ -40,10 +40,22 @@ class DatasetCard:
     splits: dict[str, list[dict[str, str]]]
     stats: dict = field(default_factory=dict)
     image_range: list[float] | None = None
+    file: Path | None = None  # the card file read, when not ROOT/dataset.yaml (data.root=DIR/v2.yaml)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def path(self) -> Path:
+        """The card file itself."""
+        return self.file or self.root / CARD_NAME
+
+    @property
+    def location(self) -> Path:
+        """What data.root, a checkpoint and eval --data name this dataset by: its folder, or the card file where it
+        has another name than dataset.yaml (the folder would read ROOT/dataset.yaml, another card or none)."""
+        return self.root if self.path.name == CARD_NAME else self.path
 
     def pairs(self, split: str) -> list[tuple[Path, Path]]:
         """Absolute (image, mask) paths of a split; a one-line error lists the splits if unknown."""
@@ -52,7 +64,7 @@ class DatasetCard:
         return [(self.root / p["image"], self.root / p["mask"]) for p in self.splits[split]]
 
     def _no_split(self, split: str) -> ConfigError:
-        return ConfigError(f"{self.root / CARD_NAME}: no split '{split}'; available: {', '.join(self.splits)}; name one "
+        return ConfigError(f"{self.path}: no split '{split}'; available: {', '.join(self.splits)}; name one "
                            "of them (data.val_split=..., --split ...), or re-run segcli prepare with that split "
                            "(--val-fraction, --split-file)")
 
@@ -66,7 +78,7 @@ class DatasetCard:
             return list(range(len(entries)))
         folds = {p.get("fold") for p in entries}
         if None in folds:
-            raise ConfigError(f"{self.root / CARD_NAME}: split '{split}' has no fold assignment; "
+            raise ConfigError(f"{self.path}: split '{split}' has no fold assignment; "
                               "prepare with --folds K, or set data.fold=null")
         if fold not in folds:
             raise ConfigError(f"data.fold={fold}: split '{split}' has folds {', '.join(map(str, sorted(folds)))}; "
@@ -104,7 +116,8 @@ def load_card(root: str | Path) -> DatasetCard:
         card = DatasetCard(root=path.parent, name=raw.get("name", path.parent.name), classes=list(raw["classes"]),
                            palette=[list(c) for c in raw["palette"]], ignore_index=int(raw["ignore_index"]),
                            splits=dict(raw["splits"]), stats=dict(raw.get("stats") or {}),
-                           image_range=check_range(raw.get("image_range"), "image_range"))
+                           image_range=check_range(raw.get("image_range"), "image_range"),
+                           file=None if path.name == CARD_NAME else path)
     except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as err:
         detail = " ".join(str(err).split())  # a YAML error spans lines; the message is one line
         raise DataError(f"{path}: invalid dataset card ({type(err).__name__}: {detail}); re-run `segcli prepare`")

@@ -277,7 +277,7 @@ def _check_not_empty(card, fold, parts) -> None:
     for role, split, indices in parts:
         if split is None or indices:
             continue
-        where = card.root / "dataset.yaml"
+        where = card.path
         if fold is not None:
             raise DataError(f"{where}: fold {fold} leaves no pair for {role} in split '{split}'; choose another "
                             "data.fold, or prepare the dataset with fewer --folds")

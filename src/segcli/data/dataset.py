@@ -33,7 +33,7 @@ class SegDataset(torch.utils.data.Dataset):
         self.indices = list(range(len(pairs))) if indices is None else list(indices)
         self.pairs = [pairs[i] for i in self.indices]
         if not self.pairs:
-            raise DataError(f"{card.root / 'dataset.yaml'}: split '{split}' is empty"
+            raise DataError(f"{card.path}: split '{split}' is empty"
                             f"{'' if indices is None else ' for the selected fold'}")
         self.transform = transform
         self.channels = int(channels)

@@ -142,7 +142,7 @@ def resolve_class_weights(spec, num_classes: int, dataset_root: str | None, powe
         card = load_card(dataset_root)
         weights = (card.stats or {}).get("class_weights")
         if not weights:
-            raise ConfigError(f"loss.class_weights=auto: {card.root / 'dataset.yaml'} has no stats.class_weights; "
+            raise ConfigError(f"loss.class_weights=auto: {card.path} has no stats.class_weights; "
                               "re-run `segcli prepare` to compute them")
         try:
             exponent = float(power)
