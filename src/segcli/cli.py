@@ -24,6 +24,12 @@ class _StdoutClosed(Exception):
 
 
 class _Group(typer.core.TyperGroup):
+    def make_context(self, *args, **kwargs):  # where `segcli --help` and `--version` print (eager options)
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError as err:
+            raise _StdoutClosed() from err
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -371,9 +377,10 @@ def main(argv: list[str] | None = None) -> None:
     _current_folder()
     if argv is None:  # the process's own entry (a caller that passes argv keeps its own interpreter and stderr)
         _utf8_mode()
-        from segcli.console import PeopleText
+        from segcli.console import PeopleText, Results
 
         sys.stderr = PeopleText(sys.stderr)
+        sys.stdout = Results(sys.stdout)
     try:
         with stop_signals_raise():  # SIGTERM/SIGHUP stop segcli like Ctrl-C, cleanups included
             _main(argv)
@@ -387,15 +394,22 @@ def _utf8_mode() -> None:
     """Run again in Python's UTF-8 mode where the file system's encoding is ASCII (a C/POSIX locale with
     PYTHONUTF8=0): there a non-ASCII name, from the command line or from a dataset card, cannot be opened ('not
     found', UnicodeEncodeError) and OpenCV crashes (SIGSEGV) drawing a class name that came from the command line.
-    UTF-8 mode is what Python itself picks for those locales unless told not to; the arguments keep their bytes."""
+    UTF-8 mode is what Python itself picks for those locales unless told not to; the arguments keep their bytes.
+    What the user's PYTHONUTF8=0 asked for and can see stays as it was: the standard streams keep the locale's
+    encoding (ASCII: a class name 'bâtiment' in a table is written 'b\\xe2timent', a path as its bytes), unless
+    PYTHONIOENCODING says otherwise."""
     import codecs
 
     if sys.flags.utf8_mode or codecs.lookup(sys.getfilesystemencoding()).name != "ascii" or not sys.executable:
         return
+    env = dict(os.environ)
+    stream = sys.stdout if sys.stdout is not None else sys.stdin
+    if not env.get("PYTHONIOENCODING") and getattr(stream, "encoding", None):
+        env["PYTHONIOENCODING"] = f"{stream.encoding}:{getattr(stream, 'errors', None) or 'strict'}"
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]])
+        os.execve(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]], env)
     except (OSError, ValueError):  # no interpreter to run again: go on in ASCII
         pass
 

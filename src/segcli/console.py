@@ -13,9 +13,25 @@ def stderr_console():
 
 
 def stdout_console():
+    """A rich console on stdout. On a terminal, its width and colours. Anywhere else (a pipe, a file) plain text at
+    the tables' natural width: FORCE_COLOR=1 or TTY_COMPATIBLE=1 (set in many CI jobs for the logs' sake) put escape
+    codes into the tables a pipeline reads and cut their class names to the 80 columns of a terminal that is not
+    there, and COLUMNS (COLUMNS=20 in a narrow CI runner) squeezed every number of a table to '…'."""
     from rich.console import Console
 
-    return Console(file=_Escaping(sys.stdout), soft_wrap=True)
+    if _is_tty(sys.stdout):
+        return Console(file=_Escaping(sys.stdout), soft_wrap=True)
+    return Console(file=_Escaping(sys.stdout), soft_wrap=True, force_terminal=False, width=_NATURAL_WIDTH)
+
+
+_NATURAL_WIDTH = 10_000  # wider than any table: rich then prints each one at its own width (tables do not expand)
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class _Escaping:
@@ -33,8 +49,19 @@ class _Escaping:
             encoding = self._stream.encoding or "utf-8"
             return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
+    @property
+    def unescaped(self):
+        """The stream underneath (write_out writes a path the encoding lacks as its bytes, not escaped)."""
+        return getattr(self._stream, "unescaped", self._stream)
+
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+class Results(_Escaping):
+    """sys.stdout for a run of segcli: text from Click (the help of `segcli --help`, with its '→'), from rich or from
+    a library that stdout's encoding lacks (latin-1 or cp1252: a redirected stdout on Windows, a legacy locale) is
+    escaped, where it was exit 4 (UnicodeEncodeError) with nothing printed."""
 
 
 class PeopleText:
@@ -85,13 +112,14 @@ def write_out(text: str) -> None:
     """Text a pipeline consumes, on stdout. A path that stdout's encoding cannot hold (a file name that is not UTF-8,
     seen as surrogate escapes; 'é' under PYTHONIOENCODING=ascii or a C locale with PYTHONUTF8=0) is written as the
     file name's own bytes, which is what a reader passes back to the file system."""
+    stdout = getattr(sys.stdout, "unescaped", sys.stdout)
     try:
-        sys.stdout.write(text)
+        stdout.write(text)
     except UnicodeEncodeError:
-        sys.stdout.flush()
+        stdout.flush()
         try:
             data = os.fsencode(text)
         except UnicodeEncodeError:  # not a path of this file system: text, as UTF-8
             data = text.encode("utf-8", "surrogateescape")
-        sys.stdout.buffer.write(data)
-    sys.stdout.flush()
+        stdout.buffer.write(data)
+    stdout.flush()
