@@ -81,3 +81,24 @@ def trained(tmp_path_factory) -> dict:
 
 def load_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _runs(flags) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in a 1-D sequence."""
+    runs, start = [], None
+    for i, on in enumerate(list(flags) + [False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def panel_boxes(panel: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(top, bottom, left, right) of the four pictures of a `--worst` panel, left to right, found on its white canvas:
+    the pictures' rows are the longest run of rows with ink (text lines are a few pixels high, apart), and in them
+    the four widest runs of inked columns."""
+    top, bottom = max(_runs((panel != 255).any(axis=(1, 2))), key=lambda r: r[1] - r[0])
+    columns = sorted(_runs((panel[top:bottom] != 255).any(axis=(0, 2))), key=lambda r: r[1] - r[0])[-4:]
+    return [(top, bottom, left, right) for left, right in sorted(columns)]

@@ -488,10 +488,13 @@ def test_worst_panels_show_ignore_apart_from_a_black_class():
     image = np.zeros((h, w, 3), np.uint8)  # a black image: correct pixels are black in the error map too
     panel = worst_panel(image, target, np.zeros_like(target), [[0, 0, 0], [200, 0, 0]], 255, ["background", "x"],
                         [1.0, None], "t")
-    header, gap = 44, 4
+    from helpers_eval import panel_boxes
+
+    boxes = panel_boxes(panel)
     for k in (1, 3):  # the ground-truth panel and the error map
-        x = k * (w + gap)
-        labelled, unlabelled = panel[header:header + h, x:x + w // 2], panel[header:header + h, x + w // 2:x + w]
+        top, bottom, left, right = boxes[k]
+        middle = (left + right) // 2
+        labelled, unlabelled = panel[top:bottom, left:middle], panel[top:bottom, middle:right]
         assert (labelled == 0).all()
         assert unlabelled.min() > 100 and len(np.unique(unlabelled)) == 2  # the two greys of the checks
 
