@@ -231,6 +231,12 @@ def test_two_inputs_whose_outputs_are_one_file_are_refused(ckpt, cli, tmp_path):
     assert not (tmp_path / "v").exists()
     code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "v", "--save", "mask,overlay")
     assert code == 0, err  # without frame masks the video writes overlays/clip.avi only
+    (tmp_path / "in" / "clip").rename(tmp_path / "in" / "uncertainty")  # an image uncertainty/000000.png …
+    (tmp_path / "in" / "uncertainty" / "clip").mkdir()
+    (tmp_path / "in" / "uncertainty" / "000000.png").rename(tmp_path / "in" / "uncertainty" / "clip" / "000000.png")
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "u", "--frame-masks",
+                         "--save", "mask,uncertainty")  # … whose mask is the video's frame 0 entropy map
+    assert code == 2 and f"would both write {tmp_path / 'u' / 'uncertainty' / 'clip' / '000000.png'}" in err, err
 
 
 def test_dotted_names_keep_every_dot(ckpt, cli, tmp_path):

@@ -46,6 +46,22 @@ def test_glob_list_file_and_stdin(ckpt, cli, tmp_path):
     assert sorted(_masks(tmp_path / "stdin")) == sorted(_masks(tmp_path / "list"))
 
 
+
+def test_list_dash_reads_the_list_from_stdin(ckpt, cli, tmp_path, monkeypatch):
+    """`--list -` was read as a file named '-' (exit 3, 'No such file or directory'), while a bare `-` reads stdin."""
+    import io
+
+    write_images(tmp_path / "in", 2, 32, 32)
+    listed = "\n".join(str(p) for p in sorted((tmp_path / "in").iterdir()))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(listed))
+    code, out, err = cli("predict", "--list", "-", "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask")
+    assert code == 0, err
+    assert sorted(_masks(tmp_path / "out")) == ["img_000.png", "img_001.png"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(listed))
+    code, out, err = cli("predict", "-", "--list", "-", "--ckpt", ckpt, "--out", tmp_path / "twice")
+    assert code == 2 and "both read stdin" in err
+    assert not (tmp_path / "twice").exists()
+
 def test_shards_partition_the_inputs(ckpt, cli, tmp_path):
     write_images(tmp_path / "in", 7, 32, 32)
     seen = []
@@ -137,6 +153,30 @@ def test_skip_existing_keeps_the_class_counts_of_areas_and_jsonl(ckpt, cli, tmp_
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 2 and all(sum(row["pixels"].values()) == 32 * 48 for row in rows)
     assert "add mask to --save" in err
+
+
+def test_skip_existing_on_a_subset_keeps_the_tables_rows_of_the_other_inputs(ckpt, cli, tmp_path):
+    """A run with --skip-existing on some of the inputs (another --list, a subset) rewrote areas.csv and
+    uncertainty.csv with its own inputs only: the rows of the images finished before were lost, without a word. They
+    are kept now (a note says so); a run without --skip-existing replaces them and says so too."""
+    images = write_images(tmp_path / "in", 4, 32, 32)
+    out = tmp_path / "out"
+    args = ["--ckpt", ckpt, "--out", out, "--save", "mask,uncertainty,areas", "workers=0"]
+    assert cli("predict", tmp_path / "in", *args)[0] == 0
+    full = {name: (out / name).read_text() for name in ("areas.csv", "uncertainty.csv")}
+    (tmp_path / "list.txt").write_text(f"{images[1]}\n{images[3]}\n")
+    code, stdout, err = cli("predict", "--list", tmp_path / "list.txt", *args, "--skip-existing")
+    assert code == 0 and "0 predicted, 2 skipped" in err, err
+    assert f"{out / 'areas.csv'} keeps the rows of 2 input(s) of an earlier run" in err
+    assert sorted((out / "areas.csv").read_text().splitlines()) == sorted(full["areas.csv"].splitlines())
+    assert (out / "uncertainty.csv").read_text() == full["uncertainty.csv"]  # all four, ranked as before
+    code, stdout, err = cli("predict", images[0], *args, "--skip-existing")  # a new image: predicted, others kept
+    assert code == 0 and len((out / "areas.csv").read_text().splitlines()) == 1 + 4 * 4, err
+
+    code, stdout, err = cli("predict", images[0], *args)  # no --skip-existing: this run's table, and a note
+    assert code == 0, err
+    assert {row.split(",")[0] for row in (out / "areas.csv").read_text().splitlines()[1:]} == {str(images[0])}
+    assert "held the rows of 3 input(s) of an earlier run" in err and "add --skip-existing to keep them" in err
 
 
 def test_skip_existing_over_another_models_masks_is_refused_not_miscounted(ckpt, cli, tmp_path):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import cv2
 import numpy as np
+import pytest
 from predict_helpers import scene
 
 FRAMES, HEIGHT, WIDTH = 10, 64, 96
@@ -94,7 +96,8 @@ def test_outputs_a_video_does_not_give_are_named(ckpt, cli, tmp_path):
     code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "mask,prob,uncertainty")
     assert code == 0, err
     assert "videos give an overlay video; add --frame-masks for a mask PNG per frame" in err
-    assert "--save prob,uncertainty applies to images only, not to videos" in err
+    assert "--save prob applies to images only, not to videos" in err
+    assert "video frames get their uncertainty score in uncertainty.csv; add --frame-masks for an entropy map" in err
     assert not (tmp_path / "out" / "clip").exists()  # what the note says: no frame masks
     code, out, err = cli("predict", clip, "--ckpt", ckpt, "--out", tmp_path / "out2", "--frame-masks")
     assert code == 0 and "note" not in err, err
@@ -154,6 +157,37 @@ def test_skip_existing_keeps_a_videos_rows_and_writes_frame_masks_asked_for_late
     assert (tmp_path / "out" / "areas.csv").read_text() == first
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == FRAMES and all(row["skipped"] and sum(row["pixels"].values()) == HEIGHT * WIDTH for row in rows)
+
+
+def test_uncertainty_of_a_video_ranks_its_frames_and_survives_skip_existing(ckpt, cli, tmp_path):
+    """--save uncertainty on a video wrote uncertainty.csv with its header only: frames got no score, while areas.csv
+    has their rows. Now every frame is scored ('clip.mp4#NNNNNN', as in areas.csv), with an entropy map per frame
+    under --frame-masks, and a resumed run reads the scores back from those maps."""
+    clip = tmp_path / "clip.mp4"
+    _write_video(clip, "mp4v")
+    out = tmp_path / "out"
+    code, stdout, err = cli("predict", clip, "--ckpt", ckpt, "--out", out, "--save", "uncertainty,areas")
+    assert code == 0, err
+    rows = list(csv.DictReader((out / "uncertainty.csv").open()))
+    assert sorted(row["input"] for row in rows) == [f"{clip}#{i:06d}" for i in range(FRAMES)]
+    assert [int(row["rank"]) for row in rows] == list(range(1, FRAMES + 1)) and all(row["map"] == "" for row in rows)
+    scores = [float(row["score"]) for row in rows]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    assert "add --frame-masks for an entropy map per frame" in err
+
+    args = ["predict", clip, "--ckpt", ckpt, "--out", tmp_path / "maps", "--save", "uncertainty", "--frame-masks"]
+    code, stdout, err = cli(*args, "--jsonl")
+    assert code == 0 and "note" not in err, err
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    maps = sorted((tmp_path / "maps" / "uncertainty" / "clip").glob("*.png"))
+    assert [m.name for m in maps] == [f"{i:06d}.png" for i in range(FRAMES)]
+    assert [line["outputs"]["uncertainty"] for line in lines] == [str(m) for m in maps]
+    assert {line["input"]: line["uncertainty"] for line in lines} == pytest.approx(
+        {row["input"]: float(row["score"]) for row in rows}, abs=1e-6)  # the same scores with or without the maps
+    first = (tmp_path / "maps" / "uncertainty.csv").read_text()
+    code, stdout, err = cli(*args, "--skip-existing")
+    assert code == 0 and "0 predicted, 1 skipped" in err, err
+    assert (tmp_path / "maps" / "uncertainty.csv").read_text() == first
 
 
 def test_a_video_codec_that_is_no_fourcc_or_cannot_be_written_is_a_usage_error(ckpt, cli, tmp_path):

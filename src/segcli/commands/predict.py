@@ -127,12 +127,15 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
     outputs would land on one file: `x.png` and `overlays/x.png` (the overlay of one, the mask of the other), or with
     `frame_masks` the video `clip.mp4` and an image `clip/000000.png` (frame 0's mask)."""
     from segcli.inference.io import resolver
+    from segcli.inference.outputs import FOLDERS
     from segcli.inference.video import is_frame_mask_name, overlay_path
 
     real = resolver()
     inputs = {real(item.path) for item in items}
     written: dict[str, object] = {}
-    frame_folders = {outputs.out / item.rel: item for item in items if item.is_video and frame_masks}
+    folders = [Path()] + ([Path(FOLDERS["uncertainty"])] if "uncertainty" in outputs.save else [])
+    frame_folders = {outputs.out / folder / item.rel: item for item in items if item.is_video and frame_masks
+                     for folder in folders}  # frame masks and frame entropy maps
     for item in items:
         targets = [overlay_path(outputs, item.rel, item.path)] if item.is_video else outputs.paths(item.rel).values()
         for target in targets:
@@ -149,8 +152,6 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
 
 def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
     import torch
-
-    from segcli.inference.tables import table_name, write_areas, write_uncertainty
 
     outputs = state.outputs
     start = time.perf_counter()
@@ -184,10 +185,7 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
             except DataError as err:
                 state.fail(err.message)
     finally:
-        if "areas" in save:
-            write_areas(outputs.out / table_name("areas", shard_spec), state.records, predictor.classes)
-        if "uncertainty" in save:
-            write_uncertainty(outputs.out / table_name("uncertainty", shard_spec), state.records)
+        _write_tables(state, items, save, shard_spec)
     seconds = time.perf_counter() - start
     fresh = [record for record in state.records if not record.skipped]
     done = len(fresh)  # images and video frames
@@ -203,6 +201,58 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
         raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
                         f"{others}")
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
+
+
+def _write_tables(state, items, save, shard_spec) -> None:
+    """areas.csv and uncertainty.csv of the run. A table an earlier run left in --out may hold rows of inputs this
+    run does not cover (a subset, another --list): with --skip-existing (a run that adds to --out) they are kept,
+    else the table is this run's alone; either way a note says so, rather than the rows vanishing silently."""
+    from segcli.inference.tables import (AREAS, UNCERTAINTY, earlier_rows, same_classes, table_name, write_areas,
+                                         write_uncertainty)
+
+    classes = state.outputs.classes
+    covered = _covered(items)
+    for kind, header in (("areas", AREAS), ("uncertainty", UNCERTAINTY)):
+        if kind not in save:
+            continue
+        path = state.outputs.out / table_name(kind, shard_spec)
+        others = earlier_rows(path, header, covered)
+        keep = others if state.cfg.skip_existing and (kind != "areas" or same_classes(others, classes)) else []
+        if kind == "areas":
+            write_areas(path, state.records, classes, keep)
+        else:
+            write_uncertainty(path, state.records, keep)
+        inputs = len({row[header.index("input")] for row in others})
+        if keep:
+            info(f"predict: note: {path} keeps the rows of {inputs} input(s) of an earlier run that are not among "
+                 "this run's inputs (delete it first to start it afresh)")
+        elif others:
+            why = ("it was written with other classes (another model)" if state.cfg.skip_existing else
+                   "add --skip-existing to keep them")
+            info(f"predict: note: {path} held the rows of {inputs} input(s) of an earlier run that are not among this "
+                 f"run's inputs; it now holds this run's only ({why})")
+
+
+def _covered(items):
+    """A test of a table row's input: is it one of `items` (a video frame 'clip.mp4#000012' by its video), named as
+    this run names it or as a path to the same file (an earlier run may have named it relative to another folder)?
+    Answers are cached: areas.csv names each input once per class."""
+    import os
+    from functools import lru_cache
+
+    names = {str(item.path) for item in items}
+    real = {os.path.realpath(item.path) for item in items}
+    videos = {str(item.path) for item in items if item.is_video}
+    real_videos = {os.path.realpath(item.path) for item in items if item.is_video}
+
+    @lru_cache(maxsize=None)
+    def covered(name: str) -> bool:
+        video, hash_, frame = name.rpartition("#")
+        if hash_ and frame.isdigit() and (video in videos or os.path.realpath(video) in real_videos):
+            return True
+        return name in names or os.path.realpath(name) in real
+
+    return covered
 
 
 def _note_stacks(images) -> None:
@@ -223,14 +273,16 @@ def _note_stacks(images) -> None:
 
 
 def _note_video_outputs(save, frame_masks: bool) -> None:
-    """A video gives an overlay video and areas rows per frame (masks with --frame-masks): say which of the
-    outputs asked for it does not give, instead of leaving them out silently."""
+    """A video gives an overlay video, areas rows and uncertainty scores per frame (masks and entropy maps with
+    --frame-masks): say which of the outputs asked for it does not give, instead of leaving them out silently."""
     parts = []
     if "mask" in save and not frame_masks:
         parts.append("videos give an overlay video; add --frame-masks for a mask PNG per frame")
-    unused = [name for name in ("prob", "uncertainty") if name in save]
-    if unused:
-        parts.append(f"--save {','.join(unused)} applies to images only, not to videos")
+    if "uncertainty" in save and not frame_masks:
+        parts.append("video frames get their uncertainty score in uncertainty.csv; add --frame-masks for an entropy "
+                     "map per frame")
+    if "prob" in save:
+        parts.append("--save prob applies to images only, not to videos")
     if parts:
         info(f"predict: note: {'; '.join(parts)}")
 

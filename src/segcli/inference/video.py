@@ -3,6 +3,10 @@
 OUT/overlays/REL.<ext>   the overlay video (same size and frame rate; .mp4 for mp4/mov/m4v inputs with
                          the mp4v codec, .avi with MJPG otherwise), written to a temp name and renamed
 OUT/REL/NNNNNN.png       per-frame class-id masks (video.masks=true), NNNNNN = frame index from 0
+OUT/uncertainty/REL/NNNNNN.png
+                         per-frame entropy maps, with --save uncertainty and video.masks=true; every frame gets
+                         its score (as an image does) in uncertainty.csv and --jsonl, as it gets its rows in
+                         areas.csv ("clip.mp4#000012"), with or without the maps
 Smoothing (smooth = A > 0): p_t = A · p_(t-1) + (1 − A) · softmax(logits_t), masks = argmax p_t.
 """
 
@@ -15,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from segcli.errors import ConfigError, DataError
-from segcli.inference.outputs import Outputs, Record, with_suffix
+from segcli.inference.outputs import FOLDERS, Outputs, Record, with_suffix
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
@@ -63,6 +67,10 @@ def frame_mask_path(outputs: Outputs, rel: Path, index: int) -> Path:
     return outputs.out / rel / f"{index:06d}.png"
 
 
+def frame_uncertainty_path(outputs: Outputs, rel: Path, index: int) -> Path:
+    return outputs.out / FOLDERS["uncertainty"] / rel / f"{index:06d}.png"
+
+
 def is_frame_mask_name(name: str) -> bool:
     """Whether a file name is one frame_mask_path gives (NNNNNN.png)."""
     stem, dot, suffix = name.partition(".")
@@ -84,15 +92,17 @@ def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> l
     """For --skip-existing: the Records (skipped=True) of a video an earlier run finished, or None when it must be
     predicted (again). Finished: its overlay video exists and, with `frame_masks`, a mask per frame of it. With
     `counts` (areas.csv, --jsonl), only a video whose frame masks are there to count the classes again is
-    finished: without them its rows would be lost."""
+    finished, and with --save uncertainty only one whose frame entropy maps are there to score the frames again:
+    without them its rows would be lost."""
     import cv2
 
-    from segcli.inference.outputs import read_ids
+    from segcli.inference.outputs import read_ids, uncertainty_score
 
     target = overlay_path(outputs, item.rel, item.path)
     if not target.is_file():
         return None
-    if not (frame_masks or counts):
+    uncertain = "uncertainty" in outputs.save
+    if not (frame_masks or counts or uncertain):
         return []
     masks = []
     while frame_mask_path(outputs, item.rel, len(masks)).is_file():
@@ -101,13 +111,21 @@ def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> l
     written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     capture.release()
     complete = bool(masks) and (written <= 0 or len(masks) == written)  # 0: a container that does not say
-    if not complete:
+    maps = [frame_uncertainty_path(outputs, item.rel, index) for index in range(len(masks))] if uncertain else []
+    if not complete or not all(path.is_file() for path in maps):
         return None
     records = []
-    for index, path in enumerate(masks if counts else []):
-        pixels = np.bincount(read_ids(path).ravel(), minlength=len(outputs.classes))[: len(outputs.classes)].tolist()
+    for index, path in enumerate(masks if counts or uncertain else []):
+        pixels = (np.bincount(read_ids(path).ravel(), minlength=len(outputs.classes))[: len(outputs.classes)].tolist()
+                  if counts else [])
         files = {"mask": str(path)} if frame_masks else {}
-        records.append(Record(f"{item.path}#{index:06d}", {**files, "video": str(target)}, pixels, skipped=True))
+        score = None
+        if uncertain:
+            score = uncertainty_score(read_ids(maps[index]))
+            if frame_masks:
+                files["uncertainty"] = str(maps[index])
+        records.append(Record(f"{item.path}#{index:06d}", {**files, "video": str(target)}, pixels, score,
+                              skipped=True))
     return records
 
 
@@ -118,6 +136,8 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
     import torch
 
     from segcli.console import info
+    from segcli.inference.io import write_png
+    from segcli.inference.outputs import normalised_entropy, uncertainty_score
     from segcli.inference.predictor import to_ids
 
     if predictor.read_channels != 3:
@@ -133,6 +153,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
     index = 0
     try:
         for batch in batches:
+            probs = None
             if smooth > 0 or outputs.needs_probs:
                 probs = torch.softmax(predictor.logits(batch), 1)
                 if smooth > 0:
@@ -143,7 +164,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                 ids = to_ids(probs)
             else:
                 ids = predictor.ids(batch)
-            for frame, mask in zip(batch, ids):
+            for i, (frame, mask) in enumerate(zip(batch, ids)):
                 if writer is None:
                     h, w = frame.shape[:2]
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), fps, (w, h))
@@ -159,8 +180,15 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                 if frame_masks:
                     paths["mask"] = frame_mask_path(outputs, item.rel, index)
                     outputs.write_mask(paths["mask"], mask)
+                score = None
+                if "uncertainty" in outputs.save:  # scored as an image is: from the 8-bit map (see uncertainty_score)
+                    entropy = np.round(normalised_entropy(probs[i].float().cpu().numpy()) * 255).astype(np.uint8)
+                    score = uncertainty_score(entropy)
+                    if frame_masks:
+                        paths["uncertainty"] = frame_uncertainty_path(outputs, item.rel, index)
+                        write_png(paths["uncertainty"], entropy)
                 pixels = np.bincount(mask.ravel(), minlength=len(outputs.classes))[: len(outputs.classes)].tolist()
-                emit(Record(name, {**{k: str(p) for k, p in paths.items()}, "video": str(target)}, pixels))
+                emit(Record(name, {**{k: str(p) for k, p in paths.items()}, "video": str(target)}, pixels, score))
                 index += 1
         if writer is None:
             raise DataError(f"{item.path}: no frames could be read from this video; check that it plays")
