@@ -115,7 +115,11 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
             items.extend(_from_list((stdin or sys.stdin).read().splitlines(), "stdin"))
         else:  # '~/photos' quoted, or from a script: the shell did not expand it
             items.extend(_from_entry(os.path.expanduser(entry) if entry.startswith("~") else entry))
-    if list_file:
+    if list_file == "-":  # `--list -`: the list on stdin, as a bare `-`
+        if "-" in inputs:
+            raise ConfigError("--list - and the input - both read stdin; give the list once")
+        items.extend(_from_list((stdin or sys.stdin).read().splitlines(), "stdin"))
+    elif list_file:
         path = Path(list_file)
         from segcli.inference.io import read_lines
 
