@@ -27,6 +27,20 @@ def stdout_console():
 _NATURAL_WIDTH = 10_000  # wider than any table: rich then prints each one at its own width (tables do not expand)
 
 
+def print_wide(console, renderable) -> None:
+    """A table on stdout at its natural width where the console is narrower: squeezed to a narrow terminal (COLUMNS=30,
+    a split pane), rich cut every number to '…' or to nothing; wider lines wrap in the terminal instead, and every
+    value stays readable."""
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(width=_NATURAL_WIDTH), renderable).maximum
+    width, console.width = console.width, max(console.width, natural)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
 def _is_tty(stream) -> bool:
     try:
         return bool(stream.isatty())

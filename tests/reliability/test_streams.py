@@ -66,6 +66,28 @@ def test_a_narrow_columns_setting_does_not_squeeze_a_piped_table(monkeypatch, ca
     assert "onnxruntime" in out and "35.1" in out and "28.52" in out and "÷ torch eager" in out
 
 
+
+def test_a_table_on_a_narrow_terminal_keeps_every_value():
+    """On a terminal of 30 columns (a split pane) eval's and the benchmark's tables lost every number (cells cut
+    to '…' or left empty); the table now keeps its natural width, and the terminal wraps its lines."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from segcli.console import print_wide
+
+    table = Table(title="syn / val: 2 images")
+    for column in ("id", "class", "IoU", "BIoU", "Acc", "Prec", "Dice", "gt px", "pred px", "images"):
+        table.add_column(column, justify="right")
+    table.add_row("3", "vegetation", "17.92", "12.88", "72.92", "19.19", "30.39", "1,625", "6,174", "2")
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=30, color_system=None)
+    print_wide(terminal, table)
+    out = terminal.file.getvalue()
+    assert "…" not in out and terminal.width == 30
+    for value in ("vegetation", "17.92", "12.88", "72.92", "19.19", "30.39", "1,625", "6,174", "pred px"):
+        assert value in out
+
 # ----------------------------------------------------------------------------- help and version
 @pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--version"]], ids=" ".join)
 def test_help_and_version_into_a_closed_pipe_are_exit_3(argv, tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from segcli.console import info, result, stdout_console
+from segcli.console import info, print_wide, result, stdout_console
 from segcli.errors import CheckFailed, ConfigError, DataError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # format → default suffix of --out
@@ -237,7 +237,7 @@ def _benchmark(cfg, model, meta: dict, path: Path, images: list) -> None:
         info(f"export: benchmarking torch eager vs {name} on {device}, {cfg.benchmark.runs} alternating runs")
         timings, ratios = paired({"torch eager": torch_eager.forward, name: exported.forward}, x, int(cfg.benchmark.runs))
         rows.append((device, timings, ratios))
-    stdout_console().print(benchmark_table(rows, tuple(x.shape[-2:]), batch))
+    print_wide(stdout_console(), benchmark_table(rows, tuple(x.shape[-2:]), batch))
 
 
 def run(cfg) -> Path:

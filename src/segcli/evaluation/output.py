@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from segcli.console import info, stdout_console
+from segcli.console import info, print_wide, stdout_console
 from segcli.inference.io import atomic_write_bytes, write_png
 
 
@@ -51,21 +51,6 @@ def _write_report(path: Path, text: str) -> None:
             raise DataError(f"{path}: cannot write it ({err.strerror or err}); check free space and permissions") from None
         return
     _write_text(path.resolve() if path.is_symlink() else path, text)
-
-
-def print_wide(console, renderable) -> None:
-    """Print a table at its natural width when stdout is not a terminal (files and pipes get whole class names)."""
-    if console.is_terminal:
-        console.print(renderable)
-        return
-    from rich.measure import Measurement
-
-    natural = Measurement.get(console, console.options.update(width=10_000), renderable).maximum
-    width, console.width = console.width, max(console.width, natural)
-    try:
-        console.print(renderable)
-    finally:
-        console.width = width
 
 
 def emit(cfg, report: dict, acc, card) -> None:

@@ -22,7 +22,7 @@ import re
 import signal
 from pathlib import Path
 
-from segcli.console import info, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
+from segcli.console import info, print_wide, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
 from segcli.errors import CheckFailed, ConfigError, DataError, Terminated, first_line
 
 SWEEP_FILE = "sweep.json"  # the sweep's command line: overrides, --config-dir and the folder it was started in
@@ -342,7 +342,6 @@ def print_summary(rows: list[dict]) -> None:
     """The summary table on stdout: one row per job."""
     from rich.table import Table
 
-    from segcli.evaluation.output import print_wide
     from segcli.reports import plain
 
     table = Table(title="sweep summary")
