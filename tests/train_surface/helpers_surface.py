@@ -15,10 +15,38 @@ QUICK = ["trainer.max_epochs=1", "data.num_workers=0", "augment.crop_size=[32,32
 
 
 def segcli(*args, timeout: int = 300, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m segcli ARGS` in a fresh interpreter (this worktree's code); `env`: added variables."""
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    """`segcli ARGS` → its exit code, stdout and stderr. In this process (torch, Lightning and smp are imported
+    once, not per call: seconds each) on one thread, as a fresh interpreter would run with OMP_NUM_THREADS=1;
+    in a fresh interpreter (this worktree's code) where a folder or environment is given, and for multi-process
+    (DDP) runs, which Lightning starts by running the command line again."""
+    if cwd is not None or env or any("ddp" in str(a) or "devices=" in str(a) for a in args):
+        env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **(env or {})}
+        return subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], env=env, capture_output=True,
+                              text=True, timeout=timeout, cwd=cwd)
+    return _in_process([str(a) for a in args])
+
+
+def _in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+
+    import torch
+
+    from segcli.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv)
+                code = 0
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["segcli", *argv], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
