@@ -183,8 +183,10 @@ class MaskDecoder:
             # and labelling tools write them: the colours are the labels, the indices are in any order
             raw = RawMask(raw.table[raw.array], "rgb", raw.lossy)
         values = raw.array
-        if raw.kind == "grey3" and self.colours is not None and self.colours.knows_all_greys(raw.array):
-            raw = RawMask(np.repeat(raw.array[..., None], 3, axis=-1), "rgb", raw.lossy)  # grey colours of the palette
+        if (raw.kind == "grey3" or (raw.kind == "ids" and raw.array.dtype == np.uint8)) and self.colours is not None \
+                and self.colours.knows_all_greys(raw.array):
+            # grey colours of the palette (background 0 0 0, defect 255 255 255), in three channels or in one
+            raw = RawMask(np.repeat(raw.array[..., None], 3, axis=-1), "rgb", raw.lossy)
         if raw.kind == "rgb":
             if self.colours is None:
                 findings.append(error("rgb_mask", where, "mask holds RGB colours but class ids are expected; store one "
@@ -197,15 +199,33 @@ class MaskDecoder:
         elif raw.kind == "grey3":
             findings.append(warning("rgb_mask", where, "mask stored with 3 identical channels; read as ids, "
                                     "but store a single channel"))
-        present = np.flatnonzero(np.bincount(values.ravel()))
+        counts = np.bincount(values.ravel())
+        present = np.flatnonzero(counts)
         targets = {int(v): self._target(int(v)) for v in present}
         bad = [v for v, t in targets.items() if t < 0]
         t255 = targets.get(255, -1)
-        if set(targets) == {0, 255} and not (t255 >= 0 and self._is_class(t255)) and not (
+        # values nobody declared (no --classes covering them, no --remap) are checked for JPEG's blur
+        declared = all(v in self.remap or (self.num_classes is not None and t >= 0) for v, t in targets.items())
+        blurred = None if (raw.lossy or self.lut is not None or raw.kind not in ("ids", "grey3") or declared
+                           or values.dtype != np.uint8) else _blurred_levels(counts)
+        if blurred:
+            # a two-valued mask saved as JPEG once (then converted to PNG): its edges became values next to the two
+            # levels, which would be read as dozens of classes (and 255's core as 'not labelled')
+            findings.append(error("lossy_mask", where, f"values {blurred} look like a two-valued mask blurred by "
+                                  "JPEG compression (saved as JPEG once): every edge would become classes of its "
+                                  "own; threshold it back to two values (e.g. value >= 128 → 1, else 0) and save "
+                                  "it as PNG (if they are all class ids, name the classes with --classes)"))
+        elif set(targets) == {0, 255} and not (t255 >= 0 and self._is_class(t255)) and not (
                 self.ignore_declared and t255 == self.ignore_index):
             findings.append(error("binary_mask", where, "values are only 0 and 255: looks like a binary mask whose "
                                   "foreground would be lost; pass --remap 255=1 to make 255 class 1, or "
                                   "--ignore-index 255 to declare that 255 means 'not labelled'"))
+        elif set(targets) == {0, 65535} and 65535 not in self.remap and self.num_classes is None and not (
+                self.ignore_declared and self.ignore_index == 65535):
+            # a 16-bit 0/65535 mask: 65535 would be read as a class id, making a table of 65,536 classes
+            findings.append(error("binary_mask", where, "values are only 0 and 65535: looks like a 16-bit binary "
+                                  "mask; pass --remap 65535=1 to make 65535 class 1 (with --classes to name the two), "
+                                  "or --ignore-index 65535 to declare that 65535 means 'not labelled'"))
         elif bad:
             shown = ", ".join(str(v) for v in bad[:8]) + (" …" if len(bad) > 8 else "")
             findings.append(error("out_of_range", where, f"{self.raw_name} {shown} are neither class ids "
@@ -223,6 +243,25 @@ class MaskDecoder:
 
     def _describe(self) -> str:
         return "(any)" if self.num_classes is None else f"0..{self.num_classes - 1}"
+
+
+def _blurred_levels(counts: np.ndarray) -> str | None:
+    """'0..5 and 251..255' when an 8-bit mask's value counts (np.bincount) look like two levels blurred by JPEG
+    compression: the smallest value dark and the largest bright, more than one value near each, and (nearly) every
+    pixel near one of them; None otherwise. (A class-id mask with ids 0..k and the ignore value 255 has one value
+    near 255.)"""
+    present = np.flatnonzero(counts)
+    if len(present) < 4:
+        return None
+    low, high = int(present[0]), int(present[-1])
+    if low > 63 or high < 192:  # black and white (or nearly): the two levels of a binary mask saved as an image
+        return None
+    band = (high - low) // 8
+    lows, highs = present[present <= low + band], present[present >= high - band]
+    near = int(counts[lows].sum() + counts[highs].sum())
+    if len(lows) < 2 or len(highs) < 2 or near < 0.98 * counts.sum():
+        return None
+    return f"{low}..{int(lows[-1])} and {int(highs[0])}..{high}"
 
 
 def value_lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:
