@@ -135,14 +135,18 @@ def _check_class_count(card) -> None:
 def _check_outputs(cfg) -> None:
     """Before any inference: --out is a folder (or will be made under one), --json FILE is no folder; found only
     when the reports are written, either would throw the whole evaluation away."""
-    if cfg.out:
-        from segcli.inference.io import file_in_the_way
+    from segcli.inference.io import file_in_the_way
 
+    if cfg.out:
         folder = file_in_the_way(cfg.out)
         if folder is not None:
             raise DataError(f"--out {Path(cfg.out)}: {folder} is a file, not a folder; give a folder for the report files")
     if cfg.json and cfg.json != "-" and Path(cfg.json).is_dir():
         raise DataError(f"--json {cfg.json}: a folder, not a file; give a file name (e.g. {Path(cfg.json) / 'report.json'}) "
+                        "or - for stdout")
+    folder = file_in_the_way(Path(cfg.json).parent) if cfg.json and cfg.json != "-" else None
+    if folder is not None:  # was found only after scoring, as 'cannot write it (File exists)'
+        raise DataError(f"--json {cfg.json}: {folder} is a file, not a folder; give a file name in a folder, "
                         "or - for stdout")
     if cfg.out and cfg.json and cfg.json != "-":  # the file written first would leave no folder for --out
         out, report = Path(cfg.out).resolve(), Path(cfg.json).resolve()
@@ -155,7 +159,7 @@ def run(cfg) -> dict:
     """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
     from segcli.checks import number, seed
     from segcli.evaluation import distributed
-    from segcli.evaluation.compare import class_mismatch, deltas, load_report
+    from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch
     from segcli.evaluation.corruptions import for_channels, parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
     from segcli.evaluation.sources import model_items, palette_colours, prediction_items, split_pairs
@@ -195,6 +199,10 @@ def run(cfg) -> dict:
              else model_items(predictor, shard))
     acc = score(items, card.num_classes, card.ignore_index, ratio, worst, progress=cfg.split)
     metrics = acc.metrics(card.classes)
+    if not int(acc.cm.matrix.sum()) and distributed.is_main():  # else only "—" everywhere, and exit 0
+        info(f"eval: note: no pixel of split '{cfg.split}' is labelled: every ground-truth pixel is the ignore index "
+             f"{card.ignore_index}, so every metric is null; check the masks and the ignore_index of "
+             f"{card.root / 'dataset.yaml'}")
 
     robustness = []
     for name in corruptions:
@@ -210,9 +218,10 @@ def run(cfg) -> dict:
         extra["worst"] = worst_entries(acc)
     if old is not None:
         extra["compare"] = deltas(old, metrics, str(cfg.compare))
-        mismatch = class_mismatch(old, metrics, str(cfg.compare))
-        if mismatch and distributed.is_main():
-            info(f"eval: note: {mismatch}")
+        for mismatch in (class_mismatch(old, metrics, str(cfg.compare)),
+                         split_mismatch(old, str(cfg.split), len(pairs), str(cfg.compare))):
+            if mismatch and distributed.is_main():
+                info(f"eval: note: {mismatch}")
     shortfalls = failures(thresholds, metrics)
     if thresholds:
         extra["gate"] = {"thresholds": [t.spec for t in thresholds], "passed": not shortfalls, "failures": shortfalls}

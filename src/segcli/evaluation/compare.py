@@ -21,10 +21,15 @@ def load_report(path: str | Path) -> dict:
     try:
         # NaN (how mmsegmentation and numpy-based tools write an absent class's rate) is read as null: a NaN kept
         # would make this report's `compare` section, and so report.json, invalid JSON
-        report = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda c: None if c == "NaN" else float(c))
+        # utf-8-sig: a report saved again by a Windows editor starts with a byte-order mark, which json refuses
+        report = json.loads(path.read_text(encoding="utf-8-sig"),
+                            parse_constant=lambda c: None if c == "NaN" else float(c))
     except FileNotFoundError:
         raise DataError(f"{path}: report to compare with not found; pass a report.json from `segcli eval --out DIR`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except json.JSONDecodeError as err:  # a hand-edited report: say where it breaks
+        raise DataError(f"{path}: not a readable JSON report ({err.msg} at line {err.lineno} column {err.colno}); "
+                        "fix it there, or pass a report.json from `segcli eval`") from None
+    except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable JSON report ({type(err).__name__}); pass a report.json from `segcli eval`") from None
     if not isinstance(report, dict) or not isinstance(report.get("classes"), list) or \
             not all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in report["classes"]):
@@ -34,6 +39,9 @@ def load_report(path: str | Path) -> dict:
         if not _rate(value):
             raise DataError(f"{path}: not a segcli eval report ({where} is {_shown(value)}, not a number or null); "
                             "pass a report.json from `segcli eval`")
+        if value is not None and not 0.0 <= value <= 1.0:  # a percentage (77.8 for 0.778) gave deltas of -7,700 points
+            raise DataError(f"{path}: {where} is {_shown(value)}, not a fraction in [0, 1] (a percentage?); segcli's "
+                            "reports hold rates as fractions: pass a report.json from `segcli eval`, or divide by 100")
     return report
 
 
@@ -89,3 +97,15 @@ def class_mismatch(old: dict, new: dict, source: str = "") -> str | None:
     return (f"{source} scores other classes ({len(before)} vs {len(now)}{listed}); classes are matched by name, "
             "and the means average different classes")
 
+
+
+def split_mismatch(old: dict, split: str, num_images: int, source: str = "") -> str | None:
+    """A note when the earlier report scored another split or another number of images (its deltas then mix a
+    change of model with a change of images), else None. Reports without these fields are taken as matching."""
+    before_split, before_n = old.get("split"), old.get("num_images")
+    if (before_split is None or before_split == split) and (not isinstance(before_n, int) or before_n == num_images):
+        return None
+    shown = f"split '{before_split}'" if before_split is not None else "its split"
+    count = f" ({before_n} images)" if isinstance(before_n, int) else ""
+    return (f"{source} scored {shown}{count}, this run split '{split}' ({num_images} images); the deltas compare "
+            "different images, not only different models")

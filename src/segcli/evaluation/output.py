@@ -90,12 +90,17 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
     import os
     import shutil
 
-    from segcli.errors import stops_held
-    from segcli.inference.io import staging_path
+    from segcli.errors import DataError, stops_held
+    from segcli.inference.io import missing_folders, remove_empty, staging_path
 
-    created = not out.exists()
     staging = staging_path(out, ".report")
+    created = missing_folders(staging)  # the staging folder, and --out and its parents where they are new
     try:
+        try:
+            staging.mkdir(parents=True)
+        except OSError as err:  # else the line named the hidden staging folder's report.json
+            raise DataError(f"--out {out}: cannot write the report files there ({err.strerror or err}); give a folder "
+                            "you can write to") from None
         _write_all(staging, report, acc, card, split, report_text)
         with stops_held():  # all files or none of them
             written = set()
@@ -108,8 +113,7 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
             _remove_stale_panels(out / "worst", written)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        remove_empty(created)
 
 
 def _remove_stale_panels(folder: Path, written: set) -> None:
