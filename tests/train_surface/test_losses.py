@@ -254,3 +254,22 @@ def test_class_ids_and_weights_in_term_params_are_checked_against_the_classes(ti
     assert proc.returncode == 2 and "loss.params.dice.classes=[0, 99]: give a list of class ids from 0 to" in \
         proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("gamma", [0.75, 1.5])
+def test_focal_tversky_of_a_batch_without_its_classes_has_finite_gradients(gamma):
+    """Focal Tversky (gamma < 1) on a batch where the scored class is absent: the loss is 0 and 0 ** 0.75 has an
+    infinite slope, so every gradient was nan and training stopped as 'diverged: lower optim.lr'."""
+    loss_fn = build_loss({"terms": {"tversky": 1.0}, "params": {"tversky": {"gamma": gamma, "classes": [1]}}}, 2,
+                         IGNORE, None)
+    logits = torch.randn(2, 2, 8, 8, requires_grad=True)
+    background = torch.zeros(2, 8, 8, dtype=torch.long)
+    value = loss_fn(logits, background)
+    value.backward()
+    assert float(value) == 0.0 and torch.isfinite(logits.grad).all()
+    logits.grad = None
+    target = background.clone()
+    target[:, 2:5, 2:5] = 1  # the class present: a positive loss, and gradients that move its logits
+    value = loss_fn(logits, target)
+    value.backward()
+    assert float(value) > 0 and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0

@@ -58,7 +58,11 @@ class RegionLoss(nn.Module):
             loss = loss[self.classes]
             weights = None if weights is None else weights[self.classes]
         mean = loss.mean() if weights is None else (loss * weights).sum() / weights.sum()
-        return mean ** self.gamma if self.gamma != 1.0 else mean
+        if self.gamma == 1.0:
+            return mean
+        # mean ** gamma has an infinite slope at 0 for gamma < 1 (a batch without the classes scored: loss 0), which
+        # made every gradient nan; the clamped branch has a finite one, and where() keeps the value 0 there
+        return torch.where(mean > 0, mean.clamp_min(1e-12) ** self.gamma, mean * 0.0)
 
 
 class DiceLoss(RegionLoss):
