@@ -512,3 +512,33 @@ def test_a_mask_with_an_exif_orientation_is_a_warning(tmp_path, rng, run_cli):
     found = [f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "mask_orientation"]
     assert [(Path(f["file"]).name, f["severity"]) for f in found] == [("p0.png", "warning")]
     assert "EXIF orientation 3 (turned 180°)" in found[0]["detail"]
+
+
+def test_pairs_refused_for_their_values_do_not_make_the_rest_a_one_class_dataset(tmp_path, rng, run_cli):
+    """0/255 binary masks (refused: binary_mask) beside masks of background only: the class table came from the
+    pairs that passed, so a second error said 'one class … name them with --classes', which fixes nothing."""
+    image = rng.integers(0, 256, (20, 30, 3)).astype(np.uint8)
+    for stem in ("a", "b", "c", "d"):
+        mask = np.zeros((20, 30), np.uint8)
+        if stem in ("a", "b"):
+            mask[5:10, 5:10] = 255
+        write_image(tmp_path / "images" / f"{stem}.png", image)
+        write_grey(tmp_path / "masks" / f"{stem}.png", mask)
+    args = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--val-fraction", "0.5"]
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "out")
+    assert code == 1 and "binary_mask" in stderr and "--remap 255=1" in stderr
+    assert "single_class" not in stderr
+    code, _, stderr = run_cli(*args, "--remap", "255=1", "--out", tmp_path / "fixed")
+    assert code == 0, stderr
+
+
+def test_sixteen_bit_ids_up_to_65535_get_advice_that_can_be_followed(tmp_path, rng, run_cli):
+    """Ids up to 65535 with the default ignore index 255 among them: the advice was 'pick a value above 65535',
+    which no ignore index can be."""
+    for stem in ("a", "b", "c"):
+        write_image(tmp_path / "images" / f"{stem}.png", random_image(rng, 8, 8))
+        write_grey(tmp_path / "masks" / f"{stem}.png", np.array([[0, 1], [65535, 0]], np.uint16).repeat(4, 0).repeat(4, 1))
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", tmp_path / "o")
+    assert code == 2 and "(ids 0-65535 found); no ignore value lies above 65535" in stderr, stderr
+    assert "--remap 65535=" in stderr and "pick a value above" not in stderr

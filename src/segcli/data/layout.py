@@ -234,13 +234,19 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
             from segcli.data.formats.folder import ZERO_LABEL_HINT
 
             zero = ZERO_LABEL_HINT if ignore == 0 else ""
-            raise ConfigError(f"--ignore-index {ignore} is also a class id in the masks (ids 0-{top} found); pick a "
-                              f"value above {top}, or name the classes with --classes{zero}")
+            above = (f"pick a value above {top}, or name the classes with --classes" if top < 65535 else
+                     "no ignore value lies above 65535: map the values to class ids with --remap (e.g. --remap "
+                     "65535=1), or name the classes with --classes")
+            raise ConfigError(f"--ignore-index {ignore} is also a class id in the masks (ids 0-{top} found); "
+                              f"{above}{zero}")
         classes = [f"class_{i}" for i in range(top + 1)] or ["class_0"]
     hint = _sparse_ids_hint(stats, len(classes)) if source.classes is None else ""
     palette = source.palette if len(source.palette) >= len(classes) else _default_palette(len(classes))
     _split_findings(report, source.splits, listed, splits, stats, classes, hint)
-    if len(classes) < 2 and report.pairs:
+    # one class among the pairs that passed; when others failed (and are not dropped: no --keep-going), their errors
+    # say what is wrong, and the other classes may be in them (0/255 masks whose foreground was refused)
+    failed = not report.keep_going and any(f.stem is not None and report.fails(f) for f in report.findings)
+    if len(classes) < 2 and report.pairs and not failed:
         report.findings.append(error("single_class", source.name, f"one class ({classes[0]}): every pixel is "
                                      "labelled the same (or ignored), so any model scores 100%; label at least two "
                                      "classes (e.g. background and object), or name them with --classes"))
