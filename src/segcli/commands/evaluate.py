@@ -99,13 +99,13 @@ def _open(cfg, mode: str, device: str):
         raise ConfigError(f"{model_path}: the model names no dataset; pass --data DIR")
     card = load_card(root)
     if list(predictor.classes) != list(card.classes):
-        raise ConfigError(f"{card.root / 'dataset.yaml'}: its classes {card.classes} differ from the model's "
+        raise ConfigError(f"{card.path}: its classes {card.classes} differ from the model's "
                           f"{predictor.classes}; evaluate on the dataset the model was trained for")
     if card.image_range != predictor.image_range and first_process():
         shown = [f"[{r[0]:g}, {r[1]:g}]" if r else "none (16-bit as value / 257)"
                  for r in (predictor.image_range, card.image_range)]
         info(f"eval: note: images deeper than 8 bits are read through the model's image_range {shown[0]} (from its "
-             f"training data), not {card.root / 'dataset.yaml'}'s {shown[1]}; they may look darker or brighter to "
+             f"training data), not {card.path}'s {shown[1]}; they may look darker or brighter to "
              "the model than its training images did")
     return predictor, card, {"model": model_path, "inference": predictor.options.describe()}
 
@@ -202,7 +202,7 @@ def run(cfg) -> dict:
     if not int(acc.cm.matrix.sum()) and distributed.is_main():  # else only "—" everywhere, and exit 0
         info(f"eval: note: no pixel of split '{cfg.split}' is labelled: every ground-truth pixel is the ignore index "
              f"{card.ignore_index}, so every metric is null; check the masks and the ignore_index of "
-             f"{card.root / 'dataset.yaml'}")
+             f"{card.path}")
 
     robustness = []
     for name in corruptions:

@@ -98,7 +98,6 @@ def class_mismatch(old: dict, new: dict, source: str = "") -> str | None:
             "and the means average different classes")
 
 
-
 def split_mismatch(old: dict, split: str, num_images: int, source: str = "") -> str | None:
     """A note when the earlier report scored another split or another number of images (its deltas then mix a
     change of model with a change of images), else None. Reports without these fields are taken as matching."""

@@ -45,8 +45,8 @@ def split_pairs(card, split: str) -> list[tuple[str, Path, Path]]:
     pairs = card.pairs(split)
     if not pairs:
         others = [name for name in card.splits if name != split and card.pairs(name)]
-        raise DataError(f"{card.root / 'dataset.yaml'}: split '{split}' is empty, no image to score; "
-                        + (f"score another split (--split {' | '.join(others)}), or " if others else "")
+        raise DataError(f"{card.path}: split '{split}' is empty, no image to score; "
+                        + (f"score another split (--split {' or --split '.join(others)}), or " if others else "")
                         + "add pairs to it (re-run segcli prepare)")
     return [(relative_stem(card, split, image, mask), image, mask) for image, mask in pairs]
 
