@@ -100,3 +100,32 @@ def test_max_size_shrinks_an_rgba_image_the_way_it_is_shown_not_as_stored(tmp_pa
         assert image.shape == (24, 32, 3) and mask.shape == (24, 32)
         assert cv2.imread(str(written), cv2.IMREAD_UNCHANGED).shape == (24, 32, 4)  # still every channel
         assert np.array_equal(image[..., 0] > 128, mask == 1)
+
+
+
+def _grey_png(path, ids: np.ndarray, bits: int) -> None:
+    """Write `ids` as a grey PNG of `bits` bits per pixel (1, 2 or 4), the bytes laid out by hand."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    rows = b"".join(b"\0" + np.packbits(np.unpackbits(row[:, None], axis=1)[:, 8 - bits:].ravel()).tobytes()
+                    for row in ids)
+    h, w = ids.shape
+    header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([bits, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_low_bit_depth_grey_png_masks_are_read_as_their_stored_ids(bits, tmp_path):
+    """A mask or prediction saved from a bool array (PIL's mode '1', a 1-bit PNG) holds 0/1, but OpenCV scales it to
+    0/255: `eval --predictions` refused it ('class ids [255] outside 0..2'). 2- and 4-bit grey PNGs likewise."""
+    from segcli.inference.io import read_mask
+
+    ids = (np.arange(6 * 8).reshape(6, 8) % 2 ** bits).astype(np.uint8)
+    _grey_png(tmp_path / "m.png", ids, bits)
+    assert np.array_equal(read_mask(tmp_path / "m.png"), ids)
+    Image.fromarray(ids.astype(bool)).save(tmp_path / "pil.png")  # PIL's own 1-bit file
+    assert np.array_equal(read_mask(tmp_path / "pil.png"), ids.astype(bool).astype(np.uint8))
