@@ -77,6 +77,29 @@ def test_class_ids_beside_the_ignore_value_are_not_taken_for_jpeg_blur(tmp_path,
         "class_0", "class_1", "class_2", "class_3"]
 
 
+def test_values_named_by_remap_are_not_taken_for_jpeg_blur(tmp_path, rng, run_cli):
+    # ids 0..2 with 254 and 255 at the top end: with --remap 254=255 (the user says what 254 is) they stopped as
+    # 'values 0..2 and 254..255 look like a two-valued mask blurred by JPEG compression'
+    from helpers_data import blocks
+
+    base = _binary_pairs(tmp_path, rng, lambda mask: blocks(rng, 48, 64, [0, 1, 2, 254, 255]).astype(np.uint8))
+    code, out, err = run_cli(*base, "--out", tmp_path / "out", "--remap", "254=255")
+    assert code == 0, err
+    assert __import__("yaml").safe_load((tmp_path / "out" / "dataset.yaml").read_text())["classes"] == [
+        "class_0", "class_1", "class_2"]
+
+
+
+def test_a_stray_value_outside_the_named_classes_is_out_of_range_not_jpeg_blur(tmp_path, rng, run_cli):
+    # ids 0..2 named by --classes, with a stray 254 beside the ignore value 255: 'blurred by JPEG' and a hint to
+    # name the classes (which they were) instead of the value that is out of range
+    from helpers_data import blocks
+
+    base = _binary_pairs(tmp_path, rng, lambda mask: blocks(rng, 48, 64, [0, 1, 2, 254, 255]).astype(np.uint8))
+    code, out, err = run_cli(*base, "--out", tmp_path / "out", "--classes", "a,b,c")
+    assert code == 1 and "out_of_range" in err and "254" in err, err
+    assert "lossy_mask" not in err
+
 def test_16_bit_binary_masks_get_the_remap_that_keeps_two_classes(tmp_path, rng, run_cli):
     # 0/65535 masks (a 16-bit export of a binary mask) stopped with "pick an --ignore-index above 65535", which
     # cannot be given (ignore values are 0..65535)

@@ -206,8 +206,12 @@ class MaskDecoder:
         t255 = targets.get(255, -1)
         # values nobody declared (no --classes covering them, no --remap) are checked for JPEG's blur
         declared = all(v in self.remap or (self.num_classes is not None and t >= 0) for v, t in targets.items())
+        named = [v for v in (*self.remap, *([self.ignore_index] if self.ignore_declared else [])) if v < len(counts)]
+        # with --classes, the values it leaves out must lie at both ends, as blur's do (ids 0..30 with a stray 254
+        # are out of range, not blurred)
+        both_ends = self.num_classes is None or (any(v < 64 for v in bad) and any(v >= 192 for v in bad))
         blurred = None if (raw.lossy or self.lut is not None or raw.kind not in ("ids", "grey3") or declared
-                           or values.dtype != np.uint8) else _blurred_levels(counts)
+                           or values.dtype != np.uint8 or not both_ends) else _blurred_levels(_without(counts, named))
         if blurred:
             # a two-valued mask saved as JPEG once (then converted to PNG): its edges became values next to the two
             # levels, which would be read as dozens of classes (and 255's core as 'not labelled')
@@ -243,6 +247,16 @@ class MaskDecoder:
 
     def _describe(self) -> str:
         return "(any)" if self.num_classes is None else f"0..{self.num_classes - 1}"
+
+
+def _without(counts: np.ndarray, values: list[int]) -> np.ndarray:
+    """`counts` without the values the user named (--remap 254=255, --ignore-index 254): a value someone named is in
+    the masks on purpose, not an edge JPEG blurred (0..2 with 254 and 255 were 'blurred' even with --remap 254=255)."""
+    if not values:
+        return counts
+    counts = counts.copy()
+    counts[values] = 0
+    return counts
 
 
 def _blurred_levels(counts: np.ndarray) -> str | None:
