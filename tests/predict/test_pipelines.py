@@ -179,6 +179,40 @@ def test_skip_existing_on_a_subset_keeps_the_tables_rows_of_the_other_inputs(ckp
     assert "held the rows of 3 input(s) of an earlier run" in err and "add --skip-existing to keep them" in err
 
 
+def test_skip_existing_shards_keep_no_rows_another_shard_now_has(ckpt, cli, tmp_path):
+    """A job array run again with --skip-existing after an image was added: the images moved to the other shard, and
+    each shard's table kept the rows of those it had before, so the merged tables held them twice."""
+    import shutil
+
+    images = write_images(tmp_path / "in", 4, 32, 32)
+    out = tmp_path / "out"
+    args = ["--ckpt", ckpt, "--out", out, "--save", "mask,areas", "--skip-existing", "workers=0"]
+    for shard in ("0/2", "1/2"):
+        assert cli("predict", tmp_path / "in", *args, "--shard", shard)[0] == 0
+    shutil.copy(images[0], images[0].with_name(images[0].stem + "a" + images[0].suffix))  # sorts second
+    for shard in ("0/2", "1/2"):
+        code, stdout, err = cli("predict", tmp_path / "in", *args, "--shard", shard)
+        assert code == 0, err
+    names = [row.split(",")[0] for shard in ("0-of-2", "1-of-2")
+             for row in (out / f"areas.shard-{shard}.csv").read_text().splitlines()[1:]]
+    assert len(names) == 5 * 4 and len(set(names)) == 5  # each image's rows once, in one shard's table
+
+
+def test_skip_existing_keeps_the_rows_of_a_table_saved_again_by_excel(ckpt, cli, tmp_path):
+    """areas.csv opened and saved again as 'CSV UTF-8' by Excel starts with a byte-order mark and ends lines with
+    CRLF: its header no longer matched, and a --skip-existing run on new images dropped every earlier row silently."""
+    images = write_images(tmp_path / "in", 3, 32, 32)
+    out = tmp_path / "out"
+    args = ["--ckpt", ckpt, "--out", out, "--save", "mask,areas", "--skip-existing", "workers=0"]
+    assert cli("predict", images[0], images[1], *args)[0] == 0
+    table = out / "areas.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_text().replace("\r\n", "\n").replace("\n", "\r\n").encode())
+    code, stdout, err = cli("predict", images[2], *args)
+    assert code == 0, err
+    assert "keeps the rows of 2 input(s) of an earlier run" in err
+    assert {row.split(",")[0] for row in table.read_text().splitlines()[1:]} == {str(p) for p in images}
+
+
 def test_skip_existing_over_another_models_masks_is_refused_not_miscounted(ckpt, cli, tmp_path):
     """A mask left by a model of more classes: its ids beyond this model's were dropped from areas.csv and --jsonl
     without a word, so an image's class fractions no longer summed to 1."""

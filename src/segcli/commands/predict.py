@@ -96,7 +96,8 @@ def predict_with(cfg, predictor) -> list[Path]:
     save = parse_save(cfg.save)
     if not cfg.overlay:
         save = tuple(k for k in save if k != "overlay") or ("mask",)
-    items = shard(collect(list(cfg.inputs), cfg.list, skip_under=cfg.out), shard_spec)
+    collected = collect(list(cfg.inputs), cfg.list, skip_under=cfg.out)
+    items = shard(collected, shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
     _refuse_overwriting_inputs(items, outputs, bool(cfg.video.masks))
@@ -106,7 +107,7 @@ def predict_with(cfg, predictor) -> list[Path]:
     state = Run(cfg, outputs, predictor.classes)
     created = missing_folders(outputs.out)
     try:
-        return _predict_all(cfg, items, predictor, state, save, shard_spec)
+        return _predict_all(cfg, items, predictor, state, save, shard_spec, collected)
     except BaseException:  # writes run in parallel threads: folders one of them created may be left empty
         prune_created_tree(outputs.out, created)
         raise
@@ -150,7 +151,7 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
                                   "separate --out folders")
 
 
-def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
+def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> list[Path]:
     import torch
 
     outputs = state.outputs
@@ -185,7 +186,7 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
             except DataError as err:
                 state.fail(err.message)
     finally:
-        _write_tables(state, items, save, shard_spec)
+        _write_tables(state, collected, save, shard_spec)
     seconds = time.perf_counter() - start
     fresh = [record for record in state.records if not record.skipped]
     done = len(fresh)  # images and video frames
@@ -203,15 +204,17 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec) -> list[Path]:
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
 
 
-def _write_tables(state, items, save, shard_spec) -> None:
+def _write_tables(state, collected, save, shard_spec) -> None:
     """areas.csv and uncertainty.csv of the run. A table an earlier run left in --out may hold rows of inputs this
     run does not cover (a subset, another --list): with --skip-existing (a run that adds to --out) they are kept,
-    else the table is this run's alone; either way a note says so, rather than the rows vanishing silently."""
+    else the table is this run's alone; either way a note says so, rather than the rows vanishing silently.
+    `collected`: the run's inputs before --shard took its part: an input another shard has now (the inputs changed
+    since the earlier run) is in that shard's table, not kept in this one's too."""
     from segcli.inference.tables import (AREAS, UNCERTAINTY, earlier_rows, same_classes, table_name, write_areas,
                                          write_uncertainty)
 
     classes = state.outputs.classes
-    covered = _covered(items)
+    covered = _covered(collected)
     for kind, header in (("areas", AREAS), ("uncertainty", UNCERTAINTY)):
         if kind not in save:
             continue

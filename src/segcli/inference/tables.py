@@ -41,7 +41,7 @@ def earlier_rows(path: Path, header: list[str], covered) -> list[list[str]]:
     """The rows of the table at `path` (written by an earlier run) whose input `covered(input)` does not claim;
     [] when there is no such file or it is not a table with `header` (nothing of it can be kept then)."""
     try:
-        text = path.read_bytes().decode("utf-8", "surrogateescape")
+        text = path.read_bytes().decode("utf-8-sig", "surrogateescape")  # -sig: saved again by Excel (a BOM)
         rows = list(csv.reader(io.StringIO(text)))
     except (OSError, csv.Error):
         return []
