@@ -126,3 +126,24 @@ def test_a_split_whose_masks_are_all_ignore_says_nothing_was_scored(tmp_path, ca
     assert code == 0 and json.loads(out)["mIoU"] is None, err
     assert (f"eval: note: no pixel of split 'val' is labelled: every ground-truth pixel is the ignore index {IG}, so "
             f"every metric is null; check the masks and the ignore_index of {root / 'dataset.yaml'}") in err
+
+
+def test_compare_with_a_perfect_models_report_is_no_percentage(tmp_path, capsys):
+    """A perfect model's fwIoU sums to 1.0000000000000002 for some class counts (float rounding): --compare with its
+    own report.json stopped with 'fwIoU is 1.0000000000000002, not a fraction in [0, 1] (a percentage?)'."""
+    from helpers_eval import CLASSES, PALETTE
+
+    root = tmp_path / "data"
+    counts = [17, 135, 578, 379, 91]  # 1,200 pixels: the weights g / total sum a hair above 1
+    gt = np.repeat(np.arange(5, dtype=np.uint8), counts).reshape(30, 40)
+    write_png(root / "images" / "val" / "x.png", np.zeros((30, 40, 3), np.uint8))
+    write_png(root / "masks" / "val" / "x.png", gt)
+    write_png(tmp_path / "preds" / "x.png", gt)
+    write_card(root, "perfect", CLASSES, PALETTE, {"val": [{"image": "images/val/x.png", "mask": "masks/val/x.png"}]})
+    base, old = ["eval", "--predictions", tmp_path / "preds", "--data", root], tmp_path / "old.json"
+    code, _, err = run_cli(base + ["--json", old], capsys)
+    assert code == 0, err
+    assert json.loads(old.read_text())["fwIoU"] > 1.0  # as segcli's eval writes it
+    code, out, err = run_cli(base + ["--compare", old, "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["compare"]["aggregates"]["mIoU"]["delta"] == 0.0
