@@ -167,6 +167,7 @@ def test_skip_existing_on_a_subset_keeps_the_tables_rows_of_the_other_inputs(ckp
     (tmp_path / "list.txt").write_text(f"{images[1]}\n{images[3]}\n")
     code, stdout, err = cli("predict", "--list", tmp_path / "list.txt", *args, "--skip-existing")
     assert code == 0 and "0 predicted, 2 skipped" in err, err
+    assert "/s)" not in err  # no rate of nothing predicted ('(0.0/s)')
     assert f"{out / 'areas.csv'} keeps the rows of 2 input(s) of an earlier run" in err
     assert sorted((out / "areas.csv").read_text().splitlines()) == sorted(full["areas.csv"].splitlines())
     assert (out / "uncertainty.csv").read_text() == full["uncertainty.csv"]  # all four, ranked as before

@@ -194,9 +194,9 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
     videos = len({record.outputs["video"] for record in fresh if "video" in record.outputs})
     predicted = (f"{done - frames} image(s) and {videos} video(s) ({frames} frames) predicted" if videos
                  else f"{done} predicted")
-    rate = f"{done / seconds if seconds else 0:.1f}{' images+frames' if videos else ''}/s"
+    rate = f" ({done / seconds if seconds else 0:.1f}{' images+frames' if videos else ''}/s)" if done else ""
     info(f"predict: {predicted}, {state.skipped} skipped (done before), {len(state.failed)} failed of {len(items)} "
-         f"inputs in {seconds:.1f}s ({rate}) → {outputs.out}")
+         f"inputs in {seconds:.1f}s{rate} → {outputs.out}")
     if state.failed:
         others = "the others were predicted" if len(state.failed) < len(items) else "nothing was predicted"
         raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
