@@ -123,3 +123,18 @@ def test_one_channel_black_and_white_masks_map_through_a_black_and_white_palette
     card = __import__("yaml").safe_load((tmp_path / "out" / "dataset.yaml").read_text())
     pixels = card["stats"]["splits"]["train"]["class_pixels"]
     assert card["classes"] == ["background", "defect"] and pixels[1] > 0 and sum(pixels) == 4 * 48 * 64
+
+
+def test_one_bit_masks_are_read_as_the_0_and_1_they_store(tmp_path, rng, run_cli):
+    """A bool array saved by PIL is a 1-bit PNG holding 0/1; OpenCV scaled it to 0/255, so prepare stopped with
+    binary_mask ('pass --remap 255=1'), while eval --predictions reads the same files as 0/1."""
+    from PIL import Image
+
+    base = _binary_pairs(tmp_path, rng, lambda mask: mask)
+    for path in (tmp_path / "masks").glob("*.png"):
+        grey = np.asarray(Image.open(path))
+        Image.fromarray(grey > 0).save(path)
+    code, _, err = run_cli(*base, "--classes", "background,defect", "--out", tmp_path / "out")
+    assert code == 0, err
+    card = __import__("yaml").safe_load((tmp_path / "out" / "dataset.yaml").read_text())
+    assert card["stats"]["class_pixels"]["train"][1] > 0  # the discs are the foreground class

@@ -17,7 +17,8 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import COLOUR, PNG_MAGIC, imdecode, is_palette_png, png_colour_type, to_uint8
+from segcli.inference.io import (COLOUR, PNG_MAGIC, imdecode, is_palette_png, png_colour_type, stored_levels,
+                                 to_uint8)
 
 JPEG_MAGIC = b"\xff\xd8"
 GIF_MAGIC = b"GIF8"
@@ -106,7 +107,7 @@ def _raw_mask(data: bytes, path: Path) -> RawMask:
                 return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False, table)
         except Exception as err:
             raise DataError(f"{path}: unreadable {'GIF' if gif else 'palette PNG'} ({type(err).__name__}: {err})")
-    array = _decode(data, cv2.IMREAD_UNCHANGED, path)
+    array = stored_levels(_decode(data, cv2.IMREAD_UNCHANGED, path), data)  # a 1-bit mask: 0/1, as eval reads it
     lossy = data.startswith(JPEG_MAGIC)
     clear = int(np.count_nonzero(array[..., -1] == 0)) if array.ndim == 3 and array.shape[2] in (2, 4) else 0
     if array.ndim == 2 or array.shape[2] == 2 or png_colour_type(data) == 4:  # one channel, or grey + alpha

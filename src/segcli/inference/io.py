@@ -197,10 +197,17 @@ def png_colour_type(data: bytes | np.ndarray | None) -> int | None:
     return head[25] if head.startswith(PNG_MAGIC) and len(head) > 25 else None
 
 
-def _grey_png_depth(data: bytes | np.ndarray | None) -> int | None:
+def grey_png_depth(data: bytes | np.ndarray | None) -> int | None:
     """The bit depth of a grey (colour type 0) PNG; None for other files."""
     head = bytes(data[:26]) if data is not None else b""
     return head[24] if png_colour_type(data) == 0 else None
+
+
+def stored_levels(array: np.ndarray, data: bytes | np.ndarray) -> np.ndarray:
+    """The values a 1-, 2- or 4-bit grey PNG stores (a 1-bit mask, PIL's mode '1' or a bool array saved, holds 0/1),
+    where OpenCV scaled them to 0..255; any other image as it is."""
+    depth = grey_png_depth(data)
+    return array // (255 // (2 ** depth - 1)) if depth in (1, 2, 4) else array
 
 
 def is_palette_png(data: bytes | np.ndarray) -> bool:
@@ -226,9 +233,7 @@ def read_mask(path: str | Path, colours=None, what: str = "mask") -> np.ndarray:
         except Exception as err:
             raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err}); replace or remove it")
     array = _imread(path, cv2.IMREAD_UNCHANGED, data)
-    depth = _grey_png_depth(data)
-    if depth in (1, 2, 4):  # a 1-bit mask (PIL's mode '1', a bool array saved) holds 0/1; OpenCV reads it as 0/255
-        array = array // (255 // (2 ** depth - 1))
+    array = stored_levels(array, data)
     if array.ndim == 3:
         channels = array.shape[2]
         if channels >= 3 and not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])):
