@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 from helpers_data import random_image, write_image
 
 
@@ -96,3 +97,51 @@ def test_out_that_is_the_source_of_a_prepared_dataset_is_still_refused(tmp_path,
                               "--classes", "a,b", "--val-fraction", "0.25", "--overwrite")
     assert code == 2 and "a source file inside --out" in stderr
     assert (d / "raw_images").is_dir()
+
+
+def test_a_bad_camvid_class_table_is_a_data_error_naming_the_file(tmp_path, rng, run_cli):
+    """A malformed class_dict.csv of the download was exit 2 (a usage error) and one read '--palette <file>: no
+    classes' though no --palette was given: the table is input data (exit 3), named as the file it is."""
+    src = tmp_path / "CamVid"
+    write_image(src / "train" / "a.png", random_image(rng, 8, 8))
+    write_image(src / "train_labels" / "a_L.png", np.zeros((8, 8, 3), np.uint8))
+    for text, what in (("name,r,g,b\nSky,128,128\n", ":2: cannot read 'Sky,128,128'"), ("", ": no classes")):
+        (src / "class_dict.csv").write_text(text)
+        code, _, stderr = run_cli("prepare", "camvid", "--src", src, "--out", tmp_path / "out")
+        assert code == 3 and stderr.strip().splitlines() == [stderr.strip()], stderr
+        assert f"segcli: error: {src / 'class_dict.csv'}{what}" in stderr and "--palette" not in stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_voc_with_only_the_augmented_masks(voc_src, tmp_path, run_cli):
+    """A VOC copy shared with SegmentationClassAug/ and no SegmentationClass/ was refused as 'the test download'
+    (masks missing); a macOS '._train.txt' was offered as a split name."""
+    root = voc_src[0] / "VOC2012"
+    (root / "SegmentationClass").rename(root / "SegmentationClassAug")
+    (root / "ImageSets" / "Segmentation" / "._train.txt").write_bytes(b"\x00\x05\x16\x07")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "voc", "--src", voc_src[0], "--out", out)
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert {s: len(e) for s, e in card["splits"].items()} == {"train": 3, "val": 2}
+    code, _, stderr = run_cli("prepare", "voc", "--src", voc_src[0], "--out", tmp_path / "o2", "--split", "train_aug")
+    assert code == 3 and stderr.rstrip().endswith("available: train, trainval, val"), stderr
+
+
+def test_ade20k_full_release_or_a_missing_split_folder_says_what_to_do(ade_src, tmp_path, rng, run_cli):
+    """The full ADE20K release (images/ADE/training/<scene>/...) was 'not an ADEChallengeData2016 folder; point --src
+    at ADEChallengeData2016/'; a missing images/validation/ was 'split folder not found' with no fix."""
+    full = tmp_path / "dl" / "ADE20K_2021_17_01"
+    write_image(full / "images" / "ADE" / "training" / "urban" / "street" / "ADE_train_00000001.jpg",
+                random_image(rng, 8, 8))
+    for src in (full, full.parent):
+        code, _, stderr = run_cli("prepare", "ade20k", "--src", src, "--out", tmp_path / "out")
+        assert code == 3 and f"{full}: the full ADE20K release" in stderr and "ADEChallengeData2016.zip" in stderr
+    root = ade_src[0]
+    shutil.rmtree(root / "images" / "validation")
+    code, _, stderr = run_cli("prepare", "ade20k", "--src", root, "--out", tmp_path / "out")
+    assert code == 3 and stderr.rstrip().endswith(
+        "images/validation: split folder not found; extract images/validation/ from ADEChallengeData2016.zip, "
+        "or leave 'val' out: --split train"), stderr
+    assert not (tmp_path / "out").exists()
+    assert run_cli("prepare", "ade20k", "--src", root, "--out", tmp_path / "out", "--split", "train")[0] == 0

@@ -7,6 +7,7 @@ objectInfo150 order, short names). Values above 150 are a lint error.
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 from segcli.data.formats.native import by_stem, point_at, unlabelled_split
@@ -72,6 +73,11 @@ def find_root(src: Path) -> Path:
     for root in (src, src / "ADEChallengeData2016"):
         if _is_root(root):
             return root
+    for root in (src, *(p for p in islice(src.glob("*"), 5000) if p.is_dir() and not p.name.startswith("."))):
+        if (root / "images" / "ADE").is_dir():  # the full ADE20K release (2016 or 2021): ~3,000 classes, not the 150
+            raise DataError(f"{root}: the full ADE20K release (images/ADE/, *_seg.png), not the 150-class SceneParsing "
+                            "benchmark segcli reads; download ADEChallengeData2016.zip (SceneParsing) and point --src "
+                            "at its ADEChallengeData2016/")
     raise DataError(f"{src}: not an ADEChallengeData2016 folder; expected images/ and annotations/ in it; "
                     + point_at(src, _is_root, "ADEChallengeData2016/ (from ADEChallengeData2016.zip)"))
 
@@ -86,7 +92,11 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
                             f"{', '.join(SPLIT_DIRS.values())})")
         image_dir, mask_dir = root / "images" / SPLIT_DIRS[split], root / "annotations" / SPLIT_DIRS[split]
         if not image_dir.is_dir():
-            raise DataError(f"{image_dir}: split folder not found")
+            others = [s for s in wanted if s != split and (root / "images" / SPLIT_DIRS.get(s, s)).is_dir()]
+            leave_out = (f", or leave '{split}' out: {' '.join(f'--split {s}' for s in others)}"
+                         if others and split != "train" else "")  # without train there is nothing to train on
+            raise DataError(f"{image_dir}: split folder not found; extract images/{SPLIT_DIRS[split]}/ from "
+                            f"ADEChallengeData2016.zip{leave_out}")
         images = by_stem(image_dir, split, findings)
         known = len(findings)
         masks = by_stem(mask_dir, split, findings)

@@ -21,7 +21,7 @@ from segcli.data.formats.native import by_stem, duplicate, point_at, unlabelled_
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Source, pair_by_stem
-from segcli.errors import DataError
+from segcli.errors import ConfigError, DataError
 
 CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
 PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222], [128, 128, 0],
@@ -95,7 +95,10 @@ def _colour_table(src: Path):
     """The colour layout's class table (segcli.data.palette.Palette): class_dict.csv or label_colors.txt."""
     for name in COLOUR_TABLES:
         if (src / name).is_file():
-            table = parse_palette(src / name)
+            try:
+                table = parse_palette(src / name)
+            except ConfigError as exc:  # a file of the download, not a --palette the user gave: data, exit 3
+                raise DataError(str(exc).removeprefix("--palette ")) from None
             if len(table.classes) >= IGNORE_INDEX:
                 raise DataError(f"{src / name}: {len(table.classes)} classes; at most 254 fit beside the ignore index 255")
             return table

@@ -7,9 +7,10 @@ Splits come from ImageSets/Segmentation/<split>.txt (train and val by default; t
 
 The SBD-augmented set (10,582 training images, as most VOC results since DeepLab use): with SegmentationClassAug/
 (grayscale PNGs of the same ids, 0..20 and 255) beside SegmentationClass/, a listed image without a mask of its
-own takes its mask from there; VOC's own mask wins where both exist. Put the augmented list into
-ImageSets/Segmentation/ (e.g. train_aug.txt, one stem per line or "/JPEGImages/<stem>.jpg /SegmentationClassAug/
-<stem>.png" lines) and convert it as the train split: --split train=train_aug --split val.
+own takes its mask from there; VOC's own mask wins where both exist (a copy with SegmentationClassAug/ alone is read
+from it). Put the augmented list into ImageSets/Segmentation/ (e.g. train_aug.txt, one stem per line or
+"/JPEGImages/<stem>.jpg /SegmentationClassAug/<stem>.png" lines) and convert it as the train split:
+--split train=train_aug --split val.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ AUG_MASKS = "SegmentationClassAug"  # SBD's extra masks, converted to VOC ids
 
 
 def _is_root(path: Path) -> bool:
-    return (path / "JPEGImages").is_dir() and (path / "SegmentationClass").is_dir()
+    """JPEGImages/ beside SegmentationClass/, or beside SegmentationClassAug/ alone (the augmented set as some copies
+    of it are shared, without VOC's own masks)."""
+    return (path / "JPEGImages").is_dir() and ((path / "SegmentationClass").is_dir() or (path / AUG_MASKS).is_dir())
 
 
 def find_root(src: Path) -> Path:
@@ -61,15 +64,15 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     root = find_root(Path(src))
     lists_dir = root / "ImageSets" / "Segmentation"
     wanted = list(splits or DEFAULT_SPLITS)
-    mask_dirs = [root / "SegmentationClass"] + ([root / AUG_MASKS] if (root / AUG_MASKS).is_dir() else [])
+    mask_dirs = [d for d in (root / "SegmentationClass", root / AUG_MASKS) if d.is_dir()]
     samples, findings = [], []
     images, image_twins = index(root / "JPEGImages")  # by stem: x.jpg, or x.JPG as some copies have it
     masks = [index(d) for d in mask_dirs]
     for split in wanted:
         list_file = lists_dir / f"{split}.txt"
         if not list_file.is_file():
-            raise DataError(f"{list_file}: split list not found; available: "
-                            f"{', '.join(p.stem for p in sorted(lists_dir.glob('*.txt'))) or 'none'}")
+            lists = sorted(p.stem for p in lists_dir.glob("*.txt") if not p.name.startswith("."))  # not macOS's ._x
+            raise DataError(f"{list_file}: split list not found; available: {', '.join(lists) or 'none'}")
         found, unlabelled = len(samples), 0
         listed = [Path(line).name for line in read_split_list(list_file)]  # "/JPEGImages/<stem>.jpg ..."
         for stem in listed:
