@@ -38,6 +38,32 @@ def run_cli(*args, cwd, env: dict | None = None, timeout: float = 900) -> subpro
                           capture_output=True, text=True, timeout=timeout)
 
 
+
+# settings of the process running the tests that would change what segcli writes: left out of segcli_bytes's
+STREAM_SETTINGS = ("SEGCLI_DEBUG", "PYTHONIOENCODING", "PYTHONUTF8", "FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR",
+                   "COLUMNS")
+
+
+def segcli_bytes(*args, cwd, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m segcli ARGS` with stdout and stderr as bytes (what a pipeline reads), this process's encoding and
+    colour settings left out and `env` added."""
+    full_env = {k: v for k, v in os.environ.items() if k not in STREAM_SETTINGS}
+    full_env.update(env or {})
+    kwargs.setdefault("capture_output", "stdout" not in kwargs and "stderr" not in kwargs)
+    return subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], cwd=str(cwd), env=full_env,
+                          timeout=600, **kwargs)
+
+
+def one_error_line(proc: subprocess.CompletedProcess, code: int, alone: bool = False) -> str:
+    """The one `segcli: error:` line of a segcli_bytes run that failed with exit `code`, no traceback; `alone`: and
+    nothing else on stderr."""
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == code, f"exit {proc.returncode}: {err[-2000:]}"
+    assert "Traceback" not in err, err
+    lines = err.splitlines() if alone else [line for line in err.splitlines() if line.startswith("segcli: error: ")]
+    assert len(lines) == 1 and lines[0].startswith("segcli: error: "), err
+    return lines[0]
+
 def describe(proc: subprocess.CompletedProcess) -> str:
     """Exit code, stdout and the end of stderr, for assertion messages."""
     return f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-3000:]}"

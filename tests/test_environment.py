@@ -11,28 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers_cli import describe
+from helpers_cli import describe, one_error_line
+from helpers_cli import segcli_bytes as segcli
 
 CLASSES = ["fond", "route", "bâtiment", "végétation", "車", "pôle", "sign"]
 TINY_TRAIN = ["experiment=smoke", "trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
-
-
-def segcli(*args, cwd, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m segcli ARGS` with stdout and stderr as bytes (what a pipeline reads), `env` added."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("SEGCLI_DEBUG", "PYTHONIOENCODING", "PYTHONUTF8")}
-    full_env.update(env or {})
-    kwargs.setdefault("capture_output", "stdout" not in kwargs and "stderr" not in kwargs)
-    return subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], cwd=str(cwd), env=full_env,
-                          timeout=600, **kwargs)
-
-
-def one_error_line(proc: subprocess.CompletedProcess, code: int) -> str:
-    err = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == code, f"exit {proc.returncode}: {err[-2000:]}"
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("segcli: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

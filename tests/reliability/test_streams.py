@@ -6,34 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers_cli import one_error_line
+from helpers_cli import segcli_bytes as segcli
 from helpers_reliability import SYNTHETIC
 
 CLASSES = ["fond", "route", "bâtiment", "végétation", "車", "pôle", "sign"]
-
-
-def segcli(*args, cwd, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m segcli ARGS` with stdout and stderr as bytes, the encoding and colour settings of this process
-    left out and `env` added."""
-    drop = ("SEGCLI_DEBUG", "PYTHONIOENCODING", "PYTHONUTF8", "FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "COLUMNS")
-    full_env = {k: v for k, v in os.environ.items() if k not in drop}
-    full_env.update(env or {})
-    kwargs.setdefault("capture_output", "stdout" not in kwargs and "stderr" not in kwargs)
-    return subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], cwd=str(cwd), env=full_env,
-                          timeout=600, **kwargs)
-
-
-def one_error_line(proc: subprocess.CompletedProcess, code: int) -> str:
-    err = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == code, f"exit {proc.returncode}: {err[-2000:]}"
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("segcli: error: "), err
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------- colour and width
@@ -64,7 +45,6 @@ def test_a_narrow_columns_setting_does_not_squeeze_a_piped_table(monkeypatch, ca
     out = capsys.readouterr().out
     assert "…" not in out
     assert "onnxruntime" in out and "35.1" in out and "28.52" in out and "÷ torch eager" in out
-
 
 
 def test_a_table_on_a_narrow_terminal_keeps_every_value():
@@ -99,7 +79,7 @@ def test_help_and_version_into_a_closed_pipe_are_exit_3(argv, tmp_path):
         proc = segcli(*argv, cwd=tmp_path, stdout=write, stderr=subprocess.PIPE)
     finally:
         os.close(write)
-    assert "Broken pipe" in one_error_line(proc, 3)
+    assert "Broken pipe" in one_error_line(proc, 3, alone=True)
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
@@ -156,7 +136,7 @@ def test_an_explicit_pythonutf8_0_keeps_ascii_streams_and_non_ascii_names_work(u
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     assert [c["name"] for c in yaml.safe_load(proc.stdout.decode("ascii"))["classes"]] == CLASSES
     proc = segcli("eval", "--ckpt", unicode_ckpt.with_name("absent é.ckpt"), cwd=tmp_path, env=ASCII_LOCALE)
-    line = one_error_line(proc, 3)
+    line = one_error_line(proc, 3, alone=True)
     assert "absent \\xe9.ckpt" in line and "not found" in line
 
 
