@@ -32,18 +32,14 @@ def _in_process(argv: list[str]) -> subprocess.CompletedProcess:
 
     import torch
 
-    from segcli.cli import main
+    from helpers_cli import run_in_process
 
     out, err = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(argv)
-                code = 0
-            except SystemExit as done:
-                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            code = run_in_process(argv)
     finally:
         torch.set_num_threads(threads)
     return subprocess.CompletedProcess(["segcli", *argv], code, out.getvalue(), err.getvalue())
