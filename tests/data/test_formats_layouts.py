@@ -145,3 +145,27 @@ def test_ade20k_full_release_or_a_missing_split_folder_says_what_to_do(ade_src, 
         "or leave 'val' out: --split train"), stderr
     assert not (tmp_path / "out").exists()
     assert run_cli("prepare", "ade20k", "--src", root, "--out", tmp_path / "out", "--split", "train")[0] == 0
+
+
+def test_src_above_a_download_nested_two_or_three_levels_deep(voc_src, cityscapes_src, tmp_path, run_cli):
+    """--src at the folder a download was extracted into, with the dataset further down (Downloads/
+    VOCtrainval_11-May-2012/VOCdevkit/VOC2012), got 'point --src at VOCdevkit/'; and the two Cityscapes zips each
+    extracted into a folder of their own (gtFine_trainvaltest/gtFine/) got the generic 'not a Cityscapes folder'."""
+    downloads = tmp_path / "Downloads"
+    voc = downloads / "VOCtrainval_11-May-2012" / "VOCdevkit"
+    voc.parent.mkdir(parents=True)
+    shutil.move(voc_src[0], voc)
+    code, _, stderr = run_cli("prepare", "voc", "--src", downloads, "--out", tmp_path / "out")
+    assert code == 3 and stderr.strip().endswith(f"point --src at {(voc / 'VOC2012').absolute()}"), stderr
+    assert run_cli("prepare", "voc", "--src", voc / "VOC2012", "--out", tmp_path / "out")[0] == 0
+
+    apart = tmp_path / "cs"
+    images, labels = apart / "leftImg8bit_trainvaltest", apart / "gtFine_trainvaltest"
+    for folder, name in ((images, "leftImg8bit"), (labels, "gtFine")):
+        folder.mkdir(parents=True)
+        shutil.move(cityscapes_src[0] / name, folder / name)
+    code, _, stderr = run_cli("prepare", "cityscapes", "--src", apart, "--out", tmp_path / "cs_out")
+    assert code == 3 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"leftImg8bit/ is in {images} but gtFine/ in {labels}; move {labels / 'gtFine'} into {images}" in stderr
+    shutil.move(labels / "gtFine", images / "gtFine")  # the fix it gives
+    assert run_cli("prepare", "cityscapes", "--src", images, "--out", tmp_path / "cs_out")[0] == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.formats.native import by_stem, index, point_at, unlabelled_split
+from segcli.data.formats.native import below, by_stem, index, nearby, point_at, unlabelled_split
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.source import Source, pair_by_stem
 from segcli.errors import DataError
@@ -55,6 +55,12 @@ def find_root(src: Path) -> Path:
             if (folder / have).is_dir() and not (folder / lack).is_dir():
                 raise DataError(f"{folder}: holds {have}/ but no {lack}/ beside it; extract {download} into {folder} "
                                 f"too, then point --src at {folder}")
+    if nearby(src, _is_root) is None:  # each zip extracted into a folder of its own (gtFine_trainvaltest/gtFine/)
+        images = below(src, lambda p: (p / "leftImg8bit").is_dir())
+        labels = below(src, lambda p: (p / "gtFine").is_dir())
+        if images is not None and labels is not None:
+            raise DataError(f"{src}: leftImg8bit/ is in {images} but gtFine/ in {labels}; move "
+                            f"{labels / 'gtFine'} into {images}, then point --src at {images}")
     raise DataError(f"{src}: not a Cityscapes folder; expected leftImg8bit/ and gtFine/ in it; "
                     + point_at(src, _is_root, "the folder holding leftImg8bit/ and gtFine/ (where both zips were extracted)"))
 

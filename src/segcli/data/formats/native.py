@@ -46,15 +46,34 @@ def duplicate(split: str, stem: str, paths: list[Path]) -> Finding:
 
 def nearby(src: Path, is_root: Callable[[Path], bool]) -> Path | None:
     """A folder near `src` that `is_root` accepts: one of its 3 nearest parents (--src pointed inside the dataset),
-    or one of its sub-folders (--src pointed at the folder the download was extracted into)."""
+    or a folder up to 3 levels below it (--src pointed at the folder the download was extracted into, as in
+    Downloads/VOCtrainval_11-May-2012/VOCdevkit/VOC2012), the shallowest first."""
     src = src.absolute()
-    candidates = list(src.parents)[:3]
-    if src.is_dir():
-        try:
-            candidates += sorted(p for p in islice(src.iterdir(), 5000) if not p.name.startswith(".") and p.is_dir())
-        except OSError:
-            pass
-    return next((p for p in candidates if _accepts(is_root, p)), None)
+    return next((p for p in list(src.parents)[:3] if _accepts(is_root, p)), None) or below(src, is_root)
+
+
+def below(src: Path, accepts: Callable[[Path], bool], depth: int = 3, budget: int = 2000) -> Path | None:
+    """The first folder under `src` (not `src` itself), breadth-first to `depth` levels, that `accepts` takes;
+    hidden folders are skipped and at most `budget` folders looked at, so a home folder costs milliseconds."""
+    level = [src]
+    for _ in range(depth):
+        found: list[Path] = []
+        for folder in level:
+            try:
+                found += sorted(p for p in islice(folder.iterdir(), budget) if not p.name.startswith(".") and p.is_dir())
+            except OSError:
+                continue
+            if len(found) >= budget:
+                break
+        found = found[:budget]
+        match = next((p for p in found if _accepts(accepts, p)), None)
+        if match is not None:
+            return match
+        budget -= len(found)
+        if budget <= 0:
+            return None
+        level = found
+    return None
 
 
 def _accepts(is_root: Callable[[Path], bool], path: Path) -> bool:
