@@ -373,3 +373,16 @@ def test_a_checkpoint_with_kwargs_smp_ignored_still_loads(tmp_path):
                 "hyper_parameters": {"meta": meta}}, tmp_path / "old.ckpt")
     loaded, _ = load_torch_model(tmp_path / "old.ckpt")
     assert type(loaded).__name__ == "Unet"
+
+
+def test_weights_of_a_deeper_encoder_get_a_note(tmp_path, capsys):
+    """resnet34's weights for model.encoder=resnet18 load without a word beyond '96 unused': the user trains on a
+    quarter of the weights they meant to give. The layers resnet18 lacks are now named in a note."""
+    path = tmp_path / "resnet34.pth"
+    torch.save(build_model("unet", "resnet34", classes=2).encoder.state_dict(), path)
+    build_model("unet", "resnet18", classes=2, encoder_weights=str(path))
+    err = capsys.readouterr().err
+    assert "120 tensors loaded, 0 missing, 96 unused" in err
+    assert "note: 96 of its tensors belong to layers this encoder lacks (e.g. layer1.2.conv1.weight)" in err
+    build_model("unet", "resnet34", classes=2, encoder_weights=str(path))  # the encoder they are for: no note
+    assert "note:" not in capsys.readouterr().err
