@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from segcli.data.lint import Finding, error, warning
-from segcli.data.palette import ColourMap
+from segcli.data.palette import NEAR, ColourMap
 from segcli.errors import DataError
 from segcli.inference.io import (COLOUR, PNG_MAGIC, imdecode, is_palette_png, png_colour_type, stored_levels,
                                  to_uint8)
@@ -116,7 +116,30 @@ def _raw_mask(data: bytes, path: Path) -> RawMask:
     colour = array[..., :3]
     if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
         return RawMask(np.ascontiguousarray(colour[..., 0]), "grey3", lossy, transparent=clear)
-    return RawMask(cv2.cvtColor(to_uint8(colour), cv2.COLOR_BGR2RGB), "rgb", lossy, transparent=clear)
+    return RawMask(cv2.cvtColor(_colour_bytes(colour), cv2.COLOR_BGR2RGB), "rgb", lossy, transparent=clear)
+
+
+def _colour_bytes(colour: np.ndarray) -> np.ndarray:
+    """A colour mask's channels as the 8-bit colours a palette names. 16-bit: widened from 8 bits by ×257 (255 →
+    65535) or by a shift (×256, 255 → 65280), both undone exactly by >> 8 (dividing by 257 made 142 × 256 a 141);
+    a mask whose values are all in 0..255 stored its colours unscaled. Other depths through to_uint8."""
+    if colour.dtype != np.uint16:
+        return to_uint8(colour)
+    return colour.astype(np.uint8) if int(colour.max(initial=0)) <= 255 else (colour >> 8).astype(np.uint8)
+
+
+def _grey_bytes(grey: np.ndarray) -> np.ndarray | None:
+    """The (H, W) uint8 grey levels a one-channel (or r = g = b) mask holds if it is a colour mask: an 8-bit one as
+    it is, a 16-bit one as _colour_bytes narrows it when its values are 8-bit levels widened exactly (×257, ×256) or
+    all in 0..255; None for other 16-bit values (ids, not colours) and other depths."""
+    if grey.dtype == np.uint8:
+        return grey
+    if grey.dtype != np.uint16:
+        return None
+    narrow = _colour_bytes(grey)
+    widened = narrow.astype(np.uint16)
+    exact = grey.max(initial=0) <= 255 or np.array_equal(widened * 257, grey) or np.array_equal(widened << 8, grey)
+    return narrow if exact else None
 
 
 _TURNS = {2: "mirrored", 3: "turned 180°", 4: "flipped", 5: "mirrored and turned 90°", 6: "turned 90°",
@@ -184,19 +207,25 @@ class MaskDecoder:
             # and labelling tools write them: the colours are the labels, the indices are in any order
             raw = RawMask(raw.table[raw.array], "rgb", raw.lossy)
         values = raw.array
-        if (raw.kind == "grey3" or (raw.kind == "ids" and raw.array.dtype == np.uint8)) and self.colours is not None \
-                and self.colours.knows_all_greys(raw.array):
-            # grey colours of the palette (background 0 0 0, defect 255 255 255), in three channels or in one
-            raw = RawMask(np.repeat(raw.array[..., None], 3, axis=-1), "rgb", raw.lossy)
+        grey = _grey_bytes(raw.array) if raw.kind in ("grey3", "ids") and self.colours is not None else None
+        if grey is not None and self.colours.knows_all_greys(grey):
+            # grey colours of the palette (background 0 0 0, defect 255 255 255), in three channels or in one, 8 or
+            # 16 bits (0 and 65535)
+            raw = RawMask(np.repeat(grey[..., None], 3, axis=-1), "rgb", raw.lossy)
         if raw.kind == "rgb":
             if self.colours is None:
                 findings.append(error("rgb_mask", where, "mask holds RGB colours but class ids are expected; store one "
                                       "channel of ids, or pass --palette FILE to map colours to classes"))
                 return None, findings
-            values, unknown = self.colours.to_values(raw.array)
+            values, unknown, smoothed = self.colours.decode(raw.array)
+            fix = "add them to --palette (a line 'ignore R G B' maps a colour to the ignore index)"
+            if smoothed:  # (0, 0, 2) beside black: "add them to --palette" would make a class of every stray level
+                fix = (f"most of these pixels are within {NEAR} levels of a palette colour or of a blend of two, as "
+                       "JPEG compression or anti-aliased drawing or resizing leaves colours: re-export the masks as "
+                       "PNG without smoothing (nearest-neighbour resizing, no anti-aliasing), or set each pixel to its "
+                       "nearest palette colour; colours that are classes of their own go into --palette")
             if unknown:
-                findings.append(error("unknown_colour", where, f"colours not in the palette: {unknown}; add them to "
-                                      "--palette (a line 'ignore R G B' maps a colour to the ignore index)"))
+                findings.append(error("unknown_colour", where, f"colours not in the palette: {unknown}; {fix}"))
         elif raw.kind == "grey3":
             findings.append(warning("rgb_mask", where, "mask stored with 3 identical channels; read as ids, "
                                     "but store a single channel"))

@@ -9,7 +9,9 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
     ignore 0 0 0          # the names ignore, void, unlabelled and unlabeled map a colour to the ignore index
 
 A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped; when
-it names more columns after b (`name,r,g,b,class_11`), those columns are dropped from every line.
+it names more columns after b (`name,r,g,b,class_11`), those columns are dropped from every line. Lines that all
+start with an id (`0 road 128 64 128`, `255 void 0 0 0`) are read without it; the ids of the classes must then run
+0, 1, 2, … in line order.
 """
 
 from __future__ import annotations
@@ -46,14 +48,13 @@ def parse_palette(path: str | Path) -> Palette:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--palette {path}: file not found")
-    classes, colours, ignore = [], [], []
-    lines: dict[str, int] = {}  # class name → its line
+    entries = []  # (line number, text, name, rgb)
     extra_columns = False  # a CSV header with columns after b: each line's are dropped
     from segcli.inference.io import read_lines
 
     for number, line in enumerate(read_lines(path, "palette"), 1):
         line = _COMMENT.sub("", line).strip()
-        header = None if classes or ignore else _HEADER.match(line)
+        header = None if entries else _HEADER.match(line)
         if not line or header:
             extra_columns = extra_columns or bool(header and header["extra"])
             continue
@@ -68,6 +69,11 @@ def parse_palette(path: str | Path) -> Palette:
                else [int(match["hex"][i:i + 2], 16) for i in (0, 2, 4)])
         if not name or max(rgb) > 255:
             raise ConfigError(f"{path}:{number}: {line!r} needs a name and R G B values in 0-255")
+        entries.append((number, line, name, rgb))
+    entries = _without_ids(path, entries)
+    classes, colours, ignore = [], [], []
+    lines: dict[str, int] = {}  # class name → its line
+    for number, line, name, rgb in entries:
         if rgb in colours or rgb in ignore:
             raise ConfigError(f"{path}:{number}: colour {tuple(rgb)} is listed twice; give each class its own colour")
         if name in lines:  # reports, --compare, --fail-under class:NAME and predict's JSON tell classes by name
@@ -80,6 +86,30 @@ def parse_palette(path: str | Path) -> Palette:
     if not classes:
         raise ConfigError(f"--palette {path}: no classes; write one 'name R G B' line per class")
     return Palette(classes, colours, ignore)
+
+
+_ID_FIRST = re.compile(r"^(?P<id>\d+)[\s,:;=]+(?P<name>\S.*)$")
+
+
+def _without_ids(path: Path, entries: list) -> list:
+    """Lines that all start with an id (`0 road 128 64 128`, `255 void 0 0 0`) lose it: the name is what follows.
+    A class's id is its line's position, so the ids of the classes must run 0, 1, 2, … in line order (an ignore
+    line may carry any id); other ids are refused rather than read into names such as '0 road'."""
+    found = [_ID_FIRST.match(name) for _, _, name, _ in entries]
+    if len(entries) < 2 or not all(found):
+        return entries
+    stripped = [(number, line, match["name"].strip().strip("'\""), rgb)
+                for (number, line, _, rgb), match in zip(entries, found)]
+    expected = 0
+    for (number, line, name, _), match in zip(stripped, found):
+        if name.lower() in IGNORE_NAMES:
+            continue
+        if int(match["id"]) != expected:
+            raise ConfigError(f"{path}:{number}: {line!r} gives class {name!r} the id {match['id']}, but the lines "
+                              f"before it make it {expected}: a class's id is its position among the palette's "
+                              "classes; list the classes in id order from 0 without gaps, or drop the ids")
+        expected += 1
+    return stripped
 
 
 def _codes(rgb: np.ndarray) -> np.ndarray:
@@ -105,19 +135,62 @@ class ColourMap:
 
     def to_values(self, rgb: np.ndarray) -> tuple[np.ndarray, str]:
         """(H, W, 3) uint8 RGB → ((H, W) values, '' or a description of the colours that are not in the palette)."""
+        values, unknown, _ = self.decode(rgb)
+        return values, unknown
+
+    def decode(self, rgb: np.ndarray) -> tuple[np.ndarray, str, bool]:
+        """As to_values, and whether most of the unknown pixels lie within NEAR levels of a palette colour or of a
+        blend of two (each listed colour then names them): what JPEG compression or anti-aliased drawing and
+        resizing leave, not classes missing from the palette."""
         codes = _codes(rgb)
         index = np.clip(np.searchsorted(self.keys, codes), 0, len(self.keys) - 1)
         known = self.keys[index] == codes
         values = self.values[index].astype(self.dtype)
         if known.all():
-            return values, ""
+            return values, "", False
         values[~known] = 0
         unknown, first, counts = np.unique(codes[~known], return_index=True, return_counts=True)
         rows, cols = np.nonzero(~known)
+        top = np.argsort(-counts, kind="stable")[:256]  # the most frequent ones tell (a photo has ~10^5 colours)
+        notes = self._smoothing(unknown[top])
         parts = []
-        for code, at, count in sorted(zip(unknown, first, counts), key=lambda t: -t[2])[:5]:
-            r, g, b = int(code) >> 16, (int(code) >> 8) & 255, int(code) & 255
-            parts.append(f"({r}, {g}, {b}) × {count} px, first at x={cols[at]} y={rows[at]}")
+        for k in range(min(5, len(top))):
+            code, at, count = int(unknown[top[k]]), first[top[k]], counts[top[k]]
+            parts.append(f"{_rgb(code)} × {count} px, first at x={cols[at]} y={rows[at]}{notes[k]}")
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        return values, "; ".join(parts) + more
+        smoothed = 2 * int(counts[top][[bool(n) for n in notes]].sum()) >= int(counts[top].sum())
+        return values, "; ".join(parts) + more, smoothed
 
+    def _smoothing(self, codes: np.ndarray) -> list[str]:
+        """For (M,) colour codes not in the palette: ', 2 level(s) from (0, 0, 0)' for one within NEAR levels (the
+        largest channel difference) of a palette colour, ', between (a) and (b)' for one within NEAR levels of a
+        blend of two (an anti-aliased or resized edge; checked for palettes of up to 64 colours), else ''
+        (always '' for palettes of more than 4096 colours)."""
+        def channels(c):
+            return np.stack([(c >> 16) & 255, (c >> 8) & 255, c & 255], -1).astype(np.float32)
+
+        colours, keys = channels(codes), channels(self.keys)
+        if len(keys) > 4096:  # (M, K) distances of a palette this large would take too much memory for a hint
+            return [""] * len(codes)
+        distance = np.abs(colours[:, None, :] - keys[None, :, :]).max(-1)  # (M, K)
+        best = distance.argmin(1)
+        off = distance[np.arange(len(codes)), best]
+        notes = [f", {int(d)} level(s) from {_rgb(int(self.keys[b]))}" if d <= NEAR else "" for b, d in zip(best, off)]
+        if 2 <= len(keys) <= 64:
+            i, j = np.triu_indices(len(keys), 1)
+            p, step = keys[i], keys[j] - keys[i]  # (P, 3): the segments between two palette colours
+            t = np.clip(((colours[:, None, :] - p) * step).sum(-1) / (step * step).sum(-1), 0, 1)  # (M, P)
+            gap = np.abs(colours[:, None, :] - (p + t[..., None] * step)).max(-1)
+            pair = gap.argmin(1)
+            for m, (note, g) in enumerate(zip(notes, gap[np.arange(len(codes)), pair])):
+                if not note and g <= NEAR:
+                    a, b = int(self.keys[i[pair[m]]]), int(self.keys[j[pair[m]]])
+                    notes[m] = f", between {_rgb(a)} and {_rgb(b)}"
+        return notes
+
+
+NEAR = 8  # levels: an unknown colour this close to a palette colour is that colour smoothed (JPEG, anti-aliasing)
+
+
+def _rgb(code: int) -> str:
+    return f"({code >> 16}, {(code >> 8) & 255}, {code & 255})"

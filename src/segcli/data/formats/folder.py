@@ -241,6 +241,9 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     if reduce_zero_label and ignore == 0:
         raise ConfigError("--reduce-zero-label makes 0 'not labelled' and shifts the classes to 0..N-1: leave out "
                           "--ignore-index 0 (the ignore index stays 255)")
+    if names is not None and ignore < len(names) and ignore_index is None:  # 256 classes or more, none said
+        raise ConfigError(f"--ignore-index: the default {ignore} is also the id of class '{names[ignore]}' "
+                          f"({len(names)} classes); pass a value >= {len(names)}, e.g. --ignore-index 65535")
     if names is not None and ignore < len(names):
         raise ConfigError(f"--ignore-index {ignore} is also the id of class '{names[ignore]}'; pick a value >= {len(names)}"
                           + (ZERO_LABEL_HINT if ignore == 0 else ""))
