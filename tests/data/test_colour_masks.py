@@ -154,3 +154,21 @@ def test_palette_lines_that_start_with_an_id(tmp_path, rng, run_cli):
     code, _, err = _prepare(tmp_path, run_cli, "1 road 128 64 128\n2 car 0 0 142\n3 sky 70 130 180\n")
     assert code == 2 and "palette.txt:1: '1 road 128 64 128' gives class 'road' the id 1" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_palette_png_using_an_index_its_colour_table_lacks(tmp_path, rng, run_cli):
+    """An indexed mask whose pixels use index 3 while its table lists 3 colours: the pixel was read as black, here
+    the ignore colour, so a quarter of the labels were silently dropped. It is now an `unreadable` finding."""
+    from PIL import Image
+
+    for i in range(2):
+        ids = blocks(rng, 20, 30, [0, 1, 2, 3], block=5)
+        write_image(tmp_path / "images" / f"f{i}.png", random_image(rng, 20, 30))
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        png = Image.fromarray(ids.astype(np.uint8), "P")
+        png.putpalette(COLOURS[:3].ravel().tolist())  # road, car, sky: no entry for index 3
+        png.save(tmp_path / "masks" / f"f{i}.png")
+    code, _, err = _prepare(tmp_path, run_cli)
+    assert code == 1 and not (tmp_path / "out" / "dataset.yaml").exists(), err
+    finding = next(f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "unreadable")
+    assert "uses index 3, but its colour table lists 3 colour(s)" in finding["detail"]

@@ -58,7 +58,8 @@ class RawMask:
     kind: 'ids' (one channel), 'palette' (palette-mode PNG, array = palette indices),
     'grey3' (three identical channels, array = one of them), 'rgb' (colours).
     lossy: stored as JPEG.
-    table: for kind 'palette', the PNG's colour table, (256, 3) uint8 RGB (index → colour); else None.
+    table: for kind 'palette', the PNG's colour table, (256, 3) uint8 RGB (index → colour), black past the
+    `entries` the file lists; else None.
     transparent: pixels whose alpha is 0 (a mask with an alpha channel); alpha is not read.
     """
 
@@ -68,6 +69,7 @@ class RawMask:
     table: np.ndarray | None = None
     transparent: int = 0
     orientation: int = 1  # a PNG's EXIF orientation tag (masks are read as stored, whatever it says)
+    entries: int = 256  # for kind 'palette': the colours its table lists
 
 
 def read_source_mask(path: Path) -> RawMask:
@@ -104,7 +106,7 @@ def _raw_mask(data: bytes, path: Path) -> RawMask:
                 table = np.zeros((256, 3), np.uint8)
                 colours = np.asarray(img.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:256]
                 table[: len(colours)] = colours
-                return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False, table)
+                return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False, table, entries=len(colours))
         except Exception as err:
             raise DataError(f"{path}: unreadable {'GIF' if gif else 'palette PNG'} ({type(err).__name__}: {err})")
     array = stored_levels(_decode(data, cv2.IMREAD_UNCHANGED, path), data)  # a 1-bit mask: 0/1, as eval reads it
@@ -205,6 +207,13 @@ class MaskDecoder:
         if raw.kind == "palette" and self.colours is not None and self.lut is None and raw.table is not None:
             # colour masks (folder --palette, CamVid's colour layout) stored as a palette PNG, as PNG optimisers
             # and labelling tools write them: the colours are the labels, the indices are in any order
+            beyond = int(raw.array.max(initial=0))
+            if beyond >= raw.entries:  # PIL reads such an index as black: silently the ignore colour, or a class
+                findings.append(error("unreadable", where, f"palette PNG uses index {beyond}, but its colour table "
+                                      f"lists {raw.entries} colour(s), so the pixel has no colour; the file is "
+                                      "damaged or was written with its table cut short: re-save it with every colour "
+                                      "it uses"))
+                return None, findings
             raw = RawMask(raw.table[raw.array], "rgb", raw.lossy)
         values = raw.array
         grey = _grey_bytes(raw.array) if raw.kind in ("grey3", "ids") and self.colours is not None else None
