@@ -172,3 +172,21 @@ def test_a_palette_png_using_an_index_its_colour_table_lacks(tmp_path, rng, run_
     assert code == 1 and not (tmp_path / "out" / "dataset.yaml").exists(), err
     finding = next(f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "unreadable")
     assert "uses index 3, but its colour table lists 3 colour(s)" in finding["detail"]
+
+
+def test_cvat_labelmap_as_palette(tmp_path, rng, run_cli):
+    """CVAT's segmentation mask export ships its classes as labelmap.txt ('road:128,64,128::'), which --palette
+    refused ('cannot read'); it is read as the palette it is."""
+    truth = {}
+    for i in range(2):
+        ids = blocks(rng, 20, 30, [0, 1, 2], block=5)
+        write_image(tmp_path / "images" / f"f{i}.png", random_image(rng, 20, 30))
+        write_image(tmp_path / "masks" / f"f{i}.png", COLOURS[ids])
+        truth[f"f{i}"] = ids
+    code, _, err = _prepare(tmp_path, run_cli, "# label:color_rgb:parts:actions\nroad:128,64,128::\n"
+                                               "car:0,0,142:wheel,door:\ntraffic sky:70,130,180::\n")
+    assert code == 0, err
+    assert yaml.safe_load((tmp_path / "out" / "dataset.yaml").read_text())["classes"] == ["road", "car", "traffic sky"]
+    for stem, ids in truth.items():
+        assert np.array_equal(cv2.imread(str(tmp_path / "out" / "masks" / "train" / f"{stem}.png"),
+                                         cv2.IMREAD_UNCHANGED), ids)

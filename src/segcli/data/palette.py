@@ -11,7 +11,7 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
 A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped; when
 it names more columns after b (`name,r,g,b,class_11`), those columns are dropped from every line. Lines that all
 start with an id (`0 road 128 64 128`, `255 void 0 0 0`) are read without it; the ids of the classes must then run
-0, 1, 2, … in line order.
+0, 1, 2, … in line order. CVAT's labelmap.txt (`background:0,0,0::`, from its segmentation mask export) is read too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ _HEX = re.compile(r"^(?P<name>.*?)[\s,:;=]+#(?P<hex>[0-9a-fA-F]{6})$")
 _DECIMAL_FIRST = re.compile(r"^(?P<r>\d{1,3})[\s,;]+(?P<g>\d{1,3})[\s,;]+(?P<b>\d{1,3})[\s,:;=]+(?P<name>\D.*)$")
 _HEX_FIRST = re.compile(r"^#(?P<hex>[0-9a-fA-F]{6})[\s,:;=]+(?P<name>.+)$")
 _COMMENT = re.compile(r"(^|\s)#(?![0-9a-fA-F]{6}(\s|$)).*$")  # '#' starts a comment unless it is a #rrggbb colour
+_CVAT = re.compile(r"^(?P<name>[^:]+):(?P<rgb>\d{1,3},\d{1,3},\d{1,3}):[^:]*:[^:]*$")
 IGNORE_NAMES = ("ignore", "void", "unlabelled", "unlabeled")  # a colour that marks pixels without a class
 _HEADER = re.compile(r"^\W*[a-z_ ]*\W+r(ed)?\W+g(reen)?\W+b(lue)?(?P<extra>(\s*,\s*[\w ]+)*)\W*$",
                      re.IGNORECASE)  # name,r,g,b / class,red,… (more CSV columns after b: class_11 flags, …)
@@ -60,6 +61,9 @@ def parse_palette(path: str | Path) -> Palette:
             continue
         if extra_columns:
             line = ",".join(line.split(",")[:4])
+        cvat = _CVAT.match(line)
+        if cvat:  # CVAT's labelmap.txt (its segmentation mask export): name:r,g,b:parts:actions
+            line = f"{cvat['name']}, {cvat['rgb']}"
         match = _DECIMAL.match(line) or _HEX.match(line) or _DECIMAL_FIRST.match(line) or _HEX_FIRST.match(line)
         if not match:
             raise ConfigError(f"{path}:{number}: cannot read {line!r}; write 'name R G B' (0-255), 'R G B name' or "
