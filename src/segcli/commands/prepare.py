@@ -134,6 +134,12 @@ def _fail(report, lint_path: Path) -> None:
     result(str(lint_path))
     droppable = any(report.fails(f) and f.stem is not None for f in report.findings)  # split-level ones are not
     hint = "; --keep-going drops the bad pairs" if droppable and not report.keep_going else ""
+    # findings about a pair that was read (not a lone file or a split list's line): when every pair has one,
+    # --keep-going would drop them all (JPEG masks throughout) and still fail on the empty splits
+    bad = {(f.split, f.stem) for f in report.findings if report.fails(f) and f.split is not None and f.stem is not None
+           and f.kind not in ("missing_mask", "missing_image", "split_entry", "unassigned")}
+    if hint and report.pairs and len(bad) >= report.pairs:
+        hint = f"; every one of the {report.pairs} pair(s) has an error, so --keep-going would keep none"
     raise CheckFailed(f"{report.headline()}{_first(report)}; nothing written, every finding is in {lint_path}{hint}")
 
 

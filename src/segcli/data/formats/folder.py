@@ -52,12 +52,49 @@ def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -
         found.setdefault(stem, []).append(path)
     if not found:
         with_suffix = f" whose names end in '{suffix}' (--{kind[:-1]}-suffix)" if suffix else ""
-        raise DataError(f"{root}: no images{with_suffix} found in the {kind} folder")
+        raise DataError(f"{root}: no images{with_suffix} found in the {kind} folder{_not_images(root, kind)}")
     for stem, paths in found.items():
         if len(paths) > 1:
             findings.append(error("duplicate_stem", str(paths[1]), f"{kind[:-1]} stem '{stem}' is held by "
                                   f"{', '.join(p.name for p in paths)}; keep one file per stem", stem=stem))
     return {stem: paths[0] for stem, paths in found.items() if len(paths) == 1}
+
+
+ARRAY_FILES = {".npy": "np.load(f)", ".npz": "np.load(f)[name]"}  # arrays users save masks in, and how they load
+
+
+def _not_images(root: Path, kind: str, limit: int = 10000) -> str:
+    """'; it holds 6 .npy file(s), which are not images: …' when a folder without images holds other files (NumPy
+    arrays, NIfTI volumes, annotation JSON), saying what segcli reads instead; '' when it holds none. Looks at up to
+    `limit` files."""
+    import os
+
+    from segcli.inference.io import IMAGE_EXTENSIONS
+
+    counts: dict[str, int] = {}
+    seen = 0
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.startswith("."):
+                continue
+            suffix = "".join(Path(name).suffixes[-2:]).lower() if name.lower().endswith(".gz") else Path(name).suffix.lower()
+            counts[suffix or "(no extension)"] = counts.get(suffix or "(no extension)", 0) + 1
+            seen += 1
+        if seen >= limit:
+            break
+    if not counts:
+        return ""
+    common = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:3]
+    held = ", ".join(f"{n} {ext} file(s)" for ext, n in common)
+    readable = " ".join(sorted(IMAGE_EXTENSIONS))
+    arrays = [ext for ext, _ in common if ext in ARRAY_FILES]
+    if arrays:
+        how = ("a single-channel PNG of class ids (8-bit, or 16-bit above 255 ids), e.g. cv2.imwrite(f[:-4] + "
+               f"'.png', {ARRAY_FILES[arrays[0]]}.astype(np.uint8))" if kind == "masks" else "a PNG or TIFF")
+        return (f"; it holds {held}, which are not images (segcli reads {readable}): save each array as {how}, "
+                f"named like its {'image' if kind == 'masks' else 'mask'}")
+    return f"; it holds {held}, which are not images (segcli reads {readable}): convert them to PNG or TIFF"
 
 
 def _name_splits(stem: str):
