@@ -352,13 +352,17 @@ def test_a_given_image_range_is_the_window_images_are_read_through(tmp_path, rng
 
 def test_max_size_keeps_the_depth_and_channels_of_what_it_shrinks(tmp_path, rng, run_cli):
     """--max-size re-encodes shrunk images at the depth and channel count they are stored with: a 12-bit PNG
-    stays 16-bit (and its card keeps image_range [0, 4095]), a 4-channel PNG keeps its 4th band."""
+    stays 16-bit (and its card keeps image_range [0, 4095]), a 4-channel PNG keeps its 4th band, and an 8-bit grey
+    PNG or JPEG stays one channel (it was written back as RGB, three times the size), while an RGB file of grey
+    pixels stays RGB."""
     import cv2
 
     twelve = rng.integers(0, 4096, (80, 120)).astype(np.uint16)
     twelve[0, 0] = 4095
     four = rng.integers(0, 256, (80, 120, 4)).astype(np.uint8)
-    args = _depth_folder(tmp_path / "a", rng, {"x.png": twelve, "y.png": twelve, "m.png": four, "n.png": four})
+    grey = rng.integers(0, 256, (80, 120)).astype(np.uint8)
+    args = _depth_folder(tmp_path / "a", rng, {"x.png": twelve, "y.png": twelve, "m.png": four, "n.png": four,
+                                               "g.png": grey, "j.jpg": grey, "c.png": np.dstack([grey] * 3)})
     code, _, stderr = run_cli(*args, "--max-size", "60", "--out", tmp_path / "out")
     assert code == 0, stderr
     written = {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (tmp_path / "out" / "images").rglob("*.png")}
@@ -366,6 +370,9 @@ def test_max_size_keeps_the_depth_and_channels_of_what_it_shrinks(tmp_path, rng,
     assert 2048 <= written["x.png"].max() <= 4095
     assert written["m.png"].shape == (40, 60, 4) and written["m.png"].dtype == np.uint8
     assert abs(float(written["m.png"][..., 3].mean()) - float(four[..., 3].mean())) < 10
+    assert written["g.png"].shape == (40, 60) and written["c.png"].shape == (40, 60, 3)
+    jpeg = next((tmp_path / "out" / "images").rglob("j.jpg"))
+    assert cv2.imread(str(jpeg), cv2.IMREAD_UNCHANGED).shape == (40, 60)
     assert _card(tmp_path / "out")["image_range"] == [0.0, 4095.0]
 
 def test_a_dataset_of_one_class_fails_prepare_and_train(tmp_path, rng, run_cli):

@@ -318,16 +318,23 @@ def _downscale(image: np.ndarray, ids: np.ndarray, max_size: int | None) -> tupl
 
 def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
     """What --max-size shrinks and writes: the RGB image, or the image as stored (file order, every channel, its
-    depth) when it is deeper than 8 bits or has more than 3 channels (a multispectral file), so nothing is lost."""
+    depth) when it is deeper than 8 bits, has more than 3 channels (a multispectral file) or one (a grey file, which
+    would otherwise be written back as RGB at three times the size), so nothing is lost or added."""
     h, w = pair.image.shape[:2]
     if not max_size or max(h, w) <= max_size:
         return pair.image
     stored = pair.stored
-    if stored is None and pair.data is not None and _may_hold_bands(pair.data):
+    if stored is None and pair.data is not None and (_may_hold_bands(pair.data) or _grey(pair.image)):
         stored = decode_stored(np.frombuffer(pair.data, np.uint8), cv2.cvtColor(pair.image, cv2.COLOR_RGB2BGR))
     keep = (stored is not None and stored.shape[:2] == (h, w)
-            and (stored.dtype != np.uint8 or (stored.ndim == 3 and stored.shape[2] > 3)))
+            and (stored.dtype != np.uint8 or stored.ndim == 2 or stored.shape[2] > 3))
     return stored if keep else pair.image
+
+
+def _grey(image: np.ndarray) -> bool:
+    """An (H, W, 3) image whose three channels are equal (what a grey file decodes to in colour)."""
+    return image.ndim == 3 and np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1],
+                                                                                             image[..., 2])
 
 
 def _may_hold_bands(data: bytes) -> bool:
