@@ -77,3 +77,16 @@ def test_images_smaller_than_the_minimum_are_padded_in_predict_and_export(tiny_d
     proc = segcli("predict", images, "--model", tmp_path / "pan.onnx", "--out", tmp_path / "onnx", "--save", "mask")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert np.array_equal(cv2.imread(str(tmp_path / "onnx" / "a.png"), cv2.IMREAD_UNCHANGED), mask)
+
+
+def test_crops_much_larger_than_the_images_get_a_note(tiny_data, tmp_path):
+    """96x96 crops of 48x64 images: two thirds of every crop is unlabelled padding, silently (the default 192x192
+    crop on 100x100 tiles, 73%). A note now gives the share and a crop that fits; crops that fit get none."""
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "augment.crop_size=[96,96]", "final_eval=false",
+                  "--run-dir", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("the train images hold 3,072 pixels each on average (about 55x55), but crops are 96x96: 67% of a crop "
+            "is unlabelled padding" in proc.stderr and "augment.crop_size=[32,32]" in proc.stderr), proc.stderr
+    proc = segcli("train", f"data.root={tiny_data}", *QUICK, "augment.crop_size=[48,64]", "final_eval=false",
+                  "--run-dir", tmp_path / "fits")
+    assert proc.returncode == 0 and "unlabelled padding" not in proc.stderr, proc.stderr[-2000:]

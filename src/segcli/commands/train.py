@@ -130,6 +130,28 @@ def _note_unused_bands(pairs, channels: int) -> None:
              f"(model.in_channels=3); set model.in_channels={bands} to train on all of them")
 
 
+def _crop_note(card, data_cfg, crop: list[int], smallest: int) -> None:
+    """A note when the training crops are much larger than the training images (100×100 tiles under the default
+    192×192 crop: 73% of every crop is unlabelled padding): the card's mean pixels per image, at data.input_scale,
+    against the crop's area."""
+    import math
+
+    from segcli.data.datamodule import input_scale
+
+    split = (card.stats.get("splits") or {}).get(str(data_cfg.train_split)) or {}
+    images, pixels = split.get("images"), split.get("pixels")
+    if not images or not pixels:
+        return
+    area = float(pixels) / float(images) * input_scale(data_cfg) ** 2
+    if crop[0] * crop[1] <= 2 * area:
+        return
+    side = max(smallest, int(math.sqrt(area)) // 32 * 32)
+    info(f"train: note: the {data_cfg.train_split} images hold {area:,.0f} pixels each on average (about "
+         f"{math.sqrt(area):.0f}x{math.sqrt(area):.0f}), but crops are {crop[0]}x{crop[1]}: "
+         f"{1 - area / (crop[0] * crop[1]):.0%} of a crop is unlabelled padding, which costs time and teaches "
+         f"nothing; crop about the images' size, e.g. augment.crop_size=[{side},{side}]")
+
+
 def run(cfg, resume: bool = False) -> Path:
     """Train (or, with resume, continue cfg.run_dir); returns and prints (last stdout line) the run directory."""
     return fit(cfg, resume=resume, announce=True).run_dir
@@ -194,6 +216,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         info(f"train: note: {kwargs['arch']}/{kwargs['encoder']} runs on inputs of at least {smallest}x{smallest}; "
              f"crops of {crop[0]}x{crop[1]} are padded up to it (unlabelled), so larger augment.crop_size costs "
              "little more")
+    if crop and first_process():
+        _crop_note(card, cfg.data, [int(v) for v in crop], smallest)
     meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split, train_crop=crop,
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
