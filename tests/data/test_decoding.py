@@ -129,3 +129,40 @@ def test_low_bit_depth_grey_png_masks_are_read_as_their_stored_ids(bits, tmp_pat
     assert np.array_equal(read_mask(tmp_path / "m.png"), ids)
     Image.fromarray(ids.astype(bool)).save(tmp_path / "pil.png")  # PIL's own 1-bit file
     assert np.array_equal(read_mask(tmp_path / "pil.png"), ids.astype(bool).astype(np.uint8))
+
+
+MULTIBAND_TIFFS = {  # name → tifffile.imwrite arguments; what OpenCV did with each before
+    "gdal_default_lzw": {"photometric": "minisblack", "planarconfig": "contig", "compression": "lzw"},  # 1 channel
+    "band_interleaved": {"photometric": "minisblack", "planarconfig": "separate", "compression": "zlib"},  # garbage
+    "rgb_band_interleaved": {"photometric": "rgb", "planarconfig": "separate", "extrasamples": [0]},  # garbage
+    "six_bands": {"photometric": "minisblack", "planarconfig": "contig", "bands": 6},  # "not a readable image"
+}
+
+
+@pytest.mark.parametrize("name", MULTIBAND_TIFFS)
+def test_multiband_tiffs_opencv_misreads_are_read_as_stored(name, tmp_path, rng, run_cli):
+    """Multispectral tiles as GDAL and tifffile write them: OpenCV read GDAL's default 4-band layout as one
+    channel (train: '1 channel(s), but the model takes 4'), band-interleaved files as garbage that prepare took
+    silently, and 6 bands not at all. They are read band for band, and the 3-channel view is the first three."""
+    import tifffile
+
+    kwargs = dict(MULTIBAND_TIFFS[name])
+    bands = kwargs.pop("bands", 4)
+    stored = rng.integers(0, 4096, (24, 40, bands)).astype(np.uint16)
+    stored[0, 0, 0] = 4095
+    path = tmp_path / "images" / "tile.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, np.moveaxis(stored, -1, 0) if kwargs["planarconfig"] == "separate" else stored, **kwargs)
+    expected = to_uint8(stored, [0, 4095])
+    assert np.array_equal(read_image(path, channels=bands, value_range=[0, 4095]), expected)
+    assert np.array_equal(read_image(path, value_range=[0, 4095]), expected[..., :3])
+    cv2.imwrite(str(tmp_path / "images" / "tile2.tif"), stored[..., [2, 1, 0, 3]] if bands == 4 else stored[..., :4])
+    for stem in ("tile", "tile2"):
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "masks" / f"{stem}.png"), (rng.random((24, 40)) > 0.5).astype(np.uint8))
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--classes", "a,b", "--val-fraction", "0.5", "--out", tmp_path / "out")
+    assert code == 0, err
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "out" / "dataset.yaml").read_text())["image_range"] == [0.0, 4095.0]

@@ -180,3 +180,25 @@ def test_cat_max_ratio_0_redraws_crops_rather_than_switching_them_off():
         return _share_with_rare(train_transform({"crop_size": [64, 64], "cat_max_ratio": ratio}, IGNORE))
 
     assert share_with_rare(0) > 2 * share_with_rare(1.0)
+
+
+def test_band_jitter_scales_every_band_of_a_multispectral_image():
+    """Brightness and contrast on a 4-band image (torchvision's ColorJitter refuses any count but 1 and 3, so the
+    default preset stopped every multispectral run): one factor for all bands, the mask untouched."""
+    from segcli.data.transforms import BandJitter
+
+    torch.manual_seed(0)
+    image = tv_tensors.Image(torch.full((4, 8, 8), 100, dtype=torch.uint8))
+    image[3] = 50
+    mask = tv_tensors.Mask(torch.ones((8, 8), dtype=torch.int64))
+    ratios = []
+    for _ in range(5):
+        out, same = BandJitter(0.5, 0.0)(image, mask)
+        ratios.append(float(out[:3].float().mean() / 100))
+        assert out.shape == (4, 8, 8) and out.dtype == torch.uint8 and torch.equal(same, mask)
+        assert abs(float(out[3].float().mean() / 50) - ratios[-1]) < 0.02
+    assert max(abs(r - 1) for r in ratios) > 0.05 and all(0.5 <= r <= 1.5 for r in ratios)
+    out, _ = BandJitter(0.0, 0.9)(image, mask)  # contrast: bands move towards their joint mean (87.5)
+    assert 50 <= int(out[3, 0, 0]) <= 88 and 87 <= int(out[0, 0, 0]) <= 100
+    grey, _ = train_transform(preset("light", crop_size=None, scale=[1, 1]), IGNORE, channels=4)(image, mask)
+    assert grey.shape == (4, 8, 8)

@@ -44,10 +44,11 @@ def fit_normalization(meta: dict, card: DatasetCard, train_split: str = "train")
 
 
 def check_augment(augment: dict, channels: int) -> None:
-    """Colour jitter and JPEG artefacts are defined for 1 or 3 channels only: a clear error for other counts."""
+    """Saturation, hue and JPEG artefacts are defined for 1 or 3 channels only: a clear error for other counts
+    (brightness and contrast apply to any number of bands: transforms.BandJitter)."""
     if channels in (1, 3):
         return
-    used = [k for k in PHOTOMETRIC if float(augment.get(k) or 0)] + (["jpeg"] if (augment.get("jpeg") or {}).get("p") else [])
+    used = [k for k in PHOTOMETRIC[2:] if float(augment.get(k) or 0)] + (["jpeg"] if (augment.get("jpeg") or {}).get("p") else [])
     if used:
         raise ConfigError(f"augment.{used[0]} needs 1 or 3 image channels, the model takes {channels}; set "
                           + " ".join(f"augment.{k}=0" if k != "jpeg" else "augment.jpeg.p=0" for k in used))

@@ -216,7 +216,7 @@ class SegDataModule(L.LightningDataModule):
         self.workers = workers = loader_workers(cfg.get("num_workers", "auto"))
         setting = cfg.get("cache", "auto")
         self.train_set = SegDataset(card, train_split,
-                                    train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg)), train_idx,
+                                    train_transform(self.augment_cfg, card.ignore_index, input_scale(cfg), channels), train_idx,
                                     channels=channels,
                                     cache=cache_decision(setting, card, train_split, len(train_idx), channels, workers))
         self.val_set = None if val_split is None else SegDataset(

@@ -134,6 +134,34 @@ class GaussianNoise(_ImageOnly):
         return self._to_uint8(values.add_(torch.randn_like(values), alpha=params["std"]), inpt)
 
 
+class BandJitter(_ImageOnly):
+    """Brightness and contrast for an image of any band count (torchvision's ColorJitter takes 1 or 3 channels):
+    one brightness factor from [1 - b, 1 + b] scales every band; one contrast factor from [1 - c, 1 + c] blends
+    every band towards the image's mean over all bands (ColorJitter's rules, with the mean of the bands in place
+    of RGB's luma), in a random order of the two as ColorJitter draws its own."""
+
+    def __init__(self, brightness: float, contrast: float):
+        super().__init__()
+        self.brightness, self.contrast = float(brightness), float(contrast)
+
+    def make_params(self, flat_inputs: list) -> dict:
+        def factor(amount: float) -> float:
+            return _uniform(max(0.0, 1 - amount), 1 + amount) if amount > 0 else 1.0
+
+        return {"brightness": factor(self.brightness), "contrast": factor(self.contrast),
+                "contrast_first": bool(torch.rand(1) < 0.5)}
+
+    def transform(self, inpt, params: dict):
+        values = inpt.float()
+        for step in (("contrast", "brightness") if params["contrast_first"] else ("brightness", "contrast")):
+            if step == "brightness":
+                values = values.mul_(params["brightness"]).clamp_(0, 255)
+            else:
+                mean = values.mean(dim=(-3, -2, -1), keepdim=True)
+                values = values.mul_(params["contrast"]).add_(mean * (1 - params["contrast"])).clamp_(0, 255)
+        return self._to_uint8(values, inpt)
+
+
 class GaussianBlur(_ImageOnly):
     """Gaussian blur (defocus) with sigma drawn from [low, high] pixels; the kernel spans ±3 sigma, cut to what
     the image can hold (its reflected border must be smaller than the image: a tiny image or crop is blurred
@@ -233,7 +261,7 @@ def _rotation_window(crop: tuple[int, int], degrees: float) -> tuple[int, int]:
     return int(np.ceil(extent(h, w))) + 2, int(np.ceil(extent(w, h))) + 2
 
 
-def train_transform(augment: dict, ignore_index: int, input_scale: float = 1.0) -> v2.Transform:
+def train_transform(augment: dict, ignore_index: int, input_scale: float = 1.0, channels: int = 3) -> v2.Transform:
     """(image, mask) → (image, mask) callable for the training split, from an augment preset.
 
     input_scale: the model's working resolution as a fraction of the dataset's (data.input_scale); it
@@ -261,7 +289,9 @@ def train_transform(augment: dict, ignore_index: int, input_scale: float = 1.0) 
     if float(augment.get("hflip") or 0) > 0:
         steps.append(v2.RandomHorizontalFlip(float(augment["hflip"])))
     jitter = {k: float(augment.get(k) or 0) for k in ("brightness", "contrast", "saturation", "hue")}
-    if any(jitter.values()):
+    if any(jitter.values()) and channels in (1, 3):
         steps.append(v2.ColorJitter(**jitter))
+    elif jitter["brightness"] or jitter["contrast"]:  # multispectral (saturation and hue: refused by check_augment)
+        steps.append(BandJitter(jitter["brightness"], jitter["contrast"]))
     steps += _corruptions(augment)
     return v2.Compose(steps) if steps else v2.Identity()

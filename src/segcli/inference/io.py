@@ -53,6 +53,47 @@ def read_lines(path: Path, what: str) -> list[str]:
 def _tiff_layout(data: np.ndarray) -> tuple[int, int] | None:
     """(bits per sample, samples per pixel) of a classic TIFF's first page, from its header; None for any other
     file (BigTIFF included) or a header that cannot be followed."""
+    tags = _tiff_tags(data)
+    return None if tags is None else (tags.get(258, 1), tags.get(277, 1))
+
+
+def _opencv_misreads(data: np.ndarray) -> bool:
+    """A TIFF whose bands OpenCV does not decode as stored: band-interleaved (PlanarConfiguration 2), 5 or more
+    samples per pixel (refused as corrupt), or 3 or more samples under a grey photometric (GDAL's default for 4+
+    bands: decoded as one channel, or as wrong colours)."""
+    tags = _tiff_tags(data)
+    if tags is None:
+        return False
+    samples = tags.get(277, 1)
+    return samples > 1 and (tags.get(284, 1) == 2 or samples > 4 or (samples >= 3 and tags.get(262, 1) in (0, 1)))
+
+
+def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
+    """Such a TIFF's first page through tifffile, in OpenCV's layout: (H, W, C), the first three bands in B, G, R
+    order (callers turn them back, as for any colour file), the rest as stored; COLOUR keeps those three. None when
+    it does not decode."""
+    import io
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tiff:
+            page = tiff.pages.first
+            array = page.asarray()
+            if page.planarconfig == 2 and array.ndim == 3:
+                array = np.moveaxis(array, 0, -1)
+    except Exception:  # damaged, or a compression imagecodecs lacks
+        return None
+    if array.ndim != 3:
+        return array if array.ndim == 2 else None
+    array = np.concatenate([array[..., 2::-1], array[..., 3:]], axis=2) if array.shape[2] >= 3 else array
+    return np.ascontiguousarray(array[..., :3] if flags == COLOUR else array)
+
+
+def _tiff_tags(data: np.ndarray) -> dict[int, int] | None:
+    """BitsPerSample (258), Photometric (262), SamplesPerPixel (277) and PlanarConfiguration (284) of a classic
+    TIFF's first page, those it gives; None for any other file (BigTIFF included) or a header that cannot be
+    followed."""
     import struct
 
     head = bytes(data[:4])
@@ -65,12 +106,12 @@ def _tiff_layout(data: np.ndarray) -> tuple[int, int] | None:
         found = {}
         for i in range(entries):
             tag, kind, count, value = struct.unpack_from(order + "HHI4s", data, ifd + 2 + 12 * i)
-            if tag in (258, 277) and kind == 3:  # BitsPerSample, SamplesPerPixel (SHORTs: the first one counts)
+            if tag in (258, 262, 277, 284) and kind == 3:  # SHORTs (BitsPerSample's first one counts)
                 offset = 0 if count <= 2 else struct.unpack(order + "I", value)[0]
                 found[tag] = struct.unpack_from(order + "H", value if count <= 2 else data, offset)[0]
     except struct.error:
         return None
-    return found.get(258, 1), found.get(277, 1)
+    return found
 
 
 def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
@@ -79,6 +120,8 @@ def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
     None: not decodable."""
     if not data.size:
         return None
+    if flags in (COLOUR, cv2.IMREAD_UNCHANGED) and _opencv_misreads(data):
+        return _tifffile_decode(data, flags)
     layout = _tiff_layout(data) if flags == COLOUR else None
     # a 32/64-bit TIFF of other than 3 channels is not tried in colour: OpenCV refuses it and logs an '[ERROR] ...
     # can't read data' line on stderr for every such file, although it is read
@@ -99,7 +142,7 @@ def decode_stored(data: np.ndarray, shown: np.ndarray) -> np.ndarray | None:
     orientation of a PNG, JPEG or WebP. The rotation or flip of the stored pixels whose colours equal `shown`'s is
     taken; None when the file does not decode or no turn of it matches (e.g. a CMYK TIFF, whose channels are
     converted in colour): keep `shown` then."""
-    stored = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    stored = imdecode(data, cv2.IMREAD_UNCHANGED)
     if stored is None:
         return None
     for turned in (stored, np.swapaxes(stored, 0, 1)):  # the 8 EXIF orientations: 4 quarter turns, each mirrored
