@@ -59,6 +59,24 @@ def test_read_only_output_dir(cli, model_ckpt, tiny_data, tmp_path, command):
     assert list(locked.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["predict", "eval", "eval_json", "prepare"])
+def test_unwritable_output_dir_is_found_before_the_work(cli, model_ckpt, tiny_data, tmp_path, monkeypatch, command):
+    """A folder this user cannot write (a shared store, a read-only mount) under --out / --json: eval and predict
+    ran the model over every image first and failed at the first write; prepare named its hidden staging folder
+    ('.out.partial-123: Permission denied'). Now each stops first, naming the folder (exit 3), with nothing on
+    stdout. os.access is faked: the tests may run as root, who can write anywhere."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == locked else real(path, mode, **kw))
+    args = (["eval", "--ckpt", model_ckpt, "--json", locked / "r.json"] if command == "eval_json"
+            else _commands(tmp_path, model_ckpt, tiny_data, locked / "out")[command])
+    code, out, err = cli(*args)
+    line = only_error(code, err, 3, locked)
+    assert "is not writable for this user" in line and out == ""
+    assert list(locked.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- disk full
 @pytest.fixture
 def disk_full(monkeypatch):

@@ -35,9 +35,9 @@ from segcli.data.check import CheckedPair, check_pair
 from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
-from segcli.errors import ConfigError, stops_held
-from segcli.inference.io import (atomic_write_bytes, decode_stored, png_colour_type, resolver, staging_path, within,
-                                 write_png)
+from segcli.errors import ConfigError, DataError, stops_held
+from segcli.inference.io import (atomic_write_bytes, decode_stored, not_writable, png_colour_type, resolver, staging_path,
+                                 within, write_png)
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -107,6 +107,9 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     source = _outside_out(out, source)
     for split in source.splits:
         check_split_name(split)
+    locked = not_writable(out.parent)
+    if locked is not None:  # named the hidden staging folder (.NAME.partial-…) it could not make
+        raise DataError(f"--out {out}: {locked} is not writable for this user; give --out in a folder you can write to")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out.parent, f".{out.name}")
     shutil.rmtree(staging, ignore_errors=True)

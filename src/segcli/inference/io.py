@@ -457,6 +457,17 @@ def file_in_the_way(folder: str | Path) -> Path | None:
     return existing if existing is not None and not existing.is_dir() else None
 
 
+def not_writable(folder: str | Path) -> Path | None:
+    """The nearest existing one of `folder` and its parents when this user cannot create files in it (permissions,
+    a read-only mount): every write under `folder` would fail, found only after the work; None otherwise (a file
+    in the way is file_in_the_way's)."""
+    folder = Path(folder).expanduser()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return None
+    return None if os.access(existing, os.W_OK | os.X_OK) else existing
+
+
 def prune_created_tree(root: Path, created: list[Path]) -> None:
     """After a failed command: if it created `root` (created = missing_folders(root) taken before), remove the
     empty folders left under it, bottom-up, then root and the parents it created while they are empty.
