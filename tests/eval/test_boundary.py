@@ -98,3 +98,16 @@ def test_accumulator_sums_boundary_counts_over_images():
     for k in range(3):
         assert metrics["classes"][k]["biou"] == pytest.approx(total[k, 0] / total[k, 1])
     assert metrics["mBIoU"] == pytest.approx(np.mean(total[:, 0] / total[:, 1]))
+
+
+@pytest.mark.parametrize("h, w", [(9, 1), (1, 9), (3, 5), (23, 31)])
+def test_band_of_any_width_matches_the_reference_up_to_distances_past_the_image(h, w):
+    """1-px wide images and d from 1 to beyond the image's sides (boundary.dilation_ratio up to 1)."""
+    rng = np.random.default_rng(h * w)
+    target = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    target[target.shape[0] // 2, target.shape[1] // 2] = 4  # a class present as one pixel
+    for d in (1, 2, 3, 5, 11, 16, 40):
+        band = boundary_band(target, d)
+        for k in range(5):
+            assert np.array_equal(band & (target == k), reference_boundary(target == k, d)), (d, k)
+
