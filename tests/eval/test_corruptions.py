@@ -60,3 +60,35 @@ def test_parsing():
     for bad in ("0", "6", "x"):
         with pytest.raises(ConfigError, match="1..5"):
             parse_severities(bad)
+
+
+@pytest.mark.parametrize("override, line", [
+    ("severity=3.0", "--severity 3.0: give integers 1..5, e.g. --severity 3 or --severity 1,3,5"),
+    ("severity=null", "--severity None: give integers 1..5, e.g. --severity 3 or --severity 1,3,5"),
+    ("corruptions=3", "unknown corruption '3'; choose from brightness, contrast, gaussian_noise, motion_blur, jpeg, "
+                      "fog (or all)"),
+    ("corruptions=true", "unknown corruption 'True'; choose from brightness, contrast, gaussian_noise, motion_blur, "
+                         "jpeg, fog (or all)"),
+])
+def test_a_number_or_null_given_as_hydra_override_is_a_usage_error(crafted, capsys, override, line):
+    """`severity=3.0`, `severity=null`, `corruptions=3` (Hydra gives a float, None, an int or a bool, not a string or a
+    list) were exit 4: "internal error: TypeError: 'float' object is not iterable"."""
+    from helpers_eval import run_cli
+
+    root, preds = crafted
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, override], capsys)
+    assert code == 2 and out == "" and err.strip().splitlines() == [f"segcli: error: {line}"], err
+    with pytest.raises(ConfigError):
+        parse_corruptions(1.5)
+    with pytest.raises(ConfigError):
+        parse_severities(None)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 1), (1, 1, 2), (3, 5, 4), (9, 1, 5)])
+def test_per_channel_corruptions_keep_any_channel_count_and_tiny_sizes(shape):
+    """motion_blur returned an (H, W) image for an (H, W, 1) one (OpenCV drops a single channel)."""
+    image = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    for name in (n for n in CORRUPTIONS if n not in ("brightness", "jpeg")):
+        for severity in (1, 5):
+            out = corrupter(name, severity)(image, 0)
+            assert out.shape == image.shape and out.dtype == np.uint8, (name, severity)

@@ -3,7 +3,8 @@
 Definitions and severity parameters follow ImageNet-C (Hendrycks & Dietterich, ICLR 2019),
 implemented with numpy/OpenCV. Random parts (noise, blur angle, fog pattern) come from a generator
 seeded by (seed, image index, corruption, severity), so the same image is corrupted identically in
-every run and by every process. Each function maps (H, W, 3) uint8 RGB → (H, W, 3) uint8 RGB.
+every run and by every process. Each function maps (H, W, 3) uint8 RGB → (H, W, 3) uint8 RGB; those not in RGB_ONLY
+map (H, W, C) uint8 → (H, W, C) uint8 for any C (multispectral models).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> n
     """Linear motion blur at a random angle in [-45°, 45°]; (radius, σ) = (10, 3) … (20, 15)."""
     radius, sigma = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))[severity - 1]
     kernel = motion_kernel(radius, sigma, float(rng.uniform(-45.0, 45.0)))
-    return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT).reshape(image.shape)  # (H, W, 1) stays so
 
 
 def jpeg(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,8 +114,8 @@ CORRUPTIONS: dict[str, Corruption] = {"brightness": brightness, "contrast": cont
 
 
 def _words(names) -> list[str]:
-    """'a,b' or a list → its non-empty names."""
-    items = names.split(",") if isinstance(names, str) else list(names or [])
+    """'a,b' or a list → its non-empty names (a lone number, from `corruptions=3`, is one name: refused by name)."""
+    items = str(names).split(",") if isinstance(names, (str, int, float)) else list(names or [])
     return [str(n).strip() for n in items if str(n).strip()]
 
 
@@ -157,8 +158,8 @@ def for_channels(names: list[str], channels: int, asked) -> list[str]:
 
 
 def parse_severities(value) -> list[int]:
-    """3, '1,3,5' or [1, 3] → severities, each in 1..5."""
-    items = str(value).split(",") if isinstance(value, (int, str)) else list(value)
+    """3, '1,3,5' or [1, 3] → severities, each in 1..5 (3.0 or null, from a Hydra override, are refused as such)."""
+    items = str(value).split(",") if value is None or isinstance(value, (int, float, str)) else list(value)
     try:
         out = [int(str(v).strip()) for v in items if str(v).strip()]
     except ValueError:

@@ -48,6 +48,9 @@ def _match(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
     folded = [c for c in choices if c.lower() == word.lower()]
     if len(folded) == 1:
         return folded[0]
+    if folded:  # 'CAR' with classes 'car' and 'Car': not unknown, but which one?
+        raise ConfigError(f"--fail-under: {what} '{word}' matches {' and '.join(folded)} apart from case; "
+                          "write the name exactly as it is spelled")
     raise ConfigError(f"--fail-under: unknown {what} '{word}'{did_you_mean(word, list(choices))}; "
                       f"choose from {', '.join(choices)}")
 
@@ -82,6 +85,8 @@ def _class_key(rest: str, class_names: list[str]) -> tuple[str, str]:
 def parse_gate(specs, class_names: list[str]) -> list[Threshold]:
     """Parse and validate `METRIC=V` / `class:NAME[:METRIC]=V` specs against the model's classes."""
     out = []
+    if isinstance(specs, (str, int, float)):  # fail_under=mIoU=0.6 as a Hydra override: one spec, not its characters
+        specs = [specs]
     for spec in (str(s) for s in specs or []):
         if "=" not in spec:
             raise ConfigError(f"--fail-under {spec}: expected METRIC=VALUE or class:NAME[:METRIC]=VALUE, e.g. mIoU=0.60")
@@ -120,4 +125,4 @@ def failures(thresholds: list[Threshold], metrics: dict) -> list[str]:
             while digits < 9 and format_value(value, digits) == format_value(t.minimum, digits):
                 digits += 1
             out.append(f"{t.label} {format_value(value, digits)}% < {format_value(t.minimum, digits)}%")
-    return out
+    return list(dict.fromkeys(out))  # mIoU=0.9 and mIoU=90% fall short alike: said once
