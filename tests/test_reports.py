@@ -61,3 +61,12 @@ def test_a_comparison_with_no_summary_metric_measured_in_both_says_so():
     report["compare"] = deltas(measured, measured, "old.json")
     assert markdown(report).rstrip().endswith("Compared with `old.json`: mIoU +0.00, mAcc +0.00, mDice +0.00, "
                                               "aAcc +0.00, fwIoU +0.00")
+
+
+def test_a_robustness_row_without_a_relative_drop_is_a_dash_not_dash_percent():
+    """A split whose clean mIoU is undefined (every pixel ignored) has no relative drop: report.md wrote '—%'."""
+    report = {"mIoU": None, "num_images": 1, "split": "val", "classes": [_row(0, "car")],
+              "corruptions": [{"corruption": "fog", "severity": 3, "mIoU": None, "drop": None, "relative_drop": None},
+                              {"corruption": "jpeg", "severity": 3, "mIoU": 0.4, "drop": 0.1, "relative_drop": 0.2}]}
+    rows = [line for line in markdown(report).splitlines() if line.startswith(("| fog", "| jpeg"))]
+    assert rows == ["| fog | 3 | — | — | — |", "| jpeg | 3 | 40.00 | 10.00 | 20.0% |"]

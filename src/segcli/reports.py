@@ -117,13 +117,19 @@ def markdown(report: dict, title: str = "") -> str:
         lines += ["", "| corruption | severity | mIoU | drop (points) | drop (relative) |", "|---|---|---|---|---|"]
         for r in report["corruptions"]:
             lines.append(f"| {r['corruption']} | {r['severity']} | {format_value(r['mIoU'])} | "
-                         f"{format_value(r['drop'])} | {format_value(r['relative_drop'], 1)}% |")
+                         f"{format_value(r['drop'])} | {_percent(r['relative_drop'])} |")
     if report.get("compare"):
         agg = report["compare"]["aggregates"]
         measured = ", ".join(f"{k} {_signed(v['delta'])}" for k, v in agg.items() if v["delta"] is not None)
         lines += ["", "Compared with `" + str(report["compare"]["against"]) + "`: "
                   + (measured or "no summary metric is measured in both reports")]
     return "\n".join(lines) + "\n"
+
+
+def _percent(value) -> str:
+    """A relative drop as 'N.N%', or the dash format_value gives a missing one (no '—%')."""
+    text = format_value(value, 1)
+    return text if text == "—" else f"{text}%"
 
 
 def _md_text(text: str) -> str:

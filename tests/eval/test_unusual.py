@@ -147,3 +147,13 @@ def test_compare_with_a_perfect_models_report_is_no_percentage(tmp_path, capsys)
     code, out, err = run_cli(base + ["--compare", old, "--json", "-"], capsys)
     assert code == 0, err
     assert json.loads(out)["compare"]["aggregates"]["mIoU"]["delta"] == 0.0
+
+
+def test_the_report_names_the_dataset_by_its_absolute_path(crafted, tmp_path, capsys, monkeypatch):
+    """`--data data` from the dataset's parent folder: report.json said "data": "data" (where "model" and
+    "predictions" are absolute), which names nothing once the report is read from anywhere else."""
+    root, preds = crafted
+    monkeypatch.chdir(root.parent)
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root.name, "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["data"] == str(root.resolve())

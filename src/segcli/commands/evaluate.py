@@ -217,7 +217,8 @@ def run(cfg) -> dict:
         for severity in severities:
             robustness.append(_corrupted(predictor, shard, card, name, severity, int(cfg.seed), metrics["mIoU"]))
 
-    extra = {"mode": mode, **source, "data": str(card.root), "boundary": {"dilation_ratio": ratio} if ratio else None}
+    extra = {"mode": mode, **source, "data": str(Path(card.location).resolve()),  # absolute, as "model" is
+             "boundary": {"dilation_ratio": ratio} if ratio else None}
     if robustness:
         extra["corruptions"] = robustness
     if worst:
