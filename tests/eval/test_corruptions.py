@@ -92,3 +92,14 @@ def test_per_channel_corruptions_keep_any_channel_count_and_tiny_sizes(shape):
         for severity in (1, 5):
             out = corrupter(name, severity)(image, 0)
             assert out.shape == image.shape and out.dtype == np.uint8, (name, severity)
+
+
+def test_corruptions_that_name_none_are_a_usage_error(trained, capsys):
+    """`--corruptions ","` (or an empty value from a script's variable) evaluated no corruption and exited 0 without
+    a word: the robustness run the user asked for silently did not happen."""
+    from helpers_eval import run_cli
+
+    code, out, err = run_cli(["eval", "--ckpt", trained["ckpt"], "--corruptions", ","], capsys)
+    assert code == 2 and out == "" and err.strip().splitlines() == [
+        "segcli: error: --corruptions ',': names no corruption; give one or more of brightness, contrast, "
+        "gaussian_noise, motion_blur, jpeg, fog, or all"], err

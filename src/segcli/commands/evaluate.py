@@ -168,13 +168,17 @@ def run(cfg) -> dict:
     from segcli.checks import number, seed
     from segcli.evaluation import distributed
     from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch
-    from segcli.evaluation.corruptions import for_channels, parse_corruptions, parse_severities
+    from segcli.evaluation.corruptions import CORRUPTIONS, for_channels, parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
     from segcli.evaluation.sources import model_items, palette_colours, prediction_items, split_pairs
     from segcli.reports import report_dict
 
     mode = _mode(cfg)
     corruptions = parse_corruptions(cfg.corruptions)
+    if not corruptions and cfg.corruptions not in (None, "", []):  # --corruptions "," evaluated none, silently
+        given = cfg.corruptions if isinstance(cfg.corruptions, str) else ",".join(str(v) for v in cfg.corruptions)
+        raise ConfigError(f"--corruptions '{given}': names no corruption; give one or more of "
+                          f"{', '.join(CORRUPTIONS)}, or all")
     severities = parse_severities(cfg.severity)
     if corruptions and mode == "predictions":
         raise ConfigError("--corruptions needs a model (--ckpt or --model): fixed predictions cannot see corrupted images")

@@ -62,7 +62,8 @@ def emit(cfg, report: dict, acc, card) -> None:
         print(text, end="")
     else:
         console = stdout_console()
-        print_wide(console, metrics_table(report, title=f"{card.name} / {cfg.split}: {report['num_images']} images"))
+        count = report["num_images"]
+        print_wide(console, metrics_table(report, title=f"{card.name} / {cfg.split}: {count} image{'s' * (count != 1)}"))
         if report.get("corruptions"):
             print_wide(console, corruption_table(report["corruptions"], report["mIoU"]))
         if report.get("compare"):
