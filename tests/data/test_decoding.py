@@ -166,3 +166,23 @@ def test_multiband_tiffs_opencv_misreads_are_read_as_stored(name, tmp_path, rng,
     import yaml
 
     assert yaml.safe_load((tmp_path / "out" / "dataset.yaml").read_text())["image_range"] == [0.0, 4095.0]
+
+
+def test_max_size_shrinks_a_six_band_tiff_into_a_six_band_tiff(tmp_path, rng, run_cli):
+    """--max-size on 6-band tiles: OpenCV encodes at most 4 channels, so prepare stopped with an internal error
+    (exit 4, 'channels == 1 || channels == 3 || channels == 4'). The shrunk tile keeps every band, in order."""
+    import tifffile
+
+    stored = rng.integers(0, 4096, (80, 100, 6)).astype(np.uint16)
+    (tmp_path / "images").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "t.tif", stored, photometric="minisblack", planarconfig="contig")
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "t.png"), (rng.random((80, 100)) > 0.5).astype(np.uint8))
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--classes", "a,b", "--val-fraction", "0", "--max-size", "50", "--out", tmp_path / "out")
+    assert code == 0, err
+    shrunk = tifffile.imread(tmp_path / "out" / "images" / "train" / "t.tif")
+    assert shrunk.shape == (40, 50, 6) and shrunk.dtype == np.uint16
+    for band in range(6):  # each band area-averaged on its own, in the stored order
+        expected = cv2.resize(stored[..., band], (50, 40), interpolation=cv2.INTER_AREA)
+        assert np.abs(shrunk[..., band].astype(int) - expected).max() <= 1, band

@@ -359,6 +359,11 @@ def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarra
         target.write_bytes(pair.data)
     else:
         pixels = image if as_stored else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if pixels.ndim == 3 and pixels.shape[2] > 4:  # OpenCV encodes at most 4 channels: a TIFF of every band
+            image_rel = image_rel[: -len(ext)] + (ext if ext in (".tif", ".tiff") else ".tif")
+            _write_bands(root / image_rel, pixels)
+            write_png(root / mask_rel, ids)
+            return {"image": image_rel, "mask": mask_rel}
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
         ok, encoded = cv2.imencode(ext, pixels, params)
         if not ok:  # e.g. floating point into a PNG: a TIFF keeps it
@@ -369,6 +374,19 @@ def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarra
         target.write_bytes(encoded.tobytes())
     write_png(root / mask_rel, ids)
     return {"image": image_rel, "mask": mask_rel}
+
+
+def _write_bands(path: Path, pixels: np.ndarray) -> None:
+    """An (H, W, C > 4) array in OpenCV's order (the first three bands as B, G, R: what decoding gave) as a
+    Deflate-compressed, pixel-interleaved TIFF of the bands in stored order."""
+    import io
+
+    import tifffile
+
+    bands = np.concatenate([pixels[..., 2::-1], pixels[..., 3:]], axis=2)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, bands, photometric="minisblack", planarconfig="contig", compression="zlib")
+    path.write_bytes(buffer.getvalue())
 
 
 def _default_palette(num_classes: int) -> list[list[int]]:
