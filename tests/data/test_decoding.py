@@ -186,3 +186,113 @@ def test_max_size_shrinks_a_six_band_tiff_into_a_six_band_tiff(tmp_path, rng, ru
     for band in range(6):  # each band area-averaged on its own, in the stored order
         expected = cv2.resize(stored[..., band], (50, 40), interpolation=cv2.INTER_AREA)
         assert np.abs(shrunk[..., band].astype(int) - expected).max() <= 1, band
+
+
+def _tiff(path, stored: np.ndarray, **kwargs) -> None:
+    """Write (H, W, C) `stored` with tifffile (band-interleaved when kwargs say planarconfig='separate')."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, np.moveaxis(stored, -1, 0) if kwargs.get("planarconfig") == "separate" else stored, **kwargs)
+
+
+BAND_LAYOUTS = {  # name → (bands, tifffile.imwrite arguments); what segcli did with each before
+    "bigtiff_gdal_4": (4, {"photometric": "minisblack", "planarconfig": "contig", "bigtiff": True}),  # 1 channel
+    "bigtiff_tiled_13": (13, {"photometric": "minisblack", "planarconfig": "separate", "bigtiff": True,
+                              "tile": (16, 16), "compression": "zlib"}),  # "not a readable image"
+    "two_bands": (2, {"photometric": "minisblack", "planarconfig": "contig", "compression": "lzw",
+                      "predictor": True}),  # 1 channel: the second band dropped
+    "two_bands_interleaved": (2, {"photometric": "minisblack", "planarconfig": "separate"}),  # exit 4 as RGB
+    "zstd_5": (5, {"photometric": "minisblack", "planarconfig": "contig", "compression": "zstd"}),
+}
+
+
+@pytest.mark.parametrize("name", BAND_LAYOUTS)
+def test_bigtiff_and_two_band_tiffs_are_read_band_for_band(name, tmp_path, rng):
+    """BigTIFF (GDAL's choice for large rasters) was not recognised as a TIFF OpenCV misreads: 4 bands were read as
+    one channel, 13 not at all. A 2-band TIFF (SAR VV/VH, NDVI + mask) lost its second band, and band-interleaved it
+    stopped a 3-channel read with an OpenCV error (exit 4). Every band is read as tifffile stores it; the 3-channel
+    view is the first three bands, or the first band as grey."""
+    import tifffile
+
+    bands, kwargs = BAND_LAYOUTS[name]
+    stored = rng.integers(0, 4096, (33, 51, bands)).astype(np.uint16)
+    path = tmp_path / "t.tif"
+    _tiff(path, stored, **kwargs)
+    on_disk = tifffile.imread(path)
+    assert np.array_equal(np.moveaxis(on_disk, 0, -1) if kwargs["planarconfig"] == "separate" else on_disk, stored)
+    expected = to_uint8(stored, [0, 4095])
+    assert np.array_equal(read_image(path, channels=bands, value_range=[0, 4095]), expected)
+    view = expected[..., :3] if bands >= 3 else np.repeat(expected[..., :1], 3, axis=2)
+    assert np.array_equal(read_image(path, value_range=[0, 4095]), view)
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lzma", "jpeg2000", "png"])
+def test_tiffs_in_compressions_opencv_lacks_are_read_not_refused_or_garbled(compression, tmp_path, rng):
+    """OpenCV's libtiff refused a ZSTD or LZMA TIFF (GDAL's COG default is ZSTD for many pipelines) as unreadable,
+    and decoded a JPEG 2000 or PNG-compressed one into garbage without a word (up to 250 levels off). They are read
+    through tifffile + imagecodecs, as tifffile reads them."""
+    import tifffile
+
+    stored = rng.integers(0, 256, (32, 40, 3)).astype(np.uint8)
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, stored, photometric="rgb", compression=compression)
+    assert np.array_equal(read_image(path), tifffile.imread(path))
+    tifffile.imwrite(path, stored[..., 0], photometric="minisblack", compression=compression)
+    assert np.array_equal(read_image(path, channels=1), tifffile.imread(path)[..., None])
+
+
+def test_a_multiband_tiffs_orientation_tag_turns_it_as_opencv_turns_other_tiffs(tmp_path, rng):
+    """OpenCV turns a TIFF by its Orientation tag; the bands read through tifffile were not turned, so the same
+    pixels came out rotated as an RGB(+extra) TIFF and upright as a GDAL-style 4-band one (a mask matching one
+    mismatched the other). All 8 orientations turn alike."""
+    stored = rng.integers(0, 256, (20, 30, 4)).astype(np.uint8)
+    for orientation in range(1, 9):
+        tag = [(274, 3, 1, orientation, True)]
+        _tiff(tmp_path / "rgb.tif", stored, photometric="rgb", extrasamples=[0], extratags=tag)  # OpenCV's decode
+        _tiff(tmp_path / "grey.tif", stored, photometric="minisblack", planarconfig="contig", extratags=tag)
+        for channels in (3, 4):
+            assert np.array_equal(read_image(tmp_path / "grey.tif", channels),
+                                  read_image(tmp_path / "rgb.tif", channels)), (orientation, channels)
+
+
+def test_a_stack_of_five_band_pages_is_linted_as_multi_page(tmp_path, rng, run_cli):
+    """OpenCV counts no page in a TIFF whose bands it cannot decode (5 or more), so a stack of such pages (a time
+    series of Sentinel tiles) got no multi_page warning: only its first page is read."""
+    import tifffile
+
+    for stem in ("a", "b"):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        with tifffile.TiffWriter(tmp_path / "images" / f"{stem}.tif") as tiff:
+            for _ in range(3):
+                tiff.write(rng.integers(0, 256, (24, 32, 5)).astype(np.uint8), photometric="minisblack",
+                           planarconfig="contig")
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "masks" / f"{stem}.png"), (rng.random((24, 32)) > 0.5).astype(np.uint8))
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--classes", "a,b", "--val-fraction", "0.5", "--out", tmp_path / "out")
+    assert code == 0, err
+    found = [f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "multi_page"]
+    assert len(found) == 2 and all("holds 3 pages" in f["detail"] for f in found)
+
+
+@pytest.mark.parametrize("bands,dtype", [(2, np.uint8), (2, np.uint16), (5, np.uint8), (13, np.int16)])
+def test_max_size_keeps_every_band_of_two_and_many_band_tiffs(bands, dtype, tmp_path, rng, run_cli):
+    """--max-size on 2-band tiles wrote 8-bit ones as RGB (the second band lost, the first tripled) and stopped on
+    16-bit ones (exit 4: OpenCV encodes 1, 3 or 4 channels); on 5+ bands of 8-bit or int16 it stopped in OpenCV's
+    resize (exit 4: at most 4 channels, unless the factor is a whole number). The shrunk tile keeps every band, in order, at its depth."""
+    import tifffile
+
+    low, high = (0, 255) if dtype == np.uint8 else (-500, 3000)
+    stored = rng.integers(low, high, (83, 110, bands)).astype(dtype)
+    _tiff(tmp_path / "images" / "t.tif", stored, photometric="minisblack", planarconfig="contig")
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "t.png"), (rng.random((83, 110)) > 0.5).astype(np.uint8))
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--classes", "a,b", "--val-fraction", "0", "--max-size", "50", "--out", tmp_path / "out")
+    assert code == 0, err
+    shrunk = tifffile.imread(tmp_path / "out" / "images" / "train" / "t.tif")
+    assert shrunk.shape == (38, 50, bands) and shrunk.dtype == dtype
+    for band in range(bands):
+        expected = cv2.resize(stored[..., band], (50, 38), interpolation=cv2.INTER_AREA)
+        assert np.abs(shrunk[..., band].astype(int) - expected).max() <= 1, band

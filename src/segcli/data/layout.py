@@ -315,14 +315,18 @@ def _downscale(image: np.ndarray, ids: np.ndarray, max_size: int | None) -> tupl
         return image, ids
     scale = max_size / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST))  # nearest: never an id absent from the source
+    if image.ndim == 3 and image.shape[2] > 4:  # OpenCV resizes at most 4 channels of some depths (8-bit, int16)
+        shrunk = np.dstack([cv2.resize(image[..., i:i + 4], size, interpolation=cv2.INTER_AREA)
+                            for i in range(0, image.shape[2], 4)])
+    else:
+        shrunk = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return shrunk, cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST)  # nearest: never an id absent from the source
 
 
 def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
     """What --max-size shrinks and writes: the RGB image, or the image as stored (file order, every channel, its
-    depth) when it is deeper than 8 bits, has more than 3 channels (a multispectral file) or one (a grey file, which
-    would otherwise be written back as RGB at three times the size), so nothing is lost or added."""
+    depth) when it is deeper than 8 bits, has other than 3 channels (a multispectral file of 2 or 4+ bands) or one (a
+    grey file, which would otherwise be written back as RGB at three times the size), so nothing is lost or added."""
     h, w = pair.image.shape[:2]
     if not max_size or max(h, w) <= max_size:
         return pair.image
@@ -330,7 +334,7 @@ def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
     if stored is None and pair.data is not None and (_may_hold_bands(pair.data) or _grey(pair.image)):
         stored = decode_stored(np.frombuffer(pair.data, np.uint8), cv2.cvtColor(pair.image, cv2.COLOR_RGB2BGR))
     keep = (stored is not None and stored.shape[:2] == (h, w)
-            and (stored.dtype != np.uint8 or stored.ndim == 2 or stored.shape[2] > 3))
+            and (stored.dtype != np.uint8 or stored.ndim == 2 or stored.shape[2] != 3))
     return stored if keep else pair.image
 
 
@@ -359,7 +363,7 @@ def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarra
         target.write_bytes(pair.data)
     else:
         pixels = image if as_stored else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        if pixels.ndim == 3 and pixels.shape[2] > 4:  # OpenCV encodes at most 4 channels: a TIFF of every band
+        if pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4):  # OpenCV encodes 1, 3 or 4: a TIFF of every band
             image_rel = image_rel[: -len(ext)] + (ext if ext in (".tif", ".tiff") else ".tif")
             _write_bands(root / image_rel, pixels)
             write_png(root / mask_rel, ids)
@@ -377,13 +381,13 @@ def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarra
 
 
 def _write_bands(path: Path, pixels: np.ndarray) -> None:
-    """An (H, W, C > 4) array in OpenCV's order (the first three bands as B, G, R: what decoding gave) as a
-    Deflate-compressed, pixel-interleaved TIFF of the bands in stored order."""
+    """An (H, W, C) array of 2 or 5+ bands in OpenCV's order (of 3 or more, the first three as B, G, R: what decoding
+    gave) as a Deflate-compressed, pixel-interleaved TIFF of the bands in stored order."""
     import io
 
     import tifffile
 
-    bands = np.concatenate([pixels[..., 2::-1], pixels[..., 3:]], axis=2)
+    bands = np.concatenate([pixels[..., 2::-1], pixels[..., 3:]], axis=2) if pixels.shape[2] >= 3 else pixels
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, bands, photometric="minisblack", planarconfig="contig", compression="zlib")
     path.write_bytes(buffer.getvalue())

@@ -51,27 +51,44 @@ def read_lines(path: Path, what: str) -> list[str]:
 
 
 def _tiff_layout(data: np.ndarray) -> tuple[int, int] | None:
-    """(bits per sample, samples per pixel) of a classic TIFF's first page, from its header; None for any other
-    file (BigTIFF included) or a header that cannot be followed."""
+    """(bits per sample, samples per pixel) of a TIFF's first page (classic or BigTIFF), from its header; None for
+    any other file or a header that cannot be followed."""
     tags = _tiff_tags(data)
     return None if tags is None else (tags.get(258, 1), tags.get(277, 1))
 
 
+# Compressions OpenCV's libtiff decodes: none, CCITT (2-4), LZW, JPEG, Deflate (8, 32946), PackBits, WebP. It refuses
+# others (ZSTD, LZMA, LERC) and decodes some as garbage without a word (JPEG 2000, JPEG XL, PNG, JPEG XR in a TIFF).
+OPENCV_TIFF_COMPRESSIONS = {1, 2, 3, 4, 5, 7, 8, 32773, 32946, 50001}
+
+
 def _opencv_misreads(data: np.ndarray) -> bool:
-    """A TIFF whose bands OpenCV does not decode as stored: band-interleaved (PlanarConfiguration 2), 5 or more
-    samples per pixel (refused as corrupt), or 3 or more samples under a grey photometric (GDAL's default for 4+
-    bands: decoded as one channel, or as wrong colours)."""
+    """A TIFF whose bands OpenCV does not decode as stored: band-interleaved (PlanarConfiguration 2), 2 samples per
+    pixel (the second dropped), 5 or more (refused as corrupt), 3 or more under a grey photometric (GDAL's default for
+    4+ bands: decoded as one channel, or as wrong colours), or a compression OpenCV lacks (refused, or garbage)."""
     tags = _tiff_tags(data)
     if tags is None:
         return False
     samples = tags.get(277, 1)
-    return samples > 1 and (tags.get(284, 1) == 2 or samples > 4 or (samples >= 3 and tags.get(262, 1) in (0, 1)))
+    if tags.get(259, 1) not in OPENCV_TIFF_COMPRESSIONS:
+        return True
+    return samples > 1 and (tags.get(284, 1) == 2 or samples == 2 or samples > 4
+                            or (samples >= 3 and tags.get(262, 1) in (0, 1)))
+
+
+def _oriented(array: np.ndarray, orientation: int) -> np.ndarray:
+    """A TIFF's stored pixels turned as its Orientation tag (274) says, as OpenCV turns the TIFFs it decodes."""
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+             5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+             7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1]}
+    return turns[orientation](array) if orientation in turns else array
 
 
 def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
-    """Such a TIFF's first page through tifffile, in OpenCV's layout: (H, W, C), the first three bands in B, G, R
-    order (callers turn them back, as for any colour file), the rest as stored; COLOUR keeps those three. None when
-    it does not decode."""
+    """Such a TIFF's first page through tifffile, in OpenCV's layout and orientation: (H, W, C), the first three
+    bands in B, G, R order (callers turn them back, as for any colour file), the rest as stored; COLOUR keeps those
+    three (one or two bands: the first as grey), IMREAD_UNCHANGED gives one band as (H, W). None when it does not
+    decode."""
     import io
 
     import tifffile
@@ -80,35 +97,50 @@ def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
         with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tiff:
             page = tiff.pages.first
             array = page.asarray()
-            if page.planarconfig == 2 and array.ndim == 3:
+            if page.planarconfig == 2 and array.ndim == 3 and page.samplesperpixel > 1:
                 array = np.moveaxis(array, 0, -1)
-    except Exception:  # damaged, or a compression imagecodecs lacks
+            orientation = int(page.tags.valueof(274, 1))
+    except Exception:  # damaged, truncated, or a compression imagecodecs lacks
         return None
+    if array.ndim == 2:
+        array = array[..., None]
     if array.ndim != 3:
-        return array if array.ndim == 2 else None
-    array = np.concatenate([array[..., 2::-1], array[..., 3:]], axis=2) if array.shape[2] >= 3 else array
-    return np.ascontiguousarray(array[..., :3] if flags == COLOUR else array)
+        return None
+    if array.dtype == bool:  # 1-bit, as OpenCV reads it
+        array = array.astype(np.uint8) * np.uint8(255)
+    array = _oriented(array, orientation)
+    if array.shape[2] >= 3:
+        array = np.concatenate([array[..., 2::-1], array[..., 3:]], axis=2)
+    if flags == COLOUR:
+        array = array[..., :3] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)
+    elif array.shape[2] == 1:
+        array = array[..., 0]
+    return np.ascontiguousarray(array)
 
 
 def _tiff_tags(data: np.ndarray) -> dict[int, int] | None:
-    """BitsPerSample (258), Photometric (262), SamplesPerPixel (277) and PlanarConfiguration (284) of a classic
-    TIFF's first page, those it gives; None for any other file (BigTIFF included) or a header that cannot be
+    """BitsPerSample (258), Compression (259), Photometric (262), SamplesPerPixel (277) and PlanarConfiguration (284)
+    of a TIFF's (classic or BigTIFF) first page, those it gives; None for any other file or a header that cannot be
     followed."""
     import struct
 
     head = bytes(data[:4])
-    if head not in (b"II*\x00", b"MM\x00*"):
+    if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return None
     order = "<" if head.startswith(b"II") else ">"
+    big = head[2:] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+    offset_format, entry_size, inline = (order + "Q", 20, 8) if big else (order + "I", 12, 4)
     try:
-        (ifd,) = struct.unpack_from(order + "I", data, 4)
-        (entries,) = struct.unpack_from(order + "H", data, ifd)
+        (ifd,) = struct.unpack_from(offset_format, data, 8 if big else 4)
+        (entries,) = struct.unpack_from(order + ("Q" if big else "H"), data, ifd)
+        first = ifd + (8 if big else 2)
         found = {}
         for i in range(entries):
-            tag, kind, count, value = struct.unpack_from(order + "HHI4s", data, ifd + 2 + 12 * i)
-            if tag in (258, 262, 277, 284) and kind == 3:  # SHORTs (BitsPerSample's first one counts)
-                offset = 0 if count <= 2 else struct.unpack(order + "I", value)[0]
-                found[tag] = struct.unpack_from(order + "H", value if count <= 2 else data, offset)[0]
+            tag, kind, count, value = struct.unpack_from(order + ("HHQ8s" if big else "HHI4s"), data,
+                                                         first + entry_size * i)
+            if tag in (258, 259, 262, 277, 284) and kind == 3:  # SHORTs (BitsPerSample's first one counts)
+                at = 0 if 2 * count <= inline else struct.unpack(offset_format, value)[0]
+                found[tag] = struct.unpack_from(order + "H", value if 2 * count <= inline else data, at)[0]
     except struct.error:
         return None
     return found
@@ -117,6 +149,7 @@ def _tiff_tags(data: np.ndarray) -> dict[int, int] | None:
 def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
     """cv2.imdecode; with COLOUR, a file OpenCV refuses to decode that way (a one- or four-channel 32/64-bit TIFF:
     floating point, int32) is decoded as stored and given 3 channels (grey repeated, extra channels dropped).
+    TIFFs OpenCV misreads (_opencv_misreads), or does not decode at all, go through tifffile.
     None: not decodable."""
     if not data.size:
         return None
@@ -133,6 +166,8 @@ def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
             array = np.repeat((array if array.ndim == 2 else array[..., 0])[..., None], 3, axis=2)
         elif array is not None:
             array = np.ascontiguousarray(array[..., :3])
+    if array is None and flags in (COLOUR, cv2.IMREAD_UNCHANGED) and _tiff_tags(data) is not None:
+        array = _tifffile_decode(data, flags)  # e.g. a sample format or layout OpenCV's libtiff refuses
     return array
 
 
@@ -324,8 +359,16 @@ def page_count(path: str | Path) -> int:
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff", ".gif"):
         return 1
+    if path.suffix.lower() != ".gif":  # OpenCV counts 0 pages in a TIFF whose bands it cannot decode (5 or more)
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tiff:
+                return max(1, len(tiff.pages))
+        except Exception:  # not a TIFF after all, or damaged: OpenCV's count, or its own error when decoded
+            pass
     try:
-        return int(cv2.imcount(str(path)))
+        return max(1, int(cv2.imcount(str(path))))
     except cv2.error:
         return 1
 
