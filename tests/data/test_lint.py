@@ -295,8 +295,9 @@ def _card(root: Path) -> dict:
 
 def test_deep_images_are_read_through_the_cards_image_range(tmp_path, rng, run_cli):
     """Images stored deeper than 8 bits fill 0..255 when read: 12-bit values in a 16-bit PNG map from [0, 4095]
-    (value / 257 kept 16 grey levels), floating point in 0..1 from [0, 1], in 0-255 as they are (the one-channel
-    float TIFF that OpenCV refuses to decode as colour is read), signed values from their [min, max]."""
+    (value / 257 kept 16 grey levels), floating point in 0..1 from [0, 1], in 0..2 from [0, largest], in 0-255 as
+    they are (the one-channel float TIFF that OpenCV refuses to decode as colour is read), signed values from their
+    [min, max]."""
     from segcli.inference.io import read_image
 
     twelve = rng.integers(0, 4096, (20, 30)).astype(np.uint16)
@@ -304,11 +305,15 @@ def test_deep_images_are_read_through_the_cards_image_range(tmp_path, rng, run_c
     unit = rng.random((20, 30)).astype(np.float32)
     signed = rng.integers(-1000, 2001, (20, 30)).astype(np.int16)
     signed[0, :2] = [-1000, 2000]
+    bright = unit * np.float32(1.25)
+    bright[0, 0] = 1.25
     cases = {"a": ({"x.png": twelve, "y.png": twelve // 2}, [0.0, 4095.0], "x.png", (twelve * (255 / 4095)).round()),
              "b": ({"u.tiff": unit, "v.tiff": unit / 2}, [0.0, 1.0], "u.tiff", (unit * 255).round()),
              "c": ({"v.tiff": unit * 255, "w.tiff": unit * 100}, [0.0, 255.0], "v.tiff", np.floor(unit * 255 + 0.5)),
              "d": ({"s.tiff": signed, "t.tiff": signed // 2}, [-1000.0, 2000.0], "s.tiff",
-                   ((signed + 1000) * (255 / 3000)).round())}
+                   ((signed + 1000) * (255 / 3000)).round()),
+             # reflectance a little above 1 (a bright cloud): was [0, 255], reading the images all but black
+             "f": ({"r.tiff": bright, "s.tiff": unit}, [0.0, 1.25], "r.tiff", (bright * (255 / 1.25)).round())}
     for name, (images, expected, probe, read_as) in cases.items():
         code, _, stderr = run_cli(*_depth_folder(tmp_path / name, rng, images), "--out", tmp_path / f"{name}_out")
         assert code == 0 and "image_depth" not in stderr, stderr

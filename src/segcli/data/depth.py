@@ -8,6 +8,7 @@ they are, whatever the range):
 
     unsigned 16-bit               [0, 2**bits - 1], bits of the largest value (at least 8): 12-bit → [0, 4095]
     other depths, values in 0..1  [0, 1]
+    values in 0..2                [0, largest] (reflectance a little above 1: bright clouds, specular glints)
     values in 0..255              [0, 255]
     anything else                 [smallest, largest] (signed values, e.g. CT numbers)
 
@@ -49,6 +50,8 @@ class DepthRange:
             return [0.0, float(2 ** max(8, int(high).bit_length()) - 1)]
         if low >= 0 and high <= 1:
             return [0.0, 1.0]
+        if low >= 0 and high <= 2:  # not 8-bit levels: [0, 255] would leave these images all but black
+            return [0.0, high]
         if low >= 0 and high <= 255:
             return [0.0, 255.0]
         return [low, high if high > low else low + 1]
