@@ -1,5 +1,7 @@
 """The shared predictor's inference options: sliding window, blending, flip TTA and multi-scale."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +137,69 @@ def test_option_errors():
         InferenceOptions.from_config({"scales": [0, 1]}, META)
     with pytest.raises(ConfigError, match="choose from none, flip"):
         InferenceOptions.from_config({"tta": "flop"}, META)
+
+
+@pytest.mark.parametrize("cfg, key", [
+    ({"overlap": "abc"}, "overlap"), ({"overlap": None}, "overlap"), ({"overlap": float("nan")}, "overlap"),
+    ({"scales": "abc"}, "scales"), ({"scales": [float("nan")]}, "scales"), ({"scales": [1.0, float("inf")]}, "scales"),
+    ({"scales": 0}, "scales"), ({"scales": ["x", 1.0]}, "scales"),
+    ({"mode": "slide", "tile": ["a", "b"]}, "tile"), ({"mode": "slide", "tile": [32, None]}, "tile"),
+    ({"mode": "slide", "tile": 32.7}, "tile"), ({"mode": "slide", "tile": [32.5, 40]}, "tile"),
+    ({"tile": "big"}, "tile"), ({"tile": [0, 16]}, "tile"),
+])
+def test_option_values_that_are_not_numbers_are_config_errors(cfg, key):
+    # not an internal error (ValueError, OverflowError from inside inference), nor silently another value
+    # (scales=0 ran at scale 1, tile=32.7 ran 32x32 windows)
+    with pytest.raises(ConfigError, match=rf"^inference\.{key}=.* must "):
+        InferenceOptions.from_config(cfg, META)
+
+
+def test_a_tile_given_in_whole_mode_is_checked_and_reported():
+    # inference.tile=32 without mode=slide crashed when the report described the options
+    assert InferenceOptions.from_config({"tile": 32}, META).describe()["tile"] == [32, 32]
+    assert InferenceOptions.from_config({"tile": [40, 56]}, META).describe()["tile"] == [40, 56]
+    assert InferenceOptions.from_config({}, META).describe()["tile"] is None
+    assert InferenceOptions.from_config({"scales": 0.5}, META).scales == (0.5,)
+    assert InferenceOptions.from_config({"scales": []}, META).scales == (1.0,)
+
+
+def test_a_default_tile_below_the_models_smallest_input_says_it_is_the_training_crop():
+    meta = {**META, "train_crop": [64, 64], "size_multiple": 32, "min_size": 128}
+    with pytest.raises(ConfigError, match=r"tile=\[64, 64\] \(the model's training crop, the default\) is smaller .*"
+                                          r"give at least inference\.tile=\[128,128\]"):
+        InferenceOptions.from_config({"mode": "slide"}, meta)
+
+
+@pytest.mark.parametrize("size", [(1, 50), (50, 1), (1, 1), (7, 7), (33, 517), (20, 900)])
+@pytest.mark.parametrize("cfg", [{"mode": "slide", "tta": "flip", "scales": [0.01, 0.5, 1.0, 1.7]},
+                                 {"mode": "slide", "overlap": 0.0, "blend": "constant"},
+                                 {"mode": "slide", "overlap": 0.95, "tile": [8, 8]}])
+def test_odd_sizes_keep_their_size_and_probabilities_sum_to_one(size, cfg):
+    p = Predictor(pointwise, META).configure(cfg)
+    imgs = images(2, *size)
+    out = p.logits(imgs)
+    assert out.shape == (2, 3, *size) and torch.isfinite(out).all()
+    probs = out.softmax(1).sum(1)
+    torch.testing.assert_close(probs, torch.ones_like(probs), rtol=1e-5, atol=1e-5)
+    assert p.predict(imgs)[0].shape == size
+
+
+def test_eval_cli_inference_options(trained, capsys):
+    from helpers_eval import run_cli
+
+    base = ["eval", "--ckpt", trained["ckpt"], "--data", trained["data"], "--json", "-"]
+    code, out, err = run_cli(base + ["inference.overlap=abc"], capsys)
+    assert code == 2 and out == "" and err.strip().splitlines() == [
+        "segcli: error: inference.overlap=abc must be a number in [0, 1), e.g. 0.5"]
+    code, out, err = run_cli(base + ["inference.scales=[nan]"], capsys)
+    assert code == 2 and "inference.scales=[nan] must all be numbers > 0" in err and "Traceback" not in err
+    code, out, err = run_cli(base + ["inference.tile=32"], capsys)  # whole mode: the tile is unused, but reported
+    assert code == 0, err
+    whole = json.loads(out)
+    assert whole["inference"]["mode"] == "whole" and whole["inference"]["tile"] == [32, 32]
+    # one window covering the whole (60x80) image: the same scores as no tiling
+    code, out, err = run_cli(base + ["inference.mode=slide", "inference.tile=[64,96]"], capsys)
+    assert code == 0, err
+    slide = json.loads(out)
+    assert slide["inference"]["tile"] == [64, 96] and slide["mIoU"] == whole["mIoU"]
+    assert [c["iou"] for c in slide["classes"]] == [c["iou"] for c in whole["classes"]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from segcli.checks import finite_number
 from segcli.errors import ConfigError
 
 MODES = ("whole", "slide")
@@ -58,19 +59,29 @@ class InferenceOptions:
         _choice("inference.blend", blend, BLENDS)
         tta = str(get("tta", "none") or "none")
         _choice("inference.tta", tta, TTAS)
-        overlap = float(get("overlap", 0.5))
-        if not 0.0 <= overlap < 1.0:
-            raise ConfigError(f"inference.overlap={overlap} must be in [0, 1), e.g. 0.5")
-        scales = get("scales", None) or [1.0]
-        scales = tuple(float(s) for s in ([scales] if isinstance(scales, (int, float, str)) else scales))
-        if any(s <= 0 for s in scales):
-            raise ConfigError(f"inference.scales={list(scales)} must all be > 0, e.g. [0.75,1.0,1.25]")
-        tile = get("tile", None)
-        if mode == "slide":
-            tile = _tile(tile, meta)
+        overlap = finite_number(get("overlap", 0.5))
+        if overlap is None or not 0.0 <= overlap < 1.0:
+            raise ConfigError(f"inference.overlap={get('overlap', 0.5)} must be a number in [0, 1), e.g. 0.5")
+        scales = get("scales", None)
+        scales = [1.0] if scales is None or (_listed(scales) and not len(scales)) else scales
+        scales = tuple(finite_number(s) for s in (scales if _listed(scales) else [scales]))
+        if any(s is None or s <= 0 for s in scales):
+            raise ConfigError(f"inference.scales={_shown(get('scales'))} must all be numbers > 0, e.g. [0.75,1.0,1.25]")
+        tile = get("tile", None)  # checked in whole mode too (unused there, but it is reported)
+        tile = _tile(tile, meta) if mode == "slide" else (None if tile is None else _size(tile))
         amp = str(get("amp", "none") or "none")
         _choice("inference.amp", amp, AMPS)
         return cls(mode=mode, tile=tile, overlap=overlap, blend=blend, tta=tta, scales=scales, amp=amp)
+
+
+def _listed(value) -> bool:
+    """A list of values (a list, tuple or OmegaConf ListConfig), not a single number or string."""
+    return not isinstance(value, (str, bytes)) and hasattr(value, "__len__")
+
+
+def _shown(value) -> str:
+    """A config value as the user wrote it: [0.5, 1.0] for a list (OmegaConf's ListConfig prints the same)."""
+    return str(list(value)) if _listed(value) else str(value)
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -82,19 +93,25 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 def _tile(tile, meta: dict | None) -> tuple[int, int]:
     """The sliding-window size: inference.tile if given, else the model's training crop."""
-    if tile is None:
+    given = tile is not None
+    if not given:
         tile = (meta or {}).get("train_crop")
         if not tile:
             raise ConfigError("inference.mode=slide needs a tile size, and this model records no training crop; "
                               "set inference.tile=[H,W], e.g. inference.tile=[512,512]")
-    if isinstance(tile, (int, float)):
-        tile = [tile, tile]
-    tile = [int(v) for v in tile]
-    if len(tile) != 2 or min(tile) < 1:
-        raise ConfigError(f"inference.tile={tile} must be [H, W] with positive sizes, e.g. [512,512]")
+    tile = _size(tile)
     meta = meta or {}
     smallest = max(int(meta.get("size_multiple") or 1), int(meta.get("min_size") or 0))
     if min(tile) < smallest:  # every window would be padded up to it: many windows, each mostly padding
-        raise ConfigError(f"inference.tile={tile} is smaller than this model's smallest input ({smallest} px: its "
-                          f"size multiple or minimum size); give at least [{smallest},{smallest}]")
-    return tile[0], tile[1]
+        where = "" if given else " (the model's training crop, the default)"
+        raise ConfigError(f"inference.tile={list(tile)}{where} is smaller than this model's smallest input ({smallest} "
+                          f"px: its size multiple or minimum size); give at least inference.tile=[{smallest},{smallest}]")
+    return tile
+
+
+def _size(tile) -> tuple[int, int]:
+    """inference.tile as (h, w): [H, W] of whole numbers >= 1, or one number for a square."""
+    sizes = [finite_number(v) for v in (tile if _listed(tile) else [tile, tile])]
+    if len(sizes) != 2 or any(v is None or v < 1 or v != int(v) for v in sizes):
+        raise ConfigError(f"inference.tile={_shown(tile)} must be [H, W] with whole positive sizes, e.g. [512,512]")
+    return int(sizes[0]), int(sizes[1])
