@@ -58,3 +58,14 @@ def test_jpeg_masks_throughout_do_not_suggest_keep_going(tmp_path, rng, cli):
     code, _, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--out", tmp_path / "out2",
                        "--val-fraction", "0.34")
     assert code == 1 and err.strip().endswith("--keep-going drops the bad pairs"), err
+
+
+def test_a_suffix_no_mask_has_names_the_suffix_not_the_files(tmp_path, rng, cli):
+    """--mask-suffix _mask over masks named like their images: the error said the PNGs 'are not images' and told
+    the user to convert them to PNG. It now says no name ends in the suffix, with an example name."""
+    images, masks = _pairs(tmp_path, rng, mask_ext=".png")
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--mask-suffix", "_mask",
+                       "--out", tmp_path / "out")
+    assert code == 3 and err.strip().splitlines() == [
+        f"segcli: error: {masks}: none of its 4 image(s) has a name ending in '_mask' (e.g. im0.png); check "
+        "--mask-suffix"], err

@@ -43,16 +43,19 @@ def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -
     if not root.is_dir():
         raise DataError(f"{root}: {kind} folder not found; check --{kind}")
     found: dict[str, list[Path]] = {}
-    for path in list_images(root):
+    images = list_images(root)
+    for path in images:
         stem = path.relative_to(root).with_suffix("").as_posix()
         if suffix:
             stem = _without(stem, suffix)
             if stem is None:
                 continue
         found.setdefault(stem, []).append(path)
+    if not found and images:  # images, but none with the suffix: the suffix is what is wrong
+        raise DataError(f"{root}: none of its {len(images)} image(s) has a name ending in '{suffix}' (e.g. "
+                        f"{images[0].name}); check --{kind[:-1]}-suffix")
     if not found:
-        with_suffix = f" whose names end in '{suffix}' (--{kind[:-1]}-suffix)" if suffix else ""
-        raise DataError(f"{root}: no images{with_suffix} found in the {kind} folder{_not_images(root, kind)}")
+        raise DataError(f"{root}: no images found in the {kind} folder{_not_images(root, kind)}")
     for stem, paths in found.items():
         if len(paths) > 1:
             findings.append(error("duplicate_stem", str(paths[1]), f"{kind[:-1]} stem '{stem}' is held by "
