@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -116,6 +118,18 @@ def test_a_colour_missing_from_the_palette_still_asks_to_add_it(tmp_path, rng, r
                   if f["kind"] == "unknown_colour")
     assert code == 1 and detail.startswith("colours not in the palette: (250, 170, 30) × 300 px, first at x=0 y=0;")
     assert "add them to --palette" in detail and "smoothing" not in detail
+    # CamVid's colours sit on a 64-level grid, so a class left out of its palette, Animal (64, 128, 64), lies on the
+    # line between Bridge (0, 128, 64) and Misc_Text (128, 128, 64): it was called a blend, and the fix said to
+    # re-export the masks without smoothing
+    grid = "Road 128 64 128\nSky 128 128 128\nBridge 0 128 64\nMisc_Text 128 128 64\nVoid 0 0 0\n"
+    colours = np.array([[128, 64, 128], [128, 128, 128], [0, 128, 64], [128, 128, 64], [64, 128, 64]], np.uint8)
+    for i in range(2):
+        write_image(tmp_path / "masks" / f"f{i}.png", colours[blocks(rng, 20, 30, [0, 1, 2, 3, 4], block=5)])
+    code, _, err = _prepare(tmp_path, run_cli, grid)
+    detail = next(f["detail"] for f in read_lint(tmp_path / "out" / "lint.json")["findings"]
+                  if f["kind"] == "unknown_colour")
+    assert code == 1 and "(64, 128, 64) ×" in detail and "between" not in detail, detail
+    assert "add them to --palette" in detail and "smoothing" not in detail
 
 
 def test_a_palette_of_300_classes_without_ignore_index_names_the_default_it_collides_with(tmp_path, rng, run_cli):
@@ -151,6 +165,13 @@ def test_palette_lines_that_start_with_an_id(tmp_path, rng, run_cli):
     assert code == 0, err
     card = yaml.safe_load((tmp_path / "out" / "dataset.yaml").read_text())
     assert card["classes"] == ["road", "car", "sky"] and card["ignore_index"] == 255
+    shutil.rmtree(tmp_path / "out")
+    code, _, err = _prepare(tmp_path, run_cli, "id,name,r,g,b\n0,road,128,64,128\n1,car,0,0,142\n2,sky,70,130,180\n"
+                                               "255,void,0,0,0\n")  # the same as a CSV with its header line
+    assert code == 0, err
+    card = yaml.safe_load((tmp_path / "out" / "dataset.yaml").read_text())
+    assert card["classes"] == ["road", "car", "sky"] and card["ignore_index"] == 255
+    shutil.rmtree(tmp_path / "out")
     code, _, err = _prepare(tmp_path, run_cli, "1 road 128 64 128\n2 car 0 0 142\n3 sky 70 130 180\n")
     assert code == 2 and "palette.txt:1: '1 road 128 64 128' gives class 'road' the id 1" in err, err
     assert len(err.strip().splitlines()) == 1

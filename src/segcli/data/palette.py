@@ -31,8 +31,8 @@ _HEX_FIRST = re.compile(r"^#(?P<hex>[0-9a-fA-F]{6})[\s,:;=]+(?P<name>.+)$")
 _COMMENT = re.compile(r"(^|\s)#(?![0-9a-fA-F]{6}(\s|$)).*$")  # '#' starts a comment unless it is a #rrggbb colour
 _CVAT = re.compile(r"^(?P<name>[^:]+):(?P<rgb>\d{1,3},\d{1,3},\d{1,3}):[^:]*:[^:]*$")
 IGNORE_NAMES = ("ignore", "void", "unlabelled", "unlabeled")  # a colour that marks pixels without a class
-_HEADER = re.compile(r"^\W*[a-z_ ]*\W+r(ed)?\W+g(reen)?\W+b(lue)?(?P<extra>(\s*,\s*[\w ]+)*)\W*$",
-                     re.IGNORECASE)  # name,r,g,b / class,red,… (more CSV columns after b: class_11 flags, …)
+_HEADER = re.compile(r"^\W*([a-z_ ]*\W+)?[a-z_ ]*\W+r(ed)?\W+g(reen)?\W+b(lue)?(?P<extra>(\s*,\s*[\w ]+)*)\W*$",
+                     re.IGNORECASE)  # [id,]name,r,g,b / class,red,… (more CSV columns after b: class_11 flags, …)
 
 
 @dataclass
@@ -157,12 +157,17 @@ class ColourMap:
         rows, cols = np.nonzero(~known)
         top = np.argsort(-counts, kind="stable")[:256]  # the most frequent ones tell (a photo has ~10^5 colours)
         notes = self._smoothing(unknown[top])
+        shown = counts[top]
+        # smoothing leaves many stray colours, none holding most of the pixels; a class missing from the palette is
+        # one solid colour, which on a palette of grid colours (CamVid's) often lies on the line between two others
+        smoothed = (2 * int(shown[[bool(n) for n in notes]].sum()) >= int(shown.sum()) and len(unknown) >= 4
+                    and 2 * int(shown.max()) < int(shown.sum()))
         parts = []
         for k in range(min(5, len(top))):
             code, at, count = int(unknown[top[k]]), first[top[k]], counts[top[k]]
-            parts.append(f"{_rgb(code)} × {count} px, first at x={cols[at]} y={rows[at]}{notes[k]}")
+            note = notes[k] if smoothed or not notes[k].startswith(", between") else ""
+            parts.append(f"{_rgb(code)} × {count} px, first at x={cols[at]} y={rows[at]}{note}")
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        smoothed = 2 * int(counts[top][[bool(n) for n in notes]].sum()) >= int(counts[top].sum())
         return values, "; ".join(parts) + more, smoothed
 
     def _smoothing(self, codes: np.ndarray) -> list[str]:
