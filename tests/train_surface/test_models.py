@@ -386,3 +386,10 @@ def test_weights_of_a_deeper_encoder_get_a_note(tmp_path, capsys):
     assert "note: 96 of its tensors belong to layers this encoder lacks (e.g. layer1.2.conv1.weight)" in err
     build_model("unet", "resnet34", classes=2, encoder_weights=str(path))  # the encoder they are for: no note
     assert "note:" not in capsys.readouterr().err
+    # ... nor with encoder_depth=3, which leaves out the stages the file still holds (not a deeper encoder)
+    timm = tmp_path / "tu-resnet18.pth"
+    torch.save(build_model("unet", "tu-resnet18", classes=2).encoder.state_dict(), timm)
+    build_model("unet", "tu-resnet18", classes=2, encoder_weights=str(timm),
+                kwargs={"encoder_depth": 3, "decoder_channels": [64, 32, 16]})
+    err = capsys.readouterr().err
+    assert "0 missing" in err and "note:" not in err, err

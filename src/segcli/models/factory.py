@@ -255,7 +255,8 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
     other = f" ({len(reshaped)} of another shape, e.g. {reshaped[0]})" if reshaped else ""
     sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing{other}, "
                      f"{total - len(matched)} unused{adapted}\n")
-    extra = _extra_layers(renamed, own)
+    extra = _extra_layers(renamed, own) if getattr(model.encoder, "_depth", 5) >= 5 else []  # not stages that
+    # model.encoder_depth < 5 leaves out, which the file's own encoder has
     if len(extra) > MAX_RESHAPED * len(own):  # resnet34's weights in resnet18: 96 unused, each name one it could have
         sys.stderr.write(f"encoder weights {path.name}: note: {len(extra)} of its tensors belong to layers this encoder "
                          f"lacks (e.g. {extra[0]}), so they are weights of a deeper encoder; set model.encoder to "
