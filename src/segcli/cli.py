@@ -300,7 +300,7 @@ def evaluate(
 ) -> None:
     """Per-class IoU/BIoU/Acc/Precision/Dice, mIoU & co. of a model or of predictions on a dataset split."""
     values = {"ckpt": ckpt, "model": model, "predictions": predictions, "data": data, "split": split, "json": json_out,
-              "out": out, "worst": worst, "corruptions": corruptions.split(",") if corruptions else None,
+              "out": out, "worst": worst, "corruptions": corruptions.split(",") if corruptions is not None else None,
               "severity": severity, "fail_under": list(fail_under) if fail_under else None, "compare": compare}
     _execute("eval", overrides, values, config_dir, print_cfg)
 

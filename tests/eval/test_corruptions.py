@@ -99,7 +99,8 @@ def test_corruptions_that_name_none_are_a_usage_error(trained, capsys):
     a word: the robustness run the user asked for silently did not happen."""
     from helpers_eval import run_cli
 
-    code, out, err = run_cli(["eval", "--ckpt", trained["ckpt"], "--corruptions", ","], capsys)
-    assert code == 2 and out == "" and err.strip().splitlines() == [
-        "segcli: error: --corruptions ',': names no corruption; give one or more of brightness, contrast, "
-        "gaussian_noise, motion_blur, jpeg, fog, or all"], err
+    for given in (",", ""):
+        code, out, err = run_cli(["eval", "--ckpt", trained["ckpt"], "--corruptions", given], capsys)
+        assert code == 2 and out == "" and err.strip().splitlines() == [
+            f"segcli: error: --corruptions '{given}': names no corruption; give one or more of brightness, contrast, "
+            "gaussian_noise, motion_blur, jpeg, fog, or all"], err
