@@ -86,7 +86,7 @@ def test_crops_much_larger_than_the_images_get_a_note(tiny_data, tmp_path):
                   "--run-dir", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert ("the train images hold 3,072 pixels each on average (about 55x55), but crops are 96x96: 67% of a crop "
-            "is unlabelled padding" in proc.stderr and "augment.crop_size=[32,32]" in proc.stderr), proc.stderr
+            "is unlabelled padding" in proc.stderr and "augment.crop_size=[64,64]" in proc.stderr), proc.stderr
     proc = segcli("train", f"data.root={tiny_data}", *QUICK, "augment.crop_size=[48,64]", "final_eval=false",
                   "--run-dir", tmp_path / "fits")
     assert proc.returncode == 0 and "unlabelled padding" not in proc.stderr, proc.stderr[-2000:]

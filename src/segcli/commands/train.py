@@ -145,7 +145,7 @@ def _crop_note(card, data_cfg, crop: list[int], smallest: int) -> None:
     area = float(pixels) / float(images) * input_scale(data_cfg) ** 2
     if crop[0] * crop[1] <= 2 * area:
         return
-    side = max(smallest, int(math.sqrt(area)) // 32 * 32)
+    side = max(smallest, round(math.sqrt(area) / 32) * 32)  # the nearest multiple of 32
     info(f"train: note: the {data_cfg.train_split} images hold {area:,.0f} pixels each on average (about "
          f"{math.sqrt(area):.0f}x{math.sqrt(area):.0f}), but crops are {crop[0]}x{crop[1]}: "
          f"{1 - area / (crop[0] * crop[1]):.0%} of a crop is unlabelled padding, which costs time and teaches "
