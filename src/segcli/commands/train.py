@@ -216,8 +216,6 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         info(f"train: note: {kwargs['arch']}/{kwargs['encoder']} runs on inputs of at least {smallest}x{smallest}; "
              f"crops of {crop[0]}x{crop[1]} are padded up to it (unlabelled), so larger augment.crop_size costs "
              "little more")
-    if crop and first_process():
-        _crop_note(card, cfg.data, [int(v) for v in crop], smallest)
     meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split, train_crop=crop,
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
@@ -288,6 +286,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         os.environ[RUN_DIR_ENV] = str(run_dir)  # Lightning's DDP launcher starts the other processes with it
         if first_process():
             info(f"train: run directory {run_dir}")
+            if crop:  # once every setting has passed its checks: an error stays the only line
+                _crop_note(card, cfg.data, [int(v) for v in crop], smallest)
     save_config(run_dir, cfg)
 
     best = best_checkpoint(run_dir / "checkpoints") if validates(cfg.data) else None
