@@ -64,7 +64,7 @@ def test_parsing():
 
 @pytest.mark.parametrize("override, line", [
     ("severity=3.0", "--severity 3.0: give integers 1..5, e.g. --severity 3 or --severity 1,3,5"),
-    ("severity=null", "--severity None: give integers 1..5, e.g. --severity 3 or --severity 1,3,5"),
+    ("severity=null", "severity=null: give integers 1..5, e.g. --severity 3 or --severity 1,3,5"),
     ("corruptions=3", "unknown corruption '3'; choose from brightness, contrast, gaussian_noise, motion_blur, jpeg, "
                       "fog (or all)"),
     ("corruptions=true", "unknown corruption 'True'; choose from brightness, contrast, gaussian_noise, motion_blur, "

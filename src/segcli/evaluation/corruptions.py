@@ -159,7 +159,9 @@ def for_channels(names: list[str], channels: int, asked) -> list[str]:
 
 def parse_severities(value) -> list[int]:
     """3, '1,3,5' or [1, 3] → severities, each in 1..5 (3.0 or null, from a Hydra override, are refused as such)."""
-    items = str(value).split(",") if value is None or isinstance(value, (int, float, str)) else list(value)
+    if value is None:  # severity=null
+        raise ConfigError("severity=null: give integers 1..5, e.g. --severity 3 or --severity 1,3,5")
+    items = str(value).split(",") if isinstance(value, (int, float, str)) else list(value)
     try:
         out = [int(str(v).strip()) for v in items if str(v).strip()]
     except ValueError:
