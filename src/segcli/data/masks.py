@@ -95,6 +95,12 @@ def _png_orientation(data: bytes) -> int:
 
 
 def _raw_mask(data: bytes, path: Path) -> RawMask:
+    return indexed_mask(data, path) or stored_mask(_decode(data, cv2.IMREAD_UNCHANGED, path), data)
+
+
+def indexed_mask(data: bytes, path: Path) -> RawMask | None:
+    """A palette PNG or a GIF read by PIL (kind 'palette' with its table, or a grey GIF's 'ids'); None for any other
+    file. Unreadable: a DataError naming the file."""
     gif = data.startswith(GIF_MAGIC)  # Carvana's masks, for one: indexed or grey, read by PIL (first frame)
     if is_palette_png(data) or gif:
         from PIL import Image
@@ -109,7 +115,14 @@ def _raw_mask(data: bytes, path: Path) -> RawMask:
                 return RawMask(np.asarray(img, dtype=np.uint8).copy(), "palette", False, table, entries=len(colours))
         except Exception as err:
             raise DataError(f"{path}: unreadable {'GIF' if gif else 'palette PNG'} ({type(err).__name__}: {err})")
-    array = stored_levels(_decode(data, cv2.IMREAD_UNCHANGED, path), data)  # a 1-bit mask: 0/1, as eval reads it
+    return None
+
+
+def stored_mask(array: np.ndarray, data: bytes) -> RawMask:
+    """A mask file's IMREAD_UNCHANGED decode (`data`: the file's bytes) as a RawMask: one channel (or grey + alpha)
+    'ids', three equal channels 'grey3', else 'rgb' as 8-bit colours (_colour_bytes); 1/2/4-bit grey as the levels
+    stored."""
+    array = stored_levels(array, data)  # a 1-bit mask: 0/1, as eval reads it
     lossy = data.startswith(JPEG_MAGIC)
     clear = int(np.count_nonzero(array[..., -1] == 0)) if array.ndim == 3 and array.shape[2] in (2, 4) else 0
     if array.ndim == 2 or array.shape[2] == 2 or png_colour_type(data) == 4:  # one channel, or grey + alpha

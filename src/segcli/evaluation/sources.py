@@ -83,6 +83,18 @@ def prediction_path(pred_dir: Path, split: str, key: str) -> Path:
     return direct
 
 
+def _other_format(path: Path) -> Path | None:
+    """A file beside the missing `path` (DIR/<key>.png) with its stem and another image suffix (a.tif, a.jpg), as
+    other tools save predictions; None if there is none."""
+    from segcli.inference.io import IMAGE_EXTENSIONS
+
+    for suffix in sorted(IMAGE_EXTENSIONS - {".png"}):
+        for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 def palette_colours(card):
     """The card's palette as a ColourMap (colour → class id) for predictions stored in colour, as many tools write
     them; None when two classes share a colour (then a colour cannot name its class)."""
@@ -103,6 +115,12 @@ def prediction_items(pred_dir: Path, split: str, shard: list[tuple[int, tuple[st
     for index, (key, image_path, mask_path) in shard:
         path = prediction_path(pred_dir, split, key)
         if not path.is_file():
+            other = _other_format(path)
+            if other is not None:
+                raise DataError(f"{path}: prediction missing for {image_path.name}, but {other.name} is there: "
+                                "predictions are read from PNGs; convert it to a PNG of the same ids or colours"
+                                + (" (from the predicted ids: a JPEG's compression has changed them at every edge)"
+                                   if other.suffix.lower() in (".jpg", ".jpeg") else ""))
             raise DataError(f"{path}: prediction missing for {image_path.name}; --predictions must hold a class-id PNG "
                             "per image, named like the split's masks (<relative stem>.png)")
         pred = read_mask(path, colours, what="prediction")

@@ -296,47 +296,83 @@ def is_palette_png(data: bytes | np.ndarray) -> bool:
 def read_mask(path: str | Path, colours=None, what: str = "mask") -> np.ndarray:
     """Read a class-id mask as (H, W) uint8 or uint16 exactly as stored (no colour conversion; an indexed PNG gives
     its indices, as `predict --palette-png` and PASCAL VOC store them). With `colours` (a
-    segcli.data.palette.ColourMap), an 8-bit colour mask is mapped to ids through it; a colour it lacks is an error.
-    what: the file's role in the errors ("mask", "prediction")."""
+    segcli.data.palette.ColourMap), a colour mask (8- or 16-bit, RGB or RGBA; grey colours in one channel too) is
+    mapped to ids through it, as `prepare` maps a --palette's colours, and so is an indexed PNG whose colour table
+    gives the palette's colours at other indices; a colour it lacks is an error. A JPEG is an error (its compression
+    changes the values at every edge). what: the file's role in the errors ("mask", "prediction")."""
+    from segcli.data.masks import indexed_mask, stored_mask
+
     path = Path(path)
     data = _read(path)
-    if is_palette_png(data):
-        import io
-
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(data.tobytes())) as img:
-                return np.asarray(img, dtype=np.uint8).copy()
-        except Exception as err:
-            raise DataError(f"{path}: unreadable palette PNG ({type(err).__name__}: {err}); replace or remove it")
-    array = _imread(path, cv2.IMREAD_UNCHANGED, data)
-    array = stored_levels(array, data)
-    if array.ndim == 3:
-        channels = array.shape[2]
-        if channels >= 3 and not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 1], array[..., 2])):
-            if colours is not None and array.dtype == np.uint8:
-                ids, unknown = colours.to_values(cv2.cvtColor(array[..., :3], cv2.COLOR_BGR2RGB))
-                if unknown:
-                    raise DataError(f"{path}: a colour {what} with colours that are not in the dataset's palette "
-                                    f"({unknown}); store class ids, or the palette's colours (dataset.yaml)")
-                return ids
+    try:
+        raw = indexed_mask(data.tobytes(), path)
+    except DataError as err:
+        raise DataError(f"{err}; replace or remove it") from None
+    if raw is None:
+        raw = stored_mask(_imread(path, cv2.IMREAD_UNCHANGED, data), data.tobytes())
+    if raw.lossy:
+        raise DataError(f"{path}: {what} stored as JPEG, whose compression changes the values at every edge (ids "
+                        f"or colours of other classes); save it as PNG (lossless), straight from the ids or colours")
+    if raw.kind == "palette":
+        return _indexed_ids(raw, path, colours, what)
+    if raw.kind == "rgb":
+        if colours is None:
+            channels = _channel_count(_imread(path, cv2.IMREAD_UNCHANGED, data))
             raise DataError(f"{path}: {what} has {channels} different colour channels but class ids are expected; "
                             "store one channel of ids, or convert colours with a palette")
-        if colours is not None and array.dtype == np.uint8 and _grey_colours(array[..., 0], colours):
-            return colours.to_values(cv2.cvtColor(array[..., :3], cv2.COLOR_BGR2RGB))[0]
-        array = array[..., 0]
-    if array.dtype not in (np.uint8, np.uint16):
-        raise DataError(f"{path}: {what} dtype {array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
-    return array
+        ids, unknown = colours.to_values(raw.array)
+        if unknown:
+            raise DataError(f"{path}: a colour {what} with colours that are not in the dataset's palette "
+                            f"({unknown}); store class ids, or the palette's colours (dataset.yaml)")
+        return ids
+    if colours is not None and _grey_colours(raw.array, colours):
+        return colours.to_values(np.repeat(_grey_levels(raw.array)[..., None], 3, axis=2))[0]
+    if raw.array.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{path}: {what} dtype {raw.array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
+    return raw.array
+
+
+def _grey_levels(grey: np.ndarray) -> np.ndarray | None:
+    """The 8-bit grey colours an (H, W) one-channel mask holds, as prepare reads them (segcli.data.masks: 8-bit as
+    is, 16-bit widened exactly from 8 bits), or None (other values are ids, not colours)."""
+    from segcli.data.masks import _grey_bytes
+
+    return _grey_bytes(grey)
+
+
+def _indexed_ids(raw, path: Path, colours, what: str) -> np.ndarray:
+    """An indexed PNG's (H, W) uint8 ids: its indices, unless `colours` is given and the colour table puts the
+    palette's colours at other indices than their ids (a PNG optimiser, or a tool's own quantisation, reorders the
+    table): then its colours, as `prepare` reads them. An index past a table that is otherwise the palette's colours
+    is an error (its pixels have no colour)."""
+    indices = raw.array
+    if colours is None:
+        return indices
+    used = np.flatnonzero(np.bincount(indices.ravel()))
+    listed = used[used < raw.entries]
+    by_colour, unknown = colours.to_values(raw.table[listed][None])
+    by_colour = by_colour[0]
+    ids = np.isin(listed, colours.values)  # indices that are class ids: does the table show the card's colour there?
+    cards = bool(ids.any()) and np.array_equal(by_colour[ids], listed[ids])
+    if unknown or cards or (np.array_equal(by_colour, listed) and len(listed) == len(used)):
+        return indices  # ids (with another palette, or the card's own as `predict --palette-png` writes them)
+    if len(listed) < len(used):
+        raise DataError(f"{path}: indexed {what} uses index {int(used[-1])}, but its colour table lists {raw.entries} "
+                        "colour(s), so the pixel has no colour; the file is damaged or was written with its table cut "
+                        "short: re-save it with every colour it uses, or store class ids")
+    lut = np.zeros(256, by_colour.dtype)
+    lut[listed] = by_colour
+    return lut[indices]
 
 
 def _grey_colours(grey: np.ndarray, colours) -> bool:
-    """True when an RGB mask whose channels are all equal holds palette colours, not ids: its levels are not all
-    class ids (or the ignore value) but are all grey colours of the palette (a colour prediction that shows only
-    grey classes, e.g. building (70, 70, 70), has r = g = b everywhere)."""
-    levels = np.flatnonzero(np.bincount(grey.ravel()))
-    return not np.isin(levels, colours.values).all() and colours.knows_all_greys(grey)
+    """True when a mask whose channels are all equal (or that has one channel, 8- or 16-bit) holds palette colours,
+    not ids: its levels are not all class ids (or the ignore value) but are all grey colours of the palette (a
+    colour prediction that shows only grey classes, e.g. building (70, 70, 70), has r = g = b everywhere; a binary
+    tool's 0/255 for a palette of black and white)."""
+    levels = np.flatnonzero(np.bincount(grey.ravel().astype(np.int64)))
+    narrow = _grey_levels(grey)
+    return narrow is not None and not np.isin(levels, colours.values).all() and colours.knows_all_greys(narrow)
 
 
 def resolver() -> Callable[[str | Path], str]:
