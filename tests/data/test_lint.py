@@ -368,9 +368,14 @@ def test_max_size_keeps_the_depth_and_channels_of_what_it_shrinks(tmp_path, rng,
     grey = rng.integers(0, 256, (80, 120)).astype(np.uint8)
     args = _depth_folder(tmp_path / "a", rng, {"x.png": twelve, "y.png": twelve, "m.png": four, "n.png": four,
                                                "g.png": grey, "j.jpg": grey, "c.png": np.dstack([grey] * 3)})
+    from PIL import Image
+
+    Image.fromarray(np.dstack([grey, np.full_like(grey, 255)]), "LA").save(tmp_path / "a" / "images" / "la.png")
+    write_grey(tmp_path / "a" / "masks" / "la.png", blocks(rng, 80, 120, [0, 1], block=5).astype(np.uint8))
     code, _, stderr = run_cli(*args, "--max-size", "60", "--out", tmp_path / "out")
     assert code == 0, stderr
     written = {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (tmp_path / "out" / "images").rglob("*.png")}
+    assert written["la.png"].shape == (40, 60)  # grey + alpha: the grey (OpenCV decodes it as BGRA: was RGBA)
     assert written["x.png"].dtype == np.uint16 and written["x.png"].shape == (40, 60)
     assert 2048 <= written["x.png"].max() <= 4095
     assert written["m.png"].shape == (40, 60, 4) and written["m.png"].dtype == np.uint8

@@ -333,6 +333,8 @@ def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
     stored = pair.stored
     if stored is None and pair.data is not None and (_may_hold_bands(pair.data) or _grey(pair.image)):
         stored = decode_stored(np.frombuffer(pair.data, np.uint8), cv2.cvtColor(pair.image, cv2.COLOR_RGB2BGR))
+    if stored is not None and stored.ndim == 3 and png_colour_type(pair.data) == 4:  # grey + alpha, which OpenCV
+        stored = np.ascontiguousarray(stored[..., 0])  # gives as BGRA: the grey it shows, alpha not being read
     keep = (stored is not None and stored.shape[:2] == (h, w)
             and (stored.dtype != np.uint8 or stored.ndim == 2 or stored.shape[2] != 3))
     return stored if keep else pair.image
