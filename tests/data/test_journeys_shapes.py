@@ -69,3 +69,17 @@ def test_a_suffix_no_mask_has_names_the_suffix_not_the_files(tmp_path, rng, cli)
     assert code == 3 and err.strip().splitlines() == [
         f"segcli: error: {masks}: none of its 4 image(s) has a name ending in '_mask' (e.g. im0.png); check "
         "--mask-suffix"], err
+
+
+def test_a_suffix_given_with_its_extension_or_out_of_place(tmp_path, rng, cli):
+    """--mask-suffix _mask.png for x_mask.png (the end of the name as the file shows it) found nothing; and
+    --mask-suffix mask was told to pair 'a0' with 'a0mask_' by passing 'mask_' (the cut put after the suffix)."""
+    images, masks = _pairs(tmp_path, rng, mask_ext="_mask.png")
+    for suffix in ("_mask.png", "_mask.PNG"):
+        code, _, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--mask-suffix", suffix,
+                           "--classes", "a,b", "--remap", "100=1", "--overwrite", "--out", tmp_path / "out")
+        assert code == 0, err
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--mask-suffix", "mask",
+                       "--classes", "a,b", "--out", tmp_path / "bad")
+    assert code == 1 and "(the names pair as 'im0' ↔ 'im0_mask' in 4 case(s): pass --mask-suffix _mask)" in err, err
+    assert "--keep-going" not in err  # no pair was formed: it would keep none

@@ -138,7 +138,9 @@ def _fail(report, lint_path: Path) -> None:
     # --keep-going would drop them all (JPEG masks throughout) and still fail on the empty splits
     bad = {(f.split, f.stem) for f in report.findings if report.fails(f) and f.split is not None and f.stem is not None
            and f.kind not in ("missing_mask", "missing_image", "split_entry", "unassigned")}
-    if hint and report.pairs and len(bad) >= report.pairs:
+    if hint and not report.pairs:  # no image found its mask (or none was read): nothing to keep
+        hint = ""
+    elif hint and len(bad) >= report.pairs:
         hint = f"; every one of the {report.pairs} pair(s) has an error, so --keep-going would keep none"
     raise CheckFailed(f"{report.headline()}{_first(report)}; nothing written, every finding is in {lint_path}{hint}")
 

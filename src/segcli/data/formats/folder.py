@@ -37,6 +37,15 @@ def _without(name: str, suffix: str) -> str | None:
     return name[: len(name) - len(suffix)]
 
 
+def _without_extension(suffix: str) -> str:
+    """--mask-suffix _mask.png (the whole end of the file name, as x_mask.png shows it) → _mask: stems are matched
+    without their extension."""
+    from segcli.inference.io import IMAGE_EXTENSIONS
+
+    ext = next((e for e in IMAGE_EXTENSIONS if suffix.lower().endswith(e)), "")
+    return suffix[: len(suffix) - len(ext)]
+
+
 def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -> dict[str, Path]:
     """relative stem (less `suffix`; files without it are left out) → file; stems held by two files are reported
     and left out (the pair would be ambiguous)."""
@@ -141,9 +150,10 @@ def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: st
     if len(image_stems) > 2000 or len(mask_stems) > 2000:  # the cut was chosen on a sample: count it on every name
         masks = set(mask_stems)
         count = sum(1 for stem in image_stems if (cut := _cut(stem, image_cut)) is not None and cut + mask_cut in masks)
-    options = " ".join(f"--{kind}-suffix {given + cut}" for kind, given, cut in
+    # a stem is its name less the given suffix, so the name is base + cut + given suffix
+    options = " ".join(f"--{kind}-suffix {cut + given}" for kind, given, cut in
                        (("image", image_suffix, image_cut), ("mask", mask_suffix, mask_cut)) if cut)
-    return (f" (the names pair as '{base}{image_suffix}{image_cut}' ↔ '{base}{mask_suffix}{mask_cut}' in {count} "
+    return (f" (the names pair as '{base}{image_cut}{image_suffix}' ↔ '{base}{mask_cut}{mask_suffix}' in {count} "
             f"case(s): pass {options})")
 
 
@@ -239,7 +249,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
             reduce_zero_label: bool = False) -> Source:
     """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode."""
     findings: list[Finding] = []
-    image_suffix, mask_suffix = str(image_suffix or ""), str(mask_suffix or "")
+    image_suffix, mask_suffix = _without_extension(str(image_suffix or "")), _without_extension(str(mask_suffix or ""))
     for option, value in (("--image-suffix", image_suffix), ("--mask-suffix", mask_suffix)):
         if "/" in value or "\\" in value:
             raise ConfigError(f"{option} '{value}': give the end of a file name without its extension, e.g. _mask")
