@@ -393,3 +393,5 @@ def test_weights_of_a_deeper_encoder_get_a_note(tmp_path, capsys):
                 kwargs={"encoder_depth": 3, "decoder_channels": [64, 32, 16]})
     err = capsys.readouterr().err
     assert "0 missing" in err and "note:" not in err, err
+    build_model("pspnet", "resnet18", classes=2, encoder_weights=str(path))  # depth 3, smp keeps every stage
+    assert "note: 96 of its tensors belong to layers this encoder lacks" in capsys.readouterr().err

@@ -255,8 +255,7 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
     other = f" ({len(reshaped)} of another shape, e.g. {reshaped[0]})" if reshaped else ""
     sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing{other}, "
                      f"{total - len(matched)} unused{adapted}\n")
-    extra = _extra_layers(renamed, own) if getattr(model.encoder, "_depth", 5) >= 5 else []  # not stages that
-    # model.encoder_depth < 5 leaves out, which the file's own encoder has
+    extra = _extra_layers(renamed, own)
     if len(extra) > MAX_RESHAPED * len(own):  # resnet34's weights in resnet18: 96 unused, each name one it could have
         sys.stderr.write(f"encoder weights {path.name}: note: {len(extra)} of its tensors belong to layers this encoder "
                          f"lacks (e.g. {extra[0]}), so they are weights of a deeper encoder; set model.encoder to "
@@ -266,9 +265,12 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
 def _extra_layers(state: dict, own: dict) -> list[str]:
     """Tensors of `state` that `own` lacks but whose top-level module it has (layer1.2.conv1.weight where only
     layer1.0 and layer1.1 exist): layers of a deeper variant of the encoder, not a classifier or a decoder."""
-    tops = {key.split(".", 1)[0] for key in own}
+    def top(key: str) -> str:  # a timm encoder's keys all start "model.": its modules are one level down
+        return key.removeprefix("model.").split(".", 1)[0]
+
+    tops = {top(key) for key in own}  # a stage encoder_depth < 5 leaves out is not among them: not "deeper"
     return [key for key, value in state.items() if isinstance(value, torch.Tensor) and key not in own
-            and key.split(".", 1)[0] in tops]
+            and top(key) in tops]
 
 
 MAX_RESHAPED = 0.05  # share of the tensors found by name that may differ in shape (a resized pos_embed, an input conv)
