@@ -99,8 +99,8 @@ def test_from_the_command_line_nothing_is_left(tiny_data, tmp_path):
         assert proc.stderr.strip().splitlines()[-1].startswith("segcli: error: trainer")
         assert not run.exists(), override  # Lightning's refusal left config.yaml in it
     # the final evaluation's settings: found only after training, with both checkpoints written (exit 4 or 2)
-    for override in ("inference.overlap=abc", "inference.mode=slid"):
-        proc = segcli("train", f"data.root={tiny_data}", *QUICK, override, "--run-dir", tmp_path / "run")
+    for override in ("inference.overlap=abc", "inference.mode=slid", "final_eval=false inference.mode=slid"):
+        proc = segcli("train", f"data.root={tiny_data}", *QUICK, *override.split(), "--run-dir", tmp_path / "run")
         assert proc.returncode == 2 and not (tmp_path / "run").exists(), proc.stderr[-2000:]
         assert "inference." in proc.stderr.strip().splitlines()[-1], proc.stderr
 

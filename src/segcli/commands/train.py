@@ -219,8 +219,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split, train_crop=crop,
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
-    if cfg.get("final_eval", True) and cfg.get("inference") is not None:  # the final evaluation's settings: found
-        from segcli.inference.options import InferenceOptions  # wrong only after training, they were
+    if cfg.get("inference") is not None:  # the final evaluation's settings (config.yaml keeps them for a later
+        from segcli.inference.options import InferenceOptions  # eval): found wrong only after training, they were
 
         InferenceOptions.from_config(cfg.inference, meta)
     del probe
