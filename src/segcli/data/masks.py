@@ -143,7 +143,7 @@ def _colour_bytes(colour: np.ndarray) -> np.ndarray:
     return colour.astype(np.uint8) if int(colour.max(initial=0)) <= 255 else (colour >> 8).astype(np.uint8)
 
 
-def _grey_bytes(grey: np.ndarray) -> np.ndarray | None:
+def grey_bytes(grey: np.ndarray) -> np.ndarray | None:
     """The (H, W) uint8 grey levels a one-channel (or r = g = b) mask holds if it is a colour mask: an 8-bit one as
     it is, a 16-bit one as _colour_bytes narrows it when its values are 8-bit levels widened exactly (×257, ×256) or
     all in 0..255; None for other 16-bit values (ids, not colours) and other depths."""
@@ -229,7 +229,7 @@ class MaskDecoder:
                 return None, findings
             raw = RawMask(raw.table[raw.array], "rgb", raw.lossy)
         values = raw.array
-        grey = _grey_bytes(raw.array) if raw.kind in ("grey3", "ids") and self.colours is not None else None
+        grey = grey_bytes(raw.array) if raw.kind in ("grey3", "ids") and self.colours is not None else None
         if grey is not None and self.colours.knows_all_greys(grey):
             # grey colours of the palette (background 0 0 0, defect 255 255 255), in three channels or in one, 8 or
             # 16 bits (0 and 65535)

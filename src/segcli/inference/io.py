@@ -50,25 +50,16 @@ def read_lines(path: Path, what: str) -> list[str]:
         raise DataError(f"{path}: cannot read the {what} ({err.strerror}); check the path and permissions") from None
 
 
-def _tiff_layout(data: np.ndarray) -> tuple[int, int] | None:
-    """(bits per sample, samples per pixel) of a TIFF's first page (classic or BigTIFF), from its header; None for
-    any other file or a header that cannot be followed."""
-    tags = _tiff_tags(data)
-    return None if tags is None else (tags.get(258, 1), tags.get(277, 1))
-
-
 # Compressions OpenCV's libtiff decodes: none, CCITT (2-4), LZW, JPEG, Deflate (8, 32946), PackBits, WebP. It refuses
 # others (ZSTD, LZMA, LERC) and decodes some as garbage without a word (JPEG 2000, JPEG XL, PNG, JPEG XR in a TIFF).
 OPENCV_TIFF_COMPRESSIONS = {1, 2, 3, 4, 5, 7, 8, 32773, 32946, 50001}
 
 
-def _opencv_misreads(data: np.ndarray) -> bool:
-    """A TIFF whose bands OpenCV does not decode as stored: band-interleaved (PlanarConfiguration 2), 2 samples per
-    pixel (the second dropped), 5 or more (refused as corrupt), 3 or more under a grey photometric (GDAL's default for
-    4+ bands: decoded as one channel, or as wrong colours), or a compression OpenCV lacks (refused, or garbage)."""
-    tags = _tiff_tags(data)
-    if tags is None:
-        return False
+def _opencv_misreads(tags: dict[int, int]) -> bool:
+    """A TIFF (its _tiff_tags) whose bands OpenCV does not decode as stored: band-interleaved (PlanarConfiguration 2),
+    2 samples per pixel (the second dropped), 5 or more (refused as corrupt), 3 or more under a grey photometric
+    (GDAL's default for 4+ bands: decoded as one channel, or as wrong colours), or a compression OpenCV lacks
+    (refused, or garbage)."""
     samples = tags.get(277, 1)
     if tags.get(259, 1) not in OPENCV_TIFF_COMPRESSIONS:
         return True
@@ -153,12 +144,12 @@ def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
     None: not decodable."""
     if not data.size:
         return None
-    if flags in (COLOUR, cv2.IMREAD_UNCHANGED) and _opencv_misreads(data):
+    tags = _tiff_tags(data) if flags in (COLOUR, cv2.IMREAD_UNCHANGED) else None  # None too for any other file
+    if tags is not None and _opencv_misreads(tags):
         return _tifffile_decode(data, flags)
-    layout = _tiff_layout(data) if flags == COLOUR else None
     # a 32/64-bit TIFF of other than 3 channels is not tried in colour: OpenCV refuses it and logs an '[ERROR] ...
     # can't read data' line on stderr for every such file, although it is read
-    refused = layout is not None and layout[0] >= 32 and layout[1] != 3
+    refused = flags == COLOUR and tags is not None and tags.get(258, 1) >= 32 and tags.get(277, 1) != 3
     array = None if refused else cv2.imdecode(data, flags)
     if array is None and flags == COLOUR:
         array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -166,7 +157,7 @@ def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
             array = np.repeat((array if array.ndim == 2 else array[..., 0])[..., None], 3, axis=2)
         elif array is not None:
             array = np.ascontiguousarray(array[..., :3])
-    if array is None and flags in (COLOUR, cv2.IMREAD_UNCHANGED) and _tiff_tags(data) is not None:
+    if array is None and tags is not None:
         array = _tifffile_decode(data, flags)  # e.g. a sample format or layout OpenCV's libtiff refuses
     return array
 
@@ -304,12 +295,13 @@ def read_mask(path: str | Path, colours=None, what: str = "mask") -> np.ndarray:
 
     path = Path(path)
     data = _read(path)
+    stored = data.tobytes()
     try:
-        raw = indexed_mask(data.tobytes(), path)
+        raw = indexed_mask(stored, path)
     except DataError as err:
         raise DataError(f"{err}; replace or remove it") from None
     if raw is None:
-        raw = stored_mask(_imread(path, cv2.IMREAD_UNCHANGED, data), data.tobytes())
+        raw = stored_mask(_imread(path, cv2.IMREAD_UNCHANGED, data), stored)
     if raw.lossy:
         raise DataError(f"{path}: {what} stored as JPEG, whose compression changes the values at every edge (ids "
                         f"or colours of other classes); save it as PNG (lossless), straight from the ids or colours")
@@ -325,19 +317,12 @@ def read_mask(path: str | Path, colours=None, what: str = "mask") -> np.ndarray:
             raise DataError(f"{path}: a colour {what} with colours that are not in the dataset's palette "
                             f"({unknown}); store class ids, or the palette's colours (dataset.yaml)")
         return ids
-    if colours is not None and _grey_colours(raw.array, colours):
-        return colours.to_values(np.repeat(_grey_levels(raw.array)[..., None], 3, axis=2))[0]
+    greys = _palette_greys(raw.array, colours) if colours is not None else None
+    if greys is not None:
+        return colours.to_values(np.repeat(greys[..., None], 3, axis=2))[0]
     if raw.array.dtype not in (np.uint8, np.uint16):
         raise DataError(f"{path}: {what} dtype {raw.array.dtype} is not 8- or 16-bit integer; save it as an 8/16-bit PNG")
     return raw.array
-
-
-def _grey_levels(grey: np.ndarray) -> np.ndarray | None:
-    """The 8-bit grey colours an (H, W) one-channel mask holds, as prepare reads them (segcli.data.masks: 8-bit as
-    is, 16-bit widened exactly from 8 bits), or None (other values are ids, not colours)."""
-    from segcli.data.masks import _grey_bytes
-
-    return _grey_bytes(grey)
 
 
 def _indexed_ids(raw, path: Path, colours, what: str) -> np.ndarray:
@@ -365,14 +350,19 @@ def _indexed_ids(raw, path: Path, colours, what: str) -> np.ndarray:
     return lut[indices]
 
 
-def _grey_colours(grey: np.ndarray, colours) -> bool:
-    """True when a mask whose channels are all equal (or that has one channel, 8- or 16-bit) holds palette colours,
-    not ids: its levels are not all class ids (or the ignore value) but are all grey colours of the palette (a
-    colour prediction that shows only grey classes, e.g. building (70, 70, 70), has r = g = b everywhere; a binary
-    tool's 0/255 for a palette of black and white)."""
+def _palette_greys(grey: np.ndarray, colours) -> np.ndarray | None:
+    """The (H, W) uint8 grey colours of a mask whose channels are all equal (or that has one channel, 8- or 16-bit,
+    narrowed as prepare narrows it: segcli.data.masks.grey_bytes) when it holds palette colours, not ids: its levels
+    are not all class ids (or the ignore value) but are all grey colours of the palette (a colour prediction that
+    shows only grey classes, e.g. building (70, 70, 70), has r = g = b everywhere; a binary tool's 0/255 for a
+    palette of black and white). None otherwise."""
+    from segcli.data.masks import grey_bytes
+
     levels = np.flatnonzero(np.bincount(grey.ravel().astype(np.int64)))
-    narrow = _grey_levels(grey)
-    return narrow is not None and not np.isin(levels, colours.values).all() and colours.knows_all_greys(narrow)
+    narrow = grey_bytes(grey)
+    if narrow is None or np.isin(levels, colours.values).all() or not colours.knows_all_greys(narrow):
+        return None
+    return narrow
 
 
 def resolver() -> Callable[[str | Path], str]:
