@@ -258,14 +258,14 @@ def run(cfg) -> Path:
 def _export(cfg, out: Path) -> Path:
     from segcli.export.metadata import export_meta
     from segcli.inference.backends import eager_predictor, load_torch_model
-    from segcli.inference.io import staging_path
+    from segcli.inference.io import not_writable, staging_path
 
     half, fmt = bool(cfg.half), str(cfg.format)
     _check_is_checkpoint(cfg.ckpt)
     model, meta = load_torch_model(cfg.ckpt)
     _check_argmax(cfg, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(out.parent, os.W_OK | os.X_OK):  # failed after exporting, naming the hidden staging file
+    if not_writable(out.parent) is not None:  # failed after exporting, naming the hidden staging file
         beside = "" if cfg.out else " (by default the export goes beside the checkpoint)"
         raise DataError(f"{out.parent}: not writable, so {out.name} cannot be written there{beside}; pass --out FILE "
                         "in a folder you can write to")
