@@ -10,13 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from segcli.data.card import DatasetCard
+from segcli.data.stats import MIN_STD
 from segcli.errors import ConfigError
 
 PHOTOMETRIC = ("brightness", "contrast", "saturation", "hue")
 
 
 def channel_stats(card: DatasetCard, split: str, channels: int, limit: int = 256) -> tuple[list[float], list[float]]:
-    """Per-channel (mean, std) in [0, 1] of up to `limit` images of `split` (evenly spaced), read with `channels` channels."""
+    """Per-channel (mean, std) in [0, 1] of up to `limit` images of `split` (evenly spaced), read with `channels` channels;
+    std at least stats.MIN_STD, as the card's."""
     from segcli.inference.io import read_image
 
     pairs = card.pairs(split)
@@ -28,7 +30,7 @@ def channel_stats(card: DatasetCard, split: str, channels: int, limit: int = 256
         total_sq += (image**2).sum(0)
         pixels += image.shape[0]
     mean = total / max(pixels, 1)
-    std = np.sqrt(np.maximum(total_sq / max(pixels, 1) - mean**2, 1e-12))
+    std = np.maximum(np.sqrt(np.maximum(total_sq / max(pixels, 1) - mean**2, 0.0)), MIN_STD)  # a constant band: not ÷ 0
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 

@@ -12,7 +12,7 @@ from segcli.data.lint import Finding, error, warning
 from segcli.data.masks import MaskDecoder, RawMask, decode_image_raw, read_bytes, read_source_mask
 from segcli.data.source import Sample
 from segcli.errors import DataError
-from segcli.inference.io import decode_stored, page_count, pages_noun, png_colour_type, to_uint8
+from segcli.inference.io import decode_stored, non_finite_to, page_count, pages_noun, png_colour_type, to_uint8
 
 
 @dataclass
@@ -57,14 +57,26 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float]
     if colour.dtype == np.uint8:
         return
     if image_range is None:  # the range is chosen from all the images: stats wait for it
-        mean, std = cv2.meanStdDev(np.nan_to_num(colour) if colour.dtype.kind == "f" else colour)
-        pair.deep_stats = (mean.ravel()[2::-1], std.ravel()[2::-1])
+        pair.deep_stats = _stored_stats(colour)
     png_type = png_colour_type(pair.data)
     if png_type in (0, 2):
         pair.stored = np.ascontiguousarray(colour[..., 0]) if png_type == 0 else colour
         return
     stored = decode_stored(np.frombuffer(pair.data, np.uint8), colour) if pair.data else None
     pair.stored = colour if stored is None else stored  # never the unrotated pixels of an EXIF-rotated file
+
+
+def _stored_stats(colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A deeper (H, W, 3) BGR image's RGB channel (mean, std) in stored values, its no-data read as images are read
+    (inference.io.to_uint8: NaN and -inf at the range's low end, +inf at its high end). The range is not known yet;
+    it spans every finite value of the dataset, so the image's own smallest and largest finite values stand for its
+    ends (float64: a float32 image's sums would lose precision or, with ±inf as ±3.4e38, overflow)."""
+    values = colour.astype(np.float64)
+    if colour.dtype.kind == "f":
+        finite = values[np.isfinite(values)]
+        values = non_finite_to(values, *((float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)))
+    mean, std = cv2.meanStdDev(values)
+    return mean.ravel()[2::-1], std.ravel()[2::-1]
 
 
 def _multi_page(path, kind: str, **where) -> list[Finding]:

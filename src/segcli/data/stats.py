@@ -10,6 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 
+# The smallest normalisation std: one 8-bit grey level (a spread below it is quantisation, not signal). A channel that
+# is constant over the train images (std 0: a band stored as zeros, a 2-band image saved as RGB with an empty third
+# channel) would otherwise be divided by 1e-6: any value that differs from its mean by one grey level, as contrast
+# jitter or padding makes it in training and any new image at inference, reaches the network as thousands.
+MIN_STD = round(1 / 255, 6)
+
+
 def _grow(array: np.ndarray, size: int) -> np.ndarray:
     return array if len(array) >= size else np.concatenate([array, np.zeros(size - len(array), array.dtype)])
 
@@ -83,9 +90,11 @@ def median_frequency_weights(stats: SplitStats, num_classes: int) -> list[float]
 
 
 def card_stats(splits: dict[str, SplitStats], num_classes: int, train_split: str = "train") -> dict:
-    """The card's `stats`: normalisation and class weights from `train_split`, and every split's figures."""
+    """The card's `stats`: normalisation (std at least MIN_STD) and class weights from `train_split`, and every
+    split's figures (their std as measured)."""
     train = splits.get(train_split, SplitStats())
     mean, std = train.mean_std()
+    std = [max(v, MIN_STD) for v in std]
     per_split = {name: s.to_dict(num_classes) for name, s in splits.items()}
     return {"mean": mean, "std": std, "class_weights": median_frequency_weights(train, num_classes),
             "class_pixels": {name: d["class_pixels"] for name, d in per_split.items()},  # the foundation's schema

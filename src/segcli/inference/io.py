@@ -195,20 +195,30 @@ def _imread(path: Path, flags: int, data: np.ndarray | None = None) -> np.ndarra
 def to_uint8(array: np.ndarray, value_range: Sequence[float] | None = None) -> np.ndarray:
     """A decoded image of any depth as uint8. value_range [low, high] (a dataset card's image_range): values mapped
     linearly from low..high onto 0..255 (clipped outside); none: 16-bit scaled by 1/257 (65535 → 255), floating
-    point with every value in 0..1 scaled by 255 (prepare's reading of such images), other depths clipped to 0-255.
-    8-bit images are returned as they are either way."""
+    point with every finite value in 0..1 scaled by 255 (prepare's reading of such images), other depths clipped to
+    0-255. Floating-point no-data: NaN and -inf read as the low end (0), +inf as the high end (255). 8-bit images are
+    returned as they are either way."""
     if array.dtype == np.uint8:
         return array
     if value_range is not None:
         low, high = float(value_range[0]), float(value_range[1])
-        scaled = (np.nan_to_num(array.astype(np.float32)) - low) * np.float32(255.0 / (high - low)) + np.float32(0.5)
+        values = non_finite_to(array.astype(np.float32), low, high) if array.dtype.kind == "f" else array.astype(np.float32)
+        scaled = (values - low) * np.float32(255.0 / (high - low)) + np.float32(0.5)
         return np.clip(scaled, 0, 255).astype(np.uint8)
     if array.dtype == np.uint16:
         return (array / 257.0 + 0.5).astype(np.uint8)
-    array = np.nan_to_num(array)
-    if array.dtype.kind == "f" and array.size and array.min() >= 0 and array.max() <= 1:
-        return (array * np.float32(255) + np.float32(0.5)).astype(np.uint8)  # floating point in 0..1, as prepare reads it
+    if array.dtype.kind == "f":
+        finite = array[np.isfinite(array)]
+        if finite.size and finite.min() >= 0 and finite.max() <= 1:  # floating point in 0..1, as prepare reads it
+            return (non_finite_to(array, 0.0, 1.0) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+        array = non_finite_to(array, 0.0, 255.0)
     return np.clip(array, 0, 255).astype(np.uint8)
+
+
+def non_finite_to(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A floating-point image with its no-data values replaced: NaN and -inf by `low`, +inf by `high` (the ends of the
+    range it is read through); a new array."""
+    return np.nan_to_num(array, nan=low, posinf=high, neginf=low)
 
 
 def read_image(path: str | Path, channels: int = 3, value_range: Sequence[float] | None = None) -> np.ndarray:
