@@ -223,6 +223,24 @@ def test_tiffs_in_compressions_opencv_lacks_are_read_not_refused_or_garbled(comp
     assert np.array_equal(read_image(path, channels=1), tifffile.imread(path)[..., None])
 
 
+@pytest.mark.parametrize("fourth", ["random", "zero"])
+def test_an_8bit_tiff_with_an_unassociated_alpha_band_is_read_as_stored(fourth, tmp_path, rng):
+    """tifffile.imwrite's default for an (H, W, 4) uint8 array is RGB + an unassociated alpha band; OpenCV multiplied
+    the colours by that band, so an RGB + near-infrared tile read darkened (up to 251 levels off) and one whose 4th
+    band is 0 read all black, in 3 and 4 channels alike. Every band is read as stored, as for a PNG with alpha."""
+    import tifffile
+
+    stored = rng.integers(0, 256, (24, 36, 4)).astype(np.uint8)
+    if fourth == "zero":
+        stored[..., 3] = 0
+    tifffile.imwrite(tmp_path / "t.tif", stored)  # photometric RGB, ExtraSamples 2
+    assert tifffile.TiffFile(tmp_path / "t.tif").pages.first.extrasamples == (2,)
+    assert cv2.imwrite(str(tmp_path / "t.png"), cv2.cvtColor(stored, cv2.COLOR_RGBA2BGRA))
+    for channels in (4, 3):
+        assert np.array_equal(read_image(tmp_path / "t.tif", channels), stored[..., :channels]), channels
+        assert np.array_equal(read_image(tmp_path / "t.png", channels), stored[..., :channels]), channels
+
+
 def test_a_multiband_tiffs_orientation_tag_turns_it_as_opencv_turns_other_tiffs(tmp_path, rng):
     """OpenCV turns a TIFF by its Orientation tag; the bands read through tifffile were not turned, so the same
     pixels came out rotated as an RGB(+extra) TIFF and upright as a GDAL-style 4-band one (a mask matching one

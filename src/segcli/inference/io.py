@@ -58,10 +58,13 @@ OPENCV_TIFF_COMPRESSIONS = {1, 2, 3, 4, 5, 7, 8, 32773, 32946, 50001}
 def _opencv_misreads(tags: dict[int, int]) -> bool:
     """A TIFF (its _tiff_tags) whose bands OpenCV does not decode as stored: band-interleaved (PlanarConfiguration 2),
     2 samples per pixel (the second dropped), 5 or more (refused as corrupt), 3 or more under a grey photometric
-    (GDAL's default for 4+ bands: decoded as one channel, or as wrong colours), or a compression OpenCV lacks
-    (refused, or garbage)."""
+    (GDAL's default for 4+ bands: decoded as one channel, or as wrong colours), 8-bit samples beside an unassociated
+    alpha (ExtraSamples 2, tifffile's default for 4 bands: OpenCV multiplies the colours by it, so a near-infrared 4th
+    band darkens them and a zero one blacks them out), or a compression OpenCV lacks (refused, or garbage)."""
     samples = tags.get(277, 1)
     if tags.get(259, 1) not in OPENCV_TIFF_COMPRESSIONS:
+        return True
+    if tags.get(338) == 2 and tags.get(258, 1) <= 8:
         return True
     return samples > 1 and (tags.get(284, 1) == 2 or samples == 2 or samples > 4
                             or (samples >= 3 and tags.get(262, 1) in (0, 1)))
@@ -110,8 +113,8 @@ def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
 
 
 def _tiff_tags(data: np.ndarray) -> dict[int, int] | None:
-    """BitsPerSample (258), Compression (259), Photometric (262), SamplesPerPixel (277) and PlanarConfiguration (284)
-    of a TIFF's (classic or BigTIFF) first page, those it gives; None for any other file or a header that cannot be
+    """BitsPerSample (258), Compression (259), Photometric (262), SamplesPerPixel (277), PlanarConfiguration (284) and
+    ExtraSamples (338, the first extra band's meaning) of a TIFF's (classic or BigTIFF) first page, those it gives; None for any other file or a header that cannot be
     followed."""
     import struct
 
@@ -129,7 +132,7 @@ def _tiff_tags(data: np.ndarray) -> dict[int, int] | None:
         for i in range(entries):
             tag, kind, count, value = struct.unpack_from(order + ("HHQ8s" if big else "HHI4s"), data,
                                                          first + entry_size * i)
-            if tag in (258, 259, 262, 277, 284) and kind == 3:  # SHORTs (BitsPerSample's first one counts)
+            if tag in (258, 259, 262, 277, 284, 338) and kind == 3:  # SHORTs (the first of several counts)
                 at = 0 if 2 * count <= inline else struct.unpack(offset_format, value)[0]
                 found[tag] = struct.unpack_from(order + "H", value if 2 * count <= inline else data, at)[0]
     except struct.error:
