@@ -188,3 +188,58 @@ def assign_folds(stems: list[str], folds: int, seed: int, groups: dict[str, str]
         fix = f"use at most {len(stems)} folds" if len(stems) >= 2 else "add training pairs, or leave out --folds"
         raise ConfigError(f"--folds {folds}: only {len(stems)} training pair(s); {fix}")
     return {stem: rank % folds for rank, stem in enumerate(_shuffled(sorted(stems), [seed, folds]))}
+
+
+DEFAULT_VAL_FRACTION = 0.2  # of a random split, and of the val drawn from a train/ folder when there is no val/ one
+SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "dev": "val", "test": "test", "testing": "test"}  # folder name (any case) → split
+
+
+def split_folders(stems: list[str]) -> dict[str, str] | None:
+    """stem → the split its first folder names (`train/x` → train, `Validation/y` → val) when the pairs sit in split
+    folders: a train folder and a val or test one; stems outside them are left out. None when they do not."""
+    of = {}
+    for stem in stems:
+        top, sep, _ = stem.partition("/")
+        if sep and top.lower() in SPLIT_FOLDERS:
+            of[stem] = SPLIT_FOLDERS[top.lower()]
+    found = set(of.values())
+    return of if "train" in found and found & {"val", "test"} else None
+
+
+def folder_splits(stems: list[str], folders: dict[str, str], seed: int, findings: list[Finding],
+                   groups: dict[str, str] | None) -> tuple[dict[str, str], list[str]]:
+    """The split folders as the splits (a val drawn at random from train/ when there is no val folder); a note on
+    stderr says so."""
+    from segcli.console import info
+
+    assigned = dict(folders)
+    names: dict[str, set[str]] = {}
+    for stem, split in folders.items():
+        names.setdefault(split, set()).add(stem.partition("/")[0] + "/")
+    for stem in stems:
+        if stem not in assigned:
+            findings.append(warning("unassigned", stem, f"in none of the split folders "
+                                    f"({', '.join(sorted(n for v in names.values() for n in v))}); left out", stem=stem))
+    drawn = ""
+    if "val" not in names:
+        train = [s for s, split in assigned.items() if split == "train"]
+        if len(train) < 2 or (groups is not None and len({groups[s] for s in train}) < 2):
+            raise ConfigError(f"the pairs sit in split folders ({', '.join(sorted(n for v in names.values() for n in v))}) "
+                              f"without a val folder, and {'/'.join(sorted(names['train']))} has too few "
+                              f"{'groups' if groups is not None else 'pairs'} to draw a val split from; add a val/ "
+                              f"folder{', use a finer --group' if groups is not None else ''}, or split all pairs at "
+                              "random with --val-fraction F")
+        drawn_val = random_split(train, DEFAULT_VAL_FRACTION, 0.0, seed,
+                                 None if groups is None else {s: groups[s] for s in train})
+        assigned.update({s: split for s, split in drawn_val.items() if split == "val"})
+        drawn = (f" (no val folder: val is {DEFAULT_VAL_FRACTION:g} of {'/'.join(sorted(names['train']))} drawn at "
+                 f"random, --seed {seed}{', whole --group groups' if groups is not None else ''})")
+    if groups is not None:
+        findings.extend(group_leaks(assigned, groups))
+    expected = [split for split in ("train", "val", "test") if split in names or split == "val"]
+    counts = ", ".join(f"{split} {sum(1 for v in assigned.values() if v == split)}"
+                       + (f" ({', '.join(sorted(names[split]))})" if split in names else "") for split in expected)
+    info(f"prepare: note: the pairs sit in split folders, which are the splits: {counts}{drawn}; for a random split "
+         "of all pairs instead give --val-fraction F (and --test-fraction F)")
+    return assigned, expected

@@ -6,21 +6,26 @@ masks, so both may share one folder). When pairing fails, the error suggests suf
 it sees. Masks hold class ids (8/16-bit PNG,
 palette-mode PNGs are read as their indices), or RGB colours mapped through `--palette FILE` (a palette-mode PNG
 then by its colours).
-Splits come from split lists (`--split-file train=FILE ...`) or a seeded random split; `--folds K`
-adds a k-fold assignment of the train split.
+`--images DIR --masks DIR` on one folder holding images/ and masks/ (labels/, annotations/) side by side pairs
+`train/images/x.jpg` with `train/masks/x.png` as stem `train/x`.
+Splits come from split lists (`--split-file train=FILE ...`), split folders (`train/`, `val/`, `test/` at the top of
+the stems, when no fraction is given) or a seeded random split; `--folds K` adds a k-fold assignment of the train split.
+`--classes` also reads a CSV of ids and names (Roboflow's `_classes.csv`) and nnU-Net's dataset.json.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from segcli.data.class_table import class_table
 from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder
 from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Sample, Source
-from segcli.data.splits import assign_folds, from_lists, group_keys, group_leaks, random_split, read_split_list
+from segcli.data.splits import (DEFAULT_VAL_FRACTION, assign_folds, folder_splits, from_lists, group_keys, group_leaks,
+                                 random_split, read_split_list, split_folders)
 from segcli.errors import ConfigError, DataError
-from segcli.inference.io import list_images, read_lines
+from segcli.inference.io import list_images
 
 DEFAULT_IGNORE = 255
 
@@ -109,6 +114,45 @@ def _not_images(root: Path, kind: str, limit: int = 10000) -> str:
     return f"; it holds {held}, which are not images (segcli reads {readable}): convert them to PNG or TIFF"
 
 
+IMAGE_FOLDERS = ("images", "image", "imgs", "img", "img_dir")  # sibling folder names of one tree: images/ beside masks/
+MASK_FOLDERS = ("masks", "mask", "labels", "label", "annotations", "annotation", "anns", "ann", "ann_dir", "gt")
+
+
+def _sibling_key(stem: str) -> tuple[str, int] | None:
+    """('train/x', 0) for 'train/images/x', ('train/x', 1) for 'train/masks/x': the stem less its one images/ or
+    masks/ folder, and which it was; None when it lies under none of them, or under two."""
+    parts = stem.split("/")
+    roles = [(i, 0 if part.lower() in IMAGE_FOLDERS else 1) for i, part in enumerate(parts[:-1])
+             if part.lower() in IMAGE_FOLDERS + MASK_FOLDERS]
+    if len(roles) != 1:
+        return None
+    index, side = roles[0]
+    return "/".join(parts[:index] + parts[index + 1:]), side
+
+
+def _sibling_folders(found: dict[str, Path]) -> tuple[tuple[dict[str, Path], dict[str, Path]] | None, str]:
+    """One folder holding images/ and masks/ (labels/, annotations/; img/ and ann/) side by side, at any depth
+    (`train/images/x.jpg` beside `train/masks/x.png`): (images, masks) keyed by their stems less that folder
+    (`train/x`), or None and why not ('' when no file lies in such a folder). None unless every file lies under
+    exactly one such folder, there are both kinds, and no two files of one kind share a key."""
+    sides: tuple[dict[str, Path], dict[str, Path]] = ({}, {})
+    why = ""
+    for stem, path in sorted(found.items()):
+        keyed = _sibling_key(stem)
+        if keyed is None:
+            why = why or f"{path} lies in {'two' if any(p.lower() in IMAGE_FOLDERS + MASK_FOLDERS for p in stem.split('/')[:-1]) else 'neither'} of them"
+            continue
+        key, side = keyed
+        if key in sides[side]:
+            why = why or f"{sides[side][key]} and {path} pair alike"
+        sides[side][key] = path
+    if not (sides[0] or sides[1]):
+        return None, ""
+    if not why and not all(sides):
+        why = f"there are no {'masks' if sides[0] else 'images'} folders"
+    return (None, why) if why else (sides, "")
+
+
 def _name_splits(stem: str):
     """(base, suffix) pairs of a stem: the whole stem with no suffix, then cut at each separator of its file name."""
     yield stem, ""
@@ -157,20 +201,6 @@ def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: st
             f"case(s): pass {options})")
 
 
-def parse_classes(spec: str | None) -> list[str] | None:
-    """'a,b,c' or a file with one name per line; None stays None (names come from the ids found)."""
-    if spec is None:
-        return None
-    path = Path(spec)
-    names = read_lines(path, "class list") if path.is_file() else str(spec).split(",")
-    names = [n.strip() for n in names if n.strip()]
-    if not names:
-        raise ConfigError(f"--classes {spec!r} names no classes; give 'a,b,c' or a file with one name per line")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--classes {spec!r}: a class name is repeated")
-    return names
-
-
 def default_palette(num_classes: int) -> list[list[int]]:
     """Distinct, deterministic colours (the PASCAL VOC bit-interleaving scheme)."""
     palette = []
@@ -217,11 +247,12 @@ def check_remap(remap: dict[int, int], num_classes: int | None, ignore: int) -> 
                               f"ignore index {ignore}; map {raw} to one of them, or name more classes with --classes")
 
 
-def _splits(stems: list[str], split_files: dict | None, val_fraction: float, test_fraction: float, seed: int,
-            findings: list[Finding], groups: dict[str, str] | None = None,
+def _splits(stems: list[str], split_files: dict | None, val_fraction: float | None, test_fraction: float | None,
+            seed: int, findings: list[Finding], groups: dict[str, str] | None = None,
             suffixes: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
     """stem → split, and the splits that must not end up empty. Listed names may carry one of `suffixes`
-    (--image-suffix, --mask-suffix: a list of image or mask file names)."""
+    (--image-suffix, --mask-suffix: a list of image or mask file names). Without split lists or a fraction given,
+    split folders (train/, val/, test/ at the top of --images) are the splits; else a random split (val 0.2)."""
 
     def paired_stem(listed: str) -> str:
         for suffix in suffixes:
@@ -237,6 +268,16 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float, tes
         if groups is not None:
             findings.extend(group_leaks(assigned, groups))
         return assigned, list(lists)
+    folders = split_folders(stems)
+    if folders and val_fraction is None and test_fraction is None:
+        return folder_splits(stems, folders, seed, findings, groups)
+    if folders:
+        from segcli.console import info
+
+        info("prepare: note: a fraction is given, so all pairs are split at random; the split folders' names "
+             f"({', '.join(sorted({s.partition('/')[0] + '/' for s in folders}))}) are not used")
+    val_fraction = DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)
+    test_fraction = 0.0 if test_fraction is None else float(test_fraction)
     assigned = random_split(stems, val_fraction, test_fraction, seed, groups)
     expected = ["train"] + [name for name, f in (("val", val_fraction), ("test", test_fraction)) if f > 0]
     return assigned, expected
@@ -244,19 +285,32 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float, tes
 
 def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | None = None, palette: str | None = None,
             ignore_index: int | None = None, remap: dict | None = None, split_files: dict | None = None,
-            val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0, folds: int | None = None,
+            val_fraction: float | None = None, test_fraction: float | None = None, seed: int = 0, folds: int | None = None,
             group: str | None = None, image_suffix: str | None = None, mask_suffix: str | None = None,
             reduce_zero_label: bool = False) -> Source:
-    """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode."""
+    """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode.
+    val_fraction/test_fraction None: not given (split folders are then the splits, else val 0.2, no test)."""
     findings: list[Finding] = []
     image_suffix, mask_suffix = _without_extension(str(image_suffix or "")), _without_extension(str(mask_suffix or ""))
     for option, value in (("--image-suffix", image_suffix), ("--mask-suffix", mask_suffix)):
         if "/" in value or "\\" in value:
             raise ConfigError(f"{option} '{value}': give the end of a file name without its extension, e.g. _mask")
     image_map = _by_stem(Path(images), "images", findings, image_suffix)
-    mask_map = _by_stem(Path(masks), "masks", findings, mask_suffix)
-    if Path(images).resolve() == Path(masks).resolve():  # one folder: a file is an image or a mask, not both
+    mask_findings: list[Finding] = []
+    mask_map = _by_stem(Path(masks), "masks", mask_findings, mask_suffix)
+    siblings, why = None, ""
+    if Path(images).resolve() == Path(masks).resolve() and not (image_suffix or mask_suffix):
+        siblings, why = _sibling_folders(image_map)  # DIR/{train,val}/{images,masks}/x: one folder of both
+    if siblings:
+        image_map, mask_map = siblings  # (the one folder's duplicate stems are in findings already)
+    else:
+        findings.extend(mask_findings)
+    if not siblings and Path(images).resolve() == Path(masks).resolve():  # one folder: a file is an image or a mask, not both
         if not (image_suffix or mask_suffix):
+            if why:
+                raise ConfigError(f"--images and --masks are the same folder {images}, whose images/ and masks/ "
+                                  f"folders pair file for file only when every file lies in one of them: {why}; "
+                                  "move it, or give --images and --masks the two folders")
             hint = suffix_hint(set(image_map), set(mask_map))
             raise ConfigError(f"--images and --masks are the same folder {images}: say which files are masks with "
                               f"--mask-suffix (and --image-suffix){hint or ', e.g. --mask-suffix _mask'}")
@@ -265,6 +319,8 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         taken = set(image_map.values())
         mask_map = {stem: path for stem, path in mask_map.items() if path not in taken}
     ambiguous = {f.stem for f in findings}  # duplicate stems: already reported, their counterparts are not orphans
+    if siblings:
+        ambiguous |= {keyed[0] for f in findings if (keyed := _sibling_key(f.stem))}
     image_map = {s: p for s, p in image_map.items() if s not in ambiguous}
     mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
     lone_images, lone_masks = set(image_map) - set(mask_map), set(mask_map) - set(image_map)
@@ -277,7 +333,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
                               f"{images}{hint}", stem=stem))
     stems = sorted(set(image_map) & set(mask_map))
 
-    names = parse_classes(classes)
+    names, table_remap = class_table(classes)
     colours = None
     ignore = DEFAULT_IGNORE if ignore_index is None else int(ignore_index)
     palette_colours: list[list[int]] = []
@@ -297,21 +353,24 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     if names is not None and ignore < len(names):
         raise ConfigError(f"--ignore-index {ignore} is also the id of class '{names[ignore]}'; pick a value >= {len(names)}"
                           + (ZERO_LABEL_HINT if ignore == 0 else ""))
-    remap = {**(zero_label_remap(ignore, None if names is None else len(names)) if reduce_zero_label else {}),
+    remap = {**{raw: ignore if target < 0 else target for raw, target in table_remap.items()},  # --classes' values
+             **(zero_label_remap(ignore, None if names is None else len(names)) if reduce_zero_label else {}),
              **parse_remap(remap)}  # an explicit --remap of a raw value wins
     check_remap(remap, None if names is None else len(names), ignore)
+    ignore_declared = ignore_index is not None or reduce_zero_label or -1 in table_remap.values()
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
-                          ignore_declared=ignore_index is not None or reduce_zero_label, remap=remap)
+                          ignore_declared=ignore_declared, remap=remap)
 
     groups = group_keys(stems, str(group)) if group else None
-    assigned, expected = _splits(stems, split_files, float(val_fraction), float(test_fraction), int(seed), findings,
-                                 groups, (image_suffix, mask_suffix))
+    assigned, expected = _splits(stems, split_files, val_fraction, test_fraction, int(seed), findings, groups,
+                                 (image_suffix, mask_suffix))
     fold_of = {}
     if folds:
         fold_of = assign_folds([s for s in stems if assigned.get(s) == "train"], int(folds), int(seed), groups)
     samples = [Sample(split=assigned[s], stem=s, image=image_map[s], mask=mask_map[s], fold=fold_of.get(s),
                       group=groups[s] if groups else None)
-               for s in stems if s in assigned]
+               for s in sorted(stems, key=lambda s: expected.index(assigned[s]) if assigned.get(s) in expected else 0)
+               if s in assigned]  # split by split (train first), each in stem order
     palette_out = palette_colours or default_palette(len(names) if names else 256)
     return Source(name=name, classes=names, palette=palette_out, ignore_index=ignore, samples=samples,
                   decoder=decoder, splits=expected, findings=findings)

@@ -1,0 +1,107 @@
+"""--classes of `prepare folder`: class names as 'a,b,c', a file with one name per line, a CSV of mask values and
+names (Roboflow's `_classes.csv`), or nnU-Net's dataset.json; the latter two also say which mask value each class
+has (class_table's remap)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segcli.errors import ConfigError
+from segcli.inference.io import read_lines
+
+ID_COLUMNS = ("pixel value", "pixel", "value", "id", "class id", "label id", "index", "idx")  # header words of a
+NAME_COLUMNS = ("class", "name", "class name", "label", "label name", "classname")  # CSV's id and name columns
+
+
+def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
+    """--classes: the class names, and {raw mask value: class id} where the file numbers the classes otherwise than
+    0..N-1 in line order. 'a,b,c' and one name per line name ids 0, 1, 2, … A CSV whose header names an id column and
+    a name column (Roboflow's `_classes.csv`: 'Pixel Value, Class') and nnU-Net's dataset.json ("labels": {"background":
+    0, "tumor": 1}) name the values their masks hold: the classes are numbered 0..N-1 in value order, and a class
+    named ignore, void, unlabelled or unlabeled is the 'not labelled' value (key -1 of the mapping)."""
+    if spec is None:
+        return None, {}
+    path = Path(spec)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return _numbered(_json_labels(path), spec)
+    lines = read_lines(path, "class list") if path.is_file() else None
+    if lines is not None:
+        rows = _csv_rows(lines, spec)
+        if rows is not None:
+            return _numbered(rows, spec)
+    names = lines if lines is not None else str(spec).split(",")
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise ConfigError(f"--classes {spec!r} names no classes; give 'a,b,c' or a file with one name per line")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--classes {spec!r}: a class name is repeated")
+    return names, {}
+
+
+def _csv_rows(lines: list[str], spec) -> list[tuple[int, str]] | None:
+    """(value, name) rows of a class CSV whose first line is a header naming a name column and maybe an id column
+    (without one, values 0, 1, … in line order); None when the file is not one (a list of names)."""
+    import csv
+
+    text = [line for line in lines if line.strip()]
+    if not text or "," not in text[0]:
+        return None
+    header = [field.strip().lower().replace("_", " ") for field in next(csv.reader([text[0]]))]
+    at = next((i for i, field in enumerate(header) if field in ID_COLUMNS), None)
+    name_at = next((i for i, field in enumerate(header) if field in NAME_COLUMNS and i != at), None)
+    if name_at is None:
+        return None
+    rows = []
+    for number, fields in enumerate(csv.reader(text[1:]), 2):  # without an id column (CamVid's name,r,g,b): line order
+        try:
+            rows.append((number - 2 if at is None else int(fields[at].strip()), fields[name_at].strip()))
+        except (IndexError, ValueError):
+            what = f"a '{header[name_at]}'" if at is None else f"a whole-number '{header[at]}' and a '{header[name_at]}'"
+            raise ConfigError(f"--classes {spec}: line {number} {','.join(fields)!r} lacks {what}; give one class a "
+                              "line, e.g. 0, background") from None
+    return rows
+
+
+def _json_labels(path: Path) -> list[tuple[int, str]]:
+    """(value, name) pairs of a dataset.json's "labels": nnU-Net v2's {name: value} or v1's {"value": name}."""
+    import json
+
+    try:
+        labels = json.loads("\n".join(read_lines(path, "dataset.json"))).get("labels")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ConfigError(f"--classes {path}: not a dataset.json with a \"labels\" mapping ({err}); give 'a,b,c' or a "
+                          "file with one name per line") from None
+    if not isinstance(labels, dict) or not labels:
+        raise ConfigError(f"--classes {path}: no \"labels\" mapping of class names to mask values (nnU-Net's "
+                          "\"labels\": {\"background\": 0, \"tumor\": 1})")
+    rows = []
+    for key, value in labels.items():
+        if isinstance(value, str) and str(key).strip().lstrip("-").isdigit():  # v1: {"0": "background"}
+            key, value = value, key
+        if isinstance(value, (list, tuple)):
+            raise ConfigError(f"--classes {path}: label '{key}' is a region of values {value} (nnU-Net's region-based "
+                              "training); segcli needs one value per class: give --classes a,b,c and --remap")
+        try:
+            rows.append((int(value), str(key)))
+        except (TypeError, ValueError):
+            raise ConfigError(f"--classes {path}: label '{key}' has the value {value!r}, not a whole number") from None
+    return rows
+
+
+def _numbered(rows: list[tuple[int, str]], spec) -> tuple[list[str], dict[int, int]]:
+    """Names in value order and the remap that numbers them 0..N-1 (an ignore-named value → -1)."""
+    from segcli.data.palette import IGNORE_NAMES
+
+    rows = [(value, name.strip()) for value, name in rows]
+    values = [value for value, _ in rows]
+    names = [name for _, name in sorted(rows) if name.lower() not in IGNORE_NAMES]
+    if not names:
+        raise ConfigError(f"--classes {spec}: names no classes")
+    if len(set(values)) != len(values) or len(set(names)) != len(names):
+        raise ConfigError(f"--classes {spec}: a mask value or a class name is repeated; give each class one line")
+    if min(values) < 0 or max(values) > 65535:
+        raise ConfigError(f"--classes {spec}: mask values must lie in 0..65535")
+    classes = sorted(value for value, name in rows if name.lower() not in IGNORE_NAMES)
+    remap = {value: i for i, value in enumerate(classes) if value != i}
+    remap.update({value: -1 for value, name in rows if name.lower() in IGNORE_NAMES})
+    return names, remap

@@ -1,0 +1,146 @@
+"""`prepare folder` on the layouts other tools and dataset sites ship: split folders (mmsegmentation's img_dir/{train,val},
+Kaggle's images/{train,valid,test}), one folder per split holding images/ and masks/, Roboflow's _classes.csv and
+nnU-Net's dataset.json."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from helpers_data import blocks, random_image, read_lint, write_grey, write_image
+
+
+def _pairs(rng, images, masks, counts: dict[str, int], mask_suffix: str = "", values=(0, 1, 2)) -> None:
+    """counts[folder] pairs of 16×16 images in images/folder/ and masks in masks/folder/ (names <folder><i>)."""
+    for folder, count in counts.items():
+        for i in range(count):
+            name = f"{folder.lower()}{i}"
+            write_image(images / folder / f"{name}.jpg", random_image(rng, 16, 16))
+            write_grey(masks / folder / f"{name}{mask_suffix}.png", blocks(rng, 16, 16, list(values), 4).astype(np.uint8))
+
+
+def _splits(out) -> dict[str, set[str]]:
+    """split → the source folder of each of its pairs (the stem's first folder)."""
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    return {split: {entry["image"].split("/")[2] for entry in entries} for split, entries in card["splits"].items()}
+
+
+def _sizes(out) -> dict[str, int]:
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    return {split: len(entries) for split, entries in card["splits"].items()}
+
+
+@pytest.mark.parametrize("folders", [("train", "val"), ("Training", "Validation"), ("train", "valid", "test")])
+def test_split_folders_are_the_splits(folders, tmp_path, rng, run_cli):
+    """mmsegmentation's img_dir/{train,val} + ann_dir/{train,val}: the stems became train/x and val/y and were split
+    at random (val 0.2), so val images were trained on and train images validated on, without a word."""
+    counts = dict(zip(folders, (6, 3, 2)))
+    _pairs(rng, tmp_path / "img_dir", tmp_path / "ann_dir", counts)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("prepare", "folder", "--images", tmp_path / "img_dir", "--masks", tmp_path / "ann_dir",
+                                   "--out", out, "--classes", "a,b,c")
+    assert code == 0, stderr
+    assert stdout.strip() == str(out / "dataset.yaml")
+    named = dict(zip(("train", "val", "test"), folders))
+    assert _splits(out) == {split: {folder} for split, folder in named.items()}
+    assert _sizes(out) == {split: counts[folder] for split, folder in named.items()}
+    note = next(line for line in stderr.splitlines() if "split folders" in line)
+    assert f"train 6 ({folders[0]}/), val 3 ({folders[1]}/)" in note and "--val-fraction" in note
+
+
+def test_train_and_test_folders_draw_val_from_train(tmp_path, rng, run_cli):
+    """images/{train,test}: val is drawn at random from train/ (0.2, seeded), test/ stays whole and untouched; --folds
+    divides the train split."""
+    _pairs(rng, tmp_path / "images", tmp_path / "masks", {"train": 10, "test": 3})
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", out, "--classes", "a,b,c", "--folds", "2")
+    assert code == 0, stderr
+    assert _splits(out) == {"train": {"train"}, "val": {"train"}, "test": {"test"}}
+    assert _sizes(out) == {"train": 8, "val": 2, "test": 3}
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert sorted(e["fold"] for e in card["splits"]["train"]) == [0] * 4 + [1] * 4
+    assert "no val folder: val is 0.2 of train/ drawn at random, --seed 0" in stderr
+
+
+def test_a_fraction_given_splits_at_random_and_says_the_folders_are_not_used(tmp_path, rng, run_cli):
+    _pairs(rng, tmp_path / "images", tmp_path / "masks", {"train": 6, "val": 2})
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", out, "--classes", "a,b,c", "--val-fraction", "0.5")
+    assert code == 0, stderr
+    assert _sizes(out) == {"train": 4, "val": 4}
+    assert "split folders' names (train/, val/) are not used" in stderr
+
+
+def test_pairs_outside_the_split_folders_are_left_out_with_a_warning(tmp_path, rng, run_cli):
+    """As a split list's unlisted pairs: an `unassigned` warning (an error with --strict); --group leaks across the
+    folders are warned about as for split lists."""
+    _pairs(rng, tmp_path / "images", tmp_path / "masks", {"train": 4, "val": 2, "extra": 1})
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", out, "--classes", "a,b,c", "--group", "[0-9]$")
+    assert code == 0, stderr
+    assert _sizes(out) == {"train": 4, "val": 2}
+    findings = read_lint(out / "lint.json")["findings"]
+    assert [(f["kind"], f["stem"]) for f in findings if f["kind"] == "unassigned"] == [("unassigned", "extra/extra0")]
+    assert {f["file"] for f in findings if f["kind"] == "group_leak"} == {"0", "1"}
+
+
+def test_one_folder_per_split_holding_images_and_masks(tmp_path, rng, run_cli):
+    """DIR/{train,valid,test}/{images,masks}/ with --images DIR --masks DIR: was 'the same folder: say which files are
+    masks with --mask-suffix', i.e. one command per split. The sibling folders pair, the split folders split."""
+    root = tmp_path / "ds"
+    for split, count in (("train", 5), ("valid", 2), ("test", 2)):
+        _pairs(rng, root / split / "images", root / split / "labels", {"": count}, values=(0, 1))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", out, "--classes", "a,b")
+    assert code == 0, stderr
+    assert _splits(out) == {"train": {"train"}, "val": {"valid"}, "test": {"test"}}
+    assert _sizes(out) == {"train": 5, "val": 2, "test": 2}
+    # a file in neither images/ nor labels/ is named, with what to do
+    write_image(root / "preview.jpg", random_image(rng, 16, 16))
+    code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", tmp_path / "o2")
+    assert code == 2 and f"{root / 'preview.jpg'} lies in neither of them; move it" in stderr, stderr
+    assert not (tmp_path / "o2").exists()
+
+
+def test_roboflow_export_with_its_classes_csv(tmp_path, rng, run_cli):
+    """Roboflow's semantic export: train/x.jpg + train/x_mask.png + train/_classes.csv ('Pixel Value, Class'). The CSV
+    given to --classes made one class of each line ('Pixel Value, Class', '0, background', ...): 4 classes, wrong
+    names, and only a class_missing warning."""
+    root = tmp_path / "export"
+    _pairs(rng, root, root, {"train": 4, "valid": 2}, mask_suffix="_mask", values=(0, 1, 3))
+    for split in ("train", "valid"):
+        (root / split / "_classes.csv").write_text("Pixel Value, Class\n0, background\n1, cat\n3, dog\n")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--mask-suffix", "_mask", "--out",
+                              out, "--classes", root / "train" / "_classes.csv", "--strict")
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert card["classes"] == ["background", "cat", "dog"]
+    assert _sizes(out) == {"train": 4, "val": 2}
+    stored = np.unique(np.concatenate([cv2.imread(str(p), cv2.IMREAD_UNCHANGED).ravel()
+                                       for p in (out / "masks").rglob("*.png")]))
+    assert stored.tolist() == [0, 1, 2]  # value 3 is the third class, dog
+
+
+def test_nnunet_dataset_json_names_the_classes_and_its_ignore_label(tmp_path, rng, run_cli):
+    root = tmp_path / "Dataset001_X"
+    for i in range(5):
+        write_grey(root / "imagesTr" / f"case_{i:03d}_0000.png", rng.integers(0, 256, (16, 16), dtype=np.uint8))
+        write_grey(root / "labelsTr" / f"case_{i:03d}.png", blocks(rng, 16, 16, [0, 1, 2], 4).astype(np.uint8))
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "file_ending": ".png",
+                                                   "labels": {"background": 0, "tumor": 1, "ignore": 2}}))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", root / "imagesTr", "--masks", root / "labelsTr",
+                              "--image-suffix", "_0000", "--classes", root / "dataset.json", "--out", out)
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert card["classes"] == ["background", "tumor"] and card["ignore_index"] == 255
+    stored = np.unique(np.concatenate([cv2.imread(str(p), cv2.IMREAD_UNCHANGED).ravel()
+                                       for p in (out / "masks").rglob("*.png")]))
+    assert stored.tolist() == [0, 1, 255]
