@@ -291,6 +291,17 @@ def test_folder_suffix_hint_counts_every_name():
     assert "in 2500 case(s)" in hint and "--mask-suffix _mask" in hint
 
 
+def test_folder_suffix_hint_leaves_out_names_that_share_a_start_by_chance():
+    """Video frames in one folder (0016E5_00450, 0016E5_00901, …): two names of a sequence paired by chance, and the
+    hint said 'pass --image-suffix _00450 --mask-suffix _00901'. A cut must pair a quarter of the names to be named."""
+    from segcli.data.formats.folder import suffix_hint
+
+    stems = {f"{seq}_{frame:05d}" for k, seq in enumerate(("0001TP", "0006R0", "0016E5"))
+             for frame in range(100 + 37 * k, 3000, 450)}
+    assert len(stems) == 21 and suffix_hint(stems, stems) == ""
+    assert "--mask-suffix _mask" in suffix_hint(stems, {f"{s}_mask" for s in list(stems)[: len(stems) // 4]})
+
+
 def test_folder_mask_and_image_suffixes(folder_src, tmp_path):
     """Masks named <image stem>_mask: the failed pairing suggests --mask-suffix, which pairs them. Images and masks
     in one folder (x_sat.jpg beside x_mask.png): a usage error naming both suffixes, which then pair them."""

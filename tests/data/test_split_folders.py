@@ -108,6 +108,37 @@ def test_one_folder_per_split_holding_images_and_masks(tmp_path, rng, run_cli):
     assert not (tmp_path / "o2").exists()
 
 
+def test_sibling_split_and_mask_folders_pair(tmp_path, rng, run_cli):
+    """SegNet's CamVid layout (train/ beside trainannot/) and Kaggle's CamVid (train/ beside train_labels/, colour masks
+    named x_L.png, class_dict.csv) with --images DIR --masks DIR: were 'say which files are masks', with a suffix hint
+    built from two frame numbers that happened to share a prefix (--image-suffix _00450 --mask-suffix _00901)."""
+    segnet = tmp_path / "segnet"
+    for split, count in (("train", 5), ("val", 2), ("test", 2)):
+        _pairs(rng, segnet / split, segnet / f"{split}annot", {"": count}, values=(0, 1))
+    code, _, stderr = run_cli("prepare", "folder", "--images", segnet, "--masks", segnet, "--out", tmp_path / "o1",
+                              "--classes", "a,b")
+    assert code == 0, stderr
+    assert _sizes(tmp_path / "o1") == {"train": 5, "val": 2, "test": 2}
+    assert _splits(tmp_path / "o1") == {"train": {"train"}, "val": {"val"}, "test": {"test"}}
+
+    kaggle = tmp_path / "kaggle"
+    colours = {"road": (128, 64, 128), "sky": (128, 128, 128)}
+    (kaggle / "class_dict.csv").parent.mkdir(parents=True)
+    table = "".join(f"{name},{r},{g},{b}\n" for name, (r, g, b) in colours.items())
+    (kaggle / "class_dict.csv").write_text(f"name,r,g,b\n{table}")
+    for split, count in (("train", 4), ("val", 2)):
+        for i in range(count):
+            write_image(kaggle / split / f"f{i}.png", random_image(rng, 16, 16))
+            ids = blocks(rng, 16, 16, [0, 1], 4)
+            write_image(kaggle / f"{split}_labels" / f"f{i}_L.png", np.array(list(colours.values()), np.uint8)[ids])
+    code, _, stderr = run_cli("prepare", "folder", "--images", kaggle, "--masks", kaggle, "--out", tmp_path / "o2",
+                              "--mask-suffix", "_L", "--palette", kaggle / "class_dict.csv", "--strict")
+    assert code == 0, stderr
+    assert _sizes(tmp_path / "o2") == {"train": 4, "val": 2}
+    card = yaml.safe_load((tmp_path / "o2" / "dataset.yaml").read_text())
+    assert card["classes"] == ["road", "sky"]
+
+
 def test_roboflow_export_with_its_classes_csv(tmp_path, rng, run_cli):
     """Roboflow's semantic export: train/x.jpg + train/x_mask.png + train/_classes.csv ('Pixel Value, Class'). The CSV
     given to --classes made one class of each line ('Pixel Value, Class', '0, background', ...): 4 classes, wrong

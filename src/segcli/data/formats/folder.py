@@ -116,41 +116,74 @@ def _not_images(root: Path, kind: str, limit: int = 10000) -> str:
 
 IMAGE_FOLDERS = ("images", "image", "imgs", "img", "img_dir")  # sibling folder names of one tree: images/ beside masks/
 MASK_FOLDERS = ("masks", "mask", "labels", "label", "annotations", "annotation", "anns", "ann", "ann_dir", "gt")
+MASK_FOLDER_ENDINGS = ("annotations", "annot", "labels", "label", "masks", "mask", "gt")  # X/ beside Xannot/, X_labels/
 
 
-def _sibling_key(stem: str) -> tuple[str, int] | None:
-    """('train/x', 0) for 'train/images/x', ('train/x', 1) for 'train/masks/x': the stem less its one images/ or
-    masks/ folder, and which it was; None when it lies under none of them, or under two."""
+def _role_folders(stems) -> dict[str, tuple[int, str | None]]:
+    """Folder (a path relative to the one folder) → (0 for images or 1 for masks, the name it takes in a pair's stem:
+    None to leave it out). Folders named images/ and masks/ (IMAGE_FOLDERS, MASK_FOLDERS: left out), and sibling
+    folders named X and X plus a mask word (SegNet's train/ beside trainannot/, Kaggle's train/ beside train_labels/:
+    both named X)."""
+    folders = {folder for stem in stems for folder in _folders_of(stem)}
+    roles: dict[str, tuple[int, str | None]] = {}
+    for folder in sorted(folders):
+        parent, _, name = folder.rpartition("/")
+        if name.lower() in IMAGE_FOLDERS + MASK_FOLDERS:
+            roles[folder] = (0 if name.lower() in IMAGE_FOLDERS else 1, None)
+            continue
+        for ending in MASK_FOLDER_ENDINGS:
+            base = name[:-len(ending)].rstrip("_-") if name.lower().endswith(ending) else ""
+            sibling = f"{parent}/{base}" if parent else base
+            if base and sibling in folders:
+                roles[folder], roles[sibling] = (1, base), (0, base)
+                break
+    return roles
+
+
+def _sibling_key(stem: str, roles: dict[str, tuple[int, str | None]]) -> tuple[str, int] | None:
+    """('train/x', 0) for 'train/images/x' or 'train/x', ('train/x', 1) for 'train/masks/x' or 'trainannot/x': the stem
+    with its one image or mask folder named as in a pair (_role_folders), and which side it is; None when it lies
+    under none of them, or under two."""
     parts = stem.split("/")
-    roles = [(i, 0 if part.lower() in IMAGE_FOLDERS else 1) for i, part in enumerate(parts[:-1])
-             if part.lower() in IMAGE_FOLDERS + MASK_FOLDERS]
-    if len(roles) != 1:
+    found = [(i, roles[folder]) for i in range(1, len(parts)) if (folder := "/".join(parts[:i])) in roles]
+    if len(found) != 1:
         return None
-    index, side = roles[0]
-    return "/".join(parts[:index] + parts[index + 1:]), side
+    index, (side, name) = found[0]
+    return "/".join(parts[:index - 1] + ([name] if name else []) + parts[index:]), side
 
 
-def _sibling_folders(found: dict[str, Path]) -> tuple[tuple[dict[str, Path], dict[str, Path]] | None, str]:
-    """One folder holding images/ and masks/ (labels/, annotations/; img/ and ann/) side by side, at any depth
-    (`train/images/x.jpg` beside `train/masks/x.png`): (images, masks) keyed by their stems less that folder
-    (`train/x`), or None and why not ('' when no file lies in such a folder). None unless every file lies under
-    exactly one such folder, there are both kinds, and no two files of one kind share a key."""
+def _sibling_folders(image_map: dict[str, Path], mask_map: dict[str, Path], roles: dict[str, tuple[int, str | None]]):
+    """One folder holding image and mask folders side by side, at any depth (`train/images/x.jpg` beside
+    `train/masks/x.png`, `train/x.png` beside `trainannot/x.png`): (images, masks) keyed by the stems a pair takes
+    (`train/x`), or None and why not ('' when there are no such folders). None unless every image (of image_map: the
+    files as images) and mask (of mask_map: as masks, --mask-suffix cut) lies under exactly one such folder, there are
+    both kinds, and no two files of one kind share a key."""
+    if not roles:
+        return None, ""
     sides: tuple[dict[str, Path], dict[str, Path]] = ({}, {})
     why = ""
-    for stem, path in sorted(found.items()):
-        keyed = _sibling_key(stem)
-        if keyed is None:
-            why = why or f"{path} lies in {'two' if any(p.lower() in IMAGE_FOLDERS + MASK_FOLDERS for p in stem.split('/')[:-1]) else 'neither'} of them"
-            continue
-        key, side = keyed
-        if key in sides[side]:
-            why = why or f"{sides[side][key]} and {path} pair alike"
-        sides[side][key] = path
-    if not (sides[0] or sides[1]):
-        return None, ""
+    for want, found in enumerate((image_map, mask_map)):
+        for stem, path in sorted(found.items()):
+            keyed = _sibling_key(stem, roles)
+            if keyed is None:
+                under = "two" if any(folder in roles for folder in _folders_of(stem)) else "neither"
+                why = why or f"{path} lies in {under} of them"
+                continue
+            key, side = keyed
+            if side != want:  # a mask among the images (or the other way round): the other pass takes it
+                continue
+            if key in sides[side]:
+                why = why or f"{sides[side][key]} and {path} pair alike"
+            sides[side][key] = path
     if not why and not all(sides):
-        why = f"there are no {'masks' if sides[0] else 'images'} folders"
+        why = f"there are no {'masks' if sides[0] else 'images'} in them"
     return (None, why) if why else (sides, "")
+
+
+def _folders_of(stem: str) -> list[str]:
+    """'a', 'a/b' for the stem 'a/b/x'."""
+    parts = stem.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _name_splits(stem: str):
@@ -170,9 +203,9 @@ def _cut(stem: str, suffix: str) -> str | None:
 
 
 def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: str = "") -> str:
-    """' (…: pass --mask-suffix _mask)' when cutting a suffix off these unpaired image and/or mask names pairs some
-    of them (the cut that pairs the most); '' otherwise. Chooses the cut on up to 2000 names of each; the count in
-    the hint is over all of them."""
+    """' (…: pass --mask-suffix _mask)' when cutting a suffix off these unpaired image and/or mask names pairs a
+    quarter of them or more (the cut that pairs the most); '' otherwise. Chooses the cut on up to 2000 names of each;
+    the count in the hint is over all of them."""
     masks_by_base: dict[str, list[str]] = {}
     for stem in sorted(mask_stems)[:2000]:
         for base, cut in _name_splits(stem):
@@ -191,6 +224,8 @@ def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: st
         return count, any(w in mask_cut.lower() for w in MASK_WORDS), -len(image_cut + mask_cut)
 
     (image_cut, mask_cut), (count, base) = max(votes.items(), key=rank)
+    if count < min(len(image_stems), len(mask_stems), 2000) // 4:  # names that share a start by chance (video frames
+        return ""                                                   # 0016E5_00450, 0016E5_00901): no suffix pairs them
     if len(image_stems) > 2000 or len(mask_stems) > 2000:  # the cut was chosen on a sample: count it on every name
         masks = set(mask_stems)
         count = sum(1 for stem in image_stems if (cut := _cut(stem, image_cut)) is not None and cut + mask_cut in masks)
@@ -298,19 +333,20 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     image_map = _by_stem(Path(images), "images", findings, image_suffix)
     mask_findings: list[Finding] = []
     mask_map = _by_stem(Path(masks), "masks", mask_findings, mask_suffix)
-    siblings, why = None, ""
-    if Path(images).resolve() == Path(masks).resolve() and not (image_suffix or mask_suffix):
-        siblings, why = _sibling_folders(image_map)  # DIR/{train,val}/{images,masks}/x: one folder of both
+    siblings, why, roles = None, "", {}
+    if Path(images).resolve() == Path(masks).resolve():  # DIR/{train,val}/{images,masks}/x, DIR/{train,trainannot}/x
+        roles = _role_folders(list(image_map) + list(mask_map))
+        siblings, why = _sibling_folders(image_map, mask_map, roles)
     if siblings:
         image_map, mask_map = siblings  # (the one folder's duplicate stems are in findings already)
     else:
         findings.extend(mask_findings)
     if not siblings and Path(images).resolve() == Path(masks).resolve():  # one folder: a file is an image or a mask, not both
+        if why:
+            raise ConfigError(f"--images and --masks are the same folder {images}, whose image and mask folders "
+                              f"(images/ beside masks/, train/ beside trainannot/) pair file for file only when every "
+                              f"file lies in one of them: {why}; move it, or give --images and --masks the two folders")
         if not (image_suffix or mask_suffix):
-            if why:
-                raise ConfigError(f"--images and --masks are the same folder {images}, whose images/ and masks/ "
-                                  f"folders pair file for file only when every file lies in one of them: {why}; "
-                                  "move it, or give --images and --masks the two folders")
             hint = suffix_hint(set(image_map), set(mask_map))
             raise ConfigError(f"--images and --masks are the same folder {images}: say which files are masks with "
                               f"--mask-suffix (and --image-suffix){hint or ', e.g. --mask-suffix _mask'}")
@@ -320,7 +356,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         mask_map = {stem: path for stem, path in mask_map.items() if path not in taken}
     ambiguous = {f.stem for f in findings}  # duplicate stems: already reported, their counterparts are not orphans
     if siblings:
-        ambiguous |= {keyed[0] for f in findings if (keyed := _sibling_key(f.stem))}
+        ambiguous |= {keyed[0] for f in findings if (keyed := _sibling_key(f.stem, roles))}
     image_map = {s: p for s, p in image_map.items() if s not in ambiguous}
     mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
     lone_images, lone_masks = set(image_map) - set(mask_map), set(mask_map) - set(image_map)
