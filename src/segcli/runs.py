@@ -12,16 +12,22 @@ from segcli.inference.io import atomic_write_bytes
 
 
 def make_run_dir(run_dir: str | None, command: str) -> Path:
-    """The given directory, or runs/<command>/<YYYYmmdd-HHMMSS>[-N] (never an existing one)."""
+    """The given directory, or runs/<command>/<YYYYmmdd-HHMMSS>[-N] (never an existing one). A new name is taken by
+    making its folder (mkdir fails if it exists), not by looking first: two runs started within the same second (CI
+    jobs, a shell loop with &) both saw the name free, shared the folder, and the second stopped at its lock."""
     if run_dir:
         path = Path(run_dir)
-    else:
-        base = Path("runs") / command / time.strftime("%Y%m%d-%H%M%S")
-        path, n = base, 1
-        while path.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        return path.resolve()
+    base = Path("runs") / command / time.strftime("%Y%m%d-%H%M%S")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path.resolve()
+        except FileExistsError:
             path, n = Path(f"{base}-{n}"), n + 1
-    path.mkdir(parents=True, exist_ok=True)
-    return path.resolve()
 
 
 @contextlib.contextmanager

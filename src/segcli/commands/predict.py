@@ -101,6 +101,7 @@ def predict_with(cfg, predictor) -> list[Path]:
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
     _refuse_overwriting_inputs(items, outputs, bool(cfg.video.masks))
+    _check_output_folders(items, outputs)
     if (outputs.needs_probs or float(cfg.smooth) > 0) and predictor.outputs_ids:
         raise ConfigError(f"{model}: this model returns class ids (exported with --argmax), so prob, uncertainty and "
                           "smooth are unavailable; export without --argmax")
@@ -123,6 +124,23 @@ def _check_out(out: Path) -> None:
     folder = not_writable(out)
     if folder is not None:  # found at the first mask written, after the model was loaded and had run
         raise DataError(f"--out {out}: {folder} is not writable for this user; give a folder you can write to")
+
+
+def _check_output_folders(items, outputs) -> None:
+    """A file where an output folder goes (OUT/overlays, OUT/probs, OUT/SUB for an input tree's sub-folder SUB, e.g.
+    left by another tool or an earlier run of other inputs) fails every write there, found only after the model ran
+    and named as 'cannot write it (File exists); check free space and permissions': named before any work instead."""
+    from segcli.inference.io import file_in_the_way
+    from segcli.inference.video import overlay_path
+
+    folders = {target.parent for item in items
+               for target in ([overlay_path(outputs, item.rel, item.path)] if item.is_video
+                              else outputs.paths(item.rel).values())}
+    for folder in sorted(folders):
+        blocker = file_in_the_way(folder)
+        if blocker is not None:
+            raise DataError(f"--out {outputs.out}: {blocker} is a file, but predict writes into a folder of that name; "
+                            "move the file away, or give another --out")
 
 
 def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> None:
@@ -166,6 +184,7 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
     try:
         _note_stacks(todo)
         _predict_images(todo, predictor, state, torch)
+        _note_earlier_kinds(todo, outputs)
         if videos:
             _note_video_outputs(save, bool(cfg.video.masks))
         elif images:
@@ -259,6 +278,27 @@ def _covered(items):
         return name in names or os.path.realpath(name) in real
 
     return covered
+
+
+def _note_earlier_kinds(items, outputs) -> None:
+    """Files of the kinds --save leaves out that an earlier run wrote for the inputs predicted now (probs/x.npz and
+    uncertainty/x.png of a run with another model, beside this run's x.png; uncertainty.csv ranking them): they are
+    kept (a run may add kinds to those of an earlier one), but a note says that they are not this run's, rather than
+    leave a mixed folder silently."""
+    from segcli.inference.outputs import FOLDERS, KINDS, SUFFIXES, with_suffix
+
+    others = [k for k in KINDS if k != "areas" and k not in outputs.files]
+    found = {k: [item for item in items
+                 if (outputs.out / FOLDERS.get(k, "") / with_suffix(item.rel, SUFFIXES[k])).is_file()] for k in others}
+    found = {k: hits for k, hits in found.items() if hits}
+    if not found:
+        return
+    inputs = len({id(item) for hits in found.values() for item in hits})
+    table = " and uncertainty.csv" if "uncertainty" in found and (outputs.out / "uncertainty.csv").is_file() else ""
+    kinds = ", ".join(f"{k} ({len(hits)})" for k, hits in found.items())
+    info(f"predict: note: {outputs.out} holds files of kinds this run did not write (--save {','.join(outputs.save)}) "
+         f"for {inputs} of the {len(items)} input(s) predicted now: {kinds}{table}, left by an earlier run; they show "
+         f"that run's prediction, not necessarily this one's: delete them, or add {','.join(found)} to --save")
 
 
 def _note_stacks(images) -> None:
