@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from segcli import __version__
+from segcli.data.stats import MIN_STD
 from segcli.inference.io import atomic_write_bytes
 
 
@@ -78,7 +79,7 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | No
         "palette": [list(map(int, c)) for c in card.palette],
         "ignore_index": int(card.ignore_index),
         "mean": list(stats.get("mean", [0.485, 0.456, 0.406])),
-        "std": list(stats.get("std", [0.229, 0.224, 0.225])),
+        "std": [max(float(v), MIN_STD) for v in stats.get("std", [0.229, 0.224, 0.225])],  # cards before the floor
         "input": "float32 NCHW RGB, (x / 255 - mean) / std",
         "image_range": card.image_range,  # deeper-than-8-bit images: the values mapped onto x = 0..255
         "size_multiple": int(size_multiple),

@@ -84,6 +84,13 @@ def test_a_constant_channel_is_not_normalised_by_a_zero_std(tmp_path, rng, run_c
     assert stats["mean"][2] == 0 and stats["std"][2] == round(1 / 255, 6)
     assert 0.2 < stats["std"][0] < 0.4 and stats["std"][:2] == stats["splits"]["train"]["std"][:2]
     assert stats["splits"]["train"]["std"][2] < 1e-5
+    # a card written before the floor (std 1e-06) gets it too where training and inference take it from
+    from segcli.data.card import load_card
+    from segcli.runs import model_meta
+
+    card = load_card(tmp_path / "out")
+    card.stats["std"][2] = 1e-06
+    assert model_meta(card, {}, 32, "val")["std"] == [*stats["std"][:2], round(1 / 255, 6)]
 
 
 def test_a_constant_band_of_a_multiband_model_gets_the_std_floor(tmp_path, rng, run_cli):
