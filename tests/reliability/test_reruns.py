@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import pytest
 from helpers_reliability import only_error, noise, write_image
 
 
@@ -74,3 +76,27 @@ def test_files_of_kinds_left_out_of_save_that_an_earlier_run_wrote_are_named(cli
     assert {p: p.read_bytes() for p in (out / "probs").iterdir()} == earlier  # kept, not deleted
     code, _, err = cli("predict", images, "--ckpt", model_ckpt, "--out", out, "--save", "mask,prob,uncertainty")
     assert code == 0 and "of kinds this run did not write" not in err  # every kind there written now
+
+
+def test_a_prepare_whose_out_another_prepare_filled_meanwhile_keeps_that_dataset(tmp_path, monkeypatch, capsys):
+    """Two prepares into one --out at once: both found it empty at the start, and the one to finish last deleted
+    the other's dataset, both exiting 0. The later one now stops (exit 2) and the dataset in place stays whole."""
+    import segcli.data.layout as layout
+    from segcli.cli import main
+
+    out = tmp_path / "pp"
+    process = layout._process
+
+    def other_prepare_finishes_first(staging, *args, **kwargs):
+        card = process(staging, *args, **kwargs)
+        out.mkdir()
+        (out / "dataset.yaml").write_text("the other prepare's card\n")
+        return card
+
+    monkeypatch.setattr(layout, "_process", other_prepare_finishes_first)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", "synthetic", "--out", str(out), "--num-images", "4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} was filled by another process while this prepare ran" in err and "Traceback" not in err
+    assert (out / "dataset.yaml").read_text() == "the other prepare's card\n" and sorted(os.listdir(tmp_path)) == ["pp"]

@@ -118,7 +118,7 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
         card = _process(staging, source, report, max_size, workers, progress, image_range)
         if report.passed:
             atomic_write_bytes(staging / LINT_NAME, report.to_json().encode("utf-8"))
-            _swap_into_place(staging, out)
+            _swap_into_place(staging, out, overwrite)
             card.root = out
             return Prepared(card, report, out / LINT_NAME)
     finally:
@@ -401,10 +401,15 @@ def _default_palette(num_classes: int) -> list[list[int]]:
     return default_palette(num_classes)
 
 
-def _swap_into_place(staging: Path, out: Path) -> None:
-    """Replace `out` by `staging`; an old `out` is removed only after the new one is in place."""
+def _swap_into_place(staging: Path, out: Path, overwrite: bool = False) -> None:
+    """Replace `out` by `staging`; an old `out` is removed only after the new one is in place. Without `overwrite`,
+    an `out` that another process filled while this one ran (two prepares into one --out: both passed
+    check_out_dir while it was empty, and the first to finish was deleted unasked, both exiting 0) is refused."""
     old = None
     with stops_held():  # never between the two renames
+        if not overwrite and out.is_dir() and any(p.name != LINT_NAME for p in out.iterdir()):
+            raise ConfigError(f"--out {out} was filled by another process while this prepare ran; this run's dataset "
+                              "is not put in place: choose another --out, or pass --overwrite to replace it")
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
