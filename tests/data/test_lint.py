@@ -99,7 +99,7 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
     assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
     assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak", "image_depth",
                                                                        "single_class", "mask_alpha",
-                                                                       "mask_orientation"}  # on their own
+                                                                       "mask_orientation", "no_data_value"}  # alone
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 import yaml
 from helpers_data import blocks, write_grey, write_image
@@ -108,3 +109,48 @@ def test_a_constant_band_of_a_multiband_model_gets_the_std_floor(tmp_path, rng, 
     assert code == 0, stderr
     mean, std = channel_stats(load_card(tmp_path / "out"), "train", 4)
     assert mean[3] == 0 and std[3] == MIN_STD and all(0.2 < s < 0.4 for s in std[:3]), (mean, std)
+
+
+def _fill(arrays: list[np.ndarray], value, rows: int) -> list[np.ndarray]:
+    for array in arrays:
+        array[:rows] = value
+    return arrays
+
+
+@pytest.mark.parametrize("case", ["dem", "unit_float", "uint16_12bit", "uint16_black_background", "ct_padding",
+                                  "clean"])
+def test_a_no_data_fill_that_stretches_the_range_is_named_with_the_range_to_give(case, rng):
+    """A fill value at one end of the values (-9999 around a DEM tile, 65535 in 12-bit data) stretched image_range
+    so that the data kept 7 or 16 grey levels, without a word. The lint now names it and the range without it; a
+    fill that leaves the range as it is (a uint16 background of 0, CT's -3024 padding beside -1000..3000) is not."""
+    from segcli.data.depth import DepthRange
+
+    arrays, expected = {
+        "dem": (_fill([rng.integers(100, 400, (32, 32)).astype(np.int16) for _ in range(4)], -9999, 4), "[100,399]"),
+        "unit_float": (_fill([rng.random((32, 32)).astype(np.float32) for _ in range(3)], -9999, 3), "[0,1]"),
+        "uint16_12bit": (_fill([rng.integers(0, 4096, (32, 32)).astype(np.uint16) for _ in range(3)], 65535, 2),
+                         "[0,4095]"),
+        "uint16_black_background": (_fill([rng.integers(1000, 1200, (32, 32)).astype(np.uint16) for _ in range(3)], 0,
+                                          10), None),
+        "ct_padding": (_fill([rng.integers(-1000, 3000, (32, 32)).astype(np.int16) for _ in range(3)], -3024, 5), None),
+        "clean": ([rng.integers(-50, 400, (32, 32)).astype(np.int16) for _ in range(3)], None),
+    }[case]
+    depth = DepthRange()
+    for i, array in enumerate(arrays):
+        depth.add(array, f"t{i}.tif")
+    said = depth.no_data()
+    if expected is None:
+        assert said is None, said
+    else:
+        assert f"prepare again with image_range={expected}" in said and "e.g. t0.tif" in said, said
+
+
+def test_prepare_warns_of_a_no_data_fill_and_not_once_the_range_is_given(tmp_path, rng, run_cli):
+    images = {f"d{i}.tif": _fill([rng.integers(100, 400, (32, 48)).astype(np.int16)], -9999, 3)[0] for i in range(4)}
+    args = _folder(tmp_path / "a", rng, images)
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "o1")
+    findings = yaml.safe_load((tmp_path / "o1" / "lint.json").read_text())["findings"]
+    assert code == 0, stderr
+    assert [f["kind"] for f in findings] == ["no_data_value"] and "image_range=[100,399]" in findings[0]["detail"]
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "o2", "image_range=[100,399]")
+    assert code == 0 and "no_data_value" not in stderr, stderr

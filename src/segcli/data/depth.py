@@ -30,6 +30,10 @@ class DepthRange:
         self.deep: dict[str, int] = {}  # images per deeper dtype
         self.low, self.high = math.inf, -math.inf
         self.example: dict[bool, str] = {}  # deep? → the first such image's name
+        self.pixels = 0  # deeper images' values (finite ones)
+        # each end of the range: the pixels holding exactly that value, the nearest other value, and an image holding
+        # it (a no-data value such as -9999 or 65535 sits far from the rest and stretches the range: no_data())
+        self.ends = {"low": [0, math.inf, ""], "high": [0, -math.inf, ""]}
 
     def add(self, array: np.ndarray, name: str = "") -> None:
         self.example.setdefault(array.dtype != np.uint8, name)
@@ -39,13 +43,70 @@ class DepthRange:
         self.deep[array.dtype.name] = self.deep.get(array.dtype.name, 0) + 1
         values = array[np.isfinite(array)] if array.dtype.kind == "f" else array
         if values.size:
-            self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+            self.pixels += values.size
+            self._end("low", values, float(values.min()), name)
+            self._end("high", values, float(values.max()), name)
+
+    def _end(self, end: str, values: np.ndarray, extreme: float, name: str) -> None:
+        """Fold one image's smallest (end 'low') or largest value into that end of the range. The image's pixels at
+        that value count as a fill when they are 0.5% of its pixels or more. Only an image that reaches the end so far
+        is looked at again (its pixels at that value, and the nearest other value)."""
+        low = end == "low"
+        pick = min if low else max
+        tracked, current = self.ends[end], self.low if low else self.high
+        if pick(extreme, current) != extreme:  # inside the range so far: no pass over its pixels
+            tracked[1] = pick(tracked[1], extreme)
+            return
+        pixels = int(np.count_nonzero(values == extreme))
+        pixels = pixels if pixels >= 0.005 * values.size else 0  # a few pixels: no fill
+        inside = values[values > extreme] if low else values[values < extreme]
+        if inside.size:
+            nearest = float(inside.min()) if low else float(inside.max())
+        else:
+            nearest = math.inf if low else -math.inf
+        if extreme == current:
+            if pixels and not tracked[0]:
+                tracked[2] = name  # the first image it fills
+            tracked[0] += pixels
+            tracked[1] = pick(tracked[1], nearest)
+        else:  # a new end: the old one is now an inside value
+            self.ends[end] = [pixels, pick(nearest, current), name]
+            setattr(self, end, extreme)
+
+    def no_data(self) -> str | None:
+        """What to say when an end of the dataset's values is one value held by many pixels (0.5% or more) without
+        which the chosen range would be less than half as wide: a no-data fill (-9999, 65535) that leaves the data
+        few grey levels; None otherwise."""
+        chosen = self.value_range()
+        if chosen is None or self.low > self.high:
+            return None
+        (low_pixels, above, low_name), (high_pixels, below, high_name) = self.ends["low"], self.ends["high"]
+        inner_low = above if low_pixels >= 0.005 * self.pixels and math.isfinite(above) else self.low
+        inner_high = below if high_pixels >= 0.005 * self.pixels and math.isfinite(below) else self.high
+        if inner_low > inner_high:  # two values only
+            return None
+        without = self._rule(inner_low, inner_high)
+        if 2 * (without[1] - without[0]) > chosen[1] - chosen[0]:
+            return None
+        fills = [(value, pixels, name) for value, pixels, name, moved in
+                 ((self.low, low_pixels, low_name, inner_low != self.low and without[0] != chosen[0]),
+                  (self.high, high_pixels, high_name, inner_high != self.high and without[1] != chosen[1])) if moved]
+        levels = 255 * (inner_high - inner_low) / (chosen[1] - chosen[0])
+        levels = f"about {round(levels)} grey levels" if levels >= 1.5 else "less than two grey levels"
+        said = "; ".join(f"{value:g} fills {100 * pixels / self.pixels:.1f}% of the pixels (e.g. {name})"
+                         for value, pixels, name in fills)
+        return (f"{said}, apart from the other values ({inner_low:g}..{inner_high:g}): a no-data value? It stretches "
+                f"image_range to [{chosen[0]:g}, {chosen[1]:g}], which leaves the data {levels}; "
+                f"prepare again with image_range=[{without[0]:g},{without[1]:g}] (no-data then reads as 0 or 255)")
 
     def value_range(self) -> list[float] | None:
         """[low, high] for the card, or None when every image is 8-bit."""
         if not self.deep:
             return None
-        low, high = (0.0, 0.0) if self.low > self.high else (self.low, self.high)
+        return self._rule(*((0.0, 0.0) if self.low > self.high else (self.low, self.high)))
+
+    def _rule(self, low: float, high: float) -> list[float]:
+        """The range for deeper images whose values span low..high (the module's table)."""
         if set(self.deep) == {"uint16"}:
             return [0.0, float(2 ** max(8, int(high).bit_length()) - 1)]
         if low >= 0 and high <= 1:
