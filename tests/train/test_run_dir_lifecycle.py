@@ -137,3 +137,19 @@ def test_a_card_file_of_another_name_is_the_dataset_of_the_run_and_its_checkpoin
                              "--json", "-"], capsys)
     assert code == 0, err
     assert json.loads(out)["mIoU"] == report["mIoU"]
+
+
+def test_a_finished_runs_logs_are_kept_when_its_checkpoints_were_deleted(tiny_data, tmp_path, capsys):
+    """A finished run whose checkpoints/ was deleted to save space, kept for its metrics: a new run given its folder
+    said 'stopped before its first checkpoint; starting it afresh' and deleted metrics.csv, curves.png and
+    hparams.yaml. It is refused (exit 2), and the logs stay."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("seed: 0\n")
+    logs = "epoch,step,train/loss_step,val/mIoU\n0,3,0.9,\n0,3,,0.41\n1,7,,0.52\n"
+    (run_dir / "metrics.csv").write_text(logs)
+    (run_dir / "curves.png").write_bytes(b"png")
+    code, out, err = segcli(["train", *tiny(tiny_data, "final_eval=false"), "--run-dir", run_dir], capsys)
+    assert code == 2 and out == "", err
+    assert "holds the logs of a run that validated 2 epoch(s) (metrics.csv), though not its checkpoints" in err
+    assert (run_dir / "metrics.csv").read_text() == logs and (run_dir / "curves.png").is_file()

@@ -87,12 +87,28 @@ def _start_afresh(run_dir: Path) -> None:
     import shutil
 
     _refuse_checkpoints(run_dir)
+    validated = _validated_epochs(run_dir / "metrics.csv")
+    if validated:  # it reached a checkpoint, which has been deleted since (to save space): its logs are the results
+        raise ConfigError(f"--run-dir {run_dir} holds the logs of a run that validated {validated} epoch(s) "
+                          "(metrics.csv), though not its checkpoints; give another --run-dir (a new run there would delete them), or "
+                          "delete the folder to start afresh in it")
     if (run_dir / "config.yaml").is_file():
         info(f"train: note: {run_dir} holds a run that stopped before its first checkpoint; starting it afresh")
         for name in ("metrics.csv", "curves.png", "hparams.yaml"):
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a first checkpoint's temp file, killed half-way
+
+
+def _validated_epochs(metrics: Path) -> int:
+    """The epochs a run's metrics.csv holds validation results for (0: none, or no readable file)."""
+    import csv
+
+    try:
+        with metrics.open(newline="", encoding="utf-8") as f:
+            return len({row.get("epoch") for row in csv.DictReader(f) if row.get("val/mIoU")})
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
 
 
 def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
