@@ -175,3 +175,112 @@ def test_nnunet_dataset_json_names_the_classes_and_its_ignore_label(tmp_path, rn
     stored = np.unique(np.concatenate([cv2.imread(str(p), cv2.IMREAD_UNCHANGED).ravel()
                                        for p in (out / "masks").rglob("*.png")]))
     assert stored.tolist() == [0, 1, 255]
+
+
+@pytest.mark.parametrize("table", ["Pixel Value;Class\n0;background\n1;cat\n3;dog\n",  # Excel, ',' the decimal mark
+                                   "Pixel Value\tClass\n0\tbackground\n1\tcat\n3\tdog\n",
+                                   "id,name,r,g,b\n0,background,0,0,0\n1,cat,255,0,0\n3,dog,0,255,0\n"])
+def test_class_csv_with_semicolons_tabs_or_colour_columns(table, tmp_path, rng, run_cli):
+    """A ';'-separated class CSV (European Excel) or a tab-separated one was read as one class name a line: 4 classes
+    named 'Pixel Value;Class', '0;background', …, with only a class_missing warning."""
+    _pairs(rng, tmp_path / "images", tmp_path / "masks", {"": 4}, values=(0, 1, 3))
+    (tmp_path / "classes.csv").write_text(table)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", out, "--classes", tmp_path / "classes.csv", "--val-fraction", "0.25", "--strict")
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert card["classes"] == ["background", "cat", "dog"]
+
+
+def test_one_column_class_csv_header_is_not_a_class(tmp_path):
+    """pandas' to_csv of a list of names starts with its column's name: it became a class called 'name'."""
+    from segcli.data.class_table import class_table
+
+    (tmp_path / "classes.csv").write_text("name\nbackground\ncat\n")
+    (tmp_path / "classes.txt").write_text("a, b\nc\n")  # a name list whose first name holds a comma stays a name list
+    assert class_table(str(tmp_path / "classes.csv")) == (["background", "cat"], {})
+    assert class_table(str(tmp_path / "classes.txt")) == (["a, b", "c"], {})
+
+
+def test_a_mask_value_the_class_table_does_not_name_is_out_of_range(tmp_path, rng, run_cli):
+    """Roboflow's _classes.csv names values 0, 1 and 3: a mask holding 2 was read as id 2, i.e. 'dog' (3's class),
+    without a finding, even with --strict."""
+    _pairs(rng, tmp_path / "images", tmp_path / "masks", {"": 3}, values=(0, 1, 3))
+    write_image(tmp_path / "images" / "odd.jpg", random_image(rng, 16, 16))
+    write_grey(tmp_path / "masks" / "odd.png", blocks(rng, 16, 16, [0, 2, 3], 4).astype(np.uint8))
+    (tmp_path / "_classes.csv").write_text("Pixel Value, Class\n0, background\n1, cat\n3, dog\n")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", out, "--classes", tmp_path / "_classes.csv", "--val-fraction", "0.25")
+    assert code == 1, stderr
+    findings = read_lint(out / "lint.json")["findings"]
+    assert [(f["kind"], f["file"]) for f in findings] == [("out_of_range", str(tmp_path / "masks" / "odd.png"))]
+    assert "mask values 2 are neither class ids (the values 0, 1, 3, read as 0..2)" in findings[0]["detail"]
+    assert not (out / "dataset.yaml").exists()
+
+
+def test_split_folders_below_a_folder_every_pair_shares(tmp_path, rng, run_cli):
+    """An archive unpacked one folder deeper (`DIR/dataset/{train,val,test}/{images,masks}`): the stems were
+    dataset/train/x, …, so the split folders went unseen and every pair, test/ and val/ included, was split at random
+    without a word: test images were trained on."""
+    root = tmp_path / "archive"
+    for split, count in (("train", 5), ("val", 2), ("test", 2)):
+        _pairs(rng, root / "dataset" / split / "images", root / "dataset" / split / "masks", {"": count})
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", out,
+                              "--classes", "a,b,c")
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert {split: {e["image"].split("/")[3] for e in entries} for split, entries in card["splits"].items()} == {
+        "train": {"train"}, "val": {"val"}, "test": {"test"}}
+    assert _sizes(out) == {"train": 5, "val": 2, "test": 2}
+    assert "train 5 (dataset/train/), val 2 (dataset/val/), test 2 (dataset/test/)" in stderr
+
+
+def test_an_unlabelled_test_folder_is_named_and_keep_going_leaves_it_out(tmp_path, rng, run_cli):
+    """Kaggle-style sets ship test/ without masks. Beside SegNet's train/ + trainannot/ it was 'lies in neither of them;
+    move it' (exit 2, --keep-going or not); in images/{train,val,test} each image was a bare missing_mask."""
+    segnet = tmp_path / "segnet"
+    for split, count in (("train", 4), ("val", 2)):
+        _pairs(rng, segnet / split, segnet / f"{split}annot", {"": count})
+    for i in range(2):
+        write_image(segnet / "test" / f"t{i}.png", random_image(rng, 16, 16))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", segnet, "--masks", segnet, "--out", out,
+                              "--classes", "a,b,c")
+    assert code == 1, stderr
+    assert "test/ holds no masks at all (an unlabelled test set?): --keep-going leaves it out" in stderr
+    assert {f["kind"] for f in read_lint(out / "lint.json")["findings"]} == {"missing_mask"}
+    code, _, stderr = run_cli("prepare", "folder", "--images", segnet, "--masks", segnet, "--out", out,
+                              "--classes", "a,b,c",
+                              "--keep-going")
+    assert code == 0, stderr
+    assert _sizes(out) == {"train": 4, "val": 2}
+
+
+def test_split_image_and_mask_folders_named_alike(tmp_path, rng, run_cli):
+    """Kaggle's train_images/ + train_masks/ (val_images/ + val_masks/) with --images DIR --masks DIR: was 'say which
+    files are masks with --mask-suffix, e.g. --mask-suffix _mask', which pairs nothing there."""
+    root = tmp_path / "kaggle"
+    for split, count in (("train", 4), ("val", 2)):
+        _pairs(rng, root / f"{split}_images", root / f"{split}_masks", {"": count})
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", out,
+                              "--classes", "a,b,c")
+    assert code == 0, stderr
+    assert _sizes(out) == {"train": 4, "val": 2}
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert {split: {e["image"].split("/")[2] for e in entries} for split, entries in card["splits"].items()} == {
+        "train": {"train"}, "val": {"val"}}
+
+
+@pytest.mark.parametrize("value", [1.5, True])
+def test_dataset_json_label_values_must_be_whole_numbers(value, tmp_path):
+    """{"liver": 1.5} or {"liver": true} was read as value 1 (int() of it) without a word."""
+    from segcli.data.class_table import class_table
+    from segcli.errors import ConfigError
+
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": value}}))
+    with pytest.raises(ConfigError, match="label 'liver' has the value .*, not a whole number"):
+        class_table(str(tmp_path / "dataset.json"))

@@ -18,7 +18,8 @@ def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
     0..N-1 in line order. 'a,b,c' and one name per line name ids 0, 1, 2, … A CSV whose header names an id column and
     a name column (Roboflow's `_classes.csv`: 'Pixel Value, Class') and nnU-Net's dataset.json ("labels": {"background":
     0, "tumor": 1}) name the values their masks hold: the classes are numbered 0..N-1 in value order, and a class
-    named ignore, void, unlabelled or unlabeled is the 'not labelled' value (key -1 of the mapping)."""
+    named ignore, void, unlabelled or unlabeled is the 'not labelled' value (mapped to -1), and a value the file does
+    not name that would read as a class id (2 between the file's 1 and 3) is no class (mapped to -2)."""
     if spec is None:
         return None, {}
     path = Path(spec)
@@ -38,27 +39,40 @@ def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
     return names, {}
 
 
+def _header(line: str, spec) -> tuple[str, int | None, int, list[str]] | None:
+    """(delimiter, id column or None, name column, the header's fields) of a class CSV's first line: fields separated
+    by ',', ';' (Excel's CSV where the decimal mark is a comma) or a tab, or a .csv file's one column (pandas'
+    `to_csv` of a list of names: 'name'); None when the line names no name column (a list of names)."""
+    import csv
+
+    delimiters = [d for d in ",;\t" if d in line] or ([","] if Path(str(spec)).suffix.lower() == ".csv" else [])
+    for delimiter in delimiters:
+        header = [field.strip().lower().replace("_", " ") for field in next(csv.reader([line], delimiter=delimiter))]
+        at = next((i for i, field in enumerate(header) if field in ID_COLUMNS), None)
+        name_at = next((i for i, field in enumerate(header) if field in NAME_COLUMNS and i != at), None)
+        if name_at is not None:
+            return delimiter, at, name_at, header
+    return None
+
+
 def _csv_rows(lines: list[str], spec) -> list[tuple[int, str]] | None:
     """(value, name) rows of a class CSV whose first line is a header naming a name column and maybe an id column
     (without one, values 0, 1, … in line order); None when the file is not one (a list of names)."""
     import csv
 
     text = [line for line in lines if line.strip()]
-    if not text or "," not in text[0]:
+    found = _header(text[0], spec) if text else None
+    if found is None:
         return None
-    header = [field.strip().lower().replace("_", " ") for field in next(csv.reader([text[0]]))]
-    at = next((i for i, field in enumerate(header) if field in ID_COLUMNS), None)
-    name_at = next((i for i, field in enumerate(header) if field in NAME_COLUMNS and i != at), None)
-    if name_at is None:
-        return None
+    delimiter, at, name_at, header = found
     rows = []
-    for number, fields in enumerate(csv.reader(text[1:]), 2):  # without an id column (CamVid's name,r,g,b): line order
-        try:
+    for number, fields in enumerate(csv.reader(text[1:], delimiter=delimiter), 2):  # without an id column (CamVid's
+        try:  # name,r,g,b): line order
             rows.append((number - 2 if at is None else int(fields[at].strip()), fields[name_at].strip()))
         except (IndexError, ValueError):
             what = f"a '{header[name_at]}'" if at is None else f"a whole-number '{header[at]}' and a '{header[name_at]}'"
-            raise ConfigError(f"--classes {spec}: line {number} {','.join(fields)!r} lacks {what}; give one class a "
-                              "line, e.g. 0, background") from None
+            raise ConfigError(f"--classes {spec}: line {number} {delimiter.join(fields)!r} lacks {what}; give one "
+                              "class a line, e.g. 0, background") from None
     return rows
 
 
@@ -82,6 +96,8 @@ def _json_labels(path: Path) -> list[tuple[int, str]]:
             raise ConfigError(f"--classes {path}: label '{key}' is a region of values {value} (nnU-Net's region-based "
                               "training); segcli needs one value per class: give --classes a,b,c and --remap")
         try:
+            if isinstance(value, bool) or int(value) != float(value):  # true, 1.5: int() would read them as 1
+                raise ValueError
             rows.append((int(value), str(key)))
         except (TypeError, ValueError):
             raise ConfigError(f"--classes {path}: label '{key}' has the value {value!r}, not a whole number") from None
@@ -89,7 +105,8 @@ def _json_labels(path: Path) -> list[tuple[int, str]]:
 
 
 def _numbered(rows: list[tuple[int, str]], spec) -> tuple[list[str], dict[int, int]]:
-    """Names in value order and the remap that numbers them 0..N-1 (an ignore-named value → -1)."""
+    """Names in value order and the remap that numbers them 0..N-1 (an ignore-named value → -1, a value below N that
+    the rows do not name → -2)."""
     from segcli.data.palette import IGNORE_NAMES
 
     rows = [(value, name.strip()) for value, name in rows]
@@ -104,4 +121,5 @@ def _numbered(rows: list[tuple[int, str]], spec) -> tuple[list[str], dict[int, i
     classes = sorted(value for value, name in rows if name.lower() not in IGNORE_NAMES)
     remap = {value: i for i, value in enumerate(classes) if value != i}
     remap.update({value: -1 for value, name in rows if name.lower() in IGNORE_NAMES})
+    remap.update({value: -2 for value in range(len(classes)) if value not in values})  # else read as that id's class
     return names, remap

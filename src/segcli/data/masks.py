@@ -298,7 +298,16 @@ class MaskDecoder:
         return ids.astype(np.uint8 if top < 256 else np.uint16, copy=False), findings
 
     def _describe(self) -> str:
-        return "(any)" if self.num_classes is None else f"0..{self.num_classes - 1}"
+        """The class ids, as the raw values that read as them where a remap (--remap, --reduce-zero-label, a --classes
+        table) moves some: 'mask values 2 are neither class ids 0..2' read as a contradiction for a table of 0, 1, 3."""
+        if self.num_classes is None:
+            return "(any)"
+        if not self.remap:
+            return f"0..{self.num_classes - 1}"
+        raw = sorted({v for v, t in self.remap.items() if self._is_class(t)}
+                     | {v for v in range(self.num_classes) if v not in self.remap})
+        shown = ", ".join(str(v) for v in raw[:12]) + (" …" if len(raw) > 12 else "")
+        return f"(the values {shown}, read as 0..{self.num_classes - 1})"
 
 
 def _without(counts: np.ndarray, values: list[int]) -> np.ndarray:

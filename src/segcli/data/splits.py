@@ -195,28 +195,35 @@ SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "
                  "dev": "val", "test": "test", "testing": "test"}  # folder name (any case) → split
 
 
-def split_folders(stems: list[str]) -> dict[str, str] | None:
-    """stem → the split its first folder names (`train/x` → train, `Validation/y` → val) when the pairs sit in split
-    folders: a train folder and a val or test one; stems outside them are left out. None when they do not."""
+def split_folders(stems: list[str]) -> dict[str, tuple[str, str]] | None:
+    """stem → (the split its split folder names, that folder): `train/x` → ('train', 'train/'), `Validation/y` →
+    ('val', 'Validation/'), when the pairs sit in split folders: a train folder and a val or test one, at the top of
+    the stems or below folders that every stem shares (`data/train/x`, as an archive often unpacks); stems outside
+    them are left out. None when they do not."""
+    import os
+    from itertools import takewhile
+
+    shared = "".join(f"{folder}/" for folder in takewhile(lambda folder: folder.lower() not in SPLIT_FOLDERS,
+                                                           os.path.commonprefix([s.split("/")[:-1] for s in stems])))
     of = {}
     for stem in stems:
-        top, sep, _ = stem.partition("/")
+        top, sep, _ = stem[len(shared):].partition("/")
         if sep and top.lower() in SPLIT_FOLDERS:
-            of[stem] = SPLIT_FOLDERS[top.lower()]
-    found = set(of.values())
+            of[stem] = (SPLIT_FOLDERS[top.lower()], f"{shared}{top}/")
+    found = {split for split, _ in of.values()}
     return of if "train" in found and found & {"val", "test"} else None
 
 
-def folder_splits(stems: list[str], folders: dict[str, str], seed: int, findings: list[Finding],
+def folder_splits(stems: list[str], folders: dict[str, tuple[str, str]], seed: int, findings: list[Finding],
                    groups: dict[str, str] | None) -> tuple[dict[str, str], list[str]]:
     """The split folders as the splits (a val drawn at random from train/ when there is no val folder); a note on
     stderr says so."""
     from segcli.console import info
 
-    assigned = dict(folders)
+    assigned = {stem: split for stem, (split, _) in folders.items()}
     names: dict[str, set[str]] = {}
-    for stem, split in folders.items():
-        names.setdefault(split, set()).add(stem.partition("/")[0] + "/")
+    for split, folder in folders.values():
+        names.setdefault(split, set()).add(folder)
     for stem in stems:
         if stem not in assigned:
             findings.append(warning("unassigned", stem, f"in none of the split folders "

@@ -22,8 +22,8 @@ from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder
 from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Sample, Source
-from segcli.data.splits import (DEFAULT_VAL_FRACTION, assign_folds, folder_splits, from_lists, group_keys, group_leaks,
-                                 random_split, read_split_list, split_folders)
+from segcli.data.splits import (DEFAULT_VAL_FRACTION, SPLIT_FOLDERS, assign_folds, folder_splits, from_lists,
+                                 group_keys, group_leaks, random_split, read_split_list, split_folders)
 from segcli.errors import ConfigError, DataError
 from segcli.inference.io import list_images
 
@@ -122,9 +122,11 @@ MASK_FOLDER_ENDINGS = ("annotations", "annot", "labels", "label", "masks", "mask
 def _role_folders(stems) -> dict[str, tuple[int, str | None]]:
     """Folder (a path relative to the one folder) → (0 for images or 1 for masks, the name it takes in a pair's stem:
     None to leave it out). Folders named images/ and masks/ (IMAGE_FOLDERS, MASK_FOLDERS: left out), and sibling
-    folders named X and X plus a mask word (SegNet's train/ beside trainannot/, Kaggle's train/ beside train_labels/:
-    both named X)."""
+    folders named X (or X plus an image word) and X plus a mask word (SegNet's train/ beside trainannot/, Kaggle's
+    train/ beside train_labels/, train_images/ beside train_masks/: both named X), and a split folder beside such a
+    pair without a mask folder of its own (an unlabelled test/: images)."""
     folders = {folder for stem in stems for folder in _folders_of(stem)}
+    by_lower = {folder.lower(): folder for folder in sorted(folders, reverse=True)}
     roles: dict[str, tuple[int, str | None]] = {}
     for folder in sorted(folders):
         parent, _, name = folder.rpartition("/")
@@ -133,10 +135,18 @@ def _role_folders(stems) -> dict[str, tuple[int, str | None]]:
             continue
         for ending in MASK_FOLDER_ENDINGS:
             base = name[:-len(ending)].rstrip("_-") if name.lower().endswith(ending) else ""
-            sibling = f"{parent}/{base}" if parent else base
-            if base and sibling in folders:
+            names = [base] + [f"{base}{sep}{word}" for word in IMAGE_FOLDERS for sep in "_-"]  # train/, train_images/
+            sibling = next((by_lower[key] for n in names if (key := f"{parent}/{n}".lstrip("/").lower()) in by_lower),
+                           None)
+            if base and sibling:
                 roles[folder], roles[sibling] = (1, base), (0, base)
                 break
+    paired_parents = {folder.rpartition("/")[0] for folder, (side, name) in roles.items() if name}
+    for folder in sorted(folders - set(roles)):  # an unlabelled test/ beside train/ + trainannot/: images without masks
+        parent, _, name = folder.rpartition("/")
+        if (name.lower() in SPLIT_FOLDERS and parent in paired_parents
+                and not any(other.startswith(f"{folder}/") for other in roles)):
+            roles[folder] = (0, name)
     return roles
 
 
@@ -178,6 +188,15 @@ def _sibling_folders(image_map: dict[str, Path], mask_map: dict[str, Path], role
     if not why and not all(sides):
         why = f"there are no {'masks' if sides[0] else 'images'} in them"
     return (None, why) if why else (sides, "")
+
+
+def _unlabelled_folders(lone_images: set[str], paired: set[str]) -> set[str]:
+    """The top folders of the stems (`test` of `test/x`) whose images all lack masks, while other folders' images
+    pair."""
+    if not paired:
+        return set()
+    with_masks = {stem.partition("/")[0] for stem in paired}
+    return {top for stem in lone_images if (top := stem.partition("/")[0]) != stem and top not in with_masks}
 
 
 def _folders_of(stem: str) -> list[str]:
@@ -310,7 +329,7 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float | No
         from segcli.console import info
 
         info("prepare: note: a fraction is given, so all pairs are split at random; the split folders' names "
-             f"({', '.join(sorted({s.partition('/')[0] + '/' for s in folders}))}) are not used")
+             f"({', '.join(sorted({folder for _, folder in folders.values()}))}) are not used")
     val_fraction = DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)
     test_fraction = 0.0 if test_fraction is None else float(test_fraction)
     assigned = random_split(stems, val_fraction, test_fraction, seed, groups)
@@ -361,9 +380,13 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
     lone_images, lone_masks = set(image_map) - set(mask_map), set(mask_map) - set(image_map)
     hint = suffix_hint(lone_images, lone_masks, image_suffix, mask_suffix) if lone_images or lone_masks else ""
+    unlabelled = _unlabelled_folders(lone_images, set(image_map) & set(mask_map))
     for stem in sorted(lone_images):
+        folder = next((f for f in _folders_of(stem) if f in unlabelled), None)
+        why = (f"; {folder}/ holds no masks at all (an unlabelled test set?): --keep-going leaves it out, and "
+               f"`segcli predict` labels it" if folder else hint)
         findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}{mask_suffix}' in "
-                              f"{masks}{hint}", stem=stem))
+                              f"{masks}{why}", stem=stem))
     for stem in sorted(lone_masks):
         findings.append(error("missing_image", str(mask_map[stem]), f"no image with stem '{stem}{image_suffix}' in "
                               f"{images}{hint}", stem=stem))
@@ -389,10 +412,12 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     if names is not None and ignore < len(names):
         raise ConfigError(f"--ignore-index {ignore} is also the id of class '{names[ignore]}'; pick a value >= {len(names)}"
                           + (ZERO_LABEL_HINT if ignore == 0 else ""))
-    remap = {**{raw: ignore if target < 0 else target for raw, target in table_remap.items()},  # --classes' values
-             **(zero_label_remap(ignore, None if names is None else len(names)) if reduce_zero_label else {}),
+    given = {**(zero_label_remap(ignore, None if names is None else len(names)) if reduce_zero_label else {}),
              **parse_remap(remap)}  # an explicit --remap of a raw value wins
-    check_remap(remap, None if names is None else len(names), ignore)
+    check_remap(given, None if names is None else len(names), ignore)
+    unnamed = max(len(names or ()), ignore) + 1  # neither a class id nor the ignore index: an out_of_range finding
+    table = {raw: {-1: ignore, -2: unnamed}.get(target, target) for raw, target in table_remap.items()}  # --classes'
+    remap = {**table, **given}
     ignore_declared = ignore_index is not None or reduce_zero_label or -1 in table_remap.values()
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
                           ignore_declared=ignore_declared, remap=remap)
