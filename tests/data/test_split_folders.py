@@ -284,3 +284,18 @@ def test_dataset_json_label_values_must_be_whole_numbers(value, tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": value}}))
     with pytest.raises(ConfigError, match="label 'liver' has the value .*, not a whole number"):
         class_table(str(tmp_path / "dataset.json"))
+
+
+def test_an_out_inside_the_one_source_folder_is_not_read_as_source(tmp_path, rng, run_cli):
+    """--images DIR --masks DIR --out DIR/prepared: a second prepare (--overwrite) read the first's output as source:
+    'DIR/prepared/class_frequencies.png lies in neither of them' (exit 2). It is left out, with a note."""
+    root = tmp_path / "ds"
+    for split, count in (("train", 4), ("val", 2)):
+        _pairs(rng, root / split / "images", root / split / "masks", {"": count}, values=(0, 1))
+    args = ["prepare", "folder", "--images", root, "--masks", root, "--out", root / "prepared", "--classes", "a,b"]
+    code, _, stderr = run_cli(*args)
+    assert code == 0 and "left out" not in stderr, stderr
+    code, _, stderr = run_cli(*args, "--overwrite")
+    assert code == 0, stderr
+    assert f"left out {root / 'prepared'}: a prepared dataset" in stderr
+    assert _sizes(root / "prepared") == {"train": 4, "val": 2}

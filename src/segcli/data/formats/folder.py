@@ -51,13 +51,33 @@ def _without_extension(suffix: str) -> str:
     return suffix[: len(suffix) - len(ext)]
 
 
+def _outside_prepared(root: Path, images: list[Path]) -> list[Path]:
+    """`images` less those in a dataset that prepare wrote under `root` (a folder holding its card): an --out inside
+    the source folder (`--images DIR --masks DIR --out DIR/prepared`) is not source; read as such, a second prepare
+    took its images/ and masks/ for more pairs, and its chart for an image without a mask. A note names it."""
+    from segcli.console import info
+    from segcli.data.card import CARD_NAME
+
+    folders: set[Path] = set()
+    for folder in {path.parent for path in images}:
+        while folder != root and folder not in folders and root in folder.parents:
+            folders.add(folder)
+            folder = folder.parent
+    prepared = {folder for folder in folders if (folder / CARD_NAME).is_file()}
+    if not prepared:
+        return images
+    info(f"prepare: note: left out {', '.join(str(f) for f in sorted(prepared))}: a prepared dataset ({CARD_NAME}), "
+         "not source")
+    return [path for path in images if not prepared.intersection(path.parents)]
+
+
 def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -> dict[str, Path]:
     """relative stem (less `suffix`; files without it are left out) → file; stems held by two files are reported
     and left out (the pair would be ambiguous)."""
     if not root.is_dir():
         raise DataError(f"{root}: {kind} folder not found; check --{kind}")
     found: dict[str, list[Path]] = {}
-    images = list_images(root)
+    images = _outside_prepared(root, list_images(root))
     for path in images:
         stem = path.relative_to(root).with_suffix("").as_posix()
         if suffix:
