@@ -337,6 +337,35 @@ def test_missing_dataset_then_verify_images_and_benchmark(ckpt, dataset, tmp_pat
     assert "64×64" in table and "torch eager" in table and "torchscript" in table and "images/s" in table
 
 
+def test_a_dataset_without_its_val_split_or_images_asks_for_verify_images(ckpt, dataset, tmp_path, cli):
+    """A checkpoint whose dataset lost the split it validated on was told to set data.val_split or --split, which
+    export does not take; one whose val image was deleted, to 'check the path and permissions'. Both now name
+    --verify-images, the way out, and write nothing."""
+    import shutil
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["meta"]["dataset"]["val_split"] = "holdout"
+    renamed = tmp_path / "renamed.ckpt"
+    torch.save(state, renamed)
+    out = tmp_path / "out" / "model.onnx"
+    code, stdout, err = cli("export", "--ckpt", renamed, "--out", out)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "no split 'holdout'" in line and "--verify-images DIR" in line, err
+    assert "data.val_split" not in line and stdout == "" and not (tmp_path / "out").exists()
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    first = sorted((copy / "images" / "val").iterdir())[0]
+    first.unlink()
+    state["hyper_parameters"]["meta"]["dataset"].update(root=str(copy), val_split="val")
+    moved = tmp_path / "moved.ckpt"
+    torch.save(state, moved)
+    code, stdout, err = cli("export", "--ckpt", moved, "--out", out)
+    line = err.strip().splitlines()[-1]
+    assert code == 3 and line.startswith(f"segcli: error: {first}: not found") and "--verify-images DIR" in line, err
+    assert stdout == "" and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("kind, name", [("onnx", "ONNX"), ("torchscript", "TorchScript")])
 def test_an_exported_model_as_ckpt_is_named_as_such(kind, name, exported, tmp_path, cli):
     """Re-exporting an exported file was 'not a readable checkpoint (UnpicklingError); it may be truncated' (ONNX),

@@ -140,7 +140,15 @@ def _verification_images(cfg, meta: dict) -> list:
             raise ConfigError(f"{cfg.ckpt}: {where} to verify the export on; pass --verify-images DIR (a few real images)")
         card = load_card(root)
         split = dataset.get("val_split", "val") or next(iter(card.splits))  # null: a run trained without validation
+        if split not in card.splits:  # card.pairs' fix (data.val_split=..., --split) is no option of export
+            raise ConfigError(f"{cfg.ckpt}: its dataset {root} has no split '{split}' any more (splits: "
+                              f"{', '.join(card.splits)}) to verify the export on; pass --verify-images DIR (a few real "
+                              "images)")
         paths = [image for image, _ in card.pairs(split)]
+        missing = next((p for p in paths[:limit] if not Path(p).is_file()), None)
+        if missing is not None:  # read_image's fix, "check the path and permissions", left the way out unsaid
+            raise DataError(f"{missing}: not found, an image of the split '{split}' the checkpoint's dataset lists to "
+                            "verify the export on; restore it, or pass --verify-images DIR (a few real images)")
         source = f"{root} ({split})"
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
