@@ -21,8 +21,12 @@ def test_smallest_input_per_architecture():
     assert min_input_size(build_model(**_kwargs("unet")), _kwargs("unet")) == 32
     assert min_input_size(build_model(**_kwargs("pan")), _kwargs("pan")) == 128
     fpn = _kwargs("fpn", encoder_depth=3)  # was exit 4: "size mismatch (got input: [8, 7, 256, 256], target: ...)"
-    with pytest.raises(ConfigError, match="fpn/resnet18 with encoder_depth=3 gives 32x32 logits for a 8x8 input"):
+    with pytest.raises(ConfigError, match="fpn/resnet18 with encoder_depth=3 gives 32x32 logits for a 8x8 input"
+                                          r".*; add \+model.kwargs.upsampling=1 \(it is 4\)"):
         min_input_size(build_model(**fpn), fpn)
+    for depth, upsampling in ((3, 1), (4, 2)):  # the fix the message names works
+        fixed = _kwargs("fpn", encoder_depth=depth, upsampling=upsampling)
+        assert min_input_size(build_model(**fixed), fixed) == 2 ** depth
 
 
 def test_a_vit_built_for_one_input_size_is_refused_before_training(tiny_data, tmp_path):

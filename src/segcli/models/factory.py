@@ -365,5 +365,20 @@ def min_input_size(model: nn.Module, kwargs: dict) -> int:
                           f"({other}); choose another model")
     if got != (side, side):
         raise ConfigError(f"{label} gives {got[0]}x{got[1]} logits for a {side}x{side} input (smp does not size "
-                          "this combination back to the input); change model.kwargs")
+                          f"this combination back to the input); {_resize_fix(model, kwargs, side / got[0])}")
     return side
+
+
+def _resize_fix(model: nn.Module, kwargs: dict, factor: float) -> str:
+    """How to bring an architecture's logits back to the input size, `factor` off: its `upsampling` argument
+    (FPN's 4 for encoder_depth=5 is 2 for depth 4, 1 for depth 3) where it takes one, else a generic fix."""
+    import inspect
+
+    parameter = inspect.signature(type(model).__init__).parameters.get("upsampling")
+    if parameter is None or not isinstance(parameter.default, int):
+        return "change model.kwargs"
+    given = (kwargs.get("kwargs") or {}).get("upsampling", parameter.default)
+    fixed = given * factor
+    if fixed < 1 or fixed != int(fixed):
+        return "change model.kwargs"
+    return f"add +model.kwargs.upsampling={int(fixed)} (it is {given}), or change model.kwargs"
