@@ -284,7 +284,7 @@ def test_folder_default_classes(folder_src, tmp_path):
 def test_folder_suffix_hint_counts_every_name():
     """Past 2000 unpaired names the suffix is chosen on a sample, but the hint's count is over every name: 2,500
     images whose masks are <stem>_mask pair in 2500 cases, not 2000."""
-    from segcli.data.formats.folder import suffix_hint
+    from segcli.data.formats.pairing import suffix_hint
 
     stems = [f"seq{i % 7}/frame{i:05d}" for i in range(2500)]
     hint = suffix_hint(set(stems), {f"{s}_mask" for s in stems})
@@ -294,7 +294,7 @@ def test_folder_suffix_hint_counts_every_name():
 def test_folder_suffix_hint_leaves_out_names_that_share_a_start_by_chance():
     """Video frames in one folder (0016E5_00450, 0016E5_00901, …): two names of a sequence paired by chance, and the
     hint said 'pass --image-suffix _00450 --mask-suffix _00901'. A cut must pair a quarter of the names to be named."""
-    from segcli.data.formats.folder import suffix_hint
+    from segcli.data.formats.pairing import suffix_hint
 
     stems = {f"{seq}_{frame:05d}" for k, seq in enumerate(("0001TP", "0006R0", "0016E5"))
              for frame in range(100 + 37 * k, 3000, 450)}

@@ -3,7 +3,7 @@
 Nested folders are allowed (`a/b/x.jpg` pairs with `a/b/x.png`); `--mask-suffix _mask` pairs `x.jpg` with
 `x_mask.png` (and `--image-suffix _sat` `x_sat.jpg` with it: files without the suffix are then not images or
 masks, so both may share one folder). When pairing fails, the error suggests suffixes that would pair the names
-it sees. Masks hold class ids (8/16-bit PNG,
+it sees (the pairing and its hints: pairing.py). Masks hold class ids (8/16-bit PNG,
 palette-mode PNGs are read as their indices), or RGB colours mapped through `--palette FILE` (a palette-mode PNG
 then by its colours).
 `--images DIR --masks DIR` on one folder holding images/ and masks/ (labels/, annotations/) side by side pairs
@@ -22,33 +22,14 @@ from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder
 from segcli.data.palette import ColourMap, parse_palette
 from segcli.data.source import Sample, Source
-from segcli.data.splits import (DEFAULT_VAL_FRACTION, SPLIT_FOLDERS, assign_folds, folder_splits, from_lists,
-                                 group_keys, group_leaks, random_split, read_split_list, split_folders)
+from segcli.data.formats.pairing import (folder_pair_hint, folders_of, role_folders, sibling_folders, sibling_key,
+                                         suffix_hint, unlabelled_folders, without, without_extension)
+from segcli.data.splits import (DEFAULT_VAL_FRACTION, assign_folds, folder_splits, from_lists, group_keys, group_leaks,
+                                 random_split, read_split_list, split_folders)
 from segcli.errors import ConfigError, DataError
 from segcli.inference.io import list_images
 
 DEFAULT_IGNORE = 255
-
-
-SEPARATORS = "_-. "  # where a name's suffix may start (x_mask, x-label, x.seg, x gt)
-MASK_WORDS = ("mask", "label", "lbl", "gt", "seg", "ann", "class", "target")  # how mask names usually end
-
-
-def _without(name: str, suffix: str) -> str | None:
-    """`name` less `suffix` ('x_mask' less '_mask' → 'x'); None when it does not end in it or nothing (of its file
-    name) would be left."""
-    if not name.endswith(suffix) or len(name) <= len(suffix) or name[-len(suffix) - 1] == "/":
-        return None
-    return name[: len(name) - len(suffix)]
-
-
-def _without_extension(suffix: str) -> str:
-    """--mask-suffix _mask.png (the whole end of the file name, as x_mask.png shows it) → _mask: stems are matched
-    without their extension."""
-    from segcli.inference.io import IMAGE_EXTENSIONS
-
-    ext = next((e for e in IMAGE_EXTENSIONS if suffix.lower().endswith(e)), "")
-    return suffix[: len(suffix) - len(ext)]
 
 
 def _outside_prepared(root: Path, images: list[Path]) -> list[Path]:
@@ -81,7 +62,7 @@ def _by_stem(root: Path, kind: str, findings: list[Finding], suffix: str = "") -
     for path in images:
         stem = path.relative_to(root).with_suffix("").as_posix()
         if suffix:
-            stem = _without(stem, suffix)
+            stem = without(stem, suffix)
             if stem is None:
                 continue
         found.setdefault(stem, []).append(path)
@@ -134,147 +115,6 @@ def _not_images(root: Path, kind: str, limit: int = 10000) -> str:
     return f"; it holds {held}, which are not images (segcli reads {readable}): convert them to PNG or TIFF"
 
 
-IMAGE_FOLDERS = ("images", "image", "imgs", "img", "img_dir")  # sibling folder names of one tree: images/ beside masks/
-MASK_FOLDERS = ("masks", "mask", "labels", "label", "annotations", "annotation", "anns", "ann", "ann_dir", "gt")
-MASK_FOLDER_ENDINGS = ("annotations", "annot", "labels", "label", "masks", "mask", "gt")  # X/ beside Xannot/, X_labels/
-
-
-def _role_folders(stems) -> dict[str, tuple[int, str | None]]:
-    """Folder (a path relative to the one folder) → (0 for images or 1 for masks, the name it takes in a pair's stem:
-    None to leave it out). Folders named images/ and masks/ (IMAGE_FOLDERS, MASK_FOLDERS: left out), and sibling
-    folders named X (or X plus an image word) and X plus a mask word (SegNet's train/ beside trainannot/, Kaggle's
-    train/ beside train_labels/, train_images/ beside train_masks/: both named X), and a split folder beside such a
-    pair without a mask folder of its own (an unlabelled test/: images)."""
-    folders = {folder for stem in stems for folder in _folders_of(stem)}
-    by_lower = {folder.lower(): folder for folder in sorted(folders, reverse=True)}
-    roles: dict[str, tuple[int, str | None]] = {}
-    for folder in sorted(folders):
-        parent, _, name = folder.rpartition("/")
-        if name.lower() in IMAGE_FOLDERS + MASK_FOLDERS:
-            roles[folder] = (0 if name.lower() in IMAGE_FOLDERS else 1, None)
-            continue
-        for ending in MASK_FOLDER_ENDINGS:
-            base = name[:-len(ending)].rstrip("_-") if name.lower().endswith(ending) else ""
-            names = [base] + [f"{base}{sep}{word}" for word in IMAGE_FOLDERS for sep in "_-"]  # train/, train_images/
-            sibling = next((by_lower[key] for n in names if (key := f"{parent}/{n}".lstrip("/").lower()) in by_lower),
-                           None)
-            if base and sibling:
-                roles[folder], roles[sibling] = (1, base), (0, base)
-                break
-    paired_parents = {folder.rpartition("/")[0] for folder, (side, name) in roles.items() if name}
-    for folder in sorted(folders - set(roles)):  # an unlabelled test/ beside train/ + trainannot/: images without masks
-        parent, _, name = folder.rpartition("/")
-        if (name.lower() in SPLIT_FOLDERS and parent in paired_parents
-                and not any(other.startswith(f"{folder}/") for other in roles)):
-            roles[folder] = (0, name)
-    return roles
-
-
-def _sibling_key(stem: str, roles: dict[str, tuple[int, str | None]]) -> tuple[str, int] | None:
-    """('train/x', 0) for 'train/images/x' or 'train/x', ('train/x', 1) for 'train/masks/x' or 'trainannot/x': the stem
-    with its one image or mask folder named as in a pair (_role_folders), and which side it is; None when it lies
-    under none of them, or under two."""
-    parts = stem.split("/")
-    found = [(i, roles[folder]) for i in range(1, len(parts)) if (folder := "/".join(parts[:i])) in roles]
-    if len(found) != 1:
-        return None
-    index, (side, name) = found[0]
-    return "/".join(parts[:index - 1] + ([name] if name else []) + parts[index:]), side
-
-
-def _sibling_folders(image_map: dict[str, Path], mask_map: dict[str, Path], roles: dict[str, tuple[int, str | None]]):
-    """One folder holding image and mask folders side by side, at any depth (`train/images/x.jpg` beside
-    `train/masks/x.png`, `train/x.png` beside `trainannot/x.png`): (images, masks) keyed by the stems a pair takes
-    (`train/x`), or None and why not ('' when there are no such folders). None unless every image (of image_map: the
-    files as images) and mask (of mask_map: as masks, --mask-suffix cut) lies under exactly one such folder, there are
-    both kinds, and no two files of one kind share a key."""
-    if not roles:
-        return None, ""
-    sides: tuple[dict[str, Path], dict[str, Path]] = ({}, {})
-    why = ""
-    for want, found in enumerate((image_map, mask_map)):
-        for stem, path in sorted(found.items()):
-            keyed = _sibling_key(stem, roles)
-            if keyed is None:
-                under = "two" if any(folder in roles for folder in _folders_of(stem)) else "neither"
-                why = why or f"{path} lies in {under} of them"
-                continue
-            key, side = keyed
-            if side != want:  # a mask among the images (or the other way round): the other pass takes it
-                continue
-            if key in sides[side]:
-                why = why or f"{sides[side][key]} and {path} pair alike"
-            sides[side][key] = path
-    if not why and not all(sides):
-        why = f"there are no {'masks' if sides[0] else 'images'} in them"
-    return (None, why) if why else (sides, "")
-
-
-def _unlabelled_folders(lone_images: set[str], paired: set[str]) -> set[str]:
-    """The top folders of the stems (`test` of `test/x`) whose images all lack masks, while other folders' images
-    pair."""
-    if not paired:
-        return set()
-    with_masks = {stem.partition("/")[0] for stem in paired}
-    return {top for stem in lone_images if (top := stem.partition("/")[0]) != stem and top not in with_masks}
-
-
-def _folders_of(stem: str) -> list[str]:
-    """'a', 'a/b' for the stem 'a/b/x'."""
-    parts = stem.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def _name_splits(stem: str):
-    """(base, suffix) pairs of a stem: the whole stem with no suffix, then cut at each separator of its file name."""
-    yield stem, ""
-    start = stem.rfind("/") + 1
-    for k in range(len(stem) - 1, start, -1):
-        if stem[k] in SEPARATORS:
-            yield stem[:k], stem[k:]
-
-
-def _cut(stem: str, suffix: str) -> str | None:
-    """`stem` less `suffix` as _name_splits cuts it (inside the file name, something left); None when it cannot."""
-    if not suffix:
-        return stem
-    return stem[: -len(suffix)] if stem.endswith(suffix) and len(stem) - len(suffix) > stem.rfind("/") + 1 else None
-
-
-def suffix_hint(image_stems, mask_stems, image_suffix: str = "", mask_suffix: str = "") -> str:
-    """' (…: pass --mask-suffix _mask)' when cutting a suffix off these unpaired image and/or mask names pairs a
-    quarter of them or more (the cut that pairs the most); '' otherwise. Chooses the cut on up to 2000 names of each;
-    the count in the hint is over all of them."""
-    masks_by_base: dict[str, list[str]] = {}
-    for stem in sorted(mask_stems)[:2000]:
-        for base, cut in _name_splits(stem):
-            masks_by_base.setdefault(base, []).append(cut)
-    votes: dict[tuple[str, str], list] = {}  # (image cut, mask cut) → [count, an example base]
-    for stem in sorted(image_stems)[:2000]:
-        for base, image_cut in _name_splits(stem):
-            for mask_cut in masks_by_base.get(base, ()):
-                if mask_cut != image_cut:  # the same cut on both sides pairs nothing new
-                    votes.setdefault((image_cut, mask_cut), [0, base])[0] += 1
-    if not votes:
-        return ""
-
-    def rank(item):
-        (image_cut, mask_cut), (count, _) = item
-        return count, any(w in mask_cut.lower() for w in MASK_WORDS), -len(image_cut + mask_cut)
-
-    (image_cut, mask_cut), (count, base) = max(votes.items(), key=rank)
-    if count < min(len(image_stems), len(mask_stems), 2000) // 4:  # names that share a start by chance (video frames
-        return ""                                                   # 0016E5_00450, 0016E5_00901): no suffix pairs them
-    if len(image_stems) > 2000 or len(mask_stems) > 2000:  # the cut was chosen on a sample: count it on every name
-        masks = set(mask_stems)
-        count = sum(1 for stem in image_stems if (cut := _cut(stem, image_cut)) is not None and cut + mask_cut in masks)
-    # a stem is its name less the given suffix, so the name is base + cut + given suffix
-    options = " ".join(f"--{kind}-suffix {cut + given}" for kind, given, cut in
-                       (("image", image_suffix, image_cut), ("mask", mask_suffix, mask_cut)) if cut)
-    return (f" (the names pair as '{base}{image_cut}{image_suffix}' ↔ '{base}{mask_cut}{mask_suffix}' in {count} "
-            f"case(s): pass {options})")
-
-
 def default_palette(num_classes: int) -> list[list[int]]:
     """Distinct, deterministic colours (the PASCAL VOC bit-interleaving scheme)."""
     palette = []
@@ -325,15 +165,22 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float | No
             seed: int, findings: list[Finding], groups: dict[str, str] | None = None,
             suffixes: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
     """stem → split, and the splits that must not end up empty. Listed names may carry one of `suffixes`
-    (--image-suffix, --mask-suffix: a list of image or mask file names). Without split lists or a fraction given,
-    split folders (train/, val/, test/ at the top of --images) are the splits; else a random split (val 0.2)."""
+    (--image-suffix, --mask-suffix: a list of image or mask file names), and columns after the name (Oxford-IIIT
+    Pet's `Abyssinian_100 1 1 1`: a line naming no pair whole is read by its first field). Without split lists or a
+    fraction given, split folders (train/, val/, test/ at the top of --images) are the splits; else a random split
+    (val 0.2)."""
+    known = set(stems)
 
-    def paired_stem(listed: str) -> str:
+    def cut(listed: str) -> str:
         for suffix in suffixes:
-            base = _without(listed, suffix) if suffix else None
+            base = without(listed, suffix) if suffix else None
             if base:
                 return base
         return listed
+
+    def paired_stem(listed: str) -> str:
+        whole, first = cut(listed), cut(listed.split()[0])
+        return first if whole not in known and first in known else whole
 
     if split_files:
         lists = {str(split): [paired_stem(x) for x in read_split_list(path)] for split, path in split_files.items()}
@@ -365,7 +212,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode.
     val_fraction/test_fraction None: not given (split folders are then the splits, else val 0.2, no test)."""
     findings: list[Finding] = []
-    image_suffix, mask_suffix = _without_extension(str(image_suffix or "")), _without_extension(str(mask_suffix or ""))
+    image_suffix, mask_suffix = without_extension(str(image_suffix or "")), without_extension(str(mask_suffix or ""))
     for option, value in (("--image-suffix", image_suffix), ("--mask-suffix", mask_suffix)):
         if "/" in value or "\\" in value:
             raise ConfigError(f"{option} '{value}': give the end of a file name without its extension, e.g. _mask")
@@ -374,8 +221,8 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     mask_map = _by_stem(Path(masks), "masks", mask_findings, mask_suffix)
     siblings, why, roles = None, "", {}
     if Path(images).resolve() == Path(masks).resolve():  # DIR/{train,val}/{images,masks}/x, DIR/{train,trainannot}/x
-        roles = _role_folders(list(image_map) + list(mask_map))
-        siblings, why = _sibling_folders(image_map, mask_map, roles)
+        roles = role_folders(list(image_map) + list(mask_map))
+        siblings, why = sibling_folders(image_map, mask_map, roles)
     if siblings:
         image_map, mask_map = siblings  # (the one folder's duplicate stems are in findings already)
     else:
@@ -387,6 +234,9 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
                               f"file lies in one of them: {why}; move it, or give --images and --masks the two folders")
         if not (image_suffix or mask_suffix):
             hint = suffix_hint(set(image_map), set(mask_map))
+            folders = "" if hint else folder_pair_hint(Path(images), set(image_map))
+            if folders:
+                raise ConfigError(f"--images and --masks are the same folder {images}{folders}")
             raise ConfigError(f"--images and --masks are the same folder {images}: say which files are masks with "
                               f"--mask-suffix (and --image-suffix){hint or ', e.g. --mask-suffix _mask'}")
         named_masks = set(mask_map.values()) if mask_suffix else set()
@@ -395,14 +245,14 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         mask_map = {stem: path for stem, path in mask_map.items() if path not in taken}
     ambiguous = {f.stem for f in findings}  # duplicate stems: already reported, their counterparts are not orphans
     if siblings:
-        ambiguous |= {keyed[0] for f in findings if (keyed := _sibling_key(f.stem, roles))}
+        ambiguous |= {keyed[0] for f in findings if (keyed := sibling_key(f.stem, roles))}
     image_map = {s: p for s, p in image_map.items() if s not in ambiguous}
     mask_map = {s: p for s, p in mask_map.items() if s not in ambiguous}
     lone_images, lone_masks = set(image_map) - set(mask_map), set(mask_map) - set(image_map)
     hint = suffix_hint(lone_images, lone_masks, image_suffix, mask_suffix) if lone_images or lone_masks else ""
-    unlabelled = _unlabelled_folders(lone_images, set(image_map) & set(mask_map))
+    unlabelled = unlabelled_folders(lone_images, set(image_map) & set(mask_map))
     for stem in sorted(lone_images):
-        folder = next((f for f in _folders_of(stem) if f in unlabelled), None)
+        folder = next((f for f in folders_of(stem) if f in unlabelled), None)
         why = (f"; {folder}/ holds no masks at all (an unlabelled test set?): --keep-going leaves it out, and "
                f"`segcli predict` labels it" if folder else hint)
         findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}{mask_suffix}' in "
