@@ -179,6 +179,7 @@ def prepare_folder(
     ignore_index: int = typer.Option(None, "--ignore-index", help="Mask value that means 'not labelled' (default 255)."),
     remap: Optional[List[str]] = typer.Option(None, "--remap", help="Map a raw mask value to a class id, e.g. 255=1 (repeatable)."),
     reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label", help="Masks use 0 for 'not labelled' and 1..N for the classes: 0 → ignore, k → k-1."),
+    mask_threshold: Optional[int] = typer.Option(None, "--mask-threshold", help="Read two-valued masks stored as JPEG as value >= T → 1, else 0 (e.g. 128 for 0/255 masks)."),
     split_file: Optional[List[str]] = typer.Option(None, "--split-file", help="SPLIT=FILE listing the stems of a split (repeatable)."),
     val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation (random split; default 0.2, or the split folders train/ val/ test/ where the pairs sit in them)."),
     test_fraction: float = typer.Option(None, "--test-fraction", help="Fraction of pairs held out for testing (random split; default 0)."),
@@ -193,7 +194,7 @@ def prepare_folder(
              images=images, masks=masks, classes=classes, palette=palette, ignore_index=ignore_index,
              remap=_pairs("--remap", remap, as_int=True), reduce_zero_label=reduce_zero_label or None, split_files=_pairs("--split-file", split_file),
              val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, seed=seed, group=group,
-             image_suffix=image_suffix, mask_suffix=mask_suffix)
+             image_suffix=image_suffix, mask_suffix=mask_suffix, mask_threshold=mask_threshold)
 
 
 @prepare_app.command("lint")

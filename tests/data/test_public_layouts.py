@@ -3,6 +3,8 @@ mask values): LoveDA, Oxford-IIIT Pet, ISIC 2018, a Cityscapes-like export."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import yaml
@@ -105,3 +107,28 @@ def test_suffix_hint_prefers_label_ids_to_colour_masks(tmp_path, rng, run_cli):
                               "--out", tmp_path / "out")
     assert code == 1
     assert "--image-suffix _leftImg8bit --mask-suffix _gtFine_labelIds" in stderr.strip().splitlines()[-1]
+
+
+def test_jpeg_binary_masks_read_through_mask_threshold(tmp_path, rng, run_cli):
+    """Kvasir-SEG ships its 0/255 masks only as JPEG: prepare said 'export masks as PNG', which its users cannot do.
+    --mask-threshold 128 reads them as value >= 128 → 1, else 0; the lossy_mask error names that option."""
+    truth = {}
+    (tmp_path / "masks").mkdir()
+    for i in range(6):
+        write_image(tmp_path / "images" / f"k{i}.jpg", random_image(rng, 48, 64))
+        truth[f"k{i}"] = blocks(rng, 48, 64, [0, 1], 8).astype(np.uint8)
+        grey = cv2.cvtColor(truth[f"k{i}"] * np.uint8(255), cv2.COLOR_GRAY2BGR)  # saved as colour, as Kvasir's are
+        assert cv2.imwrite(str(tmp_path / "masks" / f"k{i}.jpg"), grey, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    args = ["prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--classes",
+            "background,polyp", "--val-fraction", "0.5"]
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "o1")
+    assert code == 1 and "pass --mask-threshold 128 to read value >= 128 as 1" in stderr, stderr
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "o2", "--mask-threshold", "128", "--strict")
+    assert code == 0, stderr
+    card = yaml.safe_load((tmp_path / "o2" / "dataset.yaml").read_text())
+    for entry in card["splits"]["train"] + card["splits"]["val"]:
+        stored = cv2.imread(str(tmp_path / "o2" / entry["mask"]), cv2.IMREAD_UNCHANGED)
+        assert set(np.unique(stored)) <= {0, 1}
+        assert (stored == truth[Path(entry["mask"]).stem]).mean() > 0.99
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "o3", "--mask-threshold", "0")
+    assert code == 2 and "--mask-threshold 0: give a whole number 1..65535" in stderr, stderr

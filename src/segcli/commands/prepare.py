@@ -111,7 +111,8 @@ def _source(cfg):
                               ignore_index=cfg.ignore_index, remap=cfg.remap, split_files=cfg.split_files,
                               val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed,
                               folds=cfg.folds, group=cfg.group, image_suffix=cfg.get("image_suffix"),
-                              mask_suffix=cfg.get("mask_suffix"), reduce_zero_label=bool(cfg.get("reduce_zero_label")))
+                              mask_suffix=cfg.get("mask_suffix"), reduce_zero_label=bool(cfg.get("reduce_zero_label")),
+                              mask_threshold=cfg.get("mask_threshold"))
     where = {"camvid": "the SegNet-layout CamVid folder", "voc": "VOCdevkit/VOC2012 or a folder holding it",
              "cityscapes": "the folder holding leftImg8bit/ and gtFine/", "ade20k": "ADEChallengeData2016/"}
     if fmt in where:

@@ -179,6 +179,8 @@ class MaskDecoder:
         flagged as a likely binary mask (its foreground would silently become 'ignore').
     raw_name: how the raw values are called in messages.
     remap: raw value → id applied before the checks when there is no lut (folder --remap 255=1).
+    threshold: a two-valued mask stored as JPEG (Kvasir-SEG's 0/255 masks) or blurred by it once, read as
+        value >= threshold → 1, else 0 (an RGB one through its grey value): its edges' invented values are gone.
     """
 
     num_classes: int | None
@@ -188,6 +190,7 @@ class MaskDecoder:
     ignore_declared: bool = True
     raw_name: str = "mask values"
     remap: dict[int, int] = field(default_factory=dict)
+    threshold: int | None = None  # folder --mask-threshold T: a two-valued mask read as value >= T → 1, else 0
 
     def _is_class(self, value: int) -> bool:
         return value != self.ignore_index and (self.num_classes is None or value < self.num_classes)
@@ -203,9 +206,10 @@ class MaskDecoder:
         """(H, W) ids (uint8/uint16) and the findings; ids is None when the mask cannot be used at all."""
         findings: list[Finding] = []
         where = str(where)
-        if raw.lossy:
+        if raw.lossy and self.threshold is None:
             findings.append(error("lossy_mask", where, "mask stored as JPEG: compression invents values at every edge; "
-                                  "export masks as PNG"))
+                                  "export masks as PNG, or, for a two-valued mask (0/255), pass --mask-threshold 128 "
+                                  "to read value >= 128 as 1 and the rest as 0"))
         if raw.orientation != 1:
             findings.append(warning("mask_orientation", where, f"mask carries EXIF orientation {raw.orientation} "
                                     f"({_TURNS[raw.orientation]}); masks are read as stored, not turned, while images "
@@ -228,6 +232,9 @@ class MaskDecoder:
                                       "it uses"))
                 return None, findings
             raw = RawMask(raw.table[raw.array], "rgb", raw.lossy)
+        if self.threshold is not None and raw.kind in ("ids", "grey3", "rgb"):
+            grey = cv2.cvtColor(raw.array, cv2.COLOR_RGB2GRAY) if raw.kind == "rgb" else raw.array  # JPEG's chroma noise
+            raw = RawMask((grey >= self.threshold).astype(np.uint8), "ids", False)
         values = raw.array
         grey = grey_bytes(raw.array) if raw.kind in ("grey3", "ids") and self.colours is not None else None
         if grey is not None and self.colours.knows_all_greys(grey):
@@ -269,8 +276,8 @@ class MaskDecoder:
             # levels, which would be read as dozens of classes (and 255's core as 'not labelled')
             findings.append(error("lossy_mask", where, f"values {blurred} look like a two-valued mask blurred by "
                                   "JPEG compression (saved as JPEG once): every edge would become classes of its "
-                                  "own; threshold it back to two values (e.g. value >= 128 → 1, else 0) and save "
-                                  "it as PNG (if they are all class ids, name the classes with --classes)"))
+                                  "own; pass --mask-threshold 128 to read value >= 128 as 1 and the rest as 0 (if "
+                                  "they are all class ids, name the classes with --classes)"))
         elif set(targets) == {0, 255} and not (t255 >= 0 and self._is_class(t255)) and not (
                 self.ignore_declared and t255 == self.ignore_index):
             findings.append(error("binary_mask", where, "values are only 0 and 255: looks like a binary mask whose "

@@ -161,6 +161,22 @@ def check_remap(remap: dict[int, int], num_classes: int | None, ignore: int) -> 
                               f"ignore index {ignore}; map {raw} to one of them, or name more classes with --classes")
 
 
+def _threshold(value, palette) -> int | None:
+    """--mask-threshold T as an int (None: not given)."""
+    if value is None:
+        return None
+    if palette:
+        raise ConfigError("--mask-threshold reads two-valued grey masks as 0/1; colour masks map through --palette "
+                          "instead: give one of them")
+    try:
+        threshold = int(value)
+    except (TypeError, ValueError):
+        threshold = 0
+    if not 1 <= threshold <= 65535 or str(threshold) != str(value).strip():
+        raise ConfigError(f"--mask-threshold {value}: give a whole number 1..65535, e.g. 128 for 0/255 masks")
+    return threshold
+
+
 def _splits(stems: list[str], split_files: dict | None, val_fraction: float | None, test_fraction: float | None,
             seed: int, findings: list[Finding], groups: dict[str, str] | None = None,
             suffixes: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
@@ -208,7 +224,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
             ignore_index: int | None = None, remap: dict | None = None, split_files: dict | None = None,
             val_fraction: float | None = None, test_fraction: float | None = None, seed: int = 0, folds: int | None = None,
             group: str | None = None, image_suffix: str | None = None, mask_suffix: str | None = None,
-            reduce_zero_label: bool = False) -> Source:
+            reduce_zero_label: bool = False, mask_threshold: int | None = None) -> Source:
     """Pair the files, assign splits and folds (keeping each --group whole), and describe how masks decode.
     val_fraction/test_fraction None: not given (split folders are then the splits, else val 0.2, no test)."""
     findings: list[Finding] = []
@@ -290,7 +306,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     remap = {**table, **given}
     ignore_declared = ignore_index is not None or reduce_zero_label or -1 in table_remap.values()
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
-                          ignore_declared=ignore_declared, remap=remap)
+                          ignore_declared=ignore_declared, remap=remap, threshold=_threshold(mask_threshold, palette))
 
     groups = group_keys(stems, str(group)) if group else None
     assigned, expected = _splits(stems, split_files, val_fraction, test_fraction, int(seed), findings, groups,
