@@ -132,3 +132,17 @@ def test_jpeg_binary_masks_read_through_mask_threshold(tmp_path, rng, run_cli):
         assert (stored == truth[Path(entry["mask"]).stem]).mean() > 0.99
     code, _, stderr = run_cli(*args, "--out", tmp_path / "o3", "--mask-threshold", "0")
     assert code == 2 and "--mask-threshold 0: give a whole number 1..65535" in stderr, stderr
+
+
+def test_masks_numbered_from_one_get_the_reduce_zero_label_hint(tmp_path, rng, run_cli):
+    """Oxford-IIIT Pet's trimaps hold 1, 2, 3: without --classes the card had 4 classes, class_0 never present, and
+    the class_missing warning said nothing of why."""
+    for i in range(4):
+        write_image(tmp_path / "images" / f"p{i}.jpg", random_image(rng, 24, 32))
+        write_grey(tmp_path / "trimaps" / f"p{i}.png", blocks(rng, 24, 32, [1, 2, 3], 8).astype(np.uint8))
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "trimaps",
+                              "--out", tmp_path / "out", "--val-fraction", "0.5")
+    assert code == 0, stderr
+    findings = yaml.safe_load((tmp_path / "out" / "lint.json").read_text())["findings"]
+    assert {f["kind"] for f in findings} == {"class_missing"}
+    assert all("no mask uses id 0: if the classes are 1..N, --reduce-zero-label" in f["detail"] for f in findings)

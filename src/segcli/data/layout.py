@@ -272,6 +272,9 @@ def _sparse_ids_hint(stats: dict[str, SplitStats], num_classes: int) -> str:
     (0, 10, 20), the --remap that numbers them 0..K-1; the ids in between would be classes that never occur, each
     scored (0 IoU as soon as a model predicts it) and trained against. '' when the ids are contiguous."""
     used = sorted({i for s in stats.values() for i, n in enumerate(s.to_dict(num_classes)["class_pixels"]) if n})
+    if used and used[0] == 1 and used[-1] == len(used):  # 1..N, never 0: Oxford-IIIT Pet's trimaps, ADE20K's ids
+        return ("; no mask uses id 0: if the classes are 1..N, --reduce-zero-label numbers them 0..N-1 (and reads a 0, "
+                "where there is one, as not labelled)")
     if not used or len(used) == num_classes or 2 * len(used) > num_classes:
         return ""
     moves = [f"--remap {v}={i}" for i, v in enumerate(used) if v != i]
