@@ -62,9 +62,11 @@ def test_binary_masks_blurred_by_jpeg_once_are_refused_by_name(tmp_path, rng, ru
     base = _binary_pairs(tmp_path, rng, _once_jpeg)
     code, out, err = run_cli(*base, "--out", tmp_path / "out", *extra)
     assert code == 1 and not (tmp_path / "out" / "dataset.yaml").exists()
-    assert "look like a two-valued mask blurred by JPEG compression" in err and "value >= 128 → 1" in err
+    assert "look like a two-valued mask blurred by JPEG compression" in err and "--mask-threshold 128" in err
     assert "lossy_mask" in _kinds(tmp_path / "out" / "lint.json")
     assert "out_of_range" not in _kinds(tmp_path / "out" / "lint.json")
+    code, _, err = run_cli(*base, "--out", tmp_path / "fixed", *extra, "--mask-threshold", "128")  # the fix it names
+    assert code == 0, err
 
 
 def test_class_ids_beside_the_ignore_value_are_not_taken_for_jpeg_blur(tmp_path, rng, run_cli):
