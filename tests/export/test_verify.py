@@ -66,3 +66,19 @@ def test_ids_output_skips_the_logit_check():
     assert parity.max_abs_logit_diff is None and parity.argmax_agreement == 1
     assert parity.failures(-1.0, 1.0, 1.0) == []  # no logits to compare, so no logit tolerance applies
     assert "n/a" in parity.summary()
+
+
+def test_nan_or_infinite_exported_logits_fail_verification():
+    """An export whose logits overflowed to NaN/inf on some pixels (float16) was verified as 'max |logit diff| 0, argmax
+    agreement 100%': Python's max() drops a NaN difference, and all-NaN logits have argmax 0, torch's class there."""
+    ref = torch.zeros(1, 3, 10, 10)
+    ref[0, 0] = 1.0  # every pixel is class 0
+    cand = ref.clone()
+    cand[0, :, 0, 1] = float("nan")
+    cand[0, :, 5, 5] = float("inf")
+    parity = compare(_predictor(ref), _predictor(cand), [np.zeros((10, 10, 3), np.uint8)])
+    assert parity.nonfinite == 6
+    failed = parity.failures(1e-4, 0.9999, 0.99)
+    assert failed and "6 exported logits are NaN or infinite" in failed[0]
+    assert len(failed) == 1  # the finite pixels agree: nothing else failed
+    assert parity.max_abs_logit_diff == 0
