@@ -70,15 +70,15 @@ def test_ids_output_skips_the_logit_check():
 
 def test_nan_or_infinite_exported_logits_fail_verification():
     """An export whose logits overflowed to NaN/inf on some pixels (float16) was verified as 'max |logit diff| 0, argmax
-    agreement 100%': Python's max() drops a NaN difference, and all-NaN logits have argmax 0, torch's class there."""
+    agreement 100%': Python's max() drops a NaN difference, and all-NaN logits have argmax 0, torch's class there.
+    The predictor now refuses such logits, so verification fails on that image, naming them."""
+    from segcli.export.verify import CandidateFailed
+
     ref = torch.zeros(1, 3, 10, 10)
     ref[0, 0] = 1.0  # every pixel is class 0
     cand = ref.clone()
     cand[0, :, 0, 1] = float("nan")
     cand[0, :, 5, 5] = float("inf")
-    parity = compare(_predictor(ref), _predictor(cand), [np.zeros((10, 10, 3), np.uint8)])
-    assert parity.nonfinite == 6
-    failed = parity.failures(1e-4, 0.9999, 0.99)
-    assert failed and "6 exported logits are NaN or infinite" in failed[0]
-    assert len(failed) == 1  # the finite pixels agree: nothing else failed
-    assert parity.max_abs_logit_diff == 0
+    with pytest.raises(CandidateFailed, match=r"fails on a 10x10 image \(the model: its logits are NaN or infinite "
+                                              r"\(6 of 300 values\)"):
+        compare(_predictor(ref), _predictor(cand), [np.zeros((10, 10, 3), np.uint8)])

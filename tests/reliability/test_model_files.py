@@ -186,3 +186,23 @@ def test_resume_from_a_checkpoint_with_pickled_code_is_refused(cli, model_ckpt, 
     assert "refused" in only_error(code, err, 3, last)
     assert not marker.exists(), "resuming ran the checkpoint's pickled code"
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml"]
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_a_checkpoint_whose_logits_are_nan_is_named_not_read_as_class_0(cli, model_ckpt, tmp_path, command):
+    """A checkpoint holding NaN weights (a run that diverged) gave NaN logits, whose argmax is class 0: predict wrote
+    all-class-0 masks and eval scored them, exit 0. It is an error naming the file (exit 3), with nothing written."""
+    import torch
+
+    ckpt = torch.load(model_ckpt, map_location="cpu", weights_only=True)
+    head = next(k for k in ckpt["state_dict"] if k.endswith("segmentation_head.0.bias"))
+    ckpt["state_dict"][head][0] = float("nan")
+    bad = tmp_path / "diverged.ckpt"
+    torch.save(ckpt, bad)
+    image = write_image(tmp_path / "in" / "a.png", noise(32, 32))
+    out = tmp_path / "out"
+    args = {"predict": ["predict", image, "--out", out], "eval": ["eval", "--out", out]}[command]
+    code, stdout, err = cli(*args, "--ckpt", bad)
+    line = only_error(code, err, 3, bad)
+    assert "its logits are NaN or infinite" in line and "weights hold NaN" in line
+    assert stdout == "" and not out.exists()

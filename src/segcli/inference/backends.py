@@ -355,8 +355,7 @@ def onnx_predictor(path: str | Path, device: str = "auto", batch_size: int = 4, 
 def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 4) -> Predictor:
     """A Predictor for a segcli checkpoint (.ckpt), an exported .onnx or an exported TorchScript file."""
     kind = model_kind(path)
-    if kind == "onnx":
-        return onnx_predictor(path, device, batch_size)
-    if kind == "torchscript":
-        return torchscript_predictor(path, device, batch_size)
-    return torch_predictor(path, device, batch_size)
+    loader = {"onnx": onnx_predictor, "torchscript": torchscript_predictor}.get(kind, torch_predictor)
+    predictor = loader(path, device, batch_size)
+    predictor.source = str(path)
+    return predictor

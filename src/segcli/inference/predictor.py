@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, DataError
 from segcli.inference.options import InferenceOptions
 from segcli.inference.sliding import slide_logits
 
@@ -100,6 +100,21 @@ def image_range(meta: dict) -> list[float] | None:
     return meta.get("image_range")
 
 
+def _finite(logits: torch.Tensor, amp: str, source: str, half: bool = False) -> torch.Tensor:
+    """`logits`, or a DataError when some are NaN or infinite: their argmax is arbitrary (class 0 where all are NaN),
+    so masks and scores of such a model were silently wrong."""
+    if bool(torch.isfinite(logits).all()):
+        return logits
+    bad = int((~torch.isfinite(logits)).sum())
+    if amp == "fp16":
+        cause = "inference.amp=fp16 overflows in this model: use inference.amp=bf16 or none"
+    elif half:
+        cause = "this float16 model (exported with --half) overflows: export it without --half"
+    else:
+        cause = "its weights hold NaN or infinite values (a run that diverged), or its input does: use another model"
+    raise DataError(f"{source}: its logits are NaN or infinite ({bad} of {logits.numel()} values); {cause}")
+
+
 def to_ids(logits: torch.Tensor) -> np.ndarray:
     """(N, K, H, W) logits → (N, H, W) uint8 ids (uint16 when K > 256)."""
     ids = logits.argmax(1).cpu().numpy()
@@ -122,6 +137,7 @@ class Predictor:
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
         self.options = options or InferenceOptions()
+        self.source = "the model"  # how errors name it: load_predictor gives the file's path
 
     def configure(self, inference_cfg) -> "Predictor":
         """Set `options` from an `inference` config group (tile defaults to meta's training crop); returns self."""
@@ -172,6 +188,10 @@ class Predictor:
         return normalize(batch, self.meta["mean"], self.meta["std"])
 
     @property
+    def _half(self) -> bool:
+        return self.meta.get("dtype") == "float16"
+
+    @property
     def outputs_ids(self) -> bool:
         """True for a model that returns class ids (exported with the argmax baked in), not logits."""
         return self.meta.get("output", "logits") == "ids"
@@ -188,11 +208,12 @@ class Predictor:
         base = input_scale(self.meta)
         passes = [(s * base, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
         if len(passes) == 1 and not passes[0][1]:  # one pass, whole or slide: the model's logits (at the input size)
-            return at_scale(self._run, x, passes[0][0]).float()
+            return _finite(at_scale(self._run, x, passes[0][0]).float(), opts.amp, self.source, self._half)
         mirrored = lambda t: self._run(t.flip(-1)).flip(-1)  # noqa: E731
         probs = None
         for scale, flip in passes:
-            out = at_scale(mirrored if flip else self._run, x, scale).float()
+            out = _finite(at_scale(mirrored if flip else self._run, x, scale).float(), opts.amp, self.source,
+                          self._half)
             p = out.softmax(1)
             probs = p if probs is None else probs.add_(p)
         return (probs / len(passes)).clamp_min_(1e-12).log_()
