@@ -230,8 +230,8 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
         stats[split].add_channels(*scale_stats(mean, std, image_range), pixels)
     if depth.mixed():
         report.findings.append(warning("image_depth", source.name, depth.mixed()))
-    if given_range is None and depth.no_data():
-        report.findings.append(warning("no_data_value", source.name, depth.no_data()))
+    if given_range is None and (fill := depth.no_data()):
+        report.findings.append(warning("no_data_value", source.name, fill))
     classes = source.classes
     if classes is None:  # class table from the ids found (folder without --classes)
         top = max((s.max_id(ignore) for s in stats.values()), default=-1)

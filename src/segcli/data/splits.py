@@ -224,15 +224,15 @@ def folder_splits(stems: list[str], folders: dict[str, tuple[str, str]], seed: i
     names: dict[str, set[str]] = {}
     for split, folder in folders.values():
         names.setdefault(split, set()).add(folder)
+    every = ", ".join(sorted(folder for split_folders in names.values() for folder in split_folders))
     for stem in stems:
         if stem not in assigned:
-            findings.append(warning("unassigned", stem, f"in none of the split folders "
-                                    f"({', '.join(sorted(n for v in names.values() for n in v))}); left out", stem=stem))
+            findings.append(warning("unassigned", stem, f"in none of the split folders ({every}); left out", stem=stem))
     drawn = ""
     if "val" not in names:
         train = [s for s, split in assigned.items() if split == "train"]
         if len(train) < 2 or (groups is not None and len({groups[s] for s in train}) < 2):
-            raise ConfigError(f"the pairs sit in split folders ({', '.join(sorted(n for v in names.values() for n in v))}) "
+            raise ConfigError(f"the pairs sit in split folders ({every}) "
                               f"without a val folder, and {'/'.join(sorted(names['train']))} has too few "
                               f"{'groups' if groups is not None else 'pairs'} to draw a val split from; add a val/ "
                               f"folder{', use a finer --group' if groups is not None else ''}, or split all pairs at "

@@ -236,14 +236,15 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     mask_findings: list[Finding] = []
     mask_map = _by_stem(Path(masks), "masks", mask_findings, mask_suffix)
     siblings, why, roles = None, "", {}
-    if Path(images).resolve() == Path(masks).resolve():  # DIR/{train,val}/{images,masks}/x, DIR/{train,trainannot}/x
+    one_folder = Path(images).resolve() == Path(masks).resolve()
+    if one_folder:  # DIR/{train,val}/{images,masks}/x, DIR/{train,trainannot}/x
         roles = role_folders(list(image_map) + list(mask_map))
         siblings, why = sibling_folders(image_map, mask_map, roles)
     if siblings:
         image_map, mask_map = siblings  # (the one folder's duplicate stems are in findings already)
     else:
         findings.extend(mask_findings)
-    if not siblings and Path(images).resolve() == Path(masks).resolve():  # one folder: a file is an image or a mask, not both
+    if one_folder and not siblings:  # a file is an image or a mask, not both
         if why:
             raise ConfigError(f"--images and --masks are the same folder {images}, whose image and mask folders "
                               f"(images/ beside masks/, train/ beside trainannot/) pair file for file only when every "
@@ -269,10 +270,10 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     unlabelled = unlabelled_folders(lone_images, set(image_map) & set(mask_map))
     for stem in sorted(lone_images):
         folder = next((f for f in folders_of(stem) if f in unlabelled), None)
-        why = (f"; {folder}/ holds no masks at all (an unlabelled test set?): --keep-going leaves it out, and "
-               f"`segcli predict` labels it" if folder else hint)
+        reason = (f"; {folder}/ holds no masks at all (an unlabelled test set?): --keep-going leaves it out, and "
+                  f"`segcli predict` labels it" if folder else hint)
         findings.append(error("missing_mask", str(image_map[stem]), f"no mask with stem '{stem}{mask_suffix}' in "
-                              f"{masks}{why}", stem=stem))
+                              f"{masks}{reason}", stem=stem))
     for stem in sorted(lone_masks):
         findings.append(error("missing_image", str(mask_map[stem]), f"no image with stem '{stem}{image_suffix}' in "
                               f"{images}{hint}", stem=stem))

@@ -53,25 +53,27 @@ def role_folders(stems) -> dict[str, tuple[int, str | None]]:
     by_lower = {folder.lower(): folder for folder in sorted(folders, reverse=True)}
     roles: dict[str, tuple[int, str | None]] = {}
     endings: set[str] = set()  # of the image folders paired by their word and ending (images_png: 'png')
+
+    def sibling(parent: str, names) -> str | None:
+        """The first folder of `parent` named one of `names`, any case."""
+        return next((by_lower[key] for n in names if (key := f"{parent}/{n}".lstrip("/").lower()) in by_lower), None)
+
     for folder in sorted(folders):
         parent, _, name = folder.rpartition("/")
         if name.lower() in IMAGE_FOLDERS + MASK_FOLDERS:
             roles[folder] = (0 if name.lower() in IMAGE_FOLDERS else 1, None)
             continue
         worded = _worded(name, MASK_FOLDERS)
-        sibling = worded and next((by_lower[key] for word in IMAGE_FOLDERS for sep in "_-"
-                                   if (key := f"{parent}/{word}{sep}{worded[0]}".lstrip("/").lower()) in by_lower), None)
-        if sibling:
-            roles[folder], roles[sibling] = (1, worded[1]), (0, worded[1])
+        images = worded and sibling(parent, [f"{word}{sep}{worded[0]}" for word in IMAGE_FOLDERS for sep in "_-"])
+        if images:  # masks_png/ beside images_png/
+            roles[folder], roles[images] = (1, worded[1]), (0, worded[1])
             endings.add(worded[0].lower())
             continue
         for ending in MASK_FOLDER_ENDINGS:
             base = name[:-len(ending)].rstrip("_-") if name.lower().endswith(ending) else ""
-            names = [base] + [f"{base}{sep}{word}" for word in IMAGE_FOLDERS for sep in "_-"]  # train/, train_images/
-            sibling = next((by_lower[key] for n in names if (key := f"{parent}/{n}".lstrip("/").lower()) in by_lower),
-                           None)
-            if base and sibling:
-                roles[folder], roles[sibling] = (1, base), (0, base)
+            images = base and sibling(parent, [base] + [f"{base}{sep}{word}" for word in IMAGE_FOLDERS for sep in "_-"])
+            if images:  # trainannot/ beside train/, train_masks/ beside train_images/
+                roles[folder], roles[images] = (1, base), (0, base)
                 break
     paired_parents = {folder.rpartition("/")[0] for folder, (side, name) in roles.items() if name}
     for folder in sorted(folders - set(roles)):  # an unlabelled test/ beside train/ + trainannot/: images without masks
