@@ -285,11 +285,10 @@ def _note_earlier_kinds(items, outputs) -> None:
     uncertainty/x.png of a run with another model, beside this run's x.png; uncertainty.csv ranking them): they are
     kept (a run may add kinds to those of an earlier one), but a note says that they are not this run's, rather than
     leave a mixed folder silently."""
-    from segcli.inference.outputs import FOLDERS, KINDS, SUFFIXES, with_suffix
+    from segcli.inference.outputs import SUFFIXES
 
-    others = [k for k in KINDS if k != "areas" and k not in outputs.files]
-    found = {k: [item for item in items
-                 if (outputs.out / FOLDERS.get(k, "") / with_suffix(item.rel, SUFFIXES[k])).is_file()] for k in others}
+    others = [k for k in SUFFIXES if k not in outputs.files]  # the per-image kinds this run does not write
+    found = {k: [item for item in items if outputs.path(k, item.rel).is_file()] for k in others}
     found = {k: hits for k, hits in found.items() if hits}
     if not found:
         return

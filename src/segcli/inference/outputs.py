@@ -91,9 +91,13 @@ class Outputs:
     def needs_probs(self) -> bool:
         return "prob" in self.save or "uncertainty" in self.save
 
+    def path(self, kind: str, rel: Path) -> Path:
+        """The output file of `rel` of a per-image kind (one of SUFFIXES), saved now or not."""
+        return self.out / FOLDERS.get(kind, "") / with_suffix(rel, SUFFIXES[kind])
+
     def paths(self, rel: Path) -> dict[str, Path]:
         """Per-image output files of `rel` (areas has none)."""
-        return {k: self.out / FOLDERS.get(k, "") / with_suffix(rel, SUFFIXES[k]) for k in self.files}
+        return {k: self.path(k, rel) for k in self.files}
 
     def done(self, rel: Path) -> bool:
         """True when every per-image output of `rel` exists (atomic writes: existing means complete)."""
