@@ -26,6 +26,16 @@ def _folder(root: Path, rng, images: dict[str, np.ndarray]) -> list:
             "--val-fraction", "0.5"]
 
 
+def _empty_last_band(rng, bands: int, extension: str) -> dict[str, np.ndarray]:
+    """4 random 8-bit images of `bands` bands whose last band is 0 everywhere, named b<i>.<extension>."""
+    images = {}
+    for i in range(4):
+        image = rng.integers(0, 256, (32, 48, bands)).astype(np.uint8)
+        image[..., -1] = 0
+        images[f"b{i}.{extension}"] = image
+    return images
+
+
 def test_no_data_pixels_read_at_the_ends_of_the_range(tmp_path):
     """NaN and -inf read as the range's low end (0), +inf as its high end (255), with or without an image_range: a
     0..1 float image with one +inf row was clipped as if it were 0..255 (all but black), and NaN read as the stored
@@ -74,12 +84,7 @@ def test_a_constant_channel_is_not_normalised_by_a_zero_std(tmp_path, rng, run_c
     """A channel that is the same in every train image (a 2-band image saved as RGB with an empty third channel)
     gets the normalisation std of one grey level, not 1e-6 (contrast jitter then fed it to the network as values of
     1e5: a smoke run reached val mIoU 22 against 74); the splits' own figures keep the std measured."""
-    images = {}
-    for i in range(4):
-        image = rng.integers(0, 256, (32, 48, 3)).astype(np.uint8)
-        image[..., 2] = 0
-        images[f"p{i}.png"] = image
-    code, _, stderr = run_cli(*_folder(tmp_path / "a", rng, images), "--out", tmp_path / "out")
+    code, _, stderr = run_cli(*_folder(tmp_path / "a", rng, _empty_last_band(rng, 3, "png")), "--out", tmp_path / "out")
     stats = yaml.safe_load((tmp_path / "out" / "dataset.yaml").read_text())["stats"]
     assert code == 0, stderr
     assert stats["mean"][2] == 0 and stats["std"][2] == round(1 / 255, 6)
@@ -100,12 +105,7 @@ def test_a_constant_band_of_a_multiband_model_gets_the_std_floor(tmp_path, rng, 
     from segcli.data.channels import channel_stats
     from segcli.data.stats import MIN_STD
 
-    images = {}
-    for i in range(4):
-        tile = rng.integers(0, 256, (32, 48, 4)).astype(np.uint8)
-        tile[..., 3] = 0
-        images[f"b{i}.tif"] = tile
-    code, _, stderr = run_cli(*_folder(tmp_path / "a", rng, images), "--out", tmp_path / "out")
+    code, _, stderr = run_cli(*_folder(tmp_path / "a", rng, _empty_last_band(rng, 4, "tif")), "--out", tmp_path / "out")
     assert code == 0, stderr
     mean, std = channel_stats(load_card(tmp_path / "out"), "train", 4)
     assert mean[3] == 0 and std[3] == MIN_STD and all(0.2 < s < 0.4 for s in std[:3]), (mean, std)
