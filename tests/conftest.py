@@ -2,6 +2,8 @@
 
 import signal
 
+pytest_plugins = ["tmp_cleanup"]  # removes module fixtures' temporary folders when their module ends
+
 from helpers_cli import *  # noqa: F401,F403  (fixtures are registered from this namespace)
 
 # A shell without job control starts background commands (`make test &` in a script) with Ctrl-C ignored, and the

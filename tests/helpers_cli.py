@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -111,6 +112,15 @@ def assert_lint_failed(proc: subprocess.CompletedProcess) -> str:
 
 def stdout_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def argmax_agreement(stderr: str) -> float:
+    """The percentage of pixels on which export's verification found the exported model and torch agreeing. Near
+    ties between two classes' logits may round either way, so tests compare it with export's own tolerance (99.99%)
+    rather than 100%."""
+    found = re.findall(r"argmax agreement ([0-9.]+)%", stderr)
+    assert found, stderr[-2000:]
+    return float(found[-1])
 
 
 def load_yaml(path: Path) -> dict:

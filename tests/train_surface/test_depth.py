@@ -8,6 +8,7 @@ import json
 import cv2
 import numpy as np
 import yaml
+from helpers_cli import argmax_agreement
 from helpers_surface import QUICK, segcli
 
 
@@ -59,7 +60,7 @@ def test_twelve_bit_images_train_predict_and_export_like_their_8_bit_copy(tiny_d
     assert "'s none (16-bit as value / 257)" in proc.stderr
 
     proc = segcli("export", "--ckpt", ckpt, "--out", tmp_path / "m.onnx")
-    assert proc.returncode == 0 and "argmax agreement 100.0000%" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 0 and argmax_agreement(proc.stderr) >= 99.99, proc.stderr[-2000:]
     import onnx
 
     meta = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}["segcli"])
