@@ -80,17 +80,21 @@ def test_unwritable_output_dir_is_found_before_the_work(cli, model_ckpt, tiny_da
 # ----------------------------------------------------------------------------- disk full
 @pytest.fixture
 def disk_full(monkeypatch):
-    """disk_full(DIR, after=0): after `after` more files, every write to a file opened by os.fdopen under DIR
-    fails with ENOSPC (what the atomic writer's temp files get from a full disk)."""
+    """disk_full(DIR, after=0, room=0): after `after` more files, a file opened by os.fdopen under DIR takes `room`
+    bytes, and every write past them fails with ENOSPC (what the atomic writer's temp files get from a full disk)."""
     real = os.fdopen
-    budget = [0]
+    budget = [0, 0]
 
     class Full:
         def __init__(self, handle):
             self.handle = handle
+            self.room = budget[1]
 
         def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if len(data) > self.room:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.room -= len(data)
+            return self.handle.write(data)
 
         def __enter__(self):
             return self
@@ -101,9 +105,9 @@ def disk_full(monkeypatch):
         def __getattr__(self, name):
             return getattr(self.handle, name)
 
-    def install(root: Path, after: int = 0):
+    def install(root: Path, after: int = 0, room: int = 0):
         root = str(Path(root).resolve())
-        budget[0] = after
+        budget[:] = [after, room]
 
         def fdopen(fd, *args, **kwargs):
             handle = real(fd, *args, **kwargs)
@@ -194,6 +198,17 @@ def test_disk_full_on_dev_full(model_ckpt, tmp_path):
                               cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
                               env={k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"})
     error_line(proc.returncode, proc.stderr, 3, "No space left on device")
+
+
+def test_disk_full_when_training_writes_a_checkpoint(cli, tiny_data, tmp_path, disk_full):
+    """torch.save meets a full disk inside its zip writer, which reported it as "RuntimeError: [enforce fail at
+    inline_container.cc:672] unexpected pos" (exit 4, an internal error); it is the write error naming the file."""
+    run = tmp_path / "run"
+    disk_full(run / "checkpoints", room=1000)  # the zip writer's first records fit
+    code, _, err = cli("train", f"data.root={tiny_data}", "trainer.max_epochs=1", "--run-dir", run)
+    line = error_line(code, err, 3, str(run / "checkpoints"))
+    assert "No space left on device" in line and "internal error" not in err
+    assert_clean(run)
 
 
 # ----------------------------------------------------------------------------- outputs stay under --out

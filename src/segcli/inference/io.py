@@ -494,9 +494,23 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: b
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         remove_empty(created)
-        if isinstance(err, OSError):
-            raise DataError(f"{path}: cannot write it ({err.strerror or err}); check free space and permissions") from None
+        cause = _os_error(err)
+        if cause is not None:
+            raise DataError(f"{path}: cannot write it ({cause.strerror or cause}); check free space and permissions") from None
         raise
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """`err` when it is an OSError, or the OSError it was raised while handling: torch.save's zip writer reports a
+    write that failed (a full disk) as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos", with
+    the OSError only as its context. None for anything else (a stop signal included)."""
+    seen = set()
+    while isinstance(err, Exception) and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
