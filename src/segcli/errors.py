@@ -42,6 +42,15 @@ class DataError(SegcliError):
     exit_code = EXIT_DATA
 
 
+class WriteError(DataError):
+    """An output could not be written: a full disk, a quota, a read-only filesystem (segcli.inference.io.writing).
+    `path` is the file or folder named; `reason` the system's words ("No space left on device")."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: cannot write it ({reason}); check free space and permissions")
+        self.path, self.reason = path, reason
+
+
 class CheckFailed(SegcliError):
     """A check ran and did not pass (lint, eval gate, export verification, a training loss gone inf/NaN)."""
 

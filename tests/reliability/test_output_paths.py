@@ -200,15 +200,59 @@ def test_disk_full_on_dev_full(model_ckpt, tmp_path):
     error_line(proc.returncode, proc.stderr, 3, "No space left on device")
 
 
-def test_disk_full_when_training_writes_a_checkpoint(cli, tiny_data, tmp_path, disk_full):
+def test_disk_full_when_training_writes_a_checkpoint(cli, tiny_data, tmp_path, disk_full, monkeypatch):
     """torch.save meets a full disk inside its zip writer, which reported it as "RuntimeError: [enforce fail at
     inline_container.cc:672] unexpected pos" (exit 4, an internal error); it is the write error naming the file."""
+    import logging
+
+    # log handlers made while an earlier test ran in this process write to its captured stderr, closed since (each
+    # record would print "--- Logging error ---" and a traceback here)
+    loggers = [logging.getLogger(), *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    for handler in (h for logger in loggers for h in logger.handlers):
+        if type(handler) is logging.StreamHandler and getattr(handler.stream, "closed", False):
+            monkeypatch.setattr(handler, "stream", sys.stderr)
     run = tmp_path / "run"
     disk_full(run / "checkpoints", room=1000)  # the zip writer's first records fit
     code, _, err = cli("train", f"data.root={tiny_data}", "trainer.max_epochs=1", "--run-dir", run)
     line = error_line(code, err, 3, str(run / "checkpoints"))
     assert "No space left on device" in line and "internal error" not in err
     assert_clean(run)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a filesystem of its own that is full: a 1 MiB tmpfs, filled. Needs the right to mount (root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs to mount a small tmpfs (root, and a system that lets it)")
+    try:
+        with open(disk / "filler", "wb", buffering=0) as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "export", "torchscript", "prepare", "train"])
+def test_a_full_disk_names_the_output(cli, model_ckpt, tiny_data, tmp_path, full_disk, command):
+    """A real ENOSPC from the kernel in every command that writes files: the one error line names the output, with
+    exit 3, and nothing half-written is left. Export to ONNX named no file ("cannot write the output … where stdout
+    goes"), export to TorchScript aborted the process with a C++ stack, leaving its hidden staging file, and
+    prepare named no file; eval named its hidden staging folder, train "internal error: … unexpected pos"."""
+    out = full_disk / "out"
+    commands = _commands(tmp_path, model_ckpt, tiny_data, out)
+    commands["torchscript"] = ["export", "--ckpt", model_ckpt, "--format", "torchscript", "--out", out / "m.pt"]
+    code, stdout, err = cli(*commands[command])
+    named = {"export": out / "m.onnx", "torchscript": out / "m.pt"}.get(command, out)
+    line = error_line(code, err, 3, named)
+    assert "No space left on device" in line
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
 
 
 # ----------------------------------------------------------------------------- outputs stay under --out

@@ -266,7 +266,7 @@ def run(cfg) -> Path:
 def _export(cfg, out: Path) -> Path:
     from segcli.export.metadata import export_meta
     from segcli.inference.backends import eager_predictor, load_torch_model
-    from segcli.inference.io import not_writable, staging_path
+    from segcli.inference.io import not_writable, staging_path, writing
 
     half, fmt = bool(cfg.half), str(cfg.format)
     _check_is_checkpoint(cfg.ckpt)
@@ -283,30 +283,31 @@ def _export(cfg, out: Path) -> Path:
     device = "cuda" if half else "cpu"  # fp32 is verified on the CPU: exact arithmetic, no TF32
 
     staging = staging_path(out.parent, f".{out.stem}", out.suffix)
-    try:
-        info(f"export: {fmt}, output {meta_out['output']}, {meta_out['dtype']}"
-             + (f", opset {cfg.opset}" if fmt == "onnx" else "") + f" → {out}")
-        if fmt == "onnx":
-            from segcli.export.onnx import DYNAMO_FALLBACK_FROM, export_onnx
-
-            dynamo = export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device)
-        else:
-            from segcli.export.torchscript import export_torchscript
-
-            export_torchscript(model, meta_out, staging, device=device)
-        reference = eager_predictor(model, meta, "cpu", batch_size=1)
+    with writing(out):  # a full disk while the file is written is named as --out, not the hidden staging file
         try:
-            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), checked, half, out)
-        except SizeBound as err:
-            if fmt != "onnx" or dynamo or int(cfg.opset) < DYNAMO_FALLBACK_FROM:
-                raise
-            info(f"export: the TorchScript-based exporter's file runs only at its example input's size (it fails on "
-                 f"a {err.size[0]}x{err.size[1]} image); exporting with torch.export instead")
-            export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device, dynamo=True)
-            _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), checked, half, out)
-        os.replace(staging, out)
-    finally:
-        staging.unlink(missing_ok=True)
+            info(f"export: {fmt}, output {meta_out['output']}, {meta_out['dtype']}"
+                 + (f", opset {cfg.opset}" if fmt == "onnx" else "") + f" → {out}")
+            if fmt == "onnx":
+                from segcli.export.onnx import DYNAMO_FALLBACK_FROM, export_onnx
+
+                dynamo = export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device)
+            else:
+                from segcli.export.torchscript import export_torchscript
+
+                export_torchscript(model, meta_out, staging, device=device)
+            reference = eager_predictor(model, meta, "cpu", batch_size=1)
+            try:
+                _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), checked, half, out)
+            except SizeBound as err:
+                if fmt != "onnx" or dynamo or int(cfg.opset) < DYNAMO_FALLBACK_FROM:
+                    raise
+                info(f"export: the TorchScript-based exporter's file runs only at its example input's size (it fails on "
+                     f"a {err.size[0]}x{err.size[1]} image); exporting with torch.export instead")
+                export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device, dynamo=True)
+                _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), checked, half, out)
+            os.replace(staging, out)
+        finally:
+            staging.unlink(missing_ok=True)
     if cfg.benchmark.enabled:
         _benchmark(cfg, model, meta, out, images)
     result(str(out.resolve()))

@@ -304,7 +304,12 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             info(f"train: run directory {run_dir}")
             if crop:  # once every setting has passed its checks: an error stays the only line
                 _crop_note(card, cfg.data, [int(v) for v in crop], smallest)
-    save_config(run_dir, cfg)
+    try:
+        save_config(run_dir, cfg)
+    except Exception:  # a full disk: the run directory this command made goes too
+        if new_dir:
+            _remove_if_no_checkpoint(run_dir, created)
+        raise
 
     best = best_checkpoint(run_dir / "checkpoints") if validates(cfg.data) else None
     ctrl_c = CtrlC()

@@ -37,7 +37,7 @@ from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, DataError, stops_held
 from segcli.inference.io import (atomic_write_bytes, decode_stored, not_writable, png_colour_type, resolver, staging_path,
-                                 within, write_png)
+                                 within, write_png, writing)
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -115,12 +115,13 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     shutil.rmtree(staging, ignore_errors=True)
     report = LintReport(source.name, findings=list(source.findings), strict=strict, keep_going=keep_going)
     try:
-        card = _process(staging, source, report, max_size, workers, progress, image_range)
-        if report.passed:
-            atomic_write_bytes(staging / LINT_NAME, report.to_json().encode("utf-8"))
-            _swap_into_place(staging, out, overwrite)
-            card.root = out
-            return Prepared(card, report, out / LINT_NAME)
+        with writing(out):  # a full disk names --out, not the hidden staging folder (or no file at all)
+            card = _process(staging, source, report, max_size, workers, progress, image_range)
+            if report.passed:
+                atomic_write_bytes(staging / LINT_NAME, report.to_json().encode("utf-8"))
+                _swap_into_place(staging, out, overwrite)
+                card.root = out
+                return Prepared(card, report, out / LINT_NAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     lint_path = out.parent / f"{out.name}.{LINT_NAME}" if (out / CARD_NAME).exists() else out / LINT_NAME

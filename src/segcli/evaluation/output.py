@@ -92,7 +92,7 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
     import shutil
 
     from segcli.errors import DataError, stops_held
-    from segcli.inference.io import missing_folders, remove_empty, staging_path
+    from segcli.inference.io import missing_folders, remove_empty, staging_path, writing
 
     staging = staging_path(out, ".report")
     created = missing_folders(staging)  # the staging folder, and --out and its parents where they are new
@@ -102,7 +102,8 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
         except OSError as err:  # else the line named the hidden staging folder's report.json
             raise DataError(f"--out {out}: cannot write the report files there ({err.strerror or err}); give a folder "
                             "you can write to") from None
-        _write_all(staging, report, acc, card, split, report_text)
+        with writing(out):  # a full disk names --out, not the hidden staging folder's file
+            _write_all(staging, report, acc, card, split, report_text)
         with stops_held():  # all files or none of them
             written = set()
             for path in sorted(staging.rglob("*")):

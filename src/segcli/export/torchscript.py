@@ -30,4 +30,5 @@ def export_torchscript(model: torch.nn.Module, meta: dict, path: str | Path, dev
             first = first_line(err)
             raise ConfigError(f"cannot trace {meta['model']['arch']}/{meta['model']['encoder']} to TorchScript: {first}; "
                               "try --format onnx") from None
-        torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
+        with open(path, "wb") as handle:  # through Python: torch's own file writer aborts the process on a full disk
+            torch.jit.save(traced, handle, _extra_files={TORCHSCRIPT_META: json.dumps(meta)})

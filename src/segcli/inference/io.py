@@ -7,6 +7,8 @@ RGBA, 16-bit, EXIF-rotated JPEG), or with another channel count on request (read
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import BinaryIO, Callable, Sequence
 import cv2
 import numpy as np
 
-from segcli.errors import DataError, stops_held
+from segcli.errors import DataError, WriteError, stops_held
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -494,13 +496,35 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: b
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         remove_empty(created)
-        cause = _os_error(err)
+        cause = os_error_in(err)
         if cause is not None:
-            raise DataError(f"{path}: cannot write it ({cause.strerror or cause}); check free space and permissions") from None
+            raise WriteError(path, cause.strerror or str(cause)) from None
         raise
 
 
-def _os_error(err: BaseException) -> OSError | None:
+# what a write meets when the output, not the input, is at fault: a full disk, a quota, a read-only filesystem, a
+# file past the filesystem's size limit
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def writing(target: str | Path):
+    """Around code that writes `target` (a file or folder, maybe through a hidden staging copy): a write that fails
+    for a cause in WRITE_ERRNOS, or an atomic_write's WriteError, becomes one WriteError naming `target` (exit 3). A
+    library's OSError named no file ("cannot write the output", as if stdout had failed), torch.jit.save's was an
+    abort, and a staging file's name is not where the user looks."""
+    try:
+        yield
+    except WriteError as err:
+        raise WriteError(target, err.reason) from None
+    except Exception as err:
+        cause = os_error_in(err)
+        if cause is None or cause.errno not in WRITE_ERRNOS:
+            raise
+        raise WriteError(target, cause.strerror or str(cause)) from None
+
+
+def os_error_in(err: BaseException) -> OSError | None:
     """`err` when it is an OSError, or the OSError it was raised while handling: torch.save's zip writer reports a
     write that failed (a full disk) as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos", with
     the OSError only as its context. None for anything else (a stop signal included)."""
