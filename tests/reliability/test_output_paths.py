@@ -203,20 +203,44 @@ def test_disk_full_on_dev_full(model_ckpt, tmp_path):
 def test_disk_full_when_training_writes_a_checkpoint(cli, tiny_data, tmp_path, disk_full, monkeypatch):
     """torch.save meets a full disk inside its zip writer, which reported it as "RuntimeError: [enforce fail at
     inline_container.cc:672] unexpected pos" (exit 4, an internal error); it is the write error naming the file."""
-    import logging
-
-    # log handlers made while an earlier test ran in this process write to its captured stderr, closed since (each
-    # record would print "--- Logging error ---" and a traceback here)
-    loggers = [logging.getLogger(), *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
-    for handler in (h for logger in loggers for h in logger.handlers):
-        if type(handler) is logging.StreamHandler and getattr(handler.stream, "closed", False):
-            monkeypatch.setattr(handler, "stream", sys.stderr)
+    _live_log_handlers(monkeypatch)
     run = tmp_path / "run"
     disk_full(run / "checkpoints", room=1000)  # the zip writer's first records fit
     code, _, err = cli("train", f"data.root={tiny_data}", "trainer.max_epochs=1", "--run-dir", run)
     line = error_line(code, err, 3, str(run / "checkpoints"))
     assert "No space left on device" in line and "internal error" not in err
     assert_clean(run)
+
+
+def _live_log_handlers(monkeypatch) -> None:
+    """Log handlers made while an earlier test ran in this process write to its captured stderr, closed since (each
+    record would print "--- Logging error ---" and a traceback): they write to this test's stderr."""
+    import logging
+
+    loggers = [logging.getLogger(), *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    for handler in (h for logger in loggers for h in logger.handlers):
+        if type(handler) is logging.StreamHandler and getattr(handler.stream, "closed", False):
+            monkeypatch.setattr(handler, "stream", sys.stderr)
+
+
+def test_a_run_whose_first_last_ckpt_failed_is_not_sent_in_circles(cli, tiny_data, tmp_path, disk_full, monkeypatch):
+    """The disk fills after best.ckpt, at the first last.ckpt: the run keeps best.ckpt (a model) but has nothing to
+    resume from. `--resume` said "start it again without --resume", and starting it again said "holds a run
+    already; continue it with `segcli train --resume`": each sent the user to the other. Now neither advises the
+    other; both say what works (another --run-dir, or deleting the run first)."""
+    _live_log_handlers(monkeypatch)
+    run = tmp_path / "run"
+    disk_full(run / "checkpoints", after=1)  # best.ckpt is written; last.ckpt meets the full disk
+    code, _, err = cli("train", f"data.root={tiny_data}", "trainer.max_epochs=1", "--run-dir", run)
+    error_line(code, err, 3, run / "checkpoints" / "last.ckpt", "No space left on device")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt"]
+    code, _, err = cli("train", "--resume", run)
+    line = only_error(code, err, 3, "no last.ckpt", run / "checkpoints" / "best.ckpt")
+    assert "another --run-dir" in line and f"delete {run}" in line
+    code, _, err = cli("train", f"data.root={tiny_data}", "trainer.max_epochs=1", "--run-dir", run)
+    line = only_error(code, err, 2, run, "no last.ckpt")
+    assert "--resume" not in line and "another --run-dir" in line and f"delete {run}" in line
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt"]
 
 
 @pytest.fixture
@@ -253,6 +277,88 @@ def test_a_full_disk_names_the_output(cli, model_ckpt, tiny_data, tmp_path, full
     line = error_line(code, err, 3, named)
     assert "No space left on device" in line
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+@pytest.mark.parametrize("save", ["mask,areas", "mask,uncertainty"])
+def test_a_full_disk_in_predict_names_the_first_file_that_failed(cli, model_ckpt, tmp_path, full_disk, save):
+    """The tables (areas.csv, uncertainty.csv) of the inputs done are written when a run stops; on a full disk
+    that write failed too, and its error hid the one that stopped the run: "areas.csv: cannot write it" when not
+    one mask had been written. The error names the mask that failed first."""
+    out = full_disk / "out"
+    code, stdout, err = cli("predict", _inputs(tmp_path / "in"), "--ckpt", model_ckpt, "--out", out, "--save", save,
+                            "writers=1")
+    line = error_line(code, err, 3, out / "img0.png", "No space left on device")
+    assert ".csv" not in line and stdout == ""
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_a_full_disk_while_predicting_a_video_is_no_unreadable_input(cli, model_ckpt, tmp_path, disk_full):
+    """A video's frame mask that met a full disk was counted as a failed input: a warning, then "1 of 1 inputs
+    could not be read (first: …/clip/000000.png: cannot write it …); nothing was predicted". It is the write error,
+    exit 3, naming the frame's file."""
+    import cv2
+
+    video = tmp_path / "in" / "clip.avi"
+    video.parent.mkdir()
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (40, 32))
+    for i in range(3):
+        writer.write(noise(32, 40, seed=i))
+    writer.release()
+    out = tmp_path / "out"
+    disk_full(out)
+    code, stdout, err = cli("predict", video, "--ckpt", model_ckpt, "--out", out, "--save", "mask", "--frame-masks",
+                            "video.codec=MJPG")
+    line = only_error(code, err, 3, out / "clip" / "000000.png", "No space left on device")
+    assert "could not be read" not in line and stdout == ""
+    assert_clean(tmp_path)
+
+
+def _refill(disk: Path) -> None:
+    """Fill full_disk's filesystem again (after room was made by cutting its filler file)."""
+    with open(disk / "filler", "ab", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+
+
+@pytest.mark.parametrize("case", ["new column", "half a row"])
+def test_metrics_csv_stays_whole_when_the_disk_fills(full_disk, case):
+    """train's metrics.csv on a disk that fills. A new column (the epoch's loss after the first checkpoint): the
+    header rewrite failed, but Lightning had widened its header in memory, so its next save (finalize, on the way
+    out) appended a row of 10 fields under the 8-field header (tmpfs and most file systems have room left in the
+    file's last block): values under the wrong columns, and `train --resume` stopped with "internal error:
+    ValueError: dict contains fields not in fieldnames". An append that crossed into a new block left half a row.
+    Now each failed save names metrics.csv and leaves the file as it was; once there is room, the rows held back
+    are written under the right header."""
+    import csv
+
+    from segcli.errors import WriteError
+    from segcli.training.loggers import _AppendingWriter
+
+    os.truncate(full_disk / "filler", 0)
+    run = full_disk / "run"
+    writer = _AppendingWriter(log_dir=str(run))
+    metrics = run / "metrics.csv"
+    pad = 4096 - len("note,step\r\n") - len(",0\r\n") - 6  # the file ends 6 bytes before its block does
+    writer.log_metrics({"note": "x" * (pad if case == "half a row" else 8)}, step=0)
+    writer.save()
+    _refill(full_disk)
+    before = metrics.read_bytes()
+    writer.log_metrics({"note": "y" * 20, **({"val/mIoU": 0.25} if case == "new column" else {})}, step=1)
+    for _ in range(2):  # the failed save, then Lightning's finalize
+        with pytest.raises(WriteError, match="metrics.csv"):
+            writer.save()
+        assert metrics.read_bytes() == before
+    os.truncate(full_disk / "filler", 0)
+    writer.save()
+    with open(metrics, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["step"] for row in rows] == ["0", "1"] and rows[1]["note"] == "y" * 20
+    assert all(None not in row for row in rows)
+    if case == "new column":
+        assert rows[1]["val/mIoU"] == "0.25"
 
 
 # ----------------------------------------------------------------------------- outputs stay under --out

@@ -14,7 +14,7 @@ from collections import deque
 from pathlib import Path
 
 from segcli.console import info, result
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError, DataError, WriteError
 
 
 def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
@@ -205,10 +205,14 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
                                           cfg.video.codec, state.emit)
                 if not cfg.jsonl:
                     result(str(video))
+            except WriteError:  # an output, not this input: "could not be read", and the next video would fail too
+                raise
             except DataError as err:
                 state.fail(err.message)
-    finally:
-        _write_tables(state, collected, save, shard_spec)
+    except BaseException:
+        _tables_of_a_stopped_run(state, collected, save, shard_spec)
+        raise
+    _write_tables(state, collected, save, shard_spec)
     seconds = time.perf_counter() - start
     fresh = [record for record in state.records if not record.skipped]
     done = len(fresh)  # images and video frames
@@ -224,6 +228,16 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
         raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
                         f"{others}")
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
+
+
+def _tables_of_a_stopped_run(state, collected, save, shard_spec) -> None:
+    """The tables of the inputs done before a run stopped (Ctrl-C, an output that could not be written). One that
+    cannot be written either (the same full disk) must not hide what stopped the run: the error named areas.csv
+    when the first mask had already failed."""
+    try:
+        _write_tables(state, collected, save, shard_spec)
+    except WriteError:
+        pass
 
 
 def _write_tables(state, collected, save, shard_spec) -> None:

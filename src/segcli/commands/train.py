@@ -74,6 +74,12 @@ def _refuse_an_earlier_run(run_dir: Path, cfg) -> None:
 
 
 def _refuse_checkpoints(run_dir: Path) -> None:
+    """A run with a last.ckpt is continued with --resume; one with only a best.ckpt (its first last.ckpt failed, e.g.
+    on a full disk) cannot be, and advising --resume sent the user back here: its best.ckpt is a model, kept."""
+    if (run_dir / "checkpoints" / "best.ckpt").is_file() and not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        raise ConfigError(f"--run-dir {run_dir} holds a run's best.ckpt but no last.ckpt to continue from (the run "
+                          "stopped before it wrote one, e.g. on a full disk); give another --run-dir, or delete "
+                          f"{run_dir} to start afresh there (a new run would overwrite that best.ckpt)")
     if _has_checkpoint(run_dir):
         raise ConfigError(f"--run-dir {run_dir} holds a run already (checkpoints); continue it with "
                           f"`segcli train --resume {run_dir}`, or give another --run-dir (a new run would overwrite "

@@ -24,6 +24,24 @@ class _AppendingWriter(ExperimentWriter):
             with open(self.metrics_file_path, newline="") as handle:
                 self.metrics_keys = next(csv.reader(handle), [])
 
+    def save(self) -> None:
+        """Lightning's save, undone in full when it fails (a full disk): Lightning widens its header in memory
+        before it rewrites metrics.csv, so after a failed rewrite the next save (its finalize, on the way out) appended
+        rows of more fields than the file's header (a later `--resume` then stopped with an internal error), and an
+        append cut short left half a row. The header goes back, the file is cut back to where it was, and the
+        error names metrics.csv."""
+        from segcli.inference.io import writing
+
+        keys = list(self.metrics_keys)
+        self._whole = os.path.getsize(self.metrics_file_path) if os.path.isfile(self.metrics_file_path) else None
+        try:
+            with writing(self.metrics_file_path):
+                super().save()
+        except BaseException:
+            self.metrics_keys = keys  # after a rewrite that did happen, the next save only rewrites it the same
+            _cut_back(self.metrics_file_path, self._whole)
+            raise
+
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         """When a metric appears for the first time (val/mIoU at the first validation), Lightning empties
         metrics.csv and writes it again under the wider header: a kill in between (SIGKILL, pre-emption, just after
@@ -36,7 +54,21 @@ class _AppendingWriter(ExperimentWriter):
         writer = csv.DictWriter(buffer, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_bytes(self.metrics_file_path, buffer.getvalue().encode("utf-8"))
+        data = buffer.getvalue().encode("utf-8")
+        atomic_write_bytes(self.metrics_file_path, data)
+        self._whole = len(data)  # where save cuts the file back to if the append after this fails
+
+
+def _cut_back(path: str, size: int | None) -> None:
+    """`path` back to its first `size` bytes (rows appended since, whole or half, go), or removed when it did not
+    exist (size None); cutting a file needs no free space. Best effort: the write's own error is the one reported."""
+    try:
+        if size is None:
+            os.unlink(path)
+        elif os.path.getsize(path) > size:
+            os.truncate(path, size)
+    except OSError:
+        pass
 
 
 class RunCSVLogger(CSVLogger):

@@ -44,10 +44,22 @@ def last_checkpoint(run_dir: Path) -> tuple[Path, int, dict]:
 
     path = run_dir / "checkpoints" / f"{LAST}.ckpt"
     if not path.is_file():
-        raise DataError(f"{path}: no last.ckpt to resume from; the run stopped before its first epoch ended "
-                        "(start it again without --resume)")
+        raise DataError(_no_last_checkpoint(run_dir, path))
     ckpt = read_checkpoint(path)
     return path, int(ckpt.get("global_step", 0)), ckpt["hyper_parameters"]["meta"]
+
+
+def _no_last_checkpoint(run_dir: Path, path: Path) -> str:
+    """Why RUN_DIR cannot be resumed and what works instead. With a best.ckpt (the first last.ckpt failed, e.g. on
+    a full disk, after best.ckpt was written), "start it again without --resume" was refused in turn ("holds a run
+    already; continue it with --resume"): the run is not continued but its best.ckpt is a model, kept."""
+    best = path.with_name("best.ckpt")
+    if best.is_file():
+        return (f"{path}: no last.ckpt to resume from (the run stopped before it wrote one, e.g. on a full disk); "
+                f"{best} is a model to use as it is: to train again, give another --run-dir, or delete {run_dir} "
+                "and start it again without --resume")
+    return (f"{path}: no last.ckpt to resume from; the run stopped before its first epoch ended (start it again "
+            "without --resume)")
 
 
 def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
@@ -90,8 +102,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
         raise DataError(f"{saved}: not found; --resume needs a run directory written by `segcli train`")
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
-        raise DataError(f"{last}: no last.ckpt to resume from; the run stopped before its first epoch ended "
-                        "(start it again without --resume)")
+        raise DataError(_no_last_checkpoint(run_dir, last))
     cfg = OmegaConf.load(saved)
     try:
         parsed = OverridesParser.create().parse_overrides(quote_values(list(overrides)))
