@@ -313,6 +313,27 @@ def test_a_full_disk_while_predicting_a_video_is_no_unreadable_input(cli, model_
     assert_clean(tmp_path)
 
 
+@pytest.mark.parametrize("room", [0, 64])
+def test_a_full_disk_under_an_overlay_video_is_named(cli, model_ckpt, tmp_path, full_disk, room):
+    """OpenCV's video writer reports no failed write: on a disk full from the start, or filling up during the video,
+    predict put a cut-off overlay video in place (its AVI header counting every frame) and exited 0. Both are the
+    write error naming the overlay video, with nothing left."""
+    import cv2
+
+    video = tmp_path / "in" / "clip.avi"
+    video.parent.mkdir()
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 128))
+    for i in range(12):
+        writer.write(noise(128, 160, seed=i))
+    writer.release()
+    os.truncate(full_disk / "filler", max(0, (full_disk / "filler").stat().st_size - room * 1024))
+    out = full_disk / "out"
+    code, stdout, err = cli("predict", video, "--ckpt", model_ckpt, "--out", out, "--save", "overlay",
+                            "video.codec=MJPG")
+    error_line(code, err, 3, out / "overlays" / "clip.avi", "No space left on device")
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
 def _refill(disk: Path) -> None:
     """Fill full_disk's filesystem again (after room was made by cutting its filler file)."""
     with open(disk / "filler", "ab", buffering=0) as filler:

@@ -77,6 +77,38 @@ def is_frame_mask_name(name: str) -> bool:
     return dot == "." and suffix == "png" and len(stem) >= 6 and stem.isdigit()
 
 
+def _check_written(tmp: Path, target: Path, frames: int, code: str) -> None:
+    """OpenCV's video writer reports no failed write: on a disk that filled up, predict put a cut-off overlay video
+    in place (23 of 60 frames playable) and exited 0. A disk with no room left after the video is taken as having
+    cut it off (an AVI's header may even count every frame: the header is written first, the frames' data after),
+    and the file must hold every frame."""
+    import cv2
+
+    _check_room(tmp.parent, target)
+    capture = cv2.VideoCapture(str(tmp))
+    held = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    if held < frames:
+        raise DataError(f"{target}: OpenCV's writer (video.codec={code}) wrote {held} of the {frames} frames; set "
+                        "video.codec to another FourCC your OpenCV supports, e.g. MJPG")
+
+
+def _check_room(folder: Path, target: Path) -> None:
+    """WriteError naming `target` when a 4 KiB write into `folder` fails now (a full disk, a quota): what OpenCV's
+    video writer met, as it says nothing of why it could not open or write."""
+    import tempfile
+
+    from segcli.errors import WriteError
+
+    try:
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise WriteError(target, err.strerror or str(err)) from None
+
+
 def fourcc(codec: str | None, target: Path) -> str:
     """The overlay video's FourCC: video.codec, else the default for `target`'s container; video.codec must be 4
     characters (Hydra reads video.codec=1234 as a number: it is taken as the text 1234)."""
@@ -169,6 +201,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                     h, w = frame.shape[:2]
                     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), fps, (w, h))
                     if not writer.isOpened():
+                        _check_room(tmp.parent, target)  # a full disk is no codec OpenCV lacks
                         raise ConfigError(f"{target}: OpenCV cannot write this video (video.codec={code}); set "
                                           "video.codec to a FourCC your OpenCV supports, e.g. MJPG")
                     if w % 2 or h % 2:  # OpenCV's FFmpeg writer drops the last column/row of odd sizes
@@ -197,6 +230,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                  "or damaged file?); the overlay video and the rows hold those read")
         writer.release()
         writer = None
+        _check_written(tmp, target, index, code)
         os.replace(tmp, target)
         return target
     finally:
