@@ -281,3 +281,16 @@ def test_metrics_csv_keeps_its_rows_when_a_new_metric_widens_it_and_the_write_is
         logger.save()
     assert (tmp_path / "cut" / "metrics.csv").read_text() == before
     assert len(before.splitlines()) == 3
+
+
+def test_resume_trims_a_metrics_csv_with_damaged_rows(tmp_path, capsys):
+    """A segcli before 2026-12-06 could leave rows of more fields than the header (or cut short) in metrics.csv on a
+    full disk; --resume then stopped with "internal error: ValueError: dict contains fields not in fieldnames".
+    They are left out with a note, and the rows before the resumed step stay."""
+    from segcli.training.resume import trim_metrics
+
+    (tmp_path / "metrics.csv").write_text("epoch,step,train/loss\r\n0,1,0.9\r\n0,2,0.8,0.5,extra\r\n0,3\r\n"
+                                          "1,4,0.7\r\n1,9,0.1\r\n", newline="")
+    trim_metrics(tmp_path, global_step=5)
+    assert (tmp_path / "metrics.csv").read_text() == "epoch,step,train/loss\n0,1,0.9\n1,4,0.7\n"
+    assert "left out 2 damaged row(s)" in capsys.readouterr().err

@@ -153,21 +153,43 @@ def _dataset_root(last: Path, root: str) -> str:
 
 
 def trim_metrics(run_dir: Path, global_step: int) -> None:
-    """Keep only the metrics.csv rows logged before optimiser step `global_step` (atomically)."""
+    """Keep only the metrics.csv rows logged before optimiser step `global_step` (atomically). Damaged rows (more
+    or fewer fields than the header, a step that is no number: a segcli before 2026-12-06 could write them on a full
+    disk) are left out with a note; they stopped --resume with "internal error: ValueError"."""
+    from segcli.console import info
     from segcli.inference.io import atomic_write_bytes
 
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return
+    rows, damaged = [], 0
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
-        rows = [r for r in reader if r.get("step") not in (None, "") and int(float(r["step"])) < global_step]
+        for row in reader:
+            step = _step_of(row)
+            if step is None:
+                damaged += bool(row.get("step"))  # a row without a step is not logged by Lightning: left out as before
+            elif step < global_step:
+                rows.append(row)
+    if damaged:
+        info(f"train: note: {path}: left out {damaged} damaged row(s) (fields that do not match its header)")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def _step_of(row: dict) -> int | None:
+    """A metrics.csv row's step, or None for a row without one or a damaged row (fields past the header are under
+    the key None; a row cut short has None values)."""
+    if None in row or None in row.values():
+        return None
+    try:
+        return int(float(row.get("step") or ""))
+    except ValueError:
+        return None
 
 
 _ABSENT = object()
