@@ -301,8 +301,8 @@ def _export(cfg, out: Path) -> Path:
             except SizeBound as err:
                 if fmt != "onnx" or dynamo or int(cfg.opset) < DYNAMO_FALLBACK_FROM:
                     raise
-                info(f"export: the TorchScript-based exporter's file runs only at its example input's size (it fails on "
-                     f"a {err.size[0]}x{err.size[1]} image); exporting with torch.export instead")
+                info(f"export: the TorchScript-based exporter's file runs only at its example input's size (it fails "
+                     f"on a {err.size[0]}x{err.size[1]} image); exporting with torch.export instead")
                 export_onnx(model, meta_out, staging, opset=int(cfg.opset), device=device, dynamo=True)
                 _verify(cfg, reference, _load_exported(staging, fmt, device, cfg), checked, half, out)
             os.replace(staging, out)

@@ -180,7 +180,7 @@ def _check_class_params(params: dict, num_classes: int) -> None:
         if given.get("class_weights") is not None:
             try:
                 resolve_class_weights(list(given["class_weights"]), num_classes, None)
-            except (ConfigError, TypeError) as err:
+            except (ConfigError, TypeError):
                 raise ConfigError(f"loss.params.{name}.class_weights={given['class_weights']!r}: give "
                                   f"{num_classes} numbers >= 0 (one per class, not all 0), or null") from None
 
