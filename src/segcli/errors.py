@@ -46,9 +46,19 @@ class WriteError(DataError):
     """An output could not be written: a full disk, a quota, a read-only filesystem (segcli.inference.io.writing).
     `path` is the file or folder named; `reason` the system's words ("No space left on device")."""
 
+    FIX = "check free space and permissions"
+
     def __init__(self, path, reason: str):
-        super().__init__(f"{path}: cannot write it ({reason}); check free space and permissions")
+        super().__init__(f"{path}: cannot write it ({reason}); {self.FIX}")
         self.path, self.reason = path, reason
+
+    @classmethod
+    def from_line(cls, line: str) -> "WriteError | None":
+        """The WriteError that another segcli process's `segcli: error:` line reports (a sweep's job), else None."""
+        import re
+
+        found = re.fullmatch(rf"segcli: error: (.+): cannot write it \((.+?)\); {re.escape(cls.FIX)}", line.strip())
+        return None if found is None else cls(found.group(1), found.group(2))
 
 
 class CheckFailed(SegcliError):

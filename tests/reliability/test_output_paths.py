@@ -4,6 +4,7 @@ leave --out (.., absolute paths, symlinks, list files, eval --worst keys), non-U
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -380,6 +381,112 @@ def test_metrics_csv_stays_whole_when_the_disk_fills(full_disk, case):
     assert all(None not in row for row in rows)
     if case == "new column":
         assert rows[1]["val/mIoU"] == "0.25"
+
+
+def _fake_sweep_jobs(monkeypatch, full_at: int | None = None) -> list[list[str]]:
+    """Each sweep job's `segcli train` process faked (seconds, not minutes): it makes its run folder, and the job
+    `full_at` writes best.ckpt, then stops on a full disk at its first last.ckpt (exit 3, writing's error line);
+    the others end with a last.ckpt. Returns the argument lists the jobs were started with."""
+    import io
+
+    started = []
+
+    real = subprocess.Popen
+
+    class Job:
+        def __new__(cls, args, **kwargs):  # other processes (not a sweep's job) start as they would
+            return super().__new__(cls) if list(args[1:4]) == ["-m", "segcli", "train"] else real(args, **kwargs)
+
+        def __init__(self, args, **kwargs):
+            started.append([str(a) for a in args])
+            run = Path(args[args.index("--run-dir") + 1] if "--run-dir" in args else args[args.index("--resume") + 1])
+            (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+            if "--run-dir" in args:  # what train saves: the job's config (a resume of the job checks it)
+                from segcli.config import compose, to_yaml
+
+                (run / "config.yaml").write_text(to_yaml(compose("train", [str(a) for a in args[4:-2]])))
+            (run / "metrics.csv").write_text("epoch,step,val/mIoU\n0,1,0.5\n")
+            (run / "checkpoints" / "best.ckpt").write_bytes(b"model")
+            last = run / "checkpoints" / "last.ckpt"
+            self.code, lines = 0, "train: done\n"
+            if len(started) - 1 == full_at:
+                self.code = 3
+                lines = (f"train: run directory {run}\nsegcli: error: {last}: cannot write it (No space left on "
+                         "device); check free space and permissions\n")
+            else:
+                last.write_bytes(b"state")
+            self.stderr = io.StringIO(lines)
+
+        def wait(self):
+            return self.code
+
+        def poll(self):
+            return self.code
+
+    monkeypatch.setattr(subprocess, "Popen", Job)  # sweep._run_job's
+    return started
+
+
+def test_a_full_disk_stops_a_sweep_and_resume_runs_the_job_again(cli, tiny_data, tmp_path, monkeypatch):
+    """A sweep job stopped by a full disk was recorded as 'failed (exit 3)' and the sweep went on to the next job
+    (on the same full disk), exiting 1; `train --resume SWEEP_DIR` after space was freed ran nothing ("3 of 3
+    jobs ended before") and the job could not be started again in its folder (its best.ckpt). Now the sweep stops
+    with the write error (exit 3, one error line, pointing at --resume), the job is left out of the summary and
+    its folder, which cannot be continued, is removed; the resume runs it and the jobs after it."""
+    root = tmp_path / "sweep"
+    started = _fake_sweep_jobs(monkeypatch, full_at=1)
+    code, out, err = cli("train", "-m", "seed=1,2,3", f"data.root={tiny_data}", "--run-dir", root)
+    last = root / "1-seed=2" / "checkpoints" / "last.ckpt"
+    line = error_line(code, err, 3, last, "No space left on device", f"segcli train --resume {root}")
+    assert err.count("segcli: error:") == 1 and "sweep job 3/3" not in err and line
+    assert len(started) == 2 and not (root / "1-seed=2").exists()
+    assert [row["job"] for row in json.loads((root / "summary.json").read_text())["jobs"]] == [0]
+    started = _fake_sweep_jobs(monkeypatch)  # room again
+    code, out, err = cli("train", "--resume", root)
+    assert code == 0, err
+    assert [args[-1] for args in started] == [str(root / "1-seed=2"), str(root / "2-seed=3")]  # --run-dir: afresh
+    assert [row["status"] for row in json.loads((root / "summary.json").read_text())["jobs"]] == ["ok"] * 3
+    assert_clean(root)
+
+
+def test_a_full_disk_at_the_sweep_summary_is_one_error_and_resume_goes_on(cli, tiny_data, tmp_path, monkeypatch,
+                                                                          disk_full):
+    """The disk fills when the summary is written after job 0 ended: one error naming the summary file (not a
+    second failed write of it on the way out hiding the first), and `--resume` goes on from there."""
+    root = tmp_path / "sweep"
+    started = _fake_sweep_jobs(monkeypatch)
+    disk_full(root, after=1)  # sweep.json is written; the summary after job 0 meets the full disk
+    code, out, err = cli("train", "-m", "seed=1,2", f"data.root={tiny_data}", "--run-dir", root)
+    error_line(code, err, 3, root / "summary.json", "No space left on device", f"segcli train --resume {root}")
+    assert len(started) == 1 and not (root / "summary.json").exists() and not (root / "summary.csv").exists()
+    assert_clean(root)
+    disk_full(root, after=10 ** 6)
+    code, out, err = cli("train", "--resume", root)
+    assert code == 0, err
+    assert [row["status"] for row in json.loads((root / "summary.json").read_text())["jobs"]] == ["ok"] * 2
+
+
+def test_skip_existing_does_not_trust_a_cut_off_output(cli, model_ckpt, tmp_path):
+    """Outputs cut off by a full disk (an earlier segcli, a copy) or by a crash (zero length after a power cut):
+    --skip-existing took any file that existed as done. A cut-off mask stopped the run with "internal error:
+    OSError: image file is truncated" (exit 4), a cut-off overlay was kept as it was. Both inputs are predicted
+    again and their files rewritten whole."""
+    images, out = _inputs(tmp_path / "in"), tmp_path / "out"
+    code, _, err = cli("predict", images, "--ckpt", model_ckpt, "--out", out, "--save", "mask,overlay,areas")
+    assert code == 0, err
+    whole = {p: p.read_bytes() for p in files_under(out)}
+    mask, overlay = out / "img0.png", out / "overlays" / "img1.png"
+    with open(mask, "r+b") as handle:
+        handle.truncate(len(whole[mask]) // 2)
+    overlay.write_bytes(b"")
+    code, _, err = cli("predict", images, "--ckpt", model_ckpt, "--out", out, "--save", "mask,overlay,areas",
+                       "--skip-existing")
+    assert code == 0, err
+    assert "1 predicted" not in err and "2 predicted, 1 skipped" in err
+    again = {p: p.read_bytes() for p in files_under(out)}
+    table = out / "areas.csv"  # its rows: the skipped input's first
+    assert sorted(again.pop(table).splitlines()) == sorted(whole.pop(table).splitlines()) and again == whole
+    assert_clean(tmp_path)
 
 
 # ----------------------------------------------------------------------------- outputs stay under --out

@@ -100,9 +100,12 @@ class Outputs:
         return {k: self.path(k, rel) for k in self.files}
 
     def done(self, rel: Path) -> bool:
-        """True when every per-image output of `rel` exists (atomic writes: existing means complete)."""
+        """True when every per-image output of `rel` exists and is whole (whole_file). segcli writes them atomically,
+        but a file cut off by a full disk (an earlier segcli, a copy) or by a crash (a zero-length file after a
+        power cut: the rename reached the disk, the data not) exists too: trusting it, --skip-existing stopped with
+        "internal error: OSError: image file is truncated", or kept a broken overlay."""
         paths = self.paths(rel)
-        return bool(paths) and all(p.is_file() for p in paths.values())
+        return bool(paths) and all(whole_file(p) for p in paths.values())
 
     # ------------------------------------------------------------------ writing
     def write(self, source: str, rel: Path, image: np.ndarray, mask: np.ndarray, probs: np.ndarray | None = None) -> Record:
@@ -198,12 +201,36 @@ def write_prob(path: Path, probs: np.ndarray, classes: list[str]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # a PNG's last chunk, as every encoder writes it
+
+
+def whole_file(path: Path) -> bool:
+    """Whether an output file is complete, from its end: a PNG ends with its IEND chunk, an .npz (a zip) with its
+    central directory; a file cut off (or empty) does not."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as handle:
+            if path.suffix.lower() == ".npz":
+                return zipfile.is_zipfile(handle)
+            size = handle.seek(0, 2)
+            if path.suffix.lower() != ".png":
+                return size > 0
+            handle.seek(max(0, size - len(PNG_END)))
+            return size > len(PNG_END) and handle.read() == PNG_END
+    except OSError:  # not there, or not a file
+        return False
+
+
 def read_ids(path: Path) -> np.ndarray:
     """A single-channel PNG (plain or indexed) → (H, W) stored values (PIL keeps palette indices)."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        return np.asarray(img)
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's "image file is truncated", a damaged chunk
+        raise DataError(f"{path}: not a readable PNG ({err}); delete it, and predict again") from None
 
 
 def draw_legend(canvas: np.ndarray, mask: np.ndarray, classes: list[str], palette: list[list[int]]) -> None:

@@ -3,9 +3,10 @@
 Hydra's override grammar and BasicSweeper expand the sweep (`key=a,b`, `key=range(1,4)`,
 `key=choice(a,b)`, `group=unet,fpn`, `group=glob(unet*)`; the cartesian product over several swept keys, in
 command-line order). Jobs run one after another, each as its own `segcli train` process in
-SWEEP_DIR/<index>-<swept values>/ (a normal run directory). A failing job is recorded and the sweep goes on; at the
-end the summary table goes to stdout, summary.csv and summary.json to SWEEP_DIR, and the exit code is 1 when any
-job failed.
+SWEEP_DIR/<index>-<swept values>/ (a normal run directory). A failing job is recorded and the sweep goes on (one
+that a full disk, a quota or a read-only file system stopped stops the sweep instead, exit 3, and is not recorded:
+`--resume` runs it again); at the end the summary table goes to stdout, summary.csv and summary.json to SWEEP_DIR,
+and the exit code is 1 when any job failed.
 
 SWEEP_DIR/sweep.json records the command line and the jobs it expanded to, so that `segcli train --resume SWEEP_DIR`
 continues a sweep that was stopped (Ctrl-C, SIGTERM, SIGKILL, a reboot): jobs in the summary stay as they ended, the
@@ -23,7 +24,7 @@ import signal
 from pathlib import Path
 
 from segcli.console import info, print_wide, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
-from segcli.errors import CheckFailed, ConfigError, DataError, Terminated, first_line
+from segcli.errors import EXIT_DATA, CheckFailed, ConfigError, DataError, Terminated, WriteError, first_line
 
 SWEEP_FILE = "sweep.json"  # the sweep's command line: overrides, --config-dir and the folder it was started in
 FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
@@ -195,6 +196,10 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
         cwd = None  # the folder it was started in has gone: relative paths are read from the current one
     jobs, swept = recorded if recorded[0] is not None else expand(saved, config_dir)
     rows = _summary_rows(root)
+    for row in [r for r in rows if _write_failure(f"segcli: error: {r.get('error') or ''}") is not None]:
+        rows.remove(row)  # a job an earlier segcli recorded as failed on a full disk (and went on): it runs again
+        if row.get("run_dir"):
+            _undo_job(root / Path(row["run_dir"]).name)
     for row in rows:  # the sweep folder may have been moved or copied since: its jobs' folders are in it
         if row.get("run_dir"):
             row["run_dir"] = str(root / Path(row["run_dir"]).name)
@@ -250,9 +255,17 @@ def _run_jobs(root: Path, jobs: list[list[str]], swept: list[str], config_dir, r
                 continue
             rows.append(_run_job(index, job, swept, root, config_dir, len(jobs), extra, cwd))
             rows.sort(key=lambda r: r["job"])
+            try:
+                write_summary(root, rows)
+            except WriteError as err:  # the job ended; the sweep cannot record it, so it stops (--resume goes on)
+                raise _SweepWriteError(err.path, err.reason).of_sweep(root) from None
+    except BaseException:
+        try:  # the rows of the jobs that ended; on a full disk this fails too, and must not hide what stopped the sweep
             write_summary(root, rows)
-    finally:
-        write_summary(root, rows)
+        except DataError:
+            pass
+        raise
+    write_summary(root, rows)
     print_summary(rows)
     result(str(root))
     failed = [r for r in rows if r["status"] != "ok"]
@@ -284,17 +297,29 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
             args += ["--config-dir", str(config_dir)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
                             cwd=cwd)
-    last = ""
+    last, held = "", ""  # held: the job's error line, passed on unless the sweep stops with it as its own error
     try:
         for line in proc.stderr:
-            sys.stderr.write(line)
+            if held:
+                sys.stderr.write(held)
+            held = line if line.startswith("segcli: error: ") else ""
+            if not held:
+                sys.stderr.write(line)
             last = line.strip() or last
         code = proc.wait()
     except KeyboardInterrupt as stop:  # the job gets the same signal (`timeout` or `kill` reach this process only)
+        if held:
+            sys.stderr.write(held)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
         _drain(proc)
         raise
+    failed_write = _write_failure(last) if code == EXIT_DATA else None
+    if failed_write is not None:
+        _undo_job(run_dir)
+        raise failed_write.of_sweep(root)
+    if held:
+        sys.stderr.write(held)
     if code == 130:  # Ctrl-C reached the job (its whole process group) and the job stopped
         raise KeyboardInterrupt
     if code != 0:
@@ -305,6 +330,40 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     if not run_dir.exists():  # the job failed before making it (a bad dataset), or removed it
         row["run_dir"] = ""
     return row
+
+
+class _SweepWriteError(WriteError):
+    """A job stopped by a full disk, a quota or a read-only file system: the sweep stops with it (every later job
+    would meet it too) and leaves the job out of the summary, so that `--resume` runs it again once it can write."""
+
+    def of_sweep(self, root: Path) -> WriteError:
+        self.message = (f"{self.path}: cannot write it ({self.reason}); make room (or make it writable), then "
+                        f"continue the sweep with `segcli train --resume {root}`")
+        self.args = (self.message,)
+        return self
+
+
+def _write_failure(line: str) -> _SweepWriteError | None:
+    """The WriteError a job's last stderr line reports (segcli.inference.io.writing's message) when its cause is the
+    file system's (WRITE_ERRNOS), else None."""
+    import os
+
+    from segcli.inference.io import WRITE_ERRNOS
+
+    found = WriteError.from_line(line)
+    if found is None or found.reason not in {os.strerror(code) for code in WRITE_ERRNOS}:
+        return None
+    return _SweepWriteError(found.path, found.reason)
+
+
+def _undo_job(run_dir: Path) -> None:
+    """A job that a write failure stopped before its first last.ckpt cannot be continued, and its folder (a
+    best.ckpt, validated epochs in metrics.csv) would refuse a fresh start there: it is removed, as if it had not
+    started (which also gives back its room). One with a last.ckpt is kept; `--resume` continues it."""
+    import shutil
+
+    if run_dir.is_dir() and not _started(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _drain(proc) -> None:
@@ -362,5 +421,6 @@ def write_summary(root: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows([{k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS} for r in rows])
-    atomic_write_bytes(root / "summary.csv", buffer.getvalue().encode("utf-8"))
+    # summary.json first: it is what `--resume` reads (and it writes summary.csv again at its end)
     atomic_write_bytes(root / "summary.json", (json.dumps({"jobs": rows}, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(root / "summary.csv", buffer.getvalue().encode("utf-8"))
