@@ -297,14 +297,7 @@ def test_a_full_disk_while_predicting_a_video_is_no_unreadable_input(cli, model_
     """A video's frame mask that met a full disk was counted as a failed input: a warning, then "1 of 1 inputs
     could not be read (first: …/clip/000000.png: cannot write it …); nothing was predicted". It is the write error,
     exit 3, naming the frame's file."""
-    import cv2
-
-    video = tmp_path / "in" / "clip.avi"
-    video.parent.mkdir()
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (40, 32))
-    for i in range(3):
-        writer.write(noise(32, 40, seed=i))
-    writer.release()
+    video = _video(tmp_path / "in" / "clip.avi", 3, 32, 40)
     out = tmp_path / "out"
     disk_full(out)
     code, stdout, err = cli("predict", video, "--ckpt", model_ckpt, "--out", out, "--save", "mask", "--frame-masks",
@@ -319,14 +312,7 @@ def test_a_full_disk_under_an_overlay_video_is_named(cli, model_ckpt, tmp_path, 
     """OpenCV's video writer reports no failed write: on a disk full from the start, or filling up during the video,
     predict put a cut-off overlay video in place (its AVI header counting every frame) and exited 0. Both are the
     write error naming the overlay video, with nothing left."""
-    import cv2
-
-    video = tmp_path / "in" / "clip.avi"
-    video.parent.mkdir()
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 128))
-    for i in range(12):
-        writer.write(noise(128, 160, seed=i))
-    writer.release()
+    video = _video(tmp_path / "in" / "clip.avi", 12, 128, 160)
     os.truncate(full_disk / "filler", max(0, (full_disk / "filler").stat().st_size - room * 1024))
     out = full_disk / "out"
     code, stdout, err = cli("predict", video, "--ckpt", model_ckpt, "--out", out, "--save", "overlay",
@@ -464,6 +450,34 @@ def test_a_full_disk_at_the_sweep_summary_is_one_error_and_resume_goes_on(cli, t
     code, out, err = cli("train", "--resume", root)
     assert code == 0, err
     assert [row["status"] for row in json.loads((root / "summary.json").read_text())["jobs"]] == ["ok"] * 2
+
+
+def _video(path: Path, frames: int, height: int, width: int) -> Path:
+    """An MJPG AVI of `frames` noise frames."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (width, height))
+    for i in range(frames):
+        writer.write(noise(height, width, seed=i))
+    writer.release()
+    return path
+
+
+def test_skip_existing_predicts_a_video_with_a_cut_off_frame_mask_again(cli, model_ckpt, tmp_path):
+    """A video whose overlay and frame masks existed was skipped even when a frame mask was cut off (a full disk
+    under an earlier segcli, a copy): its areas rows were then read from it, "not a readable PNG" (exit 3)."""
+    video, out = _video(tmp_path / "in" / "clip.avi", 3, 32, 40), tmp_path / "out"
+    args = ["predict", video, "--ckpt", model_ckpt, "--out", out, "--save", "mask,overlay,areas", "--frame-masks",
+            "video.codec=MJPG"]
+    code, _, err = cli(*args)
+    assert code == 0, err
+    frame = out / "clip" / "000001.png"
+    whole = frame.read_bytes()
+    frame.write_bytes(whole[: len(whole) // 2])
+    code, _, err = cli(*args, "--skip-existing")
+    assert code == 0, err
+    assert "1 video(s) (3 frames) predicted, 0 skipped" in err and frame.read_bytes() == whole
 
 
 def test_skip_existing_does_not_trust_a_cut_off_output(cli, model_ckpt, tmp_path):

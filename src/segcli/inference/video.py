@@ -128,10 +128,10 @@ def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> l
     without them its rows would be lost."""
     import cv2
 
-    from segcli.inference.outputs import read_ids, uncertainty_score
+    from segcli.inference.outputs import read_ids, uncertainty_score, whole_file
 
     target = overlay_path(outputs, item.rel, item.path)
-    if not target.is_file():
+    if not whole_file(target):  # an empty file (a crash before its data reached the disk) is no finished video
         return None
     uncertain = "uncertainty" in outputs.save
     if not (frame_masks or counts or uncertain):
@@ -144,7 +144,7 @@ def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> l
     capture.release()
     complete = bool(masks) and (written <= 0 or len(masks) == written)  # 0: a container that does not say
     maps = [frame_uncertainty_path(outputs, item.rel, index) for index in range(len(masks))] if uncertain else []
-    if not complete or not all(path.is_file() for path in maps):
+    if not complete or not all(whole_file(path) for path in [*masks, *maps]):  # a cut-off PNG: predicted again
         return None
     records = []
     for index, path in enumerate(masks if counts or uncertain else []):
