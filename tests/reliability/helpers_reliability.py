@@ -136,3 +136,22 @@ def dataset_copy(tiny_data, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(tiny_data, tmp_path / "data"))
+
+
+def write_inputs(folder: Path, count: int = 3) -> Path:
+    """`count` noise PNGs of 32x40 in `folder`: img0.png, img1.png, …"""
+    for i in range(count):
+        write_image(folder / f"img{i}.png", noise(32, 40, seed=i))
+    return folder
+
+
+def output_commands(tmp_path: Path, ckpt: Path, data: Path, out: Path) -> dict[str, list]:
+    """The arguments of each command that writes under `out`, on small inputs."""
+    images = write_inputs(tmp_path / "in")
+    return {
+        "predict": ["predict", images, "--ckpt", ckpt, "--out", out],
+        "eval": ["eval", "--ckpt", ckpt, "--out", out],
+        "export": ["export", "--ckpt", ckpt, "--out", out / "m.onnx"],
+        "prepare": ["prepare", "synthetic", "--num-images", "2", "synthetic.height=32", "synthetic.width=32", "--out", out],
+        "train": ["train", f"data.root={data}", "trainer.max_epochs=1", "--run-dir", out],
+    }
