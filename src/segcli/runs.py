@@ -18,10 +18,12 @@ def make_run_dir(run_dir: str | None, command: str) -> Path:
     jobs, a shell loop with &) both saw the name free, shared the folder, and the second stopped at its lock."""
     if run_dir:
         path = Path(run_dir)
-        path.mkdir(parents=True, exist_ok=True)
+        with _making(path, "give a --run-dir you can write to"):
+            path.mkdir(parents=True, exist_ok=True)
         return path.resolve()
     base = Path("runs") / command / time.strftime("%Y%m%d-%H%M%S")
-    base.parent.mkdir(parents=True, exist_ok=True)
+    with _making(base.parent.resolve(), "start it in a folder you can write to, or give --run-dir DIR"):
+        base.parent.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
     while True:
         try:
@@ -29,6 +31,21 @@ def make_run_dir(run_dir: str | None, command: str) -> Path:
             return path.resolve()
         except FileExistsError:
             path, n = Path(f"{base}-{n}"), n + 1
+
+
+@contextlib.contextmanager
+def _making(folder: Path, fix: str):
+    """A run directory that cannot be made (a read-only file system, permissions, a full disk) is one line naming
+    it and what to do: it named the folder Python failed on ("runs: Read-only file system; check the path, …"),
+    with no word of --run-dir."""
+    from segcli.errors import DataError
+
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise DataError(f"{folder}: cannot make the run directory ({err.strerror or err}); {fix}") from None
 
 
 @contextlib.contextmanager

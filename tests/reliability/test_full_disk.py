@@ -183,14 +183,47 @@ def test_a_run_whose_first_last_ckpt_failed_is_not_sent_in_circles(cli, tiny_dat
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt"]
 
 
+def _mount_tmpfs(disk: Path, options: str = "size=1m") -> None:
+    """A tmpfs at `disk` (made here), or the test skips: mounting needs root and a system that lets it."""
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs to mount a small tmpfs (root, and a system that lets it)")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A folder on an empty file system of its own, mounted read-only."""
+    disk = tmp_path / "ro"
+    _mount_tmpfs(disk, "size=1m,ro")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.parametrize("command", ["train", "train_here", "sweep", "predict", "eval", "prepare"])
+def test_a_read_only_file_system_is_named_as_such(cli, model_ckpt, tiny_data, tmp_path, read_only_disk, monkeypatch,
+                                                   command):
+    """Outputs on a read-only file system (a dataset volume mounted :ro, a read-only NFS export): train said
+    "runs: Read-only file system; check the path, permissions and free space", not naming --run-dir; predict, eval
+    and prepare said "is not writable for this user", which no chmod mends. Each names the folder and what works."""
+    out = read_only_disk / "out"
+    commands = output_commands(tmp_path, model_ckpt, tiny_data, out)
+    commands["train_here"] = ["train", f"data.root={tiny_data}", "trainer.max_epochs=1"]
+    commands["sweep"] = ["train", "-m", "seed=1,2", f"data.root={tiny_data}", "trainer.max_epochs=1", "--run-dir", out]
+    monkeypatch.chdir(read_only_disk)
+    code, stdout, err = cli(*commands[command])
+    line = only_error(code, err, 3)
+    assert ("Read-only file system" in line or "read-only file system" in line) and stdout == ""
+    assert ("--run-dir" in line) if command.startswith(("train", "sweep")) else ("--out" in line)
+
+
 @pytest.fixture
 def full_disk(tmp_path):
     """A folder on a filesystem of its own that is full: a 1 MiB tmpfs, filled. Needs the right to mount (root)."""
     disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("needs to mount a small tmpfs (root, and a system that lets it)")
+    _mount_tmpfs(disk)
     try:
         with open(disk / "filler", "wb", buffering=0) as filler:
             try:

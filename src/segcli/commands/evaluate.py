@@ -135,7 +135,7 @@ def _check_class_count(card) -> None:
 def _check_outputs(cfg) -> None:
     """Before any inference: --out is a folder (or will be made under one), --json FILE is no folder; found only
     when the reports are written, either would throw the whole evaluation away."""
-    from segcli.inference.io import file_in_the_way, not_writable
+    from segcli.inference.io import file_in_the_way, not_writable, unwritable
 
     if cfg.out:
         folder = file_in_the_way(cfg.out)
@@ -143,7 +143,7 @@ def _check_outputs(cfg) -> None:
             raise DataError(f"--out {Path(cfg.out)}: {folder} is a file, not a folder; give a folder for the report files")
         folder = not_writable(cfg.out)
         if folder is not None:
-            raise DataError(f"--out {Path(cfg.out)}: {folder} is not writable for this user; give a folder you can "
+            raise DataError(f"--out {Path(cfg.out)}: {folder} {unwritable(folder)}; give a folder you can "
                             "write to")
     if cfg.json and cfg.json != "-" and Path(cfg.json).is_dir():
         raise DataError(f"--json {cfg.json}: a folder, not a file; give a file name (e.g. {Path(cfg.json) / 'report.json'}) "
@@ -154,7 +154,7 @@ def _check_outputs(cfg) -> None:
                         "or - for stdout")
     folder = not_writable(Path(cfg.json).parent) if cfg.json and cfg.json != "-" else None
     if folder is not None:
-        raise DataError(f"--json {cfg.json}: {folder} is not writable for this user; give a file name in a folder "
+        raise DataError(f"--json {cfg.json}: {folder} {unwritable(folder)}; give a file name in a folder "
                         "you can write to, or - for stdout")
     if cfg.out and cfg.json and cfg.json != "-":  # the file written first would leave no folder for --out
         out, report = Path(cfg.out).resolve(), Path(cfg.json).resolve()

@@ -116,14 +116,14 @@ def predict_with(cfg, predictor) -> list[Path]:
 
 def _check_out(out: Path) -> None:
     """--out is a folder, or will be made under one: a file in its place would fail every write."""
-    from segcli.inference.io import file_in_the_way, not_writable
+    from segcli.inference.io import file_in_the_way, not_writable, unwritable
 
     folder = file_in_the_way(out)
     if folder is not None:
         raise DataError(f"--out {out}: {folder} is a file, not a folder; give a folder for the outputs")
     folder = not_writable(out)
     if folder is not None:  # found at the first mask written, after the model was loaded and had run
-        raise DataError(f"--out {out}: {folder} is not writable for this user; give a folder you can write to")
+        raise DataError(f"--out {out}: {folder} {unwritable(folder)}; give a folder you can write to")
 
 
 def _check_output_folders(items, outputs) -> None:

@@ -37,7 +37,7 @@ from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, DataError, stops_held
 from segcli.inference.io import (atomic_write_bytes, decode_stored, not_writable, png_colour_type, resolver, staging_path,
-                                 within, write_png, writing)
+                                 unwritable, within, write_png, writing)
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -109,7 +109,7 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
         check_split_name(split)
     locked = not_writable(out.parent)
     if locked is not None:  # named the hidden staging folder (.NAME.partial-…) it could not make
-        raise DataError(f"--out {out}: {locked} is not writable for this user; give --out in a folder you can write to")
+        raise DataError(f"--out {out}: {locked} {unwritable(locked)}; give --out in a folder you can write to")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out.parent, f".{out.name}")
     shutil.rmtree(staging, ignore_errors=True)

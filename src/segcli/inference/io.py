@@ -588,6 +588,17 @@ def not_writable(folder: str | Path) -> Path | None:
     return None if os.access(existing, os.W_OK | os.X_OK) else existing
 
 
+def unwritable(folder: Path) -> str:
+    """How a folder that not_writable() found cannot be written: on a read-only file system (no chmod helps), or not
+    for this user."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "is on a read-only file system"
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        pass
+    return "is not writable for this user"
+
+
 def prune_created_tree(root: Path, created: list[Path]) -> None:
     """After a failed command: if it created `root` (created = missing_folders(root) taken before), remove the
     empty folders left under it, bottom-up, then root and the parents it created while they are empty.
