@@ -219,18 +219,23 @@ def test_a_read_only_file_system_is_named_as_such(cli, model_ckpt, tiny_data, tm
     assert ("--run-dir" in line) if command.startswith(("train", "sweep")) else ("--out" in line)
 
 
+def _fill(disk: Path) -> None:
+    """Fill `disk`'s file system with its file `filler` (made, or grown again after room was made by cutting it)."""
+    with open(disk / "filler", "ab", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+
+
 @pytest.fixture
 def full_disk(tmp_path):
     """A folder on a filesystem of its own that is full: a 1 MiB tmpfs, filled. Needs the right to mount (root)."""
     disk = tmp_path / "disk"
     _mount_tmpfs(disk)
     try:
-        with open(disk / "filler", "wb", buffering=0) as filler:
-            try:
-                while True:
-                    filler.write(b"\0" * 4096)
-            except OSError as err:
-                assert err.errno == errno.ENOSPC
+        _fill(disk)
         yield disk
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
@@ -293,16 +298,6 @@ def test_a_full_disk_under_an_overlay_video_is_named(cli, model_ckpt, tmp_path, 
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
 
 
-def _refill(disk: Path) -> None:
-    """Fill full_disk's filesystem again (after room was made by cutting its filler file)."""
-    with open(disk / "filler", "ab", buffering=0) as filler:
-        try:
-            while True:
-                filler.write(b"\0" * 4096)
-        except OSError as err:
-            assert err.errno == errno.ENOSPC
-
-
 @pytest.mark.parametrize("case", ["new column", "half a row"])
 def test_metrics_csv_stays_whole_when_the_disk_fills(full_disk, case):
     """train's metrics.csv on a disk that fills. A new column (the epoch's loss after the first checkpoint): the
@@ -324,7 +319,7 @@ def test_metrics_csv_stays_whole_when_the_disk_fills(full_disk, case):
     pad = 4096 - len("note,step\r\n") - len(",0\r\n") - 6  # the file ends 6 bytes before its block does
     writer.log_metrics({"note": "x" * (pad if case == "half a row" else 8)}, step=0)
     writer.save()
-    _refill(full_disk)
+    _fill(full_disk)
     before = metrics.read_bytes()
     writer.log_metrics({"note": "y" * 20, **({"val/mIoU": 0.25} if case == "new column" else {})}, step=1)
     for _ in range(2):  # the failed save, then Lightning's finalize
