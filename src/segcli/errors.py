@@ -48,8 +48,8 @@ class WriteError(DataError):
 
     FIX = "check free space and permissions"
 
-    def __init__(self, path, reason: str):
-        super().__init__(f"{path}: cannot write it ({reason}); {self.FIX}")
+    def __init__(self, path, reason: str, fix: str = FIX):
+        super().__init__(f"{path}: cannot write it ({reason}); {fix}")
         self.path, self.reason = path, reason
 
     @classmethod

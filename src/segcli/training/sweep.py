@@ -258,7 +258,7 @@ def _run_jobs(root: Path, jobs: list[list[str]], swept: list[str], config_dir, r
             try:
                 write_summary(root, rows)
             except WriteError as err:  # the job ended; the sweep cannot record it, so it stops (--resume goes on)
-                raise _SweepWriteError(err.path, err.reason).of_sweep(root) from None
+                raise _stopping_the_sweep(err, root) from None
     except BaseException:
         try:  # the rows of the jobs that ended; on a full disk this fails too, and must not hide what stopped the sweep
             write_summary(root, rows)
@@ -317,7 +317,7 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     failed_write = _write_failure(last) if code == EXIT_DATA else None
     if failed_write is not None:
         _undo_job(run_dir)
-        raise failed_write.of_sweep(root)
+        raise _stopping_the_sweep(failed_write, root)
     if held:
         sys.stderr.write(held)
     if code == 130:  # Ctrl-C reached the job (its whole process group) and the job stopped
@@ -332,18 +332,14 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     return row
 
 
-class _SweepWriteError(WriteError):
+def _stopping_the_sweep(err: WriteError, root: Path) -> WriteError:
     """A job stopped by a full disk, a quota or a read-only file system: the sweep stops with it (every later job
     would meet it too) and leaves the job out of the summary, so that `--resume` runs it again once it can write."""
-
-    def of_sweep(self, root: Path) -> WriteError:
-        self.message = (f"{self.path}: cannot write it ({self.reason}); make room (or make it writable), then "
-                        f"continue the sweep with `segcli train --resume {root}`")
-        self.args = (self.message,)
-        return self
+    return WriteError(err.path, err.reason, fix="make room (or make it writable), then continue the sweep with "
+                                                f"`segcli train --resume {root}`")
 
 
-def _write_failure(line: str) -> _SweepWriteError | None:
+def _write_failure(line: str) -> WriteError | None:
     """The WriteError a job's last stderr line reports (segcli.inference.io.writing's message) when its cause is the
     file system's (WRITE_ERRNOS), else None."""
     import os
@@ -353,7 +349,7 @@ def _write_failure(line: str) -> _SweepWriteError | None:
     found = WriteError.from_line(line)
     if found is None or found.reason not in {os.strerror(code) for code in WRITE_ERRNOS}:
         return None
-    return _SweepWriteError(found.path, found.reason)
+    return found
 
 
 def _undo_job(run_dir: Path) -> None:
