@@ -43,12 +43,12 @@ def test_loveda_images_png_beside_masks_png(tmp_path, rng, run_cli):
     assert card["classes"] == names.split(",") and card["ignore_index"] == 255
     stems = {split: sorted(entry["mask"].split("/", 2)[2][:-4] for entry in entries)
              for split, entries in card["splits"].items()}
-    assert stems == {"train": sorted(s for s in truth if s.startswith("Train/")),
-                     "val": sorted(s for s in truth if s.startswith("Val/"))}
+    folder = {"train": "Train/", "val": "Val/"}  # the split folder is left out of the prepared paths
+    assert stems == {split: sorted(s[len(top):] for s in truth if s.startswith(top)) for split, top in folder.items()}
     for split, listed in stems.items():
         for stem in listed:
             ids = cv2.imread(str(out / "masks" / split / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-            source = truth[stem].astype(int)
+            source = truth[folder[split] + stem].astype(int)
             assert np.array_equal(ids, np.where(source == 0, 255, source - 1))
 
 

@@ -5,6 +5,8 @@ nnU-Net's dataset.json."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,19 +15,21 @@ import yaml
 from helpers_data import blocks, random_image, read_lint, write_grey, write_image
 
 
-def _pairs(rng, images, masks, counts: dict[str, int], mask_suffix: str = "", values=(0, 1, 2)) -> None:
-    """counts[folder] pairs of 16×16 images in images/folder/ and masks in masks/folder/ (names <folder><i>)."""
+def _pairs(rng, images, masks, counts: dict[str, int], mask_suffix: str = "", values=(0, 1, 2), tag: str = "") -> None:
+    """counts[folder] pairs of 16×16 images in images/folder/ and masks in masks/folder/ (names <folder or tag><i>, so
+    that a prepared pair's name tells where it came from)."""
     for folder, count in counts.items():
         for i in range(count):
-            name = f"{folder.lower()}{i}"
+            name = f"{(folder or tag).lower()}{i}"
             write_image(images / folder / f"{name}.jpg", random_image(rng, 16, 16))
             write_grey(masks / folder / f"{name}{mask_suffix}.png", blocks(rng, 16, 16, list(values), 4).astype(np.uint8))
 
 
 def _splits(out) -> dict[str, set[str]]:
-    """split → the source folder of each of its pairs (the stem's first folder)."""
+    """split → the source folder of each of its pairs (its name less the number, as _pairs names them)."""
     card = yaml.safe_load((out / "dataset.yaml").read_text())
-    return {split: {entry["image"].split("/")[2] for entry in entries} for split, entries in card["splits"].items()}
+    return {split: {re.sub(r"[0-9]+$", "", Path(entry["image"]).stem) for entry in entries}
+            for split, entries in card["splits"].items()}
 
 
 def _sizes(out) -> dict[str, int]:
@@ -45,7 +49,7 @@ def test_split_folders_are_the_splits(folders, tmp_path, rng, run_cli):
     assert code == 0, stderr
     assert stdout.strip() == str(out / "dataset.yaml")
     named = dict(zip(("train", "val", "test"), folders))
-    assert _splits(out) == {split: {folder} for split, folder in named.items()}
+    assert _splits(out) == {split: {folder.lower()} for split, folder in named.items()}
     assert _sizes(out) == {split: counts[folder] for split, folder in named.items()}
     note = next(line for line in stderr.splitlines() if "split folders" in line)
     assert f"train 6 ({folders[0]}/), val 3 ({folders[1]}/)" in note and "--val-fraction" in note
@@ -90,12 +94,48 @@ def test_pairs_outside_the_split_folders_are_left_out_with_a_warning(tmp_path, r
     assert {f["file"] for f in findings if f["kind"] == "group_leak"} == {"0", "1"}
 
 
+def test_prepared_paths_leave_out_the_split_folder_and_group_matches_inside_it(tmp_path, rng, run_cli):
+    """img_dir/{train,val}/seqN_i: the prepared pairs were images/train/train/seq1_0.jpg, and --group '^[^_]+' was
+    matched against train/seq1_0, so it gave 'train/seq1' and 'val/seq1' and missed that seq1 sits in both splits."""
+    for split, count in (("train", 4), ("val", 2)):
+        for i in range(count):
+            name = f"seq{i % 2}_{i}"
+            write_image(tmp_path / "img_dir" / split / f"{name}.jpg", random_image(rng, 16, 16))
+            write_grey(tmp_path / "ann_dir" / split / f"{name}.png", blocks(rng, 16, 16, [0, 1, 2], 4).astype(np.uint8))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "img_dir", "--masks", tmp_path / "ann_dir",
+                              "--out", out, "--classes", "a,b,c", "--group", "^[^_]+", "--folds", "2")
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert sorted(e["image"] for e in card["splits"]["val"]) == ["images/val/seq0_0.jpg", "images/val/seq1_1.jpg"]
+    assert sorted(e["mask"] for e in card["splits"]["val"]) == ["masks/val/seq0_0.png", "masks/val/seq1_1.png"]
+    assert all((out / e["image"]).is_file() for entries in card["splits"].values() for e in entries)
+    assert {e["group"] for e in card["splits"]["train"]} == {"seq0", "seq1"}
+    findings = read_lint(out / "lint.json")["findings"]
+    assert sorted(f["file"] for f in findings if f["kind"] == "group_leak") == ["seq0", "seq1"]
+
+
+def test_a_split_of_two_folders_keeps_them_in_its_paths(tmp_path, rng, run_cli):
+    """train/ and training/ both give the train split, and may hold the same name: those stems keep their folder."""
+    for folder in ("train", "training", "val"):
+        _pairs(rng, tmp_path / "images" / folder, tmp_path / "masks" / folder, {"": 2}, tag="x")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                              "--out", out, "--classes", "a,b,c")
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert sorted(e["image"] for e in card["splits"]["train"]) == [
+        "images/train/train/x0.jpg", "images/train/train/x1.jpg", "images/train/training/x0.jpg",
+        "images/train/training/x1.jpg"]
+    assert sorted(e["image"] for e in card["splits"]["val"]) == ["images/val/x0.jpg", "images/val/x1.jpg"]
+
+
 def test_one_folder_per_split_holding_images_and_masks(tmp_path, rng, run_cli):
     """DIR/{train,valid,test}/{images,masks}/ with --images DIR --masks DIR: was 'the same folder: say which files are
     masks with --mask-suffix', i.e. one command per split. The sibling folders pair, the split folders split."""
     root = tmp_path / "ds"
     for split, count in (("train", 5), ("valid", 2), ("test", 2)):
-        _pairs(rng, root / split / "images", root / split / "labels", {"": count}, values=(0, 1))
+        _pairs(rng, root / split / "images", root / split / "labels", {"": count}, values=(0, 1), tag=split)
     out = tmp_path / "out"
     code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", out, "--classes", "a,b")
     assert code == 0, stderr
@@ -114,7 +154,7 @@ def test_sibling_split_and_mask_folders_pair(tmp_path, rng, run_cli):
     built from two frame numbers that happened to share a prefix (--image-suffix _00450 --mask-suffix _00901)."""
     segnet = tmp_path / "segnet"
     for split, count in (("train", 5), ("val", 2), ("test", 2)):
-        _pairs(rng, segnet / split, segnet / f"{split}annot", {"": count}, values=(0, 1))
+        _pairs(rng, segnet / split, segnet / f"{split}annot", {"": count}, values=(0, 1), tag=split)
     code, _, stderr = run_cli("prepare", "folder", "--images", segnet, "--masks", segnet, "--out", tmp_path / "o1",
                               "--classes", "a,b")
     assert code == 0, stderr
@@ -226,14 +266,14 @@ def test_split_folders_below_a_folder_every_pair_shares(tmp_path, rng, run_cli):
     without a word: test images were trained on."""
     root = tmp_path / "archive"
     for split, count in (("train", 5), ("val", 2), ("test", 2)):
-        _pairs(rng, root / "dataset" / split / "images", root / "dataset" / split / "masks", {"": count})
+        _pairs(rng, root / "dataset" / split / "images", root / "dataset" / split / "masks", {"": count}, tag=split)
     out = tmp_path / "out"
     code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", out,
                               "--classes", "a,b,c")
     assert code == 0, stderr
     card = yaml.safe_load((out / "dataset.yaml").read_text())
-    assert {split: {e["image"].split("/")[3] for e in entries} for split, entries in card["splits"].items()} == {
-        "train": {"train"}, "val": {"val"}, "test": {"test"}}
+    assert _splits(out) == {"train": {"train"}, "val": {"val"}, "test": {"test"}}
+    assert card["splits"]["val"][0]["image"] == "images/val/val0.jpg"  # not images/val/dataset/val/val0.jpg
     assert _sizes(out) == {"train": 5, "val": 2, "test": 2}
     assert "train 5 (dataset/train/), val 2 (dataset/val/), test 2 (dataset/test/)" in stderr
 
@@ -243,7 +283,7 @@ def test_an_unlabelled_test_folder_is_named_and_keep_going_leaves_it_out(tmp_pat
     move it' (exit 2, --keep-going or not); in images/{train,val,test} each image was a bare missing_mask."""
     segnet = tmp_path / "segnet"
     for split, count in (("train", 4), ("val", 2)):
-        _pairs(rng, segnet / split, segnet / f"{split}annot", {"": count})
+        _pairs(rng, segnet / split, segnet / f"{split}annot", {"": count}, tag=split)
     for i in range(2):
         write_image(segnet / "test" / f"t{i}.png", random_image(rng, 16, 16))
     out = tmp_path / "out"
@@ -264,15 +304,13 @@ def test_split_image_and_mask_folders_named_alike(tmp_path, rng, run_cli):
     files are masks with --mask-suffix, e.g. --mask-suffix _mask', which pairs nothing there."""
     root = tmp_path / "kaggle"
     for split, count in (("train", 4), ("val", 2)):
-        _pairs(rng, root / f"{split}_images", root / f"{split}_masks", {"": count})
+        _pairs(rng, root / f"{split}_images", root / f"{split}_masks", {"": count}, tag=split)
     out = tmp_path / "out"
     code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", out,
                               "--classes", "a,b,c")
     assert code == 0, stderr
     assert _sizes(out) == {"train": 4, "val": 2}
-    card = yaml.safe_load((out / "dataset.yaml").read_text())
-    assert {split: {e["image"].split("/")[2] for e in entries} for split, entries in card["splits"].items()} == {
-        "train": {"train"}, "val": {"val"}}
+    assert _splits(out) == {"train": {"train"}, "val": {"val"}}
 
 
 @pytest.mark.parametrize("value", [1.5, True])
@@ -291,7 +329,7 @@ def test_an_out_inside_the_one_source_folder_is_not_read_as_source(tmp_path, rng
     'DIR/prepared/class_frequencies.png lies in neither of them' (exit 2). It is left out, with a note."""
     root = tmp_path / "ds"
     for split, count in (("train", 4), ("val", 2)):
-        _pairs(rng, root / split / "images", root / split / "masks", {"": count}, values=(0, 1))
+        _pairs(rng, root / split / "images", root / split / "masks", {"": count}, values=(0, 1), tag=split)
     args = ["prepare", "folder", "--images", root, "--masks", root, "--out", root / "prepared", "--classes", "a,b"]
     code, _, stderr = run_cli(*args)
     assert code == 0 and "left out" not in stderr, stderr

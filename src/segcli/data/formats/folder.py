@@ -7,7 +7,8 @@ it sees (the pairing and its hints: pairing.py). Masks hold class ids (8/16-bit 
 palette-mode PNGs are read as their indices), or RGB colours mapped through `--palette FILE` (a palette-mode PNG
 then by its colours).
 `--images DIR --masks DIR` on one folder holding images/ and masks/ (labels/, annotations/) side by side pairs
-`train/images/x.jpg` with `train/masks/x.png` as stem `train/x`.
+`train/images/x.jpg` with `train/masks/x.png` as stem `train/x` (prepared as images/train/x when train/ is a split
+folder).
 Splits come from split lists (`--split-file train=FILE ...`), split folders (`train/`, `val/`, `test/` at the top of
 the stems, when no fraction is given) or a seeded random split; `--folds K` adds a k-fold assignment of the train split.
 `--classes` also reads a CSV of ids and names (Roboflow's `_classes.csv`) and nnU-Net's dataset.json.
@@ -177,6 +178,18 @@ def _threshold(value, palette) -> int | None:
     return threshold
 
 
+def _inside_split_folders(folders: dict[str, tuple[str, str]] | None) -> dict[str, str]:
+    """stem → the stem inside its split folder (`train/seq1/x` → `seq1/x`), for the pairs that split folders split:
+    the prepared pair is then images/train/seq1/x, not images/train/train/seq1/x. A split made of two folders
+    (train/ and training/) keeps its stems whole, as the same name may sit in both."""
+    if not folders:
+        return {}
+    sources: dict[str, set[str]] = {}
+    for split, folder in folders.values():
+        sources.setdefault(split, set()).add(folder)
+    return {stem: stem[len(folder):] for stem, (split, folder) in folders.items() if len(sources[split]) == 1}
+
+
 def _splits(stems: list[str], split_files: dict | None, val_fraction: float | None, test_fraction: float | None,
             seed: int, findings: list[Finding], groups: dict[str, str] | None = None,
             suffixes: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
@@ -309,13 +322,18 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
                           ignore_declared=ignore_declared, remap=remap, threshold=_threshold(mask_threshold, palette))
 
-    groups = group_keys(stems, str(group)) if group else None
+    folders = split_folders(stems) if not split_files and val_fraction is None and test_fraction is None else None
+    inner = _inside_split_folders(folders)
+    groups = None
+    if group:  # matched against the stem inside its split folder: '^[^_]+' gives 'seq1' for train/seq1_0001
+        keyed = group_keys(sorted({inner.get(s, s) for s in stems}), str(group))
+        groups = {s: keyed[inner.get(s, s)] for s in stems}
     assigned, expected = _splits(stems, split_files, val_fraction, test_fraction, int(seed), findings, groups,
                                  (image_suffix, mask_suffix))
     fold_of = {}
     if folds:
         fold_of = assign_folds([s for s in stems if assigned.get(s) == "train"], int(folds), int(seed), groups)
-    samples = [Sample(split=assigned[s], stem=s, image=image_map[s], mask=mask_map[s], fold=fold_of.get(s),
+    samples = [Sample(split=assigned[s], stem=inner.get(s, s), image=image_map[s], mask=mask_map[s], fold=fold_of.get(s),
                       group=groups[s] if groups else None)
                for s in sorted(stems, key=lambda s: expected.index(assigned[s]) if assigned.get(s) in expected else 0)
                if s in assigned]  # split by split (train first), each in stem order
