@@ -74,10 +74,12 @@ def find_root(src: Path) -> Path:
         if _is_root(root):
             return root
     for root in (src, *(p for p in islice(src.glob("*"), 5000) if p.is_dir() and not p.name.startswith("."))):
-        if (root / "images" / "ADE").is_dir():  # the full ADE20K release (2016 or 2021): ~3,000 classes, not the 150
-            raise DataError(f"{root}: the full ADE20K release (images/ADE/, *_seg.png), not the 150-class SceneParsing "
-                            "benchmark segcli reads; download ADEChallengeData2016.zip (SceneParsing) and point --src "
-                            "at its ADEChallengeData2016/")
+        # the full ADE20K release, ~3,000 classes, not the 150: images/ADE/ (2021), index_ade20k.mat beside images/
+        # (ADE20K_2016_07_26)
+        if (root / "images" / "ADE").is_dir() or any((root / f"index_ade20k.{x}").is_file() for x in ("mat", "pkl")):
+            raise DataError(f"{root}: the full ADE20K release (*_seg.png, ~3,000 classes), not the 150-class "
+                            "SceneParsing benchmark segcli reads; download ADEChallengeData2016.zip (SceneParsing) "
+                            "and point --src at its ADEChallengeData2016/")
     raise DataError(f"{src}: not an ADEChallengeData2016 folder; expected images/ and annotations/ in it; "
                     + point_at(src, _is_root, "ADEChallengeData2016/ (from ADEChallengeData2016.zip)"))
 

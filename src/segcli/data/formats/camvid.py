@@ -1,8 +1,8 @@
 """CamVid, in either of the layouts it is distributed in.
 
 - The SegNet layout: train/ trainannot/ val/ valannot/ test/ testannot/. Masks hold ids 0..10 for 11 classes
-  and 11 for Unlabelled, which becomes the ignore index (255). Any other value is reported by the lint (never
-  silently mapped).
+  and 11 for Unlabelled, which becomes the ignore index (255); 255 (a copy converted already) stays ignore. Any
+  other value is reported by the lint (never silently mapped).
 - The colour layout (the original 32 classes, as on Kaggle): train/ train_labels/ val/ val_labels/ test/
   test_labels/, masks `<stem>_L.png` in the colours of `class_dict.csv` (or `label_colors.txt`) beside them; the
   classes and colours are read from that file, and Void becomes the ignore index. A colour it does not list is a
@@ -34,9 +34,10 @@ COLOUR_SUFFIX = "_L"  # colour masks are named <stem>_L.png
 
 
 def decoder() -> MaskDecoder:
-    """SegNet ids → segcli ids: 0..10 unchanged, Unlabelled (11) → 255, anything else invalid."""
-    lut = value_lut({**{i: i for i in range(len(CLASSES))}, UNLABELLED: IGNORE_INDEX})
-    return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=lut, raw_name="CamVid ids (0..11 valid)")
+    """SegNet ids → segcli ids: 0..10 unchanged, Unlabelled (11) → 255, 255 (copies converted already) kept as
+    ignore, anything else invalid."""
+    lut = value_lut({**{i: i for i in range(len(CLASSES))}, UNLABELLED: IGNORE_INDEX, IGNORE_INDEX: IGNORE_INDEX})
+    return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=lut, raw_name="CamVid ids (0..11 and 255 valid)")
 
 
 def collect(src: str | Path, splits: list[str] | None = None) -> Source:

@@ -125,6 +125,7 @@ def unlabelled_split(split: str, images: dict, masks: dict, image_dir: Path, mas
     if not images or masks:
         return
     state = "not found" if not mask_dir.is_dir() else f"holds no {masks_named}"
-    leave_out = f", or leave '{split}' out: {' '.join(f'--split {s}' for s in others)}" if others else ""
+    leave_out = (f", or leave '{split}' out: {' '.join(f'--split {s}' for s in others)}"
+                 if others and split != "train" else "")  # without train there is nothing to train on
     raise DataError(f"{mask_dir}: {state}, so none of the {len(images)} image(s) in {image_dir} has a mask; "
                     f"{restore}{leave_out}")

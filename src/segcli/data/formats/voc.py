@@ -74,7 +74,8 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
             lists = sorted(p.stem for p in lists_dir.glob("*.txt") if not p.name.startswith("."))  # not macOS's ._x
             raise DataError(f"{list_file}: split list not found; available: {', '.join(lists) or 'none'}")
         found, unlabelled = len(samples), 0
-        listed = [Path(line).name for line in read_split_list(list_file)]  # "/JPEGImages/<stem>.jpg ..."
+        # "/JPEGImages/<stem>.jpg ..."; a stem listed twice (lists concatenated) is read once
+        listed = list(dict.fromkeys(Path(line).name for line in read_split_list(list_file)))
         for stem in listed:
             image, mask = images.get(stem), None
             twins = image_twins.get(stem)

@@ -1,0 +1,85 @@
+"""The published layouts in variants a user plausibly has on disk: copies converted already, lists concatenated, the
+full ADE20K release, a download linted before it was prepared, a train split without its masks."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from helpers_data import random_image, write_grey, write_image
+
+
+def test_camvid_annotations_with_255_already_as_ignore(camvid_src, tmp_path, run_cli):
+    """A SegNet-layout copy whose Unlabelled (11) was converted to 255 already: every mask was an out_of_range error,
+    '255 are neither class ids 0..10 nor the ignore index 255', with a --remap hint prepare camvid does not take."""
+    root, truth = camvid_src
+    for stem, ids in truth.items():
+        split = stem.split("_")[1]
+        write_grey(root / f"{split}annot" / f"{stem}.png", np.where(ids == 11, 255, ids).astype(np.uint8))
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "camvid", "--src", root, "--out", out)
+    assert code == 0, stderr
+    for stem, ids in truth.items():
+        stored = cv2.imread(str(out / "masks" / stem.split("_")[1] / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(stored, np.where(ids == 11, 255, ids))
+
+
+@pytest.mark.parametrize("fmt, fixture, lost", [
+    ("camvid", "camvid_src", "trainannot"),
+    ("ade20k", "ade_src", "annotations/training"),
+    ("cityscapes", "cityscapes_src", "gtFine/train"),
+])
+def test_train_without_its_masks_is_not_told_to_leave_train_out(fmt, fixture, lost, tmp_path, run_cli, request):
+    """A train split whose mask folder is empty: the line ended 'or leave 'train' out: --split val', which then fails
+    with "split 'train' has no pair (every dataset needs a train split)"."""
+    root = request.getfixturevalue(fixture)[0]
+    shutil.rmtree(root / lost)
+    (root / lost).mkdir()  # (CamVid without trainannot/ at all is no CamVid folder)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", fmt, "--src", root, "--out", out)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 3 and len(lines) == 1, stderr
+    assert f"{root / lost}: holds no" in lines[0] and "has a mask" in lines[0], stderr
+    assert "leave 'train' out" not in lines[0] and not out.exists()
+
+
+def test_voc_list_naming_a_stem_twice_reads_it_once(voc_src, tmp_path, run_cli):
+    """train.txt naming an image twice (lists concatenated: VOC's train + SBD's): was a duplicate_stem error, 'a
+    second pair with stem ... in split 'train'', where `prepare folder --split-file` reads such a list once."""
+    root = voc_src[0]
+    listing = root / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt"
+    listing.write_text(listing.read_text() + "2007_000032\n")
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "voc", "--src", root, "--out", out)
+    assert code == 0, stderr
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    assert [e["image"] for e in card["splits"]["train"]] == [
+        f"images/train/{stem}.jpg" for stem in ("2007_000032", "2007_000033", "2008_000001")]
+
+
+def test_full_ade20k_2016_release_is_named(tmp_path, rng, run_cli):
+    """ADE20K_2016_07_26 (index_ade20k.mat, images/training/<letter>/<scene>/*_seg.png, no images/ADE/): was the
+    generic 'not an ADEChallengeData2016 folder', as if it were some other folder."""
+    full = tmp_path / "dl" / "ADE20K_2016_07_26"
+    scene = full / "images" / "training" / "a" / "abbey"
+    write_image(scene / "ADE_train_00000970.jpg", random_image(rng, 8, 8))
+    write_image(scene / "ADE_train_00000970_seg.png", random_image(rng, 8, 8))
+    (full / "index_ade20k.mat").write_bytes(b"MATLAB 5.0 MAT-file")
+    for src in (full, full.parent):
+        code, _, stderr = run_cli("prepare", "ade20k", "--src", src, "--out", tmp_path / "out")
+        assert code == 3 and f"{full}: the full ADE20K release" in stderr and "ADEChallengeData2016.zip" in stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_lint_of_a_download_names_the_prepare_command(cityscapes_src, voc_src, run_cli):
+    """`prepare lint` pointed at the download instead of the prepared dataset: 'no dataset card; prepare the dataset
+    first, e.g. `segcli prepare synthetic --out <the download>`'."""
+    for fmt, src, found in (("cityscapes", cityscapes_src[0], cityscapes_src[0]),
+                            ("voc", voc_src[0], voc_src[0] / "VOC2012")):
+        code, stdout, stderr = run_cli("prepare", "lint", src)
+        assert code == 3 and not stdout, stderr
+        assert "no dataset card; it " in stderr and f"`segcli prepare {fmt} --src {found} --out DIR`" in stderr
+        assert "synthetic" not in stderr and not (src / "lint.json").exists()
