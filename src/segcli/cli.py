@@ -281,10 +281,16 @@ def train(
 
 
 # ----------------------------------------------------------------------------- eval
+def _models(paths: list[Path] | None) -> str | list[str] | None:
+    """A repeated --ckpt/--model: None when not given, the path when given once, the list of them for an ensemble."""
+    given = [str(path.expanduser()) for path in paths or []]  # --ckpt=~/x: bash leaves the ~
+    return None if not given else given[0] if len(given) == 1 else given
+
+
 @app.command("eval")
 def evaluate(
-    ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to evaluate."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to evaluate; repeat it to evaluate the ensemble of several (their probabilities averaged)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint; repeatable, as --ckpt."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs (or colour PNGs in the card's palette) named like the split's masks: score them without a model (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
@@ -300,7 +306,7 @@ def evaluate(
     print_cfg: bool = PrintCfg,
 ) -> None:
     """Per-class IoU/BIoU/Acc/Precision/Dice, mIoU & co. of a model or of predictions on a dataset split."""
-    values = {"ckpt": ckpt, "model": model, "predictions": predictions, "data": data, "split": split, "json": json_out,
+    values = {"ckpt": _models(ckpt), "model": _models(model), "predictions": predictions, "data": data, "split": split, "json": json_out,
               "out": out, "worst": worst, "corruptions": corruptions.split(",") if corruptions is not None else None,
               "severity": severity, "fail_under": list(fail_under) if fail_under else None, "compare": compare}
     _execute("eval", overrides, values, config_dir, print_cfg)
@@ -310,8 +316,8 @@ def evaluate(
 @app.command("predict")
 def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional Hydra overrides, e.g. inference=slide writers=4.", show_default=False),
-    ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with."),
-    model: Path = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt; repeatable, as --ckpt."),
     out: Path = typer.Option(None, "--out", help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
     list_file: Optional[Path] = typer.Option(None, "--list", help="Text file with one input path per line."),
     save: Optional[str] = typer.Option(None, "--save", help="Outputs, comma-separated: mask,overlay,prob,uncertainty,areas (default mask,overlay)."),
@@ -331,7 +337,7 @@ def predict(
     paths, overrides = _split_inputs(inputs or [])
     flags = {"palette_png": palette_png, "legend": legend, "jsonl": jsonl, "skip_existing": skip_existing,
              "video.masks": frame_masks}
-    values = {"ckpt": ckpt, "model": model, "out": out, "inputs": paths, "list": list_file,
+    values = {"ckpt": _models(ckpt), "model": _models(model), "out": out, "inputs": paths, "list": list_file,
               "save": save.split(",") if save else None, "alpha": alpha, "shard": shard, "on_error": on_error,
               "smooth": smooth, **{k: v or None for k, v in flags.items()}}
     _execute("predict", overrides, values, config_dir, print_cfg)

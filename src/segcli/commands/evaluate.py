@@ -77,12 +77,16 @@ def _fill_train_crop(meta: dict, model_path: str) -> None:
 
 
 def _load_model(cfg, device: str):
-    from segcli.inference.backends import load_predictor
+    """(the predictor, the report's "model": the resolved path; a list of them for an ensemble of several)"""
+    from segcli.inference.backends import load_predictor, model_paths
+    from segcli.inference.predictor import ensemble
 
-    path = cfg.ckpt or cfg.model
-    predictor = load_predictor(path, device, cfg.inference.batch_size)
-    _fill_train_crop(predictor.meta, path)
-    return predictor.configure(cfg.inference), str(Path(path).resolve())
+    paths = model_paths(cfg.ckpt or cfg.model)
+    members = [load_predictor(path, device, cfg.inference.batch_size) for path in paths]
+    for member, path in zip(members, paths):
+        _fill_train_crop(member.meta, path)
+    resolved = [str(Path(path).resolve()) for path in paths]
+    return ensemble(members).configure(cfg.inference), resolved[0] if len(resolved) == 1 else resolved
 
 
 def _open(cfg, mode: str, device: str):
@@ -96,7 +100,7 @@ def _open(cfg, mode: str, device: str):
     predictor, model_path = _load_model(cfg, device)
     root = cfg.data or predictor.meta.get("dataset", {}).get("root")
     if not root:
-        raise ConfigError(f"{model_path}: the model names no dataset; pass --data DIR")
+        raise ConfigError(f"{predictor.source}: the model names no dataset; pass --data DIR")
     card = load_card(root)
     if list(predictor.classes) != list(card.classes):
         raise ConfigError(f"{card.path}: its classes {card.classes} differ from the model's "

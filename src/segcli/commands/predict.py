@@ -27,9 +27,11 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
 def _check(cfg) -> str:
     from segcli.checks import number
 
+    from segcli.inference.backends import model_paths
+
     if cfg.ckpt and cfg.model:
-        raise ConfigError("both --ckpt and --model given; pass one of them")
-    model = cfg.model or cfg.ckpt
+        raise ConfigError("both --ckpt and --model given; pass one of them (repeat it for an ensemble)")
+    model = ", ".join(model_paths(cfg.model or cfg.ckpt))
     if not model:
         raise ConfigError("no model given; pass --ckpt RUN_DIR/checkpoints/best.ckpt or --model FILE.onnx|FILE.pt")
     if not cfg.out:
@@ -77,11 +79,14 @@ class Run:
 
 
 def run(cfg):
-    """Load the model named by cfg.ckpt / cfg.model and predict cfg's inputs (see predict_with)."""
-    from segcli.inference.backends import load_predictor
+    """Load the model named by cfg.ckpt / cfg.model (several: their ensemble) and predict cfg's inputs (see
+    predict_with)."""
+    from segcli.inference.backends import load_predictor, model_paths
+    from segcli.inference.predictor import ensemble
 
-    model = _check(cfg)
-    return predict_with(cfg, load_predictor(model, cfg.device, cfg.inference.batch_size).configure(cfg.inference))
+    _check(cfg)
+    members = [load_predictor(path, cfg.device, cfg.inference.batch_size) for path in model_paths(cfg.model or cfg.ckpt)]
+    return predict_with(cfg, ensemble(members).configure(cfg.inference))
 
 
 def predict_with(cfg, predictor) -> list[Path]:

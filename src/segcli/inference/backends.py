@@ -8,6 +8,7 @@ as JSON in ONNX metadata_props["segcli"] or in the TorchScript extra file "segcl
 from __future__ import annotations
 
 import json
+import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -350,6 +351,19 @@ def onnx_predictor(path: str | Path, device: str = "auto", batch_size: int = 4, 
         return out.float() if out.is_floating_point() else out
 
     return Predictor(_fixed_size(run, path, model_input.shape), meta, "cpu", batch_size)
+
+
+def model_paths(value) -> list[str]:
+    """--ckpt/--model as the config holds it (null, one path, or a list of paths: an ensemble) → the paths. A path
+    given twice is a usage error: it would weigh that model double without a word."""
+    paths = [] if value is None else [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+    seen = set()
+    for path in paths:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ConfigError(f"{path}: given twice; an ensemble names each model once")
+        seen.add(key)
+    return paths
 
 
 def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 4) -> Predictor:

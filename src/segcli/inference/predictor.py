@@ -268,3 +268,53 @@ class Predictor:
         masks = self.predict([image for _, image in pending])
         for (key, image), mask in zip(pending, masks):
             yield key, image, mask
+
+
+_SHARED = (("classes", "classes"), ("input channels", "read_channels"), ("image_range", "image_range"))  # (said, attr)
+
+
+class Ensemble(Predictor):
+    """Several models of the same classes as one (a k-fold ensemble, as nnU-Net predicts with its folds): the mean
+    of the members' softmax probabilities, each member with its own normalisation, input scale, size multiple and
+    inference options (TTA and scales average inside each member first). meta, palette and the report's options are
+    the first member's."""
+
+    def __init__(self, members: Sequence[Predictor]):
+        first = members[0]
+        super().__init__(first.forward, first.meta, first.device, first.batch_size, first.options)
+        self.members = list(members)
+        self.source = " + ".join(m.source for m in self.members)
+        for member in self.members:
+            if member.outputs_ids:
+                raise ConfigError(f"{member.source}: this model returns class ids (exported with --argmax), and an "
+                                  "ensemble averages class probabilities; export it without --argmax")
+        for member in self.members[1:]:
+            differs = [f"{label} {getattr(member, attr)} vs {getattr(first, attr)}" for label, attr in _SHARED
+                       if getattr(member, attr) != getattr(first, attr)]
+            if differs:
+                raise ConfigError(f"{member.source}: it differs from {first.source} in {', '.join(differs)}; an "
+                                  "ensemble's models must share their classes and the kind of image they read")
+
+    def configure(self, inference_cfg) -> "Ensemble":
+        for member in self.members:
+            member.configure(inference_cfg)
+        self.options = self.members[0].options
+        return self
+
+    @torch.inference_mode()
+    def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size images → (N, K, H, W) log of the members' averaged probabilities."""
+        probs = None
+        for member in self.members:
+            p = member.logits(images).softmax(1)
+            probs = p if probs is None else probs.add_(p)
+        return (probs / len(self.members)).clamp_min_(1e-12).log_()
+
+    @torch.inference_mode()
+    def ids(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return to_ids(self.logits(images))
+
+
+def ensemble(members: Sequence[Predictor]) -> Predictor:
+    """One Predictor for `members`: the member itself when there is one, else their Ensemble."""
+    return members[0] if len(members) == 1 else Ensemble(members)

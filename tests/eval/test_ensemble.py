@@ -1,0 +1,94 @@
+"""Ensembles: `--ckpt A --ckpt B` (or `--model` repeated) in predict and eval average the models' class
+probabilities, each model with its own normalisation and input scale, as nnU-Net predicts with its k folds."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from helpers_eval import load_json, run_cli
+
+
+def _variant(source, target, **meta) -> None:
+    """A copy of checkpoint `source` with its weights moved by seeded noise and `meta` entries replaced."""
+    ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    generator = torch.Generator().manual_seed(1)
+    for key, value in ckpt["state_dict"].items():
+        if value.is_floating_point() and "running" not in key:
+            value.add_(0.05 * value.std().nan_to_num() * torch.randn(value.shape, generator=generator))
+    ckpt["hyper_parameters"]["meta"].update(meta)
+    torch.save(ckpt, target)
+
+
+@pytest.fixture(scope="module")
+def members(trained, tmp_path_factory):
+    """(the trained checkpoint, a perturbed copy of it that sees its input at half size)."""
+    other = tmp_path_factory.mktemp("ensemble") / "other.ckpt"
+    _variant(trained["ckpt"], other, input_scale=0.5)
+    return trained["ckpt"], other
+
+
+def _averaged_ids(paths, image: np.ndarray) -> np.ndarray:
+    """The ensemble's mask computed here from each model's own probabilities."""
+    from segcli.inference.backends import load_predictor
+
+    probs = sum(load_predictor(path, "cpu").logits([image]).softmax(1) for path in paths)
+    return probs.argmax(1)[0].numpy()
+
+
+def test_predict_averages_the_probabilities_and_eval_scores_the_same_masks(trained, members, tmp_path, capsys):
+    val = trained["data"] / "images" / "val"
+    preds = tmp_path / "preds"
+    code, _, err = run_cli(["predict", "--ckpt", members[0], "--ckpt", members[1], val, "--out", preds,
+                            "overlay=false"], capsys)
+    assert code == 0, err
+    images = sorted(val.rglob("*.png"))
+    assert images
+    differs = 0
+    for path in images:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        mask = cv2.imread(str(preds / path.relative_to(val)), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(mask, _averaged_ids(members, image))
+        differs += int((mask != _averaged_ids(members[:1], image)).sum())
+    assert differs > 0  # the second model changed some pixels: the masks are not the first model's alone
+
+    code, _, err = run_cli(["eval", "--ckpt", members[0], "--ckpt", members[1], "--json", tmp_path / "e.json"], capsys)
+    assert code == 0, err
+    ensemble = load_json(tmp_path / "e.json")
+    assert ensemble["mode"] == "ckpt" and ensemble["model"] == [str(p.resolve()) for p in members]
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", trained["data"], "--json", tmp_path / "p.json"],
+                           capsys)
+    assert code == 0, err
+    assert load_json(tmp_path / "p.json")["mIoU"] == ensemble["mIoU"]
+
+
+def test_exported_models_make_an_ensemble_too(trained, members, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    onnx = tmp_path / "a.onnx"
+    code, _, err = run_cli(["export", "--ckpt", members[0], "--format", "onnx", "--out", onnx], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["eval", "--model", onnx, "--ckpt", members[1], "--json", tmp_path / "x.json"], capsys)
+    assert code == 2 and "eval needs exactly one of --ckpt CKPT, --model FILE" in err, err  # no mixing the two
+    code, _, err = run_cli(["eval", "--model", onnx, "--model", onnx, "--data", trained["data"]], capsys)
+    assert code == 2 and f"{onnx}: given twice" in err, err
+
+    argmax = tmp_path / "ids.onnx"
+    code, _, err = run_cli(["export", "--ckpt", members[0], "--format", "onnx", "--argmax", "--out", argmax], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["eval", "--model", onnx, "--model", argmax], capsys)
+    assert code == 2 and f"{argmax}: this model returns class ids" in err and "without --argmax" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_models_of_other_classes_are_refused_before_any_work(trained, members, tmp_path, capsys):
+    renamed = tmp_path / "renamed.ckpt"
+    _variant(members[0], renamed, classes=[f"c{i}" for i in range(7)])
+    for command in (["eval"], ["predict", trained["data"] / "images" / "val", "--out", tmp_path / "p"]):
+        code, _, err = run_cli([*command, "--ckpt", members[0], "--ckpt", renamed], capsys)
+        assert code == 2, err
+        assert err.strip().splitlines()[-1].startswith(f"segcli: error: {renamed}: it differs from {members[0]} in "
+                                                       "classes ['c0'"), err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists()
