@@ -59,6 +59,8 @@ def test_card_stats_match_numpy_on_the_written_files(tmp_path, rng, run_cli):
         if split == "train":
             freq = pixels[:3] / context[:3]
             np.testing.assert_allclose(card["stats"]["class_weights"], [*(np.median(freq) / freq), 0.0], rtol=1e-4)
+    text = (out / "dataset.yaml").read_text()  # a list written twice is written out twice, not as &id001 … *id001
+    assert "&id" not in text and "*id" not in text
 
 
 def test_the_chart_of_sparse_16_bit_ids_draws_the_present_classes(tmp_path, rng, run_cli):

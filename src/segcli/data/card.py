@@ -157,7 +157,7 @@ def dump_card(card: DatasetCard) -> str:
     try:
         return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=None, width=120)
     except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): libyaml cannot write it
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+        return yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None, width=120)
 
 
 def _load_yaml(text: str):
@@ -171,4 +171,18 @@ def _load_yaml(text: str):
 # a card of 4,000 pairs, in every command that reads one, and 1.4 s to write it. Names that are not UTF-8 go through
 # PyYAML's own.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """Writes a list the card holds twice (a split's class_pixels, in stats and in its split's entry) twice, not as
+    an anchor and an alias (`&id001` … `*id001`), which a person reading the card cannot follow."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+_DUMPER = _Dumper
+
+
+class _PlainDumper(yaml.SafeDumper):  # PyYAML's own, for names libyaml cannot write; no aliases either
+    ignore_aliases = _Dumper.ignore_aliases
