@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from helpers_data import random_image, write_grey, write_image
+from helpers_data import random_image, read_lint, write_grey, write_image
 
 
 def test_camvid_annotations_with_255_already_as_ignore(camvid_src, tmp_path, run_cli):
@@ -83,3 +83,22 @@ def test_lint_of_a_download_names_the_prepare_command(cityscapes_src, voc_src, r
         assert code == 3 and not stdout, stderr
         assert "no dataset card; it " in stderr and f"`segcli prepare {fmt} --src {found} --out DIR`" in stderr
         assert "synthetic" not in stderr and not (src / "lint.json").exists()
+
+
+def test_lint_fixes_name_only_options_the_command_takes(ade_src, cityscapes_src, tmp_path, rng, run_cli):
+    """prepare ade20k of RGB masks said 'pass --palette FILE', and of values outside the table 'map them with
+    `segcli prepare … --remap / --ignore-index`': options only prepare folder takes (prepare ade20k --palette is 'No such
+    option')."""
+    ade, _ = ade_src
+    stem = next((ade / "annotations" / "training").glob("*.png"))
+    write_image(stem, random_image(rng, 24, 32))  # re-saved in colour
+    city, _ = cityscapes_src
+    label = next((city / "gtFine" / "train").rglob("*_labelIds.png"))
+    write_grey(label, np.full((32, 64), 200, np.uint8))  # no Cityscapes label id
+    for fmt, src, kind in (("ade20k", ade, "rgb_mask"), ("cityscapes", city, "out_of_range")):
+        code, _, stderr = run_cli("prepare", fmt, "--src", src, "--out", tmp_path / "out" / fmt)
+        assert code == 1 and kind in stderr, stderr
+        findings = read_lint(tmp_path / "out" / fmt / "lint.json")["findings"]
+        detail = next(f["detail"] for f in findings if f["kind"] == kind)
+        assert "or convert" in detail and "with `segcli prepare folder" in detail, detail  # the command that takes them
+        assert "pass --palette" not in detail and "map them with" not in detail, detail

@@ -191,6 +191,12 @@ class MaskDecoder:
     raw_name: str = "mask values"
     remap: dict[int, int] = field(default_factory=dict)
     threshold: int | None = None  # folder --mask-threshold T: a two-valued mask read as value >= T → 1, else 0
+    options: bool = False  # prepare folder's: the fixes may name --palette, --remap, --ignore-index, --mask-threshold
+
+    def _fix(self, folder: str, other: str) -> str:
+        """The fix a finding names: `folder` where the command takes those options, else `other` (prepare camvid,
+        voc, cityscapes, ade20k and lint take none of them)."""
+        return folder if self.options else other
 
     def _is_class(self, value: int) -> bool:
         return value != self.ignore_index and (self.num_classes is None or value < self.num_classes)
@@ -208,8 +214,10 @@ class MaskDecoder:
         where = str(where)
         if raw.lossy and self.threshold is None:
             findings.append(error("lossy_mask", where, "mask stored as JPEG: compression invents values at every edge; "
-                                  "export masks as PNG, or, for a two-valued mask (0/255), pass --mask-threshold 128 "
-                                  "to read value >= 128 as 1 and the rest as 0"))
+                                  + self._fix("export masks as PNG, or, for a two-valued mask (0/255), pass "
+                                              "--mask-threshold 128 to read value >= 128 as 1 and the rest as 0",
+                                              "use the dataset's PNG masks (or, for a two-valued mask, convert it with "
+                                              "`segcli prepare folder --mask-threshold 128`)")))
         if raw.orientation != 1:
             findings.append(warning("mask_orientation", where, f"mask carries EXIF orientation {raw.orientation} "
                                     f"({_TURNS[raw.orientation]}); masks are read as stored, not turned, while images "
@@ -243,16 +251,21 @@ class MaskDecoder:
             raw = RawMask(np.repeat(grey[..., None], 3, axis=-1), "rgb", raw.lossy)
         if raw.kind == "rgb":
             if self.colours is None:
-                findings.append(error("rgb_mask", where, "mask holds RGB colours but class ids are expected; store one "
-                                      "channel of ids, or pass --palette FILE to map colours to classes"))
+                findings.append(error("rgb_mask", where, "mask holds RGB colours but class ids are expected; "
+                                      + self._fix("store one channel of ids, or pass --palette FILE to map colours "
+                                                  "to classes", "use the dataset's own masks of class ids, or convert "
+                                                  "colour masks with `segcli prepare folder --palette FILE`")))
                 return None, findings
             values, unknown, smoothed = self.colours.decode(raw.array)
-            fix = "add them to --palette (a line 'ignore R G B' maps a colour to the ignore index)"
+            fix = self._fix("add them to --palette (a line 'ignore R G B' maps a colour to the ignore index)",
+                            "repaint them in the dataset's colours, or convert the masks with `segcli prepare folder "
+                            "--palette FILE` that lists them")
             if smoothed:  # (0, 0, 2) beside black: "add them to --palette" would make a class of every stray level
                 fix = (f"most of these pixels are within {NEAR} levels of a palette colour or of a blend of two, as "
                        "JPEG compression or anti-aliased drawing or resizing leaves colours: re-export the masks as "
                        "PNG without smoothing (nearest-neighbour resizing, no anti-aliasing), or set each pixel to its "
-                       "nearest palette colour; colours that are classes of their own go into --palette")
+                       "nearest palette colour" + self._fix("; colours that are classes of their own go into "
+                                                             "--palette", ""))
             if unknown:
                 findings.append(error("unknown_colour", where, f"colours not in the palette: {unknown}; {fix}"))
         elif raw.kind == "grey3":
@@ -276,13 +289,15 @@ class MaskDecoder:
             # levels, which would be read as dozens of classes (and 255's core as 'not labelled')
             findings.append(error("lossy_mask", where, f"values {blurred} look like a two-valued mask blurred by "
                                   "JPEG compression (saved as JPEG once): every edge would become classes of its "
-                                  "own; pass --mask-threshold 128 to read value >= 128 as 1 and the rest as 0 (if "
-                                  "they are all class ids, name the classes with --classes)"))
+                                  "own; " + self._fix("pass --mask-threshold 128 to read value >= 128 as 1 and the "
+                                  "rest as 0 (if they are all class ids, name the classes with --classes)",
+                                  "fix the masks, or convert them with `segcli prepare folder --mask-threshold 128`")))
         elif set(targets) == {0, 255} and not (t255 >= 0 and self._is_class(t255)) and not (
                 self.ignore_declared and t255 == self.ignore_index):
             findings.append(error("binary_mask", where, "values are only 0 and 255: looks like a binary mask whose "
-                                  "foreground would be lost; pass --remap 255=1 to make 255 class 1, or "
-                                  "--ignore-index 255 to declare that 255 means 'not labelled'"))
+                                  "foreground would be lost; " + self._fix("pass --remap 255=1 to make 255 class 1, "
+                                  "or --ignore-index 255 to declare that 255 means 'not labelled'", "fix the masks, or "
+                                  "convert them with `segcli prepare folder --remap 255=1` (or --ignore-index 255)")))
         elif set(targets) == {0, 65535} and 65535 not in self.remap and self.num_classes is None and not (
                 self.ignore_declared and self.ignore_index == 65535):
             # a 16-bit 0/65535 mask: 65535 would be read as a class id, making a table of 65,536 classes
@@ -293,7 +308,9 @@ class MaskDecoder:
             shown = ", ".join(str(v) for v in bad[:8]) + (" …" if len(bad) > 8 else "")
             findings.append(error("out_of_range", where, f"{self.raw_name} {shown} are neither class ids "
                                   f"{self._describe()} nor the ignore index {self.ignore_index}; fix the masks, "
-                                  "add classes, or map them with `segcli prepare … --remap / --ignore-index`"))
+                                  + self._fix("add classes (--classes), or map them with --remap / --ignore-index",
+                                              "or convert them with `segcli prepare folder` (--classes, --remap, "
+                                              "--ignore-index)")))
         if self.lut is None and not self.remap and not bad:
             ids = values
         else:

@@ -320,7 +320,8 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     remap = {**table, **given}
     ignore_declared = ignore_index is not None or reduce_zero_label or -1 in table_remap.values()
     decoder = MaskDecoder(num_classes=None if names is None else len(names), ignore_index=ignore, colours=colours,
-                          ignore_declared=ignore_declared, remap=remap, threshold=_threshold(mask_threshold, palette))
+                          ignore_declared=ignore_declared, remap=remap, threshold=_threshold(mask_threshold, palette),
+                          options=True)
 
     folders = split_folders(stems) if not split_files and val_fraction is None and test_fraction is None else None
     inner = _inside_split_folders(folders)
