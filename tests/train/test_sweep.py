@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from helpers_train import segcli, tiny
 
 
@@ -168,3 +169,35 @@ def test_resume_overrides_a_started_job_refuses_stop_the_sweep_before_it_runs(ti
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"segcli: error: sweep job 0 (0-seed=1): {text}"), err
         assert (sweep_dir / "summary.json").read_bytes() == before
+
+
+def test_a_sweep_over_folds_reports_their_mean_and_the_ensemble_command(tiny_data, tmp_path, capsys):
+    """k-fold cross-validation: `-m data.fold=0,1` showed each fold's figure, but not what cross-validation is for,
+    their mean and spread, nor how to predict with the folds' models together."""
+    import shutil
+    import statistics
+
+    import yaml
+
+    data = tmp_path / "folded"
+    shutil.copytree(tiny_data, data)
+    card = yaml.safe_load((data / "dataset.yaml").read_text())
+    for i, entry in enumerate(card["splits"]["train"]):
+        entry["fold"] = i % 2
+    (data / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    sweep_dir = tmp_path / "cv"
+    code, out, err = segcli(["train", "-m", *tiny(data, "trainer.limit_train_batches=1"), "data.fold=0,1",
+                             "--run-dir", sweep_dir], capsys)
+    assert code == 0, err
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    best = [job["best_val_mIoU"] for job in summary["jobs"]]
+    assert len(best) == 2 and all(b is not None for b in best)
+    assert summary["cross_validation"] == [{
+        "overrides": "", "folds": 2, "ok": 2, "best_val_mIoU_mean": pytest.approx(statistics.fmean(best)),
+        "best_val_mIoU_std": pytest.approx(statistics.stdev(best)), "final_mIoU_mean": None, "final_mIoU_std": None}]
+    assert "cross-validation (mean ± std over folds)" in out
+    assert f"{statistics.fmean(best) * 100:.2f} ± {statistics.stdev(best) * 100:.2f}" in out
+    assert out.strip().splitlines()[-1] == str(sweep_dir.resolve())
+    ckpts = [sweep_dir.resolve() / name / "checkpoints" / "best.ckpt" for name in ("0-fold=0", "1-fold=1")]
+    assert all(c.is_file() for c in ckpts)
+    assert f"segcli predict --ckpt {ckpts[0]} --ckpt {ckpts[1]} INPUT... --out DIR" in err

@@ -267,6 +267,7 @@ def _run_jobs(root: Path, jobs: list[list[str]], swept: list[str], config_dir, r
         raise
     write_summary(root, rows)
     print_summary(rows)
+    _say_fold_ensemble(rows)
     result(str(root))
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
@@ -393,8 +394,48 @@ def _pct(value) -> str:
     return "—" if value is None else f"{value * 100:.2f}"
 
 
+FOLD_KEY = "data.fold"  # a sweep over it is a k-fold cross-validation
+
+
+def cross_validation(rows: list[dict]) -> list[dict]:
+    """When the sweep swept data.fold: for each setting of the other swept keys, its folds' mean and sample standard
+    deviation of best val and final mIoU (over the jobs that ended ok; std needs two). [] for other sweeps."""
+    from statistics import fmean, stdev
+
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        items = row["overrides"].split()
+        if not any(item.partition("=")[0] == FOLD_KEY for item in items):
+            return []
+        groups.setdefault(" ".join(i for i in items if i.partition("=")[0] != FOLD_KEY), []).append(row)
+    out = []
+    for setting, members in groups.items():
+        ok = [m for m in members if m["status"] == "ok"]
+        entry = {"overrides": setting, "folds": len(members), "ok": len(ok)}
+        for key in ("best_val_mIoU", "final_mIoU"):
+            values = [m[key] for m in ok if m[key] is not None]
+            entry[f"{key}_mean"] = fmean(values) if values else None
+            entry[f"{key}_std"] = stdev(values) if len(values) > 1 else None
+        out.append(entry)
+    return out
+
+
+def _mean_std(entry: dict, key: str) -> str:
+    mean, std = entry[f"{key}_mean"], entry[f"{key}_std"]
+    return _pct(mean) + ("" if std is None else f" ± {std * 100:.2f}")
+
+
+def _say_fold_ensemble(rows: list[dict]) -> None:
+    """After a k-fold sweep of one setting whose folds all ended ok: the predict command of their ensemble."""
+    folds = cross_validation(rows)
+    if len(folds) == 1 and folds[0]["ok"] == folds[0]["folds"] > 1 and all(r["run_dir"] for r in rows):
+        ckpts = " ".join(f"--ckpt {Path(r['run_dir']) / 'checkpoints' / 'best.ckpt'}" for r in rows)
+        info(f"train: predict with the {len(rows)} folds together (their probabilities averaged): segcli predict "
+             f"{ckpts} INPUT... --out DIR")
+
+
 def print_summary(rows: list[dict]) -> None:
-    """The summary table on stdout: one row per job."""
+    """The summary table on stdout: one row per job; after a k-fold sweep, the folds' mean ± std per setting."""
     from rich.table import Table
 
     from segcli.reports import plain
@@ -407,6 +448,15 @@ def print_summary(rows: list[dict]) -> None:
         table.add_row(str(r["job"]), plain(r["overrides"]), plain(r["status"]), _pct(r["best_val_mIoU"]),
                       _pct(r["final_mIoU"]), "—" if r["epochs"] is None else str(r["epochs"]), plain(r["run_dir"] or "—"))
     print_wide(stdout_console(), table)
+    folds = cross_validation(rows)
+    if folds:
+        table = Table(title="cross-validation (mean ± std over folds)")
+        for name in ("overrides", "folds ok", "best val mIoU", "final mIoU"):
+            table.add_column(name, justify="left" if name == "overrides" else "right")
+        for entry in folds:
+            table.add_row(plain(entry["overrides"] or "—"), f"{entry['ok']}/{entry['folds']}",
+                          _mean_std(entry, "best_val_mIoU"), _mean_std(entry, "final_mIoU"))
+        print_wide(stdout_console(), table)
 
 
 def write_summary(root: Path, rows: list[dict]) -> None:
@@ -418,5 +468,6 @@ def write_summary(root: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows([{k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS} for r in rows])
     # summary.json first: it is what `--resume` reads (and it writes summary.csv again at its end)
-    atomic_write_bytes(root / "summary.json", (json.dumps({"jobs": rows}, indent=2) + "\n").encode("utf-8"))
+    record = {"jobs": rows, **({"cross_validation": folds} if (folds := cross_validation(rows)) else {})}
+    atomic_write_bytes(root / "summary.json", (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     atomic_write_bytes(root / "summary.csv", buffer.getvalue().encode("utf-8"))
