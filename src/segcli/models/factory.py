@@ -76,9 +76,15 @@ def _check_kwargs(arch: str, encoder: str, kwargs: dict) -> None:
 
 
 def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
-    """The constructor arguments stored in checkpoints: enough to rebuild the network."""
+    """The constructor arguments stored in checkpoints: enough to rebuild the network. A model.in_channels that is
+    no whole number >= 1 is a ConfigError (rgb was an internal error, 0 a "cannot run on inputs" refusal)."""
+    from segcli.checks import number
+
+    channels = model_cfg.get("in_channels", 3)
+    number("model.in_channels", channels, 1, integer=True,
+           what="the number of image channels, a whole number >= 1 (3 RGB, 1 grayscale, C for C-band images)")
     return {"arch": str(model_cfg["arch"]).lower(), "encoder": model_cfg["encoder"],
-            "in_channels": int(model_cfg.get("in_channels", 3)), "classes": int(num_classes),
+            "in_channels": int(channels), "classes": int(num_classes),
             "kwargs": dict(model_cfg.get("kwargs") or {})}
 
 
@@ -108,7 +114,8 @@ def build_model(arch: str, encoder: str, classes: int, in_channels: int = 3, enc
             model = smp.create_model(arch.lower(), encoder_name=encoder, encoder_weights=named,
                                      in_channels=in_channels, classes=classes, **(kwargs or {}))
     except (KeyError, ValueError, TypeError, AssertionError) as err:  # timm asserts some arguments (output_stride)
-        raise ConfigError(f"cannot build {arch}/{encoder}: {_refusal(err)}; {_refusal_fix(err, kwargs or {})}") from None
+        fix = _depth_fix(err, arch.lower(), kwargs or {}) or _refusal_fix(err, kwargs or {})
+        raise ConfigError(f"cannot build {arch}/{encoder}: {_refusal(err)}; {fix}") from None
     except OSError as err:  # download failed (offline), hub unreachable, ...
         why = unreachable or type(err).__name__
         raise ConfigError(f"could not download encoder weights '{named}' for {encoder} ({why}); offline? "
@@ -126,6 +133,32 @@ def _refusal(err: Exception) -> str:
 
         text = f"timm refused it ({(traceback.extract_tb(err.__traceback__)[-1].line or '').strip()})"
     return first_line(RuntimeError(text)).rstrip(".")
+
+
+def _depth_fix(err: Exception, arch: str, kwargs: dict) -> str:
+    """For smp's "Model depth is N, but you provide `decoder_channels` for M blocks" (Unet, Unet++, MAnet with
+    model.kwargs.encoder_depth other than 5 and their default five decoder widths): the decoder_channels to give,
+    N widths (the last N of those given or of the architecture's default); '' for any other refusal."""
+    import inspect
+    import re
+
+    import segmentation_models_pytorch as smp
+
+    match = re.search(r"Model depth is (\d+), but you provide `decoder_channels`", str(err))
+    if not match or arch not in smp.MODEL_ARCHITECTURES_MAPPING:
+        return ""
+    depth = int(match.group(1))
+    widths = kwargs.get("decoder_channels")
+    if widths is None:
+        parameter = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch].__init__).parameters.get("decoder_channels")
+        widths = parameter.default if parameter is not None else None
+    if not isinstance(widths, (list, tuple)) or not widths or depth < 1:
+        return ""
+    widths = list(widths)
+    chosen = widths[len(widths) - depth:] if depth <= len(widths) else widths + [widths[-1]] * (depth - len(widths))
+    plus = "" if "decoder_channels" in kwargs else "+"
+    return (f"give one decoder width per encoder stage, e.g. {plus}model.kwargs.decoder_channels="
+            f"[{','.join(str(int(w)) for w in chosen)}] for encoder_depth={depth}")
 
 
 def _refusal_fix(err: Exception, kwargs: dict) -> str:

@@ -70,6 +70,18 @@ def check_fused(optim: dict, trainer: dict) -> None:
         raise ConfigError(f"optim.fused=true: {why}; set optim.fused=auto or false")
 
 
+def check_settings(optim: dict, sched: dict) -> None:
+    """The choices of the `optim` and `sched` groups that build_optimizer and build_scheduler refuse, checked when
+    the LightningModule is made (before the run directory), not first inside fit: optim.name, sched.name, and
+    SGD's Nesterov momentum without momentum (optim=sgd optim.momentum=0 keeps sgd.yaml's nesterov: true)."""
+    name = str(optim.get("name", "adamw")).lower()
+    if name not in OPTIMIZERS:
+        raise _unknown("optim.name", name, OPTIMIZERS)
+    lr_factor(sched, 0, 0.0)  # an unknown sched.name fails here, with the choices
+    if name == "sgd" and bool(optim.get("nesterov", False)) and float(optim.get("momentum", 0.9)) <= 0:
+        raise ConfigError("optim.nesterov=true needs optim.momentum > 0; set optim.nesterov=false for plain SGD")
+
+
 def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") -> torch.optim.Optimizer:
     """`optim` group (its values checked by segcli.checks) → torch optimiser over module's trainable parameters.
     `fused_clipping`: why a fused step must not be used here ('' when it may: see segcli.models.module), which
@@ -88,7 +100,7 @@ def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") ->
     else:
         momentum, nesterov = float(optim.get("momentum", 0.9)), bool(optim.get("nesterov", False))
         if nesterov and momentum <= 0:
-            raise ConfigError("optim.nesterov=true needs optim.momentum > 0")
+            raise ConfigError("optim.nesterov=true needs optim.momentum > 0; set optim.nesterov=false for plain SGD")
         kwargs = dict(lr=lr, weight_decay=decay, momentum=momentum, nesterov=nesterov)
         make = torch.optim.SGD
     if fused == "true" or (fused == "auto" and not fused_clipping):
