@@ -84,6 +84,12 @@ def test_fewer_val_images_than_processes_is_a_usage_error(tiny_data, tmp_path):
                   "--run-dir", tmp_path / "run", timeout=600)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "'val' split has 1 image(s) for 2 processes" in proc.stderr.strip().splitlines()[-1]
+    # said once, before any process is started (each process said it), and also without trainer=ddp
+    assert proc.stderr.count("segcli: error:") == 1 and not (tmp_path / "run").exists(), proc.stderr[-3000:]
+    proc = segcli("train", f"data.root={root}", *COMMON, "trainer.accelerator=cpu", "trainer.devices=3",
+                  "--run-dir", tmp_path / "run3", timeout=600)
+    assert proc.returncode == 2 and proc.stderr.count("segcli: error:") == 1, proc.stderr[-3000:]
+    assert "'val' split has 1 image(s) for 3 processes" in proc.stderr, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("damaged, other", [

@@ -194,12 +194,12 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     from segcli.checks import check_values
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
-    from segcli.data.datamodule import SegDataModule, input_scale, validates
+    from segcli.data.datamodule import SegDataModule, check_val_per_process, input_scale, validates
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, local_weights, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
     from segcli.models.optim import check_fused
-    from segcli.models.trainer_args import check as check_trainer, for_this_machine, lightning_config_errors
+    from segcli.models.trainer_args import check as check_trainer, for_this_machine, lightning_config_errors, processes
     from segcli.runs import held_run_dir, make_run_dir, model_meta, save_config
     from segcli.training.callbacks import CtrlC
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
@@ -276,6 +276,9 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     check_trainer(given)
     trainer_args = for_this_machine(given)
     check_fused(to_container(cfg.optim), trainer_args)  # needs the precision made concrete (auto → bf16-mixed)
+    count = processes(given)
+    if count:  # said once here: found by the data module, each process Lightning started said it
+        check_val_per_process(card, to_container(cfg.data), count)
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too

@@ -260,16 +260,28 @@ class SegDataModule(L.LightningDataModule):
             # confusion matrix. A DistributedSampler subclass is left alone by Lightning.
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-            from segcli.errors import ConfigError
-
-            if len(self.val_set) < self.trainer.world_size:  # a process with no val image would stall the others
-                raise ConfigError(f"{self.card.root}: the '{self.data_cfg['val_split']}' split has {len(self.val_set)} "
-                                  f"image(s) for {self.trainer.world_size} processes, and each process validates at "
-                                  "least one; train on fewer devices or give the split more images")
+            check_val_per_process(self.card, self.data_cfg, self.trainer.world_size)
 
             sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.trainer.world_size,
                                                    rank=self.trainer.global_rank, shuffle=False)
         return self._loader(self.val_set, int(self.data_cfg["val_batch_size"]), shuffle=False, sampler=sampler)
+
+
+def check_val_per_process(card, data_cfg: dict, processes: int) -> None:
+    """Each of `processes` validates at least one image (one with none would stall the others): a split with fewer
+    is a ConfigError. train checks it before Lightning starts the processes, so that it is said once, not by each."""
+    from segcli.errors import ConfigError
+
+    fold = data_cfg.get("fold")
+    if processes <= 1 or (data_cfg.get("val_split") is None and fold is None):
+        return
+    if fold is None:
+        count, split = len(card.indices(data_cfg["val_split"])), f"the '{data_cfg['val_split']}' split"
+    else:
+        count, split = len(card.indices(data_cfg["train_split"], int(fold), held_out=True)), f"fold {int(fold)}"
+    if count < processes:
+        raise ConfigError(f"{card.root}: {split} has {count} image(s) for {processes} processes, and each process "
+                          "validates at least one; train on fewer devices or give the split more images")
 
 
 def _check_not_empty(card, fold, parts) -> None:

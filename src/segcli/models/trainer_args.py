@@ -46,6 +46,21 @@ def started_as_one_of_several(num_nodes=1) -> bool:
             or max(count(os.environ.get(key)) for key in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")) > 1)
 
 
+def processes(trainer: dict) -> int | None:
+    """How many processes train: trainer.devices (a count, or a list of device ids) × trainer.num_nodes; None when
+    Lightning decides (devices auto or -1)."""
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1)
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif str(devices).strip().isdigit():
+        count = int(str(devices).strip())
+    elif isinstance(devices, str) and "," in devices:  # "0,1": device ids
+        count = len([d for d in devices.split(",") if d.strip()])
+    else:
+        return None
+    return count * (int(nodes) if str(nodes).isdigit() else 1)
+
+
 def check(trainer: dict) -> None:
     """Raise ConfigError when a trainer key is no argument of lightning.Trainer, or when trainer.accelerator /
     devices / precision cannot run on this machine."""
