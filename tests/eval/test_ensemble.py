@@ -92,3 +92,33 @@ def test_models_of_other_classes_are_refused_before_any_work(trained, members, t
                                                        "classes ['c0'"), err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
+
+
+def test_a_model_given_twice_under_another_name_is_refused(trained, members, tmp_path, capsys):
+    """A hard link is the same file under another path, and a copy of an export (or a second export of the same
+    checkpoint) is the same model: either would weigh that model double without a word."""
+    import os
+    import shutil
+
+    linked = tmp_path / "linked.ckpt"
+    os.link(members[0], linked)
+    val = trained["data"] / "images" / "val"
+    code, _, err = run_cli(["predict", "--ckpt", members[0], "--ckpt", members[1], "--ckpt", linked, val,
+                            "--out", tmp_path / "p"], capsys)
+    assert code == 2 and f"{linked}: given twice (as {members[0]})" in err, err
+    assert not (tmp_path / "p").exists()
+
+    pytest.importorskip("onnxruntime")
+    onnx, again = tmp_path / "f0.onnx", tmp_path / "f1.onnx"
+    code, _, err = run_cli(["export", "--ckpt", members[0], "--format", "onnx", "--out", onnx], capsys)
+    assert code == 0, err
+    shutil.copyfile(onnx, again)
+    code, _, err = run_cli(["eval", "--model", onnx, "--model", again, "--json", tmp_path / "e.json"], capsys)
+    assert code == 2 and f"{again}: exported from the same checkpoint as {onnx}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize("entry", ["null", "''"])
+def test_an_empty_entry_of_a_hydra_list_is_named(trained, members, tmp_path, capsys, entry):
+    code, _, err = run_cli(["eval", f"ckpt=[{members[0]},{entry}]"], capsys)
+    assert code == 2 and "an empty entry; give each model's path" in err, err

@@ -356,13 +356,21 @@ def onnx_predictor(path: str | Path, device: str = "auto", batch_size: int = 4, 
 def model_paths(value) -> list[str]:
     """--ckpt/--model as the config holds it (null, one path, or a list of paths: an ensemble) → the paths. A path
     given twice is a usage error: it would weigh that model double without a word."""
-    paths = [] if value is None else [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
-    seen = set()
+    values = [] if value is None or value == "" else [value] if isinstance(value, (str, Path)) else list(value)
+    if any(v is None or not str(v).strip() for v in values):  # ckpt=[a,null] or [a,''] read None or '.' as a file
+        raise ConfigError(f"{[None if v is None else str(v) for v in values]}: an empty entry; give each model's path")
+    paths = [str(v) for v in values]
+    seen: dict = {}  # file → the path that named it first
     for path in paths:
-        key = os.path.realpath(path)
+        try:  # the same file under another name: a symlink, a hard link, another spelling of its path
+            key = os.stat(path)[1:3]  # (inode, device)
+        except OSError:
+            key = os.path.realpath(path)
         if key in seen:
-            raise ConfigError(f"{path}: given twice; an ensemble names each model once")
-        seen.add(key)
+            first = seen[key]
+            also = "" if first == path else f" (as {first})"
+            raise ConfigError(f"{path}: given twice{also}; an ensemble names each model once")
+        seen[key] = path
     return paths
 
 

@@ -288,6 +288,14 @@ class Ensemble(Predictor):
             if member.outputs_ids:
                 raise ConfigError(f"{member.source}: this model returns class ids (exported with --argmax), and an "
                                   "ensemble averages class probabilities; export it without --argmax")
+        exported: dict[str, Predictor] = {}  # checkpoint_sha256 (in exported files' meta) → the first member of it
+        for member in self.members:
+            sha = member.meta.get("checkpoint_sha256")
+            other = exported.setdefault(sha, member) if sha else member
+            if other is not member:
+                raise ConfigError(f"{member.source}: exported from the same checkpoint as {other.source} (its "
+                                  "checkpoint_sha256), so it is that model given twice; an ensemble names each model "
+                                  "once")
         for member in self.members[1:]:
             differs = [f"{label} {getattr(member, attr)} vs {getattr(first, attr)}" for label, attr in _SHARED
                        if getattr(member, attr) != getattr(first, attr)]
