@@ -358,7 +358,7 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
 # ----------------------------------------------------------------------------- export
 @app.command("export")
 def export(
-    ckpt: Path = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to export."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to export."),
     fmt: str = typer.Option(None, "--format", help="Export format: onnx (default) or torchscript."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: next to the checkpoint, .onnx or .pt)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 17)."),
@@ -371,7 +371,10 @@ def export(
     print_cfg: bool = PrintCfg,
 ) -> None:
     """Export to ONNX or TorchScript and verify it against the PyTorch model on real images."""
-    values = {"ckpt": ckpt, "format": fmt, "out": out, "opset": opset, "verify_images": verify_images,
+    if ckpt and len(ckpt) > 1:  # (a single-value option keeps the last: it exported that one without a word)
+        raise typer.BadParameter("export writes one model from one checkpoint; run export once per checkpoint "
+                                 "(predict and eval take several, as an ensemble)", param_hint="--ckpt")
+    values = {"ckpt": _models(ckpt), "format": fmt, "out": out, "opset": opset, "verify_images": verify_images,
               "half": half or None, "argmax": argmax or None, "benchmark.enabled": benchmark or None}
     _execute("export", overrides, values, config_dir, print_cfg)
 
