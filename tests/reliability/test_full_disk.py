@@ -11,10 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers_reliability import (assert_clean, error_line, files_under, noise, only_error, output_commands,
-                                 write_inputs)
+                                 write_image, write_inputs)
 
 
 # ----------------------------------------------------------------------------- disk full
@@ -255,6 +256,35 @@ def test_a_full_disk_names_the_output(cli, model_ckpt, tiny_data, tmp_path, full
     line = error_line(code, err, 3, named)
     assert "No space left on device" in line
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_a_failed_lint_on_a_full_disk_stays_the_result(cli, tmp_path, full_disk):
+    """Data that fails the lint, with --out on a full disk: prepare said only that lint.json could not be written
+    (exit 3), which hid that the data had failed (exit 1) and what was wrong with it. Now the lint's table and its
+    one error line (exit 1) say so, and name lint.json as not written. prepare lint DIR alike."""
+    images, masks = write_inputs(tmp_path / "images"), tmp_path / "masks"
+    for name in ("img0", "img1"):  # img2 has no mask
+        write_image(masks / f"{name}.png", np.zeros((32, 40), np.uint8))
+    out = full_disk / "out"
+    code, stdout, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--classes", "a,b", "--out", out)
+    line = error_line(code, err, 1, "no mask with stem 'img2'", out / "lint.json", "No space left on device")
+    assert "missing_mask" in err.split(line)[0] and stdout == ""  # the table above the line
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+    subprocess.run(["umount", "-l", str(full_disk)], check=True)  # a dataset that lints clean, on a disk then filled
+    _mount_tmpfs(full_disk.parent / "disk2")
+    data = full_disk.parent / "disk2" / "data"
+    write_image(masks / "img2.png", np.ones((32, 40), np.uint8))
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--classes", "a,b", "--out", data)
+    assert code == 0, err
+    try:
+        next((data / "masks").rglob("*.png")).unlink()
+        _fill(data.parent)
+        code, stdout, err = cli("prepare", "lint", data)
+        error_line(code, err, 1, data / "lint.json", "No space left on device")
+        assert "missing_mask" in err and stdout == ""
+    finally:
+        subprocess.run(["umount", "-l", str(data.parent)], capture_output=True)
 
 
 @pytest.mark.parametrize("save", ["mask,areas", "mask,uncertainty"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segcli.console import info, result
-from segcli.errors import CheckFailed, ConfigError
+from segcli.errors import CheckFailed, ConfigError, WriteError
 
 FORMATS = ("synthetic", "camvid", "folder", "voc", "cityscapes", "ade20k")
 
@@ -131,8 +131,13 @@ def _progress(count: int) -> None:
         info(f"prepare: {count} pairs checked")
 
 
-def _fail(report, lint_path: Path) -> None:
-    result(str(lint_path))
+def _fail(report, lint_path: Path, unsaved=None) -> None:
+    """The lint failed: exit 1 naming the first finding and where they all are. unsaved: the WriteError that kept
+    lint.json from being written (a full disk): the table on stderr is then all there is, and the exit stays 1."""
+    if unsaved is None:
+        result(str(lint_path))
+    where = (f"every finding is in {lint_path}" if unsaved is None else
+             f"the table above counts the findings ({lint_path}: cannot write it ({unsaved.reason}))")
     droppable = any(report.fails(f) and f.stem is not None for f in report.findings)  # split-level ones are not
     hint = "; --keep-going drops the bad pairs" if droppable and not report.keep_going else ""
     # findings about a pair that was read (not a lone file or a split list's line): when every pair has one,
@@ -143,7 +148,7 @@ def _fail(report, lint_path: Path) -> None:
         hint = ""
     elif hint and len(bad) >= report.pairs:
         hint = f"; every one of the {report.pairs} pair(s) has an error, so --keep-going would keep none"
-    raise CheckFailed(f"{report.headline()}{_first(report)}; nothing written, every finding is in {lint_path}{hint}")
+    raise CheckFailed(f"{report.headline()}{_first(report)}; nothing written, {where}{hint}")
 
 
 def _first(report) -> str:
@@ -168,7 +173,7 @@ def run(cfg):
     report = prepared.report
     report.print_summary(headline=prepared.card is not None)
     if prepared.card is None:
-        _fail(report, prepared.lint_path)
+        _fail(report, prepared.lint_path, prepared.unsaved)
     card = prepared.card
     if report.dropped:
         info(f"prepare: --keep-going dropped {len(report.dropped)} pair(s) with "
@@ -197,7 +202,14 @@ def lint(cfg):
     report = lint_source(source, strict=bool(cfg.strict), workers=int(cfg.workers), progress=_progress)
     path = Path(cfg.src).resolve()
     path = (path.parent if path.is_file() else path) / LINT_NAME
-    atomic_write_bytes(path, report.to_json().encode("utf-8"))
+    try:
+        atomic_write_bytes(path, report.to_json().encode("utf-8"))
+    except WriteError as err:
+        if report.passed:
+            raise
+        report.print_summary(headline=False)  # a failed lint stays the result (exit 1), said with the write's failure
+        raise CheckFailed(f"{report.headline()}{_first(report)}; the table above counts the findings ({path}: cannot "
+                          f"write it ({err.reason}))") from None
     report.print_summary(headline=report.passed)
     result(str(path))
     if not report.passed:

@@ -35,7 +35,7 @@ from segcli.data.check import CheckedPair, check_pair
 from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
-from segcli.errors import ConfigError, DataError, stops_held
+from segcli.errors import ConfigError, DataError, WriteError, stops_held
 from segcli.inference.io import (atomic_write_bytes, decode_stored, not_writable, png_colour_type, resolver, staging_path,
                                  unwritable, within, write_png, writing)
 
@@ -46,11 +46,13 @@ PRESENCE_NAME = "class_presence.json"
 
 @dataclass
 class Prepared:
-    """What `write_dataset` did: card is None when the lint failed; lint_path is where the report went."""
+    """What `write_dataset` did: card is None when the lint failed; lint_path is where the report went, unless
+    `unsaved` says why it could not be written (a full disk: the lint's failure is still the result)."""
 
     card: DatasetCard | None
     report: LintReport
     lint_path: Path
+    unsaved: WriteError | None = None
 
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
@@ -125,7 +127,10 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     lint_path = out.parent / f"{out.name}.{LINT_NAME}" if (out / CARD_NAME).exists() else out / LINT_NAME
-    atomic_write_bytes(lint_path, report.to_json().encode("utf-8"))
+    try:
+        atomic_write_bytes(lint_path, report.to_json().encode("utf-8"))
+    except WriteError as err:  # a full disk must not hide that the data failed the lint (exit 3 for exit 1)
+        return Prepared(None, report, lint_path, unsaved=err)
     return Prepared(None, report, lint_path)
 
 
