@@ -116,18 +116,21 @@ def test_prepared_paths_leave_out_the_split_folder_and_group_matches_inside_it(t
 
 
 def test_a_split_of_two_folders_keeps_them_in_its_paths(tmp_path, rng, run_cli):
-    """train/ and training/ both give the train split, and may hold the same name: those stems keep their folder."""
+    """train/ and training/ both give the train split, and may hold the same name: those stems keep their folder.
+    --group is still matched inside the folder, so x (in train/ and in val/) is one group that leaks."""
     for folder in ("train", "training", "val"):
         _pairs(rng, tmp_path / "images" / folder, tmp_path / "masks" / folder, {"": 2}, tag="x")
     out = tmp_path / "out"
     code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
-                              "--out", out, "--classes", "a,b,c")
+                              "--out", out, "--classes", "a,b,c", "--group", "^[a-z]+")
     assert code == 0, stderr
     card = yaml.safe_load((out / "dataset.yaml").read_text())
     assert sorted(e["image"] for e in card["splits"]["train"]) == [
         "images/train/train/x0.jpg", "images/train/train/x1.jpg", "images/train/training/x0.jpg",
         "images/train/training/x1.jpg"]
     assert sorted(e["image"] for e in card["splits"]["val"]) == ["images/val/x0.jpg", "images/val/x1.jpg"]
+    assert {e["group"] for entries in card["splits"].values() for e in entries} == {"x"}
+    assert [f["file"] for f in read_lint(out / "lint.json")["findings"] if f["kind"] == "group_leak"] == ["x"]
 
 
 def test_one_folder_per_split_holding_images_and_masks(tmp_path, rng, run_cli):

@@ -178,16 +178,18 @@ def _threshold(value, palette) -> int | None:
     return threshold
 
 
-def _inside_split_folders(folders: dict[str, tuple[str, str]] | None) -> dict[str, str]:
-    """stem → the stem inside its split folder (`train/seq1/x` → `seq1/x`), for the pairs that split folders split:
-    the prepared pair is then images/train/seq1/x, not images/train/train/seq1/x. A split made of two folders
-    (train/ and training/) keeps its stems whole, as the same name may sit in both."""
+def _inside_split_folders(folders: dict[str, tuple[str, str]] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(stem → the stem inside its split folder, `train/seq1/x` → `seq1/x`, which --group is matched against;
+    stem → the stem it is prepared under) for the pairs that split folders split: images/train/seq1/x, not
+    images/train/train/seq1/x. A split made of two folders (train/ and training/) is prepared under whole stems, as
+    the same name may sit in both."""
     if not folders:
-        return {}
+        return {}, {}
     sources: dict[str, set[str]] = {}
     for split, folder in folders.values():
         sources.setdefault(split, set()).add(folder)
-    return {stem: stem[len(folder):] for stem, (split, folder) in folders.items() if len(sources[split]) == 1}
+    inside = {stem: stem[len(folder):] for stem, (_, folder) in folders.items()}
+    return inside, {stem: inside[stem] for stem, (split, _) in folders.items() if len(sources[split]) == 1}
 
 
 def _splits(stems: list[str], split_files: dict | None, val_fraction: float | None, test_fraction: float | None,
@@ -324,17 +326,17 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
                           options=True)
 
     folders = split_folders(stems) if not split_files and val_fraction is None and test_fraction is None else None
-    inner = _inside_split_folders(folders)
+    inside, prepared = _inside_split_folders(folders)
     groups = None
     if group:  # matched against the stem inside its split folder: '^[^_]+' gives 'seq1' for train/seq1_0001
-        keyed = group_keys(sorted({inner.get(s, s) for s in stems}), str(group))
-        groups = {s: keyed[inner.get(s, s)] for s in stems}
+        keyed = group_keys(sorted({inside.get(s, s) for s in stems}), str(group))
+        groups = {s: keyed[inside.get(s, s)] for s in stems}
     assigned, expected = _splits(stems, split_files, val_fraction, test_fraction, int(seed), findings, groups,
                                  (image_suffix, mask_suffix))
     fold_of = {}
     if folds:
         fold_of = assign_folds([s for s in stems if assigned.get(s) == "train"], int(folds), int(seed), groups)
-    samples = [Sample(split=assigned[s], stem=inner.get(s, s), image=image_map[s], mask=mask_map[s], fold=fold_of.get(s),
+    samples = [Sample(split=assigned[s], stem=prepared.get(s, s), image=image_map[s], mask=mask_map[s], fold=fold_of.get(s),
                       group=groups[s] if groups else None)
                for s in sorted(stems, key=lambda s: expected.index(assigned[s]) if assigned.get(s) in expected else 0)
                if s in assigned]  # split by split (train first), each in stem order
