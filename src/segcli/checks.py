@@ -13,6 +13,9 @@ import re
 
 from segcli.errors import ConfigError
 
+OPTIMIZERS = ("adamw", "sgd")  # optim.name (built by segcli.models.optim)
+SCHEDULES = ("poly", "cosine", "onecycle", "constant")  # sched.name
+CLIP_ALGORITHMS = ("norm", "value")  # trainer.gradient_clip_algorithm (Lightning's)
 _DURATION = re.compile(r"^\s*(\d+):(\d\d):(\d\d):(\d\d)\s*$")  # Lightning's Timer format: two digits after days
 _TIMEDELTA_KEYS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")
 
@@ -120,12 +123,26 @@ def _augment_values(augment: dict) -> None:
             span(f"augment.{name}.{key}", group.get(key), low, high, low_open=name == "blur", integer=integer)
 
 
+def choice(key: str, value, choices: tuple[str, ...]) -> None:
+    """A ConfigError naming `key`, the closest of `choices` and all of them, unless `value` (any case) is one."""
+    if str(value).lower() not in choices:
+        from segcli.config import did_you_mean
+
+        raise ConfigError(f"unknown {key} '{value}'{did_you_mean(str(value).lower(), list(choices))}; choose from "
+                          f"{', '.join(choices)}")
+
+
 def _optim_values(optim: dict, sched: dict) -> None:
+    choice("optim.name", optim.get("name", "adamw"), OPTIMIZERS)
+    choice("sched.name", sched.get("name", "poly"), SCHEDULES)
     number("optim.lr", optim.get("lr"), 0, what="a learning rate >= 0")
     number("optim.weight_decay", optim.get("weight_decay", 0.0) or 0.0, 0)
     flag("optim.fused", optim.get("fused", "auto"), "auto")
     if "momentum" in optim:
         number("optim.momentum", optim.get("momentum"), 0, 1)
+    if str(optim.get("name", "adamw")).lower() == "sgd" and optim.get("nesterov") and not optim.get("momentum", 0.9):
+        # (optim=sgd optim.momentum=0 keeps sgd.yaml's nesterov: true)
+        raise ConfigError("optim.nesterov=true needs optim.momentum > 0; set optim.nesterov=false for plain SGD")
     betas = optim.get("betas")
     if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2
                               or any(finite_number(b) is None or not 0 <= finite_number(b) < 1 for b in betas)):
@@ -205,6 +222,8 @@ def _trainer_values(trainer: dict) -> None:
     number("trainer.check_val_every_n_epoch", trainer.get("check_val_every_n_epoch"), 1, integer=True, optional=True)
     number("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1, integer=True)
     number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), 0, optional=True)
+    if trainer.get("gradient_clip_algorithm") is not None:  # Lightning refused a wrong one only inside fit
+        choice("trainer.gradient_clip_algorithm", trainer["gradient_clip_algorithm"], CLIP_ALGORITHMS)
     number("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 1), 1, integer=True)
     devices = trainer.get("devices", "auto")
     if not _devices_ok(devices):
@@ -217,8 +236,8 @@ def _trainer_values(trainer: dict) -> None:
 
 
 def check_values(cfg: dict) -> None:
-    """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), seed,
-    save_every_n_steps, save_min_interval_s and early_stopping, and the true/false switches (final_eval,
+    """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), the choices of
+    optim.name, sched.name and trainer.gradient_clip_algorithm, model.in_channels, seed, save_every_n_steps, save_min_interval_s and early_stopping, and the true/false switches (final_eval,
     channels_last, ...) in the composed `train` config (plain containers). The trainer group's other machine
     settings (accelerator, precision, strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})
@@ -227,6 +246,8 @@ def check_values(cfg: dict) -> None:
     _trainer_values(cfg.get("trainer") or {})
     _loss_values(cfg.get("loss") or {})
     seed("seed", cfg.get("seed", 0))
+    number("model.in_channels", (cfg.get("model") or {}).get("in_channels", 3), 1, integer=True,
+           what="the number of image channels, a whole number >= 1 (3 RGB, 1 grayscale, C for C-band images)")
     number("save_every_n_steps", cfg.get("save_every_n_steps"), 1, integer=True, optional=True)
     number("save_min_interval_s", cfg.get("save_min_interval_s") or 0, 0, what="a number of seconds >= 0")
     stopping = cfg.get("early_stopping") or {}

@@ -60,10 +60,21 @@ def test_optim_and_sched_choices_are_refused_before_the_run_directory(tiny_data,
 
 
 def test_unknown_gradient_clip_algorithm_is_refused_before_the_run_directory(tiny_data, tmp_path):
-    from segcli.models.trainer_args import check
+    from segcli.checks import CLIP_ALGORITHMS, choice
 
     with pytest.raises(ConfigError, match="did you mean norm"):
-        check({"gradient_clip_val": 0.5, "gradient_clip_algorithm": "nrm"})
-    check({"gradient_clip_val": 0.5, "gradient_clip_algorithm": "Value"})
+        choice("trainer.gradient_clip_algorithm", "nrm", CLIP_ALGORITHMS)
+    choice("trainer.gradient_clip_algorithm", "Value", CLIP_ALGORITHMS)
     err = _refused(tiny_data, tmp_path, "trainer.gradient_clip_val=0.5", "+trainer.gradient_clip_algorithm=nrm")
     assert "trainer.gradient_clip_algorithm 'nrm'" in err
+
+
+@pytest.mark.parametrize("swept", ["model.in_channels=3,rgb", "optim.name=adamw,adam",
+                                   "+trainer.gradient_clip_algorithm=norm,nrm"])
+def test_a_sweep_refuses_these_values_before_its_first_job(tiny_data, tmp_path, swept):
+    """Checked only when a job built its model or optimiser, they let a sweep train its first job before the second
+    failed; a sweep checks every job's values first."""
+    proc = segcli("train", "-m", f"data.root={tiny_data}", *QUICK, swept, "--run-dir", tmp_path / "sweep")
+    assert proc.returncode == 2 and proc.stderr.count("segcli: error:") == 1, proc.stderr[-2000:]
+    assert swept.split("=")[0].lstrip("+") in proc.stderr and "sweep job 1/2" not in proc.stderr
+    assert not any((tmp_path / "sweep").glob("0-*")), proc.stderr[-2000:]

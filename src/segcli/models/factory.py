@@ -76,15 +76,10 @@ def _check_kwargs(arch: str, encoder: str, kwargs: dict) -> None:
 
 
 def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
-    """The constructor arguments stored in checkpoints: enough to rebuild the network. A model.in_channels that is
-    no whole number >= 1 is a ConfigError (rgb was an internal error, 0 a "cannot run on inputs" refusal)."""
-    from segcli.checks import number
-
-    channels = model_cfg.get("in_channels", 3)
-    number("model.in_channels", channels, 1, integer=True,
-           what="the number of image channels, a whole number >= 1 (3 RGB, 1 grayscale, C for C-band images)")
+    """The constructor arguments stored in checkpoints: enough to rebuild the network (model.in_channels checked by
+    segcli.checks)."""
     return {"arch": str(model_cfg["arch"]).lower(), "encoder": model_cfg["encoder"],
-            "in_channels": int(channels), "classes": int(num_classes),
+            "in_channels": int(model_cfg.get("in_channels", 3)), "classes": int(num_classes),
             "kwargs": dict(model_cfg.get("kwargs") or {})}
 
 

@@ -17,8 +17,8 @@ from segcli.inference.predictor import forward_scaled, input_scale, min_size, no
 from segcli.metrics import ConfusionMatrix, compute_metrics
 from segcli.models.factory import build_model
 from segcli.models.losses import build_loss
-from segcli.models.optim import (build_optimizer, build_scheduler, check_settings, endless_note, fused_clipping,
-                                 training_progress, warmup_note)
+from segcli.models.optim import (build_optimizer, build_scheduler, endless_note, fused_clipping, training_progress,
+                                 warmup_note)
 
 
 def crashes_channels_last(model: torch.nn.Module) -> str | None:
@@ -44,7 +44,6 @@ class SegModule(L.LightningModule):
             from segcli.data.channels import fit_normalization
 
             meta = fit_normalization(meta, load_card(meta["dataset"]["root"]))
-        check_settings(optim, sched)  # before the run directory is made, not first inside fit
         self.save_hyperparameters()
         self.meta = meta
         # mean/std as buffers (moved with the module), not saved: made from the lists each step, they were copied to

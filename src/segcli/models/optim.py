@@ -22,11 +22,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from segcli.checks import OPTIMIZERS, SCHEDULES
 from segcli.config import did_you_mean
 from segcli.errors import ConfigError, first_line
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("poly", "cosine", "onecycle", "constant")
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
                *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
 
@@ -68,18 +67,6 @@ def check_fused(optim: dict, trainer: dict) -> None:
     why = fused_clipping(trainer)
     if why and str(optim.get("fused", "auto")).lower() == "true":
         raise ConfigError(f"optim.fused=true: {why}; set optim.fused=auto or false")
-
-
-def check_settings(optim: dict, sched: dict) -> None:
-    """The choices of the `optim` and `sched` groups that build_optimizer and build_scheduler refuse, checked when
-    the LightningModule is made (before the run directory), not first inside fit: optim.name, sched.name, and
-    SGD's Nesterov momentum without momentum (optim=sgd optim.momentum=0 keeps sgd.yaml's nesterov: true)."""
-    name = str(optim.get("name", "adamw")).lower()
-    if name not in OPTIMIZERS:
-        raise _unknown("optim.name", name, OPTIMIZERS)
-    lr_factor(sched, 0, 0.0)  # an unknown sched.name fails here, with the choices
-    if name == "sgd" and bool(optim.get("nesterov", False)) and float(optim.get("momentum", 0.9)) <= 0:
-        raise ConfigError("optim.nesterov=true needs optim.momentum > 0; set optim.nesterov=false for plain SGD")
 
 
 def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") -> torch.optim.Optimizer:

@@ -84,10 +84,6 @@ def check(trainer: dict) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown trainer.precision '{precision}'{did_you_mean(precision, list(PRECISIONS))}; "
                           "choose from auto, 32-true, 16-mixed, bf16-mixed (or 16-true, bf16-true, 64-true)")
-    algorithm = trainer.get("gradient_clip_algorithm")  # Lightning refused a wrong one only after the run dir was made
-    if algorithm is not None and str(algorithm).lower() not in ("norm", "value"):
-        raise ConfigError(f"unknown trainer.gradient_clip_algorithm '{algorithm}'"
-                          f"{did_you_mean(str(algorithm).lower(), ['norm', 'value'])}; choose from norm, value")
     strategy = str(trainer.get("strategy", "auto")).lower()
     if any(word in strategy for word in ("spawn", "fork", "notebook")):
         raise ConfigError(f"trainer.strategy={strategy}: segcli train cannot use a strategy that trains in child "
