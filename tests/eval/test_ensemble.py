@@ -69,6 +69,16 @@ def test_exported_models_make_an_ensemble_too(trained, members, tmp_path, capsys
     onnx = tmp_path / "a.onnx"
     code, _, err = run_cli(["export", "--ckpt", members[0], "--format", "onnx", "--out", onnx], capsys)
     assert code == 0, err
+    script = tmp_path / "b.pt"  # an ONNX file and a TorchScript one: the same ensemble as their checkpoints
+    code, _, err = run_cli(["export", "--ckpt", members[1], "--format", "torchscript", "--out", script], capsys)
+    assert code == 0, err
+    runs = {"m.json": ["--model", onnx, "--model", script], "c.json": ["--ckpt", members[0], "--ckpt", members[1]]}
+    for report, given in runs.items():
+        code, _, err = run_cli(["eval", *given, "--json", tmp_path / report], capsys)
+        assert code == 0, err
+    exported, checkpoints = load_json(tmp_path / "m.json"), load_json(tmp_path / "c.json")
+    assert exported["mode"] == "model" and exported["model"] == [str(onnx.resolve()), str(script.resolve())]
+    assert exported["mIoU"] == pytest.approx(checkpoints["mIoU"], abs=1e-3)
     code, _, err = run_cli(["eval", "--model", onnx, "--ckpt", members[1], "--json", tmp_path / "x.json"], capsys)
     assert code == 2 and "eval needs exactly one of --ckpt CKPT, --model FILE" in err, err  # no mixing the two
     code, _, err = run_cli(["eval", "--model", onnx, "--model", onnx, "--data", trained["data"]], capsys)

@@ -90,6 +90,7 @@ def test_fewer_val_images_than_processes_is_a_usage_error(tiny_data, tmp_path):
                   "--run-dir", tmp_path / "run3", timeout=600)
     assert proc.returncode == 2 and proc.stderr.count("segcli: error:") == 1, proc.stderr[-3000:]
     assert "'val' split has 1 image(s) for 3 processes" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "run3").exists()
 
 
 @pytest.mark.parametrize("damaged, other", [

@@ -26,7 +26,6 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
 
 def _check(cfg) -> str:
     from segcli.checks import number
-
     from segcli.inference.backends import model_paths
 
     if cfg.ckpt and cfg.model:

@@ -313,14 +313,10 @@ class Ensemble(Predictor):
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size images → (N, K, H, W) log of the members' averaged probabilities."""
         probs = None
-        for member in self.members:
+        for member in self.members:  # on the first member's device: an ONNX member runs on the CPU beside a CUDA one
             p = member.logits(images).softmax(1)
-            probs = p if probs is None else probs.add_(p)
+            probs = p if probs is None else probs.add_(p.to(probs.device))
         return (probs / len(self.members)).clamp_min_(1e-12).log_()
-
-    @torch.inference_mode()
-    def ids(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        return to_ids(self.logits(images))
 
 
 def ensemble(members: Sequence[Predictor]) -> Predictor:
