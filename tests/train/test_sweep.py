@@ -193,8 +193,9 @@ def test_a_sweep_over_folds_reports_their_mean_and_the_ensemble_command(tiny_dat
     best = [job["best_val_mIoU"] for job in summary["jobs"]]
     assert len(best) == 2 and all(b is not None for b in best)
     assert summary["cross_validation"] == [{
-        "overrides": "", "folds": 2, "ok": 2, "best_val_mIoU_mean": pytest.approx(statistics.fmean(best)),
-        "best_val_mIoU_std": pytest.approx(statistics.stdev(best)), "final_mIoU_mean": None, "final_mIoU_std": None}]
+        "overrides": "", "folds": 2, "ok": 2, "run_dirs": [job["run_dir"] for job in summary["jobs"]],
+        "best_val_mIoU_mean": pytest.approx(statistics.fmean(best)),
+        "best_val_mIoU_std": pytest.approx(statistics.stdev(best))}]
     assert "cross-validation (mean ± std over folds)" in out
     assert f"{statistics.fmean(best) * 100:.2f} ± {statistics.stdev(best) * 100:.2f}" in out
     assert out.strip().splitlines()[-1] == str(sweep_dir.resolve())

@@ -267,7 +267,7 @@ def _run_jobs(root: Path, jobs: list[list[str]], swept: list[str], config_dir, r
         raise
     write_summary(root, rows)
     print_summary(rows)
-    _say_fold_ensemble(rows)
+    _say_fold_ensembles(rows)
     result(str(root))
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
@@ -397,26 +397,29 @@ def _pct(value) -> str:
 FOLD_KEY = "data.fold"  # a sweep over it is a k-fold cross-validation
 
 
+def _key(item: str) -> str:
+    return item.partition("=")[0].lstrip("+~")
+
+
 def cross_validation(rows: list[dict]) -> list[dict]:
     """When the sweep swept data.fold: for each setting of the other swept keys, its folds' mean and sample standard
-    deviation of best val and final mIoU (over the jobs that ended ok; std needs two). [] for other sweeps."""
+    deviation of best val mIoU, over the jobs that ended ok (std needs two; a fold run has no final evaluation).
+    [] for other sweeps."""
     from statistics import fmean, stdev
 
     groups: dict[str, list[dict]] = {}
     for row in rows:
         items = row["overrides"].split()
-        if not any(item.partition("=")[0] == FOLD_KEY for item in items):
+        if not any(_key(item) == FOLD_KEY for item in items):
             return []
-        groups.setdefault(" ".join(i for i in items if i.partition("=")[0] != FOLD_KEY), []).append(row)
+        groups.setdefault(" ".join(i for i in items if _key(i) != FOLD_KEY), []).append(row)
     out = []
     for setting, members in groups.items():
         ok = [m for m in members if m["status"] == "ok"]
-        entry = {"overrides": setting, "folds": len(members), "ok": len(ok)}
-        for key in ("best_val_mIoU", "final_mIoU"):
-            values = [m[key] for m in ok if m[key] is not None]
-            entry[f"{key}_mean"] = fmean(values) if values else None
-            entry[f"{key}_std"] = stdev(values) if len(values) > 1 else None
-        out.append(entry)
+        values = [m["best_val_mIoU"] for m in ok if m["best_val_mIoU"] is not None]
+        out.append({"overrides": setting, "folds": len(members), "ok": len(ok), "run_dirs": [m["run_dir"] for m in ok],
+                    "best_val_mIoU_mean": fmean(values) if values else None,
+                    "best_val_mIoU_std": stdev(values) if len(values) > 1 else None})
     return out
 
 
@@ -425,13 +428,17 @@ def _mean_std(entry: dict, key: str) -> str:
     return _pct(mean) + ("" if std is None else f" ± {std * 100:.2f}")
 
 
-def _say_fold_ensemble(rows: list[dict]) -> None:
-    """After a k-fold sweep of one setting whose folds all ended ok: the predict command of their ensemble."""
-    folds = cross_validation(rows)
-    if len(folds) == 1 and folds[0]["ok"] == folds[0]["folds"] > 1 and all(r["run_dir"] for r in rows):
-        ckpts = " ".join(f"--ckpt {Path(r['run_dir']) / 'checkpoints' / 'best.ckpt'}" for r in rows)
-        info(f"train: predict with the {len(rows)} folds together (their probabilities averaged): segcli predict "
-             f"{ckpts} INPUT... --out DIR")
+def _say_fold_ensembles(rows: list[dict]) -> None:
+    """After a k-fold sweep, for each setting whose folds all ended ok: the predict command of their ensemble."""
+    import shlex
+
+    for entry in cross_validation(rows):
+        if entry["ok"] == entry["folds"] > 1 and all(entry["run_dirs"]):
+            ckpts = " ".join(f"--ckpt {shlex.quote(str(Path(d) / 'checkpoints' / 'best.ckpt'))}"
+                             for d in entry["run_dirs"])
+            setting = f" of {entry['overrides']}" if entry["overrides"] else ""
+            info(f"train: predict with the {entry['folds']} folds{setting} together (their probabilities averaged): "
+                 f"segcli predict {ckpts} INPUT... --out DIR")
 
 
 def print_summary(rows: list[dict]) -> None:
@@ -451,11 +458,11 @@ def print_summary(rows: list[dict]) -> None:
     folds = cross_validation(rows)
     if folds:
         table = Table(title="cross-validation (mean ± std over folds)")
-        for name in ("overrides", "folds ok", "best val mIoU", "final mIoU"):
+        for name in ("overrides", "folds ok", "best val mIoU"):
             table.add_column(name, justify="left" if name == "overrides" else "right")
         for entry in folds:
             table.add_row(plain(entry["overrides"] or "—"), f"{entry['ok']}/{entry['folds']}",
-                          _mean_std(entry, "best_val_mIoU"), _mean_std(entry, "final_mIoU"))
+                          _mean_std(entry, "best_val_mIoU"))
         print_wide(stdout_console(), table)
 
 
