@@ -49,16 +49,20 @@ def started_as_one_of_several(num_nodes=1) -> bool:
 def processes(trainer: dict) -> int | None:
     """How many processes train: trainer.devices (a count, or a list of device ids) × trainer.num_nodes; None when
     Lightning decides (devices auto or -1)."""
-    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1)
+    count, nodes = device_count(trainer.get("devices", "auto")), trainer.get("num_nodes", 1)
+    return None if count is None else count * (int(nodes) if str(nodes).isdigit() else 1)
+
+
+def device_count(devices) -> int | None:
+    """How many devices trainer.devices names on one machine: a count, or a list of ids ([0, 1] or "0,1"); None
+    for auto or -1 (Lightning decides)."""
     if isinstance(devices, (list, tuple)):
-        count = len(devices)
-    elif str(devices).strip().isdigit():
-        count = int(str(devices).strip())
-    elif isinstance(devices, str) and "," in devices:  # "0,1": device ids
-        count = len([d for d in devices.split(",") if d.strip()])
-    else:
-        return None
-    return count * (int(nodes) if str(nodes).isdigit() else 1)
+        return len(devices)
+    if str(devices).strip().isdigit():
+        return int(str(devices).strip())
+    if isinstance(devices, str) and "," in devices:  # "0,1": device ids
+        return len([d for d in devices.split(",") if d.strip()])
+    return None
 
 
 def check(trainer: dict) -> None:
@@ -103,7 +107,7 @@ def check(trainer: dict) -> None:
             raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine; "
                               "use trainer=cpu (or trainer.accelerator=cpu)")
         devices = trainer.get("devices", "auto")
-        wanted = int(devices) if str(devices).isdigit() else len(devices) if isinstance(devices, (list, tuple)) else None
+        wanted = device_count(devices)
         if wanted is not None and wanted > gpus:
             raise ConfigError(f"trainer.devices={devices} but this machine has {gpus} GPU(s); set trainer.devices={gpus}")
         if precision.startswith("bf16"):
