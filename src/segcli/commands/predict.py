@@ -436,7 +436,8 @@ def _predict_images(items, predictor, state, torch) -> None:
                     progress(1)
                     state.fail(error)
                     continue
-                if batch and (len(batch) == predictor.batch_size or batch[0][1].shape != image.shape):
+                full = batch and len(batch) >= predictor.images_per_batch(image.shape)
+                if batch and (full or batch[0][1].shape != image.shape):
                     flush(pool)
                 batch.append((items[index], image))
             if batch:

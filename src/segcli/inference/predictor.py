@@ -24,6 +24,10 @@ from segcli.inference.options import InferenceOptions
 from segcli.inference.sliding import slide_logits
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+# Network input pixels batched into one forward pass (4 frames of 1448×1448): larger images go fewer at a time.
+# Batching 6000×4000 images 4 at a time, U-Net/resnet18 took more than a 23 GB machine has, and the kernel killed
+# predict (exit 137, no message).
+MAX_BATCH_PIXELS = 1 << 23
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
@@ -196,6 +200,13 @@ class Predictor:
         """True for a model that returns class ids (exported with the argmax baked in), not logits."""
         return self.meta.get("output", "logits") == "ids"
 
+    def images_per_batch(self, shape: tuple) -> int:
+        """How many images of `shape` (H, W, ...) go into one forward pass: batch_size, fewer of large ones, so that
+        a batch holds at most MAX_BATCH_PIXELS of network input (at least one image)."""
+        scale = input_scale(self.meta)
+        pixels = max(1, round(shape[0] * scale) * round(shape[1] * scale))
+        return max(1, min(self.batch_size, MAX_BATCH_PIXELS // pixels))
+
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size images → (N, K, H, W) float32 scores at the input resolution whose argmax is the prediction:
@@ -257,7 +268,8 @@ class Predictor:
         """(key, image) pairs → (key, image, ids), batching consecutive same-size images."""
         pending: list[tuple[object, np.ndarray]] = []
         for key, image in items:
-            if pending and (len(pending) == self.batch_size or pending[0][1].shape != image.shape):
+            full = pending and len(pending) >= self.images_per_batch(image.shape)
+            if pending and (full or pending[0][1].shape != image.shape):
                 yield from self._flush(pending)
                 pending = []
             pending.append((key, image))

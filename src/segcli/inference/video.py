@@ -29,9 +29,9 @@ def overlay_path(outputs: Outputs, rel: Path, source: Path) -> Path:
     return outputs.out / "overlays" / with_suffix(rel, ext)
 
 
-def frames(path: Path, batch_size: int):
-    """Batches of consecutive (H, W, 3) uint8 RGB frames, the capture's fps, and the frame count its header
-    announces (0 when the container does not say)."""
+def frames(path: Path, batch_size: Callable[[tuple], int]):
+    """Batches of consecutive (H, W, 3) uint8 RGB frames (batch_size(frame shape) of them: fewer of a large frame),
+    the capture's fps, and the frame count its header announces (0 when the container does not say)."""
     import cv2
 
     capture = cv2.VideoCapture(str(path))
@@ -52,7 +52,7 @@ def frames(path: Path, batch_size: int):
                 if not ok:
                     break
                 batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                if len(batch) == batch_size:
+                if len(batch) >= batch_size(batch[0].shape):
                     yield batch
                     batch = []
             if batch:
@@ -177,7 +177,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                         "(model.in_channels); give it images with that many channels")
     target = overlay_path(outputs, item.rel, item.path)
     code = fourcc(codec, target)
-    fps, announced, batches = frames(item.path, predictor.batch_size)
+    fps, announced, batches = frames(item.path, predictor.images_per_batch)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
     writer = None
