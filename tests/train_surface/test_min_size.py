@@ -95,3 +95,18 @@ def test_crops_much_larger_than_the_images_get_a_note(tiny_data, tmp_path):
     proc = segcli("train", f"data.root={tiny_data}", *QUICK, "augment.crop_size=[48,64]", "final_eval=false",
                   "--run-dir", tmp_path / "fits")
     assert proc.returncode == 0 and "unlabelled padding" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_no_crop_note_when_the_crop_is_already_the_smallest_the_network_takes(capsys):
+    """8x8 images under 32x32 crops (the size multiple): the note said 94% padding and suggested
+    augment.crop_size=[32,32], the crop in use."""
+    from types import SimpleNamespace
+
+    from segcli.commands.train import _crop_note
+
+    card = SimpleNamespace(stats={"splits": {"train": {"images": 10, "pixels": 640}}})
+    data = {"train_split": "train", "input_scale": 1.0}
+    _crop_note(card, SimpleNamespace(**data, get=data.get), [32, 32], 32)
+    assert "padding" not in capsys.readouterr().err
+    _crop_note(card, SimpleNamespace(**data, get=data.get), [96, 96], 32)  # a smaller crop exists: said
+    assert "augment.crop_size=[32,32]" in capsys.readouterr().err

@@ -168,6 +168,8 @@ def _crop_note(card, data_cfg, crop: list[int], smallest: int) -> None:
     if crop[0] * crop[1] <= 2 * area:
         return
     side = max(smallest, round(math.sqrt(area) / 32) * 32)  # the nearest multiple of 32
+    if side * side >= crop[0] * crop[1]:  # images below the smallest crop the network runs on: nothing to suggest
+        return
     info(f"train: note: the {data_cfg.train_split} images hold {area:,.0f} pixels each on average (about "
          f"{math.sqrt(area):.0f}x{math.sqrt(area):.0f}), but crops are {crop[0]}x{crop[1]}: "
          f"{1 - area / (crop[0] * crop[1]):.0%} of a crop is unlabelled padding, which costs time and teaches "
