@@ -237,8 +237,9 @@ def _trainer_values(trainer: dict) -> None:
 
 def check_values(cfg: dict) -> None:
     """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), the choices of
-    optim.name, sched.name and trainer.gradient_clip_algorithm, model.in_channels, seed, save_every_n_steps, save_min_interval_s and early_stopping, and the true/false switches (final_eval,
-    channels_last, ...) in the composed `train` config (plain containers). The trainer group's other machine
+    optim.name, sched.name and trainer.gradient_clip_algorithm, model.in_channels, seed, save_every_n_steps,
+    save_min_interval_s and early_stopping, and the true/false switches (final_eval, channels_last, ...) in the
+    composed `train` config (plain containers). The trainer group's other machine
     settings (accelerator, precision, strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})
     _augment_values(cfg.get("augment") or {})

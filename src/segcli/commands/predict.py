@@ -84,7 +84,8 @@ def run(cfg):
     from segcli.inference.predictor import ensemble
 
     _check(cfg)
-    members = [load_predictor(path, cfg.device, cfg.inference.batch_size) for path in model_paths(cfg.model or cfg.ckpt)]
+    paths = model_paths(cfg.model or cfg.ckpt)
+    members = [load_predictor(path, cfg.device, cfg.inference.batch_size) for path in paths]
     return predict_with(cfg, ensemble(members).configure(cfg.inference))
 
 
