@@ -307,6 +307,24 @@ def test_a_batch_of_one_image_is_a_usage_error_for_image_pooling_archs(arch):
     assert torch.isfinite(module.training_step({"image": image, "mask": mask}, 0))
 
 
+def test_a_batch_of_one_image_shrunk_to_1x1_names_the_size_not_image_pooling():
+    """A Unet on 8x8 images (padded to 32x32) with data.batch_size=1: resnet18's last stage is 1x1, and the error
+    blamed "a BatchNorm layer after its image pooling", which a Unet does not have."""
+    from segcli.models.module import SegModule
+
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": "unet", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module.log = lambda *a, **k: None
+    image, mask = torch.randint(0, 255, (1, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 2, (1, 8, 8))
+    with pytest.raises(ConfigError) as refused:
+        module.training_step({"image": image, "mask": mask}, 0)
+    message = str(refused.value)
+    assert "shrinks a 32x32 input to 1x1" in message and "image pooling" not in message
+    assert "data.batch_size to 2" in message and "augment.crop_size" in message
+
+
 def test_batch_of_one_from_the_command_line(tiny_data, tmp_path):
     from helpers_surface import QUICK, segcli
 

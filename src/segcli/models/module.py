@@ -21,6 +21,9 @@ from segcli.models.optim import (build_optimizer, build_scheduler, endless_note,
                                  warmup_note)
 
 
+POOLING_ARCHS = ("deeplabv3", "deeplabv3plus", "pan", "upernet")  # pool to 1×1 before a BatchNorm
+
+
 def crashes_channels_last(model: torch.nn.Module) -> str | None:
     """The first layer torch's CPU kernels cannot train in channels-last memory, or None: the backward pass of a
     1×1 strided convolution over fewer than 16 channels ends the process with SIGSEGV (torch 2.15 CPU, fp32 and
@@ -155,16 +158,22 @@ class SegModule(L.LightningModule):
         try:
             return self._net(x)
         except ValueError as exc:
-            # DeepLabV3(+), PAN and UPerNet pool to 1×1 before a BatchNorm: a batch of one image gives it one value
-            # per channel, which BatchNorm cannot normalise in training.
+            # DeepLabV3(+), PAN and UPerNet pool to 1×1 before a BatchNorm, and any encoder shrinks a small enough
+            # input to 1×1: a batch of one image gives BatchNorm one value per channel, which it cannot normalise in
+            # training.
             if "Expected more than 1 value per channel" not in str(exc):
                 raise
             from segcli.errors import ConfigError
 
+            arch, (h, w) = self.meta["model"]["arch"], x.shape[-2:]
+            if arch in POOLING_ARCHS:
+                why, also = "a BatchNorm layer after its image pooling needs 2 or more images per step", ""
+            else:  # (a Unet on 8×8 images, padded to 32×32: resnet18's last stage is 1×1)
+                why = f"its encoder shrinks a {h}x{w} input to 1x1 before a BatchNorm, which needs 2 or more values"
+                also = ", or train on larger crops (augment.crop_size)"
             raise ConfigError(
-                f"model={self.meta['model']['arch']} cannot train on a batch of {x.shape[0]} image: a BatchNorm layer "
-                "after its image pooling needs 2 or more images per step; set data.batch_size to 2 or more and give "
-                "each process 2 or more training images") from exc
+                f"model={arch} cannot train on a batch of {x.shape[0]} image: {why}; set data.batch_size to 2 or more "
+                f"and give each process 2 or more training images{also}") from exc
 
     def on_train_epoch_start(self) -> None:
         # The last epoch is validated whatever check_val_every_n_epoch says: otherwise the weights training ends
