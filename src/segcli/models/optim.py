@@ -22,16 +22,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from segcli.checks import OPTIMIZERS, SCHEDULES
-from segcli.config import did_you_mean
+from segcli.checks import OPTIMIZERS, SCHEDULES, choice
 from segcli.errors import ConfigError, first_line
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
                *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
-
-
-def _unknown(key: str, value: str, choices: tuple[str, ...]) -> ConfigError:
-    return ConfigError(f"unknown {key} '{value}'{did_you_mean(str(value), list(choices))}; choose from {', '.join(choices)}")
 
 
 def param_groups(module: nn.Module, weight_decay: float, no_decay_norm_bias: bool = True) -> list[dict]:
@@ -74,8 +69,7 @@ def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") ->
     `fused_clipping`: why a fused step must not be used here ('' when it may: see segcli.models.module), which
     optim.fused=auto respects and true refuses."""
     name = str(optim.get("name", "adamw")).lower()
-    if name not in OPTIMIZERS:
-        raise _unknown("optim.name", name, OPTIMIZERS)
+    choice("optim.name", name, OPTIMIZERS)
     fused = str(optim.get("fused", "auto")).lower()  # auto, true or false
     if fused == "true" and fused_clipping:
         raise ConfigError(f"optim.fused=true: {fused_clipping}; set optim.fused=auto or false")
@@ -102,8 +96,7 @@ def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") ->
 def lr_factor(sched: dict, step: int, progress: float) -> float:
     """Factor of the peak lr at optimiser step `step`, `progress` (0..1) of training done."""
     name = str(sched.get("name", "poly")).lower()
-    if name not in SCHEDULES:
-        raise _unknown("sched.name", name, SCHEDULES)
+    choice("sched.name", name, SCHEDULES)
     t = min(max(progress, 0.0), 1.0)
     if name == "onecycle":
         pct = float(sched.get("pct_start", 0.3))
