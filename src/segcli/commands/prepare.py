@@ -136,8 +136,7 @@ def _fail(report, lint_path: Path, unsaved=None) -> None:
     lint.json from being written (a full disk): the table on stderr is then all there is, and the exit stays 1."""
     if unsaved is None:
         result(str(lint_path))
-    where = (f"every finding is in {lint_path}" if unsaved is None else
-             f"the table above counts the findings ({lint_path}: cannot write it ({unsaved.reason}))")
+    where = f"every finding is in {lint_path}" if unsaved is None else _unsaved(lint_path, unsaved)
     droppable = any(report.fails(f) and f.stem is not None for f in report.findings)  # split-level ones are not
     hint = "; --keep-going drops the bad pairs" if droppable and not report.keep_going else ""
     # findings about a pair that was read (not a lone file or a split list's line): when every pair has one,
@@ -149,6 +148,11 @@ def _fail(report, lint_path: Path, unsaved=None) -> None:
     elif hint and len(bad) >= report.pairs:
         hint = f"; every one of the {report.pairs} pair(s) has an error, so --keep-going would keep none"
     raise CheckFailed(f"{report.headline()}{_first(report)}; nothing written, {where}{hint}")
+
+
+def _unsaved(lint_path: Path, err: WriteError) -> str:
+    """Where the findings of a failed lint are when its lint.json could not be written (a full disk)."""
+    return f"the table above counts the findings ({lint_path}: cannot write it ({err.reason}))"
 
 
 def _first(report) -> str:
@@ -208,8 +212,7 @@ def lint(cfg):
         if report.passed:
             raise
         report.print_summary(headline=False)  # a failed lint stays the result (exit 1), said with the write's failure
-        raise CheckFailed(f"{report.headline()}{_first(report)}; the table above counts the findings ({path}: cannot "
-                          f"write it ({err.reason}))") from None
+        raise CheckFailed(f"{report.headline()}{_first(report)}; {_unsaved(path, err)}") from None
     report.print_summary(headline=report.passed)
     result(str(path))
     if not report.passed:
