@@ -195,6 +195,13 @@ SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "
                  "dev": "val", "test": "test", "testing": "test"}  # folder name (any case) → split
 
 
+def split_of_folder(name: str) -> str | None:
+    """The split a folder's name gives (SPLIT_FOLDERS, any case, also with a release year as COCO's `train2017/`,
+    `val2017/` or `val_2014/`), or None."""
+    match = re.fullmatch(r"(.+?)[_-]?(?:19|20)\d\d", name.lower())
+    return SPLIT_FOLDERS.get(name.lower()) or (match and SPLIT_FOLDERS.get(match.group(1))) or None
+
+
 def split_folders(stems: list[str]) -> dict[str, tuple[str, str]] | None:
     """stem → (the split its split folder names, that folder): `train/x` → ('train', 'train/'), `Validation/y` →
     ('val', 'Validation/'), when the pairs sit in split folders: a train folder and a val or test one, at the top of
@@ -203,13 +210,13 @@ def split_folders(stems: list[str]) -> dict[str, tuple[str, str]] | None:
     import os
     from itertools import takewhile
 
-    shared = "".join(f"{folder}/" for folder in takewhile(lambda folder: folder.lower() not in SPLIT_FOLDERS,
+    shared = "".join(f"{folder}/" for folder in takewhile(lambda folder: split_of_folder(folder) is None,
                                                            os.path.commonprefix([s.split("/")[:-1] for s in stems])))
     of = {}
     for stem in stems:
         top, sep, _ = stem[len(shared):].partition("/")
-        if sep and top.lower() in SPLIT_FOLDERS:
-            of[stem] = (SPLIT_FOLDERS[top.lower()], f"{shared}{top}/")
+        if sep and (split := split_of_folder(top)):
+            of[stem] = (split, f"{shared}{top}/")
     found = {split for split, _ in of.values()}
     return of if "train" in found and found & {"val", "test"} else None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.splits import SPLIT_FOLDERS
+from segcli.data.splits import split_of_folder
 from segcli.inference.io import IMAGE_EXTENSIONS
 
 SEPARATORS = "_-. "  # where a name's suffix may start (x_mask, x-label, x.seg, x gt)
@@ -82,7 +82,7 @@ def role_folders(stems) -> dict[str, tuple[int, str | None]]:
         if worded and worded[0].lower() in endings:  # LoveDA's Test/Urban/images_png/ without a masks_png/
             roles[folder] = (0, worded[1])
             continue
-        if (name.lower() in SPLIT_FOLDERS and parent in paired_parents
+        if (split_of_folder(name) and parent in paired_parents
                 and not any(other.startswith(f"{folder}/") for other in roles)):
             roles[folder] = (0, name)
     return roles
