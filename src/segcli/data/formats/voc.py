@@ -11,10 +11,13 @@ own takes its mask from there; VOC's own mask wins where both exist (a copy with
 from it). Put the augmented list into ImageSets/Segmentation/ (e.g. train_aug.txt, one stem per line or
 "/JPEGImages/<stem>.jpg /SegmentationClassAug/<stem>.png" lines) and convert it as the train split:
 --split train=train_aug --split val.
+CVAT's "Segmentation mask 1.1" export has VOC's folders but its own colours (labelmap.txt): the error names the
+`prepare folder --palette labelmap.txt` command that reads it.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from segcli.data.formats.folder import default_palette
@@ -62,6 +65,12 @@ def decoder() -> MaskDecoder:
 
 def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     root = find_root(Path(src))
+    if (root / "labelmap.txt").is_file():  # CVAT's "Segmentation mask 1.1" export: VOC's folders, its own colours
+        images, masks, labelmap = (shlex.quote(str(root / name)) for name in ("JPEGImages", "SegmentationClass",
+                                                                              "labelmap.txt"))
+        raise DataError(f"{root}: a CVAT segmentation mask export (labelmap.txt), whose classes and colours are its "
+                        f"own, not VOC's: segcli prepare folder --images {images} --masks {masks} --palette "
+                        f"{labelmap} --out DIR")
     lists_dir = root / "ImageSets" / "Segmentation"
     wanted = list(splits or DEFAULT_SPLITS)
     mask_dirs = [d for d in (root / "SegmentationClass", root / AUG_MASKS) if d.is_dir()]
