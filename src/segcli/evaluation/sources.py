@@ -76,10 +76,13 @@ def model_items(predictor, shard: list[tuple[int, tuple[str, Path, Path]]],
 
 
 def prediction_path(pred_dir: Path, split: str, key: str) -> Path:
-    """DIR/<key>.png, or DIR/<split>/<key>.png when predictions of a whole images/ tree were written."""
+    """DIR/<key>.png, or DIR/<split>/<key>.png when predictions of a whole images/ tree were written; either with the
+    suffix in capitals (a.PNG, as Windows tools and cameras name PNGs) where the lower-case one is not there."""
     direct = pred_dir / f"{key}.png"
-    if not direct.is_file() and (pred_dir / split / f"{key}.png").is_file():
-        return pred_dir / split / f"{key}.png"
+    candidates = (direct, pred_dir / split / f"{key}.png", pred_dir / f"{key}.PNG", pred_dir / split / f"{key}.PNG")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
     return direct
 
 
