@@ -161,8 +161,9 @@ _native("camvid", "CamVid: the SegNet layout (train/, trainannot/, ...) or the c
         "Convert CamVid (SegNet's 11 classes + Unlabelled → ignore, or the 32 colour-coded classes, Void → ignore).")
 _native("voc", "VOCdevkit/VOC2012 (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/), or a folder holding it.",
         "Convert PASCAL VOC 2012 segmentation (21 classes, palette PNGs, 255 borders → ignore).")
-_native("cityscapes", "Folder holding leftImg8bit/ and gtFine/.",
-        "Convert Cityscapes fine annotations (*_gtFine_labelIds.png → the 19 train ids, the rest → ignore).")
+_native("cityscapes", "Folder holding leftImg8bit/ and gtFine/, or KITTI's data_semantics/ (training/image_2/, "
+        "training/semantic/; val: a random 0.2 of training/, val_fraction=F seed=S to change it).",
+        "Convert Cityscapes fine annotations or KITTI semantics (label ids → the 19 train ids, the rest → ignore).")
 _native("ade20k", "ADEChallengeData2016/ (images/ and annotations/, training/ and validation/).",
         "Convert ADE20K scene parsing (150 classes; 0 = other → ignore, ids shifted down by one).")
 

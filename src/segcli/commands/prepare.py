@@ -114,13 +114,15 @@ def _source(cfg):
                               mask_suffix=cfg.get("mask_suffix"), reduce_zero_label=bool(cfg.get("reduce_zero_label")),
                               mask_threshold=cfg.get("mask_threshold"))
     where = {"camvid": "the SegNet-layout CamVid folder", "voc": "VOCdevkit/VOC2012 or a folder holding it",
-             "cityscapes": "the folder holding leftImg8bit/ and gtFine/", "ade20k": "ADEChallengeData2016/"}
+             "cityscapes": "the folder holding leftImg8bit/ and gtFine/, or KITTI's data_semantics/",
+             "ade20k": "ADEChallengeData2016/"}
     if fmt in where:
         import importlib
 
         module = importlib.import_module(f"segcli.data.formats.{fmt}")
         natives, names = _splits(cfg)
-        return _renamed(module.collect(_needs_src(cfg, where[fmt]), natives), names)
+        held_out = {"val_fraction": cfg.val_fraction, "seed": cfg.seed} if fmt == "cityscapes" else {}  # KITTI's val
+        return _renamed(module.collect(_needs_src(cfg, where[fmt]), natives, **held_out), names)
     from segcli.config import did_you_mean
 
     raise ConfigError(f"unknown dataset format '{fmt}'{did_you_mean(str(fmt), list(FORMATS))}; choose from {', '.join(FORMATS)}")

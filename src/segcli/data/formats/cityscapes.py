@@ -5,6 +5,8 @@ label with trainId 255 or -1 becomes the ignore index 255. Any other value is a 
 Splits: train and val by default (the public test annotations are all 'unlabeled').
 A copy that holds only cityscapesScripts' *_gtFine_labelTrainIds.png (its createTrainIdLabelImgs output, values
 0..18 and 255) is read from those instead, as they are.
+KITTI's semantic benchmark (data_semantics/: training/image_2/*.png + training/semantic/*.png) holds the same label ids
+and is read with the same mapping; its testing/ has no labels, so val is a seeded random share of training/.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from segcli.data.formats.native import below, by_stem, index, nearby, point_at, unlabelled_split
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.source import Source, pair_by_stem
-from segcli.errors import DataError
+from segcli.data.splits import DEFAULT_VAL_FRACTION, random_split
+from segcli.errors import ConfigError, DataError
 
 # (train id, name, colour) in train-id order; LABEL_TO_TRAIN: label id → train id for these 19.
 CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
@@ -41,8 +44,15 @@ def decoder(train_ids: bool = False) -> MaskDecoder:
     return MaskDecoder(len(CLASSES), IGNORE_INDEX, lut=value_lut(mapping), raw_name="Cityscapes label ids (0..33 valid)")
 
 
+KITTI_IMAGES, KITTI_MASKS = "training/image_2", "training/semantic"  # KITTI semantics: Cityscapes label ids
+
+
 def _is_root(path: Path) -> bool:
-    return (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir()
+    return (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() or _is_kitti(path)
+
+
+def _is_kitti(path: Path) -> bool:
+    return (path / KITTI_IMAGES).is_dir() and (path / KITTI_MASKS).is_dir()
 
 
 def find_root(src: Path) -> Path:
@@ -61,13 +71,21 @@ def find_root(src: Path) -> Path:
         if images is not None and labels is not None:
             raise DataError(f"{src}: leftImg8bit/ is in {images} but gtFine/ in {labels}; move "
                             f"{labels / 'gtFine'} into {images}, then point --src at {images}")
-    raise DataError(f"{src}: not a Cityscapes folder; expected leftImg8bit/ and gtFine/ in it; "
+    raise DataError(f"{src}: not a Cityscapes folder; expected leftImg8bit/ and gtFine/ in it (or KITTI semantics' "
+                    f"{KITTI_IMAGES}/ and {KITTI_MASKS}/); "
                     + point_at(src, _is_root, "the folder holding leftImg8bit/ and gtFine/ (where both zips were extracted)"))
 
 
-def collect(src: str | Path, splits: list[str] | None = None) -> Source:
+def collect(src: str | Path, splits: list[str] | None = None, val_fraction: float | None = None,
+            seed: int = 0) -> Source:
+    """val_fraction, seed: the share of KITTI's training/ held out as val (None: 0.2); Cityscapes has its own val."""
     root = find_root(Path(src))
     wanted = list(splits or DEFAULT_SPLITS)
+    if _is_kitti(root) and not (root / "leftImg8bit").is_dir():
+        return _kitti(root, wanted, val_fraction, seed)
+    if val_fraction is not None:
+        raise ConfigError(f"val_fraction={val_fraction}: {root} is Cityscapes, whose val split is its own "
+                          "(leftImg8bit/val); leave val_fraction out")
     train_ids = _only_train_ids(root, wanted)
     suffix = TRAIN_ID_SUFFIX if train_ids else MASK_SUFFIX
     samples, findings = [], []
@@ -99,3 +117,27 @@ def _only_train_ids(root: Path, splits: list[str]) -> bool:
         return any(index(folder, suffix)[0] for folder in folders)
 
     return not has(MASK_SUFFIX) and has(TRAIN_ID_SUFFIX)
+
+
+def _kitti(root: Path, wanted: list[str], val_fraction: float | None, seed: int) -> Source:
+    """KITTI semantics: training/image_2/<stem>.png ↔ training/semantic/<stem>.png, split at random into train and
+    val (`val_fraction` of the pairs, default 0.2; all train when 'val' is not wanted)."""
+    import dataclasses
+
+    other = next((split for split in wanted if split not in DEFAULT_SPLITS), None)
+    if other or "train" not in wanted:
+        why = f"has no split '{other}'" if other else "needs --split train beside --split val"
+        raise DataError(f"{root}: KITTI semantics {why}: its training/ gives train and val (testing/ holds no labels: "
+                        "label it with `segcli predict`); leave --split out")
+    image_dir, mask_dir = root / KITTI_IMAGES, root / KITTI_MASKS
+    findings: list = []
+    images, masks = by_stem(image_dir, "train", findings), by_stem(mask_dir, "train", findings)
+    unlabelled_split("train", images, masks, image_dir, mask_dir, "masks", [], f"extract data_semantics.zip into {root}")
+    pairs, missing = pair_by_stem("train", images, masks, lambda stem: f"no {mask_dir / (stem + '.png')}",
+                                  lambda stem: f"no {image_dir / (stem + '.png')}")
+    fraction = (DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)) if "val" in wanted else 0.0
+    assigned = random_split([pair.stem for pair in pairs], fraction, 0.0, int(seed))
+    samples = sorted((dataclasses.replace(pair, split=assigned[pair.stem]) for pair in pairs),
+                     key=lambda pair: DEFAULT_SPLITS.index(pair.split))  # train first, each in stem order
+    return Source(name="kitti", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
+                  decoder=decoder(), splits=["train", "val"] if fraction else ["train"], findings=findings + missing)

@@ -13,7 +13,8 @@ from segcli.data.lint import Finding, error
 from segcli.errors import DataError
 from segcli.inference.io import list_images
 
-LAYOUTS = {"camvid": "a CamVid", "voc": "a PASCAL VOC", "cityscapes": "a Cityscapes", "ade20k": "an ADE20K"}  # by format
+LAYOUTS = {"camvid": "a CamVid", "voc": "a PASCAL VOC", "cityscapes": "a Cityscapes (or KITTI semantics)",
+           "ade20k": "an ADE20K"}  # by format
 
 
 def index(folder: Path, suffix: str = "") -> tuple[dict[str, Path], dict[str, list[Path]]]:
