@@ -85,6 +85,9 @@ def _json_labels(path: Path) -> list[tuple[int, str]]:
     except (json.JSONDecodeError, AttributeError) as err:
         raise ConfigError(f"--classes {path}: not a dataset.json with a \"labels\" mapping ({err}); give 'a,b,c' or a "
                           "file with one name per line") from None
+    if isinstance(labels, list) and labels and all(isinstance(label, dict) and "color" in label for label in labels):
+        raise ConfigError(f"--classes {path}: a list of labels with colours (Mapillary Vistas' config.json), which "
+                          f"names colour masks: give it as --palette {path}")
     if not isinstance(labels, dict) or not labels:
         raise ConfigError(f"--classes {path}: no \"labels\" mapping of class names to mask values (nnU-Net's "
                           "\"labels\": {\"background\": 0, \"tumor\": 1})")

@@ -49,11 +49,11 @@ def parse_palette(path: str | Path) -> Palette:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--palette {path}: file not found")
-    entries = []  # (line number, text, name, rgb)
+    entries = _json_entries(path) if path.suffix.lower() == ".json" else []  # (line number, text, name, rgb)
     extra_columns = False  # a CSV header with columns after b: each line's are dropped
     from segcli.inference.io import read_lines
 
-    for number, line in enumerate(read_lines(path, "palette"), 1):
+    for number, line in enumerate([] if entries else read_lines(path, "palette"), 1):
         line = _COMMENT.sub("", line).strip()
         header = None if entries else _HEADER.match(line)
         if not line or header:
@@ -90,6 +90,37 @@ def parse_palette(path: str | Path) -> Palette:
     if not classes:
         raise ConfigError(f"--palette {path}: no classes; write one 'name R G B' line per class")
     return Palette(classes, colours, ignore)
+
+
+def _json_entries(path: Path) -> list:
+    """Mapillary Vistas' config.json, {"labels": [{"name": "construction--flat--road", "readable": "Road",
+    "color": [128, 64, 128], ...}, ...]}, as palette lines: its readable names (its names where two readable ones
+    are alike); a label whose readable name or last `--` part is an ignore name (void--unlabeled) marks ignore."""
+    import json
+
+    from segcli.inference.io import read_lines
+
+    try:
+        labels = json.loads("\n".join(read_lines(path, "palette"))).get("labels")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ConfigError(f"--palette {path}: not a JSON object with a \"labels\" list ({err})") from None
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, dict) for label in labels):
+        raise ConfigError(f"--palette {path}: no \"labels\" list of {{\"name\": ..., \"color\": [r, g, b]}} "
+                          "(Mapillary Vistas' config.json); write one 'name R G B' line per class instead")
+    readable = [str(label.get("readable") or label.get("name") or "") for label in labels]
+    use_readable = len(set(readable)) == len(readable)
+    entries = []
+    for number, label in enumerate(labels, 1):
+        name = readable[number - 1] if use_readable else str(label.get("name") or "")
+        rgb = label.get("color")
+        if (not name or not isinstance(rgb, list) or len(rgb) != 3
+                or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in rgb)):
+            raise ConfigError(f"--palette {path}: label {number} ({json.dumps(label)[:80]}) needs a \"name\" and a "
+                              "\"color\" of three values in 0-255")
+        last = str(label.get("name") or "").rpartition("--")[2]
+        void = name.lower() in IGNORE_NAMES or last.lower() in IGNORE_NAMES
+        entries.append((f"label {number}", name, "ignore" if void else name, list(rgb)))
+    return entries
 
 
 _ID_FIRST = re.compile(r"^(?P<id>\d+)[\s,:;=]+(?P<name>\S.*)$")
