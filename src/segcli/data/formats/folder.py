@@ -255,15 +255,18 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     if one_folder:  # DIR/{train,val}/{images,masks}/x, DIR/{train,trainannot}/x
         roles = role_folders(list(image_map) + list(mask_map))
         siblings, why = sibling_folders(image_map, mask_map, roles)
+    one_folder_stems = set(image_map)  # every file of the one folder, for the hint that names its two folders
     if siblings:
         image_map, mask_map = siblings  # (the one folder's duplicate stems are in findings already)
     else:
         findings.extend(mask_findings)
     if one_folder and not siblings:  # a file is an image or a mask, not both
         if why:
+            folders = folder_pair_hint(Path(images), one_folder_stems)
             raise ConfigError(f"--images and --masks are the same folder {images}, whose image and mask folders "
                               f"(images/ beside masks/, train/ beside trainannot/) pair file for file only when every "
-                              f"file lies in one of them: {why}; move it, or give --images and --masks the two folders")
+                              f"file lies in one of them: {why}; move it, or give --images and --masks the two "
+                              f"folders{folders}")
         if not (image_suffix or mask_suffix):
             hint = suffix_hint(set(image_map), set(mask_map))
             folders = "" if hint else folder_pair_hint(Path(images), set(image_map))
@@ -293,6 +296,11 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         findings.append(error("missing_image", str(mask_map[stem]), f"no image with stem '{stem}{image_suffix}' in "
                               f"{images}{hint}", stem=stem))
     stems = sorted(set(image_map) & set(mask_map))
+    if siblings and not stems:  # image and mask folders side by side, but none of their names pair (training/images/
+        folders = folder_pair_hint(Path(images), one_folder_stems)  # beside training/v1.2/labels/: a level deeper)
+        if folders:
+            raise ConfigError(f"--images and --masks are the same folder {images}, whose image and mask folders pair "
+                              f"no file{folders}")
 
     names, table_remap = class_table(classes)
     colours = None

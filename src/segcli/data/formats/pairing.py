@@ -208,7 +208,9 @@ def folder_pair_hint(root: Path, stems, limit: int = 12) -> str:
     """'; its images and masks seem to lie in A/ and B/, …: give --images … --masks …' when, in the one folder given
     as both --images and --masks, the files of two of its folders (of the `limit` holding the most) pair by name,
     as they are or less a suffix (ISIC's …_Input/x.jpg beside …_GroundTruth/x_segmentation.png); '' otherwise. The
-    mask folder is the one whose names or folder name carry a mask word, else the one not holding JPEGs."""
+    mask folder is the one not named images/, whose names or folder name carry a mask word, else the one not holding
+    JPEGs. Two split folders alike (images/10k/train/ and labels/sem_seg/masks/train/) name the folders above them,
+    which keep the splits; other folders whose names pair as well are named as alternatives."""
     from itertools import islice
 
     by_folder: dict[str, dict[str, str]] = {}  # folder → file stem → the file's path relative to root
@@ -223,23 +225,57 @@ def folder_pair_hint(root: Path, stems, limit: int = 12) -> str:
             cut = _best_cut(set(by_folder[one]), set(by_folder[other])) or ("", "", 0, "")
             if 2 * max(same, cut[2]) > min(len(by_folder[one]), len(by_folder[other])):  # most of them: not by chance
                 pairs.append((max(same, cut[2]), one, other, cut[:2] if cut[2] > same else ("", "")))
-    taken: set[str] = set()
-    pairs = [pair for pair in sorted(pairs, key=lambda pair: -pair[0])  # each folder in its best pair only
-             if not {pair[1], pair[2]} & taken and not taken.update(pair[1:3])]
     if not pairs:
         return ""
-    count, one, other, (one_cut, other_cut) = pairs[0]
 
-    def masky(folder: str, cut: str) -> tuple[bool, bool]:
-        words = (cut + folder.rpartition("/")[2]).lower()
+    def masky(folder: str, cut: str) -> tuple[bool, bool, bool]:
+        name = folder.rpartition("/")[2]
+        words = (cut + name).lower()
         jpegs = any(path.suffix.lower() in (".jpg", ".jpeg") for path in islice((root / folder).iterdir(), 50))
-        return any(word in words for word in MASK_WORDS), not jpegs
+        return name.lower() not in IMAGE_FOLDERS, any(word in words for word in MASK_WORDS), not jpegs
 
-    if masky(one, one_cut) > masky(other, other_cut):
-        one, other, one_cut, other_cut = other, one, other_cut, one_cut
-    options = "".join(f" --{kind}-suffix {cut}" for kind, cut in (("image", one_cut), ("mask", other_cut)) if cut)
-    more = (f" (one pair of folders per prepare; to keep {len(pairs)} such pairs as splits, link them as "
-            f"DIR/train/images + DIR/train/masks, DIR/val/images + DIR/val/masks and give --images DIR --masks DIR{options})"
-            if len(pairs) > 1 else "")
-    return (f"; its images and masks seem to lie in {one or '.'}/ and {other or '.'}/, folders whose names segcli does "
-            f"not pair ({count} file name(s) pair): give --images {root / one} --masks {root / other}{options}{more}")
+    oriented = []  # (count, image folder, mask folder, (image cut, mask cut)), the image folder first
+    for count, one, other, (one_cut, other_cut) in pairs:
+        flip = masky(one, one_cut) > masky(other, other_cut)
+        oriented.append((count, other, one, (other_cut, one_cut)) if flip else (count, one, other, (one_cut, other_cut)))
+    # grey masks before colour renderings of them (BDD100K's masks/ beside colormaps/), then by name
+    oriented.sort(key=lambda pair: (-pair[0], _colour(root / pair[2]), pair[2]))
+    taken: set[str] = set()
+    best = [pair for pair in oriented  # each folder in its best pair only
+            if not {pair[1], pair[2]} & taken and not taken.update(pair[1:3])]
+    count, images, masks, cuts = best[0]
+    alike = [pair for pair in oriented if pair[:2] == best[0][:2] and pair[2] != masks]  # as many names pair elsewhere
+
+    def options(cuts: tuple[str, str]) -> str:
+        return "".join(f" --{kind}-suffix {cut}" for kind, cut in zip(("image", "mask"), cuts) if cut)
+
+    split = split_of_folder(images.rpartition("/")[2])
+    parents = images.rpartition("/")[0], masks.rpartition("/")[0]
+    if split and split == split_of_folder(masks.rpartition("/")[2]) and parents[0] != parents[1]:
+        # images/10k/train beside labels/sem_seg/masks/train: the folders above keep the split folders as splits
+        unlabelled = sorted(p.name for p in (root / parents[0]).iterdir() if p.is_dir() and split_of_folder(p.name)
+                            and not (root / parents[1] / p.name).is_dir())
+        keep = f" --keep-going ({', '.join(unlabelled)}/ has no masks)" if unlabelled else ""
+        return (f"; its images and masks seem to lie in {parents[0] or '.'}/ and {parents[1] or '.'}/, each holding "
+                f"split folders ({count} file name(s) in {split}/ pair): give --images {root / parents[0]} --masks "
+                f"{root / parents[1]}{options(cuts)}{keep}")
+    more = (f" (one pair of folders per prepare; to keep {len(best)} such pairs as splits, link them as "
+            f"DIR/train/images + DIR/train/masks, DIR/val/images + DIR/val/masks and give --images DIR --masks DIR"
+            f"{options(cuts)})" if len(best) > 1 else "")
+    also = "".join(f"; or, if the masks are those in {pair[2]}/, --masks {root / pair[2]}{options(pair[3])}"
+                   for pair in alike[:2])
+    return (f"; its images and masks seem to lie in {images or '.'}/ and {masks or '.'}/, folders whose names segcli "
+            f"does not pair ({count} file name(s) pair): give --images {root / images} --masks {root / masks}"
+            f"{options(cuts)}{more}{also}")
+
+
+def _colour(folder: Path) -> bool:
+    """Whether the first image in `folder` is stored as RGB(A) colours rather than grey or palette indices."""
+    from PIL import Image, UnidentifiedImageError
+
+    first = next((p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS), None)
+    try:
+        with Image.open(first) as image:
+            return image.mode in ("RGB", "RGBA")
+    except (OSError, TypeError, UnidentifiedImageError):
+        return False
