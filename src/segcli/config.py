@@ -39,7 +39,7 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     optim.lr); the word itself is never suggested."""
     lowered = {c.lower(): c for c in reversed(choices) if c != word}
     close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.5)]
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    return f" (did you mean {', '.join(repr(c) if ',' in c else c for c in close)}?)" if close else ""
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:

@@ -76,3 +76,21 @@ def test_a_name_two_classes_share_apart_from_case_is_ambiguous_not_unknown(named
         "is spelled"]
     code, _, err = run_cli(named + ["--json", "/dev/null", "--fail-under", "class:Car=0.5"], capsys)
     assert code == 1 and last_line(err) == "segcli: error: eval gate failed: class:Car IoU 0.00% < 50.00%"
+
+
+def test_unknown_class_lists_names_with_commas_quoted_and_at_most_thirty(named, tmp_path, capsys):
+    """'x,y' was listed bare ('did you mean x,y?'; 'choose from …, x,y, …'), which reads as two classes; a 40-class
+    card listed all 40 names."""
+    code, _, err = run_cli(named + ["--fail-under", "class:xy=0.5"], capsys)
+    assert code == 2 and last_line(err) == (
+        "segcli: error: --fail-under: unknown class 'xy' (did you mean 'x,y'?); choose from traffic sign, Straße, a=b, "
+        "'x,y', absent, car, Car")
+    root, preds = tmp_path / "many", tmp_path / "many_preds"
+    write_png(root / "images" / "val" / "a.png", np.zeros((1, 40, 3), np.uint8))
+    write_png(root / "masks" / "val" / "a.png", np.arange(40, dtype=np.uint8)[None])
+    write_png(preds / "a.png", np.arange(40, dtype=np.uint8)[None])
+    write_card(root, "many", [f"c{i}" for i in range(40)], [[i, i, i] for i in range(40)],
+               {"val": [{"image": "images/val/a.png", "mask": "masks/val/a.png"}]})
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--fail-under", "class:zz=0.5"], capsys)
+    assert code == 2 and last_line(err).endswith("choose from " + ", ".join(f"c{i}" for i in range(30))
+                                                 + ", … (10 more)"), err

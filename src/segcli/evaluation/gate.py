@@ -41,6 +41,9 @@ class Threshold:
         return row.get(self.metric)
 
 
+MAX_NAMES = 30  # names listed after "choose from" (ADE20K has 150 classes)
+
+
 def _match(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
     """`word` itself, or its unique case-insensitive match; else a ConfigError suggesting close names."""
     if word in choices:
@@ -51,8 +54,10 @@ def _match(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
     if folded:  # 'CAR' with classes 'car' and 'Car': not unknown, but which one?
         raise ConfigError(f"--fail-under: {what} '{word}' matches {' and '.join(folded)} apart from case; "
                           "write the name exactly as it is spelled")
+    shown = [repr(choice) if "," in choice else choice for choice in choices[:MAX_NAMES]]  # 'road, main': one name
+    more = f", … ({len(choices) - MAX_NAMES} more)" if len(choices) > MAX_NAMES else ""
     raise ConfigError(f"--fail-under: unknown {what} '{word}'{did_you_mean(word, list(choices))}; "
-                      f"choose from {', '.join(choices)}")
+                      f"choose from {', '.join(shown)}{more}")
 
 
 def _fraction(spec: str, key: str, text: str) -> float:
