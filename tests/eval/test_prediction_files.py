@@ -138,3 +138,23 @@ def test_jpeg_predictions_are_refused_naming_the_file(crafted, tmp_path, capsys)
         code, _, err = run_cli(["eval", "--predictions", other, "--data", root], capsys)
         line = err.strip().splitlines()[-1]
         assert code == 3 and f"but a{suffix} is there" in line and "convert it to a PNG" in line, line
+
+
+def test_a_binary_tools_0_255_prediction_for_a_coloured_two_class_palette_says_so(tmp_path, capsys):
+    """With a palette that is not black and white, 255 cannot be read as class 1: the error said only 'pred contains
+    class ids [255] outside 0..1', not that the file is a 0/255 mask to save as 0/1."""
+    from segcli.inference.io import write_png
+
+    root = tmp_path / "data"
+    gt = np.zeros((4, 6), np.uint8)
+    gt[:, 3:] = 1
+    write_png(root / "images" / "val" / "a.png", np.zeros((4, 6, 3), np.uint8))
+    write_png(root / "masks" / "val" / "a.png", gt)
+    write_card(root, "bin", ["background", "crack"], [[0, 0, 0], [128, 0, 0]],
+               {"val": [{"image": "images/val/a.png", "mask": "masks/val/a.png"}]})
+    (tmp_path / "preds").mkdir()
+    cv2.imwrite(str(tmp_path / "preds" / "a.png"), gt * 255)
+    code, out, err = run_cli(["eval", "--predictions", tmp_path / "preds", "--data", root], capsys)
+    line = err.strip().splitlines()[-1]
+    assert code == 3 and out == "" and line.startswith(f"segcli: error: {tmp_path / 'preds' / 'a.png'}: ")
+    assert line.endswith("it is a 0/255 mask: save 0 and 1 instead (mask // 255)"), line

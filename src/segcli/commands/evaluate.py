@@ -37,12 +37,23 @@ def score(items: Iterable, num_classes: int, ignore_index: int, boundary_ratio: 
                 if item.pred_path is None:
                     raise
                 raise DataError(f"{item.pred_path}: {err}; predictions must hold class ids 0..{num_classes - 1} "
-                                "(any value where the ground truth is ignored)") from None
+                                f"(any value where the ground truth is ignored){_binary_hint(item.pred, num_classes)}"
+                                ) from None
     except SegcliError as err:  # under torchrun the other processes must hear of it before the sums below
         failure = err
     distributed.fail_together(failure)
     acc.reduce()
     return acc
+
+
+def _binary_hint(pred, num_classes: int) -> str:
+    """'; a 0/255 mask: …' when a two-class prediction holds just 0 and 255, as binary tools save them."""
+    import numpy as np
+
+    values = set(np.unique(np.asarray(pred)).tolist())
+    if num_classes == 2 and values <= {0, 255}:
+        return "; it is a 0/255 mask: save 0 and 1 instead (mask // 255)"
+    return ""
 
 
 def _progress(items: Iterable, label: str):
