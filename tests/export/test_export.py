@@ -427,3 +427,19 @@ def test_argmax_of_a_model_at_input_scale_is_refused_before_exporting(ckpt, tmp_
     # the benchmark times what the network sees: the 72x100 image at half size, 36x50, padded to 64x64 (it timed
     # the full 72x100 padded to 96x128 before, four times the pixels the model is given)
     assert "latency at 64×64, batch 1" in stdout, stdout
+
+
+def test_a_read_only_out_is_not_replaced_and_an_existing_one_is_said_to_be(ckpt, tmp_path, cli):
+    """A write-protected model at --out was replaced silently (the rename needs only the folder's permission), and an
+    ordinary one without a word."""
+    out = tmp_path / "deployed.onnx"
+    out.write_bytes(b"the model in service")
+    out.chmod(0o444)
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out)
+    assert code == 2 and stdout == "" and out.read_bytes() == b"the model in service"
+    assert err.strip().splitlines() == [f"segcli: error: --out {out}: a read-only file, which the export would replace; "
+                                        f"make it writable (chmod u+w {out}) or give another --out"]
+    out.chmod(0o644)
+    code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out)
+    assert code == 0 and stdout.strip().splitlines()[-1] == str(out), err
+    assert f"→ {out} (replacing the file there)" in err and out.read_bytes() != b"the model in service"

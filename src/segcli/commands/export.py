@@ -9,6 +9,7 @@ torch eager against the exported model.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from segcli.console import info, print_wide, result, stdout_console
@@ -91,6 +92,15 @@ def _check_is_checkpoint(path) -> None:
         name = {"onnx": "ONNX", "torchscript": "TorchScript"}[kind]
         raise DataError(f"{path}: an exported {name} model, not a checkpoint; export from the .ckpt it came from "
                         "(RUN_DIR/checkpoints/best.ckpt)")
+
+
+def _check_not_protected(cfg, out: Path) -> None:
+    """An --out file whose write permission was taken away (a deployed model someone protected) is not replaced: the
+    rename that puts the export in place needs only the folder's permission, so it replaced such a file silently."""
+    if out.is_file() and not out.stat().st_mode & 0o222:
+        where = f"--out {out}" if cfg.out else f"{out} (the default --out, beside the checkpoint)"
+        raise ConfigError(f"{where}: a read-only file, which the export would replace; make it writable "
+                          f"(chmod u+w {shlex.quote(str(out))}) or give another --out")
 
 
 def _check_not_the_checkpoint(cfg, out: Path) -> None:
@@ -255,6 +265,7 @@ def run(cfg) -> Path:
     _check_options(cfg)
     out = Path(cfg.out) if cfg.out else Path(cfg.ckpt).with_suffix(FORMATS[str(cfg.format)])
     _check_not_the_checkpoint(cfg, out)
+    _check_not_protected(cfg, out)
     created = missing_folders(out.parent)
     try:
         return _export(cfg, out)
@@ -286,7 +297,8 @@ def _export(cfg, out: Path) -> Path:
     with writing(out):  # a full disk while the file is written is named as --out, not the hidden staging file
         try:
             info(f"export: {fmt}, output {meta_out['output']}, {meta_out['dtype']}"
-                 + (f", opset {cfg.opset}" if fmt == "onnx" else "") + f" → {out}")
+                 + (f", opset {cfg.opset}" if fmt == "onnx" else "") + f" → {out}"
+                 + (" (replacing the file there)" if out.is_file() else ""))
             if fmt == "onnx":
                 from segcli.export.onnx import DYNAMO_FALLBACK_FROM, export_onnx
 
