@@ -18,7 +18,7 @@ from segcli.metrics import ConfusionMatrix, compute_metrics
 from segcli.models.factory import build_model
 from segcli.models.losses import build_loss
 from segcli.models.optim import (build_optimizer, build_scheduler, endless_note, fused_clipping, training_progress,
-                                 warmup_note)
+                                 warmup_note, zero_lr_note)
 
 
 POOLING_ARCHS = ("deeplabv3", "deeplabv3plus", "pan", "upernet")  # pool to 1×1 before a BatchNorm
@@ -224,7 +224,8 @@ class SegModule(L.LightningModule):
     def configure_optimizers(self):
         optimizer = build_optimizer(self, self.hparams.optim, self._fused_clipping())
         total = self._trainer.estimated_stepping_batches if self._trainer else 0
-        notes = [warmup_note(self.hparams.sched, total), endless_note(self.hparams.sched, total, self._time_budget())]
+        notes = [zero_lr_note(self.hparams.optim), warmup_note(self.hparams.sched, total),
+                 endless_note(self.hparams.sched, total, self._time_budget())]
         if any(notes) and self._trainer.is_global_zero:
             from segcli.console import info
 

@@ -155,6 +155,15 @@ def endless_note(sched: dict, total_steps: float, time_budget: bool) -> str | No
             "max_epochs), or use sched=constant")
 
 
+def zero_lr_note(optim: dict) -> str | None:
+    """A note when optim.lr is 0 (allowed, as torch allows it): no step changes a weight, so the run trains nothing
+    and its checkpoints hold the initial weights. None otherwise."""
+    if float(optim.get("lr", 1.0)) != 0.0:
+        return None
+    return ("train: note: optim.lr=0: no optimiser step changes a weight, so this run trains nothing (its checkpoints "
+            "hold the initial weights); give a positive optim.lr, e.g. 1e-3")
+
+
 def warmup_note(sched: dict, total_steps: float) -> str | None:
     """A note when sched.warmup_steps is at least the run's optimiser steps (`total_steps`, finite when the run is
     bounded by epochs or steps): its lr then never reaches optim.lr, and poly/cosine never decay. None otherwise."""
