@@ -75,18 +75,6 @@ def _mode(cfg) -> str:
     return given[0]
 
 
-def _fill_train_crop(meta: dict, model_path: str) -> None:
-    """Checkpoints written before meta recorded `train_crop`: read it from the run's config.yaml, if present."""
-    if "train_crop" in meta:
-        return
-    config = Path(model_path).resolve().parent.parent / "config.yaml"
-    if config.is_file():
-        import yaml
-
-        crop = ((yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("augment") or {}).get("crop_size")
-        meta["train_crop"] = crop
-
-
 def _load_model(cfg, device: str):
     """(the predictor, the report's "model": the resolved path; a list of them for an ensemble of several)"""
     from segcli.inference.backends import load_predictor, model_paths
@@ -94,8 +82,6 @@ def _load_model(cfg, device: str):
 
     paths = model_paths(cfg.ckpt or cfg.model)
     members = [load_predictor(path, device, cfg.inference.batch_size) for path in paths]
-    for member, path in zip(members, paths):
-        _fill_train_crop(member.meta, path)
     resolved = [str(Path(path).resolve()) for path in paths]
     return ensemble(members).configure(cfg.inference), resolved[0] if len(resolved) == 1 else resolved
 

@@ -80,20 +80,47 @@ def read_checkpoint(path: str | Path) -> dict:
     meta = (ckpt.get("hyper_parameters") or {}).get("meta") if isinstance(ckpt, dict) else None
     if not meta or "state_dict" not in ckpt:
         raise DataError(f"{path}: not a segcli checkpoint (no segcli metadata); train it with `segcli train`")
-    _older_meta(meta)
+    _older_meta(meta, path)
     check_meta(path, meta, "hyper_parameters['meta']", "use a checkpoint written by `segcli train`", checkpoint=True)
     return ckpt
 
 
-def _older_meta(meta) -> None:
+def _older_meta(meta, path: Path) -> None:
     """Fill in place what an older segcli's checkpoint meta may lack and has a default: the palette (the colours
-    `prepare folder` gives classes without one) and model.in_channels (3, build_model's default)."""
+    `prepare folder` gives classes without one), model.in_channels (3, build_model's default) and train_crop (the
+    run's augment.crop_size, where the checkpoint still lies in its run's checkpoints/ beside config.yaml)."""
     from segcli.data.formats.folder import default_palette
 
     if isinstance(meta, dict) and "palette" not in meta and isinstance(meta.get("classes"), list):
         meta["palette"] = default_palette(len(meta["classes"]))
     if isinstance(meta, dict) and isinstance(meta.get("model"), dict):
         meta["model"].setdefault("in_channels", 3)
+    if isinstance(meta, dict) and "train_crop" not in meta:  # an early segcli's checkpoint
+        crop = _run_crop(path)
+        if crop:
+            meta["train_crop"] = crop
+
+
+def _run_crop(path: Path) -> list[int] | None:
+    """[H, W] of augment.crop_size in RUN_DIR/config.yaml for RUN_DIR/checkpoints/X.ckpt; None where there is no such
+    file or it holds no such size (inference.mode=slide then asks for inference.tile)."""
+    import yaml
+
+    path = Path(path).resolve()
+    config = path.parent.parent / "config.yaml"
+    if path.parent.name != "checkpoints" or not config.is_file():
+        return None
+    try:
+        saved = yaml.safe_load(config.read_text(encoding="utf-8"))
+        crop = saved["augment"]["crop_size"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    if isinstance(crop, int) and not isinstance(crop, bool):
+        crop = [crop, crop]
+    if not (isinstance(crop, list) and len(crop) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in crop)):
+        return None
+    return crop
 
 
 def check_meta(path: Path, meta, where: str, fix: str, checkpoint: bool = False) -> dict:
