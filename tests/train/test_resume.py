@@ -219,3 +219,26 @@ def test_a_resume_that_lengthens_the_run_trains_on_at_the_lengthened_schedules_l
 
     assert lrs(run_dir) and lrs(run_dir) == lrs(reference_run)
     assert lrs(run_dir)[0][1] > 0
+
+
+def test_a_run_of_an_early_segcli_whose_config_lacks_later_settings_resumes(tiny_data, tmp_path, capsys):
+    """A run started by the first segcli (its config.yaml had no early_stopping, ema, final_eval, and one parameter
+    group with torch's default AdamW step): --resume stopped with 'internal error: ValueError: Input cfg is not an
+    OmegaConf config object', and with today's defaults filled in, with 'a different number of parameter groups'."""
+    import yaml
+
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "final_eval=false", "optim=adamw",
+                                          "optim.no_decay_norm_bias=false", "optim.fused=false"),
+                           "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for key in ("early_stopping", "ema", "final_eval", "save_min_interval_s"):
+        del saved[key]
+    del saved["optim"]["no_decay_norm_bias"], saved["optim"]["fused"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    code, out, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=2"], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == str(run_dir.resolve()), err
+    assert f"train: note: {run_dir.resolve() / 'config.yaml'} lacks " in err
+    assert "but optim.fused=false and optim.no_decay_norm_bias=false, as the run trained: " in err, err
+    assert epochs_run(run_dir) == 2

@@ -103,7 +103,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise DataError(_no_last_checkpoint(run_dir, last))
-    cfg = OmegaConf.load(saved)
+    cfg, added = _filled(OmegaConf.load(saved))
     try:
         parsed = OverridesParser.create().parse_overrides(quote_values(list(overrides)))
     except Exception as err:
@@ -129,7 +129,53 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
         given_root = any(ov.key_or_group == "data.root" for ov in parsed)
         _check_dataset_there(saved, OmegaConf.select(cfg, "data.root"), given=given_root)
     OmegaConf.set_struct(cfg, True)
+    _say_filled(saved, added)  # once the overrides have passed: an error stays the only line
     return cfg
+
+
+# Settings added since the first segcli whose default trains otherwise than before they existed: a resumed run of
+# that time keeps the old way (one parameter group, torch's default AdamW step), so its last.ckpt's optimiser state
+# fits.
+AS_BEFORE = {"optim.no_decay_norm_bias": False, "optim.fused": False}
+
+
+def _filled(cfg):
+    """(the saved config with the settings a later segcli added at today's defaults, as --from fills them, but
+    AS_BEFORE's; the keys added). A run of an early version has no early_stopping, ema or final_eval: its resume
+    stopped with an internal error."""
+    from omegaconf import OmegaConf
+
+    from segcli.config import compose
+
+    before = set(_leaf_keys(cfg))
+    _fill(cfg, compose("train", []))
+    added = sorted(set(_leaf_keys(cfg)) - before)
+    for key in added:
+        if key in AS_BEFORE:  # the optimiser state in last.ckpt was made without them
+            OmegaConf.update(cfg, key, AS_BEFORE[key], merge=False)
+    return cfg, added
+
+
+def _say_filled(saved: Path, added: list[str]) -> None:
+    """A note naming the settings _filled added, as they may train otherwise than the version that started the run."""
+    from segcli.console import first_process, info
+
+    if added and first_process():
+        shown = ", ".join(added[:6]) + (f", … ({len(added) - 6} more)" if len(added) > 6 else "")
+        kept = [f"{key}=false" for key in added if key in AS_BEFORE]
+        but = f" but {' and '.join(kept)}, as the run trained" if kept else ""
+        info(f"train: note: {saved} lacks {len(added)} setting(s) that a later segcli added; they take today's "
+             f"defaults{but}: {shown}")
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys = []
+    for key in node.keys():
+        child = node._get_node(key)
+        keys += _leaf_keys(node[key], f"{prefix}{key}.") if isinstance(child, DictConfig) else [f"{prefix}{key}"]
+    return keys
 
 
 def _check_dataset_there(saved: Path, root, given: bool) -> None:
