@@ -126,3 +126,24 @@ def test_a_run_directory_holding_a_run_is_refused(tiny_data, reference_run, caps
         f"with `segcli train --resume {reference_run}`, or give another --run-dir (a new run would overwrite its "
         "checkpoints)")
     assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*") if p.is_file()} == files
+
+
+def test_a_final_evaluation_that_predicts_most_classes_nowhere_gets_a_note(capsys):
+    """60 classes after a 2-minute run: 58 at IoU 0, each never predicted, and only the per-class table said so."""
+    from omegaconf import OmegaConf
+
+    from segcli.commands.train import _unlearnt_note
+
+    rows = [{"name": f"c{i}", "gt_pixels": 100, "pred_pixels": 5000 if i < 2 else 0} for i in range(60)]
+    rows.append({"name": "absent", "gt_pixels": 0, "pred_pixels": 0})  # not in val: not counted
+    _unlearnt_note({"classes": rows}, OmegaConf.create({"loss": {"class_weights": None}}))
+    assert capsys.readouterr().err.strip() == (
+        "train: note: best.ckpt predicts no pixel of 58 of the 60 classes in the val images (c2, c3, c4, c5, c6, …): "
+        "it has not learnt them yet; train longer (trainer.max_time or trainer.max_epochs), or weight rare classes "
+        "(loss.class_weights=auto)")
+    _unlearnt_note({"classes": rows}, OmegaConf.create({"loss": {"class_weights": "auto"}}))
+    assert "loss.class_weights" not in capsys.readouterr().err
+    for row in rows[2:32]:  # 28 of 60 never predicted: under half, nothing said
+        row["pred_pixels"] = 1
+    _unlearnt_note({"classes": rows}, OmegaConf.create({"loss": {"class_weights": None}}))
+    assert capsys.readouterr().err == ""

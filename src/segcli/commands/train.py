@@ -459,6 +459,19 @@ def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
 
 
+def _unlearnt_note(report: dict, cfg) -> None:
+    """A note when best.ckpt predicts no pixel of most classes the val images hold (60 classes after 2 minutes: 58
+    at IoU 0, and only the table said so): the model has not learnt them yet."""
+    present = [row for row in report.get("classes", []) if row.get("gt_pixels")]
+    never = [row["name"] for row in present if not row.get("pred_pixels")]
+    if len(present) >= 4 and 2 * len(never) > len(present):
+        shown = ", ".join(never[:5]) + (", …" if len(never) > 5 else "")
+        weights = "" if cfg.get("loss", {}).get("class_weights") else ", or weight rare classes (loss.class_weights=auto)"
+        info(f"train: note: best.ckpt predicts no pixel of {len(never)} of the {len(present)} classes in the val "
+             f"images ({shown}): it has not learnt them yet; train longer (trainer.max_time or trainer.max_epochs)"
+             f"{weights}")
+
+
 def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> TrainResult:
     """After fit: curves.png, the final evaluation of best.ckpt, the per-class table, the summary lines."""
     from segcli.reports import metrics_table
@@ -490,6 +503,7 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
             how = (f" (with {given}: `segcli eval --ckpt {run_dir / 'checkpoints' / 'best.ckpt'} {given}` reproduces it; best.ckpt was "
                    "chosen by validation on whole images)") if given else ""
             info(f"train: final evaluation mIoU {report['mIoU'] * 100:.2f}{how} → {run_dir / 'eval' / 'report.json'}")
+            _unlearnt_note(report, cfg)
         if curves is not None:
             info(f"train: training curves → {curves}")
         if announce:
