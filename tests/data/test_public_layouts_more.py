@@ -66,3 +66,15 @@ def test_cvat_segmentation_mask_export_given_to_prepare_voc_names_prepare_folder
     for entry in card["splits"]["train"] + card["splits"]["val"]:
         stored = cv2.imread(str(out / entry["mask"]), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(stored, truth[entry["mask"].rsplit("/", 1)[1][:-4]])
+
+
+def test_a_year_named_folder_that_holds_every_pair_is_not_taken_for_a_split():
+    """test2020/{train,val}/: the folder above the split folders, shared by every pair, was read as the split 'test'
+    (no train: a random split instead, silently) once year-named folders became splits."""
+    from segcli.data.splits import split_folders
+
+    assert split_folders(["test2020/train/a", "test2020/train/b", "test2020/val/c"]) == {
+        "test2020/train/a": ("train", "test2020/train/"), "test2020/train/b": ("train", "test2020/train/"),
+        "test2020/val/c": ("val", "test2020/val/")}
+    assert split_folders(["train2017/a", "val2017/b"]) == {"train2017/a": ("train", "train2017/"),
+                                                           "val2017/b": ("val", "val2017/")}

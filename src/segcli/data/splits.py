@@ -210,7 +210,7 @@ def split_folders(stems: list[str]) -> dict[str, tuple[str, str]] | None:
     import os
     from itertools import takewhile
 
-    shared = "".join(f"{folder}/" for folder in takewhile(lambda folder: split_of_folder(folder) is None,
+    shared = "".join(f"{folder}/" for folder in takewhile(lambda folder: folder.lower() not in SPLIT_FOLDERS,
                                                            os.path.commonprefix([s.split("/")[:-1] for s in stems])))
     of = {}
     for stem in stems:
