@@ -48,6 +48,11 @@ def test_kitti_semantics_reads_as_cityscapes_with_val_drawn_from_training(tmp_pa
     assert code == 0, stderr
     halves = yaml.safe_load((tmp_path / "half" / "dataset.yaml").read_text())["splits"]
     assert {split: len(entries) for split, entries in halves.items()} == {"train": 5, "val": 5}
+    # prepare cityscapes takes val_fraction= (prepare folder's --val-fraction is not its option), not with --split train
+    for args, text in ((["val_fraction=1"], "segcli: error: val_fraction=1.0 must be in [0, 1)"),
+                       (["--split", "train", "val_fraction=0.3"], "segcli: error: val_fraction=0.3: --split train keeps")):
+        code, _, stderr = run_cli("prepare", "cityscapes", "--src", root, "--out", tmp_path / "f", *args)
+        assert code == 2 and stderr.strip().splitlines()[-1].startswith(text), stderr
     # testing/ has no labels: named, not an empty split
     code, _, stderr = run_cli("prepare", "cityscapes", "--src", root, "--out", tmp_path / "t", "--split", "test")
     assert code == 3 and "has no split 'test'" in stderr and "segcli predict" in stderr, stderr
@@ -130,9 +135,8 @@ def test_bdd100k_and_drive_given_as_one_folder_name_the_folders_to_give(tmp_path
                 write_image(bdd / "labels" / "sem_seg" / "colormaps" / split / f"{split}{i}-12cd.png",
                             random_image(rng, 24, 32))
     code, _, stderr = run_cli("prepare", "folder", "--images", bdd, "--masks", bdd, "--out", tmp_path / "b1")
-    command = (f"--images {bdd / 'images' / '10k'} --masks {bdd / 'labels' / 'sem_seg' / 'masks'} "
-               "--keep-going (test/ has no masks)")
-    assert code == 2 and f"give {command}" in stderr, stderr
+    command = f"--images {bdd / 'images' / '10k'} --masks {bdd / 'labels' / 'sem_seg' / 'masks'} --keep-going"
+    assert code == 2 and f"give {command}, as test/ hold(s) no masks" in stderr, stderr
     code, _, stderr = run_cli("prepare", "folder", *command.split()[:5], "--out", tmp_path / "b2")
     assert code == 0 and "3 classes, train 4, val 2" in stderr, stderr
 
@@ -146,3 +150,16 @@ def test_bdd100k_and_drive_given_as_one_folder_name_the_folders_to_give(tmp_path
     assert code == 2 and (f"give --images {drive / 'training' / 'images'} --masks {drive / 'training' / '1st_manual'} "
                           "--image-suffix _training --mask-suffix _manual1") in stderr, stderr
     assert f"--masks {drive / 'training' / 'mask'} --mask-suffix _mask" in stderr  # the field-of-view masks, named too
+
+
+def test_split_folders_inside_the_image_folder_are_not_named_as_its_images(tmp_path, rng, run_cli):
+    """fp/{train,val}/*.jpg beside fp/labels/{train,val}/*.png given as one folder: the hint said --images fp
+    --masks fp/labels, whose images would include the masks (6 lint errors). It names one pair of folders instead."""
+    root = tmp_path / "fp"
+    for split, count in (("train", 4), ("val", 2)):
+        for i in range(count):
+            write_image(root / split / f"{split}{i}.jpg", random_image(rng, 24, 32))
+            write_grey(root / "labels" / split / f"{split}{i}.png", blocks(rng, 24, 32, [0, 1]).astype(np.uint8))
+    code, _, stderr = run_cli("prepare", "folder", "--images", root, "--masks", root, "--out", tmp_path / "o")
+    assert code == 2 and f"--images {root} " not in stderr, stderr
+    assert f"give --images {root / 'train'} --masks {root / 'labels' / 'train'}" in stderr, stderr

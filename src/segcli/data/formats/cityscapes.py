@@ -81,7 +81,7 @@ def collect(src: str | Path, splits: list[str] | None = None, val_fraction: floa
     """val_fraction, seed: the share of KITTI's training/ held out as val (None: 0.2); Cityscapes has its own val."""
     root = find_root(Path(src))
     wanted = list(splits or DEFAULT_SPLITS)
-    if _is_kitti(root) and not (root / "leftImg8bit").is_dir():
+    if _is_kitti(root) and not ((root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir()):
         return _kitti(root, wanted, val_fraction, seed)
     if val_fraction is not None:
         raise ConfigError(f"val_fraction={val_fraction}: {root} is Cityscapes, whose val split is its own "
@@ -135,8 +135,15 @@ def _kitti(root: Path, wanted: list[str], val_fraction: float | None, seed: int)
     unlabelled_split("train", images, masks, image_dir, mask_dir, "masks", [], f"extract data_semantics.zip into {root}")
     pairs, missing = pair_by_stem("train", images, masks, lambda stem: f"no {mask_dir / (stem + '.png')}",
                                   lambda stem: f"no {image_dir / (stem + '.png')}")
+    if val_fraction is not None and "val" not in wanted:
+        raise ConfigError(f"val_fraction={val_fraction}: --split train keeps every pair of {root} for training; leave "
+                          "one of them out")
     fraction = (DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)) if "val" in wanted else 0.0
-    assigned = random_split([pair.stem for pair in pairs], fraction, 0.0, int(seed))
+    try:
+        assigned = random_split([pair.stem for pair in pairs], fraction, 0.0, int(seed))
+    except ConfigError as err:  # it names prepare folder's --val-fraction, which prepare cityscapes takes as val_fraction=
+        raise ConfigError(str(err).replace("--val-fraction ", "val_fraction=").replace("--val-fraction", "val_fraction")
+                          ) from None
     samples = sorted((dataclasses.replace(pair, split=assigned[pair.stem]) for pair in pairs),
                      key=lambda pair: DEFAULT_SPLITS.index(pair.split))  # train first, each in stem order
     return Source(name="kitti", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,

@@ -5,6 +5,7 @@ image and mask folders of one tree (`train/images/x` ↔ `train/masks/x`, `train
 from __future__ import annotations
 
 from pathlib import Path
+from shlex import quote
 
 from segcli.data.splits import split_of_folder
 from segcli.inference.io import IMAGE_EXTENSIONS
@@ -251,22 +252,25 @@ def folder_pair_hint(root: Path, stems, limit: int = 12) -> str:
 
     split = split_of_folder(images.rpartition("/")[2])
     parents = images.rpartition("/")[0], masks.rpartition("/")[0]
-    if split and split == split_of_folder(masks.rpartition("/")[2]) and parents[0] != parents[1]:
+    apart = all(parents) and not any(f"{one}/".startswith(f"{other}/") for one, other in (parents, parents[::-1]))
+    if split and split == split_of_folder(masks.rpartition("/")[2]) and apart:
         # images/10k/train beside labels/sem_seg/masks/train: the folders above keep the split folders as splits
+        # (not where one holds the other: train/ beside labels/train/ would make the masks images)
         unlabelled = sorted(p.name for p in (root / parents[0]).iterdir() if p.is_dir() and split_of_folder(p.name)
                             and not (root / parents[1] / p.name).is_dir())
-        keep = f" --keep-going ({', '.join(unlabelled)}/ has no masks)" if unlabelled else ""
-        return (f"; its images and masks seem to lie in {parents[0] or '.'}/ and {parents[1] or '.'}/, each holding "
-                f"split folders ({count} file name(s) in {split}/ pair): give --images {root / parents[0]} --masks "
-                f"{root / parents[1]}{options(cuts)}{keep}")
+        keep = (f" --keep-going, as {', '.join(f'{name}/' for name in unlabelled)} hold(s) no masks" if unlabelled
+                else "")
+        return (f"; its images and masks seem to lie in {parents[0]}/ and {parents[1]}/, each holding split folders "
+                f"({count} file name(s) in {split}/ pair): give --images {quote(str(root / parents[0]))} --masks "
+                f"{quote(str(root / parents[1]))}{options(cuts)}{keep}")
     more = (f" (one pair of folders per prepare; to keep {len(best)} such pairs as splits, link them as "
             f"DIR/train/images + DIR/train/masks, DIR/val/images + DIR/val/masks and give --images DIR --masks DIR"
             f"{options(cuts)})" if len(best) > 1 else "")
-    also = "".join(f"; or, if the masks are those in {pair[2]}/, --masks {root / pair[2]}{options(pair[3])}"
+    also = "".join(f"; or, if the masks are those in {pair[2]}/, --masks {quote(str(root / pair[2]))}{options(pair[3])}"
                    for pair in alike[:2])
     return (f"; its images and masks seem to lie in {images or '.'}/ and {masks or '.'}/, folders whose names segcli "
-            f"does not pair ({count} file name(s) pair): give --images {root / images} --masks {root / masks}"
-            f"{options(cuts)}{more}{also}")
+            f"does not pair ({count} file name(s) pair): give --images {quote(str(root / images))} --masks "
+            f"{quote(str(root / masks))}{options(cuts)}{more}{also}")
 
 
 def _colour(folder: Path) -> bool:
