@@ -126,8 +126,11 @@ def test_crops_that_see_a_sliver_of_large_photos_get_a_note(capsys):
     assert capsys.readouterr().err.strip() == (
         "train: note: each 192x192 crop covers 0.3% of a train image (about 3464x3464 pixels on average), so training "
         "sees little of each in a step; let the network see smaller images, e.g. data.input_scale=0.25 (or prepare "
-        "--max-size), or crop larger, and data.repeat=4 or more: 6 images make 1 optimiser step(s) per epoch, each "
-        "followed by a validation")
+        "--max-size), or crop larger, and data.repeat=6 or more: 6 images a pass make 1 optimiser step(s) per epoch, "
+        "each followed by a validation")
+    data.update(repeat=2)  # 12 images a pass, batch 8: one step (the last partial batch is dropped); 6 make 4
+    _crop_note(card, SimpleNamespace(**data, get=data.get), [192, 192], 32)
+    assert "data.repeat=6 or more: 12 images a pass make 1 optimiser step(s)" in capsys.readouterr().err
     data.update(input_scale=0.25, repeat=8)  # what the note suggests: nothing more to say
     _crop_note(card, SimpleNamespace(**data, get=data.get), [192, 192], 32)
     assert capsys.readouterr().err == ""

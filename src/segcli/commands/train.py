@@ -192,9 +192,10 @@ def _small_crop_note(data_cfg, crop: list[int], area: float, scale: float, image
 
     factor = next((f for f in (0.5, 0.25, 0.125, 0.0625) if crop[0] * crop[1] * 25 >= area * f * f), 0.0625)
     side = math.sqrt(area)
-    steps = math.ceil(images * int(data_cfg.get("repeat", 1) or 1) / max(1, int(data_cfg.get("batch_size", 1))))
-    more = (f", and data.repeat={math.ceil(4 / steps)} or more: {images} images make {steps} optimiser step(s) per "
-            "epoch, each followed by a validation" if steps < 4 else "")
+    batch, samples = max(1, int(data_cfg.get("batch_size", 1))), images * int(data_cfg.get("repeat", 1) or 1)
+    steps = samples // batch if samples > batch else 1  # the loader drops a last partial batch (one batch: kept)
+    more = (f", and data.repeat={math.ceil(4 * batch / images)} or more: {samples} images a pass make {steps} "
+            "optimiser step(s) per epoch, each followed by a validation" if steps < 4 else "")
     info(f"train: note: each {crop[0]}x{crop[1]} crop covers {crop[0] * crop[1] / area:.1%} of a {data_cfg.train_split} "
          f"image (about {side:.0f}x{side:.0f} pixels on average), so training sees little of each in a step; let the "
          f"network see smaller images, e.g. data.input_scale={scale * factor:g} (or prepare --max-size), or crop larger"
