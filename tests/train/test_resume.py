@@ -223,7 +223,7 @@ def test_a_resume_that_lengthens_the_run_trains_on_at_the_lengthened_schedules_l
 
 def test_a_run_of_an_early_segcli_whose_config_lacks_later_settings_resumes(tiny_data, tmp_path, capsys):
     """A run started by the first segcli (its config.yaml had no early_stopping, ema, final_eval, and one parameter
-    group with torch's default AdamW step): --resume stopped with 'internal error: ValueError: Input cfg is not an
+    group, torch's default AdamW step, no colour jitter): --resume stopped with 'internal error: ValueError: Input cfg is not an
     OmegaConf config object', and with today's defaults filled in, with 'a different number of parameter groups'."""
     import yaml
 
@@ -235,10 +235,11 @@ def test_a_run_of_an_early_segcli_whose_config_lacks_later_settings_resumes(tiny
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     for key in ("early_stopping", "ema", "final_eval", "save_min_interval_s"):
         del saved[key]
-    del saved["optim"]["no_decay_norm_bias"], saved["optim"]["fused"]
+    del saved["optim"]["no_decay_norm_bias"], saved["optim"]["fused"], saved["augment"]["brightness"]
     (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     code, out, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=2"], capsys)
     assert code == 0 and out.strip().splitlines()[-1] == str(run_dir.resolve()), err
     assert f"train: note: {run_dir.resolve() / 'config.yaml'} lacks " in err
-    assert "but optim.fused=false and optim.no_decay_norm_bias=false, as the run trained: " in err, err
+    assert ("but augment.brightness=0.0 and optim.fused=false and optim.no_decay_norm_bias=false, as the run "
+            "trained: ") in err, err
     assert epochs_run(run_dir) == 2

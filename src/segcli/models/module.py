@@ -226,7 +226,7 @@ class SegModule(L.LightningModule):
         total = self._trainer.estimated_stepping_batches if self._trainer else 0
         notes = [zero_lr_note(self.hparams.optim), warmup_note(self.hparams.sched, total),
                  endless_note(self.hparams.sched, total, self._time_budget())]
-        if any(notes) and self._trainer.is_global_zero:
+        if any(notes) and (self._trainer is None or self._trainer.is_global_zero):
             from segcli.console import info
 
             for note in filter(None, notes):

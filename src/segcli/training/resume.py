@@ -134,9 +134,10 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
 
 
 # Settings added since the first segcli whose default trains otherwise than before they existed: a resumed run of
-# that time keeps the old way (one parameter group, torch's default AdamW step), so its last.ckpt's optimiser state
-# fits.
-AS_BEFORE = {"optim.no_decay_norm_bias": False, "optim.fused": False}
+# that time keeps the old way (one parameter group, so its last.ckpt's optimiser state fits; torch's default AdamW
+# step; no colour jitter nor class-aware crop redraws halfway through).
+AS_BEFORE = {"optim.no_decay_norm_bias": False, "optim.fused": False, "augment.brightness": 0.0,
+             "augment.contrast": 0.0, "augment.cat_max_ratio": 1.0}
 
 
 def _filled(cfg):
@@ -162,20 +163,18 @@ def _say_filled(saved: Path, added: list[str]) -> None:
 
     if added and first_process():
         shown = ", ".join(added[:6]) + (f", … ({len(added) - 6} more)" if len(added) > 6 else "")
-        kept = [f"{key}=false" for key in added if key in AS_BEFORE]
+        kept = [f"{key}={str(AS_BEFORE[key]).lower()}" for key in added if key in AS_BEFORE]
         but = f" but {' and '.join(kept)}, as the run trained" if kept else ""
         info(f"train: note: {saved} lacks {len(added)} setting(s) that a later segcli added; they take today's "
              f"defaults{but}: {shown}")
 
 
-def _leaf_keys(node, prefix: str = "") -> list[str]:
-    from omegaconf import DictConfig
+def _leaf_keys(cfg) -> list[str]:
+    from omegaconf import DictConfig, OmegaConf
 
-    keys = []
-    for key in node.keys():
-        child = node._get_node(key)
-        keys += _leaf_keys(node[key], f"{prefix}{key}.") if isinstance(child, DictConfig) else [f"{prefix}{key}"]
-    return keys
+    from segcli.config import _flat_keys
+
+    return [key for key in _flat_keys(cfg) if not isinstance(OmegaConf.select(cfg, key), DictConfig)]
 
 
 def _check_dataset_there(saved: Path, root, given: bool) -> None:
