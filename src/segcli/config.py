@@ -39,7 +39,12 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     optim.lr); the word itself is never suggested."""
     lowered = {c.lower(): c for c in reversed(choices) if c != word}
     close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.5)]
-    return f" (did you mean {', '.join(repr(c) if ',' in c else c for c in close)}?)" if close else ""
+    return f" (did you mean {listed(close)}?)" if close else ""
+
+
+def listed(names) -> str:
+    """'a, b, c', a name holding a comma quoted ('road, main'), so that it reads as one name."""
+    return ", ".join(repr(name) if "," in name else name for name in names)
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:

@@ -54,13 +54,13 @@ def scored(tmp_path_factory) -> dict:
     (src / "classes.txt").write_text("\n".join(NAMES) + "\n", encoding="utf-8")
     (src / "train.txt").write_text("t\n")
     (src / "val.txt").write_text("\n".join(VAL) + "\n")
-    capsys = _Capture()
-    code, _, err = capsys.cli(["prepare", "folder", "--images", src / "images", "--masks", src / "masks",
-                               "--out", base / "data", "--classes", src / "classes.txt",
-                               "--split-file", f"train={src / 'train.txt'}", "--split-file", f"val={src / 'val.txt'}"])
+    capture = _Capture()
+    code, _, err = capture.cli(["prepare", "folder", "--images", src / "images", "--masks", src / "masks",
+                                "--out", base / "data", "--classes", src / "classes.txt",
+                                "--split-file", f"train={src / 'train.txt'}", "--split-file", f"val={src / 'val.txt'}"])
     assert code == 0, err
-    code, out, err = capsys.cli(["eval", "--predictions", preds, "--data", base / "data", "--split", "val",
-                                 "--out", base / "report"])
+    code, out, err = capture.cli(["eval", "--predictions", preds, "--data", base / "data", "--split", "val",
+                                  "--out", base / "report"])
     assert code == 0, err
     return {"base": base, "data": base / "data", "preds": preds, "truth": truth, "report": base / "report",
             "stdout": out}

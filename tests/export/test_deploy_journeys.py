@@ -61,7 +61,7 @@ def test_plain_onnxruntime_gives_predicts_masks_on_odd_grey_and_16bit_images(onn
 
 
 @pytest.mark.parametrize("in_channels, scale", [(3, 0.5), (1, 1.0)])
-def test_metadata_input_line_tells_every_step_to_predicts_masks(in_channels, scale, ckpt):
+def test_metadata_input_line_names_every_step_of_the_preprocessing(in_channels, scale, ckpt):
     """The `input` line said only '(x / 255 - mean) / std, H and W multiples of size_multiple': code following it
     differed from `segcli predict` on 5% of the pixels of an input_scale 0.5 model (the resize was unsaid), on 1,199
     of 533,357 of a 1-channel one (the luma's source unsaid), and could not know min_size, where the padding's zeros

@@ -37,13 +37,13 @@ def test_predict_slide_on_an_early_checkpoint_tiles_by_its_runs_crop(cli, model_
     """A checkpoint from before meta recorded train_crop: eval --ckpt took the tile from the run's config.yaml, predict
     refused (exit 2, 'this model records no training crop'). Both now tile by it: the same masks as a checkpoint that
     records the crop."""
-    old = _early_run(model_ckpt, tmp_path / "run", [32, 32])
+    old = _early_run(model_ckpt, tmp_path / "run", [32, 64])  # not the checkpoint's own crop: H and W told apart
     write_image(tmp_path / "in" / "a.png", noise(40, 72))
     code, _, err = cli("predict", tmp_path / "in", "--ckpt", old, "--out", tmp_path / "old", "--save", "mask",
                        "inference=slide")
     assert code == 0, err
     code, _, err = cli("predict", tmp_path / "in", "--ckpt", model_ckpt, "--out", tmp_path / "new", "--save", "mask",
-                       "inference=slide")
+                       "inference=slide", "inference.tile=[32,64]")
     assert code == 0, err
     assert _masks(tmp_path / "old") == _masks(tmp_path / "new") != {}
 

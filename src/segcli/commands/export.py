@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 from pathlib import Path
 
 from segcli.console import info, print_wide, result, stdout_console
@@ -97,7 +98,7 @@ def _check_is_checkpoint(path) -> None:
 def _check_not_protected(cfg, out: Path) -> None:
     """An --out file whose write permission was taken away (a deployed model someone protected) is not replaced: the
     rename that puts the export in place needs only the folder's permission, so it replaced such a file silently."""
-    if out.is_file() and not out.stat().st_mode & 0o222:
+    if out.is_file() and not out.stat().st_mode & stat.S_IWUSR:  # its owner's write bit (root may write any file)
         where = f"--out {out}" if cfg.out else f"{out} (the default --out, beside the checkpoint)"
         raise ConfigError(f"{where}: a read-only file, which the export would replace; make it writable "
                           f"(chmod u+w {shlex.quote(str(out))}) or give another --out")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from segcli.config import did_you_mean
+from segcli.config import did_you_mean, listed
 from segcli.errors import ConfigError
 from segcli.metrics import format_value
 
@@ -54,10 +54,9 @@ def _match(word: str, choices: list[str] | tuple[str, ...], what: str) -> str:
     if folded:  # 'CAR' with classes 'car' and 'Car': not unknown, but which one?
         raise ConfigError(f"--fail-under: {what} '{word}' matches {' and '.join(folded)} apart from case; "
                           "write the name exactly as it is spelled")
-    shown = [repr(choice) if "," in choice else choice for choice in choices[:MAX_NAMES]]  # 'road, main': one name
     more = f", … ({len(choices) - MAX_NAMES} more)" if len(choices) > MAX_NAMES else ""
     raise ConfigError(f"--fail-under: unknown {what} '{word}'{did_you_mean(word, list(choices))}; "
-                      f"choose from {', '.join(shown)}{more}")
+                      f"choose from {listed(choices[:MAX_NAMES])}{more}")
 
 
 def _fraction(spec: str, key: str, text: str) -> float:

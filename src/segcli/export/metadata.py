@@ -50,8 +50,9 @@ def input_description(meta: dict, dtype: str, order: str) -> str:
     how input_scale resizes, a user's own code differed from `segcli predict` on 116 to 29,934 of 533,357 pixels."""
     deeper = (f"mapped from image_range {meta['image_range']} onto 0..255, clipped" if meta.get("image_range")
               else "16-bit / 257, floating point in 0..1 × 255")
-    line = (f"{dtype} NCHW {order}, (x / 255 - mean) / std; x: the 8-bit values (deeper images: {deeper}, rounded to "
-            "whole values)")
+    shown = "EXIF orientation applied" + (", alpha dropped" if order in ("RGB", "gray") else "")
+    line = (f"{dtype} NCHW {order}, (x / 255 - mean) / std; x: the 8-bit values of the image as shown ({shown}; "
+            f"deeper images: {deeper}, rounded to whole values)")
     if order == "gray":
         line += ", of a colour image its luma: OpenCV's COLOR_RGB2GRAY of the 8-bit RGB"
     line += ("; H and W multiples of size_multiple and at least min_size: pad bottom/right with 0 after normalising, "
