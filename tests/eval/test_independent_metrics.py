@@ -13,7 +13,6 @@ import io
 import json
 import math
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
