@@ -48,7 +48,11 @@ KITTI_IMAGES, KITTI_MASKS = "training/image_2", "training/semantic"  # KITTI sem
 
 
 def _is_root(path: Path) -> bool:
-    return (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir() or _is_kitti(path)
+    return _is_cityscapes(path) or _is_kitti(path)
+
+
+def _is_cityscapes(path: Path) -> bool:
+    return (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir()
 
 
 def _is_kitti(path: Path) -> bool:
@@ -81,7 +85,7 @@ def collect(src: str | Path, splits: list[str] | None = None, val_fraction: floa
     """val_fraction, seed: the share of KITTI's training/ held out as val (None: 0.2); Cityscapes has its own val."""
     root = find_root(Path(src))
     wanted = list(splits or DEFAULT_SPLITS)
-    if _is_kitti(root) and not ((root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir()):
+    if not _is_cityscapes(root):  # find_root found KITTI's folders
         return _kitti(root, wanted, val_fraction, seed)
     if val_fraction is not None:
         raise ConfigError(f"val_fraction={val_fraction}: {root} is Cityscapes, whose val split is its own "
@@ -129,15 +133,15 @@ def _kitti(root: Path, wanted: list[str], val_fraction: float | None, seed: int)
         why = f"has no split '{other}'" if other else "needs --split train beside --split val"
         raise DataError(f"{root}: KITTI semantics {why}: its training/ gives train and val (testing/ holds no labels: "
                         "label it with `segcli predict`); leave --split out")
+    if val_fraction is not None and "val" not in wanted:
+        raise ConfigError(f"val_fraction={val_fraction}: --split train keeps every pair of {root} for training; leave "
+                          "one of them out")
     image_dir, mask_dir = root / KITTI_IMAGES, root / KITTI_MASKS
     findings: list = []
     images, masks = by_stem(image_dir, "train", findings), by_stem(mask_dir, "train", findings)
     unlabelled_split("train", images, masks, image_dir, mask_dir, "masks", [], f"extract data_semantics.zip into {root}")
     pairs, missing = pair_by_stem("train", images, masks, lambda stem: f"no {mask_dir / (stem + '.png')}",
                                   lambda stem: f"no {image_dir / (stem + '.png')}")
-    if val_fraction is not None and "val" not in wanted:
-        raise ConfigError(f"val_fraction={val_fraction}: --split train keeps every pair of {root} for training; leave "
-                          "one of them out")
     fraction = (DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)) if "val" in wanted else 0.0
     try:
         assigned = random_split([pair.stem for pair in pairs], fraction, 0.0, int(seed))
