@@ -28,6 +28,10 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 # Batching 6000×4000 images 4 at a time, U-Net/resnet18 took more than a 23 GB machine has, and the kernel killed
 # predict (exit 137, no message).
 MAX_BATCH_PIXELS = 1 << 23
+# Class scores (classes × pixels at the input size) batched into one pass: the (N, K, H, W) float32 logits and what
+# is made of them (the finite check, the argmax) take about three times their size, whatever the network. A
+# 1,000-class model batched four 400×512 images into 10 GB (0.8 GB of logits each; 3.3 GB one at a time).
+MAX_BATCH_SCORES = 1 << 28
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
@@ -202,10 +206,11 @@ class Predictor:
 
     def images_per_batch(self, shape: tuple) -> int:
         """How many images of `shape` (H, W, ...) go into one forward pass: batch_size, fewer of large ones, so that
-        a batch holds at most MAX_BATCH_PIXELS of network input (at least one image)."""
+        a batch holds at most MAX_BATCH_PIXELS of network input and MAX_BATCH_SCORES of logits (at least one image)."""
         scale = input_scale(self.meta)
         pixels = max(1, round(shape[0] * scale) * round(shape[1] * scale))
-        return max(1, min(self.batch_size, MAX_BATCH_PIXELS // pixels))
+        scores = max(1, shape[0] * shape[1] * len(self.meta["classes"]))  # logits come back at the input size
+        return max(1, min(self.batch_size, MAX_BATCH_PIXELS // pixels, MAX_BATCH_SCORES // scores))
 
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
