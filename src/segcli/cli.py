@@ -519,7 +519,7 @@ def _main(argv: list[str] | None) -> None:
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
-        from segcli.errors import EXIT_USAGE, out_of_memory
+        from segcli.errors import EXIT_USAGE, import_failed, out_of_memory
 
         given = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
         missing = getattr(err, "full_key", None) if type(err).__name__ in ("ConfigAttributeError", "ConfigKeyError") else None
@@ -531,6 +531,8 @@ def _main(argv: list[str] | None) -> None:
         memory = out_of_memory(err, command)
         if memory:
             _fail(memory, EXIT_USAGE)
+        if import_failed(err):  # a dependency missing or broken in this environment: not a bug of segcli's
+            _fail(import_failed(err), EXIT_USAGE)
         rerun = "" if debug else " (rerun with SEGCLI_DEBUG=1 for the traceback)"
         _fail(f"internal error: {type(err).__name__}: {err}{rerun}", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode

@@ -123,6 +123,38 @@ def out_of_memory(err: BaseException, command: str = "") -> str:
     return f"out of memory ({asked}); {MEMORY_HINTS.get(command, MEMORY_HINTS[''])}"
 
 
+PIP_NAMES = {"cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml", "hydra": "hydra-core",
+             "segmentation_models_pytorch": "segmentation-models-pytorch"}  # import name → pip name, where they differ
+
+
+def import_failed(err: BaseException) -> str:
+    """For a package that segcli imports and that is missing or broken in this environment (onnxruntime left out of a
+    hand-made install, a tensorboard whose protobuf does not match): the one-line message naming the package and the
+    pip command that installs it into this interpreter; '' for any other exception, and for an ImportError among
+    segcli's own modules (a bug). The package is the one not found, or else the one whose import raised."""
+    import sys
+
+    if not isinstance(err, ImportError) or (err.name or "").split(".")[0] == "segcli":
+        return ""
+    install = f"{sys.executable or 'python'} -m pip install"
+    if isinstance(err, ModuleNotFoundError) and not err.name:  # a library's own "install X to use this" message
+        return f"a Python package this command needs is not installed ({first_line(err)}); install it: {install} <package>"
+    missing = isinstance(err, ModuleNotFoundError)
+    tb, raised_in = err.__traceback__, None
+    while tb is not None:  # the innermost frame: the module whose import failed (importlib's frames are cut)
+        raised_in, tb = tb.tb_frame.f_globals.get("__name__"), tb.tb_next
+    name = (err.name if missing or not raised_in or raised_in.startswith("segcli") else raised_in) or ""
+    package = name.split(".")[0]
+    if package in ("", "segcli", "__main__"):
+        return ""
+    pip = PIP_NAMES.get(package, package.replace("_", "-"))
+    if missing and package == name:  # the package itself is not there (not a module inside it)
+        return (f"the Python package '{pip}' is not installed in this environment ({first_line(err)}); install it: "
+                f"{install} {pip} (or reinstall segcli with its dependencies)")
+    return (f"the Python package '{pip}' is installed but cannot be imported ({first_line(err)}); a broken or "
+            f"mismatched install: {install} --force-reinstall {pip}")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP arrived. A KeyboardInterrupt, so that everything written for Ctrl-C (staging folders and
     temp files removed, Lightning's graceful shutdown, checkpoint writes finished) runs for it too; Python's own

@@ -1,0 +1,85 @@
+"""segcli in an environment its CI does not have: a dependency missing from a hand-made install, or installed but
+broken (a mismatched protobuf under tensorboard, a half-removed onnxruntime). Each is one line naming the package and
+the pip command for this interpreter, exit 2, where it was 'internal error' (exit 4: 'a bug, please report it')."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from helpers_cli import describe, one_error_line
+from helpers_cli import segcli_bytes as segcli
+
+
+def _shadowed(tmp_path: Path, package: str, body: str) -> dict:
+    """An environment in which importing `package` runs `body` instead (a folder first on PYTHONPATH)."""
+    folder = tmp_path / "shadow" / package
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(body, encoding="utf-8")
+    return {"PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def test_a_missing_onnxruntime_is_named_with_the_command_that_installs_it(tmp_path):
+    """onnxruntime left out of a hand-made install (`pip install --no-deps`, a trimmed image): `segcli eval --model
+    m.onnx` and `segcli predict --model m.onnx` were 'internal error: ModuleNotFoundError: No module named
+    'onnxruntime' (rerun with SEGCLI_DEBUG=1 ...)', exit 4, as if segcli had a bug; nothing was written."""
+    env = _shadowed(tmp_path, "onnxruntime", "raise ModuleNotFoundError(\"No module named 'onnxruntime'\", "
+                                             "name='onnxruntime')\n")
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not read: onnxruntime is needed first")
+    for args in (["eval", "--model", model], ["predict", "--model", model, tmp_path, "--out", tmp_path / "pred"]):
+        proc = segcli(*args, cwd=tmp_path, env=env)
+        line = one_error_line(proc, 2, alone=True)
+        assert "'onnxruntime' is not installed" in line, line
+        assert f"{sys.executable} -m pip install onnxruntime" in line, line
+        assert "internal error" not in line and proc.stdout == b""
+    assert not (tmp_path / "pred").exists()
+
+
+def test_a_package_that_is_installed_but_broken_names_the_reinstall(tmp_path):
+    """A dependency whose own import fails (tensorboard or onnxruntime built against another protobuf: 'cannot import
+    name ... from google.protobuf.internal'): exit 4 'internal error: ImportError'. The line names the package whose
+    import failed, the reason, and a forced reinstall."""
+    env = _shadowed(tmp_path, "onnxruntime", "from json import builder_of_another_version  # noqa: F401\n")
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"x")
+    proc = segcli("eval", "--model", model, cwd=tmp_path, env=env)
+    line = one_error_line(proc, 2, alone=True)
+    assert "'onnxruntime' is installed but cannot be imported" in line, line
+    assert "builder_of_another_version" in line and "-m pip install --force-reinstall onnxruntime" in line, line
+
+
+def test_a_missing_package_that_prepare_needs_for_tiffs(tmp_path):
+    """tifffile missing, a folder of TIFF images: `prepare folder` was exit 4 (internal error) before it wrote
+    anything; now the same one line as any missing dependency."""
+    import numpy as np
+    from PIL import Image
+
+    for kind in ("images", "masks"):
+        (tmp_path / kind).mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(tmp_path / "images" / f"t{i}.tif")
+        Image.fromarray(np.full((16, 16), i % 2, np.uint8)).save(tmp_path / "masks" / f"t{i}.png")
+    env = _shadowed(tmp_path, "tifffile", "raise ModuleNotFoundError(\"No module named 'tifffile'\", name='tifffile')\n")
+    proc = segcli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--out",
+                  tmp_path / "data", "--classes", "a,b", cwd=tmp_path, env=env)
+    line = one_error_line(proc, 2)
+    assert "'tifffile' is not installed" in line and "pip install tifffile" in line, describe(proc)
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_import_error_among_segcli_own_modules_stays_a_bug():
+    """Only other packages are the environment's fault: an ImportError inside segcli is still exit 4 (report it)."""
+    from segcli.errors import import_failed
+
+    for code in ("from segcli import no_such_module", "import segcli.no_such_module"):
+        try:
+            exec(code)
+        except ImportError as err:
+            assert import_failed(err) == "", code
+    assert import_failed(RuntimeError("No module named 'x'")) == ""
+    try:
+        import no_such_package_anywhere  # noqa: F401
+    except ImportError as err:
+        assert "'no-such-package-anywhere' is not installed" in import_failed(err)
