@@ -294,3 +294,17 @@ def test_resume_trims_a_metrics_csv_with_damaged_rows(tmp_path, capsys):
     trim_metrics(tmp_path, global_step=5)
     assert (tmp_path / "metrics.csv").read_text() == "epoch,step,train/loss\n0,1,0.9\n1,4,0.7\n"
     assert "left out 2 damaged row(s)" in capsys.readouterr().err
+
+
+def test_a_broken_tensorboard_leaves_the_run_with_metrics_csv(tmp_path, monkeypatch, capsys):
+    """tensorboard installed but failing to import (another protobuf's build) stopped `segcli train`; the run now
+    logs to metrics.csv alone and a note says why and how to mend it."""
+    import sys
+
+    from segcli.training import loggers
+
+    pytest.importorskip("tensorboard")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # its import raises ImportError
+    assert [type(x).__name__ for x in loggers.make_loggers(tmp_path)] == ["RunCSVLogger"]
+    err = capsys.readouterr().err
+    assert "tensorboard is installed but cannot be imported" in err and "--force-reinstall tensorboard" in err

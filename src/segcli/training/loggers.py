@@ -87,8 +87,22 @@ class RunCSVLogger(CSVLogger):
 
 
 def tensorboard_available() -> bool:
-    """True when the `tensorboard` package can be imported (segcli does not depend on it)."""
-    return importlib.util.find_spec("tensorboard") is not None
+    """True when the `tensorboard` package is installed and imports (segcli does not depend on it). One that is
+    installed but fails to import (built against another protobuf) stopped the run; it now goes on with metrics.csv
+    alone, after a note."""
+    if importlib.util.find_spec("tensorboard") is None:
+        return False
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401  what Lightning's TensorBoardLogger imports
+    except Exception as err:  # noqa: BLE001  any failure of an optional package's import
+        from segcli.console import first_process, info
+        from segcli.errors import first_line
+
+        if first_process():
+            info(f"train: note: tensorboard is installed but cannot be imported ({first_line(err)}); this run logs to "
+                 "metrics.csv only (to mend it: python -m pip install --force-reinstall tensorboard)")
+        return False
+    return True
 
 
 def make_loggers(run_dir: Path) -> list:
