@@ -131,8 +131,11 @@ def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
 
 
 def _no_adverts(record: logging.LogRecord) -> bool:
-    """Drop Lightning's product tips (e.g. "💡 Tip: ... try installing litlogger"): noise in a CLI's log."""
-    return "💡 Tip" not in record.getMessage()
+    """Drop Lightning's product tips (e.g. "💡 Tip: ... try installing litlogger") and its word on its own internals
+    ("Loading `train_dataloader` to estimate number of stepping batches.", said by every run with a schedule):
+    noise in a CLI's log. Its facts (devices, precision, why fit stopped) stay."""
+    message = record.getMessage()
+    return "💡 Tip" not in message and "to estimate number of stepping batches" not in message
 
 
 def _note_unused_bands(pairs, channels: int) -> None:
