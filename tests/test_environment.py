@@ -139,6 +139,18 @@ def test_a_deleted_current_folder_is_named(tmp_path):
     assert "current folder" in line and "cd into an existing folder" in line
 
 
+@pytest.mark.parametrize("args", [[], ["--help"], ["--version"], ["train", "--help"]])
+def test_help_and_version_answer_in_a_deleted_folder(tmp_path, args):
+    """Help and the version need no current folder: they were the deleted-folder error (exit 3)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.argv = ['segcli', *sys.argv[2:]]; "
+            "from segcli.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code, str(gone), *args], capture_output=True, timeout=120)
+    assert proc.returncode in (0, 2) and b"current folder" not in proc.stderr, proc.stderr  # bare segcli: help, exit 2
+    assert b"segcli" in proc.stdout + proc.stderr
+
+
 # ----------------------------------------------------------------------------- a literal ~
 def test_a_tilde_the_shell_left_is_the_home_folder(unicode_run, tmp_path):
     """bash leaves `--ckpt=~/x` and a quoted '~/photos' as they are: the checkpoint was 'not found' and the input

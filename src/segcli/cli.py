@@ -385,7 +385,9 @@ def main(argv: list[str] | None = None) -> None:
     from segcli.errors import stop_signals_raise
 
     _closed_streams()
-    _current_folder()
+    given = {str(a) for a in (sys.argv[1:] if argv is None else argv)}
+    if given and not given & {"--help", "-h", "--version", "--install-completion", "--show-completion"}:
+        _current_folder()  # help and the version need no folder
     if argv is None:  # the process's own entry (a caller that passes argv keeps its own interpreter and stderr)
         _utf8_mode()
         from segcli.console import PeopleText, Results
