@@ -13,6 +13,9 @@ ID_COLUMNS = ("pixel value", "pixel", "value", "id", "class id", "label id", "in
 NAME_COLUMNS = ("class", "name", "class name", "label", "label name", "classname")  # CSV's id and name columns
 
 
+CLASS_FILE_SUFFIXES = (".txt", ".csv", ".json", ".names", ".tsv", ".lst")  # a --classes value ending so names a file
+
+
 def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
     """--classes: the class names, and {raw mask value: class id} where the file numbers the classes otherwise than
     0..N-1 in line order. 'a,b,c' and one name per line name ids 0, 1, 2, … A CSV whose header names an id column and
@@ -25,6 +28,9 @@ def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
     path = Path(spec)
     if path.is_file() and path.suffix.lower() == ".json":
         return _numbered(_json_labels(path), spec)
+    if not path.exists() and "," not in str(spec) and ("/" in str(spec) or path.suffix.lower() in CLASS_FILE_SUFFIXES):
+        # a missing file read as one class name: lint then blamed the masks ('class ids 0..0')
+        raise ConfigError(f"--classes {spec}: no such file; check the path, or give the names as 'a,b,c'")
     lines = read_lines(path, "class list") if path.is_file() else None
     if lines is not None:
         rows = _csv_rows(lines, spec)
