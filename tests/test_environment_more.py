@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from helpers_cli import describe, one_error_line
 from helpers_cli import segcli_bytes as segcli
 
@@ -83,3 +84,27 @@ def test_an_import_error_among_segcli_own_modules_stays_a_bug():
         import no_such_package_anywhere  # noqa: F401
     except ImportError as err:
         assert "'no-such-package-anywhere' is not installed" in import_failed(err)
+
+
+def test_a_compressed_tiff_without_imagecodecs_names_the_package_not_the_file(tmp_path):
+    """A ZSTD-compressed 5-band TIFF without imagecodecs (tifffile's codecs): '... not a readable image (corrupt,
+    truncated or unsupported format); replace or remove it', exit 3, which blamed a sound file."""
+    import numpy as np
+    import tifffile
+
+    pytest.importorskip("imagecodecs")
+    from PIL import Image
+
+    for kind in ("in", "masks"):
+        (tmp_path / kind).mkdir()
+    for i in range(3):
+        tifffile.imwrite(tmp_path / "in" / f"ms{i}.tif", np.zeros((8, 8, 5), np.uint8), compression="zstd")
+        Image.fromarray(np.full((8, 8), i % 2, np.uint8)).save(tmp_path / "masks" / f"ms{i}.png")
+    env = _shadowed(tmp_path, "imagecodecs", "raise ModuleNotFoundError(\"No module named 'imagecodecs'\", "
+                                             "name='imagecodecs')\n")
+    proc = segcli("prepare", "folder", "--images", tmp_path / "in", "--masks", tmp_path / "masks", "--out",
+                  tmp_path / "data", "--classes", "a,b", cwd=tmp_path, env=env)
+    line = one_error_line(proc, 2)
+    assert "'imagecodecs' is not installed" in line and "zstd-compressed TIFFs" in line, describe(proc)
+    assert "not a readable image" not in proc.stderr.decode()
+    assert not (tmp_path / "data").exists()

@@ -89,6 +89,7 @@ def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
 
     import tifffile
 
+    page = None
     try:
         with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tiff:
             page = tiff.pages.first
@@ -96,7 +97,10 @@ def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
             if page.planarconfig == 2 and array.ndim == 3 and page.samplesperpixel > 1:
                 array = np.moveaxis(array, 0, -1)
             orientation = int(page.tags.valueof(274, 1))
-    except Exception:  # damaged, truncated, or a compression imagecodecs lacks
+    except Exception as err:  # damaged, truncated, or a compression imagecodecs lacks
+        if isinstance(err, ImportError) or "imagecodecs" in str(err):  # a sound file: the codec is not installed
+            kind = f"{page.compression.name.lower()}-compressed " if page is not None else ""
+            raise ModuleNotFoundError(f"{kind}TIFFs need the imagecodecs package", name="imagecodecs") from err
         return None
     if array.ndim == 2:
         array = array[..., None]
