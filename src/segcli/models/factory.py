@@ -160,6 +160,13 @@ def _refusal_fix(err: Exception, kwargs: dict) -> str:
     """What to change for a refused model: the named weights, or the architecture's arguments."""
     if isinstance(err, KeyError) and "pretrained weights" in str(err):
         return "set model.encoder_weights to one of those, a local .pth/.safetensors file, or null"
+    import re
+
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+    if unknown and unknown.group(1) in kwargs:  # e.g. model=dpt's dynamic_img_size, a ViT's, with tu-regnetx_002
+        key = unknown.group(1)
+        return (f"this encoder takes no {key}: remove it with ~model.kwargs.{key} (a preset's model.kwargs stay "
+                "when model.kwargs={} is given), or choose another model.encoder")
     given = ", ".join(f"model.kwargs.{k}={v}" for k, v in kwargs.items())
     if given:
         return f"change {given} (see smp's arguments of the architecture), or choose another model.encoder or model=ARCH"
