@@ -139,9 +139,26 @@ def test_a_deleted_current_folder_is_named(tmp_path):
     assert "current folder" in line and "cd into an existing folder" in line
 
 
+@pytest.mark.parametrize("args", [["eval", "--ckpt", "--help"], ["predict", "--out", "-h", "img.png"],
+                                  ["prepare", "folder", "--images", "x", "--masks", "y", "--out", "z", "--classes",
+                                   "--help"]])
+def test_a_deleted_current_folder_is_named_when_help_is_an_option_value(tmp_path, args):
+    """'--help' or '-h' given as an option's value is no request for help: the command runs and fails on the
+    deleted folder, which its error names."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.argv = ['segcli', *sys.argv[2:]]; "
+            "from segcli.cli import main; main()")
+    env = {k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"}
+    proc = subprocess.run([sys.executable, "-c", code, str(gone), *args], capture_output=True, env=env, timeout=120)
+    line = one_error_line(proc, 3)
+    assert "current folder" in line and "cd into an existing folder" in line
+
+
 @pytest.mark.parametrize("args", [[], ["--help"], ["--version"], ["train", "--help"]])
 def test_help_and_version_answer_in_a_deleted_folder(tmp_path, args):
-    """Help and the version need no current folder: they were the deleted-folder error (exit 3)."""
+    """Help and the version need no current folder: they were the deleted-folder error (exit 3). A command given
+    '--help' as an option's value is still told about the folder (test_a_deleted_current_folder_names_...)."""
     gone = tmp_path / "gone"
     gone.mkdir()
     code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.argv = ['segcli', *sys.argv[2:]]; "

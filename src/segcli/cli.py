@@ -385,9 +385,6 @@ def main(argv: list[str] | None = None) -> None:
     from segcli.errors import stop_signals_raise
 
     _closed_streams()
-    given = {str(a) for a in (sys.argv[1:] if argv is None else argv)}
-    if given and not given & {"--help", "-h", "--version", "--install-completion", "--show-completion"}:
-        _current_folder()  # help and the version need no folder
     if argv is None:  # the process's own entry (a caller that passes argv keeps its own interpreter and stderr)
         _utf8_mode()
         from segcli.console import PeopleText, Results
@@ -450,8 +447,9 @@ def _closed_streams() -> None:
 
 
 def _current_folder() -> None:
-    """A current folder deleted since the shell entered it: one line saying so, where Hydra's bare '[Errno 2] No such
-    file or directory' read as a configuration error (exit 2)."""
+    """A command that failed in a current folder deleted since the shell entered it: one line saying so, where Hydra's
+    bare '[Errno 2] No such file or directory' read as a configuration error (exit 2). Checked once a command has
+    failed, so that help and --version, which need no folder, answer there."""
     try:
         os.getcwd()
     except OSError as err:
@@ -510,13 +508,14 @@ def _main(argv: list[str] | None) -> None:
             traceback.print_exc()
         if stop_exit_code():  # a failure while stopping (a data-loader worker killed with us)
             _fail("terminated", stop_exit_code())
-        if isinstance(err, SegcliError):
-            _fail(err.message, err.exit_code)
         if type(err).__name__ == "NoArgsIsHelpError":  # `segcli`, `segcli prepare`: the help, as Click shows it
             err.show()
             sys.exit(err.exit_code)
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
             _fail(_click_message(err), err.exit_code)
+        _current_folder()  # a failure in a deleted current folder (help and --version need none, so never fail)
+        if isinstance(err, SegcliError):
+            _fail(err.message, err.exit_code)
         if isinstance(err, OSError) and err.filename:
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
