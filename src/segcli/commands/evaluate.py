@@ -171,6 +171,7 @@ def run(cfg) -> dict:
     from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch
     from segcli.evaluation.corruptions import CORRUPTIONS, for_channels, parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
+    from segcli.evaluation.output import held_out
     from segcli.evaluation.sources import model_items, palette_colours, prediction_items, split_pairs
     from segcli.reports import report_dict
 
@@ -194,62 +195,67 @@ def run(cfg) -> dict:
     _check_outputs(cfg)
     old = load_report(cfg.compare) if cfg.compare else None
     ratio = float(cfg.boundary.dilation_ratio) if cfg.boundary.enabled else None
-    predictor, card, source = _open(cfg, mode, distributed.setup(cfg.device))
-    _check_class_count(card)
-    if predictor is not None:
-        corruptions = for_channels(corruptions, predictor.read_channels, cfg.corruptions)
-    thresholds = parse_gate(cfg.fail_under, card.classes)
-    unmeasured = next((t.spec for t in thresholds if t.metric in ("mBIoU", "biou")), None) if ratio is None else None
-    if unmeasured:  # else the gate could only fail, on every model: "null (not measurable)"
-        raise ConfigError(f"--fail-under {unmeasured}: boundary IoU is not measured with boundary.enabled=false; "
-                          "drop that override, or gate on another metric")
-    pairs = split_pairs(card, cfg.split)
-    shard = distributed.shard(pairs)
-    if distributed.active():
-        info(f"eval: process {distributed.rank()} of {distributed.world_size()} scores {len(shard)} of {len(pairs)} images")
+    device = distributed.setup(cfg.device)
+    with held_out(cfg.out):  # a second eval into this --out stops here, before any inference
+        predictor, card, source = _open(cfg, mode, device)
+        _check_class_count(card)
+        if predictor is not None:
+            corruptions = for_channels(corruptions, predictor.read_channels, cfg.corruptions)
+        thresholds = parse_gate(cfg.fail_under, card.classes)
+        unmeasured = (next((t.spec for t in thresholds if t.metric in ("mBIoU", "biou")), None) if ratio is None
+                      else None)
+        if unmeasured:  # else the gate could only fail, on every model: "null (not measurable)"
+            raise ConfigError(f"--fail-under {unmeasured}: boundary IoU is not measured with boundary.enabled=false; "
+                              "drop that override, or gate on another metric")
+        pairs = split_pairs(card, cfg.split)
+        shard = distributed.shard(pairs)
+        if distributed.active():
+            info(f"eval: process {distributed.rank()} of {distributed.world_size()} scores {len(shard)} of "
+                 f"{len(pairs)} images")
 
-    items = (prediction_items(Path(cfg.predictions), cfg.split, shard, palette_colours(card)) if predictor is None
-             else model_items(predictor, shard))
-    acc = score(items, card.num_classes, card.ignore_index, ratio, worst, progress=cfg.split)
-    metrics = acc.metrics(card.classes)
-    if not int(acc.cm.matrix.sum()) and distributed.is_main():  # else only "—" everywhere, and exit 0
-        info(f"eval: note: no pixel of split '{cfg.split}' is labelled: every ground-truth pixel is the ignore index "
-             f"{card.ignore_index}, so every metric is null; check the masks and the ignore_index of "
-             f"{card.path}")
+        items = (prediction_items(Path(cfg.predictions), cfg.split, shard, palette_colours(card)) if predictor is None
+                 else model_items(predictor, shard))
+        acc = score(items, card.num_classes, card.ignore_index, ratio, worst, progress=cfg.split)
+        metrics = acc.metrics(card.classes)
+        if not int(acc.cm.matrix.sum()) and distributed.is_main():  # else only "—" everywhere, and exit 0
+            info(f"eval: note: no pixel of split '{cfg.split}' is labelled: every ground-truth pixel is the ignore "
+                 f"index {card.ignore_index}, so every metric is null; check the masks and the ignore_index of "
+                 f"{card.path}")
 
-    robustness = []
-    for name in corruptions:
-        for severity in severities:
-            robustness.append(_corrupted(predictor, shard, card, name, severity, int(cfg.seed), metrics["mIoU"]))
+        robustness = []
+        for name in corruptions:
+            for severity in severities:
+                robustness.append(_corrupted(predictor, shard, card, name, severity, int(cfg.seed), metrics["mIoU"]))
 
-    extra = {"mode": mode, **source, "data": str(Path(card.location).resolve()),  # absolute, as "model" is
-             "boundary": {"dilation_ratio": ratio} if ratio else None}
-    if robustness:
-        extra["corruptions"] = robustness
-    if worst:
-        from segcli.evaluation.output import worst_entries
+        extra = {"mode": mode, **source, "data": str(Path(card.location).resolve()),  # absolute, as "model" is
+                 "boundary": {"dilation_ratio": ratio} if ratio else None}
+        if robustness:
+            extra["corruptions"] = robustness
+        if worst:
+            from segcli.evaluation.output import worst_entries
 
-        extra["worst"] = worst_entries(acc)
-    if old is not None:
-        extra["compare"] = deltas(old, metrics, str(cfg.compare))
-        for mismatch in (class_mismatch(old, metrics, str(cfg.compare)),
-                         split_mismatch(old, str(cfg.split), len(pairs), str(cfg.compare))):
-            if mismatch and distributed.is_main():
-                info(f"eval: note: {mismatch}")
-    shortfalls = failures(thresholds, metrics)
-    if thresholds:
-        extra["gate"] = {"thresholds": [t.spec for t in thresholds], "passed": not shortfalls, "failures": shortfalls}
-    report = report_dict(metrics, cfg.split, len(pairs), extra)
-    try:
-        if distributed.is_main():
-            from segcli.evaluation.output import emit
+            extra["worst"] = worst_entries(acc)
+        if old is not None:
+            extra["compare"] = deltas(old, metrics, str(cfg.compare))
+            for mismatch in (class_mismatch(old, metrics, str(cfg.compare)),
+                             split_mismatch(old, str(cfg.split), len(pairs), str(cfg.compare))):
+                if mismatch and distributed.is_main():
+                    info(f"eval: note: {mismatch}")
+        shortfalls = failures(thresholds, metrics)
+        if thresholds:
+            extra["gate"] = {"thresholds": [t.spec for t in thresholds], "passed": not shortfalls,
+                             "failures": shortfalls}
+        report = report_dict(metrics, cfg.split, len(pairs), extra)
+        try:
+            if distributed.is_main():
+                from segcli.evaluation.output import emit
 
-            emit(cfg, report, acc, card)
-    finally:  # every collective is done: the other ranks wait here for rank 0's report
-        distributed.finish()
-    if shortfalls:
-        raise CheckFailed("eval gate failed: " + "; ".join(shortfalls))
-    return report
+                emit(cfg, report, acc, card)
+        finally:  # every collective is done: the other ranks wait here for rank 0's report
+            distributed.finish()
+        if shortfalls:
+            raise CheckFailed("eval gate failed: " + "; ".join(shortfalls))
+        return report
 
 
 def _corrupted(predictor, shard, card, name: str, severity: int, seed: int, clean: float | None) -> dict:

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from segcli.console import info, print_wide, stdout_console
@@ -77,6 +79,63 @@ def emit(cfg, report: dict, acc, card) -> None:
         write_files(Path(cfg.out), report, acc, card, cfg.split, text)
         info(f"eval: report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png"
              f"{', worst/' if report.get('worst') else ''} written to {cfg.out}")
+
+
+@contextlib.contextmanager
+def held_out(out):
+    """Hold --out DIR for this eval from before its inference until its report files are in place. A second `segcli
+    eval` into the same folder meanwhile (two evals of other models started together) renamed its files among this
+    one's: report.json of one run beside per_class.csv of the other, both exiting 0. An advisory lock on the folder,
+    as `segcli train` holds its run directory (flock: released by the system when the process ends in any way, and
+    leaving no file behind); the second eval stops with exit 2 before any inference. Only the process that writes
+    the reports holds it (rank 0 under torchrun); its refusal stops every rank. --out is made here when new, and
+    removed again when nothing was written into it. Where flock does not exist (Windows) nothing is held."""
+    from segcli.errors import SegcliError
+    from segcli.evaluation import distributed
+    from segcli.inference.io import remove_empty
+
+    handle, created, failure = None, [], None
+    if out and distributed.is_main():
+        try:
+            handle, created = _hold(Path(out))
+        except SegcliError as err:
+            failure = err
+    distributed.fail_together(failure)
+    try:
+        yield
+    finally:
+        remove_empty(created)  # before the lock goes: another eval may claim the folder once it does
+        if handle is not None:
+            os.close(handle)  # releases the lock
+
+
+def _hold(out: Path) -> tuple[int | None, list[Path]]:
+    """(the open folder holding the lock, or None where there is none; the folders made for it, deepest first)."""
+    from segcli.errors import ConfigError, DataError
+    from segcli.inference.io import missing_folders, remove_empty
+
+    try:
+        import fcntl
+    except ImportError:
+        return None, []
+    created = missing_folders(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = os.open(out, os.O_RDONLY)
+    except OSError as err:
+        remove_empty(created)
+        raise DataError(f"--out {out}: cannot write the report files there ({err.strerror or err}); give a folder "
+                        "you can write to") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)  # the folder is the other eval's now: nothing of it is removed
+        raise ConfigError(f"--out {out}: another segcli eval is writing its reports into this folder now; wait for "
+                          "it to finish, or give another --out") from None
+    except OSError:  # a file system without locks (ENOLCK): eval goes on unheld, as on Windows
+        os.close(handle)
+        return None, created
+    return handle, created
 
 
 def worst_entries(acc) -> list[dict]:

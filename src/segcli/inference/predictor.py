@@ -313,6 +313,7 @@ class Ensemble(Predictor):
                 raise ConfigError(f"{member.source}: exported from the same checkpoint as {other.source} (its "
                                   "checkpoint_sha256), so it is that model given twice; an ensemble names each model "
                                   "once")
+        _refuse_copies(self.members)
         for member in self.members[1:]:
             differs = [f"{label} {getattr(member, attr)} vs {getattr(first, attr)}" for label, attr in _SHARED
                        if getattr(member, attr) != getattr(first, attr)]
@@ -334,6 +335,25 @@ class Ensemble(Predictor):
             p = member.logits(images).softmax(1)
             probs = p if probs is None else probs.add_(p.to(probs.device))
         return (probs / len(self.members)).clamp_min_(1e-12).log_()
+
+
+def _refuse_copies(members: Sequence[Predictor]) -> None:
+    """A member read from a byte copy of another member's file (`cp a.ckpt b.ckpt`) is that model given twice: it
+    would weigh double without a word. filecmp compares sizes first and reads two files of one size only up to
+    their first difference (the first tensor's bytes, for two checkpoints of one architecture), so a large model
+    is read whole only when it is a copy."""
+    import filecmp
+    import os
+
+    files: list[Predictor] = []  # members read from a file so far
+    for member in members:
+        if not os.path.isfile(member.source):  # a Predictor built in Python: no file to compare
+            continue
+        other = next((m for m in files if filecmp.cmp(m.source, member.source, shallow=False)), None)
+        if other is not None:
+            raise ConfigError(f"{member.source}: given twice (a byte copy of {other.source}); an ensemble names each "
+                              "model once")
+        files.append(member)
 
 
 def ensemble(members: Sequence[Predictor]) -> Predictor:
