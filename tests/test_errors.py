@@ -226,3 +226,61 @@ def test_out_of_memory_is_one_line_naming_what_to_lower(command, message, hint, 
     assert exc.value.code == EXIT_USAGE and len(err.strip().splitlines()) == 1, err
     assert "out of memory" in err and hint in err and "alloc_cpu" not in err and "internal error" not in err
     assert ("11.8 TiB" if command == "predict" else "2.00 GiB") in err
+
+
+# ----------------------------------------------------------------------------- a dependency missing or broken
+def test_an_import_error_among_segcli_own_modules_stays_a_bug():
+    """Only other packages are the environment's fault: an ImportError inside segcli is still exit 4 (report it)."""
+    from segcli.errors import import_failed
+
+    for code in ("from segcli import no_such_module", "import segcli.no_such_module"):
+        try:
+            exec(code)
+        except ImportError as err:
+            assert import_failed(err) == "", code
+    assert import_failed(RuntimeError("No module named 'x'")) == ""
+    try:
+        import no_such_package_anywhere  # noqa: F401
+    except ImportError as err:
+        assert "'no-such-package-anywhere' is not installed" in import_failed(err)
+
+
+def test_the_package_a_failed_import_names(tmp_path, monkeypatch):
+    """The package named is the one whose own import failed, through importlib.import_module too (it named
+    'importlib'); an ImportError a library raises at run time ('please install X') keeps the library's words instead
+    of a reinstall of the library; a worker's re-raised ModuleNotFoundError (its `name` lost) is read from its text."""
+    import importlib
+    import sys
+
+    from segcli.errors import import_failed
+
+    (tmp_path / "brokenpkg").mkdir()
+    (tmp_path / "brokenpkg" / "__init__.py").write_text("from json import builder_of_another_version  # noqa\n")
+    (tmp_path / "helperpkg.py").write_text("def run():\n    raise ImportError('Please install ONNX.')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError) as raised:
+        importlib.import_module("brokenpkg")
+    line = import_failed(raised.value)
+    assert line.startswith("the Python package 'brokenpkg' is installed but cannot be imported (cannot import name "
+                           "'builder_of_another_version' from 'json'"), line
+    assert line.endswith(f"{sys.executable} -m pip install --force-reinstall brokenpkg"), line
+    import helperpkg
+
+    with pytest.raises(ImportError) as raised:
+        helperpkg.run()
+    line = import_failed(raised.value)
+    assert "(Please install ONNX.)" in line and "helperpkg" not in line and "--force-reinstall" not in line, line
+    worker = ModuleNotFoundError("Caught ModuleNotFoundError in DataLoader worker process 0.\nOriginal Traceback "
+                                 "(most recent call last):\nModuleNotFoundError: No module named 'no_such_codecs'")
+    line = import_failed(worker)
+    assert "'no-such-codecs' is not installed" in line and "(No module named 'no_such_codecs')" in line, line
+
+
+def test_a_broken_package_is_named_by_its_installed_distribution():
+    """A module's pip name is the distribution installed: cv2 is opencv-python-headless here, google (protobuf's
+    top-level module, which a mismatched tensorboard fails inside) is protobuf, not the PyPI package 'google'."""
+    from segcli.errors import _distribution
+
+    assert _distribution("cv2") == "opencv-python-headless"
+    pytest.importorskip("google.protobuf")
+    assert _distribution("google") == "protobuf"

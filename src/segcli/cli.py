@@ -532,8 +532,9 @@ def _main(argv: list[str] | None) -> None:
         memory = out_of_memory(err, command)
         if memory:
             _fail(memory, EXIT_USAGE)
-        if import_failed(err):  # a dependency missing or broken in this environment: not a bug of segcli's
-            _fail(import_failed(err), EXIT_USAGE)
+        dependency = import_failed(err)
+        if dependency:  # a package missing or broken in this environment: not a bug of segcli's
+            _fail(dependency, EXIT_USAGE)
         rerun = "" if debug else " (rerun with SEGCLI_DEBUG=1 for the traceback)"
         _fail(f"internal error: {type(err).__name__}: {err}{rerun}", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode

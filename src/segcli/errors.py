@@ -7,6 +7,7 @@ Library code raises these with actionable one-line messages; only the CLI's
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import threading
 
@@ -55,8 +56,6 @@ class WriteError(DataError):
     @classmethod
     def from_line(cls, line: str) -> "WriteError | None":
         """The WriteError that another segcli process's `segcli: error:` line reports (a sweep's job), else None."""
-        import re
-
         found = re.fullmatch(rf"segcli: error: (.+): cannot write it \((.+?)\); {re.escape(cls.FIX)}", line.strip())
         return None if found is None else cls(found.group(1), found.group(2))
 
@@ -102,8 +101,6 @@ MEMORY_HINTS = {  # command → what to lower when it runs out of (CPU or GPU) m
 def out_of_memory(err: BaseException, command: str = "") -> str:
     """For a failed allocation (Python's MemoryError, torch's CPU allocator or CUDA, OpenCV's): the one-line message
     saying how much was asked for and what `command` should lower; '' for any other exception."""
-    import re
-
     text = str(err)
     if not (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
             or (isinstance(err, RuntimeError) and ("can't allocate memory" in text or "CUDA out of memory" in text))
@@ -127,32 +124,88 @@ PIP_NAMES = {"cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml",
              "segmentation_models_pytorch": "segmentation-models-pytorch"}  # import name → pip name, where they differ
 
 
-def import_failed(err: BaseException) -> str:
-    """For a package that segcli imports and that is missing or broken in this environment (onnxruntime left out of a
-    hand-made install, a tensorboard whose protobuf does not match): the one-line message naming the package and the
-    pip command that installs it into this interpreter; '' for any other exception, and for an ImportError among
-    segcli's own modules (a bug). The package is the one not found, or else the one whose import raised."""
+def pip_install() -> str:
+    """The pip command that installs into the environment segcli runs in (this interpreter's)."""
     import sys
 
-    if not isinstance(err, ImportError) or (err.name or "").split(".")[0] == "segcli":
+    return f"{sys.executable or 'python'} -m pip install"
+
+
+def _distribution(package: str) -> str:
+    """The installed distribution providing top-level module `package` (google → protobuf, cv2 → the OpenCV wheel
+    installed, onnxruntime → onnxruntime-gpu where that one is); the pip name segcli requires when none does."""
+    from importlib.metadata import packages_distributions
+
+    found = packages_distributions().get(package)
+    return found[0] if found else PIP_NAMES.get(package, package.replace("_", "-"))
+
+
+def _segcli_requires(package: str) -> bool:
+    """Whether `package` (a top-level module name) is one of segcli's declared requirements (extras too)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = {re.split(r"[\s;<>=!~\[]", line, maxsplit=1)[0].lower().replace("_", "-")
+                    for line in requires("segcli") or []}
+    except PackageNotFoundError:  # run from a source tree without an install: say what is missing anyway
+        return True
+    return PIP_NAMES.get(package, package.replace("_", "-")).lower() in declared
+
+
+def import_failed(err: BaseException) -> str:
+    """For a package that is missing or broken in this environment (onnxruntime left out of a hand-made install, a
+    tensorboard whose protobuf does not match): the one-line message naming it and the pip command that installs it
+    into this interpreter. '' for any other exception, and for what is a bug of segcli's: an ImportError among its own
+    modules, or of a package it does not declare. A ModuleNotFoundError re-raised from a data-loader worker has lost
+    its `name`; the text keeps it."""
+    import sys
+
+    if not isinstance(err, ImportError):
         return ""
-    install = f"{sys.executable or 'python'} -m pip install"
-    if isinstance(err, ModuleNotFoundError) and not err.name:  # a library's own "install X to use this" message
-        return f"a Python package this command needs is not installed ({first_line(err)}); install it: {install} <package>"
-    missing = isinstance(err, ModuleNotFoundError)
-    tb, raised_in = err.__traceback__, None
-    while tb is not None:  # the innermost frame: the module whose import failed (importlib's frames are cut)
-        raised_in, tb = tb.tb_frame.f_globals.get("__name__"), tb.tb_next
-    name = (err.name if missing or not raised_in or raised_in.startswith("segcli") else raised_in) or ""
+    text = str(err)
+    found = re.search(r"No module named '([\w.]+)'", text)
+    name = err.name or (found.group(1) if found else "")
+    reason = found.group(0) if found and not err.name else first_line(err)  # a worker's: its last line's words
+    frames = []  # (module, function) of the traceback, outermost first, leaving out the standard library
+    tb = err.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__") or ""
+        if module.split(".")[0] not in sys.stdlib_module_names and not module.startswith("_frozen_importlib"):
+            frames.append((module, tb.tb_frame.f_code.co_name))
+        tb = tb.tb_next
+    innermost = frames[-1] if frames else ("", "")
     package = name.split(".")[0]
-    if package in ("", "segcli", "__main__"):
+    if package == "segcli":  # one of segcli's own modules: a bug
         return ""
-    pip = PIP_NAMES.get(package, package.replace("_", "-"))
-    if missing and package == name:  # the package itself is not there (not a module inside it)
-        return (f"the Python package '{pip}' is not installed in this environment ({first_line(err)}); install it: "
-                f"{install} {pip} (or reinstall segcli with its dependencies)")
-    return (f"the Python package '{pip}' is installed but cannot be imported ({first_line(err)}); a broken or "
-            f"mismatched install: {install} --force-reinstall {pip}")
+    generic = (f"a Python package this command needs is missing or broken ({reason}); install or repair the package "
+               f"it names: {pip_install()} …")
+    if isinstance(err, ModuleNotFoundError) and package:
+        if package == "__main__" or package in sys.stdlib_module_names:
+            return ""
+        if innermost[0].startswith("segcli") and not _segcli_requires(package):
+            return ""  # segcli imports a package it does not declare: its bug
+        import importlib.util
+
+        if importlib.util.find_spec(package) is None:
+            pip = PIP_NAMES.get(package, package.replace("_", "-"))
+            return (f"the Python package '{pip}' is not installed in this environment ({reason}); install it: "
+                    f"{pip_install()} {pip} (or reinstall segcli with its dependencies)")
+        broken = package  # a module inside an installed package is missing
+    elif isinstance(err, ModuleNotFoundError):
+        return generic
+    else:  # an ImportError: the innermost package (not segcli) whose module-level code raised it
+        last = max((i for i, (module, _) in enumerate(frames) if module.startswith("segcli")), default=-1)
+        outside = frames[last + 1:]  # inner to segcli's innermost frame: the library code that raised it
+        if outside and outside[-1][1] != "<module>":
+            return generic  # raised at run time ('please install X'): the text names what is needed
+        if not outside and text.startswith("cannot import name"):
+            return ""  # segcli imports a name its installed package lacks: a bug, or a version it does not support
+        broken = outside[-1][0].split(".")[0] if outside else package
+        if broken in ("", "segcli", "__main__"):
+            return ""
+    pip = _distribution(broken)
+    return (f"the Python package '{pip}' is installed but cannot be imported ({reason}); a broken or mismatched "
+            f"install: {pip_install()} --force-reinstall {pip}")
 
 
 class Terminated(KeyboardInterrupt):

@@ -98,9 +98,17 @@ def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
                 array = np.moveaxis(array, 0, -1)
             orientation = int(page.tags.valueof(274, 1))
     except Exception as err:  # damaged, truncated, or a compression imagecodecs lacks
-        if isinstance(err, ImportError) or "imagecodecs" in str(err):  # a sound file: the codec is not installed
+        if isinstance(err, ImportError) or "imagecodecs" in str(err):  # a sound file: its codec does not load
+            import importlib.util
+
+            from segcli.errors import first_line
+
             kind = f"{page.compression.name.lower()}-compressed " if page is not None else ""
-            raise ModuleNotFoundError(f"{kind}TIFFs need the imagecodecs package", name="imagecodecs") from err
+            if importlib.util.find_spec("imagecodecs") is None:
+                raise ModuleNotFoundError(f"No module named 'imagecodecs' ({kind}TIFFs need it)",
+                                          name="imagecodecs") from err
+            raise ImportError(f"imagecodecs does not decode {kind}TIFFs here ({first_line(err)})",
+                              name="imagecodecs") from err  # installed, but broken or built without that codec
         return None
     if array.ndim == 2:
         array = array[..., None]

@@ -96,11 +96,11 @@ def tensorboard_available() -> bool:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401  what Lightning's TensorBoardLogger imports
     except Exception as err:  # noqa: BLE001  any failure of an optional package's import
         from segcli.console import first_process, info
-        from segcli.errors import first_line
+        from segcli.errors import first_line, pip_install
 
         if first_process():
             info(f"train: note: tensorboard is installed but cannot be imported ({first_line(err)}); this run logs to "
-                 "metrics.csv only (to mend it: python -m pip install --force-reinstall tensorboard)")
+                 f"metrics.csv only (to mend it: {pip_install()} --force-reinstall tensorboard)")
         return False
     return True
 
