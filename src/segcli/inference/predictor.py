@@ -209,7 +209,11 @@ class Predictor:
         a batch holds at most MAX_BATCH_PIXELS of network input and MAX_BATCH_SCORES of logits (at least one image)."""
         scale = input_scale(self.meta)
         pixels = max(1, round(shape[0] * scale) * round(shape[1] * scale))
-        scores = max(1, shape[0] * shape[1] * len(self.meta["classes"]))  # logits come back at the input size
+        if self.outputs_ids:  # class ids come back, no scores
+            return max(1, min(self.batch_size, MAX_BATCH_PIXELS // pixels))
+        # the logits, at the input size and at the network's (input_scale times the largest inference scale)
+        largest = max(1.0, scale * max(self.options.scales, default=1.0)) ** 2
+        scores = max(1, round(shape[0] * shape[1] * largest) * len(self.meta["classes"]))
         return max(1, min(self.batch_size, MAX_BATCH_PIXELS // pixels, MAX_BATCH_SCORES // scores))
 
     @torch.inference_mode()
