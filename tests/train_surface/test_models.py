@@ -413,3 +413,20 @@ def test_weights_of_a_deeper_encoder_get_a_note(tmp_path, capsys):
     assert "0 missing" in err and "note:" not in err, err
     build_model("pspnet", "resnet18", classes=2, encoder_weights=str(path))  # depth 3, smp keeps every stage
     assert "note: 96 of its tensors belong to layers this encoder lacks" in capsys.readouterr().err
+
+
+def test_a_preset_kwarg_the_encoder_refuses_names_the_override_that_removes_it():
+    """`segcli train model=dpt model.encoder=tu-regnetx_002`: the preset's dynamic_img_size (a ViT's argument) is
+    refused by the RegNet, and the line said 'change model.kwargs.dynamic_img_size=True', which the user never set.
+    It names `~model.kwargs.dynamic_img_size`, and with that override DPT builds on the RegNet (`model.kwargs={}`
+    keeps the key: Hydra merges)."""
+    from segcli.config import compose, to_container
+    from segcli.models.factory import model_kwargs
+
+    with pytest.raises(ConfigError) as err:
+        build_model("dpt", "tu-regnetx_002", classes=2, kwargs={"dynamic_img_size": True})
+    assert "this encoder takes no dynamic_img_size: remove it with ~model.kwargs.dynamic_img_size" in str(err.value)
+    assert "\n" not in str(err.value)
+    cfg = compose("train", ["model=dpt", "model.encoder=tu-regnetx_002", "~model.kwargs.dynamic_img_size"])
+    model = build_model(**model_kwargs(to_container(cfg.model), 2))
+    assert type(model).__name__ == "DPT"
