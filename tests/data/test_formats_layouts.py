@@ -174,15 +174,16 @@ def test_src_above_a_download_nested_two_or_three_levels_deep(voc_src, cityscape
 @pytest.mark.parametrize("given", ["cls.txt", "lists/classes", "labels.json"])
 def test_a_classes_file_that_is_not_there_is_named(given, tmp_path, rng, run_cli):
     """--classes naming a file that does not exist (a typo, another folder) was read as one class name; lint then
-    blamed every mask ('class ids 0..0', exit 1). It is exit 2 naming the path; names given as 'a,b' still work."""
+    blamed every mask ('class ids 0..0', exit 1). It is exit 3 naming the path, as a missing --split-file or
+    --images folder is; names given as 'a,b' still work."""
     for i in range(4):
         write_image(tmp_path / "src" / "images" / f"p{i}.png", random_image(rng, 16, 16))
         write_image(tmp_path / "src" / "masks" / f"p{i}.png", np.full((16, 16), i % 2, np.uint8))
     args = ["prepare", "folder", "--images", tmp_path / "src" / "images", "--masks", tmp_path / "src" / "masks",
             "--val-fraction", "0.25"]
     code, _, stderr = run_cli(*args, "--out", tmp_path / "d", "--classes", tmp_path / given)
-    assert code == 2, stderr
-    assert stderr.strip().splitlines()[-1] == (f"segcli: error: --classes {tmp_path / given}: no such file; check the "
-                                               "path, or give the names as 'a,b,c'")
+    assert code == 3, stderr
+    assert stderr.strip().splitlines()[-1] == (f"segcli: error: {tmp_path / given}: class list file not found; check "
+                                               "--classes (or give the names as 'a,b,c')")
     assert not (tmp_path / "d").exists()
     assert run_cli(*args, "--out", tmp_path / "e", "--classes", "background,object")[0] == 0

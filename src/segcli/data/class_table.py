@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, DataError
 from segcli.inference.io import read_lines
 
 ID_COLUMNS = ("pixel value", "pixel", "value", "id", "class id", "label id", "index", "idx")  # header words of a
@@ -30,7 +30,7 @@ def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
         return _numbered(_json_labels(path), spec)
     if not path.exists() and "," not in str(spec) and ("/" in str(spec) or path.suffix.lower() in CLASS_FILE_SUFFIXES):
         # a missing file read as one class name: lint then blamed the masks ('class ids 0..0')
-        raise ConfigError(f"--classes {spec}: no such file; check the path, or give the names as 'a,b,c'")
+        raise DataError(f"{spec}: class list file not found; check --classes (or give the names as 'a,b,c')")
     lines = read_lines(path, "class list") if path.is_file() else None
     if lines is not None:
         rows = _csv_rows(lines, spec)
