@@ -79,13 +79,11 @@ def test_a_missing_package_that_prepare_needs_for_tiffs(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def test_a_compressed_tiff_without_imagecodecs_names_the_package_not_the_file(tmp_path):
-    """An LZW-compressed 5-band TIFF without imagecodecs (tifffile's codecs): '... not a readable image (corrupt,
-    truncated or unsupported format); replace or remove it', exit 3, which blamed a sound file."""
+def _prepare_lzw_tiffs(tmp_path: Path, env: dict):
+    """`segcli prepare folder` of three LZW-compressed 5-band TIFFs (which tifffile decodes through imagecodecs only)
+    and their masks, run in `env`."""
     import numpy as np
     import tifffile
-
-    pytest.importorskip("imagecodecs")
     from PIL import Image
 
     for kind in ("in", "masks"):
@@ -94,9 +92,15 @@ def test_a_compressed_tiff_without_imagecodecs_names_the_package_not_the_file(tm
         tifffile.imwrite(tmp_path / "in" / f"ms{i}.tif", np.zeros((8, 8, 5), np.uint8), compression="lzw",
                          photometric="minisblack", planarconfig="contig")
         Image.fromarray(np.full((8, 8), i % 2, np.uint8)).save(tmp_path / "masks" / f"ms{i}.png")
-    env = _absent(tmp_path, "imagecodecs")
-    proc = segcli("prepare", "folder", "--images", tmp_path / "in", "--masks", tmp_path / "masks", "--out",
+    return segcli("prepare", "folder", "--images", tmp_path / "in", "--masks", tmp_path / "masks", "--out",
                   tmp_path / "data", "--classes", "a,b", cwd=tmp_path, env=env)
+
+
+def test_a_compressed_tiff_without_imagecodecs_names_the_package_not_the_file(tmp_path):
+    """An LZW-compressed 5-band TIFF without imagecodecs (tifffile's codecs): '... not a readable image (corrupt,
+    truncated or unsupported format); replace or remove it', exit 3, which blamed a sound file."""
+    pytest.importorskip("imagecodecs")
+    proc = _prepare_lzw_tiffs(tmp_path, _absent(tmp_path, "imagecodecs"))
     line = one_error_line(proc, 2)
     assert "'imagecodecs' is not installed" in line and "lzw-compressed TIFFs" in line, describe(proc)
     assert "not a readable image" not in proc.stderr.decode()
@@ -106,20 +110,9 @@ def test_a_compressed_tiff_without_imagecodecs_names_the_package_not_the_file(tm
 def test_a_broken_imagecodecs_is_told_to_reinstall_not_install(tmp_path):
     """imagecodecs installed but failing to import (or built without a codec): the line said 'not installed; pip
     install imagecodecs', which pip answers 'Requirement already satisfied'."""
-    import numpy as np
-    import tifffile
-    from PIL import Image
-
     pytest.importorskip("imagecodecs")
-    for kind in ("in", "masks"):
-        (tmp_path / kind).mkdir()
-    for i in range(3):
-        tifffile.imwrite(tmp_path / "in" / f"ms{i}.tif", np.zeros((8, 8, 5), np.uint8), compression="lzw",
-                         photometric="minisblack", planarconfig="contig")
-        Image.fromarray(np.full((8, 8), i % 2, np.uint8)).save(tmp_path / "masks" / f"ms{i}.png")
-    env = _shadowed(tmp_path, "imagecodecs", "raise ImportError('undefined symbol: lzw_decode')\n")
-    proc = segcli("prepare", "folder", "--images", tmp_path / "in", "--masks", tmp_path / "masks", "--out",
-                  tmp_path / "data", "--classes", "a,b", cwd=tmp_path, env=env)
+    proc = _prepare_lzw_tiffs(tmp_path, _shadowed(tmp_path, "imagecodecs",
+                                                  "raise ImportError('undefined symbol: lzw_decode')\n"))
     line = one_error_line(proc, 2)
     assert "'imagecodecs' is installed but cannot be imported" in line, describe(proc)
     assert "lzw-compressed TIFFs" in line and "--force-reinstall imagecodecs" in line, line
