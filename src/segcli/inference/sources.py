@@ -7,7 +7,7 @@ outputs mirror the input tree and their names are deterministic:
 - a glob ("photos/**/*.jpg")      → the path relative to the glob's fixed leading folder
 - a list file (--list FILE) or `-` (one path per line on stdin)
                                   → the path relative to the listed files' common folder
-Videos (mp4/avi/mov/mkv/m4v) are taken from files, globs and lists; folders give images only.
+Videos (mp4/avi/mov/mkv/m4v) are taken from files, globs, lists and folders (with their images).
 Files found by walking a folder or expanding a glob are left out when they lie under `skip_under` (predict's
 --out) and that is a sub-folder of the folder walked: re-running `predict DIR --out DIR/preds` must not read the
 previous run's masks as new inputs.

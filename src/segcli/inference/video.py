@@ -109,6 +109,17 @@ def _check_room(folder: Path, target: Path) -> None:
         raise WriteError(target, err.strerror or str(err)) from None
 
 
+def _remove_stale_frames(outputs: Outputs, rel: Path, frames: int) -> None:
+    """Remove the frame masks and entropy maps numbered `frames` and above: an earlier run of a longer video under
+    this name left them (a clip trimmed or recorded again), and with them the folder held more masks than the video
+    has frames, and --skip-existing never took the video as finished."""
+    for folder in (frame_mask_path(outputs, rel, 0).parent, frame_uncertainty_path(outputs, rel, 0).parent):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if is_frame_mask_name(path.name) and int(path.name.partition(".")[0]) >= frames:
+                    path.unlink(missing_ok=True)
+
+
 def fourcc(codec: str | None, target: Path) -> str:
     """The overlay video's FourCC: video.codec, else the default for `target`'s container; video.codec must be 4
     characters (Hydra reads video.codec=1234 as a number: it is taken as the text 1234)."""
@@ -232,6 +243,8 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
         writer = None
         _check_written(tmp, target, index, code)
         os.replace(tmp, target)
+        if frame_masks:
+            _remove_stale_frames(outputs, item.rel, index)
         return target
     finally:
         if writer is not None:
