@@ -129,8 +129,9 @@ class WeightedLoss(nn.Module):
 def resolve_class_weights(spec, num_classes: int, dataset_root: str | None, power: float = 1.0) -> list[float] | None:
     """loss.class_weights → one weight per class, or None.
 
-    spec: null (unweighted), 'auto' (the dataset card's median-frequency weights, stats.class_weights,
-    each raised to `power`), or a list of num_classes non-negative numbers.
+    spec: null (unweighted), 'auto' (the dataset card's median-frequency weights, stats.class_weights, 1 for a
+    class absent from the train split (0 on the card), each raised to `power`), or a list of num_classes
+    non-negative numbers.
     """
     if spec is None or (isinstance(spec, str) and spec.lower() in ("none", "null", "")):
         return None
@@ -150,7 +151,10 @@ def resolve_class_weights(spec, num_classes: int, dataset_root: str | None, powe
             exponent = -1.0
         if not 0.0 <= exponent <= 4.0:
             raise ConfigError(f"loss.class_weight_power={power!r}: give a number in [0, 4] (1 = median frequency, 0.5 = softer)")
-        spec = [float(w) ** exponent for w in weights]
+        # The card gives a class without train pixels weight 0. Focal's term of a class covers every pixel (one
+        # against the rest), so at 0 that class's logit was never trained and eval predicted it on half of the val
+        # pixels (a class named but absent, focal + auto). It weighs 1, the median class's weight, instead.
+        spec = [(float(w) if float(w) > 0 else 1.0) ** exponent for w in weights]
     try:
         weights = [float(w) for w in spec]
     except (TypeError, ValueError):
