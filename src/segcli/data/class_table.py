@@ -26,12 +26,16 @@ def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
     if spec is None:
         return None, {}
     path = Path(spec)
-    if path.is_file() and path.suffix.lower() == ".json":
+    try:
+        is_file, exists = path.is_file(), path.exists()
+    except OSError:  # 'a,b,c,…' too long for a file name (150 classes: ENAMETOOLONG was exit 3) names no file
+        is_file = exists = False
+    if is_file and path.suffix.lower() == ".json":
         return _numbered(_json_labels(path), spec)
-    if not path.exists() and "," not in str(spec) and ("/" in str(spec) or path.suffix.lower() in CLASS_FILE_SUFFIXES):
+    if not exists and "," not in str(spec) and ("/" in str(spec) or path.suffix.lower() in CLASS_FILE_SUFFIXES):
         # a missing file read as one class name: lint then blamed the masks ('class ids 0..0')
         raise DataError(f"{spec}: class list file not found; check --classes (or give the names as 'a,b,c')")
-    lines = read_lines(path, "class list") if path.is_file() else None
+    lines = read_lines(path, "class list") if is_file else None
     if lines is not None:
         rows = _csv_rows(lines, spec)
         if rows is not None:
