@@ -120,8 +120,9 @@ def out_of_memory(err: BaseException, command: str = "") -> str:
     return f"out of memory ({asked}); {MEMORY_HINTS.get(command, MEMORY_HINTS[''])}"
 
 
+# import name → pip name, where they differ
 PIP_NAMES = {"cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml", "hydra": "hydra-core",
-             "segmentation_models_pytorch": "segmentation-models-pytorch"}  # import name → pip name, where they differ
+             "segmentation_models_pytorch": "segmentation-models-pytorch"}
 
 
 def pip_install() -> str:

@@ -224,7 +224,8 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
     frames = sum(1 for record in fresh if "video" in record.outputs)
     videos = len({record.outputs["video"] for record in fresh if "video" in record.outputs})
     counted = f"{frames} frame{'s' * (frames != 1)}"
-    predicted = f"{done - frames} image(s) and {videos} video(s) ({counted}) predicted" if videos else f"{done} predicted"
+    predicted = (f"{done - frames} image(s) and {videos} video(s) ({counted}) predicted" if videos
+                 else f"{done} predicted")
     rate = f" ({done / seconds if seconds else 0:.1f}{' images+frames' if videos else ''}/s)" if done else ""
     info(f"predict: {predicted}, {state.skipped} skipped (done before), {len(state.failed)} failed of {len(items)} "
          f"inputs in {seconds:.1f}s{rate} → {outputs.out}")
