@@ -155,6 +155,19 @@ def _note_unused_bands(pairs, channels: int) -> None:
              f"(model.in_channels=3); set model.in_channels={bands} to train on all of them")
 
 
+def _note_untrainable_classes(card, split: str) -> None:
+    """A note naming the classes with no pixel in the train split (the card's counts): the model cannot learn them,
+    and only prepare's lint said so (class_missing), which a run started later no longer shows."""
+    counts = (card.stats.get("class_pixels") or {}).get(split)
+    if not counts or len(counts) != card.num_classes:
+        return
+    absent = [name for name, count in zip(card.classes, counts) if not count]
+    if absent:
+        shown = ", ".join(absent[:5]) + (f", … ({len(absent) - 5} more)" if len(absent) > 5 else "")
+        info(f"train: note: {len(absent)} class(es) have no pixel in the train split '{split}' ({shown}): the model "
+             "cannot learn them; label some of their pixels, or prepare the dataset without them")
+
+
 def _crop_note(card, data_cfg, crop: list[int], smallest: int) -> None:
     """A note when the training crops are much larger than the training images (100×100 tiles under the default
     192×192 crop: 73% of every crop is unlabelled padding), or much smaller (_small_crop_note): the card's mean pixels
@@ -280,6 +293,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     train_pairs = card.pairs(cfg.data.train_split)  # an unknown split fails here, before the run directory exists
     if first_process() and not resume:
         _note_unused_bands(train_pairs, int(kwargs.get("in_channels", 3)))
+        _note_untrainable_classes(card, str(cfg.data.train_split))
     if cfg.data.get("fold") is not None:  # so does a fold the card lacks
         card.indices(cfg.data.train_split, int(cfg.data.fold), held_out=True)
     if cfg.data.val_split is not None:  # null: no validation
