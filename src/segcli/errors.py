@@ -125,6 +125,11 @@ PIP_NAMES = {"cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml",
              "segmentation_models_pytorch": "segmentation-models-pytorch"}
 
 
+def _pip_name(package: str) -> str:
+    """The pip name of top-level module `package` as segcli's requirements spell it (cv2 → opencv-python-headless)."""
+    return PIP_NAMES.get(package, package.replace("_", "-"))
+
+
 def pip_install() -> str:
     """The pip command that installs into the environment segcli runs in (this interpreter's)."""
     import sys
@@ -138,7 +143,7 @@ def _distribution(package: str) -> str:
     from importlib.metadata import packages_distributions
 
     found = packages_distributions().get(package)
-    return found[0] if found else PIP_NAMES.get(package, package.replace("_", "-"))
+    return found[0] if found else _pip_name(package)
 
 
 def _segcli_requires(package: str) -> bool:
@@ -150,7 +155,7 @@ def _segcli_requires(package: str) -> bool:
                     for line in requires("segcli") or []}
     except PackageNotFoundError:  # run from a source tree without an install: say what is missing anyway
         return True
-    return PIP_NAMES.get(package, package.replace("_", "-")).lower() in declared
+    return _pip_name(package).lower() in declared
 
 
 def import_failed(err: BaseException) -> str:
@@ -188,7 +193,7 @@ def import_failed(err: BaseException) -> str:
         import importlib.util
 
         if importlib.util.find_spec(package) is None:
-            pip = PIP_NAMES.get(package, package.replace("_", "-"))
+            pip = _pip_name(package)
             return (f"the Python package '{pip}' is not installed in this environment ({reason}); install it: "
                     f"{pip_install()} {pip} (or reinstall segcli with its dependencies)")
         broken = package  # a module inside an installed package is missing
