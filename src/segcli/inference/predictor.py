@@ -209,12 +209,12 @@ class Predictor:
         a batch holds at most MAX_BATCH_PIXELS of network input and MAX_BATCH_SCORES of logits (at least one image)."""
         scale = input_scale(self.meta)
         pixels = max(1, round(shape[0] * scale) * round(shape[1] * scale))
-        if self.outputs_ids:  # class ids come back, no scores
-            return max(1, min(self.batch_size, MAX_BATCH_PIXELS // pixels))
-        # the logits, at the input size and at the network's (input_scale times the largest inference scale)
-        largest = max(1.0, scale * max(self.options.scales, default=1.0)) ** 2
-        scores = max(1, round(shape[0] * shape[1] * largest) * len(self.meta["classes"]))
-        return max(1, min(self.batch_size, MAX_BATCH_PIXELS // pixels, MAX_BATCH_SCORES // scores))
+        limit = min(self.batch_size, MAX_BATCH_PIXELS // pixels)
+        if not self.outputs_ids:  # logits come back (not class ids): at the input size and at the network's
+            largest = max(1.0, scale * max(self.options.scales, default=1.0)) ** 2  # input_scale × largest scale
+            scores = max(1, round(shape[0] * shape[1] * largest) * len(self.meta["classes"]))
+            limit = min(limit, MAX_BATCH_SCORES // scores)
+        return max(1, limit)
 
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
