@@ -205,7 +205,7 @@ def test_a_video_codec_that_is_no_fourcc_or_cannot_be_written_is_a_usage_error(c
 
 
 def test_odd_sized_and_truncated_videos_are_named(ckpt, cli, tmp_path):
-    """OpenCV writes videos at even sizes: a 101×77 clip's overlay video came out 100×76 without a word; a video cut
+    """OpenCV's FFmpeg writer takes even sizes: a 101×77 clip's overlay video came out 100×76 without a word; a video cut
     short (its header announcing 20 frames, 10 readable) was predicted in part without a word."""
     rng = np.random.default_rng(0)
     odd = tmp_path / "odd.avi"  # a bare MJPEG stream: FFmpeg reads it at any size
@@ -213,7 +213,11 @@ def test_odd_sized_and_truncated_videos_are_named(ckpt, cli, tmp_path):
                              for _ in range(3)))
     code, out, err = cli("predict", odd, "--ckpt", ckpt, "--out", tmp_path / "out", "--frame-masks")
     assert code == 0, err
-    assert "odd.avi is 101×77; OpenCV writes videos at even sizes, so its overlay video is 100×76" in err
+    assert "odd.avi is 101×77" not in err  # an .avi overlay keeps odd sizes (OpenCV's own MJPEG writer)
+    overlay = cv2.VideoCapture(str(tmp_path / "out" / "overlays" / "odd.avi"))
+    assert (int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)), int(overlay.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(overlay.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (3, 101, 77)
+    overlay.release()
     assert cv2.imread(str(tmp_path / "out" / "odd" / "000000.png"), cv2.IMREAD_UNCHANGED).shape == (77, 101)
     whole = tmp_path / "whole.avi"
     writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (WIDTH, HEIGHT))

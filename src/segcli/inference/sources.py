@@ -25,6 +25,29 @@ from pathlib import Path
 from segcli.errors import ConfigError, DataError
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
+# An image's leading bytes → (its format, the suffix it should have). No video container starts so: MP4/MOV give a
+# box size and type ("....ftyp", "....mdat"), AVI "RIFF....AVI ", Matroska 0x1A45DFA3.
+IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG", ".jpg"), (b"\x89PNG\r\n\x1a\n", "PNG", ".png"), (b"GIF87a", "GIF", ".gif"),
+               (b"GIF89a", "GIF", ".gif"), (b"II*\x00", "TIFF", ".tif"), (b"MM\x00*", "TIFF", ".tif"))
+
+
+def image_format(path: Path) -> tuple[str, str] | None:
+    """(format, suffix) of the image `path` holds by its leading bytes, e.g. ("JPEG", ".jpg"); None for anything
+    else (a video, another file, one that cannot be read). A BMP is "BM" with zero reserved bytes, a WebP
+    "RIFF....WEBP"."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError:
+        return None
+    for magic, name, suffix in IMAGE_MAGIC:
+        if head.startswith(magic):
+            return name, suffix
+    if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0" and len(head) >= 14:
+        return "BMP", ".bmp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP", ".webp"
+    return None
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,16 @@ OUT/uncertainty/REL/NNNNNN.png
                          its score (as an image does) in uncertainty.csv and --jsonl, as it gets its rows in
                          areas.csv ("clip.mp4#000012"), with or without the maps
 Smoothing (smooth = A > 0): p_t = A · p_(t-1) + (1 − A) · softmax(logits_t), masks = argmax p_t.
+An odd-sized video's overlay keeps its size in an .avi (OpenCV's own MJPEG writer); OpenCV's FFmpeg writer, used for
+.mp4 and for other codecs, drops the last column/row. FFmpeg's and OpenCV's own log lines are kept off stderr (see
+quiet()); segcli's messages name what they meant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +27,81 @@ from segcli.errors import ConfigError, DataError
 from segcli.inference.outputs import FOLDERS, Outputs, Record, with_suffix
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+FFMPEG_QUIET = "-8"  # AV_LOG_QUIET, for OPENCV_FFMPEG_LOGLEVEL
+_ffmpeg_level_given = False  # whether the first video open of this process has been made under quiet()
+
+
+def library_lines_wanted() -> bool:
+    """Whether FFmpeg's and OpenCV's own lines should reach stderr: SEGCLI_DEBUG=1, or the user's own
+    OPENCV_FFMPEG_LOGLEVEL / OPENCV_FFMPEG_DEBUG."""
+    env = os.environ
+    return env.get("SEGCLI_DEBUG", "") not in ("", "0") or "OPENCV_FFMPEG_LOGLEVEL" in env or \
+        "OPENCV_FFMPEG_DEBUG" in env
+
+
+@contextlib.contextmanager
+def quiet():
+    """Open a video (cv2.VideoCapture, cv2.VideoWriter) inside this: FFmpeg's and OpenCV's own lines ("[mov,mp4,... @
+    0x55..] moov atom not found", "OpenCV: FFMPEG: tag 'XVID' is not supported ... fallback to use tag 'mp4v'",
+    "[ERROR:0@7.9] ... Failed to initialize VideoWriter") are kept off stderr, where they stood beside segcli's own line
+    about the same file. Two parts, both needed with this OpenCV: (1) OPENCV_FFMPEG_LOGLEVEL=-8 (quiet) is set while
+    the process's first video opens, as OpenCV reads it then, once, to set FFmpeg's log level for the process (also
+    quieting decoding's lines, "ac-tex damaged", while frames are read); it is removed again at once, so no process
+    segcli starts inherits it; (2) file descriptor 2 is pointed at /dev/null during the call, for the lines OpenCV
+    prints itself (fprintf, not its logger) and those of a process whose FFmpeg had started before. Nothing else
+    writes to stderr meanwhile: predict opens videos after its image threads have finished. Under library_lines_wanted()
+    nothing is hidden."""
+    global _ffmpeg_level_given
+    if library_lines_wanted():
+        yield
+        return
+    first, _ffmpeg_level_given = not _ffmpeg_level_given, True
+    if first:
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = FFMPEG_QUIET
+    try:
+        with _stderr_to_devnull():
+            yield
+    finally:
+        if first:
+            os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """File descriptor 2 on /dev/null for the duration (Python's sys.stderr flushed first, so nothing of segcli's is
+    lost); a descriptor that cannot be duplicated is left as it is."""
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        null = None
+    try:
+        saved = os.dup(2) if null is not None else None
+    except OSError:  # no descriptor 2 to keep
+        saved = None
+    if saved is None:
+        if null is not None:
+            os.close(null)
+        yield
+        return
+    try:
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def open_capture(path: Path):
+    """cv2.VideoCapture of `path`, opened under quiet()."""
+    import cv2
+
+    with quiet():
+        return cv2.VideoCapture(str(path))
 
 
 def overlay_path(outputs: Outputs, rel: Path, source: Path) -> Path:
@@ -34,7 +114,8 @@ def frames(path: Path, batch_size: Callable[[tuple], int]):
     the capture's fps, and the frame count its header announces (0 when the container does not say)."""
     import cv2
 
-    capture = cv2.VideoCapture(str(path))
+    _refuse_an_image(path)
+    capture = open_capture(path)
     if not capture.isOpened():
         if path.is_file() and path.stat().st_size == 0:
             raise DataError(f"{path}: the file is empty (0 bytes); copy or record it again")
@@ -63,6 +144,27 @@ def frames(path: Path, batch_size: Callable[[tuple], int]):
     return fps, announced, batches()
 
 
+def _refuse_an_image(path: Path) -> None:
+    """A DataError for an image with a video's suffix (a JPEG saved as x.mp4): FFmpeg reads it as a 1-frame video,
+    and its overlay "video" and one row per frame hid the mistake. Found by its leading bytes (sources.image_format),
+    then confirmed by OpenCV reading at most one frame: a bare MJPEG stream (JPEGs one after another) is a video."""
+    from segcli.inference.sources import image_format
+
+    found = image_format(path)
+    if found is None:
+        return
+    capture = open_capture(path)
+    try:
+        frames = 0
+        while frames < 2 and capture.isOpened() and capture.grab():
+            frames += 1
+    finally:
+        capture.release()
+    if frames < 2:
+        name, suffix = found
+        raise DataError(f"{path}: this is a {name} image, not a video; rename it to {path.stem}{suffix}")
+
+
 def frame_mask_path(outputs: Outputs, rel: Path, index: int) -> Path:
     return outputs.out / rel / f"{index:06d}.png"
 
@@ -85,7 +187,7 @@ def _check_written(tmp: Path, target: Path, frames: int, code: str) -> None:
     import cv2
 
     _check_room(tmp.parent, target)
-    capture = cv2.VideoCapture(str(tmp))
+    capture = open_capture(tmp)
     held = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     capture.release()
     if held < frames:
@@ -131,6 +233,28 @@ def fourcc(codec: str | None, target: Path) -> str:
     return str(codec)
 
 
+def open_writer(tmp: Path, target: Path, code: str, fps: float, size: tuple[int, int]):
+    """→ (an opened cv2.VideoWriter writing `tmp`, whether it keeps `size` (W, H) whole). OpenCV's FFmpeg writer
+    drops the last column and row of an odd size; for an .avi in MJPG (the default there) OpenCV's own MJPEG writer
+    keeps them, so it writes the odd sizes (even ones stay with FFmpeg, unchanged: its files are about half as large).
+    A writer that cannot be opened is a ConfigError naming the codec (a WriteError when the disk is full)."""
+    import cv2
+
+    odd = size[0] % 2 or size[1] % 2
+    if odd and target.suffix == ".avi" and code.upper() == "MJPG":
+        with quiet():
+            writer = cv2.VideoWriter(str(tmp), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+        if writer.isOpened():
+            return writer, True
+    with quiet():
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), fps, size)
+    if not writer.isOpened():
+        _check_room(tmp.parent, target)  # a full disk is no codec OpenCV lacks
+        raise ConfigError(f"{target}: OpenCV cannot write this video (video.codec={code}); set video.codec to a "
+                          "FourCC your OpenCV supports, e.g. MJPG")
+    return writer, not odd
+
+
 def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> list[Record] | None:
     """For --skip-existing: the Records (skipped=True) of a video an earlier run finished, or None when it must be
     predicted (again). Finished: its overlay video exists and, with `frame_masks`, a mask per frame of it. With
@@ -150,7 +274,7 @@ def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> l
     masks = []
     while frame_mask_path(outputs, item.rel, len(masks)).is_file():
         masks.append(frame_mask_path(outputs, item.rel, len(masks)))
-    capture = cv2.VideoCapture(str(target))
+    capture = open_capture(target)
     written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     capture.release()
     complete = bool(masks) and (written <= 0 or len(masks) == written)  # 0: a container that does not say
@@ -210,14 +334,11 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
             for i, (frame, mask) in enumerate(zip(batch, ids)):
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), fps, (w, h))
-                    if not writer.isOpened():
-                        _check_room(tmp.parent, target)  # a full disk is no codec OpenCV lacks
-                        raise ConfigError(f"{target}: OpenCV cannot write this video (video.codec={code}); set "
-                                          "video.codec to a FourCC your OpenCV supports, e.g. MJPG")
-                    if w % 2 or h % 2:  # OpenCV's FFmpeg writer drops the last column/row of odd sizes
-                        info(f"predict: note: {item.path} is {w}×{h}; OpenCV writes videos at even sizes, so its "
-                             f"overlay video is {w - w % 2}×{h - h % 2} (masks and areas keep {w}×{h})")
+                    writer, whole = open_writer(tmp, target, code, fps, (w, h))
+                    if not whole:
+                        info(f"predict: note: {item.path} is {w}×{h}; OpenCV writes {target.suffix[1:]} videos "
+                             f"(video.codec={code}) at even sizes, so its overlay video is {w - w % 2}×{h - h % 2} "
+                             f"(masks and areas keep {w}×{h})")
                 writer.write(cv2.cvtColor(outputs.overlay(frame, mask), cv2.COLOR_RGB2BGR))
                 name = f"{item.path}#{index:06d}"
                 paths = {}
