@@ -196,6 +196,19 @@ def _crop_note(card, data_cfg, crop: list[int], smallest: int) -> None:
          f"nothing; crop about the images' size, e.g. augment.crop_size=[{side},{side}]")
 
 
+def _workers_note(setting) -> None:
+    """One note when data.num_workers is more than the CPU cores this process may use (instead of torch's warning,
+    raw and once per loader, train and val): each loader process competes with training for the cores."""
+    from segcli.data.datamodule import loader_workers
+
+    workers = loader_workers(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers > cores:
+        info(f"train: note: data.num_workers={workers} is more than the {cores} CPU core(s) this process may use: "
+             "the extra loader processes compete with training for them; data.num_workers=auto chooses for this "
+             "machine")
+
+
 SMALL_CROP = 50  # a crop under 1/50 of the mean training image (192×192 of a 12 MP photo: 0.3%) gets a note
 
 
@@ -218,6 +231,26 @@ def _small_crop_note(data_cfg, crop: list[int], area: float, scale: float, image
          f"{more}")
 
 
+def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
+    """DeepLabV3(+), PAN and UPerNet cannot train on a batch of one image (a BatchNorm after a 1×1 pooling): a
+    ConfigError before the run directory is made, rather than one from the first training step (SegModule). The
+    smallest batch is data.batch_size, or the whole per-process split when that is not larger (the loader then
+    keeps its one partial batch; a larger split drops its last partial batch)."""
+    from segcli.models.module import POOLING_ARCHS
+
+    if arch.lower() not in POOLING_ARCHS:
+        return
+    fold = data_cfg.get("fold")
+    split = str(data_cfg.train_split)
+    indices = card.indices(split) if fold is None else card.indices(split, int(fold), held_out=False)
+    per_process = len(indices) * int(data_cfg.get("repeat", 1) or 1) // max(1, processes)
+    batch = int(data_cfg.batch_size)
+    if (batch if per_process > batch else per_process) == 1:
+        raise ConfigError(f"model={arch} cannot train on a batch of 1 image: a BatchNorm layer after its image pooling "
+                          "needs 2 or more images per step; set data.batch_size to 2 or more and give each process 2 "
+                          "or more training images")
+
+
 def run(cfg, resume: bool = False) -> Path:
     """Train (or, with resume, continue cfg.run_dir); returns and prints (last stdout line) the run directory."""
     return fit(cfg, resume=resume, announce=True).run_dir
@@ -238,7 +271,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     from segcli.checks import check_values
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
-    from segcli.data.datamodule import SegDataModule, check_val_per_process, input_scale, validates
+    from segcli.data.datamodule import SegDataModule, check_val_per_process, input_scale, validation_off
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, local_weights, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
@@ -256,6 +289,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
                     ".*Checkpoint directory .* exists and is not empty.*",
                     ".*Total length of .* across ranks is zero.*",  # data.val_split=null
                     ".*is smaller than the logging interval.*",  # the epoch figures are logged whatever the interval
+                    ".*This DataLoader will create .* worker processes in total.*",  # said once: _workers_note
                     r".*self\.log\('(val|train)/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
@@ -324,6 +358,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     count = processes(given)
     if count:  # said once here: found by the data module, each process Lightning started said it
         check_val_per_process(card, to_container(cfg.data), count)
+    _check_pooled_batch(str(kwargs["arch"]), card, cfg.data, count or 1)
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
@@ -358,6 +393,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             info(f"train: run directory {run_dir}")
             if crop:  # once every setting has passed its checks: an error stays the only line
                 _crop_note(card, cfg.data, [int(v) for v in crop], smallest)
+            _workers_note(cfg.data.get("num_workers", "auto"))
     try:
         save_config(run_dir, cfg)
     except Exception:  # a full disk: the run directory this command made goes too
@@ -365,7 +401,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             _remove_if_no_checkpoint(run_dir, created)
         raise
 
-    best = best_checkpoint(run_dir / "checkpoints") if validates(cfg.data) else None
+    best = best_checkpoint(run_dir / "checkpoints") if validation_off(cfg) is None else None
     ctrl_c = CtrlC()
     last = LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"), cfg.get("save_min_interval_s"))
     callbacks += [c for c in (best, last, ctrl_c) if c is not None]
@@ -440,14 +476,16 @@ def _config_restorer(run_dir: Path, last: Path):
 
 
 def _callbacks(cfg) -> list:
-    from segcli.data.datamodule import validates
+    from segcli.data.datamodule import validation_off
     from segcli.training.callbacks import RngState, SpeedAndLR, early_stopping
     from segcli.training.ema import ema_callback
 
     callbacks = [SpeedAndLR(), RngState()]
-    if not validates(cfg.data) and (cfg.get("early_stopping") or {}).get("patience") is not None:
-        raise ConfigError("early_stopping.patience needs validation, and data.val_split=null turns it off; name a "
-                          "val split or set early_stopping.patience=null")
+    off = validation_off(cfg)
+    if off and (cfg.get("early_stopping") or {}).get("patience") is not None:
+        fix = "name a val split" if off.startswith("data.") else "set trainer.limit_val_batches=null"
+        raise ConfigError(f"early_stopping.patience needs validation, and {off} turns it off; {fix} or set "
+                          "early_stopping.patience=null")
     for optional in (early_stopping(to_container(cfg.get("early_stopping") or {})),
                      ema_callback((cfg.get("ema") or {}).get("decay"))):
         if optional is not None:
@@ -492,6 +530,7 @@ def _unlearnt_note(report: dict, cfg) -> None:
 
 def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> TrainResult:
     """After fit: curves.png, the final evaluation of best.ckpt, the per-class table, the summary lines."""
+    from segcli.data.datamodule import validation_off
     from segcli.reports import metrics_table
     from segcli.training.curves import write_curves
     from segcli.training.final_eval import final_eval
@@ -509,7 +548,7 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
         if score is not None:
             info(f"train: best val mIoU {float(score) * 100:.2f} → {best.best_model_path}")
         elif best is None:
-            info(f"train: no validation (data.val_split=null); the trained weights → {last}")
+            info(f"train: no validation ({validation_off(cfg)}); the trained weights → {last}")
         elif last.is_file():
             info("train: no validation ran; only last.ckpt was written")
         else:

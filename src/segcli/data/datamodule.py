@@ -84,6 +84,19 @@ def validates(data_cfg) -> bool:
     return data_cfg.get("val_split") is not None or data_cfg.get("fold") is not None
 
 
+def validation_off(run_cfg) -> str | None:
+    """The setting of a run config that turns validation off (data.val_split=null, trainer.limit_val_batches=0), or
+    None when the run validates."""
+    from segcli.checks import finite_number
+
+    if not validates(run_cfg.data):
+        return "data.val_split=null"
+    limit = (run_cfg.get("trainer") or {}).get("limit_val_batches")
+    if limit is not None and finite_number(limit) == 0:
+        return f"trainer.limit_val_batches={limit}"
+    return None
+
+
 def loader_workers(setting) -> int:
     """data.num_workers → a worker count. auto: 0 on a machine with at most 2 CPU cores, where worker processes
     take cores from the training threads (measured: 10% slower training on 2 cores than loading in the main

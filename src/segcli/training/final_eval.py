@@ -55,6 +55,7 @@ def _value(value) -> str:
 def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
     """Evaluate `ckpt` into RUN_DIR/eval/ (report.json, per_class.csv, …); the report, or None when skipped."""
     from segcli.commands import evaluate
+    from segcli.data.datamodule import validation_off
 
     say = info if first_process() else (lambda message: None)  # once per run, not once per DDP process
     if run_cfg.data.get("fold") is not None:
@@ -63,6 +64,11 @@ def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
         return None
     if run_cfg.data.get("val_split") is None and run_cfg.data.get("fold") is None:
         say("train: final evaluation skipped: no val split (data.val_split=null)")
+        return None
+    off = validation_off(run_cfg)
+    if off:  # trainer.limit_val_batches=0 (the val_split case is above)
+        say(f"train: final evaluation skipped: {off} turns validation off, so there is no "
+            f"best.ckpt; `segcli eval --ckpt {run_dir / 'checkpoints' / 'last.ckpt'}` scores the trained weights")
         return None
     if not ckpt.is_file():
         say("train: final evaluation skipped: no best.ckpt (no validation ran)")

@@ -1,0 +1,66 @@
+"""Edge-case settings of `segcli train` a user types: each either trains to a valid run directory, or stops before
+any work with one line naming the setting (exit 2) and no run directory left behind."""
+
+from __future__ import annotations
+
+import warnings
+
+from helpers_train import segcli, tiny
+
+
+def test_limit_val_batches_zero_trains_without_validation_and_says_so(tiny_data, tmp_path, capsys):
+    """trainer.limit_val_batches=0 turns validation off, as data.val_split=null does: no best.ckpt (and no raw
+    Lightning warning that its checkpoint callback found no val/mIoU), a summary that names the setting, and the
+    trained weights in last.ckpt."""
+    run_dir = tmp_path / "run"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = segcli(["train", *tiny(tiny_data, "trainer.limit_val_batches=0", "trainer.limit_train_batches=1"),
+                                 "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str(run_dir)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (run_dir / "checkpoints" / "best.ckpt").exists()
+    assert not [w for w in caught if "could not find the monitored key" in str(w.message)]
+    assert "could not find the monitored key" not in err
+    assert "no validation (trainer.limit_val_batches=0)" in err
+    assert "final evaluation skipped: trainer.limit_val_batches=0" in err
+
+
+def test_early_stopping_with_limit_val_batches_zero_is_a_usage_error(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, err = segcli(["train", *tiny(tiny_data, "trainer.limit_val_batches=0", "early_stopping.patience=2"),
+                             "--run-dir", run_dir], capsys)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("segcli: error: early_stopping.patience")
+    assert "trainer.limit_val_batches" in lines[0]
+    assert not run_dir.exists()
+
+
+def test_batch_of_one_for_a_pooling_model_fails_before_the_run_starts(tiny_data, tmp_path, capsys):
+    """DeepLabV3 with data.batch_size=1: the usage error comes before the run directory is made or Lightning
+    starts (it came from the first training step, after 'train: run directory ...')."""
+    run_dir = tmp_path / "run"
+    code, out, err = segcli(["train", *tiny(tiny_data, "model=deeplabv3", "data.batch_size=1"),
+                             "--run-dir", run_dir], capsys)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "data.batch_size" in lines[0], err
+    assert lines[0].startswith("segcli: error: model=deeplabv3 cannot train on a batch of 1 image")
+    assert not run_dir.exists() and out == ""
+
+
+def test_more_loader_workers_than_cores_is_one_note_not_torch_warnings(tiny_data, tmp_path, capsys, monkeypatch):
+    """data.num_workers above the cores: one segcli note, not torch's raw UserWarning once per loader."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = segcli(["train", *tiny(tiny_data, "data.num_workers=2", "trainer.limit_train_batches=1",
+                                                "trainer.limit_val_batches=1", "final_eval=false"),
+                                 "--run-dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert not [w for w in caught if "worker processes in total" in str(w.message)]
+    assert err.count("data.num_workers=2 is more than the 1 CPU core(s)") == 1
