@@ -64,3 +64,18 @@ def test_more_loader_workers_than_cores_is_one_note_not_torch_warnings(tiny_data
     assert code == 0, err
     assert not [w for w in caught if "worker processes in total" in str(w.message)]
     assert err.count("data.num_workers=2 is more than the 1 CPU core(s)") == 1
+
+
+def test_accumulating_more_batches_than_an_epoch_has_is_a_note(tiny_data, tmp_path, capsys):
+    """trainer.accumulate_grad_batches=5 with 2 batches per epoch (8 images, batch 4): Lightning steps at each epoch's
+    end, so each step summed 2 batches, not 5, without a word. A count the epoch holds gets no note."""
+    args = ["data.batch_size=4", "trainer.max_epochs=1", "final_eval=false"]
+    code, _, err = segcli(["train", *tiny(tiny_data, *args, "trainer.accumulate_grad_batches=5"),
+                           "--run-dir", tmp_path / "five"], capsys)
+    assert code == 0, err
+    assert ("train: note: trainer.accumulate_grad_batches=5 is more than the 2 batch(es) of an epoch, and the "
+            "optimiser steps at every epoch's end: each step sums 2 batch(es) of 4") in err, err
+    code, _, err = segcli(["train", *tiny(tiny_data, *args, "trainer.accumulate_grad_batches=2"),
+                           "--run-dir", tmp_path / "two"], capsys)
+    assert code == 0, err
+    assert "accumulate_grad_batches" not in err, err

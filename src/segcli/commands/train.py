@@ -231,6 +231,32 @@ def _small_crop_note(data_cfg, crop: list[int], area: float, scale: float, image
          f"{more}")
 
 
+def _train_images_per_process(card, data_cfg, processes: int) -> int:
+    """Training images one process sees per epoch: the train split (or the training folds of data.fold) times
+    data.repeat, shared among `processes`."""
+    fold = data_cfg.get("fold")
+    split = str(data_cfg.train_split)
+    indices = card.indices(split) if fold is None else card.indices(split, int(fold), held_out=False)
+    return len(indices) * int(data_cfg.get("repeat", 1) or 1) // max(1, processes)
+
+
+def _accumulation_note(card, data_cfg, trainer_cfg, processes: int) -> None:
+    """A note when trainer.accumulate_grad_batches is more than the batches of an epoch: Lightning steps the
+    optimiser at every epoch's end, so each step sums fewer batches than asked (10 asked, 2 per epoch: 2)."""
+    accumulate = int(trainer_cfg.get("accumulate_grad_batches") or 1)
+    if accumulate <= 1:
+        return
+    per_process, batch = _train_images_per_process(card, data_cfg, processes), int(data_cfg.batch_size)
+    batches = per_process // batch if per_process > batch else 1  # the loader drops a last partial batch
+    limit = trainer_cfg.get("limit_train_batches")
+    if limit is not None:  # Lightning's reading: a whole number caps the batches, a fraction takes that share
+        batches = min(batches, int(limit)) if float(limit) > 1 or isinstance(limit, int) else int(batches * float(limit))
+    if 0 < batches < accumulate:
+        info(f"train: note: trainer.accumulate_grad_batches={accumulate} is more than the {batches} batch(es) of an "
+             f"epoch, and the optimiser steps at every epoch's end: each step sums {batches} batch(es) of "
+             f"{batch}; set trainer.accumulate_grad_batches={batches} or less, or data.repeat to lengthen epochs")
+
+
 def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
     """DeepLabV3(+), PAN and UPerNet cannot train on a batch of one image (a BatchNorm after a 1×1 pooling): a
     ConfigError before the run directory is made, rather than one from the first training step (SegModule). The
@@ -240,10 +266,7 @@ def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
 
     if arch.lower() not in POOLING_ARCHS:
         return
-    fold = data_cfg.get("fold")
-    split = str(data_cfg.train_split)
-    indices = card.indices(split) if fold is None else card.indices(split, int(fold), held_out=False)
-    per_process = len(indices) * int(data_cfg.get("repeat", 1) or 1) // max(1, processes)
+    per_process = _train_images_per_process(card, data_cfg, processes)
     batch = int(data_cfg.batch_size)
     if (batch if per_process > batch else per_process) == 1:
         raise ConfigError(f"model={arch} cannot train on a batch of 1 image: a BatchNorm layer after its image pooling "
@@ -394,6 +417,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             if crop:  # once every setting has passed its checks: an error stays the only line
                 _crop_note(card, cfg.data, [int(v) for v in crop], smallest)
             _workers_note(cfg.data.get("num_workers", "auto"))
+            _accumulation_note(card, cfg.data, cfg.trainer, count or 1)
     try:
         save_config(run_dir, cfg)
     except Exception:  # a full disk: the run directory this command made goes too
