@@ -6,7 +6,8 @@ its input resized by that factor, and its logits are resized back to the input's
 Forward: pad bottom/right with zeros to the model's size multiple, run the backend, crop back
 (`inference.mode=whole`), or do that per overlapping window and blend (`inference.mode=slide`,
 see segcli.inference.sliding). With TTA (horizontal flip) and/or several scales, the softmax
-probabilities of all passes are averaged.
+probabilities of all passes are averaged. Where only class ids are wanted (Predictor.ids: eval, predict's masks and
+overlays), a single sliding pass is argmaxed band by band as its rows are finished, never holding (N, K, H, W) scores.
 Postprocess: (N, K, H, W) float32 logits → argmax → (H, W) uint8/uint16 class ids.
 A model exported with the argmax baked in (meta["output"] == "ids") returns (N, H, W) ids directly.
 """
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from segcli.errors import ConfigError, DataError
 from segcli.inference.options import InferenceOptions
-from segcli.inference.sliding import slide_logits
+from segcli.inference.sliding import slide_bands, slide_logits
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 # Network input pixels batched into one forward pass (4 frames of 1448×1448): larger images go fewer at a time.
@@ -113,14 +114,18 @@ def _finite(logits: torch.Tensor, amp: str, source: str, half: bool = False) -> 
     so masks and scores of such a model were silently wrong."""
     if bool(torch.isfinite(logits).all()):
         return logits
-    bad = int((~torch.isfinite(logits)).sum())
+    raise _not_finite(int((~torch.isfinite(logits)).sum()), logits.numel(), amp, source, half)
+
+
+def _not_finite(bad: int, total: int, amp: str, source: str, half: bool = False) -> DataError:
+    """The error of _finite for `bad` NaN or infinite values out of `total` logits."""
     if amp == "fp16":
         cause = "inference.amp=fp16 overflows in this model: use inference.amp=bf16 or none"
     elif half:
         cause = "this float16 model (exported with --half) overflows: export it without --half"
     else:
         cause = "its weights hold NaN or infinite values (a run that diverged), or its input does: use another model"
-    raise DataError(f"{source}: its logits are NaN or infinite ({bad} of {logits.numel()} values); {cause}")
+    return DataError(f"{source}: its logits are NaN or infinite ({bad} of {total} values); {cause}")
 
 
 def to_ids(logits: torch.Tensor) -> np.ndarray:
@@ -242,12 +247,21 @@ class Predictor:
         """One pass over a normalised (N, C, H, W) batch: whole image or sliding window → (N, K, H, W) logits.
 
         With inference.amp=bf16|fp16 on a CUDA device the forward pass runs under torch.autocast."""
-        amp = self.options.amp
-        if amp != "none" and self.device.type == "cuda":
-            dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-            with torch.autocast(device_type="cuda", dtype=dtype):
-                return self._run_once(x).float()
-        return self._run_once(x)
+        with self._autocast():
+            out = self._run_once(x)
+        return out.float() if self._autocasting else out
+
+    @property
+    def _autocasting(self) -> bool:
+        return self.options.amp != "none" and self.device.type == "cuda"
+
+    def _autocast(self):
+        """torch.autocast for inference.amp=bf16|fp16 on a CUDA device, else a context that does nothing."""
+        import contextlib
+
+        if not self._autocasting:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if self.options.amp == "bf16" else torch.float16)
 
     def _run_once(self, x: torch.Tensor) -> torch.Tensor:
         multiple, smallest = int(self.meta["size_multiple"]), min_size(self.meta)
@@ -261,6 +275,8 @@ class Predictor:
     def ids(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Same-size images → (N, H, W) uint8 class ids (uint16 when there are more than 256 classes)."""
         if not self.outputs_ids:
+            if self._bandwise(images[0].shape):
+                return self._slide_ids(self.preprocess(images))
             return to_ids(self.logits(images))
         x = self.preprocess(images)
         ids = forward_padded(self.forward, resize(x, input_scale(self.meta)), int(self.meta["size_multiple"]),
@@ -268,6 +284,43 @@ class Predictor:
         if ids.shape[-2:] != x.shape[-2:]:  # a model run at input_scale != 1: nearest-neighbour back to the input size
             ids = F.interpolate(ids[:, None].float(), size=x.shape[-2:], mode="nearest-exact")[:, 0].long()
         return ids.cpu().numpy().astype(np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)
+
+    def _bandwise(self, shape: tuple) -> bool:
+        """True when ids() of images of `shape` (H, W, ...) can argmax sliding-window logits band by band: one slide
+        pass (no TTA, one scale) at the input's own size (input_scale × scale resizes nothing), as to_ids(logits())
+        would, bit for bit. Averaged probabilities, and logits resized back to the input, need the whole map."""
+        opts = self.options
+        if opts.mode != "slide" or opts.tta != "none" or len(opts.scales) != 1:
+            return False
+        scale = opts.scales[0] * input_scale(self.meta)
+        return scale == 1.0 or all(max(1, round(n * scale)) == n for n in shape[:2])
+
+    def _slide_ids(self, x: torch.Tensor) -> np.ndarray:
+        """Normalised (N, C, H, W) x → (N, H, W) uint8/uint16 ids of one sliding pass, argmaxed band by band
+        (segcli.inference.sliding.slide_bands); NaN or infinite logits raise as in logits(), counted over all."""
+        multiple, smallest = int(self.meta["size_multiple"]), min_size(self.meta)
+        scale = self.options.scales[0] * input_scale(self.meta)
+        x = resize(x, scale)  # same size (_bandwise); resampled as logits() resamples it
+        n, _, h, w = x.shape
+        ids = None  # (N, H, W), typed as to_ids types it once the number of classes is known
+        bad = total = 0
+        run = lambda crop: forward_padded(self.forward, crop, multiple, smallest)  # noqa: E731
+        with self._autocast():
+            bands = slide_bands(run, x, self.options.tile, self.options.stride(), self.options.blend,
+                                max(1, self.batch_size // n))
+            for top, band in bands:
+                finite = torch.isfinite(band)
+                if bad or not bool(finite.all()):  # keep counting, so the message gives the same count as logits()
+                    bad += int((~finite).sum())
+                total += band.numel()
+                if not bad:
+                    if ids is None:
+                        ids = np.empty((n, h, w), np.uint8 if band.shape[1] <= 256 else np.uint16)
+                    ids[:, top: top + band.shape[2]] = band.argmax(1).cpu().numpy()
+                del band, finite  # the band is a view of the rolling buffer: let it go before the next one
+        if bad:
+            raise _not_finite(bad, total, self.options.amp, self.source, self._half)
+        return ids
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Same-size images → list of (H, W) class-id arrays."""
@@ -324,6 +377,9 @@ class Ensemble(Predictor):
             if differs:
                 raise ConfigError(f"{member.source}: it differs from {first.source} in {', '.join(differs)}; an "
                                   "ensemble's models must share their classes and the kind of image they read")
+
+    def _bandwise(self, shape: tuple) -> bool:
+        return False  # the members' probabilities are averaged: ids need the whole map
 
     def configure(self, inference_cfg) -> "Ensemble":
         for member in self.members:
