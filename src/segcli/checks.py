@@ -229,10 +229,22 @@ def _trainer_values(trainer: dict) -> None:
     if not _devices_ok(devices):
         raise ConfigError(f"trainer.devices={devices!r}: give auto, a number of devices >= 1 (-1: all), or the "
                           "indices of the GPUs to use, e.g. [0,1]")
+    for key in ("limit_train_batches", "limit_val_batches"):
+        _batch_limit(f"trainer.{key}", trainer.get(key))
     limit = trainer.get("limit_train_batches")
     if limit is not None and finite_number(limit) == 0:  # Lightning skips training and the run ends with no checkpoint
         raise ConfigError("trainer.limit_train_batches=0 trains nothing; give a fraction of the batches (0, 1], a "
                           "number of batches >= 1, or null for all (to score a model, use segcli eval)")
+
+
+def _batch_limit(key: str, value) -> None:
+    """trainer.limit_*_batches as Lightning reads it: null, a fraction in [0, 1], or a whole number of batches (a
+    string such as '0' reached Lightning, which failed inside fit with a TypeError: exit 4)."""
+    n = None if isinstance(value, str) else finite_number(value)
+    if value is None or (n is not None and n >= 0 and (n <= 1 or n == int(n))):
+        return
+    raise ConfigError(f"{key}={value!r}: give a fraction of the batches in [0, 1], a whole number of batches, or null "
+                      "for all")
 
 
 def check_values(cfg: dict) -> None:

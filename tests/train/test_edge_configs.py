@@ -78,4 +78,34 @@ def test_accumulating_more_batches_than_an_epoch_has_is_a_note(tiny_data, tmp_pa
     code, _, err = segcli(["train", *tiny(tiny_data, *args, "trainer.accumulate_grad_batches=2"),
                            "--run-dir", tmp_path / "two"], capsys)
     assert code == 0, err
-    assert "accumulate_grad_batches" not in err, err
+    assert "note: trainer.accumulate_grad_batches" not in err, err
+
+
+def test_a_batch_limit_given_as_text_is_a_usage_error(tiny_data, tmp_path, capsys):
+    """trainer.limit_val_batches='0' (quoted: a string) reached Lightning, which failed inside fit with 'internal
+    error: TypeError', after the run directory was made."""
+    for key, value in (("limit_val_batches", "'0'"), ("limit_train_batches", "abc"), ("limit_val_batches", "1.5")):
+        run_dir = tmp_path / key
+        code, out, err = segcli(["train", *tiny(tiny_data, f"trainer.{key}={value}"), "--run-dir", run_dir], capsys)
+        assert code == 2, err
+        assert err.startswith(f"segcli: error: trainer.{key}=") and "give a fraction of the batches in [0, 1]" in err
+        assert len(err.strip().splitlines()) == 1 and not run_dir.exists(), err
+
+
+def test_the_pooled_batch_check_shares_images_among_processes_as_the_sampler_does(tiny_data):
+    """8 training images on 5 processes: DistributedSampler gives each 2 (rounding up), a batch of 2; the check
+    divided rounding down (1 each) and refused the run. On 8 processes each gets 1, which is refused."""
+    import pytest
+    from omegaconf import OmegaConf
+
+    from segcli.commands.train import _check_pooled_batch
+    from segcli.data.card import load_card
+    from segcli.errors import ConfigError
+
+    card = load_card(tiny_data)
+    data = OmegaConf.create({"train_split": "train", "batch_size": 4, "fold": None, "repeat": 1})
+    assert len(card.indices("train")) == 8
+    _check_pooled_batch("deeplabv3", card, data, 5)
+    with pytest.raises(ConfigError, match="each of 8 process"):
+        _check_pooled_batch("deeplabv3", card, data, 8)
+    _check_pooled_batch("unet", card, data, 8)  # no pooling: a batch of 1 trains

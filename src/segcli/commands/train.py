@@ -199,10 +199,9 @@ def _crop_note(card, data_cfg, crop: list[int], smallest: int) -> None:
 def _workers_note(setting) -> None:
     """One note when data.num_workers is more than the CPU cores this process may use (instead of torch's warning,
     raw and once per loader, train and val): each loader process competes with training for the cores."""
-    from segcli.data.datamodule import loader_workers
+    from segcli.data.datamodule import loader_workers, usable_cores
 
-    workers = loader_workers(setting)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers, cores = loader_workers(setting), usable_cores()
     if workers > cores:
         info(f"train: note: data.num_workers={workers} is more than the {cores} CPU core(s) this process may use: "
              "the extra loader processes compete with training for them; data.num_workers=auto chooses for this "
@@ -234,10 +233,12 @@ def _small_crop_note(data_cfg, crop: list[int], area: float, scale: float, image
 def _train_images_per_process(card, data_cfg, processes: int) -> int:
     """Training images one process sees per epoch: the train split (or the training folds of data.fold) times
     data.repeat, shared among `processes`."""
+    from segcli.data.datamodule import images_per_process
+
     fold = data_cfg.get("fold")
     split = str(data_cfg.train_split)
     indices = card.indices(split) if fold is None else card.indices(split, int(fold), held_out=False)
-    return len(indices) * int(data_cfg.get("repeat", 1) or 1) // max(1, processes)
+    return images_per_process(len(indices) * int(data_cfg.get("repeat", 1) or 1), processes)
 
 
 def _accumulation_note(card, data_cfg, trainer_cfg, processes: int) -> None:
@@ -254,7 +255,8 @@ def _accumulation_note(card, data_cfg, trainer_cfg, processes: int) -> None:
     if 0 < batches < accumulate:
         info(f"train: note: trainer.accumulate_grad_batches={accumulate} is more than the {batches} batch(es) of an "
              f"epoch, and the optimiser steps at every epoch's end: each step sums {batches} batch(es) of "
-             f"{batch}; set trainer.accumulate_grad_batches={batches} or less, or data.repeat to lengthen epochs")
+             f"{batch}, each loss divided by {accumulate} (a gradient {batches}/{accumulate} of their mean's); set "
+             f"trainer.accumulate_grad_batches={batches} or less, or data.repeat to lengthen epochs")
 
 
 def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
@@ -268,10 +270,13 @@ def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
         return
     per_process = _train_images_per_process(card, data_cfg, processes)
     batch = int(data_cfg.batch_size)
-    if (batch if per_process > batch else per_process) == 1:
+    if batch == 1:
         raise ConfigError(f"model={arch} cannot train on a batch of 1 image: a BatchNorm layer after its image pooling "
-                          "needs 2 or more images per step; set data.batch_size to 2 or more and give each process 2 "
-                          "or more training images")
+                          "needs 2 or more images per step; set data.batch_size to 2 or more")
+    if per_process == 1:
+        raise ConfigError(f"model={arch} cannot train on a batch of 1 image: a BatchNorm layer after its image pooling "
+                          f"needs 2 or more images per step, and each of {processes} process(es) gets 1 training image "
+                          f"of the split '{data_cfg.train_split}'; add training images, or train on fewer devices")
 
 
 def run(cfg, resume: bool = False) -> Path:
@@ -379,7 +384,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     trainer_args = for_this_machine(given)
     check_fused(to_container(cfg.optim), trainer_args)  # needs the precision made concrete (auto → bf16-mixed)
     count = processes(given)
-    if count:  # said once here: found by the data module, each process Lightning started said it
+    if count and validation_off(cfg) is None:  # said once here: found by the data module, each process said it
         check_val_per_process(card, to_container(cfg.data), count)
     _check_pooled_batch(str(kwargs["arch"]), card, cfg.data, count or 1)
     if "precision" in trainer_args:

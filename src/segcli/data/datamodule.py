@@ -84,6 +84,12 @@ def validates(data_cfg) -> bool:
     return data_cfg.get("val_split") is not None or data_cfg.get("fold") is not None
 
 
+def images_per_process(images: int, processes: int) -> int:
+    """Images each of `processes` gets from a split of `images`: DistributedSampler pads the split to an equal share,
+    so it rounds up (5 images on 2 processes: 3 each)."""
+    return -(-int(images) // max(1, int(processes)))
+
+
 def validation_off(run_cfg) -> str | None:
     """The setting of a run config that turns validation off (data.val_split=null, trainer.limit_val_batches=0), or
     None when the run validates."""
@@ -97,6 +103,13 @@ def validation_off(run_cfg) -> str | None:
     return None
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; the machine's count where there is none)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def loader_workers(setting) -> int:
     """data.num_workers → a worker count. auto: 0 on a machine with at most 2 CPU cores, where worker processes
     take cores from the training threads (measured: 10% slower training on 2 cores than loading in the main
@@ -106,7 +119,7 @@ def loader_workers(setting) -> int:
     from segcli.errors import ConfigError
 
     if str(setting).lower() == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         return 0 if cores <= 2 else min(8, cores // 2)
     try:
         workers = int(setting)
@@ -252,7 +265,7 @@ class SegDataModule(L.LightningDataModule):
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> torch.utils.data.DataLoader:
         workers = self.workers  # set by setup(), which also sized the caches for this many loader processes
         # A last partial batch is dropped only when each process still gets a full one (DDP shards the split).
-        per_process = len(dataset) // (self.trainer.world_size if self.trainer is not None else 1)
+        per_process = images_per_process(len(dataset), self.trainer.world_size if self.trainer is not None else 1)
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
             drop_last=shuffle and per_process > batch_size, num_workers=workers, persistent_workers=workers > 0,

@@ -58,17 +58,17 @@ def final_eval(run_cfg, run_dir: Path, ckpt: Path) -> dict | None:
     from segcli.data.datamodule import validation_off
 
     say = info if first_process() else (lambda message: None)  # once per run, not once per DDP process
+    off = validation_off(run_cfg)
+    if off and off.startswith("trainer."):  # trainer.limit_val_batches=0
+        say(f"train: final evaluation skipped: {off} turns validation off, so there is no "
+            f"best.ckpt; `segcli eval --ckpt {run_dir / 'checkpoints' / 'last.ckpt'}` scores the trained weights")
+        return None
     if run_cfg.data.get("fold") is not None:
         say("train: final evaluation skipped: data.fold validates on a fold of the train split, which "
             "`segcli eval` cannot select")
         return None
-    if run_cfg.data.get("val_split") is None and run_cfg.data.get("fold") is None:
+    if off:
         say("train: final evaluation skipped: no val split (data.val_split=null)")
-        return None
-    off = validation_off(run_cfg)
-    if off:  # trainer.limit_val_batches=0 (the val_split case is above)
-        say(f"train: final evaluation skipped: {off} turns validation off, so there is no "
-            f"best.ckpt; `segcli eval --ckpt {run_dir / 'checkpoints' / 'last.ckpt'}` scores the trained weights")
         return None
     if not ckpt.is_file():
         say("train: final evaluation skipped: no best.ckpt (no validation ran)")
