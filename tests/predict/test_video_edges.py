@@ -35,7 +35,7 @@ def _video_info(path) -> tuple[int, tuple[int, int]]:
     return count, size
 
 
-def test_ffmpeg_and_opencv_lines_stay_off_stderr(ckpt, tmp_path):
+def test_ffmpeg_and_opencv_lines_stay_off_stderr(ckpt, tmp_path, monkeypatch):
     """A truncated mp4 put FFmpeg's '[mov,mp4,m4a,... @ 0x55..] moov atom not found' beside segcli's own line about it,
     a damaged one a screen of '[mpeg4 @ ...] ac-tex damaged', and video.codec=XVID for an .mp4 OpenCV's 'OpenCV: FFMPEG:
     tag ... is not supported ... fallback to use tag'. Now stderr holds segcli's lines only; SEGCLI_DEBUG=1 lets the
@@ -61,10 +61,14 @@ def test_ffmpeg_and_opencv_lines_stay_off_stderr(ckpt, tmp_path):
                           env={**os.environ, "SEGCLI_DEBUG": "1"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3 and "moov atom not found" in proc.stderr, proc.stderr
 
-    from segcli.inference.video import quiet
+    from segcli.inference import video
 
+    monkeypatch.setattr(video, "_ffmpeg_level_given", False)  # as in a process's first video open
+    monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
+    monkeypatch.delenv("SEGCLI_DEBUG", raising=False)
     before = dict(os.environ)
-    with quiet():
+    with video.quiet():
+        assert os.environ.get("OPENCV_FFMPEG_LOGLEVEL") == video.FFMPEG_QUIET  # what OpenCV reads at this open
         assert cv2.VideoCapture(str(tmp_path / "cut.mp4")).isOpened() is False
     assert dict(os.environ) == before  # nothing leaks into the processes segcli starts
 

@@ -28,7 +28,8 @@ VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 # An image's leading bytes → (its format, the suffix it should have). No video container starts so: MP4/MOV give a
 # box size and type ("....ftyp", "....mdat"), AVI "RIFF....AVI ", Matroska 0x1A45DFA3.
 IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG", ".jpg"), (b"\x89PNG\r\n\x1a\n", "PNG", ".png"), (b"GIF87a", "GIF", ".gif"),
-               (b"GIF89a", "GIF", ".gif"), (b"II*\x00", "TIFF", ".tif"), (b"MM\x00*", "TIFF", ".tif"))
+               (b"GIF89a", "GIF", ".gif"), (b"II*\x00", "TIFF", ".tif"), (b"MM\x00*", "TIFF", ".tif"),
+               (b"II+\x00", "TIFF", ".tif"), (b"MM\x00+", "TIFF", ".tif"))  # classic TIFF and BigTIFF
 
 
 def image_format(path: Path) -> tuple[str, str] | None:

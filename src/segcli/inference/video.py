@@ -155,12 +155,12 @@ def _refuse_an_image(path: Path) -> None:
         return
     capture = open_capture(path)
     try:
-        frames = 0
-        while frames < 2 and capture.isOpened() and capture.grab():
-            frames += 1
+        count = 0
+        while count < 2 and capture.isOpened() and capture.grab():
+            count += 1
     finally:
         capture.release()
-    if frames < 2:
+    if count < 2:
         name, suffix = found
         raise DataError(f"{path}: this is a {name} image, not a video; rename it to {path.stem}{suffix}")
 
