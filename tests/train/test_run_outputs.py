@@ -26,7 +26,9 @@ def test_metrics_csv_logs_the_lr_each_step_trained_with(tiny_data, tmp_path, cap
     """train/lr is the lr the row's optimiser step used: it was read after the scheduler had stepped, so the row of
     step 0 showed step 1's lr (a warm-up's first value and the peak never appeared; the last row showed 0 for poly)."""
     run = tmp_path / "run"
-    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "sched=constant", "sched.warmup_steps=4",
+    # 6 steps of batch 2 over 2 epochs (3 a epoch): through the warm-up, across an epoch boundary, and at the peak
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=2", "data.batch_size=2",
+                                          "trainer.limit_train_batches=3", "sched=constant", "sched.warmup_steps=4",
                                           "optim.lr=0.001", "final_eval=false"), "--run-dir", run], capsys)
     assert code == 0, err
     logged = [(int(r["step"]), float(r["train/lr"])) for r in rows(run) if r.get("train/lr")]
