@@ -98,6 +98,8 @@ def _data_values(data: dict) -> None:
     number("data.val_batch_size", data.get("val_batch_size", 1), 1, integer=True)
     number("data.repeat", data.get("repeat", 1), 1, integer=True)
     number("data.rare_class_threshold", data.get("rare_class_threshold", 0.1), 0, 1, low_open=True)
+    number("data.input_scale", data.get("input_scale"), 0, 4, low_open=True, optional=True,
+           what="a number in (0, 4], e.g. 0.5 to train and predict at half resolution")
 
 
 def _augment_values(augment: dict) -> None:
@@ -247,10 +249,21 @@ def _batch_limit(key: str, value) -> None:
                       "for all")
 
 
+def ema_decay(decay) -> float | None:
+    """`ema.decay` as a float in [0, 1), or None (off); anything else is a ConfigError."""
+    if decay is None:
+        return None
+    value = finite_number(decay)
+    if value is None or not 0.0 <= value < 1.0:
+        raise ConfigError(f"ema.decay={decay}: give a number in [0, 1) (e.g. 0.99: an average over about 100 "
+                          "optimiser steps), or null for off")
+    return value
+
+
 def check_values(cfg: dict) -> None:
     """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), the choices of
     optim.name, sched.name and trainer.gradient_clip_algorithm, model.in_channels, seed, save_every_n_steps,
-    save_min_interval_s and early_stopping, and the true/false switches (final_eval, channels_last, ...) in the
+    save_min_interval_s, early_stopping and ema.decay, and the true/false switches (final_eval, channels_last, ...) in the
     composed `train` config (plain containers). The trainer group's other machine
     settings (accelerator, precision, strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})
@@ -267,6 +280,7 @@ def check_values(cfg: dict) -> None:
     number("early_stopping.patience", stopping.get("patience"), 1, integer=True, optional=True,
            what="a number of validations >= 1, or null for off")
     number("early_stopping.min_delta", stopping.get("min_delta") or 0.0, 0)
+    ema_decay((cfg.get("ema") or {}).get("decay"))
     for key, value in (("final_eval", cfg.get("final_eval", True)), ("channels_last", cfg.get("channels_last", True)),
                        ("model.compile", (cfg.get("model") or {}).get("compile", False)),
                        ("trainer.enable_progress_bar", (cfg.get("trainer") or {}).get("enable_progress_bar", True))):

@@ -293,10 +293,19 @@ def fit(cfg, resume: bool = False, announce: bool = True) -> TrainResult:
 
 
 def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
+    from segcli.checks import check_values
+
+    for key in ("train_split", "val_split"):  # data.val_split=2022: Hydra reads a number; the card's splits are names
+        value = cfg.data.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            cfg.data[key] = str(value)
+    # Numeric settings, before anything is built or written, and before torch and Lightning are imported (6 s here):
+    # a mistyped value is told at once.
+    check_values(to_container(cfg))
+
     import lightning as L
     import torch
 
-    from segcli.checks import check_values
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
     from segcli.data.datamodule import SegDataModule, check_val_per_process, input_scale, validation_off
@@ -322,11 +331,6 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         warnings.filterwarnings("ignore", pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once
-    for key in ("train_split", "val_split"):  # data.val_split=2022: Hydra reads a number; the card's splits are names
-        value = cfg.data.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            cfg.data[key] = str(value)
-    check_values(to_container(cfg))  # numeric settings, before anything is built or written
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
     cfg.data.root = str(Path(card.location).resolve())  # config.yaml must name it from any folder --resume is run in

@@ -20,7 +20,7 @@ from __future__ import annotations
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from segcli.errors import ConfigError
+from segcli.checks import ema_decay
 
 
 class EMA(WeightAveraging):
@@ -40,17 +40,9 @@ class EMA(WeightAveraging):
 
 
 def ema_callback(decay) -> EMA | None:
-    """The callback for `ema.decay` (None: off); a decay outside [0, 1) is a ConfigError."""
-    if decay is None:
-        return None
-    try:
-        value = float(decay)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"ema.decay={decay}: give a number in [0, 1) (e.g. 0.99: an average over about 100 "
-                          "optimiser steps), or null for off")
-    return EMA(value)
+    """The callback for `ema.decay` (None: off); a decay outside [0, 1) is a ConfigError (segcli.checks.ema_decay)."""
+    value = ema_decay(decay)
+    return None if value is None else EMA(value)
 
 
 def weights_only_state(trainer) -> dict | None:
