@@ -263,7 +263,8 @@ def ema_decay(decay) -> float | None:
 def check_values(cfg: dict) -> None:
     """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), the choices of
     optim.name, sched.name and trainer.gradient_clip_algorithm, model.in_channels, seed, save_every_n_steps,
-    save_min_interval_s, early_stopping and ema.decay, and the true/false switches (final_eval, channels_last, ...) in the
+    save_min_interval_s, early_stopping and ema.decay, and the true/false switches (final_eval, channels_last, ...) in
+    the
     composed `train` config (plain containers). The trainer group's other machine
     settings (accelerator, precision, strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})

@@ -205,8 +205,8 @@ def test_a_video_codec_that_is_no_fourcc_or_cannot_be_written_is_a_usage_error(c
 
 
 def test_odd_sized_and_truncated_videos_are_named(ckpt, cli, tmp_path):
-    """OpenCV's FFmpeg writer takes even sizes: a 101×77 clip's overlay video came out 100×76 without a word; a video cut
-    short (its header announcing 20 frames, 10 readable) was predicted in part without a word."""
+    """OpenCV's FFmpeg writer takes even sizes: a 101×77 clip's overlay video came out 100×76 without a word; a video
+    cut short (its header announcing 20 frames, 10 readable) was predicted in part without a word."""
     rng = np.random.default_rng(0)
     odd = tmp_path / "odd.avi"  # a bare MJPEG stream: FFmpeg reads it at any size
     odd.write_bytes(b"".join(cv2.imencode(".jpg", rng.integers(0, 255, (77, 101, 3), dtype=np.uint8))[1].tobytes()

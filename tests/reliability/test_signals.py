@@ -146,8 +146,8 @@ def test_sigterm_to_a_sweep_stops_its_running_job_and_resume_finishes_the_sweep(
     # (a wall-clock budget, one of the overrides a resume may give, ends each job soon: 1 s, counted over all sessions
     # of a run, is spent already for the stopped job, which ends soon after it resumes; the new job stops after its
     # first step(s) and validates the weights it stops with, writing best.ckpt).
-    done = subprocess.run([sys.executable, "-m", "segcli", "train", "--resume", str(sweep), "trainer.max_time=00:00:00:01"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "segcli", "train", "--resume", str(sweep),
+                           "trainer.max_time=00:00:00:01"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"continuing {job}" in done.stderr and "sweep job 2/2: " in done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(sweep.resolve())

@@ -15,7 +15,8 @@ def test_limit_val_batches_zero_trains_without_validation_and_says_so(tiny_data,
     run_dir = tmp_path / "run"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code, out, err = segcli(["train", *tiny(tiny_data, "trainer.limit_val_batches=0", "trainer.limit_train_batches=1"),
+        code, out, err = segcli(["train", *tiny(tiny_data, "trainer.limit_val_batches=0",
+                                                "trainer.limit_train_batches=1"),
                                  "--run-dir", run_dir], capsys)
     assert code == 0, err
     assert out.strip().splitlines()[-1] == str(run_dir)

@@ -251,7 +251,8 @@ def _accumulation_note(card, data_cfg, trainer_cfg, processes: int) -> None:
     batches = per_process // batch if per_process > batch else 1  # the loader drops a last partial batch
     limit = trainer_cfg.get("limit_train_batches")
     if limit is not None:  # Lightning's reading: a whole number caps the batches, a fraction takes that share
-        batches = min(batches, int(limit)) if float(limit) > 1 or isinstance(limit, int) else int(batches * float(limit))
+        whole = float(limit) > 1 or isinstance(limit, int)
+        batches = min(batches, int(limit)) if whole else int(batches * float(limit))
     if 0 < batches < accumulate:
         info(f"train: note: trainer.accumulate_grad_batches={accumulate} is more than the {batches} batch(es) of an "
              f"epoch, and the optimiser steps at every epoch's end: each step sums {batches} batch(es) of "

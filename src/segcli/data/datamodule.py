@@ -114,8 +114,6 @@ def loader_workers(setting) -> int:
     """data.num_workers → a worker count. auto: 0 on a machine with at most 2 CPU cores, where worker processes
     take cores from the training threads (measured: 10% slower training on 2 cores than loading in the main
     process), else min(8, cores // 2)."""
-    import os
-
     from segcli.errors import ConfigError
 
     if str(setting).lower() == "auto":
