@@ -91,6 +91,31 @@ def _synthetic(cfg):
                   decoder=MaskDecoder(len(synthetic.CLASSES), synthetic.IGNORE_INDEX), splits=["train", "val"])
 
 
+# settings that only `prepare folder` reads (a native format's classes, ignore index and splits are its own), and how
+# a user gives each; `val_fraction` is also read by cityscapes (KITTI's held-out val)
+FOLDER_ONLY = {"images": "--images", "masks": "--masks", "image_suffix": "--image-suffix", "mask_suffix": "--mask-suffix",
+               "classes": "--classes", "palette": "--palette", "ignore_index": "--ignore-index", "remap": "--remap",
+               "reduce_zero_label": "--reduce-zero-label", "mask_threshold": "--mask-threshold",
+               "split_files": "--split-file", "val_fraction": "--val-fraction", "test_fraction": "--test-fraction",
+               "folds": "--folds", "group": "--group"}
+
+
+def _check_unused(cfg) -> None:
+    """A setting the chosen format does not read (`prepare camvid ... folds=5`, `group=...`, `ignore_index=0`) was
+    silently left out of the card: a usage error naming it instead."""
+    unused = [key for key in FOLDER_ONLY if cfg.format != "folder"
+              and not (key == "val_fraction" and cfg.format == "cityscapes")]
+    if cfg.format in ("folder", "synthetic"):
+        unused.append("splits")  # --split: the native formats' own splits
+    for key in unused:
+        value = cfg.get(key)
+        if value is not None and value is not False:
+            flag = FOLDER_ONLY.get(key, "--split")
+            reader = "prepare folder" if key in FOLDER_ONLY else "prepare camvid|voc|cityscapes|ade20k"
+            raise ConfigError(f"{key}={value} ({flag}) is read only by `segcli {reader}`, not by `segcli prepare "
+                              f"{cfg.format}`; leave it out, or convert the data with `segcli {reader}`")
+
+
 def _needs_src(cfg, what: str) -> Path:
     if not cfg.src:
         raise ConfigError(f"{cfg.format} needs --src DIR ({what})")
@@ -159,7 +184,10 @@ def _unsaved(lint_path: Path, err: WriteError) -> str:
 
 def _first(report) -> str:
     """'; first: <file>: <detail>' of the first failing finding ('' when none fails)."""
-    first = next((f for f in report.findings if report.fails(f)), None)
+    failing = [f for f in report.findings if report.fails(f)]
+    if report.keep_going:  # the dropped pairs' own findings did not fail the run: what still blocks it (an empty split)
+        failing = [f for f in failing if f.stem is None] or failing
+    first = failing[0] if failing else None
     return f"; first: {first.file}: {first.detail}" if first else ""
 
 
@@ -172,6 +200,7 @@ def run(cfg):
     if not cfg.out:
         raise ConfigError("no output directory; pass --out DIR")
     _check_values(cfg)
+    _check_unused(cfg)
     source = _source(cfg)
     prepared = write_dataset(cfg.out, source, overwrite=bool(cfg.overwrite), strict=bool(cfg.strict),
                              keep_going=bool(cfg.keep_going), max_size=cfg.max_size, workers=int(cfg.workers),

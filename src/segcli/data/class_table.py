@@ -41,6 +41,9 @@ def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
         if rows is not None:
             return _numbered(rows, spec)
     names = lines if lines is not None else str(spec).split(",")
+    if lines is None and any(not n.strip() for n in names[:-1]):  # 'a,,c': c would silently become id 1
+        raise ConfigError(f"--classes {spec!r}: class {[n.strip() for n in names].index('')} has no name; name every "
+                          "class (ids count from 0 in the list's order), e.g. 'background,road,car'")
     names = [n.strip() for n in names if n.strip()]
     if not names:
         raise ConfigError(f"--classes {spec!r} names no classes; give 'a,b,c' or a file with one name per line")

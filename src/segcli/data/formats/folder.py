@@ -213,6 +213,10 @@ def _splits(stems: list[str], split_files: dict | None, val_fraction: float | No
         whole, first = cut(listed), cut(listed.split()[0])
         return first if whole not in known and first in known else whole
 
+    if split_files and (val_fraction is not None or test_fraction is not None):  # the fraction was silently unused
+        given = "--val-fraction" if val_fraction is not None else "--test-fraction"
+        raise ConfigError(f"{given} splits at random, --split-file by its lists: give one or the other (the pairs no "
+                          "list names are left out; list them in a --split-file val=FILE)")
     if split_files:
         lists = {str(split): [paired_stem(x) for x in read_split_list(path)] for split, path in split_files.items()}
         assigned, list_findings = from_lists(stems, lists, {str(k): str(v) for k, v in split_files.items()})
