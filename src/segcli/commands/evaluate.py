@@ -138,6 +138,9 @@ def _check_outputs(cfg) -> None:
     when the reports are written, either would throw the whole evaluation away."""
     from segcli.inference.io import file_in_the_way, not_writable, unwritable
 
+    if cfg.json is not None and not str(cfg.json).strip():  # `--json "$REPORT"` unset: no report, and exit 0
+        raise ConfigError("--json '': names no file (an unset variable?); give a file name for the report, or - to "
+                          "print it on stdout")
     if cfg.out:
         folder = file_in_the_way(cfg.out)
         if folder is not None:
@@ -182,6 +185,9 @@ def run(cfg) -> dict:
         raise ConfigError(f"--corruptions '{given}': names no corruption; give one or more of "
                           f"{', '.join(CORRUPTIONS)}, or all")
     severities = parse_severities(cfg.severity)
+    if not corruptions and isinstance(cfg.severity, str) and first_process():  # --severity alone: it does nothing
+        info(f"eval: note: --severity {cfg.severity} applies to --corruptions, and none is given: it is ignored; add "
+             "--corruptions LIST (or all) to evaluate under corruptions")
     if corruptions and mode == "predictions":
         raise ConfigError("--corruptions needs a model (--ckpt or --model): fixed predictions cannot see corrupted images")
     number("--worst", cfg.worst or 0, 0, integer=True, what="a number of images >= 0")

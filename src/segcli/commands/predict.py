@@ -37,6 +37,12 @@ def _check(cfg) -> str:
         raise ConfigError("no output directory; pass --out DIR")
     if not cfg.inputs and not cfg.list:
         raise ConfigError("no inputs; pass image or video files, folders, globs, --list FILE or - for stdin")
+    if cfg.shard is not None and not str(cfg.shard).strip():  # `--shard "$SHARD"`, unset: it predicted all inputs
+        raise ConfigError(f"--shard {str(cfg.shard)!r}: names no shard (an unset variable?), so every job would "
+                          "predict every input into the same files; write I/N, e.g. --shard 0/4, or leave --shard out "
+                          "to predict all inputs")
+    if list(cfg.inputs).count("-") > 1:  # the second read an empty stdin: 'stdin: no paths listed'
+        raise ConfigError("the input - is given more than once; stdin holds one list of paths: give - once")
     if cfg.on_error not in ("skip", "fail"):
         raise ConfigError(f"--on-error {cfg.on_error}: choose skip or fail")
     number("--smooth", cfg.smooth, 0, 1, what="the EMA weight of the previous frames, from 0 up to (not including) 1")
@@ -101,7 +107,7 @@ def predict_with(cfg, predictor) -> list[Path]:
     save = parse_save(cfg.save)
     if not cfg.overlay:
         save = tuple(k for k in save if k != "overlay") or ("mask",)
-    collected = collect(list(cfg.inputs), cfg.list, skip_under=cfg.out)
+    collected = collect(list(cfg.inputs), cfg.list, stdin=_stdin(cfg), skip_under=cfg.out)
     items = shard(collected, shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
@@ -117,6 +123,18 @@ def predict_with(cfg, predictor) -> list[Path]:
     except BaseException:  # writes run in parallel threads: folders one of them created may be left empty
         prune_created_tree(outputs.out, created)
         raise
+
+
+def _stdin(cfg):
+    """The list of paths on stdin (`-`, `--list -`) less a leading UTF-8 byte-order mark, as `--list FILE` reads its
+    file (PowerShell and Windows editors write one): kept, it made the first path '\ufeffa.png', 'cannot read file'.
+    None when no input reads stdin (it is not read then: a terminal would wait)."""
+    import io
+    import sys
+
+    if ("-" not in list(cfg.inputs) and cfg.list != "-") or sys.stdin is None:
+        return None
+    return io.StringIO(sys.stdin.read().removeprefix("\ufeff"))
 
 
 def _check_out(out: Path) -> None:

@@ -18,6 +18,10 @@ CLASS_RATES = ("iou", "biou", "acc", "precision", "dice")
 def load_report(path: str | Path) -> dict:
     """Read a report.json written by `segcli eval` (DataError naming the file otherwise)."""
     path = Path(path)
+    if path.is_dir():  # an earlier `eval --out DIR`: was 'not a readable JSON report (IsADirectoryError)'
+        inside = path / "report.json"
+        fix = f"pass {inside}" if inside.is_file() else "pass the report.json that `segcli eval --out DIR` wrote"
+        raise DataError(f"{path}: a folder, not a report to compare with; {fix}")
     try:
         # NaN (how mmsegmentation and numpy-based tools write an absent class's rate) is read as null: a NaN kept
         # would make this report's `compare` section, and so report.json, invalid JSON
