@@ -96,7 +96,16 @@ def _execute(command: str, overrides: list[str] | None, values: dict, config_dir
 
 
 # ----------------------------------------------------------------------------- prepare
-Out = typer.Option(None, "--out", help="Output dataset directory.")
+def _out_path(value: str) -> Path:
+    """--out as a Path; an empty one (`--out "$OUT"` with OUT unset) is a usage error: Typer read it as '.', and
+    predict, eval and prepare wrote into the current folder."""
+    if not str(value).strip():
+        raise typer.BadParameter("names no folder or file (an unset variable?); give the output's path (--out . for "
+                                 "the current folder)")
+    return Path(value)
+
+
+Out = typer.Option(None, "--out", parser=_out_path, help="Output dataset directory.")
 Overwrite = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset.")
 Strict = typer.Option(False, "--strict", help="Lint warnings fail the run too.")
 KeepGoing = typer.Option(False, "--keep-going", help="Drop pairs with lint errors (listed in lint.json) instead of failing.")
@@ -295,7 +304,7 @@ def evaluate(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs (or colour PNGs in the card's palette) named like the split's masks: score them without a model (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png here."),
+    out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, help="Write report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png here."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to FILE, or '-' for stdout."),
     worst: Optional[int] = typer.Option(None, "--worst", help="Side-by-side panels of the K lowest-mIoU images in OUT/worst/."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Also evaluate under corruptions: brightness,contrast,gaussian_noise,motion_blur,jpeg,fog or all."),
@@ -319,7 +328,7 @@ def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional Hydra overrides, e.g. inference=slide writers=4.", show_default=False),
     ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
     model: Optional[List[Path]] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt; repeatable, as --ckpt."),
-    out: Path = typer.Option(None, "--out", help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
+    out: Path = typer.Option(None, "--out", parser=_out_path, help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
     list_file: Optional[Path] = typer.Option(None, "--list", help="Text file with one input path per line."),
     save: Optional[str] = typer.Option(None, "--save", help="Outputs, comma-separated: mask,overlay,prob,uncertainty,areas (default mask,overlay)."),
     palette_png: bool = typer.Option(False, "--palette-png", help="Indexed PNG masks: ids stored, palette colours shown by viewers."),
@@ -339,7 +348,7 @@ def predict(
     flags = {"palette_png": palette_png, "legend": legend, "jsonl": jsonl, "skip_existing": skip_existing,
              "video.masks": frame_masks}
     values = {"ckpt": _models(ckpt), "model": _models(model), "out": out, "inputs": paths, "list": list_file,
-              "save": save.split(",") if save else None, "alpha": alpha, "shard": shard, "on_error": on_error,
+              "save": save.split(",") if save is not None else None, "alpha": alpha, "shard": shard, "on_error": on_error,
               "smooth": smooth, **{k: v or None for k, v in flags.items()}}
     _execute("predict", overrides, values, config_dir, print_cfg)
 
@@ -361,7 +370,7 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
 def export(
     ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to export."),
     fmt: str = typer.Option(None, "--format", help="Export format: onnx (default) or torchscript."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: next to the checkpoint, .onnx or .pt)."),
+    out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, help="Output file (default: next to the checkpoint, .onnx or .pt)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 17)."),
     half: bool = typer.Option(False, "--half", help="Export float16 for a GPU (needs a CUDA device)."),
     argmax: bool = typer.Option(False, "--argmax", help="Bake the argmax into the model: uint8 class ids out instead of logits."),

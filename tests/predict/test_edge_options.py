@@ -67,3 +67,21 @@ def test_eval_severity_without_corruptions_is_noted(crafted, cli):
     assert code == 0, err
     assert "--severity 5 applies to --corruptions" in err
     assert "--severity" not in out
+
+
+def test_an_empty_out_or_save_is_a_usage_error(tmp_path, ckpt, cli, monkeypatch):
+    """`--out "$OUT"` with OUT unset: Typer read '' as '.', and predict, eval, export and prepare wrote into the current
+    folder (exit 0); `--save ""` fell back to the default outputs."""
+    paths = write_images(tmp_path / "in", 1)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for args in (("predict", paths[0], "--ckpt", ckpt), ("export", "--ckpt", ckpt),
+                 ("prepare", "synthetic", "--num-images", "2"), ("eval", "--ckpt", ckpt, "--data", tmp_path / "none")):
+        code, out, err = cli(*args, "--out", "")
+        assert code == 2, (args, err)
+        assert err.startswith("segcli: error: Invalid value for '--out': names no folder or file (an unset variable?)")
+        assert out == "" and list(work.iterdir()) == [], args
+    code, out, err = cli("predict", paths[0], "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "")
+    assert code == 2 and "save=(empty)" in err, err
+    assert not (tmp_path / "out").exists()
