@@ -87,6 +87,12 @@ def flag(key: str, value, *also: str) -> None:
     raise ConfigError(f"{key}={value!r}: give {', '.join([*also, 'true'])} or false")
 
 
+def input_scale_value(value) -> None:
+    """data.input_scale: null (1) or a number in (0, 4]."""
+    number("data.input_scale", value, 0, 4, low_open=True, optional=True,
+           what="a number in (0, 4], e.g. 0.5 to train and predict at half resolution")
+
+
 def _data_values(data: dict) -> None:
     number("data.batch_size", data.get("batch_size"), 1, integer=True)
     workers = data.get("num_workers", "auto")
@@ -98,8 +104,7 @@ def _data_values(data: dict) -> None:
     number("data.val_batch_size", data.get("val_batch_size", 1), 1, integer=True)
     number("data.repeat", data.get("repeat", 1), 1, integer=True)
     number("data.rare_class_threshold", data.get("rare_class_threshold", 0.1), 0, 1, low_open=True)
-    number("data.input_scale", data.get("input_scale"), 0, 4, low_open=True, optional=True,
-           what="a number in (0, 4], e.g. 0.5 to train and predict at half resolution")
+    input_scale_value(data.get("input_scale"))
 
 
 def _augment_values(augment: dict) -> None:
@@ -263,9 +268,8 @@ def ema_decay(decay) -> float | None:
 def check_values(cfg: dict) -> None:
     """The numeric keys of data, augment, loss, optim, sched and trainer (and trainer.devices), the choices of
     optim.name, sched.name and trainer.gradient_clip_algorithm, model.in_channels, seed, save_every_n_steps,
-    save_min_interval_s, early_stopping and ema.decay, and the true/false switches (final_eval, channels_last, ...) in
-    the
-    composed `train` config (plain containers). The trainer group's other machine
+    save_min_interval_s, early_stopping and ema.decay, and the true/false switches (final_eval, channels_last, ...)
+    in the composed `train` config (plain containers). The trainer group's other machine
     settings (accelerator, precision, strategy, nodes) are segcli.models.trainer_args.check's."""
     _data_values(cfg.get("data") or {})
     _augment_values(cfg.get("augment") or {})

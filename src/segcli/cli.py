@@ -97,15 +97,15 @@ def _execute(command: str, overrides: list[str] | None, values: dict, config_dir
 
 # ----------------------------------------------------------------------------- prepare
 def _out_path(value: str) -> Path:
-    """--out as a Path; an empty one (`--out "$OUT"` with OUT unset) is a usage error: Typer read it as '.', and
-    predict, eval and prepare wrote into the current folder."""
+    """--out (or --run-dir) as a Path; an empty one (`--out "$OUT"` with OUT unset) is a usage error: Typer read it as
+    '.', and predict, eval, export, prepare and train wrote into the current folder."""
     if not str(value).strip():
-        raise typer.BadParameter("names no folder or file (an unset variable?); give the output's path (--out . for "
-                                 "the current folder)")
+        raise typer.BadParameter("names no folder or file (an unset variable?); give the output's path (. for the "
+                                 "current folder)")
     return Path(value)
 
 
-Out = typer.Option(None, "--out", parser=_out_path, help="Output dataset directory.")
+Out = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output dataset directory.")
 Overwrite = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset.")
 Strict = typer.Option(False, "--strict", help="Lint warnings fail the run too.")
 KeepGoing = typer.Option(False, "--keep-going", help="Drop pairs with lint errors (listed in lint.json) instead of failing.")
@@ -222,7 +222,7 @@ def prepare_lint(
 @app.command("train")
 def train(
     overrides: Optional[List[str]] = _overrides("model.arch=fpn trainer.max_epochs=30 loss=ce"),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", parser=_out_path, metavar="<path>", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml (or a stopped sweep: SWEEP_DIR's unfinished jobs); only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
     multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
     start_from: Optional[Path] = typer.Option(None, "--from", help="Start a new run from a saved config: a run directory (its config.yaml) or a file of `segcli train --cfg`; key=value overrides change it."),
@@ -304,7 +304,7 @@ def evaluate(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs (or colour PNGs in the card's palette) named like the split's masks: score them without a model (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
-    out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, help="Write report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png here."),
+    out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Write report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png here."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to FILE, or '-' for stdout."),
     worst: Optional[int] = typer.Option(None, "--worst", help="Side-by-side panels of the K lowest-mIoU images in OUT/worst/."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Also evaluate under corruptions: brightness,contrast,gaussian_noise,motion_blur,jpeg,fog or all."),
@@ -328,7 +328,7 @@ def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional Hydra overrides, e.g. inference=slide writers=4.", show_default=False),
     ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
     model: Optional[List[Path]] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt; repeatable, as --ckpt."),
-    out: Path = typer.Option(None, "--out", parser=_out_path, help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
+    out: Path = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
     list_file: Optional[Path] = typer.Option(None, "--list", help="Text file with one input path per line."),
     save: Optional[str] = typer.Option(None, "--save", help="Outputs, comma-separated: mask,overlay,prob,uncertainty,areas (default mask,overlay)."),
     palette_png: bool = typer.Option(False, "--palette-png", help="Indexed PNG masks: ids stored, palette colours shown by viewers."),
@@ -370,7 +370,7 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
 def export(
     ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to export."),
     fmt: str = typer.Option(None, "--format", help="Export format: onnx (default) or torchscript."),
-    out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, help="Output file (default: next to the checkpoint, .onnx or .pt)."),
+    out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output file (default: next to the checkpoint, .onnx or .pt)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 17)."),
     half: bool = typer.Option(False, "--half", help="Export float16 for a GPU (needs a CUDA device)."),
     argmax: bool = typer.Option(False, "--argmax", help="Bake the argmax into the model: uint8 class ids out instead of logits."),

@@ -26,7 +26,7 @@ def test_metrics_csv_logs_the_lr_each_step_trained_with(tiny_data, tmp_path, cap
     """train/lr is the lr the row's optimiser step used: it was read after the scheduler had stepped, so the row of
     step 0 showed step 1's lr (a warm-up's first value and the peak never appeared; the last row showed 0 for poly)."""
     run = tmp_path / "run"
-    # 6 steps of batch 2 over 2 epochs (3 a epoch): through the warm-up, across an epoch boundary, and at the peak
+    # 6 steps of batch 2 over 2 epochs (3 an epoch): through the warm-up, across an epoch boundary, and at the peak
     code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=2", "data.batch_size=2",
                                           "trainer.limit_train_batches=3", "sched=constant", "sched.warmup_steps=4",
                                           "optim.lr=0.001", "final_eval=false"), "--run-dir", run], capsys)

@@ -86,13 +86,9 @@ def _check_values(cfg) -> None:
 def _check_is_checkpoint(path) -> None:
     """--ckpt must be a checkpoint: an exported file given instead was 'not a readable checkpoint (UnpicklingError);
     it may be truncated' (ONNX), or that after a torch.load warning on stderr (TorchScript)."""
-    from segcli.inference.backends import model_kind
+    from segcli.inference.backends import model_kind, refuse_folder
 
-    if Path(path).is_dir():  # was "checkpoint not found", of a folder that is there (a run directory)
-        found = next((Path(path) / sub / name for name in ("best.ckpt", "last.ckpt") for sub in ("checkpoints", "")
-                      if (Path(path) / sub / name).is_file()), None)
-        fix = f"pass --ckpt {found}" if found else "pass its .ckpt file (RUN_DIR/checkpoints/best.ckpt)"
-        raise DataError(f"--ckpt {path}: a folder, not a checkpoint; {fix}")
+    refuse_folder(path)  # a run directory: was "checkpoint not found", of a folder that is there
     kind = model_kind(path) if Path(path).is_file() else "checkpoint"  # a missing file: load_torch_model says so
     if kind != "checkpoint":
         name = {"onnx": "ONNX", "torchscript": "TorchScript"}[kind]

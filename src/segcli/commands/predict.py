@@ -126,15 +126,19 @@ def predict_with(cfg, predictor) -> list[Path]:
 
 
 def _stdin(cfg):
-    """The list of paths on stdin (`-`, `--list -`) less a leading UTF-8 byte-order mark, as `--list FILE` reads its
-    file (PowerShell and Windows editors write one): kept, it made the first path '\ufeffa.png', 'cannot read file'.
-    None when no input reads stdin (it is not read then: a terminal would wait)."""
+    """The list of paths on stdin (`-`, `--list -`), less a leading UTF-8 byte-order mark (PowerShell and Windows
+    editors write one: kept, it made the first path '\ufeffa.png', 'cannot read file'). Its bytes are decoded as file
+    names are (UTF-8, other bytes kept as os.fsdecode keeps them), so `find | segcli predict -` finds a file whose name
+    is not UTF-8 under any locale (under a strict UTF-8 one such a name was an internal error). None when no input
+    reads stdin (it is not read then: a terminal would wait)."""
     import io
     import sys
 
     if ("-" not in list(cfg.inputs) and cfg.list != "-") or sys.stdin is None:
         return None
-    return io.StringIO(sys.stdin.read().removeprefix("\ufeff"))
+    raw = getattr(sys.stdin, "buffer", None)
+    text = sys.stdin.read() if raw is None else raw.read().decode("utf-8", "surrogateescape")
+    return io.StringIO(text.removeprefix("\ufeff"))
 
 
 def _check_out(out: Path) -> None:

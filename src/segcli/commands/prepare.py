@@ -93,16 +93,18 @@ def _synthetic(cfg):
 
 # settings that only `prepare folder` reads (a native format's classes, ignore index and splits are its own), and how
 # a user gives each; `val_fraction` is also read by cityscapes (KITTI's held-out val)
-FOLDER_ONLY = {"images": "--images", "masks": "--masks", "image_suffix": "--image-suffix", "mask_suffix": "--mask-suffix",
-               "classes": "--classes", "palette": "--palette", "ignore_index": "--ignore-index", "remap": "--remap",
+FOLDER_ONLY = {"images": "--images", "masks": "--masks", "image_suffix": "--image-suffix",
+               "mask_suffix": "--mask-suffix", "classes": "--classes", "palette": "--palette",
+               "ignore_index": "--ignore-index", "remap": "--remap",
                "reduce_zero_label": "--reduce-zero-label", "mask_threshold": "--mask-threshold",
                "split_files": "--split-file", "val_fraction": "--val-fraction", "test_fraction": "--test-fraction",
                "folds": "--folds", "group": "--group"}
 
 
 def _check_unused(cfg) -> None:
-    """A setting the chosen format does not read (`prepare camvid ... folds=5`, `group=...`, `ignore_index=0`) was
-    silently left out of the card: a usage error naming it instead."""
+    """A setting of `prepare folder` given to a format that does not read it (`prepare camvid ... folds=5`,
+    `group=...`, `ignore_index=0`), or --split given to folder or synthetic, was silently left out of the card: a usage
+    error naming it instead."""
     unused = [key for key in FOLDER_ONLY if cfg.format != "folder"
               and not (key == "val_fraction" and cfg.format == "cityscapes")]
     if cfg.format in ("folder", "synthetic"):
@@ -111,7 +113,8 @@ def _check_unused(cfg) -> None:
         value = cfg.get(key)
         if value is not None and value is not False:
             flag = FOLDER_ONLY.get(key, "--split")
-            reader = "prepare folder" if key in FOLDER_ONLY else "prepare camvid|voc|cityscapes|ade20k"
+            reader = "prepare camvid|voc|cityscapes|ade20k" if key not in FOLDER_ONLY else \
+                "prepare folder|cityscapes" if key == "val_fraction" else "prepare folder"
             raise ConfigError(f"{key}={value} ({flag}) is read only by `segcli {reader}`, not by `segcli prepare "
                               f"{cfg.format}`; leave it out, or convert the data with `segcli {reader}`")
 

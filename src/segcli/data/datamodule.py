@@ -65,18 +65,12 @@ class PadCollate:
 
 
 def input_scale(data_cfg: dict) -> float:
-    """data.input_scale as a float in (0, 4]: the model works on images resized by this factor."""
-    from segcli.errors import ConfigError
+    """data.input_scale as a float in (0, 4]: the model works on images resized by this factor (1.0 when null)."""
+    from segcli.checks import input_scale_value
 
-    try:
-        value = data_cfg.get("input_scale")
-        scale = 1.0 if value is None else float(value)
-    except (TypeError, ValueError):
-        scale = -1.0
-    if not 0.0 < scale <= 4.0:
-        raise ConfigError(f"data.input_scale={data_cfg.get('input_scale')!r}: give a number in (0, 4], e.g. 0.5 to "
-                          "train and predict at half resolution")
-    return scale
+    value = data_cfg.get("input_scale")
+    input_scale_value(value)
+    return 1.0 if value is None else float(value)
 
 
 def validates(data_cfg) -> bool:

@@ -41,9 +41,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def refuse_folder(path: str | Path) -> None:
+    """A DataError for a folder given where a model file belongs (a run directory as --ckpt or --model), naming the
+    checkpoint inside it to pass: it was 'model file not found', of a folder that is there."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    found = next((path / sub / name for name in ("best.ckpt", "last.ckpt") for sub in ("checkpoints", "")
+                  if (path / sub / name).is_file()), None)
+    fix = f"pass --ckpt {found}" if found else \
+        "pass a .ckpt checkpoint (RUN_DIR/checkpoints/best.ckpt) or an exported file"
+    raise DataError(f"{path}: a folder, not a model file; {fix}")
+
+
 def model_kind(path: str | Path) -> str:
     """'onnx', 'torchscript' or 'checkpoint', from the suffix (.onnx) or the archive's content."""
     path = Path(path)
+    refuse_folder(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found; pass a .ckpt checkpoint or a file written by `segcli export`")
     if zipfile.is_zipfile(path):

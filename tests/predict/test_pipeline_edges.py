@@ -1,17 +1,13 @@
-"""Edge cases of predict's and eval's options met in shell pipelines and CI: empty values from unset variables, a
-list of paths on stdin with a byte-order mark, `-` given twice, a report folder passed to --compare, --severity
-without --corruptions. Each was a silent surprise or a misleading line before."""
+"""Edge cases of predict's options (and every command's --out) met in shell pipelines and CI: empty values from unset
+variables, a list of paths on stdin with a byte-order mark or a name that is not UTF-8, `-` given twice. Each was a
+silent surprise or a misleading line before."""
 
 from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))  # the eval tests' crafted dataset
-
-from helpers_eval import crafted  # noqa: E402,F401  (a fixture: registered by importing it)
-from predict_helpers import write_images  # noqa: E402
+from predict_helpers import write_images
 
 
 def test_empty_shard_is_refused(tmp_path, ckpt, cli):
@@ -42,33 +38,6 @@ def test_dash_given_twice_is_refused(tmp_path, ckpt, cli, monkeypatch):
     assert "- is given more than once" in err and out == ""
 
 
-def test_eval_empty_json_is_refused(crafted, tmp_path, cli):
-    """`--json "$REPORT"` with REPORT unset wrote no report and exited 0."""
-    root, preds = crafted
-    code, out, err = cli("eval", "--predictions", preds, "--data", root, "--json", "")
-    assert code == 2, err
-    assert "--json ''" in err and out == ""
-
-
-def test_eval_compare_with_a_report_folder(crafted, tmp_path, cli):
-    """`--compare reports/main` (the --out of the earlier run): was '(IsADirectoryError)'; now names the file."""
-    root, preds = crafted
-    assert cli("eval", "--predictions", preds, "--data", root, "--out", tmp_path / "main")[0] == 0
-    code, out, err = cli("eval", "--predictions", preds, "--data", root, "--compare", tmp_path / "main")
-    assert code == 3, err
-    assert f"pass {tmp_path / 'main' / 'report.json'}" in err and "IsADirectoryError" not in err
-    assert out == ""
-
-
-def test_eval_severity_without_corruptions_is_noted(crafted, cli):
-    """--severity 5 alone evaluated nothing corrupted, without a word."""
-    root, preds = crafted
-    code, out, err = cli("eval", "--predictions", preds, "--data", root, "--severity", "5")
-    assert code == 0, err
-    assert "--severity 5 applies to --corruptions" in err
-    assert "--severity" not in out
-
-
 def test_an_empty_out_or_save_is_a_usage_error(tmp_path, ckpt, cli, monkeypatch):
     """`--out "$OUT"` with OUT unset: Typer read '' as '.', and predict, eval, export and prepare wrote into the current
     folder (exit 0); `--save ""` fell back to the default outputs."""
@@ -76,12 +45,37 @@ def test_an_empty_out_or_save_is_a_usage_error(tmp_path, ckpt, cli, monkeypatch)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    for args in (("predict", paths[0], "--ckpt", ckpt), ("export", "--ckpt", ckpt),
-                 ("prepare", "synthetic", "--num-images", "2"), ("eval", "--ckpt", ckpt, "--data", tmp_path / "none")):
-        code, out, err = cli(*args, "--out", "")
+    for args in (("predict", paths[0], "--ckpt", ckpt, "--out"), ("export", "--ckpt", ckpt, "--out"),
+                 ("prepare", "synthetic", "--num-images", "2", "--out"),
+                 ("eval", "--ckpt", ckpt, "--data", tmp_path / "none", "--out"),
+                 ("train", "data.root=none", "--run-dir")):
+        code, out, err = cli(*args, "")
         assert code == 2, (args, err)
-        assert err.startswith("segcli: error: Invalid value for '--out': names no folder or file (an unset variable?)")
+        assert err.startswith(f"segcli: error: Invalid value for '{args[-1]}': names no folder or file (an unset "
+                              "variable?)"), err
         assert out == "" and list(work.iterdir()) == [], args
     code, out, err = cli("predict", paths[0], "--ckpt", ckpt, "--out", tmp_path / "out", "--save", "")
     assert code == 2 and "save=(empty)" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_name_that_is_not_utf8_on_stdin_is_found_under_a_strict_locale(tmp_path, ckpt):
+    """`find | segcli predict -` with a Latin-1 file name, where stdin decodes strictly (PYTHONIOENCODING=utf-8:strict,
+    as under some UTF-8 locales): 'internal error: UnicodeDecodeError', exit 4. Stdin's bytes are now decoded as file
+    names are."""
+    import os
+    import subprocess
+
+    import cv2
+    import numpy as np
+
+    (tmp_path / "in").mkdir()
+    good = tmp_path / "in" / "x.png"
+    assert cv2.imwrite(str(good), np.zeros((40, 50, 3), np.uint8))
+    name = os.fsencode(tmp_path / "in") + b"/caf\xe9.png"
+    os.rename(os.fsencode(good), name)
+    proc = subprocess.run([sys.executable, "-m", "segcli", "predict", "-", "--ckpt", str(ckpt), "--out", "out",
+                           "--save", "mask"], input=name + b"\n", cwd=tmp_path, capture_output=True, timeout=300,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(os.fsencode(tmp_path / "out")) == [b"caf\xe9.png"]
