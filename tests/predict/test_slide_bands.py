@@ -70,12 +70,32 @@ CASES = [(1, 37, 53, (16, 24), (8, 12), "gaussian", 3), (3, 10, 11, (16, 24), (8
          (1, 45, 45, (16, 16), (1, 16), "gaussian", 7), (4, 33, 40, (32, 16), (5, 9), "constant", 2)]
 
 
+def whole_map(run, x, tile, stride, blend, per_batch) -> torch.Tensor:
+    """The reference: every window's weighted logits added into one (N, K, H, W) map in window order (rows top to
+    bottom, left to right within a row), `per_batch` windows per call of `run`, then divided by the summed weights."""
+    n, _, h, w = x.shape
+    th, tw = min(tile[0], h), min(tile[1], w)
+    boxes = [(y, xx) for y in sliding.window_starts(h, th, stride[0]) for xx in sliding.window_starts(w, tw, stride[1])]
+    weight = sliding.blend_weights(th, tw, blend)
+    total, weight_sum = None, torch.zeros(h, w)
+    for i in range(0, len(boxes), per_batch):
+        chunk = boxes[i: i + per_batch]
+        out = run(torch.cat([x[..., y: y + th, xx: xx + tw] for y, xx in chunk])).float()
+        total = torch.zeros(n, out.shape[1], h, w) if total is None else total
+        for j, (y, xx) in enumerate(chunk):
+            total[..., y: y + th, xx: xx + tw] += out[j * n: (j + 1) * n] * weight
+            weight_sum[y: y + th, xx: xx + tw] += weight
+    return total / weight_sum
+
+
 @pytest.mark.parametrize("n,h,w,tile,stride,blend,per_batch", CASES)
-def test_bands_concatenate_to_the_slide_logits_bit_for_bit(n, h, w, tile, stride, blend, per_batch):
+def test_bands_concatenate_to_the_whole_blended_map_bit_for_bit(n, h, w, tile, stride, blend, per_batch):
     x = torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(h * w))
     run = conv_model()
     with torch.inference_mode():
-        full = sliding.slide_logits(run, x, tile, stride, blend, per_batch)
+        full = whole_map(run, x, tile, stride, blend, per_batch)
+        assert torch.equal(sliding.slide_logits(run, x, tile, stride, blend, per_batch).view(torch.int32),
+                           full.view(torch.int32))
         bands = [(top, band.clone()) for top, band in sliding.slide_bands(run, x, tile, stride, blend, per_batch)]
     tops = [top for top, _ in bands]
     assert tops[0] == 0 and tops == sorted(set(tops))

@@ -50,20 +50,12 @@ def slide_logits(run: Run, x: torch.Tensor, tile: tuple[int, int], stride: tuple
     `run` maps (B, C, h, w) → (B, K, h, w) logits for a window (e.g. forward_padded over the model);
     up to `windows_per_batch` windows of all N images go through it at once.
     """
-    n, _, h, w = x.shape
-    th, tw = min(tile[0], h), min(tile[1], w)
-    boxes = _boxes(h, w, th, tw, stride)
-    weight = blend_weights(th, tw, blend, x.device)
-    total = weight_sum = None
-    for chunk, out in _chunks(run, x, boxes, th, tw, windows_per_batch):
+    total = None  # filled band by band (slide_bands): the same sums, so the same values as blending into one map
+    for top, band in slide_bands(run, x, tile, stride, blend, windows_per_batch):
         if total is None:
-            total = torch.zeros((n, out.shape[1], h, w), dtype=torch.float32, device=out.device)
-            weight_sum = torch.zeros((h, w), dtype=torch.float32, device=out.device)
-            weight = weight.to(out.device)
-        for j, (y, xx) in enumerate(chunk):
-            total[..., y: y + th, xx: xx + tw] += out[j * n: (j + 1) * n] * weight
-            weight_sum[y: y + th, xx: xx + tw] += weight
-    return total.div_(weight_sum)  # in place: a second full-size copy of the scores was 1.9 GB at 12 MP, 40 classes
+            total = torch.empty((*band.shape[:2], *x.shape[-2:]), dtype=torch.float32, device=band.device)
+        total[:, :, top: top + band.shape[2]] = band
+    return total
 
 
 def slide_bands(run: Run, x: torch.Tensor, tile: tuple[int, int], stride: tuple[int, int], blend: str = "gaussian",
