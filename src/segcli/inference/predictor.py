@@ -264,12 +264,17 @@ class Predictor:
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if self.options.amp == "bf16" else torch.float16)
 
     def _run_once(self, x: torch.Tensor) -> torch.Tensor:
-        multiple, smallest = int(self.meta["size_multiple"]), min_size(self.meta)
         if self.options.mode == "slide":
-            run = lambda crop: forward_padded(self.forward, crop, multiple, smallest)  # noqa: E731
-            return slide_logits(run, x, self.options.tile, self.options.stride(), self.options.blend,
-                                max(1, self.batch_size // x.shape[0]))
-        return forward_padded(self.forward, x, multiple, smallest)
+            return self._slide(slide_logits, x)
+        return forward_padded(self.forward, x, int(self.meta["size_multiple"]), min_size(self.meta))
+
+    def _slide(self, blend, x: torch.Tensor):
+        """`blend` (sliding.slide_logits or slide_bands) over normalised (N, C, H, W) x with this predictor's tile,
+        stride and blending, each batch of windows zero-padded to the model's size multiple as forward_padded pads."""
+        multiple, smallest = int(self.meta["size_multiple"]), min_size(self.meta)
+        run = lambda crop: forward_padded(self.forward, crop, multiple, smallest)  # noqa: E731
+        return blend(run, x, self.options.tile, self.options.stride(), self.options.blend,
+                     max(1, self.batch_size // x.shape[0]))
 
     @torch.inference_mode()
     def ids(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -298,25 +303,22 @@ class Predictor:
     def _slide_ids(self, x: torch.Tensor) -> np.ndarray:
         """Normalised (N, C, H, W) x → (N, H, W) uint8/uint16 ids of one sliding pass, argmaxed band by band
         (segcli.inference.sliding.slide_bands); NaN or infinite logits raise as in logits(), counted over all."""
-        multiple, smallest = int(self.meta["size_multiple"]), min_size(self.meta)
         scale = self.options.scales[0] * input_scale(self.meta)
         x = resize(x, scale)  # same size (_bandwise); resampled as logits() resamples it
         n, _, h, w = x.shape
-        ids = None  # (N, H, W), typed as to_ids types it once the number of classes is known
+        ids = None  # (N, H, W), typed as to_ids types the first band's ids
         bad = total = 0
-        run = lambda crop: forward_padded(self.forward, crop, multiple, smallest)  # noqa: E731
         with self._autocast():
-            bands = slide_bands(run, x, self.options.tile, self.options.stride(), self.options.blend,
-                                max(1, self.batch_size // n))
-            for top, band in bands:
+            for top, band in self._slide(slide_bands, x):
                 finite = torch.isfinite(band)
                 if bad or not bool(finite.all()):  # keep counting, so the message gives the same count as logits()
                     bad += int((~finite).sum())
                 total += band.numel()
                 if not bad:
+                    part = to_ids(band)
                     if ids is None:
-                        ids = np.empty((n, h, w), np.uint8 if band.shape[1] <= 256 else np.uint16)
-                    ids[:, top: top + band.shape[2]] = band.argmax(1).cpu().numpy()
+                        ids = np.empty((n, h, w), part.dtype)
+                    ids[:, top: top + band.shape[2]] = part
                 del band, finite  # the band is a view of the rolling buffer: let it go before the next one
         if bad:
             raise _not_finite(bad, total, self.options.amp, self.source, self._half)
