@@ -244,11 +244,13 @@ def _train_images_per_process(card, data_cfg, processes: int) -> int:
 def _accumulation_note(card, data_cfg, trainer_cfg, processes: int) -> None:
     """A note when trainer.accumulate_grad_batches is more than the batches of an epoch: Lightning steps the
     optimiser at every epoch's end, so each step sums fewer batches than asked (10 asked, 2 per epoch: 2)."""
+    from segcli.data.datamodule import train_batches
+
     accumulate = int(trainer_cfg.get("accumulate_grad_batches") or 1)
     if accumulate <= 1:
         return
-    per_process, batch = _train_images_per_process(card, data_cfg, processes), int(data_cfg.batch_size)
-    batches = per_process // batch if per_process > batch else 1  # the loader drops a last partial batch
+    batch = int(data_cfg.batch_size)
+    batches, _ = train_batches(_train_images_per_process(card, data_cfg, processes), batch)
     limit = trainer_cfg.get("limit_train_batches")
     if limit is not None:  # Lightning's reading: a whole number caps the batches, a fraction takes that share
         whole = float(limit) > 1 or isinstance(limit, int)
@@ -263,18 +265,18 @@ def _accumulation_note(card, data_cfg, trainer_cfg, processes: int) -> None:
 def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
     """DeepLabV3(+), PAN and UPerNet cannot train on a batch of one image (a BatchNorm after a 1×1 pooling): a
     ConfigError before the run directory is made, rather than one from the first training step (SegModule). The
-    smallest batch is data.batch_size, or the whole per-process split when that is not larger (the loader then
-    keeps its one partial batch; a larger split drops its last partial batch)."""
+    smallest batch is data.batch_size, or the whole per-process split when that is not larger (datamodule.
+    train_batches)."""
+    from segcli.data.datamodule import train_batches
     from segcli.models.module import POOLING_ARCHS
 
     if arch.lower() not in POOLING_ARCHS:
         return
-    per_process = _train_images_per_process(card, data_cfg, processes)
     batch = int(data_cfg.batch_size)
     if batch == 1:
         raise ConfigError(f"model={arch} cannot train on a batch of 1 image: a BatchNorm layer after its image pooling "
                           "needs 2 or more images per step; set data.batch_size to 2 or more")
-    if per_process == 1:
+    if train_batches(_train_images_per_process(card, data_cfg, processes), batch)[1] == 1:
         raise ConfigError(f"model={arch} cannot train on a batch of 1 image: a BatchNorm layer after its image pooling "
                           f"needs 2 or more images per step, and each of {processes} process(es) gets 1 training image "
                           f"of the split '{data_cfg.train_split}'; add training images, or train on fewer devices")

@@ -84,6 +84,12 @@ def images_per_process(images: int, processes: int) -> int:
     return -(-int(images) // max(1, int(processes)))
 
 
+def train_batches(images: int, batch_size: int) -> tuple[int, int]:
+    """(batches per epoch, images in the smallest) of one process's training loader over `images` (SegDataModule.
+    _loader): its last partial batch is dropped where a full one remains, else its one partial batch is kept."""
+    return (images // batch_size, batch_size) if images > batch_size else (1, images)
+
+
 def validation_off(run_cfg) -> str | None:
     """The setting of a run config that turns validation off (data.val_split=null, trainer.limit_val_batches=0), or
     None when the run validates."""
@@ -256,7 +262,8 @@ class SegDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> torch.utils.data.DataLoader:
         workers = self.workers  # set by setup(), which also sized the caches for this many loader processes
-        # A last partial batch is dropped only when each process still gets a full one (DDP shards the split).
+        # A last partial batch is dropped only when each process still gets a full one (DDP shards the split);
+        # train_batches counts the batches this gives.
         per_process = images_per_process(len(dataset), self.trainer.world_size if self.trainer is not None else 1)
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
