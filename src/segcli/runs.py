@@ -48,22 +48,37 @@ def _making(folder: Path, fix: str):
         raise DataError(f"{folder}: cannot make the run directory ({err.strerror or err}); {fix}") from None
 
 
+def lock_folder(handle: int) -> bool:
+    """Take an exclusive advisory lock (flock) on the open folder `handle` without waiting: True once held; False
+    where the file system keeps no locks (ENOLCK on some network and FUSE mounts), so the caller goes on unheld, as
+    where flock does not exist; BlockingIOError while another process holds it. The system releases it when the
+    process ends in any way, SIGKILL included, and it leaves no file behind."""
+    import fcntl
+
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def held_run_dir(run_dir: Path, what: str):
     """Hold RUN_DIR for this process while it trains there: a second `segcli train` on the same folder (a
     `--resume` started twice, or beside the run it would continue) would interleave its rows into metrics.csv and
-    overwrite the other's checkpoints. An advisory lock on the folder itself (flock: released by the system when
-    the process ends in any way, SIGKILL included, and leaving no file behind). `what` completes the error's fix.
-    Where flock does not exist (Windows) nothing is held."""
+    overwrite the other's checkpoints (lock_folder). `what` completes the error's fix. Where flock does not exist
+    (Windows), or the file system keeps no locks, nothing is held."""
     try:
-        import fcntl
+        import fcntl  # noqa: F401  (only to know that flock exists here)
     except ImportError:
         yield run_dir
         return
     handle = os.open(run_dir, os.O_RDONLY)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_folder(handle)
         except BlockingIOError:
             from segcli.errors import ConfigError
 

@@ -113,9 +113,10 @@ def _hold(out: Path) -> tuple[int | None, list[Path]]:
     """(the open folder holding the lock, or None where there is none; the folders made for it, deepest first)."""
     from segcli.errors import ConfigError, DataError
     from segcli.inference.io import missing_folders, remove_empty
+    from segcli.runs import lock_folder
 
     try:
-        import fcntl
+        import fcntl  # noqa: F401  (only to know that flock exists here)
     except ImportError:
         return None, []
     created = missing_folders(out)
@@ -127,12 +128,12 @@ def _hold(out: Path) -> tuple[int | None, list[Path]]:
         raise DataError(f"--out {out}: cannot write the report files there ({err.strerror or err}); give a folder "
                         "you can write to") from None
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = lock_folder(handle)
     except BlockingIOError:
         os.close(handle)  # the folder is the other eval's now: nothing of it is removed
         raise ConfigError(f"--out {out}: another segcli eval is writing its reports into this folder now; wait for "
                           "it to finish, or give another --out") from None
-    except OSError:  # a file system without locks (ENOLCK): eval goes on unheld, as on Windows
+    if not held:  # a file system without locks: eval goes on unheld, as on Windows
         os.close(handle)
         return None, created
     return handle, created
