@@ -106,7 +106,7 @@ def _out_path(value: str) -> Path:
 
 
 Out = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output dataset directory.")
-Overwrite = typer.Option(False, "--overwrite", help="Replace OUT if it already holds a dataset.")
+Overwrite = typer.Option(False, "--overwrite", help="Replace OUT even when it is not empty, whatever it holds (a dataset or not): its old contents are deleted once the new dataset is in place.")
 Strict = typer.Option(False, "--strict", help="Lint warnings fail the run too.")
 KeepGoing = typer.Option(False, "--keep-going", help="Drop pairs with lint errors (listed in lint.json) instead of failing.")
 MaxSize = typer.Option(None, "--max-size", help="Store images whose longer side exceeds PX downscaled (masks nearest-neighbour).")

@@ -185,9 +185,8 @@ def run(cfg) -> dict:
         raise ConfigError(f"--corruptions '{given}': names no corruption; give one or more of "
                           f"{', '.join(CORRUPTIONS)}, or all")
     severities = parse_severities(cfg.severity)
-    if not corruptions and isinstance(cfg.severity, str) and first_process():  # --severity alone: it does nothing
-        info(f"eval: note: --severity {cfg.severity} applies to --corruptions, and none is given: it is ignored; add "
-             "--corruptions LIST (or all) to evaluate under corruptions")
+    if not corruptions and first_process():
+        _note_unused_severity(cfg.severity)
     if corruptions and mode == "predictions":
         raise ConfigError("--corruptions needs a model (--ckpt or --model): fixed predictions cannot see corrupted images")
     number("--worst", cfg.worst or 0, 0, integer=True, what="a number of images >= 0")
@@ -217,7 +216,7 @@ def run(cfg) -> dict:
         shard = distributed.shard(pairs)
         if distributed.active():
             info(f"eval: process {distributed.rank()} of {distributed.world_size()} scores {len(shard)} of "
-                 f"{len(pairs)} images")
+                 f"{len(pairs)} image{'s' * (len(pairs) != 1)}")
 
         items = (prediction_items(Path(cfg.predictions), cfg.split, shard, palette_colours(card)) if predictor is None
                  else model_items(predictor, shard))
@@ -262,6 +261,33 @@ def run(cfg) -> dict:
         if shortfalls:
             raise CheckFailed("eval gate failed: " + "; ".join(shortfalls))
         return report
+
+
+def _note_unused_severity(value) -> None:
+    """A severity given without corruptions does nothing: say so, rather than evaluate nothing corrupted silently.
+    Given: --severity (a string: '5', '1,3,5'), or an override (severity=5, severity=[1,3,5]) or config that differs
+    from conf/eval.yaml's default (severity=3 given as an override cannot be told from the default, nor needs to be)."""
+    from omegaconf import ListConfig
+
+    if isinstance(value, str):
+        named = f"--severity {value}"
+    elif value == _default_severity():
+        return
+    elif isinstance(value, (list, tuple, ListConfig)):
+        named = f"severity=[{','.join(str(v) for v in value)}]"
+    else:
+        named = f"severity={value}"
+    info(f"eval: note: {named} applies to --corruptions, and none is given: it is ignored; add --corruptions LIST (or "
+         "all) to evaluate under corruptions")
+
+
+def _default_severity():
+    """severity in conf/eval.yaml (3)."""
+    import yaml
+
+    from segcli.config import conf_dir
+
+    return (yaml.safe_load((conf_dir() / "eval.yaml").read_text(encoding="utf-8")) or {}).get("severity")
 
 
 def _corrupted(predictor, shard, card, name: str, severity: int, seed: int, clean: float | None) -> dict:

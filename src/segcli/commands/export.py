@@ -164,8 +164,9 @@ def _verification_images(cfg, meta: dict) -> list:
         source = f"{root} ({split})"
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
-    info(f"export: verifying on {min(limit, len(paths))} images from {source}, and on the first at a size the export "
-         "was not traced at")
+    count = min(limit, len(paths))
+    info(f"export: verifying on {count} image{'s' * (count != 1)} from {source}, and on the first at a size the "
+         "export was not traced at")
     return [read_image(p, read_channels(meta), image_range(meta)) for p in paths[:limit]]
 
 

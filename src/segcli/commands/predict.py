@@ -3,7 +3,9 @@
 Flow: sources.collect → shard → skip finished → decode in DataLoader workers (loader.decode) →
 batches of same-size images through the shared Predictor → outputs written by a background thread
 pool (outputs.Outputs) → areas.csv / uncertainty.csv (tables) and a summary line on stderr.
-stdout: one mask path per image, or one JSON line per image with --jsonl.
+stdout: what was written: one mask path per image (without mask in --save, its first kind's file), one overlay video
+path per video, and with --save areas alone (no file per image) the path of areas.csv once it is written; or one JSON
+line per image with --jsonl.
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ class Run:
         self.records.append(record)
         if self.cfg.jsonl:
             result(json.dumps(record.to_json(self.classes)))
-        elif "video" not in record.outputs:  # a video's path is printed once, when it is complete
-            outputs = record.outputs
-            result(outputs.get("mask") or next(iter(outputs.values()), record.input))
+        elif record.outputs and "video" not in record.outputs:  # a video's path is printed once, when complete
+            outputs = record.outputs  # none with --save areas alone: areas.csv's path is printed when it is written
+            result(outputs.get("mask") or next(iter(outputs.values())))
 
     def fail(self, message: str) -> None:
         self.failed.append(message)
@@ -211,11 +213,12 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
     try:
         _note_stacks(todo)
         _predict_images(todo, predictor, state, torch)
-        _note_earlier_kinds(todo, outputs)
+        _note_earlier_kinds(todo, outputs, items)
         if videos:
             _note_video_outputs(save, bool(cfg.video.masks))
         elif images:
             _note_video_options(cfg)
+        noted: set = set()  # the video codec fallbacks noted: one note each
         for item in videos:
             from segcli.inference.video import finished_video, overlay_path, predict_video
 
@@ -229,7 +232,7 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
                     video = overlay_path(outputs, item.rel, item.path)
                 else:
                     video = predict_video(item, predictor, outputs, float(cfg.smooth), bool(cfg.video.masks),
-                                          cfg.video.codec, state.emit)
+                                          cfg.video.codec, state.emit, noted)
                 if not cfg.jsonl:
                     result(str(video))
             except WriteError:  # an output, not this input: "could not be read", and the next video would fail too
@@ -250,11 +253,11 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
                  else f"{done} predicted")
     rate = f" ({done / seconds if seconds else 0:.1f}{' images+frames' if videos else ''}/s)" if done else ""
     info(f"predict: {predicted}, {state.skipped} skipped (done before), {len(state.failed)} failed of {len(items)} "
-         f"inputs in {seconds:.1f}s{rate} → {outputs.out}")
+         f"input{'s' * (len(items) != 1)} in {seconds:.1f}s{rate} → {outputs.out}")
     if state.failed:
         others = "the others were predicted" if len(state.failed) < len(items) else "nothing was predicted"
-        raise DataError(f"{len(state.failed)} of {len(items)} inputs could not be read (first: {state.failed[0]}); "
-                        f"{others}")
+        raise DataError(f"{len(state.failed)} of {len(items)} input{'s' * (len(items) != 1)} could not be read "
+                        f"(first: {state.failed[0]}); {others}")
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
 
 
@@ -289,6 +292,8 @@ def _write_tables(state, collected, save, shard_spec) -> None:
             write_areas(path, state.records, classes, keep)
         else:
             write_uncertainty(path, state.records, keep)
+        if not state.outputs.files and not state.cfg.jsonl:  # --save areas alone: the table is the run's result
+            result(str(path))
         inputs = len({row[header.index("input")] for row in others})
         if keep:
             info(f"predict: note: {path} keeps the rows of {inputs} input(s) of an earlier run that are not among "
@@ -322,15 +327,20 @@ def _covered(items):
     return covered
 
 
-def _note_earlier_kinds(items, outputs) -> None:
+def _note_earlier_kinds(items, outputs, inputs=()) -> None:
     """Files of the kinds --save leaves out that an earlier run wrote for the inputs predicted now (probs/x.npz and
     uncertainty/x.png of a run with another model, beside this run's x.png; uncertainty.csv ranking them): they are
     kept (a run may add kinds to those of an earlier one), but a note says that they are not this run's, rather than
-    leave a mixed folder silently."""
+    leave a mixed folder silently. A file that is one of the run's `inputs` is no earlier output: `predict imgs/ --out
+    imgs/ --save areas` counted every image x.png as the earlier mask of itself."""
+    from segcli.inference.io import resolver
     from segcli.inference.outputs import SUFFIXES
 
+    real = resolver()
+    given = {real(item.path) for item in [*items, *inputs]}
     others = [k for k in SUFFIXES if k not in outputs.files]  # the per-image kinds this run does not write
-    found = {k: [item for item in items if outputs.path(k, item.rel).is_file()] for k in others}
+    found = {k: [item for item in items if outputs.path(k, item.rel).is_file()
+                 and real(outputs.path(k, item.rel)) not in given] for k in others}
     found = {k: hits for k, hits in found.items() if hits}
     if not found:
         return
@@ -410,7 +420,8 @@ def _skip_finished(images, state) -> list:
         state.skipped += 1
         state.emit(record)
     if state.skipped:
-        info(f"predict: {state.skipped} inputs already done in {state.outputs.out}, skipped")
+        info(f"predict: {state.skipped} input{'s' * (state.skipped != 1)} already done in {state.outputs.out}, "
+             "skipped")
     return todo
 
 

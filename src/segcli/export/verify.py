@@ -50,7 +50,7 @@ class Parity:
         diff = "n/a (ids output)" if self.max_abs_logit_diff is None else \
             f"{self.max_abs_logit_diff:.2e} ({self.relative_logit_diff:.1e} of the largest |logit|)"
         return (f"max |logit diff| {diff}, argmax agreement {self.argmax_agreement * 100:.4f}%, "
-                f"mIoU vs torch {self.miou * 100:.4f}% over {self.images} images")
+                f"mIoU vs torch {self.miou * 100:.4f}% over {self.images} image{'s' * (self.images != 1)}")
 
 
 class CandidateFailed(Exception):

@@ -47,53 +47,70 @@ def quiet():
     about the same file. Two parts, both needed with this OpenCV: (1) OPENCV_FFMPEG_LOGLEVEL=-8 (quiet) is set while
     the process's first video opens, as OpenCV reads it then, once, to set FFmpeg's log level for the process (also
     quieting decoding's lines, "ac-tex damaged", while frames are read); it is removed again at once, so no process
-    segcli starts inherits it; (2) file descriptor 2 is pointed at /dev/null during the call, for the lines OpenCV
-    prints itself (fprintf, not its logger) and those of a process whose FFmpeg had started before. Nothing else
+    segcli starts inherits it; (2) file descriptor 2 is pointed at a temporary file during the call, for the lines
+    OpenCV prints itself (fprintf, not its logger) and those of a process whose FFmpeg had started before. Nothing else
     writes to stderr meanwhile: predict opens videos after its image threads have finished. Under library_lines_wanted()
-    nothing is hidden."""
+    nothing is hidden (nor kept). Yields a list that holds, once the block is left, the lines kept off stderr: segcli
+    reads what it needs of them (fallback_tag) and says it in its own words."""
     global _ffmpeg_level_given
+    lines: list[str] = []
     if library_lines_wanted():
-        yield
+        yield lines
         return
     first, _ffmpeg_level_given = not _ffmpeg_level_given, True
     if first:
         os.environ["OPENCV_FFMPEG_LOGLEVEL"] = FFMPEG_QUIET
     try:
-        with _stderr_to_devnull():
-            yield
+        with _stderr_kept(lines):
+            yield lines
     finally:
         if first:
             os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
 
 
 @contextlib.contextmanager
-def _stderr_to_devnull():
-    """File descriptor 2 on /dev/null for the duration (Python's sys.stderr flushed first, so nothing of segcli's is
-    lost); a descriptor that cannot be duplicated is left as it is."""
+def _stderr_kept(lines: list[str]):
+    """File descriptor 2 on a temporary file for the duration, its lines appended to `lines` after (Python's sys.stderr
+    flushed first, so nothing of segcli's is lost); /dev/null when no temporary file can be made, and a descriptor
+    that cannot be duplicated is left as it is."""
+    import tempfile
+
     try:
         sys.stderr.flush()
     except (AttributeError, OSError, ValueError):
         pass
     try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        null = None
+        sink = tempfile.TemporaryFile()
+    except OSError:  # no room for one: the lines are dropped
+        sink = None
     try:
-        saved = os.dup(2) if null is not None else None
+        target = sink.fileno() if sink is not None else os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        target = None
+    try:
+        saved = os.dup(2) if target is not None else None
     except OSError:  # no descriptor 2 to keep
         saved = None
-    if saved is None:
-        if null is not None:
-            os.close(null)
-        yield
-        return
     try:
-        os.dup2(null, 2)
-        os.close(null)
-        yield
+        if saved is None:
+            yield
+            return
+        try:
+            os.dup2(target, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        if sink is None and target is not None:
+            os.close(target)
+        if sink is not None:
+            with sink:
+                try:
+                    sink.seek(0)
+                    lines.extend(sink.read(1 << 16).decode("utf-8", "replace").splitlines())
+                except OSError:
+                    pass
 
 
 def open_capture(path: Path):
@@ -191,8 +208,8 @@ def _check_written(tmp: Path, target: Path, frames: int, code: str) -> None:
     held = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     capture.release()
     if held < frames:
-        raise DataError(f"{target}: OpenCV's writer (video.codec={code}) wrote {held} of the {frames} frames; set "
-                        "video.codec to another FourCC your OpenCV supports, e.g. MJPG")
+        raise DataError(f"{target}: OpenCV's writer (video.codec={code}) wrote {held} of the {frames} "
+                        f"frame{'s' * (frames != 1)}; set video.codec to another FourCC your OpenCV supports, e.g. MJPG")
 
 
 def _check_room(folder: Path, target: Path) -> None:
@@ -233,11 +250,25 @@ def fourcc(codec: str | None, target: Path) -> str:
     return str(codec)
 
 
+def fallback_tag(lines: list[str]) -> str | None:
+    """The FourCC OpenCV's FFmpeg writer used instead of the one asked for, from its line (kept by quiet()) "OpenCV:
+    FFMPEG: fallback to use tag 0x7634706d/'mp4v'": FFmpeg's mp4 muxer takes only the tags of its own table (XVID,
+    DIVX, MJPG become mp4v), and its avi muxer not a tag in the wrong case (xvid becomes FMP4). None: no fallback."""
+    import re
+
+    for line in lines:
+        found = re.search(r"fallback to use tag 0x[0-9a-fA-F]+/'(.{4})'", line)
+        if found:
+            return found.group(1)
+    return None
+
+
 def open_writer(tmp: Path, target: Path, code: str, fps: float, size: tuple[int, int]):
-    """→ (an opened cv2.VideoWriter writing `tmp`, whether it keeps `size` (W, H) whole). OpenCV's FFmpeg writer
-    drops the last column and row of an odd size; for an .avi in MJPG (the default there) OpenCV's own MJPEG writer
-    keeps them, so it writes the odd sizes (even ones stay with FFmpeg, unchanged: its files are about half as large).
-    A writer that cannot be opened is a ConfigError naming the codec (a WriteError when the disk is full)."""
+    """→ (an opened cv2.VideoWriter writing `tmp`, whether it keeps `size` (W, H) whole, the FourCC it writes: `code`,
+    or the one OpenCV fell back to when `target`'s container does not take `code`, see fallback_tag). OpenCV's FFmpeg
+    writer drops the last column and row of an odd size; for an .avi in MJPG (the default there) OpenCV's own MJPEG
+    writer keeps them, so it writes the odd sizes (even ones stay with FFmpeg, unchanged: its files are about half as
+    large). A writer that cannot be opened is a ConfigError naming the codec (a WriteError when the disk is full)."""
     import cv2
 
     odd = size[0] % 2 or size[1] % 2
@@ -245,14 +276,14 @@ def open_writer(tmp: Path, target: Path, code: str, fps: float, size: tuple[int,
         with quiet():
             writer = cv2.VideoWriter(str(tmp), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
         if writer.isOpened():
-            return writer, True
-    with quiet():
+            return writer, True, "MJPG"
+    with quiet() as lines:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), fps, size)
     if not writer.isOpened():
         _check_room(tmp.parent, target)  # a full disk is no codec OpenCV lacks
         raise ConfigError(f"{target}: OpenCV cannot write this video (video.codec={code}); set video.codec to a "
                           "FourCC your OpenCV supports, e.g. MJPG")
-    return writer, not odd
+    return writer, not odd, fallback_tag(lines) or code
 
 
 def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> list[Record] | None:
@@ -297,8 +328,9 @@ def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> l
 
 
 def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks: bool, codec: str | None,
-                  emit: Callable[[Record], None]) -> Path:
-    """Predict every frame of `item.path`; emit one Record per frame ("clip.mp4#000012"); → the overlay video."""
+                  emit: Callable[[Record], None], noted: set | None = None) -> Path:
+    """Predict every frame of `item.path`; emit one Record per frame ("clip.mp4#000012"); → the overlay video.
+    `noted`: the codec fallbacks already noted in this run (one note for all the videos of a kind), updated."""
     import cv2
     import torch
 
@@ -312,6 +344,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                         "(model.in_channels); give it images with that many channels")
     target = overlay_path(outputs, item.rel, item.path)
     code = fourcc(codec, target)
+    noted = set() if noted is None else noted
     fps, announced, batches = frames(item.path, predictor.images_per_batch)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
@@ -334,7 +367,14 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
             for i, (frame, mask) in enumerate(zip(batch, ids)):
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer, whole = open_writer(tmp, target, code, fps, (w, h))
+                    writer, whole, used = open_writer(tmp, target, code, fps, (w, h))
+                    if used != code and (code, used, target.suffix) not in noted:  # once per run and container
+                        noted.add((code, used, target.suffix))
+                        kind = target.suffix[1:]
+                        default = f" (the default for {kind})" if used == CODECS[target.suffix] else ""
+                        info(f"predict: note: OpenCV writes {kind} videos (video.codec={code}) with the FourCC {used}, "
+                             f"as an {kind} file does not take {code}: {target} is {used}; set video.codec={used}"
+                             f"{default} to ask for what is written")
                     if not whole:
                         info(f"predict: note: {item.path} is {w}×{h}; OpenCV writes {target.suffix[1:]} videos "
                              f"(video.codec={code}) at even sizes, so its overlay video is {w - w % 2}×{h - h % 2} "
