@@ -102,6 +102,11 @@ class PeopleText:
         return getattr(self._stream, name)
 
 
+def counted(count: int, noun: str) -> str:
+    """"1 image", "3 images": `count` and `noun`, plural (+s) unless the count is one."""
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
 def info(message: str) -> None:
     """A progress/log line for people (stderr); best effort, as PeopleText."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 
+from segcli.console import counted
 from segcli.metrics import format_value
 
 AGGREGATES = ("mIoU", "mBIoU", "mAcc", "mDice", "aAcc", "fwIoU")
@@ -102,7 +103,7 @@ def markdown(report: dict, title: str = "") -> str:
     """A Markdown report for PR comments: aggregates, per-class table, and robustness/compare sections when present."""
     lines = [f"### {title}" if title else "### segcli eval", ""]
     lines.append(" · ".join(f"**{k}** {format_value(report[k])}" for k in AGGREGATES if k in report)
-                 + f" · {report['num_images']} image{'s' * (report['num_images'] != 1)} ({report['split']})")
+                 + f" · {counted(report['num_images'], 'image')} ({report['split']})")
     lines.append("")
     columns = _columns(report)
     deltas = {r["name"]: r for r in (report.get("compare") or {}).get("classes", [])}

@@ -129,7 +129,7 @@ def test_videos_in_an_input_folder_are_predicted(ckpt, cli, tmp_path):
     assert code == 0, err
     video = tmp_path / "out" / "overlays" / "day2" / "clip.mp4"
     assert str(video) in out.split() and _count_frames(video) == FRAMES
-    assert f"1 image(s) and 1 video(s) ({FRAMES} frames) predicted" in err and "of 2 inputs" in err
+    assert f"1 image and 1 video ({FRAMES} frames) predicted" in err and "of 2 inputs" in err
     (tmp_path / "in" / "still.png").unlink()
     code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out2", "--save", "overlay")
     assert code == 0 and (tmp_path / "out2" / "overlays" / "day2" / "clip.mp4").is_file(), err

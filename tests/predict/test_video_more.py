@@ -80,6 +80,6 @@ def test_grayscale_one_frame_and_upper_case_suffix_videos(ckpt, cli, tmp_path):
     assert _video_info(overlays / "fast.mp4") == (2, 120.0, (96, 64))
     rows = (tmp_path / "out" / "areas.csv").read_text().splitlines()[1:]
     assert len({row.split(",")[0] for row in rows}) == 6  # a row set per frame
-    assert "3 video(s) (6 frames) predicted" in err
+    assert "3 videos (6 frames) predicted" in err
     code, _, err = cli("predict", tmp_path / "in" / "ONE.MP4", "--ckpt", ckpt, "--out", tmp_path / "one")
-    assert code == 0 and "0 image(s) and 1 video(s) (1 frame) predicted" in err, err  # was '(1 frames)'
+    assert code == 0 and "0 images and 1 video (1 frame) predicted" in err, err  # was '(1 frames)'

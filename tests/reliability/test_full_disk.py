@@ -474,7 +474,7 @@ def test_skip_existing_predicts_a_video_with_a_cut_off_frame_mask_again(cli, mod
     frame.write_bytes(whole[: len(whole) // 2])
     code, _, err = cli(*args, "--skip-existing")
     assert code == 0, err
-    assert "1 video(s) (3 frames) predicted, 0 skipped" in err and frame.read_bytes() == whole
+    assert "1 video (3 frames) predicted, 0 skipped" in err and frame.read_bytes() == whole
 
 
 def test_skip_existing_does_not_trust_a_cut_off_output(cli, model_ckpt, tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from segcli.console import first_process, info
+from segcli.console import counted, first_process, info
 from segcli.errors import CheckFailed, ConfigError, DataError, SegcliError
 
 
@@ -216,7 +216,7 @@ def run(cfg) -> dict:
         shard = distributed.shard(pairs)
         if distributed.active():
             info(f"eval: process {distributed.rank()} of {distributed.world_size()} scores {len(shard)} of "
-                 f"{len(pairs)} image{'s' * (len(pairs) != 1)}")
+                 f"{counted(len(pairs), 'image')}")
 
         items = (prediction_items(Path(cfg.predictions), cfg.split, shard, palette_colours(card)) if predictor is None
                  else model_items(predictor, shard))

@@ -13,7 +13,7 @@ import shlex
 import stat
 from pathlib import Path
 
-from segcli.console import info, print_wide, result, stdout_console
+from segcli.console import counted, info, print_wide, result, stdout_console
 from segcli.errors import CheckFailed, ConfigError, DataError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # format → default suffix of --out
@@ -165,7 +165,7 @@ def _verification_images(cfg, meta: dict) -> list:
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
     count = min(limit, len(paths))
-    info(f"export: verifying on {count} image{'s' * (count != 1)} from {source}, and on the first at a size the "
+    info(f"export: verifying on {counted(count, 'image')} from {source}, and on the first at a size the "
          "export was not traced at")
     return [read_image(p, read_channels(meta), image_range(meta)) for p in paths[:limit]]
 

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from segcli.console import info, result
+from segcli.console import counted, info, result
 from segcli.errors import ConfigError, DataError, WriteError
 
 
@@ -248,15 +248,15 @@ def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> l
     done = len(fresh)  # images and video frames
     frames = sum(1 for record in fresh if "video" in record.outputs)
     videos = len({record.outputs["video"] for record in fresh if "video" in record.outputs})
-    counted = f"{frames} frame{'s' * (frames != 1)}"
-    predicted = (f"{done - frames} image(s) and {videos} video(s) ({counted}) predicted" if videos
+    predicted = (f"{counted(done - frames, 'image')} and {counted(videos, 'video')} ({counted(frames, 'frame')}) "
+                 "predicted" if videos
                  else f"{done} predicted")
     rate = f" ({done / seconds if seconds else 0:.1f}{' images+frames' if videos else ''}/s)" if done else ""
-    info(f"predict: {predicted}, {state.skipped} skipped (done before), {len(state.failed)} failed of {len(items)} "
-         f"input{'s' * (len(items) != 1)} in {seconds:.1f}s{rate} → {outputs.out}")
+    info(f"predict: {predicted}, {state.skipped} skipped (done before), {len(state.failed)} failed of "
+         f"{counted(len(items), 'input')} in {seconds:.1f}s{rate} → {outputs.out}")
     if state.failed:
         others = "the others were predicted" if len(state.failed) < len(items) else "nothing was predicted"
-        raise DataError(f"{len(state.failed)} of {len(items)} input{'s' * (len(items) != 1)} could not be read "
+        raise DataError(f"{len(state.failed)} of {counted(len(items), 'input')} could not be read "
                         f"(first: {state.failed[0]}); {others}")
     return [Path(r.outputs["mask"]) for r in state.records if "mask" in r.outputs]
 
@@ -420,7 +420,7 @@ def _skip_finished(images, state) -> list:
         state.skipped += 1
         state.emit(record)
     if state.skipped:
-        info(f"predict: {state.skipped} input{'s' * (state.skipped != 1)} already done in {state.outputs.out}, "
+        info(f"predict: {counted(state.skipped, 'input')} already done in {state.outputs.out}, "
              "skipped")
     return todo
 

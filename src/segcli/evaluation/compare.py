@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+from segcli.console import counted
 from segcli.errors import DataError
 
 AGGREGATES = ("mIoU", "mAcc", "mDice", "aAcc", "fwIoU", "mBIoU")
@@ -111,6 +112,6 @@ def split_mismatch(old: dict, split: str, num_images: int, source: str = "") -> 
     if (before_split is None or before_split == split) and (not isinstance(before_n, int) or before_n == num_images):
         return None
     shown = f"split '{before_split}'" if before_split is not None else "its split"
-    count = f" ({before_n} images)" if isinstance(before_n, int) else ""
-    return (f"{source} scored {shown}{count}, this run split '{split}' ({num_images} images); the deltas compare "
-            "different images, not only different models")
+    count = f" ({counted(before_n, 'image')})" if isinstance(before_n, int) else ""
+    return (f"{source} scored {shown}{count}, this run split '{split}' ({counted(num_images, 'image')}); the deltas "
+            "compare different images, not only different models")

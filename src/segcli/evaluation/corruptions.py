@@ -14,6 +14,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from segcli.console import counted
 from segcli.errors import ConfigError
 
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
@@ -148,12 +149,13 @@ def for_channels(names: list[str], channels: int, asked) -> list[str]:
     named = [n for n in left_out if n in _words(asked)]
     if named:
         others = ", ".join(c for c in CORRUPTIONS if c not in RGB_ONLY)
-        raise ConfigError(f"corruption '{named[0]}' needs RGB images, and this model reads {channels} channels; "
-                          f"choose from {others}")
+        raise ConfigError(f"corruption '{named[0]}' needs RGB images, and this model reads "
+                          f"{counted(channels, 'channel')}; choose from {others}")
     if left_out:
         from segcli.console import info
 
-        info(f"eval: note: {', '.join(left_out)} left out: they need RGB images, this model reads {channels} channels")
+        info(f"eval: note: {', '.join(left_out)} left out: they need RGB images, this model reads "
+             f"{counted(channels, 'channel')}")
     return [n for n in names if n not in RGB_ONLY]
 
 

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from segcli.console import info, print_wide, stdout_console
+from segcli.console import counted, info, print_wide, stdout_console
 from segcli.inference.io import atomic_write_bytes, write_png
 
 
@@ -65,7 +65,7 @@ def emit(cfg, report: dict, acc, card) -> None:
     else:
         console = stdout_console()
         count = report["num_images"]
-        print_wide(console, metrics_table(report, title=f"{card.name} / {cfg.split}: {count} image{'s' * (count != 1)}"))
+        print_wide(console, metrics_table(report, title=f"{card.name} / {cfg.split}: {counted(count, 'image')}"))
         if report.get("corruptions"):
             print_wide(console, corruption_table(report["corruptions"], report["mIoU"]))
         if report.get("compare"):

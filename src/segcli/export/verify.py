@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segcli.console import counted
+
 
 @dataclass
 class Parity:
@@ -50,7 +52,7 @@ class Parity:
         diff = "n/a (ids output)" if self.max_abs_logit_diff is None else \
             f"{self.max_abs_logit_diff:.2e} ({self.relative_logit_diff:.1e} of the largest |logit|)"
         return (f"max |logit diff| {diff}, argmax agreement {self.argmax_agreement * 100:.4f}%, "
-                f"mIoU vs torch {self.miou * 100:.4f}% over {self.images} image{'s' * (self.images != 1)}")
+                f"mIoU vs torch {self.miou * 100:.4f}% over {counted(self.images, 'image')}")
 
 
 class CandidateFailed(Exception):

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from segcli.console import counted
 from segcli.errors import ConfigError, DataError
 from segcli.inference.outputs import FOLDERS, Outputs, Record, with_suffix
 
@@ -208,8 +209,8 @@ def _check_written(tmp: Path, target: Path, frames: int, code: str) -> None:
     held = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     capture.release()
     if held < frames:
-        raise DataError(f"{target}: OpenCV's writer (video.codec={code}) wrote {held} of the {frames} "
-                        f"frame{'s' * (frames != 1)}; set video.codec to another FourCC your OpenCV supports, e.g. MJPG")
+        raise DataError(f"{target}: OpenCV's writer (video.codec={code}) wrote {held} of the "
+                        f"{counted(frames, 'frame')}; set video.codec to another FourCC your OpenCV supports, e.g. MJPG")
 
 
 def _check_room(folder: Path, target: Path) -> None:
