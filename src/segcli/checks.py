@@ -16,6 +16,7 @@ from segcli.errors import ConfigError
 OPTIMIZERS = ("adamw", "sgd")  # optim.name (built by segcli.models.optim)
 SCHEDULES = ("poly", "cosine", "onecycle", "constant")  # sched.name
 CLIP_ALGORITHMS = ("norm", "value")  # trainer.gradient_clip_algorithm (Lightning's)
+PROFILERS = ("simple", "advanced", "pytorch", "xla")  # trainer.profiler's names (Lightning's)
 _DURATION = re.compile(r"^\s*(\d+):(\d\d):(\d\d):(\d\d)\s*$")  # Lightning's Timer format: two digits after days
 _TIMEDELTA_KEYS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")
 
@@ -232,16 +233,75 @@ def _trainer_values(trainer: dict) -> None:
     if trainer.get("gradient_clip_algorithm") is not None:  # Lightning refused a wrong one only inside fit
         choice("trainer.gradient_clip_algorithm", trainer["gradient_clip_algorithm"], CLIP_ALGORITHMS)
     number("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 1), 1, integer=True)
+    _step_and_epoch_bounds(trainer)
+    sanity = trainer.get("num_sanity_val_steps")
+    if sanity is not None and sanity != -1:
+        number("trainer.num_sanity_val_steps", sanity, 0, integer=True,
+               what="a number of validation batches >= 0, or -1 for all of them")
+    _val_check_interval(trainer.get("val_check_interval"))
+    number("trainer.reload_dataloaders_every_n_epochs", trainer.get("reload_dataloaders_every_n_epochs"), 0,
+           integer=True, optional=True)
+    if isinstance(trainer.get("profiler"), str):
+        choice("trainer.profiler", trainer["profiler"], PROFILERS)
     devices = trainer.get("devices", "auto")
     if not _devices_ok(devices):
         raise ConfigError(f"trainer.devices={devices!r}: give auto, a number of devices >= 1 (-1: all), or the "
                           "indices of the GPUs to use, e.g. [0,1]")
-    for key in ("limit_train_batches", "limit_val_batches"):
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                "overfit_batches"):
         _batch_limit(f"trainer.{key}", trainer.get(key))
     limit = trainer.get("limit_train_batches")
     if limit is not None and finite_number(limit) == 0:  # Lightning skips training and the run ends with no checkpoint
         raise ConfigError("trainer.limit_train_batches=0 trains nothing; give a fraction of the batches (0, 1], a "
                           "number of batches >= 1, or null for all (to score a model, use segcli eval)")
+
+
+def _step_and_epoch_bounds(trainer: dict) -> None:
+    """trainer.max_steps (-1 or null: no limit; 0 trained nothing and ended with no checkpoint; -3 failed in
+    Lightning after the run directory was made), min_steps and min_epochs (Lightning ignored negative ones, and a
+    minimum above the maximum, without a word)."""
+    steps = trainer.get("max_steps")
+    if steps is not None and steps != -1:
+        number("trainer.max_steps", steps, 1, integer=True,
+               what="a number of optimiser steps >= 1, or -1 (or null) for no limit")
+    for key, most in (("min_steps", steps), ("min_epochs", trainer.get("max_epochs"))):
+        least = trainer.get(key)
+        number(f"trainer.{key}", least, 0, integer=True, optional=True)
+        if least is not None and most is not None and most != -1 and least > most:
+            raise ConfigError(f"trainer.{key}={least} is more than trainer.max_{key[4:]}={most}, which ends training "
+                              f"first; lower trainer.{key} or raise trainer.max_{key[4:]}")
+
+
+def _val_check_interval(value) -> None:
+    """trainer.val_check_interval as Lightning reads it: null (each epoch's end), a fraction of an epoch in (0, 1], a
+    whole number of training batches, or a duration; 0 failed inside fit (ZeroDivisionError, exit 4) and 1.5 or -1
+    in Lightning after the run directory was made. Whether a number of batches fits an epoch is train's check."""
+    if value is None:
+        return
+    if isinstance(value, (str, dict)):
+        seconds = duration_seconds(value)
+        if seconds is not None and seconds > 0:
+            return
+    else:
+        n = finite_number(value)
+        if n is not None and n > 0 and (n <= 1 or n == int(n)):
+            return
+    raise ConfigError(f"trainer.val_check_interval={value!r}: give a fraction of an epoch in (0, 1], a whole number "
+                      "of training batches, a duration such as 00:01:00:00 (an hour), or null (at each epoch's end)")
+
+
+def counts_batches(value) -> bool:
+    """Whether Lightning reads a trainer.limit_*_batches or val_check_interval number as a count of batches (an int,
+    or a whole number above 1 such as 2.0) rather than a fraction (0.5, 1.0)."""
+    return isinstance(value, int) or float(value) > 1
+
+
+def limited_batches(batches: int, limit) -> int:
+    """The batches of a loader of `batches` that Lightning runs under trainer.limit_*_batches=`limit` (checked by
+    _batch_limit): all for null, at most `limit` for a count, int(batches × limit) for a fraction."""
+    if limit is None:
+        return batches
+    return min(batches, int(limit)) if counts_batches(limit) else int(batches * float(limit))
 
 
 def _batch_limit(key: str, value) -> None:

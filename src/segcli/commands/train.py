@@ -244,22 +244,73 @@ def _train_images_per_process(card, data_cfg, processes: int) -> int:
 def _accumulation_note(card, data_cfg, trainer_cfg, processes: int) -> None:
     """A note when trainer.accumulate_grad_batches is more than the batches of an epoch: Lightning steps the
     optimiser at every epoch's end, so each step sums fewer batches than asked (10 asked, 2 per epoch: 2)."""
-    from segcli.data.datamodule import train_batches
-
     accumulate = int(trainer_cfg.get("accumulate_grad_batches") or 1)
     if accumulate <= 1:
         return
     batch = int(data_cfg.batch_size)
-    batches, _ = train_batches(_train_images_per_process(card, data_cfg, processes), batch)
-    limit = trainer_cfg.get("limit_train_batches")
-    if limit is not None:  # Lightning's reading: a whole number caps the batches, a fraction takes that share
-        whole = float(limit) > 1 or isinstance(limit, int)
-        batches = min(batches, int(limit)) if whole else int(batches * float(limit))
+    batches = _limited(_epoch_train_batches(card, data_cfg, processes), trainer_cfg, "limit_train_batches")[0]
     if 0 < batches < accumulate:
         info(f"train: note: trainer.accumulate_grad_batches={accumulate} is more than the {batches} batch(es) of an "
              f"epoch, and the optimiser steps at every epoch's end: each step sums {batches} batch(es) of "
              f"{batch}, each loss divided by {accumulate} (a gradient {batches}/{accumulate} of their mean's); set "
              f"trainer.accumulate_grad_batches={batches} or less, or data.repeat to lengthen epochs")
+
+
+def _epoch_train_batches(card, data_cfg, processes: int) -> int:
+    """Training batches of one process per epoch, before any trainer.limit_train_batches (datamodule.train_batches)."""
+    from segcli.data.datamodule import train_batches
+
+    return train_batches(_train_images_per_process(card, data_cfg, processes), int(data_cfg.batch_size))[0]
+
+
+def _epoch_val_batches(card, data_cfg, processes: int) -> int:
+    """Validation batches of the process with the fewest val images (UnrepeatedDistributedSampler shares the images
+    out unpadded; the last partial batch is kept)."""
+    fold, split = data_cfg.get("fold"), str(data_cfg.train_split)
+    indices = card.indices(data_cfg.val_split) if fold is None else card.indices(split, int(fold), held_out=True)
+    return -(-(len(indices) // max(1, processes)) // int(data_cfg.get("val_batch_size", 1) or 1))
+
+
+def _limited(batches: int, trainer_cfg, key: str) -> tuple[int, str]:
+    """(the batches Lightning runs of a loader of `batches` under trainer.<key>, the setting that limits them):
+    trainer.overfit_batches above 0 stands in for limit_train_batches and limit_val_batches, as in Lightning."""
+    from segcli.checks import finite_number, limited_batches
+
+    overfit = trainer_cfg.get("overfit_batches")
+    if overfit is not None and (finite_number(overfit) or 0) > 0:
+        return limited_batches(batches, overfit), f"trainer.overfit_batches={overfit}"
+    limit = trainer_cfg.get(key)
+    return limited_batches(batches, limit), f"trainer.{key}={limit}"
+
+
+def _check_epoch_batches(card, data_cfg, trainer_cfg: dict, processes: int, validates: bool) -> None:
+    """Batch limits and the validation interval against the batches an epoch has, before the run directory is made:
+    a fraction of the batches that leaves none (trainer.limit_train_batches=0.3 of 2 batches), or a
+    trainer.val_check_interval of more batches than an epoch has, failed inside Lightning's fit, after
+    'train: run directory ...' (exit 2 with Lightning's words, or exit 4)."""
+    import math
+
+    from segcli.checks import counts_batches
+
+    counts = [("train", "limit_train_batches", "batch_size", _epoch_train_batches(card, data_cfg, processes))]
+    if validates:
+        counts.append(("val", "limit_val_batches", "val_batch_size", _epoch_val_batches(card, data_cfg, processes)))
+    for role, key, size, batches in counts:
+        kept, setting = _limited(batches, trainer_cfg, key)
+        if kept == 0 and batches > 0:  # a limit of 0 itself: training is refused (checks), validation is off
+            least = f"{math.ceil(1000 / batches) / 1000:g}"
+            raise ConfigError(f"{setting} leaves 0 of the {batches} {role} batch(es) an epoch has (data.{size}="
+                              f"{data_cfg.get(size, 1)}); give a fraction of at least {least} (1 batch), a whole "
+                              "number of batches, or null for all")
+    interval, limit_val = trainer_cfg.get("val_check_interval"), trainer_cfg.get("limit_val_batches")
+    if interval is None or isinstance(interval, (str, dict)) or not counts_batches(interval) \
+            or (limit_val is not None and float(limit_val) == 0):  # Lightning's condition for its check
+        return
+    batches = _limited(counts[0][3], trainer_cfg, "limit_train_batches")[0]
+    if int(interval) > batches:
+        raise ConfigError(f"trainer.val_check_interval={interval} is more than the {batches} training batch(es) an "
+                          f"epoch has; give {batches} or fewer batches, a fraction of an epoch such as 0.5, or null to "
+                          "validate at each epoch's end")
 
 
 def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
@@ -394,6 +445,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     if count and validation_off(cfg) is None:  # said once here: found by the data module, each process said it
         check_val_per_process(card, to_container(cfg.data), count)
     _check_pooled_batch(str(kwargs["arch"]), card, cfg.data, count or 1)
+    _check_epoch_batches(card, cfg.data, given, count or 1, validation_off(cfg) is None)
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too

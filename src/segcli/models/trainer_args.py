@@ -8,6 +8,7 @@ Trainer inside `with lightning_config_errors():` for what Lightning alone can te
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Optional
 
 from segcli.config import did_you_mean
 from segcli.errors import ConfigError, first_line
@@ -72,14 +73,21 @@ def check(trainer: dict) -> None:
 
     import lightning as L
 
-    accepted = [name for name in inspect.signature(L.Trainer.__init__).parameters if name != "self"]
-    for key in trainer:
+    parameters = inspect.signature(L.Trainer.__init__).parameters
+    accepted = [name for name in parameters if name != "self"]
+    for key, value in trainer.items():
         if key not in accepted:
             raise ConfigError(f"unknown trainer.{key}: not an argument of lightning.Trainer"
                               f"{did_you_mean(key, accepted)}")
         if key in SET_BY_SEGCLI:
             raise ConfigError(f"trainer.{key} is set by segcli train itself (run directory, checkpoints, loggers); "
                               "leave it out (--run-dir chooses where the run goes)")
+        # +trainer.detect_anomaly=maybe reached torch inside fit (exit 4); conf/trainer's own switches are config's
+        if parameters[key].annotation in (bool, Optional[bool]) and not isinstance(value, bool) and value is not None:
+            raise ConfigError(f"trainer.{key}={value!r}: give true or false")
+    if trainer.get("barebones"):  # Lightning refused it with segcli's checkpoints, after the run directory was made
+        raise ConfigError("trainer.barebones=true turns off the checkpoints and logs segcli train writes (best.ckpt, "
+                          "last.ckpt, metrics.csv); leave it out")
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     if accelerator not in ACCELERATORS:
         raise ConfigError(f"unknown trainer.accelerator '{accelerator}'{did_you_mean(accelerator, list(ACCELERATORS))}; "
@@ -93,6 +101,7 @@ def check(trainer: dict) -> None:
         raise ConfigError(f"trainer.strategy={strategy}: segcli train cannot use a strategy that trains in child "
                           "processes (its best score, epochs and metrics never reach the command); use "
                           "trainer.strategy=ddp")
+    _check_strategy(trainer.get("strategy", "auto"))
     nodes = trainer.get("num_nodes", 1)
     if not str(nodes).isdigit() or int(nodes) < 1:
         raise ConfigError(f"trainer.num_nodes={nodes}: give the number of machines, an integer >= 1")
@@ -126,6 +135,20 @@ def check(trainer: dict) -> None:
 
         if not torch.backends.mps.is_available():
             raise ConfigError("trainer.accelerator=mps but Apple's MPS backend is not available; use trainer=cpu")
+
+
+def _check_strategy(strategy) -> None:
+    """A strategy name Lightning knows (a misspelt one failed in Lightning after the run directory was made); one
+    that trains in child processes was refused before (check)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if not isinstance(strategy, str) or strategy.lower() == "auto":
+        return
+    names = [name for name in StrategyRegistry.available_strategies()
+             if not any(word in name for word in ("spawn", "fork", "notebook"))]
+    if strategy.lower() not in names:
+        raise ConfigError(f"unknown trainer.strategy '{strategy}'{did_you_mean(strategy.lower(), names)}; choose from "
+                          f"auto, {', '.join(names)}")
 
 
 def for_this_machine(trainer: dict) -> dict:
