@@ -7,7 +7,9 @@ Forward: pad bottom/right with zeros to the model's size multiple, run the backe
 (`inference.mode=whole`), or do that per overlapping window and blend (`inference.mode=slide`,
 see segcli.inference.sliding). With TTA (horizontal flip) and/or several scales, the softmax
 probabilities of all passes are averaged. Where only class ids are wanted (Predictor.ids: eval, predict's masks and
-overlays), a single sliding pass is argmaxed band by band as its rows are finished, never holding (N, K, H, W) scores.
+overlays), a single sliding pass is argmaxed band by band as its rows are finished, never holding (N, K, H, W) scores;
+at input_scale × scale != 1 each band is resized to the input's size as it is finished (sliding.resized_ids).
+NaN or infinite logits are an error, checked at the network's size (before they are resized back).
 Postprocess: (N, K, H, W) float32 logits → argmax → (H, W) uint8/uint16 class ids.
 A model exported with the argmax baked in (meta["output"] == "ids") returns (N, H, W) ids directly.
 """
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 from segcli.errors import ConfigError, DataError
 from segcli.inference.options import InferenceOptions
-from segcli.inference.sliding import slide_bands, slide_logits
+from segcli.inference.sliding import bilinear_arithmetic, resized_ids, slide_bands, slide_logits
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 # Network input pixels batched into one forward pass (4 frames of 1448×1448): larger images go fewer at a time.
@@ -71,9 +73,12 @@ def resize(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
 
 
-def at_scale(run: Forward, x: torch.Tensor, scale: float) -> torch.Tensor:
-    """`run` on (N, C, H, W) x resized by `scale`, its output resized back to H, W (bilinear) → (N, K, H, W)."""
+def at_scale(run: Forward, x: torch.Tensor, scale: float, check: Forward | None = None) -> torch.Tensor:
+    """`run` on (N, C, H, W) x resized by `scale`, its output resized back to H, W (bilinear) → (N, K, H, W).
+    `check` (e.g. a finite check) sees, and may replace, the output at the network's size, before it is resized."""
     out = run(resize(x, scale))
+    if check is not None:
+        out = check(out)
     if out.shape[-2:] != x.shape[-2:]:
         out = F.interpolate(out.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
     return out
@@ -232,13 +237,14 @@ class Predictor:
         opts = self.options
         base = input_scale(self.meta)
         passes = [(s * base, flip) for s in opts.scales for flip in ((False, True) if opts.tta == "flip" else (False,))]
+        # NaN/inf checked at the network's size: resizing finite logits keeps them finite, and NaN/inf spread
+        finite = lambda t: _finite(t.float(), opts.amp, self.source, self._half)  # noqa: E731
         if len(passes) == 1 and not passes[0][1]:  # one pass, whole or slide: the model's logits (at the input size)
-            return _finite(at_scale(self._run, x, passes[0][0]).float(), opts.amp, self.source, self._half)
+            return at_scale(self._run, x, passes[0][0], finite).float()
         mirrored = lambda t: self._run(t.flip(-1)).flip(-1)  # noqa: E731
         probs = None
         for scale, flip in passes:
-            out = _finite(at_scale(mirrored if flip else self._run, x, scale).float(), opts.amp, self.source,
-                          self._half)
+            out = at_scale(mirrored if flip else self._run, x, scale, finite).float()
             p = out.softmax(1)
             probs = p if probs is None else probs.add_(p)
         return (probs / len(passes)).clamp_min_(1e-12).log_()
@@ -291,37 +297,55 @@ class Predictor:
         return ids.cpu().numpy().astype(np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)
 
     def _bandwise(self, shape: tuple) -> bool:
-        """True when ids() of images of `shape` (H, W, ...) can argmax sliding-window logits band by band: one slide
-        pass (no TTA, one scale) at the input's own size (input_scale × scale resizes nothing), as to_ids(logits())
-        would, bit for bit. Averaged probabilities, and logits resized back to the input, need the whole map."""
+        """True when ids() of images of `shape` (H, W, ...) can argmax sliding-window logits band by band, as
+        to_ids(logits()) would, bit for bit: one slide pass (no TTA, one scale). Averaged probabilities need the whole
+        map. At input_scale × scale != 1 the bands are resized as F.interpolate resizes the whole map
+        (sliding.resized_ids), where its kernel is the one resized_ids follows (its generic CPU kernel: H + W > 128,
+        not 3 classes on one thread) and its rounding on this device is known (sliding.bilinear_arithmetic)."""
         opts = self.options
         if opts.mode != "slide" or opts.tta != "none" or len(opts.scales) != 1:
             return False
         scale = opts.scales[0] * input_scale(self.meta)
-        return scale == 1.0 or all(max(1, round(n * scale)) == n for n in shape[:2])
+        h, w = shape[:2]
+        if scale == 1.0 or all(max(1, round(n * scale)) == n for n in (h, w)):
+            return True
+        classes = len(self.meta["classes"])
+        if h + w <= 128 or (classes == 3 and torch.get_num_threads() == 1):  # the kernel's channels-last variant
+            return False
+        return bilinear_arithmetic(str(self.device)) is not None
 
     def _slide_ids(self, x: torch.Tensor) -> np.ndarray:
         """Normalised (N, C, H, W) x → (N, H, W) uint8/uint16 ids of one sliding pass, argmaxed band by band
-        (segcli.inference.sliding.slide_bands); NaN or infinite logits raise as in logits(), counted over all."""
+        (segcli.inference.sliding.slide_bands), each band resized to H × W first where the pass runs at another size
+        (sliding.resized_ids); NaN or infinite logits raise as in logits(), counted over all at the network's size."""
         scale = self.options.scales[0] * input_scale(self.meta)
-        x = resize(x, scale)  # same size (_bandwise); resampled as logits() resamples it
+        small = resize(x, scale)  # resampled as logits() resamples it
         n, _, h, w = x.shape
-        ids = None  # (N, H, W), typed as to_ids types the first band's ids
-        bad = total = 0
-        with self._autocast():
-            for top, band in self._slide(slide_bands, x):
+        tally = [0, 0]  # NaN or infinite logits, all logits (at the network's size)
+
+        def finite_bands():
+            """slide_bands' bands while all are finite; after a NaN or inf, only counted (the message's count)."""
+            for top, band in self._slide(slide_bands, small):
                 finite = torch.isfinite(band)
-                if bad or not bool(finite.all()):  # keep counting, so the message gives the same count as logits()
-                    bad += int((~finite).sum())
-                total += band.numel()
-                if not bad:
-                    part = to_ids(band)
-                    if ids is None:
-                        ids = np.empty((n, h, w), part.dtype)
-                    ids[:, top: top + band.shape[2]] = part
-                del band, finite  # the band is a view of the rolling buffer: let it go before the next one
-        if bad:
-            raise _not_finite(bad, total, self.options.amp, self.source, self._half)
+                if tally[0] or not bool(finite.all()):
+                    tally[0] += int((~finite).sum())
+                tally[1] += band.numel()
+                del finite
+                if not tally[0]:
+                    yield top, band
+                del band  # the band is a view of the rolling buffer: let it go before the next one
+
+        if small.shape[-2:] == x.shape[-2:]:
+            parts = ((top, band.argmax(1)) for top, band in finite_bands())
+        else:
+            parts = resized_ids(finite_bands(), tuple(small.shape[-2:]), (h, w), bilinear_arithmetic(str(self.device)))
+        ids = np.empty((n, h, w), np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)  # as to_ids types them
+        with self._autocast():
+            for top, part in parts:
+                ids[:, top: top + part.shape[1]] = part.cpu().numpy()
+                del part
+        if tally[0]:
+            raise _not_finite(tally[0], tally[1], self.options.amp, self.source, self._half)
         return ids
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

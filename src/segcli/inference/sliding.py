@@ -8,13 +8,16 @@ borders (nnU-Net's `compute_gaussian`, sigma = tile / 8).
 
 `slide_logits` keeps the whole (N, K, H, W) score map; `slide_bands` yields it band by band, each band as soon as
 no later window touches its rows, from a buffer one window tall: a caller that needs only class ids (the argmax)
-holds K × tile × W scores instead of K × H × W (1.9 GB at 12 MP and 40 classes).
+holds K × tile × W scores instead of K × H × W (1.9 GB at 12 MP and 40 classes). `resized_ids` turns such bands of a
+model run at another size (input_scale != 1) into class ids at the input's size, band by band, equal bit for bit to
+the argmax of the whole map resized by F.interpolate(bilinear).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from functools import lru_cache
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -111,3 +114,136 @@ def _shift(buf: torch.Tensor, rows: int) -> torch.Tensor:
     moved = torch.zeros_like(buf)
     moved[..., : buf.shape[-2] - rows, :] = buf[..., rows:, :]
     return moved
+
+
+# Rows × width × classes × images of resized scores made at a time by resized_ids (32 MB of float32).
+RESIZED_CHUNK = 1 << 23
+# How far the resized scores made in plain float32 can be from the kernel's, in units of 2**-24 × the largest |logit|
+# they are made of: at most 6 roundings each (2 products and a sum per axis) against the kernel's 4, so about 10;
+# twice that, to be safe.
+SLACK = 32 * 2.0 ** -24
+
+
+def resized_ids(bands: Iterable[tuple[int, torch.Tensor]], size: tuple[int, int], out_size: tuple[int, int],
+                arithmetic: str) -> Iterator[tuple[int, torch.Tensor]]:
+    """Bands (top, (N, K, rows, w) float32) of an h×w logit map, top to bottom (slide_bands) → (top, (N, rows, W)
+    int64 class ids) of that map resized bilinearly to `out_size` H×W, each band as soon as the map rows it reads
+    have come; equal to F.interpolate(map, size=(H, W), mode="bilinear", align_corners=False).argmax(1) on a
+    contiguous (N, K, h, w) map, bit for bit, where its kernel is the generic CPU one (H + W > 128, not 3 channels
+    on one thread) and `arithmetic` is its rounding (bilinear_arithmetic).
+
+    Output row r reads map rows floor(src) and floor(src) + 1 (src = (r + 0.5) * h / H - 0.5, at least 0), so the
+    last row(s) of a band are kept for the next one. The scores are made in plain float32 (within SLACK × the largest
+    |logit| of the kernel's), and only pixels whose two best classes are that close are redone in the kernel's
+    exact arithmetic (_exact_scores); at most RESIZED_CHUNK scores are made at a time.
+    """
+    (h, w), (big_h, big_w) = size, out_size
+    y0, y1, ly0, ly1 = _linear(h, big_h, arithmetic)
+    xs = _linear(w, big_w, arithmetic)
+    held, held_top = None, 0  # map rows held_top.. not yet used up (copied: a band is a view of slide_bands' buffer)
+    row = 0  # the next output row
+    for top, band in bands:
+        held = band.clone() if held is None else torch.cat([held, band], 2)
+        end = top + band.shape[2]  # map rows up to end - 1 have come
+        ready = int(torch.searchsorted(y1, end)) if end < h else big_h  # output rows whose map rows have all come
+        step = max(1, RESIZED_CHUNK // max(1, band.shape[0] * band.shape[1] * big_w))
+        device = band.device
+        while row < ready:
+            stop = min(ready, row + step)
+            first, last = int(y0[row]), int(y1[stop - 1])
+            rows = held[:, :, first - held_top: last - held_top + 1]  # the map rows these output rows read
+            ry = (y0[row:stop] - first, y1[row:stop] - first, ly0[row:stop], ly1[row:stop])
+            ry = tuple(t.to(device) for t in ry)
+            across = torch.nn.functional.interpolate(rows, size=(rows.shape[2], big_w), mode="bilinear",
+                                                     align_corners=False)  # along W first, as the kernel nests them
+            scores = across[:, :, ry[0]] * ry[2][:, None] + across[:, :, ry[1]] * ry[3][:, None]
+            del across
+            best, ids = scores.max(1)
+            second = scores.scatter_(1, ids.unsqueeze(1), -math.inf).amax(1)  # the best class's score left out
+            del scores
+            close = best - second <= 2 * SLACK * float(rows.abs().max())  # two classes within twice the slack
+            del best, second
+            if bool(close.any()):
+                n, r, c = close.nonzero(as_tuple=True)
+                exact = _exact_scores(rows, n, r, c, ry, tuple(t.to(device) for t in xs), arithmetic)
+                ids[n, r, c] = exact.argmax(1)
+            yield row, ids
+            row = stop
+        keep = int(y0[row]) if row < big_h else end  # the first map row a later output row reads
+        held, held_top = held[:, :, keep - held_top:].clone(), keep
+
+
+def _exact_scores(rows: torch.Tensor, n: torch.Tensor, r: torch.Tensor, c: torch.Tensor, ry: tuple, xs: tuple,
+                  arithmetic: str) -> torch.Tensor:
+    """(P, K) float32 resized scores of the output pixels (n, r, c) (r relative to `rows`' output rows), as the kernel
+    computes them: along W, t = a * l0 + b * l1 for the two map rows read, then along H, t0 * l0 + t1 * l1.
+    rows: (N, K, m, w) map rows; ry: (i0, i1, l0, l1) per output row (i relative to rows); xs: the same per column."""
+    i0, i1, hl0, hl1 = (t[r] for t in ry)
+    j0, j1, wl0, wl1 = (t[c] for t in xs)
+    pick = lambda i, j: rows[n, :, i, j]  # noqa: E731  (P, K)
+    top = _lerp(pick(i0, j0), wl0[:, None], pick(i0, j1), wl1[:, None], arithmetic)
+    bottom = _lerp(pick(i1, j0), wl0[:, None], pick(i1, j1), wl1[:, None], arithmetic)
+    return _lerp(top, hl0[:, None], bottom, hl1[:, None], arithmetic)
+
+
+def _linear(size: int, out_size: int, arithmetic: str) -> tuple[torch.Tensor, ...]:
+    """(i0, i1, l0, l1) per output index of one axis, as aten's compute_source_index_and_lambda makes them in
+    float32: scale = float(size) / out_size, src = scale * (i + 0.5) - 0.5 (one rounding where `arithmetic` is
+    "fused") clamped at 0, i0 = min(floor(src), size - 1), i1 = i0 + 1 unless at the edge, l1 = src - i0 clamped to
+    [0, 1], l0 = 1 - l1; the identity when the sizes are equal."""
+    if size == out_size:
+        index = torch.arange(out_size)
+        return index, index, torch.ones(out_size), torch.zeros(out_size)
+    scale = torch.tensor(float(size), dtype=torch.float32) / float(out_size)
+    dst = torch.arange(out_size, dtype=torch.float32) + 0.5
+    minus_half = torch.full_like(dst, -0.5)
+    src = (_fma(scale.expand_as(dst), dst, minus_half) if arithmetic == "fused" else scale * dst - 0.5).clamp_min(0)
+    i0 = src.floor().long().clamp_max(size - 1)
+    l1 = (src - i0.float()).clamp(0, 1)
+    return i0, i0 + (i0 < size - 1).long(), 1 - l1, l1
+
+
+def _lerp(a: torch.Tensor, l0: torch.Tensor, b: torch.Tensor, l1: torch.Tensor, arithmetic: str) -> torch.Tensor:
+    """a * l0 + b * l1 in float32: b * l1 rounded, then a * l0 added to it with one rounding ("fused", as the
+    kernel compiled with FMA computes it), or each product and the sum rounded ("plain")."""
+    if arithmetic == "fused":
+        return _fma(a, l0, b * l1)
+    return a * l0 + b * l1
+
+
+def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """float32 a * b + c rounded once: the product is exact in float64, the sum is rounded to odd there (TwoSum's
+    exact error nudges an inexact sum's last bit to 1), which rounding to float32 then makes correct."""
+    product = a.double() * b.double()
+    c = c.double()
+    total = product + c
+    back = total - product
+    error = (product - (total - back)) + (c - back)
+    bits = total.view(torch.int64)
+    nudge = (error != 0) & ((bits & 1) == 0)
+    bits = torch.where(nudge, bits + torch.where((error > 0) == (total > 0), 1, -1), bits)
+    return bits.view(torch.float64).float()
+
+
+@lru_cache(maxsize=None)
+def bilinear_arithmetic(device: str) -> str | None:
+    """How F.interpolate(bilinear, align_corners=False) rounds on `device` ("cpu", "cuda:0"): "fused" (a kernel
+    compiled with FMA: AVX2/AVX-512 CPUs), "plain" (each product and sum rounded: the default CPU kernel), or None
+    when _exact_scores matches neither on a few probes (then callers resize the whole map). Probed once per device."""
+    generator = torch.Generator().manual_seed(0)
+    probes = [((2, 5, 37, 53), (74, 106)), ((1, 2, 150, 170), (100, 113)), ((1, 4, 61, 29), (92, 44))]
+    for arithmetic in ("fused", "plain"):
+        for shape, (big_h, big_w) in probes:
+            x = (torch.randn(shape, generator=generator) * 8).to(device)
+            whole = torch.nn.functional.interpolate(x, size=(big_h, big_w), mode="bilinear", align_corners=False)
+            ry, xs = (tuple(t.to(device) for t in _linear(size, out, arithmetic))
+                      for size, out in ((shape[2], big_h), (shape[3], big_w)))
+            n, r, c = (t.flatten().to(device) for t in torch.meshgrid(
+                torch.arange(shape[0]), torch.arange(big_h), torch.arange(big_w), indexing="ij"))
+            exact = _exact_scores(x, n, r, c, ry, xs, arithmetic)
+            if not torch.equal(exact.view(torch.int32), whole.permute(0, 2, 3, 1).reshape(-1, shape[1])
+                               .view(torch.int32)):
+                break
+        else:
+            return arithmetic
+    return None
