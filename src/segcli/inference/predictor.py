@@ -133,10 +133,14 @@ def _not_finite(bad: int, total: int, amp: str, source: str, half: bool = False)
     return DataError(f"{source}: its logits are NaN or infinite ({bad} of {total} values); {cause}")
 
 
+def ids_dtype(classes: int) -> type:
+    """The dtype of class ids of `classes` classes: uint8, uint16 when there are more than 256."""
+    return np.uint8 if classes <= 256 else np.uint16
+
+
 def to_ids(logits: torch.Tensor) -> np.ndarray:
     """(N, K, H, W) logits → (N, H, W) uint8 ids (uint16 when K > 256)."""
-    ids = logits.argmax(1).cpu().numpy()
-    return ids.astype(np.uint8 if logits.shape[1] <= 256 else np.uint16)
+    return logits.argmax(1).cpu().numpy().astype(ids_dtype(logits.shape[1]))
 
 
 class Predictor:
@@ -294,7 +298,7 @@ class Predictor:
                              min_size(self.meta))
         if ids.shape[-2:] != x.shape[-2:]:  # a model run at input_scale != 1: nearest-neighbour back to the input size
             ids = F.interpolate(ids[:, None].float(), size=x.shape[-2:], mode="nearest-exact")[:, 0].long()
-        return ids.cpu().numpy().astype(np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)
+        return ids.cpu().numpy().astype(ids_dtype(len(self.meta["classes"])))
 
     def _bandwise(self, shape: tuple) -> bool:
         """True when ids() of images of `shape` (H, W, ...) can argmax sliding-window logits band by band, as
@@ -339,7 +343,7 @@ class Predictor:
             parts = ((top, band.argmax(1)) for top, band in finite_bands())
         else:
             parts = resized_ids(finite_bands(), tuple(small.shape[-2:]), (h, w), bilinear_arithmetic(str(self.device)))
-        ids = np.empty((n, h, w), np.uint8 if len(self.meta["classes"]) <= 256 else np.uint16)  # as to_ids types them
+        ids = np.empty((n, h, w), ids_dtype(len(self.meta["classes"])))
         with self._autocast():
             for top, part in parts:
                 ids[:, top: top + part.shape[1]] = part.cpu().numpy()
