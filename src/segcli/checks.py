@@ -239,6 +239,7 @@ def _trainer_values(trainer: dict) -> None:
         number("trainer.num_sanity_val_steps", sanity, 0, integer=True,
                what="a number of validation batches >= 0, or -1 for all of them")
     _val_check_interval(trainer.get("val_check_interval"))
+    _by_batches(trainer)
     number("trainer.reload_dataloaders_every_n_epochs", trainer.get("reload_dataloaders_every_n_epochs"), 0,
            integer=True, optional=True)
     if isinstance(trainer.get("profiler"), str):
@@ -278,7 +279,11 @@ def _val_check_interval(value) -> None:
     in Lightning after the run directory was made. Whether a number of batches fits an epoch is train's check."""
     if value is None:
         return
-    if isinstance(value, (str, dict)):
+    if isinstance(value, str):  # Lightning splits it on ':' into four whole numbers, any number of digits each
+        parts = value.split(":")
+        if len(parts) == 4 and all(p.strip().isdigit() for p in parts) and any(int(p) for p in parts):
+            return
+    elif isinstance(value, dict):
         seconds = duration_seconds(value)
         if seconds is not None and seconds > 0:
             return
@@ -288,6 +293,21 @@ def _val_check_interval(value) -> None:
             return
     raise ConfigError(f"trainer.val_check_interval={value!r}: give a fraction of an epoch in (0, 1], a whole number "
                       "of training batches, a duration such as 00:01:00:00 (an hour), or null (at each epoch's end)")
+
+
+def _by_batches(trainer: dict) -> None:
+    """trainer.check_val_every_n_epoch=null: Lightning validates every val_check_interval training batches counted
+    across epochs (or at a duration), so the interval must be a whole number (an int) or a duration; Lightning
+    refused a fraction (or no interval) only inside the Trainer."""
+    if "check_val_every_n_epoch" not in trainer or trainer["check_val_every_n_epoch"] is not None:
+        return
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, (str, dict)) or (isinstance(interval, int) and not isinstance(interval, bool)):
+        return
+    shown = "" if interval is None else f" (trainer.val_check_interval={interval!r} is a fraction of an epoch)"
+    raise ConfigError(f"trainer.check_val_every_n_epoch=null validates every trainer.val_check_interval training "
+                      f"batches, counted across epochs{shown}; give trainer.val_check_interval=N, a whole number of "
+                      "batches (or a duration), or a number of epochs to check_val_every_n_epoch")
 
 
 def counts_batches(value) -> bool:

@@ -39,6 +39,16 @@ def test_a_codec_an_mp4_does_not_take_is_named_with_the_one_written(ckpt, cli, t
     assert code == 0 and "FourCC" not in err, err
 
 
+def test_the_codec_note_stays_when_library_lines_are_shown(ckpt, cli, tmp_path, monkeypatch):
+    """SEGCLI_DEBUG=1 shows OpenCV's own lines: its fallback line is shown, and segcli's note is still given."""
+    monkeypatch.setenv("SEGCLI_DEBUG", "1")
+    _write_video(tmp_path / "a.mp4")
+    code, _, err = cli("predict", tmp_path / "a.mp4", "--ckpt", ckpt, "--out", tmp_path / "out", "video.codec=XVID")
+    assert code == 0, err
+    assert "fallback to use tag" in err and "predict: note: OpenCV writes mp4 videos (video.codec=XVID) with the " \
+        "FourCC mp4v" in err, err
+
+
 def test_inputs_in_out_are_not_counted_as_earlier_masks(ckpt, cli, tmp_path):
     """`predict imgs/ --out imgs/ --save areas`: a note said imgs held 'mask (2), left by an earlier run': the
     inputs themselves. A real earlier output there is still noted."""

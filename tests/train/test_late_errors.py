@@ -77,3 +77,61 @@ def test_step_epoch_and_interval_values_are_told_before_torch_is_imported(tiny_d
                            str(run_dir)], capture_output=True, text=True, timeout=300)
     assert proc.stdout.split() == ["2", "False", "False"], (setting, proc.stdout, proc.stderr)
     assert_refused(2, proc.stderr, setting.lstrip("+"), run_dir)
+
+
+@pytest.mark.parametrize("trainer", [
+    {"val_check_interval": "0:0:30:0"},  # Lightning's own form: any number of digits per part
+    {"val_check_interval": "00:01:00:00"},
+    {"val_check_interval": {"minutes": 30}},
+    {"val_check_interval": 0.25},
+    {"val_check_interval": 2.0},
+    {"check_val_every_n_epoch": None, "val_check_interval": 5},  # every 5 batches, counted across epochs
+    {"check_val_every_n_epoch": None, "val_check_interval": "00:00:10:00"},
+    {"num_sanity_val_steps": -1},
+    {"max_steps": -1, "min_steps": 0, "min_epochs": 1, "max_epochs": 3},
+    {"profiler": "Simple"},
+    {"limit_train_batches": 0.5, "limit_val_batches": 1, "overfit_batches": 0.0},
+])
+def test_valid_trainer_values_are_not_refused(trainer):
+    from segcli.checks import _trainer_values
+
+    _trainer_values(trainer)
+
+
+def test_check_val_every_n_epoch_null_needs_a_whole_number_of_batches():
+    """null counts batches across epochs: a fraction of an epoch (or no interval) was Lightning's error in Trainer()."""
+    from segcli.checks import _trainer_values
+    from segcli.errors import ConfigError
+
+    for interval in (None, 0.5, 2.0):
+        with pytest.raises(ConfigError, match="check_val_every_n_epoch=null validates every trainer.val_check_interval"):
+            _trainer_values({"check_val_every_n_epoch": None, "val_check_interval": interval})
+
+
+def test_validation_every_n_batches_across_epochs_trains(tiny_data, tmp_path, capsys):
+    """check_val_every_n_epoch=null reaches Lightning (it was dropped, so epochs were counted): 3 epochs of 2 batches,
+    validated every 3 batches, validate after batches 3 and 6 (logged at steps 2 and 5, as an epoch's end after batch 2
+    is logged at step 1), not at each of the 3 epochs' ends (steps 1, 3 and 5)."""
+    import csv
+
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=null",
+                                          "+trainer.val_check_interval=3", "final_eval=false"),
+                           "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    validated = sorted({int(r["step"]) for r in rows if r.get("val/mIoU")})
+    assert validated == [2, 5], validated
+
+
+def test_devices_auto_counts_every_gpu_lightning_would_use(monkeypatch):
+    """devices auto (the gpu and ddp presets) trains on every visible GPU: the per-process checks counted one."""
+    from segcli.models import trainer_args
+
+    monkeypatch.setattr(trainer_args, "_gpu_count", lambda: 4)
+    assert trainer_args.processes({"accelerator": "gpu", "devices": "auto"}) == 4
+    assert trainer_args.processes({"accelerator": "auto", "devices": -1, "num_nodes": 2}) == 8
+    assert trainer_args.processes({"accelerator": "cpu", "devices": "auto"}) == 1
+    assert trainer_args.processes({"accelerator": "gpu", "devices": [0, 1]}) == 2
+    monkeypatch.setattr(trainer_args, "_gpu_count", lambda: 0)
+    assert trainer_args.processes({"accelerator": "auto", "devices": "auto"}) == 1

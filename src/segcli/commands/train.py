@@ -303,7 +303,8 @@ def _check_epoch_batches(card, data_cfg, trainer_cfg: dict, processes: int, vali
                               f"{data_cfg.get(size, 1)}); give a fraction of at least {least} (1 batch), a whole "
                               "number of batches, or null for all")
     interval, limit_val = trainer_cfg.get("val_check_interval"), trainer_cfg.get("limit_val_batches")
-    if interval is None or isinstance(interval, (str, dict)) or not counts_batches(interval) \
+    across_epochs = "check_val_every_n_epoch" in trainer_cfg and trainer_cfg["check_val_every_n_epoch"] is None
+    if interval is None or isinstance(interval, (str, dict)) or not counts_batches(interval) or across_epochs \
             or (limit_val is not None and float(limit_val) == 0):  # Lightning's condition for its check
         return
     batches = _limited(counts[0][3], trainer_cfg, "limit_train_batches")[0]
@@ -437,15 +438,16 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
                        compile=bool(cfg.model.get("compile", False)))
     datamodule = SegDataModule(to_container(cfg.data), to_container(cfg.augment), card=card,
                                channels=int(cfg.model.in_channels))
-    given = {k: v for k, v in to_container(cfg.trainer).items() if v is not None}
+    # null is Lightning's default for most keys; check_val_every_n_epoch=null means validating by batches instead
+    given = {k: v for k, v in to_container(cfg.trainer).items() if v is not None or k == "check_val_every_n_epoch"}
     check_trainer(given)
     trainer_args = for_this_machine(given)
     check_fused(to_container(cfg.optim), trainer_args)  # needs the precision made concrete (auto → bf16-mixed)
     count = processes(given)
-    if count and validation_off(cfg) is None:  # said once here: found by the data module, each process said it
+    if validation_off(cfg) is None:  # said once here: found by the data module, each process said it
         check_val_per_process(card, to_container(cfg.data), count)
-    _check_pooled_batch(str(kwargs["arch"]), card, cfg.data, count or 1)
-    _check_epoch_batches(card, cfg.data, given, count or 1, validation_off(cfg) is None)
+    _check_pooled_batch(str(kwargs["arch"]), card, cfg.data, count)
+    _check_epoch_batches(card, cfg.data, given, count, validation_off(cfg) is None)
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
@@ -481,7 +483,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             if crop:  # once every setting has passed its checks: an error stays the only line
                 _crop_note(card, cfg.data, [int(v) for v in crop], smallest)
             _workers_note(cfg.data.get("num_workers", "auto"))
-            _accumulation_note(card, cfg.data, cfg.trainer, count or 1)
+            _accumulation_note(card, cfg.data, cfg.trainer, count)
     try:
         save_config(run_dir, cfg)
     except Exception:  # a full disk: the run directory this command made goes too

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from segcli.console import counted
+from segcli.console import counted, info
 from segcli.errors import ConfigError, DataError
 from segcli.inference.outputs import FOLDERS, Outputs, Record, with_suffix
 
@@ -51,12 +51,18 @@ def quiet():
     segcli starts inherits it; (2) file descriptor 2 is pointed at a temporary file during the call, for the lines
     OpenCV prints itself (fprintf, not its logger) and those of a process whose FFmpeg had started before. Nothing else
     writes to stderr meanwhile: predict opens videos after its image threads have finished. Under library_lines_wanted()
-    nothing is hidden (nor kept). Yields a list that holds, once the block is left, the lines kept off stderr: segcli
-    reads what it needs of them (fallback_tag) and says it in its own words."""
+    nothing is hidden: the lines are kept as well, then written to stderr as the block is left. Yields a list that
+    holds, once the block is left, the lines kept off stderr: segcli reads what it needs of them (fallback_tag) and
+    says it in its own words."""
     global _ffmpeg_level_given
     lines: list[str] = []
     if library_lines_wanted():
-        yield lines
+        try:
+            with _stderr_kept(lines):
+                yield lines
+        finally:
+            for line in lines:
+                info(line)
         return
     first, _ffmpeg_level_given = not _ffmpeg_level_given, True
     if first:
@@ -335,7 +341,6 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
     import cv2
     import torch
 
-    from segcli.console import info
     from segcli.inference.io import write_png
     from segcli.inference.outputs import normalised_entropy, uncertainty_score
     from segcli.inference.predictor import to_ids

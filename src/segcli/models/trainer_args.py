@@ -47,11 +47,15 @@ def started_as_one_of_several(num_nodes=1) -> bool:
             or max(count(os.environ.get(key)) for key in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")) > 1)
 
 
-def processes(trainer: dict) -> int | None:
-    """How many processes train: trainer.devices (a count, or a list of device ids) × trainer.num_nodes; None when
-    Lightning decides (devices auto or -1)."""
+def processes(trainer: dict) -> int:
+    """How many processes train: trainer.devices (a count, or a list of device ids) × trainer.num_nodes. Devices auto
+    or -1 count as Lightning counts them: every visible GPU where training runs on GPUs, one process elsewhere."""
     count, nodes = device_count(trainer.get("devices", "auto")), trainer.get("num_nodes", 1)
-    return None if count is None else count * (int(nodes) if str(nodes).isdigit() else 1)
+    if count is None:
+        accelerator = str(trainer.get("accelerator", "auto")).lower()
+        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and _gpu_count() > 0)
+        count = max(1, _gpu_count()) if on_gpu else 1
+    return count * (int(nodes) if str(nodes).isdigit() else 1)
 
 
 def device_count(devices) -> int | None:
