@@ -368,14 +368,14 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
 # ----------------------------------------------------------------------------- export
 @app.command("export")
 def export(
-    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to export."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", metavar="<path>", help="Checkpoint (.ckpt) to export (one)."),
     fmt: str = typer.Option(None, "--format", help="Export format: onnx (default) or torchscript."),
     out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output file (default: next to the checkpoint, .onnx or .pt)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 17)."),
     half: bool = typer.Option(False, "--half", help="Export float16 for a GPU (needs a CUDA device)."),
     argmax: bool = typer.Option(False, "--argmax", help="Bake the argmax into the model: uint8 class ids out instead of logits."),
     verify_images: Optional[Path] = typer.Option(None, "--verify-images", help="Images to verify on (default: the checkpoint's val split)."),
-    benchmark: bool = typer.Option(False, "--benchmark", help="Also time torch eager vs the exported model at the training resolution."),
+    benchmark: bool = typer.Option(False, "--benchmark", help="Also time torch eager vs the exported model on the first verification image (at its size times the model's input_scale, padded to the size multiple)."),
     overrides: Optional[List[str]] = _overrides("opset=18 verify.max_rel_logit_diff=1e-3"),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,

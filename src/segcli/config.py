@@ -162,6 +162,7 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: s
 # Trainer, smp's architecture, a loss term's class) and the loss's term → weight dict (a term the preset lacks:
 # +loss.terms.focal=0.5). Anywhere else an added key would be read by nothing.
 ADDABLE = {"train": ("trainer.", "model.kwargs.", "loss.params.", "loss.terms.")}
+_TAKEN_BY = {"trainer": "lightning.Trainer", "model": "the smp architecture", "loss": "segcli's loss"}  # ADDABLE's
 
 
 def _check_added(command: str, parsed: list, groups: dict, listed: Callable[[str], bool]) -> None:
@@ -434,7 +435,8 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
         close = did_you_mean(key, keys)
         return ConfigError(
             f"unknown config key '{key}' for 'segcli {command}'{close}; see `segcli {command} --cfg` for all keys"
-            + (f", or add one with +{key}=..." if key.startswith(ADDABLE.get(command, ())) else "")
+            + (f", or add one with +{key}=... if {_TAKEN_BY[key.split('.')[0]]} takes it"
+               if key.startswith(ADDABLE.get(command, ())) else "")
         )
     first = next((line for line in text.splitlines() if line.strip()), text)
     return ConfigError(f"invalid configuration for 'segcli {command}': {first}")

@@ -135,3 +135,16 @@ def test_devices_auto_counts_every_gpu_lightning_would_use(monkeypatch):
     assert trainer_args.processes({"accelerator": "gpu", "devices": [0, 1]}) == 2
     monkeypatch.setattr(trainer_args, "_gpu_count", lambda: 0)
     assert trainer_args.processes({"accelerator": "auto", "devices": "auto"}) == 1
+
+
+def test_a_validation_limited_to_some_batches_is_noted(tiny_data, tmp_path, capsys):
+    """smoke's limit_val_batches=4 (here 1 of 2 val images): best val mIoU differed from the final evaluation's with
+    no word why."""
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.limit_val_batches=1", "final_eval=false"), "--run-dir",
+                           run_dir], capsys)
+    assert code == 0, err
+    assert ("train: note: trainer.limit_val_batches=1 validates 1 of the 2 val batches an epoch has: val mIoU (and so "
+            "best.ckpt's choice) is of those images only") in err, err
+    code, _, err = segcli(["train", *tiny(tiny_data, "final_eval=false"), "--run-dir", tmp_path / "all"], capsys)
+    assert code == 0 and "validates" not in err, err

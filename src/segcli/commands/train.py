@@ -302,6 +302,10 @@ def _check_epoch_batches(card, data_cfg, trainer_cfg: dict, processes: int, vali
             raise ConfigError(f"{setting} leaves 0 of the {batches} {role} batch(es) an epoch has (data.{size}="
                               f"{data_cfg.get(size, 1)}); give a fraction of at least {least} (1 batch), a whole "
                               "number of batches, or null for all")
+        if role == "val" and 0 < kept < batches and first_process():  # smoke's limit_val_batches=4, for one
+            info(f"train: note: {setting} validates {kept} of the {batches} val batches an epoch has: val mIoU (and "
+                 "so best.ckpt's choice) is of those images only; the final evaluation and segcli eval score the "
+                 "whole split")
     interval, limit_val = trainer_cfg.get("val_check_interval"), trainer_cfg.get("limit_val_batches")
     across_epochs = "check_val_every_n_epoch" in trainer_cfg and trainer_cfg["check_val_every_n_epoch"] is None
     if interval is None or isinstance(interval, (str, dict)) or not counts_batches(interval) or across_epochs \
