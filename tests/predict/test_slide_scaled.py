@@ -54,7 +54,9 @@ def test_the_rounding_of_the_bilinear_kernel_is_known_on_the_cpu():
 # (N, K, h, w) of the map, (H, W) resized, band heights: up (×2, ×4/3, odd), down (÷1.5), one axis only
 MAPS = [((1, 40, 30, 50), (60, 100), 7), ((2, 2, 45, 61), (90, 121), 1), ((1, 5, 37, 53), (49, 71), 16),
         ((3, 40, 64, 90), (43, 60), 9), ((1, 7, 40, 100), (40, 150), 13), ((2, 40, 33, 120), (99, 120), 40),
-        ((1, 2, 1, 130), (2, 260), 1)]
+        ((1, 2, 1, 130), (2, 260), 1),
+        # the map more than twice the output: a later output row reads rows of a band not yet come
+        ((1, 6, 250, 70), (100, 70), 2), ((2, 5, 400, 40), (100, 90), 3), ((1, 4, 130, 50), (50, 60), 1)]
 
 
 @pytest.mark.parametrize("shape,out_size,band", MAPS)
@@ -76,7 +78,10 @@ CASES = [(1, 97, 131, 40, 0.5, 1.0, [16, 24], 0.5, 4), (2, 75, 91, 2, 0.5, 1.0, 
          (3, 61, 89, 40, 0.75, 1.0, [24, 32], 0.0, 1), (1, 70, 80, 2, 0.5, 1.5, [16, 16], 0.6, 8),
          (2, 40, 100, 40, 1.0, 1.5, [32, 32], 0.5, 2), (1, 50, 90, 7, 1.0, 0.5, [64, 64], 0.5, 4),
          (2, 123, 45, 40, 0.75, 1.0, [16, 16], 0.7, 3), (1, 150, 150, 2, 0.5, 1.0, [48, 16], 0.5, 4),
-         (4, 33, 101, 40, 0.5, 1.5, [16, 24], 0.5, 8), (1, 129, 64, 40, 0.5, 1.0, [200, 200], 0.5, 4)]
+         (4, 33, 101, 40, 0.5, 1.5, [16, 24], 0.5, 8), (1, 129, 64, 40, 0.5, 1.0, [200, 200], 0.5, 4),
+         # the network at more than twice the input (input_scale 4; 2 × 1.5; 2.5): masks were wrong on 15-70% of pixels
+         (1, 60, 90, 7, 4.0, 1.0, [16, 16], 0.5, 4), (1, 60, 80, 40, 2.0, 1.5, [16, 16], 0.5, 4),
+         (2, 45, 90, 2, 1.0, 2.5, [16, 16], 0.5, 4)]
 
 
 @pytest.mark.parametrize("n,h,w,classes,base,scale,tile,overlap,batch_size", CASES)
@@ -134,6 +139,24 @@ def test_the_channels_last_kernel_keeps_the_whole_map(resized_used, h, w, classe
     finally:
         torch.set_num_threads(before)
     assert resized_used == []
+
+
+def test_a_one_pixel_map_keeps_the_whole_map(resized_used):
+    """At scale 0.01 a 70×80 image is a 1×1 map: channels-last contiguous as well, so F.interpolate resizes it with
+    its channels-last kernel for more than 3 classes (535 pixels differed when it went band by band)."""
+    p = scaled(conv_model(7, kernel=1), 7, 1.0, tile=[16, 16], scales=[0.01])
+    imgs = images(1, 70, 80)
+    assert np.array_equal(p.ids(imgs), to_ids(p.logits(imgs)))
+    assert resized_used == []
+
+
+def test_subnormal_logits_resize_as_the_whole_map():
+    """Below 2**-126 float32 rounds by absolute steps, which a margin relative to the largest logit missed."""
+    x = torch.randn((1, 5, 40, 60), generator=torch.Generator().manual_seed(3)) * 1e-43
+    expected = F.interpolate(x, size=(90, 131), mode="bilinear", align_corners=False).argmax(1)
+    parts = sliding.resized_ids([(top, x[:, :, top: top + 4]) for top in range(0, 40, 4)], (40, 60), (90, 131),
+                                sliding.bilinear_arithmetic("cpu"))
+    assert torch.equal(torch.cat([part for _, part in parts], 1), expected)
 
 
 def test_nan_logits_at_another_size_fail_with_the_same_message_as_the_whole_map():

@@ -305,7 +305,8 @@ class Predictor:
         to_ids(logits()) would, bit for bit: one slide pass (no TTA, one scale). Averaged probabilities need the whole
         map. At input_scale × scale != 1 the bands are resized as F.interpolate resizes the whole map
         (sliding.resized_ids), where its kernel is the one resized_ids follows (its generic CPU kernel: H + W > 128,
-        not 3 classes on one thread) and its rounding on this device is known (sliding.bilinear_arithmetic)."""
+        not 3 classes on one thread, not a 1×1 map of more than 3) and its rounding on this device is known
+        (sliding.bilinear_arithmetic)."""
         opts = self.options
         if opts.mode != "slide" or opts.tta != "none" or len(opts.scales) != 1:
             return False
@@ -316,6 +317,8 @@ class Predictor:
         classes = len(self.meta["classes"])
         if h + w <= 128 or (classes == 3 and torch.get_num_threads() == 1):  # the kernel's channels-last variant
             return False
+        if (max(1, round(h * scale)), max(1, round(w * scale))) == (1, 1) and classes > 3:
+            return False  # a 1×1 map is channels-last contiguous too, so F.interpolate takes that variant for it
         return bilinear_arithmetic(str(self.device)) is not None
 
     def _slide_ids(self, x: torch.Tensor) -> np.ndarray:

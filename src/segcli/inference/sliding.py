@@ -116,12 +116,15 @@ def _shift(buf: torch.Tensor, rows: int) -> torch.Tensor:
     return moved
 
 
-# Rows × width × classes × images of resized scores made at a time by resized_ids (32 MB of float32).
+# Rows × width × classes × images of resized scores made at a time by resized_ids (32 MB of float32; the map rows
+# resized along W first are that many times the shrinking factor where the output is smaller than the map).
 RESIZED_CHUNK = 1 << 23
 # How far the resized scores made in plain float32 can be from the kernel's, in units of 2**-24 × the largest |logit|
 # they are made of: at most 6 roundings each (2 products and a sum per axis) against the kernel's 4, so about 10;
 # twice that, to be safe.
 SLACK = 32 * 2.0 ** -24
+# … plus this much in absolute terms: rounding in float32's subnormal range (below 2**-126) is absolute, 2**-149 a step.
+TINY = 2.0 ** -144
 
 
 def resized_ids(bands: Iterable[tuple[int, torch.Tensor]], size: tuple[int, int], out_size: tuple[int, int],
@@ -161,7 +164,7 @@ def resized_ids(bands: Iterable[tuple[int, torch.Tensor]], size: tuple[int, int]
             best, ids = scores.max(1)
             second = scores.scatter_(1, ids.unsqueeze(1), -math.inf).amax(1)  # the best class's score left out
             del scores
-            close = best - second <= 2 * SLACK * float(rows.abs().max())  # two classes within twice the slack
+            close = best - second <= 2 * SLACK * float(rows.abs().max()) + TINY  # two classes within twice the slack
             del best, second
             if bool(close.any()):
                 n, r, c = close.nonzero(as_tuple=True)
@@ -169,7 +172,8 @@ def resized_ids(bands: Iterable[tuple[int, torch.Tensor]], size: tuple[int, int]
                 ids[n, r, c] = exact.argmax(1)
             yield row, ids
             row = stop
-        keep = int(y0[row]) if row < big_h else end  # the first map row a later output row reads
+        # the first map row a later output row reads; at most `end`: shrinking more than 2× it may lie in a later band
+        keep = min(int(y0[row]), end) if row < big_h else end
         held, held_top = held[:, :, keep - held_top:].clone(), keep
 
 
