@@ -168,7 +168,8 @@ def test_an_ensemble_of_sliding_members_averages_their_whole_maps(monkeypatch):
     assert np.array_equal(ens.ids(imgs), expected)
 
 
-def test_nan_logits_fail_with_the_same_message_as_the_whole_map():
+@pytest.mark.parametrize("scale,h,w", [(1.0, 40, 30), (0.5, 80, 70)])  # 0.5: bands resized (test_slide_scaled.py)
+def test_nan_logits_fail_with_the_same_message_as_the_whole_map(scale, h, w):
     run = conv_model()
 
     def broken(x):  # NaN in the bottom 3 rows of every window: the first band is finite, later ones are not
@@ -176,10 +177,11 @@ def test_nan_logits_fail_with_the_same_message_as_the_whole_map():
         out[:, 2, -3:] = float("nan")
         return out
 
-    p = slide(broken, tile=[16, 16])
-    imgs = images(2, 40, 30)
+    p = Predictor(broken, meta(input_scale=scale), batch_size=4).configure({"mode": "slide", "tile": [16, 16]})
+    imgs = images(2, h, w)
     with pytest.raises(DataError) as whole:
         p.logits(imgs)
     with pytest.raises(DataError) as banded:
         p.ids(imgs)
     assert "its logits are NaN or infinite" in str(banded.value) and str(banded.value) == str(whole.value)
+    assert f"of {2 * 7 * int(h * scale) * int(w * scale)} values" in str(whole.value)  # counted at the network's size
