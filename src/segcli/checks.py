@@ -295,11 +295,16 @@ def _val_check_interval(value) -> None:
                       "of training batches, a duration such as 00:01:00:00 (an hour), or null (at each epoch's end)")
 
 
+def validates_by_batches(trainer: dict) -> bool:
+    """Whether trainer.check_val_every_n_epoch is given as null: Lightning then validates every val_check_interval
+    training batches counted across epochs, not at epochs' ends (a key left out is Lightning's default, 1)."""
+    return "check_val_every_n_epoch" in trainer and trainer["check_val_every_n_epoch"] is None
+
+
 def _by_batches(trainer: dict) -> None:
-    """trainer.check_val_every_n_epoch=null: Lightning validates every val_check_interval training batches counted
-    across epochs (or at a duration), so the interval must be a whole number (an int) or a duration; Lightning
-    refused a fraction (or no interval) only inside the Trainer."""
-    if "check_val_every_n_epoch" not in trainer or trainer["check_val_every_n_epoch"] is not None:
+    """trainer.check_val_every_n_epoch=null (validates_by_batches): the interval must be a whole number (an int) or a
+    duration; Lightning refused a fraction (or no interval) only inside the Trainer."""
+    if not validates_by_batches(trainer):
         return
     interval = trainer.get("val_check_interval")
     if isinstance(interval, (str, dict)) or (isinstance(interval, int) and not isinstance(interval, bool)):

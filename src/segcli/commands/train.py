@@ -233,11 +233,9 @@ def _small_crop_note(data_cfg, crop: list[int], area: float, scale: float, image
 def _train_images_per_process(card, data_cfg, processes: int) -> int:
     """Training images one process sees per epoch: the train split (or the training folds of data.fold) times
     data.repeat, shared among `processes`."""
-    from segcli.data.datamodule import images_per_process
+    from segcli.data.datamodule import images_per_process, split_indices
 
-    fold = data_cfg.get("fold")
-    split = str(data_cfg.train_split)
-    indices = card.indices(split) if fold is None else card.indices(split, int(fold), held_out=False)
+    indices = split_indices(card, data_cfg)[2]
     return images_per_process(len(indices) * int(data_cfg.get("repeat", 1) or 1), processes)
 
 
@@ -266,8 +264,9 @@ def _epoch_train_batches(card, data_cfg, processes: int) -> int:
 def _epoch_val_batches(card, data_cfg, processes: int) -> int:
     """Validation batches of the process with the fewest val images (UnrepeatedDistributedSampler shares the images
     out unpadded; the last partial batch is kept)."""
-    fold, split = data_cfg.get("fold"), str(data_cfg.train_split)
-    indices = card.indices(data_cfg.val_split) if fold is None else card.indices(split, int(fold), held_out=True)
+    from segcli.data.datamodule import split_indices
+
+    indices = split_indices(card, data_cfg)[3]
     return -(-(len(indices) // max(1, processes)) // int(data_cfg.get("val_batch_size", 1) or 1))
 
 
@@ -290,13 +289,15 @@ def _check_epoch_batches(card, data_cfg, trainer_cfg: dict, processes: int, vali
     'train: run directory ...' (exit 2 with Lightning's words, or exit 4)."""
     import math
 
-    from segcli.checks import counts_batches
+    from segcli.checks import counts_batches, validates_by_batches
 
     counts = [("train", "limit_train_batches", "batch_size", _epoch_train_batches(card, data_cfg, processes))]
     if validates:
         counts.append(("val", "limit_val_batches", "val_batch_size", _epoch_val_batches(card, data_cfg, processes)))
+    train_kept = 0
     for role, key, size, batches in counts:
         kept, setting = _limited(batches, trainer_cfg, key)
+        train_kept = kept if role == "train" else train_kept
         if kept == 0 and batches > 0:  # a limit of 0 itself: training is refused (checks), validation is off
             least = f"{math.ceil(1000 / batches) / 1000:g}"
             raise ConfigError(f"{setting} leaves 0 of the {batches} {role} batch(es) an epoch has (data.{size}="
@@ -307,15 +308,14 @@ def _check_epoch_batches(card, data_cfg, trainer_cfg: dict, processes: int, vali
                  "so best.ckpt's choice) is of those images only; the final evaluation and segcli eval score the "
                  "whole split")
     interval, limit_val = trainer_cfg.get("val_check_interval"), trainer_cfg.get("limit_val_batches")
-    across_epochs = "check_val_every_n_epoch" in trainer_cfg and trainer_cfg["check_val_every_n_epoch"] is None
-    if interval is None or isinstance(interval, (str, dict)) or not counts_batches(interval) or across_epochs \
+    if interval is None or isinstance(interval, (str, dict)) or not counts_batches(interval) \
+            or validates_by_batches(trainer_cfg) \
             or (limit_val is not None and float(limit_val) == 0):  # Lightning's condition for its check
         return
-    batches = _limited(counts[0][3], trainer_cfg, "limit_train_batches")[0]
-    if int(interval) > batches:
-        raise ConfigError(f"trainer.val_check_interval={interval} is more than the {batches} training batch(es) an "
-                          f"epoch has; give {batches} or fewer batches, a fraction of an epoch such as 0.5, or null to "
-                          "validate at each epoch's end")
+    if int(interval) > train_kept:
+        raise ConfigError(f"trainer.val_check_interval={interval} is more than the {train_kept} training batch(es) an "
+                          f"epoch has; give {train_kept} or fewer batches, a fraction of an epoch such as 0.5, or null "
+                          "to validate at each epoch's end")
 
 
 def _check_pooled_batch(arch: str, card, data_cfg, processes: int) -> None:
@@ -448,10 +448,11 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     trainer_args = for_this_machine(given)
     check_fused(to_container(cfg.optim), trainer_args)  # needs the precision made concrete (auto → bf16-mixed)
     count = processes(given)
-    if validation_off(cfg) is None:  # said once here: found by the data module, each process said it
+    validating = validation_off(cfg) is None
+    if validating:  # said once here: found by the data module, each process said it
         check_val_per_process(card, to_container(cfg.data), count)
     _check_pooled_batch(str(kwargs["arch"]), card, cfg.data, count)
-    _check_epoch_batches(card, cfg.data, given, count, validation_off(cfg) is None)
+    _check_epoch_batches(card, cfg.data, given, count, validating)
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
@@ -495,7 +496,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             _remove_if_no_checkpoint(run_dir, created)
         raise
 
-    best = best_checkpoint(run_dir / "checkpoints") if validation_off(cfg) is None else None
+    best = best_checkpoint(run_dir / "checkpoints") if validating else None
     ctrl_c = CtrlC()
     last = LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"), cfg.get("save_min_interval_s"))
     callbacks += [c for c in (best, last, ctrl_c) if c is not None]

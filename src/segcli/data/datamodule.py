@@ -78,6 +78,17 @@ def validates(data_cfg) -> bool:
     return data_cfg.get("val_split") is not None or data_cfg.get("fold") is not None
 
 
+def split_indices(card, data_cfg) -> tuple[str, str | None, list[int], list[int]]:
+    """(train split, val split or None, train indices, val indices) of a run's data config: the two splits, or with
+    data.fold the other folds of the train split and its fold `fold` (cross-validation inside it)."""
+    fold, train_split = data_cfg.get("fold"), str(data_cfg["train_split"])
+    if fold is not None:
+        return (train_split, train_split, card.indices(train_split, int(fold), held_out=False),
+                card.indices(train_split, int(fold), held_out=True))
+    val_split = data_cfg.get("val_split")
+    return train_split, val_split, card.indices(train_split), card.indices(val_split) if val_split is not None else []
+
+
 def images_per_process(images: int, processes: int) -> int:
     """Images each of `processes` gets from a split of `images`: DistributedSampler pads the split to an equal share,
     so it rounds up (5 images on 2 processes: 3 each)."""
@@ -228,14 +239,7 @@ class SegDataModule(L.LightningDataModule):
         channels = self._channels()
         check_augment(self.augment_cfg, channels)
         fold = cfg.get("fold")
-        if fold is None:
-            train_split, val_split = cfg["train_split"], cfg["val_split"]
-            train_idx = card.indices(train_split)
-            val_idx = card.indices(val_split) if val_split is not None else []
-        else:  # cross-validation inside the train split
-            train_split = val_split = cfg["train_split"]
-            train_idx = card.indices(train_split, int(fold), held_out=False)
-            val_idx = card.indices(train_split, int(fold), held_out=True)
+        train_split, val_split, train_idx, val_idx = split_indices(card, cfg)
         _check_not_empty(card, fold, (("train", train_split, train_idx), ("val", val_split, val_idx)))
         self.workers = workers = loader_workers(cfg.get("num_workers", "auto"))
         setting = cfg.get("cache", "auto")
@@ -300,10 +304,8 @@ def check_val_per_process(card, data_cfg: dict, processes: int) -> None:
     fold = data_cfg.get("fold")
     if processes <= 1 or (data_cfg.get("val_split") is None and fold is None):
         return
-    if fold is None:
-        count, split = len(card.indices(data_cfg["val_split"])), f"the '{data_cfg['val_split']}' split"
-    else:
-        count, split = len(card.indices(data_cfg["train_split"], int(fold), held_out=True)), f"fold {int(fold)}"
+    count = len(split_indices(card, data_cfg)[3])
+    split = f"the '{data_cfg['val_split']}' split" if fold is None else f"fold {int(fold)}"
     if count < processes:
         raise ConfigError(f"{card.root}: {split} has {count} image(s) for {processes} processes, and each process "
                           "validates at least one; train on fewer devices or give the split more images")
