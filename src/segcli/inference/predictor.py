@@ -64,12 +64,16 @@ def forward_padded(forward: Forward, x: torch.Tensor, multiple: int, min_size: i
     return logits[..., :h, :w]
 
 
+def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """(H, W) of an h×w image resized by `scale` (resize): each side rounded, at least 1."""
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def resize(x: torch.Tensor, scale: float) -> torch.Tensor:
     """(N, C, H, W) float → resized by `scale` (bilinear, antialiased when shrinking); unchanged for scale 1."""
     if scale == 1.0:
         return x
-    h, w = x.shape[-2:]
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    size = scaled_size(*x.shape[-2:], scale)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
 
 
@@ -312,12 +316,13 @@ class Predictor:
             return False
         scale = opts.scales[0] * input_scale(self.meta)
         h, w = shape[:2]
-        if scale == 1.0 or all(max(1, round(n * scale)) == n for n in (h, w)):
+        network = scaled_size(h, w, scale)
+        if scale == 1.0 or network == (h, w):
             return True
         classes = len(self.meta["classes"])
         if h + w <= 128 or (classes == 3 and torch.get_num_threads() == 1):  # the kernel's channels-last variant
             return False
-        if (max(1, round(h * scale)), max(1, round(w * scale))) == (1, 1) and classes > 3:
+        if network == (1, 1) and classes > 3:
             return False  # a 1×1 map is channels-last contiguous too, so F.interpolate takes that variant for it
         return bilinear_arithmetic(str(self.device)) is not None
 

@@ -123,7 +123,8 @@ RESIZED_CHUNK = 1 << 23
 # they are made of: at most 6 roundings each (2 products and a sum per axis) against the kernel's 4, so about 10;
 # twice that, to be safe.
 SLACK = 32 * 2.0 ** -24
-# … plus this much in absolute terms: rounding in float32's subnormal range (below 2**-126) is absolute, 2**-149 a step.
+# … plus this much in absolute terms: rounding in float32's subnormal range (below 2**-126) is absolute,
+# 2**-149 a step.
 TINY = 2.0 ** -144
 
 
