@@ -56,15 +56,9 @@ def quiet():
     says it in its own words."""
     global _ffmpeg_level_given
     lines: list[str] = []
-    if library_lines_wanted():
-        try:
-            with _stderr_kept(lines):
-                yield lines
-        finally:
-            for line in lines:
-                info(line)
-        return
-    first, _ffmpeg_level_given = not _ffmpeg_level_given, True
+    shown = library_lines_wanted()
+    first = not shown and not _ffmpeg_level_given
+    _ffmpeg_level_given = _ffmpeg_level_given or not shown
     if first:
         os.environ["OPENCV_FFMPEG_LOGLEVEL"] = FFMPEG_QUIET
     try:
@@ -73,6 +67,9 @@ def quiet():
     finally:
         if first:
             os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
+        if shown:
+            for line in lines:
+                info(line)
 
 
 @contextlib.contextmanager
@@ -216,7 +213,8 @@ def _check_written(tmp: Path, target: Path, frames: int, code: str) -> None:
     capture.release()
     if held < frames:
         raise DataError(f"{target}: OpenCV's writer (video.codec={code}) wrote {held} of the "
-                        f"{counted(frames, 'frame')}; set video.codec to another FourCC your OpenCV supports, e.g. MJPG")
+                        f"{counted(frames, 'frame')}; set video.codec to another FourCC your OpenCV supports, "
+                        "e.g. MJPG")
 
 
 def _check_room(folder: Path, target: Path) -> None:
