@@ -327,20 +327,22 @@ def _covered(items):
     return covered
 
 
-def _note_earlier_kinds(items, outputs, inputs=()) -> None:
+def _note_earlier_kinds(items, outputs, inputs) -> None:
     """Files of the kinds --save leaves out that an earlier run wrote for the inputs predicted now (probs/x.npz and
     uncertainty/x.png of a run with another model, beside this run's x.png; uncertainty.csv ranking them): they are
     kept (a run may add kinds to those of an earlier one), but a note says that they are not this run's, rather than
-    leave a mixed folder silently. A file that is one of the run's `inputs` is no earlier output: `predict imgs/ --out
-    imgs/ --save areas` counted every image x.png as the earlier mask of itself."""
+    leave a mixed folder silently. A file that is one of the run's `inputs` (`items` are among them) is no earlier
+    output: `predict imgs/ --out imgs/ --save areas` counted every image x.png as the earlier mask of itself."""
     from segcli.inference.io import resolver
     from segcli.inference.outputs import SUFFIXES
 
-    real = resolver()
-    given = {real(item.path) for item in [*items, *inputs]}
     others = [k for k in SUFFIXES if k not in outputs.files]  # the per-image kinds this run does not write
-    found = {k: [item for item in items if outputs.path(k, item.rel).is_file()
-                 and real(outputs.path(k, item.rel)) not in given] for k in others}
+    found = {k: [item for item in items if outputs.path(k, item.rel).is_file()] for k in others}
+    if any(found.values()):  # the inputs' real paths only where a file is there to compare
+        real = resolver()
+        given = {real(item.path) for item in inputs}
+        found = {k: [item for item in hits if real(outputs.path(k, item.rel)) not in given]
+                 for k, hits in found.items()}
     found = {k: hits for k, hits in found.items() if hits}
     if not found:
         return
@@ -420,8 +422,7 @@ def _skip_finished(images, state) -> list:
         state.skipped += 1
         state.emit(record)
     if state.skipped:
-        info(f"predict: {counted(state.skipped, 'input')} already done in {state.outputs.out}, "
-             "skipped")
+        info(f"predict: {counted(state.skipped, 'input')} already done in {state.outputs.out}, skipped")
     return todo
 
 
