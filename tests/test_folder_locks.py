@@ -20,21 +20,25 @@ def _flock_failing_with(code: int):
 
 
 @pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP])
-def test_train_goes_on_where_the_file_system_keeps_no_locks(tmp_path, monkeypatch, code):
+def test_train_goes_on_where_the_file_system_keeps_no_locks(tmp_path, monkeypatch, capsys, code):
     monkeypatch.setattr(fcntl, "flock", _flock_failing_with(code))
     with held_run_dir(tmp_path, "give another --run-dir") as held:
         assert held == tmp_path
+    assert capsys.readouterr().err == (f"train: note: {tmp_path} is on a file system that keeps no locks: a second "
+                                       "segcli train started in it now would not be refused\n")
 
 
 @pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP])
-def test_eval_goes_on_unheld_where_the_file_system_keeps_no_locks(tmp_path, monkeypatch, code):
+def test_eval_goes_on_unheld_where_the_file_system_keeps_no_locks(tmp_path, monkeypatch, capsys, code):
     monkeypatch.setattr(fcntl, "flock", _flock_failing_with(code))
     handle, created = _hold(tmp_path / "new" / "out")
     assert handle is None
     assert created == [tmp_path / "new" / "out", tmp_path / "new"]  # made for it, so removed when left empty
+    assert "eval: note: --out " + str(tmp_path / "new" / "out") + " is on a file system that keeps no locks" in \
+        capsys.readouterr().err
 
 
-def test_a_folder_held_by_another_run_is_still_refused(tmp_path):
+def test_a_folder_held_by_another_run_is_still_refused(tmp_path, capsys):
     other = os.open(tmp_path, os.O_RDONLY)
     try:
         assert lock_folder(other)
@@ -47,3 +51,4 @@ def test_a_folder_held_by_another_run_is_still_refused(tmp_path):
         os.close(other)
     with held_run_dir(tmp_path, "wait for it"):  # released: free again
         pass
+    assert "keeps no locks" not in capsys.readouterr().err  # held: no note

@@ -78,7 +78,12 @@ def held_run_dir(run_dir: Path, what: str):
     handle = os.open(run_dir, os.O_RDONLY)
     try:
         try:
-            lock_folder(handle)
+            if not lock_folder(handle):
+                from segcli.console import first_process, info
+
+                if first_process():
+                    info(f"train: note: {run_dir} is on a file system that keeps no locks: a second segcli train "
+                         "started in it now would not be refused")
         except BlockingIOError:
             from segcli.errors import ConfigError
 

@@ -134,6 +134,10 @@ def _hold(out: Path) -> tuple[int | None, list[Path]]:
         raise ConfigError(f"--out {out}: another segcli eval is writing its reports into this folder now; wait for "
                           "it to finish, or give another --out") from None
     if not held:  # a file system without locks: eval goes on unheld, as on Windows
+        from segcli.console import info
+
+        info(f"eval: note: --out {out} is on a file system that keeps no locks: a second segcli eval writing "
+             "there now would not be refused")
         os.close(handle)
         return None, created
     return handle, created
