@@ -1,4 +1,4 @@
-"""Shared fixtures for the predict tests: an untrained (random, seeded) checkpoint and in-process CLI calls.
+"""Shared fixtures for the predict tests: an untrained (random, seeded) checkpoint.
 
 No training: a resnet18 U-Net with seeded random weights is saved in the segcli checkpoint format,
 so every test predicts with a real model in a fraction of a second.
@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from predict_helpers import CLASSES, PALETTE
-
-from helpers_cli import run_in_process
 
 
 @pytest.fixture(scope="session")
