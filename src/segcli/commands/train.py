@@ -407,7 +407,9 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         info(f"train: note: {kwargs['arch']}/{kwargs['encoder']} runs on inputs of at least {smallest}x{smallest}; "
              f"crops of {crop[0]}x{crop[1]} are padded up to it (unlabelled), so larger augment.crop_size costs "
              "little more")
-    meta = model_meta(card, kwargs, size_multiple(probe), cfg.data.val_split, train_crop=crop,
+    fold = cfg.data.get("fold")  # data.fold validates on fold k of the train split, whatever data.val_split says
+    validated_on = cfg.data.val_split if fold is None else cfg.data.train_split
+    meta = model_meta(card, kwargs, size_multiple(probe), validated_on, train_crop=crop,
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
     if cfg.get("inference") is not None:  # the final evaluation's settings (config.yaml keeps them for a later
@@ -419,9 +421,9 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     if first_process() and not resume:
         _note_unused_bands(train_pairs, int(kwargs.get("in_channels", 3)))
         _note_untrainable_classes(card, str(cfg.data.train_split))
-    if cfg.data.get("fold") is not None:  # so does a fold the card lacks
-        card.indices(cfg.data.train_split, int(cfg.data.fold), held_out=True)
-    if cfg.data.val_split is not None:  # null: no validation
+    if fold is not None:  # so does a fold the card lacks
+        card.indices(cfg.data.train_split, int(fold), held_out=True)
+    elif cfg.data.val_split is not None:  # null: no validation
         try:
             card.pairs(cfg.data.val_split)
         except ConfigError as err:
@@ -430,7 +432,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
                                 f"validates on; the dataset changed since the run began: restore that split, or "
                                 f"start a new run") from None
             raise ConfigError(f"{err}; or train without validation: data.val_split=null") from None
-        if cfg.data.val_split == cfg.data.train_split and cfg.data.get("fold") is None and first_process():
+        if cfg.data.val_split == cfg.data.train_split and first_process():
             info(f"train: note: data.val_split is the training split '{cfg.data.train_split}', so val mIoU and "
                  "best.ckpt measure images the model trains on; data.val_split=null trains without validation")
     # Loss (class weights), encoder weights and data settings fail here too, before anything is written. A resumed
