@@ -96,6 +96,22 @@ class DatasetCard:
 REQUIRED_KEYS = ("classes", "palette", "ignore_index", "splits")
 
 
+def _unprepared(folder: Path) -> str:
+    """The fix for a data.root / --data without dataset.yaml: the prepare command for the layout it holds (a
+    download, images/ + masks/), or what to give."""
+    if not folder.is_dir():
+        return "give the folder `segcli prepare` wrote (it holds dataset.yaml), or prepare the dataset first"
+    from segcli.data.formats.native import other_layout
+
+    hint = other_layout(folder)
+    if hint:
+        return hint
+    if any(folder.iterdir()):
+        return ("it is not a prepared dataset: prepare it into a new folder first (`segcli prepare folder --images "
+                "DIR --masks DIR --out NEW`, or camvid, voc, cityscapes, ade20k; see data/README.md)")
+    return f"prepare the dataset first, e.g. `segcli prepare synthetic --out {folder}`"
+
+
 def load_card(root: str | Path) -> DatasetCard:
     """Read DIR/dataset.yaml (DIR may also be the card file itself; ~ is expanded: `data.root=~/data` reaches segcli
     as typed, the shell expands ~ only at the start of a word)."""
@@ -105,7 +121,7 @@ def load_card(root: str | Path) -> DatasetCard:
     root = Path(root).expanduser()
     path = root if root.suffix in (".yaml", ".yml") else root / CARD_NAME
     if not path.is_file():
-        raise DataError(f"{path}: no dataset card; prepare the dataset first, e.g. `segcli prepare synthetic --out {path.parent}`")
+        raise DataError(f"{path}: no dataset card; {_unprepared(path.parent)}")
     try:
         raw = _load_yaml(path.read_text(encoding="utf-8"))
         missing = [key for key in REQUIRED_KEYS if not isinstance(raw, dict) or key not in raw]

@@ -8,23 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.card import CARD_NAME, load_card
-from segcli.data.formats.native import other_layout
+from segcli.data.card import load_card
 from segcli.data.lint import error
 from segcli.data.masks import MaskDecoder
 from segcli.data.source import Sample, Source
 from segcli.data.splits import group_leaks
-from segcli.errors import DataError
 
 
 def collect(root: str | Path) -> Source:
     """The card's pairs; missing files and pairs listed twice become findings."""
-    folder = Path(root).expanduser()
-    if folder.is_dir() and not (folder / CARD_NAME).is_file():  # a download not prepared yet: say which command
-        hint = other_layout(folder)
-        if hint:
-            raise DataError(f"{folder / CARD_NAME}: no dataset card; {hint}")
-    card = load_card(root)
+    card = load_card(root)  # a download not prepared yet: its error says which command prepares it
     samples, findings = [], []
     owner: dict[str, str] = {}
     groups: dict[str, str] = {}  # image path → group, for the entries that carry one
