@@ -154,12 +154,29 @@ def _tiff_tags(data: np.ndarray) -> dict[int, int] | None:
     return found
 
 
+def png_cut_short(data) -> bool:
+    """True for PNG bytes that end before their IEND chunk (a download or copy cut off): libpng refuses them with
+    lines of its own on stderr ("libpng error: PNG input buffer is incomplete"), which name no file, beside segcli's
+    own line about it. Only the chunk headers are walked (no CRCs: those would cost a tenth of a decode)."""
+    import struct
+
+    view = memoryview(data)
+    if view.nbytes < 8 or bytes(view[:8]) != PNG_MAGIC:
+        return False
+    at, end = 8, view.nbytes
+    while at + 12 <= end:  # each chunk: length (4 bytes), type (4), data (length), CRC (4)
+        if bytes(view[at + 4:at + 8]) == b"IEND":
+            return False
+        at += 12 + struct.unpack_from(">I", view, at)[0]
+    return True
+
+
 def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
     """cv2.imdecode; with COLOUR, a file OpenCV refuses to decode that way (a one- or four-channel 32/64-bit TIFF:
     floating point, int32) is decoded as stored and given 3 channels (grey repeated, extra channels dropped).
     TIFFs OpenCV misreads (_opencv_misreads), or does not decode at all, go through tifffile.
     None: not decodable."""
-    if not data.size:
+    if not data.size or png_cut_short(data):
         return None
     tags = _tiff_tags(data) if flags in (COLOUR, cv2.IMREAD_UNCHANGED) else None  # None too for any other file
     if tags is not None and _opencv_misreads(tags):
