@@ -47,7 +47,8 @@ def test_schedule_shapes():
     warm = {"name": "cosine", "warmup_steps": 10}
     assert lr_factor(warm, 0, 0.0) == 0.1 and lr_factor(warm, 4, 0.04) == 0.5
     frac = {"name": "poly", "warmup_fraction": 0.2, "power": 1.0}
-    assert math.isclose(lr_factor(frac, 10, 0.1), 0.5) and math.isclose(lr_factor(frac, 30, 0.3), 0.7)
+    # after the warm-up (a fifth of training) the decay runs over the other four fifths: at 0.3, an eighth of it
+    assert math.isclose(lr_factor(frac, 10, 0.1), 0.5) and math.isclose(lr_factor(frac, 30, 0.3), 0.875)
     one = {"name": "onecycle", "pct_start": 0.25, "div_factor": 25.0, "final_div_factor": 1e4}
     assert math.isclose(lr_factor(one, 0, 0.0), 1 / 25) and math.isclose(lr_factor(one, 25, 0.25), 1.0)
     assert math.isclose(lr_factor(one, 100, 1.0), 1 / 25 / 1e4)
@@ -200,6 +201,30 @@ def test_clipped_training_runs_at_each_precision(tiny_data, tmp_path, precision)
                   "trainer.gradient_clip_val=0.5", "final_eval=false", "--run-dir", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-600:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("sched", [{"name": "poly", "warmup_steps": 2}, {"name": "poly", "warmup_steps": 10},
+                                   {"name": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1},
+                                   {"name": "poly", "warmup_fraction": 0.1}, {"name": "cosine", "warmup_fraction": 0.5}])
+def test_a_warmup_reaches_the_peak_and_the_decay_follows_without_a_drop(sched):
+    """The decay counted from the start of training, so the lr dropped at the warm-up's end from the peak to the
+    decay already due, and a warmup_fraction's ramp stopped short of the peak. Over 100 steps: the lr rises to the
+    peak, then falls by at most 5% a step, to the floor at the end."""
+    factors = [lr_factor(sched, step, step / 100) for step in range(100)]
+    top = factors.index(max(factors))
+    assert factors[top] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(factors[:top], factors[1:top + 1]))  # the ramp rises
+    assert all(0 <= a - b <= 0.05 for a, b in zip(factors[top:], factors[top + 1:]))  # the decay falls, no drop
+    assert lr_factor(sched, 100, 1.0) == pytest.approx(sched.get("min_lr_ratio", 0.0))
+
+
+def test_the_short_warmups_of_the_report():
+    """poly with 2 warm-up steps of 4 went 0.5, 1.0, 0.54, 0.29; cosine with warmup_fraction=0.5 went 0.001, 0.5,
+    0.5, 0.15 (peaking at half the lr)."""
+    assert [round(lr_factor({"name": "poly", "warmup_steps": 2}, s, s / 4), 3) for s in range(4)] == [
+        0.5, 1.0, 1.0, 0.536]
+    assert [round(lr_factor({"name": "cosine", "warmup_fraction": 0.5}, s, s / 4), 3) for s in range(4)] == [
+        0.001, 0.5, 1.0, 0.5]
 
 
 def test_a_warmup_as_long_as_training_is_noted():

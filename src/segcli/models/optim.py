@@ -94,7 +94,10 @@ def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") ->
 
 
 def lr_factor(sched: dict, step: int, progress: float) -> float:
-    """Factor of the peak lr at optimiser step `step`, `progress` (0..1) of training done."""
+    """Factor of the peak lr at optimiser step `step`, `progress` (0..1) of training done. After a warm-up the decay
+    runs from the peak over the rest of training: it counted from the start of training, so the lr fell at the
+    warm-up's end from the peak to the decay already due (poly with 2 warm-up steps of 4: 1.0 → 0.54), and a
+    warmup_fraction's ramp stopped short of the peak (cosine, warmup_fraction=0.5: 0.5)."""
     name = str(sched.get("name", "poly")).lower()
     choice("sched.name", name, SCHEDULES)
     t = min(max(progress, 0.0), 1.0)
@@ -107,10 +110,16 @@ def lr_factor(sched: dict, step: int, progress: float) -> float:
         return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * (t - pct) / max(1.0 - pct, 1e-12)))
     warmup_steps = int(sched.get("warmup_steps", 0) or 0)
     warmup_fraction = float(sched.get("warmup_fraction", 0.0) or 0.0)
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if warmup_steps <= 0 and warmup_fraction > 0 and t < warmup_fraction:
-        return max(t / warmup_fraction, 1e-3)
+    warmed = 0.0  # the fraction of training the warm-up took
+    if warmup_steps > 0:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        warmed = t * warmup_steps / step  # training done per step so far (steps, or wall clock), times the warm-up
+    elif warmup_fraction > 0:
+        if t < warmup_fraction:
+            return max(t / warmup_fraction, 1e-3)
+        warmed = warmup_fraction
+    t = min(max((t - warmed) / (1.0 - warmed), 0.0), 1.0) if warmed < 1.0 else 1.0
     floor = float(sched.get("min_lr_ratio", 0.0))
     if name == "poly":
         decay = (1.0 - t) ** float(sched.get("power", 0.9))
