@@ -41,6 +41,11 @@ def print_wide(console, renderable) -> None:
         console.width = width
 
 
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal: progress bars only there (a CI log or `2> file` gets plain lines)."""
+    return _is_tty(sys.stderr)
+
+
 def _is_tty(stream) -> bool:
     try:
         return bool(stream.isatty())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segcli.config import to_container
-from segcli.console import first_process, info, result, stderr_console
+from segcli.console import first_process, info, result, stderr_console, stderr_is_terminal
 from segcli.errors import ConfigError, DataError, SegcliError
 
 
@@ -587,7 +587,11 @@ def _callbacks(cfg) -> list:
                      ema_callback((cfg.get("ema") or {}).get("decay"))):
         if optional is not None:
             callbacks.append(optional)
-    if cfg.trainer.get("enable_progress_bar", True):
+    if cfg.trainer.get("enable_progress_bar", True) and not stderr_is_terminal():
+        from segcli.training.callbacks import EpochLines
+
+        callbacks.append(EpochLines())  # a line per epoch in a log file, not the bar's frames (_trainer: no bar)
+    elif cfg.trainer.get("enable_progress_bar", True):
         from lightning.pytorch.callbacks import RichProgressBar
 
         # stdout is for results; 4 redraws a second, not Lightning's 100: its refresh thread competes with training
@@ -598,12 +602,14 @@ def _callbacks(cfg) -> list:
 
 def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
     import lightning as L
-    from lightning.pytorch.callbacks import Checkpoint
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
     from segcli.models.trainer_args import lightning_config_errors
     from segcli.training.checkpoints import AtomicCheckpointIO
     from segcli.training.loggers import make_loggers
 
+    if not any(isinstance(c, ProgressBar) for c in callbacks):  # else Lightning adds its own bar
+        trainer_args = {**trainer_args, "enable_progress_bar": False}
     with lightning_config_errors():
         # last.ckpt's and best.ckpt's callbacks are Lightning Checkpoints: without one Lightning would add its own
         # ModelCheckpoint, writing epoch=N-step=M.ckpt files beside last.ckpt.

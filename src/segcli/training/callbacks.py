@@ -67,6 +67,49 @@ class SpeedAndLR(Callback):
                           on_step=False, on_epoch=True)
 
 
+class EpochLines(Callback):
+    """The progress bar's place where stderr is no terminal (a CI log, `2> train.err`): one plain line per training
+    epoch, "train: epoch 3/30 (0:01:12): loss 0.5231, lr 1.8e-03, 24.9 images/s, val mIoU 41.20 (best 43.05)". The
+    rich bar drew there a whole frame per epoch, wrapped over about 8 lines. val mIoU is shown for the epochs that
+    validated; the first process alone writes."""
+
+    def __init__(self):
+        self._start = time.monotonic()
+        self._validated = False
+        self._best = None  # the highest val mIoU seen (best.ckpt's score is set after this callback at an epoch end)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._start = time.monotonic()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(MONITOR)
+        if trainer.sanity_checking or value is None:
+            return
+        self._validated = True
+        self._best = max(float(value), self._best if self._best is not None else float(value))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        from segcli.console import info
+
+        validated, self._validated = self._validated, False
+        metrics = trainer.callback_metrics  # read by every process: a metric logged with sync_dist reduces here
+        if not trainer.is_global_zero:
+            return
+        seconds = int(time.monotonic() - self._start)
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs is not None and trainer.max_epochs > 0 else ""
+        parts = [f"{name} {format(float(metrics[key]), form)}" for name, key, form in (
+            ("loss", "train/loss_epoch", ".4f"), ("lr", "train/lr", ".1e")) if metrics.get(key) is not None]
+        if metrics.get("train/epoch_images_per_s") is not None:
+            parts.append(f"{float(metrics['train/epoch_images_per_s']):.1f} images/s")
+        if validated:
+            saved = [float(c.best_model_score) for c in trainer.checkpoint_callbacks
+                     if getattr(c, "best_model_score", None) is not None]  # a resumed run's earlier best
+            best = max([self._best, *saved])
+            parts.append(f"val mIoU {100 * float(metrics[MONITOR]):.2f} (best {100 * best:.2f})")
+        info(f"train: epoch {trainer.current_epoch + 1}{epochs} ({seconds // 3600}:{seconds // 60 % 60:02d}:"
+             f"{seconds % 60:02d}): {', '.join(parts) or 'done'}")
+
+
 def _host(value: float) -> torch.Tensor:
     """A host tensor for self.log: a Python number is copied to the module's device, and on CUDA that blocking copy
     waits for every queued kernel (twice per step here: the device idled while the host queued the next step)."""
