@@ -21,6 +21,7 @@ def test_a_log_file_gets_one_line_per_epoch(tiny_data, tmp_path, capsys):
     code, _, err = segcli(["train", *_args(tiny_data, "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2"),
                            "--run-dir", run], capsys)
     assert code == 0, err
+    assert "early stopping" not in err  # it ran its 4 epochs
     assert "Epoch " not in err and "it/s" not in err  # the bar's "Epoch 0/3 ━━━ 2/2 0:00:09 • 0.76it/s"
     lines = [line for line in err.splitlines() if line.startswith("train: epoch ")]
     matches = [LINE.match(line) for line in lines]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segcli.config import to_container
-from segcli.console import first_process, info, result, stderr_console, stderr_is_terminal
+from segcli.console import counted, first_process, info, result, stderr_console, stderr_is_terminal
 from segcli.errors import ConfigError, DataError, SegcliError
 
 
@@ -633,12 +633,19 @@ def _unlearnt_note(report: dict, cfg) -> None:
 
 def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> TrainResult:
     """After fit: curves.png, the final evaluation of best.ckpt, the per-class table, the summary lines."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
     from segcli.data.datamodule import validation_off
     from segcli.reports import metrics_table
     from segcli.training.curves import write_curves
     from segcli.training.final_eval import final_eval
 
     trainer.strategy.barrier()
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping) and c.stopped_epoch), None)
+    if stopper is not None and trainer.is_global_zero:  # Lightning names max_epochs and max_time, not this
+        info(f"train: early stopping after epoch {stopper.stopped_epoch + 1}: val mIoU has not risen by more than "
+             f"{abs(stopper.min_delta):g} in {counted(stopper.patience, 'validation')} "
+             f"(early_stopping.patience={stopper.patience}, early_stopping.min_delta={abs(stopper.min_delta):g})")
     report = None
     if cfg.get("final_eval", True):
         report = final_eval(cfg, run_dir, run_dir / "checkpoints" / "best.ckpt")  # every rank: eval shards over them
