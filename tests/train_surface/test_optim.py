@@ -205,7 +205,8 @@ def test_clipped_training_runs_at_each_precision(tiny_data, tmp_path, precision)
 
 @pytest.mark.parametrize("sched", [{"name": "poly", "warmup_steps": 2}, {"name": "poly", "warmup_steps": 10},
                                    {"name": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1},
-                                   {"name": "poly", "warmup_fraction": 0.1}, {"name": "cosine", "warmup_fraction": 0.5}])
+                                   {"name": "poly", "warmup_fraction": 0.1},
+                                   {"name": "cosine", "warmup_fraction": 0.5}])
 def test_a_warmup_reaches_the_peak_and_the_decay_follows_without_a_drop(sched):
     """The decay counted from the start of training, so the lr dropped at the warm-up's end from the peak to the
     decay already due, and a warmup_fraction's ramp stopped short of the peak. Over 100 steps: the lr rises to the

@@ -60,9 +60,9 @@ def input_description(meta: dict, dtype: str, order: str) -> str:
     scale = meta.get("input_scale")
     if scale is not None and float(scale) != 1.0:
         line += (f"; input_scale {float(scale):g}: the image first resized to max(1, round(H × {float(scale):g})) × "
-                 f"max(1, round(W × {float(scale):g})) (round half to even, as Python's round: 38.5 → 38, 39.5 → 40; "
-                 "bilinear, align_corners false, antialiased when shrinking: torch's interpolate(antialias=True)), "
-                 "the logits resized back to H × W (bilinear) before the argmax")
+                 f"max(1, round(W × {float(scale):g})) (round half to even, as Python's round: 38.5 → 38, "
+                 "39.5 → 40; bilinear, align_corners false, antialiased when shrinking: torch's "
+                 "interpolate(antialias=True)), the logits resized back to H × W (bilinear) before the argmax")
     return line
 
 
