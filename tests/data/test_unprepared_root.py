@@ -60,3 +60,19 @@ def test_other_folders_get_a_fix_that_fits_them(tmp_path, run_cli):
     empty.mkdir()
     code, _, err = run_cli("train", f"data.root={empty}", "experiment=smoke")
     assert code == 3 and f"`segcli prepare synthetic --out {empty}`" in _fix(err)  # an empty folder: it can
+
+
+def test_a_folder_that_cannot_be_read_is_named_not_a_traceback(tmp_path, monkeypatch, run_cli):
+    """Looking inside data.root for a layout to name must not turn a missing card into an internal error where the
+    user may not list the folder (root reads every folder, so the refusal is simulated)."""
+    from pathlib import Path
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refused)
+    code, _, err = run_cli("train", f"data.root={locked}", "experiment=smoke")
+    assert code == 3 and "cannot look inside it (Permission denied)" in _fix(err)

@@ -103,10 +103,13 @@ def _unprepared(folder: Path) -> str:
         return "give the folder `segcli prepare` wrote (it holds dataset.yaml), or prepare the dataset first"
     from segcli.data.formats.native import other_layout
 
-    hint = other_layout(folder)
+    try:
+        hint, filled = other_layout(folder), any(folder.iterdir())
+    except OSError as err:  # a folder this user may not read
+        return f"cannot look inside it ({err.strerror or err}); give a prepared dataset's folder you can read"
     if hint:
         return hint
-    if any(folder.iterdir()):
+    if filled:
         return ("it is not a prepared dataset: prepare it into a new folder first (`segcli prepare folder --images "
                 "DIR --masks DIR --out NEW`, or camvid, voc, cityscapes, ade20k; see data/README.md)")
     return f"prepare the dataset first, e.g. `segcli prepare synthetic --out {folder}`"
