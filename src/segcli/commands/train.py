@@ -367,7 +367,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
 
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
-    from segcli.data.datamodule import SegDataModule, check_val_per_process, input_scale, validation_off
+    from segcli.data.datamodule import (SegDataModule, check_val_per_process, input_scale, validated_split,
+                                        validation_off)
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, local_weights, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
@@ -407,9 +408,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         info(f"train: note: {kwargs['arch']}/{kwargs['encoder']} runs on inputs of at least {smallest}x{smallest}; "
              f"crops of {crop[0]}x{crop[1]} are padded up to it (unlabelled), so larger augment.crop_size costs "
              "little more")
-    fold = cfg.data.get("fold")  # data.fold validates on fold k of the train split, whatever data.val_split says
-    validated_on = cfg.data.val_split if fold is None else cfg.data.train_split
-    meta = model_meta(card, kwargs, size_multiple(probe), validated_on, train_crop=crop,
+    fold = cfg.data.get("fold")
+    meta = model_meta(card, kwargs, size_multiple(probe), validated_split(cfg.data), train_crop=crop,
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
     if cfg.get("inference") is not None:  # the final evaluation's settings (config.yaml keeps them for a later
@@ -587,16 +587,18 @@ def _callbacks(cfg) -> list:
                      ema_callback((cfg.get("ema") or {}).get("decay"))):
         if optional is not None:
             callbacks.append(optional)
-    if cfg.trainer.get("enable_progress_bar", True) and not stderr_is_terminal():
-        from segcli.training.callbacks import EpochLines
-
-        callbacks.append(EpochLines())  # a line per epoch in a log file, not the bar's frames (_trainer: no bar)
-    elif cfg.trainer.get("enable_progress_bar", True):
+    if not cfg.trainer.get("enable_progress_bar", True):
+        return callbacks
+    if stderr_is_terminal():
         from lightning.pytorch.callbacks import RichProgressBar
 
         # stdout is for results; 4 redraws a second, not Lightning's 100: its refresh thread competes with training
         # for the GIL and, on a 2-core CPU, for a core (the bar off saved 1.3% of a 5-epoch run's time)
         callbacks.append(RichProgressBar(refresh_rate=4, leave=True, console_kwargs={"stderr": True}))
+    else:
+        from segcli.training.callbacks import EpochLines
+
+        callbacks.append(EpochLines())  # a line per epoch in a log file, not the bar's frames (_trainer: no bar)
     return callbacks
 
 
@@ -643,9 +645,10 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
     trainer.strategy.barrier()
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping) and c.stopped_epoch), None)
     if stopper is not None and trainer.is_global_zero:  # Lightning names max_epochs and max_time, not this
+        delta = f"{abs(stopper.min_delta):g}"
         info(f"train: early stopping after epoch {stopper.stopped_epoch + 1}: val mIoU has not risen by more than "
-             f"{abs(stopper.min_delta):g} in {counted(stopper.patience, 'validation')} "
-             f"(early_stopping.patience={stopper.patience}, early_stopping.min_delta={abs(stopper.min_delta):g})")
+             f"{delta} in {counted(stopper.patience, 'validation')} (early_stopping.patience={stopper.patience}, "
+             f"early_stopping.min_delta={delta})")
     report = None
     if cfg.get("final_eval", True):
         report = final_eval(cfg, run_dir, run_dir / "checkpoints" / "best.ckpt")  # every rank: eval shards over them

@@ -78,14 +78,19 @@ def validates(data_cfg) -> bool:
     return data_cfg.get("val_split") is not None or data_cfg.get("fold") is not None
 
 
+def validated_split(data_cfg) -> str | None:
+    """The card split a run validates on: data.val_split (None: no validation), or with data.fold the train split,
+    whose fold `fold` validates whatever data.val_split says."""
+    return str(data_cfg["train_split"]) if data_cfg.get("fold") is not None else data_cfg.get("val_split")
+
+
 def split_indices(card, data_cfg) -> tuple[str, str | None, list[int], list[int]]:
     """(train split, val split or None, train indices, val indices) of a run's data config: the two splits, or with
     data.fold the other folds of the train split and its fold `fold` (cross-validation inside it)."""
-    fold, train_split = data_cfg.get("fold"), str(data_cfg["train_split"])
+    fold, train_split, val_split = data_cfg.get("fold"), str(data_cfg["train_split"]), validated_split(data_cfg)
     if fold is not None:
-        return (train_split, train_split, card.indices(train_split, int(fold), held_out=False),
+        return (train_split, val_split, card.indices(train_split, int(fold), held_out=False),
                 card.indices(train_split, int(fold), held_out=True))
-    val_split = data_cfg.get("val_split")
     return train_split, val_split, card.indices(train_split), card.indices(val_split) if val_split is not None else []
 
 
