@@ -17,24 +17,25 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import NEAR, ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import (COLOUR, PNG_MAGIC, imdecode, is_palette_png, png_colour_type, stored_levels,
-                                 to_uint8)
+from segcli.inference.io import (COLOUR, PNG_MAGIC, imdecode, is_palette_png, jpeg_cut_short, png_colour_type,
+                                 png_cut_short, stored_levels, to_uint8)
 
 JPEG_MAGIC = b"\xff\xd8"
 GIF_MAGIC = b"GIF8"
 
 
 def read_bytes(path: Path) -> bytes:
-    """The whole file, checked for truncation (PNG without IEND, JPEG without its end marker)."""
+    """The whole file, checked for truncation (PNG without IEND, JPEG without its end marker; bytes after either
+    are allowed, as decoders ignore them)."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions")
     if not data:
         raise DataError(f"{path}: empty file")
-    if data.startswith(PNG_MAGIC) and b"IEND" not in data[-16:]:
+    if png_cut_short(data):
         raise DataError(f"{path}: truncated PNG (no IEND chunk at the end); re-export or re-download it")
-    if data.startswith(JPEG_MAGIC) and b"\xff\xd9" not in data[-64:]:
+    if jpeg_cut_short(data):
         raise DataError(f"{path}: truncated JPEG (no end-of-image marker); re-export or re-download it")
     return data
 

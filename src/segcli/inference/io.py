@@ -171,6 +171,33 @@ def png_cut_short(data) -> bool:
     return True
 
 
+def jpeg_cut_short(data) -> bool:
+    """True for JPEG bytes that end before their end-of-image marker. The marker segments before the first scan are
+    walked by their lengths (an EXIF thumbnail's own end marker is inside one); in the scan data a 0xFF byte is
+    always followed by 0x00 or a restart marker, so the first FF D9 after the scan's start ends the image. Bytes
+    after it (a phone's trailer, a motion photo's video) do not make the file truncated."""
+    import struct
+
+    if bytes(memoryview(data)[:2]) != b"\xff\xd8":
+        return False
+    data = data if isinstance(data, (bytes, bytearray)) else memoryview(data).tobytes()
+    at, end = 2, len(data)
+    while at + 4 <= end:
+        if data[at] != 0xFF:
+            return False  # not a marker where one belongs: a malformed file, for the decoder to judge
+        marker = data[at + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            at += 1 if marker == 0xFF else 2  # fill byte, or a marker without a length
+            continue
+        if marker == 0xD9:
+            return False
+        (length,) = struct.unpack_from(">H", data, at + 2)
+        if marker == 0xDA:  # start of scan: entropy-coded data follows its header
+            return data.rfind(b"\xff\xd9", at + 2 + length) < 0  # from the end: found at once when intact
+        at += 2 + length
+    return True
+
+
 def imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
     """cv2.imdecode; with COLOUR, a file OpenCV refuses to decode that way (a one- or four-channel 32/64-bit TIFF:
     floating point, int32) is decoded as stored and given 3 channels (grey repeated, extra channels dropped).
