@@ -88,7 +88,9 @@ def test_out_that_is_the_source_of_a_prepared_dataset_is_still_refused(tmp_path,
     d = tmp_path / "d"
     for i in range(4):
         write_image(tmp_path / "src" / "images" / f"p{i}.png", random_image(rng, 16, 16))
-        write_image(tmp_path / "src" / "masks" / f"p{i}.png", np.zeros((16, 16, 3), np.uint8))
+        mask = np.zeros((16, 16, 3), np.uint8)
+        mask[8:] = 1  # two classes: masks of one would be single_class
+        write_image(tmp_path / "src" / "masks" / f"p{i}.png", mask)
     assert run_cli("prepare", "folder", "--images", tmp_path / "src" / "images", "--masks", tmp_path / "src" / "masks",
                    "--out", d, "--classes", "a,b", "--val-fraction", "0.25")[0] == 0
     shutil.copytree(d / "images" / "train", d / "raw_images")

@@ -387,7 +387,8 @@ def test_max_size_keeps_the_depth_and_channels_of_what_it_shrinks(tmp_path, rng,
 
 def test_a_dataset_of_one_class_fails_prepare_and_train(tmp_path, rng, run_cli):
     """Masks that all hold one value (an annotation export that lost its labels) would give a one-class card on
-    which any model scores 100%: prepare stops on it (nothing written); train refuses such a card (exit 3)."""
+    which any model scores 100%: prepare stops on it (nothing written), also when --classes names more classes
+    than the masks hold; train refuses such a card (exit 3)."""
     import yaml
 
     image = rng.integers(0, 256, (20, 30, 3)).astype(np.uint8)
@@ -398,6 +399,10 @@ def test_a_dataset_of_one_class_fails_prepare_and_train(tmp_path, rng, run_cli):
     code, _, stderr = run_cli(*args, "--out", tmp_path / "out")
     assert code == 1 and "single_class" in stderr and "one class (class_0)" in stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lint.json"]
+    code, _, stderr = run_cli(*args, "--classes", "background,object", "--out", tmp_path / "named")
+    assert code == 1 and "single_class" in stderr and "'background' (of 2 classes named)" in stderr
+    for stem in ("a", "b", "c", "d"):  # a card of two classes, cut to one by hand below
+        write_grey(tmp_path / "masks" / f"{stem}.png", np.pad(np.ones((10, 30), np.uint8), ((10, 0), (0, 0))))
     code, _, _ = run_cli(*args, "--classes", "background,object", "--out", tmp_path / "two")
     assert code == 0
     card = yaml.safe_load((tmp_path / "two" / "dataset.yaml").read_text())

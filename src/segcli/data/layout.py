@@ -257,10 +257,17 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     # one class among the pairs that passed; when others failed (and are not dropped: no --keep-going), their errors
     # say what is wrong, and the other classes may be in them (0/255 masks whose foreground was refused)
     failed = not report.keep_going and any(f.stem is not None and report.fails(f) for f in report.findings)
+    labelled = sorted({int(v) for s in stats.values() for v in np.flatnonzero(s.counts)
+                       if v < len(classes) and v != ignore})
     if len(classes) < 2 and report.pairs and not failed:
         report.findings.append(error("single_class", source.name, f"one class ({classes[0]}): every pixel is "
                                      "labelled the same (or ignored), so any model scores 100%; label at least two "
                                      "classes (e.g. background and object), or name them with --classes"))
+    elif len(labelled) == 1 and report.pairs and not failed:  # the masks hold one of the classes named
+        report.findings.append(error("single_class", source.name, f"every labelled pixel is class "
+                                     f"'{classes[labelled[0]]}' (of {len(classes)} classes named), so any model "
+                                     "scores 100%; label the other classes in the masks too, or check that --remap or "
+                                     "--palette maps their values"))
     card = DatasetCard(root=root, name=source.name, classes=list(classes),
                        palette=[list(map(int, c)) for c in palette[: len(classes)]], ignore_index=int(ignore),
                        splits=splits, stats=card_stats(stats, len(classes)), image_range=image_range)

@@ -277,6 +277,7 @@ class MaskDecoder:
         targets = {int(v): self._target(int(v)) for v in present}
         bad = [v for v, t in targets.items() if t < 0]
         t255 = targets.get(255, -1)
+        coloured = raw.kind == "rgb"  # ids from colours: a 255 there is a colour the palette maps to the ignore index
         # values nobody declared (no --classes covering them, no --remap) are checked for JPEG's blur
         declared = all(v in self.remap or (self.num_classes is not None and t >= 0) for v, t in targets.items())
         named = [v for v in (*self.remap, *([self.ignore_index] if self.ignore_declared else [])) if v < len(counts)]
@@ -294,13 +295,13 @@ class MaskDecoder:
                                   "rest as 0 (if they are all class ids, name the classes with --classes)",
                                   "fix the masks, or convert them with `segcli prepare folder --mask-threshold 128`")))
         elif set(targets) == {0, 255} and not (t255 >= 0 and self._is_class(t255)) and not (
-                self.ignore_declared and t255 == self.ignore_index):
+                self.ignore_declared and t255 == self.ignore_index) and not coloured:
             findings.append(error("binary_mask", where, "values are only 0 and 255: looks like a binary mask whose "
                                   "foreground would be lost; " + self._fix("pass --remap 255=1 to make 255 class 1, "
                                   "or --ignore-index 255 to declare that 255 means 'not labelled'", "fix the masks, or "
                                   "convert them with `segcli prepare folder --remap 255=1` (or --ignore-index 255)")))
         elif set(targets) == {0, 65535} and 65535 not in self.remap and self.num_classes is None and not (
-                self.ignore_declared and self.ignore_index == 65535):
+                self.ignore_declared and self.ignore_index == 65535) and not coloured:
             # a 16-bit 0/65535 mask: 65535 would be read as a class id, making a table of 65,536 classes
             findings.append(error("binary_mask", where, "values are only 0 and 65535: looks like a 16-bit binary "
                                   "mask; pass --remap 65535=1 to make 65535 class 1 (with --classes to name the two), "

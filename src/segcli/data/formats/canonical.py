@@ -28,8 +28,11 @@ def collect(root: str | Path) -> Source:
                 if entry["image"].startswith(f"images/{split}/") else Path(entry["image"]).stem
             where = dict(split=split, stem=stem)
             if entry["image"] in owner:
-                findings.append(error("duplicate_stem", str(image), f"listed in split '{owner[entry['image']]}' and "
-                                      f"again in '{split}'; a pair belongs to one split", **where))
+                first = owner[entry["image"]]
+                kind, detail = (("duplicate_stem", f"listed twice in split '{split}'") if first == split else
+                                ("split_overlap", f"listed in split '{first}' and again in '{split}'; a pair belongs "
+                                 "to one split"))
+                findings.append(error(kind, str(image), detail, **where))
                 continue
             owner[entry["image"]] = split
             if entry.get("group") is not None:
