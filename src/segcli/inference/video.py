@@ -278,8 +278,10 @@ def open_writer(tmp: Path, target: Path, code: str, fps: float, size: tuple[int,
 
     odd = size[0] % 2 or size[1] % 2
     if odd and target.suffix == ".avi" and code.upper() == "MJPG":
+        # it stores whole frames per second (and opens no file below 0.5): exact_avi_rate rewrites the rate after it
         with quiet():
-            writer = cv2.VideoWriter(str(tmp), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+            writer = cv2.VideoWriter(str(tmp), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), max(fps, 1.0),
+                                     size)
         if writer.isOpened():
             return writer, True, "MJPG"
     with quiet() as lines:
@@ -289,6 +291,27 @@ def open_writer(tmp: Path, target: Path, code: str, fps: float, size: tuple[int,
         raise ConfigError(f"{target}: OpenCV cannot write this video (video.codec={code}); set video.codec to a "
                           "FourCC your OpenCV supports, e.g. MJPG")
     return writer, not odd, fallback_tag(lines) or code
+
+
+def exact_avi_rate(path: Path, fps: float) -> None:
+    """Rewrite the frame rate in the header of an AVI that OpenCV's own MJPEG writer wrote: it stores a whole number
+    of frames per second (29.97 as 30, 12.5 as 12), so the overlay would drift against its source. The rate goes
+    into the stream header as a fraction (30000/1001) and into the main header as microseconds per frame."""
+    import struct
+    from fractions import Fraction
+
+    if not fps > 0:
+        return
+    rate = Fraction(fps).limit_denominator(1001)
+    with open(path, "r+b") as file:
+        head = file.read(4096)
+        main, stream = head.find(b"avih"), head.find(b"strh")
+        if main < 0 or stream < 0 or head[stream + 8:stream + 12] != b"vids" or not rate:
+            return
+        file.seek(main + 8)  # the chunk's id and size, then dwMicroSecPerFrame
+        file.write(struct.pack("<I", round(1e6 / fps)))
+        file.seek(stream + 8 + 20)  # fccType, fccHandler, dwFlags, wPriority, wLanguage, dwInitialFrames; then
+        file.write(struct.pack("<II", rate.denominator, rate.numerator))  # dwScale and dwRate: fps = rate / scale
 
 
 def finished_video(item, outputs: Outputs, frame_masks: bool, counts: bool) -> list[Record] | None:
@@ -372,6 +395,7 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                 if writer is None:
                     h, w = frame.shape[:2]
                     writer, whole, used = open_writer(tmp, target, code, fps, (w, h))
+                    own_mjpeg = (w % 2 or h % 2) and whole  # OpenCV's MJPEG writer: odd sizes kept (open_writer)
                     if used != code and (code, used, target.suffix) not in noted:  # once per run and container
                         noted.add((code, used, target.suffix))
                         kind = target.suffix[1:]
@@ -406,6 +430,8 @@ def predict_video(item, predictor, outputs: Outputs, smooth: float, frame_masks:
                  "or damaged file?); the overlay video and the rows hold those read")
         writer.release()
         writer = None
+        if own_mjpeg:
+            exact_avi_rate(tmp, fps)
         _check_written(tmp, target, index, code)
         os.replace(tmp, target)
         if frame_masks:
