@@ -413,9 +413,12 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
                       input_scale=input_scale(cfg.data), min_size=smallest)
     meta = fit_normalization(meta, card, cfg.data.train_split)
     if cfg.get("inference") is not None:  # the final evaluation's settings (config.yaml keeps them for a later
-        from segcli.inference.options import InferenceOptions  # eval): found wrong only after training, they were
+        # eval), checked before training: found wrong only after it, they would cost the whole run
+        from segcli.checks import number
+        from segcli.inference.options import InferenceOptions
 
         InferenceOptions.from_config(cfg.inference, meta)
+        number("inference.batch_size", cfg.inference.get("batch_size", 1), 1, integer=True)
     del probe
     train_pairs = card.pairs(cfg.data.train_split)  # an unknown split fails here, before the run directory exists
     if first_process() and not resume:

@@ -73,10 +73,10 @@ def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") ->
     fused = str(optim.get("fused", "auto")).lower()  # auto, true or false
     if fused == "true" and fused_clipping:
         raise ConfigError(f"optim.fused=true: {fused_clipping}; set optim.fused=auto or false")
-    lr, decay = float(optim["lr"]), float(optim.get("weight_decay", 0.0))
+    lr, decay = float(optim["lr"]), float(optim.get("weight_decay") or 0.0)  # null: none, as check_values reads it
     groups = param_groups(module, decay, bool(optim.get("no_decay_norm_bias", True)))
     if name == "adamw":
-        kwargs = dict(lr=lr, weight_decay=decay, betas=tuple(optim.get("betas", (0.9, 0.999))))
+        kwargs = dict(lr=lr, weight_decay=decay, betas=tuple(optim.get("betas") or (0.9, 0.999)))  # null: AdamW's default
         make = torch.optim.AdamW
     else:
         momentum, nesterov = float(optim.get("momentum", 0.9)), bool(optim.get("nesterov", False))
@@ -120,7 +120,7 @@ def lr_factor(sched: dict, step: int, progress: float) -> float:
             return max(t / warmup_fraction, 1e-3)
         warmed = warmup_fraction
     t = min(max((t - warmed) / (1.0 - warmed), 0.0), 1.0) if warmed < 1.0 else 1.0
-    floor = float(sched.get("min_lr_ratio", 0.0))
+    floor = float(sched.get("min_lr_ratio") or 0.0)  # null: decay to 0, as check_values reads it
     if name == "poly":
         decay = (1.0 - t) ** float(sched.get("power", 0.9))
     elif name == "cosine":

@@ -155,6 +155,13 @@ def _check_strategy(strategy) -> None:
                           f"auto, {', '.join(names)}")
 
 
+# Trainer arguments Lightning takes as int only (limit_*_batches and val_check_interval are not among them: there a
+# float is a fraction, 1.0 all batches, and 1 one batch)
+WHOLE_NUMBERS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "check_val_every_n_epoch", "num_nodes",
+                 "accumulate_grad_batches", "log_every_n_steps", "reload_dataloaders_every_n_epochs",
+                 "num_sanity_val_steps", "devices")
+
+
 def for_this_machine(trainer: dict) -> dict:
     """The Trainer arguments with what cannot run here switched off, and trainer.precision=auto made concrete:
     SyncBatchNorm needs CUDA devices, so `trainer=ddp trainer.accelerator=cpu` (gloo) trains with each process's
@@ -172,6 +179,11 @@ def for_this_machine(trainer: dict) -> dict:
     # warning; config.yaml records the name that trains
     if "accelerator" in trainer:
         trainer = {**trainer, "accelerator": str(trainer["accelerator"]).lower()}
+    if isinstance(trainer.get("deterministic"), str):  # 'WARN' passed check() but Lightning tests == "warn"
+        trainer = {**trainer, "deterministic": trainer["deterministic"].lower()}
+    # check() takes 30.0 as the whole number it is; Lightning asserts an int (max_epochs) or refuses the float
+    trainer = {**trainer, **{key: int(value) for key, value in trainer.items() if key in WHOLE_NUMBERS
+                             and isinstance(value, float) and value.is_integer()}}
     if "precision" in trainer:
         named = str(trainer["precision"]).lower()
         trainer = {**trainer, "precision": LEGACY_PRECISIONS.get(named, named)}
