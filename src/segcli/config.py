@@ -432,6 +432,13 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
         if text.startswith("Could not delete") and key in keys:  # Hydra takes a null value for no key
             return ConfigError(f"~{key}: its value is null, which Hydra cannot delete; leave it out (null is its "
                                f"value already)")
+        merged = any(o.partition("=")[0] == key and o.partition("=")[2].lstrip().startswith("{") for o in overrides)
+        from omegaconf import DictConfig, OmegaConf
+
+        if merged and isinstance(OmegaConf.select(base, key, default=None), DictConfig):  # loss.terms={focal:1.0}
+            return ConfigError(f"{key}={{...}}: a mapping is merged into the one already at '{key}' (its other "
+                               f"entries stay), and names it lacks cannot be added that way; set entries one by one: "
+                               f"{key}.NAME=VALUE, or +{key}.NAME=VALUE for a new one")
         close = did_you_mean(key, keys)
         return ConfigError(
             f"unknown config key '{key}' for 'segcli {command}'{close}; see `segcli {command} --cfg` for all keys"
