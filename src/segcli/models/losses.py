@@ -196,7 +196,8 @@ def build_loss(loss_cfg: dict, num_classes: int, ignore_index: int, dataset_root
     _check_class_params(loss_cfg.get("params") or {}, num_classes)
     if not isinstance(loss_cfg.get("terms"), Mapping) or not loss_cfg["terms"]:  # loss.terms=null, or {}
         raise ConfigError(f"loss.terms is {loss_cfg.get('terms')!r}, not a mapping of term names to weights; choose a "
-                          f"loss (loss=ce_dice), or give its terms one by one, e.g. loss.terms.ce=1.0 (+loss.terms.focal=1.0 adds a term)")
+                          f"loss (loss=ce_dice), or give its terms one by one, e.g. loss.terms.ce=1.0 "
+                          f"(+loss.terms.focal=1.0 adds a term)")
     loss = WeightedLoss(dict(loss_cfg["terms"]), ignore_index, class_weights=weights, params=loss_cfg.get("params"))
     if weights is not None and not any(name in WEIGHTED_TERMS for name in loss.weights):
         from segcli.console import first_process, info

@@ -76,7 +76,8 @@ def build_optimizer(module: nn.Module, optim: dict, fused_clipping: str = "") ->
     lr, decay = float(optim["lr"]), float(optim.get("weight_decay") or 0.0)  # null: none, as check_values reads it
     groups = param_groups(module, decay, bool(optim.get("no_decay_norm_bias", True)))
     if name == "adamw":
-        kwargs = dict(lr=lr, weight_decay=decay, betas=tuple(optim.get("betas") or (0.9, 0.999)))  # null: AdamW's default
+        betas = tuple(optim.get("betas") or (0.9, 0.999))  # null: AdamW's default
+        kwargs = dict(lr=lr, weight_decay=decay, betas=betas)
         make = torch.optim.AdamW
     else:
         momentum, nesterov = float(optim.get("momentum", 0.9)), bool(optim.get("nesterov", False))
