@@ -607,7 +607,7 @@ def _callbacks(cfg) -> list:
 
 def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
     import lightning as L
-    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar, Timer
 
     from segcli.models.trainer_args import lightning_config_errors
     from segcli.training.checkpoints import AtomicCheckpointIO
@@ -615,7 +615,12 @@ def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
 
     if not any(isinstance(c, ProgressBar) for c in callbacks):  # else Lightning adds its own bar
         trainer_args = {**trainer_args, "enable_progress_bar": False}
+    budget = trainer_args.get("max_time")
+    trainer_args = {k: v for k, v in trainer_args.items() if k != "max_time"}
     with lightning_config_errors():
+        # The Timer is there with or without trainer.max_time (Lightning adds one only with it): last.ckpt keeps the
+        # run's training time, so a budget first given on --resume counts the sessions before it too
+        callbacks = [*callbacks, Timer(duration=budget, interval="step")]
         # last.ckpt's and best.ckpt's callbacks are Lightning Checkpoints: without one Lightning would add its own
         # ModelCheckpoint, writing epoch=N-step=M.ckpt files beside last.ckpt.
         return L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,

@@ -499,20 +499,37 @@ def staging_path(folder: Path, name: str, suffix: str = "") -> Path:
     """folder/<name>.partial-<host>-<pid><suffix>: where a command builds an output before it moves it into place.
     Those a killed process (SIGKILL, the OOM killer, a power cut) of this machine left there are removed first, so
     that they do not pile up beside the outputs; a process that is still running keeps its own."""
-    import glob
-    import shutil
+    prefix = _partial_prefix(name)
+    remove_stale_partials(folder, prefix, suffix)
+    return Path(folder) / f"{prefix}{os.getpid()}{suffix}"
+
+
+def _partial_prefix(name: str) -> str:
+    """'<name>.partial-<host>-': what this machine's staging and temp names start with, the writer's PID next."""
     import socket
 
-    host = socket.gethostname().replace(os.sep, "_") or "host"
-    prefix = f"{name}.partial-{host}-"
+    return f"{name}.partial-{socket.gethostname().replace(os.sep, '_') or 'host'}-"
+
+
+def remove_stale_partials(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Remove folder/<prefix><pid>[-…]<suffix> files and folders whose process (of this machine) is no longer
+    running: what a SIGKILL left mid-write."""
+    import glob
+    import shutil
+
     for stale in Path(folder).glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
-        pid = stale.name[len(prefix): len(stale.name) - len(suffix)]
+        pid = stale.name[len(prefix): len(stale.name) - len(suffix)].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             if stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
-    return Path(folder) / f"{prefix}{os.getpid()}{suffix}"
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove the temp files of atomic writes of `path` that a killed process left beside it (a checkpoint's: up to
+    hundreds of MB each)."""
+    remove_stale_partials(Path(path).parent, "." + _partial_prefix(Path(path).name), ".tmp")
 
 
 def _running(pid: int) -> bool:
@@ -601,7 +618,9 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     for attempt in range(attempts):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            # .<name>.partial-<host>-<pid>-<random>.tmp: remove_stale_temps knows a killed writer's
+            return tempfile.mkstemp(prefix=f".{_partial_prefix(path.name)}{os.getpid()}-", suffix=".tmp",
+                                    dir=path.parent)
         except FileNotFoundError:
             if attempt == attempts - 1:
                 raise

@@ -185,5 +185,18 @@ def early_stopping(cfg: dict) -> EarlyStopping | None:
     patience = cfg.get("patience")
     if patience is None:
         return None
-    return EarlyStopping(monitor=MONITOR, mode="max", patience=int(patience), min_delta=float(cfg.get("min_delta") or 0.0),
-                         check_finite=True, verbose=False)
+    return StaysStopped(monitor=MONITOR, mode="max", patience=int(patience),
+                        min_delta=float(cfg.get("min_delta") or 0.0), check_finite=True, verbose=False)
+
+
+class StaysStopped(EarlyStopping):
+    """Lightning's EarlyStopping, which also stops a resumed run it had stopped: its state in last.ckpt says so, but
+    Lightning does not save trainer.should_stop, so each --resume of an early-stopped run (one killed in its final
+    evaluation, say) trained one more epoch and could replace best.ckpt."""
+
+    def _generate_state_key(self, **kwargs) -> str:
+        return f"EarlyStopping{kwargs!r}"  # the key last.ckpt files hold its state under (Lightning's class name)
+
+    def on_train_start(self, trainer, pl_module) -> None:  # after the checkpoint's state is restored, before epoch 1
+        if self.stopped_epoch > 0 or self.wait_count >= self.patience > 0:
+            trainer.should_stop = True

@@ -20,7 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from segcli.console import info
 from segcli.errors import stops_held
-from segcli.inference.io import atomic_write
+from segcli.inference.io import atomic_write, remove_stale_temps
 
 BEST = "best"  # checkpoints/best.ckpt: highest val/mIoU
 LAST = "last"  # checkpoints/last.ckpt: where --resume continues from
@@ -34,6 +34,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if "://" in str(path):  # a remote URL: Lightning's own transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
+        remove_stale_temps(Path(path))  # a killed run's half-written checkpoint beside it
         with stops_held():
             atomic_write(path, lambda handle: torch.save(checkpoint, handle), fsync=True)
 

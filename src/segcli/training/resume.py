@@ -119,6 +119,12 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
             if key == "trainer.max_epochs" and before is not None and before != -1 and value != -1:
                 number("trainer.max_epochs", value, int(before), integer=True,
                        what=f"a whole number >= the run's {before}, or -1 for no limit (it may only be raised)")
+            elif key == "trainer.max_epochs" and before == -1 and value != -1:  # no limit so far: the epochs run
+                from segcli.inference.backends import read_checkpoint
+
+                reached = int(read_checkpoint(last).get("epoch", 0)) + 1
+                number("trainer.max_epochs", value, reached, integer=True,
+                       what=f"a whole number >= the {reached} epochs the run has reached, or -1 for no limit")
             if key == "data.root":
                 value = str(Path(str(value)).expanduser().resolve())
             OmegaConf.update(cfg, key, value, merge=False)

@@ -1,0 +1,93 @@
+"""--resume of runs that stopped on their own: early stopping, a wall-clock budget first given on resume, an
+epoch limit lowered below what an unlimited run reached; and the half-written checkpoints a killed run leaves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers_train import epochs_run, segcli, tiny, val_rows
+
+from segcli.inference.io import _partial_prefix
+
+
+def test_resuming_an_early_stopped_run_trains_no_further_epoch(tiny_data, tmp_path, capsys):
+    """Before: each --resume trained one more epoch (Lightning does not save that it should stop) and could replace
+    best.ckpt: what a run killed in its final evaluation, then resumed, did."""
+    run_dir = tmp_path / "run"
+    stopping = ("trainer.max_epochs=6", "early_stopping.patience=1", "early_stopping.min_delta=0.5", "seed=0",
+                "final_eval=false")
+    code, _, err = segcli(["train", *tiny(tiny_data, *stopping), "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    assert "early stopping after epoch 2" in err
+    rows, best = val_rows(run_dir), (run_dir / "checkpoints" / "best.ckpt").read_bytes()
+    for _ in range(2):
+        code, _, err = segcli(["train", "--resume", run_dir], capsys)
+        assert code == 0, err
+        assert "early stopping after epoch 2" in err
+        assert val_rows(run_dir) == rows and epochs_run(run_dir) == 2
+        assert (run_dir / "checkpoints" / "best.ckpt").read_bytes() == best
+
+
+def test_a_time_budget_first_given_on_resume_counts_the_sessions_before_it(tiny_data, tmp_path, capsys):
+    """README: trainer.max_time on --resume is 'a budget over all sessions of the run'. Before: a run started without
+    one kept no training time, so the budget counted from the resume (3 more epochs in the probe)."""
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=2", "final_eval=false"),
+                           "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=50", "trainer.max_time=00:00:00:01"],
+                          capsys)
+    assert code == 0, err
+    assert epochs_run(run_dir) == 2
+
+
+def test_lowering_max_epochs_of_an_unlimited_run_below_its_epochs_is_segclis_own_error(tiny_data, tmp_path, capsys):
+    """Before: the check was skipped when the run had max_epochs=-1, and Lightning's 'You restored a checkpoint with
+    current_epoch=…, but you have set Trainer(max_epochs=…)' came after loading, with no fix."""
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=-1", "trainer.max_time=00:00:00:04",
+                                          "final_eval=false"), "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    reached = len({epoch for epoch, _, _ in val_rows(run_dir)})
+    assert reached >= 2
+    config = (run_dir / "config.yaml").read_bytes()
+    code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=1"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("segcli: error: trainer.max_epochs=1: give a whole number >= the ")
+    assert "epochs the run has reached, or -1 for no limit" in lines[0] and "Trainer(" not in err
+    assert (run_dir / "config.yaml").read_bytes() == config
+
+
+def test_a_killed_writers_half_checkpoint_is_removed_at_the_next_save(tiny_data, tmp_path, capsys):
+    """Before: '.last.ckpt.<random>.tmp' files a SIGKILL left mid-write (tens of MB each) stayed for good."""
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "final_eval=false"),
+                           "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has ended
+    checkpoints = run_dir / "checkpoints"
+    stale = checkpoints / f".{_partial_prefix('last.ckpt')}{dead}-k3j9x2.tmp"
+    alive = checkpoints / f".{_partial_prefix('last.ckpt')}{os.getppid()}-q8w1z0.tmp"  # a running writer's
+    for path in (stale, alive):
+        path.write_bytes(b"\0" * 1024)
+    code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=2"], capsys)
+    assert code == 0, err
+    assert not stale.exists() and alive.exists()
+    assert sorted(p.name for p in checkpoints.iterdir() if not p.name.startswith(".")) == ["best.ckpt", "last.ckpt"]
+
+
+def test_atomic_writes_name_their_temp_files_by_writer():
+    import tempfile
+
+    from segcli.inference.io import atomic_write
+
+    folder = Path(tempfile.mkdtemp())
+    seen = []
+    atomic_write(folder / "x.bin", lambda handle: seen.extend(p.name for p in folder.iterdir()))  # mid-write
+    assert seen[0].startswith(f".{_partial_prefix('x.bin')}{os.getpid()}-") and seen[0].endswith(".tmp")
+    assert [p.name for p in folder.iterdir()] == ["x.bin"]
