@@ -354,14 +354,17 @@ def predict(
 
 
 def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
-    """Arguments that look like `key=value` (and are no existing path) are overrides; one whose part before the
-    '=' holds a folder separator (photos/img=1.png) is a path, as no config key has one (a missing file is then
-    'not found', not an unknown key)."""
+    """Arguments that look like `key=value` (and are no existing path, nor a pattern matching files: 'd=1/*.png') are
+    overrides; one whose part before the '=' holds a folder separator (photos/img=1.png) is a path, as no config key
+    has one (a missing file is then 'not found', not an unknown key)."""
+    import glob
+
     paths, overrides = [], []
     for arg in args:
         key = arg.partition("=")[0]
         looks_like_override = "/" not in key and os.sep not in key and ("=" in arg or arg.startswith("~"))  # ~key
-        (overrides if looks_like_override and not os.path.exists(arg) else paths).append(arg)
+        found = os.path.exists(arg) or (glob.has_magic(arg) and bool(glob.glob(arg, recursive=True)))
+        (overrides if looks_like_override and not found else paths).append(arg)
     return paths, overrides
 
 
@@ -521,7 +524,7 @@ def _main(argv: list[str] | None) -> None:
             err.show()
             sys.exit(err.exit_code)
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # a usage error from Typer/Click
-            _fail(_click_message(err), err.exit_code)
+            _fail(_click_message(err, [str(a) for a in (sys.argv[1:] if argv is None else argv)]), err.exit_code)
         _current_folder()  # a failure in a deleted current folder (help and --version need none, so never fail)
         if isinstance(err, SegcliError):
             _fail(err.message, err.exit_code)
@@ -552,11 +555,16 @@ def _main(argv: list[str] | None) -> None:
 
 
 _WRITE_ERRNOS = {28, 122, 30, 32}  # ENOSPC, EDQUOT, EROFS, EPIPE: writing results failed, not segcli
-def _click_message(err) -> str:
+def _click_message(err, given: list[str]) -> str:
     """Click's usage error (a bad option value, a missing option, an unknown one) as segcli's one line, with where
-    to look for the fix: Click's own format spans four lines (usage, hint, blank, error)."""
+    to look for the fix: Click's own format spans four lines (usage, hint, blank, error). An unknown option that is
+    the start of a file's name given (-img.png read as -i) says how to give that path."""
     ctx = getattr(err, "ctx", None)
     where = f"; see '{ctx.command_path} {ctx.help_option_names[0]}'" if ctx is not None and ctx.help_option_names else ""
+    option = getattr(err, "option_name", None)
+    path = next((a for a in given if option and a.startswith(option) and os.path.lexists(a)), None)
+    if type(err).__name__ == "NoSuchOption" and path is not None:
+        where = f"; {path} is a path? write it as ./{path}, or after --{where}"
     return f"{err.format_message().rstrip('.')}{where}"
 
 

@@ -63,6 +63,14 @@ _HYDRA_FUNCTION = re.compile(r"\s*(range|choice|interval|glob|sort|shuffle|tag|e
                              r"\s*\(")
 
 
+def _single_quoted(value: str) -> str:
+    """'value' in Hydra's grammar: in a quoted value only a quote, and backslashes just before one, need a
+    backslash."""
+    body = re.sub(r"(\\*)(')", lambda m: m.group(1) * 2 + "\\'", value)
+    body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body)
+    return f"'{body}'"
+
+
 def quote_values(overrides: list[str]) -> list[str]:
     """`overrides` with the value of each `key=value` that Hydra's grammar cannot parse as typed quoted, when
     quoting makes it parse: paths with non-ASCII letters, ~, parentheses, brackets, #, &, = or ' in them
@@ -85,10 +93,8 @@ def quote_values(overrides: list[str]) -> list[str]:
         key, sep, value = item.partition("=")
         if (not parses(item) and sep and value and value[0] not in "'\"[{" and not _HYDRA_FUNCTION.match(value)
                 and re.fullmatch(r"[+~]{0,2}[\w.@/-]+", key)):
-            # In a quoted value only a quote, and backslashes just before one, need a backslash
-            body = re.sub(r"(\\*)(')", lambda m: m.group(1) * 2 + "\\'", value)
-            body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body)
-            quoted = f"{key}='{body}'"
+            # each of a sweep's values (a,b) quoted on its own: one pair of quotes made the sweep one value
+            quoted = f"{key}=" + ",".join(_single_quoted(part) for part in value.split(","))
             if parses(quoted):
                 item = quoted
         out.append(item)
@@ -440,10 +446,13 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
                                f"entries stay), and names it lacks cannot be added that way; set entries one by one: "
                                f"{key}.NAME=VALUE, or +{key}.NAME=VALUE for a new one")
         close = did_you_mean(key, keys)
+        arg = next((o for o in overrides if o.partition("=")[0] == key and o.partition("=")[2]), None)
+        path = (f"; if {arg} is an input (a file that is not there, or a pattern matching none), write it as ./{arg}"
+                if command == "predict" and arg and any(c in arg.partition("=")[2] for c in "/*?[\\") else "")
         return ConfigError(
             f"unknown config key '{key}' for 'segcli {command}'{close}; see `segcli {command} --cfg` for all keys"
             + (f", or add one with +{key}=... if {_TAKEN_BY[key.split('.')[0]]} takes it"
-               if key.startswith(ADDABLE.get(command, ())) else "")
+               if key.startswith(ADDABLE.get(command, ())) else "") + path
         )
     first = next((line for line in text.splitlines() if line.strip()), text)
     return ConfigError(f"invalid configuration for 'segcli {command}': {first}")

@@ -102,7 +102,8 @@ def _check_not_protected(cfg, out: Path) -> None:
     if out.is_file() and not out.stat().st_mode & stat.S_IWUSR:  # its owner's write bit (root may write any file)
         where = f"--out {out}" if cfg.out else f"{out} (the default --out, beside the checkpoint)"
         raise ConfigError(f"{where}: a read-only file, which the export would replace; make it writable "
-                          f"(chmod u+w {shlex.quote(str(out))}) or give another --out")
+                          f"(chmod u+w {shlex.quote(('./' if str(out).startswith('-') else '') + str(out))}) or give "
+                          "another --out")  # ./: chmod would read a leading '-' as its options
 
 
 def _check_not_the_checkpoint(cfg, out: Path) -> None:
