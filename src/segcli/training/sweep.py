@@ -326,7 +326,7 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     if code != 0:
         error = last.removeprefix("segcli: error: ") if last.startswith("segcli: error: ") else f"exit {code}: {last}"
         row.update(status=f"failed (exit {code})", error=error)
-        info(f"train: sweep job {index} failed: {error}")
+        info(f"train: sweep job {index + 1}/{total} failed: {error}")
     row.update(run_results(run_dir))
     if not run_dir.exists():  # the job failed before making it (a bad dataset), or removed it
         row["run_dir"] = ""
