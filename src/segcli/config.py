@@ -414,6 +414,7 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
     import re
 
     import yaml
+    from omegaconf import DictConfig, OmegaConf
 
     mark = getattr(err, "problem_mark", None)
     if isinstance(err, yaml.MarkedYAMLError) and mark is not None:  # a broken file under --config-dir
@@ -439,8 +440,6 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
             return ConfigError(f"~{key}: its value is null, which Hydra cannot delete; leave it out (null is its "
                                f"value already)")
         merged = any(o.partition("=")[0] == key and o.partition("=")[2].lstrip().startswith("{") for o in overrides)
-        from omegaconf import DictConfig, OmegaConf
-
         if merged and isinstance(OmegaConf.select(base, key, default=None), DictConfig):  # loss.terms={focal:1.0}
             return ConfigError(f"{key}={{...}}: a mapping is merged into the one already at '{key}' (its other "
                                f"entries stay), and names it lacks cannot be added that way; set entries one by one: "
