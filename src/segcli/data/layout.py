@@ -36,8 +36,8 @@ from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
 from segcli.errors import ConfigError, DataError, WriteError, stops_held
-from segcli.inference.io import (atomic_write_bytes, decode_stored, not_writable, png_colour_type, resolver, staging_path,
-                                 unwritable, within, write_png, writing)
+from segcli.inference.io import (JPEG_MAGIC, atomic_write_bytes, decode_stored, not_writable, png_colour_type, resolver,
+                                 staging_path, unwritable, within, write_png, writing)
 
 LINT_NAME = "lint.json"
 CHART_NAME = "class_frequencies.png"
@@ -367,7 +367,7 @@ def _grey(image: np.ndarray) -> bool:
 def _may_hold_bands(data: bytes) -> bool:
     """Whether an 8-bit file may hold more than 3 channels: not a JPEG, nor a PNG without alpha (IHDR colour type)."""
     colour_type = png_colour_type(data)
-    return not data.startswith(b"\xff\xd8") and colour_type in (None, 6)
+    return not data.startswith(JPEG_MAGIC) and colour_type in (None, 6)
 
 
 def _write_pair(root: Path, pair: CheckedPair, image: np.ndarray, ids: np.ndarray, resized: bool,

@@ -17,10 +17,9 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import NEAR, ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import (COLOUR, PNG_MAGIC, imdecode, is_palette_png, jpeg_cut_short, png_colour_type,
-                                 png_cut_short, stored_levels, to_uint8)
+from segcli.inference.io import (COLOUR, JPEG_MAGIC, PNG_MAGIC, imdecode, is_palette_png, jpeg_cut_short,
+                                 png_colour_type, png_cut_short, stored_levels, to_uint8)
 
-JPEG_MAGIC = b"\xff\xd8"
 GIF_MAGIC = b"GIF8"
 
 

@@ -27,6 +27,7 @@ if not os.environ.get("OPENCV_LOG_LEVEL") and os.environ.get("SEGCLI_DEBUG", "")
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8"
 
 
 def _read(path: Path) -> np.ndarray:
@@ -178,7 +179,7 @@ def jpeg_cut_short(data) -> bool:
     after it (a phone's trailer, a motion photo's video) do not make the file truncated."""
     import struct
 
-    if bytes(memoryview(data)[:2]) != b"\xff\xd8":
+    if bytes(memoryview(data)[:2]) != JPEG_MAGIC:
         return False
     data = data if isinstance(data, (bytes, bytearray)) else memoryview(data).tobytes()
     at, end = 2, len(data)
