@@ -17,8 +17,8 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import NEAR, ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import (COLOUR, JPEG_MAGIC, PNG_MAGIC, imdecode, is_palette_png, jpeg_cut_short,
-                                 png_colour_type, png_cut_short, stored_levels, to_uint8)
+from segcli.inference.io import (COLOUR, JPEG_MAGIC, exif_orientation, imdecode, is_palette_png,
+                                 jpeg_cut_short, png_colour_type, png_cut_short, stored_levels, to_uint8)
 
 GIF_MAGIC = b"GIF8"
 
@@ -68,7 +68,7 @@ class RawMask:
     lossy: bool
     table: np.ndarray | None = None
     transparent: int = 0
-    orientation: int = 1  # a PNG's EXIF orientation tag (masks are read as stored, whatever it says)
+    orientation: int = 1  # a PNG, JPEG or WebP's EXIF orientation tag (masks are read as stored, whatever it says)
     entries: int = 256  # for kind 'palette': the colours its table lists
 
 
@@ -76,22 +76,8 @@ def read_source_mask(path: Path) -> RawMask:
     """Read a mask without interpreting it (raises DataError when unreadable)."""
     data = read_bytes(path)
     raw = _raw_mask(data, path)
-    raw.orientation = _png_orientation(data)
+    raw.orientation = exif_orientation(data)
     return raw
-
-
-def _png_orientation(data: bytes) -> int:
-    """The EXIF orientation a PNG carries (an eXIf chunk, as phone galleries and some editors write), 1 if none."""
-    if not data.startswith(PNG_MAGIC) or b"eXIf" not in data:
-        return 1
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            value = img.getexif().get(0x0112, 1)
-        return int(value) if 1 <= int(value) <= 8 else 1
-    except Exception:  # an unreadable tag is no orientation; the pixels were read already
-        return 1
 
 
 def _raw_mask(data: bytes, path: Path) -> RawMask:

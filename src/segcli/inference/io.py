@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -74,11 +75,37 @@ def _opencv_misreads(tags: dict[int, int]) -> bool:
 
 
 def _oriented(array: np.ndarray, orientation: int) -> np.ndarray:
-    """A TIFF's stored pixels turned as its Orientation tag (274) says, as OpenCV turns the TIFFs it decodes."""
+    """Stored pixels turned as an EXIF/TIFF Orientation tag (274) says, as OpenCV turns the files it decodes."""
     turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
              5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
              7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1]}
     return turns[orientation](array) if orientation in turns else array
+
+
+def exif_orientation(data: bytes | np.ndarray) -> int:
+    """The EXIF orientation (1..8) a PNG (eXIf chunk), JPEG (APP1 Exif) or WebP (EXIF chunk) carries; 1 when none
+    or unreadable, and for any other file (a TIFF's own tag is applied by every decode). OpenCV turns these three
+    formats by it in colour and grey, never under IMREAD_UNCHANGED. PIL parses the tag only when its marker is there."""
+    head = bytes(data[:16])
+    if head.startswith(PNG_MAGIC):
+        marker = b"eXIf"
+    elif head.startswith(JPEG_MAGIC):
+        marker = b"Exif\x00\x00"
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        marker = b"EXIF"
+    else:
+        return 1
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    if marker not in raw:
+        return 1
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            value = int(img.getexif().get(0x0112, 1))
+    except Exception:  # an unreadable tag is no orientation, as for OpenCV
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
@@ -86,8 +113,6 @@ def _tifffile_decode(data: np.ndarray, flags: int) -> np.ndarray | None:
     bands in B, G, R order (callers turn them back, as for any colour file), the rest as stored; COLOUR keeps those
     three (one or two bands: the first as grey), IMREAD_UNCHANGED gives one band as (H, W). None when it does not
     decode."""
-    import io
-
     import tifffile
 
     page = None
@@ -290,7 +315,7 @@ def read_image(path: str | Path, channels: int = 3, value_range: Sequence[float]
     `value_range`, the dataset card's image_range, when given).
     channels=1: (H, W, 1) luma of that RGB image (a grayscale file comes back unchanged).
     Other counts (multispectral): (H, W, C) uint8 with the channels as stored (a 4-channel PNG/TIFF:
-    R, G, B, 4th), no EXIF rotation; a file with another channel count is a DataError.
+    R, G, B, 4th), EXIF orientation applied as well; a file with another channel count is a DataError.
     """
     path = Path(path)
     if channels not in (1, 3):
@@ -304,12 +329,20 @@ def stored_channels(path: str | Path) -> int:
     return _channel_count(_imread(Path(path), cv2.IMREAD_UNCHANGED))
 
 
+def is_cmyk_tiff(path: str | Path) -> bool:
+    """A TIFF of CMYK samples (PhotometricInterpretation 5): decoded in colour as RGB, converted, not as its first
+    three bands; its stored channel count says nothing of bands a 3-channel model leaves out."""
+    tags = _tiff_tags(_read(Path(path)))
+    return tags is not None and tags.get(262) == 5
+
+
 def _channel_count(array: np.ndarray) -> int:
     return 1 if array.ndim == 2 else array.shape[2]
 
 
 def _read_channels(path: Path, channels: int, value_range: Sequence[float] | None) -> np.ndarray:
-    array = _imread(path, cv2.IMREAD_UNCHANGED)
+    data = _read(path)
+    array = _oriented(_imread(path, cv2.IMREAD_UNCHANGED, data), exif_orientation(data))  # as shown, as in colour
     found = _channel_count(array)
     if found != channels:
         raise DataError(f"{path}: {found} channel(s), but the model takes {channels} (model.in_channels); "
