@@ -367,8 +367,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
 
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
-    from segcli.data.datamodule import (SegDataModule, check_val_per_process, input_scale, validated_split,
-                                        validation_off)
+    from segcli.data.datamodule import (SegDataModule, check_val_per_process, input_scale, split_digests,
+                                        validated_split, validation_off)
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, local_weights, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
@@ -438,6 +438,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         if cfg.data.val_split == cfg.data.train_split and first_process():
             info(f"train: note: data.val_split is the training split '{cfg.data.train_split}', so val mIoU and "
                  "best.ckpt measure images the model trains on; data.val_split=null trains without validation")
+    meta["dataset"].update(split_digests(card, cfg.data))  # what --resume compares (check_same_data)
     # Loss (class weights), encoder weights and data settings fail here too, before anything is written. A resumed
     # run's weights come from last.ckpt: its initial encoder weights are not read again (a file moved or deleted
     # since, or a named set that would be downloaded again, offline, must not stop a resume).

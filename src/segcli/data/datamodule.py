@@ -94,6 +94,23 @@ def split_indices(card, data_cfg) -> tuple[str, str | None, list[int], list[int]
     return train_split, val_split, card.indices(train_split), card.indices(val_split) if val_split is not None else []
 
 
+def split_digests(card, data_cfg) -> dict[str, str]:
+    """Digests of the (image, mask) entries a run trains on and validates on, in order (split_indices): a checkpoint
+    keeps them so that --resume can tell a split or fold assignment changed since (the same card name and classes
+    with other images would compare best-val scores of different images, or validate on images trained on)."""
+    import hashlib
+
+    train_split, val_split, train, val = split_indices(card, data_cfg)
+    digests = {}
+    for key, split, indices in (("train_digest", train_split, train), ("val_digest", val_split, val)):
+        entries = card.splits[split] if indices else []
+        digest = hashlib.sha256()
+        for i in indices:
+            digest.update(f"{entries[i]['image']}\t{entries[i]['mask']}\n".encode())
+        digests[key] = digest.hexdigest()[:16]
+    return digests
+
+
 def images_per_process(images: int, processes: int) -> int:
     """Images each of `processes` gets from a split of `images`: DistributedSampler pads the split to an equal share,
     so it rounds up (5 images on 2 processes: 3 each)."""

@@ -75,6 +75,12 @@ def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
         if len(before) != len(now) or any(abs(float(a) - float(b)) > 1e-6 for a, b in zip(before, now)):
             changes.append(f"{key} {_short([round(float(v), 4) for v in before])} → "
                            f"{_short([round(float(v), 4) for v in now])}")
+    before, now = saved.get("dataset") or {}, meta.get("dataset") or {}
+    what = {"train_digest": "the images it trains on (the train split, or its folds)",
+            "val_digest": f"the images it validates on (split '{now.get('val_split')}', or its folds)"}
+    for key in ("train_digest", "val_digest"):
+        if before.get(key) is not None and before.get(key) != now.get(key):  # runs before 2026-12-07 keep none
+            changes.append(what[key])
     if changes:
         raise DataError(f"{card_file}: the dataset changed since this run began ({'; '.join(changes)}); --resume "
                         "continues the same experiment: prepare the data as it was, or start a new run")
