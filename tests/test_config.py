@@ -323,7 +323,8 @@ def test_an_interpolation_that_does_not_resolve_is_a_usage_error(command, overri
     `--cfg` as in the run."""
     monkeypatch.delenv("SEGCLI_SURELY_UNSET", raising=False)
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: cannot resolve its interpolation \(.+\); give a plain "
-                                          rf"value, or \$\{{key\}} of a key that `segcli {command} --cfg` lists$"):
+                                          rf"value, or \$\{{key\}} of a key that `segcli {command} --cfg` lists "
+                                          r"\(a value really holding '\$\{' is written \\\$\{\)$"):
         compose(command, [override])
     assert compose("train", ["optim.lr=${seed}", "seed=3"]).optim.lr == 3  # one that resolves is fine
 

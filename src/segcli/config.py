@@ -71,6 +71,20 @@ def _single_quoted(value: str) -> str:
     return f"'{body}'"
 
 
+def literal(text: str) -> str:
+    """`text` (a path) as a config value OmegaConf keeps as it is: its `${` escaped, so that a folder named `a${b}`
+    or one under it is not read as an interpolation (exit 4: 'Interpolation key 'b' not found')."""
+    return text.replace("${", "\\${")
+
+
+def _literals(value):
+    """An option's value with literal() applied to each string in it (predict's inputs, a repeated --ckpt)."""
+    if isinstance(value, (list, tuple)):
+        return [_literals(v) for v in value]
+    return literal(str(value.expanduser()) if isinstance(value, Path) else value) if isinstance(value, (str, Path)) \
+        else value
+
+
 def quote_values(overrides: list[str]) -> list[str]:
     """`overrides` with the value of each `key=value` that Hydra's grammar cannot parse as typed quoted, when
     quoting makes it parse: paths with non-ASCII letters, ~, parentheses, brackets, #, &, = or ' in them
@@ -211,7 +225,8 @@ def _check_resolves(command: str, cfg) -> None:
     except InterpolationResolutionError as err:
         key, why = getattr(err, "full_key", None) or "?", first_line(getattr(err, "msg", None) or err)
         raise ConfigError(f"{key}: cannot resolve its interpolation ({why}); "
-                          f"give a plain value, or ${{key}} of a key that `segcli {command} --cfg` lists") from None
+                          f"give a plain value, or ${{key}} of a key that `segcli {command} --cfg` lists (a value "
+                          r"really holding '${' is written \${)") from None
 
 
 def _check_user_options(command: str, cfg, parsed: list, config_dir: Path) -> None:
@@ -361,6 +376,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             for key, value in values.items():
                 if value is not None:
                     value = str(value.expanduser()) if isinstance(value, Path) else value  # --ckpt=~/x: bash leaves ~
+                    value = _literals(value)  # an option's value (or each of a repeated option's) is no interpolation
                     OmegaConf.update(cfg, key, value, merge=False)
     _check_resolves(command, cfg)
     _check_mappings(command, cfg)
@@ -458,9 +474,18 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
 
 
 def to_yaml(cfg) -> str:
+    """The config resolved, as YAML that OmegaConf.load reads back as it is: a value that holds `${` once resolved
+    (a path under a folder named `a${b}`) is written escaped (`\\${`), not read back as an interpolation."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    def escaped(node):
+        if isinstance(node, dict):
+            return {key: escaped(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [escaped(value) for value in node]
+        return literal(node) if isinstance(node, str) else node
+
+    return OmegaConf.to_yaml(OmegaConf.create(escaped(OmegaConf.to_container(cfg, resolve=True))))
 
 
 def to_container(cfg) -> dict:

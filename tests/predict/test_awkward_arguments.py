@@ -74,3 +74,22 @@ def test_the_chmod_fix_for_a_protected_export_named_with_a_dash_works(tmp_path, 
     assert fix == "chmod u+w ./-e.onnx"
     assert subprocess.run(fix, shell=True, cwd=tmp_path).returncode == 0
     assert out.stat().st_mode & 0o200
+
+
+def test_inputs_checkpoints_and_outputs_holding_dollar_brace_are_paths(ckpt, cli, tmp_path, monkeypatch):
+    """Option values went into the config as OmegaConf interpolations: 'p${out}.png' was read as 'p<--out>.png'
+    ('input not found', or another file read silently), an ensemble member 'm${out}.ckpt' likewise, and
+    --out 'o_${save}' wrote into "o_['mask']"."""
+    monkeypatch.chdir(tmp_path)
+    _image(tmp_path / "p${out}.png")
+    _image(tmp_path / "d${out}" / "b.png")
+    import torch
+
+    other = torch.load(ckpt, map_location="cpu", weights_only=False)  # another member: an ensemble's two models
+    name = next(k for k, v in other["state_dict"].items() if v.is_floating_point())
+    other["state_dict"][name] = other["state_dict"][name] + 0.01
+    torch.save(other, tmp_path / "m${out}.ckpt")
+    code, _, err = cli("predict", "p${out}.png", "d${out}", "--ckpt", "m${out}.ckpt", "--ckpt", ckpt,
+                       "--out", "o_${save}", "--save", "mask")
+    assert code == 0, err
+    assert (tmp_path / "o_${save}" / "p${out}.png").is_file() and (tmp_path / "o_${save}" / "b.png").is_file()

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from segcli.config import to_container
+from segcli.config import literal, to_container
 from segcli.console import counted, first_process, info, result, stderr_console, stderr_is_terminal
 from segcli.errors import ConfigError, DataError, SegcliError
 
@@ -393,10 +393,10 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         logging.getLogger(name).addFilter(_no_adverts)  # idempotent: the same filter object is added once
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     card = load_card(cfg.data.root)
-    cfg.data.root = str(Path(card.location).resolve())  # config.yaml must name it from any folder --resume is run in
+    cfg.data.root = literal(str(Path(card.location).resolve()))  # config.yaml names it for --resume from any folder
     weights_file = local_weights(cfg.model.encoder_weights)
     if weights_file is not None and not resume:  # so must it a local encoder weights file (provenance)
-        cfg.model.encoder_weights = str(weights_file.resolve())
+        cfg.model.encoder_weights = literal(str(weights_file.resolve()))
     if card.num_classes < 2:
         raise DataError(f"{card.path}: one class ({', '.join(card.classes)}); a model has nothing to "
                         "tell apart: label at least two classes (e.g. background and object) and prepare again")

@@ -86,6 +86,17 @@ def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
                         "continues the same experiment: prepare the data as it was, or start a new run")
 
 
+def _resolved(cfg, key: str, given: str):
+    """A key's value as the config reads it: interpolations (${oc.env:HOME}/data) resolved."""
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.select(cfg, key)
+    except Exception as err:
+        raise ConfigError(f"{given}: cannot resolve its interpolation ({first_line(err)}); give a plain value "
+                          r"(write a folder really named with '${' as \${)") from None
+
+
 def _short(value) -> str:
     text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
     return text if len(text) <= 60 else text[:57] + "…"
@@ -96,7 +107,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf, open_dict
 
-    from segcli.config import quote_values  # a path with spaces, non-ASCII letters or parentheses (data.root)
+    from segcli.config import literal, quote_values  # quote_values: a path with spaces, non-ASCII letters
 
     run_dir = Path(run_dir).expanduser().resolve()
     if run_dir.is_file() and run_dir.parent.name == "checkpoints":
@@ -131,13 +142,14 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
                 reached = int(read_checkpoint(last).get("epoch", 0)) + 1
                 number("trainer.max_epochs", value, reached, integer=True,
                        what=f"a whole number >= the {reached} epochs the run has reached, or -1 for no limit")
-            if key == "data.root":
-                value = str(Path(str(value)).expanduser().resolve())
+            if key == "data.root":  # an interpolation (${oc.env:HOME}/data) resolved first, then the path
+                OmegaConf.update(cfg, key, value, merge=False)
+                value = literal(str(Path(str(_resolved(cfg, key, ov.input_line))).expanduser().resolve()))
             OmegaConf.update(cfg, key, value, merge=False)
-        cfg.run_dir = str(run_dir)
+        cfg.run_dir = literal(str(run_dir))
         root = OmegaConf.select(cfg, "data.root")
         if root is not None and not Path(str(root)).expanduser().is_absolute():
-            cfg.data.root = _dataset_root(last, str(root))
+            cfg.data.root = literal(_dataset_root(last, str(root)))
         given_root = any(ov.key_or_group == "data.root" for ov in parsed)
         _check_dataset_there(saved, OmegaConf.select(cfg, "data.root"), given=given_root)
     OmegaConf.set_struct(cfg, True)
@@ -263,7 +275,7 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     from omegaconf import DictConfig, OmegaConf, open_dict
 
     from segcli.config import (ADDABLE, _check_resolves, _flat_keys, _packaged_keys, compose, did_you_mean,
-                               holds_settings, quote_values, read_nowhere, unparsable)
+                               holds_settings, literal, quote_values, read_nowhere, unparsable)
     from segcli.training.sweep import is_sweep_dir
 
     source = Path(source).expanduser()
@@ -330,7 +342,7 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
                                   f"or give a mapping, {key}={{...}}")
             OmegaConf.update(cfg, key, value, merge=False)
         if run_dir is not None:
-            cfg.run_dir = str(Path(run_dir).expanduser())
+            cfg.run_dir = literal(str(Path(run_dir).expanduser()))
     _check_resolves("train", cfg)
     if not any(ov.key_or_group == "data.root" for ov in parsed):
         _check_dataset_moved(path, source, cfg)
