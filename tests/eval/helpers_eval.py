@@ -40,8 +40,9 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def write_card(root: Path, name: str, classes, palette, splits: dict) -> None:
-    card = DatasetCard(root=root, name=name, classes=list(classes), palette=palette, ignore_index=IG, splits=splits)
+def write_card(root: Path, name: str, classes, palette, splits: dict, ignore_index: int = IG) -> None:
+    card = DatasetCard(root=root, name=name, classes=list(classes), palette=palette, ignore_index=ignore_index,
+                       splits=splits)
     (root / CARD_NAME).write_text(dump_card(card), encoding="utf-8")
 
 

@@ -157,3 +157,28 @@ def test_the_report_names_the_dataset_by_its_absolute_path(crafted, tmp_path, ca
     code, out, err = run_cli(["eval", "--predictions", preds, "--data", root.name, "--json", "-"], capsys)
     assert code == 0, err
     assert json.loads(out)["data"] == str(root.resolve())
+
+
+def test_a_card_whose_ignore_index_is_a_class_id_is_refused(tmp_path, capsys):
+    """A hand-written card keeping 'void' as class 0 and ignore_index 0 (mmsegmentation's habit): that class has no
+    ground truth, so any prediction of it scored IoU 0 and pulled mIoU down (73.2 where the real classes gave 97.6),
+    without a word. prepare refuses the same setting."""
+    root, preds = tmp_path / "data", tmp_path / "preds"
+    mask = np.zeros((8, 10), np.uint8)
+    mask[:4] = 1
+    mask[4:, 5:] = 2
+    write_png(root / "images" / "val" / "a.png", np.zeros((8, 10, 3), np.uint8))
+    write_png(root / "masks" / "val" / "a.png", mask)
+    write_png(preds / "a.png", np.where(mask == 0, 1, mask).astype(np.uint8))
+    write_card(root, "void-zero", ["void", "a", "b"], [[0, 0, 0], [255, 0, 0], [0, 255, 0]],
+               {"val": [{"image": "images/val/a.png", "mask": "masks/val/a.png"}]})
+    card = root / "dataset.yaml"
+    card.write_text(card.read_text().replace(f"ignore_index: {IG}", "ignore_index: 0"))
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", "-"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 3 and out == "" and len(lines) == 1, err
+    assert lines[0] == (f"segcli: error: {card}: ignore_index 0 is also the id of class 'void', which then has no "
+                        "ground truth and scores 0 wherever predicted; prepare the masks again with `segcli prepare "
+                        "folder --ignore-index` >= 3 or --reduce-zero-label (0 → ignore, k → k-1)")
+    code, _, err = run_cli(["prepare", "lint", root], capsys)
+    assert code != 0 and "ignore_index 0 is also the id of class 'void'" in err

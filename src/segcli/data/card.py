@@ -152,6 +152,12 @@ def load_card(root: str | Path) -> DatasetCard:
             raise DataError(f"{path}: class name {name!r} is given to ids {first} and {second}; give each class its "
                             "own name in the card's classes")
     _check_entries(path, card.splits)
+    if 0 <= card.ignore_index < len(card.classes):  # its pixels count nowhere, so that class could only be predicted
+        raise DataError(f"{path}: ignore_index {card.ignore_index} is also the id of class "
+                        f"'{card.classes[card.ignore_index]}', which then has no ground truth and scores 0 wherever "
+                        f"predicted; prepare the masks again with `segcli prepare folder --ignore-index` >= "
+                        f"{len(card.classes)}" + (" or --reduce-zero-label (0 → ignore, k → k-1)"
+                                                  if card.ignore_index == 0 else ""))
     if len(card.palette) != len(card.classes):
         raise DataError(f"{path}: {len(card.palette)} palette colours for {len(card.classes)} classes; give one colour per class")
     return card
