@@ -113,8 +113,8 @@ def predict_with(cfg, predictor) -> list[Path]:
     items = shard(collected, shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
                       float(cfg.alpha), bool(cfg.legend), bool(cfg.palette_png))
-    _refuse_overwriting_inputs(items, outputs, bool(cfg.video.masks))
-    _check_output_folders(items, outputs)
+    _refuse_overwriting_inputs(collected, outputs, bool(cfg.video.masks))  # all shards' inputs: they share OUT
+    _check_output_folders(items, outputs, shard_spec)
     if (outputs.needs_probs or float(cfg.smooth) > 0) and predictor.outputs_ids:
         raise ConfigError(f"{model}: this model returns class ids (exported with --argmax), so prob, uncertainty and "
                           "smooth are unavailable; export without --argmax")
@@ -155,21 +155,28 @@ def _check_out(out: Path) -> None:
         raise DataError(f"--out {out}: {folder} {unwritable(folder)}; give a folder you can write to")
 
 
-def _check_output_folders(items, outputs) -> None:
+def _check_output_folders(items, outputs, shard_spec=None) -> None:
     """A file where an output folder goes (OUT/overlays, OUT/probs, OUT/SUB for an input tree's sub-folder SUB, e.g.
     left by another tool or an earlier run of other inputs) fails every write there, found only after the model ran
-    and named as 'cannot write it (File exists); check free space and permissions': named before any work instead."""
+    and named as 'cannot write it (File exists); check free space and permissions': named before any work instead.
+    So is a folder where an output file goes (OUT/x.png, OUT/areas.csv)."""
     from segcli.inference.io import file_in_the_way
+    from segcli.inference.tables import table_name
     from segcli.inference.video import overlay_path
 
-    folders = {target.parent for item in items
+    targets = {target for item in items
                for target in ([overlay_path(outputs, item.rel, item.path)] if item.is_video
                               else outputs.paths(item.rel).values())}
-    for folder in sorted(folders):
+    for folder in sorted({target.parent for target in targets}):
         blocker = file_in_the_way(folder)
         if blocker is not None:
             raise DataError(f"--out {outputs.out}: {blocker} is a file, but predict writes into a folder of that name; "
                             "move the file away, or give another --out")
+    tables = {outputs.out / table_name(kind, shard_spec) for kind in ("areas", "uncertainty") if kind in outputs.save}
+    for target in sorted(targets | tables):
+        if target.is_dir():
+            raise DataError(f"--out {outputs.out}: {target} is a folder, but predict writes a file of that name; "
+                            "move the folder away, or give another --out")
 
 
 def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> None:
@@ -190,9 +197,13 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
     for item in items:
         targets = [overlay_path(outputs, item.rel, item.path)] if item.is_video else outputs.paths(item.rel).values()
         for target in targets:
-            if real(target) in inputs:
+            if real(target) in inputs and real(target) == real(item.path):
                 raise ConfigError(f"{item.path}: --out {outputs.out} would overwrite this input with a prediction; "
                                   "give an --out folder that holds no inputs")
+            if real(target) in inputs:  # another input, e.g. a listed file under --out: an earlier run's output?
+                raise ConfigError(f"{target}: --out {outputs.out} would overwrite this input with the prediction of "
+                                  f"{item.path}; give an --out folder that holds no inputs (an earlier run's "
+                                  "output? leave --out's files out of the list)")
             other = written.setdefault(str(target), item)
             if other is item and is_frame_mask_name(target.name):
                 other = frame_folders.get(target.parent, item)

@@ -86,8 +86,15 @@ def _from_glob(pattern: str) -> list[Item]:
     return [Item(p, p.relative_to(base).with_suffix(""), walked=base) for p in found]
 
 
+def _listed(line: str) -> Path:
+    """A list's line as a path: as written where a file of that name exists (a name may begin or end with spaces, as
+    `find` prints it), else without the spaces around it (an editor's indentation or trailing blanks)."""
+    exact = Path(line.rstrip("\r\n")).expanduser()
+    return exact if str(exact) != str(exact).strip() and exact.exists() else Path(line.strip()).expanduser()
+
+
 def _from_list(lines: list[str], where: str) -> list[Item]:
-    paths = [Path(line.strip()).expanduser() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    paths = [_listed(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not paths:
         raise DataError(f"{where}: no paths listed; give one image or video path per line")
     for path in paths:  # a folder or a wildcard would fail later as an unreadable file ("Is a directory")
