@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers_train import epochs_run, segcli, tiny, val_rows
 
 from segcli.inference.io import _partial_prefix
@@ -91,3 +92,38 @@ def test_atomic_writes_name_their_temp_files_by_writer():
     atomic_write(folder / "x.bin", lambda handle: seen.extend(p.name for p in folder.iterdir()))  # mid-write
     assert seen[0].startswith(f".{_partial_prefix('x.bin')}{os.getpid()}-") and seen[0].endswith(".tmp")
     assert [p.name for p in folder.iterdir()] == ["x.bin"]
+
+
+def _stopped_fit(how: str):
+    def fit(self, *args, **kwargs):
+        from lightning.pytorch.trainer.states import TrainerStatus
+
+        if how == "ctrl-c before lightning's handler":
+            raise KeyboardInterrupt
+        self.state.status = TrainerStatus.INTERRUPTED  # Lightning's graceful shutdown after Ctrl-C or SIGTERM
+        if how == "lightning's exit":
+            raise SystemExit(1)
+    return fit
+
+
+@pytest.mark.parametrize("how", ["ctrl-c before lightning's handler", "lightning's exit", "lightning's return"])
+def test_a_resume_stopped_before_its_first_checkpoint_leaves_the_config_as_it_was(how, tiny_data, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """README: a resume that fails before it writes a new last.ckpt leaves config.yaml as it was. One stopped by
+    Ctrl-C or SIGTERM kept its overrides (trainer.max_epochs=8): a later plain --resume trained to 8 epochs, and
+    trainer.max_epochs=6 was refused as lower than 'the run's 8'."""
+    import lightning.pytorch as pl
+
+    run_dir = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "final_eval=false"),
+                           "--run-dir", run_dir], capsys)
+    assert code == 0, err
+    saved = (run_dir / "config.yaml").read_bytes()
+    with monkeypatch.context() as patched:
+        patched.setattr(pl.Trainer, "fit", _stopped_fit(how))
+        code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=8"], capsys)
+    assert code == 130, err
+    assert (run_dir / "config.yaml").read_bytes() == saved
+    code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=2"], capsys)
+    assert code == 0, err
+    assert epochs_run(run_dir) == 2

@@ -513,8 +513,14 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         with ctrl_c.installed(), lightning_config_errors(value_errors=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
+        if restore is not None:  # stopped before a new last.ckpt: the resume's overrides did not take effect
+            restore()
         if (trainer is not None and trainer.interrupted) or ctrl_c.noted:
             raise KeyboardInterrupt from None
+        raise
+    except KeyboardInterrupt:  # Ctrl-C before Lightning's handler is in place
+        if restore is not None:
+            restore()
         raise
     except Exception as err:
         if new_dir:
@@ -526,6 +532,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             raise peer from None
         raise
     if trainer.interrupted or ctrl_c.noted:
+        if restore is not None:
+            restore()
         raise KeyboardInterrupt
     return _finish(cfg, trainer, module, best, run_dir, card, announce)
 
