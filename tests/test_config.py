@@ -407,6 +407,11 @@ def test_a_config_dir_option_missing_a_key_training_reads_is_one_line(tmp_path):
             "trainer.max_epochs=1", "final_eval=false", "augment.crop_size=[64,64]")
     line = assert_error(run_cli(*args, "--run-dir", tmp_path / "r1", cwd=tmp_path), 2)
     assert "config key 'model." in line and "is missing" in line and "defaults: [<the packaged option>, _self_]" in line
+    rest = "encoder_weights: null\nin_channels: 3\ncompile: false\nkwargs: {}\n"
+    for key, text in (("arch", "encoder: resnet18\n" + rest), ("encoder", "arch: unet\n" + rest)):
+        (tmp_path / "mine" / "model" / "mini.yaml").write_text(text)  # these two were exit 4 (KeyError)
+        line = assert_error(run_cli(*args, "--run-dir", tmp_path / f"r-{key}", cwd=tmp_path), 2)
+        assert f"config key 'model.{key}' is missing" in line and "defaults: [<the packaged option>, _self_]" in line
     (tmp_path / "mine" / "model" / "mini.yaml").write_text("defaults: [unet, _self_]\narch: fpn\n")
     assert_ok(run_cli(*args, "--run-dir", tmp_path / "r2", cwd=tmp_path))
 

@@ -78,6 +78,11 @@ def _check_kwargs(arch: str, encoder: str, kwargs: dict) -> None:
 def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
     """The constructor arguments stored in checkpoints: enough to rebuild the network (model.in_channels checked by
     segcli.checks)."""
+    for key in ("arch", "encoder"):
+        if key not in model_cfg:  # an option file of one's own (--config-dir) that leaves it out
+            raise ConfigError(f"config key 'model.{key}' is missing: set it (model.{key}=<name>), or start the option "
+                              "file under --config-dir with `defaults: [<the packaged option>, _self_]` (e.g. [unet, "
+                              "_self_] under model/) to inherit the packaged keys")
     return {"arch": str(model_cfg["arch"]).lower(), "encoder": model_cfg["encoder"],
             "in_channels": int(model_cfg.get("in_channels", 3)), "classes": int(num_classes),
             "kwargs": dict(model_cfg.get("kwargs") or {})}
