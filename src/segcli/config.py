@@ -163,6 +163,10 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: s
         if key in groups and key not in own and key in keys and not ov.is_delete():
             raise ConfigError(f"{ov.input_line}: Hydra reads {key}=... as a choice of the config group '{key}', which "
                               f"'segcli {command}' does not use; give it as the option --{key.replace('_', '-')}")
+        head = key.lstrip("+~").split(".")[0]
+        if "." in key and head in groups and head not in own and head in keys:  # eval's data.root=DIR
+            raise ConfigError(f"{ov.input_line}: 'segcli {command}' has no {head}.* settings: its {head} is a path, "
+                              f"given as the option --{head.replace('_', '-')}")
         if key in groups and not ov.is_delete():
             value = ov.value()
             if isinstance(value, dict):  # optim={lr:0.1}: Hydra reads a group's value as the name of an option

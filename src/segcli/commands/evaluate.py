@@ -98,6 +98,9 @@ def _open(cfg, mode: str, device: str):
     root = cfg.data or predictor.meta.get("dataset", {}).get("root")
     if not root:
         raise ConfigError(f"{predictor.source}: the model names no dataset; pass --data DIR")
+    if not cfg.data and not (Path(str(root)).is_file() or (Path(str(root)) / "dataset.yaml").is_file()):
+        raise DataError(f"{predictor.source}: the dataset it was trained on, {root}, has no dataset.yaml now "
+                        "(moved or deleted?); give its new place: --data DIR")
     card = load_card(root)
     if list(predictor.classes) != list(card.classes):
         raise ConfigError(f"{card.path}: its classes {card.classes} differ from the model's "
@@ -294,11 +297,12 @@ def _corrupted(predictor, shard, card, name: str, severity: int, seed: int, clea
     """mIoU of the model on the corrupted split, and its drop from clean (points and relative)."""
     from segcli.evaluation.corruptions import corrupter
     from segcli.evaluation.sources import model_items
+    from segcli.metrics import format_value
 
     items = model_items(predictor, shard, corrupter(name, severity, seed))
     acc = score(items, card.num_classes, card.ignore_index, None, 0, keep_images=False, progress=f"{name}@{severity}")
     miou = acc.metrics(card.classes)["mIoU"]
     drop = None if miou is None or clean is None else clean - miou
-    info(f"eval: {name} severity {severity}: mIoU {miou if miou is None else round(100 * miou, 2)}")
+    info(f"eval: {name} severity {severity}: mIoU {format_value(miou)}")
     return {"corruption": name, "severity": severity, "mIoU": miou, "drop": drop,
             "relative_drop": drop / clean if drop is not None and clean else None}
