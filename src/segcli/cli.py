@@ -154,7 +154,7 @@ def _native(fmt: str, help_src: str, doc: str):
     def command(
         src: Path = typer.Option(..., "--src", help=help_src),
         out: Path = Out,
-        split: Optional[List[str]] = typer.Option(None, "--split", help="Native split to convert (repeatable; default: the format's own); NAME=NATIVE stores it as NAME, e.g. train=train_aug."),
+        split: Optional[List[str]] = typer.Option(None, "--split", metavar="<name>", help="Native split to convert (repeatable; default: the format's own); NAME=NATIVE stores it as NAME, e.g. train=train_aug."),
         overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
         overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
     ) -> None:
@@ -187,10 +187,10 @@ def prepare_folder(
     classes: str = typer.Option(None, "--classes", help="Class names 'a,b,c', a file with one name per line, a CSV with id and name columns (Roboflow's _classes.csv) or nnU-Net's dataset.json."),
     palette: Optional[Path] = typer.Option(None, "--palette", help="File of 'name R G B' lines: classes, colours, RGB-mask mapping."),
     ignore_index: int = typer.Option(None, "--ignore-index", help="Mask value that means 'not labelled' (default 255)."),
-    remap: Optional[List[str]] = typer.Option(None, "--remap", help="Map a raw mask value to a class id, e.g. 255=1 (repeatable)."),
+    remap: Optional[List[str]] = typer.Option(None, "--remap", metavar="<raw=id>", help="Map a raw mask value to a class id, e.g. 255=1 (repeatable)."),
     reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label", help="Masks use 0 for 'not labelled' and 1..N for the classes: 0 → ignore, k → k-1."),
     mask_threshold: Optional[int] = typer.Option(None, "--mask-threshold", help="Read two-valued masks stored as JPEG as value >= T → 1, else 0 (e.g. 128 for 0/255 masks)."),
-    split_file: Optional[List[str]] = typer.Option(None, "--split-file", help="SPLIT=FILE listing the stems of a split (repeatable)."),
+    split_file: Optional[List[str]] = typer.Option(None, "--split-file", metavar="<split=file>", help="SPLIT=FILE listing the stems of a split (repeatable)."),
     val_fraction: float = typer.Option(None, "--val-fraction", help="Fraction of pairs held out for validation (random split; default 0.2, or the split folders train/ val/ test/ where the pairs sit in them)."),
     test_fraction: float = typer.Option(None, "--test-fraction", help="Fraction of pairs held out for testing (random split; default 0)."),
     folds: int = typer.Option(None, "--folds", help="Assign train pairs to K cross-validation folds (train with data.fold=k)."),
@@ -299,8 +299,8 @@ def _models(paths: list[Path] | None) -> str | list[str] | None:
 
 @app.command("eval")
 def evaluate(
-    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to evaluate; repeat it to evaluate the ensemble of several (their probabilities averaged)."),
-    model: Optional[List[Path]] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint; repeatable, as --ckpt."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", metavar="<path>", help="Checkpoint (.ckpt) to evaluate; repeat it to evaluate the ensemble of several (their probabilities averaged)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", metavar="<path>", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint; repeatable, as --ckpt."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs (or colour PNGs in the card's palette) named like the split's masks: score them without a model (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
@@ -309,7 +309,7 @@ def evaluate(
     worst: Optional[int] = typer.Option(None, "--worst", help="Side-by-side panels of the K lowest-mIoU images in OUT/worst/."),
     corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Also evaluate under corruptions: brightness,contrast,gaussian_noise,motion_blur,jpeg,fog or all."),
     severity: Optional[str] = typer.Option(None, "--severity", help="Corruption severity 1..5, or a list such as 1,3,5 (default 3)."),
-    fail_under: Optional[List[str]] = typer.Option(None, "--fail-under", help="Gate, repeatable: mIoU=0.60, class:road=0.90, class:road:biou=0.5. Exit 1 when one falls short."),
+    fail_under: Optional[List[str]] = typer.Option(None, "--fail-under", metavar="<gate>", help="Gate, repeatable: mIoU=0.60, class:road=0.90, class:road:biou=0.5. Exit 1 when one falls short."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="An earlier report.json: print per-class deltas against it."),
     overrides: Optional[List[str]] = _overrides("inference=tta device=cpu"),
     config_dir: Optional[Path] = ConfigDir,
@@ -326,8 +326,8 @@ def evaluate(
 @app.command("predict")
 def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional Hydra overrides, e.g. inference=slide writers=4.", show_default=False),
-    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
-    model: Optional[List[Path]] = typer.Option(None, "--model", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt; repeatable, as --ckpt."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", metavar="<path>", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", metavar="<path>", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt; repeatable, as --ckpt."),
     out: Path = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
     list_file: Optional[Path] = typer.Option(None, "--list", help="Text file with one input path per line."),
     save: Optional[str] = typer.Option(None, "--save", help="Outputs, comma-separated: mask,overlay,prob,uncertainty,areas (default mask,overlay)."),
@@ -338,7 +338,7 @@ def predict(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (resume a killed run)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process every N-th input starting at I (0-based), for job arrays."),
     on_error: Optional[str] = typer.Option(None, "--on-error", help="skip (default): report unreadable inputs, continue, exit 3 at the end; fail: stop at once."),
-    smooth: Optional[float] = typer.Option(None, "--smooth", help="Videos: EMA weight A of the previous frames' class probabilities, 0..1 (0 = off)."),
+    smooth: Optional[float] = typer.Option(None, "--smooth", help="Videos: EMA weight A of the previous frames' class probabilities, 0 <= A < 1 (0 = off)."),
     frame_masks: bool = typer.Option(False, "--frame-masks", help="Videos: also write a mask PNG per frame under OUT/<video>/."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
