@@ -7,19 +7,25 @@ import numpy as np
 from helpers_surface import QUICK, segcli
 
 
-def _dataset(tmp_path, suffix: str):
-    """Six 32×32 4-channel images (TIFF: R, G, B, NIR; PNG: RGBA) with two-class masks, prepared."""
+def _dataset(tmp_path, suffix: str, cmyk: bool = False):
+    """Six 32×32 4-channel images (TIFF: R, G, B, NIR; PNG: RGBA; cmyk: CMYK TIFFs written by PIL) with two-class
+    masks, prepared."""
+    from PIL import Image
+
     rng = np.random.default_rng(0)
-    images, masks = tmp_path / f"images{suffix}", tmp_path / f"masks{suffix}"
+    name = suffix + ("-cmyk" if cmyk else "")
+    images, masks = tmp_path / f"images{name}", tmp_path / f"masks{name}"
     images.mkdir()
     masks.mkdir()
     for i in range(6):
         ids = np.zeros((32, 32), np.uint8)
         ids[:, 16:] = 1
-        bands = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
-        assert cv2.imwrite(str(images / f"x{i}{suffix}"), bands)
+        if cmyk:
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).convert("CMYK").save(images / f"x{i}{suffix}")
+        else:
+            assert cv2.imwrite(str(images / f"x{i}{suffix}"), rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
         assert cv2.imwrite(str(masks / f"x{i}.png"), ids)
-    out = tmp_path / f"data{suffix}"
+    out = tmp_path / f"data{name}"
     proc = segcli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--val-fraction", "0.34")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "WARN" not in proc.stderr  # OpenCV's libtiff warnings, one per read of such a TIFF, are kept quiet
@@ -42,24 +48,11 @@ def test_a_four_band_tiff_trained_as_rgb_names_the_setting_for_all_bands(tmp_pat
 def test_a_cmyk_tiff_dataset_gets_no_note_about_bands_left_out(tmp_path):
     """A CMYK TIFF stores 4 samples, but its colour decode converts them to RGB: the note said the model 'reads the
     first 3 as RGB' and advised model.in_channels=4, which feeds the model converted colours and a constant band."""
-    from PIL import Image
-
     from segcli.inference.io import is_cmyk_tiff
 
-    rng = np.random.default_rng(0)
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for i in range(6):
-        ids = np.zeros((32, 32), np.uint8)
-        ids[:, 16:] = 1
-        rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        Image.fromarray(rgb).convert("CMYK").save(images / f"x{i}.tif")
-        assert cv2.imwrite(str(masks / f"x{i}.png"), ids)
-    assert is_cmyk_tiff(images / "x0.tif")
-    out = tmp_path / "data"
-    proc = segcli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--val-fraction", "0.34")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = _dataset(tmp_path, ".tif", cmyk=True)
+    prepared = sorted(out.rglob("*.tif"))
+    assert len(prepared) == 6 and all(is_cmyk_tiff(path) for path in prepared)  # prepare keeps them as they are
     proc = segcli("train", f"data.root={out}", *QUICK, "final_eval=false", "--run-dir", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "bands" not in proc.stderr and "in_channels=4" not in proc.stderr
