@@ -21,7 +21,8 @@ def _dataset(tmp_path, suffix: str, cmyk: bool = False):
         ids = np.zeros((32, 32), np.uint8)
         ids[:, 16:] = 1
         if cmyk:
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).convert("CMYK").save(images / f"x{i}{suffix}")
+            rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(rgb).convert("CMYK").save(images / f"x{i}{suffix}")
         else:
             assert cv2.imwrite(str(images / f"x{i}{suffix}"), rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
         assert cv2.imwrite(str(masks / f"x{i}.png"), ids)
