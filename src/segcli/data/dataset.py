@@ -51,8 +51,8 @@ class SegDataset(torch.utils.data.Dataset):
         image = read_image(image_path, self.channels, self.image_range)
         mask = read_mask(mask_path)
         if image.shape[:2] != mask.shape:
-            raise DataError(f"{mask_path}: size {mask.shape[::-1]} differs from its image {image_path}; run "
-                            "`segcli prepare lint` on the dataset")
+            raise DataError(f"{mask_path}: {mask.shape[1]}x{mask.shape[0]} (width x height), its image {image_path} "
+                            f"{image.shape[1]}x{image.shape[0]}; run `segcli prepare lint` on the dataset")
         if int(mask.max(initial=0)) >= self.num_classes:  # e.g. a mask edited after prepare linted it
             values = np.unique(mask[mask >= self.num_classes])
             stray = [int(v) for v in values if v != self.ignore_index]
