@@ -81,8 +81,9 @@ def _literals(value):
     """An option's value with literal() applied to each string in it (predict's inputs, a repeated --ckpt)."""
     if isinstance(value, (list, tuple)):
         return [_literals(v) for v in value]
-    return literal(str(value.expanduser()) if isinstance(value, Path) else value) if isinstance(value, (str, Path)) \
-        else value
+    if isinstance(value, Path):
+        value = str(value.expanduser())  # --ckpt=~/x: bash leaves ~
+    return literal(value) if isinstance(value, str) else value
 
 
 def quote_values(overrides: list[str]) -> list[str]:
@@ -379,7 +380,6 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         with open_dict(cfg):
             for key, value in values.items():
                 if value is not None:
-                    value = str(value.expanduser()) if isinstance(value, Path) else value  # --ckpt=~/x: bash leaves ~
                     value = _literals(value)  # an option's value (or each of a repeated option's) is no interpolation
                     OmegaConf.update(cfg, key, value, merge=False)
     _check_resolves(command, cfg)
