@@ -203,3 +203,25 @@ def test_a_sweep_over_folds_reports_their_mean_and_the_ensemble_command(tiny_dat
     ckpts = [sweep_dir.resolve() / name / "checkpoints" / "best.ckpt" for name in ("0-fold=0", "1-fold=1")]
     assert all(c.is_file() for c in ckpts)
     assert f"segcli predict --ckpt {ckpts[0]} --ckpt {ckpts[1]} INPUT... --out DIR" in err
+
+
+def test_a_job_stopped_while_writing_its_first_best_checkpoint_starts_afresh_on_resume(tiny_data, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """A stop held during the first best.ckpt write ends the job before its last.ckpt: --resume launched it afresh
+    into its folder, which its --run-dir check refused (it holds a run's best.ckpt), so the job failed with exit 2
+    and its row kept 'failed' for every later --resume: the sweep could never be completed."""
+    sweep_dir, calls = tmp_path / "sweep", []
+    with monkeypatch.context() as patched:
+        _fake_jobs(patched, calls, stop_at=1)
+        code, _, err = segcli(["train", "-m", *tiny(tiny_data, "trainer.max_epochs=1", "final_eval=false"),
+                               "seed=range(1,2)", "--run-dir", sweep_dir], capsys)
+    assert code == 130, err
+    job_dir = sweep_dir / "0-seed=1"
+    (job_dir / "checkpoints").mkdir(parents=True)
+    (job_dir / "checkpoints" / "best.ckpt").write_bytes(b"written before the stop")
+    (job_dir / "metrics.csv").write_text("epoch,step,val/mIoU\n0,4,0.1\n")
+    code, _, err = segcli(["train", "--resume", sweep_dir], capsys)
+    assert code == 0, err
+    assert "was stopped before a last.ckpt to continue from; it starts afresh" in err
+    jobs = json.loads((sweep_dir / "summary.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["ok"] and (job_dir / "checkpoints" / "last.ckpt").is_file()

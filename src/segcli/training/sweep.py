@@ -292,6 +292,10 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
         info(f"train: sweep job {index + 1}/{total}: continuing {run_dir}")
         args = [sys.executable, "-m", "segcli", "train", "--resume", str(run_dir), *extra]
     else:
+        if (run_dir / "checkpoints").is_dir():  # a stop reached it while it wrote its first best.ckpt: no last.ckpt
+            info(f"train: sweep job {index + 1}/{total}: {run_dir} was stopped before a last.ckpt to continue from; "
+                 "it starts afresh")
+            _undo_job(run_dir)  # else the job's own --run-dir check refuses the folder, and the job stays failed
         info(f"train: sweep job {index + 1}/{total}: {' '.join(job + extra)}")
         args = [sys.executable, "-m", "segcli", "train", *job, *extra, "--run-dir", str(run_dir)]
         if config_dir:
