@@ -104,3 +104,21 @@ def test_half_scale_training_end_to_end(run_cli, synthetic_data, tmp_path):
 
     masks = sorted(out.glob("*.png"))
     assert masks and all(cv2.imread(str(m), cv2.IMREAD_UNCHANGED).shape == (90, 120) for m in masks)
+
+
+def test_shrinking_an_image_one_or_two_pixels_wide_is_exact():
+    """predict's input is channels-last (a permuted NHWC batch); torch's antialiased bilinear kernel gives wrong
+    values on such a tensor when the output is 1-2 pixels wide (a 300x1 image at input_scale 0.5: off by up to 0.74
+    of the 0..1 range), so masks and the README's own onnxruntime recipe disagreed beyond ties."""
+    import torch
+    import torch.nn.functional as F
+
+    from segcli.inference.predictor import resize
+
+    torch.manual_seed(0)
+    for h, w, scale in [(300, 1, 0.5), (40, 2, 0.5), (300, 1, 0.75), (1, 300, 0.5), (33, 65, 0.5)]:
+        x = torch.rand(1, h, w, 3).permute(0, 3, 1, 2)
+        got = resize(x, scale)
+        exact = F.interpolate(x.double().contiguous(), size=got.shape[-2:], mode="bilinear", align_corners=False,
+                              antialias=True)
+        assert float((got.double() - exact).abs().max()) < 1e-6, (h, w, scale)
