@@ -103,9 +103,21 @@ def test_an_ids_model_refuses_inference_that_combines_logits(override, exported,
     code, out, err = cli("predict", dataset / "images" / "val", "--model", exported["onnx-argmax"], "--out",
                          tmp_path / "pred", override)
     assert code == 2 and "exported with --argmax" in err and "combines logits" in err and not out
+    assert f"segcli: error: {exported['onnx-argmax']}: this model returns class ids" in err  # which model: named
     assert not (tmp_path / "pred").exists()
     code, _, err = cli("eval", "--model", exported["onnx-argmax"], "--data", dataset, override)
     assert code == 2 and "combines logits" in err
+
+
+def test_verify_images_naming_a_folder_without_images_says_what_it_lacks(ckpt, tmp_path, cli):
+    """The fix was 'pass --verify-images DIR', which the user had just done."""
+    (tmp_path / "v" / ".hidden").mkdir(parents=True)
+    (tmp_path / "v" / "notes.txt").write_text("x")
+    (tmp_path / "v" / ".hidden" / "a.png").write_bytes(b"")
+    code, out, err = cli("export", "--ckpt", ckpt, "--out", tmp_path / "m.onnx", "--verify-images", tmp_path / "v")
+    assert code == 3 and not out and not (tmp_path / "m.onnx").exists()
+    assert f"segcli: error: --verify-images {tmp_path / 'v'}: holds no image files (" in err
+    assert "hidden files and folders are skipped); give a folder with a few real images" in err
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -163,6 +163,12 @@ def _verification_images(cfg, meta: dict) -> list:
             raise DataError(f"{missing}: not found, an image of the split '{split}' the checkpoint's dataset lists to "
                             "verify the export on; restore it, or pass --verify-images DIR (a few real images)")
         source = f"{root} ({split})"
+    if not paths and cfg.verify_images:  # the fix below is what the user did
+        from segcli.inference.io import IMAGE_EXTENSIONS
+
+        kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise DataError(f"--verify-images {cfg.verify_images}: holds no image files ({kinds}; hidden files and "
+                        "folders are skipped); give a folder with a few real images")
     if not paths:
         raise DataError(f"{source}: no images to verify the export on; pass --verify-images DIR")
     count = min(limit, len(paths))

@@ -175,8 +175,9 @@ class Predictor:
                                                        ("inference.tta", self.options.tta, "none"),
                                                        ("inference.scales", list(self.options.scales), [1.0]))
                      if v != default]
-            raise ConfigError(f"this model returns class ids (exported with --argmax), and {', '.join(asked)} "
-                              "combines logits; export without --argmax, or leave inference at its defaults")
+            raise ConfigError(f"{self.source}: this model returns class ids (exported with --argmax), and "
+                              f"{', '.join(asked)} combines logits; export without --argmax, or leave inference at its "
+                              "defaults")
         return self
 
     @property
