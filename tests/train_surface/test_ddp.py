@@ -111,3 +111,27 @@ def test_a_data_error_in_one_process_is_the_runs_error(tiny_data, tmp_path, dama
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert sorted(lines) == sorted([f"segcli: error: {path}: not a readable image (corrupt, truncated or unsupported "
                                     "format); replace or remove it", other])
+
+
+def test_the_first_process_is_not_killed_by_lightnings_observer_while_it_reports_a_failed_one(tmp_path):
+    """Lightning's observer thread in the first process polls the processes it started every 5 s and SIGKILLs them
+    all, itself too, once one has ended non-zero. The test above failed once in CI with exit -9: the first process
+    had printed 'process 1 of this run failed (exit 3 …)' and was killed before it exited 3."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+
+    from segcli.commands.train import _failed_process
+    from segcli.errors import OtherProcessFailed
+
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    trainer = SimpleNamespace(strategy=SimpleNamespace(launcher=SimpleNamespace(procs=[child])))
+    observer = _ChildProcessObserver(main_pid=-1, child_processes=trainer.strategy.launcher.procs)
+    killed = []
+    observer._terminate_all = lambda: killed.append(True)
+    peer = _failed_process(trainer, RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:29500"))
+    assert isinstance(peer, OtherProcessFailed) and peer.exit_code == 3
+    assert "process 1 of this run failed (exit 3" in peer.message
+    assert observer._run() is True and not killed  # the observer has nothing left to act on

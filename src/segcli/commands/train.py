@@ -535,7 +535,11 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         if restore is not None:
             restore()
         raise KeyboardInterrupt
-    return _finish(cfg, trainer, module, best, run_dir, card, announce)
+    try:
+        return _finish(cfg, trainer, module, best, run_dir, card, announce)
+    except SegcliError:  # the final evaluation failed in some process: they all stop (distributed.fail_together)
+        _children_ended(trainer)
+        raise
 
 
 # How a collective operation fails when another process of the run has died (gloo over TCP, NCCL)
@@ -548,26 +552,39 @@ def _failed_process(trainer, err: Exception):
     Under Lightning's DDP launcher on one machine (trainer=ddp, devices=N) the first process waits for the others it
     started and takes the failed one's exit code; any other process says it stopped because another one failed.
     None when the error is this process's own."""
-    import subprocess
-    import time
-
     from segcli.errors import EXIT_INTERNAL, OtherProcessFailed
 
     if isinstance(err, SegcliError) or not any(words in str(err).lower() for words in _PEER_GONE):
         return None
-    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
-    procs = list(getattr(launcher, "procs", None) or [])
-    codes, deadline = [], time.monotonic() + 10.0
-    for rank, proc in enumerate(procs, start=1):  # the launcher's processes are ranks 1..N-1 on this machine
-        try:
-            codes.append((rank, proc.wait(timeout=max(0.0, deadline - time.monotonic()))))
-        except subprocess.TimeoutExpired:
-            continue
+    codes = _children_ended(trainer)
     failed = [(r, c) for r, c in codes if c in (1, 2, 3)] or [(r, c) for r, c in codes if c > 0]
     if failed:
         rank, code = failed[0]
         return OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
     return OtherProcessFailed(None, this_rank=os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0")
+
+
+def _children_ended(trainer, timeout: float = 10.0) -> list[tuple[int, int]]:
+    """(rank, exit code) of each process that Lightning's DDP launcher started on this machine (ranks 1..N-1) and
+    that ends within `timeout` seconds; [] elsewhere. Once all have ended, the launcher's list of them is emptied:
+    Lightning's observer thread, polling that list every 5 s, SIGKILLs this process too when one ended non-zero, and
+    did so while this one was reporting the run's error (exit -9 instead of the failed process's exit 3)."""
+    import subprocess
+    import time
+
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    procs = getattr(launcher, "procs", None)
+    if not isinstance(procs, list) or not all(isinstance(proc, subprocess.Popen) for proc in procs):
+        return []
+    codes, deadline = [], time.monotonic() + timeout
+    for rank, proc in enumerate(procs, start=1):
+        try:
+            codes.append((rank, proc.wait(timeout=max(0.0, deadline - time.monotonic()))))
+        except subprocess.TimeoutExpired:
+            continue
+    if len(codes) == len(procs):
+        procs.clear()  # the observer's list (the same object): nothing left for it to watch
+    return codes
 
 
 def _config_restorer(run_dir: Path, last: Path):
