@@ -99,15 +99,18 @@ def test_an_empty_sweep_is_refused_and_glob_lists_a_groups_options(tmp_path, cap
         "# model=unet", "# model=unet_slim", "# model=unetplusplus"]
 
 
-def _fake_jobs(monkeypatch, calls: list, stop_at: int | None = None, started: bool = False):
-    """Replace the job runner: record each job's overrides, return an ok row, or stop (Ctrl-C) at call `stop_at`;
-    `started`: the stopped job leaves a config.yaml and a last.ckpt, as a run killed after its first epoch."""
+def _fake_jobs(monkeypatch, calls: list, stop_at: int | None = None, started: bool = False, extras=None):
+    """Replace the job runner: record each job's overrides (and in `extras` the resume's), return an ok row, or stop
+    (Ctrl-C) at call `stop_at`; `started`: the stopped job leaves a config.yaml and a last.ckpt, as a run killed
+    after its first epoch."""
+    extras = [] if extras is None else extras
     import segcli.training.sweep as sweep_module
     from segcli.config import compose
     from segcli.runs import save_config
 
     def run_job(index, job, swept, root, config_dir, total, extra, cwd):
         calls.append(job)
+        extras.append(list(extra))
         run_dir = root / sweep_module.job_name(index, job, swept)
         if len(calls) == stop_at:
             if started:
@@ -170,6 +173,34 @@ def test_resume_overrides_a_started_job_refuses_stop_the_sweep_before_it_runs(ti
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"segcli: error: sweep job 0 (0-seed=1): {text}"), err
         assert (sweep_dir / "summary.json").read_bytes() == before
+
+
+def test_a_resumed_sweeps_data_root_is_resolved_and_a_dollar_brace_in_it_kept(tiny_data, tmp_path, capsys,
+                                                                                monkeypatch):
+    """Before: `--resume SWEEP 'data.root=${oc.env:PLACE}'` gave every job data.root=CWD/${oc.env:PLACE}, and a
+    folder named with '${' reached the jobs unescaped (an interpolation there)."""
+    import shutil
+
+    from segcli.config import compose
+
+    moved = tmp_path / "d${x}"
+    shutil.copytree(tiny_data, moved)
+    sweep_dir, calls, extras = tmp_path / "sweep", [], []
+    _fake_jobs(monkeypatch, calls, stop_at=2)
+    code, _, err = segcli(["train", "-m", *tiny(tiny_data), "seed=1,2", "--run-dir", sweep_dir], capsys)
+    assert code == 130, err
+    monkeypatch.setenv("SEGCLI_TEST_PLACE", str(moved))
+    monkeypatch.chdir(tmp_path / "sweep")
+    for given in ("data.root=${oc.env:SEGCLI_TEST_PLACE}", r"data.root=../d\${x}"):
+        calls.clear()
+        extras.clear()
+        _fake_jobs(monkeypatch, calls, extras=extras)
+        code, _, err = segcli(["train", "--resume", sweep_dir, given], capsys)
+        assert code == 0, err
+        assert [job[-1] for job in calls] == ["seed=2"]
+        assert compose("train", calls[0] + extras[0]).data.root == str(moved)
+        (sweep_dir / "summary.json").write_text(json.dumps({"jobs": json.loads(
+            (sweep_dir / "summary.json").read_text())["jobs"][:1]}))  # job 2 to run again
 
 
 def test_a_sweep_over_folds_reports_their_mean_and_the_ensemble_command(tiny_data, tmp_path, capsys):

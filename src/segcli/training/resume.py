@@ -86,7 +86,7 @@ def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
                         "continues the same experiment: prepare the data as it was, or start a new run")
 
 
-def _resolved(cfg, key: str, given: str):
+def resolved(cfg, key: str, given: str):
     """A key's value as the config reads it: interpolations (${oc.env:HOME}/data) resolved."""
     from omegaconf import OmegaConf
 
@@ -144,7 +144,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]):
                        what=f"a whole number >= the {reached} epochs the run has reached, or -1 for no limit")
             if key == "data.root":  # an interpolation (${oc.env:HOME}/data) resolved first, then the path
                 OmegaConf.update(cfg, key, value, merge=False)
-                value = literal(str(Path(str(_resolved(cfg, key, ov.input_line))).expanduser().resolve()))
+                value = literal(str(Path(str(resolved(cfg, key, ov.input_line))).expanduser().resolve()))
             OmegaConf.update(cfg, key, value, merge=False)
         cfg.run_dir = literal(str(run_dir))
         root = OmegaConf.select(cfg, "data.root")

@@ -164,6 +164,19 @@ def _write_record(root: Path, overrides: list[str], config_dir, jobs: list[list[
     atomic_write_bytes(root / SWEEP_FILE, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
 
 
+def root_override(ov) -> str:
+    """The `data.root=PATH` override each job of a resumed sweep gets for a parsed `data.root=...`: an interpolation
+    (${oc.env:HOME}/data) resolved, the path made absolute (the jobs may run elsewhere) and its '${' escaped. Before,
+    `${oc.env:HOME}/x` became CWD/${oc.env:HOME}/x, and a folder named with '${' failed in every job."""
+    from omegaconf import OmegaConf
+
+    from segcli.config import literal
+    from segcli.training.resume import resolved
+
+    value = resolved(OmegaConf.create({"data": {"root": ov.value()}}), "data.root", ov.input_line)
+    return f"data.root={literal(str(Path(str(value)).expanduser().resolve()))}"
+
+
 def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
     """`segcli train --resume SWEEP_DIR [overrides]`: continue a stopped sweep. Jobs the summary lists keep their
     row (ok or failed); a started job continues from its last.ckpt (`--resume`, the same RESUMABLE overrides), one
@@ -189,7 +202,7 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
     for ov in _parse(overrides):
         refuse_unresumable(ov, f"--resume continues the sweep in {root} as {SWEEP_FILE} records it")
         if ov.key_or_group == "data.root":
-            extra.append(f"data.root={Path(str(ov.value())).expanduser().resolve()}")
+            extra.append(root_override(ov))
         else:
             extra.append(ov.input_line)
     if cwd is None or not Path(cwd).is_dir():
