@@ -155,6 +155,14 @@ def _check_out(out: Path) -> None:
         raise DataError(f"--out {out}: {folder} {unwritable(folder)}; give a folder you can write to")
 
 
+def _targets(item, outputs) -> list[Path]:
+    """The files predict writes for input `item` directly under its name: an image's outputs (mask, overlay, ...), a
+    video's overlay video (its frame masks go in a folder of their own)."""
+    from segcli.inference.video import overlay_path
+
+    return [overlay_path(outputs, item.rel, item.path)] if item.is_video else list(outputs.paths(item.rel).values())
+
+
 def _check_output_folders(items, outputs, shard_spec=None) -> None:
     """A file where an output folder goes (OUT/overlays, OUT/probs, OUT/SUB for an input tree's sub-folder SUB, e.g.
     left by another tool or an earlier run of other inputs) fails every write there, found only after the model ran
@@ -162,11 +170,8 @@ def _check_output_folders(items, outputs, shard_spec=None) -> None:
     So is a folder where an output file goes (OUT/x.png, OUT/areas.csv)."""
     from segcli.inference.io import file_in_the_way
     from segcli.inference.tables import table_name
-    from segcli.inference.video import overlay_path
 
-    targets = {target for item in items
-               for target in ([overlay_path(outputs, item.rel, item.path)] if item.is_video
-                              else outputs.paths(item.rel).values())}
+    targets = {target for item in items for target in _targets(item, outputs)}
     for folder in sorted({target.parent for target in targets}):
         blocker = file_in_the_way(folder)
         if blocker is not None:
@@ -186,7 +191,7 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
     `frame_masks` the video `clip.mp4` and an image `clip/000000.png` (frame 0's mask)."""
     from segcli.inference.io import resolver
     from segcli.inference.outputs import FOLDERS
-    from segcli.inference.video import is_frame_mask_name, overlay_path
+    from segcli.inference.video import is_frame_mask_name
 
     real = resolver()
     inputs = {real(item.path) for item in items}
@@ -195,8 +200,7 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
     frame_folders = {outputs.out / folder / item.rel: item for item in items if item.is_video and frame_masks
                      for folder in folders}  # frame masks and frame entropy maps
     for item in items:
-        targets = [overlay_path(outputs, item.rel, item.path)] if item.is_video else outputs.paths(item.rel).values()
-        for target in targets:
+        for target in _targets(item, outputs):
             if real(target) in inputs and real(target) == real(item.path):
                 raise ConfigError(f"{item.path}: --out {outputs.out} would overwrite this input with a prediction; "
                                   "give an --out folder that holds no inputs")
