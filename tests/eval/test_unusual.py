@@ -6,7 +6,6 @@ import json
 import pathlib
 
 import numpy as np
-import pytest
 
 from helpers_eval import IG, run_cli, write_card
 from segcli.inference.io import write_png
