@@ -101,6 +101,37 @@ def test_out_that_is_the_source_of_a_prepared_dataset_is_still_refused(tmp_path,
     assert (d / "raw_images").is_dir()
 
 
+def test_an_out_holding_the_palette_split_lists_or_voc_lists_is_refused(tmp_path, rng, voc_src, run_cli):
+    """Only images and masks inside --out were refused: `--palette d/meta/palette.txt --split-file
+    train=d/meta/train.txt … --out d/meta --overwrite` deleted the palette and the lists (exit 0), and so did
+    `prepare voc --out VOC2012/ImageSets --overwrite` VOC's split lists."""
+    d = tmp_path / "d"
+    for i in range(4):
+        write_image(d / "images" / f"x{i}.png", random_image(rng, 16, 16))
+        mask = np.zeros((16, 16, 3), np.uint8)
+        mask[8:] = (255, 0, 0)
+        write_image(d / "masks" / f"x{i}.png", mask)
+    meta = d / "meta"
+    meta.mkdir()
+    (meta / "palette.txt").write_text("bg 0 0 0\nfg 255 0 0\n")
+    (meta / "train.txt").write_text("x0\nx1\nx2\n")
+    (meta / "val.txt").write_text("x3\n")
+    before = {p.name: p.read_bytes() for p in meta.iterdir()}
+    args = ["prepare", "folder", "--images", d / "images", "--masks", d / "masks", "--palette", meta / "palette.txt",
+            "--split-file", f"train={meta / 'train.txt'}", "--split-file", f"val={meta / 'val.txt'}"]
+    code, _, stderr = run_cli(*args, "--out", meta, "--overwrite")
+    assert code == 2, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"segcli: error: {meta / 'palette.txt'}: a file prepare reads, "
+                                                      f"inside --out {meta.resolve()}, which prepare replaces")
+    assert {p.name: p.read_bytes() for p in meta.iterdir()} == before
+    assert run_cli(*args, "--out", tmp_path / "out")[0] == 0  # elsewhere it works
+    lists = voc_src[0] / "VOC2012" / "ImageSets"
+    before = sorted(p.name for p in (lists / "Segmentation").iterdir())
+    code, _, stderr = run_cli("prepare", "voc", "--src", voc_src[0], "--out", lists, "--overwrite")
+    assert code == 2 and "train.txt: a file prepare reads, inside --out" in stderr, stderr
+    assert sorted(p.name for p in (lists / "Segmentation").iterdir()) == before
+
+
 def test_a_bad_camvid_class_table_is_a_data_error_naming_the_file(tmp_path, rng, run_cli):
     """A malformed class_dict.csv of the download was exit 2 (a usage error) and one read '--palette <file>: no
     classes' though no --palette was given: the table is input data (exit 3), named as the file it is."""

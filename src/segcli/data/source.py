@@ -41,6 +41,8 @@ class Source:
     splits: the splits this source is expected to fill; an empty one is a lint error.
     findings: problems found while pairing files (missing counterparts, duplicate stems, split lists);
         the pairs they concern are not in `samples`.
+    inputs: the other files it was read from (split lists, class and colour tables): an --out holding one is refused,
+        as one holding an image or a mask is (--overwrite would delete them).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Source:
     decoder: MaskDecoder
     splits: list[str]
     findings: list[Finding] = field(default_factory=list)
+    inputs: list[Path] = field(default_factory=list)
 
 
 def pair_by_stem(split: str, images: dict[str, Path], masks: dict[str, Path], no_mask: Callable[[str], str],

@@ -83,9 +83,10 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
         return Source(name="camvid", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
                       decoder=decoder(), splits=present, findings=findings)
     colours = ColourMap(table.colours, table.ignore_colours, IGNORE_INDEX)
+    read = next(src / name for name in COLOUR_TABLES if (src / name).is_file())  # the table _colour_table read
     return Source(name="camvid", classes=table.classes, palette=table.colours, ignore_index=IGNORE_INDEX,
                   samples=samples, decoder=MaskDecoder(len(table.classes), IGNORE_INDEX, colours=colours),
-                  splits=present, findings=findings)
+                  splits=present, findings=findings, inputs=[read])
 
 
 def _is_root(path: Path) -> bool:

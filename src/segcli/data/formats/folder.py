@@ -353,5 +353,14 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
                for s in sorted(stems, key=lambda s: expected.index(assigned[s]) if assigned.get(s) in expected else 0)
                if s in assigned]  # split by split (train first), each in stem order
     palette_out = palette_colours or default_palette(len(names) if names else 256)
+    inputs = [Path(f) for f in (classes, palette, *(split_files or {}).values()) if f is not None and _is_file(f)]
     return Source(name=name, classes=names, palette=palette_out, ignore_index=ignore, samples=samples,
-                  decoder=decoder, splits=expected, findings=findings)
+                  decoder=decoder, splits=expected, findings=findings, inputs=inputs)
+
+
+def _is_file(spec) -> bool:
+    """Whether an option's value names a file (--classes may be 'a,b,c', too long for a file name)."""
+    try:
+        return Path(spec).is_file()
+    except OSError:
+        return False

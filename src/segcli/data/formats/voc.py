@@ -108,4 +108,5 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
                             f"{' or '.join(d.name + '/' for d in mask_dirs)} (VOC's test split is released without "
                             f"masks); leave '{split}' out of --split")
     return Source(name="voc", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
-                  decoder=decoder(), splits=wanted, findings=findings)
+                  decoder=decoder(), splits=wanted, findings=findings,
+                  inputs=[lists_dir / f"{split}.txt" for split in wanted])
