@@ -78,8 +78,8 @@ def _outside_out(out: Path, source: Source) -> Source:
 
     for path in source.inputs:  # a split list, a class or colour table: never a previous output's file
         if inside(path):
-            raise ConfigError(f"{path}: a file prepare reads, inside --out {out}, which prepare replaces; give an --out "
-                              "folder that holds none of its inputs")
+            raise ConfigError(f"{path}: a file prepare reads, inside --out {out}, which prepare replaces; give an "
+                              "--out folder that holds none of its inputs")
     kept = [s for s in source.samples if not (inside(s.image) or inside(s.mask))]
     if (out / CARD_NAME).is_file() and (kept or not source.samples):  # a previous output beside the source
         findings = [f for f in source.findings if f.stem is None or not inside(f.file)]
