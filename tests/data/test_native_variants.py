@@ -102,3 +102,28 @@ def test_lint_fixes_name_only_options_the_command_takes(ade_src, cityscapes_src,
         detail = next(f["detail"] for f in findings if f["kind"] == kind)
         assert "or convert" in detail and "with `segcli prepare folder" in detail, detail  # the command that takes them
         assert "pass --palette" not in detail and "map them with" not in detail, detail
+
+
+def test_the_hints_for_a_missing_or_unlabelled_train_split_can_be_followed(cityscapes_src, tmp_path, rng, run_cli):
+    """`prepare cityscapes --split val` was told '--split train=trainval for VOC or Cityscapes' (Cityscapes has no
+    trainval: exit 3), and a folder whose train masks hold only ignored values was told to leave train out."""
+    root = cityscapes_src[0]
+    code, _, stderr = run_cli("prepare", "cityscapes", "--src", root, "--out", tmp_path / "o1", "--split", "val")
+    assert code == 1, stderr
+    found = [f["detail"] for f in read_lint(tmp_path / "o1" / "lint.json")["findings"] if f["kind"] == "empty_split"]
+    assert len(found) == 1 and "split 'train' has no pair" in found[0], found
+    assert "--split train for a native format" in found[0] and "Cityscapes" not in found[0], found
+    code, _, stderr = run_cli("prepare", "cityscapes", "--src", root, "--out", tmp_path / "o1", "--split", "val",
+                              "--split", "train")
+    assert code == 0, stderr
+    for i in range(5):
+        write_image(tmp_path / "f" / "images" / f"x{i}.png", random_image(rng, 16, 16))
+        write_grey(tmp_path / "f" / "masks" / f"x{i}.png", np.full((16, 16), 255, np.uint8))
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "f" / "images", "--masks",
+                              tmp_path / "f" / "masks", "--classes", "a,b", "--val-fraction", "0.2",
+                              "--out", tmp_path / "o2")
+    assert code == 1, stderr
+    found = {f["split"]: f["detail"] for f in read_lint(tmp_path / "o2" / "lint.json")["findings"]
+             if f["kind"] == "empty_split"}
+    assert "leave it out" not in found["train"] and "check the masks' values" in found["train"], found
+    assert "leave it out" in found["val"], found

@@ -310,7 +310,8 @@ def _split_findings(report: LintReport, expected: list[str], listed: dict[str, i
     for split in dict.fromkeys([*expected, "train", *listed]):
         if not listed.get(split):
             why = "" if split != "train" or "train" in expected else (
-                " (every dataset needs a train split: name the one to train on, e.g. --split train=trainval for VOC or Cityscapes, --split-file train=FILE for a folder)")
+                " (every dataset needs a train split: name the one to train on: --split train for a native format, "
+                "or --split train=NATIVE, e.g. train=trainval for VOC; --split-file train=FILE for a folder)")
             report.findings.append(error("empty_split", split, f"split '{split}' has no pair{why}", split=split))
         elif report.keep_going and not splits.get(split):
             report.findings.append(error("empty_split", split, f"split '{split}': all {listed[split]} pair(s) "
@@ -318,10 +319,11 @@ def _split_findings(report: LintReport, expected: list[str], listed: dict[str, i
     for split, split_stats in stats.items():
         pixels = split_stats.to_dict(len(classes))["class_pixels"]
         if not any(pixels):
+            fix = ("check the masks' values against the classes (--remap, --ignore-index, --reduce-zero-label)"
+                   if split == "train" else "leave it out (Cityscapes' public test labels are all 'unlabeled')")
             report.findings.append(error("empty_split", split, f"split '{split}': every pixel of its "
                                          f"{split_stats.images} pair(s) is ignored, so there is nothing to train on or "
-                                         "score; leave it out (Cityscapes' public test labels are all 'unlabeled')",
-                                         split=split))
+                                         f"score; {fix}", split=split))
             continue
         missing = [f"{i} {classes[i]}" for i, n in enumerate(pixels) if n == 0]
         if missing:
