@@ -138,13 +138,15 @@ def test_cityscapes_unknown_label_id_is_a_lint_error(cityscapes_src, tmp_path, r
     src, truth = cityscapes_src
     stem = next(iter(truth))
     bad = truth[stem].copy()
-    bad[0, 0] = 40
+    bad[0, 0], bad[0, 1] = 40, 255
     city, name = stem.split("/")
     write_grey(src / "gtFine" / "train" / city / f"{name}_gtFine_labelIds.png", bad)
     code, _, _ = run_cli("prepare", "cityscapes", "--src", src, "--out", tmp_path / "cs")
     report = read_lint(tmp_path / "cs" / "lint.json")
     assert code == 1 and "out_of_range" in {f["kind"] for f in report["findings"]}
-    assert "40" in next(f["detail"] for f in report["findings"] if f["kind"] == "out_of_range")
+    detail = next(f["detail"] for f in report["findings"] if f["kind"] == "out_of_range")
+    # raw 255 is no Cityscapes label id; it was 'neither class ids 0..18 nor the ignore index 255'
+    assert detail.startswith("Cityscapes label ids (0..33 valid): 40, 255 are not among them; fix the masks"), detail
 
 
 def test_cityscapes_with_only_train_id_masks(cityscapes_src, tmp_path, run_cli):

@@ -293,8 +293,10 @@ class MaskDecoder:
                                   "or --ignore-index 65535 to declare that 65535 means 'not labelled'"))
         elif bad:
             shown = ", ".join(str(v) for v in bad[:8]) + (" …" if len(bad) > 8 else "")
-            findings.append(error("out_of_range", where, f"{self.raw_name} {shown} are neither class ids "
-                                  f"{self._describe()} nor the ignore index {self.ignore_index}; fix the masks, "
+            what = (f"{self.raw_name}: {shown} are not among them" if self.lut is not None  # a format's own table
+                    else f"{self.raw_name} {shown} are neither class ids {self._describe()} nor the ignore index "
+                    f"{self.ignore_index}")  # (a format's 255 is no 'ignore index 255': it maps values, 255 among them)
+            findings.append(error("out_of_range", where, f"{what}; fix the masks, "
                                   + self._fix("add classes (--classes), or map them with --remap / --ignore-index",
                                               "or convert them with `segcli prepare folder` (--classes, --remap, "
                                               "--ignore-index)")))
