@@ -667,8 +667,33 @@ def test_the_same_image_in_two_native_splits_is_an_overlap(voc_src, tmp_path, ru
                               "--split", "val")
     findings = read_lint(out / "lint.json")["findings"]
     assert code == 1 and not (out / "dataset.yaml").exists()
-    overlaps = sorted(f["stem"] for f in findings if f["kind"] == "split_overlap")
-    assert overlaps == ["2009_000002", "2010_000003"] and "also in split 'train'" in stderr
+    overlaps = sorted((f["stem"], f["split"]) for f in findings if f["kind"] == "split_overlap")
+    assert overlaps == [(stem, split) for stem in ("2009_000002", "2010_000003") for split in ("train", "val")]
+    details = {(f["stem"], f["split"]): f["detail"] for f in findings if f["kind"] == "split_overlap"}
+    assert details[("2009_000002", "train")].startswith("'2009_000002' is also listed in split 'val'; "), details
+    assert details[("2009_000002", "val")].startswith("'2009_000002' is also listed in split 'trainval'; "), details
+
+
+def test_keep_going_drops_a_stem_of_two_split_lists_from_both(voc_src, tmp_path, run_cli):
+    """A stem in train.txt and val.txt: VOC kept it in train (dropped from val only) and the folder format left it
+    out of both while `dropped` named val only. Which split it belongs to is not known: out of both, both named."""
+    src, _ = voc_src
+    lists = src / "VOC2012" / "ImageSets" / "Segmentation"
+    (lists / "train.txt").write_text((lists / "train.txt").read_text() + "2009_000002\n")
+    (lists / "folder_val.txt").write_text("2009_000002\n2010_000003\n")
+    runs = {"voc": ["prepare", "voc", "--src", src],
+            "folder": ["prepare", "folder", "--images", src / "VOC2012" / "JPEGImages", "--masks",
+                       src / "VOC2012" / "SegmentationClass", "--split-file", f"train={lists / 'train.txt'}",
+                       "--split-file", f"val={lists / 'folder_val.txt'}", "--classes", ",".join(voc.CLASSES)]}
+    for name, args in runs.items():
+        out = tmp_path / name
+        code, _, stderr = run_cli(*args, "--out", out, "--keep-going")
+        assert code == 0, stderr
+        splits = {s: sorted(Path(e["image"]).stem for e in entries) for s, entries in load(out)["splits"].items()}
+        assert splits == {"train": ["2007_000032", "2007_000033", "2008_000001"], "val": ["2010_000003"]}, name
+        dropped = read_lint(out / "lint.json")["dropped"]
+        assert sorted((d["split"], d["stem"], tuple(d["kinds"])) for d in dropped) == [
+            ("train", "2009_000002", ("split_overlap",)), ("val", "2009_000002", ("split_overlap",))], name
 
 
 def test_cityscapes_test_split_without_labels_is_refused(cityscapes_src, tmp_path, run_cli):

@@ -311,7 +311,7 @@ def _split_findings(report: LintReport, expected: list[str], listed: dict[str, i
         if not listed.get(split):
             why = "" if split != "train" or "train" in expected else (
                 " (every dataset needs a train split: name the one to train on: --split train for a native format, "
-                "or --split train=NATIVE, e.g. train=trainval for VOC; --split-file train=FILE for a folder)")
+                "or --split train=NATIVE, e.g. --split train=trainval for VOC; --split-file train=FILE for a folder)")
             report.findings.append(error("empty_split", split, f"split '{split}' has no pair{why}", split=split))
         elif report.keep_going and not splits.get(split):
             report.findings.append(error("empty_split", split, f"split '{split}': all {listed[split]} pair(s) "

@@ -58,9 +58,13 @@ def from_lists(stems: list[str], lists: dict[str, list[str]], where: dict[str, s
                 findings.append(error("split_entry", where[split], f"lists '{stem}', which has no image/mask pair",
                                       split=split, stem=stem))
             elif stem in assigned and assigned[stem] != split:
+                first = assigned[stem]
+                if stem not in overlap:  # left out of both splits: a finding in each, so --keep-going drops both
+                    findings.append(error("split_overlap", where[first], f"'{stem}' is also listed in split '{split}'; "
+                                          "a pair belongs to one split", split=first, stem=stem))
                 overlap.add(stem)
                 findings.append(error("split_overlap", where[split], f"'{stem}' is also listed in split "
-                                      f"'{assigned[stem]}'; a pair belongs to one split", split=split, stem=stem))
+                                      f"'{first}'; a pair belongs to one split", split=split, stem=stem))
             else:
                 assigned[stem] = split
     for stem in overlap:

@@ -77,15 +77,28 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
     samples, findings = [], []
     images, image_twins = index(root / "JPEGImages")  # by stem: x.jpg, or x.JPG as some copies have it
     masks = [index(d) for d in mask_dirs]
+    lists = {}
     for split in wanted:
         list_file = lists_dir / f"{split}.txt"
         if not list_file.is_file():
-            lists = sorted(p.stem for p in lists_dir.glob("*.txt") if not p.name.startswith("."))  # not macOS's ._x
-            raise DataError(f"{list_file}: split list not found; available: {', '.join(lists) or 'none'}")
-        found, unlabelled = len(samples), 0
+            there = sorted(p.stem for p in lists_dir.glob("*.txt") if not p.name.startswith("."))  # not macOS's ._x
+            raise DataError(f"{list_file}: split list not found; available: {', '.join(there) or 'none'}")
         # "/JPEGImages/<stem>.jpg ..."; a stem listed twice (lists concatenated) is read once
-        listed = list(dict.fromkeys(Path(line).name for line in read_split_list(list_file)))
+        lists[split] = list(dict.fromkeys(Path(line).name for line in read_split_list(list_file)))
+    splits_of: dict[str, list[str]] = {}
+    for split, listed in lists.items():
         for stem in listed:
+            splits_of.setdefault(stem, []).append(split)
+    for split, listed in lists.items():
+        list_file = lists_dir / f"{split}.txt"
+        found, unlabelled = len(samples), 0
+        for stem in listed:
+            if len(splits_of[stem]) > 1:  # which split it belongs to is not known: left out of each (--keep-going)
+                others = ", ".join(f"'{s}'" for s in splits_of[stem] if s != split)
+                findings.append(error("split_overlap", str(list_file), f"'{stem}' is also listed in split {others}; a "
+                                      "pair belongs to one split: choose splits that do not overlap (VOC's trainval "
+                                      "is train + val)", split=split, stem=stem))
+                continue
             image, mask = images.get(stem), None
             twins = image_twins.get(stem)
             for files, mask_twins in masks:  # VOC's own mask first, then SegmentationClassAug's
