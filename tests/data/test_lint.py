@@ -167,6 +167,9 @@ def test_failed_rerun_leaves_an_existing_dataset_untouched(bad_folder, camvid_sr
     assert code == 1 and stdout.strip() == str(bad_folder / "out.lint.json")
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not read_lint(bad_folder / "out.lint.json")["passed"]
+    # a later run that passes removes that report: it stayed, saying "passed": false of the dataset now there
+    assert run_cli("prepare", "camvid", "--src", camvid_src[0], "--out", out, "--overwrite")[0] == 0
+    assert not (bad_folder / "out.lint.json").exists() and read_lint(out / "lint.json")["passed"]
 
 
 def test_prepare_lint_on_a_damaged_dataset(camvid_src, tmp_path, run_cli):

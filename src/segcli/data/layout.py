@@ -127,6 +127,8 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
                 atomic_write_bytes(staging / LINT_NAME, report.to_json().encode("utf-8"))
                 _swap_into_place(staging, out, overwrite)
                 card.root = out
+                # the report a failed run beside an existing dataset wrote (below) is stale now
+                (out.parent / f"{out.name}.{LINT_NAME}").unlink(missing_ok=True)
                 return Prepared(card, report, out / LINT_NAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
