@@ -127,3 +127,20 @@ def test_the_hints_for_a_missing_or_unlabelled_train_split_can_be_followed(citys
              if f["kind"] == "empty_split"}
     assert "leave it out" not in found["train"] and "check the masks' values" in found["train"], found
     assert "leave it out" in found["val"], found
+
+
+def test_an_empty_split_folder_of_a_download_names_the_folders(ade_src, tmp_path, run_cli):
+    """images/validation/ and annotations/validation/ both empty: 'first: val: split 'val' has no pair' (exit 1)
+    named neither folder nor a fix."""
+    root = ade_src[0]
+    for folder in (root / "images" / "validation", root / "annotations" / "validation"):
+        shutil.rmtree(folder)
+        folder.mkdir()
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("prepare", "ade20k", "--src", root, "--out", out)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 3 and len(lines) == 1 and not out.exists(), stderr
+    assert lines[0] == (f"segcli: error: {root / 'images' / 'validation'}: holds no images, and "
+                        f"{root / 'annotations' / 'validation'} no annotations (<name>.png), so split 'val' would be "
+                        "empty; restore both (a partial download or extraction?), or leave 'val' out: --split train")
+    assert run_cli("prepare", "ade20k", "--src", root, "--out", out, "--split", "train")[0] == 0

@@ -123,10 +123,13 @@ def unlabelled_split(split: str, images: dict, masks: dict, image_dir: Path, mas
     """A split none of whose images has a mask (its mask folder missing or empty: half a download) is one line
     naming the folder and the fix, not one missing_mask finding per image that --keep-going cannot help (the
     split would be left empty)."""
+    leave_out = (f", or leave '{split}' out: {' '.join(f'--split {s}' for s in others)}"
+                 if others and split != "train" else "")  # without train there is nothing to train on
+    if not images and not masks:  # was the lint's "split 'val' has no pair", naming no folder
+        raise DataError(f"{image_dir}: holds no images, and {mask_dir} no {masks_named}, so split '{split}' would be "
+                        f"empty; restore both (a partial download or extraction?){leave_out}")
     if not images or masks:
         return
     state = "not found" if not mask_dir.is_dir() else f"holds no {masks_named}"
-    leave_out = (f", or leave '{split}' out: {' '.join(f'--split {s}' for s in others)}"
-                 if others and split != "train" else "")  # without train there is nothing to train on
     raise DataError(f"{mask_dir}: {state}, so none of the {len(images)} image(s) in {image_dir} has a mask; "
                     f"{restore}{leave_out}")
