@@ -231,6 +231,9 @@ def train(
 ) -> None:
     """Train a model; the last stdout line is the run directory (with -m: a summary table, then the sweep directory)."""
     overrides = list(overrides or [])
+    from segcli.training.sweep import follow_parent
+
+    follow_parent()  # a sweep's job stops when the sweep process dies
     if start_from is not None:
         from segcli.errors import ConfigError
 
@@ -253,10 +256,10 @@ def train(
         from segcli.training.sweep import is_sweep_dir
 
         if is_sweep_dir(resume.expanduser()):
-            if run_dir is not None or config_dir is not None or print_cfg:
+            if run_dir is not None or config_dir is not None or print_cfg or multirun:
                 from segcli.errors import ConfigError
 
-                raise ConfigError("--resume SWEEP_DIR continues that sweep as it was started; drop --run-dir, "
+                raise ConfigError("--resume SWEEP_DIR continues that sweep as it was started; drop --run-dir, -m, "
                                   "--config-dir and --cfg (a job's config: --resume SWEEP_DIR/JOB --cfg)")
             from segcli.training.sweep import resume_sweep
 

@@ -102,6 +102,14 @@ def save_config(run_dir: Path, cfg) -> Path:
     return path
 
 
+def card_normalization(card) -> dict:
+    """{"mean", "std"} of an RGB model trained on `card`: its statistics (ImageNet's where a card has none), each std
+    at least MIN_STD (cards written before that floor)."""
+    stats = card.stats or {}
+    return {"mean": list(stats.get("mean", [0.485, 0.456, 0.406])),
+            "std": [max(float(v), MIN_STD) for v in stats.get("std", [0.229, 0.224, 0.225])]}
+
+
 def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | None,
                train_crop: list[int] | None = None, input_scale: float = 1.0, min_size: int = 0) -> dict:
     """What a checkpoint or exported model carries so that it can be used with nothing else.
@@ -109,14 +117,12 @@ def model_meta(card, model_kwargs: dict, size_multiple: int, val_split: str | No
     train_crop: the [H, W] crop it was trained on (sliding-window inference defaults its tile to it).
     input_scale: the factor images are resized by before the network (data.input_scale).
     min_size: the smallest input side the network runs on (inference pads smaller inputs up to it)."""
-    stats = card.stats or {}
     return {
         "segcli_version": __version__,
         "classes": list(card.classes),
         "palette": [list(map(int, c)) for c in card.palette],
         "ignore_index": int(card.ignore_index),
-        "mean": list(stats.get("mean", [0.485, 0.456, 0.406])),
-        "std": [max(float(v), MIN_STD) for v in stats.get("std", [0.229, 0.224, 0.225])],  # cards before the floor
+        **card_normalization(card),
         "input": "float32 NCHW RGB, (x / 255 - mean) / std",
         "image_range": card.image_range,  # deeper-than-8-bit images: the values mapped onto x = 0..255
         "size_multiple": int(size_multiple),

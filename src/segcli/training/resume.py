@@ -32,6 +32,8 @@ RESUMABLE = {
 def refuse_unresumable(ov, reused: str, tail: str = "") -> None:
     """A parsed override a resume may not apply (a key outside RESUMABLE, a sweep, a deletion): a usage error,
     `reused` saying what the resume keeps."""
+    if ov.key_or_group in RESUMABLE and ov.is_sweep_override():  # listed below, so name what is wrong
+        raise ConfigError(f"'{ov.input_line}': a resume takes one value of {ov.key_or_group}, not a sweep of several")
     if ov.key_or_group not in RESUMABLE or ov.is_sweep_override() or ov.is_delete():
         raise ConfigError(f"{reused}; '{ov.input_line}' cannot change it. Only {', '.join(RESUMABLE)} may be given{tail}")
 
@@ -84,6 +86,21 @@ def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
     if changes:
         raise DataError(f"{card_file}: the dataset changed since this run began ({'; '.join(changes)}); --resume "
                         "continues the same experiment: prepare the data as it was, or start a new run")
+
+
+def meta_now(saved: dict, card, data_cfg) -> dict:
+    """The data part of the meta a run with `data_cfg` on `card` would get now, beside its checkpoint's `saved`
+    meta, for check_same_data without building the model: mean/std of an RGB model come from the card (runs.
+    card_normalization); another model's, measured on the images, are taken as saved."""
+    from segcli.data.datamodule import split_digests
+    from segcli.runs import card_normalization
+
+    now = {**saved, "classes": list(card.classes), "ignore_index": int(card.ignore_index),
+           "image_range": card.image_range}
+    if len(saved.get("mean") or []) == 3:
+        now.update(card_normalization(card))
+    now["dataset"] = {**(saved.get("dataset") or {}), **split_digests(card, data_cfg)}
+    return now
 
 
 def resolved(cfg, key: str, given: str):

@@ -221,6 +221,8 @@ def resume_sweep(root: str | Path, overrides: list[str]) -> list[dict]:
     started = [i for i in pending if _started(root / job_name(i, jobs[i], swept))]
     _check_jobs(jobs, swept, config_dir, [i for i in pending if i not in started], extra)  # the jobs that start afresh
     _check_resumes(root, jobs, swept, started, extra)  # and those that continue
+    _check_resumed_data(root, jobs, swept, extra)
+    _check_not_running(root, jobs, swept, pending)
     with held_run_dir(root, "wait for that sweep to end"):
         left = len(jobs) - len(done)
         info(f"train: continuing the sweep in {root}: {len(done)} of {len(jobs)} jobs ended before, {left} to run")
@@ -240,6 +242,76 @@ def _check_resumes(root: Path, jobs: list[list[str]], swept: list[str], indices,
             check_values(to_container(resume_config(root / name, extra)))
         except (ConfigError, DataError) as err:
             raise type(err)(f"sweep job {index} ({name}): {err}") from None
+
+
+def _check_resumed_data(root: Path, jobs: list[list[str]], swept: list[str], extra: list[str]) -> None:
+    """A data.root given to --resume names the dataset moved since (README): it must hold a card saying what the
+    jobs with a checkpoint trained on. Else every job left failed (no card; a started one: 'the dataset changed')
+    and its row kept that failure for good, while a job starting afresh trained on the other data."""
+    from omegaconf import OmegaConf
+
+    from segcli.data.card import load_card
+    from segcli.inference.backends import read_checkpoint
+    from segcli.training.resume import check_same_data, meta_now
+
+    given = next((o.partition("=")[2] for o in extra if o.startswith("data.root=")), None)
+    if given is None:
+        return
+    card = load_card(OmegaConf.create({"root": given}).root)  # root_override's escaped path, read back
+    for index, job in enumerate(jobs):
+        run_dir = root / job_name(index, job, swept)
+        ckpt = next((p for p in (run_dir / "checkpoints" / n for n in ("last.ckpt", "best.ckpt")) if p.is_file()), None)
+        if ckpt is None or not (run_dir / "config.yaml").is_file():
+            continue
+        saved = read_checkpoint(ckpt)["hyper_parameters"]["meta"]
+        try:
+            check_same_data(saved, meta_now(saved, card, OmegaConf.load(run_dir / "config.yaml").data), card.path)
+        except DataError as err:
+            raise DataError(f"sweep job {index} ({run_dir.name}): {err.message.replace('this run', 'this job')}; "
+                            "give data.root the dataset the sweep trained on") from None
+
+
+def _check_not_running(root: Path, jobs: list[list[str]], swept: list[str], indices) -> None:
+    """A job folder another segcli train holds now (a job left running when its sweep was killed, or a --resume of
+    that job alone) would fail that job with 'another segcli train is running', and its row keep the failure."""
+    import os
+
+    from segcli.runs import lock_folder
+
+    for index in indices:
+        run_dir = root / job_name(index, jobs[index], swept)
+        if not run_dir.is_dir():
+            continue
+        handle = os.open(run_dir, os.O_RDONLY)
+        try:
+            lock_folder(handle)
+        except BlockingIOError:
+            raise ConfigError(f"sweep job {index} ({run_dir.name}): another segcli train is running in {run_dir} now "
+                              "(left running by a sweep that was killed?); wait for it to end (or stop it), then "
+                              "continue the sweep") from None
+        except ImportError:  # no flock here (Windows)
+            pass
+        finally:
+            os.close(handle)  # (and with it the lock just taken)
+
+
+def follow_parent() -> None:
+    """In a sweep's job (SEGCLI_SWEEP_PARENT holds the sweep's pid): stop as on SIGTERM when the sweep process dies
+    (a SIGKILL, an out-of-memory kill), as when it is stopped. Such a job went on training as an orphan, and a
+    --resume of the sweep then met its folder held. Linux only; the variable is not passed on (DDP processes)."""
+    import ctypes
+    import os
+    import sys
+
+    parent = os.environ.pop("SEGCLI_SWEEP_PARENT", None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != parent:  # it died before that: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _started(run_dir: Path) -> bool:
@@ -294,6 +366,7 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     """Run one job as its own `segcli train` process (isolated memory, CUDA and data-loader workers; a crash or
     an out-of-memory kill fails only that job); one stopped with a checkpoint continues (`--resume`). Its stderr is
     passed through; the result is read from its run dir."""
+    import os
     import subprocess
     import sys
 
@@ -314,7 +387,7 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
         if config_dir:
             args += ["--config-dir", str(config_dir)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-                            cwd=cwd)
+                            cwd=cwd, env={**os.environ, "SEGCLI_SWEEP_PARENT": str(os.getpid())})  # follow_parent
     last, held = "", ""  # held: the job's error line, passed on unless the sweep stops with it as its own error
     try:
         for line in proc.stderr:
@@ -340,8 +413,16 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
         sys.stderr.write(held)
     if code == 130:  # Ctrl-C reached the job (its whole process group) and the job stopped
         raise KeyboardInterrupt
+    if code in (129, 143):  # the job alone was stopped (`kill PID`): as on Ctrl-C, --resume continues it
+        info(f"train: sweep job {index + 1}/{total} was stopped ({signal.Signals(code - 128).name}); the sweep stops "
+             f"too: continue it with `segcli train --resume {root}`")
+        raise KeyboardInterrupt
     if code != 0:
-        error = last.removeprefix("segcli: error: ") if last.startswith("segcli: error: ") else f"exit {code}: {last}"
+        if code < 0:  # ended by a signal it could not handle
+            error = f"killed by {signal.Signals(-code).name}" + (" (out of memory?)" if code == -9 else "")
+        else:
+            error = (last.removeprefix("segcli: error: ") if last.startswith("segcli: error: ")
+                     else f"exit {code}: {last}")
         row.update(status=f"failed (exit {code})", error=error)
         info(f"train: sweep job {index + 1}/{total} failed: {error}")
     row.update(run_results(run_dir))
