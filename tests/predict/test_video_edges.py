@@ -137,3 +137,30 @@ def test_an_image_with_a_video_suffix_is_refused_and_real_videos_are_not(ckpt, c
     from segcli.inference.sources import image_format
 
     assert [image_format(v) for v in videos[:-1]] == [None] * (len(videos) - 1)  # no video is taken for an image
+
+
+def test_a_video_and_its_conversion_of_one_name_are_predicted_side_by_side(ckpt, tmp_path):
+    """clip.mp4 beside clip.avi was refused ('would both write the outputs named clip (overlay video, frame
+    masks)'), though their overlays are overlays/clip.mp4 and overlays/clip.avi; only their frame masks meet."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    _write_video(folder / "clip.mp4", frames=2)
+    _write_video(folder / "clip.avi", frames=3, fourcc="MJPG")
+    proc = subprocess_cli("predict", folder, "--ckpt", ckpt, "--out", "out", "--save", "overlay,areas", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [_video_info(tmp_path / "out" / "overlays" / name)[0] for name in ("clip.mp4", "clip.avi")] == [2, 3]
+    proc = subprocess_cli("predict", folder, "--ckpt", ckpt, "--out", "out2", "--frame-masks", cwd=tmp_path)
+    assert proc.returncode == 2 and not (tmp_path / "out2").exists(), proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"segcli: error: {folder / 'clip.mp4'} and {folder / 'clip.avi'} would both write their frame masks into "
+        f"out2/clip; predict them into separate --out folders")
+
+
+def test_a_listed_video_that_is_gone_is_named_as_a_missing_file(ckpt, tmp_path):
+    """It was 'OpenCV cannot open this video (no frames, damaged, or an unsupported codec); … re-encode it'."""
+    _write_video(tmp_path / "a.mp4", frames=2)
+    (tmp_path / "list.txt").write_text("a.mp4\nmissing.mp4\n")
+    proc = subprocess_cli("predict", "--list", "list.txt", "--ckpt", ckpt, "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert "segcli: warning: missing.mp4: cannot read file (No such file or directory); check the path and " \
+           "permissions" in proc.stderr.splitlines(), proc.stderr

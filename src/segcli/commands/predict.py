@@ -197,8 +197,13 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
     inputs = {real(item.path) for item in items}
     written: dict[str, object] = {}
     folders = [Path()] + ([Path(FOLDERS["uncertainty"])] if "uncertainty" in outputs.save else [])
-    frame_folders = {outputs.out / folder / item.rel: item for item in items if item.is_video and frame_masks
-                     for folder in folders}  # frame masks and frame entropy maps
+    frame_folders: dict = {}  # frame masks and frame entropy maps
+    for item in (item for item in items if item.is_video and frame_masks):
+        for folder in folders:
+            other = frame_folders.setdefault(outputs.out / folder / item.rel, item)
+            if other is not item:  # clip.mp4 and clip.avi
+                raise ConfigError(f"{item.path} and {other.path} would both write their frame masks into "
+                                  f"{outputs.out / folder / item.rel}; predict them into separate --out folders")
     for item in items:
         for target in _targets(item, outputs):
             if real(target) in inputs and real(target) == real(item.path):

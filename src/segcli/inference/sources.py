@@ -25,6 +25,11 @@ from pathlib import Path
 from segcli.errors import ConfigError, DataError
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
+
+
+def overlay_suffix(video: Path) -> str:
+    """The suffix of a video's overlay video: .mp4 for an .mp4, .mov or .m4v, else .avi (video.overlay_path)."""
+    return ".mp4" if video.suffix.lower() in (".mp4", ".mov", ".m4v") else ".avi"
 # An image's leading bytes → (its format, the suffix it should have). No video container starts so: MP4/MOV give a
 # box size and type ("....ftyp", "....mdat"), AVI "RIFF....AVI ", Matroska 0x1A45DFA3.
 IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG", ".jpg"), (b"\x89PNG\r\n\x1a\n", "PNG", ".png"), (b"GIF87a", "GIF", ".gif"),
@@ -170,14 +175,14 @@ def collect(inputs: list[str], list_file: str | None = None, stdin=None,
             raise ConfigError(f"{item.path}: its output name {rel} would leave --out; name the files without '..' "
                               "after a wildcard, or give their folder")
         # an image writes REL.png (and overlays/REL.png), a video overlays/REL.<ext> (and REL/NNNNNN.png): a video
-        # and an image of one name (clip.mp4 and its thumbnail clip.jpg) do not meet; predict's output check
-        # compares the files themselves
-        first = seen.setdefault((item.rel, item.is_video), item)
+        # and an image of one name (clip.mp4 and its thumbnail clip.jpg) do not meet, nor clip.mp4 and clip.avi
+        # (overlays/clip.mp4, overlays/clip.avi); predict's output check compares the files themselves, frame
+        # masks included
+        first = seen.setdefault((item.rel, overlay_suffix(item.path) if item.is_video else ""), item)
         if first is item:
             unique.append(item)
         elif real(first.path) != real(item.path):  # the same file named twice (./a.png, /abs/a.png) is predicted once
-            written = (f"the outputs named {item.rel} (overlay video, frame masks)" if item.is_video
-                       else f"{item.rel}.png")
+            written = (f"overlays/{item.rel}{overlay_suffix(item.path)}" if item.is_video else f"{item.rel}.png")
             raise ConfigError(f"{item.path} and {first.path} would both write {written}; "
                               "predict them into separate --out folders")
     return unique

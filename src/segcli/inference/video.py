@@ -126,8 +126,9 @@ def open_capture(path: Path):
 
 
 def overlay_path(outputs: Outputs, rel: Path, source: Path) -> Path:
-    ext = ".mp4" if source.suffix.lower() in (".mp4", ".mov", ".m4v") else ".avi"
-    return outputs.out / "overlays" / with_suffix(rel, ext)
+    from segcli.inference.sources import overlay_suffix
+
+    return outputs.out / "overlays" / with_suffix(rel, overlay_suffix(source))
 
 
 def frames(path: Path, batch_size: Callable[[tuple], int]):
@@ -135,6 +136,11 @@ def frames(path: Path, batch_size: Callable[[tuple], int]):
     the capture's fps, and the frame count its header announces (0 when the container does not say)."""
     import cv2
 
+    try:  # gone since it was listed, or unreadable: not 'OpenCV cannot open this video … re-encode it'
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions") from None
     _refuse_an_image(path)
     capture = open_capture(path)
     if not capture.isOpened():
