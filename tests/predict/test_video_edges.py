@@ -164,3 +164,14 @@ def test_a_listed_video_that_is_gone_is_named_as_a_missing_file(ckpt, tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "segcli: warning: missing.mp4: cannot read file (No such file or directory); check the path and " \
            "permissions" in proc.stderr.splitlines(), proc.stderr
+
+
+def test_the_note_on_an_earlier_runs_rows_counts_a_video_once(ckpt, tmp_path):
+    """'held the rows of 3 input(s)': it counted the frames of one earlier video (rows clip.mp4#NNNNNN)."""
+    _write_video(tmp_path / "a.mp4", frames=3)
+    _write_video(tmp_path / "b.mp4", frames=2)
+    assert subprocess_cli("predict", "a.mp4", "--ckpt", ckpt, "--out", "out", "--save", "areas",
+                          cwd=tmp_path).returncode == 0
+    proc = subprocess_cli("predict", "b.mp4", "--ckpt", ckpt, "--out", "out", "--save", "areas", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "held the rows of 1 input(s) of an earlier run" in proc.stderr, proc.stderr

@@ -221,6 +221,14 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
                                   "separate --out folders")
 
 
+def _input_of(name: str) -> str:
+    """A table row's input: a video's frame rows (clip.mp4#000003) count as their video."""
+    from segcli.inference.sources import VIDEO_EXTENSIONS
+
+    video, sep, frame = name.rpartition("#")
+    return video if sep and frame.isdigit() and Path(video).suffix.lower() in VIDEO_EXTENSIONS else name
+
+
 def _predict_all(cfg, items, predictor, state, save, shard_spec, collected) -> list[Path]:
     import torch
 
@@ -314,7 +322,7 @@ def _write_tables(state, collected, save, shard_spec) -> None:
             write_uncertainty(path, state.records, keep)
         if not state.outputs.files and not state.cfg.jsonl:  # --save areas alone: the table is the run's result
             result(str(path))
-        inputs = len({row[header.index("input")] for row in others})
+        inputs = len({_input_of(row[header.index("input")]) for row in others})
         if keep:
             info(f"predict: note: {path} keeps the rows of {inputs} input(s) of an earlier run that are not among "
                  "this run's inputs (delete it first to start it afresh)")
