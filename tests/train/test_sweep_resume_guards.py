@@ -127,3 +127,23 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_a_sweep_and_a_run_do_not_share_a_folder(tiny_data, tmp_path, capsys, monkeypatch):
+    """`train -m … --run-dir RUN` wrote its summary and job folders into a run's folder, and `--resume RUN` then
+    continued the sweep, not the run; a plain run's --run-dir could be a sweep's folder."""
+    calls = []
+    _fake_jobs(monkeypatch, calls)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    code, _, err = segcli(["train", "-m", *tiny(tiny_data), "seed=1,2", "--run-dir", run], capsys)
+    assert code == 2 and calls == [] and "holds a run (config.yaml, checkpoints)" in err, err
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+    sweep_dir = tmp_path / "sweep"
+    code, _, err = segcli(["train", "-m", *tiny(tiny_data), "seed=1,2", "--run-dir", sweep_dir], capsys)
+    assert code == 0, err
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    code, _, err = segcli(["train", *tiny(tiny_data), "--run-dir", sweep_dir], capsys)
+    assert code == 2 and f"--run-dir {sweep_dir} holds a sweep" in err.strip().splitlines()[-1], err
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before

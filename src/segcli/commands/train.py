@@ -71,6 +71,11 @@ def _refuse_an_earlier_run(run_dir: Path, cfg) -> None:
     starts a run."""
     if _holds_the_run(cfg):
         _refuse_checkpoints(run_dir)
+        from segcli.training.sweep import is_sweep_dir
+
+        if is_sweep_dir(run_dir):  # its files would mix with the sweep's, and --resume would find the sweep
+            raise ConfigError(f"--run-dir {run_dir} holds a sweep (its summary and job folders); give a folder of the "
+                              f"run's own (a job of the sweep continues with `segcli train --resume {run_dir}/JOB`)")
 
 
 def _refuse_checkpoints(run_dir: Path) -> None:

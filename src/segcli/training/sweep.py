@@ -118,6 +118,10 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
             result(text)
         return []
     _check_jobs(jobs, swept, config_dir, range(len(jobs)))  # every job, before the first trains for hours
+    if run_dir and ((Path(run_dir) / "config.yaml").is_file() or (Path(run_dir) / "checkpoints").is_dir()):
+        raise ConfigError(f"--run-dir {run_dir} holds a run (config.yaml, checkpoints); a sweep needs a folder of its "
+                          "own (its summary and job folders would mix with the run, and `--resume` would find the "
+                          "sweep, not the run): give another --run-dir")
     if run_dir and is_sweep_dir(Path(run_dir)):
         raise ConfigError(f"--run-dir {run_dir} holds a sweep already ({_record(Path(run_dir))}); continue it with "
                           f"`segcli train --resume {run_dir}`, or give another --run-dir (its job folders hold the "
