@@ -8,6 +8,7 @@ so `segcli --help` stays as fast as Typer itself.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -532,6 +533,12 @@ def _main(argv: list[str] | None) -> None:
         if isinstance(err, SegcliError):
             _fail(err.message, err.exit_code)
         if isinstance(err, OSError) and err.filename:
+            if err.errno in (errno.EEXIST, errno.ENOTDIR):  # a folder could not be made there: say why
+                from segcli.inference.io import in_the_way
+
+                why = in_the_way(err.filename)
+                if why is not None:
+                    _fail(why, 3)
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)

@@ -16,6 +16,20 @@ from helpers_reliability import (assert_clean, files_under, noise, only_error, o
 
 
 # ----------------------------------------------------------------------------- unwritable --out
+@pytest.mark.parametrize("command", ["predict", "eval", "train"])
+def test_output_at_a_symbolic_link_to_nothing(cli, model_ckpt, tiny_data, tmp_path, monkeypatch, command):
+    """A dangling link as --out/--run-dir: 'File exists; check the path, permissions and free space' (eval: 'cannot
+    write the report files there (File exists)'; predict after its first image), as if the disk were at fault."""
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere" / "deep")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*output_commands(tmp_path, model_ckpt, tiny_data, link)[command])
+    line = only_error(code, err, 3, link)
+    assert f"{link} is a symbolic link to {tmp_path / 'nowhere' / 'deep'}, which does not exist; create that " \
+           "folder, or give another path" in line
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("command", ["predict", "eval", "export", "prepare", "train"])
 def test_output_under_a_regular_file(cli, model_ckpt, tiny_data, tmp_path, monkeypatch, command):
     """--out below a regular file cannot be created (works as root too): exit 3 naming the path, nothing written."""

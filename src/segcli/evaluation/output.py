@@ -112,7 +112,7 @@ def held_out(out):
 def _hold(out: Path) -> tuple[int | None, list[Path]]:
     """(the open folder holding the lock, or None where there is none; the folders made for it, deepest first)."""
     from segcli.errors import ConfigError, DataError
-    from segcli.inference.io import missing_folders, remove_empty
+    from segcli.inference.io import in_the_way, missing_folders, remove_empty
     from segcli.runs import lock_folder
 
     try:
@@ -125,8 +125,8 @@ def _hold(out: Path) -> tuple[int | None, list[Path]]:
         handle = os.open(out, os.O_RDONLY)
     except OSError as err:
         remove_empty(created)
-        raise DataError(f"--out {out}: cannot write the report files there ({err.strerror or err}); give a folder "
-                        "you can write to") from None
+        raise DataError(f"--out {out}: " + (in_the_way(out) or f"cannot write the report files there "
+                        f"({err.strerror or err}); give a folder you can write to")) from None
     try:
         held = lock_folder(handle)
     except BlockingIOError:
@@ -156,7 +156,7 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
     import shutil
 
     from segcli.errors import DataError, stops_held
-    from segcli.inference.io import missing_folders, remove_empty, staging_path, writing
+    from segcli.inference.io import in_the_way, missing_folders, remove_empty, staging_path, writing
 
     staging = staging_path(out, ".report")
     created = missing_folders(staging)  # the staging folder, and --out and its parents where they are new
@@ -164,8 +164,8 @@ def write_files(out: Path, report: dict, acc, card, split: str, report_text: str
         try:
             staging.mkdir(parents=True)
         except OSError as err:  # else the line named the hidden staging folder's report.json
-            raise DataError(f"--out {out}: cannot write the report files there ({err.strerror or err}); give a folder "
-                            "you can write to") from None
+            raise DataError(f"--out {out}: " + (in_the_way(out) or f"cannot write the report files there "
+                            f"({err.strerror or err}); give a folder you can write to")) from None
         with writing(out):  # a full disk names --out, not the hidden staging folder's file
             _write_all(staging, report, acc, card, split, report_text)
         with stops_held():  # all files or none of them

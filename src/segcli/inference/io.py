@@ -686,6 +686,19 @@ def file_in_the_way(folder: str | Path) -> Path | None:
     return existing if existing is not None and not existing.is_dir() else None
 
 
+def in_the_way(folder: str | Path) -> str | None:
+    """Why no folder can be made at `folder`: the nearest of it and its parents that is a file, or a symbolic link
+    to nothing (mkdir says 'File exists' for both, which read as a disk or permission problem); None otherwise."""
+    folder = Path(folder).expanduser()
+    for path in (folder, *folder.parents):
+        if path.is_symlink() and not path.exists():
+            return (f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; create that folder, or "
+                    "give another path")
+        if path.exists():
+            return None if path.is_dir() else f"{path} is a file, not a folder; move it away, or give another path"
+    return None
+
+
 def not_writable(folder: str | Path) -> Path | None:
     """The nearest existing one of `folder` and its parents when this user cannot create files in it (permissions,
     a read-only mount): every write under `folder` would fail, found only after the work; None otherwise (a file
