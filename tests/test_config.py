@@ -550,3 +550,12 @@ def test_a_section_given_a_value_and_a_null_data_root_are_usage_errors(synthetic
 def test_a_nested_section_may_be_null():
     cfg = compose("train", ["augment.noise=null", "model.kwargs=null"])
     assert cfg.augment.noise is None and cfg.model.kwargs is None
+
+
+@pytest.mark.parametrize("fmt, args", [("synthetic", []), ("folder", ["--images", "i", "--masks", "m"])])
+def test_an_unknown_prepare_key_points_at_a_cfg_that_runs(fmt, args, tmp_path):
+    """It said 'see `segcli prepare --cfg`', which is no command ('No such option: --cfg')."""
+    line = assert_error(run_cli("prepare", fmt, *args, "--out", str(tmp_path / "o"), "foo=1", cwd=tmp_path), 2)
+    assert f"unknown config key 'foo' for 'segcli prepare {fmt}'" in line
+    assert f"see `segcli prepare {fmt} --cfg` for all keys" in line
+    assert_ok(run_cli("prepare", fmt, *args, "--cfg", cwd=tmp_path))

@@ -364,7 +364,8 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         try:
             cfg = hydra_compose(config_name=command, overrides=overrides + extra)
         except Exception as err:
-            raise _explain(err, command, overrides, extra, hydra_compose) from None
+            shown = f"{command} {values['format']}" if command == "prepare" and (values or {}).get("format") else command
+            raise _explain(err, command, overrides, extra, hydra_compose, shown) from None
         _check_switches(command, overrides, parsed, groups, extra, hydra_compose)
         listed: Callable[[str], bool] = lambda key: False  # noqa: E731
         if any(ov.is_force_add() for ov in parsed):  # a forced add may name a listed key
@@ -429,7 +430,8 @@ def _check_switches(command: str, overrides: list[str], parsed: list, groups: di
             raise ConfigError(f"{key}={value!r}: give {words} or false (segcli {command})")
 
 
-def _explain(err: Exception, command: str, overrides: list[str], extra: list[str], hydra_compose) -> ConfigError:
+def _explain(err: Exception, command: str, overrides: list[str], extra: list[str], hydra_compose,
+             shown: str = "") -> ConfigError:
     """Turn Hydra's multi-line composition error into one line with suggestions."""
     import re
 
@@ -469,7 +471,8 @@ def _explain(err: Exception, command: str, overrides: list[str], extra: list[str
         path = (f"; if {arg} is an input (a file that is not there, or a pattern matching none), write it as ./{arg}"
                 if command == "predict" and arg and any(c in arg.partition("=")[2] for c in "/*?[\\") else "")
         return ConfigError(
-            f"unknown config key '{key}' for 'segcli {command}'{close}; see `segcli {command} --cfg` for all keys"
+            f"unknown config key '{key}' for 'segcli {shown or command}'{close}; see `segcli {shown or command} --cfg` "
+            "for all keys"
             + (f", or add one with +{key}=... if {_TAKEN_BY[key.split('.')[0]]} takes it"
                if key.startswith(ADDABLE.get(command, ())) else "") + path
         )
