@@ -364,7 +364,8 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         try:
             cfg = hydra_compose(config_name=command, overrides=overrides + extra)
         except Exception as err:
-            shown = f"{command} {values['format']}" if command == "prepare" and (values or {}).get("format") else command
+            fmt = (values or {}).get("format") if command == "prepare" else None
+            shown = f"{command} {fmt}" if fmt else command
             raise _explain(err, command, overrides, extra, hydra_compose, shown) from None
         _check_switches(command, overrides, parsed, groups, extra, hydra_compose)
         listed: Callable[[str], bool] = lambda key: False  # noqa: E731
