@@ -220,3 +220,18 @@ def test_a_classes_file_that_is_not_there_is_named(given, tmp_path, rng, run_cli
                                                "--classes (or give the names as 'a,b,c')")
     assert not (tmp_path / "d").exists()
     assert run_cli(*args, "--out", tmp_path / "e", "--classes", "background,object")[0] == 0
+
+
+@pytest.mark.parametrize("given, what", [("nope.txt", "file not found"), ("folder", "not a file")])
+def test_a_palette_that_cannot_be_read_is_a_data_error_as_other_input_files(given, what, tmp_path, rng, run_cli):
+    """A missing --palette was exit 2 where a missing --classes or --split-file file is exit 3 (a folder given was
+    'file not found' too)."""
+    (tmp_path / "folder").mkdir()
+    for i in range(4):
+        write_image(tmp_path / "src" / "images" / f"p{i}.png", random_image(rng, 16, 16))
+        write_image(tmp_path / "src" / "masks" / f"p{i}.png", np.full((16, 16), i % 2, np.uint8))
+    code, _, stderr = run_cli("prepare", "folder", "--images", tmp_path / "src" / "images", "--masks",
+                              tmp_path / "src" / "masks", "--out", tmp_path / "d", "--palette", tmp_path / given)
+    assert code == 3, stderr
+    assert stderr.strip().splitlines()[-1] == f"segcli: error: --palette {tmp_path / given}: {what}; check the path"
+    assert not (tmp_path / "d").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, DataError
 
 _DECIMAL = re.compile(r"^(?P<name>.*?)[\s,:;=]+(?P<r>\d{1,3})[\s,;]+(?P<g>\d{1,3})[\s,;]+(?P<b>\d{1,3})$")
 _HEX = re.compile(r"^(?P<name>.*?)[\s,:;=]+#(?P<hex>[0-9a-fA-F]{6})$")
@@ -47,8 +47,9 @@ class Palette:
 def parse_palette(path: str | Path) -> Palette:
     """Read a palette file; a one-line ConfigError names the first line it cannot read."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--palette {path}: file not found")
+    if not path.is_file():  # an input that cannot be read is exit 3, as a missing --classes or --split-file file
+        what = "not a file" if path.exists() else "file not found"
+        raise DataError(f"--palette {path}: {what}; check the path")
     entries = _json_entries(path) if path.suffix.lower() == ".json" else []  # (line number, text, name, rgb)
     extra_columns = False  # a CSV header with columns after b: each line's are dropped
     from segcli.inference.io import read_lines
