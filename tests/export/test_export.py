@@ -307,6 +307,7 @@ def test_half_without_gpu_exits_2(ckpt, tmp_path, cli):
     (["verify.min_miou=2"], "verify.min_miou=2: give a fraction from 0 to 1"),
     (["verify.max_rel_logit_diff=-1"], "verify.max_rel_logit_diff=-1: give a number >= 0"),
     (["onnxruntime.intra_op_threads=-2"], "onnxruntime.intra_op_threads=-2"),
+    (["onnxruntime.graph_optimization=x"], "onnxruntime.graph_optimization=x: choose from "),  # was after the export
     (["--benchmark", "benchmark.runs=0"], "benchmark.runs=0: give a whole number >= 1"),
     (["--benchmark", "benchmark.size=[0,5]"], "benchmark.size=[0, 5]: give [height, width] in whole pixels"),
 ])

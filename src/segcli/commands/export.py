@@ -75,6 +75,11 @@ def _check_values(cfg) -> None:
             number(f"{group}.{key}", tolerances.get(key), 0, 1, what="a fraction from 0 to 1")
     number("onnxruntime.intra_op_threads", cfg.onnxruntime.intra_op_threads, 0, integer=True,
            what="a whole number >= 0 (0: onnxruntime's default)")
+    from segcli.inference.backends import ORT_OPTIMIZATION
+
+    level = cfg.onnxruntime.graph_optimization  # found after the export and part of its verification, unnamed
+    if str(level) not in ORT_OPTIMIZATION:
+        raise ConfigError(f"onnxruntime.graph_optimization={level}: choose from {', '.join(ORT_OPTIMIZATION)}")
     number("benchmark.batch_size", cfg.benchmark.batch_size, 1, integer=True)
     number("benchmark.runs", cfg.benchmark.runs, 1, integer=True)
     size = cfg.benchmark.size
