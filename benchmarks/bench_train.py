@@ -1,7 +1,9 @@
 """Train throughput: images/s of `segcli train` vs a bare PyTorch training loop, same model and data.
 
 A: `segcli train` as the CLI runs it (segcli.commands.train.run on the composed config: Lightning
-Trainer, DataLoader workers decoding PNGs, progress bar, CSV logging, last.ckpt every epoch), with
+Trainer, the data module with its defaults — data.num_workers=auto, no loader processes on a machine
+of at most 2 cores, and data.cache=auto, which keeps the decoded PNGs in memory after their first read,
+so the measured epochs do not decode —, progress bar, CSV logging, last.ckpt every epoch), with
 validation and the end-of-training evaluation switched off. B: a bare loop over the same images held
 in memory as one uint8 tensor: normalise, forward, loss, backward, AdamW step — same model
 (Unet/resnet18, random init, channels-last), batch, resolution, loss (cross-entropy), fp32, and the same
