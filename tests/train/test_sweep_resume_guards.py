@@ -147,3 +147,14 @@ def test_a_sweep_and_a_run_do_not_share_a_folder(tiny_data, tmp_path, capsys, mo
     code, _, err = segcli(["train", *tiny(tiny_data), "--run-dir", sweep_dir], capsys)
     assert code == 2 and f"--run-dir {sweep_dir} holds a sweep" in err.strip().splitlines()[-1], err
     assert sorted(p.name for p in sweep_dir.iterdir()) == before
+
+
+def test_a_swept_key_given_twice_is_refused(tiny_data, tmp_path, capsys, monkeypatch):
+    """`-m seed=0,1 seed=2` ran one job (seed=2: Hydra keeps the last), its table still calling seed swept."""
+    calls = []
+    _fake_jobs(monkeypatch, calls)
+    code, _, err = segcli(["train", "-m", *tiny(tiny_data), "seed=0,1", "seed=2", "--run-dir", tmp_path / "s"], capsys)
+    assert code == 2 and calls == [] and not (tmp_path / "s").exists(), err
+    assert err.strip().splitlines()[-1] == ("segcli: error: 'seed=0,1' and 'seed=2': seed is given more than once "
+                                            "(the last would win); give all its values in one override, e.g. "
+                                            "seed=0,1,2")

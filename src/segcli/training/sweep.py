@@ -68,6 +68,12 @@ def expand(overrides: list[str], config_dir=None) -> tuple[list[list[str]], list
     from hydra.core.override_parser.types import Glob
 
     parsed = _parse(overrides)
+    keys = [ov.get_key_element() for ov in parsed]
+    twice = next((ov for ov in parsed if keys.count(ov.get_key_element()) > 1 and ov.is_sweep_override()), None)
+    if twice is not None:  # Hydra keeps the last: `seed=0,1 seed=2` ran one job, the table still calling seed swept
+        given = " and ".join(f"'{ov.input_line}'" for ov in parsed if ov.get_key_element() == twice.get_key_element())
+        raise ConfigError(f"{given}: {twice.get_key_element()} is given more than once (the last would win); give "
+                          "all its values in one override, e.g. seed=0,1,2")
     options = None
     for ov in parsed:
         if isinstance(ov.value(), Glob):  # model=glob(*): the group's options, as Hydra's multirun lists them
