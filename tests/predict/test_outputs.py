@@ -284,7 +284,7 @@ def test_a_video_and_an_image_of_one_name_are_both_predicted(ckpt, cli, tmp_path
     writer.write(np.zeros((32, 48, 3), np.uint8))
     writer.release()
     code, stdout, err = cli("predict", folder, "--ckpt", ckpt, "--out", tmp_path / "two", "--frame-masks")
-    assert code == 2 and "would both write the outputs named clip" in err, err
+    assert code == 2 and "would both write their frame masks into" in err, err
 
 
 def test_palette_png_beyond_256_classes_names_the_option(tmp_path):
