@@ -106,6 +106,14 @@ def _out_path(value: str) -> Path:
     return Path(value)
 
 
+def _in_path(value: str) -> Path:
+    """An input path option (--predictions, --data, --ckpt, ...); an empty one (an unset variable) is a usage error:
+    Typer read it as '.', and `eval --predictions "$UNSET"` scored the PNGs of the current folder (exit 0)."""
+    if not str(value).strip():
+        raise typer.BadParameter("names no file or folder (an unset variable?); give its path")
+    return Path(value)
+
+
 Out = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output dataset directory.")
 Overwrite = typer.Option(False, "--overwrite", help="Replace OUT even when it is not empty, whatever it holds (a dataset or not): its old contents are deleted once the new dataset is in place.")
 Strict = typer.Option(False, "--strict", help="Lint warnings fail the run too.")
@@ -153,7 +161,7 @@ def _native(fmt: str, help_src: str, doc: str):
     """A `prepare <fmt> --src DIR --out DIR` command for a dataset with a fixed native layout."""
 
     def command(
-        src: Path = typer.Option(..., "--src", help=help_src),
+        src: Path = typer.Option(..., "--src", parser=_in_path, metavar="<path>", help=help_src),
         out: Path = Out,
         split: Optional[List[str]] = typer.Option(None, "--split", metavar="<name>", help="Native split to convert (repeatable; default: the format's own); NAME=NATIVE stores it as NAME, e.g. train=train_aug."),
         overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
@@ -180,13 +188,13 @@ _native("ade20k", "ADEChallengeData2016/ (images/ and annotations/, training/ an
 
 @prepare_app.command("folder")
 def prepare_folder(
-    images: Path = typer.Option(..., "--images", help="Folder of images (searched recursively)."),
-    masks: Path = typer.Option(..., "--masks", help="Folder of masks matched to images by relative stem: class ids, or RGB with --palette."),
+    images: Path = typer.Option(..., "--images", parser=_in_path, metavar="<path>", help="Folder of images (searched recursively)."),
+    masks: Path = typer.Option(..., "--masks", parser=_in_path, metavar="<path>", help="Folder of masks matched to images by relative stem: class ids, or RGB with --palette."),
     image_suffix: Optional[str] = typer.Option(None, "--image-suffix", help="End of the image names left out when pairing, e.g. _sat for x_sat.jpg (other files are skipped)."),
     mask_suffix: Optional[str] = typer.Option(None, "--mask-suffix", help="End of the mask names left out when pairing, e.g. _mask pairs x.jpg with x_mask.png (other files are skipped)."),
     out: Path = Out,
     classes: str = typer.Option(None, "--classes", help="Class names 'a,b,c', a file with one name per line, a CSV with id and name columns (Roboflow's _classes.csv) or nnU-Net's dataset.json."),
-    palette: Optional[Path] = typer.Option(None, "--palette", help="File of 'name R G B' lines: classes, colours, RGB-mask mapping."),
+    palette: Optional[Path] = typer.Option(None, "--palette", parser=_in_path, metavar="<path>", help="File of 'name R G B' lines: classes, colours, RGB-mask mapping."),
     ignore_index: int = typer.Option(None, "--ignore-index", help="Mask value that means 'not labelled' (default 255)."),
     remap: Optional[List[str]] = typer.Option(None, "--remap", metavar="<raw=id>", help="Map a raw mask value to a class id, e.g. 255=1 (repeatable)."),
     reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label", help="Masks use 0 for 'not labelled' and 1..N for the classes: 0 → ignore, k → k-1."),
@@ -224,9 +232,9 @@ def prepare_lint(
 def train(
     overrides: Optional[List[str]] = _overrides("model.arch=fpn trainer.max_epochs=30 loss=ce"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", parser=_out_path, metavar="<path>", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml (or a stopped sweep: SWEEP_DIR's unfinished jobs); only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
+    resume: Optional[Path] = typer.Option(None, "--resume", parser=_in_path, metavar="<path>", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml (or a stopped sweep: SWEEP_DIR's unfinished jobs); only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
     multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
-    start_from: Optional[Path] = typer.Option(None, "--from", help="Start a new run from a saved config: a run directory (its config.yaml) or a file of `segcli train --cfg`; key=value overrides change it."),
+    start_from: Optional[Path] = typer.Option(None, "--from", parser=_in_path, metavar="<path>", help="Start a new run from a saved config: a run directory (its config.yaml) or a file of `segcli train --cfg`; key=value overrides change it."),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
@@ -303,10 +311,10 @@ def _models(paths: list[Path] | None) -> str | list[str] | None:
 
 @app.command("eval")
 def evaluate(
-    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", metavar="<path>", help="Checkpoint (.ckpt) to evaluate; repeat it to evaluate the ensemble of several (their probabilities averaged)."),
-    model: Optional[List[Path]] = typer.Option(None, "--model", metavar="<path>", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint; repeatable, as --ckpt."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of class-id PNGs (or colour PNGs in the card's palette) named like the split's masks: score them without a model (needs --data)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset (default: the model's own)."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", parser=_in_path, metavar="<path>", help="Checkpoint (.ckpt) to evaluate; repeat it to evaluate the ensemble of several (their probabilities averaged)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", parser=_in_path, metavar="<path>", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint; repeatable, as --ckpt."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", parser=_in_path, metavar="<path>", help="Folder of class-id PNGs (or colour PNGs in the card's palette) named like the split's masks: score them without a model (needs --data)."),
+    data: Optional[Path] = typer.Option(None, "--data", parser=_in_path, metavar="<path>", help="Prepared dataset (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to score (default val)."),
     out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Write report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png here."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to FILE, or '-' for stdout."),
@@ -314,7 +322,7 @@ def evaluate(
     corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Also evaluate under corruptions: brightness,contrast,gaussian_noise,motion_blur,jpeg,fog or all."),
     severity: Optional[str] = typer.Option(None, "--severity", help="Corruption severity 1..5, or a list such as 1,3,5 (default 3)."),
     fail_under: Optional[List[str]] = typer.Option(None, "--fail-under", metavar="<gate>", help="Gate, repeatable: mIoU=0.60, class:road=0.90, class:road:biou=0.5. Exit 1 when one falls short."),
-    compare: Optional[Path] = typer.Option(None, "--compare", help="An earlier report.json: print per-class deltas against it."),
+    compare: Optional[Path] = typer.Option(None, "--compare", parser=_in_path, metavar="<path>", help="An earlier report.json: print per-class deltas against it."),
     overrides: Optional[List[str]] = _overrides("inference=tta device=cpu"),
     config_dir: Optional[Path] = ConfigDir,
     print_cfg: bool = PrintCfg,
@@ -330,10 +338,10 @@ def evaluate(
 @app.command("predict")
 def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional Hydra overrides, e.g. inference=slide writers=4.", show_default=False),
-    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", metavar="<path>", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
-    model: Optional[List[Path]] = typer.Option(None, "--model", metavar="<path>", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt; repeatable, as --ckpt."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", parser=_in_path, metavar="<path>", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", parser=_in_path, metavar="<path>", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to predict with, instead of --ckpt; repeatable, as --ckpt."),
     out: Path = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output directory: <rel>.png masks, overlays/, probs/, uncertainty/, areas.csv."),
-    list_file: Optional[Path] = typer.Option(None, "--list", help="Text file with one input path per line."),
+    list_file: Optional[Path] = typer.Option(None, "--list", parser=_in_path, metavar="<path>", help="Text file with one input path per line."),
     save: Optional[str] = typer.Option(None, "--save", help="Outputs, comma-separated: mask,overlay,prob,uncertainty,areas (default mask,overlay)."),
     palette_png: bool = typer.Option(False, "--palette-png", help="Indexed PNG masks: ids stored, palette colours shown by viewers."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Overlay opacity of the class colours, 0..1 (default 0.5)."),
@@ -375,13 +383,13 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
 # ----------------------------------------------------------------------------- export
 @app.command("export")
 def export(
-    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", metavar="<path>", help="Checkpoint (.ckpt) to export (one)."),
+    ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", parser=_in_path, metavar="<path>", help="Checkpoint (.ckpt) to export (one)."),
     fmt: str = typer.Option(None, "--format", help="Export format: onnx (default) or torchscript."),
     out: Optional[Path] = typer.Option(None, "--out", parser=_out_path, metavar="<path>", help="Output file (default: next to the checkpoint, .onnx or .pt)."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset version (default 17)."),
     half: bool = typer.Option(False, "--half", help="Export float16 for a GPU (needs a CUDA device)."),
     argmax: bool = typer.Option(False, "--argmax", help="Bake the argmax into the model: uint8 class ids out instead of logits."),
-    verify_images: Optional[Path] = typer.Option(None, "--verify-images", help="Images to verify on (default: the checkpoint's val split)."),
+    verify_images: Optional[Path] = typer.Option(None, "--verify-images", parser=_in_path, metavar="<path>", help="Images to verify on (default: the checkpoint's val split)."),
     benchmark: bool = typer.Option(False, "--benchmark", help="Also time torch eager vs the exported model on the first verification image (at its size times the model's input_scale, padded to the size multiple)."),
     overrides: Optional[List[str]] = _overrides("opset=18 verify.max_rel_logit_diff=1e-3"),
     config_dir: Optional[Path] = ConfigDir,
