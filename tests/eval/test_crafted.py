@@ -272,7 +272,9 @@ def test_mode_usage_errors(crafted, tmp_path, capsys):
                        (["eval", "--predictions", preds, "--data", root, "--worst", "2"], "--out"),
                        (["eval", "--predictions", preds, "--data", root, "worst=abc"], "--worst='abc'"),  # was exit 4
                        (["eval", "--predictions", preds, "--data", root, "--worst", "-1"], "images >= 0"),
-                       (["eval", "--predictions", preds, "--data", root, "--split", "tset"], "no split 'tset'"),
+                       # its fix named data.val_split=..., a key eval refuses
+                       (["eval", "--predictions", preds, "--data", root, "--split", "tset"],
+                        "no split 'tset'; available: val; name one of them (--split NAME), or re-run"),
                        (["eval", "--predictions", preds, "--data", root, "inference.batch_size=0"], "batch_size=0"),
                        # exit 4 before (int('abc'), numpy's seed bounds); a negative band was taken as its minimum
                        (["eval", "--predictions", preds, "--data", root, "seed=abc"], "seed='abc': give a whole"),

@@ -42,6 +42,11 @@ def relative_stem(card, split: str, image_path: Path, mask_path: Path) -> str:
 
 def split_pairs(card, split: str) -> list[tuple[str, Path, Path]]:
     """(key, image path, mask path) for every pair of the split, in the card's order."""
+    from segcli.errors import ConfigError
+
+    if split not in card.splits:  # card.pairs' fix names data.val_split=..., which eval refuses as a key
+        raise ConfigError(f"{card.path}: no split '{split}'; available: {', '.join(card.splits)}; name one of them "
+                          "(--split NAME), or re-run segcli prepare with that split (--val-fraction, --split-file)")
     pairs = card.pairs(split)
     if not pairs:
         others = [name for name in card.splits if name != split and card.pairs(name)]
