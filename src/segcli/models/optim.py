@@ -149,8 +149,23 @@ def training_progress(trainer, step: int, fit_start: float) -> float:
     if budget:
         started = timer.start_time("train") is not None
         elapsed = timer.time_elapsed("train") if started else time.monotonic() - fit_start
-        done = max(done, elapsed / budget)
+        done = max(done, rank_zeros(trainer, elapsed) / budget)
     return min(done, 1.0)
+
+
+def rank_zeros(trainer, value: float) -> float:
+    """The first process's `value` on every process of a distributed run (all call this at the same step: the lr
+    scheduler's). Each process's clock differs: an lr from its own let the replicas drift apart under
+    trainer.max_time (DDP averages the gradients; each process stepped them with its own lr), so validation scored
+    each process's images with another model than best.ckpt's."""
+    import torch
+    import torch.distributed as dist
+
+    if getattr(trainer, "world_size", 1) <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=trainer.strategy.root_device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
 
 
 def endless_note(sched: dict, total_steps: float, time_budget: bool) -> str | None:
