@@ -197,3 +197,47 @@ def test_a_stop_signal_at_any_point_of_an_atomic_write_leaves_no_temp_file(tmp_p
     assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
     assert [p.name for p in tmp_path.iterdir() if p != target] == []
     assert not target.exists() or target.read_bytes() == b"x" * 2000
+
+
+def test_a_sigkilled_runs_loader_workers_end_with_it(tiny_data, tmp_path):
+    """Loader workers are children of a fork server that outlives the run: after a SIGKILL (an out-of-memory kill),
+    the workers (~500 MB each), the server and the resource tracker stayed for good."""
+    import uuid
+
+    mark = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k != "SEGCLI_DEBUG"}
+    env.update(PYTHONUNBUFFERED="1", SEGCLI_TEST_MARK=mark)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "segcli", "train", f"data.root={tiny_data}", "trainer.max_epochs=1000",
+                             "data.num_workers=2", "data.cache=false", "augment.crop_size=[32,32]", "data.batch_size=2",
+                             "--run-dir", run], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while len(_marked(mark)) < 3:  # the run, its fork server and a worker at least
+            assert proc.poll() is None and time.monotonic() < deadline, "no loader workers started"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _marked(mark)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def _marked(mark: str) -> list[int]:
+    """Live processes whose environment holds SEGCLI_TEST_MARK=mark."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"SEGCLI_TEST_MARK={mark}".encode() in environ.split(b"\0") and state != b"Z":
+            found.append(int(pid))
+    return found

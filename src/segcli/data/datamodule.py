@@ -7,6 +7,9 @@ Images are read with the channel count of the model they feed (its meta["model"]
 
 from __future__ import annotations
 
+import functools
+import os
+
 import lightning as L
 import torch
 
@@ -18,8 +21,9 @@ from segcli.data.transforms import train_transform
 from segcli.errors import DataError
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Per-worker seeds for python/numpy (torch's is set by the DataLoader); one OpenCV thread per worker."""
+def _seed_worker(worker_id: int, parent: int | None = None) -> None:
+    """Per-worker seeds for python/numpy (torch's is set by the DataLoader); one OpenCV thread per worker; and a
+    watch on `parent`, the training process (see _follow)."""
     import random
 
     import cv2
@@ -29,6 +33,40 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    if parent is not None:
+        import threading
+
+        threading.Thread(target=_follow, args=(parent, _started(parent)), daemon=True, name="segcli-parent").start()
+
+
+def _started(pid: int) -> str | None:
+    """The start time of process `pid` (Linux /proc), to tell it from a later process given its number; 'ended'
+    for one that has ended and is not yet reaped (a zombie); None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return "ended" if fields[0] == b"Z" else fields[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _follow(parent: int, started: str | None) -> None:
+    """End this loader worker once the training process is gone. Workers are forkserver children: torch's own
+    watchdog checks their parent, the fork server, which outlives a SIGKILLed run, so its workers (~500 MB each)
+    and the server stayed for good."""
+    import os
+    import time
+
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except OSError:
+            pass
+        if started is not None and _started(parent) != started:  # its number taken by another process
+            os._exit(0)
 
 
 class PadCollate:
@@ -295,7 +333,8 @@ class SegDataModule(L.LightningDataModule):
             dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
             drop_last=shuffle and per_process > batch_size, num_workers=workers, persistent_workers=workers > 0,
             collate_fn=PadCollate(self.card.ignore_index),
-            worker_init_fn=_seed_worker, pin_memory=torch.cuda.is_available(), multiprocessing_context=worker_context(workers),
+            worker_init_fn=functools.partial(_seed_worker, parent=os.getpid()), pin_memory=torch.cuda.is_available(),
+            multiprocessing_context=worker_context(workers),
         )
 
     def train_dataloader(self):
