@@ -145,12 +145,9 @@ def _stdin(cfg):
 
 def _check_out(out: Path) -> None:
     """--out is a folder, or will be made under one: a file in its place would fail every write."""
-    from segcli.inference.io import file_in_the_way, in_the_way, not_writable, unwritable
+    from segcli.inference.io import in_the_way, not_writable, unwritable
 
-    folder = file_in_the_way(out)
-    if folder is not None:
-        raise DataError(f"--out {out}: {folder} is a file, not a folder; give a folder for the outputs")
-    why = in_the_way(out)  # a symbolic link to nothing: found at the first mask written, as 'File exists'
+    why = in_the_way(out, "give a folder for the outputs")  # found at the first mask written, as 'File exists'
     if why is not None:
         raise DataError(f"--out {out}: {why}")
     folder = not_writable(out)

@@ -678,25 +678,36 @@ def missing_folders(path: str | Path) -> list[Path]:
     return [p for p in (path, *path.parents) if not p.exists()]
 
 
+def _blocker(folder: str | Path) -> tuple[Path, bool] | None:
+    """The nearest of `folder` and its parents that exists, or is a symbolic link to nothing, when it is not a
+    folder: (that path, whether it is such a link); None when it is a folder or nothing is there."""
+    folder = Path(folder).expanduser()
+    for path in (folder, *folder.parents):
+        dangling = path.is_symlink() and not path.exists()
+        if dangling or path.exists():
+            return None if path.is_dir() else (path, dangling)
+    return None
+
+
 def file_in_the_way(folder: str | Path) -> Path | None:
     """The nearest existing one of `folder` and its parents when it is a file, not a folder (every write under
     `folder` would then fail, found only after the work); None when it is a folder or nothing exists."""
-    folder = Path(folder).expanduser()
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    return existing if existing is not None and not existing.is_dir() else None
+    found = _blocker(folder)
+    return found[0] if found is not None and not found[1] else None
 
 
-def in_the_way(folder: str | Path) -> str | None:
-    """Why no folder can be made at `folder`: the nearest of it and its parents that is a file, or a symbolic link
-    to nothing (mkdir says 'File exists' for both, which read as a disk or permission problem); None otherwise."""
-    folder = Path(folder).expanduser()
-    for path in (folder, *folder.parents):
-        if path.is_symlink() and not path.exists():
-            return (f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; create that folder, or "
-                    "give another path")
-        if path.exists():
-            return None if path.is_dir() else f"{path} is a file, not a folder; move it away, or give another path"
-    return None
+def in_the_way(folder: str | Path, file_fix: str = "move it away, or give another path") -> str | None:
+    """Why no folder can be made at `folder`: the nearest of it and its parents that is a file (`file_fix` says what
+    to do), or a symbolic link to nothing (mkdir says 'File exists' for both, which read as a disk or permission
+    problem); None otherwise."""
+    found = _blocker(folder)
+    if found is None:
+        return None
+    path, dangling = found
+    if dangling:
+        return (f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; create that folder, or give "
+                "another path")
+    return f"{path} is a file, not a folder; {file_fix}"
 
 
 def not_writable(folder: str | Path) -> Path | None:
