@@ -143,7 +143,8 @@ def test_bad_options_are_usage_errors(ckpt, cli, tmp_path):
                         (["smooth=abc"], "--smooth='abc'"), (["alpha=x"], "--alpha='x'"),  # were exit 4
                         (["--alpha", "1.5"], "overlay opacity"),
                         (["inference.batch_size=0"], "inference.batch_size=0"),  # was taken as 1
-                        (["inference.batch_size=2.5"], "whole number"), (["workers=-1"], "workers=-1")):
+                        (["inference.batch_size=2.5"], "whole number"), (["workers=-1"], "workers=-1"),
+                        (["--save", "overlay", "overlay=false"], "leaves nothing to write")):  # wrote masks
         code, out, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", *args)
         assert code == 2 and words in err and out == "", (args, err)
 

@@ -108,7 +108,10 @@ def predict_with(cfg, predictor) -> list[Path]:
     shard_spec = parse_shard(cfg.shard)
     save = parse_save(cfg.save)
     if not cfg.overlay:
-        save = tuple(k for k in save if k != "overlay") or ("mask",)
+        if save == ("overlay",):  # was a mask written in place of the one output asked for, without a word
+            raise ConfigError("--save overlay with overlay=false leaves nothing to write; drop overlay=false, or "
+                              "--save mask")
+        save = tuple(k for k in save if k != "overlay")
     collected = collect(list(cfg.inputs), cfg.list, stdin=_stdin(cfg), skip_under=cfg.out)
     items = shard(collected, shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
