@@ -72,6 +72,22 @@ def test_onecycle_matches_torch_onecycle_lr():
         ours.optimizer.step(), ours.step(), theirs_opt.step(), theirs.step()
 
 
+def test_progress_is_read_once_per_step_for_all_parameter_groups():
+    """Under DDP progress broadcasts the first process's clock: once per scheduler step, not once per group."""
+    steps = []
+
+    def progress(step):
+        steps.append(step)
+        return step / 10
+
+    optimizer = build_optimizer(_net(), {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01})  # two groups
+    scheduler = build_scheduler(optimizer, {"name": "poly", "power": 1.0}, progress)
+    for _ in range(3):
+        optimizer.step(), scheduler.step()
+    assert steps == [0, 1, 2, 3]
+    assert scheduler.get_last_lr() == pytest.approx([7e-4, 7e-4])
+
+
 def _fit(tmp_path, **trainer_args) -> L.LightningModule:
     """Fit a tiny regression with lr 0.1 SGD on 4 batches; returns the module (steps taken, start weights)."""
 

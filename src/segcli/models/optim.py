@@ -205,8 +205,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict,
                     progress: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR stepping `lr_factor`; progress(step) → fraction of training done."""
     lr_factor(sched, 0, 0.0)  # an unknown sched.name fails here, with the choices
+    read = {}  # LambdaLR asks once per parameter group: progress (a clock; a broadcast under DDP) is read once a step
 
     def factor(step: int) -> float:  # a plain function: LambdaLR's state_dict then stores no reference to it
-        return lr_factor(sched, step, progress(step))
+        if step not in read:
+            read.clear()
+            read[step] = progress(step)
+        return lr_factor(sched, step, read[step])
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
