@@ -78,13 +78,14 @@ def _onnx_header(path: Path) -> bool:
     return len(head) == 2 and head[0] == 0x08 and 1 <= head[1] <= 64
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """torch.load a checkpoint safely (weights_only=True: no pickled code runs)."""
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """torch.load a checkpoint safely (weights_only=True: no pickled code runs); `mmap` maps the file instead of
+    reading it, for a caller that needs only its meta."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found; pass --ckpt RUN_DIR/checkpoints/best.ckpt")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
         refused = unsafe_global(err)
         if refused:

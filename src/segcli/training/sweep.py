@@ -273,7 +273,7 @@ def _check_resumed_data(root: Path, jobs: list[list[str]], swept: list[str], ext
         ckpt = next((p for p in (run_dir / "checkpoints" / n for n in ("last.ckpt", "best.ckpt")) if p.is_file()), None)
         if ckpt is None or not (run_dir / "config.yaml").is_file():
             continue
-        saved = read_checkpoint(ckpt)["hyper_parameters"]["meta"]
+        saved = read_checkpoint(ckpt, mmap=True)["hyper_parameters"]["meta"]  # the meta only: no weights read
         try:
             check_same_data(saved, meta_now(saved, card, OmegaConf.load(run_dir / "config.yaml").data), card.path)
         except DataError as err:
