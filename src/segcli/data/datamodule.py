@@ -54,7 +54,6 @@ def _follow(parent: int, started: str | None) -> None:
     """End this loader worker once the training process is gone. Workers are forkserver children: torch's own
     watchdog checks their parent, the fork server, which outlives a SIGKILLed run, so its workers (~500 MB each)
     and the server stayed for good."""
-    import os
     import time
 
     while True:
