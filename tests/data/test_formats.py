@@ -758,3 +758,18 @@ def test_voc_unlabelled_test_split_is_one_line_not_one_finding_per_image(voc_src
     (root / "SegmentationClass" / "2009_000002.png").unlink()
     code, _, _ = run_cli("prepare", "voc", "--src", src, "--out", tmp_path / "voc2")
     assert code == 1 and "missing_mask" in {f["kind"] for f in read_lint(tmp_path / "voc2" / "lint.json")["findings"]}
+
+
+def test_a_voc_pair_that_no_list_names_is_warned_about(voc_src, tmp_path, rng, run_cli):
+    """A pair added to JPEGImages/ and SegmentationClass/ but to no list was left out without a word; the folder
+    format warns (`unassigned`). The pairs of a list not chosen (--split train) are left out on purpose."""
+    src, _ = voc_src
+    root = src / "VOC2012"
+    write_image(root / "JPEGImages" / "2011_000009.jpg", random_image(rng, 40, 56))
+    cv2.imwrite(str(root / "SegmentationClass" / "2011_000009.png"), np.zeros((40, 56), np.uint8))
+    code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", tmp_path / "a", "--split", "train")
+    assert code == 0, stderr
+    findings = read_lint(tmp_path / "a" / "lint.json")["findings"]
+    assert [(f["kind"], f["stem"]) for f in findings if f["kind"] == "unassigned"] == [("unassigned", "2011_000009")]
+    code, _, stderr = run_cli("prepare", "voc", "--src", src, "--out", tmp_path / "b", "--strict")
+    assert code == 1 and "2011_000009" in stderr, stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from segcli.data.formats.folder import default_palette
 from segcli.data.formats.native import duplicate, index, point_at
-from segcli.data.lint import error
+from segcli.data.lint import error, warning
 from segcli.data.masks import MaskDecoder, value_lut
 from segcli.data.palette import ColourMap
 from segcli.data.source import Sample, Source
@@ -120,6 +120,26 @@ def collect(src: str | Path, splits: list[str] | None = None) -> Source:
             raise DataError(f"{list_file}: none of the {len(listed)} images it lists has a mask in "
                             f"{' or '.join(d.name + '/' for d in mask_dirs)} (VOC's test split is released without "
                             f"masks); leave '{split}' out of --split")
+    own = masks[0][0] if mask_dirs and mask_dirs[0].name == "SegmentationClass" else {}
+    findings += _unlisted(own, lists_dir, images, splits_of)
     return Source(name="voc", classes=CLASSES, palette=PALETTE, ignore_index=IGNORE_INDEX, samples=samples,
                   decoder=decoder(), splits=wanted, findings=findings,
                   inputs=[lists_dir / f"{split}.txt" for split in wanted])
+
+
+def _unlisted(masks: dict[str, Path], lists_dir: Path, images: dict, chosen: dict) -> list:
+    """An `unassigned` warning (as the folder format gives) for each pair with a mask in VOC's own
+    SegmentationClass/ (`masks`) that no split list in ImageSets/Segmentation names, a pair added by hand and not
+    listed: left out without a word before. The pairs of lists not chosen (--split train leaves val's out) are
+    left out on purpose, and SegmentationClassAug's masks are SBD's, for images VOC's lists do not name."""
+    if not masks:
+        return []
+    listed = set(chosen)
+    for list_file in lists_dir.glob("*.txt"):
+        if not list_file.name.startswith("."):  # not macOS's ._x
+            try:
+                listed.update(Path(line).name for line in read_split_list(list_file))
+            except DataError:  # a list not asked for that cannot be read: not this check's to report
+                continue
+    return [warning("unassigned", str(masks[stem]), f"in no split list in {lists_dir}; left out", stem=stem)
+            for stem in sorted(masks) if stem in images and stem not in listed]
