@@ -127,3 +127,34 @@ def test_a_resume_stopped_before_its_first_checkpoint_leaves_the_config_as_it_wa
     code, _, err = segcli(["train", "--resume", run_dir, "trainer.max_epochs=2"], capsys)
     assert code == 0, err
     assert epochs_run(run_dir) == 2
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_stop_right_after_best_ckpt_waits_for_the_epochs_last_ckpt(signum, tiny_data, tmp_path, capsys,
+                                                                     monkeypatch):
+    """A Ctrl-C or SIGTERM between an epoch's best.ckpt and last.ckpt writes left a best.ckpt that no last.ckpt
+    recorded: in the first epoch no last.ckpt at all, so `--resume` refused the run. Held until last.ckpt is
+    written: the run stops (130/143) with both, and a resume trains on to the end."""
+    import signal
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from segcli.inference.backends import read_checkpoint
+
+    write = ModelCheckpoint._save_checkpoint
+
+    def then_stop(self, trainer, filepath):
+        write(self, trainer, filepath)
+        signal.raise_signal(getattr(signal, signum))
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(ModelCheckpoint, "_save_checkpoint", then_stop)
+        code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "final_eval=false"),
+                               "--run-dir", run_dir], capsys)
+    assert code == {"SIGTERM": 143, "SIGINT": 130}[signum], err
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    code, _, err = segcli(["train", "--resume", run_dir], capsys)
+    assert code == 0, err
+    assert epochs_run(run_dir) == 3

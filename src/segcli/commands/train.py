@@ -507,9 +507,9 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
             _remove_if_no_checkpoint(run_dir, created)
         raise
 
-    best = best_checkpoint(run_dir / "checkpoints") if validating else None
-    ctrl_c = CtrlC()
     last = LastCheckpoint(run_dir / "checkpoints", cfg.get("save_every_n_steps"), cfg.get("save_min_interval_s"))
+    best = best_checkpoint(run_dir / "checkpoints", last.hold) if validating else None
+    ctrl_c = CtrlC()
     callbacks += [c for c in (best, last, ctrl_c) if c is not None]
     torch.set_float32_matmul_precision("high")
     trainer = None

@@ -10,6 +10,7 @@ writer interrupted half-way raises a RuntimeError that would hide the interrupt)
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -39,10 +40,44 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             atomic_write(path, lambda handle: torch.save(checkpoint, handle), fsync=True)
 
 
+class EpochEndHold:
+    """Stops (Ctrl-C, SIGTERM, SIGHUP) held from an epoch-end best.ckpt write until that epoch's last.ckpt is
+    written: a stop between the two left a best.ckpt of an epoch that last.ckpt and metrics.csv do not record (in
+    the first epoch, a best.ckpt and no last.ckpt to resume from). Nothing long runs between them (the epoch-end
+    hooks of the other callbacks). One process only: under DDP the processes coordinate their stops otherwise."""
+
+    def __init__(self):
+        self._stack: contextlib.ExitStack | None = None
+
+    def hold(self) -> None:
+        if self._stack is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(stops_held())
+            self._stack = stack
+
+    def release(self) -> None:
+        """End the hold: a stop that came in the meantime is raised here."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
+
+    def drop(self) -> None:
+        """End the hold while an error is on its way out already: that error, not a held stop, is the run's."""
+        try:
+            self.release()
+        except BaseException:  # noqa: BLE001 - a held Ctrl-C/SIGTERM: the run is ending anyway
+            pass
+
+
 class BestCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose state survives a run directory that was moved or copied: Lightning drops the saved best
     score when the saved `dirpath` differs from this one, and the resumed run would then replace best.ckpt at its
-    next validation, however low. Saved paths in the old checkpoints/ folder are taken as this folder's."""
+    next validation, however low. Saved paths in the old checkpoints/ folder are taken as this folder's.
+    `hold`: the EpochEndHold that last.ckpt's callback ends, entered here at an epoch's end (one process)."""
+
+    def __init__(self, *args, hold: EpochEndHold | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hold = hold
 
     def _generate_state_key(self, **kwargs) -> str:
         return f"ModelCheckpoint{kwargs!r}"  # the key last.ckpt files hold its state under (Lightning's class name)
@@ -64,6 +99,8 @@ class BestCheckpoint(ModelCheckpoint):
         """Write best.ckpt; RUN_DIR/eval/, the final evaluation of the best.ckpt it replaces (a resumed run), then
         describes a checkpoint that is gone: removed, so that it never stands beside another best.ckpt (the run
         evaluates the new one at its end with final_eval: true)."""
+        if self.hold is not None and trainer.world_size == 1 and _epoch_ends(trainer):
+            self.hold.hold()  # until last.ckpt records this epoch too
         super()._save_checkpoint(trainer, filepath)
         stale = Path(filepath).parent.parent / "eval"
         if trainer.is_global_zero and (stale / "report.json").is_file():
@@ -71,11 +108,12 @@ class BestCheckpoint(ModelCheckpoint):
             info(f"train: note: removed {stale}: it evaluated the best.ckpt this run has now replaced")
 
 
-def best_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
+def best_checkpoint(ckpt_dir: Path, hold: EpochEndHold | None = None) -> ModelCheckpoint:
     """checkpoints/best.ckpt, rewritten whenever val/mIoU reaches a new maximum: weights and meta only (eval,
     predict and export need nothing else; resuming uses last.ckpt), a third of a checkpoint with AdamW state."""
     return BestCheckpoint(dirpath=ckpt_dir, filename=BEST, monitor=MONITOR, mode="max", save_top_k=1,
-                          save_weights_only=True, enable_version_counter=False, auto_insert_metric_name=False)
+                          save_weights_only=True, enable_version_counter=False, auto_insert_metric_name=False,
+                          hold=hold)
 
 
 class LastCheckpoint(Checkpoint):
@@ -99,6 +137,7 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = -1  # with gradient accumulation several batches share one step
         self._saved_at: float | None = None  # time.monotonic() of the last write
         self._pending = False  # an epoch end was skipped since the last write
+        self.hold = EpochEndHold()  # entered by best.ckpt's callback at an epoch end; ended once this one is done
 
     def _save(self, trainer, pl_module) -> None:
         check = getattr(pl_module, "check_pending_loss", None)
@@ -116,14 +155,33 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
-        if recent and not _last_epoch(trainer):
-            self._pending = True
-            return
-        self._save(trainer, pl_module)
+        try:
+            if recent and not _last_epoch(trainer):
+                self._pending = True
+            else:
+                self._save(trainer, pl_module)
+        except BaseException:
+            self.hold.drop()
+            raise
+        self.hold.release()  # a stop held since best.ckpt's write stops the run now
 
     def on_train_end(self, trainer, pl_module) -> None:
+        self.hold.release()
         if self._pending:  # training ended in a way _last_epoch did not foresee
             self._save(trainer, pl_module)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.hold.drop()
+
+
+def _epoch_ends(trainer) -> bool:
+    """Whether this validation is the one at the end of an epoch (its last batch, trainer.limit_train_batches
+    reached, or a stop asked for that ends it, as trainer.max_time does), not one in the middle of it."""
+    loop = trainer.fit_loop
+    try:
+        return bool(loop.epoch_loop._num_ready_batches_reached() or (trainer.should_stop and loop._can_stop_early))
+    except AttributeError:  # another Lightning's loops: the last batch only
+        return bool(loop.epoch_loop.batch_progress.is_last_batch)
 
 
 def _last_epoch(trainer) -> bool:
