@@ -567,3 +567,32 @@ def test_sixteen_bit_ids_up_to_65535_get_advice_that_can_be_followed(tmp_path, r
                               "--out", tmp_path / "o")
     assert code == 2 and "(ids 0-65535 found); no ignore value lies above 65535" in stderr, stderr
     assert "--remap 65535=" in stderr and "pick a value above" not in stderr
+
+
+@pytest.mark.parametrize("kind", ["grey", "grey16", "rgb16"])
+def test_max_size_card_stats_are_those_of_the_shrunk_files(kind, tmp_path, rng, run_cli):
+    """data/README: the card's stats come from the pairs actually written. An image --max-size kept as stored (a grey
+    or deeper file) had them from its full-size pixels: a 1-pixel checkerboard, grey after the shrink, had std 0.5
+    on the card (train normalises with it) against 0 in the files."""
+    import cv2
+    import yaml
+
+    board = (np.indices((64, 64)).sum(0) % 2).astype(np.uint16)
+    image = {"grey": (board * 255).astype(np.uint8), "grey16": board * 65535,
+             "rgb16": np.dstack([board * 65535, board * 30000, board * 1000])}[kind]
+    args = _depth_folder(tmp_path / "a", rng, {f"{i}.png": image for i in "abcd"})
+    code, _, stderr = run_cli(*args, "--val-fraction", "0", "--max-size", "32", "--out", tmp_path / "out")
+    assert code == 0, stderr
+    card = yaml.safe_load((tmp_path / "out" / "dataset.yaml").read_text())
+    files = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((tmp_path / "out" / "images").rglob("*.png"))]
+    assert files and all(f.shape[:2] == (32, 32) and f.dtype == image.dtype for f in files)
+    low, high = card.get("image_range", [0, 255])
+    values = (np.stack(files).astype(np.float64) - low) / (high - low)
+    stats = card["stats"]  # the train split's, which train normalises with
+    if values.ndim == 4:  # BGR files, RGB stats
+        values = values[..., ::-1]
+        expected_mean, expected_std = values.mean(axis=(0, 1, 2)), values.std(axis=(0, 1, 2))
+    else:
+        expected_mean, expected_std = [values.mean()] * 3, [values.std()] * 3
+    assert stats["mean"] == pytest.approx(expected_mean, abs=1e-3), stats
+    assert stats["std"] == pytest.approx(np.maximum(expected_std, 1 / 255), abs=1e-3), stats

@@ -57,7 +57,7 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float]
     if colour.dtype == np.uint8:
         return
     if image_range is None:  # the range is chosen from all the images: stats wait for it
-        pair.deep_stats = _stored_stats(colour)
+        pair.deep_stats = stored_stats(colour)
     png_type = png_colour_type(pair.data)
     if png_type in (0, 2):
         pair.stored = np.ascontiguousarray(colour[..., 0]) if png_type == 0 else colour
@@ -66,7 +66,7 @@ def _keep_stored(pair: CheckedPair, colour: np.ndarray, image_range: list[float]
     pair.stored = colour if stored is None else stored  # never the unrotated pixels of an EXIF-rotated file
 
 
-def _stored_stats(colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stored_stats(colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A deeper (H, W, 3) BGR image's RGB channel (mean, std) in stored values, its no-data read as images are read
     (inference.io.to_uint8: NaN and -inf at the range's low end, +inf at its high end). The range is not known yet;
     it spans every finite value of the dataset, so the image's own smallest and largest finite values stand for its

@@ -31,7 +31,7 @@ import numpy as np
 from segcli.data.card import CARD_NAME, DatasetCard, dump_card
 from segcli.data.chart import class_frequency_chart
 from segcli.data.depth import DepthRange, scale_stats
-from segcli.data.check import CheckedPair, check_pair
+from segcli.data.check import CheckedPair, check_pair, stored_stats
 from segcli.data.lint import LintReport, error, warning
 from segcli.data.source import Source
 from segcli.data.stats import SplitStats, card_stats
@@ -217,13 +217,15 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
         counts = np.bincount(ids.ravel())
         depth.add(pair.image if pair.stored is None else pair.stored,
                   str(sample.image) if isinstance(sample.image, Path) else f"{sample.split}/{sample.stem}")
-        if pair.deep_stats is None:  # from the 8-bit view (of what is written, unless that is kept as stored)
-            mean, std = cv2.meanStdDev(image if source_image is pair.image else pair.image)
+        shrunk = source_image is not pair.image  # kept as stored and shrunk: its view shrunk alike (was full-size)
+        if pair.deep_stats is None:  # from the 8-bit view of what is written
+            mean, std = cv2.meanStdDev(_downscale(pair.image, pair.ids, max_size)[0] if shrunk else image)
             stats.setdefault(sample.split, SplitStats()).add(counts, ignore, mean.ravel()[:3] / 255.0,
                                                              std.ravel()[:3] / 255.0)
         else:
             stats.setdefault(sample.split, SplitStats()).add(counts, ignore)
-            deep_stats.append((sample.split, *pair.deep_stats, int(ids.size)))
+            deep = _shrunk_stats(image, pair.deep_stats) if shrunk else pair.deep_stats
+            deep_stats.append((sample.split, *deep, int(ids.size)))
         presence.setdefault(sample.split, []).append([int(v) for v in np.flatnonzero(counts) if v != ignore])
         if progress:
             progress(report.pairs)
@@ -347,6 +349,16 @@ def _downscale(image: np.ndarray, ids: np.ndarray, max_size: int | None) -> tupl
     else:
         shrunk = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return shrunk, cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST)  # nearest: never an id absent from the source
+
+
+def _shrunk_stats(stored: np.ndarray, full: tuple) -> tuple:
+    """The stored-value (mean, std) of a deeper image shrunk as stored, from its BGR view (a grey one as three equal
+    channels; of 3 or more bands, the first three, as decoding gives them); `full`, the full-size image's, for 2
+    bands."""
+    if stored.ndim == 3 and stored.shape[2] < 3:
+        return full
+    view = np.dstack([stored] * 3) if stored.ndim == 2 else np.ascontiguousarray(stored[..., :3])
+    return stored_stats(view)
 
 
 def _resizable(pair: CheckedPair, max_size: int | None) -> np.ndarray:
