@@ -3,6 +3,7 @@ of range, binary 0/255 masks, and image encodings that must just work (RGBA, 16-
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,31 @@ def test_folders_behind_symlinks_are_walked_once_and_loops_end(cli, model_ckpt, 
     assert code == 0, err
     assert sorted(Path(line).name for line in out.split()) == ["a.png", "b.png", "c.png"]
     assert (tmp_path / "out" / "linked" / "b.png").is_file() and (tmp_path / "out" / "sub" / "a.png").is_file()
+
+
+def test_a_symbolic_link_to_nothing_is_named_as_one(cli, model_ckpt, tmp_path):
+    """An image that is a link in a loop, or a mask that is a link to a removed file: prepare said "no image with
+    stem 'x4'" / "no mask with stem 'x4'" while `ls` showed both, and predict left such an input out without a word
+    (exit 0). Now the link is read and named, with the fix."""
+    images, masks = folder_pairs(tmp_path / "d", {f"x{i}": ids(seed=i) for i in range(5)})
+    (images / "x4.png").unlink()
+    (images / "x4.png").symlink_to("x4.png")  # a loop
+    (masks / "x3.png").unlink()
+    (masks / "x3.png").symlink_to("gone.png")
+    code, out, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--classes", "a,b",
+                         "--out", tmp_path / "out")
+    assert code == 1 and "a symbolic link" in err, err
+    assert not (tmp_path / "out" / "dataset.yaml").exists()
+    findings = {f["file"]: (f["kind"], f["detail"]) for f in json.loads((tmp_path / "out" / "lint.json").read_text())[
+        "findings"]}
+    assert findings == {
+        str(images / "x4.png"): ("unreadable", "a symbolic link in a loop (it leads back to itself); point it at the "
+                                               "file, or remove it"),
+        str(masks / "x3.png"): ("unreadable", "a symbolic link to gone.png, which does not exist; point it at the "
+                                              "file, or remove it")}
+    folder = tmp_path / "in"
+    write_image(folder / "a.png", noise(32, 32, 3, seed=1))
+    (folder / "b.png").symlink_to("nowhere.png")
+    code, out, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "pred")
+    assert code == 3 and "b.png: a symbolic link to nowhere.png, which does not exist" in err, err
+    assert [Path(line).name for line in out.split()] == ["a.png"]

@@ -17,7 +17,7 @@ import numpy as np
 from segcli.data.lint import Finding, error, warning
 from segcli.data.palette import NEAR, ColourMap
 from segcli.errors import DataError
-from segcli.inference.io import (COLOUR, JPEG_MAGIC, exif_orientation, imdecode, is_palette_png,
+from segcli.inference.io import (COLOUR, JPEG_MAGIC, cannot_read, exif_orientation, imdecode, is_palette_png,
                                  jpeg_cut_short, png_colour_type, png_cut_short, stored_levels, to_uint8)
 
 GIF_MAGIC = b"GIF8"
@@ -29,7 +29,7 @@ def read_bytes(path: Path) -> bytes:
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions")
+        raise DataError(f"{path}: {cannot_read(path, err)}") from None
     if not data:
         raise DataError(f"{path}: empty file")
     if png_cut_short(data):

@@ -36,7 +36,17 @@ def _read(path: Path) -> np.ndarray:
     try:
         return np.fromfile(str(path), dtype=np.uint8)
     except OSError as err:
-        raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions")
+        raise DataError(f"{path}: {cannot_read(path, err)}") from None
+
+
+def cannot_read(path: str | Path, err: OSError) -> str:
+    """Why a file could not be opened and what to do: a symbolic link to nothing or in a loop is named as one (its
+    'No such file or directory' sent the user looking for a file that `ls` shows)."""
+    if os.path.islink(path) and not os.path.exists(path):
+        if err.errno == errno.ELOOP:
+            return "a symbolic link in a loop (it leads back to itself); point it at the file, or remove it"
+        return f"a symbolic link to {os.readlink(path)}, which does not exist; point it at the file, or remove it"
+    return f"cannot read file ({err.strerror}); check the path and permissions"
 
 
 COLOUR = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR  # 3-channel BGR at the depth stored
@@ -512,7 +522,8 @@ def pages_noun(path: str | Path) -> str:
 def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     """Image files (or files of other `extensions`) under `root` (recursive), sorted; `root` may also be a single
     file. Hidden files and folders (a name starting with '.': macOS's ._x.jpg resource forks, .ipynb_checkpoints/,
-    .git/) are not images."""
+    .git/) are not images. A symbolic link to nothing (or a loop of them) is listed: reading it names it, where
+    leaving it out said its pair had no image or mask, or left an input out without a word."""
     root = Path(root)
     if root.is_file():
         return [root]
@@ -525,8 +536,12 @@ def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
         visited.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(Path(folder, name) for name in files if not name.startswith(".")
-                     and Path(name).suffix.lower() in extensions and os.path.isfile(os.path.join(folder, name)))
+                     and Path(name).suffix.lower() in extensions and _file_or_broken_link(os.path.join(folder, name)))
     return sorted(found)
+
+
+def _file_or_broken_link(path: str) -> bool:
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
 
 
 def staging_path(folder: Path, name: str, suffix: str = "") -> Path:

@@ -140,7 +140,9 @@ def frames(path: Path, batch_size: Callable[[tuple], int]):
         with open(path, "rb"):
             pass
     except OSError as err:
-        raise DataError(f"{path}: cannot read file ({err.strerror}); check the path and permissions") from None
+        from segcli.inference.io import cannot_read
+
+        raise DataError(f"{path}: {cannot_read(path, err)}") from None
     _refuse_an_image(path)
     capture = open_capture(path)
     if not capture.isOpened():
