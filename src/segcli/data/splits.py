@@ -151,24 +151,60 @@ def _grouped_split(stems: list[str], fractions: tuple[float, float], seed: int, 
     order = _shuffled(keys, seed)
     needed = 1 + sum(f > 0 for f in fractions)
     if len(keys) < needed:
-        raise ConfigError(f"--group: {len(keys)} group(s) cannot fill train and {needed - 1} held-out split(s); "
-                          "lower --val-fraction/--test-fraction or use a finer --group")
+        given = [name for name, f in zip(("--val-fraction", "--test-fraction"), fractions) if f > 0]
+        raise ConfigError(f"--group: {len(keys)} group(s) cannot fill train and {needed - 1} held-out split(s); use a "
+                          f"finer --group, or give {' '.join(f'{name} 0' for name in given)} to train on every group")
     split_of: dict[str, str] = {}
     for i, (split, fraction) in enumerate(zip(("val", "test"), fractions)):
         if fraction <= 0:
             continue
         keep = 1 + sum(f > 0 for f in fractions[i + 1:])  # groups left for train and the splits still to fill
-        target, taken = fraction * len(stems), 0
-        for key in order:  # whole groups that still fit under the target, in the seeded order
-            if key not in split_of and taken + size[key] <= target and len(keys) - len(split_of) > keep:
-                split_of[key] = split
-                taken += size[key]
         spare = [k for k in order if k not in split_of]
-        if spare and len(keys) - len(split_of) > keep:  # then the one group that lands closest, if it helps
-            best = min(spare, key=lambda k: abs(taken + size[k] - target))
-            if taken == 0 or abs(taken + size[best] - target) < abs(taken - target):
-                split_of[best] = split
+        chosen = _closest_groups(spare, size, fraction * len(stems))
+        if chosen is None or len(spare) - len(chosen) < keep:
+            chosen = _greedy_groups(spare, size, fraction * len(stems), len(spare) - keep)
+        split_of.update((key, split) for key in chosen)
     return {s: split_of.get(groups[s], "train") for s in stems}
+
+
+def _greedy_groups(spare: list[str], size: Counter, target: float, most: int) -> list[str]:
+    """At most `most` (≥ 1) of the `spare` groups, in their (seeded) order, that fit under `target`, then the one
+    that lands closest if that helps; one group at least."""
+    chosen, taken = [], 0
+    for key in spare:
+        if taken + size[key] <= target and len(chosen) < most:
+            chosen.append(key)
+            taken += size[key]
+    rest = [k for k in spare if k not in chosen]
+    if rest and len(chosen) < most:
+        best = min(rest, key=lambda k: abs(taken + size[k] - target))
+        if taken == 0 or abs(taken + size[best] - target) < abs(taken - target):
+            chosen.append(best)
+    return chosen
+
+
+def _closest_groups(spare: list[str], size: Counter, target: float, budget: int = 20_000_000) -> list[str] | None:
+    """The groups among `spare` whose pairs add up closest to `target` (ties: the smaller total), at least one
+    group: an exact subset-sum over the totals up to 2 × target (a bit set per group). Of the subsets with that
+    total, the one whose groups come earliest in `spare`'s seeded order, so that the seed still chooses. None when
+    the search would exceed `budget` bits (thousands of groups): small groups get close greedily anyway."""
+    cap = int(2 * target) + 1
+    if cap * (len(spare) + 1) > budget:
+        return None
+    mask = (1 << (cap + 1)) - 1
+    reach = [1]  # bit t of reach[i]: some subset of the first i groups adds up to t
+    for key in spare:
+        reach.append((reach[-1] | (reach[-1] << size[key])) & mask)
+    totals = [t for t in range(1, cap + 1) if reach[-1] >> t & 1]
+    if not totals:
+        return None
+    total = min(totals, key=lambda t: (abs(t - target), t))
+    chosen = []
+    for i in range(len(spare), 0, -1):  # leave out the later groups whenever the earlier ones reach the total
+        if not reach[i - 1] >> total & 1:
+            chosen.append(spare[i - 1])
+            total -= size[spare[i - 1]]
+    return chosen[::-1]
 
 
 def assign_folds(stems: list[str], folds: int, seed: int, groups: dict[str, str] | None = None) -> dict[str, int]:

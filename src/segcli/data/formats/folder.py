@@ -340,6 +340,8 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
     folders = split_folders(stems) if not split_files and val_fraction is None and test_fraction is None else None
     inside, prepared = _inside_split_folders(folders)
     groups = None
+    if group and folders is None:  # split at random or by lists: train/seqA_0 and test/seqA_9 are still one sequence
+        inside, _ = _inside_split_folders(split_folders(stems))
     if group:  # matched against the stem inside its split folder: '^[^_]+' gives 'seq1' for train/seq1_0001
         keyed = group_keys(sorted({inside.get(s, s) for s in stems}), str(group))
         groups = {s: keyed[inside.get(s, s)] for s in stems}
