@@ -9,6 +9,7 @@ from helpers_data import blocks, random_image, write_grey, write_image
 
 from segcli.data.card import load_card
 from segcli.data.sampler import class_presence, repeat_factors
+from segcli.inference.io import read_mask
 from segcli.errors import ConfigError
 
 
@@ -131,3 +132,22 @@ def test_loader_workers_rejects_nonsense(setting):
 
     with pytest.raises(ConfigError, match="data.num_workers"):
         loader_workers(setting)
+
+
+def test_presence_follows_a_card_edited_by_hand(folded):
+    """Entries moved between splits by hand (sizes unchanged): the stored presence, a list per split, was trusted
+    because its length still matched, so the sampler oversampled an image without the rare class."""
+    import yaml
+
+    from segcli.data.sampler import rare_class_sampler
+
+    card = yaml.safe_load(folded.path.read_text())
+    train, val = card["splits"]["train"], card["splits"]["val"]
+    rare = next(i for i, ids in enumerate(class_presence(folded, "train")) if 2 in ids)
+    train[rare], val[0] = val[0], train[rare]
+    folded.path.write_text(yaml.safe_dump(card, sort_keys=False))
+    edited = load_card(folded.root)
+    truth = [[int(v) for v in np.unique(read_mask(mask)) if v != edited.ignore_index] for _, mask in edited.pairs("train")]
+    assert class_presence(edited, "train") == truth
+    weights = rare_class_sampler(edited, "train", list(range(len(truth))), 0.5).weights.tolist()
+    assert [w > 1 for w in weights] == [2 in ids for ids in truth]

@@ -5,7 +5,7 @@
     DIR/dataset.yaml                  the card (see segcli.data.card)
     DIR/lint.json                     every lint finding (see segcli.data.lint)
     DIR/class_frequencies.png         bar chart of class frequencies per split
-    DIR/class_presence.json           per split, the class ids present in each pair (rare-class sampling)
+    DIR/class_presence.json           the class ids present in each mask, by its path (rare-class sampling)
 
 Everything is written into a temporary sibling directory that replaces DIR only when the lint
 passed: a lint failure, any other error or Ctrl-C leaves DIR as it was. A failed lint still leaves
@@ -173,7 +173,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     ignore = source.ignore_index
     splits: dict[str, list[dict]] = {}
     stats: dict[str, SplitStats] = {}
-    presence: dict[str, list[list[int]]] = {}
+    presence: dict[str, list[int]] = {}  # mask file (as the card names it) → the class ids in it
     seen: set[tuple[str, str]] = set()
     owner: dict[str, str] = {}  # source image → the split that has it
     listed: dict[str, int] = {}  # pairs per split, usable or not
@@ -226,7 +226,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
             stats.setdefault(sample.split, SplitStats()).add(counts, ignore)
             deep = _shrunk_stats(image, pair.deep_stats) if shrunk else pair.deep_stats
             deep_stats.append((sample.split, *deep, int(ids.size)))
-        presence.setdefault(sample.split, []).append([int(v) for v in np.flatnonzero(counts) if v != ignore])
+        presence[entry["mask"]] = [int(v) for v in np.flatnonzero(counts) if v != ignore]
         if progress:
             progress(report.pairs)
     left_out: dict[tuple[str, str], set[str]] = {}  # pairs the source left out (no mask, no image, two files,
@@ -281,7 +281,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
                        splits=splits, stats=card_stats(stats, len(classes)), image_range=image_range)
     if root is not None and report.passed:
         atomic_write_bytes(root / CARD_NAME, dump_card(card).encode("utf-8"))
-        atomic_write_bytes(root / PRESENCE_NAME, json.dumps(presence, separators=(",", ":")).encode("utf-8"))
+        atomic_write_bytes(root / PRESENCE_NAME, json.dumps({"masks": presence}, separators=(",", ":")).encode("utf-8"))
         split_pixels = {name: s["class_pixels"] for name, s in card.stats["splits"].items()}
         if split_pixels:
             write_png(root / CHART_NAME, class_frequency_chart(card.classes, split_pixels))

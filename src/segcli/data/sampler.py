@@ -19,13 +19,24 @@ PRESENCE_NAME = "class_presence.json"
 
 
 def class_presence(card: DatasetCard, split: str) -> list[list[int]]:
-    """Class ids present in each entry of `split`: from DIR/class_presence.json, else read from the masks."""
+    """Class ids present in each entry of `split`: from DIR/class_presence.json, by mask file (a card edited by hand,
+    entries moved between splits, still finds each its own; the list per split it held before was trusted when only
+    its length matched), else read from the mask."""
+    known: dict = {}
     path = card.root / PRESENCE_NAME
     if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8")).get(split)
-        if stored is not None and len(stored) == len(card.splits[split]):
-            return stored
-    return [[int(v) for v in np.unique(read_mask(mask)) if v != card.ignore_index] for _, mask in card.pairs(split)]
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable: the masks tell
+            stored = {}
+        known = stored.get("masks", {}) if isinstance(stored, dict) else {}
+    presence = []
+    for entry, (_, mask) in zip(card.splits[split], card.pairs(split)):
+        ids = known.get(entry["mask"]) if isinstance(known, dict) else None
+        if not isinstance(ids, list):
+            ids = [int(v) for v in np.unique(read_mask(mask)) if v != card.ignore_index]
+        presence.append(ids)
+    return presence
 
 
 def repeat_factors(presence: list[list[int]], num_classes: int, threshold: float) -> np.ndarray:
