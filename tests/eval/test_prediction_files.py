@@ -158,3 +158,22 @@ def test_a_binary_tools_0_255_prediction_for_a_coloured_two_class_palette_says_s
     line = err.strip().splitlines()[-1]
     assert code == 3 and out == "" and line.startswith(f"segcli: error: {tmp_path / 'preds' / 'a.png'}: ")
     assert line.endswith("it is a 0/255 mask: save 0 and 1 instead (mask // 255)"), line
+
+
+def test_two_predictions_of_one_image_are_refused_naming_both(crafted, tmp_path, capsys):
+    """DIR/<key>.png and DIR/val/<key>.png (predict of one split, then of the whole images/ tree, into one --out):
+    each image took whichever came first, so one report scored two runs' masks, exit 0 and not a word."""
+    import shutil
+
+    root, _ = crafted
+    ids_dir, _ = _predictions(tmp_path, "unused", lambda p, ids: None)
+    alone, _ = _scores(ids_dir, root, capsys)
+    key = sorted(CRAFTED)[0]
+    (ids_dir / "val" / key).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ids_dir / f"{key}.png", ids_dir / "val" / f"{key}.png")
+    code, out, err = run_cli(["eval", "--predictions", ids_dir, "--data", root, "--json", "-"], capsys)
+    line = err.strip().splitlines()[-1]
+    assert code == 3 and out == "", err
+    assert f"two predictions of image val/{key}: {ids_dir / f'{key}.png'} and {ids_dir / 'val' / f'{key}.png'}" in line
+    (ids_dir / f"{key}.png").unlink()  # one left: scored as before
+    assert _scores(ids_dir, root, capsys)[0] == alone

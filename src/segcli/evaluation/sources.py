@@ -85,10 +85,22 @@ def prediction_path(pred_dir: Path, split: str, key: str) -> Path:
     suffix in capitals (a.PNG, as Windows tools and cameras name PNGs) where the lower-case one is not there."""
     direct = pred_dir / f"{key}.png"
     candidates = (direct, pred_dir / split / f"{key}.png", pred_dir / f"{key}.PNG", pred_dir / split / f"{key}.PNG")
+    found: list[Path] = []
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return direct
+        if candidate.is_file() and not any(_same_file(candidate, other) for other in found):  # one file, two names
+            found.append(candidate)
+    if len(found) > 1:  # e.g. `predict images/val --out DIR`, then `predict images --out DIR`: two runs' masks
+        raise DataError(f"--predictions {pred_dir}: two predictions of image {split}/{key}: {found[0]} and {found[1]} "
+                        "(from two predict runs into one folder?); remove the stale one, or give a folder that "
+                        "holds one run's masks")
+    return found[0] if found else direct
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)  # a case-insensitive file system: x.png and x.PNG are one file
+    except OSError:
+        return False
 
 
 def _other_format(path: Path) -> Path | None:
