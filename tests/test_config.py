@@ -559,3 +559,24 @@ def test_an_unknown_prepare_key_points_at_a_cfg_that_runs(fmt, args, tmp_path):
     assert f"unknown config key 'foo' for 'segcli prepare {fmt}'" in line
     assert f"see `segcli prepare {fmt} --cfg` for all keys" in line
     assert_ok(run_cli("prepare", fmt, *args, "--cfg", cwd=tmp_path))
+
+
+def test_naming_a_schedule_or_optimiser_selects_its_preset():
+    """`sched.name=onecycle` kept poly's keys: warmup_steps=5 and power=2 were accepted and read by nothing (the lr
+    curve was onecycle's either way); `optim.name=sgd` ran SGD without the sgd preset's momentum and nesterov, and
+    optim.momentum=... was then refused as unknown. The name now selects the preset, as `sched=onecycle` does."""
+    from omegaconf import OmegaConf
+
+    from segcli.config import compose
+    from segcli.errors import ConfigError
+
+    for key, name in (("sched", "onecycle"), ("sched", "cosine"), ("optim", "sgd")):
+        by_name = compose("train", ["experiment=camvid", f"{key}.name={name}"])
+        by_group = compose("train", ["experiment=camvid", f"{key}={name}"])
+        assert OmegaConf.to_container(by_name[key]) == OmegaConf.to_container(by_group[key]), key
+    assert compose("train", ["optim.name=sgd", "optim.momentum=0.5"]).optim.momentum == 0.5
+    with pytest.raises(ConfigError, match="sched.warmup_steps"):
+        compose("train", ["sched.name=onecycle", "sched.warmup_steps=5"])
+    with pytest.raises(ConfigError, match="sched=poly and sched.name=cosine name two different sched presets"):
+        compose("train", ["sched=poly", "sched.name=cosine"])
+    assert compose("train", ["sched=cosine", "sched.name=cosine"]).sched.name == "cosine"

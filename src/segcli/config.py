@@ -145,6 +145,31 @@ _HYDRA_FIX = {  # what segcli offers instead of the hydra.* key people know from
 }
 
 
+NAMED_GROUPS = ("optim", "sched")  # groups whose options each set `name` to the option's own name
+
+
+def _names_as_options(overrides: list[str], groups: dict[str, list[str]]) -> list[str]:
+    """`sched.name=cosine` as `sched=cosine`: the name alone kept the preset's other keys (poly's power, adamw's
+    betas), which the new schedule or optimiser reads not (onecycle ignored warmup_steps and power, sgd ran without
+    the sgd preset's momentum and nesterov, which could then not even be set), without a word. Given beside a choice
+    of the group (`sched=poly sched.name=cosine`), the two must agree."""
+    chosen = {o.partition("=")[0]: o.partition("=")[2] for o in overrides if o.partition("=")[0] in NAMED_GROUPS}
+    out = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        group = key.removesuffix(".name")
+        if group in NAMED_GROUPS and key == f"{group}.name" and value in groups.get(group, ()):
+            if group in chosen and chosen[group] != value:
+                raise ConfigError(f"{group}={chosen[group]} and {override} name two different {group} presets; give "
+                                  f"one: {group}={value}")
+            if group not in chosen:
+                out.append(f"{group}={value}")
+                chosen[group] = value
+            continue
+        out.append(override)
+    return out
+
+
 def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: str = "") -> list:
     """Parse `overrides` (Hydra's Override objects, one per string, returned for the later checks) and check the
     options of config groups they select. A key of `command` named like a group it does not use (eval's and
@@ -356,6 +381,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         _check_shadowing(config_dir)
     overrides = quote_values(list(overrides))
     groups = _groups(search)
+    overrides = _names_as_options(overrides, groups)
     parsed = _check_groups(overrides, groups, command)
 
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
