@@ -580,3 +580,22 @@ def test_naming_a_schedule_or_optimiser_selects_its_preset():
     with pytest.raises(ConfigError, match="sched=poly and sched.name=cosine name two different sched presets"):
         compose("train", ["sched=poly", "sched.name=cosine"])
     assert compose("train", ["sched=cosine", "sched.name=cosine"]).sched.name == "cosine"
+
+
+def test_a_switch_given_as_an_interpolation_is_checked_by_its_value(monkeypatch):
+    """`channels_last=${final_eval}` and `final_eval=${oc.env:FLAG}` were refused by their text ("give true or
+    false"), though numbers and paths take interpolations. The value they give is checked; an environment
+    variable's text 'false' becomes false (the text would test as on)."""
+    from segcli.config import compose
+    from segcli.errors import ConfigError
+
+    assert compose("train", ["final_eval=false", "channels_last=${final_eval}"]).channels_last is False
+    monkeypatch.setenv("SEGCLI_TEST_FLAG", "False")
+    cfg = compose("train", ["final_eval=${oc.env:SEGCLI_TEST_FLAG}"])
+    assert cfg.final_eval is False
+    monkeypatch.setenv("SEGCLI_TEST_FLAG", "maybe")
+    with pytest.raises(ConfigError, match=r"final_eval='\$\{oc.env:SEGCLI_TEST_FLAG\}' gives 'maybe': give true or "
+                                          r"false"):
+        compose("train", ["final_eval=${oc.env:SEGCLI_TEST_FLAG}"])
+    with pytest.raises(ConfigError, match="final_eval='maybe': give true or false"):
+        compose("train", ["final_eval=maybe"])

@@ -393,7 +393,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             fmt = (values or {}).get("format") if command == "prepare" else None
             shown = f"{command} {fmt}" if fmt else command
             raise _explain(err, command, overrides, extra, hydra_compose, shown) from None
-        _check_switches(command, overrides, parsed, groups, extra, hydra_compose)
+        _check_switches(command, overrides, parsed, groups, extra, hydra_compose, cfg)
         listed: Callable[[str], bool] = lambda key: False  # noqa: E731
         if any(ov.is_force_add() for ov in parsed):  # a forced add may name a listed key
             kept = [o for o, ov in zip(overrides, parsed) if not (ov.is_add() or ov.is_force_add())]
@@ -438,10 +438,12 @@ _SWITCH_WORDS = {"trainer.deterministic": ("warn",)}  # switches that take a wor
 
 
 def _check_switches(command: str, overrides: list[str], parsed: list, groups: dict, extra: list[str],
-                    hydra_compose) -> None:
+                    hydra_compose, cfg=None) -> None:
     """An override of a true/false setting must be true or false: Hydra keeps `legend=maybe` or `half=1` as given,
     and the command would test it for truth (anything but false, 0 or empty counts as on). parsed: `overrides` as
-    _check_groups parsed them."""
+    _check_groups parsed them. An interpolation (`${final_eval}`) is checked by what it gives in `cfg`, the composed
+    config (its text was refused); one that gives the text 'true' or 'false' (an environment variable) is set to
+    that value, as the text would count as on even when 'false'."""
     from omegaconf import OmegaConf
 
     given = [(ov.key_or_group, ov.value()) for ov in parsed
@@ -451,10 +453,22 @@ def _check_switches(command: str, overrides: list[str], parsed: list, groups: di
         return
     base = hydra_compose(config_name=command, overrides=[o for o in overrides if o.split("=")[0] in groups] + extra)
     for key, value in given:
-        if isinstance(OmegaConf.select(base, key, default=None), bool) \
-                and str(value).lower() not in _SWITCH_WORDS.get(key, ()):
-            words = ", ".join((*_SWITCH_WORDS.get(key, ()), "true"))
-            raise ConfigError(f"{key}={value!r}: give {words} or false (segcli {command})")
+        if not isinstance(OmegaConf.select(base, key, default=None), bool) \
+                or str(value).lower() in _SWITCH_WORDS.get(key, ()):
+            continue
+        words = ", ".join((*_SWITCH_WORDS.get(key, ()), "true"))
+        if cfg is not None and isinstance(value, str) and "${" in value:
+            try:
+                resolved = OmegaConf.select(cfg, key, default=None)
+            except Exception:  # noqa: BLE001 - an interpolation that does not resolve: _check_resolves names it
+                continue
+            if isinstance(resolved, bool) or str(resolved).lower() in _SWITCH_WORDS.get(key, ()):
+                continue
+            if str(resolved).strip().lower() in ("true", "false"):  # ${oc.env:FLAG}: text, which tests as on
+                OmegaConf.update(cfg, key, str(resolved).strip().lower() == "true", merge=False)
+                continue
+            raise ConfigError(f"{key}={value!r} gives {resolved!r}: give {words} or false (segcli {command})")
+        raise ConfigError(f"{key}={value!r}: give {words} or false (segcli {command})")
 
 
 def _explain(err: Exception, command: str, overrides: list[str], extra: list[str], hydra_compose,
