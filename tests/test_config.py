@@ -418,7 +418,9 @@ def test_a_config_dir_option_missing_a_key_training_reads_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("command, override, fix", [
     ("train", "hydra.run.dir=/tmp/x", "--run-dir DIR"), ("train", "hydra.job.chdir=true", "segcli train --cfg"),
-    ("predict", "+hydra.verbose=true", "SEGCLI_DEBUG=1"), ("eval", "hydra.searchpath=[file:///x]", "--config-dir DIR")])
+    ("predict", "+hydra.verbose=true", "SEGCLI_DEBUG=1"), ("eval", "hydra.searchpath=[file:///x]", "--config-dir DIR"),
+    ("train", "hydra/job_logging=disabled", "segcli train --cfg"),  # a hydra/ group choice: accepted, and ignored
+    ("train", "hydra/launcher=basic", "segcli train --cfg")])
 def test_hydra_settings_are_refused_not_ignored(command, override, fix):
     """Hydra composed `hydra.run.dir=...` and segcli read none of it: the run went to runs/train/<timestamp>."""
     with pytest.raises(ConfigError, match=re.escape(fix)) as err:

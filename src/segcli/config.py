@@ -183,7 +183,7 @@ def _check_groups(overrides: list[str], groups: dict[str, list[str]], command: s
     own, keys = _primary(command) if command else (set(groups), set())
     for ov in parsed:
         key = ov.key_or_group
-        if key.lstrip("+~") == "hydra" or key.startswith("hydra."):
+        if key.lstrip("+~") == "hydra" or key.lstrip("+~").startswith(("hydra.", "hydra/")):  # hydra/launcher=...
             raise ConfigError(f"{ov.input_line}: segcli reads no hydra.* settings (it composes conf/ with Hydra's "
                               f"compose API), so this would be ignored; {_HYDRA_FIX.get(key, _HYDRA_FIX['']).format(command=command or 'COMMAND')}")
         if key in groups and key not in own and key in keys and not ov.is_delete():
