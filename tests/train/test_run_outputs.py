@@ -72,6 +72,9 @@ def test_final_eval_with_other_inference_settings_says_how_to_reproduce_it(tiny_
     from segcli.config import compose
 
     assert inference_overrides(compose("train", [])) == []  # whole-image defaults: a plain eval reproduces it
+    for same in ("inference.scales=[]", "inference.scales=1", "inference.scales=[1]"):  # the default, spelt otherwise
+        assert inference_overrides(compose("train", [same])) == [], same
+    assert inference_overrides(compose("train", ["inference.scales=[1,0.5]"])) == ["inference.scales=[1,0.5]"]
     assert inference_overrides(compose("train", ["inference=slide", "inference.batch_size=8"])) == ["inference.mode=slide"]
 
 

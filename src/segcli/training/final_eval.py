@@ -39,8 +39,21 @@ def inference_overrides(run_cfg) -> list[str]:
 
     default = OmegaConf.to_container(compose("eval", []).inference, resolve=True)
     run = OmegaConf.to_container(run_cfg.inference, resolve=True)
-    differ = [key for key in run if key not in ("batch_size", "amp") and run[key] != default.get(key)]
+    differ = [key for key in run if key not in ("batch_size", "amp")
+              and _same_as(key, run[key]) != _same_as(key, default.get(key))]
     return [f"inference.{key}={_value(run[key])}" for key in differ]
+
+
+def _same_as(key: str, value):
+    """A setting as inference reads it, so that another spelling of the default is no difference: scales [] or 1
+    is [1.0] (the final line said "with inference.scales=[]: `segcli eval … inference.scales=[]` reproduces it")."""
+    if key == "scales":
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        try:
+            return [float(v) for v in values] if values else [1.0]
+        except (TypeError, ValueError):  # refused before training; compared as given
+            return value
+    return value
 
 
 def _value(value) -> str:
