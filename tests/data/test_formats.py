@@ -818,7 +818,8 @@ def test_folder_group_is_matched_inside_split_folders_however_the_split_is_made(
                           ("test", ["seqA_0010", "seqA_0011"])):
         for name in names:
             write_image(tmp_path / "images" / folder / f"{name}.png", random_image(rng, 12, 16))
-            write_grey(tmp_path / "masks" / folder / f"{name}.png", blocks(rng, 12, 16, [0, 1], block=4).astype(np.uint8))
+            mask = blocks(rng, 12, 16, [0, 1], block=4).astype(np.uint8)
+            write_grey(tmp_path / "masks" / folder / f"{name}.png", mask)
     if how == "lists":
         (tmp_path / "tr.txt").write_text("train/seqA_0000\ntrain/seqA_0001\ntrain/seqB_0000\n")
         (tmp_path / "va.txt").write_text("test/seqA_0010\n")

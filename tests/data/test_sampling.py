@@ -147,7 +147,8 @@ def test_presence_follows_a_card_edited_by_hand(folded):
     train[rare], val[0] = val[0], train[rare]
     folded.path.write_text(yaml.safe_dump(card, sort_keys=False))
     edited = load_card(folded.root)
-    truth = [[int(v) for v in np.unique(read_mask(mask)) if v != edited.ignore_index] for _, mask in edited.pairs("train")]
+    truth = [[int(v) for v in np.unique(read_mask(mask)) if v != edited.ignore_index]
+             for _, mask in edited.pairs("train")]
     assert class_presence(edited, "train") == truth
     weights = rare_class_sampler(edited, "train", list(range(len(truth))), 0.5).weights.tolist()
     assert [w > 1 for w in weights] == [2 in ids for ids in truth]
