@@ -173,3 +173,27 @@ def test_a_checkpoint_a_sweep_or_a_moved_dataset_names_what_to_give(synthetic_ru
                                           f"give its place: segcli train --from {tmp_path / 'moved.yaml'} "
                                           "data.root=FOLDER")  # was: prepare a synthetic dataset there
     assert not (tmp_path / "new").exists()
+
+
+def test_naming_another_preset_switches_the_section_keeping_the_shared_keys(synthetic_data, tmp_path):
+    """`--from RUN sched.name=onecycle` kept poly's keys (power, warmup_steps), read by nothing, and `optim.name=sgd`
+    kept adamw's betas and had no momentum to set. As without --from, the name selects that preset; the saved
+    values of the keys both presets have (lr, warmup_steps) stay. A key the new preset lacks is refused, in any
+    order."""
+    from omegaconf import OmegaConf
+
+    from segcli.config import compose, to_yaml
+    from segcli.errors import ConfigError
+    from segcli.training.resume import start_config
+
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(to_yaml(compose("train", [f"data.root={synthetic_data}", "sched.warmup_steps=7",
+                                               "optim.lr=0.002"])))
+    cfg = start_config(saved, ["sched.name=cosine", "optim.name=sgd", "optim.momentum=0.5"])
+    assert OmegaConf.to_container(cfg.sched) == {**OmegaConf.to_container(compose("train", ["sched=cosine"]).sched),
+                                                 "warmup_steps": 7}
+    assert cfg.optim.name == "sgd" and cfg.optim.lr == 0.002 and cfg.optim.momentum == 0.5 and cfg.optim.nesterov
+    assert "betas" not in cfg.optim
+    for order in (["sched.warmup_steps=3", "sched.name=onecycle"], ["sched.name=onecycle", "sched.warmup_steps=3"]):
+        with pytest.raises(ConfigError, match="has no key sched.warmup_steps"):
+            start_config(saved, order)

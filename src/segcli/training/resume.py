@@ -329,7 +329,8 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     _fill(cfg, compose("train", []))
     with open_dict(cfg):
         cfg.run_dir = None  # a new run: runs/train/<timestamp>, run_dir=DIR or --run-dir DIR, not the saved run's
-        for ov in parsed:
+        names_first = sorted(parsed, key=lambda o: o.key_or_group not in ("sched.name", "optim.name"))  # _switch_preset
+        for ov in names_first:
             key = ov.key_or_group
             if key in _GROUPS or key == "experiment" or "@" in key:
                 raise ConfigError(f"{ov.input_line}: --from starts from {path}, whose groups are composed in already; "
@@ -354,6 +355,8 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
             value = ov.value()
             if key == "data.root":
                 value = str(Path(str(value)).expanduser())
+            if _switch_preset(cfg, key, value):
+                continue
             if known.get(key) and not holds_settings(key, value):
                 raise ConfigError(f"{ov.input_line}: {key} is a mapping of settings; set its keys ({key}.<name>=VALUE) "
                                   f"or give a mapping, {key}={{...}}")
@@ -365,6 +368,25 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
         _check_dataset_moved(path, source, cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _switch_preset(cfg, key: str, value) -> bool:
+    """`--from RUN sched.name=onecycle`: the section becomes that preset's, keeping the saved values of the keys it
+    shares (lr, weight_decay, warmup_steps), as `sched.name=onecycle` selects the preset without --from. The name
+    alone kept the old preset's keys (poly's power, adamw's betas), read by nothing. False: not such an override
+    (another key, the same preset, or a name no preset has, refused later)."""
+    from omegaconf import OmegaConf
+
+    from segcli.config import NAMED_GROUPS, compose, conf_dir
+
+    group = key.removesuffix(".name")
+    if group not in NAMED_GROUPS or key != f"{group}.name" or str(value) == str(cfg[group].get("name")) \
+            or not (conf_dir() / group / f"{value}.yaml").is_file():
+        return False
+    preset = OmegaConf.to_container(compose("train", [f"{group}={value}"])[group])
+    saved = OmegaConf.to_container(cfg[group])
+    cfg[group] = {k: (saved[k] if k in saved and k != "name" else v) for k, v in preset.items()}
+    return True
 
 
 def _check_sections(saved, known: dict, path: Path) -> None:
