@@ -155,6 +155,10 @@ def test_sweep_expansion_uses_hydra_grammar():
     refuse_sweep(["augment.crop_size=[64,64]", "model.encoder=resnet18"])  # lists are not sweeps
     with pytest.raises(ConfigError, match="-m"):
         refuse_sweep(["optim.lr=0.1,0.2"])
+    # a tuple, read only once each comma's part was quoted: said it "is a sweep" (of '(64' and '64)'), add -m
+    with pytest.raises(ConfigError, match=r"^'augment.crop_size=\(64,64\)' reads as a sweep of '\(64', '64\)'; write "
+                                          r"a list as \[a,b\]"):
+        refuse_sweep(["augment.crop_size=(64,64)"])
 
 
 def test_experiment_bundles_resolve_from_conf_experiment(tmp_path):

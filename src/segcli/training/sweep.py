@@ -43,8 +43,14 @@ def _parse(overrides: list[str]):
 
 def refuse_sweep(overrides: list[str]) -> None:
     """A single run given `key=a,b`: a one-line usage error pointing at -m."""
-    for ov in _parse(overrides):
+    from segcli.config import quote_values
+
+    for given, quoted, ov in zip(overrides, quote_values(list(overrides)), _parse(overrides)):
         if ov.is_sweep_override():
+            if quoted != given:  # `crop_size=(64,64)`, read only once each comma's part was quoted: '(64', '64)'
+                parts = ", ".join(str(v) for v in ov.sweep_string_iterator())  # as quoted
+                raise ConfigError(f"'{given}' reads as a sweep of {parts}; write a list as [a,b], a single value "
+                                  "holding commas as key='a,b', or add -m to run one job per value")
             raise ConfigError(f"'{ov.input_line}' is a sweep; add -m to run one job per value, or quote a single "
                               f"value that contains commas: key='a,b'")
 
