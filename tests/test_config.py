@@ -601,3 +601,16 @@ def test_a_switch_given_as_an_interpolation_is_checked_by_its_value(monkeypatch)
         compose("train", ["final_eval=${oc.env:SEGCLI_TEST_FLAG}"])
     with pytest.raises(ConfigError, match="final_eval='maybe': give true or false"):
         compose("train", ["final_eval=maybe"])
+
+
+def test_adding_a_key_the_config_has_says_to_drop_the_plus():
+    """`+model.kwargs={encoder_depth:4}` was told "'segcli train' reads no such key", of a key it reads."""
+    from segcli.config import compose
+    from segcli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^\+model.kwargs: 'model.kwargs' is in the config already; set it without "
+                                          r"the plus, model.kwargs=VALUE$"):
+        compose("train", ["+model.kwargs={encoder_depth:4}"])
+    with pytest.raises(ConfigError, match="reads no such key"):  # sgd's key, not adamw's: not in this config
+        compose("train", ["+optim.momentum=0.9"])
+    assert compose("train", ["++model.kwargs={encoder_depth:4}"]).model.kwargs.encoder_depth == 4

@@ -226,6 +226,8 @@ def _check_added(command: str, parsed: list, groups: dict, listed: Callable[[str
             continue
         where = ", ".join(f"+{p}<name>" for p in ADDABLE.get(command, ()))
         plus = "++" if ov.is_force_add() else "+"
+        if listed(key):  # +model.kwargs={...}: was "reads no such key", of a key it reads
+            raise ConfigError(f"{plus}{key}: '{key}' is in the config already; set it without the plus, {key}=VALUE")
         hint = f" (keys can be added only as {where})" if where else ""
         raise ConfigError(f"{plus}{key}: 'segcli {command}' reads no such key, so it would be ignored; see "
                           f"`segcli {command} --cfg` for the keys{hint}")
@@ -394,11 +396,15 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             shown = f"{command} {fmt}" if fmt else command
             raise _explain(err, command, overrides, extra, hydra_compose, shown) from None
         _check_switches(command, overrides, parsed, groups, extra, hydra_compose, cfg)
-        listed: Callable[[str], bool] = lambda key: False  # noqa: E731
-        if any(ov.is_force_add() for ov in parsed):  # a forced add may name a listed key
-            kept = [o for o, ov in zip(overrides, parsed) if not (ov.is_add() or ov.is_force_add())]
-            plain, absent = hydra_compose(config_name=command, overrides=kept + extra), object()
-            listed = lambda key: OmegaConf.select(plain, key, default=absent) is not absent  # noqa: E731
+        plain: list = []  # the config without the added keys, composed when first asked for
+
+        def listed(key: str) -> bool:  # a forced add may name a listed key; a plain add should not
+            if not plain:
+                kept = [o for o, ov in zip(overrides, parsed) if not (ov.is_add() or ov.is_force_add())]
+                plain.append(hydra_compose(config_name=command, overrides=kept + extra))
+            absent = object()
+            return OmegaConf.select(plain[0], key, default=absent) is not absent
+
         _check_added(command, parsed, groups, listed)
         _check_deleted(command, parsed, groups)
         if config_dir is not None:
