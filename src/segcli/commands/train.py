@@ -684,10 +684,10 @@ def _finish(cfg, trainer, module, best, run_dir: Path, card, announce: bool) -> 
     trainer.strategy.barrier()
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping) and c.stopped_epoch), None)
     if stopper is not None and trainer.is_global_zero:  # Lightning names max_epochs and max_time, not this
-        delta = f"{abs(stopper.min_delta):g}"
+        delta = abs(stopper.min_delta)  # a fraction, as val/mIoU is; the epoch lines print mIoU in points
         info(f"train: early stopping after epoch {stopper.stopped_epoch + 1}: val mIoU has not risen by more than "
-             f"{delta} in {counted(stopper.patience, 'validation')} (early_stopping.patience={stopper.patience}, "
-             f"early_stopping.min_delta={delta})")
+             f"{round(delta * 100, 6):g} point{'s' * (delta != 0.01)} in {counted(stopper.patience, 'validation')} "
+             f"(early_stopping.patience={stopper.patience}, early_stopping.min_delta={delta:g})")
     report = None
     if cfg.get("final_eval", True):
         report = final_eval(cfg, run_dir, run_dir / "checkpoints" / "best.ckpt")  # every rank: eval shards over them
