@@ -456,3 +456,16 @@ def test_a_read_only_out_is_not_replaced_and_an_existing_one_is_said_to_be(ckpt,
     code, stdout, err = cli("export", "--ckpt", ckpt, "--out", out)
     assert code == 0 and stdout.strip().splitlines()[-1] == str(out), err
     assert f"→ {out} (replacing the file there)" in err and out.read_bytes() != b"the model in service"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_out_naming_a_folder_says_to_give_a_file_in_it(fmt, ckpt, tmp_path, cli):
+    """`--out runs/x/` (a folder) with ONNX was told "an ONNX file must end in .onnx"; TorchScript got the folder
+    message with a file path to give."""
+    (tmp_path / "outdir").mkdir()
+    code, out, err = cli("export", "--ckpt", ckpt, "--format", fmt, "--out", tmp_path / "outdir")
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[fmt]
+    assert code == 2 and out == "", err
+    wanted = tmp_path / "outdir" / f"model{suffix}"
+    assert f"a folder, but the exported model is one file; give a file path such as {wanted}" in err
+    assert list((tmp_path / "outdir").iterdir()) == []

@@ -82,3 +82,15 @@ def test_nan_or_infinite_exported_logits_fail_verification():
     with pytest.raises(CandidateFailed, match=r"fails on a 10x10 image \(the model: its logits are NaN or infinite "
                                               r"\(6 of 300 values\)"):
         compare(_predictor(ref), _predictor(cand), [np.zeros((10, 10, 3), np.uint8)])
+
+def test_a_failure_shows_enough_digits_to_be_beyond_its_limit():
+    """1.0005e-4 of the largest logit against a limit of 1e-4 read "1.00e-04 of the largest |logit| 20.1, > 0.0001":
+    a value that looked within the limit it failed."""
+    ref = torch.zeros(1, 3, 2, 2)
+    ref[0, 0] = 20.0
+    cand = ref.clone()
+    cand[0, 0, 0, 0] += 20.0 * 1.0005e-4
+    parity = compare(_predictor(ref), _predictor(cand), [np.zeros((2, 2, 3), np.uint8)])
+    (failed,) = parity.failures(1e-4, 0.0, 0.0)
+    shown = failed.split(", ")[1].split(" of the largest")[0]
+    assert float(shown) > 1e-4, failed

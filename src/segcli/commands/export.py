@@ -30,13 +30,13 @@ def _check_options(cfg) -> None:
         raise ConfigError(f"unknown --format '{cfg.format}'; choose from {', '.join(FORMATS)}")
     if cfg.out:
         suffix = Path(cfg.out).suffix.lower()
+        if Path(cfg.out).is_dir():  # before the suffix: `--out runs/x/` was told "an ONNX file must end in .onnx"
+            raise ConfigError(f"--out {cfg.out}: a folder, but the exported model is one file; give a file path "
+                              f"such as {Path(cfg.out) / ('model' + FORMATS[cfg.format])}")
         if cfg.format == "onnx" and suffix != ".onnx":
             raise ConfigError(f"--out {cfg.out}: an ONNX file must end in .onnx (that is how `segcli predict --model` recognises it)")
         if cfg.format == "torchscript" and suffix in (".onnx", ".ckpt"):
             raise ConfigError(f"--out {cfg.out}: a TorchScript file must not end in {suffix}; use .pt")
-        if Path(cfg.out).is_dir():
-            raise ConfigError(f"--out {cfg.out}: a folder, but the exported model is one file; give a file path "
-                              f"such as {Path(cfg.out) / ('model' + FORMATS[cfg.format])}")
         from segcli.inference.io import file_in_the_way
 
         above = file_in_the_way(Path(cfg.out).parent)  # mkdir's "File exists" blamed permissions and free space

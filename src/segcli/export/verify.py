@@ -40,12 +40,13 @@ class Parity:
         failed = []
         relative = self.relative_logit_diff
         if relative is not None and not relative <= max_rel_logit_diff:
-            failed.append(f"max |logit diff| {self.max_abs_logit_diff:.2e}, {relative:.2e} of the largest |logit| "
-                          f"{max(1.0, self.logit_scale or 0.0):.3g}, > {max_rel_logit_diff:g}")
+            failed.append(f"max |logit diff| {self.max_abs_logit_diff:.2e}, {_beyond(relative, max_rel_logit_diff, 'e')} "
+                          f"of the largest |logit| {max(1.0, self.logit_scale or 0.0):.3g}, > {max_rel_logit_diff:g}")
         if not self.argmax_agreement >= min_argmax_agreement:
-            failed.append(f"argmax agreement {self.argmax_agreement:.6f} < {min_argmax_agreement:g}")
+            failed.append(f"argmax agreement {_beyond(self.argmax_agreement, min_argmax_agreement, 'f')} < "
+                          f"{min_argmax_agreement:g}")
         if not self.miou >= min_miou:
-            failed.append(f"mIoU vs torch {self.miou:.6f} < {min_miou:g}")
+            failed.append(f"mIoU vs torch {_beyond(self.miou, min_miou, 'f')} < {min_miou:g}")
         return failed
 
     def summary(self) -> str:
@@ -101,3 +102,13 @@ def compare(reference, candidate, images: list[np.ndarray]) -> Parity:
     ious = [c["iou"] for c in compute_metrics(matrix.matrix)["classes"] if c["gt_pixels"] > 0]
     return Parity(len(images), worst, same / max(total, 1), float(np.mean(ious)) if ious else 1.0,
                   None if worst is None else scale)
+
+
+def _beyond(value: float, limit: float, kind: str) -> str:
+    """`value` with as many digits as show it on its side of `limit` (kind 'e': from 3 significant digits, 'f': from
+    6 decimals): 1.0005e-4 against 1e-4 read "1.00e-04 > 0.0001"."""
+    for digits in range(3 if kind == "e" else 6, 17):
+        text = f"{value:.{digits - 1}e}" if kind == "e" else f"{value:.{digits}f}"
+        if (float(text) > limit) == (value > limit) and float(text) != limit:
+            return text
+    return repr(value)
