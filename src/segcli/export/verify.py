@@ -40,8 +40,9 @@ class Parity:
         failed = []
         relative = self.relative_logit_diff
         if relative is not None and not relative <= max_rel_logit_diff:
-            failed.append(f"max |logit diff| {self.max_abs_logit_diff:.2e}, {_beyond(relative, max_rel_logit_diff, 'e')} "
-                          f"of the largest |logit| {max(1.0, self.logit_scale or 0.0):.3g}, > {max_rel_logit_diff:g}")
+            shown = _beyond(relative, max_rel_logit_diff, "e")
+            failed.append(f"max |logit diff| {self.max_abs_logit_diff:.2e}, {shown} of the largest |logit| "
+                          f"{max(1.0, self.logit_scale or 0.0):.3g}, > {max_rel_logit_diff:g}")
         if not self.argmax_agreement >= min_argmax_agreement:
             failed.append(f"argmax agreement {_beyond(self.argmax_agreement, min_argmax_agreement, 'f')} < "
                           f"{min_argmax_agreement:g}")
