@@ -219,7 +219,7 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
                   str(sample.image) if isinstance(sample.image, Path) else f"{sample.split}/{sample.stem}")
         shrunk = source_image is not pair.image  # kept as stored and shrunk: its view shrunk alike (was full-size)
         if pair.deep_stats is None:  # from the 8-bit view of what is written
-            mean, std = cv2.meanStdDev(_downscale(pair.image, pair.ids, max_size)[0] if shrunk else image)
+            mean, std = cv2.meanStdDev(_shrink(pair.image, max_size) if shrunk else image)
             stats.setdefault(sample.split, SplitStats()).add(counts, ignore, mean.ravel()[:3] / 255.0,
                                                              std.ravel()[:3] / 255.0)
         else:
@@ -338,17 +338,24 @@ def _split_findings(report: LintReport, expected: list[str], listed: dict[str, i
 
 def _downscale(image: np.ndarray, ids: np.ndarray, max_size: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Shrink so that the longer side is at most `max_size`: area-averaged image, nearest-neighbour mask."""
+    shrunk = _shrink(image, max_size)
+    if shrunk is image:
+        return image, ids
+    size = shrunk.shape[1::-1]  # (W, H)
+    return shrunk, cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST)  # nearest: never an id absent from the source
+
+
+def _shrink(image: np.ndarray, max_size: int | None) -> np.ndarray:
+    """`image` area-averaged so that its longer side is at most `max_size` (itself when it is no larger)."""
     h, w = image.shape[:2]
     if not max_size or max(h, w) <= max_size:
-        return image, ids
+        return image
     scale = max_size / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if image.ndim == 3 and image.shape[2] > 4:  # OpenCV resizes at most 4 channels of some depths (8-bit, int16)
-        shrunk = np.dstack([cv2.resize(image[..., i:i + 4], size, interpolation=cv2.INTER_AREA)
-                            for i in range(0, image.shape[2], 4)])
-    else:
-        shrunk = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return shrunk, cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST)  # nearest: never an id absent from the source
+        return np.dstack([cv2.resize(image[..., i:i + 4], size, interpolation=cv2.INTER_AREA)
+                          for i in range(0, image.shape[2], 4)])
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _shrunk_stats(stored: np.ndarray, full: tuple) -> tuple:
