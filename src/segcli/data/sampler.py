@@ -29,10 +29,11 @@ def class_presence(card: DatasetCard, split: str) -> list[list[int]]:
             stored = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):  # unreadable: the masks tell
             stored = {}
-        known = stored.get("masks", {}) if isinstance(stored, dict) else {}
+        known = stored.get("masks") if isinstance(stored, dict) else None
+        known = known if isinstance(known, dict) else {}
     presence = []
     for entry, (_, mask) in zip(card.splits[split], card.pairs(split)):
-        ids = known.get(entry["mask"]) if isinstance(known, dict) else None
+        ids = known.get(entry["mask"])
         if not isinstance(ids, list):
             ids = [int(v) for v in np.unique(read_mask(mask)) if v != card.ignore_index]
         presence.append(ids)
