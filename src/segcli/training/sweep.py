@@ -43,11 +43,9 @@ def _parse(overrides: list[str]):
 
 def refuse_sweep(overrides: list[str]) -> None:
     """A single run given `key=a,b`: a one-line usage error pointing at -m."""
-    from segcli.config import quote_values
-
-    for given, quoted, ov in zip(overrides, quote_values(list(overrides)), _parse(overrides)):
+    for given, ov in zip(overrides, _parse(overrides)):
         if ov.is_sweep_override():
-            if quoted != given:  # `crop_size=(64,64)`, read only once each comma's part was quoted: '(64', '64)'
+            if ov.input_line != given:  # `crop_size=(64,64)`, read only once each comma's part was quoted: '(64', '64)'
                 parts = ", ".join(str(v) for v in ov.sweep_string_iterator())  # as quoted
                 raise ConfigError(f"'{given}' reads as a sweep of {parts}; write a list as [a,b], a single value "
                                   "holding commas as key='a,b', or add -m to run one job per value")
