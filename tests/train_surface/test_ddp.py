@@ -11,11 +11,12 @@ number of images (5), so a sampler that padded the val split with a repeated ima
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 
 import pytest
 import yaml
-from helpers_surface import segcli
+from helpers_surface import SRC, segcli
 
 COMMON = ["trainer.max_epochs=1", "data.num_workers=0", "augment=none", "trainer.enable_progress_bar=false",
           "data.batch_size=1", "optim.lr=0", "trainer.precision=32-true", "model=fpn"]
@@ -162,3 +163,37 @@ def test_the_time_budget_schedule_follows_the_first_processs_clock(tmp_path):
     out = tmp_path / "value"
     mp.start_processes(_rank_zeros_in, args=(f"file://{tmp_path / 'init'}", str(out)), nprocs=2, start_method="spawn")
     assert [float((tmp_path / f"value.{rank}").read_text()) for rank in (0, 1)] == [10.0, 10.0]
+
+
+_TERM_IN_WRITE = '''
+import os, signal
+if os.environ.get("LOCAL_RANK", "0") == "0":  # the first process only, as `kill PID` reaches it
+    import segcli.training.checkpoints as checkpoints
+    write = checkpoints.atomic_write
+    def atomic_write(path, *args, **kwargs):
+        if str(path).endswith("last.ckpt"):  # inside the stop hold of the epoch-end checkpoint write
+            os.kill(os.getpid(), signal.SIGTERM)
+        return write(path, *args, **kwargs)
+    checkpoints.atomic_write = atomic_write
+'''
+
+
+def test_a_sigterm_during_the_epoch_end_checkpoint_write_stops_every_process(tiny_data, tmp_path):
+    """A SIGTERM while the first process wrote last.ckpt (held until the write is done) hung the run until gloo's
+    30-minute timeout: Lightning's handler broadcast to processes that waited in a barrier. Now exit 143 within
+    seconds, with checkpoints that `--resume` continues to the end."""
+    from segcli.inference.backends import read_checkpoint
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_TERM_IN_WRITE)
+    run = tmp_path / "run"
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=3", "data.num_workers=0",
+           "model=fpn", "trainer.enable_progress_bar=false", "final_eval=false"]
+    proc = segcli("train", f"data.root={tiny_data}", *ddp, "--run-dir", run, timeout=180,
+                  env={"PYTHONPATH": os.pathsep.join([str(hook), str(SRC)])})
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 0
+    proc = segcli("train", "--resume", run, timeout=600, env={"OMP_NUM_THREADS": "1"})  # in a fresh interpreter
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 2

@@ -654,9 +654,28 @@ def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
         callbacks = [*callbacks, Timer(duration=budget, interval="step")]
         # last.ckpt's and best.ckpt's callbacks are Lightning Checkpoints: without one Lightning would add its own
         # ModelCheckpoint, writing epoch=N-step=M.ckpt files beside last.ckpt.
-        return L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
-                         logger=make_loggers(run_dir), plugins=[AtomicCheckpointIO()], enable_model_summary=False,
-                         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
+        trainer = L.Trainer(**trainer_args, default_root_dir=str(run_dir), callbacks=callbacks,
+                            logger=make_loggers(run_dir), plugins=[AtomicCheckpointIO()], enable_model_summary=False,
+                            enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
+    _no_collective_in_handler(trainer)
+    return trainer
+
+
+def _no_collective_in_handler(trainer) -> None:
+    """Lightning's SIGTERM handler broadcasts from process 0 to the others, inside the handler: a SIGTERM while
+    process 0 wrote an epoch-end checkpoint (its stops are held there) and the others waited in a barrier for it
+    left each process in a different collective until gloo's 30-minute timeout (exit 4). The handler here does the
+    rest of Lightning's: the processes it started get the signal too, and the flag its loops read is set; segcli's
+    own handler then ends this process (Terminated), and Lightning's shutdown stops the others."""
+    connector = trainer._signal_connector
+
+    def notify(signum, frame) -> None:
+        launcher = trainer.strategy.launcher
+        if not connector.received_sigterm and launcher is not None:
+            launcher.kill(signum)
+        connector.received_sigterm = True
+
+    connector._sigterm_notifier_fn = notify
 
 
 def _unlearnt_note(report: dict, cfg) -> None:
