@@ -421,7 +421,7 @@ def test_a_full_disk_stops_a_sweep_and_resume_runs_the_job_again(cli, tiny_data,
     code, out, err = cli("train", "-m", "seed=1,2,3", f"data.root={tiny_data}", "--run-dir", root)
     last = root / "1-seed=2" / "checkpoints" / "last.ckpt"
     line = error_line(code, err, 3, last, "No space left on device", f"segcli train --resume {root}")
-    assert err.count("segcli: error:") == 1 and "sweep job 3/3" not in err and line
+    assert err.count("segcli: error:") == 1 and "sweep job 2 (3 of 3)" not in err and line
     assert len(started) == 2 and not (root / "1-seed=2").exists()
     assert [row["job"] for row in json.loads((root / "summary.json").read_text())["jobs"]] == [0]
     started = _fake_sweep_jobs(monkeypatch)  # room again

@@ -149,7 +149,7 @@ def test_sigterm_to_a_sweep_stops_its_running_job_and_resume_finishes_the_sweep(
     done = subprocess.run([sys.executable, "-m", "segcli", "train", "--resume", str(sweep),
                            "trainer.max_time=00:00:00:01"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"continuing {job}" in done.stderr and "sweep job 2/2: " in done.stderr
+    assert f"continuing {job}" in done.stderr and "sweep job 1 (2 of 2): " in done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(sweep.resolve())
     jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
     assert [(j["job"], j["status"]) for j in jobs] == [(0, "ok"), (1, "ok")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 from helpers_train import segcli, tiny
@@ -17,7 +18,9 @@ def test_sweep_runs_every_job_and_reports_a_failure(tiny_data, tmp_path, capsys)
     assert err.strip().splitlines()[-1].startswith("segcli: error: sweep: 1 of 2 jobs failed")
     assert out.strip().splitlines()[-1] == str(sweep_dir.resolve())
     assert "sweep summary" in out and "encoder=resnet18" in out and "failed (exit 2)" in out
-    assert "train: sweep job 2/2: " in err and "train: sweep job 2/2 failed: " in err  # numbered alike
+    # numbered alike, and as the run folders and the table number the jobs (from 0)
+    assert "train: sweep job 1 (2 of 2): " in err and "train: sweep job 1 (2 of 2) failed: " in err
+    assert re.search(r"│\s+1 │ model.encoder=no_such_encoder", out), out
     with open(sweep_dir / "summary.csv", newline="") as handle:
         jobs = list(csv.DictReader(handle))
     assert [j["status"] for j in jobs] == ["ok", "failed (exit 2)"]

@@ -92,7 +92,7 @@ def test_a_job_stopped_on_its_own_stops_the_sweep_and_a_killed_one_is_named_so(t
     for --resume; a job killed by SIGKILL read 'exit -9: TPU available: False, …' (its last stderr line)."""
     _fake_python(tmp_path, monkeypatch, 'echo "segcli: terminated (SIGTERM)" >&2; exit 143')
     code, _, err = segcli(["train", "-m", *tiny(tiny_data), "seed=1,2", "--run-dir", tmp_path / "s1"], capsys)
-    assert code == 130 and "sweep job 1/2 was stopped (SIGTERM)" in err, err
+    assert code == 130 and "sweep job 0 (1 of 2) was stopped (SIGTERM)" in err, err
     assert json.loads((tmp_path / "s1" / "summary.json").read_text())["jobs"] == []
     _fake_python(tmp_path, monkeypatch, 'echo "TPU available: False, using: 0 TPU cores" >&2; kill -9 $$')
     code, _, err = segcli(["train", "-m", *tiny(tiny_data), "seed=range(1,2)", "--run-dir", tmp_path / "s2"], capsys)

@@ -76,5 +76,5 @@ def test_a_sweep_refuses_these_values_before_its_first_job(tiny_data, tmp_path, 
     failed; a sweep checks every job's values first."""
     proc = segcli("train", "-m", f"data.root={tiny_data}", *QUICK, swept, "--run-dir", tmp_path / "sweep")
     assert proc.returncode == 2 and proc.stderr.count("segcli: error:") == 1, proc.stderr[-2000:]
-    assert swept.split("=")[0].lstrip("+") in proc.stderr and "sweep job 1/2" not in proc.stderr
+    assert swept.split("=")[0].lstrip("+") in proc.stderr and "sweep job 0 (1 of 2)" not in proc.stderr
     assert not any((tmp_path / "sweep").glob("0-*")), proc.stderr[-2000:]

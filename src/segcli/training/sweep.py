@@ -107,6 +107,12 @@ def job_name(index: int, job: list[str], swept: list[str]) -> str:
     return f"{index}-{short}"
 
 
+def _job(index: int, total: int) -> str:
+    """'sweep job 2 (3 of 4)': the job's number as its run folder, the summary table and errors give it (from 0),
+    then how far the sweep has come."""
+    return f"sweep job {index} ({index + 1} of {total})"
+
+
 def sweep_dir(run_dir) -> Path:
     """The given --run-dir, or runs/sweep/<YYYYmmdd-HHMMSS>[-N]."""
     from segcli.runs import make_run_dir
@@ -389,14 +395,14 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     row = {"job": index, "overrides": " ".join(o for o in job if o.partition("=")[0] in swept), "status": "ok",
            "best_val_mIoU": None, "final_mIoU": None, "epochs": None, "run_dir": str(run_dir), "error": ""}
     if _started(run_dir):
-        info(f"train: sweep job {index + 1}/{total}: continuing {run_dir}")
+        info(f"train: {_job(index, total)}: continuing {run_dir}")
         args = [sys.executable, "-m", "segcli", "train", "--resume", str(run_dir), *extra]
     else:
         if (run_dir / "checkpoints").is_dir():  # a stop reached it while it wrote its first best.ckpt: no last.ckpt
-            info(f"train: sweep job {index + 1}/{total}: {run_dir} was stopped before a last.ckpt to continue from; "
+            info(f"train: {_job(index, total)}: {run_dir} was stopped before a last.ckpt to continue from; "
                  "it starts afresh")
             _undo_job(run_dir)  # else the job's own --run-dir check refuses the folder, and the job stays failed
-        info(f"train: sweep job {index + 1}/{total}: {' '.join(job + extra)}")
+        info(f"train: {_job(index, total)}: {' '.join(job + extra)}")
         args = [sys.executable, "-m", "segcli", "train", *job, *extra, "--run-dir", str(run_dir)]
         if config_dir:
             args += ["--config-dir", str(config_dir)]
@@ -428,7 +434,7 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
     if code == 130:  # Ctrl-C reached the job (its whole process group) and the job stopped
         raise KeyboardInterrupt
     if code in (129, 143):  # the job alone was stopped (`kill PID`): as on Ctrl-C, --resume continues it
-        info(f"train: sweep job {index + 1}/{total} was stopped ({signal.Signals(code - 128).name}); the sweep stops "
+        info(f"train: {_job(index, total)} was stopped ({signal.Signals(code - 128).name}); the sweep stops "
              f"too: continue it with `segcli train --resume {root}`")
         raise KeyboardInterrupt
     if code != 0:
@@ -438,7 +444,7 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
             error = (last.removeprefix("segcli: error: ") if last.startswith("segcli: error: ")
                      else f"exit {code}: {last}")
         row.update(status=f"failed (exit {code})", error=error)
-        info(f"train: sweep job {index + 1}/{total} failed: {error}")
+        info(f"train: {_job(index, total)} failed: {error}")
     row.update(run_results(run_dir))
     if not run_dir.exists():  # the job failed before making it (a bad dataset), or removed it
         row["run_dir"] = ""
