@@ -178,6 +178,25 @@ def test_an_error_message_with_line_breaks_is_printed_on_one_line(capsys):
     assert capsys.readouterr().err == "segcli: error: data/dataset.yaml: invalid card line 3 column 7\n"
 
 
+@pytest.mark.parametrize("local_rank, said", [("0", True), ("1", False)])
+@pytest.mark.parametrize("signum, code", [(None, 130), ("SIGTERM", 143)])
+def test_a_stop_is_said_once_per_distributed_run(local_rank, said, signum, code, capsys, monkeypatch):
+    """A SIGTERM to a DDP run (trainer=ddp, devices=2) printed 'segcli: terminated (SIGTERM)' twice, the second from
+    the process Lightning's launcher started, which stops with the first. The first process says it; all exit alike."""
+    import signal
+
+    from segcli import errors
+    from segcli.cli import _fail
+
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setattr(errors, "received_stop", signum and getattr(signal, signum))
+    with pytest.raises(SystemExit) as stop:
+        _fail("interrupted" if signum is None else "terminated", code)
+    assert stop.value.code == code
+    line = "segcli: interrupted\n" if signum is None else f"segcli: terminated ({signum})\n"
+    assert capsys.readouterr().err == (line if said else "")
+
+
 @pytest.mark.parametrize("argv", [[], ["prepare"]], ids=["segcli", "segcli prepare"])
 def test_no_subcommand_shows_the_help_not_an_error_line(argv, tmp_path):
     """`segcli` alone printed its whole help squashed into one line: "segcli: error: Usage: segcli [OPTIONS] ...
