@@ -148,6 +148,16 @@ _HYDRA_FIX = {  # what segcli offers instead of the hydra.* key people know from
 NAMED_GROUPS = ("optim", "sched")  # groups whose options each set `name` to the option's own name
 
 
+def named_preset(key: str, value, groups: dict[str, list[str]] | None = None) -> str | None:
+    """The config group whose preset `key=value` names (`sched.name=cosine` → 'sched', as `sched=cosine`), None for
+    any other override; `groups`: the options to look in (default: the packaged conf/)."""
+    group = key.removesuffix(".name")
+    if group not in NAMED_GROUPS or key != f"{group}.name":
+        return None
+    options = (groups if groups is not None else _groups([conf_dir()])).get(group, ())
+    return group if str(value) in options else None
+
+
 def _names_as_options(overrides: list[str], groups: dict[str, list[str]]) -> list[str]:
     """`sched.name=cosine` as `sched=cosine`: the name alone kept the preset's other keys (poly's power, adamw's
     betas), which the new schedule or optimiser reads not (onecycle ignored warmup_steps and power, sgd ran without
@@ -157,8 +167,8 @@ def _names_as_options(overrides: list[str], groups: dict[str, list[str]]) -> lis
     out = []
     for override in overrides:
         key, _, value = override.partition("=")
-        group = key.removesuffix(".name")
-        if group in NAMED_GROUPS and key == f"{group}.name" and value in groups.get(group, ()):
+        group = named_preset(key, value, groups)
+        if group is not None:
             if group in chosen and chosen[group] != value:
                 raise ConfigError(f"{group}={chosen[group]} and {override} name two different {group} presets; give "
                                   f"one: {group}={value}")

@@ -377,11 +377,10 @@ def _switch_preset(cfg, key: str, value) -> bool:
     (another key, the same preset, or a name no preset has, refused later)."""
     from omegaconf import OmegaConf
 
-    from segcli.config import NAMED_GROUPS, compose, conf_dir
+    from segcli.config import compose, named_preset
 
-    group = key.removesuffix(".name")
-    if group not in NAMED_GROUPS or key != f"{group}.name" or str(value) == str(cfg[group].get("name")) \
-            or not (conf_dir() / group / f"{value}.yaml").is_file():
+    group = named_preset(key, value)  # the packaged presets: --from takes no --config-dir
+    if group is None or str(value) == str(cfg[group].get("name")):
         return False
     preset = OmegaConf.to_container(compose("train", [f"{group}={value}"])[group])
     saved = OmegaConf.to_container(cfg[group])
