@@ -55,6 +55,22 @@ def test_a_batch_with_nothing_labelled_is_skipped_not_nan(term):
     assert torch.equal(logits.grad, torch.zeros_like(logits))
 
 
+@pytest.mark.parametrize("terms", [{"lovasz": 1.0}, {"ce": 1.0, "lovasz": 1.0}])
+def test_per_image_lovasz_leaves_out_an_image_with_nothing_labelled(terms):
+    """loss.params.lovasz.per_image=true with one image of ignore_index pixels only in the batch (an unlabelled
+    frame, or a crop inside an ignored region) failed the step, exit 4: 'Boolean value of Tensor with no values is
+    ambiguous'. The per-image mean is over the images that have labels, and the unlabelled one gets no gradient."""
+    logits, target = _case()
+    target = torch.cat([target, torch.full((1, 8, 8), IGNORE)])
+    logits = torch.cat([logits, torch.randn(1, 4, 8, 8)]).requires_grad_(True)
+    params = {"lovasz": {"per_image": True}}
+    value = WeightedLoss(terms, IGNORE, params=params)(logits, target)
+    value.backward()
+    labelled = WeightedLoss(terms, IGNORE, params=params)(logits[:2], target[:2])
+    torch.testing.assert_close(value, labelled)
+    assert logits.grad[2].abs().max() == 0 and logits.grad[:2].abs().max() > 0
+
+
 def test_training_tells_the_loss_on_the_host_whether_a_batch_has_labels():
     """Asking a CUDA mask whether any pixel is labelled made the host wait for every step's forward pass; the
     loader workers now answer it when they collate the batch, and the loss skips the same batches with it."""

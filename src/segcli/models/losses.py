@@ -4,8 +4,8 @@
 → a module mapping (N, C, H, W) float logits and (N, H, W) int64 targets to a scalar loss. Pixels whose
 target is ignore_index contribute nothing to any term (value or gradient).
 
-Terms (multiclass mode): ce (torch's cross entropy, see CrossEntropy), focal and lovasz (smp.losses), dice, tversky
-and jaccard (models/region_losses.py: smp's formulas and keyword arguments, computed 3.5–4× faster).
+Terms (multiclass mode): ce (torch's cross entropy, see CrossEntropy), focal and lovasz (smp.losses; see Lovasz),
+dice, tversky and jaccard (models/region_losses.py: smp's formulas and keyword arguments, computed 3.5–4× faster).
 class_weights reach the terms that weight per class pixel-wise: ce and focal.
 """
 
@@ -68,12 +68,33 @@ def _term(name: str, ignore_index: int, weights: list[float] | None, params: dic
     if name == "focal":
         return smp.losses.FocalLoss(mode, ignore_index=ignore_index, class_weights=weights, **params)
     if name == "lovasz":
-        return smp.losses.LovaszLoss(mode, ignore_index=ignore_index, **params)
+        return Lovasz(ignore_index, **params)
     from segcli.models import region_losses
 
     makers = {"dice": region_losses.DiceLoss, "tversky": region_losses.TverskyLoss,
               "jaccard": region_losses.JaccardLoss}
     return makers[name](ignore_index=ignore_index, **params)
+
+
+class Lovasz(nn.Module):
+    """smp's LovaszLoss, except that per_image=true averages over the images that have labelled pixels: smp's
+    per-image mean took an image of ignore_index pixels only (a frame left unlabelled, or a crop inside an ignored
+    region) as an empty tensor, and the step failed ('Boolean value of Tensor with no values is ambiguous')."""
+
+    def __init__(self, ignore_index: int, per_image: bool = False, **params):
+        import segmentation_models_pytorch as smp
+
+        super().__init__()
+        self.loss = smp.losses.LovaszLoss("multiclass", ignore_index=ignore_index, **params)
+        self.per_image = bool(per_image)
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not self.per_image:
+            return self.loss(logits, target)
+        labelled = (target != self.ignore_index).flatten(1).any(1).tolist()  # WeightedLoss: one image at least
+        losses = [self.loss(logits[i:i + 1], target[i:i + 1]) for i, has in enumerate(labelled) if has]
+        return torch.stack(losses).mean()
 
 
 class WeightedLoss(nn.Module):
