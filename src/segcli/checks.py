@@ -169,15 +169,22 @@ _LOSS_PARAMS = {  # (term, argument) → (low, high, low_open, optional) of its 
     ("jaccard", "smooth"): (0, None, False, False), ("focal", "gamma"): (0, None, False, False),
     ("focal", "alpha"): (0, 1, False, True), ("tversky", "alpha"): (0, None, False, False),
     ("tversky", "beta"): (0, None, False, False), ("tversky", "gamma"): (0, None, True, False),
+    ("tversky", "smooth"): (0, None, False, False),
 }
+# true/false arguments of the terms' classes (smp's, and segcli's region losses with smp's keyword arguments); added
+# with +loss.params.<term>.<name>, a text value such as 'no' was kept as text, which tests as true
+_LOSS_SWITCHES = ("log_loss", "from_logits", "per_image", "normalized")
 
 
 def _loss_values(loss: dict) -> None:
     for name, weight in (loss.get("terms") or {}).items():
         number(f"loss.terms.{name}", weight, 0, what="a weight >= 0 (0 drops the term)")
-    number("loss.class_weight_power", loss.get("class_weight_power", 1.0), 0)
+    number("loss.class_weight_power", loss.get("class_weight_power", 1.0), 0, 4,
+           what="a number in [0, 4] (1 = median frequency, 0.5 = softer)")
     for term, args in (loss.get("params") or {}).items():
         for arg, value in (args or {}).items():
+            if arg in _LOSS_SWITCHES and not isinstance(value, bool):
+                raise ConfigError(f"loss.params.{term}.{arg}={value!r}: give true or false")
             if (term, arg) in _LOSS_PARAMS:
                 low, high, low_open, optional = _LOSS_PARAMS[term, arg]
                 number(f"loss.params.{term}.{arg}", value, low, high, low_open=low_open, optional=optional)

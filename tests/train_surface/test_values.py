@@ -57,7 +57,13 @@ BAD = {
     "loss.params.ce.label_smoothing=1.5": "loss.params.ce.label_smoothing=1.5",
     "loss=focal loss.params.focal.gamma=-2": "loss.params.focal.gamma=-2",
     "loss=tversky loss.params.tversky.alpha=-1": "loss.params.tversky.alpha=-1",
-    "loss.class_weight_power=-1": "loss.class_weight_power=-1",
+    "loss.class_weight_power=-1": r"loss.class_weight_power=-1: give a number in \[0, 4\]",
+    "loss.class_weight_power=5": r"loss.class_weight_power=5: give a number in \[0, 4\]",  # also without auto
+    # a term's argument added with '+': 'no' was kept as text (true), a negative smooth trained on a 3.6e8 loss
+    "loss=tversky +loss.params.tversky.log_loss=no": "loss.params.tversky.log_loss='no': give true or false",
+    "loss=lovasz loss.params.lovasz.per_image=off": "loss.params.lovasz.per_image='off': give true or false",
+    "loss=focal +loss.params.focal.normalized=1": "loss.params.focal.normalized=1: give true or false",
+    "loss=tversky +loss.params.tversky.smooth=-50": "loss.params.tversky.smooth=-50: give a number >= 0",
     "seed=abc": "seed='abc': give a whole number from 0 to 4294967295",
     "seed=-1": "seed=-1",
     "trainer.devices=abc": "trainer.devices='abc': give auto",
@@ -77,7 +83,8 @@ def test_bad_values_name_the_key(override):
                                       "trainer.gradient_clip_val=1.0", "data.batch_size=2.0", "augment.scale=[1,1]",
                                       "data.cache=true data.num_workers=3", "data.cache=AUTO data.num_workers=auto",
                                       "trainer.devices=[0,1]", "trainer.devices='0,'", "trainer.devices=-1",
-                                      "loss=focal loss.params.focal.alpha=0.25", "seed=4294967295"])
+                                      "loss=focal loss.params.focal.alpha=0.25", "seed=4294967295",
+                                      "loss=tversky +loss.params.tversky.log_loss=true +loss.params.tversky.smooth=1"])
 def test_good_values_pass(override):
     check_values(to_container(compose("train", override.split())))
 
