@@ -275,6 +275,30 @@ def test_values_hydra_cannot_parse_are_quoted():
     assert quote_values(untouched) == untouched  # sweeps, lists, quoted values keep their meaning
 
 
+@pytest.mark.parametrize("command, override, key, value", [
+    ("train", "data.root=2024.10", "data.root", "2024.10"), ("train", "data.root=1_000", "data.root", "1_000"),
+    ("train", "data.root=true", "data.root", "true"), ("train", "data.root=[a]", "data.root", "[a]"),
+    ("train", "run_dir=2025.10", "run_dir", "2025.10"), ("prepare", "out=2030", "out", "2030"),
+    ("export", "verify_images=1e3", "verify_images", "1e3"), ("eval", "json=+5", "json", "+5"),
+    ("eval", "ckpt=[a.ckpt,b.ckpt]", "ckpt", ["a.ckpt", "b.ckpt"]),  # an ensemble's list stays a list
+    ("train", "data.root=null", "data.root", None), ("train", "data.root=${oc.env:HOME}", "data.root", None),
+])
+def test_a_path_is_kept_as_the_text_given(command, override, key, value):
+    """data.root=2024.10 was the float 2024.1 (exit 4: 'expected str, bytes or os.PathLike object, not float'), and
+    run_dir=2025.10 trained into ./2025.1 (exit 0): a folder named like a number, a year or a version is common."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    cfg = compose(command, [override])
+    got = OmegaConf.select(cfg, key)
+    expected = os.environ["HOME"] if "oc.env" in override else value
+    assert (OmegaConf.to_container(got) if OmegaConf.is_config(got) else got) == expected
+    from segcli.config import quote_values
+
+    assert quote_values(["data.root=2024,2024.10"]) == ["data.root='2024','2024.10'"]  # each of a sweep's values
+
+
 @pytest.mark.parametrize("command, override, words", [
     ("predict", "legend=maybe", "true or false"), ("export", "half=1", "true or false"),
     ("eval", "boundary.enabled=0", "true or false"), ("prepare", "strict=x", "true or false"),

@@ -103,6 +103,12 @@ def quote_values(overrides: list[str]) -> list[str]:
             return False
         return True
 
+    def typed(part: str) -> bool:  # Hydra reads it as a number, a bool, a list or a mapping, not as text
+        try:
+            return not isinstance(parser.parse_overrides([f"k={part}"])[0].value(), str)
+        except Exception:
+            return False
+
     out = []
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -112,8 +118,21 @@ def quote_values(overrides: list[str]) -> list[str]:
             quoted = f"{key}=" + ",".join(_single_quoted(part) for part in value.split(","))
             if parses(quoted):
                 item = quoted
+        elif (sep and key.lstrip("+~") in PATH_KEYS and value and value[0] not in "'\"" and value != "null"
+              and not _HYDRA_FUNCTION.match(value)
+              and not (value[0] == "[" and key.lstrip("+~") in PATH_LIST_KEYS)):
+            parts = [value] if value[0] in "[{" else value.split(",")
+            if any(typed(part) for part in parts):  # data.root=2024.10 was the float 2024.1: a folder not there
+                item = f"{key}=" + ",".join(_single_quoted(part) for part in parts)
         out.append(item)
     return out
+
+
+# keys whose value is a path: kept as the text given, where Hydra would read it as a number, a bool or a list
+# (data.root=2024.10 was 2024.1, and a float where a path belongs failed as an internal error, exit 4)
+PATH_KEYS = frozenset(("data.root", "run_dir", "out", "src", "images", "masks", "list", "json", "predictions", "data",
+                       "compare", "verify_images", "ckpt", "model"))
+PATH_LIST_KEYS = frozenset(("ckpt", "model"))  # an ensemble: a list of paths
 
 
 @functools.lru_cache(maxsize=None)

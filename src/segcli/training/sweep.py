@@ -102,6 +102,7 @@ def job_name(index: int, job: list[str], swept: list[str]) -> str:
     for item in job:
         key, _, value = item.partition("=")
         if key in swept:
+            value = value.strip("'\"")  # a quoted value (data.root='2024.10') is named without its quotes
             parts.append(f"{key.lstrip('+~').split('.')[-1]}={value}")
     short = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", ",".join(parts))[:72].strip("_") or "job"
     return f"{index}-{short}"
