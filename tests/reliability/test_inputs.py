@@ -334,3 +334,30 @@ def test_a_symbolic_link_to_nothing_is_named_as_one(cli, model_ckpt, tmp_path):
     code, out, err = cli("predict", folder, "--ckpt", model_ckpt, "--out", tmp_path / "pred")
     assert code == 3 and "b.png: a symbolic link to nowhere.png, which does not exist" in err, err
     assert [Path(line).name for line in out.split()] == ["a.png"]
+
+
+def test_a_folder_that_cannot_be_listed_is_named_not_skipped(cli, model_ckpt, tmp_path, monkeypatch):
+    """A sub-folder without read permission (another user's, a mount gone stale) was skipped without a word:
+    prepare made a dataset of the other pairs (exit 0), predict predicted the rest (exit 0). It stops at once, exit 3,
+    naming the folder. (Simulated, as root reads any folder: listing `locked` fails as chmod 000 makes it.)"""
+    import errno
+    import os
+
+    listing = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return listing(path)
+
+    images, masks = folder_pairs(tmp_path / "d", {f"x{i}": ids(seed=i) for i in range(4)})
+    for folder, kind in ((images, "image"), (masks, "mask")):
+        (folder / "locked").mkdir()
+        write_image(folder / "locked" / "y.png", ids(seed=9) if kind == "mask" else noise(32, 32, 3, seed=9))
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, _, err = cli("prepare", "folder", "--images", images, "--masks", masks, "--classes", "a,b",
+                       "--out", tmp_path / "out")
+    assert code == 3 and f"{images / 'locked'}: cannot list this folder (Permission denied)" in err, err
+    assert not (tmp_path / "out" / "dataset.yaml").exists()
+    code, out, err = cli("predict", images, "--ckpt", model_ckpt, "--out", tmp_path / "pred")
+    assert code == 3 and f"{images / 'locked'}: cannot list this folder" in err and out == "", err

@@ -523,12 +523,20 @@ def list_images(root: str | Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     """Image files (or files of other `extensions`) under `root` (recursive), sorted; `root` may also be a single
     file. Hidden files and folders (a name starting with '.': macOS's ._x.jpg resource forks, .ipynb_checkpoints/,
     .git/) are not images. A symbolic link to nothing (or a loop of them) is listed: reading it names it, where
-    leaving it out said its pair had no image or mask, or left an input out without a word."""
+    leaving it out said its pair had no image or mask, or left an input out without a word. A folder that cannot be
+    listed (no read permission) is a DataError naming it."""
     root = Path(root)
     if root.is_file():
         return [root]
     found, visited = [], set()
-    for folder, dirs, files in os.walk(root, followlinks=True):  # a symlinked sub-folder is walked like a real one
+
+    def unreadable_folder(err: OSError):  # os.walk skipped it without a word: its images were simply not there
+        from segcli.errors import DataError
+
+        raise DataError(f"{err.filename}: cannot list this folder ({err.strerror}); give read access to it "
+                        f"(chmod a+rx), or move it out of {root}")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable_folder, followlinks=True):  # symlinked: walked too
         real = os.path.realpath(folder)
         if real in visited:  # a link back up the tree (a loop) or a second link to a folder already walked
             dirs[:] = []
