@@ -22,9 +22,11 @@ def channel_stats(card: DatasetCard, split: str, channels: int, limit: int = 256
     from segcli.inference.io import read_image
 
     pairs = card.pairs(split)
-    step = max(1, len(pairs) // limit)
+    # spread over the whole split: every len // limit-th image from the start was the first `limit` of 257-511 images
+    # (a split sorted by name, and so by sequence, site or date, gave a mean 0.11 off)
+    chosen = np.unique(np.linspace(0, len(pairs) - 1, min(len(pairs), limit)).round().astype(int)) if pairs else []
     total, total_sq, pixels = np.zeros(channels), np.zeros(channels), 0
-    for image_path, _ in pairs[::step][:limit]:
+    for image_path, _ in (pairs[i] for i in chosen):
         image = read_image(image_path, channels, card.image_range).reshape(-1, channels).astype(np.float64) / 255.0
         total += image.sum(0)
         total_sq += (image**2).sum(0)
