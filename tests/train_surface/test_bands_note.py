@@ -57,3 +57,45 @@ def test_a_cmyk_tiff_dataset_gets_no_note_about_bands_left_out(tmp_path):
     proc = segcli("train", f"data.root={out}", *QUICK, "final_eval=false", "--run-dir", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "bands" not in proc.stderr and "in_channels=4" not in proc.stderr
+
+
+def _two_band_tiffs(tmp_path, alpha: bool = False):
+    """Six 32×32 2-band TIFFs (a band, and a second band or alpha) with two-class masks, prepared."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    name = "la" if alpha else "b2"
+    images, masks = tmp_path / f"images-{name}", tmp_path / f"masks-{name}"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(6):
+        ids = np.zeros((32, 32), np.uint8)
+        ids[:, 16:] = 1
+        extra = {"extrasamples": ["unassalpha"]} if alpha else {"planarconfig": "contig"}
+        tifffile.imwrite(images / f"x{i}.tif", rng.integers(0, 256, (32, 32, 2), dtype=np.uint8),
+                         photometric="minisblack", **extra)
+        assert cv2.imwrite(str(masks / f"x{i}.png"), ids)
+    out = tmp_path / f"data-{name}"
+    proc = segcli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--val-fraction", "0.34")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_bands_a_grey_or_rgb_model_leaves_out_are_named_for_two_bands_and_for_a_grey_model(tmp_path):
+    """A 2-band TIFF (e.g. two radar polarisations) trained with the default 3 channels lost its second band without
+    a word (read as grey); so did a 1-channel model's 4th band of a 4-band TIFF. A grey + alpha TIFF gets no note."""
+    two = _two_band_tiffs(tmp_path)
+    proc = segcli("train", f"data.root={two}", *QUICK, "final_eval=false", "--run-dir", tmp_path / "two")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "has 2 bands and the model reads its first band as grey (model.in_channels=3); set model.in_channels=2 " \
+           "to train on all of them" in proc.stderr
+    four = _dataset(tmp_path, ".tif")
+    proc = segcli("train", f"data.root={four}", *QUICK, "final_eval=false", "model.in_channels=1",
+                  "--run-dir", tmp_path / "grey")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "has 4 bands and the model reads the first 3 as grey (their luma) (model.in_channels=1); set " \
+           "model.in_channels=4" in proc.stderr
+    alpha = _two_band_tiffs(tmp_path, alpha=True)
+    proc = segcli("train", f"data.root={alpha}", *QUICK, "final_eval=false", "--run-dir", tmp_path / "alpha")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "bands and the model reads" not in proc.stderr

@@ -144,20 +144,24 @@ def _no_adverts(record: logging.LogRecord) -> bool:
 
 
 def _note_unused_bands(pairs, channels: int) -> None:
-    """A TIFF of 4+ bands (RGB + near infrared, multispectral) trained by a 3-channel model is read as its first
-    three bands and the rest are left out: a note with the setting that uses them. Only TIFFs: a 4-channel PNG is
-    RGBA, whose alpha is rightly dropped (screenshots, exports of editors), and a CMYK TIFF is converted to RGB."""
-    from segcli.inference.io import is_cmyk_tiff, stored_channels
+    """A TIFF of 2 bands, or of 4 or more (RGB + near infrared, multispectral), trained by a 1- or 3-channel model is
+    read as grey (its first band) or as its first three bands, and the rest are left out: a note with the setting
+    that uses them all. Only TIFFs: a 4-channel PNG is RGBA, whose alpha is rightly dropped (screenshots, exports of
+    editors), as is a TIFF's alpha band; a CMYK TIFF is converted to RGB."""
+    from segcli.inference.io import is_alpha_tiff, is_cmyk_tiff, stored_channels
 
-    if channels != 3 or not pairs or pairs[0][0].suffix.lower() not in (".tif", ".tiff"):
+    if channels not in (1, 3) or not pairs or pairs[0][0].suffix.lower() not in (".tif", ".tiff"):
         return
     try:
         bands = stored_channels(pairs[0][0])  # through segcli's reader (non-UTF-8 names, one message per failure)
     except DataError:
         return  # an unreadable image gets its own error when the data are read
-    if bands > 3 and not is_cmyk_tiff(pairs[0][0]):
-        info(f"train: note: {pairs[0][0]} has {bands} bands and the model reads the first 3 as RGB "
-             f"(model.in_channels=3); set model.in_channels={bands} to train on all of them")
+    if bands in (1, 3) or is_cmyk_tiff(pairs[0][0]) or is_alpha_tiff(pairs[0][0]):
+        return
+    read = ("its first band as grey" if bands == 2 else
+            "the first 3 as RGB" if channels == 3 else "the first 3 as grey (their luma)")
+    info(f"train: note: {pairs[0][0]} has {bands} bands and the model reads {read} "
+         f"(model.in_channels={channels}); set model.in_channels={bands} to train on all of them")
 
 
 def _note_untrainable_classes(card, split: str) -> None:

@@ -346,6 +346,13 @@ def is_cmyk_tiff(path: str | Path) -> bool:
     return tags is not None and tags.get(262) == 5
 
 
+def is_alpha_tiff(path: str | Path) -> bool:
+    """A TIFF whose first extra band is alpha (ExtraSamples 1 or 2): grey + alpha, RGBA; an alpha band is rightly
+    left out by a model that reads grey or RGB."""
+    tags = _tiff_tags(_read(Path(path)))
+    return tags is not None and tags.get(338) in (1, 2)
+
+
 def _channel_count(array: np.ndarray) -> int:
     return 1 if array.ndim == 2 else array.shape[2]
 
