@@ -77,7 +77,8 @@ def _mode(cfg) -> str:
 
 def _load_model(cfg, device: str):
     """(the predictor, the report's "model": the resolved path; a list of them for an ensemble of several)"""
-    from segcli.inference.backends import load_predictor, model_paths
+    from segcli.inference.backends import load_predictor
+    from segcli.inference.model_files import model_paths
     from segcli.inference.predictor import ensemble
 
     paths = model_paths(cfg.ckpt or cfg.model)
@@ -173,6 +174,21 @@ def _check_outputs(cfg) -> None:
 def run(cfg) -> dict:
     """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
     from segcli.checks import number, seed
+
+    mode = _mode(cfg)  # the checks that need no model come before torch is loaded (seconds)
+    number("--worst", cfg.worst or 0, 0, integer=True, what="a number of images >= 0")
+    worst = int(cfg.worst or 0)
+    number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
+    seed("seed", cfg.seed)
+    number("boundary.dilation_ratio", cfg.boundary.dilation_ratio, 0, 1, low_open=True,
+           what="a fraction of the image diagonal, > 0 and <= 1 (e.g. 0.02)")
+    if worst and not cfg.out:
+        raise ConfigError("--worst K writes figures; pass --out DIR too")
+    if mode != "predictions":
+        from segcli.inference.model_files import model_kind, model_paths
+
+        for path in model_paths(cfg.ckpt or cfg.model):
+            model_kind(path)  # a missing file or a folder given as a model
     from segcli.evaluation import distributed
     from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch
     from segcli.evaluation.corruptions import CORRUPTIONS, for_channels, parse_corruptions, parse_severities
@@ -181,7 +197,6 @@ def run(cfg) -> dict:
     from segcli.evaluation.sources import model_items, palette_colours, prediction_items, split_pairs
     from segcli.reports import report_dict
 
-    mode = _mode(cfg)
     corruptions = parse_corruptions(cfg.corruptions)
     if not corruptions and cfg.corruptions not in (None, "", []):  # --corruptions "," evaluated none, silently
         given = cfg.corruptions if isinstance(cfg.corruptions, str) else ",".join(str(v) for v in cfg.corruptions)
@@ -192,14 +207,6 @@ def run(cfg) -> dict:
         _note_unused_severity(cfg.severity)
     if corruptions and mode == "predictions":
         raise ConfigError("--corruptions needs a model (--ckpt or --model): fixed predictions cannot see corrupted images")
-    number("--worst", cfg.worst or 0, 0, integer=True, what="a number of images >= 0")
-    worst = int(cfg.worst or 0)
-    number("inference.batch_size", cfg.inference.batch_size, 1, integer=True)
-    seed("seed", cfg.seed)
-    number("boundary.dilation_ratio", cfg.boundary.dilation_ratio, 0, 1, low_open=True,
-           what="a fraction of the image diagonal, > 0 and <= 1 (e.g. 0.02)")
-    if worst and not cfg.out:
-        raise ConfigError("--worst K writes figures; pass --out DIR too")
     _check_outputs(cfg)
     old = load_report(cfg.compare) if cfg.compare else None
     ratio = float(cfg.boundary.dilation_ratio) if cfg.boundary.enabled else None

@@ -22,10 +22,9 @@ DEFAULT_OPSET = 17  # what an ONNX export uses when --opset is not given (conf/e
 
 def _check_options(cfg) -> None:
     """Fail fast (exit 2) on options that cannot work, before anything is loaded or written."""
-    import torch
-
     if not cfg.ckpt:
         raise ConfigError("no checkpoint given; pass --ckpt RUN_DIR/checkpoints/best.ckpt")
+    _check_is_checkpoint(cfg.ckpt)  # a missing file or a folder (exit 3), before torch is loaded (seconds)
     if cfg.format not in FORMATS:
         raise ConfigError(f"unknown --format '{cfg.format}'; choose from {', '.join(FORMATS)}")
     if cfg.out:
@@ -49,6 +48,8 @@ def _check_options(cfg) -> None:
         cfg.opset = DEFAULT_OPSET if cfg.format == "onnx" else None
     _check_values(cfg)
     if cfg.half:
+        import torch
+
         if not torch.cuda.is_available():
             raise ConfigError("--half exports float16 for a GPU and is verified there, but no CUDA device is available; "
                               "export float32 (without --half)")
@@ -91,10 +92,10 @@ def _check_values(cfg) -> None:
 def _check_is_checkpoint(path) -> None:
     """--ckpt must be a checkpoint: an exported file given instead was 'not a readable checkpoint (UnpicklingError);
     it may be truncated' (ONNX), or that after a torch.load warning on stderr (TorchScript)."""
-    from segcli.inference.backends import model_kind, refuse_folder
+    from segcli.inference.model_files import check_checkpoint_there, model_kind
 
-    refuse_folder(path)  # a run directory: was "checkpoint not found", of a folder that is there
-    kind = model_kind(path) if Path(path).is_file() else "checkpoint"  # a missing file: load_torch_model says so
+    check_checkpoint_there(path)  # a run directory: was "checkpoint not found", of a folder that is there
+    kind = model_kind(path)
     if kind != "checkpoint":
         name = {"onnx": "ONNX", "torchscript": "TorchScript"}[kind]
         raise DataError(f"{path}: an exported {name} model, not a checkpoint; export from the .ckpt it came from "
@@ -295,7 +296,6 @@ def _export(cfg, out: Path) -> Path:
     from segcli.inference.io import not_writable, staging_path, writing
 
     half, fmt = bool(cfg.half), str(cfg.format)
-    _check_is_checkpoint(cfg.ckpt)
     model, meta = load_torch_model(cfg.ckpt)
     _check_argmax(cfg, meta)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
 
 def _check(cfg) -> str:
     from segcli.checks import number
-    from segcli.inference.backends import model_paths
+    from segcli.inference.model_files import model_paths
 
     if cfg.ckpt and cfg.model:
         raise ConfigError("both --ckpt and --model given; pass one of them (repeat it for an ensemble)")
@@ -88,11 +88,16 @@ class Run:
 def run(cfg):
     """Load the model named by cfg.ckpt / cfg.model (several: their ensemble) and predict cfg's inputs (see
     predict_with)."""
-    from segcli.inference.backends import load_predictor, model_paths
-    from segcli.inference.predictor import ensemble
+    from segcli.inference.model_files import model_kind, model_paths
 
     _check(cfg)
+    _options(cfg)
     paths = model_paths(cfg.model or cfg.ckpt)
+    for path in paths:
+        model_kind(path)  # a missing file or a folder given as a model: said before torch is loaded (seconds)
+    from segcli.inference.backends import load_predictor
+    from segcli.inference.predictor import ensemble
+
     members = [load_predictor(path, cfg.device, cfg.inference.batch_size) for path in paths]
     return predict_with(cfg, ensemble(members).configure(cfg.inference))
 
@@ -100,18 +105,11 @@ def run(cfg):
 def predict_with(cfg, predictor) -> list[Path]:
     """Predict cfg's inputs with a loaded Predictor; → the mask paths (outputs as cfg.save says)."""
     from segcli.inference.io import missing_folders, prune_created_tree
-    from segcli.inference.outputs import Outputs, parse_save
-    from segcli.inference.sources import collect, parse_shard, shard
+    from segcli.inference.outputs import Outputs
+    from segcli.inference.sources import collect, shard
 
     model = _check(cfg)
-    _check_out(Path(cfg.out))
-    shard_spec = parse_shard(cfg.shard)
-    save = parse_save(cfg.save)
-    if not cfg.overlay:
-        if save == ("overlay",):  # was a mask written in place of the one output asked for, without a word
-            raise ConfigError("--save overlay with overlay=false leaves nothing to write; drop overlay=false, or "
-                              "--save mask")
-        save = tuple(k for k in save if k != "overlay")
+    shard_spec, save = _options(cfg)
     collected = collect(list(cfg.inputs), cfg.list, stdin=_stdin(cfg), skip_under=cfg.out)
     items = shard(collected, shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,
@@ -128,6 +126,22 @@ def predict_with(cfg, predictor) -> list[Path]:
     except BaseException:  # writes run in parallel threads: folders one of them created may be left empty
         prune_created_tree(outputs.out, created)
         raise
+
+
+def _options(cfg) -> tuple:
+    """(the shard, the outputs to save) from --shard and --save, once --out is checked: none of it needs the model."""
+    from segcli.inference.outputs import parse_save
+    from segcli.inference.sources import parse_shard
+
+    _check_out(Path(cfg.out))
+    shard_spec = parse_shard(cfg.shard)
+    save = parse_save(cfg.save)
+    if not cfg.overlay:
+        if save == ("overlay",):  # was a mask written in place of the one output asked for, without a word
+            raise ConfigError("--save overlay with overlay=false leaves nothing to write; drop overlay=false, or "
+                              "--save mask")
+        save = tuple(k for k in save if k != "overlay")
+    return shard_spec, save
 
 
 def _stdin(cfg):
