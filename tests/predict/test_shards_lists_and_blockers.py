@@ -91,3 +91,15 @@ def test_a_listed_earlier_output_under_out_is_named_as_the_file_at_risk(ckpt, cl
     assert ("segcli: error: in/pred/a.png: --out in/pred would overwrite this input with the prediction of in/a.png; "
             "give an --out folder that holds no inputs (an earlier run's output? leave --out's files out of the list)"
             ) in err
+
+
+def test_a_symlinked_input_file_is_not_overwritten_through_its_link(ckpt, cli, tmp_path):
+    """`predict links --out photos`, links/x.png a symlink to photos/x.png (as DVC, git-annex and datalad keep data):
+    the mask replaced the original photo (exit 0). Refused as for the file itself."""
+    photo = _image(tmp_path / "photos" / "x.png", 3)
+    before = _digest(photo)
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "x.png").symlink_to(Path("..") / "photos" / "x.png")
+    code, _, err = cli("predict", tmp_path / "links", "--ckpt", ckpt, "--out", tmp_path / "photos")
+    assert code == 2 and "would overwrite this input" in err, err
+    assert _digest(photo) == before

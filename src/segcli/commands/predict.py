@@ -11,6 +11,7 @@ line per image with --jsonl.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -211,7 +212,11 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
     from segcli.inference.video import is_frame_mask_name
 
     real = resolver()
-    inputs = {real(item.path) for item in items}
+
+    def real_input(path) -> str:  # a symlinked file (DVC, git-annex, datalad) is its target: photos/x.png by its link
+        return os.path.realpath(path) if os.path.islink(path) else real(path)
+
+    inputs = {real_input(item.path) for item in items}
     written: dict[str, object] = {}
     folders = [Path()] + ([Path(FOLDERS["uncertainty"])] if "uncertainty" in outputs.save else [])
     frame_folders: dict = {}  # frame masks and frame entropy maps
@@ -223,7 +228,7 @@ def _refuse_overwriting_inputs(items, outputs, frame_masks: bool = False) -> Non
                                   f"{outputs.out / folder / item.rel}; predict them into separate --out folders")
     for item in items:
         for target in _targets(item, outputs):
-            if real(target) in inputs and real(target) == real(item.path):
+            if real(target) in inputs and real(target) == real_input(item.path):
                 raise ConfigError(f"{item.path}: --out {outputs.out} would overwrite this input with a prediction; "
                                   "give an --out folder that holds no inputs")
             if real(target) in inputs:  # another input, e.g. a listed file under --out: an earlier run's output?
