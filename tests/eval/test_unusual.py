@@ -181,3 +181,29 @@ def test_a_card_whose_ignore_index_is_a_class_id_is_refused(tmp_path, capsys):
                         "folder --ignore-index` >= 3 or --reduce-zero-label (0 → ignore, k → k-1)")
     code, _, err = run_cli(["prepare", "lint", root], capsys)
     assert code != 0 and "ignore_index 0 is also the id of class 'void'" in err
+
+
+def test_a_report_that_would_replace_an_input_is_refused_before_scoring(crafted, tmp_path, capsys):
+    """`--json data/dataset.yaml`, a mask of the dataset or a prediction PNG: the report replaced it, exit 0 (the
+    dataset then no longer loaded). A report beside the predictions, or a new file, is written as before."""
+    root, preds = crafted
+    mask, pred = root / "masks" / "val" / "c.png", preds / "c.png"
+    inputs = {path: path.read_bytes() for path in (root / "dataset.yaml", mask, pred)}
+    for target in inputs:
+        code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", target], capsys)
+        assert code == 2 and out == "", err
+        assert "which the report would replace" in err.strip().splitlines()[-1], err
+    assert all(path.read_bytes() == data for path, data in inputs.items())
+    code, _, err = run_cli(["eval", "--predictions", preds, "--data", root, "--json", preds / "report.json"], capsys)
+    assert code == 0 and json.loads((preds / "report.json").read_text())["mode"] == "predictions", err
+
+
+def test_a_report_that_would_replace_the_model_is_refused(trained, tmp_path, capsys):
+    """`eval --ckpt m.ckpt --json m.ckpt` replaced the checkpoint with the report (exit 0)."""
+    import shutil
+
+    ckpt = shutil.copy(trained["ckpt"], tmp_path / "m.ckpt")
+    before = pathlib.Path(ckpt).read_bytes()
+    code, out, err = run_cli(["eval", "--ckpt", ckpt, "--json", ckpt], capsys)
+    assert code == 2 and "the model file evaluated" in err.strip().splitlines()[-1], err
+    assert pathlib.Path(ckpt).read_bytes() == before

@@ -9,6 +9,7 @@ Python users can call `run(cfg)` with the composed `eval` config, or `score(item
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -171,6 +172,28 @@ def _check_outputs(cfg) -> None:
                               f"name of its own (--out already writes {Path(cfg.out) / 'report.json'})")
 
 
+def _check_report_not_an_input(cfg, card) -> None:
+    """--json must not replace what eval reads: a model file, the card or another file of the dataset, a file of the
+    --predictions folder other than a report (each was overwritten, exit 0: `--json m.ckpt` left no checkpoint)."""
+    if not cfg.json or cfg.json == "-":
+        return
+    from segcli.inference.io import within
+    from segcli.inference.model_files import model_paths
+
+    target = os.path.realpath(cfg.json)
+    fix = "give the report a file name of its own, e.g. --json report.json"
+    for model in model_paths(cfg.ckpt or cfg.model):
+        if target == os.path.realpath(model):
+            raise ConfigError(f"--json {cfg.json}: the model file evaluated, which the report would replace; {fix}")
+    root = os.path.realpath(card.root)
+    if target == os.path.realpath(card.path) or (within(target, root) and os.path.lexists(target)):
+        raise ConfigError(f"--json {cfg.json}: a file of the dataset {card.location}, which the report would replace; "
+                          f"{fix} outside the dataset folder")
+    if cfg.predictions and within(target, os.path.realpath(cfg.predictions)) and os.path.lexists(target) \
+            and not target.lower().endswith(".json"):
+        raise ConfigError(f"--json {cfg.json}: a file of the --predictions folder, which the report would replace; {fix}")
+
+
 def run(cfg) -> dict:
     """Evaluate as configured; returns the report dict (also written/printed). Raises CheckFailed on a failed gate."""
     from segcli.checks import number, seed
@@ -214,6 +237,7 @@ def run(cfg) -> dict:
     with held_out(cfg.out):  # a second eval into this --out stops here, before any inference
         predictor, card, source = _open(cfg, mode, device)
         _check_class_count(card)
+        _check_report_not_an_input(cfg, card)
         if predictor is not None:
             corruptions = for_channels(corruptions, predictor.read_channels, cfg.corruptions)
         thresholds = parse_gate(cfg.fail_under, card.classes)
