@@ -276,3 +276,29 @@ def test_staging_left_by_a_killed_process_is_removed_by_the_next_run(cli, model_
     finally:
         running.kill()
         running.wait()
+
+
+def test_names_as_long_as_the_file_system_takes_can_be_written(cli, model_ckpt, tmp_path, monkeypatch):
+    """A 250-character --out (ext4 takes 255) failed, exit 3, as 'File name too long' of a hidden staging or temp
+    name ('.<name>.partial-<host>-<pid>…'), and so did a 200-character image name under a 61-character host name.
+    Such names are cut, with a digest of the whole name, and a killed writer's leftovers are still found."""
+    import socket
+
+    from segcli.inference.io import atomic_write_bytes, remove_stale_partials, staging_path
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-" + "x" * 50 + ".local")
+    long_name = "P" * 250
+    atomic_write_bytes(tmp_path / f"{long_name[:245]}.json", b"{}")
+    assert (tmp_path / f"{long_name[:245]}.json").read_bytes() == b"{}"
+    staging = staging_path(tmp_path, "." + long_name)
+    assert len(staging.name.encode()) <= 255 and staging.name.startswith(".PPP")
+    dead = staging.with_name(staging.name.replace(f"-{os.getpid()}", "-999999999"))  # a killed writer's folder
+    dead.mkdir()
+    remove_stale_partials(tmp_path, staging.name[:-len(str(os.getpid()))])
+    assert not dead.exists()
+    write_image(tmp_path / "in" / f"{'q' * 200}.png", noise(32, 32, 3, seed=1))
+    code, out, err = cli("predict", tmp_path / "in", "--ckpt", model_ckpt, "--out", tmp_path / "pred")
+    assert code == 0 and (tmp_path / "pred" / f"{'q' * 200}.png").is_file(), err
+    code, out, err = cli("prepare", "synthetic", "--out", tmp_path / long_name, "--num-images", "4",
+                         "synthetic.height=32", "synthetic.width=48")
+    assert code == 0 and (tmp_path / long_name / "dataset.yaml").is_file(), err

@@ -15,6 +15,7 @@ beside it, so that an existing dataset is never touched.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -128,7 +129,11 @@ def write_dataset(out: str | Path, source: Source, overwrite: bool = False, stri
                 _swap_into_place(staging, out, overwrite)
                 card.root = out
                 # the report a failed run beside an existing dataset wrote (below) is stale now
-                (out.parent / f"{out.name}.{LINT_NAME}").unlink(missing_ok=True)
+                try:
+                    (out.parent / f"{out.name}.{LINT_NAME}").unlink(missing_ok=True)
+                except OSError as err:
+                    if err.errno != errno.ENAMETOOLONG:  # a name too long to have such a report beside it: none there
+                        raise
                 return Prepared(card, report, out / LINT_NAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -569,10 +569,21 @@ def staging_path(folder: Path, name: str, suffix: str = "") -> Path:
 
 
 def _partial_prefix(name: str) -> str:
-    """'<name>.partial-<host>-': what this machine's staging and temp names start with, the writer's PID next."""
+    """'<name>.partial-<host>-': what this machine's staging and temp names start with, the writer's PID next. A name
+    too long to take the rest within a file name's 255 bytes is cut, with a digest of it (`<start>~<digest>`), so that
+    any name the file system takes can be written (a 250-character --out failed as 'File name too long', naming the
+    hidden staging path)."""
+    import hashlib
     import socket
 
-    return f"{name}.partial-{socket.gethostname().replace(os.sep, '_') or 'host'}-"
+    host = socket.gethostname().replace(os.sep, "_") or "host"
+    prefix = f"{name}.partial-{host}-"
+    room = 255 - 40  # the rest: a leading '.', the PID, a random part, a suffix such as '.tmp' or '.onnx'
+    if len(os.fsencode(prefix)) > room:
+        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
+        keep = max(0, room - len(os.fsencode(f"~{digest}.partial-{host}-")))
+        prefix = f"{os.fsdecode(os.fsencode(name)[:keep])}~{digest}.partial-{host}-"
+    return prefix
 
 
 def remove_stale_partials(folder: Path, prefix: str, suffix: str = "") -> None:
