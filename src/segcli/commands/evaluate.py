@@ -191,7 +191,8 @@ def _check_report_not_an_input(cfg, card) -> None:
                           f"{fix} outside the dataset folder")
     if cfg.predictions and within(target, os.path.realpath(cfg.predictions)) and os.path.lexists(target) \
             and not target.lower().endswith(".json"):
-        raise ConfigError(f"--json {cfg.json}: a file of the --predictions folder, which the report would replace; {fix}")
+        raise ConfigError(f"--json {cfg.json}: a file of the --predictions folder, which the report would replace; "
+                          f"{fix}")
 
 
 def run(cfg) -> dict:
