@@ -377,6 +377,10 @@ def test_model_kwargs_must_be_arguments_of_the_architecture():
     build_model("pspnet", "resnet18", classes=3, kwargs={"psp_use_batchnorm": True})  # a deprecated spelling smp takes
     with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):  # timm encoders check their own
         build_model("unet", "tu-resnet10t", classes=3, kwargs={"bogus": 1})
+    # `experiment=camvid model.arch=fpn`: unet_slim's decoder widths stay; the line says how to drop them
+    with pytest.raises(ConfigError, match=r"decoder_channels is not an argument of smp's FPN.*remove it with "
+                                          r"~model\.kwargs\.decoder_channels"):
+        build_model("fpn", "resnet18", classes=3, kwargs={"decoder_channels": [128, 64, 32, 16, 16]})
 
 
 def test_a_checkpoint_with_kwargs_smp_ignored_still_loads(tmp_path):

@@ -72,7 +72,8 @@ def _check_kwargs(arch: str, encoder: str, kwargs: dict) -> None:
         if key not in known and not timm:
             raise ConfigError(f"model.kwargs.{key} is not an argument of smp's {cls.__name__}"
                               f"{did_you_mean(key, known)}; its arguments: {', '.join(known)} (other keys reach only "
-                              "timm encoders, tu-<name>)")
+                              f"timm encoders, tu-<name>); remove it with ~model.kwargs.{key} (model.arch=X keeps the "
+                              "kwargs of the model preset, e.g. unet_slim's decoder_channels), or choose model=X")
 
 
 def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
