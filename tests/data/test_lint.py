@@ -458,6 +458,30 @@ def test_reduce_zero_label_makes_0_ignore_and_shifts_the_classes_down(tmp_path, 
         assert np.array_equal(cv2.imread(str(out / entry["mask"]), cv2.IMREAD_UNCHANGED), expected)
 
 
+@pytest.mark.parametrize("naming", ["palette", "csv", "json"])
+def test_reduce_zero_label_is_refused_where_the_classes_name_mask_values(tmp_path, rng, run_cli, naming):
+    """`--reduce-zero-label` with a palette or a CSV of values and names shifted the ids under the file's names:
+    cat's pixels were stored as 'background', dog's as 'cat', and 'dog' stayed empty (exit 0). Exit 2 with the way
+    those files say 'not labelled'; nothing is written."""
+    for i in range(3):
+        write_image(tmp_path / "images" / f"x{i}.png", random_image(rng, 16, 16))
+        ids = blocks(rng, 16, 16, [0, 1, 2], block=4).astype(np.uint8)
+        if naming == "palette":
+            write_image(tmp_path / "masks" / f"x{i}.png", np.array([(0, 0, 0), (255, 0, 0), (0, 255, 0)], np.uint8)[ids])
+        else:
+            write_grey(tmp_path / "masks" / f"x{i}.png", ids)
+    files = {"palette": ("palette.txt", "background 0 0 0\ncat 255 0 0\ndog 0 255 0\n"),
+             "csv": ("_classes.csv", "Pixel Value, Class\n0, background\n1, cat\n2, dog\n"),
+             "json": ("dataset.json", '{"labels": {"background": 0, "cat": 1, "dog": 2}}')}
+    name, text = files[naming]
+    (tmp_path / name).write_text(text)
+    option = "--palette" if naming == "palette" else "--classes"
+    code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                           "--val-fraction", "0", "--reduce-zero-label", option, tmp_path / name, "--out", tmp_path / "o")
+    assert code == 2 and "leave out --reduce-zero-label" in err.strip().splitlines()[-1], err
+    assert not (tmp_path / "o" / "dataset.yaml").exists()
+
+
 def test_sparse_ids_get_the_remap_that_numbers_them(tmp_path, rng, run_cli):
     """Masks using ids 0, 10, 20 (no --classes) made 21 classes, 18 never present, with only 'zero pixels' warnings;
     the warning now gives the --remap that makes them 3 classes, and following it gives a card without gaps."""

@@ -120,6 +120,20 @@ def _json_labels(path: Path) -> list[tuple[int, str]]:
     return rows
 
 
+def names_mask_values(spec: str | None) -> bool:
+    """Whether --classes is a file that names the values the masks hold (a CSV of ids and names, nnU-Net's
+    dataset.json), rather than ids 0..N-1 in line order."""
+    if spec is None:
+        return False
+    path = Path(spec)
+    try:
+        if not path.is_file():
+            return False
+    except OSError:
+        return False
+    return path.suffix.lower() == ".json" or _csv_rows(read_lines(path, "class list"), spec) is not None
+
+
 def _numbered(rows: list[tuple[int, str]], spec) -> tuple[list[str], dict[int, int]]:
     """Names in value order and the remap that numbers them 0..N-1 (an ignore-named value → -1, a value below N that
     the rows do not name → -2)."""

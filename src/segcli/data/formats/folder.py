@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.class_table import class_table
+from segcli.data.class_table import class_table, names_mask_values
 from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder
 from segcli.data.palette import ColourMap, parse_palette
@@ -317,6 +317,14 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         names = names or table.classes
         palette_colours = table.colours
         colours = ColourMap(table.colours, table.ignore_colours, ignore)
+    if reduce_zero_label and palette:  # it shifted the ids under the palette's names: cat's pixels named background
+        raise ConfigError("--reduce-zero-label shifts mask values, but --palette maps colours to classes itself (its "
+                          "first line is class 0): give the unlabelled colour a line 'ignore R G B' instead, and "
+                          "leave out --reduce-zero-label")
+    if reduce_zero_label and names_mask_values(classes):
+        raise ConfigError(f"--reduce-zero-label shifts mask values, but --classes {classes} names the values itself: "
+                          "name value 0 'ignore' there instead (it then means 'not labelled'), and leave out "
+                          "--reduce-zero-label")
     if reduce_zero_label and ignore == 0:
         raise ConfigError("--reduce-zero-label makes 0 'not labelled' and shifts the classes to 0..N-1: leave out "
                           "--ignore-index 0 (the ignore index stays 255)")
