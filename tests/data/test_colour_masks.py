@@ -88,7 +88,15 @@ def _anti_aliased(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-@pytest.mark.parametrize("smooth", [_jpeg_once, _anti_aliased])
+def _jpeg_flat(rgb: np.ndarray) -> np.ndarray:
+    """A mask mostly of one flat colour through JPEG: the whole flat area comes back as one colour a level off."""
+    rgb = np.ascontiguousarray(rgb)
+    rgb[:] = COLOURS[0]
+    rgb[10:30, 20:44] = COLOURS[1]
+    return _jpeg_once(rgb)
+
+
+@pytest.mark.parametrize("smooth", [_jpeg_once, _anti_aliased, _jpeg_flat])
 def test_colours_smoothed_off_the_palette_are_named_as_smoothing(tmp_path, rng, run_cli, smooth):
     """Colour masks that passed through JPEG once, or were drawn with anti-aliasing, hold colours 1-3 levels off the
     palette ((0, 0, 2) beside black) or blends along the edges: the finding said 'add them to --palette' (hundreds of

@@ -191,9 +191,12 @@ class ColourMap:
         notes = self._smoothing(unknown[top])
         shown = counts[top]
         # smoothing leaves many stray colours, none holding most of the pixels; a class missing from the palette is
-        # one solid colour, which on a palette of grid colours (CamVid's) often lies on the line between two others
+        # one solid colour, which on a palette of grid colours (CamVid's) often lies on the line between two others.
+        # JPEG shifts a flat area as a whole, to one colour a level or two from its palette colour: a colour that
+        # near one may hold most of the pixels (a solid colour merely between two others may not)
+        near_first = bool(notes[0]) and not notes[0].startswith(", between")
         smoothed = (2 * int(shown[[bool(n) for n in notes]].sum()) >= int(shown.sum()) and len(unknown) >= 4
-                    and 2 * int(shown.max()) < int(shown.sum()))
+                    and (near_first or 2 * int(shown.max()) < int(shown.sum())))
         parts = []
         for k in range(min(5, len(top))):
             code, at, count = int(unknown[top[k]]), first[top[k]], counts[top[k]]
