@@ -139,6 +139,17 @@ def test_option_and_model_file_errors_come_before_torch(argv, code, said, tmp_pa
     assert proc.returncode == code and said in proc.stderr.strip().splitlines()[-1], describe(proc)
 
 
+@pytest.mark.parametrize("given", [["--remap", "2=1", "--remap", "2=0"],
+                                   ["--split-file", "train=a.txt", "--split-file", "train=b.txt"]])
+def test_a_pair_option_giving_one_key_two_values_is_a_usage_error(given, tmp_path):
+    """`--remap 2=1 --remap 2=0` stored 2 as 0 (the last won, exit 0, no word); so did two --split-file train=."""
+    proc = run_cli("prepare", "folder", "--images", "i", "--masks", "m", "--out", "o", *given, cwd=tmp_path)
+    key = given[1].split("=")[0]
+    assert proc.returncode == 2 and f"{given[1]} and {given[3]} given; give {key} one value" in proc.stderr, \
+        describe(proc)
+    assert not (tmp_path / "o").exists()
+
+
 def test_cfg_output_is_yaml_on_stdout_only(tmp_path):
     proc = assert_ok(run_cli("train", "--cfg", cwd=tmp_path))
     cfg = yaml.safe_load(proc.stdout)

@@ -138,9 +138,13 @@ def _pairs(option: str, items: list[str] | None, as_int: bool = False) -> dict |
         if not sep or not key or not value:
             raise typer.BadParameter(f"{item!r}: write KEY=VALUE", param_hint=option)
         try:
-            result[int(key) if as_int else key] = int(value) if as_int else value
+            key, value = (int(key), int(value)) if as_int else (key, value)
         except ValueError:
             raise typer.BadParameter(f"{item!r}: both sides must be integers", param_hint=option) from None
+        if result.get(key, value) != value:  # the last one won without a word
+            raise typer.BadParameter(f"{key}={result[key]} and {key}={value} given; give {key} one value",
+                                     param_hint=option)
+        result[key] = value
     return result
 
 
