@@ -181,7 +181,7 @@ def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette
     h, w = panel_size(*image.shape[:2])
     if (h, w) != image.shape[:2]:
         smaller = h < image.shape[0]
-        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_NEAREST)
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_NEAREST_EXACT)
         target, pred = (_resize_ids(m, h, w) for m in (target, pred))
     gt_rgb = colorize(target, palette, ignore_index)
     unlabelled = target == ignore_index
@@ -211,8 +211,8 @@ def worst_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray, palette
 
 
 def _resize_ids(ids: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(H, W) class ids at (h, w), nearest-neighbour (OpenCV resizes no 32/64-bit integers: int32/int64 ids go
-    through float64, exact for any id)."""
+    """(H, W) class ids at (h, w), nearest-neighbour at the output pixels' centres, aligned with the image shrunk
+    beside them (OpenCV resizes no 32/64-bit integers: int32/int64 ids go through float64, exact for any id)."""
     if ids.dtype in (np.uint8, np.uint16, np.int16):
-        return cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
-    return cv2.resize(ids.astype(np.float64), (w, h), interpolation=cv2.INTER_NEAREST).astype(ids.dtype)
+        return cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    return cv2.resize(ids.astype(np.float64), (w, h), interpolation=cv2.INTER_NEAREST_EXACT).astype(ids.dtype)
