@@ -80,6 +80,20 @@ class OtherProcessFailed(SegcliError):
         self.exit_code = exit_code
 
 
+class OtherProcessStopped(SegcliError):
+    """Another process of a distributed run was stopped by a signal to it alone (exit 129/130/143, or killed): this
+    one stops with the same exit code, 128 + the signal's number (SIGKILL: 137, e.g. the out-of-memory killer)."""
+
+    def __init__(self, rank: int, exit_code: int, run_dir: str = "RUN_DIR"):
+        signum = -exit_code if exit_code < 0 else exit_code - 128
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
+        why = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") if exit_code < 0 \
+            else f"stopped by {name}"
+        super().__init__(f"process {rank} of this run was {why}, so this one stopped too; "
+                         f"`segcli train --resume {run_dir}` continues from the last checkpoint")
+        self.exit_code = 128 + signum
+
+
 def first_line(err: BaseException, limit: int = 200) -> str:
     """The first non-empty line of `err`'s message (at most `limit` characters), for a one-line error that quotes a
     library's multi-line one; the exception's type name when it has no message."""

@@ -197,3 +197,42 @@ def test_a_sigterm_during_the_epoch_end_checkpoint_write_stops_every_process(tin
     proc = segcli("train", "--resume", run, timeout=600, env={"OMP_NUM_THREADS": "1"})  # in a fresh interpreter
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 2
+
+
+_TERM_THE_SECOND = '''
+import os, signal, threading, time
+if os.environ.get("LOCAL_RANK") == "1":  # the process Lightning's launcher started, signalled alone (a scheduler)
+    def stop():
+        last = os.path.join(os.environ["SEGCLI_RUN_DIR"], "checkpoints", "last.ckpt")
+        while not os.path.exists(last):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=stop, daemon=True).start()
+'''
+
+
+def test_a_sigterm_to_the_second_process_alone_stops_the_run_as_a_sigterm(tiny_data, tmp_path):
+    """SIGTERM to the second process of `trainer=ddp devices=2` (a scheduler's or torchrun's stop) ended the run with
+    exit 4, 'a bug', saying that process 'failed (exit 4; its error is above)' with nothing above. Exit 143 now, the
+    line naming the signal and the resume; the checkpoints continue to the end."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_TERM_THE_SECOND)
+    run = tmp_path / "run"
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=30", "data.num_workers=0",
+           "model=fpn", "trainer.enable_progress_bar=false", "final_eval=false"]
+    proc = segcli("train", f"data.root={tiny_data}", *ddp, "--run-dir", run, timeout=180,
+                  env={"PYTHONPATH": os.pathsep.join([str(hook), str(SRC)])})
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"segcli: error: process 1 of this run was stopped by SIGTERM, so this one stopped too; `segcli train "
+        f"--resume {run}` continues from the last checkpoint")
+
+
+@pytest.mark.parametrize("code, expected, words", [(143, 143, "stopped by SIGTERM"), (130, 130, "stopped by SIGINT"),
+                                                   (-9, 137, "killed by SIGKILL (out of memory?)")])
+def test_a_process_stopped_by_a_signal_gives_the_runs_exit_code(code, expected, words):
+    from segcli.errors import OtherProcessStopped
+
+    err = OtherProcessStopped(1, code, "runs/x")
+    assert err.exit_code == expected and words in err.message and "--resume runs/x" in err.message

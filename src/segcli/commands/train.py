@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -555,6 +556,9 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
 _PEER_GONE = ("connection closed by peer", "connection reset by peer", "remote worker", "communicator was aborted")
 
 
+_STOPS = (129, 130, 143)  # how a process of the run exits when SIGHUP, Ctrl-C or SIGTERM stopped it
+
+
 def _failed_process(trainer, err: Exception):
     """A collective operation that failed because another process of the run died ('Connection closed by peer')
     ended the run as an internal error, exit 4, beside that process's own one-line error (a damaged image, exit 3).
@@ -566,10 +570,15 @@ def _failed_process(trainer, err: Exception):
     if isinstance(err, SegcliError) or not any(words in str(err).lower() for words in _PEER_GONE):
         return None
     codes = _children_ended(trainer)
-    failed = [(r, c) for r, c in codes if c in (1, 2, 3)] or [(r, c) for r, c in codes if c > 0]
+    failed = [(r, c) for r, c in codes if c in (1, 2, 3)] or [(r, c) for r, c in codes if c > 0 and c not in _STOPS]
     if failed:
         rank, code = failed[0]
         return OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
+    stopped = [(r, c) for r, c in codes if c in _STOPS or c < 0]
+    if stopped:  # a signal to that process alone (a scheduler's, torchrun's): the run was stopped, not a bug (exit 4)
+        from segcli.errors import OtherProcessStopped
+
+        return OtherProcessStopped(*stopped[0], run_dir=shlex.quote(str(trainer.default_root_dir)))
     return OtherProcessFailed(None, this_rank=os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0")
 
 
