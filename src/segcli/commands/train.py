@@ -137,11 +137,13 @@ def _remove_if_no_checkpoint(run_dir: Path, created: list[Path]) -> None:
 
 
 def _no_adverts(record: logging.LogRecord) -> bool:
-    """Drop Lightning's product tips (e.g. "💡 Tip: ... try installing litlogger") and its word on its own internals
-    ("Loading `train_dataloader` to estimate number of stepping batches.", said by every run with a schedule):
-    noise in a CLI's log. Its facts (devices, precision, why fit stopped) stay."""
+    """Drop Lightning's product tips (e.g. "💡 Tip: ... try installing litlogger"), its word on its own internals
+    ("Loading `train_dataloader` to estimate number of stepping batches.", said by every run with a schedule) and its
+    "Detected KeyboardInterrupt, attempting graceful shutdown ..." (a SIGTERM too, which segcli's own last line names:
+    'segcli: terminated (SIGTERM)'): noise in a CLI's log. Its facts (devices, precision, why fit stopped) stay."""
     message = record.getMessage()
-    return "💡 Tip" not in message and "to estimate number of stepping batches" not in message
+    return not any(words in message for words in ("💡 Tip", "to estimate number of stepping batches",
+                                                  "Detected KeyboardInterrupt"))
 
 
 def _note_unused_bands(pairs, channels: int) -> None:
