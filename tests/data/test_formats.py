@@ -613,7 +613,8 @@ def test_max_size_keeps_each_mask_on_its_image(tmp_path, run_cli, size, factor):
         write_grey(tmp_path / "masks" / f"{stem}.png", disc)
     out = tmp_path / "out"
     code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
-                           "--out", out, "--max-size", str(size // factor), "--classes", "bg,disc", "--val-fraction", "0")
+                           "--out", out, "--max-size", str(size // factor), "--classes", "bg,disc",
+                           "--val-fraction", "0")
     assert code == 0, err
     entry = load(out)["splits"]["train"][0]
     image = cv2.imread(str(out / entry["image"]))[..., 0] / 255.0

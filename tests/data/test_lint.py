@@ -467,7 +467,8 @@ def test_reduce_zero_label_is_refused_where_the_classes_name_mask_values(tmp_pat
         write_image(tmp_path / "images" / f"x{i}.png", random_image(rng, 16, 16))
         ids = blocks(rng, 16, 16, [0, 1, 2], block=4).astype(np.uint8)
         if naming == "palette":
-            write_image(tmp_path / "masks" / f"x{i}.png", np.array([(0, 0, 0), (255, 0, 0), (0, 255, 0)], np.uint8)[ids])
+            colours = np.array([(0, 0, 0), (255, 0, 0), (0, 255, 0)], np.uint8)
+            write_image(tmp_path / "masks" / f"x{i}.png", colours[ids])
         else:
             write_grey(tmp_path / "masks" / f"x{i}.png", ids)
     files = {"palette": ("palette.txt", "background 0 0 0\ncat 255 0 0\ndog 0 255 0\n"),
@@ -477,7 +478,8 @@ def test_reduce_zero_label_is_refused_where_the_classes_name_mask_values(tmp_pat
     (tmp_path / name).write_text(text)
     option = "--palette" if naming == "palette" else "--classes"
     code, _, err = run_cli("prepare", "folder", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
-                           "--val-fraction", "0", "--reduce-zero-label", option, tmp_path / name, "--out", tmp_path / "o")
+                           "--val-fraction", "0", "--reduce-zero-label", option, tmp_path / name,
+                           "--out", tmp_path / "o")
     assert code == 2 and "leave out --reduce-zero-label" in err.strip().splitlines()[-1], err
     assert not (tmp_path / "o" / "dataset.yaml").exists()
 
