@@ -7,28 +7,35 @@ import numpy as np
 from helpers_surface import QUICK, segcli
 
 
-def _dataset(tmp_path, suffix: str, cmyk: bool = False):
-    """Six 32×32 4-channel images (TIFF: R, G, B, NIR; PNG: RGBA; cmyk: CMYK TIFFs written by PIL) with two-class
-    masks, prepared."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    name = suffix + ("-cmyk" if cmyk else "")
+def _prepared(tmp_path, name: str, suffix: str, write, seed: int = 0):
+    """Six 32×32 images (each written by write(path, rng)) with two-class masks, prepared: (folder, prepare's run)."""
+    rng = np.random.default_rng(seed)
     images, masks = tmp_path / f"images{name}", tmp_path / f"masks{name}"
     images.mkdir()
     masks.mkdir()
     for i in range(6):
         ids = np.zeros((32, 32), np.uint8)
         ids[:, 16:] = 1
-        if cmyk:
-            rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            Image.fromarray(rgb).convert("CMYK").save(images / f"x{i}{suffix}")
-        else:
-            assert cv2.imwrite(str(images / f"x{i}{suffix}"), rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
+        write(images / f"x{i}{suffix}", rng)
         assert cv2.imwrite(str(masks / f"x{i}.png"), ids)
     out = tmp_path / f"data{name}"
     proc = segcli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--val-fraction", "0.34")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, proc
+
+
+def _dataset(tmp_path, suffix: str, cmyk: bool = False):
+    """Six 32×32 4-channel images (TIFF: R, G, B, NIR; PNG: RGBA; cmyk: CMYK TIFFs written by PIL) with two-class
+    masks, prepared."""
+    from PIL import Image
+
+    def write(path, rng):
+        if cmyk:
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).convert("CMYK").save(path)
+        else:
+            assert cv2.imwrite(str(path), rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
+
+    out, proc = _prepared(tmp_path, suffix + ("-cmyk" if cmyk else ""), suffix, write)
     assert "WARN" not in proc.stderr  # OpenCV's libtiff warnings, one per read of such a TIFF, are kept quiet
     return out
 
@@ -63,22 +70,12 @@ def _two_band_tiffs(tmp_path, alpha: bool = False):
     """Six 32×32 2-band TIFFs (a band, and a second band or alpha) with two-class masks, prepared."""
     import tifffile
 
-    rng = np.random.default_rng(1)
-    name = "la" if alpha else "b2"
-    images, masks = tmp_path / f"images-{name}", tmp_path / f"masks-{name}"
-    images.mkdir()
-    masks.mkdir()
-    for i in range(6):
-        ids = np.zeros((32, 32), np.uint8)
-        ids[:, 16:] = 1
-        extra = {"extrasamples": ["unassalpha"]} if alpha else {"planarconfig": "contig"}
-        tifffile.imwrite(images / f"x{i}.tif", rng.integers(0, 256, (32, 32, 2), dtype=np.uint8),
-                         photometric="minisblack", **extra)
-        assert cv2.imwrite(str(masks / f"x{i}.png"), ids)
-    out = tmp_path / f"data-{name}"
-    proc = segcli("prepare", "folder", "--images", images, "--masks", masks, "--out", out, "--val-fraction", "0.34")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
+    extra = {"extrasamples": ["unassalpha"]} if alpha else {"planarconfig": "contig"}
+
+    def write(path, rng):
+        tifffile.imwrite(path, rng.integers(0, 256, (32, 32, 2), dtype=np.uint8), photometric="minisblack", **extra)
+
+    return _prepared(tmp_path, "-la" if alpha else "-b2", ".tif", write, seed=1)[0]
 
 
 def test_bands_a_grey_or_rgb_model_leaves_out_are_named_for_two_bands_and_for_a_grey_model(tmp_path):

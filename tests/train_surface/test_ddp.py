@@ -165,6 +165,19 @@ def test_the_time_budget_schedule_follows_the_first_processs_clock(tmp_path):
     assert [float((tmp_path / f"value.{rank}").read_text()) for rank in (0, 1)] == [10.0, 10.0]
 
 
+def _ddp_with(hook_source: str, tiny_data, tmp_path, epochs: int):
+    """A two-process CPU run with `hook_source` as every process's sitecustomize: (the run, its folder)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(hook_source)
+    run = tmp_path / "run"
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"trainer.max_epochs={epochs}",
+           "data.num_workers=0", "model=fpn", "trainer.enable_progress_bar=false", "final_eval=false"]
+    proc = segcli("train", f"data.root={tiny_data}", *ddp, "--run-dir", run, timeout=180,
+                  env={"PYTHONPATH": os.pathsep.join([str(hook), str(SRC)])})
+    return proc, run
+
+
 _TERM_IN_WRITE = '''
 import os, signal
 if os.environ.get("LOCAL_RANK", "0") == "0":  # the first process only, as `kill PID` reaches it
@@ -184,14 +197,7 @@ def test_a_sigterm_during_the_epoch_end_checkpoint_write_stops_every_process(tin
     seconds, with checkpoints that `--resume` continues to the end."""
     from segcli.inference.backends import read_checkpoint
 
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_TERM_IN_WRITE)
-    run = tmp_path / "run"
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=3", "data.num_workers=0",
-           "model=fpn", "trainer.enable_progress_bar=false", "final_eval=false"]
-    proc = segcli("train", f"data.root={tiny_data}", *ddp, "--run-dir", run, timeout=180,
-                  env={"PYTHONPATH": os.pathsep.join([str(hook), str(SRC)])})
+    proc, run = _ddp_with(_TERM_IN_WRITE, tiny_data, tmp_path, epochs=3)
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert "Detected KeyboardInterrupt" not in proc.stderr  # Lightning's line: segcli's last line names the signal
     assert proc.stderr.strip().splitlines()[-1] == "segcli: terminated (SIGTERM)"
@@ -217,14 +223,7 @@ def test_a_sigterm_to_the_second_process_alone_stops_the_run_as_a_sigterm(tiny_d
     """SIGTERM to the second process of `trainer=ddp devices=2` (a scheduler's or torchrun's stop) ended the run with
     exit 4, 'a bug', saying that process 'failed (exit 4; its error is above)' with nothing above. Exit 143 now, the
     line naming the signal and the resume; the checkpoints continue to the end."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_TERM_THE_SECOND)
-    run = tmp_path / "run"
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=30", "data.num_workers=0",
-           "model=fpn", "trainer.enable_progress_bar=false", "final_eval=false"]
-    proc = segcli("train", f"data.root={tiny_data}", *ddp, "--run-dir", run, timeout=180,
-                  env={"PYTHONPATH": os.pathsep.join([str(hook), str(SRC)])})
+    proc, run = _ddp_with(_TERM_THE_SECOND, tiny_data, tmp_path, epochs=30)
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         f"segcli: error: process 1 of this run was stopped by SIGTERM, so this one stopped too; `segcli train "
