@@ -86,7 +86,10 @@ class OtherProcessStopped(SegcliError):
 
     def __init__(self, rank: int, exit_code: int, run_dir: str = "RUN_DIR"):
         signum = -exit_code if exit_code < 0 else exit_code - 128
-        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
         why = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") if exit_code < 0 \
             else f"stopped by {name}"
         super().__init__(f"process {rank} of this run was {why}, so this one stopped too; "
