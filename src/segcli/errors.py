@@ -19,6 +19,8 @@ EXIT_INTERNAL = 4  # an unexpected failure inside segcli (a bug): please report 
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT
 EXIT_TERMINATED = 143  # SIGTERM (`kill`, `timeout`, a cancelled CI job, torchrun stopping its ranks); SIGHUP: 129
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # stopped like Ctrl-C: cleanups run, exit 128 + the signal's number
+STOP_EXIT_CODES = (129, EXIT_INTERRUPTED, EXIT_TERMINATED)  # how a segcli process exits when SIGHUP, Ctrl-C or
+# SIGTERM stopped it
 
 
 class SegcliError(Exception):

@@ -558,25 +558,23 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
 _PEER_GONE = ("connection closed by peer", "connection reset by peer", "remote worker", "communicator was aborted")
 
 
-_STOPS = (129, 130, 143)  # how a process of the run exits when SIGHUP, Ctrl-C or SIGTERM stopped it
-
-
 def _failed_process(trainer, err: Exception):
     """A collective operation that failed because another process of the run died ('Connection closed by peer')
     ended the run as an internal error, exit 4, beside that process's own one-line error (a damaged image, exit 3).
     Under Lightning's DDP launcher on one machine (trainer=ddp, devices=N) the first process waits for the others it
     started and takes the failed one's exit code; any other process says it stopped because another one failed.
     None when the error is this process's own."""
-    from segcli.errors import EXIT_INTERNAL, OtherProcessFailed
+    from segcli.errors import EXIT_INTERNAL, STOP_EXIT_CODES, OtherProcessFailed
 
     if isinstance(err, SegcliError) or not any(words in str(err).lower() for words in _PEER_GONE):
         return None
     codes = _children_ended(trainer)
-    failed = [(r, c) for r, c in codes if c in (1, 2, 3)] or [(r, c) for r, c in codes if c > 0 and c not in _STOPS]
+    failed = ([(r, c) for r, c in codes if c in (1, 2, 3)]
+              or [(r, c) for r, c in codes if c > 0 and c not in STOP_EXIT_CODES])
     if failed:
         rank, code = failed[0]
         return OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
-    stopped = [(r, c) for r, c in codes if c in _STOPS or c < 0]
+    stopped = [(r, c) for r, c in codes if c in STOP_EXIT_CODES or c < 0]
     if stopped:  # a signal to that process alone (a scheduler's, torchrun's): the run was stopped, not a bug (exit 4)
         from segcli.errors import OtherProcessStopped
 

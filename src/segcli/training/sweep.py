@@ -24,7 +24,8 @@ import signal
 from pathlib import Path
 
 from segcli.console import info, print_wide, result, stdout_console  # light: no torch, cv2 (`train --cfg` stays light)
-from segcli.errors import EXIT_DATA, CheckFailed, ConfigError, DataError, Terminated, WriteError, first_line
+from segcli.errors import (EXIT_DATA, STOP_EXIT_CODES, CheckFailed, ConfigError, DataError, Terminated, WriteError,
+                           first_line)
 
 SWEEP_FILE = "sweep.json"  # the sweep's command line: overrides, --config-dir and the folder it was started in
 FIELDS = ("job", "overrides", "status", "best_val_mIoU", "final_mIoU", "epochs", "run_dir", "error")
@@ -434,7 +435,7 @@ def _run_job(index: int, job: list[str], swept: list[str], root: Path, config_di
         sys.stderr.write(held)
     if code == 130:  # Ctrl-C reached the job (its whole process group) and the job stopped
         raise KeyboardInterrupt
-    if code in (129, 143):  # the job alone was stopped (`kill PID`): as on Ctrl-C, --resume continues it
+    if code in STOP_EXIT_CODES:  # the job alone was stopped (`kill PID`): as on Ctrl-C, --resume continues it
         info(f"train: {_job(index, total)} was stopped ({signal.Signals(code - 128).name}); the sweep stops "
              f"too: continue it with `segcli train --resume {root}`")
         raise KeyboardInterrupt
