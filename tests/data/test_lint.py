@@ -433,10 +433,16 @@ def test_an_animated_gif_image_is_a_multi_page_warning_in_frames(tmp_path, rng, 
     assert "holds 3 frames and only the first is read" in warned[0]["detail"]
 
 
-@pytest.mark.parametrize("classes", [None, "a,b,c"])
+@pytest.mark.parametrize("classes", [None, "a,b,c", "names.csv"])
 def test_reduce_zero_label_makes_0_ignore_and_shifts_the_classes_down(tmp_path, rng, run_cli, classes):
-    """Masks with 0 = not labelled, 1..3 = three classes and 255 = a border (ADE20K's convention)."""
+    """Masks with 0 = not labelled, 1..3 = three classes and 255 = a border (ADE20K's convention). A one-column
+    CSV of names (pandas' to_csv) numbers its classes in line order, as 'a,b,c' does: it was refused as a file that
+    names mask values."""
     import yaml
+
+    if classes == "names.csv":
+        (tmp_path / classes).write_text("name\na\nb\nc\n")
+        classes = str(tmp_path / classes)
 
     raw = {}
     for i in range(4):
@@ -449,7 +455,7 @@ def test_reduce_zero_label_makes_0_ignore_and_shifts_the_classes_down(tmp_path, 
                            "--val-fraction", "0", "--reduce-zero-label", "--out", out, *args)
     assert code == 0, err
     card = yaml.safe_load((out / "dataset.yaml").read_text())
-    assert card["classes"] == (classes.split(",") if classes else ["class_0", "class_1", "class_2"])
+    assert card["classes"] == (["a", "b", "c"] if classes else ["class_0", "class_1", "class_2"])
     assert card["ignore_index"] == 255
     for entry in card["splits"]["train"]:
         stem = Path(entry["mask"]).stem

@@ -17,29 +17,38 @@ CLASS_FILE_SUFFIXES = (".txt", ".csv", ".json", ".names", ".tsv", ".lst")  # a -
 
 
 def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
+    """--classes: the class names and the remap of read_class_table."""
+    names, remap, _ = read_class_table(spec)
+    return names, remap
+
+
+def read_class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int], bool]:
     """--classes: the class names, and {raw mask value: class id} where the file numbers the classes otherwise than
     0..N-1 in line order. 'a,b,c' and one name per line name ids 0, 1, 2, … A CSV whose header names an id column and
     a name column (Roboflow's `_classes.csv`: 'Pixel Value, Class') and nnU-Net's dataset.json ("labels": {"background":
     0, "tumor": 1}) name the values their masks hold: the classes are numbered 0..N-1 in value order, and a class
     named ignore, void, unlabelled or unlabeled is the 'not labelled' value (mapped to -1), and a value the file does
-    not name that would read as a class id (2 between the file's 1 and 3) is no class (mapped to -2)."""
+    not name that would read as a class id (2 between the file's 1 and 3) is no class (mapped to -2). The third
+    value says whether the file named the mask values (a CSV with an id column, a dataset.json) rather than ids
+    0..N-1 in line order."""
     if spec is None:
-        return None, {}
+        return None, {}, False
     path = Path(spec)
     try:
         is_file, exists = path.is_file(), path.exists()
     except OSError:  # 'a,b,c,…' too long for a file name (150 classes: ENAMETOOLONG was exit 3) names no file
         is_file = exists = False
     if is_file and path.suffix.lower() == ".json":
-        return _numbered(_json_labels(path), spec)
+        return *_numbered(_json_labels(path), spec), True
     if not exists and "," not in str(spec) and ("/" in str(spec) or path.suffix.lower() in CLASS_FILE_SUFFIXES):
         # a missing file read as one class name: lint then blamed the masks ('class ids 0..0')
         raise DataError(f"{spec}: class list file not found; check --classes (or give the names as 'a,b,c')")
     lines = read_lines(path, "class list") if is_file else None
     if lines is not None:
-        rows = _csv_rows(lines, spec)
-        if rows is not None:
-            return _numbered(rows, spec)
+        found = _csv_rows(lines, spec)
+        if found is not None:
+            rows, has_ids = found
+            return *_numbered(rows, spec), has_ids
     names = lines if lines is not None else str(spec).split(",")
     if lines is None and any(not n.strip() for n in names[:-1]):  # 'a,,c': c would silently become id 1
         raise ConfigError(f"--classes {spec!r}: class {[n.strip() for n in names].index('')} has no name; name every "
@@ -49,7 +58,7 @@ def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
         raise ConfigError(f"--classes {spec!r} names no classes; give 'a,b,c' or a file with one name per line")
     if len(set(names)) != len(names):
         raise ConfigError(f"--classes {spec!r}: a class name is repeated")
-    return names, {}
+    return names, {}, False
 
 
 def _header(line: str, spec) -> tuple[str, int | None, int, list[str]] | None:
@@ -68,9 +77,10 @@ def _header(line: str, spec) -> tuple[str, int | None, int, list[str]] | None:
     return None
 
 
-def _csv_rows(lines: list[str], spec) -> list[tuple[int, str]] | None:
+def _csv_rows(lines: list[str], spec) -> tuple[list[tuple[int, str]], bool] | None:
     """(value, name) rows of a class CSV whose first line is a header naming a name column and maybe an id column
-    (without one, values 0, 1, … in line order); None when the file is not one (a list of names)."""
+    (without one, values 0, 1, … in line order), and whether it has the id column; None when the file is not one (a
+    list of names)."""
     import csv
 
     text = [line for line in lines if line.strip()]
@@ -86,7 +96,7 @@ def _csv_rows(lines: list[str], spec) -> list[tuple[int, str]] | None:
             what = f"a '{header[name_at]}'" if at is None else f"a whole-number '{header[at]}' and a '{header[name_at]}'"
             raise ConfigError(f"--classes {spec}: line {number} {delimiter.join(fields)!r} lacks {what}; give one "
                               "class a line, e.g. 0, background") from None
-    return rows
+    return rows, at is not None
 
 
 def _json_labels(path: Path) -> list[tuple[int, str]]:
@@ -118,20 +128,6 @@ def _json_labels(path: Path) -> list[tuple[int, str]]:
         except (TypeError, ValueError):
             raise ConfigError(f"--classes {path}: label '{key}' has the value {value!r}, not a whole number") from None
     return rows
-
-
-def names_mask_values(spec: str | None) -> bool:
-    """Whether --classes is a file that names the values the masks hold (a CSV of ids and names, nnU-Net's
-    dataset.json), rather than ids 0..N-1 in line order."""
-    if spec is None:
-        return False
-    path = Path(spec)
-    try:
-        if not path.is_file():
-            return False
-    except OSError:
-        return False
-    return path.suffix.lower() == ".json" or _csv_rows(read_lines(path, "class list"), spec) is not None
 
 
 def _numbered(rows: list[tuple[int, str]], spec) -> tuple[list[str], dict[int, int]]:

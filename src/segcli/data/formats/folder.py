@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.class_table import class_table, names_mask_values
+from segcli.data.class_table import read_class_table
 from segcli.data.lint import Finding, error
 from segcli.data.masks import MaskDecoder
 from segcli.data.palette import ColourMap, parse_palette
@@ -306,7 +306,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
             raise ConfigError(f"--images and --masks are the same folder {images}, whose image and mask folders pair "
                               f"no file{folders}")
 
-    names, table_remap = class_table(classes)
+    names, table_remap, names_values = read_class_table(classes)
     colours = None
     ignore = DEFAULT_IGNORE if ignore_index is None else int(ignore_index)
     palette_colours: list[list[int]] = []
@@ -321,7 +321,7 @@ def collect(images: str | Path, masks: str | Path, *, name: str, classes: str | 
         raise ConfigError("--reduce-zero-label shifts mask values, but --palette maps colours to classes itself (its "
                           "first line is class 0): give the unlabelled colour a line 'ignore R G B' instead, and "
                           "leave out --reduce-zero-label")
-    if reduce_zero_label and names_mask_values(classes):
+    if reduce_zero_label and names_values:
         raise ConfigError(f"--reduce-zero-label shifts mask values, but --classes {classes} names the values itself: "
                           "name value 0 'ignore' there instead (it then means 'not labelled'), and leave out "
                           "--reduce-zero-label")
