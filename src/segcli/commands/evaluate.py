@@ -209,10 +209,10 @@ def run(cfg) -> dict:
     if worst and not cfg.out:
         raise ConfigError("--worst K writes figures; pass --out DIR too")
     if mode != "predictions":
-        from segcli.inference.model_files import model_kind, model_paths
+        from segcli.inference.model_files import check_model_there, model_paths
 
         for path in model_paths(cfg.ckpt or cfg.model):
-            model_kind(path)  # a missing file or a folder given as a model
+            check_model_there(path)  # a missing file or a folder given as a model
     from segcli.evaluation import distributed
     from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch
     from segcli.evaluation.corruptions import CORRUPTIONS, for_channels, parse_corruptions, parse_severities

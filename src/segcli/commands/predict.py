@@ -87,30 +87,29 @@ class Run:
 
 
 def run(cfg):
-    """Load the model named by cfg.ckpt / cfg.model (several: their ensemble) and predict cfg's inputs (see
-    predict_with)."""
-    from segcli.inference.model_files import model_kind, model_paths
+    """Load the model named by cfg.ckpt / cfg.model (several: their ensemble) and predict cfg's inputs; → the mask
+    paths (outputs as cfg.save says)."""
+    from segcli.inference.model_files import check_model_there, model_paths
 
-    _check(cfg)
-    _options(cfg)
+    model = _check(cfg)
+    shard_spec, save = _options(cfg)
     paths = model_paths(cfg.model or cfg.ckpt)
     for path in paths:
-        model_kind(path)  # a missing file or a folder given as a model: said before torch is loaded (seconds)
+        check_model_there(path)  # a missing file or a folder given as a model: said before torch is loaded (seconds)
     from segcli.inference.backends import load_predictor
     from segcli.inference.predictor import ensemble
 
     members = [load_predictor(path, cfg.device, cfg.inference.batch_size) for path in paths]
-    return predict_with(cfg, ensemble(members).configure(cfg.inference))
+    return _predict_with(cfg, ensemble(members).configure(cfg.inference), model, shard_spec, save)
 
 
-def predict_with(cfg, predictor) -> list[Path]:
-    """Predict cfg's inputs with a loaded Predictor; → the mask paths (outputs as cfg.save says)."""
+def _predict_with(cfg, predictor, model: str, shard_spec, save: tuple) -> list[Path]:
+    """Predict cfg's inputs with a loaded Predictor (`model` names it in errors), as `_options` read --shard and
+    --save; → the mask paths."""
     from segcli.inference.io import missing_folders, prune_created_tree
     from segcli.inference.outputs import Outputs
     from segcli.inference.sources import collect, shard
 
-    model = _check(cfg)
-    shard_spec, save = _options(cfg)
     collected = collect(list(cfg.inputs), cfg.list, stdin=_stdin(cfg), skip_under=cfg.out)
     items = shard(collected, shard_spec)
     outputs = Outputs(Path(cfg.out), save, predictor.classes, predictor.palette, predictor.ignore_index,

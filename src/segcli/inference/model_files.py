@@ -23,12 +23,17 @@ def refuse_folder(path: str | Path) -> None:
     raise DataError(f"{path}: a folder, not a model file; {fix}")
 
 
+def check_model_there(path: str | Path) -> None:
+    """A DataError for a --ckpt/--model that is not there (a folder: the checkpoint inside it to pass)."""
+    refuse_folder(path)
+    if not Path(path).is_file():
+        raise DataError(f"{path}: model file not found; pass a .ckpt checkpoint or a file written by `segcli export`")
+
+
 def model_kind(path: str | Path) -> str:
     """'onnx', 'torchscript' or 'checkpoint', from the suffix (.onnx) or the archive's content."""
     path = Path(path)
-    refuse_folder(path)
-    if not path.is_file():
-        raise DataError(f"{path}: model file not found; pass a .ckpt checkpoint or a file written by `segcli export`")
+    check_model_there(path)
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             if any(name.endswith("/constants.pkl") for name in archive.namelist()):
