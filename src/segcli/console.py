@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import sys
 
@@ -17,11 +19,27 @@ def stdout_console():
     the tables' natural width: FORCE_COLOR=1 or TTY_COMPATIBLE=1 (set in many CI jobs for the logs' sake) put escape
     codes into the tables a pipeline reads and cut their class names to the 80 columns of a terminal that is not
     there, and COLUMNS (COLUMNS=20 in a narrow CI runner) squeezed every number of a table to '…'."""
+    Console = _results_console()
+    if _is_tty(sys.stdout) and os.environ.get("TERM", "").lower() not in ("dumb", "unknown"):
+        return Console(file=_Escaping(sys.stdout), soft_wrap=True)
+    # a dumb terminal (Emacs' shell, some CI ptys) takes no escape codes, and rich held its tables to 80 columns there,
+    # whatever their width was set to: class names cut to 'backg…'
+    return Console(file=_Escaping(sys.stdout), soft_wrap=True, force_terminal=False, width=_NATURAL_WIDTH)
+
+
+@functools.cache
+def _results_console():
+    """rich's Console, less its answer to a reader that went away (`segcli eval | head -1`): it pointed stdout at
+    /dev/null and exited 1, the code of a failed check, without a word. The BrokenPipeError goes on to segcli's
+    own handling instead (exit 3, one line)."""
     from rich.console import Console
 
-    if _is_tty(sys.stdout):
-        return Console(file=_Escaping(sys.stdout), soft_wrap=True)
-    return Console(file=_Escaping(sys.stdout), soft_wrap=True, force_terminal=False, width=_NATURAL_WIDTH)
+    class ResultsConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # what is left in its buffer is not written again
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return ResultsConsole
 
 
 _NATURAL_WIDTH = 10_000  # wider than any table: rich then prints each one at its own width (tables do not expand)

@@ -68,6 +68,51 @@ def test_a_table_on_a_narrow_terminal_keeps_every_value():
     for value in ("vegetation", "17.92", "12.88", "72.92", "19.19", "30.39", "1,625", "6,174", "pred px"):
         assert value in out
 
+def test_eval_whose_reader_left_is_exit_3_and_keeps_its_report_files(model_ckpt, tmp_path):
+    """`segcli eval --out ev --json r.json | true`: rich's console met the broken pipe itself and exited 1 (the
+    code of a failed gate) without a word, and the table was printed before the report files were written, so
+    neither ev/ nor r.json was there. Exit 3 in one line, and the files are written."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before segcli writes
+    try:
+        proc = segcli("eval", "--ckpt", model_ckpt, "--out", tmp_path / "ev", "--json", tmp_path / "r.json",
+                      cwd=tmp_path, stdout=write, stderr=subprocess.PIPE)
+    finally:
+        os.close(write)
+    assert "Broken pipe" in one_error_line(proc, 3)
+    assert yaml.safe_load((tmp_path / "r.json").read_text())["mIoU"] >= 0
+    assert (tmp_path / "ev" / "report.json").read_text() == (tmp_path / "r.json").read_text()
+
+
+def test_a_table_on_a_dumb_terminal_keeps_its_class_names(model_ckpt, tmp_path):
+    """TERM=dumb on a terminal (Emacs' shell, some CI ptys): rich held eval's table to 80 columns whatever its width
+    was set to, so 'vegetation' came out as 'veget…'. A dumb terminal gets the plain table at its natural width."""
+    import pty
+    import sys
+
+    from helpers_cli import STREAM_SETTINGS
+
+    leader, follower = pty.openpty()
+    env = {**{k: v for k, v in os.environ.items() if k not in STREAM_SETTINGS}, "TERM": "dumb", "COLUMNS": "300"}
+    proc = subprocess.Popen([sys.executable, "-m", "segcli", "eval", "--ckpt", str(model_ckpt)], cwd=tmp_path,
+                            env=env, stdout=follower, stderr=subprocess.DEVNULL)
+    os.close(follower)
+    out = b""
+    while True:  # read as it writes: a full terminal buffer would hold it
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal has no writer left
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(timeout=600) == 0
+    table = out.decode("utf-8")
+    assert "\x1b" not in table and "…" not in table
+    assert "background" in table and "vegetation" in table and "pred px" in table
+
+
 # ----------------------------------------------------------------------------- help and version
 @pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--version"]], ids=" ".join)
 def test_help_and_version_into_a_closed_pipe_are_exit_3(argv, tmp_path):

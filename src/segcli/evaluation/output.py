@@ -60,6 +60,13 @@ def emit(cfg, report: dict, acc, card) -> None:
     from segcli.reports import compare_table, corruption_table, metrics_table
 
     text = json.dumps(report, indent=2) + "\n"
+    if cfg.json and cfg.json != "-":  # the files first: a stdout that fails (a reader gone, a full disk) lost them
+        _write_report(Path(cfg.json), text)
+        info(f"eval: report written to {cfg.json}")
+    if cfg.out:
+        write_files(Path(cfg.out), report, acc, card, cfg.split, text)
+        info(f"eval: report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png"
+             f"{', worst/' if report.get('worst') else ''} written to {cfg.out}")
     if cfg.json == "-":
         print(text, end="")
     else:
@@ -72,13 +79,6 @@ def emit(cfg, report: dict, acc, card) -> None:
             print_wide(console, compare_table(report["compare"]))
         for entry in report.get("worst") or []:
             console.print(f"worst: {entry['image']}  mIoU {entry['mIoU'] * 100:.2f}  {entry['file']}", markup=False)
-    if cfg.json and cfg.json != "-":
-        _write_report(Path(cfg.json), text)
-        info(f"eval: report written to {cfg.json}")
-    if cfg.out:
-        write_files(Path(cfg.out), report, acc, card, cfg.split, text)
-        info(f"eval: report.json, report.md, per_class.csv, per_image.csv, confusion.csv/.png"
-             f"{', worst/' if report.get('worst') else ''} written to {cfg.out}")
 
 
 @contextlib.contextmanager
