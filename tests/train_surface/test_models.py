@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segcli.errors import ConfigError, DataError
-from segcli.models.factory import build_model, size_multiple
+from segcli.models.factory import build_model, min_input_size, size_multiple
 from segcli.models.losses import WeightedLoss
 from segcli.models.optim import build_optimizer
 
@@ -52,11 +52,31 @@ def test_forward_and_one_training_step(arch):
         assert model(x[:1]).shape == (1, 3, side, side)
 
 
-def test_dpt_size_multiple_is_twice_the_patch():
-    model = build_model("dpt", "tu-vit_tiny_patch16_224", classes=2, kwargs={"dynamic_img_size": True}).eval()
+@pytest.mark.parametrize("encoder", ["tu-vit_tiny_patch16_224", "tu-vit_small_patch8_224"])
+def test_dpt_size_multiple_is_its_coarsest_scale(encoder):
+    """DPT reassembles the patch grid at 1/4 … 1/32 of the input: sides must be multiples of 32 whatever the patch.
+    A patch-8 ViT was given 16 (twice its stride), so segcli's size probe tried 48×64, failed there and refused the
+    encoder (exit 2), which smp runs at 32×32, 64×96, …"""
+    model = build_model("dpt", encoder, classes=2, kwargs={"dynamic_img_size": True}).eval()
     assert size_multiple(model) == 32
     with torch.no_grad():
         assert model(torch.randn(1, 3, 96, 64)).shape[-2:] == (96, 64)
+        assert model(torch.randn(1, 3, 32, 32)).shape[-2:] == (32, 32)
+    assert min_input_size(model, {"arch": "dpt", "encoder": encoder}) == 32
+
+
+@pytest.mark.parametrize("encoder", ["mit_b0", "densenet121", "xception"])
+def test_local_weights_load_into_encoders_with_their_own_load_state_dict(tmp_path, capsys, encoder):
+    """smp's mit_b*, densenet* and xception encoders replace load_state_dict with one that takes no `strict`: a
+    weights file of the encoder's own state dict was exit 4 (TypeError: unexpected keyword argument 'strict')."""
+    source = build_model("unet", encoder, classes=2)
+    path = tmp_path / f"{encoder}.pth"
+    torch.save(source.encoder.state_dict(), path)
+    model = build_model("unet", encoder, classes=2, encoder_weights=str(path))
+    assert all(torch.equal(a, b) for a, b in zip(model.encoder.state_dict().values(),
+                                                 source.encoder.state_dict().values()))
+    own = len(source.encoder.state_dict())
+    assert f"{own} tensors loaded, 0 missing, 0 unused" in capsys.readouterr().err
 
 
 def test_unknown_arch_and_encoder_list_choices():
@@ -263,6 +283,7 @@ def test_a_weights_path_that_is_missing_or_a_folder_says_so(tmp_path):
 
     assert local_weights("imagenet") is None and local_weights(None) is None
     assert local_weights("w.pth") == Path("w.pth")
+    assert local_weights("best.ckpt") == Path("best.ckpt")  # was taken for a named set: "Wrong pretrained weights"
 
 
 def test_local_weights_of_another_encoder_fail(tmp_path):

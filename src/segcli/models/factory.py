@@ -16,7 +16,7 @@ from torch import nn
 from segcli.config import did_you_mean
 from segcli.errors import ConfigError, DataError, first_line
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")  # .ckpt: a segcli run's checkpoint
 
 
 def _choices(word: str, options: list[str]) -> str:
@@ -291,7 +291,9 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
                         f"{list(renamed[first].shape)} in the file, {list(own[first].shape)} here), so they are "
                         "weights of another encoder; give the weights of this model.encoder, or set model.encoder "
                         "to the one they were trained for")
-    model.encoder.load_state_dict(matched, strict=False)
+    # nn.Module's own method: the keys are the encoder's already, and smp's mit_b*, densenet* and xception encoders
+    # replace load_state_dict with one that takes no `strict` (TypeError, exit 4)
+    nn.Module.load_state_dict(model.encoder, matched, strict=False)
     missing = len(own) - len(matched)
     other = f" ({len(reshaped)} of another shape, e.g. {reshaped[0]})" if reshaped else ""
     sys.stderr.write(f"encoder weights {path.name}: {len(matched)} tensors loaded, {missing} missing{other}, "
@@ -357,10 +359,15 @@ def _adapt_input_channels(state: dict, own: dict) -> str:
 
 
 def size_multiple(model: nn.Module) -> int:
-    """Input height and width must be multiples of this: the encoder's output stride, twice that for DPT
-    (its decoder also reassembles the patch grid at half resolution, so the grid must be even)."""
+    """Input height and width must be multiples of this: the encoder's output stride; for DPT also of the coarsest
+    scale its decoder reassembles the patch grid to (1/4, 1/8, … of the input, one per block: 1/32 with smp's four
+    blocks, whatever the patch size: a patch-8 ViT needs multiples of 32 as a patch-16 one does)."""
+    import math
+
     stride = int(getattr(getattr(model, "encoder", None), "output_stride", 32) or 32)
-    return 2 * stride if type(model).__name__ == "DPT" else stride
+    if type(model).__name__ == "DPT":
+        return math.lcm(stride, 2 ** (len(model.decoder.reassemble_blocks) + 1))
+    return stride
 
 
 def _probe(model: nn.Module, channels: int, h: int, w: int) -> tuple[int, int] | str:
