@@ -145,9 +145,9 @@ def test_progress_follows_whichever_budget_runs_out_first(steps_done, seconds, e
     timer.start_time = lambda stage="train": 0.0
     timer.time_elapsed = lambda stage="train": seconds
     trainer = SimpleNamespace(estimated_stepping_batches=45_000, callbacks=[timer])
-    assert training_progress(trainer, steps_done, fit_start=0.0) == pytest.approx(expected)
+    assert training_progress(trainer, steps_done) == pytest.approx(expected)
     no_clock = SimpleNamespace(estimated_stepping_batches=45_000, callbacks=[])
-    assert training_progress(no_clock, steps_done, fit_start=0.0) == pytest.approx(steps_done / 45_000)
+    assert training_progress(no_clock, steps_done) == pytest.approx(steps_done / 45_000)
 
 
 @pytest.mark.parametrize("name, extra", [("adamw", {}), ("sgd", {"momentum": 0.9, "nesterov": True})])
@@ -255,7 +255,11 @@ def test_a_warmup_as_long_as_training_is_noted():
 
     note = warmup_note({"name": "poly", "warmup_steps": 100}, 2)
     assert note is not None and "sched.warmup_steps=100" in note and "2 optimiser steps" in note and "2%" in note
-    assert warmup_note({"name": "poly", "warmup_steps": 100}, 101) is None
+    for steps in (100, 101):  # the last step is at the peak (factor 1.0): it was said never to reach it at 100
+        note = warmup_note({"name": "poly", "warmup_steps": 100}, steps)
+        assert note is not None and "reaches optim.lr at the last step only" in note and "never reaches" not in note
+        assert lr_factor({"name": "poly", "warmup_steps": 100}, steps - 1, (steps - 1) / steps) == 1.0
+    assert warmup_note({"name": "poly", "warmup_steps": 100}, 102) is None  # step 101 decays
     assert warmup_note({"name": "cosine", "warmup_steps": 100}, float("inf")) is None
     assert warmup_note({"name": "onecycle", "warmup_steps": 100}, 2) is None
     assert warmup_note({"name": "poly"}, 2) is None

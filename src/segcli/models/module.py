@@ -7,7 +7,6 @@ hyper-parameters under `meta` (see segcli.runs.model_meta); nothing downstream r
 
 from __future__ import annotations
 
-import time
 
 import lightning as L
 import torch
@@ -70,7 +69,6 @@ class SegModule(L.LightningModule):
         self._forward = torch.compile(self.model.forward) if compile else self.model.forward
         self.val_cm = ConfusionMatrix(len(meta["classes"]), int(meta["ignore_index"]))
         self.last_val_metrics: dict | None = None
-        self._fit_start = time.monotonic()
         self._pending_loss: tuple | None = None  # this step's finite-loss check, when it waits for the next step
         self._nonfinite = 0  # steps in a row whose loss was inf/NaN
 
@@ -232,7 +230,7 @@ class SegModule(L.LightningModule):
             for note in filter(None, notes):
                 info(note)
         scheduler = build_scheduler(optimizer, self.hparams.sched,
-                                    lambda step: training_progress(self._trainer, step, self._fit_start))
+                                    lambda step: training_progress(self._trainer, step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _time_budget(self) -> bool:
@@ -248,9 +246,6 @@ class SegModule(L.LightningModule):
         if trainer is None:
             return ""
         return fused_clipping({"gradient_clip_val": trainer.gradient_clip_val, "precision": str(trainer.precision)})
-
-    def on_fit_start(self) -> None:
-        self._fit_start = time.monotonic()
 
     def on_train_start(self) -> None:
         # A resumed run's schedulers come back with the lr they computed at the checkpoint, under the budget of that

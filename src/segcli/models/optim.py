@@ -16,7 +16,6 @@ finite, else by wall clock against trainer.max_time (see `training_progress`).
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable
 
 import torch
@@ -131,11 +130,13 @@ def lr_factor(sched: dict, step: int, progress: float) -> float:
     return floor + (1.0 - floor) * decay
 
 
-def training_progress(trainer, step: int, fit_start: float) -> float:
+def training_progress(trainer, step: int) -> float:
     """Fraction of training done, by whichever budget runs out first: optimiser steps (when finite) or wall
     clock (the Timer's training time over trainer.max_time — restored on --resume, so a resumed run continues
-    its schedule; time since `fit_start`, a time.monotonic() value, before the Timer starts). 0.0 when
-    neither is known."""
+    its schedule). Before the Timer starts (the first step's lr, computed when the scheduler is made) no training
+    time has passed: the time since the module was made counted the trainer's and the data's set-up, which the
+    Timer leaves out, so the first step of a 40-s budget trained at 92% of the peak lr, or a warm-up's at 27%.
+    0.0 when neither budget is known."""
     if trainer is None:
         return 0.0
     done = 0.0
@@ -147,9 +148,7 @@ def training_progress(trainer, step: int, fit_start: float) -> float:
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     budget = timer._duration if timer is not None else None
     if budget:
-        started = timer.start_time("train") is not None
-        elapsed = timer.time_elapsed("train") if started else time.monotonic() - fit_start
-        done = max(done, rank_zeros(trainer, elapsed) / budget)
+        done = max(done, rank_zeros(trainer, timer.time_elapsed("train")) / budget)
     return min(done, 1.0)
 
 
@@ -190,15 +189,18 @@ def zero_lr_note(optim: dict) -> str | None:
 
 
 def warmup_note(sched: dict, total_steps: float) -> str | None:
-    """A note when sched.warmup_steps is at least the run's optimiser steps (`total_steps`, finite when the run is
-    bounded by epochs or steps): its lr then never reaches optim.lr, and poly/cosine never decay. None otherwise."""
+    """A note when sched.warmup_steps leaves the run's optimiser steps (`total_steps`, finite when the run is bounded
+    by epochs or steps) nothing to decay over: at or above the steps less one, poly/cosine never decay, and above the
+    steps the lr never reaches optim.lr. None otherwise."""
     warmup = int(sched.get("warmup_steps", 0) or 0)
-    if warmup <= 0 or not math.isfinite(total_steps) or total_steps <= 0 or warmup < total_steps \
+    if warmup <= 0 or not math.isfinite(total_steps) or total_steps <= 0 or warmup < total_steps - 1 \
             or str(sched.get("name", "poly")).lower() == "onecycle":
         return None
-    return (f"train: note: sched.warmup_steps={warmup} is not below the {int(total_steps)} optimiser steps this run "
-            f"takes, so the lr never reaches optim.lr (it ends at {int(total_steps) / warmup:.0%} of it) and never "
-            "decays; lower sched.warmup_steps or use sched.warmup_fraction")
+    steps = int(total_steps)
+    peak = (f"never reaches optim.lr (it ends at {steps / warmup:.0%} of it)" if warmup > steps
+            else "reaches optim.lr at the last step only")
+    return (f"train: note: sched.warmup_steps={warmup} leaves none of the {steps} optimiser steps this run takes to "
+            f"decay over: the lr {peak}; lower sched.warmup_steps or use sched.warmup_fraction")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict,
