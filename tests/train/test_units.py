@@ -20,16 +20,37 @@ def test_ctrl_c_that_python_drops_inside_a_finaliser_still_stops_training():
         def __del__(self):  # Ctrl-C landing while an object is collected: Python drops what __del__ raises
             signal.raise_signal(signal.SIGINT)  # the handler runs at once, inside __del__
 
-    before = signal.getsignal(signal.SIGINT)  # another in-process test may have left Lightning's SIG_IGN
-    ctrl_c = CtrlC()
-    with ctrl_c.installed():
-        Collected()  # prints "Exception ignored in ..." and goes on: the KeyboardInterrupt is lost
-        assert ctrl_c.noted
-        with pytest.raises(KeyboardInterrupt):  # the next batch raises it again
-            ctrl_c.on_train_batch_start(None, None, None, 0)
-        with pytest.raises(KeyboardInterrupt):
-            ctrl_c.on_validation_batch_start(None, None, None, 0)
-    assert signal.getsignal(signal.SIGINT) == before  # the previous handler is back
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's; another in-process test may have
+    try:  # left Lightning's SIG_IGN
+        ctrl_c = CtrlC()
+        with ctrl_c.installed():
+            Collected()  # prints "Exception ignored in ..." and goes on: the KeyboardInterrupt is lost
+            assert ctrl_c.noted
+            with pytest.raises(KeyboardInterrupt):  # the next batch raises it again
+                ctrl_c.on_train_batch_start(None, None, None, 0)
+            with pytest.raises(KeyboardInterrupt):
+                ctrl_c.on_validation_batch_start(None, None, None, 0)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_ctrl_c_set_to_be_ignored_stays_ignored_in_training():
+    """A run started with SIGINT ignored (`segcli train ... &` from a script, which the terminal's Ctrl-C is not
+    meant to stop) was stopped by Ctrl-C during training, though not during its final evaluation: the training's
+    handler replaced the inherited SIG_IGN."""
+    from segcli.training.callbacks import CtrlC
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctrl_c = CtrlC()
+        with ctrl_c.installed():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+            ctrl_c.on_train_batch_start(None, None, None, 0)  # no KeyboardInterrupt
+        assert not ctrl_c.noted and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_atomic_checkpoint_keeps_the_old_file_when_a_write_dies(tmp_path, monkeypatch):

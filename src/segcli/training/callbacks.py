@@ -155,9 +155,10 @@ class CtrlC(Callback):
 
     @contextlib.contextmanager
     def installed(self):
-        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-            yield self
-            return
+        if threading.current_thread() is not threading.main_thread() \
+                or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # signals reach the main thread only; a
+            yield self  # Ctrl-C set to be ignored (a job started with `&` from a script) stays ignored: training was
+            return  # stopped by the Ctrl-C it had been started to ignore, its final evaluation not
         previous = signal.signal(signal.SIGINT, self._handler)
         try:
             yield self
