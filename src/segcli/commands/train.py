@@ -387,7 +387,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     from segcli.models.optim import check_fused
     from segcli.models.trainer_args import check as check_trainer, for_this_machine, lightning_config_errors, processes
     from segcli.runs import held_run_dir, make_run_dir, model_meta, save_config
-    from segcli.training.callbacks import CtrlC
+    from segcli.training.callbacks import CtrlC, DataWatch
     from segcli.training.checkpoints import LastCheckpoint, best_checkpoint
 
     # The last pattern, Lightning's advice to log with sync_dist=True under DDP: val/* metrics come from the
@@ -474,6 +474,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
+    callbacks.append(DataWatch(card.path, cfg.data))
 
     # Messages said once per run check first_process(): Lightning's DDP launcher runs this command again in each
     # further process.

@@ -1,5 +1,6 @@
 """Callbacks of `segcli train`: learning rate and throughput on the progress bar and in metrics.csv,
-RNG state in every checkpoint (so a resumed run draws the same random numbers), early stopping, Ctrl-C."""
+RNG state in every checkpoint (so a resumed run draws the same random numbers), early stopping, Ctrl-C, a dataset
+prepared again under the run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -178,6 +180,64 @@ class CtrlC(Callback):
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._again()
+
+
+class DataWatch(Callback):
+    """Stops a run whose dataset is prepared again under it (`segcli prepare --overwrite` swaps a new folder in):
+    the run went on, training on the new images with the old card's normalisation, scored the new val images at
+    its end and exited 0, while its checkpoints named the old data (and its own --resume then refused them). At each
+    epoch's and each validation's start, and before the final evaluation, the card file is looked at (one stat);
+    where it changed, what the run depends on is compared as --resume compares it (a card rewritten with the same
+    classes, statistics and splits lets the run go on). A DataError (exit 3) otherwise."""
+
+    def __init__(self, card_file: str | Path, data_cfg):
+        self._file = Path(card_file)
+        self._data = data_cfg
+        self._seen = _file_identity(self._file)
+
+    def _check(self, pl_module) -> None:
+        now = _file_identity(self._file)
+        if now == self._seen:
+            return
+        from segcli.data.card import load_card
+        from segcli.errors import DataError, SegcliError
+        from segcli.training.resume import data_changes, meta_now
+
+        try:
+            card = load_card(self._file)
+        except SegcliError:  # between the two renames of a swap, or being written: look again once
+            time.sleep(1.0)
+            try:
+                card = load_card(self._file)
+            except SegcliError as err:
+                raise DataError(f"{self._file}: the dataset this run trains on is no longer readable ({err.message}); "
+                                "restore it and `segcli train --resume` the run") from None
+        changes = data_changes(pl_module.meta, meta_now(pl_module.meta, card, self._data))
+        if changes:
+            raise DataError(f"{self._file}: the dataset changed while this run trained on it ({'; '.join(changes)}; "
+                            "prepared again?): the run stops rather than go on with data its checkpoints do not "
+                            "describe; start a new run on it, or restore the data as it was and `segcli train "
+                            "--resume` the run")
+        self._seen = now
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._check(pl_module)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._check(pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._check(pl_module)
+
+
+def _file_identity(path: Path) -> tuple | None:
+    """(device, inode, size, modification time) of a file, None where it is missing: a new file in its place or a
+    rewrite changes it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def early_stopping(cfg: dict) -> EarlyStopping | None:

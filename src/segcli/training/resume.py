@@ -68,6 +68,15 @@ def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
     """Refuse to resume when the dataset card now says other than when the run began (prepared again with other
     classes, ignore index or images): the weights and the normalisation belong to the data they were fit on.
     saved: the checkpoint's meta; meta: the one the card gives now."""
+    changes = data_changes(saved, meta)
+    if changes:
+        raise DataError(f"{card_file}: the dataset changed since this run began ({'; '.join(changes)}); --resume "
+                        "continues the same experiment: prepare the data as it was, or start a new run")
+
+
+def data_changes(saved: dict, meta: dict) -> list[str]:
+    """What differs between the data parts of two metas (`saved`: a run's; `meta`: the one its card gives now), in
+    words: classes, ignore index, image range, mean/std, the train and val images."""
     changes = []
     for key, what in (("classes", "classes"), ("ignore_index", "ignore index"), ("image_range", "image range")):
         if saved.get(key) != meta.get(key):
@@ -83,9 +92,7 @@ def check_same_data(saved: dict, meta: dict, card_file: Path) -> None:
     for key in ("train_digest", "val_digest"):
         if before.get(key) is not None and before.get(key) != now.get(key):  # runs before 2026-12-07 keep none
             changes.append(what[key])
-    if changes:
-        raise DataError(f"{card_file}: the dataset changed since this run began ({'; '.join(changes)}); --resume "
-                        "continues the same experiment: prepare the data as it was, or start a new run")
+    return changes
 
 
 def meta_now(saved: dict, card, data_cfg) -> dict:
