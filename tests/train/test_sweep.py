@@ -37,6 +37,18 @@ def test_sweep_runs_every_job_and_reports_a_failure(tiny_data, tmp_path, capsys)
     assert code == 2 and out == "" and "holds a sweep already (sweep.json)" in err
     assert f"segcli train --resume {sweep_dir}" in err
     assert (sweep_dir / "summary.csv").read_bytes() == before
+    # ... and while that sweep runs (holds its folder), the advice is to wait: --resume is refused then too
+    import fcntl
+    import os
+
+    handle = os.open(sweep_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        code, out, err = segcli(["train", "-m", *tiny(tiny_data, "trainer.limit_train_batches=1", "final_eval=false"),
+                                 "model.encoder=resnet18,no_such_encoder", "--run-dir", sweep_dir], capsys)
+    finally:
+        os.close(handle)
+    assert code == 2 and "wait for that sweep to end" in err and "--resume" not in err, err
     # --resume of a sweep that ended: no job runs again (the failed one keeps its row), the summary is shown again
     code, out, err = segcli(["train", "--resume", sweep_dir], capsys)
     assert code == 1 and "1 of 2 jobs failed" in err and "2 jobs ended before, 0 to run" in err
