@@ -165,8 +165,9 @@ def test_the_time_budget_schedule_follows_the_first_processs_clock(tmp_path):
     assert [float((tmp_path / f"value.{rank}").read_text()) for rank in (0, 1)] == [10.0, 10.0]
 
 
-def _ddp_with(hook_source: str, tiny_data, tmp_path, epochs: int):
-    """A two-process CPU run with `hook_source` as every process's sitecustomize: (the run, its folder)."""
+def _ddp_with(hook_source: str, tiny_data, tmp_path, epochs: int, env: dict | None = None):
+    """A two-process CPU run with `hook_source` as every process's sitecustomize (and `env` added to the
+    environment): (the run, its folder)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(hook_source)
@@ -174,7 +175,7 @@ def _ddp_with(hook_source: str, tiny_data, tmp_path, epochs: int):
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"trainer.max_epochs={epochs}",
            "data.num_workers=0", "model=fpn", "trainer.enable_progress_bar=false", "final_eval=false"]
     proc = segcli("train", f"data.root={tiny_data}", *ddp, "--run-dir", run, timeout=180,
-                  env={"PYTHONPATH": os.pathsep.join([str(hook), str(SRC)])})
+                  env={"PYTHONPATH": os.pathsep.join([str(hook), str(SRC)]), **(env or {})})
     return proc, run
 
 
@@ -217,6 +218,30 @@ if os.environ.get("LOCAL_RANK") == "1":  # the process Lightning's launcher star
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=stop, daemon=True).start()
 '''
+
+
+_CHILD_STOPPED_AT_START = '''
+import os, signal
+if os.environ.get("LOCAL_RANK", "0") == "1":  # the second process, as it starts (before it joins the run)
+    if os.environ.get("STOP_WITH") == "exit130":
+        os._exit(130)  # as segcli exits on Ctrl-C
+    os.kill(os.getpid(), getattr(signal, os.environ["STOP_WITH"]))
+'''
+
+
+@pytest.mark.parametrize("stop, code, line", [("exit130", 130, "segcli: interrupted"),
+                                              ("SIGTERM", 143, "segcli: terminated (SIGTERM)"),
+                                              ("SIGKILL", 137, "was killed by SIGKILL while the run's processes "
+                                                               "started")])
+def test_a_process_stopped_while_the_processes_start_stops_the_run_with_its_code(tiny_data, tmp_path, stop, code,
+                                                                                line):
+    """Ctrl-C while a DDP run's processes started: the first one waited inside torch for the second, which had
+    stopped, until Lightning's observer SIGKILLed it (exit 137, Lightning's 'Forcefully terminating' line, none of
+    segcli's)."""
+    proc, _ = _ddp_with(_CHILD_STOPPED_AT_START, tiny_data, tmp_path, epochs=1, env={"STOP_WITH": stop})
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert "Forcefully terminating" not in proc.stderr
+    assert line in proc.stderr.strip().splitlines()[-1], proc.stderr[-3000:]
 
 
 def test_a_sigterm_to_the_second_process_alone_stops_the_run_as_a_sigterm(tiny_data, tmp_path):

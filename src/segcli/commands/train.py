@@ -11,6 +11,7 @@ continues a run (segcli.training.resume).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -523,7 +524,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     trainer = None
     try:
         trainer = _trainer(trainer_args, run_dir, callbacks)  # what only Lightning can check fails here; nothing left
-        with ctrl_c.installed(), lightning_config_errors(value_errors=False):
+        with ctrl_c.installed(), _start_watched(trainer), lightning_config_errors(value_errors=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
         if restore is not None:  # stopped before a new last.ckpt: the resume's overrides did not take effect
@@ -673,6 +674,77 @@ def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
                             enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
     _no_collective_in_handler(trainer)
     return trainer
+
+
+@contextlib.contextmanager
+def _start_watched(trainer):
+    """While the processes that Lightning's DDP launcher starts join the run, the first process waits for them
+    inside torch (init_process_group), where no signal handler of its own runs: a Ctrl-C then stopped the others
+    (exit 130), and Lightning's observer, seeing that, SIGKILLed this one (exit 137, Lightning's line, no segcli
+    line). A thread here watches them until the run's process group is made: one that ends so stops this process
+    with its exit code and one line (the others killed, as Lightning did). Afterwards the run's own handling
+    applies (a collective fails: _failed_process)."""
+    import threading
+
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    if not hasattr(launcher, "_call_children_scripts") or launcher.cluster_environment.creates_processes_externally \
+            or not first_process():
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        import torch.distributed as dist
+
+        while not done.wait(0.2):
+            if dist.is_available() and dist.is_initialized():
+                return
+            procs = list(getattr(launcher, "procs", None) or [])
+            ended = next(((rank, proc.poll()) for rank, proc in enumerate(procs, start=1) if proc.poll()), None)
+            if ended is not None:
+                _stopped_at_start(procs, *ended)
+
+    threading.Thread(target=watch, daemon=True, name="segcli-start-watch").start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _stopped_at_start(procs, rank: int, code: int) -> None:
+    """End this process (waiting inside torch for the others) as the run's process `rank` ended with `code`: a stop
+    signal's code and line for a Ctrl-C or SIGTERM, which reach every process of a terminal's or a scheduler's job;
+    another process's failure as `OtherProcessFailed` says it."""
+    import signal
+    import sys
+
+    from segcli.errors import EXIT_INTERNAL, STOP_EXIT_CODES, OtherProcessFailed
+
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+    signum = -code if code < 0 else code - 128 if code in STOP_EXIT_CODES else None
+    if signum == signal.SIGINT:
+        line, exit_code = "segcli: interrupted", 130
+    elif signum in (signal.SIGTERM, signal.SIGHUP):
+        line, exit_code = f"segcli: terminated ({signal.Signals(signum).name})", 128 + signum
+    elif signum is not None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        line = (f"segcli: error: process {rank} of this run was killed by {name} while the run's processes started, "
+                "so this one stopped too; start the run again")
+        exit_code = 128 + signum
+    else:
+        failed = OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
+        line, exit_code = f"segcli: error: {failed.message}", failed.exit_code
+    try:
+        sys.stderr.write(f"{line}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(exit_code)
 
 
 def _no_collective_in_handler(trainer) -> None:
