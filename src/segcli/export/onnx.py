@@ -109,8 +109,24 @@ def _export_dynamo(net: torch.nn.Module, example: torch.Tensor, path: str | Path
                               output_names=[output], opset_version=int(meta["opset"]), dynamic_shapes=shapes,
                               dynamo=True, verbose=False, external_data=False)
     except Exception as err:  # torch.export raises many kinds (UserError, ConstraintViolationError, …)
+        _raise_missing_package(err)
         raise ConfigError(f"cannot export {label} to ONNX (torch.export, opset {meta['opset']}): {_first_line(err)}; "
                           "try --format torchscript") from None
+
+
+def _raise_missing_package(err: BaseException) -> None:
+    """The ImportError behind an exporter's error, raised for what segcli says of a missing or broken package (the
+    pip command that installs it, exit 2): onnx or onnxscript left out of an install was 'cannot export
+    unet/resnet18 …; try --opset 17 or --format torchscript', which blamed the model."""
+    seen, cause = set(), err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ImportError):
+            raise cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    found = re.search(r"No module named '([\w.]+)'", str(err))  # torch's message, the exception itself not chained
+    if found:
+        raise ModuleNotFoundError(found.group(0), name=found.group(1)) from None
 
 
 @contextmanager
@@ -171,6 +187,7 @@ def _export_torchscript_based(net, example, path, meta: dict, output: str, out_a
                                                                       output: out_axes},
                               dynamo=False)
     except (ValueError, RuntimeError, torch.onnx.errors.OnnxExporterError) as err:
+        _raise_missing_package(err)
         first = _first_line(err)
         if int(opset) < DYNAMO_FALLBACK_FROM:
             raise ConfigError(f"cannot export {label} to ONNX opset {opset}: {first}; try --opset "
