@@ -116,3 +116,25 @@ def test_a_broken_imagecodecs_is_told_to_reinstall_not_install(tmp_path):
     line = one_error_line(proc, 2)
     assert "'imagecodecs' is installed but cannot be imported" in line, describe(proc)
     assert "lzw-compressed TIFFs" in line and "--force-reinstall imagecodecs" in line, line
+
+
+@pytest.mark.parametrize("opset", ["16", "17"])
+def test_an_onnx_export_without_the_onnx_package_names_it(opset, synthetic_run, tmp_path):
+    """onnx (or onnxscript) left out of an install: `segcli export` blamed the model ('cannot export unet/resnet18
+    to ONNX opset 16: No module named 'onnx'; try --opset 17 or --format torchscript'; at opset 17 after a retry with
+    torch.export). The package's one line, exit 2, nothing written."""
+    out = tmp_path / "m.onnx"
+    proc = segcli("export", "--ckpt", synthetic_run.run_dir / "checkpoints" / "best.ckpt", "--out", out,
+                  "--opset", opset, cwd=tmp_path, env=_absent(tmp_path, "onnx"))
+    line = one_error_line(proc, 2)
+    assert "'onnx' is not installed" in line and "pip install onnx" in line and "cannot export" not in line, line
+    assert "torch.export" not in proc.stderr.decode()
+    assert list(tmp_path.glob("*.onnx*")) == [] and list(tmp_path.glob(".*onnx*")) == []
+
+
+def test_every_command_without_typer_is_one_line(tmp_path):
+    """typer missing: `segcli --help`, `--version` and every command ended in a traceback, exit 1."""
+    for args in (["--help"], ["--version"], ["eval", "--ckpt", "x.ckpt"]):
+        proc = segcli(*args, cwd=tmp_path, env=_absent(tmp_path, "typer"))
+        line = one_error_line(proc, 2, alone=True)
+        assert "'typer' is not installed" in line and "pip install typer" in line, line

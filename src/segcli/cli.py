@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import typer
+try:
+    import typer
+except ImportError as _missing:  # every command, --help and --version need Typer (and Click): a traceback was all
+    from segcli.errors import EXIT_USAGE, import_failed
+
+    sys.stderr.write(f"segcli: error: {import_failed(_missing) or _missing}\n")
+    raise SystemExit(EXIT_USAGE) from None
 
 from segcli import __version__
 
