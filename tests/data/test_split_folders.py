@@ -238,12 +238,12 @@ def test_class_csv_with_semicolons_tabs_or_colour_columns(table, tmp_path, rng, 
 
 def test_one_column_class_csv_header_is_not_a_class(tmp_path):
     """pandas' to_csv of a list of names starts with its column's name: it became a class called 'name'."""
-    from segcli.data.class_table import class_table
+    from segcli.data.class_table import read_class_table
 
     (tmp_path / "classes.csv").write_text("name\nbackground\ncat\n")
     (tmp_path / "classes.txt").write_text("a, b\nc\n")  # a name list whose first name holds a comma stays a name list
-    assert class_table(str(tmp_path / "classes.csv")) == (["background", "cat"], {})
-    assert class_table(str(tmp_path / "classes.txt")) == (["a, b", "c"], {})
+    assert read_class_table(str(tmp_path / "classes.csv")) == (["background", "cat"], {}, False)
+    assert read_class_table(str(tmp_path / "classes.txt")) == (["a, b", "c"], {}, False)
 
 
 def test_a_mask_value_the_class_table_does_not_name_is_out_of_range(tmp_path, rng, run_cli):
@@ -319,12 +319,12 @@ def test_split_image_and_mask_folders_named_alike(tmp_path, rng, run_cli):
 @pytest.mark.parametrize("value", [1.5, True])
 def test_dataset_json_label_values_must_be_whole_numbers(value, tmp_path):
     """{"liver": 1.5} or {"liver": true} was read as value 1 (int() of it) without a word."""
-    from segcli.data.class_table import class_table
+    from segcli.data.class_table import read_class_table
     from segcli.errors import ConfigError
 
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": value}}))
     with pytest.raises(ConfigError, match="label 'liver' has the value .*, not a whole number"):
-        class_table(str(tmp_path / "dataset.json"))
+        read_class_table(str(tmp_path / "dataset.json"))
 
 
 def test_an_out_inside_the_one_source_folder_is_not_read_as_source(tmp_path, rng, run_cli):

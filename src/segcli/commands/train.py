@@ -700,7 +700,8 @@ def _start_watched(trainer):
             if dist.is_available() and dist.is_initialized():
                 return
             procs = list(getattr(launcher, "procs", None) or [])
-            ended = next(((rank, proc.poll()) for rank, proc in enumerate(procs, start=1) if proc.poll()), None)
+            codes = [(rank, proc.poll()) for rank, proc in enumerate(procs, start=1)]
+            ended = next(((rank, code) for rank, code in codes if code), None)  # None: running; 0: done
             if ended is not None:
                 _stopped_at_start(procs, *ended)
 

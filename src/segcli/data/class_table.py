@@ -1,6 +1,6 @@
 """--classes of `prepare folder`: class names as 'a,b,c', a file with one name per line, a CSV of mask values and
 names (Roboflow's `_classes.csv`), or nnU-Net's dataset.json; the latter two also say which mask value each class
-has (class_table's remap)."""
+has (read_class_table's remap)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ NAME_COLUMNS = ("class", "name", "class name", "label", "label name", "classname
 
 
 CLASS_FILE_SUFFIXES = (".txt", ".csv", ".json", ".names", ".tsv", ".lst")  # a --classes value ending so names a file
-
-
-def class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]]:
-    """--classes: the class names and the remap of read_class_table."""
-    names, remap, _ = read_class_table(spec)
-    return names, remap
 
 
 def read_class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int], bool]:
