@@ -7,7 +7,6 @@ hyper-parameters under `meta` (see segcli.runs.model_meta); nothing downstream r
 
 from __future__ import annotations
 
-
 import lightning as L
 import torch
 import torch.nn.functional as F
