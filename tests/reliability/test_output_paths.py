@@ -43,6 +43,17 @@ def test_output_under_a_regular_file(cli, model_ckpt, tiny_data, tmp_path, monke
     assert_clean(tmp_path)
 
 
+@pytest.mark.parametrize("command", ["predict", "eval", "prepare", "train"])
+def test_output_that_is_a_regular_file(cli, model_ckpt, tiny_data, tmp_path, monkeypatch, command):
+    """--out (--run-dir) naming a file: exit 3 naming it, as for a file above it; prepare said exit 2."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(*output_commands(tmp_path, model_ckpt, tiny_data, blocker)[command])
+    assert "is a file, not a folder" in only_error(code, err, 3, blocker)
+    assert blocker.read_text() == "a file, not a folder\n"
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes through chmod 0o555")
 @pytest.mark.parametrize("command", ["predict", "eval"])
 def test_read_only_output_dir(cli, model_ckpt, tiny_data, tmp_path, command):

@@ -58,8 +58,8 @@ class Prepared:
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
     """A non-empty DIR is replaced only with --overwrite (a DIR holding just a failed run's lint.json is empty)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory; choose another --out")
+    if out.exists() and not out.is_dir():  # exit 3, as a file in the way of every other command's --out (was 2)
+        raise DataError(f"{out} is a file, not a folder; move it away, or give another --out")
     if out.exists() and any(p.name != LINT_NAME for p in out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
 
