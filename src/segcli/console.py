@@ -71,6 +71,19 @@ def _is_tty(stream) -> bool:
         return False
 
 
+def writable(text: str) -> str:
+    """`text` as stdout can write it: the characters its encoding lacks (ASCII under a C locale with PYTHONUTF8=0)
+    escaped as Python escapes them on stderr ('stra\\xdfe'); `text` itself where the encoding has them all."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # an encoding Python does not know: left to the stream
+        pass
+    return text
+
+
 class _Escaping:
     """A text stream whose characters its encoding lacks are written as Python writes them on stderr (`\\xe9`), so a
     table of class names such as 'bâtiment' or the '—' of a null rate does not fail the command after its work is done

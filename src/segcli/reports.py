@@ -33,24 +33,28 @@ def _cell(row: dict, key: str) -> str:
 
 def plain(text):
     """User text (a class name, a dataset name, a path) as a rich Text: a plain string in a Table is read as console
-    markup, so 'vehicle [car]' lost its '[car]' and 'sign [/]' stopped the command with a MarkupError."""
+    markup, so 'vehicle [car]' lost its '[car]' and 'sign [/]' stopped the command with a MarkupError. Characters
+    stdout's encoding lacks are escaped here (console.writable), before the table is laid out: escaped as it was
+    written, 'straße' took 4 more columns than its cell, and the rows no longer lined up."""
     from rich.text import Text
 
-    return Text(str(text))
+    from segcli.console import writable
+
+    return Text(writable(str(text)))
 
 
 def metrics_table(metrics: dict, title: str = ""):
     """A rich Table: one row per class (rates in %, pixel and image counts), aggregates in the caption."""
     from rich.table import Table
 
-    table = Table(title=plain(title) if title else None, caption=summary_line(metrics), show_lines=False)
+    table = Table(title=plain(title) if title else None, caption=plain(summary_line(metrics)), show_lines=False)
     table.add_column("id", justify="right")
     table.add_column("class", justify="left")
     columns = _columns(metrics)
     for key in columns:
         table.add_column(_HEAD[key], justify="right")
     for row in metrics["classes"]:
-        table.add_row(str(row["id"]), plain(row["name"]), *(_cell(row, k) for k in columns))
+        table.add_row(str(row["id"]), *map(plain, (row["name"], *(_cell(row, k) for k in columns))))
     return table
 
 
@@ -147,12 +151,12 @@ def corruption_table(rows: list[dict], clean_miou: float | None):
     """A rich Table of mIoU under each corruption and its drop from clean (points and relative)."""
     from rich.table import Table
 
-    table = Table(title=f"robustness (clean mIoU {format_value(clean_miou)})")
+    table = Table(title=plain(f"robustness (clean mIoU {format_value(clean_miou)})"))
     for name in ("corruption", "severity", "mIoU", "drop (pts)", "drop (rel %)"):
         table.add_column(name, justify="left" if name == "corruption" else "right")
     for r in rows:
-        table.add_row(plain(r["corruption"]), str(r["severity"]), format_value(r["mIoU"]), format_value(r["drop"]),
-                      format_value(r["relative_drop"], 1))
+        table.add_row(*map(plain, (r["corruption"], str(r["severity"]), format_value(r["mIoU"]),
+                                   format_value(r["drop"]), format_value(r["relative_drop"], 1))))
     return table
 
 
@@ -162,10 +166,11 @@ def compare_table(result: dict):
 
     agg = "  ".join(f"{k} {format_value(v['old'])} → {format_value(v['new'])} ({_signed(v['delta'])})"
                     for k, v in result["aggregates"].items())
-    table = Table(title=plain(f"compared with {result['against']}"), caption=agg)
+    table = Table(title=plain(f"compared with {result['against']}"), caption=plain(agg))
     for name in ("class", "IoU then", "IoU now", "Δ IoU", "BIoU then", "BIoU now", "Δ BIoU"):
-        table.add_column(name, justify="left" if name == "class" else "right")
+        table.add_column(plain(name), justify="left" if name == "class" else "right")
     for r in result["classes"]:
-        table.add_row(plain(r["name"]), format_value(r["old_iou"]), format_value(r["iou"]), _signed(r["delta_iou"]),
-                      format_value(r["old_biou"]), format_value(r["biou"]), _signed(r["delta_biou"]))
+        table.add_row(*map(plain, (r["name"], format_value(r["old_iou"]), format_value(r["iou"]),
+                                   _signed(r["delta_iou"]), format_value(r["old_biou"]), format_value(r["biou"]),
+                                   _signed(r["delta_biou"]))))
     return table

@@ -177,6 +177,8 @@ def test_an_explicit_pythonutf8_0_keeps_ascii_streams_and_non_ascii_names_work(u
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     table = proc.stdout.decode("ascii")  # raises on any byte above 127
     assert "b\\xe2timent" in table and "\\u8eca" in table and "mIoU" in table
+    rows = [line for line in table.splitlines() if line[:1] in "|+"]  # the escaped names widened their rows
+    assert len(rows) > len(CLASSES) and len({len(row) for row in rows}) == 1, table
     proc = segcli("eval", "--ckpt", unicode_ckpt, "--json", "-", cwd=tmp_path, env=ASCII_LOCALE)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     assert [c["name"] for c in yaml.safe_load(proc.stdout.decode("ascii"))["classes"]] == CLASSES
