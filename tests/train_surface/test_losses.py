@@ -161,7 +161,9 @@ def test_params_of_a_term_the_loss_does_not_have_are_refused(tiny_data, tmp_path
         WeightedLoss({"ce": 1.0, "dice": 1.0}, IGNORE, params={"focal": {"gamma": 3.0}})
     WeightedLoss({"ce": 1.0, "dice": 0.0}, IGNORE, params={"dice": {"smooth": 1.0}})  # dice weighted 0: its params stay
     proc = segcli("train", f"data.root={tiny_data}", *QUICK, "+loss.params.focal.gamma=3", "--run-dir", tmp_path / "r")
-    assert proc.returncode == 2 and "add it with +loss.terms.focal=WEIGHT" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2 and "remove them with ~loss.params.focal" in proc.stderr, proc.stderr[-2000:]
+    assert "add the term with +loss.terms.focal=WEIGHT" in proc.stderr  # `--from RUN ~loss.terms.dice` was told
+    # only that, or to choose a loss, which --from refuses
     assert not (tmp_path / "r").exists()
 
 

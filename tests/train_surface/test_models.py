@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -438,6 +439,28 @@ def test_weights_of_a_deeper_encoder_get_a_note(tmp_path, capsys):
     assert "0 missing" in err and "note:" not in err, err
     build_model("pspnet", "resnet18", classes=2, encoder_weights=str(path))  # depth 3, smp keeps every stage
     assert "note: 96 of its tensors belong to layers this encoder lacks" in capsys.readouterr().err
+
+
+def test_weights_of_a_shallower_encoder_get_a_note(tmp_path, capsys):
+    """resnet18's weights (a segcli run's best.ckpt) for model.encoder=resnet34: 96 of its 216 tensors kept their
+    random start with only '96 missing' to say so, where the reverse had a note."""
+    path = tmp_path / "resnet18.pth"
+    torch.save(build_model("unet", "resnet18", classes=2).encoder.state_dict(), path)
+    build_model("unet", "resnet34", classes=2, encoder_weights=str(path))
+    err = capsys.readouterr().err
+    assert "120 tensors loaded, 96 missing, 0 unused" in err
+    assert "note: 96 of this encoder's tensors belong to layers the file lacks (e.g. layer1.2.conv1.weight)" in err
+    build_model("unet", "resnet18", classes=2, encoder_weights=str(path))  # the encoder they are for: no note
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_a_run_folder_as_encoder_weights_names_its_checkpoint(tmp_path):
+    """model.encoder_weights=RUN_DIR was told to give 'a .pth or .safetensors file in it', which a run holds none of."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}}, run / "checkpoints" / "best.ckpt")
+    with pytest.raises(DataError, match=rf"give model.encoder_weights={re.escape(str(run))}/checkpoints/best.ckpt"):
+        build_model("unet", "resnet18", classes=2, encoder_weights=str(run))
 
 
 def test_a_preset_kwarg_the_encoder_refuses_names_the_override_that_removes_it():

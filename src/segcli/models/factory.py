@@ -73,7 +73,8 @@ def _check_kwargs(arch: str, encoder: str, kwargs: dict) -> None:
             raise ConfigError(f"model.kwargs.{key} is not an argument of smp's {cls.__name__}"
                               f"{did_you_mean(key, known)}; its arguments: {', '.join(known)} (other keys reach only "
                               f"timm encoders, tu-<name>); remove it with ~model.kwargs.{key} (model.arch=X keeps the "
-                              "kwargs of the model preset, e.g. unet_slim's decoder_channels), or choose model=X")
+                              "kwargs of the model preset, e.g. unet_slim's decoder_channels), or choose model=X "
+                              "(not with --from, which keeps its run's presets)")
 
 
 def model_kwargs(model_cfg: dict, num_classes: int) -> dict:
@@ -249,8 +250,10 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
     """Load a local .pth/.safetensors state dict (or a segcli checkpoint's encoder) into model.encoder, reporting
     matched/missing keys on stderr."""
     if path.is_dir():
-        raise DataError(f"{path}: is a folder, not an encoder weights file; give model.encoder_weights a .pth or "
-                        ".safetensors file in it")
+        run_ckpt = next((c for c in (path / "checkpoints" / "best.ckpt", path / "best.ckpt") if c.is_file()), None)
+        fix = (f"give model.encoder_weights={run_ckpt} (that run's checkpoint)" if run_ckpt is not None
+               else "give model.encoder_weights a .pth, .safetensors or .ckpt file in it")
+        raise DataError(f"{path}: is a folder, not an encoder weights file; {fix}")
     if not path.is_file():
         raise DataError(f"{path}: encoder weights file not found; check model.encoder_weights")
     try:
@@ -303,6 +306,12 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
         sys.stderr.write(f"encoder weights {path.name}: note: {len(extra)} of its tensors belong to layers this encoder "
                          f"lacks (e.g. {extra[0]}), so they are weights of a deeper encoder; set model.encoder to "
                          "the one they were trained for to use them all\n")
+    lacking = _extra_layers(own, renamed)
+    if len(lacking) > MAX_RESHAPED * len(own):  # resnet18's in resnet34: 96 of its tensors keep their random start
+        sys.stderr.write(f"encoder weights {path.name}: note: {len(lacking)} of this encoder's tensors belong to "
+                         f"layers the file lacks (e.g. {lacking[0]}), so they are weights of a shallower encoder and "
+                         "those layers start random; set model.encoder to the one they were trained for to load "
+                         "the whole encoder\n")
 
 
 def _extra_layers(state: dict, own: dict) -> list[str]:

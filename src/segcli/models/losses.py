@@ -115,8 +115,9 @@ class WeightedLoss(nn.Module):
         unused = [name for name in params if name not in terms]
         if unused:  # the shipped loss configs give params only for their own terms: these come from the user
             raise ConfigError(f"loss.params.{unused[0]}: '{unused[0]}' is not a term of this loss (terms: "
-                              f"{', '.join(terms)}), so they would be unused; add it with "
-                              f"+loss.terms.{unused[0]}=WEIGHT or choose a loss that has it")
+                              f"{', '.join(terms)}), so they would be unused; remove them with "
+                              f"~loss.params.{unused[0]} (a term deleted with ~loss.terms.{unused[0]} leaves its "
+                              f"params), or add the term with +loss.terms.{unused[0]}=WEIGHT")
         self.weights = {name: float(w) for name, w in terms.items() if float(w) != 0.0}
         if not self.weights:
             raise ConfigError("loss.terms gives every term weight 0; give at least one a positive weight")
