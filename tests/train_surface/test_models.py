@@ -422,15 +422,10 @@ def test_a_checkpoint_with_kwargs_smp_ignored_still_loads(tmp_path):
 def test_weights_of_a_deeper_encoder_get_a_note(tmp_path, capsys):
     """resnet34's weights for model.encoder=resnet18 load without a word beyond '96 unused': the user trains on a
     quarter of the weights they meant to give. The layers resnet18 lacks are now named in a note."""
-    path = tmp_path / "resnet34.pth"
-    torch.save(build_model("unet", "resnet34", classes=2).encoder.state_dict(), path)
-    build_model("unet", "resnet18", classes=2, encoder_weights=str(path))
-    err = capsys.readouterr().err
+    path, err = _load_weights_of("resnet34", "resnet18", tmp_path, capsys)
     assert "120 tensors loaded, 0 missing, 96 unused" in err
     assert "note: 96 of its tensors belong to layers this encoder lacks (e.g. layer1.2.conv1.weight)" in err
-    build_model("unet", "resnet34", classes=2, encoder_weights=str(path))  # the encoder they are for: no note
-    assert "note:" not in capsys.readouterr().err
-    # ... nor with encoder_depth=3, which leaves out the stages the file still holds (not a deeper encoder)
+    # no note either with encoder_depth=3, which leaves out the stages the file still holds (not a deeper encoder)
     timm = tmp_path / "tu-resnet18.pth"
     torch.save(build_model("unet", "tu-resnet18", classes=2).encoder.state_dict(), timm)
     build_model("unet", "tu-resnet18", classes=2, encoder_weights=str(timm),
@@ -444,14 +439,21 @@ def test_weights_of_a_deeper_encoder_get_a_note(tmp_path, capsys):
 def test_weights_of_a_shallower_encoder_get_a_note(tmp_path, capsys):
     """resnet18's weights (a segcli run's best.ckpt) for model.encoder=resnet34: 96 of its 216 tensors kept their
     random start with only '96 missing' to say so, where the reverse had a note."""
-    path = tmp_path / "resnet18.pth"
-    torch.save(build_model("unet", "resnet18", classes=2).encoder.state_dict(), path)
-    build_model("unet", "resnet34", classes=2, encoder_weights=str(path))
-    err = capsys.readouterr().err
+    _, err = _load_weights_of("resnet18", "resnet34", tmp_path, capsys)
     assert "120 tensors loaded, 96 missing, 0 unused" in err
     assert "note: 96 of this encoder's tensors belong to layers the file lacks (e.g. layer1.2.conv1.weight)" in err
-    build_model("unet", "resnet18", classes=2, encoder_weights=str(path))  # the encoder they are for: no note
+
+
+def _load_weights_of(source: str, into: str, tmp_path, capsys) -> tuple[Path, str]:
+    """`source`'s encoder weights saved to a file and loaded into a U-Net on `into`: (the file, what the load said
+    on stderr). Loaded into the encoder they are for, they get no note."""
+    path = tmp_path / f"{source}.pth"
+    torch.save(build_model("unet", source, classes=2).encoder.state_dict(), path)
+    build_model("unet", into, classes=2, encoder_weights=str(path))
+    err = capsys.readouterr().err
+    build_model("unet", source, classes=2, encoder_weights=str(path))
     assert "note:" not in capsys.readouterr().err
+    return path, err
 
 
 def test_a_run_folder_as_encoder_weights_names_its_checkpoint(tmp_path):
