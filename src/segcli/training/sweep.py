@@ -140,17 +140,15 @@ def sweep(overrides: list[str], run_dir=None, config_dir=None, print_cfg: bool =
         raise ConfigError(f"--run-dir {run_dir} holds a run (config.yaml, checkpoints); a sweep needs a folder of its "
                           "own (its summary and job folders would mix with the run, and `--resume` would find the "
                           "sweep, not the run): give another --run-dir")
-    if run_dir and is_sweep_dir(Path(run_dir)):
-        from segcli.runs import held_run_dir
+    from segcli.runs import held_run_dir
 
+    if run_dir and is_sweep_dir(Path(run_dir)):
         with held_run_dir(Path(run_dir), "wait for that sweep to end, or give another --run-dir"):  # a running one:
             pass  # was told to continue it with --resume, which is then refused while it runs
         raise ConfigError(f"--run-dir {run_dir} holds a sweep already ({_record(Path(run_dir))}); continue it with "
                           f"`segcli train --resume {run_dir}`, or give another --run-dir (its job folders hold the "
                           "earlier runs)")
     root = sweep_dir(run_dir)
-    from segcli.runs import held_run_dir
-
     with held_run_dir(root, "wait for that sweep to end, or give another --run-dir"):
         _write_record(root, overrides, config_dir, jobs, swept)
         info(f"train: sweep of {len(jobs)} jobs in {root}")
