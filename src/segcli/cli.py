@@ -611,17 +611,13 @@ def _stdout_closed() -> None:
 
 def _fail(message: str, code: int) -> None:
     from segcli.console import first_process
-    from segcli.errors import EXIT_INTERRUPTED, stop_exit_code
+    from segcli.errors import EXIT_INTERRUPTED, stop_exit_code, stop_line
 
     stopped = code == EXIT_INTERRUPTED or code == stop_exit_code()
     if stopped and not first_process():  # the run's other processes stop with it: its first one says so, once
         sys.exit(code)
-    if code == EXIT_INTERRUPTED:
-        sys.stderr.write("segcli: interrupted\n")
-    elif code == stop_exit_code():
-        import signal
-
-        sys.stderr.write(f"segcli: terminated ({signal.Signals(code - 128).name})\n")
+    if stopped:
+        sys.stderr.write(f"{stop_line(code)}\n")
     else:
         one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
         try:

@@ -275,6 +275,13 @@ def stop_exit_code() -> int | None:
     return 128 + received_stop if received_stop is not None else None
 
 
+def stop_line(code: int) -> str:
+    """segcli's line for a process stopped with exit `code` (Ctrl-C: 130; a stop signal: 128 + its number)."""
+    if code == EXIT_INTERRUPTED:
+        return "segcli: interrupted"
+    return f"segcli: terminated ({signal.Signals(code - 128).name})"
+
+
 @contextlib.contextmanager
 def stops_held():
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (a few renames, a checkpoint write), then raise

@@ -719,16 +719,14 @@ def _stopped_at_start(procs, rank: int, code: int) -> None:
     import signal
     import sys
 
-    from segcli.errors import EXIT_INTERNAL, STOP_EXIT_CODES, OtherProcessFailed
+    from segcli.errors import EXIT_INTERNAL, STOP_EXIT_CODES, OtherProcessFailed, stop_line
 
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
     signum = -code if code < 0 else code - 128 if code in STOP_EXIT_CODES else None
-    if signum == signal.SIGINT:
-        line, exit_code = "segcli: interrupted", 130
-    elif signum in (signal.SIGTERM, signal.SIGHUP):
-        line, exit_code = f"segcli: terminated ({signal.Signals(signum).name})", 128 + signum
+    if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        line, exit_code = stop_line(128 + signum), 128 + signum
     elif signum is not None:
         try:
             name = signal.Signals(signum).name
