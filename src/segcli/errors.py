@@ -87,11 +87,8 @@ class OtherProcessStopped(SegcliError):
     one stops with the same exit code, 128 + the signal's number (SIGKILL: 137, e.g. the out-of-memory killer)."""
 
     def __init__(self, rank: int, exit_code: int, run_dir: str = "RUN_DIR"):
-        signum = -exit_code if exit_code < 0 else exit_code - 128
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
+        signum = stop_signal(exit_code)
+        name = signal_name(signum)
         why = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") if exit_code < 0 \
             else f"stopped by {name}"
         super().__init__(f"process {rank} of this run was {why}, so this one stopped too; "
@@ -273,6 +270,22 @@ def stop_signals_raise():
 def stop_exit_code() -> int | None:
     """128 + the stop signal received inside `stop_signals_raise`, None if none arrived."""
     return 128 + received_stop if received_stop is not None else None
+
+
+def stop_signal(exit_code: int) -> int | None:
+    """The signal that stopped a process ending with `exit_code`: one that killed it (a negative code, as subprocess
+    reports it) or one segcli stops on (129, 130, 143: 128 + its number); None for any other code."""
+    if exit_code < 0:
+        return -exit_code
+    return exit_code - 128 if exit_code in STOP_EXIT_CODES else None
+
+
+def signal_name(signum: int) -> str:
+    """'SIGTERM' for 15; 'signal N' for a number that names no signal here."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def stop_line(code: int) -> str:

@@ -566,7 +566,7 @@ def _failed_process(trainer, err: Exception):
     Under Lightning's DDP launcher on one machine (trainer=ddp, devices=N) the first process waits for the others it
     started and takes the failed one's exit code; any other process says it stopped because another one failed.
     None when the error is this process's own."""
-    from segcli.errors import EXIT_INTERNAL, STOP_EXIT_CODES, OtherProcessFailed
+    from segcli.errors import EXIT_INTERNAL, STOP_EXIT_CODES, OtherProcessFailed, stop_signal
 
     if isinstance(err, SegcliError) or not any(words in str(err).lower() for words in _PEER_GONE):
         return None
@@ -576,7 +576,7 @@ def _failed_process(trainer, err: Exception):
     if failed:
         rank, code = failed[0]
         return OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
-    stopped = [(r, c) for r, c in codes if c in STOP_EXIT_CODES or c < 0]
+    stopped = [(r, c) for r, c in codes if stop_signal(c) is not None]
     if stopped:  # a signal to that process alone (a scheduler's, torchrun's): the run was stopped, not a bug (exit 4)
         from segcli.errors import OtherProcessStopped
 
@@ -719,21 +719,17 @@ def _stopped_at_start(procs, rank: int, code: int) -> None:
     import signal
     import sys
 
-    from segcli.errors import EXIT_INTERNAL, STOP_EXIT_CODES, OtherProcessFailed, stop_line
+    from segcli.errors import EXIT_INTERNAL, OtherProcessFailed, signal_name, stop_line, stop_signal
 
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
-    signum = -code if code < 0 else code - 128 if code in STOP_EXIT_CODES else None
+    signum = stop_signal(code)
     if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         line, exit_code = stop_line(128 + signum), 128 + signum
     elif signum is not None:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        line = (f"segcli: error: process {rank} of this run was killed by {name} while the run's processes started, "
-                "so this one stopped too; start the run again")
+        line = (f"segcli: error: process {rank} of this run was killed by {signal_name(signum)} while the run's "
+                "processes started, so this one stopped too; start the run again")
         exit_code = 128 + signum
     else:
         failed = OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
