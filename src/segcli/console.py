@@ -71,10 +71,11 @@ def _is_tty(stream) -> bool:
         return False
 
 
-def writable(text: str) -> str:
-    """`text` as stdout can write it: the characters its encoding lacks (ASCII under a C locale with PYTHONUTF8=0)
-    escaped as Python escapes them on stderr ('stra\\xdfe'); `text` itself where the encoding has them all."""
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+def writable(text: str, stream=None) -> str:
+    """`text` as `stream` (stdout by default) can write it: the characters its encoding lacks (ASCII under a C locale
+    with PYTHONUTF8=0) escaped as Python escapes them on stderr ('stra\\xdfe'); `text` itself where the encoding has
+    them all."""
+    encoding = getattr(sys.stdout if stream is None else stream, "encoding", None) or "utf-8"
     try:
         text.encode(encoding)
     except UnicodeEncodeError:
@@ -96,8 +97,7 @@ class _Escaping:
         try:
             return self._stream.write(text)
         except UnicodeEncodeError:  # raised before anything is written: the text is encoded whole first
-            encoding = self._stream.encoding or "utf-8"
-            return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+            return self._stream.write(writable(text, self._stream))
 
     @property
     def unescaped(self):
