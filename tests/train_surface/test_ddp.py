@@ -223,8 +223,8 @@ if os.environ.get("LOCAL_RANK") == "1":  # the process Lightning's launcher star
 _CHILD_STOPPED_AT_START = '''
 import os, signal
 if os.environ.get("LOCAL_RANK", "0") == "1":  # the second process, as it starts (before it joins the run)
-    if os.environ.get("STOP_WITH") == "exit130":
-        os._exit(130)  # as segcli exits on Ctrl-C
+    if os.environ["STOP_WITH"].startswith("exit"):
+        os._exit(int(os.environ["STOP_WITH"][4:]))  # exit130: as segcli exits on Ctrl-C
     os.kill(os.getpid(), getattr(signal, os.environ["STOP_WITH"]))
 '''
 
@@ -242,6 +242,15 @@ def test_a_process_stopped_while_the_processes_start_stops_the_run_with_its_code
     assert proc.returncode == code, proc.stderr[-3000:]
     assert "Forcefully terminating" not in proc.stderr
     assert line in proc.stderr.strip().splitlines()[-1], proc.stderr[-3000:]
+
+
+def test_a_process_failing_while_the_processes_start_leaves_no_run_directory(tiny_data, tmp_path):
+    """The second process failed (exit 2) before it joined the run: the first one ended with that failure's line and
+    code, but kept the new run directory (config and logs, no checkpoint) that any other failure removes."""
+    proc, run = _ddp_with(_CHILD_STOPPED_AT_START, tiny_data, tmp_path, epochs=1, env={"STOP_WITH": "exit2"})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "process 1 of this run failed (exit 2" in proc.stderr.strip().splitlines()[-1], proc.stderr[-3000:]
+    assert not run.exists(), sorted(p.name for p in run.rglob("*"))
 
 
 def test_a_sigterm_to_the_second_process_alone_stops_the_run_as_a_sigterm(tiny_data, tmp_path):

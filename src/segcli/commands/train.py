@@ -524,7 +524,9 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     trainer = None
     try:
         trainer = _trainer(trainer_args, run_dir, callbacks)  # what only Lightning can check fails here; nothing left
-        with ctrl_c.installed(), _start_watched(trainer), lightning_config_errors(value_errors=False):
+        failed_at_start = (lambda: _remove_if_no_checkpoint(run_dir, created)) if new_dir else None
+        with ctrl_c.installed(), _start_watched(trainer, failed_at_start), \
+                lightning_config_errors(value_errors=False):
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:  # Lightning turns Ctrl-C into exit(1) after its graceful shutdown
         if restore is not None:  # stopped before a new last.ckpt: the resume's overrides did not take effect
@@ -677,13 +679,14 @@ def _trainer(trainer_args: dict, run_dir: Path, callbacks: list):
 
 
 @contextlib.contextmanager
-def _start_watched(trainer):
+def _start_watched(trainer, on_failure=None):
     """While the processes that Lightning's DDP launcher starts join the run, the first process waits for them
     inside torch (init_process_group), where no signal handler of its own runs: a Ctrl-C then stopped the others
     (exit 130), and Lightning's observer, seeing that, SIGKILLed this one (exit 137, Lightning's line, no segcli
     line). A thread here watches them until the run's process group is made: one that ends so stops this process
     with its exit code and one line (the others killed, as Lightning did). Afterwards the run's own handling
-    applies (a collective fails: _failed_process)."""
+    applies (a collective fails: _failed_process). `on_failure` runs before a failure (not a stop signal) ends it:
+    the clean-up that the run's own error handling would have done (a new run directory without a checkpoint)."""
     import threading
 
     launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
@@ -703,7 +706,7 @@ def _start_watched(trainer):
             codes = [(rank, proc.poll()) for rank, proc in enumerate(procs, start=1)]
             ended = next(((rank, code) for rank, code in codes if code), None)  # None: running; 0: done
             if ended is not None:
-                _stopped_at_start(procs, *ended)
+                _stopped_at_start(procs, *ended, on_failure)
 
     threading.Thread(target=watch, daemon=True, name="segcli-start-watch").start()
     try:
@@ -712,10 +715,10 @@ def _start_watched(trainer):
         done.set()
 
 
-def _stopped_at_start(procs, rank: int, code: int) -> None:
+def _stopped_at_start(procs, rank: int, code: int, on_failure=None) -> None:
     """End this process (waiting inside torch for the others) as the run's process `rank` ended with `code`: a stop
     signal's code and line for a Ctrl-C or SIGTERM, which reach every process of a terminal's or a scheduler's job;
-    another process's failure as `OtherProcessFailed` says it."""
+    another process's failure as `OtherProcessFailed` says it, after `on_failure` (the run's clean-up)."""
     import signal
     import sys
 
@@ -725,7 +728,8 @@ def _stopped_at_start(procs, rank: int, code: int) -> None:
         if proc.poll() is None:
             proc.kill()
     signum = stop_signal(code)
-    if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    stopped = signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    if stopped:
         line, exit_code = stop_line(128 + signum), 128 + signum
     elif signum is not None:
         line = (f"segcli: error: process {rank} of this run was killed by {signal_name(signum)} while the run's "
@@ -734,6 +738,8 @@ def _stopped_at_start(procs, rank: int, code: int) -> None:
     else:
         failed = OtherProcessFailed(rank, code if code in (1, 2, 3) else EXIT_INTERNAL)
         line, exit_code = f"segcli: error: {failed.message}", failed.exit_code
+    if not stopped and on_failure is not None:
+        on_failure()
     try:
         sys.stderr.write(f"{line}\n")
         sys.stderr.flush()
