@@ -119,3 +119,18 @@ def test_prepare_overwrite_help_says_any_content_is_replaced(cli):
     assert "if it already holds a dataset" not in text
     assert ("--overwrite Replace OUT even when it is not empty, whatever it holds (a dataset or not): its old contents "
             "are deleted once the new dataset is in place.") in text, text
+
+
+def test_an_overlap_near_one_is_noted_with_its_cost(ckpt, cli, tmp_path):
+    """inference.overlap=0.99 stepped 64-px windows by 1 px, with no word: a run that seemed to hang (about 4,096
+    windows per pixel). A note names the step and the cost against 0.5; 0.9 and below say nothing."""
+    write_images(tmp_path / "in", 1, 64, 64)  # one window: the test stays fast
+    code, _, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out", "inference=slide",
+                       "inference.tile=[64,64]", "inference.overlap=0.99")
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "inference.overlap" in line]
+    assert notes == ["predict: note: inference.overlap=0.99 steps the 64x64 windows by 1x1 px: each pixel is in about "
+                     "4,096 windows, 1,024x the work of overlap 0.5 (0.5-0.75 is usual)"], err
+    code, _, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out2", "inference=slide",
+                       "inference.tile=[64,64]", "inference.overlap=0.9")
+    assert code == 0 and "inference.overlap" not in err, err

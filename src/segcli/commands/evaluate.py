@@ -85,7 +85,10 @@ def _load_model(cfg, device: str):
     paths = model_paths(cfg.ckpt or cfg.model)
     members = [load_predictor(path, device, cfg.inference.batch_size) for path in paths]
     resolved = [str(Path(path).resolve()) for path in paths]
-    return ensemble(members).configure(cfg.inference), resolved[0] if len(resolved) == 1 else resolved
+    predictor = ensemble(members).configure(cfg.inference)
+    if predictor.options.cost_note():
+        info(f"eval: note: {predictor.options.cost_note()}")
+    return predictor, resolved[0] if len(resolved) == 1 else resolved
 
 
 def _open(cfg, mode: str, device: str):

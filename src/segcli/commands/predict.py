@@ -100,7 +100,10 @@ def run(cfg):
     from segcli.inference.predictor import ensemble
 
     members = [load_predictor(path, cfg.device, cfg.inference.batch_size) for path in paths]
-    return _predict_with(cfg, ensemble(members).configure(cfg.inference), model, shard_spec, save)
+    predictor = ensemble(members).configure(cfg.inference)
+    if predictor.options.cost_note():
+        info(f"predict: note: {predictor.options.cost_note()}")
+    return _predict_with(cfg, predictor, model, shard_spec, save)
 
 
 def _predict_with(cfg, predictor, model: str, shard_spec, save: tuple) -> list[Path]:

@@ -42,6 +42,19 @@ class InferenceOptions:
         assert self.tile is not None
         return tuple(max(1, int(round(t * (1.0 - self.overlap)))) for t in self.tile)  # type: ignore[return-value]
 
+    def cost_note(self) -> str | None:
+        """A note when the sliding windows overlap so much (above 0.9) that each pixel is run through dozens of
+        windows or more: the command then seems to hang (0.99 on 512-px tiles: 5-px steps, about 10,000 windows
+        per pixel). None otherwise."""
+        if self.mode != "slide" or self.tile is None or self.overlap <= 0.9:
+            return None
+        (th, tw), (sh, sw) = self.tile, self.stride()
+        per_pixel = (th / sh) * (tw / sw)
+        usual = (th / max(1, round(th * 0.5))) * (tw / max(1, round(tw * 0.5)))
+        return (f"inference.overlap={self.overlap:g} steps the {th}x{tw} windows by {sh}x{sw} px: each pixel is in "
+                f"about {per_pixel:,.0f} windows, {per_pixel / usual:,.0f}x the work of overlap 0.5 (0.5-0.75 is "
+                "usual)")
+
     def describe(self) -> dict:
         """Plain dict for reports."""
         out = asdict(self)
