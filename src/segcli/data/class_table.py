@@ -4,6 +4,7 @@ has (read_class_table's remap)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from segcli.errors import ConfigError, DataError
@@ -43,7 +44,7 @@ def read_class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]
         if found is not None:
             rows, has_ids = found
             return *_numbered(rows, spec), has_ids
-    names = lines if lines is not None else str(spec).split(",")
+    names = _listed_names(lines, spec) if lines is not None else str(spec).split(",")
     if lines is None and any(not n.strip() for n in names[:-1]):  # 'a,,c': c would silently become id 1
         raise ConfigError(f"--classes {spec!r}: class {[n.strip() for n in names].index('')} has no name; name every "
                           "class (ids count from 0 in the list's order), e.g. 'background,road,car'")
@@ -53,6 +54,35 @@ def read_class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]
     if len(set(names)) != len(names):
         raise ConfigError(f"--classes {spec!r}: a class name is repeated")
     return names, {}, False
+
+
+_ID_AND_NAME = re.compile(r"^-?\d+\s*[,;\t]")  # '0,background': a CSV row, not a name
+_ID_SPACE_NAME = re.compile(r"^\d+\s+\S")  # '0 background': on every line, a label map
+
+
+def _listed_names(lines: list[str], spec) -> list[str]:
+    """The names of a file with one class name a line; blank lines and lines starting with '#' are skipped. Lines
+    that are not names are refused, as read as names they would shift every class id by one: a CSV row of an id and
+    a name ('0,background', a header segcli does not know above it), every line an id and a name ('0 background'),
+    or a column header as the first line ('name')."""
+    kept = [(number, line.strip()) for number, line in enumerate(lines, 1)
+            if line.strip() and not line.strip().startswith("#")]
+    fix = "start the file with a header line naming its columns, e.g. 'id,name' (or give one class name a line)"
+    for number, text in kept:
+        head = kept[0][1]
+        if _ID_AND_NAME.match(text) and number > kept[0][0] and any(d in head for d in ",;\t") \
+                and not _ID_AND_NAME.match(head):
+            raise ConfigError(f"--classes {spec}: its header {head!r} has no column of class names that segcli knows "
+                              f"({', '.join(NAME_COLUMNS)}); rename that column, e.g. 'id,name'")
+        if _ID_AND_NAME.match(text):
+            raise ConfigError(f"--classes {spec}: line {number} {text!r} is an id and a name, not a class name; {fix}")
+    if len(kept) > 1 and all(_ID_SPACE_NAME.match(text) for _, text in kept):
+        raise ConfigError(f"--classes {spec}: every line is an id and a name ({kept[0][1]!r}), not a class name; "
+                          "write them as 'id,name' rows under an 'id,name' header (or give one class name a line)")
+    if len(kept) > 1 and kept[0][1].lower().replace("_", " ") in NAME_COLUMNS:
+        raise ConfigError(f"--classes {spec}: line {kept[0][0]} {kept[0][1]!r} is a column header, not a class name; "
+                          "remove it (a list of names has no header), or name the file .csv")
+    return [text for _, text in kept]
 
 
 def _header(line: str, spec) -> tuple[str, int | None, int, list[str]] | None:
