@@ -204,6 +204,10 @@ def test_split_level_errors_do_not_suggest_keep_going(tmp_path, rng, run_cli):
     (lambda card: card.__setitem__("classes", "abc"), "classes must be a list of names"),
     # two classes of one name: --compare, --fail-under class:NAME and predict's JSON confused them
     (lambda card: card["classes"].__setitem__(2, card["classes"][1]), "is given to ids 1 and 2; give each class"),
+    # palettes written by hand: each was exit 4 ('#': int() of a character; a 2-number entry where colours are drawn)
+    (lambda card: card["palette"].__setitem__(1, "128 64 128"), "palette entry 2 ('128 64 128') is not a colour"),
+    (lambda card: card["palette"].__setitem__(1, [128, 64]), "palette entry 2 ([128, 64]) is not a colour"),
+    (lambda card: card["palette"].__setitem__(1, [300, 64, 128]), "palette entry 2 ([300, 64, 128]) is not a colour"),
 ])
 def test_prepare_lint_on_a_hand_edited_card_is_one_line(camvid_src, tmp_path, run_cli, edit, text):
     """A card edited by hand into a wrong shape: one line naming the card (was exit 4: KeyError, TypeError)."""
@@ -217,6 +221,30 @@ def test_prepare_lint_on_a_hand_edited_card_is_one_line(camvid_src, tmp_path, ru
     code, _, stderr = run_cli("prepare", "lint", out)
     assert code == 3 and f"segcli: error: {out / 'dataset.yaml'}: " in stderr and text in stderr, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_a_hand_written_palette_of_hex_colours_reads_as_its_colours(camvid_src, tmp_path, run_cli):
+    import yaml
+
+    from segcli.data.card import load_card
+
+    out = tmp_path / "camvid"
+    assert run_cli("prepare", "camvid", "--src", camvid_src[0], "--out", out)[0] == 0
+    card = yaml.safe_load((out / "dataset.yaml").read_text())
+    colours = card["palette"]
+    card["palette"] = ["#{:02x}{:02X}{:02x}".format(*c) for c in colours]
+    (out / "dataset.yaml").write_text(yaml.safe_dump(card))
+    assert run_cli("prepare", "lint", out)[0] == 0
+    assert load_card(out).palette == colours
+
+
+def test_a_card_saved_in_another_encoding_says_to_save_it_as_utf8(tmp_path, run_cli):
+    """A card saved as UTF-16 or cp1252 by an editor: 'invalid dataset card (UnicodeDecodeError …); re-run segcli
+    prepare', which would throw the hand edits away."""
+    (tmp_path / "dataset.yaml").write_bytes("classes: [Stra\u00dfe, b]\n".encode("cp1252"))
+    code, _, stderr = run_cli("prepare", "lint", tmp_path)
+    assert code == 3 and stderr.strip() == (f"segcli: error: {tmp_path / 'dataset.yaml'}: not UTF-8 text (byte 0xdf at "
+                                            "offset 14); save the dataset card as UTF-8"), stderr
 
 
 def test_a_card_that_is_not_yaml_is_reported_on_one_line(tmp_path, run_cli):

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,15 +126,17 @@ def load_card(root: str | Path) -> DatasetCard:
     path = root if root.suffix in (".yaml", ".yml") else root / CARD_NAME
     if not path.is_file():
         raise DataError(f"{path}: no dataset card; {_unprepared(path.parent)}")
+    from segcli.inference.io import read_text  # OpenCV comes with it: not for every importer of this module
+
     try:
-        raw = _load_yaml(path.read_text(encoding="utf-8"))
+        raw = _load_yaml(read_text(path, "dataset card"))
         missing = [key for key in REQUIRED_KEYS if not isinstance(raw, dict) or key not in raw]
         if missing:
             raise DataError(f"{path}: a dataset card needs {', '.join(REQUIRED_KEYS)}; this one has no "
                             f"{', '.join(missing)}. Let `segcli prepare` write the card (images/ and masks/ folders: "
                             "segcli prepare folder --images DIR --masks DIR --out NEW)")
         card = DatasetCard(root=path.parent, name=raw.get("name", path.parent.name), classes=list(raw["classes"]),
-                           palette=[list(c) for c in raw["palette"]], ignore_index=int(raw["ignore_index"]),
+                           palette=_palette(path, raw["palette"]), ignore_index=int(raw["ignore_index"]),
                            splits=dict(raw["splits"]), stats=dict(raw.get("stats") or {}),
                            image_range=check_range(raw.get("image_range"), "image_range"),
                            file=None if path.name == CARD_NAME else path)
@@ -161,6 +164,24 @@ def load_card(root: str | Path) -> DatasetCard:
     if len(card.palette) != len(card.classes):
         raise DataError(f"{path}: {len(card.palette)} palette colours for {len(card.classes)} classes; give one colour per class")
     return card
+
+
+def _palette(path: Path, palette) -> list[list[int]]:
+    """The card's palette as [r, g, b] lists: each entry three whole numbers 0-255, or '#rrggbb' (a card edited by
+    hand); anything else fails here, naming the entry, rather than as an internal error where colours are drawn."""
+    if not isinstance(palette, list):
+        raise DataError(f"{path}: palette must be a list of [R, G, B] colours, one per class (got {palette!r})")
+    colours = []
+    for i, colour in enumerate(palette):
+        if isinstance(colour, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", colour.strip()):
+            colours.append([int(colour.strip()[k:k + 2], 16) for k in (1, 3, 5)])
+            continue
+        if not (isinstance(colour, list) and len(colour) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)):
+            raise DataError(f"{path}: palette entry {i + 1} ({colour!r}) is not a colour; give [R, G, B], three whole "
+                            "numbers 0-255 (or '#rrggbb')")
+        colours.append(list(colour))
+    return colours
 
 
 def _check_entries(path: Path, splits: dict) -> None:

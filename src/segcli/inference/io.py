@@ -53,10 +53,15 @@ COLOUR = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR  # 3-channel BGR at the depth st
 
 
 def read_lines(path: Path, what: str) -> list[str]:
-    """The lines of a user's text file (a list of paths, split stems, class names, a palette), UTF-8 with or
-    without a byte-order mark; unreadable or not UTF-8 is a DataError naming the file and `what` it should be."""
+    """The lines of a user's text file (a list of paths, split stems, class names, a palette), as read_text."""
+    return read_text(path, what).splitlines()
+
+
+def read_text(path: Path, what: str) -> str:
+    """A user's text file (a dataset card, a list), UTF-8 with or without a byte-order mark; unreadable or not UTF-8
+    is a DataError naming the file and `what` it should be."""
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); save "
                         f"the {what} as UTF-8") from None
