@@ -11,7 +11,7 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
 A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped; when
 it names more columns after b (`name,r,g,b,class_11`), those columns are dropped from every line. Lines that all
 start with an id (`0 road 128 64 128`, `255 void 0 0 0`) are read without it; the ids of the classes must then run
-0, 1, 2, … in line order. CVAT's labelmap.txt (`background:0,0,0::`, from its segmentation mask export) is read too.
+0, 1, 2, … in line order; lines that all end in a fourth number, the same on each (R G B A), are refused. CVAT's labelmap.txt (`background:0,0,0::`, from its segmentation mask export) is read too.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def parse_palette(path: str | Path) -> Palette:
         if not name or max(rgb) > 255:
             raise ConfigError(f"{path}:{number}: {line!r} needs a name and R G B values in 0-255")
         entries.append((number, line, name, rgb))
+    _refuse_alpha(path, entries)
     entries = _without_ids(path, entries)
     classes, colours, ignore = [], [], []
     lines: dict[str, int] = {}  # class name → its line
@@ -122,6 +123,21 @@ def _json_entries(path: Path) -> list:
         void = name.lower() in IGNORE_NAMES or last.lower() in IGNORE_NAMES
         entries.append((f"label {number}", name, "ignore" if void else name, list(rgb)))
     return entries
+
+
+_RGBA = re.compile(r"(^|[\s,:;=])\d{1,3}[\s,;]+\d{1,3}[\s,;]+\d{1,3}[\s,;]+(?P<alpha>\d{1,3})$")
+
+
+def _refuse_alpha(path: Path, entries: list) -> None:
+    """Lines that all end in four numbers, the last the same on every line (`road 128 64 128 255`: R G B A, or an
+    extra column without a header), read as a name ending in R ('road 128') and the colour G B A: every colour
+    wrong, and the lint then blamed the masks for colours the file names. Refused. Names that end in a number
+    ('lane 2 128 64 128') pass unless every line's blue is the same too; quoting the name ('lane 2') reads them."""
+    found = [_RGBA.search(line) for number, line, _, _ in entries if isinstance(number, int)]
+    if len(found) >= 2 and all(found) and len({match["alpha"] for match in found}) == 1:
+        raise ConfigError(f"--palette {path}: every line ends in four numbers, the last always {found[0]['alpha']} "
+                          "(R G B A?); write 'name R G B' lines (0-255) without the fourth, or quote names that end "
+                          "in a number ('lane 2' 0 0 255)")
 
 
 _ID_FIRST = re.compile(r"^(?P<id>\d+)[\s,:;=]+(?P<name>\S.*)$")
