@@ -11,7 +11,8 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
 A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped; when
 it names more columns after b (`name,r,g,b,class_11`), those columns are dropped from every line. Lines that all
 start with an id (`0 road 128 64 128`, `255 void 0 0 0`) are read without it; the ids of the classes must then run
-0, 1, 2, … in line order; lines that all end in a fourth number, the same on each (R G B A), are refused. CVAT's labelmap.txt (`background:0,0,0::`, from its segmentation mask export) is read too.
+0, 1, 2, … in line order; lines that all end in a fourth number, the same on each (R G B A), are refused. CVAT's
+labelmap.txt (`background:0,0,0::`, from its segmentation mask export) is read too.
 """
 
 from __future__ import annotations
