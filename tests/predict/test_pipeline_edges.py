@@ -79,3 +79,25 @@ def test_a_name_that_is_not_utf8_on_stdin_is_found_under_a_strict_locale(tmp_pat
                           env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
     assert proc.returncode == 0, proc.stderr
     assert os.listdir(os.fsencode(tmp_path / "out")) == [b"caf\xe9.png"]
+
+
+def test_a_nul_separated_or_utf16_list_of_paths_is_one_line(tmp_path, ckpt):
+    """`find -print0` into --list FILE or stdin, and a UTF-16 list on stdin (PowerShell's >): 'internal error:
+    ValueError: embedded null byte', exit 4. Exit 3 now, naming the list and how to write it."""
+    import os
+    import subprocess
+
+    paths = write_images(tmp_path / "in", 2)
+    nul = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    (tmp_path / "list0.txt").write_bytes(nul)
+    utf16 = "".join(f"{p}\r\n" for p in paths).encode("utf-16")
+    for args, stdin, line in (
+            (["--list", "list0.txt"], None, "list0.txt: its paths are separated by NUL bytes (find -print0)"),
+            (["-"], nul, "stdin: its paths are separated by NUL bytes (find -print0)"),
+            (["-"], utf16, "stdin: it is UTF-16 text (PowerShell's > and Out-File write it); save the list of paths as "
+                           "UTF-8")):
+        proc = subprocess.run([sys.executable, "-m", "segcli", "predict", *args, "--ckpt", str(ckpt), "--out", "out",
+                               "--save", "mask"], input=stdin, cwd=tmp_path, capture_output=True, timeout=300)
+        err = proc.stderr.decode()
+        assert proc.returncode == 3 and err.startswith(f"segcli: error: {line}"), err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists(), err
