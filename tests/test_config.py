@@ -246,6 +246,31 @@ def test_config_dir_missing_is_a_usage_error(tmp_path):
     assert "nope" in line
 
 
+@pytest.mark.parametrize("folder, content, says", [
+    ("experiment", b"\xef\xbb\xbf# @package _global_\ntrainer:\n  max_epochs: 7\n",
+     "it starts with a byte-order mark ('UTF-8 with BOM'), which hides its `# @package` line from Hydra; save it as "
+     "UTF-8 without BOM"),
+    ("model", b"defaults: [unet, _self_]\n# Stra\xdfe\nencoder: resnet34\n",
+     "not UTF-8 text (byte 0xdf at offset 31); save it as UTF-8"),
+    ("model", "encoder: resnet34\n".encode("utf-16"), "not UTF-8 text (byte 0xff at offset 0); save it as UTF-8"),
+], ids=["bom", "cp1252", "utf16"])
+def test_a_user_config_file_in_another_encoding_is_named_with_the_fix(tmp_path, folder, content, says):
+    """An experiment saved as 'UTF-8 with BOM': Hydra missed its `# @package _global_` line and segcli said it set
+    keys read nowhere (did you mean experiment, trainer …?); a cp1252 or UTF-16 file: "'utf-8' codec can't decode byte
+    0xdf", naming no file."""
+    (tmp_path / "cfg" / folder).mkdir(parents=True)
+    (tmp_path / "cfg" / folder / "mine.yaml").write_bytes(content)
+    line = assert_error(run_cli("train", "--config-dir", tmp_path / "cfg", f"{folder}=mine", "--cfg", cwd=tmp_path), 2)
+    assert line == f"segcli: error: {tmp_path / 'cfg' / folder / 'mine.yaml'}: {says}", line
+
+
+def test_a_byte_order_mark_without_a_package_line_still_reads(tmp_path):
+    (tmp_path / "cfg" / "model").mkdir(parents=True)
+    (tmp_path / "cfg" / "model" / "mine.yaml").write_bytes(b"\xef\xbb\xbfdefaults: [unet, _self_]\nencoder: resnet34\n")
+    cfg = compose("train", ["model=mine"], config_dir=tmp_path / "cfg")
+    assert cfg.model.encoder == "resnet34" and cfg.model.arch == "unet"
+
+
 def test_cli_values_override_config(tmp_path):
     cfg = compose("eval", ["split=train"], values={"ckpt": Path("a/b.ckpt"), "split": None, "json": "-"})
     assert cfg.ckpt == "a/b.ckpt"  # paths become strings

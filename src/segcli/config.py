@@ -392,6 +392,25 @@ def _check_shadowing(config_dir: Path) -> None:
                           f"to {path.stem}.yaml")
 
 
+def _check_text(config_dir: Path) -> None:
+    """The user's config files as Hydra reads them: UTF-8 ('utf-8' codec can't decode …, naming no file, was the
+    error), and no byte-order mark before a `# @package` line (an editor's 'UTF-8 with BOM'): Hydra then does not see
+    the line, and an experiment's settings landed under `experiment.`, refused as keys read nowhere."""
+    for path in sorted(config_dir.rglob("*.yaml")):
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save it "
+                              "as UTF-8") from None
+        if text.startswith("\ufeff") and "@package" in text:
+            raise ConfigError(f"{path}: it starts with a byte-order mark ('UTF-8 with BOM'), which hides its "
+                              "`# @package` line from Hydra; save it as UTF-8 without BOM")
+
+
 def compose(command: str, overrides: list[str], values: dict | None = None, config_dir: Path | None = None):
     """Compose conf/<command>.yaml with `overrides`, then set `values` (CLI options; None = not given).
 
@@ -410,6 +429,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             raise ConfigError(f"--config-dir {config_dir} is not a directory")
         search.insert(0, config_dir)
         _check_shadowing(config_dir)
+        _check_text(config_dir)
     overrides = quote_values(list(overrides))
     groups = _groups(search)
     overrides = _names_as_options(overrides, groups)
