@@ -54,6 +54,7 @@ def test_other_folders_get_a_fix_that_fits_them(tmp_path, run_cli):
     (other / "notes.txt").write_text("x")
     code, _, err = run_cli("train", f"data.root={other}", "experiment=smoke", "--run-dir", tmp_path / "run")
     assert code == 3 and "it is not a prepared dataset: prepare it into a new folder first" in _fix(err)
+    assert _fix(err).endswith("see `segcli prepare --help`)")  # data/README.md is not installed with the package
     code, _, err = run_cli("train", f"data.root={tmp_path / 'absent'}", "experiment=smoke")
     assert code == 3 and "give the folder `segcli prepare` wrote (it holds dataset.yaml)" in _fix(err)
     empty = tmp_path / "empty"

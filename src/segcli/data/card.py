@@ -112,7 +112,7 @@ def _unprepared(folder: Path) -> str:
         return hint
     if filled:
         return ("it is not a prepared dataset: prepare it into a new folder first (`segcli prepare folder --images "
-                "DIR --masks DIR --out NEW`, or camvid, voc, cityscapes, ade20k; see data/README.md)")
+                "DIR --masks DIR --out NEW`, or camvid, voc, cityscapes, ade20k; see `segcli prepare --help`)")
     return f"prepare the dataset first, e.g. `segcli prepare synthetic --out {folder}`"
 
 
