@@ -262,6 +262,31 @@ def test_a_diverged_run_stops_with_a_check_failure():
         module.training_step(batch, 0)
 
 
+def test_one_nonfinite_step_that_reached_the_weights_stops_the_run_before_validation():
+    """optim.lr=1e8 on a 4-step epoch: the loss went 2.0, 3e17, nan, nan and the epoch ended before the third
+    non-finite step, so validation scored the NaN model (val mIoU 5.32, kept as best.ckpt) and the final
+    evaluation failed with exit 3 as if its input were wrong. Once a non-finite loss has reached the weights, the
+    next check (the next step, validation, last.ckpt, the end of training) stops the run as diverged (exit 1)."""
+    from segcli.errors import CheckFailed
+    from segcli.models.module import SegModule
+
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module.log = lambda *a, **k: None
+    batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
+    losses = iter([float("nan"), 1.0])
+    module.loss_fn.forward = lambda logits, target: logits.sum() * 0 + next(losses)
+    module.training_step(batch, 0)  # a NaN loss, weights still finite (an fp16 grad scaler skips such a step)
+    module.check_pending_loss()
+    with torch.no_grad():
+        next(module.parameters()).fill_(float("nan"))  # what the optimiser step makes of NaN gradients
+    with pytest.raises(CheckFailed, match=r"training diverged: the loss was nan at step 0 \(epoch 0\) and the "
+                                          r"weights now hold NaN or infinite values; lower optim.lr"):
+        module.on_validation_start()
+
+
 def test_a_deferred_loss_check_still_stops_a_diverged_run():
     """On a GPU the finite-loss check of a step reads its result at the start of the next one (read at once it
     stalled the device each step); the count of non-finite steps and the message (naming the step the loss came

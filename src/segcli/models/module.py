@@ -70,6 +70,7 @@ class SegModule(L.LightningModule):
         self.last_val_metrics: dict | None = None
         self._pending_loss: tuple | None = None  # this step's finite-loss check, when it waits for the next step
         self._nonfinite = 0  # steps in a row whose loss was inf/NaN
+        self._last_nonfinite: tuple = (float("nan"), 0, 0)  # (loss, step, epoch) of the last such step
 
     # ------------------------------------------------------------------ forward
     def _net(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +129,16 @@ class SegModule(L.LightningModule):
             if done is not None:
                 done.synchronize()
             self._check_finite(bool(finite), loss, step, epoch)
+        if self._nonfinite and not self._weights_finite():  # the last step's inf/NaN reached the weights: a run
+            # whose epoch ended before NONFINITE_STEPS such steps validated them (a val mIoU for a NaN model, kept
+            # as best.ckpt) and failed at the final evaluation as if its input were wrong
+            loss, step, epoch = self._last_nonfinite
+            raise self._diverged(f"the loss was {loss} at step {step} (epoch {epoch}) and the weights now hold NaN "
+                                 "or infinite values")
+
+    def _weights_finite(self) -> bool:
+        tensors = [t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
+        return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     def _check_finite(self, finite: bool, loss: torch.Tensor, step: int, epoch: int) -> None:
         """Stop a run whose loss has been inf/NaN for NONFINITE_STEPS steps in a row: its weights are lost (every
@@ -136,14 +147,17 @@ class SegModule(L.LightningModule):
             self._nonfinite = 0
             return
         self._nonfinite += 1
+        self._last_nonfinite = (float(loss), step, epoch)
         if self._nonfinite >= self.NONFINITE_STEPS:
-            from segcli.errors import CheckFailed
+            raise self._diverged(f"the loss was {float(loss)} for {self._nonfinite} steps in a row (step {step}, "
+                                 f"epoch {epoch})")
 
-            optim = self.hparams.optim
-            raise CheckFailed(f"training diverged: the loss was {float(loss)} for {self._nonfinite} steps in a row "
-                              f"(step {step}, epoch {epoch}); lower optim.lr (now {optim.get('lr')}), set "
-                              "trainer.gradient_clip_val (e.g. 1.0), or train at trainer.precision=32-true; the "
-                              "checkpoints written before are kept")
+    def _diverged(self, what: str):
+        from segcli.errors import CheckFailed
+
+        return CheckFailed(f"training diverged: {what}; lower optim.lr (now {self.hparams.optim.get('lr')}), set "
+                           "trainer.gradient_clip_val (e.g. 1.0), or train at trainer.precision=32-true; the "
+                           "checkpoints written before are kept")
 
     def on_validation_start(self) -> None:
         self.check_pending_loss()
