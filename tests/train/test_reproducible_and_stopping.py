@@ -72,3 +72,19 @@ def test_a_deferred_loss_check_stops_a_diverged_run_at_the_same_step(tiny_data, 
     assert code == 1, deferred
     line = lambda text: next(x for x in text.splitlines() if "training diverged" in x)  # noqa: E731
     assert line(deferred) == line(now)
+
+
+def test_val_logits_that_overflow_stop_the_run_as_diverged(tiny_data, tmp_path, capsys, monkeypatch):
+    """Finite weights whose logits overflow to inf/NaN (optim.lr=1e5): NaN argmaxes to class 0, so validation
+    scored the model as predicting class 0 everywhere (val mIoU 5.37) and kept it as best.ckpt, which eval then
+    refused (exit 3). Now the run stops as diverged (exit 1) and no val mIoU is logged for it."""
+    import segcli.models.module as module
+
+    scaled = module.forward_scaled
+    monkeypatch.setattr(module, "forward_scaled", lambda *a, **k: scaled(*a, **k) * float("inf"))  # val only
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=2"), "--run-dir", tmp_path / "run"], capsys)
+    assert code == 1, err
+    line = next(x for x in err.splitlines() if x.startswith("segcli: error:"))
+    assert "training diverged: " in line and "of the val logits after step" in line and "(a float overflow)" in line
+    assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
+    assert not (tmp_path / "run").exists() or not val_rows(tmp_path / "run")

@@ -282,9 +282,36 @@ def test_one_nonfinite_step_that_reached_the_weights_stops_the_run_before_valida
     module.check_pending_loss()
     with torch.no_grad():
         next(module.parameters()).fill_(float("nan"))  # what the optimiser step makes of NaN gradients
-    with pytest.raises(CheckFailed, match=r"training diverged: the loss was nan at step 0 \(epoch 0\) and the "
+    with pytest.raises(CheckFailed, match=r"training diverged: the loss was nan at step 0 \(epoch 1\) and the "
                                           r"weights now hold NaN or infinite values; lower optim.lr"):
         module.on_validation_start()
+
+
+def test_weights_sent_to_nan_by_a_finite_loss_stop_the_run_naming_only_the_changes_not_in_force():
+    """optim.lr=1e8: a finite loss (2.3e17) sent the weights to NaN; validation scored them (val mIoU 5.37, best.ckpt)
+    and the run ended with exit 3, 'use another model'. And the advice named trainer.gradient_clip_val=1.0 and
+    precision=32-true to a run that had them both."""
+    from types import SimpleNamespace
+
+    from segcli.errors import CheckFailed
+    from segcli.models.module import SegModule
+
+    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
+            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
+            "dataset": {"root": None}}
+    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e8}, {"name": "poly"})
+    module.check_diverged()  # finite weights: nothing to say
+    with torch.no_grad():
+        next(module.parameters()).fill_(float("inf"))
+    with pytest.raises(CheckFailed) as caught:
+        module.check_diverged()
+    assert str(caught.value) == (
+        "training diverged: the weights hold NaN or infinite values after step 0 (epoch 1); lower optim.lr (now "
+        "100000000.0), set trainer.gradient_clip_val (e.g. 1.0), or train at trainer.precision=32-true; the "
+        "checkpoints written before are kept")
+    module._trainer = SimpleNamespace(gradient_clip_val=1.0, precision="32-true", global_step=5, current_epoch=1)
+    with pytest.raises(CheckFailed, match=r"after step \d+ \(epoch \d+\); lower optim.lr \(now 100000000.0\); the "):
+        module.check_diverged()
 
 
 def test_a_deferred_loss_check_still_stops_a_diverged_run():
@@ -305,12 +332,12 @@ def test_a_deferred_loss_check_still_stops_a_diverged_run():
     module.loss_fn.forward = lambda logits, target: logits.sum() * 0 + next(losses)
     for _ in range(6):  # the sixth step's NaN (the third in a row) is not read yet
         module.training_step(batch, 0)
-    with pytest.raises(CheckFailed, match=r"the loss was nan for 3 steps in a row \(step 0, epoch 0\)"):
+    with pytest.raises(CheckFailed, match=r"the loss was nan for 3 steps in a row \(step 0, epoch 1\)"):
         module.check_pending_loss()  # what validation, last.ckpt and the end of training call first
     module.check_pending_loss()  # read once only
 
     module._pending_loss, module._nonfinite = (torch.tensor(False), None, torch.tensor(float("inf")), 7, 1), 2
-    with pytest.raises(CheckFailed, match=r"the loss was inf for 3 steps in a row \(step 7, epoch 1\)"):
+    with pytest.raises(CheckFailed, match=r"the loss was inf for 3 steps in a row \(step 7, epoch 2\)"):
         module.training_step(batch, 0)  # or the next step, before its forward pass
 
 

@@ -129,12 +129,21 @@ class SegModule(L.LightningModule):
             if done is not None:
                 done.synchronize()
             self._check_finite(bool(finite), loss, step, epoch)
-        if self._nonfinite and not self._weights_finite():  # the last step's inf/NaN reached the weights: a run
-            # whose epoch ended before NONFINITE_STEPS such steps validated them (a val mIoU for a NaN model, kept
-            # as best.ckpt) and failed at the final evaluation as if its input were wrong
+        if self._nonfinite and not self._weights_finite():  # the last step's inf/NaN reached the weights
             loss, step, epoch = self._last_nonfinite
-            raise self._diverged(f"the loss was {loss} at step {step} (epoch {epoch}) and the weights now hold NaN "
-                                 "or infinite values")
+            raise self._diverged(f"the loss was {loss} at step {step} (epoch {epoch + 1}) and the weights now hold "
+                                 "NaN or infinite values")
+
+    def check_diverged(self) -> None:
+        """Before validation, before a checkpoint is written and at the end of training: check_pending_loss, and
+        the weights themselves, which a step of finite loss can also send to inf/NaN (a huge lr). Unchecked, a run
+        whose epoch ended so validated a NaN model (a val mIoU, kept as best.ckpt) and failed at the final
+        evaluation (exit 3, 'use another model') as if its input were wrong."""
+        self.check_pending_loss()
+        if not self._weights_finite():
+            step = self.global_step
+            raise self._diverged(f"the weights hold NaN or infinite values after step {step} (epoch "
+                                 f"{self.current_epoch + 1})")
 
     def _weights_finite(self) -> bool:
         tensors = [t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
@@ -150,20 +159,27 @@ class SegModule(L.LightningModule):
         self._last_nonfinite = (float(loss), step, epoch)
         if self._nonfinite >= self.NONFINITE_STEPS:
             raise self._diverged(f"the loss was {float(loss)} for {self._nonfinite} steps in a row (step {step}, "
-                                 f"epoch {epoch})")
+                                 f"epoch {epoch + 1})")
 
     def _diverged(self, what: str):
+        """The divergence error: what went inf/NaN (epochs counted from 1, as the progress lines count them), and
+        the settings to change, less those already in force (a clip already set, a run already in float32)."""
         from segcli.errors import CheckFailed
 
-        return CheckFailed(f"training diverged: {what}; lower optim.lr (now {self.hparams.optim.get('lr')}), set "
-                           "trainer.gradient_clip_val (e.g. 1.0), or train at trainer.precision=32-true; the "
-                           "checkpoints written before are kept")
+        fixes = [f"lower optim.lr (now {self.hparams.optim.get('lr')})"]
+        trainer = self._trainer
+        if trainer is None or not trainer.gradient_clip_val:
+            fixes.append("set trainer.gradient_clip_val (e.g. 1.0)")
+        if trainer is None or str(getattr(trainer, "precision", "")) not in ("32-true", "32", "64-true", "64"):
+            fixes.append("train at trainer.precision=32-true")
+        listed = fixes[0] if len(fixes) == 1 else f"{', '.join(fixes[:-1])}, or {fixes[-1]}"
+        return CheckFailed(f"training diverged: {what}; {listed}; the checkpoints written before are kept")
 
     def on_validation_start(self) -> None:
-        self.check_pending_loss()
+        self.check_diverged()
 
     def on_train_end(self) -> None:
-        self.check_pending_loss()
+        self.check_diverged()
 
     def _train_logits(self, x: torch.Tensor) -> torch.Tensor:
         try:
@@ -211,21 +227,33 @@ class SegModule(L.LightningModule):
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
         self.val_cm.reset()
+        self._val_nonfinite = torch.zeros((), dtype=torch.long, device=self.device)  # logits that were inf/NaN
+
+    def _scored(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Count `logits` into the val confusion matrix; inf/NaN ones are counted apart (on the device: no wait for
+        it each batch). NaN logits argmax to class 0, so a model of finite weights whose logits overflow was scored
+        as predicting class 0 everywhere, and could be kept as best.ckpt, which eval then refused."""
+        self._val_nonfinite += (~torch.isfinite(logits)).sum()
+        self.val_cm.update(logits.argmax(1), target)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         sizes = batch.get("sizes")
         if sizes is None:
-            self.val_cm.update(self(batch["image"]).argmax(1), batch["mask"])
+            self._scored(self(batch["image"]), batch["mask"])
             return
         # images of several sizes, padded to the largest with black: each is scored at its own size, as eval and
         # predict do (padded, the network saw black borders of varying width and the val mIoU that picks
         # best.ckpt differed from eval's by a point)
         for i, (height, width) in enumerate(sizes):
-            logits = self(batch["image"][i:i + 1, :, :height, :width])
-            self.val_cm.update(logits.argmax(1), batch["mask"][i:i + 1, :height, :width])
+            self._scored(self(batch["image"][i:i + 1, :, :height, :width]), batch["mask"][i:i + 1, :height, :width])
 
     def on_validation_epoch_end(self) -> None:
         matrix = self.trainer.strategy.reduce(self.val_cm.matrix.to(self.device), reduce_op="sum")
+        nonfinite = int(self.trainer.strategy.reduce(self._val_nonfinite, reduce_op="sum"))  # every process stops
+        if nonfinite and not self.trainer.sanity_checking:
+            raise self._diverged(f"{nonfinite:,} of the val logits after step {self.global_step} (epoch "
+                                 f"{self.current_epoch + 1}) are NaN or infinite, though the weights are finite "
+                                 "(a float overflow)")
         metrics = compute_metrics(matrix, self.meta["classes"])
         self.last_val_metrics = metrics
         for key in ("mIoU", "mAcc", "aAcc"):

@@ -140,7 +140,7 @@ class LastCheckpoint(Checkpoint):
         self.hold = EpochEndHold()  # entered by best.ckpt's callback at an epoch end; ended once this one is done
 
     def _save(self, trainer, pl_module) -> None:
-        check = getattr(pl_module, "check_pending_loss", None)
+        check = getattr(pl_module, "check_diverged", None)
         if check is not None:  # a diverged run stops before its NaN weights overwrite last.ckpt
             check()
         trainer.save_checkpoint(self.path, weights_only=False)
