@@ -188,6 +188,11 @@ def _loss_values(loss: dict) -> None:
             if (term, arg) in _LOSS_PARAMS:
                 low, high, low_open, optional = _LOSS_PARAMS[term, arg]
                 number(f"loss.params.{term}.{arg}", value, low, high, low_open=low_open, optional=optional)
+    tversky = (loss.get("params") or {}).get("tversky") or {}
+    if (loss.get("terms") or {}).get("tversky") and tversky.get("alpha", 0.5) == 0 and tversky.get("beta", 0.5) == 0:
+        # the index tp / (tp + 0·fp + 0·fn) is 1 whatever the model predicts: a loss of exactly 0, nothing learnt
+        raise ConfigError("loss.params.tversky.alpha and beta are both 0: the Tversky index is then 1 for any "
+                          "prediction (a zero loss); give them a positive sum, e.g. alpha=0.3 beta=0.7")
 
 
 _DEVICES = re.compile(r"auto|-1|[1-9]\d*|\d+(,\d+)*,|\d+(,\d+)+")  # Lightning's string forms ("0," = GPU 0)

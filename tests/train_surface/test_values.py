@@ -64,6 +64,8 @@ BAD = {
     "loss=lovasz loss.params.lovasz.per_image=off": "loss.params.lovasz.per_image='off': give true or false",
     "loss=focal +loss.params.focal.normalized=1": "loss.params.focal.normalized=1: give true or false",
     "loss=tversky +loss.params.tversky.smooth=-50": "loss.params.tversky.smooth=-50: give a number >= 0",
+    # the index is then 1 for any prediction: every step's loss was exactly 0, and the run exited 0, trained on nothing
+    "loss=tversky loss.params.tversky.alpha=0 loss.params.tversky.beta=0": "tversky.alpha and beta are both 0",
     "seed=abc": "seed='abc': give a whole number from 0 to 4294967295",
     "seed=-1": "seed=-1",
     "trainer.devices=abc": "trainer.devices='abc': give auto",
@@ -84,6 +86,9 @@ def test_bad_values_name_the_key(override):
                                       "data.cache=true data.num_workers=3", "data.cache=AUTO data.num_workers=auto",
                                       "trainer.devices=[0,1]", "trainer.devices='0,'", "trainer.devices=-1",
                                       "loss=focal loss.params.focal.alpha=0.25", "seed=4294967295",
+                                      "loss=tversky loss.params.tversky.alpha=0 loss.params.tversky.beta=1",
+                                      "loss=tversky loss.params.tversky.alpha=0 loss.params.tversky.beta=0 "
+                                      "loss.terms.tversky=0 +loss.terms.ce=1",
                                       "loss=tversky +loss.params.tversky.log_loss=true +loss.params.tversky.smooth=1"])
 def test_good_values_pass(override):
     check_values(to_container(compose("train", override.split())))
