@@ -23,12 +23,14 @@ def test_comment_and_blank_lines_of_a_name_list_are_skipped(tmp_path):
 
 
 @pytest.mark.parametrize("name, text, words", [
-    ("hdr.csv", "id,category\n0,background\n1,road\n", "its header 'id,category' has no column of class names"),
-    ("semi.csv", "Value;Object\n0;background\n1;road\n", "its header 'Value;Object' has no column of class names"),
-    ("nohdr.csv", "0,background\n1,road\n2,building\n", "line 1 '0,background' is an id and a name"),
-    ("tabs.txt", "background\n1\troad\n", "line 2 '1\\troad' is an id and a name"),
+    ("hdr.csv", "id,category\n0,background\n1,road\n", "its first line 'id,category' heads lines of an id and a name"),
+    ("semi.csv", "Value;Object\n0;background\n1;road\n", "its first line 'Value;Object' heads lines of an id and a"),
+    ("idname.txt", "id name\n0 background\n1 road\n2 car\n", "its first line 'id name' heads lines of an id and a"),
+    ("nohdr.csv", "0,background\n1,road\n2,building\n", "every line is an id and a name ('0,background')"),
+    ("tabs.txt", "0\tbackground\n1\troad\n", "every line is an id and a name ('0\\tbackground')"),
     ("map.txt", "0 background\n1 road\n2 building\n", "every line is an id and a name ('0 background')"),
-    ("names.txt", "name\nbackground\nroad\n", "line 1 'name' is a column header"),
+    ("names.txt", "name\nbackground\nroad\n", "line 1 'name' reads as a column header"),
+    ("classes.txt", "classes\nbackground\nroad\n", "line 1 'classes' reads as a column header"),
 ])
 def test_lines_that_are_not_class_names_are_refused(tmp_path, name, text, words):
     with pytest.raises(ConfigError) as caught:
@@ -38,6 +40,16 @@ def test_lines_that_are_not_class_names_are_refused(tmp_path, name, text, words)
 
 @pytest.mark.parametrize("text, names", [("3 wheeler\nbackground\n", ["3 wheeler", "background"]),
                                          ("lane #2\nroad\n", ["lane #2", "road"]),
+                                         # one name that starts with digits and a comma, among plain names
+                                         ("background\n1,2-dichloroethane\nwater\n",
+                                          ["background", "1,2-dichloroethane", "water"]),
                                          ("id,name\n0,background\n1,road\n", ["background", "road"])])
 def test_names_with_digits_or_hashes_inside_still_read(tmp_path, text, names):
     assert _read(tmp_path, "classes.csv" if text.startswith("id,") else "classes.txt", text)[0] == names
+
+
+def test_a_first_class_named_like_a_header_reads_from_a_csv_with_a_name_header(tmp_path):
+    """The refusal of 'label' as a .txt's first line says how to keep such a class: a .csv under a 'name' header."""
+    with pytest.raises(ConfigError, match="save the list as a .csv whose first line is the header 'name'"):
+        _read(tmp_path, "classes.txt", "label\nbackground\nbox\n")
+    assert _read(tmp_path, "classes.csv", "name\nlabel\nbackground\nbox\n")[0] == ["label", "background", "box"]

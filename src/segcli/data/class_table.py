@@ -56,33 +56,33 @@ def read_class_table(spec: str | None) -> tuple[list[str] | None, dict[int, int]
     return names, {}, False
 
 
-_ID_AND_NAME = re.compile(r"^-?\d+\s*[,;\t]")  # '0,background': a CSV row, not a name
-_ID_SPACE_NAME = re.compile(r"^\d+\s+\S")  # '0 background': on every line, a label map
+_ID_AND_NAME = re.compile(r"^-?\d+\s*[,;\t]\s*\S")  # '0,background': a CSV row, not a name
+_ID_SPACE_NAME = re.compile(r"^\d+\s+\S")  # '0 background': a label map's line
+_HEADER_WORDS = (*NAME_COLUMNS, "names", "classes", "labels", "class names", "label names")
 
 
 def _listed_names(lines: list[str], spec) -> list[str]:
-    """The names of a file with one class name a line; blank lines and lines starting with '#' are skipped. Lines
-    that are not names are refused, as read as names they would shift every class id by one: a CSV row of an id and
-    a name ('0,background', a header segcli does not know above it), every line an id and a name ('0 background'),
-    or a column header as the first line ('name')."""
+    """The names of a file with one class name a line; blank lines and lines starting with '#' are skipped. Files
+    whose lines are not names are refused, as read as names they would shift every class id by one: every line an
+    id and a name ('0,background', '0 background'), such lines under a header segcli does not know ('id,category',
+    'id name'), or a column header as the first line ('name'). One name that starts so among others
+    ('1,2-dichloroethane') is a name."""
     kept = [(number, line.strip()) for number, line in enumerate(lines, 1)
             if line.strip() and not line.strip().startswith("#")]
-    fix = "start the file with a header line naming its columns, e.g. 'id,name' (or give one class name a line)"
-    for number, text in kept:
-        head = kept[0][1]
-        if _ID_AND_NAME.match(text) and number > kept[0][0] and any(d in head for d in ",;\t") \
-                and not _ID_AND_NAME.match(head):
-            raise ConfigError(f"--classes {spec}: its header {head!r} has no column of class names that segcli knows "
-                              f"({', '.join(NAME_COLUMNS)}); rename that column, e.g. 'id,name'")
-        if _ID_AND_NAME.match(text):
-            raise ConfigError(f"--classes {spec}: line {number} {text!r} is an id and a name, not a class name; {fix}")
-    if len(kept) > 1 and all(_ID_SPACE_NAME.match(text) for _, text in kept):
-        raise ConfigError(f"--classes {spec}: every line is an id and a name ({kept[0][1]!r}), not a class name; "
-                          "write them as 'id,name' rows under an 'id,name' header (or give one class name a line)")
-    if len(kept) > 1 and kept[0][1].lower().replace("_", " ") in NAME_COLUMNS:
-        raise ConfigError(f"--classes {spec}: line {kept[0][0]} {kept[0][1]!r} is a column header, not a class name; "
-                          "remove it (a list of names has no header), or name the file .csv")
-    return [text for _, text in kept]
+    texts = [text for _, text in kept]
+    rows = lambda part: bool(part) and all(_ID_AND_NAME.match(t) or _ID_SPACE_NAME.match(t) for t in part)  # noqa: E731
+    if len(texts) > 1 and rows(texts):
+        raise ConfigError(f"--classes {spec}: every line is an id and a name ({texts[0]!r}), not a class name; write "
+                          "them as 'id,name' rows under an 'id,name' header line (or give one class name a line)")
+    if len(texts) > 2 and rows(texts[1:]):
+        raise ConfigError(f"--classes {spec}: its first line {texts[0]!r} heads lines of an id and a name, but names "
+                          f"no column of class names that segcli knows ({', '.join(NAME_COLUMNS)}); make the file "
+                          "a CSV: an 'id,name' header line above 'id,name' rows")
+    if len(texts) > 1 and texts[0].lower().replace("_", " ") in _HEADER_WORDS:
+        raise ConfigError(f"--classes {spec}: line {kept[0][0]} {texts[0]!r} reads as a column header, not a class "
+                          "name; remove it if it is one, or, if it is a class, save the list as a .csv whose first "
+                          "line is the header 'name'")
+    return texts
 
 
 def _header(line: str, spec) -> tuple[str, int | None, int, list[str]] | None:
