@@ -550,6 +550,11 @@ def _main(argv: list[str] | None) -> None:
         _current_folder()  # a failure in a deleted current folder (help and --version need none, so never fail)
         if isinstance(err, SegcliError):
             _fail(err.message, err.exit_code)
+        from segcli.errors import EXIT_USAGE, address_limit, environment_limit, import_failed, out_of_memory
+
+        limit = environment_limit(err)  # a limit of this process (ulimit -n, -v), not segcli's or its settings' fault
+        if limit:
+            _fail(limit, EXIT_USAGE)
         if isinstance(err, OSError) and err.filename:
             if err.errno in (errno.EEXIST, errno.ENOTDIR):  # a folder could not be made there: say why
                 from segcli.inference.io import in_the_way
@@ -558,10 +563,11 @@ def _main(argv: list[str] | None) -> None:
                 if why is not None:
                     _fail(why, 3)
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
+        if isinstance(err, OSError) and err.errno == errno.EFBIG:
+            _fail(f"cannot write the output ({err.strerror or err}): the file-size limit (ulimit -f) is reached; "
+                  "raise it, or send stdout elsewhere", 3)
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
-        from segcli.errors import EXIT_USAGE, import_failed, out_of_memory
-
         given = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
         missing = getattr(err, "full_key", None) if type(err).__name__ in ("ConfigAttributeError", "ConfigKeyError") else None
         if missing and any(a == "--config-dir" or a.startswith("--config-dir=") for a in given):
@@ -576,6 +582,8 @@ def _main(argv: list[str] | None) -> None:
         if dependency:  # a package missing or broken in this environment: not a bug of segcli's
             _fail(dependency, EXIT_USAGE)
         rerun = "" if debug else " (rerun with SEGCLI_DEBUG=1 for the traceback)"
+        if address_limit():  # libraries fail oddly near it ('error return without exception set')
+            rerun += f"; this process's address-space limit (ulimit -v: {address_limit()}) may be the cause"
         _fail(f"internal error: {type(err).__name__}: {err}{rerun}", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
         _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)

@@ -11,6 +11,11 @@ import re
 import signal
 import threading
 
+try:  # imported now: under a low address-space limit, the failure it explains can keep this extension from loading
+    import resource
+except ImportError:  # not POSIX
+    resource = None
+
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # lint errors, an eval gate, export verification, a diverged training run
 EXIT_USAGE = 2  # usage or configuration error
@@ -133,7 +138,53 @@ def out_of_memory(err: BaseException, command: str = "") -> str:
     else:
         found = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGTP]?i?B)", text)  # CUDA's
         asked = f"tried to allocate {found.group(1)}" if found else first_line(err)
-    return f"out of memory ({asked}); {MEMORY_HINTS.get(command, MEMORY_HINTS[''])}"
+    limit = address_limit()
+    also = f"; or raise this process's address-space limit (ulimit -v, now {limit})" if limit else ""
+    return f"out of memory ({asked}); {MEMORY_HINTS.get(command, MEMORY_HINTS[''])}{also}"
+
+
+def address_limit() -> str:
+    """This process's address-space limit (`ulimit -v`, RLIMIT_AS) as '2.0 GB', or '' when there is none. torch maps
+    gigabytes of libraries at import: under a few GB it fails to load, or fails oddly later."""
+    if resource is None:
+        return ""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return "" if soft == resource.RLIM_INFINITY else f"{soft / 1e9:.1f} GB"
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """`err` and the exceptions it came from (__cause__, __context__), nearest first."""
+    seen: list[BaseException] = []
+    while err is not None and err not in seen and len(seen) < 20:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    return seen
+
+
+def environment_limit(err: BaseException) -> str:
+    """For a failure caused by a limit of this process rather than by segcli or its settings: too many open files
+    (`ulimit -n`: data-loader workers failed with 'Too many open files', or Lightning's later 'Please call
+    iter(combined_loader) first' hid it), or an address-space limit (`ulimit -v`) too low to load torch ('failed to
+    map segment from shared object', which read as a broken install). The one-line message naming the limit and how
+    to raise it; '' otherwise."""
+    chain = _chain(err)
+    if any(getattr(e, "errno", None) == 24 or "Too many open files" in str(e) for e in chain):
+        try:
+            files = f" (ulimit -n: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        except (AttributeError, OSError, ValueError):  # (no resource module: not POSIX)
+            files = ""
+        return (f"too many open files for this process's limit{files}; raise it (e.g. ulimit -n 4096), or use "
+                "fewer data-loader workers (data.num_workers=0)")
+    limit = address_limit()
+    mapping = any(isinstance(e, ImportError) and ("failed to map segment" in str(e) or "cannot allocate memory"
+                                                  in str(e).lower()) for e in chain)
+    if limit and mapping:
+        return (f"cannot load a library within this process's address-space limit (ulimit -v: {limit}; "
+                f"{first_line(err)}); raise it (e.g. ulimit -v unlimited): torch alone maps several GB")
+    return ""
 
 
 # import name → pip name, where they differ
