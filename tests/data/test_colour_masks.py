@@ -222,7 +222,10 @@ def test_cvat_labelmap_as_palette(tmp_path, rng, run_cli):
 
 
 @pytest.mark.parametrize("lines", [["background 0 0 0 255", "road 128 64 128 255", "building 70 70 70 255"],
-                                   ["background,0,0,0,1", "road,128,64,128,1", "building,70,70,70,1"]])
+                                   ["background,0,0,0,1", "road,128,64,128,1", "building,70,70,70,1"],
+                                   # a transparent void (alpha 0), or a void line without the alpha, beside them
+                                   ["void 0 0 0 0", "road 128 64 128 255", "car 0 0 142 255", "sky 70 130 180 255"],
+                                   ["road 128 64 128 255", "car 0 0 142 255", "void 0 0 0"]])
 def test_a_palette_with_a_fourth_number_on_every_line_is_refused(tmp_path, lines):
     """RGBA lines (or a column without a header) read as 'background 0' coloured (0, 0, 255): exit 1, the lint
     blaming the masks for colours (0, 0, 0) that the file names."""
@@ -230,14 +233,14 @@ def test_a_palette_with_a_fourth_number_on_every_line_is_refused(tmp_path, lines
     from segcli.errors import ConfigError
 
     (tmp_path / "palette.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ConfigError, match=r"every line ends in four numbers, the last always \d+ \(R G B A\?\)"):
+    with pytest.raises(ConfigError, match=r"its lines end in four numbers, the last [\d or]+ \(R G B A\?\)"):
         parse_palette(tmp_path / "palette.txt")
 
 
 def test_names_ending_in_a_number_still_read_beside_the_alpha_check(tmp_path):
     from segcli.data.palette import parse_palette
 
-    (tmp_path / "palette.txt").write_text("lane 1 0 0 255\nlane 2 0 255 0\n")
+    (tmp_path / "palette.txt").write_text("lane 1 0 0 200\nlane 2 0 255 10\n")
     assert parse_palette(tmp_path / "palette.txt").classes == ["lane 1", "lane 2"]
     (tmp_path / "palette.txt").write_text("'lane 1' 0 0 255\n'lane 2' 0 9 255\n")
     palette = parse_palette(tmp_path / "palette.txt")

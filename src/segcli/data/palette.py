@@ -11,8 +11,8 @@ A palette file, one class per line in id order (blank lines and `#` comments ski
 A CSV's header line naming the columns (`name,r,g,b`, as the class_dict.csv of several datasets) is skipped; when
 it names more columns after b (`name,r,g,b,class_11`), those columns are dropped from every line. Lines that all
 start with an id (`0 road 128 64 128`, `255 void 0 0 0`) are read without it; the ids of the classes must then run
-0, 1, 2, … in line order; lines that all end in a fourth number, the same on each (R G B A), are refused. CVAT's
-labelmap.txt (`background:0,0,0::`, from its segmentation mask export) is read too.
+0, 1, 2, … in line order; lines that all end in a fourth number, the same on each or 0/255 (R G B A), are
+refused. CVAT's labelmap.txt (`background:0,0,0::`, from its segmentation mask export) is read too.
 """
 
 from __future__ import annotations
@@ -130,13 +130,18 @@ _RGBA = re.compile(r"(^|[\s,:;=])\d{1,3}[\s,;]+\d{1,3}[\s,;]+\d{1,3}[\s,;]+(?P<a
 
 
 def _refuse_alpha(path: Path, entries: list) -> None:
-    """Lines that all end in four numbers, the last the same on every line (`road 128 64 128 255`: R G B A, or an
-    extra column without a header), read as a name ending in R ('road 128') and the colour G B A: every colour
-    wrong, and the lint then blamed the masks for colours the file names. Refused. Names that end in a number
-    ('lane 2 128 64 128') pass unless every line's blue is the same too; quoting the name ('lane 2') reads them."""
-    found = [_RGBA.search(line) for number, line, _, _ in entries if isinstance(number, int)]
-    if len(found) >= 2 and all(found) and len({match["alpha"] for match in found}) == 1:
-        raise ConfigError(f"--palette {path}: every line ends in four numbers, the last always {found[0]['alpha']} "
+    """Lines that end in four numbers (`road 128 64 128 255`: R G B A, or an extra column without a header) read as
+    a name ending in R ('road 128') and the colour G B A: every colour wrong, and the lint then blamed the masks for
+    colours the file names. Refused when every line ends so (an ignore line of three numbers aside: `void 0 0 0`) and
+    the fourth numbers are one value, or each 0 or 255 (alpha: opaque, or a transparent void). Names that end in a
+    number ('lane 2 128 64 128') are read unless their blues are so too; quoted ('lane 2') they always are."""
+    lines = [(line, name) for number, line, name, _ in entries if isinstance(number, int)]
+    found = [_RGBA.search(line) for line, _ in lines]
+    fourth = {match["alpha"] for match in found if match}
+    three = [name for (_, name), match in zip(lines, found) if not match]
+    if len(fourth) and len(found) - len(three) >= 2 and (len(fourth) == 1 or fourth <= {"0", "255"}) \
+            and all(name.strip("'\"").lower() in IGNORE_NAMES for name in three):
+        raise ConfigError(f"--palette {path}: its lines end in four numbers, the last {' or '.join(sorted(fourth))} "
                           "(R G B A?); write 'name R G B' lines (0-255) without the fourth, or quote names that end "
                           "in a number ('lane 2' 0 0 255)")
 
