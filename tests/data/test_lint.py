@@ -223,7 +223,7 @@ def test_prepare_lint_on_a_hand_edited_card_is_one_line(camvid_src, tmp_path, ru
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
 
 
-def test_a_hand_written_palette_of_hex_colours_reads_as_its_colours(camvid_src, tmp_path, run_cli):
+def test_a_hand_written_palette_of_hex_colours_or_whole_floats_reads_as_its_colours(camvid_src, tmp_path, run_cli):
     import yaml
 
     from segcli.data.card import load_card
@@ -232,7 +232,7 @@ def test_a_hand_written_palette_of_hex_colours_reads_as_its_colours(camvid_src, 
     assert run_cli("prepare", "camvid", "--src", camvid_src[0], "--out", out)[0] == 0
     card = yaml.safe_load((out / "dataset.yaml").read_text())
     colours = card["palette"]
-    card["palette"] = ["#{:02x}{:02X}{:02x}".format(*c) for c in colours]
+    card["palette"] = ["#{:02x}{:02X}{:02x}".format(*c) for c in colours[:-1]] + [[float(v) for v in colours[-1]]]
     (out / "dataset.yaml").write_text(yaml.safe_dump(card))
     assert run_cli("prepare", "lint", out)[0] == 0
     assert load_card(out).palette == colours

@@ -91,11 +91,13 @@ def test_a_nul_separated_or_utf16_list_of_paths_is_one_line(tmp_path, ckpt):
     nul = b"".join(os.fsencode(p) + b"\0" for p in paths)
     (tmp_path / "list0.txt").write_bytes(nul)
     utf16 = "".join(f"{p}\r\n" for p in paths).encode("utf-16")
+    blank_first = "".join(f"\r\n{p}" for p in paths).encode("utf-16-le")  # no BOM, an empty first line
     for args, stdin, line in (
             (["--list", "list0.txt"], None, "list0.txt: its paths are separated by NUL bytes (find -print0)"),
             (["-"], nul, "stdin: its paths are separated by NUL bytes (find -print0)"),
             (["-"], utf16, "stdin: it is UTF-16 text (PowerShell's > and Out-File write it); save the list of paths as "
-                           "UTF-8")):
+                           "UTF-8"),
+            (["-"], blank_first, "stdin: it is UTF-16 text")):
         proc = subprocess.run([sys.executable, "-m", "segcli", "predict", *args, "--ckpt", str(ckpt), "--out", "out",
                                "--save", "mask"], input=stdin, cwd=tmp_path, capture_output=True, timeout=300)
         err = proc.stderr.decode()

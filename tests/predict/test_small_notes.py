@@ -129,8 +129,9 @@ def test_an_overlap_near_one_is_noted_with_its_cost(ckpt, cli, tmp_path):
                        "inference.tile=[64,64]", "inference.overlap=0.99")
     assert code == 0, err
     notes = [line for line in err.splitlines() if "inference.overlap" in line]
-    assert notes == ["predict: note: inference.overlap=0.99 steps the 64x64 windows by 1x1 px: each pixel is in about "
-                     "4,096 windows, 1,024x the work of overlap 0.5 (0.5-0.75 is usual)"], err
+    assert notes == ["predict: note: inference.overlap=0.99 steps the 64x64 windows by 1x1 px: in an image larger "
+                     "than a window, each pixel is in about 4,096 windows, 1,024x the work of overlap 0.5 (0.5-0.75 "
+                     "is usual)"], err
     code, _, err = cli("predict", tmp_path / "in", "--ckpt", ckpt, "--out", tmp_path / "out2", "inference=slide",
                        "inference.tile=[64,64]", "inference.overlap=0.9")
     assert code == 0 and "inference.overlap" not in err, err

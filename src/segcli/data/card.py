@@ -176,6 +176,8 @@ def _palette(path: Path, palette) -> list[list[int]]:
         if isinstance(colour, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", colour.strip()):
             colours.append([int(colour.strip()[k:k + 2], 16) for k in (1, 3, 5)])
             continue
+        if isinstance(colour, list):  # 128.0, as some tools write whole numbers
+            colour = [int(v) if isinstance(v, float) and v.is_integer() else v for v in colour]
         if not (isinstance(colour, list) and len(colour) == 3
                 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)):
             raise DataError(f"{path}: palette entry {i + 1} ({colour!r}) is not a colour; give [R, G, B], three whole "

@@ -51,9 +51,9 @@ class InferenceOptions:
         (th, tw), (sh, sw) = self.tile, self.stride()
         per_pixel = (th / sh) * (tw / sw)
         usual = (th / max(1, round(th * 0.5))) * (tw / max(1, round(tw * 0.5)))
-        return (f"inference.overlap={self.overlap:g} steps the {th}x{tw} windows by {sh}x{sw} px: each pixel is in "
-                f"about {per_pixel:,.0f} windows, {per_pixel / usual:,.0f}x the work of overlap 0.5 (0.5-0.75 is "
-                "usual)")
+        return (f"inference.overlap={self.overlap:g} steps the {th}x{tw} windows by {sh}x{sw} px: in an image "
+                f"larger than a window, each pixel is in about {per_pixel:,.0f} windows, {per_pixel / usual:,.0f}x "
+                "the work of overlap 0.5 (0.5-0.75 is usual)")
 
     def describe(self) -> dict:
         """Plain dict for reports."""

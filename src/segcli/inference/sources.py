@@ -100,8 +100,9 @@ def _listed(line: str) -> Path:
 
 def _from_list(lines: list[str], where: str) -> list[Item]:
     if any("\x00" in line for line in lines):  # 'embedded null byte' where the first path is opened: exit 4
-        utf16 = lines[0][:2] in ("\udcff\udcfe", "\udcfe\udcff", "\xff\xfe", "\xfe\xff") or (
-            lines[0].count("\x00") * 2 >= len(lines[0]) > 1)
+        text = "\n".join(lines)  # UTF-16: every other byte of ASCII paths is NUL; find -print0: one per path
+        utf16 = (text[:2] in ("\udcff\udcfe", "\udcfe\udcff", "\xff\xfe", "\xfe\xff")
+                 or text.count("\x00") * 3 >= len(text))
         fix = ("it is UTF-16 text (PowerShell's > and Out-File write it); save the list of paths as UTF-8" if utf16
                else "its paths are separated by NUL bytes (find -print0); give one path per line (find without "
                     "-print0, or pipe through tr '\\0' '\\n')")
