@@ -264,6 +264,22 @@ def test_a_user_config_file_in_another_encoding_is_named_with_the_fix(tmp_path, 
     assert line == f"segcli: error: {tmp_path / 'cfg' / folder / 'mine.yaml'}: {says}", line
 
 
+def test_a_stray_file_under_config_dir_that_is_not_utf8_blocks_nothing_it_is_not_chosen(tmp_path):
+    """Only the files that the command line (or a chosen file's defaults) composes are read: a Latin-1 backup
+    beside them stopped every command."""
+    (tmp_path / "cfg" / "model").mkdir(parents=True)
+    (tmp_path / "cfg" / "notes").mkdir()
+    (tmp_path / "cfg" / "model" / "mine.yaml").write_text("defaults: [unet, _self_]\nencoder: resnet34\n")
+    (tmp_path / "cfg" / "notes" / "old.yaml").write_bytes(b"auteur: Jos\xe9\n")
+    assert compose("train", ["model=mine"], config_dir=tmp_path / "cfg").model.encoder == "resnet34"
+    (tmp_path / "cfg" / "experiment").mkdir()  # named by a chosen file's defaults: found when Hydra fails on it
+    (tmp_path / "cfg" / "experiment" / "two.yaml").write_text("# @package _global_\ndefaults:\n  - override "
+                                                              "/model: latin\n")
+    (tmp_path / "cfg" / "model" / "latin.yaml").write_bytes(b"defaults: [unet, _self_]\n# Jos\xe9\n")
+    with pytest.raises(ConfigError, match=r"model/latin.yaml: not UTF-8 text \(byte 0xe9 at offset 30\)"):
+        compose("train", ["experiment=two"], config_dir=tmp_path / "cfg")
+
+
 def test_a_byte_order_mark_without_a_package_line_still_reads(tmp_path):
     (tmp_path / "cfg" / "model").mkdir(parents=True)
     (tmp_path / "cfg" / "model" / "mine.yaml").write_bytes(b"\xef\xbb\xbfdefaults: [unet, _self_]\nencoder: resnet34\n")

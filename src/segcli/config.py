@@ -392,11 +392,22 @@ def _check_shadowing(config_dir: Path) -> None:
                           f"to {path.stem}.yaml")
 
 
-def _check_text(config_dir: Path) -> None:
-    """The user's config files as Hydra reads them: UTF-8 ('utf-8' codec can't decode …, naming no file, was the
-    error), and no byte-order mark before a `# @package` line (an editor's 'UTF-8 with BOM'): Hydra then does not see
-    the line, and an experiment's settings landed under `experiment.`, refused as keys read nowhere."""
-    for path in sorted(config_dir.rglob("*.yaml")):
+def _chosen_files(config_dir: Path, parsed: list) -> list[Path]:
+    """The files under --config-dir that the command line chooses (group=NAME, each value of a sweep)."""
+    files = []
+    for ov in parsed:
+        if ov.is_delete():
+            continue
+        names = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.value()]
+        files += [config_dir / ov.key_or_group / f"{name}.yaml" for name in names if isinstance(name, str)]
+    return [path for path in files if path.is_file()]
+
+
+def _check_text(paths: list[Path]) -> None:
+    """Each of the user's config files as Hydra reads them: UTF-8 ('utf-8' codec can't decode …, naming no file, was
+    the error), and no byte-order mark before a `# @package` line (an editor's 'UTF-8 with BOM'): Hydra then does not
+    see the line, and an experiment's settings landed under `experiment.`, refused as keys read nowhere."""
+    for path in paths:
         try:
             data = path.read_bytes()
         except OSError as err:
@@ -429,11 +440,12 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
             raise ConfigError(f"--config-dir {config_dir} is not a directory")
         search.insert(0, config_dir)
         _check_shadowing(config_dir)
-        _check_text(config_dir)
     overrides = quote_values(list(overrides))
     groups = _groups(search)
     overrides = _names_as_options(overrides, groups)
     parsed = _check_groups(overrides, groups, command)
+    if config_dir is not None:
+        _check_text(_chosen_files(config_dir, parsed))
 
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
     GlobalHydra.instance().clear()
@@ -441,6 +453,8 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         try:
             cfg = hydra_compose(config_name=command, overrides=overrides + extra)
         except Exception as err:
+            if config_dir is not None and "codec can't decode" in str(err):  # a file another one's defaults name
+                _check_text(sorted(config_dir.rglob("*.yaml")))
             fmt = (values or {}).get("format") if command == "prepare" else None
             shown = f"{command} {fmt}" if fmt else command
             raise _explain(err, command, overrides, extra, hydra_compose, shown) from None
