@@ -563,10 +563,11 @@ def _main(argv: list[str] | None) -> None:
                 if why is not None:
                     _fail(why, 3)
             _fail(f"{err.filename}: {err.strerror or err}; check the path, permissions and free space", 3)
-        if isinstance(err, OSError) and err.errno == errno.EFBIG:
-            _fail(f"cannot write the output ({err.strerror or err}): the file-size limit (ulimit -f) is reached; "
-                  "raise it, or send stdout elsewhere", 3)
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            _flushed_or_dropped()
+            if err.errno == errno.EFBIG:
+                _fail(f"cannot write the output ({err.strerror or err}): the file-size limit (ulimit -f) is reached; "
+                      "raise it, or send stdout elsewhere", 3)
             _fail(f"cannot write the output ({err.strerror or err}); check free space and where stdout goes", 3)
         given = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
         missing = getattr(err, "full_key", None) if type(err).__name__ in ("ConfigAttributeError", "ConfigKeyError") else None
@@ -590,7 +591,23 @@ def _main(argv: list[str] | None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-_WRITE_ERRNOS = {28, 122, 30, 32}  # ENOSPC, EDQUOT, EROFS, EPIPE: writing results failed, not segcli
+_WRITE_ERRNOS = {28, 122, 30, 32, 27}  # ENOSPC, EDQUOT, EROFS, EPIPE, EFBIG: writing results failed, not segcli
+
+
+def _flushed_or_dropped() -> None:
+    """After a write failed: stdout's pending text, written if it can be; if it cannot (the failure was stdout's),
+    dropped by pointing stdout at /dev/null, or Python's flush at exit would fail again ('Exception ignored …',
+    exit 120)."""
+    try:
+        sys.stdout.flush()
+        return
+    except (OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 def _click_message(err, given: list[str]) -> str:
     """Click's usage error (a bad option value, a missing option, an unknown one) as segcli's one line, with where
     to look for the fix: Click's own format spans four lines (usage, hint, blank, error). An unknown option that is
@@ -608,11 +625,7 @@ def _stdout_closed() -> None:
     """stdout's reader exited early: what was not printed yet is lost (and predict stops), so exit 3 like any output
     that cannot be written, with one line and no traceback; Python's own complaint when it flushes stdout at exit is
     avoided by pointing stdout at /dev/null."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    _flushed_or_dropped()
     _fail("stdout: the reader closed the pipe (Broken pipe) before segcli finished, so the results after that point "
           "were not written; let the reader read everything, or redirect stdout to a file", 3)
 

@@ -111,7 +111,45 @@ class _Escaping:
 class Results(_Escaping):
     """sys.stdout for a run of segcli: text from Click (the help of `segcli --help`, with its '→'), from rich or from
     a library that stdout's encoding lacks (latin-1 or cp1252: a redirected stdout on Windows, a legacy locale) is
-    escaped, where it was exit 4 (UnicodeEncodeError) with nothing printed."""
+    escaped, where it was exit 4 (UnicodeEncodeError) with nothing printed. An unbuffered stdout gets whole_writes."""
+
+    def __init__(self, stream):
+        super().__init__(whole_writes(stream))
+
+
+class _WholeWrites:
+    """A raw file whose write() writes every byte or raises: the kernel's short write (a file reaching the size limit
+    of `ulimit -f`, a disk filling up) is followed by another write, which then fails with the reason (EFBIG,
+    ENOSPC)."""
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def write(self, data) -> int:
+        view, done = memoryview(data).cast("B"), 0
+        while done < len(view):
+            written = self._raw.write(view[done:])
+            if written is None:  # a non-blocking stdout that is full
+                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            done += written
+        return done
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
+def whole_writes(stream):
+    """`stream` (sys.stdout), or where it is unbuffered (PYTHONUNBUFFERED=1 or `python -u`, as many container images
+    set) the same text stream over _WholeWrites. Unbuffered, Python writes each text once to the file and drops what a
+    short write left out: `segcli eval --json -` into a file at its size limit exited 0 with the JSON cut at 2,048
+    bytes."""
+    import io
+
+    raw = getattr(stream, "buffer", None)
+    if not isinstance(raw, io.FileIO):
+        return stream
+    return io.TextIOWrapper(_WholeWrites(raw), encoding=stream.encoding, errors=stream.errors,
+                            line_buffering=stream.line_buffering, write_through=True)
 
 
 class PeopleText:
