@@ -155,10 +155,11 @@ def address_limit() -> str:
     return "" if soft == resource.RLIM_INFINITY else f"{soft / 1e9:.1f} GB"
 
 
-def _chain(err: BaseException) -> list[BaseException]:
-    """`err` and the exceptions it came from (__cause__, __context__), nearest first."""
+def exception_chain(err: BaseException | None) -> list[BaseException]:
+    """`err` and the exceptions it was raised from or while handling (__cause__, else __context__), nearest first;
+    each once (a chain can loop)."""
     seen: list[BaseException] = []
-    while err is not None and err not in seen and len(seen) < 20:
+    while err is not None and all(err is not other for other in seen):
         seen.append(err)
         err = err.__cause__ or err.__context__
     return seen
@@ -170,7 +171,7 @@ def environment_limit(err: BaseException) -> str:
     iter(combined_loader) first' hid it), or an address-space limit (`ulimit -v`) too low to load torch ('failed to
     map segment from shared object', which read as a broken install). The one-line message naming the limit and how
     to raise it; '' otherwise."""
-    chain = _chain(err)
+    chain = exception_chain(err)
     if any(getattr(e, "errno", None) == 24 or "Too many open files" in str(e) for e in chain):
         try:
             files = f" (ulimit -n: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"

@@ -118,12 +118,11 @@ def _raise_missing_package(err: BaseException) -> None:
     """The ImportError behind an exporter's error, raised for what segcli says of a missing or broken package (the
     pip command that installs it, exit 2): onnx or onnxscript left out of an install was 'cannot export
     unet/resnet18 …; try --opset 17 or --format torchscript', which blamed the model."""
-    seen, cause = set(), err
-    while cause is not None and id(cause) not in seen:
+    from segcli.errors import exception_chain
+
+    for cause in exception_chain(err):
         if isinstance(cause, ImportError):
             raise cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
     found = re.search(r"No module named '([\w.]+)'", str(err))  # torch's message, the exception itself not chained
     if found:
         raise ModuleNotFoundError(found.group(0), name=found.group(1)) from None

@@ -18,7 +18,7 @@ from typing import BinaryIO, Callable, Sequence
 import cv2
 import numpy as np
 
-from segcli.errors import DataError, WriteError, stops_held
+from segcli.errors import DataError, WriteError, exception_chain, stops_held
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -681,12 +681,11 @@ def os_error_in(err: BaseException) -> OSError | None:
     """`err` when it is an OSError, or the OSError it was raised while handling: torch.save's zip writer reports a
     write that failed (a full disk) as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos", with
     the OSError only as its context. None for anything else (a stop signal included)."""
-    seen = set()
-    while isinstance(err, Exception) and id(err) not in seen:
-        if isinstance(err, OSError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
+    for cause in exception_chain(err):
+        if not isinstance(cause, Exception):  # a stop signal (KeyboardInterrupt) is no write failure
+            return None
+        if isinstance(cause, OSError):
+            return cause
     return None
 
 
