@@ -70,7 +70,10 @@ def _listed_names(lines: list[str], spec) -> list[str]:
     kept = [(number, line.strip()) for number, line in enumerate(lines, 1)
             if line.strip() and not line.strip().startswith("#")]
     texts = [text for _, text in kept]
-    rows = lambda part: bool(part) and all(_ID_AND_NAME.match(t) or _ID_SPACE_NAME.match(t) for t in part)  # noqa: E731
+
+    def rows(part: list[str]) -> bool:
+        return bool(part) and all(_ID_AND_NAME.match(t) or _ID_SPACE_NAME.match(t) for t in part)
+
     if len(texts) > 1 and rows(texts):
         raise ConfigError(f"--classes {spec}: every line is an id and a name ({texts[0]!r}), not a class name; write "
                           "them as 'id,name' rows under an 'id,name' header line (or give one class name a line)")
