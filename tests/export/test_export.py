@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers_cli import argmax_agreement
+from helpers_cli import argmax_agreement, run_in_process
 
 from segcli.errors import ConfigError
 from segcli.export.metadata import sha256_file
@@ -46,6 +46,22 @@ def test_metadata_round_trip(kind, exported, ckpt):
     assert meta["format"] == kind.split("-")[0]
     assert meta["output"] == ("ids" if kind.endswith("argmax") else "logits")
     assert load_predictor(exported[kind], "cpu").meta == meta  # what the backends read is what was stored
+
+
+def test_a_checkpoint_of_an_older_segcli_exports_every_documented_key(ckpt, tmp_path):
+    """A checkpoint from before input_scale, min_size and image_range were stored (segcli of 2026-11-24) exported
+    without them: code that reads the metadata as the README shows (meta['input_scale']) failed on the file. They now
+    hold the values segcli reads such a checkpoint with."""
+    from segcli.inference.backends import read_checkpoint
+
+    old = read_checkpoint(ckpt)
+    for key in ("input_scale", "min_size", "image_range"):
+        old["hyper_parameters"]["meta"].pop(key, None)
+    torch.save(old, tmp_path / "old.ckpt")
+    out = tmp_path / "old.onnx"
+    assert run_in_process(["export", "--ckpt", tmp_path / "old.ckpt", "--out", out]) == 0
+    meta = _stored_meta(out)
+    assert (meta["input_scale"], meta["min_size"], meta["image_range"]) == (1.0, 0, None)
 
 
 @pytest.mark.parametrize("channels, order", [(3, "RGB"), (1, "gray"), (4, "RGB, then band 4 as stored"),

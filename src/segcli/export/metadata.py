@@ -67,10 +67,14 @@ def input_description(meta: dict, dtype: str, order: str) -> str:
 
 
 def export_meta(meta: dict, checkpoint: str | Path, fmt: str, argmax: bool, half: bool, opset: int | None = None) -> dict:
-    """The checkpoint's `meta` extended with what an exported file needs to describe itself."""
+    """The checkpoint's `meta` extended with what an exported file needs to describe itself. A checkpoint of an
+    older segcli lacks keys that later ones always write (input_scale, min_size, image_range): they get the values
+    segcli reads it with, so that the file holds every key its README section lists."""
+    from segcli.inference.predictor import input_scale, min_size
+
     dtype = "float16" if half else "float32"
     order = channel_order(int(meta["model"]["in_channels"]))
-    out = dict(meta)
+    out = {"image_range": None, **meta, "input_scale": input_scale(meta), "min_size": min_size(meta)}
     out.update({
         "segcli_version": __version__,
         "trained_with_segcli": meta.get("segcli_version"),
