@@ -172,14 +172,19 @@ def test_lightning_errors_become_one_line():
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.slow  # torch.compile on CPU: about 3 minutes here
-def test_compiled_module_step():
+def _two_class_module(lr: float = 1e-3, **kwargs):
+    """A SegModule of FPN/resnet18 for two classes, with AdamW at `lr` (its log() a no-op where a test sets it)."""
     from segcli.models.module import SegModule
 
     meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
             "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
             "dataset": {"root": None}}
-    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"}, compile=True)
+    return SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": lr}, {"name": "poly"}, **kwargs)
+
+
+@pytest.mark.slow  # torch.compile on CPU: about 3 minutes here
+def test_compiled_module_step():
+    module = _two_class_module(compile=True)
     assert not any("_orig_mod" in k for k in module.state_dict())  # checkpoint keys unchanged
     batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
     module.log = lambda *a, **k: None
@@ -246,12 +251,8 @@ def test_a_diverged_run_stops_with_a_check_failure():
     """optim.lr=1e6 trained on with NaN weights to the end, overwriting last.ckpt each epoch, and reported a
     'best' mIoU from before; now three non-finite losses in a row stop it (exit 1) with what to change."""
     from segcli.errors import CheckFailed
-    from segcli.models.module import SegModule
 
-    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
-            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
-            "dataset": {"root": None}}
-    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module = _two_class_module()
     module.log = lambda *a, **k: None
     batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
     losses = iter([float("nan"), float("nan"), 1.0, float("inf"), float("nan"), float("nan")])
@@ -268,12 +269,8 @@ def test_one_nonfinite_step_that_reached_the_weights_stops_the_run_before_valida
     evaluation failed with exit 3 as if its input were wrong. Once a non-finite loss has reached the weights, the
     next check (the next step, validation, last.ckpt, the end of training) stops the run as diverged (exit 1)."""
     from segcli.errors import CheckFailed
-    from segcli.models.module import SegModule
 
-    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
-            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
-            "dataset": {"root": None}}
-    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module = _two_class_module()
     module.log = lambda *a, **k: None
     batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
     losses = iter([float("nan"), 1.0])
@@ -294,12 +291,8 @@ def test_weights_sent_to_nan_by_a_finite_loss_stop_the_run_naming_only_the_chang
     from types import SimpleNamespace
 
     from segcli.errors import CheckFailed
-    from segcli.models.module import SegModule
 
-    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
-            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
-            "dataset": {"root": None}}
-    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e8}, {"name": "poly"})
+    module = _two_class_module(lr=1e8)
     module.check_diverged()  # finite weights: nothing to say
     with torch.no_grad():
         next(module.parameters()).fill_(float("inf"))
@@ -319,12 +312,8 @@ def test_a_deferred_loss_check_still_stops_a_diverged_run():
     stalled the device each step); the count of non-finite steps and the message (naming the step the loss came
     from) are unchanged, one step later."""
     from segcli.errors import CheckFailed
-    from segcli.models.module import SegModule
 
-    meta = {"classes": ["a", "b"], "ignore_index": 255, "mean": [0.5] * 3, "std": [0.25] * 3, "size_multiple": 32,
-            "model": {"arch": "fpn", "encoder": "resnet18", "in_channels": 3, "classes": 2, "kwargs": {}},
-            "dataset": {"root": None}}
-    module = SegModule(meta, {"terms": {"ce": 1.0}}, {"name": "adamw", "lr": 1e-3}, {"name": "poly"})
+    module = _two_class_module()
     module.log = lambda *a, **k: None
     module._defers_check = lambda loss: True
     batch = {"image": torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8), "mask": torch.randint(0, 2, (2, 32, 32))}
