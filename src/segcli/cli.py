@@ -583,8 +583,8 @@ def _main(argv: list[str] | None) -> None:
         if dependency:  # a package missing or broken in this environment: not a bug of segcli's
             _fail(dependency, EXIT_USAGE)
         rerun = "" if debug else " (rerun with SEGCLI_DEBUG=1 for the traceback)"
-        if address_limit():  # libraries fail oddly near it ('error return without exception set')
-            rerun += f"; this process's address-space limit (ulimit -v: {address_limit()}) may be the cause"
+        if address := address_limit():  # libraries fail oddly near it ('error return without exception set')
+            rerun += f"; this process's address-space limit (ulimit -v: {address}) may be the cause"
         _fail(f"internal error: {type(err).__name__}: {err}{rerun}", EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into this code when not in standalone mode
         _fail("interrupted", stop_exit_code() or EXIT_INTERRUPTED)
@@ -608,6 +608,8 @@ def _flushed_or_dropped() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
 def _click_message(err, given: list[str]) -> str:
     """Click's usage error (a bad option value, a missing option, an unknown one) as segcli's one line, with where
     to look for the fix: Click's own format spans four lines (usage, hint, blank, error). An unknown option that is

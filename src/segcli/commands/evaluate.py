@@ -86,8 +86,8 @@ def _load_model(cfg, device: str):
     members = [load_predictor(path, device, cfg.inference.batch_size) for path in paths]
     resolved = [str(Path(path).resolve()) for path in paths]
     predictor = ensemble(members).configure(cfg.inference)
-    if predictor.options.cost_note():
-        info(f"eval: note: {predictor.options.cost_note()}")
+    if note := predictor.options.cost_note():
+        info(f"eval: note: {note}")
     return predictor, resolved[0] if len(resolved) == 1 else resolved
 
 

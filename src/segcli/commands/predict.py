@@ -101,8 +101,8 @@ def run(cfg):
 
     members = [load_predictor(path, cfg.device, cfg.inference.batch_size) for path in paths]
     predictor = ensemble(members).configure(cfg.inference)
-    if predictor.options.cost_note():
-        info(f"predict: note: {predictor.options.cost_note()}")
+    if note := predictor.options.cost_note():
+        info(f"predict: note: {note}")
     return _predict_with(cfg, predictor, model, shard_spec, save)
 
 

@@ -430,9 +430,9 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
         from segcli.checks import number
         from segcli.inference.options import InferenceOptions
 
-        options = InferenceOptions.from_config(cfg.inference, meta)
-        if options.cost_note() and first_process() and cfg.get("final_eval", True):
-            info(f"train: note: {options.cost_note()} (the final evaluation)")
+        note = InferenceOptions.from_config(cfg.inference, meta).cost_note()
+        if note and first_process() and cfg.get("final_eval", True):
+            info(f"train: note: {note} (the final evaluation)")
         number("inference.batch_size", cfg.inference.get("batch_size", 1), 1, integer=True)
     del probe
     train_pairs = card.pairs(cfg.data.train_split)  # an unknown split fails here, before the run directory exists
