@@ -55,6 +55,7 @@ def test_a_cfg_file_keeps_its_group_choices_and_takes_key_overrides(synthetic_da
 def test_a_saved_config_without_keys_added_since_gets_their_defaults(synthetic_data, tmp_path):
     proc = run_cli("train", "--cfg", f"data.root={synthetic_data}", *TINY, cwd=tmp_path)
     full = yaml.safe_load(proc.stdout)
+    (tmp_path / "full.yaml").write_text(proc.stdout)
     older = yaml.safe_load(proc.stdout)
     for group, key in (("data", "repeat"), ("augment", "fog"), ("trainer", "precision"), ("optim", "momentum")):
         del older[group][key]
@@ -65,6 +66,21 @@ def test_a_saved_config_without_keys_added_since_gets_their_defaults(synthetic_d
     filled = yaml.safe_load(proc.stdout)
     del full["optim"]["momentum"]  # sgd's own key: not every optimiser has it, so segcli's default (0.9) applies
     assert filled == full
+    # the user is told which settings the saved config lacked (they train as today's segcli trains, not as the
+    # version that wrote it); a key given on the command line is not among them
+    added = sorted(["data.repeat", "trainer.precision"] + [f"augment.fog.{key}" for key in full["augment"]["fog"]]
+                   + [f"ema.{key}" for key in full["ema"]])
+    proc = run_cli("train", "--from", tmp_path / "older.yaml", "--cfg", "data.repeat=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "lacks" in line]
+    listed = [key for key in added if key != "data.repeat"]
+    assert notes == [f"train: note: {tmp_path / 'older.yaml'} lacks {len(listed)} setting(s) that a later segcli "
+                     f"added; they take today's defaults: " + ", ".join(listed[:6])
+                     + (f", … ({len(listed) - 6} more)" if len(listed) > 6 else "")], proc.stderr
+    proc = run_cli("train", "--from", tmp_path / "older.yaml", "--cfg", cwd=tmp_path)
+    assert "data.repeat" in proc.stderr
+    proc = run_cli("train", "--from", tmp_path / "full.yaml", "--cfg", cwd=tmp_path)
+    assert proc.returncode == 0 and "lacks" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("args, code, message", [

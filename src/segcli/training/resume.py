@@ -205,13 +205,14 @@ def _filled(cfg):
     return cfg, added
 
 
-def _say_filled(saved: Path, added: list[str]) -> None:
-    """A note naming the settings _filled added, as they may train otherwise than the version that started the run."""
+def _say_filled(saved: Path, added: list[str], as_before: bool = True) -> None:
+    """A note naming the settings _filled (or --from's fill, as_before=False) added, as they may train otherwise
+    than the version that started the run."""
     from segcli.console import first_process, info
 
     if added and first_process():
         shown = ", ".join(added[:6]) + (f", … ({len(added) - 6} more)" if len(added) > 6 else "")
-        kept = [f"{key}={str(AS_BEFORE[key]).lower()}" for key in added if key in AS_BEFORE]
+        kept = [f"{key}={str(AS_BEFORE[key]).lower()}" for key in added if key in AS_BEFORE and as_before]
         but = f" but {' and '.join(kept)}, as the run trained" if kept else ""
         info(f"train: note: {saved} lacks {len(added)} setting(s) that a later segcli added; they take today's "
              f"defaults{but}: {shown}")
@@ -333,7 +334,9 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     except Exception as err:
         raise unparsable(list(overrides), err) from None
     cfg = OmegaConf.create(OmegaConf.to_container(saved))
+    before = set(_leaf_keys(cfg))
     _fill(cfg, compose("train", []))
+    added = sorted(set(_leaf_keys(cfg)) - before)  # a config of an older segcli: named once the overrides pass
     with open_dict(cfg):
         cfg.run_dir = None  # a new run: runs/train/<timestamp>, run_dir=DIR or --run-dir DIR, not the saved run's
         names_first = sorted(parsed, key=lambda o: o.key_or_group not in ("sched.name", "optim.name"))  # _switch_preset
@@ -373,6 +376,8 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     _check_resolves("train", cfg)
     if not any(ov.key_or_group == "data.root" for ov in parsed):
         _check_dataset_moved(path, source, cfg)
+    given = {ov.key_or_group for ov in parsed}
+    _say_filled(path, [key for key in added if key not in given], as_before=False)
     OmegaConf.set_struct(cfg, True)
     return cfg
 
