@@ -206,7 +206,15 @@ def test_compare_prints_deltas(crafted, tmp_path, capsys):
     assert road["delta_iou"] == pytest.approx(8 / 11 - 0.5) and road["old_iou"] == 0.5
     assert "+22.73" in out  # (8/11 - 1/2) in points
     assert "Δ IoU" in (tmp_path / "o" / "report.md").read_text()
-    assert "scores other classes" not in err
+    assert "scores other classes" not in err and "written by segcli" not in err
+    from segcli import __version__
+
+    assert load_json(tmp_path / "o" / "report.json")["segcli_version"] == __version__
+    rep["segcli_version"] = "0.0.9"  # a report of another version: a metric's definition may have changed since
+    old.write_text(json.dumps(rep))
+    code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)
+    assert code == 0 and f"{old} was written by segcli 0.0.9, this is segcli {__version__}; a metric" in err, err
+    del rep["segcli_version"]
     rep["classes"][1]["name"] = "street"  # a report of another dataset: the means average other classes
     old.write_text(json.dumps(rep))
     code, out, err = run_cli(["eval", "--predictions", preds, "--data", root, "--compare", old], capsys)

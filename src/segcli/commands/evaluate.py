@@ -217,7 +217,8 @@ def run(cfg) -> dict:
         for path in model_paths(cfg.ckpt or cfg.model):
             check_model_there(path)  # a missing file or a folder given as a model
     from segcli.evaluation import distributed
-    from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch
+    from segcli import __version__
+    from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch, version_mismatch
     from segcli.evaluation.corruptions import CORRUPTIONS, for_channels, parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
     from segcli.evaluation.output import held_out
@@ -271,7 +272,7 @@ def run(cfg) -> dict:
                 robustness.append(_corrupted(predictor, shard, card, name, severity, int(cfg.seed), metrics["mIoU"]))
 
         extra = {"mode": mode, **source, "data": str(Path(card.location).resolve()),  # absolute, as "model" is
-                 "boundary": {"dilation_ratio": ratio} if ratio else None}
+                 "boundary": {"dilation_ratio": ratio} if ratio else None, "segcli_version": __version__}
         if robustness:
             extra["corruptions"] = robustness
         if worst:
@@ -281,7 +282,8 @@ def run(cfg) -> dict:
         if old is not None:
             extra["compare"] = deltas(old, metrics, str(cfg.compare))
             for mismatch in (class_mismatch(old, metrics, str(cfg.compare)),
-                             split_mismatch(old, str(cfg.split), len(pairs), str(cfg.compare))):
+                             split_mismatch(old, str(cfg.split), len(pairs), str(cfg.compare)),
+                             version_mismatch(old, __version__, str(cfg.compare))):
                 if mismatch and distributed.is_main():
                     info(f"eval: note: {mismatch}")
         shortfalls = failures(thresholds, metrics)

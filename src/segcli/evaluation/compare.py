@@ -115,3 +115,13 @@ def split_mismatch(old: dict, split: str, num_images: int, source: str = "") -> 
     count = f" ({counted(before_n, 'image')})" if isinstance(before_n, int) else ""
     return (f"{source} scored {shown}{count}, this run split '{split}' ({counted(num_images, 'image')}); the deltas "
             "compare different images, not only different models")
+
+
+def version_mismatch(old: dict, version: str, source: str = "") -> str | None:
+    """A note when the earlier report was written by another segcli version (a metric whose definition changed
+    between them moves with no change of model), else None. Reports before 2026-12-08 record no version."""
+    before = old.get("segcli_version")
+    if not isinstance(before, str) or before == version:
+        return None
+    return (f"{source} was written by segcli {before}, this is segcli {version}; a metric whose definition changed "
+            "between them moves with no change of model")
