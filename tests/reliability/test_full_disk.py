@@ -498,3 +498,25 @@ def test_skip_existing_does_not_trust_a_cut_off_output(cli, model_ckpt, tmp_path
     table = out / "areas.csv"  # its rows: the skipped input's first
     assert sorted(again.pop(table).splitlines()) == sorted(whole.pop(table).splitlines()) and again == whole
     assert_clean(tmp_path)
+
+
+def test_a_failed_mask_write_still_lists_the_masks_other_writers_finished(cli, model_ckpt, tmp_path, monkeypatch):
+    """A write that fails stops predict (exit 3); the masks that other writer threads wrote meanwhile are on disk,
+    so stdout lists them (they were kept but not listed: a pipeline reading stdout missed them)."""
+    from segcli.inference import outputs
+
+    real = outputs.Outputs.write
+
+    def write(self, source, rel, *args, **kwargs):
+        if Path(source).name == "img0.png":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.paths(rel)["mask"]))
+        return real(self, source, rel, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.Outputs, "write", write)
+    out = tmp_path / "out"
+    code, stdout, err = cli("predict", write_inputs(tmp_path / "in", count=4), "--ckpt", model_ckpt, "--out", out,
+                            "--save", "mask", "writers=2")
+    assert "No space left on device" in only_error(code, err, 3, out)
+    written = files_under(out)
+    assert sorted(stdout.split()) == [str(p) for p in written] and len(written) == 3, (stdout, written)
+    assert stdout.split() == sorted(stdout.split())  # in input order

@@ -531,7 +531,14 @@ def _predict_images(items, predictor, state, torch) -> None:
             if batch:
                 flush(pool)
         finally:
-            drain(0)
+            try:
+                drain(0)
+            except BaseException:  # a write failed: what other writers finished is on disk, so it is listed too
+                while pending:
+                    future = pending.popleft()
+                    if future.exception() is None:
+                        state.emit(future.result())
+                raise
 
 
 def _progress(total: int):
