@@ -64,6 +64,26 @@ def test_too_many_open_files_names_the_limit(tiny_data, tmp_path, cli, monkeypat
         "ulimit -n 4096), or use fewer data-loader workers (data.num_workers=0)"), err
 
 
+def test_loader_workers_an_open_file_limit_cannot_hold_are_refused_before_the_run(tiny_data, tmp_path):
+    """`ulimit -n 18` with data.num_workers=2: the workers failed at the first batch, printing their own tracebacks
+    (EOFError, AttributeError) before segcli's line, and the run directory stayed (no descriptor left to remove it).
+    Now: one line before the run directory exists. A soft limit below the need, with room under the hard one, is
+    raised: the run trains."""
+    args = ["train", f"data.root={tiny_data}", "experiment=smoke", "data.num_workers=2", "trainer.max_epochs=1"]
+    proc = segcli(*args, "--run-dir", tmp_path / "run", cwd=tmp_path, preexec_fn=_limited(resource.RLIMIT_NOFILE, 18))
+    line = one_error_line(proc, 2, alone=True)
+    assert line == ("segcli: error: data.num_workers=2 needs about 40 open files, and this process may open 18 "
+                    "(ulimit -n); raise it (e.g. ulimit -n 4096), or load in the main process (data.num_workers=0)")
+    assert not (tmp_path / "run").exists()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 64:
+        pytest.skip("the hard open-file limit leaves no room to raise the soft one")
+    proc = segcli(*args, "--run-dir", tmp_path / "soft", cwd=tmp_path,
+                  preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (18, hard)))
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert (tmp_path / "soft" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_an_address_space_limit_too_low_for_torch_is_named_not_a_broken_install(tiny_data, tmp_path):
     proc = segcli("train", f"data.root={tiny_data}", "experiment=smoke", "--run-dir", tmp_path / "run", cwd=tmp_path,
                   preexec_fn=_limited(resource.RLIMIT_AS, 1_500_000_000))

@@ -380,8 +380,8 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
 
     from segcli.data.card import load_card
     from segcli.data.channels import fit_normalization
-    from segcli.data.datamodule import (SegDataModule, check_val_per_process, input_scale, split_digests,
-                                        validated_split, validation_off)
+    from segcli.data.datamodule import (SegDataModule, check_val_per_process, files_for_workers, input_scale,
+                                        loader_workers, split_digests, validated_split, validation_off)
     from segcli.inference.io import missing_folders
     from segcli.models.factory import build_model, local_weights, min_input_size, model_kwargs, size_multiple
     from segcli.models.module import SegModule
@@ -477,6 +477,7 @@ def _fit(cfg, resume: bool, announce: bool, held) -> TrainResult:
     if "precision" in trainer_args:
         cfg.trainer.precision = trainer_args["precision"]  # config.yaml records what trainer.precision=auto chose
     callbacks = _callbacks(cfg)  # config errors (early_stopping, ema) before the run directory too
+    files_for_workers(loader_workers(cfg.data.get("num_workers", "auto")))
     callbacks.append(DataWatch(card.path, cfg.data))
 
     # Messages said once per run check first_process(): Lightning's DDP launcher runs this command again in each
