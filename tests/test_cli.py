@@ -279,3 +279,52 @@ def test_resume_help_lists_every_key_a_resume_accepts():
     assert proc.returncode == 0
     help_text = " ".join(proc.stdout.split())
     assert [key for key in RESUMABLE if key not in help_text] == []
+
+
+def test_train_help_names_the_dataset_key_and_lists_the_config_groups(tmp_path):
+    """A user with only the help texts could not find how to point train at a dataset (data.root=DIR) nor which
+    config groups and options exist (found only by provoking errors)."""
+    from segcli.config import conf_dir
+
+    out = " ".join(assert_ok(run_cli("train", "--help", cwd=tmp_path)).stdout.split())
+    assert "data.root is the prepared dataset" in out
+    listed = out.split("Config groups (GROUP=OPTION, e.g. experiment=smoke): ", 1)[1]
+    for group in sorted(p for p in conf_dir().iterdir() if p.is_dir() and p.name != "data"):
+        options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
+        assert f"{group.name}: {options}" in listed, (group.name, listed)
+
+
+@pytest.mark.parametrize("command, shown", [
+    (["train"], "DIR/model/mine.yaml"), (["eval"], "DIR/inference/mine.yaml"), (["predict"], "DIR/inference/mine.yaml"),
+    (["export"], None), (["prepare", "folder"], None), (["prepare", "synthetic"], None)])
+def test_config_dir_help_names_the_groups_of_its_command(command, shown, tmp_path):
+    """The train help's DIR/model, DIR/experiment examples were copied into every command; eval and predict compose
+    only inference, prepare and export no group (their examples failed with exit 2)."""
+    out = " ".join(assert_ok(run_cli(*command, "--help", cwd=tmp_path)).stdout.split())
+    if shown is None:
+        assert "--config-dir" not in out
+    else:
+        assert shown in out.split("--config-dir", 1)[1]
+    if command[0] != "train":
+        assert "DIR/model/" not in out and "DIR/experiment/" not in out
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "--data", "ds"], "No such option: --data; settings are key=value overrides: data.root=DIR; "
+                                "see 'segcli train -h'"),
+    (["train", "--max-epochs", "3"], "No such option: --max-epochs; settings are key=value overrides: "
+                                     "trainer.max_epochs=VALUE; see 'segcli train -h'"),
+    (["train", "--lr=0.1"], "No such option: --lr; settings are key=value overrides: optim.lr=VALUE; see"),
+    (["train", "--loss", "dice"], "No such option: --loss; settings are key=value overrides: loss=OPTION; see"),
+    (["eval", "--ckpt", "x.ckpt", "--tile", "256"], "No such option: --tile; settings are key=value overrides: "
+                                                    "inference.tile=VALUE; see 'segcli eval -h'"),
+    (["train", "--nosuch"], "No such option: --nosuch"),
+], ids=["data", "max-epochs", "lr", "loss-group", "eval-tile", "no-key"])
+def test_an_unknown_option_that_is_a_config_key_names_its_override(argv, hint, tmp_path):
+    """`segcli train --data ds` said 'No such option: --data; see segcli train -h', and that help never named
+    data.root; `--lr` got Click's 'Possible options: --from, --help'."""
+    proc = run_cli(*argv, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "", describe(proc)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segcli: error: " + hint), describe(proc)
+    assert "overrides" not in lines[0] or "Possible options" not in lines[0]

@@ -62,7 +62,17 @@ prepare_app = typer.Typer(
 app.add_typer(prepare_app, name="prepare")
 
 _MODULES = {"eval": "evaluate"}  # command name → module under segcli.commands
-ConfigDir = typer.Option(None, "--config-dir", help="Extra directory of config groups (DIR/model/mine.yaml, DIR/experiment/mine.yaml, ...) added to the packaged conf/.")
+
+
+def _config_dir(groups: str):
+    """--config-dir, its help naming the config groups of the command (`groups`; '' for a command with none, whose
+    option is accepted but not shown: it has nothing to add to)."""
+    return typer.Option(None, "--config-dir", hidden=not groups,
+                        help=f"Extra directory of config groups ({groups}) added to the packaged conf/.")
+
+
+ConfigDir = _config_dir("DIR/inference/mine.yaml, used as inference=mine")
+NoConfigDir = _config_dir("")
 PrintCfg = typer.Option(False, "--cfg", help="Print the composed config and exit.")
 
 
@@ -160,7 +170,7 @@ def prepare_synthetic(
     num_images: int = typer.Option(None, "--num-images", help="Number of scenes (default from conf/prepare.yaml)."),
     seed: int = typer.Option(None, "--seed", help="Random seed; the same seed gives the same dataset."),
     overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
-    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = NoConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
     """Generate the built-in procedural street-scene dataset."""
     _prepare("synthetic", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
@@ -175,7 +185,7 @@ def _native(fmt: str, help_src: str, doc: str):
         out: Path = Out,
         split: Optional[List[str]] = typer.Option(None, "--split", metavar="<name>", help="Native split to convert (repeatable; default: the format's own); NAME=NATIVE stores it as NAME, e.g. train=train_aug."),
         overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
-        overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+        overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = NoConfigDir, print_cfg: bool = PrintCfg,
     ) -> None:
         _prepare(fmt, out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
                  src=src, splits=list(split) if split else None)
@@ -216,7 +226,7 @@ def prepare_folder(
     group: Optional[str] = typer.Option(None, "--group", help="Regex giving each pair's group (video, patient) from its stem, e.g. '^[^_]+'; splits and folds keep groups whole."),
     seed: int = Seed,
     overwrite: bool = Overwrite, strict: bool = Strict, keep_going: bool = KeepGoing, max_size: Optional[int] = MaxSize,
-    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = NoConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
     """Convert a plain images/ + masks/ folder pair (class-id or RGB-palette masks)."""
     _prepare("folder", out, overwrite, strict, keep_going, max_size, overrides, config_dir, print_cfg,
@@ -230,7 +240,7 @@ def prepare_folder(
 def prepare_lint(
     directory: Path = typer.Argument(..., help="A prepared dataset directory (holds dataset.yaml).", show_default=False),
     strict: bool = Strict,
-    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = ConfigDir, print_cfg: bool = PrintCfg,
+    overrides: Optional[List[str]] = PrepareOverrides, config_dir: Optional[Path] = NoConfigDir, print_cfg: bool = PrintCfg,
 ) -> None:
     """Lint an existing prepared dataset; writes DIR/lint.json, exit 1 on errors."""
     values = {"format": "lint", "src": directory, "strict": strict or None}
@@ -238,14 +248,40 @@ def prepare_lint(
 
 
 # ----------------------------------------------------------------------------- train
-@app.command("train")
+def _groups_epilog() -> str:
+    """"Config groups (GROUP=OPTION): model: deeplabv3, fpn, …; loss: …" from the packaged conf/ (a few directory
+    listings at import, no YAML read), or '' where it cannot be listed."""
+    from segcli.config import conf_dir
+    from segcli.errors import SegcliError
+
+    try:
+        root = conf_dir()  # data has one option, default: its keys are what a user sets (data.root=DIR)
+        groups = [g for g in sorted(p.name for p in root.iterdir() if p.is_dir()) if g != "data"]
+        listed = [f"{g}: {', '.join(sorted(f.stem for f in (root / g).glob('*.yaml')))}" for g in groups]
+    except (OSError, SegcliError):
+        return ""
+    return "Config groups (GROUP=OPTION, e.g. experiment=smoke): " + "; ".join(listed) + "."
+
+
+class _GroupsListed(typer.core.TyperCommand):
+    """A command whose help ends with its config groups, listed only when the help is shown (segcli.config's import
+    would add 20 ms to every command's start)."""
+
+    def format_epilog(self, ctx, formatter) -> None:
+        self.epilog = self.epilog or _groups_epilog()
+        super().format_epilog(ctx, formatter)
+
+
+@app.command("train", cls=_GroupsListed)
 def train(
-    overrides: Optional[List[str]] = _overrides("model.arch=fpn trainer.max_epochs=30 loss=ce"),
+    overrides: Optional[List[str]] = typer.Argument(None, show_default=False, help=(
+        "Hydra overrides, e.g. data.root=data/camvid model.arch=fpn trainer.max_epochs=30 loss=ce. data.root is the "
+        "prepared dataset (default data/synthetic); --cfg prints every key, and the config groups are listed below.")),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", parser=_out_path, metavar="<path>", help="Run directory (default runs/train/<timestamp>); with -m the sweep directory (default runs/sweep/<timestamp>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", parser=_in_path, metavar="<path>", help="Continue RUN_DIR from checkpoints/last.ckpt with its saved config.yaml (or a stopped sweep: SWEEP_DIR's unfinished jobs); only trainer.max_epochs (raise), trainer.max_time, trainer.enable_progress_bar, data.num_workers, data.cache, data.root (moved), final_eval and save_min_interval_s may be overridden."),
     multirun: bool = typer.Option(False, "-m", "--multirun", help="Sweep: key=a,b / key=range(1,4) / model=unet,fpn run one job per combination (one run dir each) and print a summary table."),
     start_from: Optional[Path] = typer.Option(None, "--from", parser=_in_path, metavar="<path>", help="Start a new run from a saved config: a run directory (its config.yaml) or a file of `segcli train --cfg`; key=value overrides change it."),
-    config_dir: Optional[Path] = ConfigDir,
+    config_dir: Optional[Path] = _config_dir("DIR/model/mine.yaml, DIR/experiment/mine.yaml, ...: model=mine"),
     print_cfg: bool = PrintCfg,
 ) -> None:
     """Train a model; the last stdout line is the run directory (with -m: a summary table, then the sweep directory)."""
@@ -402,7 +438,7 @@ def export(
     verify_images: Optional[Path] = typer.Option(None, "--verify-images", parser=_in_path, metavar="<path>", help="Images to verify on (default: the checkpoint's val split)."),
     benchmark: bool = typer.Option(False, "--benchmark", help="Also time torch eager vs the exported model on the first verification image (at its size times the model's input_scale, padded to the size multiple)."),
     overrides: Optional[List[str]] = _overrides("opset=18 verify.max_rel_logit_diff=1e-3"),
-    config_dir: Optional[Path] = ConfigDir,
+    config_dir: Optional[Path] = NoConfigDir,
     print_cfg: bool = PrintCfg,
 ) -> None:
     """Export to ONNX or TorchScript and verify it against the PyTorch model on real images."""
@@ -620,7 +656,31 @@ def _click_message(err, given: list[str]) -> str:
     path = next((a for a in given if option and a.startswith(option) and os.path.lexists(a)), None)
     if type(err).__name__ == "NoSuchOption" and path is not None:
         where = f"; {path} is a path? write it as ./{path}, or after --{where}"
+    elif type(err).__name__ == "NoSuchOption" and option and ctx is not None:
+        hint = _as_override(ctx.command_path.split()[1:2], option)
+        if hint:  # Click's "(Possible options: --from, --help)" for --lr would point away from it
+            return f"No such option: {option}{hint}{where}"
     return f"{err.format_message().rstrip('.')}{where}"
+
+
+def _as_override(command: list[str], option: str) -> str:
+    """For an unknown `--data` or `--max-epochs`: "; settings are key=value overrides: data.root=DIR" naming the
+    config keys the option's name matches (a key, a key's last part, or a config group), else ''."""
+    from segcli.config import _packaged_keys, _primary
+    from segcli.errors import SegcliError
+
+    name = option.lstrip("-").replace("-", "_")
+    try:
+        keys, groups = _packaged_keys(command[0]), _primary(command[0])[0]
+    except (IndexError, OSError, ValueError, SegcliError):  # (a command without a config; an unreadable conf/)
+        return ""
+    if name == "data" and "data.root" in keys:
+        fits = ["data.root=DIR"]
+    elif name in groups:
+        fits = [f"{name}=OPTION"]
+    else:
+        fits = [f"{key}=VALUE" for key in sorted(keys) if not keys[key] and (key == name or key.endswith("." + name))]
+    return f"; settings are key=value overrides: {' or '.join(fits[:3])}" if fits else ""
 
 
 def _stdout_closed() -> None:
