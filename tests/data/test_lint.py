@@ -359,6 +359,12 @@ def test_deep_images_are_read_through_the_cards_image_range(tmp_path, rng, run_c
     found = [f for f in read_lint(tmp_path / "e_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
     assert code == 0 and len(found) == 1 and found[0]["severity"] == "warning"
     assert "p.png" in found[0]["detail"] and "q.png" in found[0]["detail"] and "uint16" in found[0]["detail"]
+    # 16-bit levels 0..4095 beside floats 0..1: one range [0, 4095] read the floats all but black, without a word
+    code, _, _ = run_cli(*_depth_folder(tmp_path / "g", rng, {"q.png": twelve, "u.tiff": unit}), "--out", tmp_path / "g_out")
+    found = [f for f in read_lint(tmp_path / "g_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
+    assert code == 0 and len(found) == 1 and found[0]["severity"] == "warning", found
+    assert found[0]["detail"].startswith("1 uint16 image(s) (e.g. ") and "q.png) beside 1 float32 one(s)" in \
+        found[0]["detail"] and "u.tiff" in found[0]["detail"] and "4095.0]" in found[0]["detail"], found
 
 
 def test_a_given_image_range_is_the_window_images_are_read_through(tmp_path, rng, run_cli):

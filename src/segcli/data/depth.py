@@ -37,6 +37,7 @@ class DepthRange:
 
     def add(self, array: np.ndarray, name: str = "") -> None:
         self.example.setdefault(array.dtype != np.uint8, name)
+        self.example.setdefault(array.dtype.kind, name)  # per kind of deeper value ('u', 'i', 'f'): mixed()
         if array.dtype == np.uint8:
             self.shallow += 1
             return
@@ -118,7 +119,17 @@ class DepthRange:
         return [low, high if high > low else low + 1]
 
     def mixed(self) -> str | None:
-        """What to say when 8-bit images sit beside deeper ones (they read differently), else None."""
+        """What to say when 8-bit images sit beside deeper ones (they read differently), or integer images beside
+        floating-point ones (one range maps both: 16-bit values 0..4000 beside floats 0..3.3 left the floats black),
+        else None."""
+        floats = {d: n for d, n in self.deep.items() if np.dtype(d).kind == "f"}
+        ints = {d: n for d, n in self.deep.items() if d not in floats}
+        if not self.shallow and floats and ints:
+            example = self.example[np.dtype(min(ints)).kind]
+            return (f"{sum(ints.values())} {'/'.join(sorted(ints))} image(s) (e.g. {example}) beside "
+                    f"{sum(floats.values())} {'/'.join(sorted(floats))} one(s) (e.g. {self.example['f']}): both are "
+                    f"mapped from one image_range {self.value_range()}, so integer levels and floating-point values are "
+                    "read at one scale; convert them to one depth")
         if not (self.shallow and self.deep):
             return None
         return (f"{self.shallow} 8-bit image(s) (e.g. {self.example[False]}) beside {sum(self.deep.values())} "

@@ -16,7 +16,8 @@ ERROR, WARNING = "error", "warning"
 KINDS = {  # every kind the lint reports → what it means (data/README.md documents each)
     "unreadable": "image or mask cannot be read, is empty or truncated",
     "size_mismatch": "mask size differs from its image (after EXIF orientation)",
-    "image_depth": "8-bit images beside deeper (16-bit, floating-point) ones: the two kinds read differently",
+    "image_depth": "8-bit images beside deeper (16-bit, floating-point) ones, or integer beside floating-point ones: "
+                   "the two kinds read differently",
     "no_data_value": "deeper images whose smallest or largest value fills many pixels apart from the rest: no-data",
     "out_of_range": "mask values that are neither class ids nor the ignore index",
     "binary_mask": "mask holds only 0 and 255 while 255 means ignore (or 16-bit 0 and 65535): foreground would be lost",
