@@ -328,3 +328,22 @@ def test_an_unknown_option_that_is_a_config_key_names_its_override(argv, hint, t
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("segcli: error: " + hint), describe(proc)
     assert "overrides" not in lines[0] or "Possible options" not in lines[0]
+
+
+@pytest.mark.parametrize("argv, twice, key, value", [
+    (["eval", "--ckpt", "x.ckpt"], ["--split", "val", "--split=test"], "split", "test"),
+    (["prepare", "synthetic", "--out", "a"], ["--num-images", "3", "--num-images", "5"], "synthetic.num_images", 5),
+    (["train"], ["--run-dir", "r1", "--run-dir", "r2"], "run_dir", "r2"),
+], ids=["eval-split", "prepare-count", "train-run-dir"])
+def test_an_option_of_one_value_given_twice_is_noted_and_the_last_kept(argv, twice, key, value, tmp_path):
+    """Click keeps the last of `--split val --split test`: the first was dropped without a word."""
+    proc = assert_ok(run_cli(*argv, *twice, "--cfg", cwd=tmp_path))
+    name, first = twice[0], twice[1]
+    notes = [line for line in proc.stderr.splitlines() if "given" in line]
+    assert notes == [f"segcli: note: {name} given 2 times ({first}, {value}); the last, {value}, is used"], proc.stderr
+    node = yaml.safe_load(proc.stdout)
+    for part in key.split("."):
+        node = node[part]
+    assert Path(str(node)).name == str(value)
+    proc = assert_ok(run_cli(*argv, *twice[-2:] if len(twice) == 4 else twice[-1:], "--cfg", cwd=tmp_path))
+    assert "given" not in proc.stderr

@@ -61,6 +61,35 @@ prepare_app = typer.Typer(
 )
 app.add_typer(prepare_app, name="prepare")
 
+class _OnceOnly(typer.core.TyperCommand):
+    """A command that says when an option of one value is given more than once (`--split val --split test`): Click
+    keeps the last, and the first was dropped without a word. The last still wins (a wrapper script's defaults
+    followed by the user's own), with a note."""
+
+    def parse_args(self, ctx, args):
+        single = {name: param for param in self.params if param.param_type_name == "option"  # (Typer's own Click)
+                  and not (param.multiple or param.is_flag or param.count) for name in param.opts}
+        seen: dict[str, list[str]] = {}
+        index = 0
+        while index < len(args) and args[index] != "--":
+            name, equals, value = args[index].partition("=")
+            param = single.get(name)
+            if param is not None and not equals:  # `--split test`: the value is the next argument
+                value = args[index + 1] if index + 1 < len(args) else ""
+                index += 1
+            if param is not None:
+                seen.setdefault(param.opts[-1], []).append(value)
+            index += 1
+        for name, values in seen.items():
+            if len(values) > 1:
+                from segcli.console import first_process, info
+
+                if first_process():  # (DDP's launcher runs the command line again in each further process)
+                        info(f"segcli: note: {name} given {len(values)} times ({', '.join(values)}); the last, "
+                         f"{values[-1]}, is used")
+        return super().parse_args(ctx, args)
+
+
 _MODULES = {"eval": "evaluate"}  # command name → module under segcli.commands
 
 
@@ -164,7 +193,7 @@ def _pairs(option: str, items: list[str] | None, as_int: bool = False) -> dict |
     return result
 
 
-@prepare_app.command("synthetic")
+@prepare_app.command("synthetic", cls=_OnceOnly)
 def prepare_synthetic(
     out: Path = Out,
     num_images: int = typer.Option(None, "--num-images", help="Number of scenes (default from conf/prepare.yaml)."),
@@ -191,7 +220,7 @@ def _native(fmt: str, help_src: str, doc: str):
                  src=src, splits=list(split) if split else None)
 
     command.__doc__ = doc
-    prepare_app.command(fmt)(command)
+    prepare_app.command(fmt, cls=_OnceOnly)(command)
 
 
 _native("camvid", "CamVid: the SegNet layout (train/, trainannot/, ...) or the colour layout (train/, train_labels/, "
@@ -206,7 +235,7 @@ _native("ade20k", "ADEChallengeData2016/ (images/ and annotations/, training/ an
         "Convert ADE20K scene parsing (150 classes; 0 = other → ignore, ids shifted down by one).")
 
 
-@prepare_app.command("folder")
+@prepare_app.command("folder", cls=_OnceOnly)
 def prepare_folder(
     images: Path = typer.Option(..., "--images", parser=_in_path, metavar="<path>", help="Folder of images (searched recursively)."),
     masks: Path = typer.Option(..., "--masks", parser=_in_path, metavar="<path>", help="Folder of masks matched to images by relative stem: class ids, or RGB with --palette."),
@@ -236,7 +265,7 @@ def prepare_folder(
              image_suffix=image_suffix, mask_suffix=mask_suffix, mask_threshold=mask_threshold)
 
 
-@prepare_app.command("lint")
+@prepare_app.command("lint", cls=_OnceOnly)
 def prepare_lint(
     directory: Path = typer.Argument(..., help="A prepared dataset directory (holds dataset.yaml).", show_default=False),
     strict: bool = Strict,
@@ -263,7 +292,7 @@ def _groups_epilog() -> str:
     return "Config groups (GROUP=OPTION, e.g. experiment=smoke): " + "; ".join(listed) + "."
 
 
-class _GroupsListed(typer.core.TyperCommand):
+class _GroupsListed(_OnceOnly):
     """A command whose help ends with its config groups, listed only when the help is shown (segcli.config's import
     would add 20 ms to every command's start)."""
 
@@ -355,7 +384,7 @@ def _models(paths: list[Path] | None) -> str | list[str] | None:
     return None if not given else given[0] if len(given) == 1 else given
 
 
-@app.command("eval")
+@app.command("eval", cls=_OnceOnly)
 def evaluate(
     ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", parser=_in_path, metavar="<path>", help="Checkpoint (.ckpt) to evaluate; repeat it to evaluate the ensemble of several (their probabilities averaged)."),
     model: Optional[List[Path]] = typer.Option(None, "--model", parser=_in_path, metavar="<path>", help="Exported model (.onnx or TorchScript .pt from `segcli export`) to evaluate instead of a checkpoint; repeatable, as --ckpt."),
@@ -381,7 +410,7 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------- predict
-@app.command("predict")
+@app.command("predict", cls=_OnceOnly)
 def predict(
     inputs: Optional[List[str]] = typer.Argument(None, help="Image/video files, folders, globs or - (paths on stdin), then optional Hydra overrides, e.g. inference=slide writers=4.", show_default=False),
     ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", parser=_in_path, metavar="<path>", help="Checkpoint (.ckpt) to predict with; repeat it to predict with the ensemble of several (their probabilities averaged)."),
@@ -427,7 +456,7 @@ def _split_inputs(args: list[str]) -> tuple[list[str], list[str]]:
 
 
 # ----------------------------------------------------------------------------- export
-@app.command("export")
+@app.command("export", cls=_OnceOnly)
 def export(
     ckpt: Optional[List[Path]] = typer.Option(None, "--ckpt", parser=_in_path, metavar="<path>", help="Checkpoint (.ckpt) to export (one)."),
     fmt: str = typer.Option(None, "--format", help="Export format: onnx (default) or torchscript."),
