@@ -126,6 +126,18 @@ def test_a_model_given_twice_under_another_name_is_refused(trained, members, tmp
     code, _, err = run_cli(["eval", "--model", onnx, "--model", again, "--json", tmp_path / "e.json"], capsys)
     assert code == 2 and f"{again}: exported from the same checkpoint as {onnx}" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e.json").exists()
+    # a checkpoint beside its own export (either flag takes either kind of file): it weighed 2/3 in an ensemble of
+    # three, changing half the pixels of an image, without a word
+    for models, first, second, how in (
+            ([members[0], members[1], onnx], onnx, members[0], "exported from"),
+            ([onnx, members[1], members[0]], members[0], onnx, "the checkpoint that {} was exported from")):
+        args = [a for m in models for a in ("--ckpt", m)]
+        code, _, err = run_cli(["eval", *args, "--json", tmp_path / "e.json"], capsys)
+        said = f"exported from {second}" if how == "exported from" else how.format(second)
+        assert code == 2 and f"{first}: {said} (its checkpoint_sha256), so it is that model given twice" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e.json").exists()
+    code, _, err = run_cli(["eval", "--ckpt", members[0], "--ckpt", members[1], "--json", tmp_path / "e.json"], capsys)
+    assert code == 0, err  # two checkpoints, no export: nothing hashed, nothing refused
 
 
 @pytest.mark.parametrize("entry", ["null", "''"])

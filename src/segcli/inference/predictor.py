@@ -403,14 +403,7 @@ class Ensemble(Predictor):
             if member.outputs_ids:
                 raise ConfigError(f"{member.source}: this model returns class ids (exported with --argmax), and an "
                                   "ensemble averages class probabilities; export it without --argmax")
-        exported: dict[str, Predictor] = {}  # checkpoint_sha256 (in exported files' meta) → the first member of it
-        for member in self.members:
-            sha = member.meta.get("checkpoint_sha256")
-            other = exported.setdefault(sha, member) if sha else member
-            if other is not member:
-                raise ConfigError(f"{member.source}: exported from the same checkpoint as {other.source} (its "
-                                  "checkpoint_sha256), so it is that model given twice; an ensemble names each model "
-                                  "once")
+        _refuse_exports_of_one_checkpoint(self.members)
         _refuse_copies(self.members)
         for member in self.members[1:]:
             differs = [f"{label} {getattr(member, attr)} vs {getattr(first, attr)}" for label, attr in _SHARED
@@ -436,6 +429,32 @@ class Ensemble(Predictor):
             p = member.logits(images).softmax(1)
             probs = p if probs is None else probs.add_(p.to(probs.device))
         return (probs / len(self.members)).clamp_min_(1e-12).log_()
+
+
+def _refuse_exports_of_one_checkpoint(members: Sequence[Predictor]) -> None:
+    """Two exports of one checkpoint, or a checkpoint beside its own export (each flag takes either kind of file),
+    are that model given twice: an exported file's meta holds its checkpoint's sha256, compared with the others'
+    and with the checkpoint files' own (hashed only when an exported member is there to match)."""
+    import os
+
+    from segcli.export.metadata import sha256_file
+
+    exports = any(m.meta.get("checkpoint_sha256") for m in members)
+    seen: dict[str, Predictor] = {}  # the checkpoint's sha256 → the first member of that checkpoint
+    for member in members:
+        exported = member.meta.get("checkpoint_sha256")
+        sha = exported or (sha256_file(member.source) if exports and os.path.isfile(member.source) else None)
+        other = seen.setdefault(sha, member) if sha else member
+        if other is member:
+            continue
+        if exported and other.meta.get("checkpoint_sha256"):
+            how = f"exported from the same checkpoint as {other.source}"
+        elif exported:
+            how = f"exported from {other.source}"
+        else:
+            how = f"the checkpoint that {other.source} was exported from"
+        raise ConfigError(f"{member.source}: {how} (its checkpoint_sha256), so it is that model given twice; an "
+                          "ensemble names each model once")
 
 
 def _refuse_copies(members: Sequence[Predictor]) -> None:
