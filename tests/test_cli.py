@@ -193,7 +193,8 @@ def test_each_help_example_of_overrides_is_accepted_by_that_command(argv, tmp_pa
     (["prepare", "folder", "--images", "i", "--masks", "m", "--out", "o", "--remap", "x=1"], "--remap: 'x=1'"),
     (["nosuchcommand"], "No such command 'nosuchcommand'; see 'segcli -h'"),
     (["export", "--ckpt", "a.ckpt", "--ckpt", "b.ckpt"], "export writes one model from one checkpoint"),  # not b's
-], ids=["missing-option", "bad-value", "unknown-command", "two-checkpoints-to-export"])
+    (["export", "ckpt=[a.ckpt,b.ckpt]"], "ckpt=['a.ckpt', 'b.ckpt']: export writes one model from one checkpoint"),
+], ids=["missing-option", "bad-value", "unknown-command", "two-checkpoints-to-export", "a-list-to-export"])
 def test_a_usage_error_from_the_option_parser_is_one_line_with_exit_2(argv, expected, tmp_path):
     proc = run_cli(*argv, cwd=tmp_path)
     assert proc.returncode == 2, describe(proc)

@@ -24,6 +24,16 @@ def _check_options(cfg) -> None:
     """Fail fast (exit 2) on options that cannot work, before anything is loaded or written."""
     if not cfg.ckpt:
         raise ConfigError("no checkpoint given; pass --ckpt RUN_DIR/checkpoints/best.ckpt")
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_list(cfg.ckpt):  # ckpt=[a,b], Hydra's list (two --ckpt options are refused by the CLI)
+        from segcli.inference.model_files import model_paths
+
+        paths = model_paths(cfg.ckpt)
+        if len(paths) != 1:
+            raise ConfigError(f"ckpt={paths}: export writes one model from one checkpoint; run export once per "
+                              "checkpoint (predict and eval take several, as an ensemble)")
+        cfg.ckpt = paths[0]
     _check_is_checkpoint(cfg.ckpt)  # a missing file or a folder (exit 3), before torch is loaded (seconds)
     if cfg.format not in FORMATS:
         raise ConfigError(f"unknown --format '{cfg.format}'; choose from {', '.join(FORMATS)}")
