@@ -99,7 +99,8 @@ def test_every_finding_exit_1_and_nothing_written(bad_folder, run_cli):
     assert {"rgb_mask", "unassigned", "class_missing"} <= kinds(report, "warning")
     assert kinds(report) <= set(KINDS) and set(KINDS) - kinds(report) == {"unknown_colour", "group_leak", "image_depth",
                                                                        "single_class", "mask_alpha",
-                                                                       "mask_orientation", "no_data_value"}  # alone
+                                                                       "mask_orientation", "no_data_value",
+                                                                       "stale_card"}  # alone
     by_stem = {}
     for f in report["findings"]:
         by_stem.setdefault(f["stem"], set()).add(f["kind"])
@@ -662,3 +663,29 @@ def test_max_size_card_stats_are_those_of_the_shrunk_files(kind, tmp_path, rng, 
         expected_mean, expected_std = [values.mean()] * 3, [values.std()] * 3
     assert stats["mean"] == pytest.approx(expected_mean, abs=1e-3), stats
     assert stats["std"] == pytest.approx(np.maximum(expected_std, 1 / 255), abs=1e-3), stats
+
+
+def test_lint_of_a_prepared_dataset_whose_masks_were_edited_says_its_card_is_stale(tmp_path, rng, run_cli):
+    """Masks edited after prepare (a class painted into every image): `prepare lint` passed with no finding, while the
+    card's class counts and class_weights (loss.class_weights=auto) still described the old masks."""
+    images = {f"i{i}.png": random_image(rng, 20, 30) for i in range(6)}
+    code, _, _ = run_cli(*_depth_folder(tmp_path / "src", rng, images), "--out", tmp_path / "out")
+    assert code == 0
+    code, _, err = run_cli("prepare", "lint", tmp_path / "out")
+    assert code == 0 and "stale_card" not in err and not [
+        f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "stale_card"], err
+    card = _card(tmp_path / "out")
+    mask = tmp_path / "out" / card["splits"]["train"][0]["mask"]
+    ids = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+    painted = int((ids == 0).sum())  # class 'a' pixels that become 'b'
+    ids[:] = 1
+    write_grey(mask, ids)
+    code, _, err = run_cli("prepare", "lint", tmp_path / "out")
+    found = [f for f in read_lint(tmp_path / "out" / "lint.json")["findings"] if f["kind"] == "stale_card"]
+    a, b = card["stats"]["splits"]["train"]["class_pixels"]
+    assert code == 0 and len(found) == 1 and found[0]["severity"] == "warning" and painted, found
+    assert found[0]["detail"] == (
+        f"the masks of split 'train' hold other class pixel counts than the card records ('a' {a:,} → "
+        f"{a - painted:,}, 'b' {b:,} → {b + painted:,} px): they changed after prepare wrote the card, whose "
+        "statistics and class_weights (loss.class_weights=auto) predate them; prepare the edited dataset again into a "
+        "new --out")

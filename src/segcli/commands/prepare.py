@@ -230,6 +230,7 @@ def run(cfg):
 
 def lint(cfg):
     """Lint an existing prepared dataset; writes DIR/lint.json, exit 1 when it fails."""
+    from segcli.data.card import load_card
     from segcli.data.formats import canonical
     from segcli.data.layout import LINT_NAME, lint_source
     from segcli.inference.io import atomic_write_bytes
@@ -237,7 +238,8 @@ def lint(cfg):
     if not cfg.src:
         raise ConfigError("lint needs the dataset directory: segcli prepare lint DIR")
     source = canonical.collect(cfg.src)
-    report = lint_source(source, strict=bool(cfg.strict), workers=int(cfg.workers), progress=_progress)
+    report = lint_source(source, strict=bool(cfg.strict), workers=int(cfg.workers), progress=_progress,
+                         card=load_card(cfg.src))
     path = Path(cfg.src).resolve()
     path = (path.parent if path.is_file() else path) / LINT_NAME
     try:

@@ -165,11 +165,31 @@ def _checked(source: Source, workers: int, image_range: list[float] | None = Non
 
 
 def lint_source(source: Source, strict: bool = False, workers: int = 0,
-                progress: Callable[[int], None] | None = None) -> LintReport:
-    """Lint every pair of `source` and its splits without writing anything."""
+                progress: Callable[[int], None] | None = None, card: DatasetCard | None = None) -> LintReport:
+    """Lint every pair of `source` and its splits without writing anything; `card`: the prepared dataset's own card,
+    whose class counts are compared with the masks' (a stale_card warning where they differ)."""
     report = LintReport(source.name, findings=list(source.findings), strict=strict)
-    _process(None, source, report, None, workers, progress)
+    found = _process(None, source, report, None, workers, progress)
+    if card is not None and not report.errors and (stale := _stale_counts(card, found)):
+        report.findings.append(warning("stale_card", str(card.path), stale))
     return report
+
+
+def _stale_counts(card: DatasetCard, found: DatasetCard) -> str | None:
+    """How the card's per-split class pixel counts differ from those of its masks now (masks edited after prepare
+    wrote the card: its class_weights, which loss.class_weights=auto reads, and class_presence.json predate them),
+    or None when they agree."""
+    for split, now in (found.stats.get("splits") or {}).items():
+        before = ((card.stats.get("splits") or {}).get(split) or {}).get("class_pixels")
+        if before is None or list(before) == list(now["class_pixels"]):
+            continue
+        changed = [i for i, (a, b) in enumerate(zip(before, now["class_pixels"])) if a != b]
+        shown = ", ".join(f"'{card.classes[i]}' {before[i]:,} → {now['class_pixels'][i]:,}" for i in changed[:3])
+        return (f"the masks of split '{split}' hold other class pixel counts than the card records ({shown} px"
+                f"{', …' if len(changed) > 3 else ''}): they changed after prepare wrote the card, whose statistics "
+                "and class_weights (loss.class_weights=auto) predate them; prepare the edited dataset again into a "
+                "new --out")
+    return None
 
 
 def _process(root: Path | None, source: Source, report: LintReport, max_size: int | None, workers: int,

@@ -37,6 +37,7 @@ KINDS = {  # every kind the lint reports → what it means (data/README.md docum
     "empty_split": "a split without any pair",
     "class_missing": "a class with zero pixels in a split",
     "single_class": "the dataset has one class: a model has nothing to tell apart",
+    "stale_card": "`prepare lint` of a prepared dataset: its masks hold other class counts than its card records",
 }
 
 
