@@ -348,3 +348,35 @@ def test_an_option_of_one_value_given_twice_is_noted_and_the_last_kept(argv, twi
     assert Path(str(node)).name == str(value)
     proc = assert_ok(run_cli(*argv, *twice[-2:] if len(twice) == 4 else twice[-1:], "--cfg", cwd=tmp_path))
     assert "given" not in proc.stderr
+
+
+def test_the_given_twice_note_stays_out_of_usage_errors_and_help(tmp_path):
+    """`--split val --split` (no value) said "the last, , is used" before Click's usage error; the help ran nothing
+    either."""
+    proc = run_cli("eval", "--ckpt", "x.ckpt", "--split", "val", "--split", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "segcli: error: Option '--split' requires an argument"], describe(proc)
+    proc = assert_ok(run_cli("eval", "--split", "val", "--split", "test", "--help", cwd=tmp_path))
+    assert "given" not in proc.stderr
+
+
+def test_an_unknown_option_of_a_prepare_format_gets_no_key_of_another_format(tmp_path):
+    """`prepare synthetic --val-fraction 0.2` was told `val_fraction=VALUE`, which prepare synthetic refuses."""
+    proc = run_cli("prepare", "synthetic", "--out", "o", "--val-fraction", "0.2", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "segcli: error: No such option: --val-fraction; see 'segcli prepare synthetic -h'"], describe(proc)
+
+
+@pytest.mark.parametrize("argv, key, note", [
+    (["eval", "--ckpt", "x.ckpt", "--split", "val", "split=train"], "split",
+     "eval: note: split=train and an option both set split; the option's value (val) is used"),
+    (["prepare", "synthetic", "--out", "o", "--num-images", "3", "synthetic.num_images=5"], "synthetic",
+     "prepare: note: synthetic.num_images=5 and an option both set synthetic.num_images; the option's value (3) is used"),
+], ids=["eval-split", "prepare-count"])
+def test_an_override_of_a_key_an_option_sets_too_is_noted(argv, key, note, tmp_path):
+    """The option wins (README: options are applied on top of the overrides), and the override was dropped without a
+    word: `eval --ckpt A ckpt=B` scored A alone."""
+    proc = assert_ok(run_cli(*argv, "--cfg", cwd=tmp_path))
+    assert [line for line in proc.stderr.splitlines() if "note" in line] == [note], proc.stderr
+    assert "val" in proc.stdout.split("split:", 1)[1].split("\n")[0] if key == "split" else \
+        yaml.safe_load(proc.stdout)["synthetic"]["num_images"] == 3

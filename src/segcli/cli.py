@@ -75,11 +75,15 @@ class _OnceOnly(typer.core.TyperCommand):
             name, equals, value = args[index].partition("=")
             param = single.get(name)
             if param is not None and not equals:  # `--split test`: the value is the next argument
-                value = args[index + 1] if index + 1 < len(args) else ""
+                if index + 1 >= len(args):
+                    break  # no value: Click's usage error says so, and nothing runs
+                value = args[index + 1]
                 index += 1
             if param is not None:
                 seen.setdefault(param.opts[-1], []).append(value)
             index += 1
+        if any(arg in ("-h", "--help") for arg in args):
+            seen.clear()  # the help runs nothing
         for name, values in seen.items():
             if len(values) > 1:
                 from segcli.console import first_process, info
@@ -685,7 +689,8 @@ def _click_message(err, given: list[str]) -> str:
     path = next((a for a in given if option and a.startswith(option) and os.path.lexists(a)), None)
     if type(err).__name__ == "NoSuchOption" and path is not None:
         where = f"; {path} is a path? write it as ./{path}, or after --{where}"
-    elif type(err).__name__ == "NoSuchOption" and option and ctx is not None:
+    elif type(err).__name__ == "NoSuchOption" and option and ctx is not None and len(ctx.command_path.split()) == 2:
+        # (not prepare's subcommands: their config is one, and most of its keys are read by some formats only)
         hint = _as_override(ctx.command_path.split()[1:2], option)
         if hint:  # Click's "(Possible options: --from, --help)" for --lr would point away from it
             return f"No such option: {option}{hint}{where}"

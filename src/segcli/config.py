@@ -422,6 +422,16 @@ def _check_text(paths: list[Path]) -> None:
                               "`# @package` line from Hydra; save it as UTF-8 without BOM")
 
 
+def _say_option_wins(command: str, key: str, value, parsed) -> None:
+    """A note when an override sets a key that an option sets too (`--split val split=train`): the option's value is
+    used, and the override was dropped without a word."""
+    from segcli.console import first_process, info
+
+    given = next((ov.input_line for ov in parsed if ov.key_or_group == key), None)
+    if given is not None and first_process():
+        info(f"{command}: note: {given} and an option both set {key}; the option's value ({value}) is used")
+
+
 def compose(command: str, overrides: list[str], values: dict | None = None, config_dir: Path | None = None):
     """Compose conf/<command>.yaml with `overrides`, then set `values` (CLI options; None = not given).
 
@@ -477,6 +487,7 @@ def compose(command: str, overrides: list[str], values: dict | None = None, conf
         with open_dict(cfg):
             for key, value in values.items():
                 if value is not None:
+                    _say_option_wins(command, key, value, parsed)
                     value = _literals(value)  # an option's value (or each of a repeated option's) is no interpolation
                     OmegaConf.update(cfg, key, value, merge=False)
     _check_resolves(command, cfg)
