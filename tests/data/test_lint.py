@@ -366,6 +366,10 @@ def test_deep_images_are_read_through_the_cards_image_range(tmp_path, rng, run_c
     assert code == 0 and len(found) == 1 and found[0]["severity"] == "warning", found
     assert found[0]["detail"].startswith("1 uint16 image(s) (e.g. ") and "q.png) beside 1 float32 one(s)" in \
         found[0]["detail"] and "u.tiff" in found[0]["detail"] and "4095.0]" in found[0]["detail"], found
+    # a given image_range is the one named (the data's [0, 4095] was, while the card read through [0, 1])
+    code, _, _ = run_cli(*_depth_folder(tmp_path / "g", rng, {}), "image_range=[0,1]", "--out", tmp_path / "h_out")
+    found = [f for f in read_lint(tmp_path / "h_out" / "lint.json")["findings"] if f["kind"] == "image_depth"]
+    assert code == 0 and len(found) == 1 and "one image_range [0.0, 1.0]" in found[0]["detail"], found
 
 
 def test_a_given_image_range_is_the_window_images_are_read_through(tmp_path, rng, run_cli):

@@ -118,23 +118,24 @@ class DepthRange:
             return [0.0, 255.0]
         return [low, high if high > low else low + 1]
 
-    def mixed(self) -> str | None:
+    def mixed(self, value_range: list[float] | None = None) -> str | None:
         """What to say when 8-bit images sit beside deeper ones (they read differently), or integer images beside
         floating-point ones (one range maps both: 16-bit values 0..4000 beside floats 0..3.3 left the floats black),
-        else None."""
+        else None. value_range: the range the images are read through (a given one), else the data's."""
+        value_range = value_range or self.value_range()
         floats = {d: n for d, n in self.deep.items() if np.dtype(d).kind == "f"}
         ints = {d: n for d, n in self.deep.items() if d not in floats}
         if not self.shallow and floats and ints:
             example = self.example[np.dtype(min(ints)).kind]
             return (f"{sum(ints.values())} {'/'.join(sorted(ints))} image(s) (e.g. {example}) beside "
                     f"{sum(floats.values())} {'/'.join(sorted(floats))} one(s) (e.g. {self.example['f']}): both are "
-                    f"mapped from one image_range {self.value_range()}, so integer levels and floating-point values are "
+                    f"mapped from one image_range {value_range}, so integer levels and floating-point values are "
                     "read at one scale; convert them to one depth")
         if not (self.shallow and self.deep):
             return None
         return (f"{self.shallow} 8-bit image(s) (e.g. {self.example[False]}) beside {sum(self.deep.values())} "
                 f"{'/'.join(sorted(self.deep))} one(s) (e.g. {self.example[True]}): the 8-bit ones are read as they are, "
-                f"the others mapped from image_range {self.value_range()}; convert them to one depth")
+                f"the others mapped from image_range {value_range}; convert them to one depth")
 
 
 def scale_stats(mean: np.ndarray, std: np.ndarray, value_range: list[float] | None) -> tuple[np.ndarray, np.ndarray]:

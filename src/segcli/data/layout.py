@@ -267,8 +267,8 @@ def _process(root: Path | None, source: Source, report: LintReport, max_size: in
     image_range = depth.value_range() if given_range is None or not depth.deep else [float(v) for v in given_range]
     for split, mean, std, pixels in deep_stats:
         stats[split].add_channels(*scale_stats(mean, std, image_range), pixels)
-    if depth.mixed():
-        report.findings.append(warning("image_depth", source.name, depth.mixed()))
+    if mixed := depth.mixed(image_range):
+        report.findings.append(warning("image_depth", source.name, mixed))
     if given_range is None and (fill := depth.no_data()):
         report.findings.append(warning("no_data_value", source.name, fill))
     classes = source.classes
