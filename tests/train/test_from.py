@@ -79,6 +79,9 @@ def test_a_saved_config_without_keys_added_since_gets_their_defaults(synthetic_d
                      + (f", … ({len(listed) - 6} more)" if len(listed) > 6 else "")], proc.stderr
     proc = run_cli("train", "--from", tmp_path / "older.yaml", "--cfg", cwd=tmp_path)
     assert "data.repeat" in proc.stderr
+    proc = run_cli("train", "--from", tmp_path / "older.yaml", "--cfg", "ema={decay:0.99}", cwd=tmp_path)
+    notes = [line for line in proc.stderr.splitlines() if "lacks" in line]
+    assert proc.returncode == 0 and len(notes) == 1 and "ema." not in notes[0] and "augment.fog.p" in notes[0], notes
     proc = run_cli("train", "--from", tmp_path / "full.yaml", "--cfg", cwd=tmp_path)
     assert proc.returncode == 0 and "lacks" not in proc.stderr, proc.stderr
 

@@ -29,7 +29,7 @@ def _check_options(cfg) -> None:
     if OmegaConf.is_list(cfg.ckpt):  # ckpt=[a,b], Hydra's list (two --ckpt options are refused by the CLI)
         from segcli.inference.model_files import model_paths
 
-        paths = model_paths(cfg.ckpt)
+        paths = model_paths(cfg.ckpt) if len(cfg.ckpt) == 1 else [str(v) for v in cfg.ckpt]
         if len(paths) != 1:
             raise ConfigError(f"ckpt={paths}: export writes one model from one checkpoint; run export once per "
                               "checkpoint (predict and eval take several, as an ensemble)")

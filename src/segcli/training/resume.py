@@ -376,8 +376,9 @@ def start_config(source: str | Path, overrides: list[str], run_dir: str | Path |
     _check_resolves("train", cfg)
     if not any(ov.key_or_group == "data.root" for ov in parsed):
         _check_dataset_moved(path, source, cfg)
-    given = {ov.key_or_group for ov in parsed}
-    _say_filled(path, [key for key in added if key not in given], as_before=False)
+    given = tuple(ov.key_or_group for ov in parsed)  # a key, or a mapping's (ema={decay:0.99}) and so its keys
+    _say_filled(path, [key for key in added if not any(key == g or key.startswith(g + ".") for g in given)],
+                as_before=False)
     OmegaConf.set_struct(cfg, True)
     return cfg
 
