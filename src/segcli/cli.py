@@ -61,6 +61,7 @@ prepare_app = typer.Typer(
 )
 app.add_typer(prepare_app, name="prepare")
 
+
 class _OnceOnly(typer.core.TyperCommand):
     """A command that says when an option of one value is given more than once (`--split val --split test`): Click
     keeps the last, and the first was dropped without a word. The last still wins (a wrapper script's defaults
@@ -89,7 +90,7 @@ class _OnceOnly(typer.core.TyperCommand):
                 from segcli.console import first_process, info
 
                 if first_process():  # (DDP's launcher runs the command line again in each further process)
-                        info(f"segcli: note: {name} given {len(values)} times ({', '.join(values)}); the last, "
+                    info(f"segcli: note: {name} given {len(values)} times ({', '.join(values)}); the last, "
                          f"{values[-1]}, is used")
         return super().parse_args(ctx, args)
 
@@ -283,7 +284,7 @@ def prepare_lint(
 # ----------------------------------------------------------------------------- train
 def _groups_epilog() -> str:
     """"Config groups (GROUP=OPTION): model: deeplabv3, fpn, …; loss: …" from the packaged conf/ (a few directory
-    listings at import, no YAML read), or '' where it cannot be listed."""
+    listings when the help is shown, no YAML read), or '' where it cannot be listed."""
     from segcli.config import conf_dir
     from segcli.errors import SegcliError
 

@@ -177,8 +177,8 @@ def lint_source(source: Source, strict: bool = False, workers: int = 0,
 
 def _stale_counts(card: DatasetCard, found: DatasetCard) -> str | None:
     """How the card's per-split class pixel counts differ from those of its masks now (masks edited after prepare
-    wrote the card: its class_weights, which loss.class_weights=auto reads, and class_presence.json predate them),
-    or None when they agree."""
+    wrote the card: its class_weights, which loss.class_weights=auto reads, predate them), or None when they
+    agree."""
     for split, now in (found.stats.get("splits") or {}).items():
         before = ((card.stats.get("splits") or {}).get(split) or {}).get("class_pixels")
         if before is None or list(before) == list(now["class_pixels"]):
