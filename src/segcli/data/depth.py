@@ -29,15 +29,14 @@ class DepthRange:
         self.shallow = 0  # 8-bit images
         self.deep: dict[str, int] = {}  # images per deeper dtype
         self.low, self.high = math.inf, -math.inf
-        self.example: dict[bool, str] = {}  # deep? → the first such image's name
+        self.example: dict[str, str] = {}  # dtype name → the first such image's name (in the order first seen)
         self.pixels = 0  # deeper images' values (finite ones)
         # each end of the range: the pixels holding exactly that value, the nearest other value, and an image holding
         # it (a no-data value such as -9999 or 65535 sits far from the rest and stretches the range: no_data())
         self.ends = {"low": [0, math.inf, ""], "high": [0, -math.inf, ""]}
 
     def add(self, array: np.ndarray, name: str = "") -> None:
-        self.example.setdefault(array.dtype != np.uint8, name)
-        self.example.setdefault(array.dtype.kind, name)  # per kind of deeper value ('u', 'i', 'f'): mixed()
+        self.example.setdefault(array.dtype.name, name)
         if array.dtype == np.uint8:
             self.shallow += 1
             return
@@ -126,16 +125,19 @@ class DepthRange:
         floats = {d: n for d, n in self.deep.items() if np.dtype(d).kind == "f"}
         ints = {d: n for d, n in self.deep.items() if d not in floats}
         if not self.shallow and floats and ints:
-            example = self.example[np.dtype(min(ints)).kind]
-            return (f"{sum(ints.values())} {'/'.join(sorted(ints))} image(s) (e.g. {example}) beside "
-                    f"{sum(floats.values())} {'/'.join(sorted(floats))} one(s) (e.g. {self.example['f']}): both are "
+            return (f"{sum(ints.values())} {'/'.join(sorted(ints))} image(s) (e.g. {self._first(ints)}) beside "
+                    f"{sum(floats.values())} {'/'.join(sorted(floats))} one(s) (e.g. {self._first(floats)}): both are "
                     f"mapped from one image_range {value_range}, so integer levels and floating-point values are "
                     "read at one scale; convert them to one depth")
         if not (self.shallow and self.deep):
             return None
-        return (f"{self.shallow} 8-bit image(s) (e.g. {self.example[False]}) beside {sum(self.deep.values())} "
-                f"{'/'.join(sorted(self.deep))} one(s) (e.g. {self.example[True]}): the 8-bit ones are read as they are, "
+        return (f"{self.shallow} 8-bit image(s) (e.g. {self.example['uint8']}) beside {sum(self.deep.values())} "
+                f"{'/'.join(sorted(self.deep))} one(s) (e.g. {self._first(self.deep)}): the 8-bit ones are read as they are, "
                 f"the others mapped from image_range {value_range}; convert them to one depth")
+
+    def _first(self, dtypes) -> str:
+        """The first image read of any of `dtypes` (dtype names)."""
+        return next(name for dtype, name in self.example.items() if dtype in dtypes)
 
 
 def scale_stats(mean: np.ndarray, std: np.ndarray, value_range: list[float] | None) -> tuple[np.ndarray, np.ndarray]:
