@@ -285,15 +285,15 @@ def prepare_lint(
 def _groups_epilog() -> str:
     """"Config groups (GROUP=OPTION): model: deeplabv3, fpn, …; loss: …" from the packaged conf/ (a few directory
     listings when the help is shown, no YAML read), or '' where it cannot be listed."""
-    from segcli.config import conf_dir
+    from segcli.config import _groups, conf_dir
     from segcli.errors import SegcliError
 
     try:
-        root = conf_dir()  # data has one option, default: its keys are what a user sets (data.root=DIR)
-        groups = [g for g in sorted(p.name for p in root.iterdir() if p.is_dir()) if g != "data"]
-        listed = [f"{g}: {', '.join(sorted(f.stem for f in (root / g).glob('*.yaml')))}" for g in groups]
+        groups = _groups([conf_dir()])
     except (OSError, SegcliError):
         return ""
+    # data has one option, default: its keys are what a user sets (data.root=DIR)
+    listed = [f"{group}: {', '.join(options)}" for group, options in sorted(groups.items()) if group != "data"]
     return "Config groups (GROUP=OPTION, e.g. experiment=smoke): " + "; ".join(listed) + "."
 
 
