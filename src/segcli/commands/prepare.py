@@ -237,9 +237,9 @@ def lint(cfg):
 
     if not cfg.src:
         raise ConfigError("lint needs the dataset directory: segcli prepare lint DIR")
-    source = canonical.collect(cfg.src)
-    report = lint_source(source, strict=bool(cfg.strict), workers=int(cfg.workers), progress=_progress,
-                         card=load_card(cfg.src))
+    card = load_card(cfg.src)
+    report = lint_source(canonical.collect(cfg.src, card), strict=bool(cfg.strict), workers=int(cfg.workers),
+                         progress=_progress, card=card)
     path = Path(cfg.src).resolve()
     path = (path.parent if path.is_file() else path) / LINT_NAME
     try:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segcli.data.card import load_card
+from segcli.data.card import DatasetCard, load_card
 from segcli.data.lint import error
 from segcli.data.masks import MaskDecoder
 from segcli.data.source import Sample, Source
 from segcli.data.splits import group_leaks
 
 
-def collect(root: str | Path) -> Source:
-    """The card's pairs; missing files and pairs listed twice become findings."""
-    card = load_card(root)  # a download not prepared yet: its error says which command prepares it
+def collect(root: str | Path, card: DatasetCard | None = None) -> Source:
+    """The card's pairs (`card`: root's card, when the caller has read it); missing files and pairs listed twice
+    become findings."""
+    card = card or load_card(root)  # a download not prepared yet: its error says which command prepares it
     samples, findings = [], []
     owner: dict[str, str] = {}
     groups: dict[str, str] = {}  # image path → group, for the entries that carry one
