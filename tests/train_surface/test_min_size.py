@@ -138,3 +138,43 @@ def test_crops_that_see_a_sliver_of_large_photos_get_a_note(capsys):
     data.update(input_scale=1.0, repeat=1)  # CamVid's frames under the default crop: 21% each, no note
     _crop_note(camvid, SimpleNamespace(**data, get=data.get), [192, 192], 32)
     assert capsys.readouterr().err == ""
+
+
+def test_dpt_with_a_patch_size_its_decoder_cannot_resize_is_refused_at_once(monkeypatch):
+    """A patch-14 ViT (DINOv2's) under smp's DPT fails at every input size: the size probe tried 224, 448, … up to
+    3584 px, each pass slower than the last, and train sat silent for many minutes before any line."""
+    from segcli.models import factory
+
+    passes = []
+    monkeypatch.setattr(factory, "_probe", lambda *args: passes.append(args[2:]) or "failed")
+    vit = {"arch": "dpt", "encoder": "tu-vit_small_patch14_dinov2", "in_channels": 3, "classes": 4,
+           "kwargs": {"dynamic_img_size": True}}
+    with pytest.raises(ConfigError, match=r"DPT needs a ViT whose patch size is a power of 2 .* patches are 14 px"):
+        min_input_size(build_model(**vit), vit)
+    assert passes == []  # refused before any pass (the first, at 224 px, took 2.5 s)
+    for patch in (8, 16):  # powers of 2 are probed as before
+        vit = {**vit, "encoder": f"tu-vit_small_patch{patch}_224"}
+        monkeypatch.undo()
+        assert min_input_size(build_model(**vit), vit) == 32
+
+
+def test_the_size_probe_gives_up_after_its_time_budget(monkeypatch):
+    """A network that fails at every size is refused once the failed passes have taken PROBE_SECONDS, naming the
+    sides tried, not after all sixteen (each larger and slower than the last)."""
+    from segcli.models import factory
+
+    clock = [0.0]
+    sides = []
+
+    def failing(model, channels, h, w):
+        sides.append(h)
+        clock[0] += 12.0  # each pass takes 12 s of the (fake) clock
+        return "The size of tensor a (16) must match the size of tensor b (32)"
+
+    monkeypatch.setattr(factory, "_probe", failing)
+    monkeypatch.setattr(factory, "monotonic", lambda: clock[0])
+    unet = _kwargs("unet")
+    model = build_model(**unet)
+    with pytest.raises(ConfigError, match=r"unet/resnet18 cannot run on inputs from 32x32 up to 96x96 \(The size of"):
+        min_input_size(model, unet)
+    assert sides == [32, 64, 96]  # 36 s > PROBE_SECONDS (30) after the third

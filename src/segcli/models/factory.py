@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from time import monotonic
 
 import torch
 from torch import nn
@@ -398,6 +399,24 @@ def _refuse_fixed_size(label: str, error: str) -> None:
                           "+model.kwargs.dynamic_img_size=true (model=dpt sets it) or choose another model")
 
 
+PROBE_SECONDS = 30.0  # min_input_size tries larger sides only while its failed passes have taken less than this
+
+
+def _refuse_dpt_patch(model: nn.Module, label: str) -> None:
+    """smp's DPT resizes block i's patch grid by stride / 2**(i + 2) (to 1/4, 1/8, 1/16, 1/32 of the input) with
+    whole-number (transposed) convolution strides, so a patch size that is not a power of 2 (14: ×3.5 made ×3) gives
+    grids that never line up, at any input size; unrefused, the probe tried ever larger sides for many minutes."""
+    if type(model).__name__ != "DPT":
+        return
+    strides = [int(s) for s in getattr(model.encoder, "output_strides", None) or []]
+    for i, stride in enumerate(strides):
+        factor = stride / 2 ** (i + 2)
+        if factor != (int(factor) if factor >= 1 else 1 / int(1 / factor)):
+            raise ConfigError(f"{label}: smp's DPT needs a ViT whose patch size is a power of 2 (8, 16, 32), and this "
+                              f"encoder's patches are {stride} px, which its decoder cannot resize to 1/{2 ** (i + 2)} "
+                              "of the input; choose a patch-16 ViT (e.g. model.encoder=tu-vit_small_patch16_224)")
+
+
 def min_input_size(model: nn.Module, kwargs: dict) -> int:
     """The smallest square input side (a multiple of the size multiple) `model` runs on, found before anything
     is written rather than as exit 4 from inside training: training and inference pad smaller inputs up to it
@@ -407,14 +426,19 @@ def min_input_size(model: nn.Module, kwargs: dict) -> int:
     multiple, channels = size_multiple(model), int(kwargs.get("in_channels", 3))
     extra = ", ".join(f"{k}={v}" for k, v in (kwargs.get("kwargs") or {}).items())
     label = f"{kwargs['arch']}/{kwargs['encoder']}" + (f" with {extra}" if extra else "")
+    _refuse_dpt_patch(model, label)
     got: tuple[int, int] | str = ""
+    start = monotonic()
     for side in range(multiple, 17 * multiple, multiple):
         got = _probe(model, channels, side, side)
         if isinstance(got, tuple):
             break
-    else:
+        if monotonic() - start > PROBE_SECONDS:  # a ViT's pass grows as side**4: the larger sides take minutes
+            break
+    if not isinstance(got, tuple):
         _refuse_fixed_size(label, got)
-        raise ConfigError(f"{label} cannot run on inputs up to {side}x{side} ({got}); choose another model")
+        raise ConfigError(f"{label} cannot run on inputs from {multiple}x{multiple} up to {side}x{side} ({got}); "
+                          "choose another model")
     other = _probe(model, channels, side + multiple, side + 2 * multiple)  # images are rarely square or that small
     if isinstance(other, str):
         _refuse_fixed_size(label, other)
