@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers_train import epochs_run, segcli, tiny, val_rows
+from helpers_train import epochs_run, rows, segcli, tiny, val_rows
 
 from segcli.inference.io import _partial_prefix
 
@@ -158,3 +158,33 @@ def test_a_stop_right_after_best_ckpt_waits_for_the_epochs_last_ckpt(signum, tin
     code, _, err = segcli(["train", "--resume", run_dir], capsys)
     assert code == 0, err
     assert epochs_run(run_dir) == 3
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_stop_during_an_epochs_last_ckpt_keeps_that_epochs_metrics_row(signum, tiny_data, tmp_path, capsys,
+                                                                         monkeypatch):
+    """Lightning logs an epoch's train/loss_epoch after the epoch-end hooks that write last.ckpt: a Ctrl-C or SIGTERM
+    during that write stopped the run before the row reached metrics.csv, and the resume (which starts at the next
+    epoch) never wrote it, so curves.png and a sweep's epoch count missed that epoch. Held until it is logged."""
+    import signal
+
+    from segcli.training.checkpoints import LastCheckpoint
+
+    save = LastCheckpoint._save
+
+    def then_stop(self, trainer, pl_module):
+        save(self, trainer, pl_module)
+        if trainer.current_epoch == 1:
+            signal.raise_signal(getattr(signal, signum))
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(LastCheckpoint, "_save", then_stop)
+        code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "final_eval=false"),
+                               "--run-dir", run_dir], capsys)
+    assert code == {"SIGTERM": 143, "SIGINT": 130}[signum], err
+    trained = lambda: [r["epoch"] for r in rows(run_dir) if r.get("train/loss_epoch")]  # noqa: E731
+    assert trained() == ["0", "1"]
+    code, _, err = segcli(["train", "--resume", run_dir], capsys)
+    assert code == 0, err
+    assert trained() == ["0", "1", "2"] and epochs_run(run_dir) == 3

@@ -42,9 +42,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class EpochEndHold:
     """Stops (Ctrl-C, SIGTERM, SIGHUP) held from an epoch-end best.ckpt write until that epoch's last.ckpt is
-    written: a stop between the two left a best.ckpt of an epoch that last.ckpt and metrics.csv do not record (in
-    the first epoch, a best.ckpt and no last.ckpt to resume from). Nothing long runs between them (the epoch-end
-    hooks of the other callbacks). One process only: under DDP the processes coordinate their stops otherwise."""
+    written and Lightning has logged the epoch's train rows to metrics.csv (the next epoch's start, or the end of
+    training): a stop between the writes left a best.ckpt of an epoch that last.ckpt and metrics.csv do not record
+    (in the first epoch, a best.ckpt and no last.ckpt to resume from). Nothing long runs in between (the epoch-end
+    hooks of the other callbacks, the schedulers' epoch step, the logging). One process only: under DDP the
+    processes coordinate their stops otherwise."""
 
     def __init__(self):
         self._stack: contextlib.ExitStack | None = None
@@ -155,6 +157,8 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
+        if trainer.world_size == 1:
+            self.hold.hold()  # with best.ckpt's, if it wrote: until Lightning has logged the epoch (below)
         try:
             if recent and not _last_epoch(trainer):
                 self._pending = True
@@ -163,7 +167,11 @@ class LastCheckpoint(Checkpoint):
         except BaseException:
             self.hold.drop()
             raise
-        self.hold.release()  # a stop held since best.ckpt's write stops the run now
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Lightning writes an epoch's train/loss_epoch row after its epoch-end hooks: a stop raised at the end of
+        # the one above lost the row of an epoch that last.ckpt records, and the resume starts after that epoch
+        self.hold.release()  # a stop held since then stops the run now
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.hold.release()
