@@ -207,3 +207,23 @@ def test_a_report_that_would_replace_the_model_is_refused(trained, tmp_path, cap
     code, out, err = run_cli(["eval", "--ckpt", ckpt, "--json", ckpt], capsys)
     assert code == 2 and "the model file evaluated" in err.strip().splitlines()[-1], err
     assert pathlib.Path(ckpt).read_bytes() == before
+
+
+def test_compare_with_a_report_of_other_masks_of_the_same_classes_and_size_says_so(crafted, tmp_path, capsys):
+    """Another dataset with the same class names, split and image count (or masks edited since): the deltas were
+    printed as a change of model, with no note. The ground-truth pixel counts, which no model changes, tell."""
+    base, rep, old = _report(crafted, tmp_path, capsys)
+    code, _, err = run_cli(base + ["--compare", old], capsys)  # the same images and masks: no note
+    assert code == 0 and "note" not in err, err
+    first = rep["classes"][0]
+    first["gt_pixels"] += 7
+    old.write_text(json.dumps(rep))
+    code, _, err = run_cli(base + ["--compare", old], capsys)
+    assert code == 0, err
+    assert (f"eval: note: {old} counted other ground-truth pixels ('{first['name']}' {first['gt_pixels']:,} vs "
+            f"{first['gt_pixels'] - 7:,}): it scored other images or other masks (another dataset, or masks edited "
+            "since), so the deltas do not compare models alone") in err
+    rep.update(split="test")  # another split: that note alone
+    old.write_text(json.dumps(rep))
+    code, _, err = run_cli(base + ["--compare", old], capsys)
+    assert code == 0 and err.count("note:") == 1 and "scored split 'test'" in err, err

@@ -218,7 +218,8 @@ def run(cfg) -> dict:
             check_model_there(path)  # a missing file or a folder given as a model
     from segcli.evaluation import distributed
     from segcli import __version__
-    from segcli.evaluation.compare import class_mismatch, deltas, load_report, split_mismatch, version_mismatch
+    from segcli.evaluation.compare import (class_mismatch, deltas, ground_truth_mismatch, load_report, split_mismatch,
+                                         version_mismatch)
     from segcli.evaluation.corruptions import CORRUPTIONS, for_channels, parse_corruptions, parse_severities
     from segcli.evaluation.gate import failures, parse_gate
     from segcli.evaluation.output import held_out
@@ -283,6 +284,8 @@ def run(cfg) -> dict:
             extra["compare"] = deltas(old, metrics, str(cfg.compare))
             for mismatch in (class_mismatch(old, metrics, str(cfg.compare)),
                              split_mismatch(old, str(cfg.split), len(pairs), str(cfg.compare)),
+                             ground_truth_mismatch(old, {**metrics, "split": str(cfg.split), "num_images": len(pairs)},
+                                                   str(cfg.compare)),
                              version_mismatch(old, __version__, str(cfg.compare))):
                 if mismatch and distributed.is_main():
                     info(f"eval: note: {mismatch}")

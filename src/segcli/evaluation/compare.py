@@ -117,6 +117,25 @@ def split_mismatch(old: dict, split: str, num_images: int, source: str = "") -> 
             "compare different images, not only different models")
 
 
+def ground_truth_mismatch(old: dict, new: dict, source: str = "") -> str | None:
+    """A note when the reports, of the same classes and number of images, count other ground-truth pixels per class:
+    the ground truth does not depend on the model, so the earlier report scored other images or other masks (another
+    dataset with the same classes and split size, or masks edited since). None otherwise, and where a report lacks
+    the counts."""
+    before = {r["name"]: r.get("gt_pixels") for r in old["classes"]}
+    now = {r["name"]: r.get("gt_pixels") for r in new["classes"]}
+    if (list(before) != list(now) or old.get("num_images") != new.get("num_images")
+            or old.get("split", new.get("split")) != new.get("split")):
+        return None  # class_mismatch or split_mismatch says so already
+    differ = [(name, before[name], count) for name, count in now.items()
+              if isinstance(before[name], int) and isinstance(count, int) and before[name] != count]
+    if not differ:
+        return None
+    shown = ", ".join(f"'{name}' {a:,} vs {b:,}" for name, a, b in differ[:3]) + (" …" if len(differ) > 3 else "")
+    return (f"{source} counted other ground-truth pixels ({shown}): it scored other images or other masks (another "
+            "dataset, or masks edited since), so the deltas do not compare models alone")
+
+
 def version_mismatch(old: dict, version: str, source: str = "") -> str | None:
     """A note when the earlier report was written by another segcli version (a metric whose definition changed
     between them moves with no change of model), else None. Reports before 2026-12-08 record no version."""
