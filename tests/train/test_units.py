@@ -214,16 +214,18 @@ def test_last_checkpoint_with_a_minimum_interval_skips_epoch_ends_but_not_the_la
     monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
     written = []
     trainer = SimpleNamespace(should_stop=False, max_epochs=-1, max_steps=-1, current_epoch=0, global_step=0,
-                              fit_loop=SimpleNamespace(min_epochs=None, min_steps=None),
+                              world_size=1, fit_loop=SimpleNamespace(min_epochs=None, min_steps=None),
                               save_checkpoint=lambda path, weights_only: written.append(trainer.current_epoch))
     last = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
     for epoch, seconds in enumerate([10, 10, 10, 40, 10]):  # epoch ends at 110, 120, 130, 170, 180 s
         clock[0] += seconds
         trainer.current_epoch = epoch
+        last.on_train_epoch_start(trainer, None)
         last.on_train_epoch_end(trainer, None)
     assert written == [0, 3]  # the first epoch end, then the first one 60 s after it
     trainer.current_epoch, trainer.should_stop = 5, True  # the time budget ran out in epoch 5
     clock[0] += 1
+    last.on_train_epoch_start(trainer, None)
     last.on_train_epoch_end(trainer, None)
     last.on_train_end(trainer, None)
     assert written == [0, 3, 5]  # the last epoch is written once
@@ -232,12 +234,15 @@ def test_last_checkpoint_with_a_minimum_interval_skips_epoch_ends_but_not_the_la
     written.clear()
     for epoch in range(3):
         trainer.current_epoch = epoch
+        every.on_train_epoch_start(trainer, None)
         every.on_train_epoch_end(trainer, None)
+    every.on_train_end(trainer, None)
     assert written == [0, 1, 2]
     skipped = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
     written.clear()
     for epoch in range(2):
         trainer.current_epoch = epoch
+        skipped.on_train_epoch_start(trainer, None)
         skipped.on_train_epoch_end(trainer, None)
     skipped.on_train_end(trainer, None)  # a stop the epoch end did not see coming: the skipped epoch is written
     assert written == [0, 1]
@@ -254,13 +259,14 @@ def test_a_stop_before_the_minimum_epochs_is_not_the_last_epoch(tmp_path, monkey
     monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
     written = []
     trainer = SimpleNamespace(should_stop=False, max_epochs=-1, max_steps=-1, current_epoch=0, global_step=0,
-                              fit_loop=SimpleNamespace(min_epochs=5, min_steps=None),
+                              world_size=1, fit_loop=SimpleNamespace(min_epochs=5, min_steps=None),
                               save_checkpoint=lambda path, weights_only: written.append(trainer.current_epoch))
     last = checkpoints.LastCheckpoint(tmp_path, min_interval_s=60)
     for epoch in range(5):
         clock[0] += 5
         trainer.current_epoch, trainer.global_step = epoch, 10 * (epoch + 1)
         trainer.should_stop = epoch >= 2  # Lightning keeps asking and keeps training until min_epochs
+        last.on_train_epoch_start(trainer, None)
         last.on_train_epoch_end(trainer, None)
     last.on_train_end(trainer, None)
     assert written == [0, 4]
@@ -270,7 +276,9 @@ def test_a_stop_before_the_minimum_epochs_is_not_the_last_epoch(tmp_path, monkey
     for epoch in range(10):
         clock[0] += 5
         trainer.current_epoch, trainer.global_step, trainer.should_stop = epoch, 10 * (epoch + 1), True
+        last.on_train_epoch_start(trainer, None)
         last.on_train_epoch_end(trainer, None)
+    last.on_train_end(trainer, None)
     assert written == [0, 9]
 
 
