@@ -166,3 +166,34 @@ def test_a_final_evaluation_that_predicts_most_classes_nowhere_gets_a_note(capsy
         row["pred_pixels"] = 1
     _unlearnt_note({"classes": rows}, OmegaConf.create({"loss": {"class_weights": None}}))
     assert capsys.readouterr().err == ""
+
+
+def test_throughput_counts_the_batches_after_a_validation_within_the_epoch(tiny_data, tmp_path, capsys):
+    """With val_check_interval < 1 the first batch after each validation went untimed and uncounted: its row repeated
+    the step before's images/s, and the epoch's images/s counted the other batches only. The epoch figure is all
+    its images over the sum of the steps' times."""
+    run = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "data.batch_size=2",
+                                          "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
+                                          "+trainer.val_check_interval=0.5", "final_eval=false"),
+                           "--run-dir", run], capsys)
+    assert code == 0, err
+    table = rows(run)
+    assert len([r for r in table if r.get("val/mIoU")]) == 2  # after batches 2 and 4
+    rates = [float(r["train/images_per_s"]) for r in table if r.get("train/images_per_s")]
+    assert len(rates) == 4
+    (epoch,) = [float(r["train/epoch_images_per_s"]) for r in table if r.get("train/epoch_images_per_s")]
+    assert epoch == pytest.approx(8 / sum(2 / rate for rate in rates), rel=1e-4)
+
+
+def test_the_epoch_lines_time_is_the_runs_training_time_over_all_sessions(tiny_data, tmp_path, capsys, monkeypatch):
+    """The epoch line's time counted this session only: after --resume it restarted at 0:00:00 while trainer.max_time
+    counts every session (Lightning's 'Time limit reached. Elapsed time is 0:01:02' beside 'epoch 6 (0:00:29)')."""
+    from lightning.pytorch.callbacks import Timer
+
+    monkeypatch.setattr(Timer, "time_elapsed", lambda self, stage="train": 3725.4)  # as a restored Timer gives
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "final_eval=false",
+                                          "trainer.enable_progress_bar=true"),  # stderr is no terminal: the lines
+                           "--run-dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert "train: epoch 1/1 (1:02:05): loss " in err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, Timer
 
 from segcli.training.checkpoints import MONITOR
 
@@ -21,14 +21,14 @@ from segcli.training.checkpoints import MONITOR
 class SpeedAndLR(Callback):
     """Logs per optimiser step `train/lr` (first parameter group: the lr the batch's optimiser step uses, read before
     the scheduler moves it on) and `train/images_per_s` (images of the batch over the wall time since the previous
-    batch ended, data loading included); per epoch
-    `train/epoch_images_per_s` (all training images of the epoch over its wall time, validation excluded).
+    batch ended, data loading included; after a validation within the epoch, since the batch started); per epoch
+    `train/epoch_images_per_s` (all training images of the epoch over the sum of those times: validation excluded).
     Under DDP both count every process's images: this process's figure times the process count (DDP steps in
     lockstep, one batch per process). No collective call: one made from a callback can deadlock when the rank-0
     progress bar reduces metrics at another point than the other ranks."""
 
     def __init__(self):
-        self._last = None  # time the previous batch ended (or the epoch started); None during validation
+        self._last = None  # time the previous batch ended (or the epoch started); None after a validation
         self._epoch_time = 0.0
         self._epoch_images = 0
         self._lr = None  # the lr this batch's optimiser step uses (read at the batch's start)
@@ -37,33 +37,31 @@ class SpeedAndLR(Callback):
         # at the batch's end the scheduler has already stepped: the lr read then is the next step's (the row of
         # step 0 showed the second step's lr, a warm-up's first value and the peak never appeared)
         self._lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else None
+        if self._last is None:  # the first batch after a validation within the epoch (val_check_interval < 1): it
+            self._last = time.perf_counter()  # went untimed and uncounted, and its row repeated the step before's
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._last = time.perf_counter()
         self._epoch_time, self._epoch_images = 0.0, 0
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if self._last is not None and not trainer.sanity_checking:
-            self._epoch_time += time.perf_counter() - self._last
+        if not trainer.sanity_checking:
             self._last = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.perf_counter()
         images = int(batch["image"].shape[0])
-        if self._last is not None:
-            elapsed = max(now - self._last, 1e-9)
-            self._epoch_time += elapsed
-            self._epoch_images += images
-            pl_module.log("train/images_per_s", _host(images * trainer.world_size / elapsed), on_step=True,
-                          on_epoch=False, prog_bar=True)
+        elapsed = max(now - self._last, 1e-9)  # _last: set at the latest by this batch's start
+        self._epoch_time += elapsed
+        self._epoch_images += images
+        pl_module.log("train/images_per_s", _host(images * trainer.world_size / elapsed), on_step=True,
+                      on_epoch=False, prog_bar=True)
         self._last = now
         if self._lr is not None:
             pl_module.log("train/lr", _host(self._lr), on_step=True, on_epoch=False, prog_bar=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self._last is not None:
-            self._epoch_time += time.perf_counter() - self._last
-            self._last = None
+        self._last = None
         if self._epoch_images and self._epoch_time > 0:
             pl_module.log("train/epoch_images_per_s", _host(self._epoch_images * trainer.world_size / self._epoch_time),
                           on_step=False, on_epoch=True)
@@ -97,7 +95,10 @@ class EpochLines(Callback):
         metrics = trainer.callback_metrics  # read by every process: a metric logged with sync_dist reduces here
         if not trainer.is_global_zero:
             return
-        seconds = int(time.monotonic() - self._start)
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        # the Timer's training time, which trainer.max_time counts, over all sessions of a resumed run (this
+        # session's alone disagreed with Lightning's 'Time limit reached. Elapsed time is …' line)
+        seconds = int(timer.time_elapsed("train") if timer is not None else time.monotonic() - self._start)
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs is not None and trainer.max_epochs > 0 else ""
         parts = [f"{name} {format(float(metrics[key]), form)}" for name, key, form in (
             ("loss", "train/loss_epoch", ".4f"), ("lr", "train/lr", ".1e")) if metrics.get(key) is not None]
