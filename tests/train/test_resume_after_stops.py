@@ -188,3 +188,32 @@ def test_a_stop_during_an_epochs_last_ckpt_keeps_that_epochs_metrics_row(signum,
     code, _, err = segcli(["train", "--resume", run_dir], capsys)
     assert code == 0, err
     assert trained() == ["0", "1", "2"] and epochs_run(run_dir) == 3
+
+
+def test_a_stop_in_the_validation_after_a_step_checkpoint_on_the_epochs_last_step_resumes_that_epochs_end(
+        tiny_data, tmp_path, capsys, monkeypatch):
+    """save_every_n_steps=N where N divides the epoch: last.ckpt was written at the epoch's last step, and a stop
+    during the validation after it made --resume start the next epoch, skipping that epoch's validation (best.ckpt
+    never saw those weights) and its train/loss_epoch row, without a word. The epoch's end writes last.ckpt anyway."""
+    import signal
+
+    from segcli.models.module import SegModule
+
+    check = SegModule.on_validation_start
+
+    def stop_in_epoch_2(self):
+        check(self)
+        if self.current_epoch == 1 and not self.trainer.sanity_checking:
+            signal.raise_signal(signal.SIGTERM)
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(SegModule, "on_validation_start", stop_in_epoch_2)
+        code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=3", "data.batch_size=2",
+                                              "trainer.limit_train_batches=3", "save_every_n_steps=3",
+                                              "final_eval=false"), "--run-dir", run_dir], capsys)
+    assert code == 143, err
+    code, _, err = segcli(["train", "--resume", run_dir], capsys)
+    assert code == 0, err
+    assert [e for e, _, _ in val_rows(run_dir)] == ["0", "1", "2"]
+    assert [r["epoch"] for r in rows(run_dir) if r.get("train/loss_epoch")] == ["0", "1", "2"]

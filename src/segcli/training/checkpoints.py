@@ -151,6 +151,8 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
+        if _epoch_ends(trainer):  # written at the epoch's end, after its validation: resumed from a step checkpoint
+            return  # of its last step, Lightning took the epoch as done and skipped its validation and epoch end
         if self.every_n_steps and step and step % self.every_n_steps == 0 and step != self._saved_step:
             self._saved_step = step
             self._save(trainer, pl_module)
