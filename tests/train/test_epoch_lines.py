@@ -43,7 +43,7 @@ def test_without_validation_the_line_has_no_val(tiny_data, tmp_path, capsys):
     assert len(lines) == 1 and LINE.match(lines[0]) and "val mIoU" not in lines[0], lines
 
 
-@pytest.mark.parametrize("terminal, bar, expected", [(True, True, "RichProgressBar"), (False, True, "EpochLines"),
+@pytest.mark.parametrize("terminal, bar, expected", [(True, True, "ProgressBar"), (False, True, "EpochLines"),
                                                      (True, False, None), (False, False, None)])
 def test_the_bar_on_a_terminal_lines_elsewhere_neither_when_off(monkeypatch, terminal, bar, expected):
     from omegaconf import OmegaConf
@@ -55,4 +55,17 @@ def test_the_bar_on_a_terminal_lines_elsewhere_neither_when_off(monkeypatch, ter
     cfg = compose("train", [])
     cfg.trainer.enable_progress_bar = bar
     names = {type(c).__name__ for c in train._callbacks(OmegaConf.create(OmegaConf.to_container(cfg)))}
-    assert {"RichProgressBar", "EpochLines"} & names == ({expected} if expected else set())
+    assert {"ProgressBar", "EpochLines"} & names == ({expected} if expected else set())
+
+
+def test_the_bar_shows_the_learning_rate_in_scientific_notation():
+    """Lightning's bar formats every metric '.3f': a learning rate of 1e-4 showed as 0.000 all run long."""
+    from types import SimpleNamespace
+
+    from segcli.training.callbacks import ProgressBar
+
+    trainer = SimpleNamespace(loggers=[], progress_bar_metrics={"train/lr": 1e-4, "train/images_per_s": 24.9123,
+                                                                 "train/loss_step": 0.52314})
+    items = ProgressBar().get_metrics(trainer, None)
+    assert items["train/lr"] == "1.0e-04" and items["train/images_per_s"] == "24.9"
+    assert items["train/loss_step"] == 0.52314  # the bar's own format for the rest

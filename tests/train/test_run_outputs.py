@@ -197,3 +197,18 @@ def test_the_epoch_lines_time_is_the_runs_training_time_over_all_sessions(tiny_d
                            "--run-dir", tmp_path / "run"], capsys)
     assert code == 0, err
     assert "train: epoch 1/1 (1:02:05): loss " in err
+
+
+def test_a_steps_images_per_s_covers_all_its_accumulated_batches(tiny_data, tmp_path, capsys):
+    """With trainer.accumulate_grad_batches=2 a step's row held its last micro-batch's images/s only (the first,
+    slowest batch of each step never appeared, and the rows disagreed with the epoch's figure)."""
+    run = tmp_path / "run"
+    code, _, err = segcli(["train", *tiny(tiny_data, "trainer.max_epochs=1", "data.batch_size=2",
+                                          "trainer.limit_train_batches=4", "trainer.accumulate_grad_batches=2",
+                                          "final_eval=false"), "--run-dir", run], capsys)
+    assert code == 0, err
+    table = rows(run)
+    rates = [float(r["train/images_per_s"]) for r in table if r.get("train/images_per_s")]
+    assert len(rates) == 2  # two optimiser steps of 4 images each
+    (epoch,) = [float(r["train/epoch_images_per_s"]) for r in table if r.get("train/epoch_images_per_s")]
+    assert epoch == pytest.approx(8 / sum(4 / rate for rate in rates), rel=1e-4)

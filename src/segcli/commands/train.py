@@ -644,11 +644,11 @@ def _callbacks(cfg) -> list:
     if not cfg.trainer.get("enable_progress_bar", True):
         return callbacks
     if stderr_is_terminal():
-        from lightning.pytorch.callbacks import RichProgressBar
+        from segcli.training.callbacks import ProgressBar
 
         # stdout is for results; 4 redraws a second, not Lightning's 100: its refresh thread competes with training
         # for the GIL and, on a 2-core CPU, for a core (the bar off saved 1.3% of a 5-epoch run's time)
-        callbacks.append(RichProgressBar(refresh_rate=4, leave=True, console_kwargs={"stderr": True}))
+        callbacks.append(ProgressBar(refresh_rate=4, leave=True, console_kwargs={"stderr": True}))
     else:
         from segcli.training.callbacks import EpochLines
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, Timer
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar, Timer
 
 from segcli.training.checkpoints import MONITOR
 
@@ -31,18 +31,22 @@ class SpeedAndLR(Callback):
         self._last = None  # time the previous batch ended (or the epoch started); None after a validation
         self._epoch_time = 0.0
         self._epoch_images = 0
+        self._step_time, self._step_images = 0.0, 0  # of the micro-batches of an optimiser step so far
         self._lr = None  # the lr this batch's optimiser step uses (read at the batch's start)
+        self._step = None  # trainer.global_step at the batch's start: it moves on when the batch ends a step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # at the batch's end the scheduler has already stepped: the lr read then is the next step's (the row of
         # step 0 showed the second step's lr, a warm-up's first value and the peak never appeared)
         self._lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else None
+        self._step = trainer.global_step
         if self._last is None:  # the first batch after a validation within the epoch (val_check_interval < 1): it
             self._last = time.perf_counter()  # went untimed and uncounted, and its row repeated the step before's
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._last = time.perf_counter()
         self._epoch_time, self._epoch_images = 0.0, 0
+        self._step_time, self._step_images = 0.0, 0
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
@@ -52,11 +56,16 @@ class SpeedAndLR(Callback):
         now = time.perf_counter()
         images = int(batch["image"].shape[0])
         elapsed = max(now - self._last, 1e-9)  # _last: set at the latest by this batch's start
+        self._last = now
         self._epoch_time += elapsed
         self._epoch_images += images
-        pl_module.log("train/images_per_s", _host(images * trainer.world_size / elapsed), on_step=True,
-                      on_epoch=False, prog_bar=True)
-        self._last = now
+        self._step_time += elapsed
+        self._step_images += images
+        if trainer.global_step == self._step:  # accumulating gradients: Lightning logs the step at its last batch
+            return
+        rate = self._step_images * trainer.world_size / self._step_time  # all the step's micro-batches
+        self._step_time, self._step_images = 0.0, 0
+        pl_module.log("train/images_per_s", _host(rate), on_step=True, on_epoch=False, prog_bar=True)
         if self._lr is not None:
             pl_module.log("train/lr", _host(self._lr), on_step=True, on_epoch=False, prog_bar=True)
 
@@ -65,6 +74,20 @@ class SpeedAndLR(Callback):
         if self._epoch_images and self._epoch_time > 0:
             pl_module.log("train/epoch_images_per_s", _host(self._epoch_images * trainer.world_size / self._epoch_time),
                           on_step=False, on_epoch=True)
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, with the learning rate in scientific notation (its '.3f' showed 1e-4 as 0.000
+    and most of a decaying schedule as 0.000) and images/s to a tenth, as the plain epoch lines show them."""
+
+    FORMATS = {"train/lr": ".1e", "train/images_per_s": ".1f"}
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        for key, form in self.FORMATS.items():
+            if isinstance(items.get(key), (int, float)):
+                items[key] = format(items[key], form)
+        return items
 
 
 class EpochLines(Callback):
