@@ -152,6 +152,22 @@ def test_curves_from_metrics_csv(tmp_path):
     assert write_curves(tmp_path).is_file()
 
 
+def test_curves_place_validations_within_an_epoch_at_their_fraction_of_it(tmp_path):
+    """trainer.val_check_interval=0.5 (4 steps an epoch): the validations after steps 1 and 5 were drawn at epochs 1
+    and 2 above the epoch-end ones, a vertical zig-zag read as a fall and rise between epochs."""
+    from segcli.training.curves import read_series
+
+    rows = ["epoch,step,train/loss_epoch,train/loss_step,val/mIoU"]
+    for epoch in range(2):
+        first = 4 * epoch
+        rows += [f"{epoch},{first + i},,1.0," for i in range(4)]
+        rows += [f"{epoch},{first + 1},,,0.{epoch}2", f"{epoch},{first + 3},,,0.{epoch}4", f"{epoch},{first + 3},1.0,,"]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    points = read_series(tmp_path / "metrics.csv")["miou"]
+    assert [x for x, _ in points] == [0.5, 1.0, 1.5, 2.0]
+    assert [y for _, y in points] == pytest.approx([2, 4, 12, 14])
+
+
 def test_resume_config_refuses_other_overrides(tmp_path):
     from segcli.training.resume import resume_config
 

@@ -20,8 +20,12 @@ STEP_COLOUR, EPOCH_COLOUR, VAL_COLOUR = (150, 180, 230), (31, 90, 180), (200, 70
 
 
 def read_series(metrics_csv: Path) -> dict[str, list[tuple[float, float]]]:
-    """{'loss_step': [(step, loss)], 'loss_epoch': [(step, loss)], 'miou': [(epoch + 1, mIoU %)]} from metrics.csv."""
+    """{'loss_step': [(step, loss)], 'loss_epoch': [(step, loss)], 'miou': [(epochs trained, mIoU %)]} from
+    metrics.csv. A validation at an epoch's end is at epoch + 1; one within it (trainer.val_check_interval) at the
+    fraction of the epoch's steps done, where the epoch's steps are known (all of one epoch's validations were put at
+    epoch + 1, one above another, and read as a fall and rise between epochs)."""
     out = {"loss_step": [], "loss_epoch": [], "miou": []}
+    validations, ends = [], {}  # (epoch, step, mIoU %); epoch → the step of its train/loss_epoch row (its last)
     with open(metrics_csv, newline="") as handle:
         for row in csv.DictReader(handle):
             def value(key):
@@ -33,8 +37,14 @@ def read_series(metrics_csv: Path) -> dict[str, list[tuple[float, float]]]:
                 out["loss_step"].append((step, value("train/loss_step")))
             if value("train/loss_epoch") is not None and step is not None:
                 out["loss_epoch"].append((step, value("train/loss_epoch")))
+                if epoch is not None:
+                    ends[epoch] = step
             if value("val/mIoU") is not None and epoch is not None:
-                out["miou"].append((epoch + 1, 100.0 * value("val/mIoU")))
+                validations.append((epoch, step, 100.0 * value("val/mIoU")))
+    for epoch, step, miou in validations:
+        end, start = ends.get(epoch), ends.get(epoch - 1, -1.0 if epoch == 0 else None)
+        within = None not in (step, end, start) and start < step < end
+        out["miou"].append((epoch + (step - start) / (end - start) if within else epoch + 1, miou))
     return out
 
 
@@ -80,7 +90,7 @@ def _panel(title: str, xlabel: str, series: list[tuple[list[tuple[float, float]]
             cv2.circle(img, tuple(int(v) for v in p), thickness + 1, colour, -1, cv2.LINE_AA)
         if mark_max:
             x, y = max(pts, key=lambda p: p[1])
-            cv2.putText(img, f"best {y:.2f} @ {x:.0f}", (left + 8, top + 16), font, 0.45, colour, 1, cv2.LINE_AA)
+            cv2.putText(img, f"best {y:.2f} @ {x:.3g}", (left + 8, top + 16), font, 0.45, colour, 1, cv2.LINE_AA)
     return img
 
 
